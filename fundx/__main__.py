@@ -1,0 +1,3 @@
+from fundx.cli import main
+
+main()

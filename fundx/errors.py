@@ -1,0 +1,108 @@
+"""Every error fundx raises, grouped by what the caller should do about it.
+
+Retry decisions read the type, never the message. Every error carries two messages:
+``action`` for the person who must act ("police token rejected: renew FUNDX_POLICE_CLIENT_SECRET")
+and ``str(error)`` for the log. Neither may contain a record's content: name the feed, the row
+number, the column, the setting; show identity numbers only masked (fundx.identity.mask_id).
+Prefect pickles failed-flow exceptions into its storage, so this rule is what keeps personal data
+out of it.
+"""
+
+from __future__ import annotations
+
+
+class FundxError(Exception):
+    """Base of all fundx errors. ``feed`` names the feed concerned, when there is one."""
+
+    #: what a person should do, in one line; subclasses give a default
+    default_action = "see the log line above for details"
+
+    def __init__(self, message: str, *, feed: str | None = None, action: str | None = None):
+        self.feed = feed
+        self.action = action or self.default_action
+        prefix = f"{feed}: " if feed and not message.startswith(f"{feed}:") else ""
+        super().__init__(prefix + message)
+
+    @property
+    def kind(self) -> str:
+        """The error's type name, as recorded in the ledger."""
+        return type(self).__name__
+
+    def __reduce__(self):  # keep feed/action through pickling (Prefect, multiprocessing)
+        return (_rebuild, (type(self), str(self), self.feed, self.action))
+
+
+def _rebuild(cls, message, feed, action):
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.feed, err.action = feed, action
+    return err
+
+
+class TransientError(FundxError):
+    """May succeed if tried again later: connection errors, timeouts, 429, 5xx, a truncated page."""
+
+    default_action = "retry later; if it persists, ask the agency whether its service is degraded"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw):
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class RateLimited(TransientError):
+    """The agency answered 429; ``retry_after`` holds its Retry-After in seconds when it sent one."""
+
+
+class IncompletePull(TransientError):
+    """A pull ended without every row the agency announced (truncated body, short page, missing done-file)."""
+
+
+class PermanentError(FundxError):
+    """Will fail again until a person changes something; stops this feed only."""
+
+
+class ConfigurationError(PermanentError):
+    """A setting or feed config is missing or wrong; the message names the key."""
+
+    default_action = "fix the named setting and run again"
+
+
+class AuthError(PermanentError):
+    """Credentials were rejected even after a refresh."""
+
+    default_action = "renew the feed's credentials"
+
+
+class SourceSchemaError(PermanentError):
+    """The agency's data no longer has the shape its contract says (a renamed or missing column)."""
+
+    default_action = "ask the agency about the change, or update the feed's contract"
+
+
+class NotFoundError(PermanentError):
+    """The endpoint, table, view or drop folder is not there."""
+
+    default_action = "check the feed's URL, path or relation name"
+
+
+class DataError(PermanentError):
+    """The data itself is unusable as a whole (undecodable file, wrong type in a column)."""
+
+    default_action = "ask the agency to resend the file or fix the view"
+
+
+class InternalError(PermanentError):
+    """A fault in fundx itself; the message names the exception type and where, never its text."""
+
+    default_action = "report it to the fundx engineers with the run's log"
+
+
+class NightFailed(FundxError):
+    """A night ended with one or more feeds failed; the message names them and why."""
+
+    default_action = "run `fundx status` and fix the feeds named; a rerun pulls only what is missing"
+
+
+def is_transient(error: BaseException) -> bool:
+    """True if trying again later may help."""
+    return isinstance(error, TransientError)

@@ -1,0 +1,146 @@
+"""Typed settings for the exchange, read from FUNDX_* environment variables.
+
+Everything the exchange keeps lives under one directory, FUNDX_HOME (default ./var): the ledger,
+stage inboxes, keys and reports. The sandbox agencies keep *their* data apart, under
+FUNDX_SANDBOX_HOME (default ./agencies), because that side holds plain personal data.
+
+Secrets are never written in configs. A config value such as ``env:FUNDX_POLICE_CLIENT_SECRET`` or
+``secret:fundx-police-client-secret`` is a *reference*, resolved by :func:`resolve` at the moment it is
+used: first the process environment, then the ``exchange.env`` file that a running sandbox hands to
+the exchange, then (for ``secret:``) a Prefect Secret block.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fundx.errors import ConfigurationError
+from fundx.timeutil import aware
+
+
+class Settings(BaseSettings):
+    """The exchange's settings; each field is the environment variable FUNDX_<NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="FUNDX_", extra="ignore", validate_default=True)
+
+    home: Path = Field(Path("var"), description="where the exchange keeps its state")
+    sandbox_home: Path = Field(Path("agencies"), description="where the sandbox agencies keep their data")
+    ledger_url: str | None = Field(None, description="SQLAlchemy URL of the ledger; default SQLite under home")
+    initial_watermark: datetime = Field(
+        aware("2020-01-01"), description="where a feed that was never pulled starts"
+    )
+    http_connect_timeout: float = Field(5.0, gt=0, description="seconds to open a connection")
+    http_read_timeout: float = Field(30.0, gt=0, description="seconds to wait for a response's bytes")
+    db_timeout: float = Field(30.0, gt=0, description="seconds for a database connect or statement")
+    retry_attempts: int = Field(6, ge=1, le=20, description="tries of one request before giving up")
+    retry_base_delay: float = Field(0.5, ge=0, description="first backoff delay in seconds (doubles each try)")
+    retry_max_delay: float = Field(30.0, ge=0, description="longest single backoff or Retry-After honoured")
+    max_response_bytes: int = Field(64 * 1024 * 1024, gt=0, description="largest HTTP body accepted")
+
+    @field_validator("home", "sandbox_home")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("initial_watermark", mode="before")
+    @classmethod
+    def _aware(cls, value):
+        return aware(value)
+
+    @property
+    def ledger(self) -> str:
+        return self.ledger_url or f"sqlite:///{self.home / 'ledger.db'}"
+
+    @property
+    def sandbox_env_file(self) -> Path:
+        """Credentials and endpoints a running sandbox hands to the exchange."""
+        return self.sandbox_home / "exchange.env"
+
+
+@lru_cache(maxsize=1)
+def _cached() -> Settings:
+    try:
+        return Settings()
+    except Exception as exc:  # pydantic ValidationError: name the variable, drop the value
+        raise ConfigurationError(_describe_validation(exc)) from None
+
+
+def get_settings() -> Settings:
+    """The settings of this process (read once; call ``reload_settings`` after changing the environment)."""
+    return _cached()
+
+
+def reload_settings() -> Settings:
+    _cached.cache_clear()
+    return _cached()
+
+
+def _describe_validation(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return f"invalid settings: {type(exc).__name__}"
+    parts = []
+    for err in errors():
+        key = "FUNDX_" + "_".join(str(p) for p in err.get("loc", ())).upper()
+        parts.append(f"{key}: {err.get('msg', 'invalid')}")
+    return "invalid settings: " + "; ".join(parts)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines, '#' comments; no shell expansion."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip()] = value.strip()
+    return values
+
+
+def resolve(ref: str, *, setting: str, feed: str | None = None, secret: bool = False) -> str | SecretStr:
+    """The value behind a config reference.
+
+    ``env:NAME``: environment variable NAME, else NAME in the running sandbox's exchange.env.
+    ``secret:BLOCK``: the Prefect Secret block BLOCK. Anything else is a literal (not allowed for
+    secrets). ``setting`` names the config key for error messages; values never appear in them.
+    """
+    if ref.startswith("env:"):
+        name = ref[4:]
+        value = os.environ.get(name)
+        if value is None:
+            value = read_env_file(get_settings().sandbox_env_file).get(name)
+        if value is None or value == "":
+            raise ConfigurationError(
+                f"setting {setting} needs environment variable {name}, which is not set",
+                feed=feed,
+                action=f"export {name}=... (or start the sandbox: fundx sandbox start)",
+            )
+    elif ref.startswith("secret:"):
+        block = ref[7:]
+        try:
+            from prefect.blocks.system import Secret
+
+            value = Secret.load(block).get()
+        except Exception as exc:  # any failure to load is a configuration problem
+            raise ConfigurationError(
+                f"setting {setting}: Prefect Secret block {block!r} could not be loaded ({type(exc).__name__})",
+                feed=feed,
+                action=f"create it: prefect block create secret, named {block}",
+            ) from None
+    elif secret:
+        raise ConfigurationError(
+            f"setting {setting} holds a secret written in the config; use env:NAME or secret:BLOCK",
+            feed=feed,
+        )
+    else:
+        value = ref
+    return SecretStr(str(value)) if secret else str(value)
