@@ -1,0 +1,64 @@
+"""Test-wide set-up: a private FUNDX_HOME and PREFECT_HOME per run, and the PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+# Before anything imports prefect: its home, quiet logs, no heartbeats (about 1 s per flow run).
+_RUN_DIR = Path(tempfile.mkdtemp(prefix="fundx-tests-"))
+os.environ["FUNDX_HOME"] = str(_RUN_DIR / "var")
+os.environ["FUNDX_SANDBOX_HOME"] = str(_RUN_DIR / "agencies")
+os.environ["PREFECT_HOME"] = str(_RUN_DIR / "prefect")
+os.environ.pop("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", None)
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+os.environ.setdefault("FUNDX_RETRY_BASE_DELAY", "0.01")
+os.environ.setdefault("FUNDX_RETRY_MAX_DELAY", "1")
+
+PG_ADMIN_URL = os.environ.get("FUNDX_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def run_dir() -> Path:
+    """The folder that holds this test run's FUNDX_HOME, sandbox home and PREFECT_HOME."""
+    return _RUN_DIR
+
+
+def _pg_available() -> str | None:
+    import sqlalchemy as sa
+
+    try:
+        engine = sa.create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(sa.text("select 1"))
+        engine.dispose()
+    except Exception as exc:  # any failure means: no server to test against
+        return f"{type(exc).__name__}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    """A fresh PostgreSQL database on the local server for this test run, dropped afterwards."""
+    import sqlalchemy as sa
+
+    problem = _pg_available()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is not reachable in CI ({problem})")
+        pytest.skip(f"PostgreSQL on 127.0.0.1:5432 is not reachable ({problem})")
+    name = f"fundx_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    yield url
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()

@@ -1,0 +1,98 @@
+"""The ledger on SQLite and on the PostgreSQL server: runs, pulls, watermarks that never go back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+
+from fundx.errors import AuthError
+from fundx.ledger import Ledger, night_of
+from fundx.timeutil import UTC, Window, aware
+
+
+@dataclass(frozen=True)
+class FakePull:  # the fields Ledger.record_pull reads from connectors.base.Pull
+    feed: str
+    window: Window
+    rows: int = 10
+    bytes: int = 1000
+    pages: int = 1
+    retries: int = 0
+    digest: str = "sha256:00"
+    duration_s: float = 0.5
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    led = Ledger(url)
+    yield led
+    if request.param == "postgresql":
+        from fundx.ledger import metadata
+
+        metadata.drop_all(led.engine)
+    led.dispose()
+
+
+def test_pull_moves_watermark_in_the_same_transaction(ledger):
+    run = ledger.start_run("night", "2026-11-23")
+    window = Window.of("2026-01-01", "2026-11-23")
+    started = aware("2026-11-23T01:30:00")
+    ledger.record_pull(run, FakePull("police.deaths", window), started_at=started)
+    assert ledger.watermark("police.deaths") == window.end.astimezone(UTC)
+    ledger.finish_run(run, feeds=1, failed=0)
+    assert ledger.last_runs(1)[0]["outcome"] == "completed"
+    (record,) = ledger.pulls_of_run(run)
+    assert (record.rows, record.outcome, record.window) == (10, "pulled", window)
+
+
+def test_watermark_never_moves_backwards(ledger):
+    run = ledger.start_run("feed", "2026-11-23")
+    late = Window.of("2026-10-01", "2026-11-01")
+    early = Window.of("2025-01-01", "2025-02-01")
+    ledger.record_pull(run, FakePull("justice.prisoners", late), started_at=aware("2026-11-01"))
+    ledger.record_pull(run, FakePull("justice.prisoners", early), started_at=aware("2026-11-01"), backfill=True)
+    assert ledger.watermark("justice.prisoners") == late.end
+    assert ledger.totals()["justice.prisoners"] == {"pulled": 2, "failed": 0, "rows": 20}
+
+
+def test_failure_is_recorded_and_leaves_watermark(ledger):
+    run = ledger.start_run("night", "2026-11-23")
+    ok = Window.of("2026-01-01", "2026-06-01")
+    ledger.record_pull(run, FakePull("civil_affairs.deaths", ok), started_at=aware("2026-06-01"))
+    error = AuthError("bearer token rejected (401)", feed="civil_affairs.deaths", action="renew FUNDX_CIVIL_AFFAIRS_TOKEN")
+    ledger.record_failure(run, "civil_affairs.deaths", Window.of("2026-06-01", "2026-11-23"), error, started_at=aware("2026-11-23"))
+    ledger.finish_run(run, feeds=1, failed=1, summary="civil_affairs.deaths (AuthError)")
+    assert ledger.watermark("civil_affairs.deaths") == ok.end
+    last = ledger.latest_pulls()["civil_affairs.deaths"]
+    assert (last.outcome, last.error_type, last.action) == ("failed", "AuthError", "renew FUNDX_CIVIL_AFFAIRS_TOKEN")
+    assert last.error_message.startswith("civil_affairs.deaths: bearer token rejected")
+    assert ledger.last_runs(1)[0]["outcome"] == "failed"
+
+
+def test_datetimes_come_back_aware_and_equal(ledger):
+    run = ledger.start_run("feed", "2026-11-23")
+    window = Window.of("2026-03-01T08:15:30", "2026-03-02T00:00:00")
+    ledger.record_pull(run, FakePull("market_regulation.businesses", window), started_at=aware("2026-03-02"))
+    mark = ledger.watermark("market_regulation.businesses")
+    assert mark.tzinfo is not None and mark == window.end
+    assert mark - window.start == timedelta(hours=15, minutes=44, seconds=30)
+
+
+def test_night_is_the_shanghai_date():
+    assert night_of(aware("2026-11-23T01:30:00+08:00")) == "2026-11-23"
+    assert night_of(aware("2026-11-22T17:30:00+00:00")) == "2026-11-23"
+
+
+def test_unusable_url_names_the_setting():
+    from fundx.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="FUNDX_LEDGER_URL"):
+        Ledger("not a url")
+    with pytest.raises(ConfigurationError, match="SQLite or PostgreSQL"):
+        Ledger("mysql+pymysql://u@h/db", create=False)
