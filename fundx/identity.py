@@ -1,0 +1,273 @@
+"""Identity numbers for matching people and businesses across agencies.
+
+Two national standards:
+
+- GB 11643 resident identity numbers (18 characters: 6-digit area code, 8-digit birth date,
+  3-digit sequence whose last digit is odd for men, and an ISO 7064 MOD 11-2 check character).
+- GB 32100 unified social credit codes (USCC, 18 characters: registration authority, entity type,
+  6-digit area code, the 9-character GB 11714 organization code with its own check character, and
+  a MOD 31 check character).
+
+Scalar functions validate and mask single values; the ``make_*`` builders produce millions of valid
+numbers at once with numpy for the sandbox generator. Everything here is pure.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import date
+
+import numpy as np
+
+# --- GB 11643 resident identity numbers -------------------------------------------------------
+
+ID_WEIGHTS: tuple[int, ...] = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+ID_CHECK_CHARS = "10X98765432"  # indexed by (weighted sum mod 11)
+
+_ID_WEIGHTS_NP = np.array(ID_WEIGHTS, dtype=np.int64)
+_ID_CHECK_ASCII = np.frombuffer(ID_CHECK_CHARS.encode("ascii"), dtype=np.uint8)
+
+
+def id_check_char(first17: str) -> str:
+    """The MOD 11-2 check character that completes the first 17 digits of an identity number."""
+    if len(first17) != 17 or not first17.isascii() or not first17.isdigit():
+        raise ValueError("an identity number's first 17 characters must be ASCII digits")
+    total = sum(int(c) * w for c, w in zip(first17, ID_WEIGHTS))
+    return ID_CHECK_CHARS[total % 11]
+
+
+def birth_date_of(id_number: str) -> date:
+    """The birth date written in characters 7-14 of an identity number (raises ValueError if none)."""
+    if not isinstance(id_number, str) or len(id_number) != 18:
+        raise ValueError("not an 18-character identity number")
+    text = id_number[6:14]
+    if not text.isascii() or not text.isdigit():
+        raise ValueError("identity number has no birth date in characters 7-14")
+    return date(int(text[:4]), int(text[4:6]), int(text[6:8]))
+
+
+def is_valid_id(s: object) -> bool:
+    """Whether s is a well-formed 18-character identity number: digits, a real birth date, right check char.
+
+    Strict: a lower-case x, full-width digits or surrounding spaces are not valid (see normalize_id).
+    """
+    if not isinstance(s, str) or len(s) != 18 or not s.isascii():
+        return False
+    body, check = s[:17], s[17]
+    if not body.isdigit() or s[0] == "0":
+        return False
+    try:
+        born = birth_date_of(s)
+    except ValueError:
+        return False
+    if born.year < 1850:
+        return False
+    return id_check_char(body) == check
+
+
+def is_male(id_number: str) -> bool:
+    """Whether an identity number belongs to a man (17th character odd)."""
+    return int(id_number[16]) % 2 == 1
+
+
+def normalize_id(s: object) -> str | None:
+    """An identity number with the harmless messiness removed (spaces, full-width forms, lower-case x).
+
+    Returns None for anything that is not text. Does not try to repair Excel-mangled numbers or
+    wrong check characters: the result may still fail is_valid_id.
+    """
+    if not isinstance(s, str):
+        return None
+    return unicodedata.normalize("NFKC", s).strip().upper()
+
+
+def mask_id(s: object) -> str:
+    """A log-safe form of an identity number: first 6 + 8 asterisks + last 4 (110105********123X).
+
+    Never returns the input: anything that is not (after trimming spaces) an 18-character string is
+    masked completely, keeping at most its length.
+    """
+    if s is None:
+        return "<none>"
+    if not isinstance(s, str):
+        return "<invalid>"
+    text = s.strip()
+    if len(text) == 18:
+        return text[:6] + "*" * 8 + text[14:]
+    if 0 < len(text) <= 64:
+        return "*" * len(text)
+    return "<invalid>"
+
+
+# --- GB 11714 organization codes and GB 32100 unified social credit codes --------------------
+
+ORG_WEIGHTS: tuple[int, ...] = (3, 7, 9, 10, 5, 8, 4, 2)
+_ORG_WEIGHTS_NP = np.array(ORG_WEIGHTS, dtype=np.int64)
+_ORG_CHECK = "0123456789X0"  # index 11 - (sum mod 11): 10 -> X, 11 -> 0
+_ORG_VALUES = {c: i for i, c in enumerate("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")}
+
+USCC_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+USCC_WEIGHTS: tuple[int, ...] = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+_USCC_VALUES = {c: i for i, c in enumerate(USCC_CHARS)}
+_USCC_WEIGHTS_NP = np.array(USCC_WEIGHTS, dtype=np.int64)
+_USCC_ASCII = np.frombuffer(USCC_CHARS.encode("ascii"), dtype=np.uint8)
+
+
+def org_code_check_char(first8: str) -> str:
+    """The GB 11714 check character of an organization code's first 8 characters (digits, A-Z)."""
+    if len(first8) != 8 or any(c not in _ORG_VALUES for c in first8):
+        raise ValueError("an organization code's first 8 characters must be digits or A-Z")
+    total = sum(_ORG_VALUES[c] * w for c, w in zip(first8, ORG_WEIGHTS))
+    return _ORG_CHECK[11 - total % 11]
+
+
+def is_valid_org_code(s: object) -> bool:
+    """Whether s is a 9-character GB 11714 organization code with the right check character."""
+    if not isinstance(s, str) or len(s) != 9:
+        return False
+    try:
+        return org_code_check_char(s[:8]) == s[8]
+    except ValueError:
+        return False
+
+
+def uscc_check_char(first17: str) -> str:
+    """The GB 32100 MOD 31 check character that completes a credit code's first 17 characters."""
+    if len(first17) != 17 or any(c not in _USCC_VALUES for c in first17):
+        raise ValueError("a credit code's first 17 characters must come from " + USCC_CHARS)
+    total = sum(_USCC_VALUES[c] * w for c, w in zip(first17, USCC_WEIGHTS))
+    return USCC_CHARS[(31 - total % 31) % 31]
+
+
+def is_valid_uscc(s: object, *, check_org_code: bool = False) -> bool:
+    """Whether s is an 18-character unified social credit code with the right check character.
+
+    With check_org_code, characters 9-17 must also be a valid GB 11714 organization code (true of
+    codes issued to organizations; some registries' codes for individual businesses are not).
+    """
+    if not isinstance(s, str) or len(s) != 18:
+        return False
+    try:
+        if uscc_check_char(s[:17]) != s[17]:
+            return False
+    except ValueError:
+        return False
+    return is_valid_org_code(s[8:17]) if check_org_code else True
+
+
+# --- vectorised builders ----------------------------------------------------------------------
+
+
+def _put_digits(
+    out: np.ndarray, col: int, values: np.ndarray, width: int, weights: tuple[int, ...] | None = None
+) -> np.ndarray | None:
+    """Write non-negative integers as zero-padded ASCII digits into out[:, col:col+width].
+
+    With weights (one per output column of the whole row), also returns the digits' weighted sum.
+    """
+    v = np.asarray(values)
+    v = v.astype(np.int32 if v.size == 0 or int(v.max(initial=0)) < 2**31 else np.int64)
+    total = np.zeros(v.shape[0], dtype=np.int32) if weights is not None else None
+    for k in range(width - 1, -1, -1):
+        v, digit = np.divmod(v, 10)
+        d8 = digit.astype(np.uint8)
+        out[:, col + k] = d8 + 48
+        if total is not None:
+            total += d8 * np.int32(weights[col + k])
+    return total
+
+
+def civil_from_days(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Year, month and day of days since 1970-01-01 (integer arithmetic; numpy's casts are slow)."""
+    z = np.asarray(days, dtype=np.int64) + 719468
+    era = np.floor_divide(z, 146097)
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = np.where(mp < 10, mp + 3, mp - 9)
+    year = yoe + era * 400 + (month <= 2)
+    return year, month, day
+
+
+def _yyyymmdd(birth: np.ndarray) -> np.ndarray:
+    """Birth dates (datetime64 or yyyymmdd integers) as yyyymmdd integers."""
+    birth = np.asarray(birth)
+    if np.issubdtype(birth.dtype, np.datetime64):
+        year, month, day = civil_from_days(birth.astype("datetime64[D]").astype(np.int64))
+        return year * 10000 + month * 100 + day
+    return birth.astype(np.int64)
+
+
+def id_check_ascii(digits17: np.ndarray) -> np.ndarray:
+    """MOD 11-2 check characters (ASCII codes) for rows of 17 ASCII digits (uint8 matrix N x 17)."""
+    total = np.zeros(digits17.shape[0], dtype=np.int64)
+    for k in range(17):
+        total += (digits17[:, k].astype(np.int64) - 48) * ID_WEIGHTS[k]
+    return _ID_CHECK_ASCII[total % 11]
+
+
+def make_id_matrix(area: np.ndarray, birth: np.ndarray, seq: np.ndarray) -> np.ndarray:
+    """Valid identity numbers as an N x 18 uint8 matrix of ASCII codes (the fast form).
+
+    area: 6-digit area codes; birth: datetime64 dates or yyyymmdd integers; seq: 0-999, whose
+    parity is the gender (odd = male).
+    """
+    area = np.asarray(area, dtype=np.int64)
+    n = area.shape[0]
+    out = np.empty((n, 18), dtype=np.uint8)
+    total = _put_digits(out, 0, area, 6, ID_WEIGHTS)
+    total += _put_digits(out, 6, _yyyymmdd(birth), 8, ID_WEIGHTS)
+    total += _put_digits(out, 14, np.asarray(seq, dtype=np.int64), 3, ID_WEIGHTS)
+    out[:, 17] = _ID_CHECK_ASCII[total % 11]
+    return out
+
+
+def make_ids(area: np.ndarray, birth: np.ndarray, seq: np.ndarray) -> np.ndarray:
+    """Valid identity numbers as a numpy unicode array (dtype '<U18'); see make_id_matrix."""
+    return make_id_matrix(area, birth, seq).reshape(-1).view("S18").astype("U18")
+
+
+def org_check_ascii(body8: np.ndarray) -> np.ndarray:
+    """GB 11714 check characters (ASCII codes) for rows of 8 ASCII digits (uint8 matrix N x 8)."""
+    total = np.zeros(body8.shape[0], dtype=np.int64)
+    for k in range(8):
+        total += (body8[:, k].astype(np.int64) - 48) * ORG_WEIGHTS[k]
+    return np.frombuffer(_ORG_CHECK.encode("ascii"), dtype=np.uint8)[11 - total % 11]
+
+
+def uscc_check_ascii(first17: np.ndarray) -> np.ndarray:
+    """MOD 31 check characters (ASCII codes) for rows of 17 credit-code characters (uint8 N x 17)."""
+    lut = np.full(256, -1, dtype=np.int16)
+    lut[_USCC_ASCII] = np.arange(31)
+    total = np.zeros(first17.shape[0], dtype=np.int32)
+    for k in range(17):
+        values = lut[first17[:, k]]
+        if (values < 0).any():
+            raise ValueError("credit code characters outside " + USCC_CHARS)
+        total += values.astype(np.int32) * USCC_WEIGHTS[k]
+    return _USCC_ASCII[(31 - total % 31) % 31]
+
+
+def make_uscc_matrix(kind: np.ndarray, area: np.ndarray, org_body: np.ndarray) -> np.ndarray:
+    """Valid credit codes of market-regulation registrations (first char 9) as an N x 18 uint8 matrix.
+
+    kind: entity type 1 (enterprise), 2 (individual business) or 3 (farmers' cooperative);
+    area: 6-digit area codes; org_body: 0-99,999,999, the organization code's 8 digits.
+    """
+    area = np.asarray(area, dtype=np.int64)
+    n = area.shape[0]
+    out = np.empty((n, 18), dtype=np.uint8)
+    out[:, 0] = ord("9")
+    _put_digits(out, 1, np.asarray(kind, dtype=np.int64), 1)
+    _put_digits(out, 2, area, 6)
+    _put_digits(out, 8, np.asarray(org_body, dtype=np.int64), 8)
+    out[:, 16] = org_check_ascii(out[:, 8:16])
+    out[:, 17] = uscc_check_ascii(out[:, :17])
+    return out
+
+
+def make_usccs(kind: np.ndarray, area: np.ndarray, org_body: np.ndarray) -> np.ndarray:
+    """Valid credit codes as a numpy unicode array (dtype '<U18'); see make_uscc_matrix."""
+    return make_uscc_matrix(kind, area, org_body).reshape(-1).view("S18").astype("U18")
