@@ -1,0 +1,124 @@
+"""Connectors: one base per transport (REST, file drop, database) and one short config per feed.
+
+``connectors/feeds/<feed>.yaml`` says how to reach a feed; :func:`connector_for` gives the
+transport's connector for it, whose ``extract(window)`` returns a :class:`connectors.base.Pull`.
+An agency on a known transport is a config, never a class.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from pydantic import ValidationError
+
+from connectors.config import UNION_TAGS, ChangedSincePaging, FeedConfig
+from contracts import Contract, describe_validation, display_path, load_contract
+from fundx.errors import ConfigurationError
+from fundx.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from connectors.base import Connector
+
+FEEDS_DIR = Path(__file__).resolve().parent / "feeds"
+
+#: transport name -> "module:class"; imported only when a feed on that transport is pulled
+TRANSPORTS: dict[str, str] = {
+    "rest": "connectors.rest:RestConnector",
+    "filedrop": "connectors.filedrop:FileDropConnector",
+    "database": "connectors.database:DatabaseConnector",
+}
+
+__all__ = ["FEEDS_DIR", "FeedConfig", "build_connector", "connector_for", "feed_names", "load_feed", "load_feed_file"]
+
+
+def feed_names() -> list[str]:
+    """Every configured feed, sorted."""
+    return sorted(p.name[: -len(".yaml")] for p in FEEDS_DIR.glob("*.yaml"))
+
+
+def load_feed(feed: str) -> FeedConfig:
+    """The validated config of ``feed``; errors are ConfigurationError naming the file and key path."""
+    path = FEEDS_DIR / f"{feed}.yaml"
+    if not path.is_file():
+        known = ", ".join(feed_names()) or "none"
+        error = ConfigurationError(
+            f"{display_path(path)}: no config for feed {feed!r} (known: {known})",
+            action=f"write {display_path(path)} or use one of: {known}",
+        )
+        error.feed = feed
+        raise error
+    return load_feed_file(path)
+
+
+def load_feed_file(path: Path) -> FeedConfig:
+    """A feed config read from ``path`` (named ``<feed>.yaml``), checked against its contract."""
+    where = display_path(path)
+    stem = path.name[: -len(".yaml")] if path.name.endswith(".yaml") else path.stem
+
+    def fail(message: str) -> ConfigurationError:
+        error = ConfigurationError(f"{where}: {message}")
+        error.feed = stem
+        return error
+
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise fail("not valid YAML" + (f" (line {mark.line + 1})" if mark is not None else "")) from None
+    except OSError as exc:
+        raise fail(f"cannot be read ({type(exc).__name__})") from None
+    if not isinstance(document, dict):
+        raise fail("must be a mapping of keys (feed, agency, transport, ...)")
+    try:
+        config = FeedConfig.model_validate(document)
+    except ValidationError as exc:
+        raise fail("; ".join(describe_validation(exc, union_tags=UNION_TAGS))) from None
+    if config.feed != stem:
+        raise fail(f"feed: must be the file's name {stem!r}")
+    try:
+        contract = load_contract(config.contract)
+    except ConfigurationError as exc:
+        raise fail(f"contract: {exc}") from None
+    problem = _mismatch(config, contract)
+    if problem:
+        raise fail(problem)
+    return config
+
+
+def _mismatch(config: FeedConfig, contract: Contract) -> str | None:
+    """The first place where a config names something its contract does not have."""
+    names = set(contract.names)
+    if config.rest is not None and isinstance(config.rest.paging, ChangedSincePaging):
+        paging = config.rest.paging
+        if paging.cursor_field not in names:
+            return f"rest.paging.cursor_field: {paging.cursor_field!r} is not a column of contract {contract.feed}"
+        if paging.after_field is not None and paging.after_field not in names:
+            return f"rest.paging.after_field: {paging.after_field!r} is not a column of contract {contract.feed}"
+        if paging.after_field is None and len(contract.key) != 1:
+            return "rest.paging.after_field: is required when the contract's key has several columns"
+    if config.database is not None:
+        db = config.database
+        if db.incremental_column not in names:
+            return f"database.incremental_column: {db.incremental_column!r} is not a column of contract {contract.feed}"
+        if contract.incremental and db.incremental_column != contract.incremental:
+            return f"database.incremental_column: must be the contract's incremental column {contract.incremental!r}"
+        for i, name in enumerate(db.order_by):
+            if name not in names:
+                return f"database.order_by.{i}: {name!r} is not a column of contract {contract.feed}"
+    return None
+
+
+def connector_for(feed: str, settings: Settings | None = None) -> Connector:
+    """The connector that pulls ``feed``, built from its config and contract."""
+    return build_connector(load_feed(feed), settings)
+
+
+def build_connector(config: FeedConfig, settings: Settings | None = None) -> Connector:
+    """The transport's connector for an already validated config (tests use it with smaller pages)."""
+    contract = load_contract(config.contract)
+    module, _, name = TRANSPORTS[config.transport].partition(":")
+    cls: Any = getattr(import_module(module), name)
+    return cls(config, contract, settings or get_settings())

@@ -43,6 +43,8 @@ class TransientError(FundxError):
     """May succeed if tried again later: connection errors, timeouts, 429, 5xx, a truncated page."""
 
     default_action = "retry later; if it persists, ask the agency whether its service is degraded"
+    #: seconds the agency asked us to wait; a class default so an unpickled error still has it
+    retry_after: float | None = None
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kw):
         super().__init__(message, **kw)
@@ -95,6 +97,47 @@ class InternalError(PermanentError):
     """A fault in fundx itself; the message names the exception type and where, never its text."""
 
     default_action = "report it to the fundx engineers with the run's log"
+
+
+class CertificateError(PermanentError):
+    """A certificate cannot be used: not issued by the trusted CA, expired, revoked, or the wrong usage.
+
+    The message names the certificate's subject CN and the reason.
+    """
+
+    default_action = "replace the named certificate, or refresh the CRL (development: fundx keys init)"
+
+
+class SealError(PermanentError):
+    """A sealed part was refused; the message names the batch and the reason, never its content."""
+
+    default_action = "do not use the part; ask the exchange to seal and send it again"
+
+
+class TamperedError(SealError):
+    """A sealed part was altered or damaged: GCM tag, signature or payload digest does not match."""
+
+
+class WrongRecipientError(SealError):
+    """A sealed part was not encrypted for the key that tried to open it."""
+
+    default_action = "deliver the part to the stage it was sealed for, or check the stage's key and certificate"
+
+
+class UnknownSignerError(SealError):
+    """A sealed part was signed by a certificate that does not chain to the trusted CA."""
+
+    default_action = "check the trusted CA configured for this stage; refuse parts from unknown signers"
+
+
+class ManifestError(SealError):
+    """A sealed part's manifest is missing, unreadable, or names another recipient, batch or night."""
+
+
+class UnsupportedSealError(SealError):
+    """A sealed part uses an algorithm or structure outside fundx's profile (AES-256-GCM, RSA-OAEP-SHA-256)."""
+
+    default_action = "seal with AES-256-GCM and RSA-OAEP (SHA-256), signed with SHA-256 and signed attributes"
 
 
 class NightFailed(FundxError):

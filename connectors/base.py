@@ -1,0 +1,169 @@
+"""What every connector shares: the Pull it returns and the shaping of a pulled frame.
+
+A transport's connector implements one method, ``_pull(window, tally)``, that returns the rows it
+received with the contract's logical column names. The base puts the columns in contract order,
+fills optional columns the source does not send, drops rows repeated by the key (the last by the
+incremental column wins), and computes the content digest.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from connectors.config import FeedConfig
+from contracts import Contract
+from fundx.digest import content_digest
+from fundx.errors import SourceSchemaError
+from fundx.retry import Retrier
+from fundx.settings import Settings
+from fundx.timeutil import Window
+
+log = logging.getLogger("fundx.connectors")
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True, eq=False)
+class Pull:
+    """What one extract brought: the rows of one feed in one window, and how getting them went."""
+
+    feed: str
+    window: Window
+    frame: pd.DataFrame = field(repr=False)  # records never go into a repr (logs, Prefect state messages)
+    rows: int
+    bytes: int
+    digest: str
+    pages: int
+    duration_s: float
+    retries: int
+
+
+@dataclass
+class Tally:
+    """Running counts of one pull, kept by the transport while it reads."""
+
+    retry: Retrier
+    progress: Progress | None = None
+    pages: int = 0
+    bytes: int = 0
+    rows: int = 0
+
+    def page(self, rows: int, size: int) -> None:
+        """Count one page, chunk or file of ``rows`` rows and ``size`` bytes, and report progress."""
+        self.pages += 1
+        self.bytes += size
+        self.rows += rows
+        if self.progress is not None:
+            self.progress(self.rows)
+
+    @property
+    def retries(self) -> int:
+        """Retries made so far (a replayed page counts as one)."""
+        return self.retry.retries
+
+
+class Connector(ABC):
+    """Pulls one feed's rows for a window; one subclass per transport, configured per feed."""
+
+    #: the transport's name, as written in feed configs
+    transport: str = ""
+
+    def __init__(self, feed: FeedConfig, contract: Contract, settings: Settings) -> None:
+        self.feed = feed
+        self.contract = contract
+        self.settings = settings
+
+    @property
+    def name(self) -> str:
+        return self.feed.feed
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+    def extract(self, window: Window, *, progress: Progress | None = None) -> Pull:
+        """Every row the agency serves for ``window``, deduplicated by the contract key."""
+        started = time.monotonic()
+        tally = Tally(retry=Retrier(self.settings, feed=self.name), progress=progress)
+        received = self._pull(window, tally)
+        frame = self.shape(received)
+        pull = Pull(
+            feed=self.name,
+            window=window,
+            frame=frame,
+            rows=len(frame),
+            bytes=tally.bytes,
+            digest=content_digest(frame),
+            pages=tally.pages,
+            duration_s=time.monotonic() - started,
+            retries=tally.retries,
+        )
+        log.info(
+            "%s: pulled %d rows (%d received) in %d pages, %d bytes, %d retries, %.2f s",
+            self.name, pull.rows, tally.rows, pull.pages, pull.bytes, pull.retries, pull.duration_s,
+        )
+        return pull
+
+    @abstractmethod
+    def _pull(self, window: Window, tally: Tally) -> pd.DataFrame:
+        """The rows received for ``window``, columns named by the contract's logical names."""
+
+    # --- shared helpers ---------------------------------------------------------------------
+
+    def check_columns(self, present: Iterable[str], *, where: str = "", physical: bool = True) -> None:
+        """Raise SourceSchemaError if a required column is not among ``present`` source column names."""
+        have = set(present)
+        missing = [
+            c for c in self.contract.columns
+            if (c.required or c.primary_key) and (c.physical_name if physical else c.name) not in have
+        ]
+        if missing:
+            names = ", ".join(
+                c.name if c.physical_name == c.name else f"{c.name} ({c.physical_name})" for c in missing
+            )
+            place = f" in {where}" if where else ""
+            raise SourceSchemaError(
+                f"the source no longer has the required column{'s' if len(missing) > 1 else ''} {names}{place}",
+                feed=self.name,
+                action=f"ask {self.feed.agency} whether {names} was renamed, or update contracts/{self.contract.feed}.odcs.yaml",
+            )
+
+    def shape(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The frame in contract order, optional missing columns added, repeated keys dropped."""
+        self.check_columns(frame.columns, physical=False)
+        for name in self.contract.names:
+            if name not in frame.columns:
+                frame[name] = None
+        frame = frame.loc[:, list(self.contract.names)]
+        return deduplicate(frame, self.contract.key, self.contract.incremental)
+
+
+def deduplicate(frame: pd.DataFrame, key: tuple[str, ...], incremental: str | None) -> pd.DataFrame:
+    """One row per key: the last by ``incremental`` (then by arrival), in arrival order."""
+    frame = frame.reset_index(drop=True)
+    repeated = frame.duplicated(list(key), keep=False)
+    if not repeated.any():
+        return frame
+    order = pd.Series(range(len(frame)), index=frame.index)
+    if incremental is not None:
+        moment = _sortable(frame[incremental])
+        ranked = pd.DataFrame({"moment": moment, "arrival": order})
+        order = ranked.sort_values(["moment", "arrival"], kind="stable", na_position="first").index.to_series()
+    ordered = frame.loc[order.index]
+    kept = ordered.drop_duplicates(list(key), keep="last").sort_index()
+    return kept.reset_index(drop=True)
+
+
+def _sortable(values: pd.Series) -> pd.Series:
+    """Incremental values as something that sorts by time: parsed when they are text, else as they are."""
+    if values.dtype == object or isinstance(values.dtype, pd.StringDtype):
+        parsed = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
+        if parsed.notna().sum() >= values.notna().sum():
+            return parsed
+        return values.astype(object).where(values.notna(), None).astype(str)
+    return values

@@ -1,0 +1,166 @@
+"""The database transport: a table or view read incrementally, in chunks, with SQLAlchemy.
+
+The URL comes from a reference (it may hold a password) and is never logged. The window is bound
+as parameters: in SQLite, where the agencies keep times as Asia/Shanghai local text
+(``2026-10-12 09:30:00``), as text of that form; elsewhere as aware datetimes. Values are handed on
+as the database's driver returns them.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import SecretStr
+from sqlalchemy import Engine, create_engine, inspect, literal, select, table, column
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, NoSuchTableError, OperationalError, SQLAlchemyError
+from sqlalchemy.sql.elements import quoted_name
+
+from connectors.base import Connector, Tally
+from connectors.config import DatabaseConfig, FeedConfig, reference_name
+from contracts import Contract
+from fundx.errors import ConfigurationError, NotFoundError, PermanentError, TransientError
+from fundx.settings import Settings, resolve
+from fundx.timeutil import SHANGHAI, Window
+
+log = logging.getLogger("fundx.connectors.database")
+
+
+def sqlite_time(moment: datetime) -> str:
+    """A window bound as SQLite agencies store times: Asia/Shanghai local text."""
+    return moment.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
+
+
+class DatabaseConnector(Connector):
+    """Pulls a feed from a database relation, chunk by chunk, ordered for stable reads."""
+
+    transport = "database"
+
+    def __init__(self, feed: FeedConfig, contract: Contract, settings: Settings) -> None:
+        super().__init__(feed, contract, settings)
+        assert feed.database is not None
+        self.config: DatabaseConfig = feed.database
+
+    def engine(self) -> Engine:
+        """A fresh engine for one pull, with connect and statement timeouts."""
+        url = resolve(self.config.url, setting="database.url", feed=self.name, secret=True)
+        assert isinstance(url, SecretStr)
+        try:
+            parsed = make_url(url.get_secret_value())
+        except ArgumentError:
+            raise ConfigurationError(
+                "database.url does not hold a valid SQLAlchemy URL", feed=self.name,
+                action=f"fix {reference_name(self.config.url)}",
+            ) from None
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            if not Path(parsed.database).is_file():  # SQLite would create an empty file in its place
+                raise NotFoundError(
+                    f"the SQLite database file {Path(parsed.database).name} does not exist", feed=self.name,
+                    action=f"check database.url ({self.config.url})",
+                )
+        timeout = self.settings.db_timeout
+        connect_args: dict[str, Any] = {}
+        if parsed.get_backend_name() == "sqlite":
+            connect_args["timeout"] = timeout
+        elif parsed.get_backend_name() == "postgresql":
+            connect_args["connect_timeout"] = max(1, int(round(timeout)))
+            # added to the URL's own options (which may set search_path), not in place of them
+            given = parsed.query.get("options", "")
+            given = " ".join(given) if isinstance(given, tuple) else given
+            parsed = parsed.update_query_dict({"options": f"{given} -c statement_timeout={int(timeout * 1000)}".strip()})
+        try:
+            return create_engine(parsed, connect_args=connect_args, pool_pre_ping=False)
+        except (NoSuchModuleError, ImportError) as exc:
+            raise ConfigurationError(
+                f"no database driver for {parsed.drivername} ({type(exc).__name__})", feed=self.name,
+                action="pip install the driver (psycopg[binary] for PostgreSQL)",
+            ) from None
+
+    def _pull(self, window: Window, tally: Tally) -> pd.DataFrame:
+        return tally.retry(partial(self._read, window, tally), what="query")
+
+    def _read(self, window: Window, tally: Tally) -> pd.DataFrame:
+        engine = self.engine()
+        names = list(self.contract.names)
+        start_pages, start_rows = tally.pages, tally.rows  # a retried query starts the count again
+        chunks: list[pd.DataFrame] = []
+        try:
+            with engine.connect() as conn:
+                columns = self._columns(conn)
+                self.check_columns(columns, where=f"relation {self.config.relation}")
+                query = self._query(columns, window, conn.dialect.name)
+                result = conn.execution_options(stream_results=True, yield_per=self.config.chunk_size).execute(query)
+                while batch := result.fetchmany(self.config.chunk_size):
+                    # column lists built by index: pandas probes Row objects attribute by attribute
+                    chunks.append(pd.DataFrame({name: [row[i] for row in batch] for i, name in enumerate(names)}))
+                    tally.page(len(batch), 0)
+        except OperationalError as exc:
+            tally.pages, tally.rows = start_pages, start_rows
+            raise TransientError(
+                f"database unavailable or too slow ({_driver_error(exc)})", feed=self.name,
+            ) from None
+        except NoSuchTableError:
+            raise self._not_found() from None
+        except DBAPIError as exc:
+            raise PermanentError(
+                f"the query on {self.config.relation} failed ({_driver_error(exc)})", feed=self.name,
+                action=f"ask {self.feed.agency} whether the relation {self.config.relation} changed",
+            ) from None
+        except SQLAlchemyError as exc:
+            raise PermanentError(f"database error ({type(exc).__name__})", feed=self.name) from None
+        finally:
+            engine.dispose()
+        if not chunks:
+            return pd.DataFrame({name: [] for name in names}, dtype=object)
+        frame = pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
+        # a database sends no bytes we can count: report the frame's size in memory instead
+        tally.bytes += int(frame.memory_usage(index=False, deep=True).sum())
+        return frame
+
+    def _columns(self, conn: Any) -> list[str]:
+        """The relation's column names; NotFoundError if it is not there."""
+        inspector = inspect(conn)
+        if not inspector.has_table(self.config.relation, schema=self.config.db_schema):
+            raise self._not_found()
+        return [c["name"] for c in inspector.get_columns(self.config.relation, schema=self.config.db_schema)]
+
+    def _not_found(self) -> NotFoundError:
+        where = f"{self.config.db_schema}.{self.config.relation}" if self.config.db_schema else self.config.relation
+        return NotFoundError(
+            f"the relation {where} does not exist", feed=self.name,
+            action=f"check database.relation and database.url, or ask {self.feed.agency} about the view",
+        )
+
+    def _query(self, present: list[str], window: Window, dialect: str) -> Any:
+        """SELECT the contract's columns in the window, ordered; quoted identifiers, bound parameters."""
+        have = set(present)
+        source = table(
+            quoted_name(self.config.relation, quote=True),
+            *[column(quoted_name(c.physical_name, quote=True)) for c in self.contract.columns if c.physical_name in have],
+            schema=quoted_name(self.config.db_schema, quote=True) if self.config.db_schema else None,
+        )
+        picked = [
+            source.c[c.physical_name].label(c.name) if c.physical_name in have else literal(None).label(c.name)
+            for c in self.contract.columns
+        ]
+        incremental = source.c[self.contract.column(self.config.incremental_column).physical_name]
+        if dialect == "sqlite":
+            start, end = sqlite_time(window.start), sqlite_time(window.end)
+        else:
+            start, end = window.start, window.end
+        return (
+            select(*picked)
+            .where(incremental >= start, incremental < end)
+            .order_by(*[source.c[self.contract.column(n).physical_name] for n in self.config.order_by])
+        )
+
+
+def _driver_error(exc: DBAPIError) -> str:
+    """The driver's error type, never its message (which may quote the statement or a value)."""
+    orig = getattr(exc, "orig", None)
+    return type(orig).__name__ if orig is not None else type(exc).__name__

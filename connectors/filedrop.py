@@ -1,0 +1,244 @@
+"""The file-drop transport: CSV or xlsx files an agency drops into a folder.
+
+A file is taken once its done-marker (``<name>.ok``) is there; its time, for windows, is the
+marker's modification time. The marker's ``rows=`` and ``sha256=`` lines are checked against the
+file (a mismatch means it is still being written: IncompletePull, tried again shortly). Headers are
+the agency's own (physicalName in the contract) and are renamed to the contract's logical names.
+Every value is handed on as text, exactly as the agency wrote it.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import io
+import logging
+from datetime import date, datetime, time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from connectors.base import Connector, Tally
+from connectors.config import FeedConfig, FileDropConfig
+from contracts import Contract
+from fundx.errors import DataError, IncompletePull, NotFoundError, SourceSchemaError
+from fundx.settings import Settings, resolve
+from fundx.timeutil import SHANGHAI, Window
+
+log = logging.getLogger("fundx.connectors.filedrop")
+
+#: a file whose marker does not match is looked at again after this many seconds
+RECHECK_SECONDS = 1.0
+
+#: byte-order marks, longest first (UTF-32 LE starts like UTF-16 LE)
+BOMS: tuple[tuple[bytes, str], ...] = (
+    (b"\x84\x31\x95\x33", "gb18030"),
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+
+
+def detect_encoding(data: bytes) -> tuple[str, int]:
+    """The encoding of a file's bytes and the length of its byte-order mark.
+
+    A BOM wins (UTF-8, UTF-16, UTF-32, GB18030's ``84 31 95 33``); else UTF-8 if the bytes decode
+    strictly as UTF-8; else GB18030. The caller decodes strictly and reports undecodable bytes.
+    """
+    for bom, encoding in BOMS:
+        if data.startswith(bom):
+            return encoding, len(bom)
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "gb18030", 0
+    return "utf-8", 0
+
+
+def decode(data: bytes, *, name: str, encoding: str = "auto", feed: str | None = None) -> str:
+    """A file's text: ``encoding`` or auto-detected; undecodable bytes -> DataError naming file and offset."""
+    skip = 0
+    if encoding == "auto":
+        encoding, skip = detect_encoding(data)
+    try:
+        text = data[skip:].decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{name} cannot be decoded as {encoding}: bad byte at offset {skip + exc.start}",
+            feed=feed,
+            action="ask the agency to resend the file in GB18030 or UTF-8",
+        ) from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def cell_text(value: Any) -> str | None:
+    """A spreadsheet cell as the text the agency meant: numbers as their text, dates as ISO dates."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value if value != "" else None
+    if isinstance(value, datetime):
+        if value.tzinfo is None and value.time() == time.min:
+            return value.date().isoformat()
+        return value.isoformat()
+    if isinstance(value, (date, time)):
+        return value.isoformat()
+    return str(value)
+
+
+def read_marker(path: Path) -> dict[str, str]:
+    """``key=value`` lines of a done-marker."""
+    values: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.strip().lower()] = value.strip()
+    return values
+
+
+class FileDropConnector(Connector):
+    """Pulls a feed from files dropped into a folder, one file at a time."""
+
+    transport = "filedrop"
+
+    def __init__(self, feed: FeedConfig, contract: Contract, settings: Settings) -> None:
+        super().__init__(feed, contract, settings)
+        assert feed.filedrop is not None
+        self.config: FileDropConfig = feed.filedrop
+
+    def folder(self) -> Path:
+        """The drop folder, resolved (symlinks and all)."""
+        folder = Path(str(resolve(self.config.directory, setting="filedrop.directory", feed=self.name)))
+        if not folder.is_dir():
+            raise NotFoundError(
+                f"the drop folder named by filedrop.directory does not exist ({folder.name})",
+                feed=self.name,
+                action=f"check filedrop.directory ({self.config.directory}) and that {self.feed.agency}'s drop is mounted",
+            )
+        return folder.resolve()
+
+    def arrivals(self, window: Window) -> list[tuple[datetime, Path, Path]]:
+        """Files whose done-marker arrived inside ``window``: (marker time, file, marker), oldest first."""
+        folder = self.folder()
+        found = []
+        for path in folder.glob(self.config.pattern):
+            if path.name.endswith(self.config.done_suffix):
+                continue
+            marker = path.with_name(path.name + self.config.done_suffix)
+            if not _inside(path, folder) or not _inside(marker, folder):
+                log.warning("%s: skipping %s: it points outside the drop folder", self.name, path.name)
+                continue
+            if not path.is_file() or not marker.is_file():
+                continue
+            arrived = datetime.fromtimestamp(marker.stat().st_mtime, tz=SHANGHAI)
+            if window.contains(arrived):
+                found.append((arrived, path, marker))
+        found.sort(key=lambda item: (item[0], item[1].name))
+        return found
+
+    def _pull(self, window: Window, tally: Tally) -> pd.DataFrame:
+        frames = []
+        for number, (_, path, marker) in enumerate(self.arrivals(window), start=1):
+            frame, size = tally.retry(partial(self._read, path, marker), what=f"file {number} ({path.name})")
+            frames.append(frame)
+            tally.page(len(frame), size)
+        if not frames:
+            return pd.DataFrame({name: [] for name in self.contract.names}, dtype=object)
+        # the latest file comes last, so its rows win when a key repeats (see base.deduplicate)
+        return pd.concat(frames, ignore_index=True)
+
+    def _read(self, path: Path, marker: Path) -> tuple[pd.DataFrame, int]:
+        """One complete file as a frame of logical columns, and its size; checks it against its marker."""
+        expected = read_marker(marker)
+        data = path.read_bytes()
+        rows, digest = expected.get("rows"), expected.get("sha256")
+        if rows is None or digest is None or not rows.isdigit():
+            raise IncompletePull(
+                f"{path.name}: its done-marker has no rows= and sha256= lines yet",
+                feed=self.name, retry_after=RECHECK_SECONDS,
+            )
+        if hashlib.sha256(data).hexdigest() != digest.lower():
+            raise IncompletePull(
+                f"{path.name}: its content does not match its done-marker's sha256 (still being written?)",
+                feed=self.name, retry_after=RECHECK_SECONDS,
+            )
+        if self.config.format == "csv":
+            frame = self._csv(data, path.name)
+        else:
+            frame = self._xlsx(data, path.name)
+        if len(frame) != int(rows):
+            raise IncompletePull(
+                f"{path.name}: {len(frame)} data rows, its done-marker says {rows}",
+                feed=self.name, retry_after=RECHECK_SECONDS,
+            )
+        return frame, len(data)
+
+    def _rename(self, frame: pd.DataFrame, name: str) -> pd.DataFrame:
+        """The frame's agency headers renamed to logical names; columns the contract lacks dropped."""
+        headers = [str(h).strip().lstrip("\ufeff") for h in frame.columns]
+        frame.columns = headers
+        self.check_columns(headers, where=name)
+        mapping = {p: n for p, n in self.contract.physical_to_logical.items() if p in headers}
+        return frame.loc[:, list(mapping)].rename(columns=mapping)
+
+    def _csv(self, data: bytes, name: str) -> pd.DataFrame:
+        encoding, skip = detect_encoding(data) if self.config.encoding == "auto" else (self.config.encoding, 0)
+        if codecs.lookup(encoding).name == "utf-8":
+            decode(data[skip:], name=name, encoding="utf-8", feed=self.name)  # strict check, reports the offset
+            payload = data[skip + 3 :] if data[skip:].startswith(codecs.BOM_UTF8) else data[skip:]
+        else:  # the CSV reader takes UTF-8 only
+            payload = decode(data, name=name, encoding=self.config.encoding, feed=self.name).encode("utf-8")
+        options: dict[str, Any] = {"dtype": str, "keep_default_na": False, "sep": self.config.delimiter}
+        try:
+            frame = pd.read_csv(io.BytesIO(payload), engine="pyarrow", **options)
+        except (ValueError, pd.errors.ParserError) as exc:  # pyarrow refuses some files the C parser reads
+            log.info("%s: %s: pyarrow CSV reader refused the file (%s), using the C parser", self.name, name, type(exc).__name__)
+            try:
+                frame = pd.read_csv(io.BytesIO(payload), engine="c", **options)
+            except (ValueError, pd.errors.ParserError) as again:
+                raise DataError(
+                    f"{name} is not a well-formed CSV file ({type(again).__name__})", feed=self.name
+                ) from None
+        frame = self._rename(frame, name)
+        return frame.mask(frame == "")
+
+    def _xlsx(self, data: bytes, name: str) -> pd.DataFrame:
+        from openpyxl import load_workbook
+        from openpyxl.utils.exceptions import InvalidFileException
+        from zipfile import BadZipFile
+
+        try:
+            book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        except (BadZipFile, InvalidFileException, KeyError, OSError) as exc:
+            raise DataError(f"{name} is not a readable xlsx workbook ({type(exc).__name__})", feed=self.name) from None
+        try:
+            if self.config.sheet not in book.sheetnames:
+                raise SourceSchemaError(
+                    f"{name} has no sheet {self.config.sheet!r}", feed=self.name,
+                    action=f"ask {self.feed.agency} about the workbook's layout, or fix filedrop.sheet",
+                )
+            rows = book[self.config.sheet].iter_rows(values_only=True)
+            header = next(rows, None) or ()
+            width = len(header)
+            body = [
+                [cell_text(v) for v in row[:width]] + [None] * (width - len(row))
+                for row in rows
+                if any(v is not None and v != "" for v in row)
+            ]
+        finally:
+            book.close()
+        headers = ["" if h is None else str(h) for h in header]
+        frame = pd.DataFrame(body, columns=headers) if body else pd.DataFrame({h: [] for h in headers}, dtype=object)
+        return self._rename(frame, name)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """True if ``path``, with symlinks followed, stays inside ``folder``."""
+    try:
+        return path.resolve().is_relative_to(folder)
+    except (OSError, RuntimeError):
+        return False

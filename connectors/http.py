@@ -1,0 +1,220 @@
+"""HTTP for REST feeds: one session with timeouts, a capped body, and HTTP status -> action as one table.
+
+Every failure becomes a typed fundx error (see fundx.errors): what to do about it is read from the
+type. Messages name the feed, the page and the URL's path — never its query string, headers, tokens
+or any part of a record.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+import requests
+
+from fundx.errors import (
+    AuthError,
+    ConfigurationError,
+    DataError,
+    FundxError,
+    IncompletePull,
+    NotFoundError,
+    PermanentError,
+    RateLimited,
+    TransientError,
+)
+from fundx.settings import Settings
+
+log = logging.getLogger("fundx.connectors.http")
+
+_CHUNK = 256 * 1024
+_ERROR_CODE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+#: HTTP status -> (error type, what it means); the first matching row wins. 2xx is success.
+STATUS_TABLE: tuple[tuple[range | frozenset[int], type[FundxError], str], ...] = (
+    (frozenset({429}), RateLimited, "rate limited"),
+    (frozenset({408}), TransientError, "request timed out at the agency"),
+    (range(500, 600), TransientError, "server error"),
+    (frozenset({401, 403}), AuthError, "credentials rejected"),
+    (frozenset({404}), NotFoundError, "endpoint not found"),
+    (range(400, 500), PermanentError, "request refused"),
+    (range(100, 600), PermanentError, "unexpected status"),
+)
+
+
+@dataclass(frozen=True, eq=False)
+class Response:
+    """A complete HTTP response: status, headers and the whole (capped) body."""
+
+    status: int
+    headers: requests.structures.CaseInsensitiveDict
+    body: bytes
+    url_path: str
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def error_code(self) -> str | None:
+        """The agency's short error code (``{"error": "invalid_token"}``), when it sent one."""
+        code: Any = None
+        try:
+            parsed = orjson.loads(self.body) if self.body[:1] == b"{" else None
+        except orjson.JSONDecodeError:
+            parsed = None
+        if isinstance(parsed, dict):
+            code = parsed.get("error")
+        if not isinstance(code, str) or not _ERROR_CODE.match(code):
+            match = re.search(r'error="([A-Za-z0-9_.\-]{1,64})"', self.headers.get("WWW-Authenticate", ""))
+            code = match.group(1) if match else None
+        return code
+
+    def json(self, *, feed: str, what: str) -> Any:
+        """The body decoded as JSON; a body cut short is an IncompletePull, other garbage a DataError."""
+        try:
+            return orjson.loads(self.body)
+        except orjson.JSONDecodeError:
+            announced = self.headers.get("Content-Length")
+            if announced is None or (announced.isdigit() and len(self.body) < int(announced)) or not self.body:
+                raise IncompletePull(f"{what}: the response body is cut short", feed=feed) from None
+            raise DataError(
+                f"{what}: the response from {self.url_path} is not JSON",
+                feed=feed,
+                action="ask the agency whether its API changed",
+            ) from None
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds: a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def error_for_status(response: Response, *, feed: str, what: str, renew: str | None = None) -> FundxError | None:
+    """The error that an HTTP status means, from :data:`STATUS_TABLE`; None for success."""
+    if response.ok:
+        return None
+    for statuses, kind, meaning in STATUS_TABLE:
+        if response.status in statuses:
+            break
+    else:  # a status outside 100-599
+        kind, meaning = PermanentError, "unexpected status"
+    code = response.error_code()
+    message = f"{what}: {meaning} (HTTP {response.status}{', ' + code if code else ''}) from {response.url_path}"
+    if issubclass(kind, TransientError):
+        retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+        return kind(message, feed=feed, retry_after=retry_after)
+    if kind is AuthError:
+        return AuthError(message, feed=feed, action=f"renew {renew}" if renew else None)
+    if kind is NotFoundError:
+        return NotFoundError(message, feed=feed, action="check the feed's base_url and path")
+    return kind(message, feed=feed, action="check the feed config against the agency's API documentation")
+
+
+class HttpClient:
+    """A requests session with the exchange's timeouts and body cap, turning failures into fundx errors."""
+
+    def __init__(self, settings: Settings, *, feed: str) -> None:
+        self.feed = feed
+        self.timeout = (settings.http_connect_timeout, settings.http_read_timeout)
+        self.max_bytes = settings.max_response_bytes
+        self.session = requests.Session()
+        self.session.headers["Accept"] = "application/json"
+        self.session.headers["User-Agent"] = "fundx-exchange"
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> HttpClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        data: dict[str, str] | None = None,
+        basic: tuple[str, str] | None = None,
+    ) -> Response:
+        """Send one request and read the whole body (up to the cap); any status is returned."""
+        path = urlsplit(url).path or "/"
+        started = time.monotonic()
+        try:
+            with self.session.request(
+                method, url, params=params, headers=headers, data=data, auth=basic,
+                timeout=self.timeout, stream=True, allow_redirects=False,
+            ) as raw:
+                body = self._read(raw, what=what, path=path)
+                response = Response(raw.status_code, raw.headers, body, path)
+        except requests.exceptions.ChunkedEncodingError:
+            raise IncompletePull(f"{what}: the connection broke off in the middle of the body", feed=self.feed) from None
+        except (requests.exceptions.Timeout, requests.exceptions.ConnectionError) as exc:
+            raise TransientError(
+                f"{what}: {_transport_failure(exc)} talking to {path}", feed=self.feed
+            ) from None
+        except requests.exceptions.ContentDecodingError:
+            raise IncompletePull(f"{what}: the compressed body could not be decoded", feed=self.feed) from None
+        except requests.exceptions.InvalidURL:
+            raise ConfigurationError(f"{what}: the feed's URL is not valid", feed=self.feed) from None
+        log.debug("%s: %s %s -> %d, %d bytes, %.3f s", self.feed, what, path, response.status, len(body), time.monotonic() - started)
+        return response
+
+    def _read(self, raw: requests.Response, *, what: str, path: str) -> bytes:
+        announced = raw.headers.get("Content-Length")
+        if announced and announced.isdigit() and int(announced) > self.max_bytes:
+            raise self._too_large(what, path)
+        chunks, size = [], 0
+        for chunk in raw.iter_content(chunk_size=_CHUNK):
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise self._too_large(what, path)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self, what: str, path: str) -> ConfigurationError:
+        return ConfigurationError(
+            f"{what}: the response from {path} is larger than {self.max_bytes} bytes",
+            feed=self.feed,
+            action="lower the feed's page_size, or raise FUNDX_MAX_RESPONSE_BYTES",
+        )
+
+
+def _transport_failure(exc: requests.exceptions.RequestException) -> str:
+    """What went wrong on the wire, in words that carry no URL."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return "connect timeout"
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return "read timeout"
+    text = repr(exc)
+    if "ReadTimeout" in text or "timed out" in text:
+        return "read timeout"
+    if "Reset" in text or "reset" in text:
+        return "connection reset"
+    if "Refused" in text or "refused" in text:
+        return "connection refused"
+    return f"connection error ({type(exc).__name__})"

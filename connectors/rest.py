@@ -1,0 +1,125 @@
+"""The REST transport: JSON pages from an agency's API, with pluggable paging and auth.
+
+One connector serves every REST feed; the feed config picks the paginator (connectors/paging.py)
+and the auth (connectors/auth.py). Each page request goes through the shared retrier; a page whose
+rows were all received already (the agency answered an earlier page again) is asked for again.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from connectors.auth import Auth, auth_for, rejected
+from connectors.base import Connector, Tally
+from connectors.config import FeedConfig, RestConfig
+from connectors.http import HttpClient, error_for_status
+from connectors.paging import paginator_for
+from contracts import Contract
+from fundx.errors import AuthError, DataError, IncompletePull
+from fundx.settings import Settings, resolve
+from fundx.timeutil import Window
+
+log = logging.getLogger("fundx.connectors.rest")
+
+
+class RestConnector(Connector):
+    """Pulls a feed from a REST JSON API, page by page."""
+
+    transport = "rest"
+
+    def __init__(self, feed: FeedConfig, contract: Contract, settings: Settings) -> None:
+        super().__init__(feed, contract, settings)
+        assert feed.rest is not None
+        self.config: RestConfig = feed.rest
+        self._auth: Auth | None = None  # kept across pulls: an OAuth2 token is reused until it expires
+        self._auth_base = ""
+        self._key_fields = [contract.column(k).physical_name for k in contract.key]
+
+    def _pull(self, window: Window, tally: Tally) -> pd.DataFrame:
+        base_url = str(resolve(self.config.base_url, setting="rest.base_url", feed=self.name)).rstrip("/")
+        url = base_url + self.config.path
+        if self._auth is None or self._auth_base != base_url:
+            self._auth = auth_for(self.config.auth, base_url=base_url, feed=self.name)
+            self._auth_base = base_url
+        paginator = paginator_for(self.config.paging, self.config.window, key=self._key_fields[0], feed=self.name)
+        received: list[Mapping[str, Any]] = []
+        seen: set[Any] = set()
+        with HttpClient(self.settings, feed=self.name) as http:
+            params: dict[str, str] | None = paginator.first_request(window)
+            number = 0
+            while params is not None:
+                number += 1
+                what = f"page {number}"
+                body, records, keys, size = tally.retry(
+                    partial(self._page, http, url, params, what, seen), what=what
+                )
+                if records:
+                    self.check_columns(_fields(records), where=what)
+                seen.update(keys)
+                received.extend(records)
+                tally.page(len(records), size)
+                log.debug("%s: %s: %d records, %d distinct so far", self.name, what, len(records), len(seen))
+                params = paginator.next_request(body, records)
+        paginator.finish(len(seen))
+        return self._frame(received)
+
+    def _page(
+        self, http: HttpClient, url: str, params: dict[str, str], what: str, seen: set[Any]
+    ) -> tuple[Mapping[str, Any], Sequence[Mapping[str, Any]], list[Any], int]:
+        """One page: its body, its records, their keys and its size; raises to be retried."""
+        assert self._auth is not None
+        response = http.request("GET", url, what=what, params=params, headers=self._auth.headers(http))
+        refreshed = False
+        if response.status == 401 and self._auth.refreshable:
+            log.info("%s: %s: access token rejected, fetching a new one", self.name, what)
+            self._auth.refresh(http)
+            refreshed = True
+            response = http.request("GET", url, what=what, params=params, headers=self._auth.headers(http))
+        error = error_for_status(response, feed=self.name, what=what, renew=self._auth.renew)
+        if isinstance(error, AuthError):
+            raise rejected(error, self._auth, feed=self.name, agency=self.feed.agency, refreshed=refreshed)
+        if error is not None:
+            raise error
+        body = response.json(feed=self.name, what=what)
+        if not isinstance(body, dict):
+            raise DataError(f"{what}: the response is not a JSON object", feed=self.name)
+        records = body.get(self.config.records)
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise DataError(
+                f"{what}: the response's {self.config.records!r} is not a list of records",
+                feed=self.name,
+                action="check rest.records in the feed config against the agency's API",
+            )
+        keys = [self._key(r) for r in records]
+        if records and seen.issuperset(keys):
+            raise IncompletePull(f"{what}: the agency answered with rows already received (a replayed page)", feed=self.name)
+        return body, records, keys, len(response.body)
+
+    def _key(self, record: Mapping[str, Any]) -> Any:
+        if len(self._key_fields) == 1:
+            return record.get(self._key_fields[0])
+        return tuple(record.get(k) for k in self._key_fields)
+
+    def _frame(self, records: list[Mapping[str, Any]]) -> pd.DataFrame:
+        """The received records as columns named by the contract; fields the contract lacks are dropped.
+
+        Every page was checked for the required fields; an optional field a record lacks is None.
+        """
+        return pd.DataFrame(
+            {column.name: [r.get(column.physical_name) for r in records] for column in self.contract.columns},
+            columns=list(self.contract.names),
+        )
+
+
+def _fields(records: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Every field name used by any of the records."""
+    names: set[str] = set()
+    for record in records:
+        names.update(record.keys())
+    return names
+

@@ -1,0 +1,66 @@
+"""Content digests: order-independent, sensitive to content and columns, dtype-neutral for text."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from fundx.digest import content_digest
+
+
+def frame(n=1000, seed=1):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "record_id": [f"R{i:06d}" for i in range(n)],
+        "name": rng.choice(["张三", "李四", None], n),
+        "amount": rng.integers(0, 100, n),
+    })
+
+
+def test_same_rows_in_any_order_same_digest():
+    f = frame()
+    shuffled = f.sample(frac=1.0, random_state=7)
+    assert content_digest(f) == content_digest(shuffled)
+    assert content_digest(f) == content_digest(shuffled.reset_index(drop=True))
+
+
+def test_digest_format():
+    assert content_digest(frame()).startswith("sha256:") and len(content_digest(frame())) == 7 + 64
+
+
+def test_one_changed_value_changes_the_digest():
+    f = frame()
+    g = f.copy()
+    g.loc[3, "name"] = "王五"
+    assert content_digest(f) != content_digest(g)
+
+
+def test_column_names_count():
+    f = frame()
+    assert content_digest(f) != content_digest(f.rename(columns={"name": "full_name"}))
+
+
+def test_text_dtype_does_not_matter_and_missing_is_missing():
+    f = pd.DataFrame({"a": ["x", None, "z"]})
+    assert content_digest(f) == content_digest(f.astype(object))
+    assert content_digest(f) != content_digest(pd.DataFrame({"a": ["x", "", "z"]}))
+
+
+def test_datetimes_of_any_unit_and_zone_agree():
+    t = pd.DataFrame({"t": pd.to_datetime(["2026-10-12T09:30:00+08:00", None], utc=True, format="ISO8601")})
+    assert content_digest(t) == content_digest(t.astype("datetime64[us, UTC]"))
+    assert content_digest(t) == content_digest(pd.DataFrame({"t": t["t"].dt.tz_convert("Asia/Shanghai")}))
+
+
+def test_empty_frames_differ_by_columns():
+    assert content_digest(pd.DataFrame({"a": []})) != content_digest(pd.DataFrame({"b": []}))
+
+
+def test_digest_is_vectorised_fast():
+    import time
+
+    n = 200_000  # about 0.5 s here; a million rows of 8 distinct text columns take about 2.4 s
+    f = pd.DataFrame({f"c{i}": pd.Series(np.arange(n).astype(str)) for i in range(8)})
+    started = time.perf_counter()
+    content_digest(f)
+    assert time.perf_counter() - started < 5
