@@ -1,0 +1,207 @@
+"""Fault profiles of the sandbox agencies: which faults exist, where they apply, and their arming state.
+
+The table in docs/agencies.md is the specification; ``FAULTS`` below is that table as data. A fault
+is armed per agency (``FaultState.arm``); transient faults then fire once, or in one short burst,
+from the agency's 2nd page request on, so that a client that retries ends with every row.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+#: agency -> its transport in the sandbox
+TRANSPORTS: dict[str, str] = {
+    "civil_affairs": "rest",
+    "police": "rest",
+    "market_regulation": "rest",
+    "religious_affairs": "filedrop",
+    "justice": "filedrop",
+    "medical_insurance": "database",
+}
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One fault profile: the transports it applies to and, if transient, how many requests it hits."""
+
+    name: str
+    transports: frozenset[str]
+    shots: int = 0  # requests answered by a transient REST fault per arming (0: not shot-based)
+
+
+FAULTS: dict[str, Fault] = {
+    f.name: f
+    for f in (
+        Fault("server_errors", frozenset({"rest"}), shots=3),
+        Fault("rate_limit", frozenset({"rest"}), shots=2),
+        Fault("read_timeout", frozenset({"rest"}), shots=1),
+        Fault("reset", frozenset({"rest"}), shots=1),
+        Fault("truncated", frozenset({"rest", "filedrop"}), shots=1),
+        Fault("page_twice", frozenset({"rest"}), shots=1),
+        Fault("slow", frozenset({"rest", "database"})),
+        Fault("renamed_column", frozenset({"rest", "filedrop", "database"})),
+        Fault("expired_token", frozenset({"rest"})),
+        Fault("empty", frozenset({"rest", "filedrop", "database"})),
+    )
+}
+
+#: the order in which transient REST faults fire when several are armed for one agency
+FIRING_ORDER = ("server_errors", "rate_limit", "read_timeout", "reset", "truncated", "page_twice")
+
+#: what ``renamed_column`` renames the identity-number field or header to
+RENAMED: dict[str, str] = {
+    "id_number": "id_no",
+    "legal_rep_id_number": "legal_rep_id_no",
+    "公民身份号码": "身份证号",
+    "身份证号码": "身份证号",
+}
+
+#: the seconds ``slow`` adds to every response or query
+SLOW_SECONDS = 0.2
+
+
+def validate(agency: str, faults: list[str] | tuple[str, ...]) -> list[str]:
+    """The faults for one agency, checked against the table; a ValueError names the agency and the fault."""
+    if isinstance(faults, str):
+        raise ValueError(f"faults for {agency} must be a list of names, not the string {faults!r}")
+    if agency not in TRANSPORTS:
+        raise ValueError(
+            f"unknown agency {agency!r} for faults {', '.join(map(str, faults)) or '(none)'} "
+            f"(known agencies: {', '.join(TRANSPORTS)})"
+        )
+    checked: list[str] = []
+    transport = TRANSPORTS[agency]
+    for name in faults:
+        fault = FAULTS.get(name)
+        if fault is None:
+            raise ValueError(f"unknown fault {name!r} for agency {agency} (known: {', '.join(FAULTS)})")
+        if transport not in fault.transports:
+            raise ValueError(
+                f"fault {name!r} does not apply to agency {agency} ({transport}); "
+                f"it applies to {', '.join(a for a, t in TRANSPORTS.items() if t in fault.transports)}"
+            )
+        if name not in checked:
+            checked.append(name)
+    return checked
+
+
+def validate_all(faults: dict[str, list[str]] | None) -> dict[str, list[str]]:
+    """A whole fault map checked (see ``validate``); agencies not named get no faults."""
+    checked = {agency: [] for agency in TRANSPORTS}
+    for agency, names in (faults or {}).items():
+        checked[agency] = validate(agency, names)
+    return checked
+
+
+def parse_faults(spec: str) -> dict[str, list[str]]:
+    """A fault map from its text form: ``"police=server_errors,rate_limit;justice=empty"``.
+
+    ``all=NAME`` arms NAME at every agency it applies to. Parts are separated by ``;``, faults by
+    ``,``; blanks are ignored. A ValueError names the bad part.
+    """
+    result: dict[str, list[str]] = {}
+    for part in (p.strip() for p in spec.split(";")):
+        if not part:
+            continue
+        agency, sep, names_text = part.partition("=")
+        agency = agency.strip()
+        if not sep or not agency:
+            raise ValueError(f"fault part {part!r} is not AGENCY=FAULT[,FAULT...]")
+        names = [n.strip() for n in names_text.split(",") if n.strip()]
+        if agency == "all":
+            for name in names:
+                if name not in FAULTS:
+                    raise ValueError(f"unknown fault {name!r} in {part!r} (known: {', '.join(FAULTS)})")
+                for target, transport in TRANSPORTS.items():
+                    if transport in FAULTS[name].transports:
+                        result.setdefault(target, [])
+                        if name not in result[target]:
+                            result[target].append(name)
+            continue
+        try:
+            checked = validate(agency, names)
+        except ValueError as exc:
+            raise ValueError(f"{exc} in {part!r}") from None
+        merged = result.setdefault(agency, [])
+        merged.extend(n for n in checked if n not in merged)
+    return result
+
+
+class FaultState:
+    """The faults armed at one agency, and what transient REST faults have already fired.
+
+    Thread-safe: the agency's server answers requests on many threads.
+    """
+
+    def __init__(self, agency: str) -> None:
+        self.agency = agency
+        self._lock = threading.Lock()
+        self._faults: list[str] = []
+        self._shots: dict[str, int] = {}
+        self._pages = 0
+        self._first_body: bytes | None = None
+        self._token_revoked = False
+
+    def arm(self, faults: list[str]) -> list[str]:
+        """Arm these faults (replacing the old ones) and re-arm every transient one."""
+        checked = validate(self.agency, faults)
+        with self._lock:
+            self._faults = checked
+            self._shots = {n: FAULTS[n].shots for n in checked if FAULTS[n].shots}
+            self._pages = 0
+            self._first_body = None
+            self._token_revoked = False
+        return checked
+
+    @property
+    def faults(self) -> list[str]:
+        """The faults armed now."""
+        with self._lock:
+            return list(self._faults)
+
+    def has(self, name: str) -> bool:
+        """Whether ``name`` is armed."""
+        return name in self._faults
+
+    def count_page(self) -> int:
+        """Count one page request (a valid, authenticated request for records); returns its number."""
+        with self._lock:
+            self._pages += 1
+            return self._pages
+
+    def fire(self, page: int, last: bool = False) -> str | None:
+        """The transient fault that answers page request number ``page``, if any (it uses up a shot).
+
+        Transient faults fire from the 2nd page request since arming — or from the 1st when that
+        one is also the last page of its window, so that a one-page pull shows the fault too — one
+        after the other in ``FIRING_ORDER``, each for its number of shots.
+        """
+        if not self.eligible(page, last):
+            return None
+        with self._lock:
+            for name in FIRING_ORDER:
+                if self._shots.get(name, 0) > 0:
+                    self._shots[name] -= 1
+                    return name
+        return None
+
+    @staticmethod
+    def eligible(page: int, last: bool) -> bool:
+        """Whether page request number ``page`` is one the faults act on (see ``fire``)."""
+        return page >= 2 or last
+
+    def remember_first_body(self, body: bytes) -> bytes:
+        """Keep the first page body served since arming (for ``page_twice``); returns the kept one."""
+        with self._lock:
+            if self._first_body is None:
+                self._first_body = body
+            return self._first_body
+
+    def take_token_revocation(self) -> bool:
+        """True once per arming of ``expired_token``: the caller then revokes the token just used."""
+        with self._lock:
+            if "expired_token" in self._faults and not self._token_revoked:
+                self._token_revoked = True
+                return True
+            return False

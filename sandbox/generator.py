@@ -1,0 +1,991 @@
+"""The sandbox's synthetic city: seeded people, their benefit roll and the six agency feeds about them.
+
+One call, ``generate_city(people, seed, as_of)``, builds a Hangzhou-like city whose residents have
+valid GB 11643 identity numbers, a social-insurance benefit roll, and the rows each agency holds
+about them (deaths, prisoners, bills, businesses), with a little of real agencies' messiness and a
+set of planted, known truths (pensions paid after death, benefits paid in custody, shared bank
+accounts, ...) that the matching stage must find. ``generate_feed`` streams one feed's rows without
+a city, in chunks, for benchmarks.
+
+Everything is vectorised numpy and deterministic: the same (people, seed, as_of) gives identical
+frames. No real personal data: names, numbers and events are drawn at random.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fundx.identity import ID_CHECK_CHARS, civil_from_days, make_id_matrix, make_uscc_matrix
+from sandbox.schema import feed_schema
+
+DEFAULT_SEED = 20261123
+DEFAULT_AS_OF = date(2026, 11, 1)
+FEEDS: tuple[str, ...] = (
+    "civil_affairs.deaths",
+    "religious_affairs.deaths",
+    "police.deaths",
+    "justice.prisoners",
+    "medical_insurance.bills",
+    "market_regulation.businesses",
+)
+DEATH_FEEDS: tuple[str, ...] = ("civil_affairs.deaths", "police.deaths", "religious_affairs.deaths")
+
+CITY = "杭州市"
+# Hangzhou's districts: area code, name, population share (2020 census, in ten thousands), the
+# funeral home that serves it, and a few police stations.
+DISTRICTS: tuple[tuple[int, str, float, str, tuple[str, ...]], ...] = (
+    (330102, "上城区", 132, "杭州市殡仪馆", ("湖滨", "清波", "望江")),
+    (330105, "拱墅区", 113, "杭州市殡仪馆", ("米市巷", "大关", "祥符")),
+    (330106, "西湖区", 114, "杭州市殡仪馆", ("北山", "翠苑", "留下")),
+    (330108, "滨江区", 50, "杭州市殡仪馆", ("西兴", "长河", "浦沿")),
+    (330109, "萧山区", 201, "萧山区殡仪馆", ("城厢", "北干", "新塘")),
+    (330110, "余杭区", 123, "余杭区殡仪馆", ("仓前", "五常", "闲林")),
+    (330111, "富阳区", 83, "富阳区殡仪馆", ("富春", "东洲", "银湖")),
+    (330112, "临安区", 64, "临安区殡仪馆", ("锦城", "玲珑", "青山湖")),
+    (330113, "临平区", 117, "余杭区殡仪馆", ("临平", "南苑", "星桥")),
+    (330114, "钱塘区", 77, "杭州市殡仪馆", ("下沙", "白杨", "义蓬")),
+    (330122, "桐庐县", 45, "桐庐县殡仪馆", ("城南", "旧县", "富春江")),
+    (330127, "淳安县", 33, "淳安县殡仪馆", ("千岛湖", "汾口", "威坪")),
+    (330182, "建德市", 44, "建德市殡仪馆", ("新安江", "洋溪", "寿昌")),
+)
+AREA_CODES = np.array([d[0] for d in DISTRICTS], dtype=np.int64)
+_AREA_P = np.array([d[2] for d in DISTRICTS], dtype=float) / sum(d[2] for d in DISTRICTS)
+
+# Surnames with their approximate share of the population (per cent).
+SURNAMES: tuple[tuple[str, float], ...] = (
+    ("王", 7.1), ("李", 7.0), ("张", 6.7), ("刘", 5.4), ("陈", 4.5), ("杨", 3.1), ("黄", 2.1),
+    ("赵", 2.0), ("吴", 2.0), ("周", 1.9), ("徐", 1.7), ("孙", 1.5), ("马", 1.4), ("朱", 1.3),
+    ("胡", 1.3), ("郭", 1.1), ("何", 1.1), ("林", 1.0), ("高", 1.0), ("罗", 0.9), ("郑", 0.8),
+    ("梁", 0.8), ("谢", 0.6), ("宋", 0.6), ("唐", 0.6), ("许", 0.5), ("韩", 0.5), ("冯", 0.5),
+    ("邓", 0.5), ("曹", 0.5), ("彭", 0.5), ("曾", 0.4), ("肖", 0.4), ("田", 0.4), ("董", 0.4),
+    ("袁", 0.4), ("潘", 0.4), ("于", 0.4), ("蒋", 0.4), ("蔡", 0.4), ("余", 0.3), ("杜", 0.3),
+    ("叶", 0.3), ("程", 0.3), ("沈", 0.3), ("钱", 0.2), ("金", 0.2), ("楼", 0.05), ("欧阳", 0.05),
+    ("诸葛", 0.01),
+)
+_SURNAME_P = np.array([s[1] for s in SURNAMES]) / sum(s[1] for s in SURNAMES)
+GIVEN_MALE = tuple("伟强磊军勇杰涛明超斌刚平辉鹏华建国文志海波宇浩俊峰林东成亮金荣根福德晨毅")
+GIVEN_FEMALE = tuple("芳娟敏静丽艳霞燕玲红英华梅兰秀萍琳婷雪慧洁莉云凤珍琴佳怡欣彤")
+
+BENEFITS: tuple[str, ...] = ("basic_pension", "resident_pension", "unemployment", "survivor", "disability")
+BANK_PREFIXES = np.array([6222, 6217, 6228, 6212, 6213, 6214, 6227, 6230, 6216, 6226], dtype=np.int64)
+
+CUSTODY = ("在押", "假释", "暂予监外执行", "刑满释放")
+PRISONS = ("浙江省第一监狱", "浙江省第二监狱", "浙江省第四监狱", "浙江省第六监狱", "浙江省乔司监狱",
+           "浙江省十里坪监狱", "浙江省南湖监狱")
+WOMENS_PRISON = "浙江省女子监狱"
+VENUES = ("杭州灵隐寺", "杭州净慈寺", "杭州径山寺", "萧山江寺", "杭州天主堂", "杭州鼓楼堂",
+          "杭州凤凰寺", "杭州抱朴道院", "富阳鹳山寺", "临安天目山禅源寺")
+# ICD-10 codes with a typical inpatient cost (yuan) and how often they are seen.
+DIAGNOSES: tuple[tuple[str, float, float], ...] = (
+    ("I10", 6000, 14), ("E11.9", 7000, 12), ("J18.9", 9000, 8), ("I25.1", 15000, 6),
+    ("I63.9", 20000, 5), ("J44.9", 11000, 6), ("K29.7", 4000, 8), ("M54.5", 5000, 7),
+    ("N18.9", 18000, 3), ("C34.9", 45000, 2), ("C16.9", 40000, 1.5), ("I50.9", 16000, 3),
+    ("J06.9", 2000, 10), ("K80.2", 14000, 2.5), ("S72.0", 35000, 1.5), ("H25.9", 8000, 4),
+    ("E78.5", 3000, 6), ("Z51.1", 12000, 2), ("F32.9", 5000, 1.5), ("R50.9", 3000, 2),
+)
+_DIAG_P = np.array([d[2] for d in DIAGNOSES]) / sum(d[2] for d in DIAGNOSES)
+_DIAG_COST = np.array([d[1] for d in DIAGNOSES])
+BUSINESS_WORDS = tuple("华鑫恒达顺通泰丰瑞祥宏兴盛和信安嘉德源隆昌东方天宇新明润永康中诚汇博远")
+INDUSTRIES = ("科技", "贸易", "餐饮管理", "建筑工程", "电子商务", "物流", "服装", "机械制造", "文化传媒",
+              "网络技术", "食品", "装饰工程")
+SHOPS = ("小吃店", "便利店", "五金店", "理发店", "服装店", "水果店", "面馆", "汽车修理部")
+CROPS = ("茶叶", "蔬菜", "水果", "竹笋", "蜂业", "苗木")
+BUSINESS_STATUS = ("存续", "在业", "注销", "吊销")
+
+# Hospitals: medical-insurance institution codes H + area code + 5 digits.
+_HOSPITAL_AREAS = np.repeat(AREA_CODES, 3)
+HOSPITALS: tuple[str, ...] = tuple(
+    f"H{a}{(a * 7 + i * 131) % 100000:05d}" for i, a in enumerate(_HOSPITAL_AREAS.tolist())
+)
+
+MESSY_KINDS_ID = ("fullwidth_digits", "lowercase_x", "trailing_space", "invalid_check")
+MESSY_KINDS_DATE = ("date_slash", "date_chinese", "date_compact")
+UNREPAIRABLE = ("invalid_check", "excel_mangled")
+MESSY_RATE = 0.004
+
+_DAY = 86_400
+_EPOCH = date(1970, 1, 1)
+
+
+# --- text building (fixed-width ASCII straight into Arrow; Python strings only where needed) -----
+
+
+def _days(d: date) -> int:
+    """Days since 1970-01-01 of a date."""
+    return (d - _EPOCH).days
+
+
+def _fixed(n: int, *parts: str | tuple[np.ndarray, int]) -> np.ndarray:
+    """An N x W uint8 matrix of ASCII text from literal parts and (integers, width) zero-padded parts."""
+    width = sum(len(p) if isinstance(p, str) else p[1] for p in parts)
+    out = np.empty((n, width), dtype=np.uint8)
+    col = 0
+    for p in parts:
+        if isinstance(p, str):
+            out[:, col:col + len(p)] = np.frombuffer(p.encode("ascii"), dtype=np.uint8)
+            col += len(p)
+        else:
+            v, w = np.asarray(p[0], dtype=np.int64), p[1]
+            for k in range(w - 1, -1, -1):
+                v, digit = np.divmod(v, 10)
+                out[:, col + k] = digit.astype(np.uint8) + 48
+            col += w
+    return out
+
+
+def _arrow(mat: np.ndarray) -> pa.Array:
+    """Arrow strings from an N x W uint8 ASCII matrix, without making Python objects."""
+    n, w = mat.shape
+    data = pa.py_buffer(np.ascontiguousarray(mat).reshape(-1))
+    if w * n < 2**31 - 1:
+        offsets = np.arange(0, w * (n + 1), w, dtype=np.int32)
+        return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), data)
+    offsets = np.arange(0, w * (n + 1), w, dtype=np.int64)
+    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), data)
+
+
+def _date_text(days: np.ndarray) -> pa.Array:
+    """ISO dates (2026-10-12) from days since 1970-01-01."""
+    y, m, d = civil_from_days(days)
+    return _arrow(_fixed(len(y), (y, 4), "-", (m, 2), "-", (d, 2)))
+
+
+def _time_text(seconds: np.ndarray) -> pa.Array:
+    """ISO 8601 timestamps with +08:00 from Shanghai wall-clock seconds since 1970-01-01."""
+    seconds = np.asarray(seconds, dtype=np.int64)
+    y, m, d = civil_from_days(seconds // _DAY)
+    s = seconds % _DAY
+    return _arrow(_fixed(len(y), (y, 4), "-", (m, 2), "-", (d, 2), "T", (s // 3600, 2), ":",
+                         (s // 60 % 60, 2), ":", (s % 60, 2), "+08:00"))
+
+
+def _month_text(months: np.ndarray) -> pa.Array:
+    """YYYY-MM from month numbers (year * 12 + month - 1)."""
+    months = np.asarray(months, dtype=np.int64)
+    return _arrow(_fixed(len(months), (months // 12, 4), "-", (months % 12 + 1, 2)))
+
+
+def _pick(options: tuple[str, ...] | list[str], idx: np.ndarray) -> pa.Array:
+    """Arrow strings options[idx]."""
+    return pa.array(list(options), pa.string()).take(pa.array(np.asarray(idx, dtype=np.int64)))
+
+
+def _join(*arrays: pa.Array) -> pa.Array:
+    """Element-wise concatenation of Arrow string arrays."""
+    return pc.binary_join_element_wise(*arrays, "")
+
+
+def _with_nulls(arr: pa.Array, null: np.ndarray) -> pa.Array:
+    """arr with nulls where null is True."""
+    return pc.if_else(pa.array(null), pa.scalar(None, arr.type), arr)
+
+
+def _str(arr: pa.Array) -> pd.Series:
+    """A pandas 3 'str' column from Arrow strings."""
+    return pd.Series(arr, dtype="str")
+
+
+def _frame(feed: str, columns: dict[str, object]) -> pd.DataFrame:
+    """A feed's frame with exactly the contract's columns, in contract order."""
+    order = feed_schema(feed).columns
+    if set(order) != set(columns):
+        raise ValueError(f"{feed}: generated columns {sorted(columns)} differ from the contract's {order}")
+    data = {c: (_str(columns[c]) if isinstance(columns[c], (pa.Array, pa.ChunkedArray)) else columns[c])
+            for c in order}
+    return pd.DataFrame(data)
+
+
+def _keys(prefix: str, start: int, n: int, width: int) -> pa.Array:
+    """Unique keys prefix + zero-padded (start, start+1, ...)."""
+    return _arrow(_fixed(n, prefix, (np.arange(start, start + n, dtype=np.int64), width)))
+
+
+def _local_seconds(rng: np.random.Generator, days: np.ndarray, start_hour: int = 8, end_hour: int = 19) -> np.ndarray:
+    """Wall-clock seconds on the given days, at random office-hours times."""
+    return np.asarray(days, dtype=np.int64) * _DAY + rng.integers(start_hour * 3600, end_hour * 3600, len(days))
+
+
+# --- people -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _People:
+    """Residents as parallel arrays (index i is one person)."""
+
+    district: np.ndarray  # index into DISTRICTS
+    birth: np.ndarray  # days since 1970-01-01
+    male: np.ndarray  # bool
+    id_mat: np.ndarray  # N x 18 uint8, the identity numbers
+    name: pa.Array
+
+    @property
+    def n(self) -> int:
+        """How many people."""
+        return len(self.birth)
+
+    def ids(self) -> pa.Array:
+        """The identity numbers as Arrow strings."""
+        return _arrow(self.id_mat)
+
+    def take(self, idx: np.ndarray) -> _People:
+        """The people at positions idx (repeats allowed)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        return _People(self.district[idx], self.birth[idx], self.male[idx], self.id_mat[idx],
+                       self.name.take(pa.array(idx)))
+
+    def gender(self) -> pa.Array:
+        """男 or 女, as the identity number's 17th digit says."""
+        return _pick(("女", "男"), self.male.astype(np.int64))
+
+
+def _ages(rng: np.random.Generator, n: int, profile: str) -> np.ndarray:
+    """Ages in years (floats) for a population profile: city (many pensioners), dying, adult."""
+    if profile == "city":
+        old = rng.random(n) < 0.55
+        young_age = 18 + 42 * rng.random(n)
+        old_age = 60 + 40 * rng.beta(1.3, 2.5, n)
+        return np.where(old, old_age, young_age)
+    if profile == "dying":
+        return np.minimum(30 + 70 * rng.beta(4, 1.5, n), 104.5)
+    if profile == "adult":
+        return 18 + 52 * rng.beta(2, 3, n)
+    raise ValueError(f"unknown age profile {profile!r}")
+
+
+def _names(rng: np.random.Generator, male: np.ndarray) -> pa.Array:
+    """Chinese names: a surname by frequency and one or two given characters fitting the gender."""
+    n = len(male)
+    surname = _pick([s[0] for s in SURNAMES], rng.choice(len(SURNAMES), n, p=_SURNAME_P))
+    g1m = rng.integers(0, len(GIVEN_MALE), n)
+    g1f = rng.integers(0, len(GIVEN_FEMALE), n)
+    g2m = rng.integers(0, len(GIVEN_MALE), n)
+    g2f = rng.integers(0, len(GIVEN_FEMALE), n)
+    pool = list(GIVEN_FEMALE) + list(GIVEN_MALE)
+    off = len(GIVEN_FEMALE)
+    first = _pick(pool, np.where(male, g1m + off, g1f))
+    second = _pick(pool + [""], np.where(rng.random(n) < 0.35, len(pool), np.where(male, g2m + off, g2f)))
+    return _join(surname, first, second)
+
+
+def _make_people(rng: np.random.Generator, n: int, as_of_days: int, profile: str, unique: bool) -> _People:
+    """n residents of the city with valid identity numbers (unique ones when asked)."""
+    district = rng.choice(len(DISTRICTS), n, p=_AREA_P)
+    age = _ages(rng, n, profile)
+    birth = as_of_days - np.ceil(age * 365.2425).astype(np.int64)
+    male = rng.random(n) < 0.5
+    seq = rng.integers(0, 500, n) * 2 + male
+    if unique:
+        for _ in range(100):
+            key = (district * 100_000 + (birth + 40_000)) * 1000 + seq
+            order = np.argsort(key, kind="stable")
+            sorted_key = key[order]
+            dup = np.zeros(n, dtype=bool)
+            dup[order[1:][sorted_key[1:] == sorted_key[:-1]]] = True
+            if not dup.any():
+                break
+            seq[dup] = rng.integers(0, 500, int(dup.sum())) * 2 + male[dup]
+        else:  # pragma: no cover - needs more people than area codes x days x sequences
+            raise ValueError("could not draw unique identity numbers")
+    id_mat = make_id_matrix(AREA_CODES[district], birth.astype("datetime64[D]"), seq)
+    return _People(district, birth, male, id_mat, _names(rng, male))
+
+
+# --- feed builders (shared by generate_city and generate_feed) ---------------------------------
+# Each takes the people the rows are about and returns (frame, pos): pos[i] is the person of row i.
+# Rows come ordered by (incremental column, key); keys are unique from key_start on.
+
+
+@dataclass
+class _Rows:
+    """One feed's rows and, for each row, the position of its person in the people given."""
+
+    frame: pd.DataFrame
+    pos: np.ndarray
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _past_days(rng: np.random.Generator, as_of_days: int, n: int) -> np.ndarray:
+    """Days uniformly in the 365 days before as_of."""
+    return as_of_days - rng.integers(1, 366, n)
+
+
+def _civil_rows(rng: np.random.Generator, ppl: _People, as_of_days: int, key_start: int,
+                death: np.ndarray | None = None) -> _Rows:
+    """Cremation records: cremated 1-7 days after death, reported 0-3 days after cremation."""
+    n = ppl.n
+    if death is None:
+        reported_day = _past_days(rng, as_of_days, n)
+        cremation = reported_day - rng.integers(0, 4, n)
+        death = cremation - rng.integers(1, 8, n)
+    else:
+        cremation = death + rng.integers(1, 8, n)
+        reported_day = cremation + rng.integers(0, 4, n)
+    reported = _local_seconds(rng, reported_day)
+    no_cremation_date = rng.random(n) < 0.02
+    no_home = rng.random(n) < 0.03
+    pos = np.flatnonzero(reported < as_of_days * _DAY)
+    pos = pos[np.argsort(reported[pos], kind="stable")]
+    p = ppl.take(pos)
+    homes = _pick([d[3] for d in DISTRICTS], p.district)
+    frame = _frame("civil_affairs.deaths", {
+        "record_id": _keys("MZ3301", key_start, len(pos), 10),
+        "id_number": p.ids(),
+        "name": p.name,
+        "gender": p.gender(),
+        "death_date": _date_text(death[pos]),
+        "cremation_date": _with_nulls(_date_text(cremation[pos]), no_cremation_date[pos]),
+        "funeral_home": _with_nulls(homes, no_home[pos]),
+        "reported_at": _time_text(reported[pos]),
+    })
+    return _Rows(frame, pos, {"death": death[pos]})
+
+
+def _police_station_names() -> list[str]:
+    """Police station names, three per district, in DISTRICTS order (index = district * 3 + k)."""
+    names = []
+    for _code, dname, _w, _home, stations in DISTRICTS:
+        bureau = f"杭州市公安局{dname}分局" if dname.endswith("区") else f"{dname}公安局"
+        names.extend(f"{bureau}{s}派出所" for s in stations)
+    return names
+
+
+_STATIONS = _police_station_names()
+
+
+def _police_rows(rng: np.random.Generator, ppl: _People, as_of_days: int, key_start: int,
+                 death: np.ndarray | None = None, recorded_death: np.ndarray | None = None) -> _Rows:
+    """Household registrations cancelled for death: cancelled 3-60 days after, updated 0-2 days later."""
+    n = ppl.n
+    if death is None:
+        updated_day = _past_days(rng, as_of_days, n)
+        cancelled = updated_day - rng.integers(0, 3, n)
+        death = cancelled - rng.integers(3, 61, n)
+    else:
+        cancelled = death + rng.integers(3, 61, n)
+        updated_day = cancelled + rng.integers(0, 3, n)
+    recorded = death if recorded_death is None else recorded_death
+    updated = _local_seconds(rng, updated_day)
+    station = ppl.district * 3 + rng.integers(0, 3, n)
+    no_station = rng.random(n) < 0.02
+    pos = np.flatnonzero(updated < as_of_days * _DAY)
+    pos = pos[np.argsort(updated[pos], kind="stable")]
+    p = ppl.take(pos)
+    frame = _frame("police.deaths", {
+        "cancellation_id": _keys("HKZX3301", key_start, len(pos), 10),
+        "id_number": p.ids(),
+        "name": p.name,
+        "gender": p.gender(),
+        "birth_date": _date_text(p.birth),
+        "death_date": _date_text(recorded[pos]),
+        "cancelled_on": _date_text(cancelled[pos]),
+        "police_station": _with_nulls(_pick(_STATIONS, station[pos]), no_station[pos]),
+        "updated_at": _time_text(updated[pos]),
+    })
+    return _Rows(frame, pos, {"death": recorded[pos]})
+
+
+def _religious_rows(rng: np.random.Generator, ppl: _People, as_of_days: int, key_start: int,
+                    death: np.ndarray | None = None, recorded_death: np.ndarray | None = None) -> _Rows:
+    """Deaths registered by religious venues, 0-20 days after the death."""
+    n = ppl.n
+    if death is None:
+        registered = _past_days(rng, as_of_days, n)
+        death = registered - rng.integers(0, 21, n)
+    else:
+        registered = death + rng.integers(0, 21, n)
+    recorded = death if recorded_death is None else recorded_death
+    no_venue = rng.random(n) < 0.05
+    venue = rng.integers(0, len(VENUES), n)
+    pos = np.flatnonzero(registered < as_of_days)
+    pos = pos[np.argsort(registered[pos], kind="stable")]
+    p = ppl.take(pos)
+    frame = _frame("religious_affairs.deaths", {
+        "record_id": _keys("ZJ3301", key_start, len(pos), 10),
+        "id_number": p.ids(),
+        "name": p.name,
+        "gender": p.gender(),
+        "death_date": _date_text(recorded[pos]),
+        "venue": _with_nulls(_pick(VENUES, venue[pos]), no_venue[pos]),
+        "registered_on": _date_text(registered[pos]),
+    })
+    return _Rows(frame, pos, {"death": recorded[pos]})
+
+
+def _custody_draw(rng: np.random.Generator, n: int, as_of_days: int,
+                  status: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Custody status index, sentence start and end, and admission day for n prisoners."""
+    if status is None:
+        status = rng.choice(len(CUSTODY), n, p=[0.70, 0.10, 0.08, 0.12])
+    years = 1 + np.minimum(rng.exponential(3.0, n), 14)
+    length = np.round(years * 365.25).astype(np.int64)
+    released = status == 3
+    start_free = as_of_days - rng.integers(30, 3000, n)
+    end_free = np.maximum(start_free + length, as_of_days + rng.integers(30, 400, n))
+    end_released = as_of_days - rng.integers(1, 300, n)
+    start = np.where(released, end_released - length, start_free)
+    end = np.where(released, end_released, end_free)
+    admitted = np.minimum(start + rng.integers(0, 61, n), as_of_days - 1)
+    admitted = np.minimum(admitted, end - 1)
+    return status, start, end, admitted
+
+
+def _justice_rows(rng: np.random.Generator, ppl: _People, as_of_days: int, key_start: int,
+                  custody: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None) -> _Rows:
+    """The prisoners list: sentence period, admission day, custody status and prison."""
+    n = ppl.n
+    status, start, end, admitted = custody if custody is not None else _custody_draw(rng, n, as_of_days)
+    prison = _pick(list(PRISONS) + [WOMENS_PRISON],
+                   np.where(ppl.male, rng.integers(0, len(PRISONS), n), len(PRISONS)))
+    no_prison = rng.random(n) < 0.02
+    pos = np.arange(n)
+    frame = _frame("justice.prisoners", {
+        "prisoner_id": _keys("ZF3301", key_start, n, 10),
+        "id_number": ppl.ids(),
+        "name": ppl.name,
+        "admitted_on": _date_text(admitted),
+        "sentence_start": _date_text(start),
+        "sentence_end": _date_text(end),
+        "custody_status": _pick(CUSTODY, status),
+        "prison": _with_nulls(prison, no_prison),
+    })
+    return _Rows(frame, pos, {"status": status, "admitted": admitted})
+
+
+def _bill_rows(rng: np.random.Generator, ppl: _People, as_of_days: int, key_start: int,
+               last_day: np.ndarray | None = None) -> _Rows:
+    """Settled bills, one per person given (repeat people for more): outpatient or inpatient.
+
+    last_day (per person): no admission after it (the day of death), rows past it are dropped.
+    """
+    n = ppl.n
+    settled_day = _past_days(rng, as_of_days, n)
+    inpatient = rng.random(n) < 0.35
+    stay = np.where(inpatient, 1 + np.minimum(rng.exponential(7, n), 60).astype(np.int64), 0)
+    discharged = settled_day - rng.integers(0, 6, n)
+    admitted = discharged - stay
+    diag = rng.choice(len(DIAGNOSES), n, p=_DIAG_P)
+    base = np.where(inpatient, _DIAG_COST[diag], _DIAG_COST[diag] * 0.03)
+    total = np.round(base * rng.lognormal(0.0, 0.5, n) + 20, 2)
+    ratio = np.where(inpatient, rng.uniform(0.55, 0.9, n), rng.uniform(0.3, 0.8, n))
+    fund = np.minimum(np.round(total * ratio, 2), total)
+    settled = _local_seconds(rng, settled_day, 7, 21)
+    hospital = rng.integers(0, len(HOSPITALS), n)
+    keep = np.ones(n, dtype=bool) if last_day is None else admitted <= last_day
+    pos = np.flatnonzero(keep)
+    pos = pos[np.argsort(settled[pos], kind="stable")]
+    p = ppl.take(pos)
+    dis = discharged[pos].astype("datetime64[D]").astype(object)
+    dis[~inpatient[pos]] = None  # outpatient visits have no discharge
+    settled_at = pd.Series(pd.to_datetime(settled[pos], unit="s")).dt.tz_localize("Asia/Shanghai")
+    frame = _frame("medical_insurance.bills", {
+        "bill_id": _keys("YB3301", key_start, len(pos), 12),
+        "id_number": p.ids(),
+        "patient_name": p.name,
+        "hospital_code": _pick(HOSPITALS, hospital[pos]),
+        "diagnosis_code": _pick([d[0] for d in DIAGNOSES], diag[pos]),
+        "admitted_on": pd.Series(admitted[pos].astype("datetime64[D]").astype(object), dtype=object),
+        "discharged_on": pd.Series(dis, dtype=object),
+        "total_amount": pd.Series(total[pos], dtype="float64"),
+        "fund_amount": pd.Series(fund[pos], dtype="float64"),
+        "settled_at": settled_at,
+    })
+    return _Rows(frame, pos)
+
+
+def _business_rows(rng: np.random.Generator, ppl: _People, as_of_days: int, key_start: int) -> _Rows:
+    """Registered businesses, one per legal representative given, with valid credit codes."""
+    n = ppl.n
+    kind = rng.choice([1, 2, 3], n, p=[0.70, 0.25, 0.05])
+    district = np.where(rng.random(n) < 0.7, ppl.district, rng.choice(len(DISTRICTS), n, p=_AREA_P))
+    # Organization codes: distinct 8-digit bodies (key_start keeps chunks apart), shuffled.
+    body = (np.arange(key_start, key_start + n, dtype=np.int64) * 7_919 + 10_000_019) % 100_000_000
+    uscc = make_uscc_matrix(kind, AREA_CODES[district], body)
+    w1 = rng.integers(0, len(BUSINESS_WORDS), n)
+    w2 = rng.integers(0, len(BUSINESS_WORDS), n)
+    brand = _join(_pick(BUSINESS_WORDS, w1), _pick(BUSINESS_WORDS, w2))
+    dname = _pick([d[1] for d in DISTRICTS], district)
+    company = _join(pa.scalar("杭州"), brand, _pick(INDUSTRIES, rng.integers(0, len(INDUSTRIES), n)),
+                    pa.scalar("有限公司"))
+    shop = _join(pa.scalar(CITY), dname, brand, _pick(SHOPS, rng.integers(0, len(SHOPS), n)))
+    coop = _join(pa.scalar(CITY), dname, brand, _pick(CROPS, rng.integers(0, len(CROPS), n)),
+                 pa.scalar("专业合作社"))
+    name = pc.if_else(pa.array(kind == 1), company, pc.if_else(pa.array(kind == 2), shop, coop))
+    status = rng.choice(len(BUSINESS_STATUS), n, p=[0.55, 0.25, 0.13, 0.07])
+    established = rng.integers(_days(date(1995, 1, 1)), as_of_days - 400, n)
+    changed_day = _past_days(rng, as_of_days, n)
+    changed = _local_seconds(rng, changed_day, 8, 18)
+    deregistered = np.maximum(changed_day - rng.integers(0, 11, n), established + 1)
+    # Credit codes are not sequential: ties in changed_at are broken by the code. Its first 16
+    # characters are digits and already unique (they hold the organization code's body).
+    leading = np.zeros(n, dtype=np.int64)
+    for k in range(16):
+        leading = leading * 10 + (uscc[:, k] - 48)
+    order = np.argsort(changed, kind="stable")
+    tied = np.flatnonzero(changed[order][1:] == changed[order][:-1])
+    if len(tied):
+        order = np.lexsort((leading, changed))
+    frame = _frame("market_regulation.businesses", {
+        "uscc": _arrow(uscc[order]),
+        "name": name.take(pa.array(order)),
+        "legal_rep_id_number": _arrow(ppl.id_mat[order]),
+        "legal_rep_name": ppl.name.take(pa.array(order)),
+        "status": _pick(BUSINESS_STATUS, status[order]),
+        "established_on": _date_text(established[order]),
+        "deregistered_on": _with_nulls(_date_text(deregistered[order]), status[order] != 2),
+        "changed_at": _time_text(changed[order]),
+    })
+    return _Rows(frame, order)
+
+
+# --- messiness --------------------------------------------------------------------------------
+
+_FULLWIDTH = str.maketrans("0123456789X", "０１２３４５６７８９Ｘ")
+_MESS_COLUMNS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    # feed -> (key column, identity-number column, date columns that may be written oddly)
+    "civil_affairs.deaths": ("record_id", "id_number", ()),
+    "police.deaths": ("cancellation_id", "id_number", ()),
+    "religious_affairs.deaths": ("record_id", "id_number", ("death_date", "registered_on")),
+    "justice.prisoners": ("prisoner_id", "id_number", ("admitted_on", "sentence_start", "sentence_end")),
+    "market_regulation.businesses": ("uscc", "legal_rep_id_number", ()),
+}
+
+
+def _messy_value(kind: str, value: str, rng: np.random.Generator) -> str:
+    """value written the way a careless clerk or a spreadsheet would write it."""
+    if kind == "fullwidth_digits":
+        return value.translate(_FULLWIDTH)
+    if kind == "lowercase_x":
+        return value[:-1] + "x"
+    if kind == "trailing_space":
+        return value + " " * int(rng.integers(1, 3))
+    if kind == "invalid_check":
+        wrong = [c for c in ID_CHECK_CHARS if c != value[-1]]
+        return value[:-1] + wrong[int(rng.integers(0, len(wrong)))]
+    if kind == "excel_mangled":
+        return str(float(int(value)))  # what Excel keeps of an 18-digit number: 15 significant digits
+    y, m, d = int(value[:4]), int(value[5:7]), int(value[8:10])
+    if kind == "date_slash":
+        return f"{y}/{m}/{d}"
+    if kind == "date_chinese":
+        return f"{y}年{m}月{d}日"
+    if kind == "date_compact":
+        return f"{y:04d}{m:02d}{d:02d}"
+    raise ValueError(f"unknown kind of messiness {kind!r}")
+
+
+def _mess_up(rng: np.random.Generator, feed: str, frame: pd.DataFrame,
+             protected: np.ndarray | None = None, rate: float = MESSY_RATE) -> list[dict[str, str]]:
+    """Make a few rows of a text feed messy, in place; returns what was changed (the messy list).
+
+    protected rows (those a planted truth depends on) are left clean.
+    """
+    if feed not in _MESS_COLUMNS or len(frame) == 0:
+        return []
+    key_col, id_col, date_cols = _MESS_COLUMNS[feed]
+    n = len(frame)
+    kinds = list(MESSY_KINDS_ID)
+    if date_cols:
+        kinds += list(MESSY_KINDS_DATE)
+    if feed == "justice.prisoners":
+        kinds.append("excel_mangled")
+    free = np.ones(n, dtype=bool) if protected is None else ~protected
+    last = np.asarray(pc.utf8_slice_codeunits(pa.array(frame[id_col]), -1).to_numpy(zero_copy_only=False))
+    changes: list[dict[str, str]] = []
+    # At least one row of each kind, even in a small feed: the contracts' repairs need examples.
+    per_kind = max(1, int(round(rate * n))) if n >= 5 else 0
+    for kind in kinds:
+        eligible = free.copy()
+        if kind == "lowercase_x":
+            eligible &= last == "X"
+        elif kind == "excel_mangled":
+            eligible &= last != "X"
+        rows = np.flatnonzero(eligible)
+        if len(rows) == 0 or per_kind == 0:
+            continue
+        rows = np.sort(rng.choice(rows, min(per_kind, len(rows)), replace=False))
+        free[rows] = False
+        column = date_cols[int(rng.integers(0, len(date_cols)))] if kind.startswith("date_") else id_col
+        col_idx = frame.columns.get_loc(column)
+        clean = frame.iloc[rows, col_idx].tolist()
+        messy = [_messy_value(kind, v, rng) for v in clean]
+        frame.iloc[rows, col_idx] = messy
+        keys = frame.iloc[rows, frame.columns.get_loc(key_col)].tolist()
+        changes.extend({"feed": feed, "key": k, "column": column, "kind": kind, "value": m, "clean": c}
+                       for k, m, c in zip(keys, messy, clean))
+    return changes
+
+
+# --- the city ---------------------------------------------------------------------------------
+
+
+@dataclass
+class City:
+    """A generated city: the benefit roll, every agency's rows, and the truths planted in them."""
+
+    seed: int
+    people: int
+    as_of: date
+    roll: pd.DataFrame
+    feeds: dict[str, pd.DataFrame]
+    truths: dict
+
+    def write_truth(self, path: Path) -> None:
+        """Write the truths as JSON (UTF-8, Chinese kept readable)."""
+        Path(path).write_text(json.dumps(self.truths, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+def _month_of(days: np.ndarray) -> np.ndarray:
+    """Month numbers (year * 12 + month - 1) of days since 1970-01-01."""
+    y, m, _d = civil_from_days(days)
+    return y * 12 + m - 1
+
+
+def _luhn_accounts(rng: np.random.Generator, n: int) -> np.ndarray:
+    """19-digit bank card numbers (N x 19 uint8): a bank prefix, 14 random digits, a Luhn digit."""
+    body = _fixed(n, (BANK_PREFIXES[rng.integers(0, len(BANK_PREFIXES), n)], 4),
+                  (rng.integers(0, 10**7, n), 7), (rng.integers(0, 10**7, n), 7))
+    digits = body.astype(np.int64) - 48
+    total = np.zeros(n, dtype=np.int64)
+    for i in range(18):
+        d = digits[:, i]
+        if (17 - i) % 2 == 0:  # from the right, every other digit starting with the last is doubled
+            d = d * 2
+            d = np.where(d > 9, d - 9, d)
+        total += d
+    out = np.empty((n, 19), dtype=np.uint8)
+    out[:, :18] = body
+    out[:, 18] = ((10 - total % 10) % 10).astype(np.uint8) + 48
+    return out
+
+
+def _count(n: int, rate: float, minimum: int) -> int:
+    """How many of something to plant: rate of n, but at least minimum so small cities have examples."""
+    return max(minimum, int(round(n * rate)))
+
+
+def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = DEFAULT_AS_OF) -> City:
+    """Build the synthetic city for a seed: the roll, the six feeds, and the planted truths.
+
+    ``truths`` (JSON-serialisable; identity numbers are the clean ones):
+
+    - ``dead_but_paid``: died before as_of, roll still active and paid after the death month;
+      each with death_date, paid_through, months_after_death, monthly_amount and
+      ``known_to`` {feed: key} (at least one death feed has the person).
+    - ``prisoners_paid``: 在押 for at least two months, roll still active (prisoner_id, admitted_on).
+    - ``shared_accounts``: one bank account receiving the benefits of 3-6 unrelated people.
+    - ``single_source_deaths``: deaths known to exactly one death feed (feed, key).
+    - ``date_conflicts``: the same death with death dates 3-40 days apart in two feeds
+      (dates and keys per feed, the true death_date, days_apart).
+    - ``messy``: every cell made messy {feed, key, column, kind, value, clean}; ``invalid_ids``:
+      those that no repair can make valid (invalid_check, excel_mangled).
+    - ``counts``: rows per feed, and roll, deaths, prisoners, businesses;
+      ``deaths_unknown_to_any_source``.
+
+    Each list holds exactly what is in the frames, and no other row of the roll and feeds is an
+    instance of its category. Messiness never touches a row that a truth depends on.
+    """
+    if people < 1:
+        raise ValueError("a city needs at least one person")
+    rng = np.random.Generator(np.random.PCG64(seed))
+    A = _days(as_of)
+    this_month = _month_of(np.array([A]))[0]
+    last_paid = this_month - 1
+    ppl = _make_people(rng, people, A, "city", unique=True)
+    n = people
+    age = (A - ppl.birth) / 365.2425
+    ids = ppl.ids()
+    id_text = np.asarray(ids.to_numpy(zero_copy_only=False), dtype=object)
+
+    # Deaths in the year before as_of, more likely the older one is (Gompertz), 1.2 % on average.
+    hazard = np.exp(0.1 * (age - 80))
+    p_die = np.minimum(hazard * (0.012 * n / hazard.sum()), 0.95)
+    dead = rng.random(n) < p_die
+    death_day = np.full(n, np.iinfo(np.int64).max // 4, dtype=np.int64)
+    death_day[dead] = A - rng.integers(1, 366, int(dead.sum()))
+
+    # The benefit roll.
+    female_retire = ~ppl.male & (age >= 55)
+    pension_age = (age >= 60) | female_retire
+    on_roll = np.where(pension_age, rng.random(n) < 0.85, rng.random(n) < 0.065)
+    roll_pos = np.flatnonzero(on_roll)
+    r = len(roll_pos)
+    r_age = age[roll_pos]
+    young = ~pension_age[roll_pos]
+    benefit = np.where(rng.random(r) < 0.68, 0, 1)
+    benefit = np.where(young, rng.choice([2, 3, 4], r, p=[0.6, 0.15, 0.25]), benefit)
+    amount = np.select(
+        [benefit == 0, benefit == 1, benefit == 2, benefit == 3],
+        [np.clip(rng.lognormal(np.log(3800), 0.3, r), 1800, 12000), rng.uniform(230, 600, r),
+         rng.uniform(1800, 2100, r), rng.uniform(600, 1500, r)],
+        rng.uniform(800, 2200, r))
+    amount = np.round(amount, 2)
+    birth_month = _month_of(ppl.birth[roll_pos])
+    retire_years = np.where(ppl.male[roll_pos] | (benefit == 1), 60, 55)
+    start = np.where(benefit <= 1, birth_month + retire_years * 12,
+                     np.where(benefit == 2, last_paid - rng.integers(0, 24, r), last_paid - rng.integers(0, 240, r)))
+    start = np.clip(start, 1995 * 12, last_paid)
+    status = np.zeros(r, dtype=np.int64)  # 0 active, 1 suspended, 2 stopped
+    paid_through = np.full(r, last_paid, dtype=np.int64)
+    u = rng.random(r)
+    status[u < 0.01] = 1
+    status[(u >= 0.01) & (u < 0.03)] = 2
+    paid_through[status == 1] = last_paid - rng.integers(1, 13, int((status == 1).sum()))
+    paid_through[status == 2] = last_paid - rng.integers(1, 37, int((status == 2).sum()))
+    account = _luhn_accounts(rng, r)
+    roll_index = np.full(n, -1, dtype=np.int64)
+    roll_index[roll_pos] = np.arange(r)
+
+    # Which death sources know of each death (decided now, reports may still be late).
+    dead_pos = np.flatnonzero(dead)
+    d = len(dead_pos)
+    in_police = rng.random(d) < 0.85
+    in_civil = rng.random(d) < 0.90
+    in_religious = rng.random(d) < 0.08
+    true_death = death_day[dead_pos]
+    police_death = true_death.copy()
+    religious_death = true_death.copy()
+
+    # Date conflicts: the police or the religious venue wrote a death date 3-40 days too early.
+    multi = np.flatnonzero(in_civil.astype(int) + in_police + in_religious >= 2)
+    k_conf = min(len(multi), _count(d, 0.05, 4))
+    conflict = np.sort(rng.choice(multi, k_conf, replace=False)) if k_conf else np.array([], dtype=np.int64)
+    for j in conflict:  # a handful of people: a loop is fine here
+        shift = int(rng.integers(3, 41))
+        if in_police[j] and (not in_religious[j] or rng.random() < 0.5):
+            police_death[j] -= shift
+        else:
+            religious_death[j] -= shift
+
+    dead_people = ppl.take(dead_pos)
+    civil = _civil_rows(rng, dead_people.take(np.flatnonzero(in_civil)), A, int(rng.integers(1, 10**6)),
+                        death=true_death[in_civil])
+    civil.pos = np.flatnonzero(in_civil)[civil.pos]
+    police = _police_rows(rng, dead_people.take(np.flatnonzero(in_police)), A, int(rng.integers(1, 10**6)),
+                          death=true_death[in_police], recorded_death=police_death[in_police])
+    police.pos = np.flatnonzero(in_police)[police.pos]
+    religious = _religious_rows(rng, dead_people.take(np.flatnonzero(in_religious)), A,
+                                int(rng.integers(1, 10**5)), death=true_death[in_religious],
+                                recorded_death=religious_death[in_religious])
+    religious.pos = np.flatnonzero(in_religious)[religious.pos]
+    death_rows = {"civil_affairs.deaths": civil, "police.deaths": police, "religious_affairs.deaths": religious}
+    known = {}
+    for f, rows in death_rows.items():
+        known[f] = np.zeros(d, dtype=bool)
+        known[f][rows.pos] = True
+    n_known = sum(k.astype(int) for k in known.values())
+
+    # Dead people on the roll: mostly stopped in the month of death; a few still paid (planted).
+    death_month = _month_of(true_death)
+    dead_roll = roll_index[dead_pos]
+    candidates = np.flatnonzero((dead_roll >= 0) & (n_known >= 1) & (death_month <= last_paid - 1))
+    k_dbp = min(len(candidates), _count(d, 0.10, 4))
+    still_paid = np.sort(rng.choice(candidates, k_dbp, replace=False))
+    for_stop = np.flatnonzero(dead_roll >= 0)
+    status[dead_roll[for_stop]] = 2
+    paid_through[dead_roll[for_stop]] = np.minimum(paid_through[dead_roll[for_stop]], death_month[for_stop])
+    status[dead_roll[still_paid]] = 0
+    paid_through[dead_roll[still_paid]] = last_paid
+
+    # Prisoners: some pensioners (a few of whom are still paid in custody), mostly younger adults.
+    alive = ~dead
+    k_pris = _count(n, 0.003, 6)
+    k_paid = min(_count(n, 0.0004, 3), k_pris)
+    roll_alive = np.flatnonzero(on_roll & alive & (age <= 85))
+    paid_in_custody = np.sort(rng.choice(roll_alive, min(k_paid, len(roll_alive)), replace=False))
+    eligible = alive & (age >= 18) & (age <= 75)
+    eligible[paid_in_custody] = False
+    others_pool = np.flatnonzero(eligible)
+    others = np.sort(rng.choice(others_pool, min(k_pris - len(paid_in_custody), len(others_pool)), replace=False))
+    prisoner_pos = np.concatenate([paid_in_custody, others])
+    forced = np.concatenate([np.zeros(len(paid_in_custody), dtype=np.int64),
+                             rng.choice(len(CUSTODY), len(others), p=[0.70, 0.10, 0.08, 0.12])])
+    custody = _custody_draw(rng, len(prisoner_pos), A, status=forced)
+    # The planted ones were admitted at least two months ago, so they were paid in custody.
+    late = np.maximum(custody[3] - (A - 62), 0) * (np.arange(len(prisoner_pos)) < len(paid_in_custody))
+    custody = (custody[0], custody[1] - late, custody[2] - late, custody[3] - late)
+    justice = _justice_rows(rng, ppl.take(prisoner_pos), A, int(rng.integers(1, 10**6)), custody=custody)
+    justice.pos = prisoner_pos[justice.pos]
+    c_status, _c_start, _c_end, c_admitted = custody
+    # Other prisoners on the roll who are in custody: suspended from the month of admission.
+    planted = np.arange(len(prisoner_pos)) < len(paid_in_custody)
+    in_custody_roll = (c_status == 0) & (roll_index[prisoner_pos] >= 0) & ~planted
+    ri = roll_index[prisoner_pos[in_custody_roll]]
+    status[ri] = np.where(status[ri] == 2, 2, 1)
+    paid_through[ri] = np.minimum(paid_through[ri], _month_of(c_admitted[in_custody_roll]))
+    ri = roll_index[paid_in_custody]
+    status[ri] = 0
+    paid_through[ri] = last_paid
+
+    # Shared accounts: 3-6 unrelated, living, active people's benefits paid into one account.
+    busy = np.zeros(n, dtype=bool)
+    busy[dead_pos] = True
+    busy[prisoner_pos] = True
+    pool = np.flatnonzero(on_roll & ~busy)
+    pool = pool[status[roll_index[pool]] == 0]
+    sizes = rng.integers(3, 7, _count(r, 1 / 2500, 3))
+    sizes = sizes[np.cumsum(sizes) <= len(pool)]
+    chosen = pool[rng.choice(len(pool), int(sizes.sum()), replace=False)]
+    groups = [np.sort(g) for g in np.split(chosen, np.cumsum(sizes)[:-1])] if len(sizes) else []
+    for g in groups:
+        account[roll_index[g]] = account[roll_index[g[0]]]
+
+    months_paid = np.maximum(paid_through - start + 1, 1)
+    roll = pd.DataFrame({
+        "id_number": _str(ids.take(pa.array(roll_pos))),
+        "name": _str(ppl.name.take(pa.array(roll_pos))),
+        "benefit_type": _str(_pick(BENEFITS, benefit)),
+        "monthly_amount": pd.Series(amount, dtype="float64"),
+        "bank_account": _str(_arrow(account)),
+        "status": _str(_pick(("active", "suspended", "stopped"), status)),
+        "paid_through": _str(_month_text(paid_through)),
+        "months_paid": pd.Series(months_paid, dtype="int64"),
+    })
+
+    # Bills: about 1.5 a year per person, more for the old; none after death.
+    rate = np.exp(0.025 * (age - 50))
+    per_person = rng.poisson(rate * 1.5 * n / rate.sum())
+    bill_people = np.repeat(np.arange(n), per_person)
+    rng.shuffle(bill_people)
+    bills = _bill_rows(rng, ppl.take(bill_people), A, int(rng.integers(1, 10**6)),
+                       last_day=death_day[bill_people])
+
+    # Businesses: one for every 20 people, represented by living adults.
+    k_bus = max(1, n // 20)
+    reps_pool = np.flatnonzero(alive & (age >= 22) & (age <= 80))
+    reps = rng.choice(reps_pool, k_bus, replace=len(reps_pool) < k_bus)
+    business = _business_rows(rng, ppl.take(reps), A, int(rng.integers(1, 10**6)))
+
+    # --- truths (read back from what was built, so they are true of the frames) ---
+    key_of: dict[str, np.ndarray] = {}
+    for f, rows in death_rows.items():
+        key_of[f] = np.full(d, None, dtype=object)
+        key_of[f][rows.pos] = rows.frame.iloc[:, 0].to_numpy(dtype=object)
+
+    def death_key(feed: str, j: int) -> str | None:
+        """The key of dead person j's row in a death feed, if that feed has one."""
+        return key_of[feed][j]
+
+    def iso(day: int) -> str:
+        """ISO text of a day number."""
+        return (_EPOCH + timedelta(days=int(day))).isoformat()
+
+    def month(m: int) -> str:
+        """YYYY-MM of a month number."""
+        return f"{int(m) // 12:04d}-{int(m) % 12 + 1:02d}"
+
+    truths: dict = {"city": CITY, "seed": seed, "people": people, "as_of": as_of.isoformat()}
+    dbp = []
+    for j in still_paid:
+        ri = int(dead_roll[j])
+        dbp.append({
+            "id_number": id_text[dead_pos[j]],
+            "death_date": iso(true_death[j]),
+            "paid_through": month(paid_through[ri]),
+            "months_after_death": int(paid_through[ri] - death_month[j]),
+            "monthly_amount": float(amount[ri]),
+            "known_to": {f: death_key(f, int(j)) for f in DEATH_FEEDS if known[f][j]},
+        })
+    truths["dead_but_paid"] = dbp
+    truths["prisoners_paid"] = [
+        {"id_number": id_text[p], "prisoner_id": str(justice.frame.iloc[i, 0]),
+         "admitted_on": iso(c_admitted[i]), "custody_status": CUSTODY[0],
+         "monthly_amount": float(amount[roll_index[p]])}
+        for i, p in enumerate(prisoner_pos) if i < len(paid_in_custody)
+    ]
+    truths["shared_accounts"] = [
+        {"bank_account": account[roll_index[g[0]]].tobytes().decode("ascii"),
+         "id_numbers": [id_text[p] for p in g]}
+        for g in groups
+    ]
+    truths["single_source_deaths"] = [
+        {"id_number": id_text[dead_pos[j]], "feed": f, "key": death_key(f, int(j)), "death_date": iso(true_death[j])}
+        for j in np.flatnonzero(n_known == 1) for f in DEATH_FEEDS if known[f][j]
+    ]
+    recorded = {"civil_affairs.deaths": true_death, "police.deaths": police_death,
+                "religious_affairs.deaths": religious_death}
+    conflicts = []
+    for j in conflict:
+        present = [f for f in DEATH_FEEDS if known[f][j]]
+        dates = {f: int(recorded[f][j]) for f in present}
+        if len(present) >= 2 and len(set(dates.values())) >= 2:
+            conflicts.append({
+                "id_number": id_text[dead_pos[j]],
+                "death_date": iso(true_death[j]),
+                "dates": {f: iso(v) for f, v in dates.items()},
+                "keys": {f: death_key(f, int(j)) for f in present},
+                "days_apart": int(max(dates.values()) - min(dates.values())),
+            })
+    truths["date_conflicts"] = conflicts
+    truths["deaths_unknown_to_any_source"] = int((n_known == 0).sum())
+
+    # Messiness last, and never in rows a truth depends on.
+    truth_people = np.zeros(n, dtype=bool)
+    truth_people[dead_pos[still_paid]] = True
+    truth_people[dead_pos[conflict]] = True
+    truth_people[dead_pos[n_known == 1]] = True
+    truth_people[paid_in_custody] = True
+    for g in groups:
+        truth_people[g] = True
+    feeds = {
+        "civil_affairs.deaths": (civil.frame, truth_people[dead_pos[civil.pos]]),
+        "religious_affairs.deaths": (religious.frame, truth_people[dead_pos[religious.pos]]),
+        "police.deaths": (police.frame, truth_people[dead_pos[police.pos]]),
+        "justice.prisoners": (justice.frame, truth_people[justice.pos]),
+        "medical_insurance.bills": (bills.frame, None),
+        "market_regulation.businesses": (business.frame, truth_people[reps[business.pos]]),
+    }
+    messy: list[dict[str, str]] = []
+    for feed in FEEDS:
+        frame, protected = feeds[feed]
+        messy.extend(_mess_up(rng, feed, frame, protected))
+    truths["messy"] = messy
+    truths["invalid_ids"] = [m for m in messy if m["kind"] in UNREPAIRABLE]
+    truths["counts"] = {f: len(feeds[f][0]) for f in FEEDS} | {
+        "roll": r, "deaths": d, "prisoners": len(prisoner_pos), "businesses": k_bus}
+    return City(seed=seed, people=people, as_of=as_of, roll=roll,
+                feeds={f: feeds[f][0] for f in FEEDS}, truths=truths)
+
+
+# --- one feed, streamed -----------------------------------------------------------------------
+
+_PROFILES: dict[str, str] = {
+    "civil_affairs.deaths": "dying", "police.deaths": "dying", "religious_affairs.deaths": "dying",
+    "justice.prisoners": "adult", "medical_insurance.bills": "city", "market_regulation.businesses": "adult",
+}
+_BUILDERS: dict[str, Callable[..., _Rows]] = {
+    "civil_affairs.deaths": _civil_rows, "police.deaths": _police_rows,
+    "religious_affairs.deaths": _religious_rows, "justice.prisoners": _justice_rows,
+    "medical_insurance.bills": _bill_rows, "market_regulation.businesses": _business_rows,
+}
+
+
+def generate_feed(feed: str, rows: int, seed: int = DEFAULT_SEED, as_of: date = DEFAULT_AS_OF,
+                  chunk_rows: int = 1_000_000) -> Iterator[pd.DataFrame]:
+    """Stream `rows` rows of one feed in chunks of at most chunk_rows, without building a city.
+
+    For benchmarks: memory stays bounded by one chunk. Each chunk is ordered by (incremental column,
+    key) and keys are unique across all chunks; the same arguments give the same chunks. Text feeds
+    carry the usual messiness at the usual rates (not recorded: there are no truths here).
+    """
+    if feed not in _BUILDERS:
+        raise ValueError(f"unknown feed {feed!r}; feeds are {', '.join(FEEDS)}")
+    if chunk_rows < 1 or rows < 0:
+        raise ValueError("rows must be >= 0 and chunk_rows >= 1")
+    A = _days(as_of)
+    feed_no = FEEDS.index(feed)
+    for chunk_no, start in enumerate(range(0, rows, chunk_rows)):
+        n = min(chunk_rows, rows - start)
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, feed_no, chunk_no])))
+        ppl = _make_people(rng, n, A, _PROFILES[feed], unique=False)
+        built = _BUILDERS[feed](rng, ppl, A, start + 1)
+        _mess_up(rng, feed, built.frame)
+        yield built.frame

@@ -1,0 +1,392 @@
+"""Tests for the synthetic city: contract columns, determinism, valid numbers, and planted truths."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from fundx.identity import birth_date_of, is_male, is_valid_id, is_valid_uscc, normalize_id
+from fundx.timeutil import SHANGHAI
+from sandbox.generator import (
+    DEATH_FEEDS,
+    DEFAULT_AS_OF,
+    FEEDS,
+    UNREPAIRABLE,
+    City,
+    generate_city,
+    generate_feed,
+)
+
+CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
+KEYS = {
+    "civil_affairs.deaths": "record_id",
+    "religious_affairs.deaths": "record_id",
+    "police.deaths": "cancellation_id",
+    "justice.prisoners": "prisoner_id",
+    "medical_insurance.bills": "bill_id",
+    "market_regulation.businesses": "uscc",
+}
+ID_COLUMN = {f: ("legal_rep_id_number" if f == "market_regulation.businesses" else "id_number") for f in FEEDS}
+INCREMENTAL = {
+    "civil_affairs.deaths": "reported_at",
+    "police.deaths": "updated_at",
+    "market_regulation.businesses": "changed_at",
+}
+TS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+08:00$")
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+AS_OF_START = datetime(DEFAULT_AS_OF.year, DEFAULT_AS_OF.month, DEFAULT_AS_OF.day, tzinfo=SHANGHAI)
+
+
+def contract_columns(feed: str) -> list[str]:
+    doc = yaml.safe_load((CONTRACTS / f"{feed}.odcs.yaml").read_text(encoding="utf-8"))
+    return [p["name"] for p in doc["schema"][0]["properties"]]
+
+
+@pytest.fixture(scope="module")
+def city() -> City:
+    return generate_city()
+
+
+def messy_cells(city: City, kinds: tuple[str, ...] | None = None) -> set[tuple[str, str, str]]:
+    return {(m["feed"], m["key"], m["column"]) for m in city.truths["messy"] if kinds is None or m["kind"] in kinds}
+
+
+def row_of(frame: pd.DataFrame, key_col: str, key: str) -> pd.Series:
+    hits = frame[frame[key_col] == key]
+    assert len(hits) == 1, (key_col, key)
+    return hits.iloc[0]
+
+
+# --- shape ------------------------------------------------------------------------------------
+
+
+def test_feeds_have_the_contract_columns_in_order(city: City) -> None:
+    assert tuple(city.feeds) == FEEDS
+    for feed, frame in city.feeds.items():
+        assert list(frame.columns) == contract_columns(feed), feed
+        assert len(frame) > 0, feed
+
+
+def test_roll_columns(city: City) -> None:
+    assert list(city.roll.columns) == ["id_number", "name", "benefit_type", "monthly_amount", "bank_account",
+                                       "status", "paid_through", "months_paid"]
+    roll = city.roll
+    assert roll["id_number"].is_unique
+    assert set(roll["benefit_type"]) == {"basic_pension", "resident_pension", "unemployment", "survivor", "disability"}
+    assert set(roll["status"]) == {"active", "suspended", "stopped"}
+    assert roll["bank_account"].str.fullmatch(r"6\d{18}").all()
+    assert roll["paid_through"].str.fullmatch(r"\d{4}-(0[1-9]|1[0-2])").all()
+    assert (roll["months_paid"] >= 1).all() and (roll["monthly_amount"] > 0).all()
+    assert (roll["paid_through"] <= "2026-10").all()
+
+
+def test_bank_accounts_pass_luhn(city: City) -> None:
+    for account in city.roll["bank_account"].head(500):
+        digits = [int(c) for c in account][::-1]
+        total = sum(d if i % 2 == 0 else (2 * d - 9 if 2 * d > 9 else 2 * d) for i, d in enumerate(digits))
+        assert total % 10 == 0
+
+
+def test_keys_unique(city: City) -> None:
+    for feed, frame in city.feeds.items():
+        assert frame[KEYS[feed]].is_unique, feed
+        assert frame[KEYS[feed]].notna().all(), feed
+
+
+def test_text_feeds_hold_strings_or_missing(city: City) -> None:
+    for feed, frame in city.feeds.items():
+        if feed == "medical_insurance.bills":
+            continue
+        for column in frame.columns:
+            assert str(frame[column].dtype) == "str", (feed, column)
+            assert all(isinstance(v, str) for v in frame[column].dropna()), (feed, column)
+
+
+def test_incremental_timestamps_within_the_year_before_as_of(city: City) -> None:
+    for feed, column in INCREMENTAL.items():
+        values = city.feeds[feed][column]
+        assert values.str.fullmatch(TS.pattern).all(), feed
+        moments = pd.to_datetime(values, format="ISO8601")
+        assert moments.max() < pd.Timestamp(AS_OF_START), feed
+        assert moments.min() >= pd.Timestamp(AS_OF_START - timedelta(days=365)), feed
+        # ordered by (incremental column, key), as the agencies page them
+        frame = city.feeds[feed]
+        assert frame.equals(frame.sort_values([column, KEYS[feed]], ignore_index=True)), feed
+
+
+def test_bills_are_typed_for_the_database(city: City) -> None:
+    bills = city.feeds["medical_insurance.bills"]
+    assert all(type(v) is date for v in bills["admitted_on"])
+    discharged = [v for v in bills["discharged_on"] if v is not None]
+    assert discharged and all(type(v) is date for v in discharged)
+    assert str(bills["settled_at"].dt.tz) == "Asia/Shanghai"
+    assert bills["settled_at"].max() < pd.Timestamp(AS_OF_START)
+    assert bills["settled_at"].min() >= pd.Timestamp(AS_OF_START - timedelta(days=365))
+    assert (bills["fund_amount"] <= bills["total_amount"]).all() and (bills["fund_amount"] > 0).all()
+    assert np.allclose(bills["total_amount"], bills["total_amount"].round(2))
+    assert bills["diagnosis_code"].str.fullmatch(r"[A-Z]\d{2}(\.\d)?").all()
+    for admitted, discharged_on, settled in bills[["admitted_on", "discharged_on", "settled_at"]].head(2000).itertuples(index=False):
+        assert discharged_on is None or admitted <= discharged_on
+        assert admitted <= settled.date()
+    assert 1.2 < len(bills) / city.people < 1.8
+
+
+def test_businesses(city: City) -> None:
+    firms = city.feeds["market_regulation.businesses"]
+    assert len(firms) == city.people // 20
+    assert all(is_valid_uscc(c, check_org_code=True) for c in firms["uscc"])
+    assert firms["uscc"].str[1].isin(["1", "2", "3"]).all()
+    assert firms["uscc"].str[2:6].eq("3301").all()
+    assert set(firms["status"]) == {"存续", "在业", "注销", "吊销"}
+    gone = firms["status"] == "注销"
+    assert firms.loc[gone, "deregistered_on"].notna().all()
+    assert firms.loc[~gone, "deregistered_on"].isna().all()
+    reps = firms["legal_rep_id_number"].map(normalize_id)
+    assert reps.str[:4].eq("3301").all()
+
+
+# --- identity numbers -------------------------------------------------------------------------
+
+
+def test_identity_numbers_valid_except_the_planted_messy_ones(city: City) -> None:
+    messy = messy_cells(city)
+    unrepairable = messy_cells(city, UNREPAIRABLE)
+    assert all(is_valid_id(v) for v in city.roll["id_number"])
+    for feed, frame in city.feeds.items():
+        col = ID_COLUMN[feed]
+        for key, value in zip(frame[KEYS[feed]], frame[col]):
+            if (feed, key, col) in unrepairable:
+                assert not is_valid_id(normalize_id(value)), (feed, key)
+            elif (feed, key, col) in messy:
+                assert not is_valid_id(value) and is_valid_id(normalize_id(value)), (feed, key)
+            else:
+                assert is_valid_id(value), (feed, key)
+
+
+def test_ids_are_from_the_city(city: City) -> None:
+    areas = {"330102", "330105", "330106", "330108", "330109", "330110", "330111", "330112", "330113",
+             "330114", "330122", "330127", "330182"}
+    assert set(city.roll["id_number"].str[:6]) <= areas
+    assert set(city.feeds["police.deaths"]["id_number"].map(normalize_id).str[:6]) <= areas
+
+
+def test_gender_and_birth_date_agree_with_the_number(city: City) -> None:
+    for feed in DEATH_FEEDS:
+        frame = city.feeds[feed]
+        for value, gender in zip(frame["id_number"], frame["gender"]):
+            if is_valid_id(value) and isinstance(gender, str):
+                assert gender == ("男" if is_male(value) else "女")
+    police = city.feeds["police.deaths"]
+    for value, born in zip(police["id_number"], police["birth_date"]):
+        if is_valid_id(value):
+            assert born == birth_date_of(value).isoformat()
+    justice = city.feeds["justice.prisoners"]
+    women = justice["prison"] == "浙江省女子监狱"
+    assert all(not is_male(v) for v in justice.loc[women, "id_number"] if is_valid_id(v))
+
+
+def test_ages_skew_old(city: City) -> None:
+    ages = np.array([(DEFAULT_AS_OF - birth_date_of(v)).days / 365.25 for v in city.roll["id_number"]])
+    assert ages.min() >= 18 and ages.max() <= 101
+    assert np.median(ages) > 60
+
+
+# --- planted truths ---------------------------------------------------------------------------
+
+CATEGORIES = ("dead_but_paid", "prisoners_paid", "shared_accounts", "single_source_deaths", "date_conflicts",
+              "messy", "invalid_ids")
+
+
+def test_every_truth_category_has_several(city: City) -> None:
+    for category in CATEGORIES:
+        assert len(city.truths[category]) >= 3, category
+    kinds = {m["kind"] for m in city.truths["messy"]}
+    assert kinds == {"fullwidth_digits", "lowercase_x", "trailing_space", "invalid_check", "excel_mangled",
+                     "date_slash", "date_chinese", "date_compact"}
+    assert city.truths["counts"]["medical_insurance.bills"] == len(city.feeds["medical_insurance.bills"])
+
+
+def cleaned(city: City, feed: str) -> pd.DataFrame:
+    """A feed as it was before the messiness: the ground truth's view of the rows."""
+    frame = city.feeds[feed].copy()
+    key = KEYS[feed]
+    for m in city.truths["messy"]:
+        if m["feed"] == feed:
+            frame.loc[frame[key] == m["key"], m["column"]] = m["clean"]
+    return frame
+
+
+def deaths_by_id(city: City) -> dict[str, dict[str, tuple[str, str]]]:
+    """id number -> feed -> (key, death_date), from the cleaned feeds."""
+    out: dict[str, dict[str, tuple[str, str]]] = {}
+    for feed in DEATH_FEEDS:
+        frame = cleaned(city, feed)
+        for key, value, died in zip(frame[KEYS[feed]], frame["id_number"], frame["death_date"]):
+            assert is_valid_id(value)
+            out.setdefault(value, {})[feed] = (key, died)
+    return out
+
+
+def month_of(iso_date: str) -> str:
+    return iso_date[:7]
+
+
+def test_dead_but_paid_is_true_and_complete(city: City) -> None:
+    roll = city.roll.set_index("id_number")
+    deaths = deaths_by_id(city)
+    planted = {t["id_number"] for t in city.truths["dead_but_paid"]}
+    for t in city.truths["dead_but_paid"]:
+        row = roll.loc[t["id_number"]]
+        assert row["status"] == "active"
+        assert row["paid_through"] > month_of(t["death_date"])
+        assert t["known_to"], t
+        for feed, key in t["known_to"].items():
+            assert deaths[t["id_number"]][feed][0] == key
+    # Nothing else in the feeds looks like a pension paid after death.
+    found = set()
+    for id_number, seen in deaths.items():
+        if id_number in roll.index:
+            row = roll.loc[id_number]
+            first = min(month_of(d) for _k, d in seen.values())
+            if row["status"] == "active" and row["paid_through"] > first:
+                found.add(id_number)
+    assert found == planted
+
+
+def test_prisoners_paid_is_true(city: City) -> None:
+    roll = city.roll.set_index("id_number")
+    justice = city.feeds["justice.prisoners"]
+    for t in city.truths["prisoners_paid"]:
+        row = row_of(justice, "prisoner_id", t["prisoner_id"])
+        assert row["id_number"] == t["id_number"] and row["custody_status"] == "在押"
+        assert row["admitted_on"] == t["admitted_on"] < (DEFAULT_AS_OF - timedelta(days=60)).isoformat()
+        assert roll.loc[t["id_number"], "status"] == "active"
+    held = justice[justice["custody_status"] == "在押"]["id_number"].map(normalize_id)
+    active = set(roll.index[roll["status"] == "active"])
+    assert set(held) & active == {t["id_number"] for t in city.truths["prisoners_paid"]}
+
+
+def test_shared_accounts_are_true_and_complete(city: City) -> None:
+    holders = city.roll.groupby("bank_account")["id_number"].apply(lambda s: sorted(s))
+    shared = holders[holders.map(len) >= 3]
+    truth = {t["bank_account"]: sorted(t["id_numbers"]) for t in city.truths["shared_accounts"]}
+    assert dict(shared) == truth
+    for ids in truth.values():
+        assert len(set(ids)) == len(ids) >= 3
+
+
+def test_single_source_deaths(city: City) -> None:
+    deaths = deaths_by_id(city)
+    truth = {t["id_number"]: t for t in city.truths["single_source_deaths"]}
+    assert set(truth) == {i for i, seen in deaths.items() if len(seen) == 1}
+    for id_number, t in truth.items():
+        assert list(deaths[id_number]) == [t["feed"]]
+        assert deaths[id_number][t["feed"]][0] == t["key"]
+    assert len({t["feed"] for t in truth.values()}) >= 2
+
+
+def test_date_conflicts(city: City) -> None:
+    deaths = deaths_by_id(city)
+    for t in city.truths["date_conflicts"]:
+        seen = deaths[t["id_number"]]
+        assert set(seen) == set(t["dates"]) and len(seen) >= 2
+        written = {feed: date.fromisoformat(d) for feed, (_k, d) in seen.items()}
+        assert {f: d.isoformat() for f, d in written.items()} == t["dates"]
+        apart = (max(written.values()) - min(written.values())).days
+        assert apart == t["days_apart"] and 3 <= apart <= 40
+        assert t["death_date"] in t["dates"].values()
+
+
+def test_messy_rows_are_what_the_truths_say(city: City) -> None:
+    for m in city.truths["messy"]:
+        frame = city.feeds[m["feed"]]
+        row = row_of(frame, KEYS[m["feed"]], m["key"])
+        assert row[m["column"]] == m["value"] != m["clean"]
+        if m["kind"] == "excel_mangled":
+            assert re.fullmatch(r"\d\.\d+e\+17", m["value"])
+            assert float(m["value"]) == float(int(m["clean"]))
+        if m["kind"].startswith("date_"):
+            assert m["feed"] in ("religious_affairs.deaths", "justice.prisoners")
+            assert ISO_DATE.fullmatch(m["clean"])
+    assert {i["kind"] for i in city.truths["invalid_ids"]} == set(UNREPAIRABLE)
+
+
+def test_death_rates_and_sources(city: City) -> None:
+    counts = city.truths["counts"]
+    assert 0.008 < counts["deaths"] / city.people < 0.016
+    assert 0.8 < counts["civil_affairs.deaths"] / counts["deaths"] < 0.97
+    assert 0.7 < counts["police.deaths"] / counts["deaths"] < 0.95
+    assert counts["religious_affairs.deaths"] / counts["deaths"] < 0.2
+    assert 0.002 <= counts["justice.prisoners"] / city.people <= 0.005
+
+
+def test_cremation_follows_death(city: City) -> None:
+    civil = city.feeds["civil_affairs.deaths"]
+    both = civil.dropna(subset=["cremation_date"])
+    lag = pd.to_datetime(both["cremation_date"]) - pd.to_datetime(both["death_date"])
+    assert lag.dt.days.between(1, 7).all()
+
+
+def test_truths_are_json(city: City, tmp_path: Path) -> None:
+    path = tmp_path / "truth.json"
+    city.write_truth(path)
+    assert json.loads(path.read_text(encoding="utf-8")) == city.truths
+
+
+# --- determinism and speed --------------------------------------------------------------------
+
+
+def test_deterministic() -> None:
+    a, b = generate_city(3000, seed=7), generate_city(3000, seed=7)
+    pd.testing.assert_frame_equal(a.roll, b.roll)
+    for feed in FEEDS:
+        pd.testing.assert_frame_equal(a.feeds[feed], b.feeds[feed])
+    assert a.truths == b.truths
+    c = generate_city(3000, seed=8)
+    assert not a.roll["id_number"].equals(c.roll["id_number"])
+
+
+def test_small_city_does_not_fail() -> None:
+    for people in (1, 50, 400):
+        city = generate_city(people, seed=3)
+        assert city.people == people
+
+
+def test_ten_thousand_people_are_quick() -> None:
+    start = time.perf_counter()
+    generate_city(10_000, seed=11)
+    assert time.perf_counter() - start < 2.0
+
+
+# --- one feed, streamed -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("feed", FEEDS)
+def test_generate_feed_chunks(feed: str) -> None:
+    chunks = list(generate_feed(feed, 2500, seed=5, chunk_rows=1000))
+    assert [len(c) for c in chunks] == [1000, 1000, 500]
+    whole = pd.concat(chunks, ignore_index=True)
+    assert list(whole.columns) == contract_columns(feed)
+    assert whole[KEYS[feed]].is_unique
+    valid = whole[ID_COLUMN[feed]].map(lambda v: is_valid_id(normalize_id(v)))
+    assert valid.mean() > 0.98
+    again = pd.concat(generate_feed(feed, 2500, seed=5, chunk_rows=1000), ignore_index=True)
+    pd.testing.assert_frame_equal(whole, again)
+    if feed in INCREMENTAL:
+        moments = pd.to_datetime(whole[INCREMENTAL[feed]], format="ISO8601")
+        assert moments.max() < pd.Timestamp(AS_OF_START)
+        assert moments.min() >= pd.Timestamp(AS_OF_START - timedelta(days=365))
+
+
+def test_generate_feed_edge_cases() -> None:
+    assert list(generate_feed("police.deaths", 0)) == []
+    with pytest.raises(ValueError):
+        next(generate_feed("no.such_feed", 10))
