@@ -1,0 +1,421 @@
+"""The ``fundx`` command: run the exchange, look at what it did, and drive the sandbox agencies."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="fundx — the inter-agency data exchange for social-insurance fund supervision.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+sandbox_app = typer.Typer(help="Start and stop the simulated agencies (real servers and files on loopback).")
+app.add_typer(sandbox_app, name="sandbox")
+# Wide enough for feed names when the output is not a terminal (CI logs, pipes).
+console = Console(width=None if sys.stdout.isatty() else 120)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+
+
+def _prefect_defaults() -> None:
+    """Quiet, local Prefect unless the user configured otherwise (must run before prefect is imported)."""
+    from fundx.settings import get_settings
+
+    home = get_settings().home
+    os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    # Heartbeats cost about a second per flow run and the exchange does not use them.
+    if not os.environ.get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY"):
+        os.environ.pop("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", None)
+
+
+def _fail(error: BaseException, code: int = 1) -> None:
+    from fundx.errors import FundxError
+
+    if isinstance(error, FundxError):
+        err.print(f"[red]error:[/red] {error}")
+        err.print(f"[yellow]what to do:[/yellow] {error.action}")
+    else:
+        err.print(f"[red]error:[/red] {type(error).__name__}")
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _live_progress(label: str):
+    """A status line that shows rows pulled per feed while a flow runs."""
+    from flows import exchange
+
+    with console.status(label) as status:
+        def sink(feed: str, rows: int) -> None:
+            status.update(f"{label} — {feed}: {rows:,} rows")
+
+        exchange.progress_sink = sink
+        try:
+            yield
+        finally:
+            exchange.progress_sink = None
+
+
+# the exchange ----------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    people: Annotated[int, typer.Option(help="people in the synthetic city")] = 10_000,
+    seed: Annotated[Optional[int], typer.Option(help="generator seed (default: the fixed demo seed)")] = None,
+    faults: Annotated[str, typer.Option(help="fault profiles, e.g. 'police=server_errors,rate_limit;justice=empty'")] = "",
+    fresh: Annotated[bool, typer.Option(help="start from an empty demo ledger (only a home made by `fundx demo`)")] = True,
+) -> None:
+    """Start the sandbox agencies, run one whole night, and print what each feed did."""
+    from fundx.settings import get_settings, reload_settings
+
+    settings = get_settings()
+    _prepare_demo_home(settings.home, fresh)
+    _prefect_defaults()
+    from sandbox.agencies import Sandbox, parse_faults
+    from sandbox.generator import DEFAULT_SEED
+
+    try:
+        fault_map = parse_faults(faults) if faults else {}
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] --faults: {exc}")
+        raise typer.Exit(2) from None
+    with console.status(f"generating a city of {people:,} people and starting six agencies on loopback"):
+        sb = Sandbox(settings.sandbox_home, people=people, seed=seed or DEFAULT_SEED, faults=fault_map).start()
+    try:
+        os.environ.update(sb.env)
+        reload_settings()
+        console.print(f"sandbox agencies up (data under {settings.sandbox_home}); exchange state under {settings.home}")
+        run_id = _run_night()
+    finally:
+        sb.stop()
+    _print_run(run_id)
+    console.print("next: [bold]fundx status[/bold] shows the ledger; [bold]make test[/bold] runs the suite")
+    _exit_for_run(run_id)
+
+
+def _prepare_demo_home(home: Path, fresh: bool) -> None:
+    marker = home / "DEMO"
+    if home.exists() and any(home.iterdir()) and not marker.exists():
+        if fresh:
+            err.print(f"[red]error:[/red] {home} holds state that `fundx demo` did not make; refusing to reset it")
+            err.print("[yellow]what to do:[/yellow] point FUNDX_HOME at another folder, or pass --no-fresh")
+            raise typer.Exit(2)
+        return
+    if fresh:
+        for name in ("ledger.db", "ledger.db-wal", "ledger.db-shm"):
+            (home / name).unlink(missing_ok=True)
+    home.mkdir(parents=True, exist_ok=True)
+    marker.write_text("made by `fundx demo`; `fundx demo` may reset this folder's ledger\n")
+
+
+def _run_night(feeds: list[str] | None = None) -> int:
+    from fundx.errors import NightFailed
+    from fundx.ledger import Ledger
+
+    from flows.exchange import nightly_exchange
+
+    with _live_progress("running the night"):
+        try:
+            nightly_exchange(feeds=feeds)
+        except NightFailed:
+            pass  # the table below names the failed feeds and what to do
+    return Ledger.from_settings().last_runs(1)[0]["id"]
+
+
+def _print_run(run_id: int) -> None:
+    from fundx.ledger import Ledger
+
+    ledger = Ledger.from_settings()
+    table = Table(title=f"run {run_id}")
+    for col, justify in (("feed", "left"), ("outcome", "left"), ("rows", "right"), ("bytes", "right"),
+                         ("pages", "right"), ("retries", "right"), ("seconds", "right")):
+        table.add_column(col, justify=justify)
+    problems = []
+    for p in ledger.pulls_of_run(run_id):
+        ok = p.outcome == "pulled"
+        table.add_row(
+            p.feed, "[green]pulled[/green]" if ok else f"[red]failed: {p.error_type}[/red]",
+            f"{p.rows:,}" if ok else "-", _size(p.bytes) if ok else "-", str(p.pages or "-"),
+            str(p.retries if p.retries is not None else "-"), f"{p.duration_s:.2f}",
+        )
+        if not ok:
+            problems.append(p)
+    console.print(table)
+    for p in problems:
+        console.print(f"[red]{p.error_message}[/red]\n  what to do: {p.action}")
+
+
+def _exit_for_run(run_id: int) -> None:
+    from fundx.ledger import Ledger
+
+    run = next(r for r in Ledger.from_settings().last_runs(50) if r["id"] == run_id)
+    if run["outcome"] != "completed":
+        raise typer.Exit(1)
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+@app.command()
+def night(
+    feed: Annotated[Optional[list[str]], typer.Option("--feed", help="run only these feeds (repeatable)")] = None,
+) -> None:
+    """Run one night of every feed against the configured agencies (or a running sandbox)."""
+    _prefect_defaults()
+    run_id = _run_night(feed or None)
+    _print_run(run_id)
+    _exit_for_run(run_id)
+
+
+@app.command()
+def pull(feed: Annotated[str, typer.Argument(help="feed name, e.g. police.deaths")]) -> None:
+    """Pull one feed from its watermark up to now."""
+    _run_feed(feed, None, None)
+
+
+@app.command()
+def backfill(
+    feed: Annotated[str, typer.Argument(help="feed name, e.g. police.deaths")],
+    from_: Annotated[str, typer.Option("--from", help="window start, a date or ISO time (Asia/Shanghai)")],
+    to: Annotated[str, typer.Option("--to", help="window end (exclusive), a date or ISO time")],
+) -> None:
+    """Re-pull a window; the feed's watermark never moves backwards."""
+    from fundx.timeutil import Window
+
+    try:
+        Window.of(from_, to)
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] --from/--to: {exc}")
+        raise typer.Exit(2) from None
+    _run_feed(feed, from_, to)
+
+
+def _run_feed(feed: str, start: str | None, end: str | None) -> None:
+    from connectors import feed_names
+    from fundx.errors import FundxError
+
+    if feed not in feed_names():
+        err.print(f"[red]error:[/red] unknown feed {feed!r}; known: {', '.join(feed_names())}")
+        raise typer.Exit(2)
+    _prefect_defaults()
+    from fundx.ledger import Ledger
+
+    from flows.exchange import exchange_feed
+
+    with _live_progress(f"pulling {feed}"):
+        try:
+            exchange_feed(feed, start=start, end=end)
+        except FundxError:
+            pass  # recorded in the ledger; printed below
+    run_id = Ledger.from_settings().last_runs(1)[0]["id"]
+    _print_run(run_id)
+    _exit_for_run(run_id)
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
+    """Each feed's watermark, last pull and totals, and the last nights."""
+    from connectors import feed_names
+    from fundx.ledger import Ledger
+    from fundx.timeutil import SHANGHAI
+
+    ledger = Ledger.from_settings()
+    marks, latest, totals = ledger.watermarks(), ledger.latest_pulls(), ledger.totals()
+    feeds = []
+    for name in feed_names():
+        last = latest.get(name)
+        feeds.append({
+            "feed": name,
+            "watermark": marks[name].astimezone(SHANGHAI).isoformat() if name in marks else None,
+            "last_pull": None if last is None else {
+                "at": last.started_at.astimezone(SHANGHAI).isoformat(), "outcome": last.outcome,
+                "rows": last.rows, "bytes": last.bytes, "error_type": last.error_type,
+                "error": last.error_message, "action": last.action,
+            },
+            "totals": totals.get(name, {"pulled": 0, "failed": 0, "rows": 0}),
+        })
+    nights = [
+        {"run": r["id"], "kind": r["kind"], "night": r["night"], "outcome": r["outcome"],
+         "feeds": r["feeds"], "failed": r["feeds_failed"], "summary": r["summary"] or ""}
+        for r in ledger.last_runs(5)
+    ]
+    if as_json:
+        print(json.dumps({"ledger": _redacted_url(ledger.url), "feeds": feeds, "runs": nights}, ensure_ascii=False, indent=2))
+        return
+    table = Table(title=f"feeds — ledger {_redacted_url(ledger.url)}")
+    for col in ("feed", "watermark", "last pull", "outcome", "rows", "pulls ok/failed", "rows in all"):
+        table.add_column(col, justify="right" if col.startswith("rows") else "left")
+    for f in feeds:
+        last = f["last_pull"] or {}
+        outcome = last.get("outcome", "never pulled")
+        if outcome == "failed":
+            outcome = f"[red]failed: {last['error_type']}[/red]"
+        table.add_row(
+            f["feed"], (f["watermark"] or "-")[:19], (last.get("at") or "-")[:19], outcome,
+            f"{last['rows']:,}" if last.get("rows") is not None else "-",
+            f"{f['totals']['pulled']}/{f['totals']['failed']}", f"{f['totals']['rows']:,}",
+        )
+    console.print(table)
+    runs = Table(title="last runs")
+    for col in ("run", "kind", "night", "outcome", "feeds", "failed", "summary"):
+        runs.add_column(col)
+    for r in nights:
+        runs.add_row(str(r["run"]), r["kind"], r["night"], r["outcome"], str(r["feeds"]), str(r["failed"]), r["summary"])
+    console.print(runs)
+
+
+def _redacted_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@app.command()
+def feeds() -> None:
+    """The feeds this exchange knows: agency, transport, recipient stage."""
+    from connectors import feed_names, load_feed
+
+    table = Table(title="feeds")
+    for col in ("feed", "agency", "transport", "stage", "title"):
+        table.add_column(col)
+    for name in feed_names():
+        f = load_feed(name)
+        table.add_row(name, f.agency, f.transport, f.stage, f.title)
+    console.print(table)
+
+
+# the sandbox ------------------------------------------------------------------------------------
+
+
+def _sandbox_state(home: Path) -> dict | None:
+    path = home / "sandbox.json"
+    if not path.is_file():
+        return None
+    state = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        os.kill(int(state["pid"]), 0)
+    except (OSError, KeyError, ValueError):
+        return None
+    return state
+
+
+@sandbox_app.command("start")
+def sandbox_start(
+    people: Annotated[int, typer.Option(help="people in the synthetic city")] = 10_000,
+    seed: Annotated[Optional[int], typer.Option(help="generator seed")] = None,
+    faults: Annotated[str, typer.Option(help="fault profiles, e.g. 'police=server_errors'")] = "",
+    medical_db_url: Annotated[Optional[str], typer.Option(help="PostgreSQL URL for the medical-insurance database")] = None,
+) -> None:
+    """Start the agencies in the background; `fundx pull` and `fundx night` then find them."""
+    from fundx.settings import get_settings
+
+    home = get_settings().sandbox_home
+    if (state := _sandbox_state(home)) is not None:
+        console.print(f"sandbox already running (pid {state['pid']}); `fundx sandbox stop` first")
+        return
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "sandbox.json").unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "sandbox", "serve", "--home", str(home), "--people", str(people)]
+    if seed is not None:
+        cmd += ["--seed", str(seed)]
+    if faults:
+        cmd += ["--faults", faults]
+    if medical_db_url:
+        cmd += ["--medical-db-url", medical_db_url]
+    log = open(home / "sandbox.log", "ab")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    with console.status(f"generating a city of {people:,} people and starting the agencies"):
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                err.print(f"[red]error:[/red] the sandbox exited with code {proc.returncode}; see {home / 'sandbox.log'}")
+                raise typer.Exit(1)
+            if (state := _sandbox_state(home)) is not None:
+                break
+            time.sleep(0.2)
+        else:
+            proc.terminate()
+            err.print("[red]error:[/red] the sandbox did not come up within 300 s")
+            raise typer.Exit(1)
+    _print_sandbox(state)
+
+
+def _print_sandbox(state: dict) -> None:
+    table = Table(title=f"sandbox pid {state['pid']} ({state.get('people', '?'):,} people)")
+    table.add_column("agency")
+    table.add_column("where")
+    for agency, where in sorted(state.get("urls", {}).items()):
+        table.add_row(agency, str(where))
+    table.add_row("control", state.get("control_url", "-"))
+    console.print(table)
+
+
+@sandbox_app.command("stop")
+def sandbox_stop() -> None:
+    """Stop the background agencies."""
+    from fundx.settings import get_settings
+
+    home = get_settings().sandbox_home
+    state = _sandbox_state(home)
+    if state is None:
+        console.print("no sandbox is running")
+        return
+    pid = int(state["pid"])
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+    (home / "sandbox.json").unlink(missing_ok=True)
+    console.print(f"sandbox (pid {pid}) stopped")
+
+
+@sandbox_app.command("status")
+def sandbox_status() -> None:
+    """Whether the background agencies run, and where."""
+    from fundx.settings import get_settings
+
+    state = _sandbox_state(get_settings().sandbox_home)
+    if state is None:
+        console.print("no sandbox is running")
+        raise typer.Exit(1)
+    _print_sandbox(state)
+
+
+def main() -> None:
+    from fundx.errors import FundxError
+
+    try:
+        app()
+    except FundxError as exc:
+        _fail(exc)
+
+
+if __name__ == "__main__":
+    main()
