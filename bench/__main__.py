@@ -1,0 +1,40 @@
+"""`make bench`: speed as ratios against baselines measured in the same run, also written as JSON.
+
+    python -m bench [--rows N] [--only pull|seal]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows per feed for the pull benchmark")
+    parser.add_argument("--only", choices=("pull",), help="run one benchmark only")
+    parser.add_argument("--out", type=Path, default=Path("bench/results"), help="folder for the JSON results")
+    args = parser.parse_args(argv)
+
+    report: dict = {
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
+    }
+    from bench import pull_bench
+
+    print(f"pull: {args.rows:,} rows per transport, time over pandas+pyarrow parsing the same bytes")
+    report["pull"] = pull_bench.run(args.rows)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"bench-{report['when'].replace(':', '')}.json"
+    path.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    print(f"written: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
