@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from connectors.auth import Auth, auth_for, rejected
 from connectors.base import Connector, Tally
@@ -110,10 +111,17 @@ class RestConnector(Connector):
 
         Every page was checked for the required fields; an optional field a record lacks is None.
         """
-        return pd.DataFrame(
-            {column.name: [r.get(column.physical_name) for r in records] for column in self.contract.columns},
-            columns=list(self.contract.names),
-        )
+        columns = self.contract.columns
+        try:  # the fast path: Arrow converts the dicts in C++ (agencies send text or null)
+            schema = pa.schema([(c.physical_name, pa.string()) for c in columns])
+            frame = pa.Table.from_pylist(records, schema=schema).to_pandas()
+            frame.columns = list(self.contract.names)
+            return frame
+        except (pa.ArrowTypeError, pa.ArrowInvalid):  # a number or object in some field: keep it as sent
+            return pd.DataFrame(
+                {c.name: [r.get(c.physical_name) for r in records] for c in columns},
+                columns=list(self.contract.names),
+            )
 
 
 def _fields(records: Sequence[Mapping[str, Any]]) -> set[str]:
