@@ -4,12 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
+# The fundx command sets Prefect's defaults itself (PREFECT_HOME under FUNDX_HOME, quiet logs,
+# no heartbeats); tests/conftest.py does the same for the suite.
 export FUNDX_HOME ?= $(CURDIR)/var
-export PREFECT_HOME ?= $(FUNDX_HOME)/prefect
-# Prefect's flow heartbeats cost ~1 s per flow run; the exchange does not use them.
-export PREFECT_FLOWS_HEARTBEAT_FREQUENCY ?=
-export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
-export PREFECT_LOGGING_LEVEL ?= WARNING
 
 .PHONY: demo test bench venv constraints clean help
 
