@@ -48,6 +48,7 @@ class Contract:
     key: tuple[str, ...]
     incremental: str | None
     raw: OpenDataContractStandard
+    source: str = ""  # the file it was read from, as messages name it
 
     @cached_property
     def names(self) -> tuple[str, ...]:
@@ -200,7 +201,7 @@ def _read(raw: OpenDataContractStandard, feed: str, where: str) -> Contract:
             required=bool(prop.required),
             primary_key=bool(prop.primaryKey),
             classification=prop.classification,
-            pii=None if custom.get("pii") is None else str(custom["pii"]),
+            pii=None if custom.get("pii") in (None, "none") else str(custom["pii"]),
         )
         columns.append(column)
         if column.primary_key:
@@ -218,6 +219,7 @@ def _read(raw: OpenDataContractStandard, feed: str, where: str) -> Contract:
         key=tuple(name for _, _, name in sorted(keyed)),
         incremental=incremental[0] if incremental else None,
         raw=raw,
+        source=where,
     )
 
 

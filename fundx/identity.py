@@ -15,9 +15,14 @@ numbers at once with numpy for the sandbox generator. Everything here is pure.
 from __future__ import annotations
 
 import unicodedata
+from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # --- GB 11643 resident identity numbers -------------------------------------------------------
 
@@ -271,3 +276,159 @@ def make_uscc_matrix(kind: np.ndarray, area: np.ndarray, org_body: np.ndarray) -
 def make_usccs(kind: np.ndarray, area: np.ndarray, org_body: np.ndarray) -> np.ndarray:
     """Valid credit codes as a numpy unicode array (dtype '<U18'); see make_uscc_matrix."""
     return make_uscc_matrix(kind, area, org_body).reshape(-1).view("S18").astype("U18")
+
+
+# --- area codes -------------------------------------------------------------------------------
+
+#: The area codes (GB/T 2260) a city's residents carry, by city. An identity number keeps the code
+#: of the place where it was issued, so a city's list holds the codes it no longer uses too
+#: (districts merged or renamed); this is the one place they are kept.
+AREA_CODES: dict[str, frozenset[int]] = {
+    "hangzhou": frozenset({
+        # current districts and counties (2021 boundaries)
+        330102, 330105, 330106, 330108, 330109, 330110, 330111, 330112, 330113, 330114,
+        330122, 330127, 330182,
+        # codes issued before the mergers: 市辖区, 下城区, 江干区, 萧山市, 余杭市, 富阳市, 临安市
+        330101, 330103, 330104, 330181, 330183, 330184, 330185,
+    }),
+}
+
+
+def area_codes(city: str) -> frozenset[int]:
+    """The known area codes of a city (a key of AREA_CODES); KeyError names the known cities."""
+    try:
+        return AREA_CODES[city]
+    except KeyError:
+        raise KeyError(f"no area codes for city {city!r} (known: {', '.join(sorted(AREA_CODES))})") from None
+
+
+# --- vectorised checks (pandas/Arrow columns, no per-row Python) ---------------------------------
+
+
+def _arrow_text(values: object) -> "pa.Array":
+    """A text column (pandas str/object Series, numpy or Arrow array) as one Arrow large_string array."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = values
+    if not isinstance(arr, (pa.Array, pa.ChunkedArray)):
+        try:
+            arr = pa.array(values, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            # mixed objects (numbers next to text): Arrow will not guess, so look at each as text
+            import pandas as pd
+
+            series = pd.Series(values)
+            arr = pa.array(series.where(series.isna(), series.astype(str)), type=pa.large_string(), from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    if pa.types.is_null(arr.type):
+        return pa.nulls(len(arr), pa.large_string())
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        arr = pc.cast(pc.cast(arr, pa.string()), pa.large_string())
+    return arr.cast(pa.large_string()) if not pa.types.is_large_string(arr.type) else arr
+
+
+def fixed_width_rows(values: object, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows whose text is exactly ``width`` bytes long: (positions, N x width uint8 matrix)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = _arrow_text(values)
+    lengths = pc.binary_length(arr).fill_null(-1).to_numpy()
+    positions = np.flatnonzero(lengths == width)
+    if len(positions) == 0:
+        return positions, np.empty((0, width), dtype=np.uint8)
+    picked = arr.take(pa.array(positions)) if len(positions) != len(arr) else arr
+    offsets = np.frombuffer(picked.buffers()[1], dtype=np.int64)[picked.offset: picked.offset + len(picked) + 1]
+    data = np.frombuffer(picked.buffers()[2], dtype=np.uint8)
+    start = int(offsets[0])
+    if not (np.diff(offsets) == width).all():  # pragma: no cover - lengths were selected above
+        raise ValueError("rows of unequal width")
+    return positions, data[start: start + width * len(positions)].reshape(len(positions), width)
+
+
+_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
+
+
+def real_dates(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """Whether (year, month, day) are days of the calendar (integer arrays, element-wise)."""
+    month_ok = (month >= 1) & (month <= 12)
+    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+    last = _DAYS_IN_MONTH[np.where(month_ok, month, 0)] + ((month == 2) & leap)
+    return month_ok & (day >= 1) & (day <= last)
+
+
+def days_from_civil(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """Days since 1970-01-01 of (year, month, day) (the inverse of civil_from_days)."""
+    y = np.asarray(year, dtype=np.int64) - (np.asarray(month) <= 2)
+    era = np.floor_divide(y, 400)
+    yoe = y - era * 400
+    m = np.asarray(month, dtype=np.int64)
+    doy = (153 * np.where(m > 2, m - 3, m + 9) + 2) // 5 + np.asarray(day, dtype=np.int64) - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+_DIGIT_PLACES = np.array([1000, 100, 10, 1], dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class IdColumn:
+    """What a column of identity numbers holds, row by row (all arrays of the column's length).
+
+    ``shaped``: 17 ASCII digits and a digit or X; ``valid``: shaped, not starting with 0, a real
+    birth date (year >= 1850) and the right MOD 11-2 check character; ``birth``: days since
+    1970-01-01 of the embedded birth date where valid, else ``NO_DAY``; ``area``: the 6-digit area
+    code where shaped, else -1.
+    """
+
+    shaped: np.ndarray
+    valid: np.ndarray
+    birth: np.ndarray
+    area: np.ndarray
+
+
+NO_DAY = np.iinfo(np.int64).min
+
+
+def id_column(values: object) -> IdColumn:
+    """Identity numbers checked all at once (GB 11643); strict like is_valid_id."""
+    n = len(values)  # type: ignore[arg-type]
+    shaped = np.zeros(n, dtype=bool)
+    valid = np.zeros(n, dtype=bool)
+    birth = np.full(n, NO_DAY, dtype=np.int64)
+    area = np.full(n, -1, dtype=np.int64)
+    pos, mat = fixed_width_rows(values, 18)
+    if len(pos):
+        digits = mat[:, :17] - np.uint8(48)  # wraps around below '0', so > 9 means not a digit
+        last = mat[:, 17]
+        ok_shape = (digits <= 9).all(axis=1) & (((last >= 48) & (last <= 57)) | (last == 88))
+        d = digits.astype(np.int64)
+        year = d[:, 6:10] @ _DIGIT_PLACES
+        month = d[:, 10] * 10 + d[:, 11]
+        day = d[:, 12] * 10 + d[:, 13]
+        date_ok = real_dates(year, month, day) & (year >= 1850)
+        check_ok = _ID_CHECK_ASCII[(d @ _ID_WEIGHTS_NP) % 11] == last
+        good = ok_shape & date_ok & check_ok & (mat[:, 0] != 48)
+        shaped[pos] = ok_shape
+        valid[pos] = good
+        area[pos[ok_shape]] = (d[ok_shape, :6] @ np.array([100000, 10000, 1000, 100, 10, 1], dtype=np.int64))
+        birth[pos[good]] = days_from_civil(year[good], month[good], day[good])
+    return IdColumn(shaped, valid, birth, area)
+
+
+def uscc_column(values: object) -> np.ndarray:
+    """Whether each value is a unified social credit code with the right MOD 31 check character."""
+    n = len(values)  # type: ignore[arg-type]
+    out = np.zeros(n, dtype=bool)
+    pos, mat = fixed_width_rows(values, 18)
+    if len(pos):
+        lut = np.full(256, -1, dtype=np.int64)
+        lut[_USCC_ASCII] = np.arange(31)
+        vals = lut[mat]
+        ok = (vals >= 0).all(axis=1)
+        total = np.where(vals[:, :17] < 0, 0, vals[:, :17]) @ _USCC_WEIGHTS_NP
+        ok &= _USCC_ASCII[(31 - total % 31) % 31] == mat[:, 17]
+        out[pos] = ok
+    return out

@@ -1,0 +1,96 @@
+"""Data Docs for a night: one GX validation page per feed and an index, with counts but no values.
+
+``write_site(folder, checked_batches)`` writes ``index.html`` (feeds, rows, valid, quarantined,
+rejected, and each rule's failures with percentages) and ``<feed>.html`` (Great Expectations'
+validation results page). Before rendering, every result is cut down to counts: element count,
+unexpected count and percentages; failing row positions, partial value lists and observed values
+other than counts are dropped, so no identity number or other value of a record can reach a page.
+The flow passes ``FUNDX_HOME/reports/<night>/``.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from contracts.validate import Checked
+
+#: The only keys of an expectation's result that reach Data Docs.
+SAFE_RESULT_KEYS = ("element_count", "unexpected_count", "unexpected_percent", "unexpected_percent_total",
+                    "unexpected_percent_nonmissing", "missing_count", "missing_percent")
+
+
+def counts_only(validation_result: Any) -> Any:
+    """A copy of a GX suite validation result that keeps counts and percentages, nothing else."""
+    from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
+
+    results = []
+    for item in validation_result.results:
+        kept = {k: item.result[k] for k in SAFE_RESULT_KEYS if k in (item.result or {})}
+        observed = (item.result or {}).get("observed_value")
+        if isinstance(observed, (int, float)) and not isinstance(observed, bool):
+            kept["observed_value"] = observed  # table-level counts (row count)
+        results.append(ExpectationValidationResult(
+            success=item.success, expectation_config=item.expectation_config, result=kept,
+            exception_info={"raised_exception": bool((item.exception_info or {}).get("raised_exception")),
+                            "exception_message": None, "exception_traceback": None},
+        ))
+    meta = {k: v for k, v in (validation_result.meta or {}).items()
+            if k in ("great_expectations_version", "expectation_suite_name", "run_id", "validation_time")}
+    return ExpectationSuiteValidationResult(
+        success=validation_result.success, results=results, suite_name=validation_result.suite_name,
+        statistics=validation_result.statistics, meta=meta,
+    )
+
+
+def _feed_page(checked: Checked) -> str:
+    from great_expectations.render.renderer import ValidationResultsPageRenderer
+    from great_expectations.render.view import DefaultJinjaPageView
+
+    document = ValidationResultsPageRenderer().render(counts_only(checked.validation_result))
+    return DefaultJinjaPageView().render(document)
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f} %"
+
+
+def _index(title: str, batches: list[Checked]) -> str:
+    esc = html.escape
+    rows, details = [], []
+    for c in batches:
+        r = c.report
+        verdict = "rejected: " + esc(str(r["reject_reason"])) if r["rejected"] else "accepted"
+        page = f'<a href="{esc(c.feed)}.html">{esc(c.feed)}</a>' if c.validation_result is not None else esc(c.feed)
+        rows.append(f"<tr><td>{page}</td><td>{r['rows']}</td><td>{r['valid']}</td><td>{r['quarantined']}</td>"
+                    f"<td>{verdict}</td></tr>")
+        lines = "".join(
+            f"<tr><td>{esc(rule['rule'])}</td><td>{esc(rule['description'])}</td><td>{rule['failed']}</td>"
+            f"<td>{_percent(rule['percent'])}</td></tr>"
+            for rule in r["rules"]
+        )
+        normalised = "".join(f"<li>{esc(col)}: {esc(', '.join(f'{k} {n}' for k, n in kinds.items()))}</li>"
+                             for col, kinds in r["normalisation"].items())
+        details.append(f"<h2>{esc(c.feed)} (contract {esc(str(r['contract_version']))})</h2>"
+                       f"<table><tr><th>rule</th><th>what it checks</th><th>failed rows</th><th>of all rows</th></tr>"
+                       f"{lines}</table><p>Normalised values:</p><ul>{normalised or '<li>none</li>'}</ul>")
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>" + esc(title) + "</title>"
+            "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+            "padding:2px 6px}</style></head><body><h1>" + esc(title) + "</h1>"
+            "<table><tr><th>feed</th><th>rows</th><th>valid</th><th>quarantined</th><th>verdict</th></tr>"
+            + "".join(rows) + "</table>" + "".join(details) + "</body></html>")
+
+
+def write_site(folder: Path, batches: Iterable[Checked], *, title: str = "fundx validation") -> Path:
+    """Write the night's validation site into ``folder``; returns the index page's path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    batches = list(batches)
+    for checked in batches:
+        if checked.validation_result is not None:
+            (folder / f"{checked.feed}.html").write_text(_feed_page(checked), encoding="utf-8")
+    index = folder / "index.html"
+    index.write_text(_index(title, batches), encoding="utf-8")
+    return index

@@ -1,0 +1,137 @@
+"""The declared normalisation of a feed's columns, applied before any check and recorded.
+
+Each text column lists its steps in the contract (``customProperties: normalise``):
+
+- ``trim``: leading and trailing white space, including the ideographic space (U+3000);
+- ``halfwidth``: full-width digits and letters to ASCII (１２３ -> 123, Ｘ -> X);
+- ``upperX``: a lower-case x check character to X;
+- ``date``: the date forms agencies send to ISO (2021/4/12, 2021年4月12日, 20210412 -> 2021-04-12).
+
+Nothing is guessed: a value that fits none of these stays as it was and fails its checks (an
+Excel-mangled number such as 1.10105E+17 is never "repaired"). Columns that arrive typed (dates
+and numbers from the database feed) are left alone. The record says how many values each step
+changed in each column, never which values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from contracts import Contract
+from contracts.rules import contract_rules
+from fundx.identity import _arrow_text
+
+_FULLWIDTH = "０１２３４５６７８９ＸＸｘ"
+#: The date forms agencies send, each with the regex that reads it (year, month, day groups).
+DATE_FORMATS: dict[str, str] = {
+    "yyyy/M/d": r"^(?P<y>[0-9]{4})/(?P<m>[0-9]{1,2})/(?P<d>[0-9]{1,2})$",
+    "yyyy年M月d日": r"^(?P<y>[0-9]{4})年(?P<m>[0-9]{1,2})月(?P<d>[0-9]{1,2})日$",
+    "yyyyMMdd": r"^(?P<y>[0-9]{4})(?P<m>[0-9]{2})(?P<d>[0-9]{2})$",
+    "yyyy-M-d": r"^(?P<y>[0-9]{4})-(?P<m>[0-9]{1,2})-(?P<d>[0-9]{1,2})$",
+}
+_ISO = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+
+
+@dataclass
+class NormalisationRecord:
+    """How many values each step changed, per column (counts only; no values)."""
+
+    changed: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def add(self, column: str, kind: str, count: int) -> None:
+        """Count ``count`` values of ``column`` changed by ``kind``."""
+        if count:
+            self.changed.setdefault(column, {})[kind] = self.changed.get(column, {}).get(kind, 0) + int(count)
+
+    @property
+    def total(self) -> int:
+        """Values changed in all."""
+        return sum(sum(kinds.values()) for kinds in self.changed.values())
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        """The record as plain data."""
+        return {c: dict(sorted(k.items())) for c, k in sorted(self.changed.items())}
+
+
+def _is_text_column(series: pd.Series) -> bool:
+    if pd.api.types.is_string_dtype(series.dtype) and series.dtype != object:
+        return True
+    if series.dtype != object:
+        return False
+    # object columns: text unless they hold other things (dates from a database)
+    sample = series.dropna().head(64)
+    return len(sample) == 0 or all(isinstance(v, str) for v in sample)
+
+
+def _changed(before: pa.Array, after: pa.Array) -> int:
+    return int(pc.sum(pc.fill_null(pc.not_equal(before, after), False).cast(pa.int64())).as_py() or 0)
+
+
+def _trim(arr: pa.Array) -> pa.Array:
+    return pc.utf8_trim_whitespace(arr)
+
+
+def _halfwidth(arr: pa.Array) -> pa.Array:
+    # Only values with non-ASCII characters can hold full-width forms: translate just those.
+    ascii_ = pc.fill_null(pc.string_is_ascii(arr), True).to_numpy(zero_copy_only=False)
+    odd = np.flatnonzero(~ascii_)
+    if len(odd) == 0:
+        return arr
+    table = str.maketrans({chr(0xFF10 + i): str(i) for i in range(10)} | {"Ｘ": "X", "ｘ": "x", "\u3000": " "})
+    fixed = [v.translate(table) for v in arr.take(pa.array(odd)).to_pylist()]  # the few odd values only
+    out = np.asarray(arr.to_numpy(zero_copy_only=False), dtype=object)
+    out[odd] = fixed
+    return pa.array(out, type=arr.type, from_pandas=True)
+
+
+def _upper_x(arr: pa.Array) -> pa.Array:
+    return pc.replace_substring_regex(arr, pattern="x$", replacement="X")
+
+
+def _dates(arr: pa.Array, column: str, record: NormalisationRecord) -> pa.Array:
+    iso = pc.fill_null(pc.match_substring_regex(arr, _ISO), True).to_numpy(zero_copy_only=False)
+    todo = np.flatnonzero(~iso)
+    if len(todo) == 0:
+        return arr
+    values = arr.take(pa.array(todo))
+    result = pc.cast(values, pa.large_string())
+    done = np.zeros(len(todo), dtype=bool)
+    for name, regex in DATE_FORMATS.items():
+        hit = pc.fill_null(pc.match_substring_regex(values, regex), False).to_numpy(zero_copy_only=False) & ~done
+        if not hit.any():
+            continue
+        parts = pc.extract_regex(values, regex)
+        y = pc.struct_field(parts, "y")
+        m = pc.utf8_lpad(pc.struct_field(parts, "m"), 2, "0")
+        d = pc.utf8_lpad(pc.struct_field(parts, "d"), 2, "0")
+        iso_text = pc.binary_join_element_wise(y, m, d, pa.scalar("-", pa.large_string()))
+        result = pc.if_else(pa.array(hit), iso_text, result)
+        done |= hit
+        record.add(column, f"date {name}", int(hit.sum()))
+    out = np.asarray(pc.cast(arr, pa.large_string()).to_numpy(zero_copy_only=False), dtype=object)
+    out[todo] = np.asarray(result.to_numpy(zero_copy_only=False), dtype=object)
+    return pa.array(out, type=pa.large_string(), from_pandas=True)
+
+
+def normalise(contract: Contract, frame: pd.DataFrame) -> tuple[pd.DataFrame, NormalisationRecord]:
+    """The frame with the contract's declared normalisation applied (a copy), and what changed."""
+    record = NormalisationRecord()
+    out = frame.copy(deep=False)
+    for spec in contract_rules(contract).normalisation:
+        if spec.column not in out.columns or not _is_text_column(out[spec.column]):
+            continue
+        arr = _arrow_text(out[spec.column])
+        for step in spec.steps:
+            if step == "date":
+                arr = _dates(arr, spec.column, record)
+                continue
+            before = arr
+            arr = {"trim": _trim, "halfwidth": _halfwidth, "upperX": _upper_x}[step](arr)
+            record.add(spec.column, step, _changed(before, arr))
+        out[spec.column] = pd.Series(arr, index=out.index, dtype="str")
+    return out, record

@@ -1,0 +1,100 @@
+"""Each contract is valid ODCS v3 (official model and schema.json); broken contracts are named errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from open_data_contract_standard.model import OpenDataContractStandard
+
+from contracts import contract_names, contract_path, load_contract
+from contracts.rules import contract_rules
+from fundx.errors import ConfigurationError
+from fundx.identity import AREA_CODES
+from sandbox.generator import AREA_CODES as GENERATOR_AREA_CODES
+from sandbox.generator import FEEDS
+
+SCHEMA = jsonschema.Draft201909Validator(json.loads(OpenDataContractStandard.json_schema()))
+
+
+def test_every_feed_has_a_contract() -> None:
+    assert contract_names() == sorted(FEEDS)
+
+
+@pytest.mark.parametrize("feed", FEEDS)
+def test_contract_is_valid_odcs(feed: str) -> None:
+    document = yaml.safe_load(contract_path(feed).read_text(encoding="utf-8"))
+    OpenDataContractStandard.model_validate(document)
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in SCHEMA.iter_errors(document)]
+    assert errors == []
+
+
+def test_the_schema_check_does_catch_mistakes() -> None:
+    document = yaml.safe_load(contract_path("police.deaths").read_text(encoding="utf-8"))
+    document["schema"][0]["properties"][0]["bogus"] = 1
+    document["schema"][0]["properties"][1]["quality"][0]["type"] = "weird"
+    assert len(list(SCHEMA.iter_errors(document))) >= 2
+
+
+@pytest.mark.parametrize("feed", FEEDS)
+def test_every_column_is_classified_and_every_contract_has_slas_and_a_policy(feed: str) -> None:
+    contract = load_contract(feed)
+    raw = contract.raw
+    for prop in raw.schema_[0].properties:
+        custom = {c.property for c in prop.customProperties or []}
+        assert prop.classification and "pii" in custom, (feed, prop.name)
+    assert {s.property for s in raw.slaProperties} >= {"frequency", "timeOfAvailability", "latency", "errorRate"}
+    assert any(c.property == "batchPolicy" for c in raw.customProperties)
+    assert contract.column(next(c.name for c in contract.columns if "id_number" in c.name)).pii == "identity_number"
+
+
+def test_the_generators_area_codes_are_known_to_the_contracts() -> None:
+    assert {int(c) for c in GENERATOR_AREA_CODES} <= AREA_CODES["hangzhou"]
+
+
+def _edit(tmp_path: Path, change) -> Path:
+    document = yaml.safe_load(contract_path("police.deaths").read_text(encoding="utf-8"))
+    change(document)
+    path = tmp_path / "police.deaths.odcs.yaml"
+    path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def _quality(doc: dict, column: int) -> list:
+    return doc["schema"][0]["properties"][column]["quality"]
+
+
+BROKEN = [
+    (lambda d: _quality(d, 1)[1]["implementation"].update(rule="isPrime"),
+     "schema.0.properties.1.quality.1.implementation.rule: unknown rule 'isPrime'"),
+    (lambda d: _quality(d, 1)[2]["implementation"].update(city="atlantis"),
+     "schema.0.properties.1.quality.2.implementation.city: unknown city 'atlantis'"),
+    (lambda d: _quality(d, 1).append({"name": "q", "type": "sql", "query": "SELECT 1", "mustBe": 0}),
+     "schema.0.properties.1.quality.3.type: unsupported quality rule"),
+    (lambda d: d["schema"][0]["quality"][1]["implementation"].update(later="died_on"),
+     "schema.0.quality.1.implementation.later: names no column of the contract: 'died_on'"),
+    (lambda d: d["schema"][0]["properties"][1]["customProperties"][1].update(value=["trim", "guess"]),
+     "schema.0.properties.1.customProperties.normalise: must list steps"),
+    (lambda d: d["customProperties"][0].update(value={"rejectAboveFailedPercent": 120}),
+     "customProperties.0.value.rejectAboveFailedPercent: must be between 0 and 100"),
+    (lambda d: _quality(d, 1)[0].pop("name"), "schema.0.properties.1.quality.0.name: is required"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), BROKEN)
+def test_a_broken_contract_names_the_file_and_key(tmp_path: Path, change, message: str) -> None:
+    path = _edit(tmp_path, change)
+    with pytest.raises(ConfigurationError) as caught:
+        contract_rules(load_contract("police.deaths", path=path))
+    assert message in str(caught.value)
+    assert str(caught.value).startswith(f"{path}: ")
+
+
+def test_a_contract_that_does_not_parse_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "police.deaths.odcs.yaml"
+    path.write_text("schema: [\n", encoding="utf-8")
+    with pytest.raises(ConfigurationError, match="police.deaths.odcs.yaml: not valid YAML"):
+        load_contract("police.deaths", path=path)
