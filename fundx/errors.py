@@ -134,16 +134,58 @@ class ManifestError(SealError):
     """A sealed part's manifest is missing, unreadable, or names another recipient, batch or night."""
 
 
+class ReplayError(SealError):
+    """A batch the stage has received already (or a part of one, under another name) came again."""
+
+    default_action = "nothing to do for the stage; find out who put the old batch back into the inbox"
+
+
 class UnsupportedSealError(SealError):
     """A sealed part uses an algorithm or structure outside fundx's profile (AES-256-GCM, RSA-OAEP-SHA-256)."""
 
     default_action = "seal with AES-256-GCM and RSA-OAEP (SHA-256), signed with SHA-256 and signed attributes"
 
 
+class FeedBusy(TransientError):
+    """Another run is exchanging this feed right now; two at once could deliver the same rows twice."""
+
+    default_action = "wait for the other run of the feed to finish, then run it again"
+
+
+class HandoffPending(TransientError):
+    """A batch was delivered and recorded, but its READY marker could not be written yet.
+
+    The pull and the watermark are recorded; the next run of the feed writes READY before anything else.
+    """
+
+    default_action = "fix the inbox (space, permissions) and run the feed again; its batch is completed first"
+
+
+class DeliveryLost(PermanentError):
+    """A batch recorded as delivered has lost sealed parts before its READY marker was written."""
+
+    default_action = "backfill the batch's window (fundx backfill FEED --from ... --to ...) to deliver it again"
+
+
 class NightFailed(FundxError):
     """A night ended with one or more feeds failed; the message names them and why."""
 
     default_action = "run `fundx status` and fix the feeds named; a rerun pulls only what is missing"
+
+
+def content_free(error: BaseException) -> FundxError:
+    """A fundx error as it is, anything else as an InternalError naming only its type and place.
+
+    The original message of a foreign exception may quote a value from a record (pyarrow, pandas
+    and database drivers do): it is dropped on purpose.
+    """
+    if isinstance(error, FundxError):
+        return error
+    import traceback
+
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f"{frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else "?"
+    return InternalError(f"unexpected {type(error).__name__} at {where}")
 
 
 def is_transient(error: BaseException) -> bool:

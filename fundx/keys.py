@@ -6,6 +6,11 @@ Who holds what:
 - one **encryption** certificate per stage (the matching stages and the data stewards); a stage may
   hold several at once while it rotates keys (``stages/<stage>.pem`` and ``stages/<stage>.next.pem``),
   and parts are encrypted to every one of them until the old one is retired;
+- one **signing** certificate per stage (``signers/<stage>.pem``, CN = the stage, OU = stage), whose
+  key signs the stage's acknowledgements and refusals. It is a second certificate rather than
+  digitalSignature on the encryption certificate: the two keys have different lives (an encryption
+  key must be kept to open old parts after it is retired; a signing key is simply replaced), and a
+  key that both decrypts and signs lets one be abused as an oracle for the other;
 - a CRL signed by the CA, listing revoked certificates.
 
 Algorithms. Encryption keys are RSA 3072 (RSA-OAEP key transport is what ``openssl cms`` and every
@@ -24,6 +29,7 @@ Layout under ``FUNDX_HOME/keys`` (private keys mode 0600, created so, never chmo
     ca.pem ca.key crl.pem exchange.pem exchange.key
     stages/<stage>.pem stages/<stage>.key stages/<stage>.<label>.pem ...   current certificates
     retired/<stage>.<label>.<serial>.pem ...                               kept to open old parts
+    signers/<stage>.pem signers/<stage>.key                                 the stage's ack signer
 
 Production may point each item elsewhere (:class:`KeySettings`): a file path, ``env:NAME`` or
 ``secret:BLOCK`` (a Prefect Secret block) holding the PEM text, resolved by :func:`fundx.settings.resolve`.
@@ -60,6 +66,8 @@ PrivateKey = Union[rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey]
 Certificate = x509.Certificate
 CRL = x509.CertificateRevocationList
 
+#: the subject CN of the exchange's development signing certificate
+EXCHANGE_CN = "fundx exchange"
 ENCRYPTION_KEY_BITS = 3072
 DEFAULT_DAYS = 825
 _ORGANIZATION = "fundx development"
@@ -147,13 +155,15 @@ def issue_certificate(
     public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey,
     days: int = DEFAULT_DAYS,
     not_before: datetime | None = None,
+    unit: str | None = None,
 ) -> Certificate:
     """An end-entity certificate signed by the CA: ``signing`` (digitalSignature, nonRepudiation) or
-    ``encryption`` (keyEncipherment). For a stage, ``common_name`` is the stage's name."""
+    ``encryption`` (keyEncipherment). For a stage, ``common_name`` is the stage's name; ``unit`` (the
+    OU) defaults to ``exchange`` for signing and ``stage`` for encryption certificates."""
     if usage == "ca":
         raise ValueError("use make_ca for a CA certificate")
     start = not_before or _utcnow() - _CLOCK_SKEW
-    unit = "exchange" if usage == "signing" else "stage"
+    unit = unit or ("exchange" if usage == "signing" else "stage")
     return (
         x509.CertificateBuilder()
         .subject_name(_name(common_name, unit))
@@ -277,6 +287,17 @@ class KeyPaths:
     def retired_dir(self) -> Path:
         return self.dir / "retired"
 
+    @property
+    def signers_dir(self) -> Path:
+        return self.dir / "signers"
+
+    def signer_cert(self, stage: str) -> Path:
+        """The certificate a stage signs its acknowledgements with."""
+        return self.signers_dir / f"{stage}.pem"
+
+    def signer_key(self, stage: str) -> Path:
+        return self.signers_dir / f"{stage}.key"
+
     def stage_cert(self, stage: str, label: str | None = None) -> Path:
         return self.stages_dir / f"{stage}{_label_suffix(label)}.pem"
 
@@ -315,7 +336,8 @@ def _write_pair(cert_path: Path, key_path: Path, key: PrivateKey, cert: Certific
 
 def init_keys(home: Path, stages: Sequence[str] = STAGES, *, days: int = DEFAULT_DAYS,
               force: bool = False) -> KeyPaths:
-    """Create the development PKI under ``home/keys``: CA, CRL, exchange signer, one certificate per stage.
+    """Create the development PKI under ``home/keys``: CA, CRL, exchange signer, and per stage an
+    encryption certificate and an acknowledgement-signing certificate.
 
     Idempotent: what exists is kept (and checked to chain to the CA); only what is missing is made,
     and a CRL past its next update is re-issued with the same entries. ``force`` starts over with a
@@ -324,7 +346,7 @@ def init_keys(home: Path, stages: Sequence[str] = STAGES, *, days: int = DEFAULT
     paths = KeyPaths(Path(home) / "keys")
     paths.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if force:
-        for folder in (paths.dir, paths.stages_dir):
+        for folder in (paths.dir, paths.stages_dir, paths.signers_dir):
             if folder.is_dir():
                 for old in folder.glob("*"):
                     if old.is_file() and old.suffix in (".pem", ".key"):
@@ -334,7 +356,8 @@ def init_keys(home: Path, stages: Sequence[str] = STAGES, *, days: int = DEFAULT
         ca_cert = _read_cert(paths.ca_cert)
         ca_key = _read_key(paths.ca_key) if paths.ca_key.exists() else None
     else:
-        leftovers = [p.name for p in (paths.exchange_cert, *paths.stages_dir.glob("*.pem")) if p.exists()]
+        leftovers = [p.name for p in (paths.exchange_cert, *paths.stages_dir.glob("*.pem"),
+                                      *paths.signers_dir.glob("*.pem")) if p.exists()]
         if leftovers:
             raise ConfigurationError(
                 f"keys folder {paths.dir} has certificates ({', '.join(sorted(leftovers))}) but no ca.pem",
@@ -351,7 +374,7 @@ def init_keys(home: Path, stages: Sequence[str] = STAGES, *, days: int = DEFAULT
             )
         return ca_key
 
-    def keep_or_issue(cert_path: Path, key_path: Path, common_name: str, usage: Usage) -> None:
+    def keep_or_issue(cert_path: Path, key_path: Path, common_name: str, usage: Usage, unit: str | None = None) -> None:
         if cert_path.exists() and key_path.exists():
             if not issued_by(_read_cert(cert_path), ca_cert):
                 raise ConfigurationError(
@@ -361,13 +384,15 @@ def init_keys(home: Path, stages: Sequence[str] = STAGES, *, days: int = DEFAULT
             return
         key = new_private_key(usage)
         cert = issue_certificate(need_ca_key(), ca_cert, common_name=common_name, usage=usage,
-                                 public_key=key.public_key(), days=days)
+                                 public_key=key.public_key(), days=days, unit=unit)
         _write_pair(cert_path, key_path, key, cert)
 
-    keep_or_issue(paths.exchange_cert, paths.exchange_key, "fundx exchange", "signing")
+    keep_or_issue(paths.exchange_cert, paths.exchange_key, EXCHANGE_CN, "signing")
     paths.stages_dir.mkdir(mode=0o700, exist_ok=True)
+    paths.signers_dir.mkdir(mode=0o700, exist_ok=True)
     for stage in stages:
         keep_or_issue(paths.stage_cert(stage), paths.stage_key(stage), stage, "encryption")
+        keep_or_issue(paths.signer_cert(stage), paths.signer_key(stage), stage, "signing", unit="stage")
 
     crl = x509.load_pem_x509_crl(paths.crl.read_bytes()) if paths.crl.exists() else None
     if crl is None or crl.next_update_utc is None or crl.next_update_utc <= _utcnow() + timedelta(days=1):
@@ -605,6 +630,17 @@ class KeySettings(BaseSettings):
     stage_keys: dict[str, list[str]] = Field(
         default_factory=dict, description="stage -> its private keys (stage side), as JSON"
     )
+    stage_signer_certs: dict[str, str] = Field(
+        default_factory=dict, description="stage -> the certificate it signs acknowledgements with, as JSON"
+    )
+    stage_signer_keys: dict[str, str] = Field(
+        default_factory=dict, description="stage -> its acknowledgement-signing key (stage side), as JSON"
+    )
+
+    @property
+    def production(self) -> bool:
+        """True when any key or certificate is configured explicitly (no development folder is made then)."""
+        return bool(self.dir or self.ca or self.exchange_cert or self.exchange_key or self.stage_certs)
 
 
 class KeyStore:
@@ -623,6 +659,27 @@ class KeyStore:
         if self.settings.crl:
             return load_crl(self.settings.crl, setting="FUNDX_KEYS_CRL")
         return load_crl(self.paths.crl, setting="FUNDX_KEYS_CRL") if self.paths.crl.exists() else None
+
+    def exchange_certificate(self) -> Certificate:
+        """The exchange's signing certificate (public): a stage accepts parts signed by this subject only."""
+        return load_certificate(self.settings.exchange_cert or self.paths.exchange_cert,
+                                setting="FUNDX_KEYS_EXCHANGE_CERT")
+
+    def stage_signer(self, stage: str) -> tuple[PrivateKey, Certificate]:
+        """The stage side: the key and certificate that sign the stage's acknowledgements, checked usable now."""
+        cert = load_certificate(self.settings.stage_signer_certs.get(stage) or self.paths.signer_cert(stage),
+                                setting=f"FUNDX_KEYS_STAGE_SIGNER_CERTS[{stage}]")
+        key = load_private_key(self.settings.stage_signer_keys.get(stage) or self.paths.signer_key(stage),
+                               setting=f"FUNDX_KEYS_STAGE_SIGNER_KEYS[{stage}]")
+        if not _same_public_key(key, cert):
+            raise ConfigurationError(f"stage {stage}: the acknowledgement-signing key does not belong to its certificate")
+        if common_name(cert) != stage:
+            raise ConfigurationError(
+                f"stage {stage}: the acknowledgement-signing certificate is issued to CN={common_name(cert)!r}",
+                action=f"issue the stage's signing certificate with CN={stage}",
+            )
+        validate_certificate(cert, self.ca(), self.crl(), usage="signing")
+        return key, cert
 
     def exchange_signer(self) -> tuple[PrivateKey, Certificate]:
         """The exchange's signing key and certificate, checked to belong together and to be usable now."""

@@ -1,27 +1,38 @@
 """The ledger: what the exchange did, and where each feed's next pull starts.
 
 SQLAlchemy Core over SQLite (embedded default, a file under FUNDX_HOME) or PostgreSQL (by URL, for
-several workers). It records runs, pulls and watermarks. It never stores a record's content: only
-counts, sizes, digests, windows, durations and error types with their (content-free) messages.
+several workers). It records runs, pulls, watermarks, deliveries of sealed batches to the stages,
+the stages' acknowledgements and refusals, and a hash-chained audit trail. It never stores a
+record's content: only counts, sizes, digests, windows, durations and error types with their
+(content-free) messages.
 
 A feed's watermark is the end of the last window it has safely completed. It moves only inside the
-transaction that records the step a batch has reached, and never backwards.
+transaction that records the batch's delivery (:mod:`fundx.handoff`), and never backwards.
+
+Every audited write goes through :meth:`Ledger.audited`, which first locks the head of the audit
+chain (an UPDATE of its one row: a row lock on PostgreSQL, the database's write lock on SQLite),
+so two writers can never fork the chain; see :mod:`fundx.audit`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from fundx.errors import ConfigurationError, FundxError
+from fundx import audit as audit_chain
+from fundx.errors import ConfigurationError, FeedBusy, FundxError, InternalError
 from fundx.timeutil import SHANGHAI, UTC, Window
 
 metadata = sa.MetaData()
@@ -94,6 +105,121 @@ watermarks = sa.Table(
 )
 
 
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("batch_id", sa.String(200), nullable=False, unique=True),  # feed, window, digest: no personal data
+    sa.Column("feed", sa.String(128), nullable=False),
+    sa.Column("stage", sa.String(64), nullable=False),
+    sa.Column("window_start", UTCDateTime, nullable=False),
+    sa.Column("window_end", UTCDateTime, nullable=False),
+    sa.Column("digest", sa.String(80), nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("parts", sa.Integer, nullable=False),
+    sa.Column("bytes", sa.BigInteger),  # sealed, all parts
+    sa.Column("contract_version", sa.String(32)),
+    # sealing -> delivered -> ready -> acknowledged | refused; sealing -> abandoned (crash or error);
+    # delivered -> lost (its parts vanished before READY: only a backfill of its window sends it again)
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=1),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("pull_id", sa.Integer, sa.ForeignKey("pulls.id")),
+    sa.Column("ready_sha256", sa.String(64)),  # of the READY marker: names this attempt's exact files
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("delivered_at", UTCDateTime),
+    sa.Column("ready_at", UTCDateTime),
+    sa.Column("acknowledged_at", UTCDateTime),
+    sa.Column("refused_at", UTCDateTime),
+    sa.Column("reason", sa.Text),  # a refusal's or an abandonment's error type and message
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_deliveries_feed_status", "feed", "status"),
+)
+
+acks = sa.Table(
+    "acks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("stage", sa.String(64), nullable=False),
+    sa.Column("file", sa.String(255), nullable=False),
+    sa.Column("file_sha256", sa.String(64), nullable=False),
+    sa.Column("batch_id", sa.String(255)),
+    sa.Column("feed", sa.String(128)),
+    sa.Column("outcome", sa.String(16), nullable=False),  # received | refused | invalid (signature refused)
+    sa.Column("reason", sa.Text),
+    sa.Column("received_at", UTCDateTime),  # the stage's time, as it signed it
+    sa.Column("ready_sha256", sa.String(64)),
+    sa.Column("rows", sa.BigInteger),
+    sa.Column("parts", sa.Integer),
+    sa.Column("signer_serial", sa.String(48)),
+    sa.Column("applied", sa.Boolean, nullable=False),  # whether it settled a delivery awaiting it
+    sa.Column("recorded_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("stage", "file", name="uq_acks_stage_file"),
+)
+
+audit = sa.Table(
+    "audit",
+    metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("subject", sa.String(255), nullable=False),
+    sa.Column("details", sa.Text, nullable=False),  # canonical JSON, no personal data
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+audit_head = sa.Table(
+    "audit_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),  # always 1
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("locked_at", UTCDateTime),
+)
+
+#: statuses of a delivery that the stage can see or has settled
+HANDED_OVER = ("ready", "acknowledged", "refused")
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """One row of the deliveries table: a batch handed (or being handed) to a stage."""
+
+    batch_id: str
+    feed: str
+    stage: str
+    window: Window
+    digest: str
+    rows: int
+    parts: int
+    bytes: int | None
+    contract_version: str | None
+    status: str
+    attempts: int
+    run_id: int
+    pull_id: int | None
+    ready_sha256: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+    ready_at: datetime | None
+    acknowledged_at: datetime | None
+    refused_at: datetime | None
+    reason: str | None
+
+
+def _delivery_record(row) -> DeliveryRecord:
+    return DeliveryRecord(
+        batch_id=row["batch_id"], feed=row["feed"], stage=row["stage"],
+        window=Window(row["window_start"], row["window_end"]), digest=row["digest"], rows=row["rows"],
+        parts=row["parts"], bytes=row["bytes"], contract_version=row["contract_version"], status=row["status"],
+        attempts=row["attempts"], run_id=row["run_id"], pull_id=row["pull_id"], ready_sha256=row["ready_sha256"],
+        created_at=row["created_at"], delivered_at=row["delivered_at"], ready_at=row["ready_at"],
+        acknowledged_at=row["acknowledged_at"], refused_at=row["refused_at"], reason=row["reason"],
+    )
+
+
 @dataclass(frozen=True)
 class PullRecord:
     """One row of the pulls table, as the CLI and status report show it."""
@@ -135,6 +261,7 @@ class Ledger:
         self.engine: Engine = _engine(url)
         if create:
             metadata.create_all(self.engine)
+            self._ensure_audit_head()
 
     @classmethod
     def from_settings(cls, settings=None) -> Ledger:
@@ -152,6 +279,105 @@ class Ledger:
     def transaction(self) -> Iterator[Connection]:
         with self.engine.begin() as conn:
             yield conn
+
+    # the audit trail ----------------------------------------------------------------------------
+
+    def _ensure_audit_head(self) -> None:
+        dialect_insert = sqlite.insert if self.dialect == "sqlite" else postgresql.insert
+        with self.transaction() as conn:
+            conn.execute(
+                dialect_insert(audit_head)
+                .values(id=1, seq=0, hash=audit_chain.GENESIS)
+                .on_conflict_do_nothing(index_elements=[audit_head.c.id])
+            )
+
+    @contextmanager
+    def audited(self) -> Iterator[Connection]:
+        """A transaction that may append to the audit trail: it starts by locking the chain's head.
+
+        The lock is an UPDATE of the head's one row, the first statement of the transaction: on
+        PostgreSQL a row lock (a second writer waits at this line), on SQLite the database's write
+        lock (taken before anything is read, so no writer ever works from a stale head).
+        """
+        with self.engine.begin() as conn:
+            conn.execute(audit_head.update().where(audit_head.c.id == 1).values(locked_at=_now()))
+            conn.info["fundx_audit_lock"] = True
+            try:
+                yield conn
+            finally:
+                conn.info.pop("fundx_audit_lock", None)
+
+    def audit(self, conn: Connection, action: str, subject: str, details: dict[str, Any] | None = None, *,
+              actor: str = "exchange") -> int:
+        """Append one entry to the audit trail inside an :meth:`audited` transaction; returns its seq.
+
+        ``details`` must be content-free: feed names, windows, counts, digests, error types.
+        """
+        if not conn.info.get("fundx_audit_lock"):
+            raise InternalError("audit entries are written only inside Ledger.audited()")
+        head = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).one()
+        entry = audit_chain.Entry.new(
+            seq=int(head.seq) + 1, at=_now(), actor=actor, action=action, subject=subject,
+            details=details or {}, prev_hash=head.hash,
+        )
+        conn.execute(audit.insert().values(**entry.row()))
+        conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=entry.seq, hash=entry.hash))
+        return entry.seq
+
+    def log_event(self, action: str, subject: str, details: dict[str, Any] | None = None, *,
+                  actor: str = "exchange") -> int:
+        """One audit entry in a transaction of its own (keys made, a backfill asked for)."""
+        with self.audited() as conn:
+            return self.audit(conn, action, subject, details, actor=actor)
+
+    def verify_audit(self) -> audit_chain.Verdict:
+        """Walk the audit trail from the first entry; the verdict names the first bad entry, if any."""
+        with self.engine.connect() as conn:
+            head = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).one_or_none()
+            rows = conn.execute(audit.select().order_by(audit.c.seq)).mappings()
+            return audit_chain.verify(
+                (audit_chain.Entry.from_row(r) for r in rows), None if head is None else (int(head.seq), head.hash)
+            )
+
+    # one feed at a time -------------------------------------------------------------------------
+
+    @contextmanager
+    def feed_lock(self, feed: str) -> Iterator[None]:
+        """Hold the feed for one run: a second run of the same feed raises FeedBusy instead of waiting.
+
+        Recovery of a crashed delivery is safe only while no other run can be sealing the same feed.
+        PostgreSQL: a session advisory lock (several workers); SQLite: a file lock beside the ledger
+        (one machine). Both are released by the operating system or the server if the process dies.
+        """
+        key = int.from_bytes(hashlib.sha256(b"fundx.feed:" + feed.encode()).digest()[:8], "big", signed=True)
+        busy = FeedBusy(f"another run is exchanging {feed} right now", feed=feed)
+        if self.dialect == "postgresql":
+            with self.engine.connect() as conn:
+                if not conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+                    conn.rollback()
+                    raise busy
+                conn.commit()
+                try:
+                    yield
+                finally:
+                    conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()
+            return
+        import fcntl
+
+        database = sa.engine.make_url(self.url).database
+        folder = Path(database).parent if database and database != ":memory:" else Path(tempfile.gettempdir())
+        folder = folder / "locks"
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(folder / f"{feed}.lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise busy from None
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -202,24 +428,34 @@ class Ledger:
         started_at: datetime,
         backfill: bool = False,
         move_watermark: bool = True,
+        conn: Connection | None = None,
     ) -> int:
         """Record a completed pull and, in the same transaction, move the feed's watermark.
 
         The watermark becomes max(current, window end): a backfill of an old window never moves it
         backwards. ``pull`` is a connectors.base.Pull (duck-typed to keep this module light).
+        With ``conn`` (from :meth:`audited`) the pull becomes part of the caller's transaction: the
+        handoff records a batch's delivery, its pull and the watermark in one commit.
         """
-        with self.transaction() as conn:
-            pull_id = conn.execute(
-                pulls.insert().values(
-                    run_id=run_id, feed=pull.feed, window_start=pull.window.start,
-                    window_end=pull.window.end, backfill=backfill, started_at=started_at,
-                    ended_at=_now(), duration_s=pull.duration_s, outcome="pulled", rows=pull.rows,
-                    bytes=pull.bytes, pages=pull.pages, retries=pull.retries, digest=pull.digest,
-                )
-            ).inserted_primary_key[0]
-            if move_watermark:
-                self._advance(conn, pull.feed, pull.window.end, pull_id)
-            return pull_id
+        if conn is None:
+            with self.audited() as own:
+                return self.record_pull(run_id, pull, started_at=started_at, backfill=backfill,
+                                        move_watermark=move_watermark, conn=own)
+        pull_id = conn.execute(
+            pulls.insert().values(
+                run_id=run_id, feed=pull.feed, window_start=pull.window.start,
+                window_end=pull.window.end, backfill=backfill, started_at=started_at,
+                ended_at=_now(), duration_s=pull.duration_s, outcome="pulled", rows=pull.rows,
+                bytes=pull.bytes, pages=pull.pages, retries=pull.retries, digest=pull.digest,
+            )
+        ).inserted_primary_key[0]
+        if move_watermark:
+            self._advance(conn, pull.feed, pull.window.end, pull_id)
+        self.audit(conn, "pull.recorded", pull.feed, {
+            "pull_id": pull_id, "run_id": run_id, "window": _window_text(pull.window), "rows": pull.rows,
+            "digest": pull.digest, "backfill": backfill, "watermark_moved": move_watermark,
+        })
+        return pull_id
 
     def record_failure(
         self,
@@ -235,8 +471,8 @@ class Ledger:
         action = error.action if isinstance(error, FundxError) else None
         message = str(error) if isinstance(error, FundxError) else f"unexpected {type(error).__name__}"
         ended = _now()
-        with self.transaction() as conn:
-            return conn.execute(
+        with self.audited() as conn:
+            pull_id = conn.execute(
                 pulls.insert().values(
                     run_id=run_id, feed=feed, window_start=window.start, window_end=window.end,
                     backfill=backfill, started_at=started_at, ended_at=ended,
@@ -244,6 +480,11 @@ class Ledger:
                     error_type=type(error).__name__, error_message=message[:2000], action=action,
                 )
             ).inserted_primary_key[0]
+            self.audit(conn, "pull.failed", feed, {
+                "pull_id": pull_id, "run_id": run_id, "window": _window_text(window),
+                "error_type": type(error).__name__, "backfill": backfill,
+            })
+            return pull_id
 
     def _advance(self, conn: Connection, feed: str, value: datetime, pull_id: int) -> None:
         dialect_insert = sqlite.insert if self.dialect == "sqlite" else postgresql.insert
@@ -291,6 +532,196 @@ class Ledger:
             return {r.feed: {"pulled": int(r.pulled), "failed": int(r.failed), "rows": int(r.rows)} for r in conn.execute(query)}
 
 
+    # deliveries and acknowledgements -------------------------------------------------------------
+
+    def delivery(self, batch_id: str, conn: Connection | None = None) -> DeliveryRecord | None:
+        """The delivery of one batch, or None."""
+        query = deliveries.select().where(deliveries.c.batch_id == batch_id)
+        if conn is not None:
+            row = conn.execute(query).mappings().one_or_none()
+        else:
+            with self.engine.connect() as own:
+                row = own.execute(query).mappings().one_or_none()
+        return None if row is None else _delivery_record(row)
+
+    def deliveries(self, feed: str | None = None, *, status: tuple[str, ...] | None = None) -> list[DeliveryRecord]:
+        """Deliveries, oldest first, of one feed or all, in the given statuses or all."""
+        query = deliveries.select().order_by(deliveries.c.id)
+        if feed:
+            query = query.where(deliveries.c.feed == feed)
+        if status:
+            query = query.where(deliveries.c.status.in_(status))
+        with self.engine.connect() as conn:
+            return [_delivery_record(r) for r in conn.execute(query).mappings()]
+
+    def begin_delivery(self, *, batch_id: str, feed: str, stage: str, window: Window, digest: str, rows: int,
+                       parts: int, contract_version: str, run_id: int) -> int:
+        """Step (a) of a handoff: the batch is about to be sealed (committed before any file is written).
+
+        A batch abandoned by an earlier attempt, refused by its stage or lost, starts again under the
+        same id; returns the attempt number. InternalError if the batch is in any other status.
+        """
+        now = _now()
+        with self.audited() as conn:
+            old = self.delivery(batch_id, conn)
+            if old is None:
+                conn.execute(deliveries.insert().values(
+                    batch_id=batch_id, feed=feed, stage=stage, window_start=window.start, window_end=window.end,
+                    digest=digest, rows=rows, parts=parts, contract_version=contract_version, status="sealing",
+                    attempts=1, run_id=run_id, created_at=now, updated_at=now,
+                ))
+                attempt = 1
+            elif old.status in ("abandoned", "refused", "lost"):
+                attempt = old.attempts + 1
+                conn.execute(deliveries.update().where(deliveries.c.batch_id == batch_id).values(
+                    stage=stage, parts=parts, contract_version=contract_version, status="sealing",
+                    attempts=attempt, run_id=run_id, pull_id=None, bytes=None, ready_sha256=None,
+                    delivered_at=None, ready_at=None, acknowledged_at=None, refused_at=None, reason=None,
+                    updated_at=now,
+                ))
+            else:
+                raise InternalError(f"batch {batch_id} is {old.status}; it cannot be sealed again")
+            self.audit(conn, "batch.sealing", batch_id, {
+                "feed": feed, "stage": stage, "rows": rows, "parts": parts, "digest": digest, "attempt": attempt,
+                "run_id": run_id,
+            })
+            return attempt
+
+    def mark_delivered(self, conn: Connection, batch_id: str, *, attempt: int, pull_id: int, sealed_bytes: int) -> None:
+        """Step (c), inside the caller's audited transaction: every part is written; the pull is recorded."""
+        done = conn.execute(
+            deliveries.update()
+            .where(deliveries.c.batch_id == batch_id, deliveries.c.status == "sealing", deliveries.c.attempts == attempt)
+            .values(status="delivered", pull_id=pull_id, bytes=sealed_bytes, delivered_at=_now(), updated_at=_now())
+        )
+        if done.rowcount != 1:
+            raise InternalError(f"batch {batch_id} attempt {attempt} is no longer being sealed; nothing recorded")
+        self.audit(conn, "batch.delivered", batch_id, {
+            "pull_id": pull_id, "attempt": attempt, "sealed_bytes": sealed_bytes,
+        })
+
+    def mark_ready(self, batch_id: str, ready_sha256: str, *, recovered: bool = False) -> None:
+        """Step (d): the READY marker is written, so the stage may take the batch."""
+        with self.audited() as conn:
+            done = conn.execute(
+                deliveries.update().where(deliveries.c.batch_id == batch_id, deliveries.c.status == "delivered")
+                .values(status="ready", ready_sha256=ready_sha256, ready_at=_now(), updated_at=_now())
+            )
+            if done.rowcount != 1:
+                raise InternalError(f"batch {batch_id} is not awaiting its READY marker")
+            self.audit(conn, "recovery.ready" if recovered else "batch.ready", batch_id,
+                       {"ready_sha256": ready_sha256})
+
+    def abandon(self, batch_id: str, reason: str, *, recovered: bool = False) -> bool:
+        """A batch that was being sealed never reached the stage: its watermark never moved. True if it was."""
+        with self.audited() as conn:
+            done = conn.execute(
+                deliveries.update().where(deliveries.c.batch_id == batch_id, deliveries.c.status == "sealing")
+                .values(status="abandoned", reason=reason[:2000], updated_at=_now())
+            )
+            if done.rowcount:
+                self.audit(conn, "recovery.abandoned" if recovered else "batch.abandoned", batch_id,
+                           {"reason": reason[:500]})
+            return bool(done.rowcount)
+
+    def mark_lost(self, batch_id: str, reason: str) -> None:
+        """A delivered batch whose parts are gone before READY: recorded once, so later runs go on."""
+        with self.audited() as conn:
+            conn.execute(
+                deliveries.update().where(deliveries.c.batch_id == batch_id, deliveries.c.status == "delivered")
+                .values(status="lost", reason=reason[:2000], updated_at=_now())
+            )
+            self.audit(conn, "recovery.lost", batch_id, {"reason": reason[:500]})
+
+    def acks_recorded(self, stage: str) -> set[str]:
+        """The acknowledgement files of a stage that are in the ledger already."""
+        with self.engine.connect() as conn:
+            return set(conn.execute(sa.select(acks.c.file).where(acks.c.stage == stage)).scalars())
+
+    def record_ack(self, *, stage: str, file: str, file_sha256: str, outcome: str, batch_id: str | None,
+                   reason: str | None = None, received_at: datetime | None = None, ready_sha256: str | None = None,
+                   rows: int | None = None, parts: int | None = None, signer_serial: str | None = None,
+                   feed: str | None = None) -> bool:
+        """Record one acknowledgement or refusal; settle the delivery it answers. True if it settled one.
+
+        It settles a delivery only if that delivery awaits an answer (``ready``), from this stage,
+        about these exact files (the READY marker's SHA-256): a replayed batch's refusal never
+        turns an acknowledged delivery into a refused one.
+        """
+        with self.audited() as conn:
+            target = self.delivery(batch_id, conn) if batch_id else None
+            applied = (
+                outcome in ("received", "refused") and target is not None and target.status == "ready"
+                and target.stage == stage and ready_sha256 is not None and target.ready_sha256 == ready_sha256
+            )
+            if applied:
+                values: dict[str, Any] = {"updated_at": _now()}
+                if outcome == "received":
+                    values.update(status="acknowledged", acknowledged_at=received_at or _now())
+                else:
+                    values.update(status="refused", refused_at=received_at or _now(), reason=(reason or "")[:2000])
+                conn.execute(deliveries.update().where(deliveries.c.batch_id == batch_id).values(**values))
+            conn.execute(acks.insert().values(
+                stage=stage, file=file, file_sha256=file_sha256, batch_id=batch_id,
+                feed=target.feed if target is not None else feed, outcome=outcome, reason=reason,
+                received_at=received_at, ready_sha256=ready_sha256, rows=rows, parts=parts,
+                signer_serial=signer_serial, applied=applied, recorded_at=_now(),
+            ))
+            action = {"received": "ack.recorded", "refused": "refusal.recorded"}.get(outcome, "ack.invalid")
+            self.audit(conn, action, batch_id or file, {
+                "stage": stage, "file": file, "file_sha256": file_sha256, "applied": applied,
+                **({"reason": reason[:500]} if reason else {}),
+            })
+            return applied
+
+    def ack_records(self, *, stage: str | None = None, outcome: str | None = None) -> list[dict[str, Any]]:
+        """Recorded acknowledgements and refusals, oldest first."""
+        query = acks.select().order_by(acks.c.id)
+        if stage:
+            query = query.where(acks.c.stage == stage)
+        if outcome:
+            query = query.where(acks.c.outcome == outcome)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def delivery_counts(self) -> dict[str, dict[str, int]]:
+        """Per feed: batches delivered (handed to the stage), awaiting an answer, acknowledged, refused,
+        abandoned, lost, and refusals recorded (including replays and batches the exchange never sent)."""
+        status = deliveries.c.status
+
+        def count(*names: str):
+            return sa.func.sum(sa.case((status.in_(names), 1), else_=0))
+
+        query = sa.select(
+            deliveries.c.feed,
+            count("delivered", *HANDED_OVER).label("delivered"),
+            count("delivered", "ready").label("awaiting"),
+            count("acknowledged").label("acknowledged"),
+            count("refused").label("refused"),
+            count("abandoned").label("abandoned"),
+            count("lost").label("lost"),
+            sa.func.coalesce(sa.func.sum(sa.case((status.in_(HANDED_OVER), deliveries.c.rows), else_=0)), 0).label("rows"),
+        ).group_by(deliveries.c.feed)
+        refusals = sa.select(acks.c.feed, sa.func.count().label("n")).where(acks.c.outcome != "received").group_by(acks.c.feed)
+        with self.engine.connect() as conn:
+            found = {
+                r.feed: {k: int(getattr(r, k) or 0) for k in ("delivered", "awaiting", "acknowledged", "refused",
+                                                               "abandoned", "lost", "rows")}
+                for r in conn.execute(query)
+            }
+            for r in conn.execute(refusals):
+                key = r.feed or "(unknown)"
+                found.setdefault(key, dict.fromkeys(("delivered", "awaiting", "acknowledged", "refused",
+                                                     "abandoned", "lost", "rows"), 0))["refusals"] = int(r.n)
+        for figures in found.values():
+            figures.setdefault("refusals", 0)
+        return found
+
+
+def _window_text(window: Window) -> list[str]:
+    return [window.start.astimezone(UTC).isoformat(), window.end.astimezone(UTC).isoformat()]
+
+
 def _pull_record(row) -> PullRecord:
     return PullRecord(
         id=row["id"], run_id=row["run_id"], feed=row["feed"],
@@ -311,7 +742,9 @@ def _engine(url: str) -> Engine:
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            # FULL: a commit survives a power cut. The handoff's commit is the point after which a
+            # stage may see a batch; with NORMAL a power cut could undo a commit the stage acted on.
+            cursor.execute("PRAGMA synchronous=FULL")
             cursor.close()
 
         return engine

@@ -181,18 +181,18 @@ def _sign(key: PrivateKey, data: bytes) -> tuple[asn1cms.SignedDigestAlgorithm, 
     raise ConfigurationError("the exchange's signing key must be ECDSA or RSA")
 
 
-def _signed_data_parts(payload_len: int, payload_digest: bytes, manifest: Manifest, signer_key: PrivateKey,
+def _signed_data_parts(payload_len: int, payload_digest: bytes, manifest: Manifest | None, signer_key: PrivateKey,
                        signer_cert: Certificate) -> tuple[bytes, bytes]:
     """The DER before and after the payload of ContentInfo(SignedData) with the payload as eContent."""
     signing_time = datetime.now(timezone.utc).replace(microsecond=0)
-    attrs = asn1cms.CMSAttributes(
-        [
-            {"type": "content_type", "values": ["data"]},
-            {"type": "signing_time", "values": [asn1cms.Time({"utc_time": signing_time})]},
-            {"type": "message_digest", "values": [payload_digest]},
-            {"type": "fundx_manifest", "values": [manifest.to_json()]},
-        ]
-    )
+    attributes: list[dict[str, Any]] = [
+        {"type": "content_type", "values": ["data"]},
+        {"type": "signing_time", "values": [asn1cms.Time({"utc_time": signing_time})]},
+        {"type": "message_digest", "values": [payload_digest]},
+    ]
+    if manifest is not None:
+        attributes.append({"type": "fundx_manifest", "values": [manifest.to_json()]})
+    attrs = asn1cms.CMSAttributes(attributes)
     signature_algorithm, signature = _sign(signer_key, attrs.dump())  # SET OF, sorted: what verifiers hash
     signer_info = asn1cms.SignerInfo(
         {
@@ -338,6 +338,18 @@ def seal(payload: bytes | bytearray | memoryview, manifest: Manifest, *, signer_
     # Reserving the exact size up front was measured slower: it zero-fills the pages once more.
     seal_into(out, payload, manifest, signer_key=signer_key, signer_cert=signer_cert, recipients=recipients)
     return out.getvalue()
+
+
+def sign(payload: bytes | bytearray | memoryview, *, signer_key: PrivateKey, signer_cert: Certificate) -> bytes:
+    """A CMS SignedData (DER) holding ``payload``, in the same profile as a part's inner layer.
+
+    For small signed documents such as a stage's acknowledgement; ``openssl cms -verify -binary
+    -inform DER -CAfile ca.pem`` prints the payload back. :func:`open_signed` verifies it.
+    """
+    _check_signer(signer_key, signer_cert)
+    data = memoryview(payload).cast("B")
+    prefix, suffix = _signed_data_parts(data.nbytes, hashlib.sha256(data).digest(), None, signer_key, signer_cert)
+    return prefix + bytes(data) + suffix
 
 
 def seal_to_file(path: str | os.PathLike[str], payload: bytes | bytearray | memoryview, manifest: Manifest, *,
@@ -610,6 +622,67 @@ def _matches(actual: Any, wanted: Any) -> bool:
     return actual == wanted
 
 
+def _malformed(exc: BaseException, batch: str) -> TamperedError:
+    """A malformed structure as a TamperedError that quotes none of its bytes.
+
+    asn1crypto and cryptography report malformed input as ValueError/KeyError/IndexError; their
+    messages may quote the bytes, so only ours (MalformedError) are passed on.
+    """
+    detail = str(exc) if isinstance(exc, MalformedError) else type(exc).__name__
+    return TamperedError(f"batch {batch}: not a well-formed sealed part ({detail})")
+
+
+def _verify_signed(signed: _Signed, batch: str) -> tuple[Manifest | None, Certificate, str]:
+    """Check a SignedData's one signature, payload digest and content type; returns its manifest (if
+    any), the signer's certificate (not yet checked against a CA) and the batch name for messages."""
+    signer_infos = asn1cms.SignerInfos.load(signed.signer_infos)
+    if len(signer_infos) != 1:
+        raise UnsupportedSealError(f"batch {batch}: {len(signer_infos)} signers; exactly one is expected")
+    signer_info = signer_infos[0]
+    if signer_info["signed_attrs"].native is None:
+        raise UnsupportedSealError(f"batch {batch}: the signature has no signed attributes")
+    attributes = _attributes(signer_info, batch)
+    manifest = None
+    if "fundx_manifest" in attributes:
+        try:
+            manifest = Manifest.from_json(attributes["fundx_manifest"].native)
+        except ValueError as exc:
+            raise ManifestError(f"batch {batch}: the manifest is unreadable ({exc})") from None
+        batch = manifest.batch_id  # not yet verified: used only to name the part in messages
+    signer = next((c for c in signed.certificates if _identifies(signer_info["sid"], c)), None)
+    if signer is None:
+        raise UnknownSignerError(f"batch {batch}: the signer's certificate is not included in the part")
+    signed_attrs = signer_info["signed_attrs"].dump()
+    _verify_signature(signer_info, signer, b"\x31" + signed_attrs[1:], batch)
+    digest_name = signer_info["digest_algorithm"]["algorithm"].native
+    _require_hash(digest_name, batch)
+    digest = attributes.get("message_digest")
+    if digest is None or not hmac.compare_digest(
+        digest.native, hashlib.new(digest_name, signed.payload).digest()
+    ):
+        raise TamperedError(f"batch {batch}: the payload's digest does not match the signed message-digest")
+    content_type = attributes.get("content_type")
+    if content_type is None or content_type.dotted != signed.content_type:
+        raise TamperedError(f"batch {batch}: the signed content-type does not match the content")
+    if signed.content_type != cms.ID_DATA:
+        raise UnsupportedSealError(f"batch {batch}: eContentType {signed.content_type}; id-data is required")
+    return manifest, signer, batch
+
+
+def _check_signer_certificate(signer: Certificate, trusted_ca: Certificate,
+                              crl: x509.CertificateRevocationList | None, batch: str) -> None:
+    """The signer chains to the trusted CA, is valid now, may sign and is not revoked."""
+    if not issued_by(signer, trusted_ca):
+        raise UnknownSignerError(
+            f"batch {batch}: signed by CN={common_name(signer)!r}, which the trusted CA "
+            f"CN={common_name(trusted_ca)!r} did not issue"
+        )
+    try:
+        validate_certificate(signer, trusted_ca, crl, usage="signing")
+    except CertificateError as refused:
+        raise CertificateError(f"batch {batch}: signer {refused}") from None
+
+
 def open_sealed(data: bytes | bytearray | memoryview, *, recipient_key: PrivateKey, recipient_cert: Certificate,
                 trusted_ca: Certificate, crl: x509.CertificateRevocationList | None = None,
                 expect: Mapping[str, Any] | None = None, require_manifest: bool = True) -> Opened:
@@ -635,52 +708,10 @@ def open_sealed(data: bytes | bytearray | memoryview, *, recipient_key: PrivateK
         plaintext = _decrypt(buf, envelope, content_key, batch)
         signed = _parse_signed(plaintext, batch)
         del plaintext
-        signer_infos = asn1cms.SignerInfos.load(signed.signer_infos)
-        if len(signer_infos) != 1:
-            raise UnsupportedSealError(f"batch {batch}: {len(signer_infos)} signers; exactly one is expected")
-        signer_info = signer_infos[0]
-        if signer_info["signed_attrs"].native is None:
-            raise UnsupportedSealError(f"batch {batch}: the signature has no signed attributes")
-        attributes = _attributes(signer_info, batch)
-        manifest = None
-        if "fundx_manifest" in attributes:
-            try:
-                manifest = Manifest.from_json(attributes["fundx_manifest"].native)
-            except ValueError as exc:
-                raise ManifestError(f"batch {batch}: the manifest is unreadable ({exc})") from None
-            batch = manifest.batch_id  # not yet verified: used only to name the part in messages
-        signer = next((c for c in signed.certificates if _identifies(signer_info["sid"], c)), None)
-        if signer is None:
-            raise UnknownSignerError(f"batch {batch}: the signer's certificate is not included in the part")
-        signed_attrs = signer_info["signed_attrs"].dump()
-        _verify_signature(signer_info, signer, b"\x31" + signed_attrs[1:], batch)
-        digest_name = signer_info["digest_algorithm"]["algorithm"].native
-        _require_hash(digest_name, batch)
-        digest = attributes.get("message_digest")
-        if digest is None or not hmac.compare_digest(
-            digest.native, hashlib.new(digest_name, signed.payload).digest()
-        ):
-            raise TamperedError(f"batch {batch}: the payload's digest does not match the signed message-digest")
-        content_type = attributes.get("content_type")
-        if content_type is None or content_type.dotted != signed.content_type:
-            raise TamperedError(f"batch {batch}: the signed content-type does not match the content")
-        if signed.content_type != cms.ID_DATA:
-            raise UnsupportedSealError(f"batch {batch}: eContentType {signed.content_type}; id-data is required")
+        manifest, signer, batch = _verify_signed(signed, batch)
     except (MalformedError, ValueError, KeyError, IndexError) as exc:
-        # asn1crypto and cryptography report malformed input as ValueError/KeyError/IndexError; their
-        # messages may quote the bytes, so only ours (MalformedError) are passed on.
-        detail = str(exc) if isinstance(exc, MalformedError) else type(exc).__name__
-        raise TamperedError(f"batch {batch}: not a well-formed sealed part ({detail})") from None
-
-    if not issued_by(signer, trusted_ca):
-        raise UnknownSignerError(
-            f"batch {batch}: signed by CN={common_name(signer)!r}, which the trusted CA "
-            f"CN={common_name(trusted_ca)!r} did not issue"
-        )
-    try:
-        validate_certificate(signer, trusted_ca, crl, usage="signing")
-    except CertificateError as refused:
-        raise CertificateError(f"batch {batch}: signer {refused}") from None
+        raise _malformed(exc, batch) from None
+    _check_signer_certificate(signer, trusted_ca, crl, batch)
 
     if manifest is None:
         if require_manifest or wanted:
@@ -704,6 +735,23 @@ def recipients_among(data: bytes | bytearray | memoryview, certificates: Sequenc
         return [c for c in certificates if any(_identifies(rid, c) for rid in rids)]
     except (MalformedError, ValueError, KeyError, IndexError) as exc:
         raise TamperedError(f"not a well-formed sealed part ({type(exc).__name__})") from None
+
+
+def open_signed(data: bytes | bytearray | memoryview, *, trusted_ca: Certificate,
+                crl: x509.CertificateRevocationList | None = None, what: str = "signed document") -> Opened:
+    """Verify a SignedData made by :func:`sign` (or ``openssl cms -sign``) and return its payload.
+
+    The same checks as the inner layer of :func:`open_sealed`: one signer, the signature over the
+    signed attributes, the payload digest, the content type, and the signer's certificate against
+    ``trusted_ca`` and ``crl``. Callers check who the signer is (``Opened.signer``).
+    """
+    try:
+        signed = _parse_signed(bytes(data), what)
+        manifest, signer, _ = _verify_signed(signed, what)
+    except (MalformedError, ValueError, KeyError, IndexError) as exc:
+        raise _malformed(exc, what) from None
+    _check_signer_certificate(signer, trusted_ca, crl, what)
+    return Opened(payload=signed.payload, manifest=manifest, signer=signer)
 
 
 # --- splitting a batch into parts ----------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Typed settings for the exchange, read from FUNDX_* environment variables.
 
 Everything the exchange keeps lives under one directory, FUNDX_HOME (default ./var): the ledger,
-stage inboxes, keys and reports. The sandbox agencies keep *their* data apart, under
+keys, stage inboxes (``inboxes/<stage>/<batch>/``), the stages' acknowledgements (``acks/``) and,
+in the embedded default, the stages' own side (``stages/<stage>/``). The sandbox agencies keep *their* data apart, under
 FUNDX_SANDBOX_HOME (default ./agencies), because that side holds plain personal data.
 
 Secrets are never written in configs. A config value such as ``env:FUNDX_POLICE_CLIENT_SECRET`` or
@@ -42,6 +43,10 @@ class Settings(BaseSettings):
     retry_base_delay: float = Field(0.5, ge=0, description="first backoff delay in seconds (doubles each try)")
     retry_max_delay: float = Field(30.0, ge=0, description="longest single backoff or Retry-After honoured")
     max_response_bytes: int = Field(64 * 1024 * 1024, gt=0, description="largest HTTP body accepted")
+    part_bytes: int = Field(
+        64 * 1024 * 1024, ge=4096, le=64 * 1024 * 1024,
+        description="largest Parquet part a batch is split into before sealing (a stage opens one part in memory)",
+    )
 
     @field_validator("home", "sandbox_home")
     @classmethod

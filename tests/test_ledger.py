@@ -96,3 +96,20 @@ def test_unusable_url_names_the_setting():
         Ledger("not a url")
     with pytest.raises(ConfigurationError, match="SQLite or PostgreSQL"):
         Ledger("mysql+pymysql://u@h/db", create=False)
+
+
+def test_a_feed_is_held_by_one_run_at_a_time(ledger):
+    from fundx.errors import FeedBusy
+
+    other = Ledger(ledger.url)  # another worker: its own connections (and, on SQLite, its own lock file handle)
+    try:
+        with ledger.feed_lock("police.deaths"):
+            with pytest.raises(FeedBusy, match="another run is exchanging police.deaths"):
+                with other.feed_lock("police.deaths"):
+                    pass
+            with other.feed_lock("justice.prisoners"):  # other feeds are free
+                pass
+        with other.feed_lock("police.deaths"):  # released
+            pass
+    finally:
+        other.dispose()

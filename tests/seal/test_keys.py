@@ -56,16 +56,16 @@ def full(tmp_path_factory) -> KeyPaths:
 def test_init_creates_ca_crl_signer_and_one_certificate_per_stage(full):
     names = set(_files(full))
     expected = {"ca.pem", "ca.key", "crl.pem", "exchange.pem", "exchange.key"}
-    expected |= {f"stages/{s}.{ext}" for s in STAGES for ext in ("pem", "key")}
+    expected |= {f"{folder}/{s}.{ext}" for folder in ("stages", "signers") for s in STAGES for ext in ("pem", "key")}
     assert names == expected
     assert STAGES == ("death_matching", "custody_matching", "bill_review", "employer_review", "stewards")
 
 
 def test_private_keys_are_0600_even_under_umask_0(full):
-    keys = [full.ca_key, full.exchange_key, *(full.stage_key(s) for s in STAGES)]
+    keys = [full.ca_key, full.exchange_key, *(full.stage_key(s) for s in STAGES), *(full.signer_key(s) for s in STAGES)]
     assert {_mode(k) for k in keys} == {0o600}
     assert {_mode(c) for c in (full.ca_cert, full.exchange_cert, full.crl)} == {0o644}
-    assert _mode(full.dir) == 0o700 and _mode(full.stages_dir) == 0o700
+    assert _mode(full.dir) == 0o700 and _mode(full.stages_dir) == 0o700 and _mode(full.signers_dir) == 0o700
     for key in keys:
         assert key.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")  # PKCS8, unencrypted
 
@@ -99,6 +99,15 @@ def test_usages_and_algorithms(full):
             validate_certificate(cert, ca, crl, usage="signing")
     with pytest.raises(CertificateError, match="does not allow key transport"):
         validate_certificate(signer, ca, crl, usage="encryption")
+
+    store = KeyStore(KeySettings(dir=full.dir))
+    for stage in STAGES:  # each stage's second certificate signs its acknowledgements
+        key, cert = store.stage_signer(stage)
+        assert common_name(cert) == stage and isinstance(cert.public_key(), ec.EllipticCurvePublicKey)
+        unit = cert.subject.get_attributes_for_oid(x509.oid.NameOID.ORGANIZATIONAL_UNIT_NAME)[0].value
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        assert unit == "stage" and usage.digital_signature and not usage.key_encipherment
+        assert store.stage_certificates(stage) == [load_certificate(full.stage_cert(stage), setting=stage)]
 
 
 def test_init_is_idempotent_and_force_starts_over(tmp_path):
