@@ -15,8 +15,8 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000, help="rows per feed for the pull benchmark")
-    parser.add_argument("--only", choices=("pull",), help="run one benchmark only")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows per feed for the pull and validate benchmarks")
+    parser.add_argument("--only", choices=("pull", "validate", "seal"), help="run one benchmark only")
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="folder for the JSON results")
     args = parser.parse_args(argv)
 
@@ -24,10 +24,21 @@ def main(argv: list[str] | None = None) -> int:
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
     }
-    from bench import pull_bench
+    if args.only in (None, "pull"):
+        from bench import pull_bench
 
-    print(f"pull: {args.rows:,} rows per transport, time over pandas+pyarrow parsing the same bytes")
-    report["pull"] = pull_bench.run(args.rows)
+        print(f"pull: {args.rows:,} rows per transport, time over pandas+pyarrow parsing the same bytes")
+        report["pull"] = pull_bench.run(args.rows)
+    if args.only in (None, "validate"):
+        from bench import validate_bench
+
+        print(f"validate: {args.rows:,} death rows, a third failing: contract check next to plain pandas doing the same checks")
+        report["validate"] = validate_bench.run(args.rows)
+    if args.only in (None, "seal"):
+        from bench import seal_bench
+
+        print("seal: MB/s and peak memory for a 64 MiB part and a 500 MB batch, next to AESGCM on the same bytes")
+        report["seal"] = seal_bench.run()
 
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"bench-{report['when'].replace(':', '')}.json"

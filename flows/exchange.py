@@ -1,14 +1,16 @@
 """Prefect flows of the exchange: one feed (``exchange_feed``) and a whole night (``nightly_exchange``).
 
+A feed's run is :func:`fundx.handoff.run_feed` — lock the feed, recover interrupted deliveries,
+pull, seal and hand the batch to its stage — with the pull and the handoff as Prefect tasks.
+
 Flow parameters are feed names and times only — Prefect stores them in plain text. Pulled rows
-stay in this process's memory (results are never persisted) and every message that reaches
-Prefect (logs, state messages, artifacts, pickled exceptions) carries counts, digests, windows and
-error types, never record content.
+stay in this process's memory until they are sealed (results are never persisted) and every
+message that reaches Prefect (logs, state messages, artifacts, pickled exceptions) carries counts,
+digests, batch ids, windows and error types, never record content.
 """
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,9 +18,9 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from fundx.errors import FundxError, InternalError, NightFailed
+from fundx import handoff
+from fundx.errors import FundxError, InternalError, NightFailed, content_free
 from fundx.ledger import Ledger, night_of
-from fundx.settings import get_settings
 from fundx.timeutil import Window, aware, now
 
 #: Set by the CLI to show live progress: called with (feed, rows so far). None in unattended runs.
@@ -41,29 +43,18 @@ class FeedOutcome:
     error_type: str | None = None
     error: str | None = None
     action: str | None = None
+    handoff: str | None = None  # delivered | already_delivered | empty
+    batch_id: str | None = None
+    stage: str | None = None
+    parts: int = 0
 
 
 def _ledger() -> Ledger:
     return Ledger.from_settings()
 
 
-def plan_window(ledger: Ledger, feed: str, start: str | None, end: str | None) -> tuple[Window, bool]:
-    """The window to pull: from the feed's watermark to ``end`` (default now); a given start is a backfill."""
-    until = aware(end) if end else now()
-    if start:
-        return Window(aware(start), until), True
-    since = ledger.watermark(feed) or get_settings().initial_watermark
-    return Window(min(since, until), until), False
-
-
-def _safe(error: BaseException) -> FundxError:
-    """A fundx error as it is, anything else as an InternalError that names only its type and place."""
-    if isinstance(error, FundxError):
-        return error
-    frames = traceback.extract_tb(error.__traceback__)
-    where = f"{frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else "?"
-    # the original message may quote a value from a record: it is dropped on purpose
-    return InternalError(f"unexpected {type(error).__name__} at {where}")
+plan_window = handoff.plan_window
+_safe = content_free
 
 
 @task(name="pull", cache_policy=NO_CACHE, persist_result=False)
@@ -73,7 +64,19 @@ def pull_task(feed: str, window: Window):
 
     sink = progress_sink
     progress = (lambda rows: sink(feed, rows)) if sink else None
-    return connector_for(feed).extract(window, progress=progress)
+    try:
+        return connector_for(feed).extract(window, progress=progress)
+    except Exception as exc:  # re-raised content-free: Prefect may persist the task's own exception
+        raise content_free(exc) from None
+
+
+@task(name="handoff", cache_policy=NO_CACHE, persist_result=False)
+def handoff_task(ledger: Ledger, pulled, **kwargs) -> handoff.Handoff:
+    """Seal the pulled batch and hand it to its stage exactly once (see fundx.handoff)."""
+    try:
+        return handoff.deliver(ledger, pulled, **kwargs)
+    except Exception as exc:  # re-raised content-free: Prefect may persist the task's own exception
+        raise content_free(exc) from None
 
 
 @flow(name="exchange-feed", persist_result=False, validate_parameters=True)
@@ -83,36 +86,14 @@ def exchange_feed(
     start: str | None = None,
     end: str | None = None,
 ) -> FeedOutcome:
-    """Pull one feed from its watermark (or the given window, as a backfill) and record it in the ledger."""
-    logger = get_run_logger()
-    ledger = _ledger()
-    own_run = run_id is None
-    if own_run:
-        run_id = ledger.start_run("backfill" if start else "feed", night_of(now()))
-    window, backfill = plan_window(ledger, feed, start, end)
-    started = now()
-    logger.info("%s: pulling %s%s", feed, window, " (backfill)" if backfill else "")
-    try:
-        pulled = pull_task(feed, window)
-    except BaseException as exc:  # recorded, then raised again: the flow run fails with a safe error
-        error = _safe(exc)
-        ledger.record_failure(run_id, feed, window, error, started_at=started, backfill=backfill)
-        if own_run:
-            ledger.finish_run(run_id, feeds=1, failed=1, summary=f"{feed}: {error.kind}")
-        logger.error("%s failed: %s — %s", feed, error.kind, error.action)
-        if error is exc:
-            raise
-        raise error from None
-    ledger.record_pull(run_id, pulled, started_at=started, backfill=backfill)
-    if own_run:
-        ledger.finish_run(run_id, feeds=1, failed=0)
-    logger.info(
-        "%s: %d rows, %d bytes, %d pages, %d retries in %.1f s, %s",
-        feed, pulled.rows, pulled.bytes, pulled.pages, pulled.retries, pulled.duration_s, pulled.digest,
-    )
+    """Pull one feed from its watermark (or the given window, as a backfill), seal it, hand it to its stage."""
+    done = handoff.run_feed(feed, run_id=run_id, start=start, end=end, ledger=_ledger(),
+                            pull=pull_task, handoff=handoff_task, logger=get_run_logger())
+    h = done.handoff
     return FeedOutcome(
-        feed=feed, outcome="pulled", window=str(window), rows=pulled.rows, bytes=pulled.bytes,
-        pages=pulled.pages, retries=pulled.retries, duration_s=pulled.duration_s, digest=pulled.digest,
+        feed=feed, outcome="pulled", window=str(done.window), rows=done.rows, bytes=done.bytes,
+        pages=done.pages, retries=done.retries, duration_s=done.duration_s, digest=done.digest,
+        handoff=h.outcome, batch_id=h.batch_id, stage=h.stage, parts=h.parts,
     )
 
 
@@ -147,7 +128,11 @@ def nightly_exchange(feeds: list[str] | None = None, end: str | None = None) -> 
     failed = [o for o in outcomes if o.outcome == "failed"]
     summary = "; ".join(f"{o.feed} ({o.error_type}: {o.action})" for o in failed)
     ledger.finish_run(run_id, feeds=len(outcomes), failed=len(failed), summary=summary)
+    _record_answers(ledger, logger)
     _night_artifact(outcomes)
+    verdict = ledger.verify_audit()  # logged, so that the head is kept outside the ledger too
+    logger.info("audit head: entry %d, hash %s%s", verdict.head_seq, verdict.head_hash,
+                "" if verdict.ok else f" — BROKEN at entry {verdict.bad_seq}: {verdict.problem}")
     if failed:
         logger.error("night finished with %d of %d feeds failed", len(failed), len(outcomes))
         raise NightFailed(f"{len(failed)} of {len(outcomes)} feeds failed: {summary}")
@@ -155,11 +140,27 @@ def nightly_exchange(feeds: list[str] | None = None, end: str | None = None) -> 
     return outcomes
 
 
+def _record_answers(ledger: Ledger, logger) -> None:
+    """Record the stages' answers to earlier nights (and to this one, if a stage was quick).
+
+    A failure here does not undo the night's deliveries: it is logged with what to do, and the
+    answers are recorded by the next night or by `fundx stage receive`.
+    """
+    try:
+        answers = handoff.record_acks(ledger, logger=logger)
+    except FundxError as error:
+        logger.error("the stages' answers could not be recorded: %s — %s", error.kind, error.action)
+        return
+    if answers.invalid or answers.refused:
+        logger.warning("stages' answers: %d refusals, %d answers whose signature was refused",
+                       answers.refused, answers.invalid)
+
+
 def _state_error(state) -> FundxError:
     try:
         state.result(raise_on_failure=True)
     except BaseException as exc:  # the subflow's own exception, already recorded by exchange_feed
-        return _safe(exc)
+        return content_free(exc)
     return InternalError(f"feed ended in state {state.type.value}")
 
 
@@ -167,9 +168,11 @@ def _night_artifact(outcomes: list[FeedOutcome]) -> None:
     rows = [
         {
             "feed": o.feed, "outcome": o.outcome, "rows": o.rows, "bytes": o.bytes,
-            "seconds": round(o.duration_s, 2), "error": o.error_type or "", "action": o.action or "",
+            "seconds": round(o.duration_s, 2), "handoff": o.handoff or "", "batch": o.batch_id or "",
+            "parts": o.parts, "error": o.error_type or "", "action": o.action or "",
         }
         for o in outcomes
     ]
-    create_table_artifact(table=rows, key="night-summary", description="Rows pulled per feed (counts only)")
+    create_table_artifact(table=rows, key="night-summary",
+                          description="Rows pulled and batches handed over per feed (counts and ids only)")
 

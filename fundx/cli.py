@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -24,6 +25,13 @@ app = typer.Typer(
 )
 sandbox_app = typer.Typer(help="Start and stop the simulated agencies (real servers and files on loopback).")
 app.add_typer(sandbox_app, name="sandbox")
+keys_app = typer.Typer(help="Keys and X.509 certificates (a development PKI under FUNDX_HOME/keys).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+stage_app = typer.Typer(help="The stages' side of the handoff: receive sealed batches and acknowledge them.",
+                        no_args_is_help=True)
+app.add_typer(stage_app, name="stage")
+audit_app = typer.Typer(help="The ledger's hash-chained audit trail.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 # Wide enough for feed names when the output is not a terminal (CI logs, pipes).
 console = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
@@ -35,7 +43,9 @@ def _prefect_defaults() -> None:
 
     home = get_settings().home
     os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # fundx prints each feed's outcome and what to do itself; Prefect's own tracebacks of a failed
+    # feed would only repeat it (`fundx -v ...` shows them).
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     # Heartbeats cost about a second per flow run and the exchange does not use them.
@@ -68,6 +78,15 @@ def _live_progress(label: str):
             yield
         finally:
             exchange.progress_sink = None
+
+
+@app.callback()
+def _options(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's and fundx's own log lines")] = False,
+) -> None:
+    if verbose:
+        os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 # the exchange ----------------------------------------------------------------------------------
@@ -104,7 +123,11 @@ def demo(
     finally:
         sb.stop()
     _print_run(run_id)
-    console.print("next: [bold]fundx status[/bold] shows the ledger; [bold]make test[/bold] runs the suite")
+    console.print("the stages take their sealed batches from their inboxes and acknowledge them:")
+    _receive_and_record(None)
+    _print_deliveries()
+    console.print("next: [bold]fundx status[/bold] shows the ledger; [bold]fundx audit verify[/bold] checks the "
+                  "audit trail; [bold]make test[/bold] runs the suite")
     _exit_for_run(run_id)
 
 
@@ -117,8 +140,12 @@ def _prepare_demo_home(home: Path, fresh: bool) -> None:
             raise typer.Exit(2)
         return
     if fresh:
+        import shutil
+
         for name in ("ledger.db", "ledger.db-wal", "ledger.db-shm"):
             (home / name).unlink(missing_ok=True)
+        for folder in ("inboxes", "acks", "stages", "locks"):  # they belong with the ledger; keys are kept
+            shutil.rmtree(home / folder, ignore_errors=True)
     home.mkdir(parents=True, exist_ok=True)
     marker.write_text("made by `fundx demo`; `fundx demo` may reset this folder's ledger\n")
 
@@ -143,15 +170,24 @@ def _print_run(run_id: int) -> None:
     ledger = Ledger.from_settings()
     table = Table(title=f"run {run_id}")
     for col, justify in (("feed", "left"), ("outcome", "left"), ("rows", "right"), ("bytes", "right"),
-                         ("pages", "right"), ("retries", "right"), ("seconds", "right")):
+                         ("pages", "right"), ("retries", "right"), ("seconds", "right"), ("handed to", "left"),
+                         ("parts", "right")):
         table.add_column(col, justify=justify)
     problems = []
+    by_pull = {d.pull_id: d for d in ledger.deliveries() if d.pull_id is not None}
     for p in ledger.pulls_of_run(run_id):
         ok = p.outcome == "pulled"
+        batch = by_pull.get(p.id)
+        handed = "-"
+        if batch is not None:
+            handed = batch.stage
+        elif ok:
+            handed = "nothing new" if not p.rows else "delivered before"
         table.add_row(
             p.feed, "[green]pulled[/green]" if ok else f"[red]failed: {p.error_type}[/red]",
             f"{p.rows:,}" if ok else "-", _size(p.bytes) if ok else "-", str(p.pages or "-"),
-            str(p.retries if p.retries is not None else "-"), f"{p.duration_s:.2f}",
+            str(p.retries if p.retries is not None else "-"), f"{p.duration_s:.2f}", handed,
+            str(batch.parts) if batch is not None else "-",
         )
         if not ok:
             problems.append(p)
@@ -243,6 +279,9 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="machine-readabl
 
     ledger = Ledger.from_settings()
     marks, latest, totals = ledger.watermarks(), ledger.latest_pulls(), ledger.totals()
+    handed = ledger.delivery_counts()
+    nothing = {"delivered": 0, "awaiting": 0, "acknowledged": 0, "refused": 0, "abandoned": 0, "lost": 0, "rows": 0,
+               "refusals": 0}
     feeds = []
     for name in feed_names():
         last = latest.get(name)
@@ -255,6 +294,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="machine-readabl
                 "error": last.error_message, "action": last.action,
             },
             "totals": totals.get(name, {"pulled": 0, "failed": 0, "rows": 0}),
+            "deliveries": handed.get(name, dict(nothing)),
         })
     nights = [
         {"run": r["id"], "kind": r["kind"], "night": r["night"], "outcome": r["outcome"],
@@ -278,6 +318,9 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="machine-readabl
             f"{f['totals']['pulled']}/{f['totals']['failed']}", f"{f['totals']['rows']:,}",
         )
     console.print(table)
+    _print_deliveries()
+    if any(f["deliveries"]["awaiting"] for f in feeds):
+        console.print("batches awaiting their stage's answer: run [bold]fundx stage receive --all[/bold]")
     runs = Table(title="last runs")
     for col in ("run", "kind", "night", "outcome", "feeds", "failed", "summary"):
         runs.add_column(col)
@@ -304,6 +347,110 @@ def feeds() -> None:
         f = load_feed(name)
         table.add_row(name, f.agency, f.transport, f.stage, f.title)
     console.print(table)
+
+
+# keys, stages, audit ----------------------------------------------------------------------------
+
+
+@keys_app.command("init")
+def keys_init(
+    force: Annotated[bool, typer.Option("--force", help="start over with a new CA (every certificate is re-issued)")] = False,
+) -> None:
+    """Create the development PKI under FUNDX_HOME/keys: CA, CRL, exchange signer, per stage an
+    encryption and an acknowledgement-signing certificate (private keys mode 0600). Development only."""
+    from fundx.keys import STAGES, init_keys
+    from fundx.ledger import Ledger
+    from fundx.settings import get_settings
+
+    settings = get_settings()
+    paths = init_keys(settings.home, force=force)
+    Ledger.from_settings().log_event("keys.init", str(paths.dir), {"development": True, "force": force}, actor="cli")
+    table = Table(title=f"development PKI in {paths.dir}")
+    table.add_column("who")
+    table.add_column("certificate")
+    table.add_column("private key")
+    table.add_row("CA", str(paths.ca_cert), str(paths.ca_key))
+    table.add_row("exchange (signs parts)", str(paths.exchange_cert), str(paths.exchange_key))
+    for stage in STAGES:
+        table.add_row(f"{stage} (decrypts)", str(paths.stage_cert(stage)), str(paths.stage_key(stage)))
+        table.add_row(f"{stage} (signs answers)", str(paths.signer_cert(stage)), str(paths.signer_key(stage)))
+    console.print(table)
+    console.print(f"revocation list: {paths.crl}. Production sets FUNDX_KEYS_* instead (files, env: or secret:).")
+
+
+def _receive_and_record(stage: str | None) -> tuple[int, int]:
+    """Let one stage (or every stage) take its batches, print what happened, record the answers."""
+    from fundx.handoff import record_acks
+    from fundx.stage import Stage, stages_with_inboxes
+
+    stages = [stage] if stage else stages_with_inboxes()
+    table = Table(title="stages")
+    for col in ("stage", "batch", "outcome", "rows", "parts", "reason"):
+        table.add_column(col, justify="right" if col in ("rows", "parts") else "left")
+    received = refused = 0
+    for name in stages:
+        receipts = Stage(name).receive()
+        for r in receipts:
+            ok = r.outcome == "received"
+            received += ok
+            refused += not ok
+            table.add_row(name, r.folder, "[green]received[/green]" if ok else "[red]refused[/red]",
+                          f"{r.rows:,}" if ok else "-", str(r.parts) if ok else "-", r.reason or "")
+        if not receipts:
+            table.add_row(name, "-", "nothing new", "-", "-", "")
+    console.print(table)
+    answers = record_acks()
+    console.print(f"answers recorded in the ledger: {answers.received} acknowledgements, {answers.refused} refusals"
+                  + (f", [red]{answers.invalid} with a refused signature[/red]" if answers.invalid else "")
+                  + f"; {answers.settled} deliveries settled")
+    return received, refused
+
+
+def _print_deliveries() -> None:
+    from fundx.ledger import Ledger
+
+    from connectors import feed_names
+
+    counts = Ledger.from_settings().delivery_counts()
+    table = Table(title="sealed batches handed to the stages, per feed")
+    for col in ("feed", "delivered", "acknowledged", "awaiting answer", "refused", "refusals seen", "rows"):
+        table.add_column(col, justify="left" if col == "feed" else "right")
+    for feed in sorted(set(feed_names()) | set(counts)):
+        c = counts.get(feed)
+        if c is None:
+            table.add_row(feed, "0", "0", "0", "0", "0", "0")
+            continue
+        table.add_row(feed, str(c["delivered"]), str(c["acknowledged"]), str(c["awaiting"]),
+                      f"[red]{c['refused']}[/red]" if c["refused"] else "0",
+                      f"[red]{c['refusals']}[/red]" if c["refusals"] else "0", f"{c['rows']:,}")
+    console.print(table)
+
+
+@stage_app.command("receive")
+def stage_receive(
+    stage: Annotated[Optional[str], typer.Argument(help="the stage, e.g. death_matching")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="every stage")] = False,
+) -> None:
+    """Verify, acknowledge (or refuse) every READY batch in a stage's inbox; the exchange records the answers."""
+    if bool(stage) == all_:
+        err.print("[red]error:[/red] name one STAGE or pass --all")
+        raise typer.Exit(2)
+    _, refused = _receive_and_record(stage)
+    if refused:
+        raise typer.Exit(1)
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Prove the audit trail unbroken from its first entry, or name the first bad entry (exit 1)."""
+    from fundx.ledger import Ledger
+
+    verdict = Ledger.from_settings().verify_audit()
+    if verdict.ok:
+        console.print(f"[green]{verdict}[/green]")
+        return
+    err.print(f"[red]{verdict}[/red]")
+    raise typer.Exit(1)
 
 
 # the sandbox ------------------------------------------------------------------------------------

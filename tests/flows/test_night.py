@@ -1,8 +1,10 @@
-"""Whole nights through Prefect against the live sandbox: counts, failure isolation, reruns, no plain PII."""
+"""Whole nights through Prefect against the live sandbox: counts, failure isolation, reruns, sealed
+batches handed to the stages and acknowledged, no plain PII anywhere."""
 
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -29,10 +31,12 @@ def sandbox(run_dir):
 
 
 @pytest.fixture
-def night_env(sandbox, monkeypatch, tmp_path):
-    """Endpoints of the sandbox and a ledger of this test's own."""
+def night_env(sandbox, monkeypatch, tmp_path, keys_dir):
+    """Endpoints of the sandbox, an exchange home (inboxes, acks, stages) and a ledger of this test's own."""
     for key, value in sandbox.env.items():
         monkeypatch.setenv(key, value)
+    monkeypatch.setenv("FUNDX_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FUNDX_KEYS_DIR", str(keys_dir))
     monkeypatch.setenv("FUNDX_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
     monkeypatch.setenv("FUNDX_HTTP_READ_TIMEOUT", "1")
     reload_settings()
@@ -49,6 +53,37 @@ def _expected(sandbox, feed: str) -> int:
     return len(sandbox.expected(feed, aware("2020-01-01"), aware(END)))
 
 
+STAGES = {"civil_affairs.deaths": "death_matching", "police.deaths": "death_matching",
+          "religious_affairs.deaths": "death_matching", "justice.prisoners": "custody_matching",
+          "medical_insurance.bills": "bill_review", "market_regulation.businesses": "employer_review"}
+
+
+def _receive_everything() -> dict[str, list[str]]:
+    """What `fundx stage receive --all` does: every stage takes its batches; the exchange records the answers."""
+    from fundx.handoff import record_acks
+    from fundx.stage import Stage, stages_with_inboxes
+
+    outcomes = {stage: [r.outcome for r in Stage(stage).receive()] for stage in stages_with_inboxes()}
+    record_acks()
+    return outcomes
+
+
+def _watermarks_moved_only_with_deliveries(ledger: Ledger) -> None:
+    """Every pull with rows has exactly one delivery, and every watermark rests on a recorded pull."""
+    delivered = {d.pull_id: d for d in ledger.deliveries()}
+    for p in ledger.pulls(limit=1000):
+        if p.outcome == "pulled" and p.rows:
+            d = delivered.get(p.id)
+            assert d is not None or any(x.digest == p.digest and x.window == p.window for x in delivered.values()), p
+    with ledger.engine.connect() as conn:
+        from fundx.ledger import pulls, watermarks
+
+        for mark in conn.execute(watermarks.select()).mappings():
+            pull = conn.execute(pulls.select().where(pulls.c.id == mark["pull_id"])).mappings().one()
+            assert pull["outcome"] == "pulled" and pull["window_end"] == mark["value"]
+            assert not pull["rows"] or pull["id"] in delivered
+
+
 def test_a_night_pulls_every_feed_and_a_rerun_pulls_nothing_new(sandbox, night_env):
     from flows.exchange import nightly_exchange
 
@@ -58,12 +93,32 @@ def test_a_night_pulls_every_feed_and_a_rerun_pulls_nothing_new(sandbox, night_e
         assert outcome.outcome == "pulled", feed
         assert outcome.rows == _expected(sandbox, feed) > 0, feed
         assert outcome.digest.startswith("sha256:")
+        assert (outcome.handoff, outcome.stage, outcome.parts) == ("delivered", STAGES[feed], 1), feed
     marks = night_env.watermarks()
     assert {feed: marks[feed] for feed in FEEDS} == {feed: aware(END) for feed in FEEDS}
+    home = reload_settings().home
+    for feed, stage in STAGES.items():  # sealed batches wait in each stage's inbox, READY
+        (batch,) = [p for p in (home / "inboxes" / stage).iterdir() if p.name.startswith(feed)]
+        assert (batch / "READY").is_file() and (batch / "part-0001-of-0001.p7m").is_file()
+    assert {d.status for d in night_env.deliveries()} == {"ready"}
+
+    received = _receive_everything()
+    assert received == {"bill_review": ["received"], "custody_matching": ["received"],
+                        "death_matching": ["received"] * 3, "employer_review": ["received"]}
+    deliveries = night_env.deliveries()
+    assert len(deliveries) == 6 and {d.status for d in deliveries} == {"acknowledged"}
+    counts = night_env.delivery_counts()
+    for feed in FEEDS:
+        assert counts[feed]["delivered"] == counts[feed]["acknowledged"] == 1, feed
+        assert counts[feed]["rows"] == _expected(sandbox, feed) and counts[feed]["refused"] == 0, feed
+    assert len(night_env.ack_records(outcome="received")) == 6
 
     again = nightly_exchange(end=END)
-    assert all(o.outcome == "pulled" and o.rows == 0 for o in again)
+    assert all(o.outcome == "pulled" and o.rows == 0 and o.handoff == "empty" for o in again)
     assert night_env.last_runs(1)[0]["outcome"] == "completed"
+    assert len(night_env.deliveries()) == 6 and _receive_everything() == {s: [] for s in received}
+    _watermarks_moved_only_with_deliveries(night_env)
+    assert night_env.verify_audit().ok
 
 
 def test_one_agency_failing_does_not_stop_the_others_and_a_rerun_pulls_only_what_is_missing(sandbox, night_env):
@@ -82,11 +137,16 @@ def test_one_agency_failing_does_not_stop_the_others_and_a_rerun_pulls_only_what
     assert pulled["civil_affairs.deaths"].outcome == "failed"
     assert pulled["police.deaths"].rows == _expected(sandbox, "police.deaths")
     assert "civil_affairs.deaths" not in night_env.watermarks()
+    assert not night_env.deliveries("civil_affairs.deaths")  # nothing handed over, nothing moved
+    assert len(night_env.deliveries()) == 5
 
     sandbox.set_faults("civil_affairs", [])
     rerun = {o.feed: o for o in nightly_exchange(end=END)}
     assert rerun["civil_affairs.deaths"].rows == _expected(sandbox, "civil_affairs.deaths")
+    assert rerun["civil_affairs.deaths"].handoff == "delivered"
     assert all(o.rows == 0 for f, o in rerun.items() if f != "civil_affairs.deaths")
+    assert len(night_env.deliveries()) == 6
+    _watermarks_moved_only_with_deliveries(night_env)
 
 
 ID_CANDIDATE = re.compile(rb"(?<![0-9])[0-9]{17}[0-9Xx](?![0-9])")
@@ -103,19 +163,34 @@ def _identity_numbers(city) -> set[bytes]:
 
 
 def test_no_identity_number_in_plain_text_after_nights(sandbox, night_env, run_dir, caplog):
-    """Every file under FUNDX_HOME, the Prefect home and this run's logs: no generated identity number."""
+    """Every file under FUNDX_HOME (ledger, inboxes, acks, the stages' received and refused batches),
+    the Prefect home and this run's logs: no generated identity number."""
     from flows.exchange import nightly_exchange
 
     sandbox.set_faults("market_regulation", ["renamed_column"])
     with pytest.raises(NightFailed):
         nightly_exchange(end=END)
     sandbox.set_faults("market_regulation", [])
+    _receive_everything()
     nightly_exchange(end=END)
+    settings = reload_settings()
+    # The night's one batch stays in its inbox; a copy put into the wrong inbox is refused and set aside.
+    (waiting,) = (settings.home / "inboxes" / "employer_review").iterdir()
+    shutil.copytree(waiting, settings.home / "inboxes" / "custody_matching" / waiting.name)
+    from fundx.handoff import record_acks
+    from fundx.stage import Stage
+
+    assert [r.outcome for r in Stage("custody_matching").receive()] == ["refused"]
+    record_acks()
+    for folder in ("inboxes", "acks", "stages"):
+        assert any(p.is_file() for p in (settings.home / folder).rglob("*")), folder
+    assert list((settings.home / "stages").glob("*/received/*/part-*.p7m"))
+    assert list((settings.home / "stages").glob("*/refused/*/part-*.p7m"))
 
     known = _identity_numbers(sandbox.city)
     assert len(known) > 1000
-    settings = reload_settings()
-    roots = [settings.home, Path(run_dir / "prefect"), Path(night_env.url.removeprefix("sqlite:///")).parent]
+    roots = [settings.home, Path(run_dir / "prefect"), Path(night_env.url.removeprefix("sqlite:///")).parent,
+             Path(run_dir / "var")]
     hits, scanned = [], 0
     for root in roots:
         for path in root.rglob("*"):
