@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from fundx.errors import ConfigurationError
-from fundx.keys import Certificate, PrivateKey, write_file_atomic
+from fundx.keys import Certificate, PrivateKey, fsync_dir, write_file_atomic
 from fundx.seal import Manifest, seal_to_file
 
 READY = "READY"
@@ -147,15 +147,6 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename or removal in ``folder`` durable."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def inbox_for(home: Path) -> Inbox:

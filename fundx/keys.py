@@ -224,10 +224,11 @@ def write_file_atomic(path: Path, data: bytes, mode: int) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or removal in ``folder`` durable."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -449,8 +450,8 @@ def retire_stage_certificate(stage: str, label: str | None = None, *, home: Path
     if key_path.exists():
         os.replace(key_path, target.with_suffix(".key"))
     os.replace(cert_path, target)
-    _fsync_dir(paths.stages_dir)
-    _fsync_dir(paths.retired_dir)
+    fsync_dir(paths.stages_dir)
+    fsync_dir(paths.retired_dir)
     return target
 
 

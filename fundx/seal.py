@@ -57,7 +57,7 @@ from fundx.errors import (
     UnsupportedSealError,
     WrongRecipientError,
 )
-from fundx.keys import Certificate, PrivateKey, common_name, issued_by, validate_certificate
+from fundx.keys import Certificate, PrivateKey, common_name, fsync_dir, issued_by, validate_certificate
 from fundx.timeutil import aware
 
 #: largest part a batch is split into (openssl verifies a part in memory)
@@ -367,11 +367,7 @@ def seal_to_file(path: str | os.PathLike[str], payload: bytes | bytearray | memo
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    folder = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
+    fsync_dir(target.parent)
 
 
 # --- opening -------------------------------------------------------------------------------------

@@ -62,3 +62,16 @@ def pg_url():
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger(request, tmp_path):
+    """An empty ledger on SQLite, then on this run's PostgreSQL database."""
+    from fundx.ledger import Ledger, metadata
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    led = Ledger(url)
+    yield led
+    if request.param == "postgresql":
+        metadata.drop_all(led.engine)
+    led.dispose()

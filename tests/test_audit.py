@@ -5,27 +5,11 @@ from __future__ import annotations
 
 import threading
 
-import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from fundx.audit import GENESIS
 from fundx.ledger import Ledger, audit
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def ledger(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    led = Ledger(url)
-    yield led
-    if request.param == "postgresql":
-        from fundx.ledger import metadata
-
-        metadata.drop_all(led.engine)
-    led.dispose()
 
 
 def _write(ledger: Ledger, n: int = 6) -> None:

@@ -24,21 +24,6 @@ class FakePull:  # the fields Ledger.record_pull reads from connectors.base.Pull
     duration_s: float = 0.5
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def ledger(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    led = Ledger(url)
-    yield led
-    if request.param == "postgresql":
-        from fundx.ledger import metadata
-
-        metadata.drop_all(led.engine)
-    led.dispose()
-
-
 def test_pull_moves_watermark_in_the_same_transaction(ledger):
     run = ledger.start_run("night", "2026-11-23")
     window = Window.of("2026-01-01", "2026-11-23")
