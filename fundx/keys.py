@@ -40,11 +40,12 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Literal, NoReturn, Union
+from typing import BinaryIO, Literal, NoReturn, Union
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -206,18 +207,19 @@ def make_crl(ca_key: PrivateKey, ca_cert: Certificate, revoked: Iterable[tuple[i
 # --- files ---------------------------------------------------------------------------------------
 
 
-def write_file_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` under a temporary name created with ``mode``, fsync it and rename it.
+@contextmanager
+def atomic_file(path: Path, mode: int) -> Iterator[BinaryIO]:
+    """A file written under a temporary name created with ``mode``, then fsynced and renamed into place.
 
-    The mode is given to ``os.open`` so that a private key is never readable by others, not even
-    for a moment; a reader sees the old file or the whole new one.
+    The mode is given to ``os.open`` so that a private key or a sealed part is never readable by
+    others, not even for a moment; a reader sees the old file or the whole new one.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -225,6 +227,12 @@ def write_file_atomic(path: Path, data: bytes, mode: int) -> None:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def write_file_atomic(path: Path, data: bytes, mode: int) -> None:
+    """Write ``data`` to ``path`` atomically with ``mode`` (see :func:`atomic_file`)."""
+    with atomic_file(path, mode) as handle:
+        handle.write(data)
 
 
 def fsync_dir(folder: Path) -> None:

@@ -30,7 +30,6 @@ import hmac
 import io
 import json
 import os
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
@@ -57,7 +56,7 @@ from fundx.errors import (
     UnsupportedSealError,
     WrongRecipientError,
 )
-from fundx.keys import Certificate, PrivateKey, common_name, fsync_dir, issued_by, validate_certificate
+from fundx.keys import Certificate, PrivateKey, atomic_file, common_name, issued_by, validate_certificate
 from fundx.timeutil import aware
 
 #: largest part a batch is split into (openssl verifies a part in memory)
@@ -355,19 +354,8 @@ def sign(payload: bytes | bytearray | memoryview, *, signer_key: PrivateKey, sig
 def seal_to_file(path: str | os.PathLike[str], payload: bytes | bytearray | memoryview, manifest: Manifest, *,
                  signer_key: PrivateKey, signer_cert: Certificate, recipients: Sequence[Certificate]) -> None:
     """Seal into a file atomically: a temporary name created mode 0600, fsync, rename, fsync the folder."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            seal_into(handle, payload, manifest, signer_key=signer_key, signer_cert=signer_cert, recipients=recipients)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(target.parent)
+    with atomic_file(Path(path), 0o600) as handle:
+        seal_into(handle, payload, manifest, signer_key=signer_key, signer_cert=signer_cert, recipients=recipients)
 
 
 # --- opening -------------------------------------------------------------------------------------
