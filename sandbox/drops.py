@@ -188,7 +188,9 @@ class ReligiousDrop(FileDrop):
 
     def plan(self, frame: pd.DataFrame, as_of: date) -> list[DropFile]:
         registered = parse_days(frame["registered_on"])
-        # an unreadable registration date goes into the file of the as-of month
+        # a registration date no monthly file can be for (unreadable, a typo before 1970 or after
+        # as-of) goes into the file of the as-of month, as the bureau sent that row then
+        registered = registered.where((registered >= pd.Timestamp(1970, 1, 1)) & (registered <= pd.Timestamp(as_of)))
         month = (registered.dt.year * 100 + registered.dt.month).fillna(as_of.year * 100 + as_of.month).astype(int)
         files = []
         for ym, rows in frame.groupby(month.to_numpy(), sort=True):

@@ -2,9 +2,10 @@
 
 One call, ``generate_city(people, seed, as_of)``, builds a Hangzhou-like city whose residents have
 valid GB 11643 identity numbers, a social-insurance benefit roll, and the rows each agency holds
-about them (deaths, prisoners, bills, businesses), with a little of real agencies' messiness and a
-set of planted, known truths (pensions paid after death, benefits paid in custody, shared bank
-accounts, ...) that the matching stage must find. ``generate_feed`` streams one feed's rows without
+about them (deaths, prisoners, bills, businesses), with a little of real agencies' messiness, about
+1 % of rows with mistakes no repair can fix (which the data contracts quarantine), and a set of
+planted, known truths (pensions paid after death, benefits paid in custody, shared bank accounts,
+...) that the matching stage must find. ``generate_feed`` streams one feed's rows without
 a city, in chunks, for benchmarks.
 
 Everything is vectorised numpy and deterministic: the same (people, seed, as_of) gives identical
@@ -24,7 +25,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fundx.identity import ID_CHECK_CHARS, civil_from_days, make_id_matrix, make_uscc_matrix
+from fundx.identity import (
+    ID_CHECK_CHARS,
+    NO_DAY,
+    civil_from_days,
+    days_from_civil,
+    make_id_matrix,
+    make_uscc_matrix,
+)
 from sandbox.schema import feed_schema
 
 DEFAULT_SEED = 20261123
@@ -107,9 +115,8 @@ HOSPITALS: tuple[str, ...] = tuple(
     f"H{a}{(a * 7 + i * 131) % 100000:05d}" for i, a in enumerate(_HOSPITAL_AREAS.tolist())
 )
 
-MESSY_KINDS_ID = ("fullwidth_digits", "lowercase_x", "trailing_space", "invalid_check")
+MESSY_KINDS_ID = ("fullwidth_digits", "lowercase_x", "trailing_space")
 MESSY_KINDS_DATE = ("date_slash", "date_chinese", "date_compact")
-UNREPAIRABLE = ("invalid_check", "excel_mangled")
 MESSY_RATE = 0.004
 
 _DAY = 86_400
@@ -582,11 +589,12 @@ def _messy_value(kind: str, value: str, rng: np.random.Generator) -> str:
     raise ValueError(f"unknown kind of messiness {kind!r}")
 
 
-def _mess_up(rng: np.random.Generator, feed: str, frame: pd.DataFrame,
-             protected: np.ndarray | None = None, rate: float = MESSY_RATE) -> list[dict[str, str]]:
-    """Make a few rows of a text feed messy, in place; returns what was changed (the messy list).
+def _mess_up(rng: np.random.Generator, feed: str, frame: pd.DataFrame, free: np.ndarray,
+             rate: float = MESSY_RATE) -> list[dict[str, str]]:
+    """Make a few rows of a text feed messy (repairable quirks), in place; returns what was changed.
 
-    protected rows (those a planted truth depends on) are left clean.
+    Only rows still ``free`` are touched (not those a planted truth depends on); the rows made
+    messy are taken out of ``free``.
     """
     if feed not in _MESS_COLUMNS or len(frame) == 0:
         return []
@@ -595,9 +603,6 @@ def _mess_up(rng: np.random.Generator, feed: str, frame: pd.DataFrame,
     kinds = list(MESSY_KINDS_ID)
     if date_cols:
         kinds += list(MESSY_KINDS_DATE)
-    if feed == "justice.prisoners":
-        kinds.append("excel_mangled")
-    free = np.ones(n, dtype=bool) if protected is None else ~protected
     last = np.asarray(pc.utf8_slice_codeunits(pa.array(frame[id_col]), -1).to_numpy(zero_copy_only=False))
     changes: list[dict[str, str]] = []
     # At least one row of each kind, even in a small feed: the contracts' repairs need examples.
@@ -606,8 +611,6 @@ def _mess_up(rng: np.random.Generator, feed: str, frame: pd.DataFrame,
         eligible = free.copy()
         if kind == "lowercase_x":
             eligible &= last == "X"
-        elif kind == "excel_mangled":
-            eligible &= last != "X"
         rows = np.flatnonzero(eligible)
         if len(rows) == 0 or per_kind == 0:
             continue
@@ -622,6 +625,535 @@ def _mess_up(rng: np.random.Generator, feed: str, frame: pd.DataFrame,
         changes.extend({"feed": feed, "key": k, "column": column, "kind": kind, "value": m, "clean": c}
                        for k, m, c in zip(keys, messy, clean))
     return changes
+
+
+# --- invalid rows -----------------------------------------------------------------------------
+# Agency mistakes that no normalisation repairs: the contract quarantines every such row. The
+# generator knows each feed's contract well enough (_SPECS) to name every rule a planted row breaks;
+# tests/contracts/test_contract_city.py holds that knowledge against the contracts' validator.
+
+#: Share of a feed's rows planted invalid (at least one row from INVALID_MIN_ROWS rows on).
+INVALID_RATE = 0.01
+INVALID_MIN_ROWS = 10
+#: Kinds that change the identity-number column: recorded in truths["messy"] (value and clean) and
+#: truths["invalid_ids"] as well as in truths["invalid"].
+UNREPAIRABLE = ("invalid_check", "excel_mangled", "id_old_15_digit", "id_foreign_area", "id_missing")
+
+_KEY_MISSING = ("a row without its key cannot be named, paged (market keyset) or deduplicated: the "
+                "connectors keep one row per key (connectors/base.py deduplicate), so keyless rows collapse")
+_KEY_REPEATED = ("the connectors keep one row per key before the contract sees a batch (replayed pages, "
+                 "justice's overlapping snapshots; connectors/base.py deduplicate), so a repeated key "
+                 "never reaches the check")
+_INCREMENTAL = ("the agency windows and pages by this column (the REST index parses it, the database "
+                "view filters on it): a row without a readable value is never served")
+_COMPARED = ("the sandbox's database tests (tests/sandbox/test_agencies.py _bills_equal) compare bill ids and "
+             "totals with ==, which a missing value never passes; the database carries NULL, so plant it "
+             "once that comparison treats missing values as equal")
+_TYPED_DATE = ("the settlement database types the column (date; the generated frame holds date "
+               "objects): a value that is not a date cannot be stored")
+#: Row rules no planted row breaks, per feed, and why (every other row rule is planted).
+NOT_PLANTED: dict[str, dict[str, str]] = {
+    "civil_affairs.deaths": {
+        "record_id.required": _KEY_MISSING, "record_id.unique": _KEY_REPEATED,
+        "reported_at.required": _INCREMENTAL, "reported_at.timestamp": _INCREMENTAL,
+    },
+    "religious_affairs.deaths": {
+        "record_id.required": _KEY_MISSING, "record_id.unique": _KEY_REPEATED,
+    },
+    "police.deaths": {
+        "cancellation_id.required": _KEY_MISSING, "cancellation_id.unique": _KEY_REPEATED,
+        "updated_at.required": _INCREMENTAL, "updated_at.timestamp": _INCREMENTAL,
+    },
+    "justice.prisoners": {
+        "prisoner_id.required": _KEY_MISSING, "prisoner_id.unique": _KEY_REPEATED,
+    },
+    "medical_insurance.bills": {
+        "bill_id.required": _KEY_MISSING,
+        "bill_id.unique": _KEY_REPEATED + "; setl_id is also the table's PRIMARY KEY",
+        "settled_at.required": _INCREMENTAL, "settled_at.timestamp": _INCREMENTAL,
+        "admitted_on.date": _TYPED_DATE, "discharged_on.date": _TYPED_DATE,
+        "id_number.required": _COMPARED, "total_amount.required": _COMPARED,
+    },
+    "market_regulation.businesses": {
+        "uscc.required": _KEY_MISSING, "uscc.unique": _KEY_REPEATED,
+        "changed_at.required": _INCREMENTAL, "changed_at.timestamp": _INCREMENTAL,
+    },
+}
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """What the generator knows of a feed's contract: enough to plant mistakes and name the rules they break."""
+
+    key: str
+    key_digits: int  # digits after the key's prefix; 0: a credit code (its own kinds)
+    id_col: str
+    required: tuple[str, ...]  # required columns besides key, identity number and incremental column
+    lengths: dict[str, tuple[int, str]]  # column -> (maximum length, the note an over-long value carries)
+    dates: dict[str, tuple[str, bool]]  # date column -> (earliest day allowed, not after as_of)
+    orders: tuple[tuple[str, str, str], ...] = ()  # (earlier column, later column, rule)
+    swaps: tuple[tuple[str, str], ...] = ()  # date pairs a clerk swaps
+    id_birth: tuple[tuple[str, str], ...] = ()  # (date column, rule): not before the id's birth date
+    birth_match: tuple[tuple[str, str], ...] = ()  # (date column, rule): equals the id's birth date
+    before_birth: str | None = None  # the death date a century typo can put before the birth
+    enums: dict[str, str] = field(default_factory=dict)  # column -> a value outside its enumeration
+    guard: dict[str, str] = field(default_factory=dict)  # column -> a value whose rows keep it (others depend on it)
+    codes: tuple[str, ...] = ()  # coded columns (a pattern) a clerk mistypes
+    ordered_by: str | None = None  # text incremental column: rows tied on it keep their keys' order
+    typed: bool = False  # dates as date objects and amounts as numbers (the database feed)
+    past_years: int = 1000  # how far back a year typo goes (2026 -> 1026; typed dates 2026 -> 1926)
+    left_out: tuple[tuple[str, str], ...] = ()  # (kind, column) not planted in this feed (see NOT_PLANTED)
+
+
+_PERSON_NOTE = "家属代为申报，身份证件遗失，姓名以户籍登记为准；"
+_PLACE_NOTE = "地址：杭州市西湖区文三路一百号附三号，联系电话：0571-88888888，工作时间周一至周五；"
+_FIRM_NOTE = "经营范围：技术开发、技术服务、技术咨询、成果转让、软件销售、信息系统集成服务；"
+_NAME = (50, _PERSON_NOTE)
+_PLACE = (100, _PLACE_NOTE)
+
+_SPECS: dict[str, _Spec] = {
+    "civil_affairs.deaths": _Spec(
+        key="record_id", key_digits=10, id_col="id_number", ordered_by="reported_at",
+        required=("name", "death_date"),
+        lengths={"name": _NAME, "funeral_home": _PLACE},
+        enums={"gender": "未知"},
+        dates={"death_date": ("1900-01-01", True), "cremation_date": ("1900-01-01", True)},
+        orders=(("death_date", "cremation_date", "cremation_not_before_death"),),
+        swaps=(("death_date", "cremation_date"),),
+        id_birth=(("death_date", "death_not_before_birth"),),
+        before_birth="death_date",
+    ),
+    "religious_affairs.deaths": _Spec(
+        key="record_id", key_digits=10, id_col="id_number",
+        required=("name", "death_date", "registered_on"),
+        lengths={"name": _NAME, "venue": _PLACE},
+        enums={"gender": "未知"},
+        dates={"death_date": ("1900-01-01", True), "registered_on": ("1900-01-01", True)},
+        orders=(("death_date", "registered_on", "registration_not_before_death"),),
+        swaps=(("death_date", "registered_on"),),
+        id_birth=(("death_date", "death_not_before_birth"),),
+        before_birth="death_date",
+    ),
+    "police.deaths": _Spec(
+        key="cancellation_id", key_digits=10, id_col="id_number", ordered_by="updated_at",
+        required=("name", "birth_date", "death_date", "cancelled_on"),
+        lengths={"name": _NAME, "police_station": _PLACE},
+        enums={"gender": "未知"},
+        dates={"birth_date": ("1850-01-01", False), "death_date": ("1900-01-01", True),
+               "cancelled_on": ("1900-01-01", True)},
+        orders=(("birth_date", "death_date", "death_not_before_birth"),
+                ("death_date", "cancelled_on", "cancellation_not_before_death")),
+        swaps=(("death_date", "cancelled_on"),),
+        birth_match=(("birth_date", "birth_date_matches_id"),),
+        before_birth="death_date",
+    ),
+    "justice.prisoners": _Spec(
+        key="prisoner_id", key_digits=10, id_col="id_number",
+        required=("name", "admitted_on", "sentence_start", "sentence_end", "custody_status"),
+        lengths={"name": _NAME, "prison": _PLACE},
+        enums={"custody_status": "监外执行"},
+        dates={"admitted_on": ("1950-01-01", True), "sentence_start": ("1950-01-01", True),
+               "sentence_end": ("1950-01-01", False)},
+        orders=(("sentence_start", "sentence_end", "sentence_end_not_before_start"),),
+        swaps=(("sentence_start", "sentence_end"),),
+    ),
+    "medical_insurance.bills": _Spec(
+        key="bill_id", key_digits=12, id_col="id_number",
+        required=("patient_name", "hospital_code", "diagnosis_code", "admitted_on", "total_amount", "fund_amount"),
+        lengths={"patient_name": _NAME},
+        codes=("hospital_code", "diagnosis_code"),
+        dates={"admitted_on": ("2000-01-01", True), "discharged_on": ("2000-01-01", True)},
+        orders=(("admitted_on", "discharged_on", "discharge_not_before_admission"),),
+        swaps=(("admitted_on", "discharged_on"),),
+        typed=True, past_years=100,
+        left_out=(("id_missing", "id_number"), ("missing", "total_amount")),
+    ),
+    "market_regulation.businesses": _Spec(
+        key="uscc", key_digits=0, id_col="legal_rep_id_number",
+        required=("name", "legal_rep_name", "status", "established_on"),
+        lengths={"name": (200, _FIRM_NOTE), "legal_rep_name": _NAME},
+        enums={"status": "迁出"},
+        guard={"status": "注销"},  # a deregistered business keeps its status: its deregistration date depends on it
+        dates={"established_on": ("1949-10-01", True), "deregistered_on": ("1949-10-01", True)},
+        orders=(("established_on", "deregistered_on", "deregistration_not_before_establishment"),),
+        swaps=(("established_on", "deregistered_on"),),
+    ),
+}
+#: bills: amounts within [0, AMOUNT_MAX], the fund's share not above the total
+AMOUNT_MAX = 10_000_000
+AMOUNT_PLACEHOLDER = 99_999_999.99  # a legacy system's "unknown amount"
+#: valid identity numbers issued outside Hangzhou (Beijing, Shanghai, Nanjing, Ningbo, Hefei, Chengdu)
+FOREIGN_AREA_CODES = np.array([110105, 310115, 320106, 330203, 340104, 510107], dtype=np.int64)
+_USCC_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+#: a 31-day month -> the 30-day (or February) month whose "31st" (or 29th/30th) a clerk writes instead
+_SHORT_MONTH = np.array([0, 2, 2, 4, 4, 6, 6, 6, 9, 9, 11, 11, 11], dtype=np.int64)
+_MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
+
+#: Kinds of invalid rows, for docs/agencies.md and the truths: kind -> what the agency got wrong.
+INVALID_KINDS: dict[str, str] = {
+    "key_malformed": "the key written with a hyphen by a legacy export (MZ3301-0000012345)",
+    "uscc_check": "credit code with a wrong check character",
+    "uscc_truncated": "credit code missing its last character",
+    "invalid_check": "identity number with a wrong MOD 11-2 check character",
+    "excel_mangled": "identity number turned into a number by a spreadsheet (3.30106195610094e+17)",
+    "id_old_15_digit": "first-generation 15-digit identity number",
+    "id_foreign_area": "valid identity number issued outside Hangzhou (110105…, 330203…)",
+    "id_missing": "identity number left empty",
+    "missing": "a required value left empty",
+    "too_long": "a text value over its maximum length (a note appended to the name or place)",
+    "not_allowed": "a value outside the enumeration (gender 未知, custody 监外执行, status 迁出)",
+    "code_malformed": ("hospital code typed with a lower-case h; diagnosis in the clinical edition's long form "
+                       "(E11.900)"),
+    "date_impossible": "a day that does not exist (the 31st of a 30-day month, 29/30 February)",
+    "year_typo_past": "year typed too far back (2026 -> 1026; the database's dates 2026 -> 1926)",
+    "year_typo_future": "year's last two digits swapped into the future (2026 -> 2062)",
+    "dates_swapped": "two dates of the row swapped (death and cremation, sentence start and end, ...)",
+    "death_before_birth": "death year a century early (2026 -> 1926), before the birth",
+    "birth_date_lunar": "birth date written as the lunar-calendar date, 15-50 days off the number's",
+    "negative_amounts": "a refund booked as a bill with negative amounts",
+    "fund_above_total": "fund share above the bill's total",
+    "amount_placeholder": "total written as the placeholder 99999999.99",
+}
+
+
+def invalid_slots(feed: str) -> list[tuple[str, str]]:
+    """Every (kind, column) of invalid row a feed can be given, in a fixed order."""
+    spec = _SPECS[feed]
+    if spec.key_digits:
+        slots = [("key_malformed", spec.key)]
+    else:
+        slots = [("uscc_check", spec.key), ("uscc_truncated", spec.key)]
+    slots += [(kind, spec.id_col) for kind in UNREPAIRABLE]
+    slots += [("missing", c) for c in spec.required]
+    slots += [("too_long", c) for c in spec.lengths]
+    slots += [("not_allowed", c) for c in spec.enums]
+    slots += [("code_malformed", c) for c in spec.codes]
+    for column, (_earliest, not_future) in spec.dates.items():
+        if not spec.typed:
+            slots.append(("date_impossible", column))
+        slots.append(("year_typo_past", column))
+        if not_future:
+            slots.append(("year_typo_future", column))
+    slots += [("dates_swapped", later) for _earlier, later in spec.swaps]
+    if spec.before_birth:
+        slots.append(("death_before_birth", spec.before_birth))
+    slots += [("birth_date_lunar", column) for column, _rule in spec.birth_match]
+    if spec.typed:
+        slots += [("negative_amounts", "total_amount"), ("fund_above_total", "fund_amount"),
+                  ("amount_placeholder", "total_amount")]
+    return [slot for slot in slots if slot not in spec.left_out]
+
+
+def invalid_count(rows: int, rate: float = INVALID_RATE) -> int:
+    """How many of a feed's rows are planted invalid: rate of them, at least one from INVALID_MIN_ROWS rows."""
+    if rows < INVALID_MIN_ROWS:
+        return 0
+    return max(1, int(round(rows * rate)))
+
+
+def _get(frame: pd.DataFrame, column: str, rows: np.ndarray) -> np.ndarray:
+    """Values of a column at row positions, missing ones as None (an object array)."""
+    s = frame[column]
+    if s.dtype == object:
+        return s.to_numpy()[rows]  # a copy (fancy indexing); missing values are None already
+    if pd.api.types.is_float_dtype(s.dtype):
+        values = s.to_numpy()[rows]
+        out = values.astype(object)
+        out[np.isnan(values)] = None
+        return out
+    return np.asarray(pa.array(s).take(pa.array(rows)).to_pylist(), dtype=object)
+
+
+def _write(frame: pd.DataFrame, column: str, rows: np.ndarray, values: list) -> None:
+    """Write values (None: missing) into a column at row positions: one new column, whatever its size."""
+    order = np.argsort(rows, kind="stable")
+    rows, values = rows[order], [values[i] for i in order.tolist()]
+    old = frame[column]
+    if pd.api.types.is_float_dtype(old.dtype):
+        new = old.to_numpy(dtype=float, copy=True)
+        new[rows] = [np.nan if v is None else v for v in values]
+        frame[column] = new
+    elif old.dtype == object:
+        new = old.to_numpy(dtype=object, copy=True)
+        new[rows] = values
+        frame[column] = pd.Series(new, index=frame.index, dtype=object)
+    else:  # text: Arrow puts the few new values in, in C
+        arr = pa.array(old)
+        arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+        mask = np.zeros(len(old), dtype=bool)
+        mask[rows] = True
+        frame[column] = _str(pc.replace_with_mask(arr, pa.array(mask), pa.array(values, arr.type)))
+
+
+def _to_days(values: np.ndarray) -> np.ndarray:
+    """Days since 1970-01-01 of clean ISO texts or date objects; NO_DAY where missing."""
+    return np.array(["NaT" if v is None else v for v in values], dtype="datetime64[D]").astype(np.int64)
+
+
+def _day_values(days: np.ndarray, typed: bool) -> np.ndarray:
+    """Days as the feed writes them: ISO text, or date objects (typed); NO_DAY as None."""
+    if typed:
+        return np.where(days == NO_DAY, np.datetime64("NaT"), days.astype("datetime64[D]")).astype(object)
+    text = np.asarray(_date_text(np.where(days == NO_DAY, 0, days)).to_pylist(), dtype=object)
+    text[days == NO_DAY] = None
+    return text
+
+
+def _id_births(ids: np.ndarray) -> np.ndarray:
+    """Birth days written in clean identity numbers."""
+    return np.array([f"{v[6:10]}-{v[10:12]}-{v[12:14]}" for v in ids], dtype="datetime64[D]").astype(np.int64)
+
+
+def _shift_years(days: np.ndarray, years: np.ndarray | int) -> np.ndarray:
+    """The same month and day `years` later (29 February becomes the 28th)."""
+    y, m, d = civil_from_days(days)
+    return days_from_civil(y + years, m, np.where((m == 2) & (d == 29), 28, d))
+
+
+def _swapped_year(days: np.ndarray) -> np.ndarray:
+    """The year with its last two digits swapped (2026 -> 2062)."""
+    y = civil_from_days(days)[0]
+    return y - y % 100 + (y % 10) * 10 + (y // 10) % 10
+
+
+def _impossible_dates(days: np.ndarray) -> list[str]:
+    """A day after the last of the month (or of the 30-day month next to a 31-day one): 2026-09-31, 2026-02-29."""
+    y, m, _d = civil_from_days(days)
+    month = np.where(_MONTH_DAYS[m] == 31, _SHORT_MONTH[m], m)
+    leap = ((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0)
+    day = _MONTH_DAYS[month] + ((month == 2) & leap) + 1
+    return [f"{a:04d}-{b:02d}-{c:02d}" for a, b, c in zip(y.tolist(), month.tolist(), day.tolist())]
+
+
+def _too_long(value: str, maximum: int, note: str) -> str:
+    """value with a note appended until it is longer than maximum."""
+    text = value + "（" + note
+    while len(text) + 1 <= maximum:
+        text += note
+    return text + "）"
+
+
+def _eligible(kind: str, column: str, spec: _Spec, frame: pd.DataFrame, rows: np.ndarray,
+              as_of_days: int) -> np.ndarray:
+    """Which of the rows can show the kind of mistake so that the rule it is about breaks."""
+    values = _get(frame, column, rows)
+    ok = np.array([v is not None for v in values], dtype=bool)
+    if kind == "key_malformed" and spec.ordered_by is not None:
+        # rows tied on the incremental column are ordered by key: keep them where they are
+        col = frame.columns.get_loc(spec.ordered_by)
+        t = frame.iloc[:, col]
+        here = t.iloc[rows].to_numpy(dtype=object)
+        before = t.iloc[np.maximum(rows - 1, 0)].to_numpy(dtype=object)
+        after = t.iloc[np.minimum(rows + 1, len(frame) - 1)].to_numpy(dtype=object)
+        ok &= ((here != before) | (rows == 0)) & ((here != after) | (rows == len(frame) - 1))
+    elif kind == "excel_mangled":
+        ok &= np.array([v is not None and v[-1] != "X" for v in values], dtype=bool)
+    elif kind in ("missing", "not_allowed") and column in spec.guard:
+        ok &= values != spec.guard[column]
+    elif kind == "year_typo_future":
+        days = _to_days(values)
+        y_as_of = civil_from_days(np.array([as_of_days]))[0][0]
+        ok &= np.where(ok, _swapped_year(np.where(ok, days, 0)) > y_as_of, False)
+    elif kind == "dates_swapped":
+        earlier = next(e for e, later in spec.swaps if later == column)
+        a, b = _to_days(_get(frame, earlier, rows)), _to_days(values)
+        ok &= (a != NO_DAY) & (b != NO_DAY) & (a < b)
+    elif kind == "death_before_birth":
+        days = _to_days(values)
+        born = _id_births(_get(frame, spec.id_col, rows))
+        shifted = _shift_years(np.where(ok, days, 0), -100)
+        ok &= (shifted < born) & (shifted >= _days(date.fromisoformat(spec.dates[column][0])))
+    elif kind in ("negative_amounts", "fund_above_total", "amount_placeholder"):
+        ok &= np.array([v is not None for v in _get(frame, "fund_amount", rows)], dtype=bool)
+    return ok
+
+
+def _pick_rows(rng: np.random.Generator, free: np.ndarray, count: int,
+               eligible: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Up to count free rows the kind can be planted in (a sample is looked at, the whole feed if needed)."""
+    pool = np.flatnonzero(free)
+    if count <= 0 or len(pool) == 0:
+        return np.array([], dtype=np.int64)
+    sample = rng.choice(pool, min(len(pool), 8 * count + 32), replace=False)
+    chosen = sample[eligible(sample)][:count]
+    if len(chosen) < count and len(sample) < len(pool):
+        rest = np.setdiff1d(pool, sample)
+        more = rest[eligible(rest)]
+        chosen = np.concatenate([chosen, rng.permutation(more)[: count - len(chosen)]])
+    return np.sort(chosen).astype(np.int64)
+
+
+def _plant_rows(rng: np.random.Generator, feed: str, spec: _Spec, frame: pd.DataFrame, kind: str, column: str,
+                rows: np.ndarray, as_of_days: int) -> tuple[list[dict], list[dict], dict[str, list]]:
+    """One kind of mistake in the given rows: (invalid records, messy records, {column: new values}).
+
+    The frame is read, not changed: the caller writes the new values, all kinds at once.
+    """
+    n = len(rows)
+    changed: dict[str, list] = {}
+    days = {c: _to_days(_get(frame, c, rows)) for c in spec.dates}
+    ids = _get(frame, spec.id_col, rows)
+    born = _id_births(ids)
+    id_valid = True
+    static: list[str] = []
+    values = _get(frame, column, rows)
+    new: np.ndarray | list | None = None
+    if kind == "key_malformed":
+        k = spec.key_digits
+        new = [v[:-k] + "-" + v[-k:] for v in values]
+        static = [f"{column}.format"]
+    elif kind == "uscc_check":
+        picks = rng.integers(0, len(_USCC_CHARS) - 1, n)
+        new = [v[:-1] + _USCC_CHARS.replace(v[-1], "")[p] for v, p in zip(values, picks.tolist())]
+        static = [f"{column}.valid"]
+    elif kind == "uscc_truncated":
+        new = [v[:-1] for v in values]
+        static = [f"{column}.format"]
+    elif kind in ("invalid_check", "excel_mangled"):
+        new = [_messy_value(kind, v, rng) for v in values]
+        static = [f"{column}.valid"] if kind == "invalid_check" else [f"{column}.excel_mangled", f"{column}.format"]
+        id_valid = False
+    elif kind == "id_old_15_digit":
+        new = [v[:6] + v[8:17] for v in values]
+        static, id_valid = [f"{column}.format"], False
+    elif kind == "id_foreign_area":
+        area = FOREIGN_AREA_CODES[rng.integers(0, len(FOREIGN_AREA_CODES), n)]
+        seq = np.array([int(v[14:17]) for v in values], dtype=np.int64)
+        new = _arrow(make_id_matrix(area, born.astype("datetime64[D]"), seq)).to_pylist()
+        static = [f"{column}.area_code"]
+    elif kind in ("id_missing", "missing"):
+        new = [None] * n
+        static = [f"{column}.required"]
+        id_valid = kind != "id_missing"
+        if column in days:
+            days[column] = np.full(n, NO_DAY, dtype=np.int64)
+    elif kind == "too_long":
+        maximum, note = spec.lengths[column]
+        new = [_too_long(v, maximum, note) for v in values]
+        static = [f"{column}.length"]
+    elif kind == "not_allowed":
+        new = [spec.enums[column]] * n
+        static = [f"{column}.allowed_values"]
+    elif kind == "code_malformed":
+        if column == "hospital_code":
+            new = ["h" + v[1:] for v in values]
+        else:
+            new = [v + "00" if "." in v else v + ".x00" for v in values]
+        static = [f"{column}.format"]
+    elif kind == "date_impossible":
+        new = _impossible_dates(days[column])
+        days[column] = np.full(n, NO_DAY, dtype=np.int64)
+        static = [f"{column}.date"]
+    elif kind in ("year_typo_past", "year_typo_future", "death_before_birth", "birth_date_lunar"):
+        d = days[column]
+        if kind == "year_typo_past":
+            d = _shift_years(d, -spec.past_years)
+        elif kind == "year_typo_future":
+            d = _shift_years(d, _swapped_year(d) - civil_from_days(d)[0])
+        elif kind == "death_before_birth":
+            d = _shift_years(d, -100)
+        else:
+            d = d - rng.integers(15, 51, n)
+        days[column] = d
+        new = _day_values(d, spec.typed)
+    elif kind == "dates_swapped":
+        earlier = next(e for e, later in spec.swaps if later == column)
+        days[earlier], days[column] = days[column], days[earlier]
+        new = _day_values(days[column], spec.typed)
+        changed[earlier] = list(_day_values(days[earlier], spec.typed))
+    elif kind in ("negative_amounts", "fund_above_total", "amount_placeholder"):
+        total = np.array(_get(frame, "total_amount", rows), dtype=float)
+        fund = np.array(_get(frame, "fund_amount", rows), dtype=float)
+        if kind == "negative_amounts":
+            total, fund = -total, -fund
+        elif kind == "fund_above_total":
+            fund = np.round(total * rng.uniform(1.05, 1.5, n), 2)
+        else:
+            total = np.full(n, AMOUNT_PLACEHOLDER)
+        changed["total_amount"], changed["fund_amount"] = total.tolist(), fund.tolist()
+    else:
+        raise ValueError(f"unknown kind of invalid row {kind!r}")
+    if new is not None:
+        changed[column] = list(new)
+
+    def now(c: str) -> list:
+        """A column's values in these rows after the change."""
+        return changed[c] if c in changed else _get(frame, c, rows).tolist()
+
+    # the rules each row breaks: the kind's own, and every date and amount rule read from the new values
+    broken = [set(static) for _ in range(n)]
+
+    def mark(mask: np.ndarray, rule: str) -> None:
+        for i in np.flatnonzero(mask):
+            broken[i].add(rule)
+
+    for c, (earliest, not_future) in spec.dates.items():
+        d = days[c]
+        has = d != NO_DAY
+        mark(has & (d < _days(date.fromisoformat(earliest))), f"{c}.range")
+        if not_future:
+            mark(has & (d > as_of_days), f"{c}.not_future")
+    for earlier, later, rule in spec.orders:
+        a, b = days[earlier], days[later]
+        mark((a != NO_DAY) & (b != NO_DAY) & (a > b), rule)
+    for c, rule in spec.id_birth:
+        mark(id_valid & (days[c] != NO_DAY) & (days[c] < born), rule)
+    for c, rule in spec.birth_match:
+        mark(id_valid & (days[c] != NO_DAY) & (days[c] != born), rule)
+    if spec.typed:
+        total = np.array([np.nan if v is None else v for v in now("total_amount")], dtype=float)
+        fund = np.array([np.nan if v is None else v for v in now("fund_amount")], dtype=float)
+        for name, v in (("total_amount", total), ("fund_amount", fund)):
+            mark(~np.isnan(v) & ((v < 0) | (v > AMOUNT_MAX)), f"{name}.range")
+        mark(~np.isnan(total) & ~np.isnan(fund) & (fund > total), "fund_share_within_total")
+
+    keys = now(spec.key)
+    invalid = [{"feed": feed, "key": k, "kind": kind, "column": column, "rules": sorted(r)}
+               for k, r in zip(keys, broken)]
+    messy = []
+    if kind in UNREPAIRABLE:
+        messy = [{"feed": feed, "key": k, "column": column, "kind": kind, "value": v, "clean": c}
+                 for k, v, c in zip(keys, now(column), values.tolist())]
+    return invalid, messy, changed
+
+
+def _plant_invalid(rng: np.random.Generator, feed: str, frame: pd.DataFrame, free: np.ndarray, as_of_days: int,
+                   rate: float = INVALID_RATE) -> tuple[list[dict], list[dict]]:
+    """Plant invalid rows in a feed, in place, only in rows still ``free`` (taken out of it).
+
+    invalid_count(len(frame)) rows; the feed's kinds of mistakes are dealt round-robin in a seeded
+    random order, so a large feed gets every kind and a small one some. Returns (invalid, messy):
+    the truths["invalid"] records, and the truths["messy"] records of the identity-number kinds.
+    """
+    spec = _SPECS[feed]
+    count = invalid_count(len(frame), rate)
+    if count == 0:
+        return [], []
+    slots = invalid_slots(feed)
+    base, extra = divmod(count, len(slots))
+    invalid: list[dict] = []
+    messy: list[dict] = []
+    writes: dict[str, tuple[list[np.ndarray], list]] = {}
+    owed = 0
+    for i, s in enumerate(rng.permutation(len(slots)).tolist()):
+        kind, column = slots[s]
+        want = base + (1 if i < extra else 0) + owed
+        rows = _pick_rows(rng, free, want,
+                          lambda r, k=kind, c=column: _eligible(k, c, spec, frame, r, as_of_days))
+        owed = want - len(rows)  # a kind without enough rows it fits passes its share on
+        if len(rows) == 0:
+            continue
+        free[rows] = False
+        got, ids, changed = _plant_rows(rng, feed, spec, frame, kind, column, rows, as_of_days)
+        invalid.extend(got)
+        messy.extend(ids)
+        for c, values in changed.items():
+            at, new = writes.setdefault(c, ([], []))
+            at.append(rows)
+            new.extend(values)
+    for c, (at, new) in writes.items():
+        _write(frame, c, np.concatenate(at), new)
+    return invalid, messy
 
 
 # --- the city ---------------------------------------------------------------------------------
@@ -685,13 +1217,19 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
     - ``single_source_deaths``: deaths known to exactly one death feed (feed, key).
     - ``date_conflicts``: the same death with death dates 3-40 days apart in two feeds
       (dates and keys per feed, the true death_date, days_apart).
-    - ``messy``: every cell made messy {feed, key, column, kind, value, clean}; ``invalid_ids``:
-      those that no repair can make valid (invalid_check, excel_mangled).
+    - ``messy``: every cell made messy {feed, key, column, kind, value, clean}: the repairable quirks
+      and the identity numbers no repair can make valid (kinds UNREPAIRABLE; value None when left
+      empty); ``invalid_ids``: those unrepairable ones.
+    - ``invalid``: every row planted invalid (about INVALID_RATE of each feed, see invalid_count):
+      {feed, key (the row's key as it is in the frame), kind (INVALID_KINDS), column, rules (the
+      sorted ids of every contract rule the row breaks, checked on as_of)}. Rules never planted, and
+      why: NOT_PLANTED.
     - ``counts``: rows per feed, and roll, deaths, prisoners, businesses;
       ``deaths_unknown_to_any_source``.
 
     Each list holds exactly what is in the frames, and no other row of the roll and feeds is an
-    instance of its category. Messiness never touches a row that a truth depends on.
+    instance of its category. Messiness and invalid rows never touch a row that a truth depends on,
+    and no row is both messy and invalid.
     """
     if people < 1:
         raise ValueError("a city needs at least one person")
@@ -940,15 +1478,21 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
         "religious_affairs.deaths": (religious.frame, truth_people[dead_pos[religious.pos]]),
         "police.deaths": (police.frame, truth_people[dead_pos[police.pos]]),
         "justice.prisoners": (justice.frame, truth_people[justice.pos]),
-        "medical_insurance.bills": (bills.frame, None),
+        "medical_insurance.bills": (bills.frame, truth_people[bill_people[bills.pos]]),
         "market_regulation.businesses": (business.frame, truth_people[reps[business.pos]]),
     }
     messy: list[dict[str, str]] = []
+    invalid: list[dict] = []
     for feed in FEEDS:
         frame, protected = feeds[feed]
-        messy.extend(_mess_up(rng, feed, frame, protected))
+        free = np.ones(len(frame), dtype=bool) if protected is None else ~protected
+        messy.extend(_mess_up(rng, feed, frame, free))
+        bad, bad_ids = _plant_invalid(rng, feed, frame, free, A)
+        messy.extend(bad_ids)
+        invalid.extend(bad)
     truths["messy"] = messy
     truths["invalid_ids"] = [m for m in messy if m["kind"] in UNREPAIRABLE]
+    truths["invalid"] = invalid
     truths["counts"] = {f: len(feeds[f][0]) for f in FEEDS} | {
         "roll": r, "deaths": d, "prisoners": len(prisoner_pos), "businesses": k_bus}
     return City(seed=seed, people=people, as_of=as_of, roll=roll,
@@ -969,12 +1513,13 @@ _BUILDERS: dict[str, Callable[..., _Rows]] = {
 
 
 def generate_feed(feed: str, rows: int, seed: int = DEFAULT_SEED, as_of: date = DEFAULT_AS_OF,
-                  chunk_rows: int = 1_000_000) -> Iterator[pd.DataFrame]:
+                  chunk_rows: int = 1_000_000, invalid: list[dict] | None = None) -> Iterator[pd.DataFrame]:
     """Stream `rows` rows of one feed in chunks of at most chunk_rows, without building a city.
 
     For benchmarks: memory stays bounded by one chunk. Each chunk is ordered by (incremental column,
     key) and keys are unique across all chunks; the same arguments give the same chunks. Text feeds
-    carry the usual messiness at the usual rates (not recorded: there are no truths here).
+    carry the usual messiness, and every feed invalid rows, at the usual rates (per chunk; not
+    recorded, except that the invalid rows' records are appended to ``invalid`` when one is given).
     """
     if feed not in _BUILDERS:
         raise ValueError(f"unknown feed {feed!r}; feeds are {', '.join(FEEDS)}")
@@ -987,5 +1532,9 @@ def generate_feed(feed: str, rows: int, seed: int = DEFAULT_SEED, as_of: date = 
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, feed_no, chunk_no])))
         ppl = _make_people(rng, n, A, _PROFILES[feed], unique=False)
         built = _BUILDERS[feed](rng, ppl, A, start + 1)
-        _mess_up(rng, feed, built.frame)
+        free = np.ones(len(built.frame), dtype=bool)
+        _mess_up(rng, feed, built.frame, free)
+        planted, _ids = _plant_invalid(rng, feed, built.frame, free, A)
+        if invalid is not None:
+            invalid.extend(planted)
         yield built.frame

@@ -19,10 +19,15 @@ from sandbox.generator import (
     DEATH_FEEDS,
     DEFAULT_AS_OF,
     FEEDS,
+    INVALID_KINDS,
+    INVALID_RATE,
+    NOT_PLANTED,
     UNREPAIRABLE,
     City,
     generate_city,
     generate_feed,
+    invalid_count,
+    invalid_slots,
 )
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
@@ -57,6 +62,17 @@ def city() -> City:
 
 def messy_cells(city: City, kinds: tuple[str, ...] | None = None) -> set[tuple[str, str, str]]:
     return {(m["feed"], m["key"], m["column"]) for m in city.truths["messy"] if kinds is None or m["kind"] in kinds}
+
+
+def invalid_keys(city: City, feed: str) -> set[str]:
+    """Keys of the rows planted invalid in a feed."""
+    return {i["key"] for i in city.truths["invalid"] if i["feed"] == feed}
+
+
+def valid_rows(city: City, feed: str) -> pd.DataFrame:
+    """A feed without the rows planted invalid: what the invariants below hold for."""
+    frame = city.feeds[feed]
+    return frame[~frame[KEYS[feed]].isin(invalid_keys(city, feed))]
 
 
 def row_of(frame: pd.DataFrame, key_col: str, key: str) -> pd.Series:
@@ -123,7 +139,12 @@ def test_incremental_timestamps_within_the_year_before_as_of(city: City) -> None
 
 
 def test_bills_are_typed_for_the_database(city: City) -> None:
-    bills = city.feeds["medical_insurance.bills"]
+    every = city.feeds["medical_insurance.bills"]
+    for column in ("admitted_on", "discharged_on"):  # planted rows too: typed, or missing
+        assert all(v is None or type(v) is date for v in every[column]), column
+    assert every["total_amount"].dtype == "float64" and every["fund_amount"].dtype == "float64"
+    assert str(every["settled_at"].dt.tz) == "Asia/Shanghai" and every["settled_at"].notna().all()
+    bills = valid_rows(city, "medical_insurance.bills")
     assert all(type(v) is date for v in bills["admitted_on"])
     discharged = [v for v in bills["discharged_on"] if v is not None]
     assert discharged and all(type(v) is date for v in discharged)
@@ -136,12 +157,12 @@ def test_bills_are_typed_for_the_database(city: City) -> None:
     for admitted, discharged_on, settled in bills[["admitted_on", "discharged_on", "settled_at"]].head(2000).itertuples(index=False):
         assert discharged_on is None or admitted <= discharged_on
         assert admitted <= settled.date()
-    assert 1.2 < len(bills) / city.people < 1.8
+    assert 1.2 < len(every) / city.people < 1.8
 
 
 def test_businesses(city: City) -> None:
-    firms = city.feeds["market_regulation.businesses"]
-    assert len(firms) == city.people // 20
+    assert len(city.feeds["market_regulation.businesses"]) == city.people // 20
+    firms = valid_rows(city, "market_regulation.businesses")
     assert all(is_valid_uscc(c, check_org_code=True) for c in firms["uscc"])
     assert firms["uscc"].str[1].isin(["1", "2", "3"]).all()
     assert firms["uscc"].str[2:6].eq("3301").all()
@@ -159,11 +180,14 @@ def test_businesses(city: City) -> None:
 def test_identity_numbers_valid_except_the_planted_messy_ones(city: City) -> None:
     messy = messy_cells(city)
     unrepairable = messy_cells(city, UNREPAIRABLE)
+    foreign = messy_cells(city, ("id_foreign_area",))
     assert all(is_valid_id(v) for v in city.roll["id_number"])
     for feed, frame in city.feeds.items():
         col = ID_COLUMN[feed]
         for key, value in zip(frame[KEYS[feed]], frame[col]):
-            if (feed, key, col) in unrepairable:
+            if (feed, key, col) in foreign:  # a valid number, issued outside Hangzhou
+                assert is_valid_id(value) and not value.startswith("3301"), (feed, key)
+            elif (feed, key, col) in unrepairable:
                 assert not is_valid_id(normalize_id(value)), (feed, key)
             elif (feed, key, col) in messy:
                 assert not is_valid_id(value) and is_valid_id(normalize_id(value)), (feed, key)
@@ -175,16 +199,16 @@ def test_ids_are_from_the_city(city: City) -> None:
     areas = {"330102", "330105", "330106", "330108", "330109", "330110", "330111", "330112", "330113",
              "330114", "330122", "330127", "330182"}
     assert set(city.roll["id_number"].str[:6]) <= areas
-    assert set(city.feeds["police.deaths"]["id_number"].map(normalize_id).str[:6]) <= areas
+    assert set(cleaned(city, "police.deaths")["id_number"].str[:6]) <= areas
 
 
 def test_gender_and_birth_date_agree_with_the_number(city: City) -> None:
     for feed in DEATH_FEEDS:
-        frame = city.feeds[feed]
+        frame = valid_rows(city, feed)
         for value, gender in zip(frame["id_number"], frame["gender"]):
             if is_valid_id(value) and isinstance(gender, str):
                 assert gender == ("男" if is_male(value) else "女")
-    police = city.feeds["police.deaths"]
+    police = valid_rows(city, "police.deaths")
     for value, born in zip(police["id_number"], police["birth_date"]):
         if is_valid_id(value):
             assert born == birth_date_of(value).isoformat()
@@ -202,15 +226,17 @@ def test_ages_skew_old(city: City) -> None:
 # --- planted truths ---------------------------------------------------------------------------
 
 CATEGORIES = ("dead_but_paid", "prisoners_paid", "shared_accounts", "single_source_deaths", "date_conflicts",
-              "messy", "invalid_ids")
+              "messy", "invalid_ids", "invalid")
 
 
 def test_every_truth_category_has_several(city: City) -> None:
     for category in CATEGORIES:
         assert len(city.truths[category]) >= 3, category
     kinds = {m["kind"] for m in city.truths["messy"]}
-    assert kinds == {"fullwidth_digits", "lowercase_x", "trailing_space", "invalid_check", "excel_mangled",
-                     "date_slash", "date_chinese", "date_compact"}
+    id_kinds = {i["kind"] for i in city.truths["invalid"] if i["kind"] in UNREPAIRABLE}
+    assert id_kinds >= set(UNREPAIRABLE) - {"id_missing"}  # the bills have every one but a missing number
+    assert kinds == {"fullwidth_digits", "lowercase_x", "trailing_space", "date_slash", "date_chinese",
+                     "date_compact"} | id_kinds
     assert city.truths["counts"]["medical_insurance.bills"] == len(city.feeds["medical_insurance.bills"])
 
 
@@ -224,14 +250,16 @@ def cleaned(city: City, feed: str) -> pd.DataFrame:
     return frame
 
 
-def deaths_by_id(city: City) -> dict[str, dict[str, tuple[str, str]]]:
-    """id number -> feed -> (key, death_date), from the cleaned feeds."""
-    out: dict[str, dict[str, tuple[str, str]]] = {}
+def deaths_by_id(city: City) -> dict[str, dict[str, tuple[str, str | None]]]:
+    """id number -> feed -> (key, death_date), from the cleaned feeds (no death date where the row was
+    planted invalid in another column than the identity number: its dates are not to be trusted)."""
+    out: dict[str, dict[str, tuple[str, str | None]]] = {}
     for feed in DEATH_FEEDS:
         frame = cleaned(city, feed)
+        untrusted = {i["key"] for i in city.truths["invalid"] if i["feed"] == feed and i["kind"] not in UNREPAIRABLE}
         for key, value, died in zip(frame[KEYS[feed]], frame["id_number"], frame["death_date"]):
             assert is_valid_id(value)
-            out.setdefault(value, {})[feed] = (key, died)
+            out.setdefault(value, {})[feed] = (key, None if key in untrusted else died)
     return out
 
 
@@ -255,8 +283,8 @@ def test_dead_but_paid_is_true_and_complete(city: City) -> None:
     for id_number, seen in deaths.items():
         if id_number in roll.index:
             row = roll.loc[id_number]
-            first = min(month_of(d) for _k, d in seen.values())
-            if row["status"] == "active" and row["paid_through"] > first:
+            dates = [month_of(d) for _k, d in seen.values() if d is not None]
+            if dates and row["status"] == "active" and row["paid_through"] > min(dates):
                 found.add(id_number)
     assert found == planted
 
@@ -309,6 +337,9 @@ def test_messy_rows_are_what_the_truths_say(city: City) -> None:
     for m in city.truths["messy"]:
         frame = city.feeds[m["feed"]]
         row = row_of(frame, KEYS[m["feed"]], m["key"])
+        if m["value"] is None:
+            assert m["kind"] == "id_missing" and pd.isna(row[m["column"]]) and is_valid_id(m["clean"])
+            continue
         assert row[m["column"]] == m["value"] != m["clean"]
         if m["kind"] == "excel_mangled":
             assert re.fullmatch(r"\d\.\d+e\+17", m["value"])
@@ -316,7 +347,12 @@ def test_messy_rows_are_what_the_truths_say(city: City) -> None:
         if m["kind"].startswith("date_"):
             assert m["feed"] in ("religious_affairs.deaths", "justice.prisoners")
             assert ISO_DATE.fullmatch(m["clean"])
-    assert {i["kind"] for i in city.truths["invalid_ids"]} == set(UNREPAIRABLE)
+        if m["kind"] == "id_old_15_digit":
+            assert re.fullmatch(r"\d{15}", m["value"]) and m["value"] == m["clean"][:6] + m["clean"][8:17]
+        if m["kind"] == "id_foreign_area":
+            assert m["value"][6:17] == m["clean"][6:17] and m["value"][:6] != m["clean"][:6]
+    assert {i["kind"] for i in city.truths["invalid_ids"]} <= set(UNREPAIRABLE)
+    assert city.truths["invalid_ids"] == [m for m in city.truths["messy"] if m["kind"] in UNREPAIRABLE]
 
 
 def test_death_rates_and_sources(city: City) -> None:
@@ -329,7 +365,7 @@ def test_death_rates_and_sources(city: City) -> None:
 
 
 def test_cremation_follows_death(city: City) -> None:
-    civil = city.feeds["civil_affairs.deaths"]
+    civil = valid_rows(city, "civil_affairs.deaths")
     both = civil.dropna(subset=["cremation_date"])
     lag = pd.to_datetime(both["cremation_date"]) - pd.to_datetime(both["death_date"])
     assert lag.dt.days.between(1, 7).all()
@@ -390,3 +426,93 @@ def test_generate_feed_edge_cases() -> None:
     assert list(generate_feed("police.deaths", 0)) == []
     with pytest.raises(ValueError):
         next(generate_feed("no.such_feed", 10))
+
+
+# --- invalid rows -------------------------------------------------------------------------------
+
+
+def test_invalid_truths_name_rows_of_the_frames(city: City) -> None:
+    seen = set()
+    for i in city.truths["invalid"]:
+        assert set(i) == {"feed", "key", "kind", "column", "rules"}
+        assert i["kind"] in INVALID_KINDS and (i["kind"], i["column"]) in invalid_slots(i["feed"])
+        assert i["rules"] == sorted(set(i["rules"])) and i["rules"], i
+        assert not set(i["rules"]) & set(NOT_PLANTED[i["feed"]]), i
+        assert (i["feed"], i["key"]) not in seen
+        seen.add((i["feed"], i["key"]))
+        row_of(city.feeds[i["feed"]], KEYS[i["feed"]], i["key"])
+    for feed, reasons in NOT_PLANTED.items():
+        assert feed in FEEDS and all(isinstance(r, str) and len(r) > 20 for r in reasons.values())
+
+
+def test_invalid_share_per_feed_within_bounds() -> None:
+    for people in (400, 10_000, 60_000):
+        city = generate_city(people, seed=13)
+        for feed, frame in city.feeds.items():
+            n, planted = len(frame), len(invalid_keys(city, feed))
+            assert planted == invalid_count(n), (people, feed)
+            if n < 10:
+                assert planted == 0, (people, feed)
+            elif n < 100:
+                assert planted == 1, (people, feed)
+            else:
+                assert planted <= 0.03 * n, (people, feed)
+            if n >= 1000:
+                assert abs(planted / n - INVALID_RATE) < 0.001, (people, feed)
+
+
+def test_demo_city_has_invalid_rows_in_every_feed(city: City) -> None:
+    """fundx demo's city (10,000 people): every feed shows at least one quarantined row."""
+    for feed in FEEDS:
+        assert invalid_keys(city, feed), feed
+
+
+def test_invalid_kinds_are_dealt_round_robin(city: City) -> None:
+    for feed in FEEDS:
+        counts: dict[tuple[str, str], int] = {slot: 0 for slot in invalid_slots(feed)}
+        for i in city.truths["invalid"]:
+            if i["feed"] == feed:
+                counts[(i["kind"], i["column"])] += 1
+        assert max(counts.values()) - min(counts.values()) <= 1, feed
+    bills = {(i["kind"], i["column"]) for i in city.truths["invalid"] if i["feed"] == "medical_insurance.bills"}
+    assert bills == set(invalid_slots("medical_insurance.bills"))  # a large feed gets every kind
+
+
+def test_invalid_rows_spare_the_truths_and_the_messy_rows(city: City) -> None:
+    truth_keys = {(f, k) for t in city.truths["dead_but_paid"] for f, k in t["known_to"].items()}
+    truth_keys |= {("justice.prisoners", t["prisoner_id"]) for t in city.truths["prisoners_paid"]}
+    truth_keys |= {(t["feed"], t["key"]) for t in city.truths["single_source_deaths"]}
+    truth_keys |= {(f, k) for t in city.truths["date_conflicts"] for f, k in t["keys"].items()}
+    truth_ids = {t["id_number"] for c in ("dead_but_paid", "prisoners_paid", "single_source_deaths",
+                                           "date_conflicts") for t in city.truths[c]}
+    truth_ids |= {i for t in city.truths["shared_accounts"] for i in t["id_numbers"]}
+    repairable = {(m["feed"], m["key"]) for m in city.truths["messy"] if m["kind"] not in UNREPAIRABLE}
+    planted = {(i["feed"], i["key"]) for i in city.truths["invalid"]}
+    assert planted and not planted & truth_keys and not planted & repairable
+    clean_ids = {(m["feed"], m["key"]): m["clean"] for m in city.truths["messy"] if m["kind"] in UNREPAIRABLE}
+    for feed, key in planted:
+        row = row_of(city.feeds[feed], KEYS[feed], key)
+        assert clean_ids.get((feed, key), row[ID_COLUMN[feed]]) not in truth_ids, (feed, key)
+
+
+def test_invalid_rows_are_deterministic() -> None:
+    a, b, c = generate_city(3000, seed=7), generate_city(3000, seed=7), generate_city(3000, seed=8)
+    assert a.truths["invalid"] and a.truths["invalid"] == b.truths["invalid"]
+    assert a.truths["invalid"] != c.truths["invalid"]
+
+
+def test_generate_feed_plants_invalid_rows_at_the_same_rate() -> None:
+    for feed in FEEDS:
+        invalid: list[dict] = []
+        whole = pd.concat(list(generate_feed(feed, 2500, seed=5, chunk_rows=1000, invalid=invalid)), ignore_index=True)
+        assert len(invalid) == 2 * invalid_count(1000) + invalid_count(500), feed
+        assert {i["key"] for i in invalid} <= set(whole[KEYS[feed]]), feed
+        again: list[dict] = []
+        list(generate_feed(feed, 2500, seed=5, chunk_rows=1000, invalid=again))
+        assert again == invalid
+
+
+def test_the_agencies_doc_lists_every_kind_of_invalid_row() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "agencies.md").read_text(encoding="utf-8")
+    section = doc.split("## Invalid rows the sandbox plants", 1)[1].split("\n## ", 1)[0]
+    assert not [kind for kind in INVALID_KINDS if f"`{kind}`" not in section]
