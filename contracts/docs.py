@@ -1,16 +1,21 @@
 """Data Docs for a night: one GX validation page per feed and an index, with counts but no values.
 
-``write_site(folder, checked_batches)`` writes ``index.html`` (feeds, rows, valid, quarantined,
-rejected, and each rule's failures with percentages) and ``<feed>.html`` (Great Expectations'
-validation results page). Before rendering, every result is cut down to counts: element count,
-unexpected count and percentages; failing row positions, partial value lists and observed values
-other than counts are dropped, so no identity number or other value of a record can reach a page.
-The flow passes ``FUNDX_HOME/reports/<night>/``.
+``write_feed_report(folder, checked)`` writes one feed's ``<feed>.html`` (Great Expectations'
+validation results page) and ``<feed>.json`` (the check's report: counts per rule, no values), then
+rebuilds ``index.html`` (feeds, rows, valid, quarantined, rejected, and each rule's failures with
+percentages) from every ``*.json`` in the folder — so feeds run one by one still make one night's
+site. ``write_site(folder, checked_batches)`` does it for several at once. Before rendering,
+every result is cut down to counts: element count, unexpected count and percentages; failing row
+positions, partial value lists and observed values other than counts are dropped, so no identity
+number or other value of a record can reach a page. The exchange writes into
+``FUNDX_HOME/reports/<night>/``.
 """
 
 from __future__ import annotations
 
 import html
+import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -57,13 +62,13 @@ def _percent(value: float | None) -> str:
     return "" if value is None else f"{value:.2f} %"
 
 
-def _index(title: str, batches: list[Checked]) -> str:
+def _index(title: str, reports: list[dict[str, Any]], folder: Path) -> str:
     esc = html.escape
     rows, details = [], []
-    for c in batches:
-        r = c.report
+    for r in reports:
+        feed = str(r["feed"])
         verdict = "rejected: " + esc(str(r["reject_reason"])) if r["rejected"] else "accepted"
-        page = f'<a href="{esc(c.feed)}.html">{esc(c.feed)}</a>' if c.validation_result is not None else esc(c.feed)
+        page = f'<a href="{esc(feed)}.html">{esc(feed)}</a>' if (folder / f"{feed}.html").exists() else esc(feed)
         rows.append(f"<tr><td>{page}</td><td>{r['rows']}</td><td>{r['valid']}</td><td>{r['quarantined']}</td>"
                     f"<td>{verdict}</td></tr>")
         lines = "".join(
@@ -73,7 +78,7 @@ def _index(title: str, batches: list[Checked]) -> str:
         )
         normalised = "".join(f"<li>{esc(col)}: {esc(', '.join(f'{k} {n}' for k, n in kinds.items()))}</li>"
                              for col, kinds in r["normalisation"].items())
-        details.append(f"<h2>{esc(c.feed)} (contract {esc(str(r['contract_version']))})</h2>"
+        details.append(f"<h2>{esc(feed)} (contract {esc(str(r['contract_version']))})</h2>"
                        f"<table><tr><th>rule</th><th>what it checks</th><th>failed rows</th><th>of all rows</th></tr>"
                        f"{lines}</table><p>Normalised values:</p><ul>{normalised or '<li>none</li>'}</ul>")
     return ("<!doctype html><html><head><meta charset='utf-8'><title>" + esc(title) + "</title>"
@@ -83,14 +88,47 @@ def _index(title: str, batches: list[Checked]) -> str:
             + "".join(rows) + "</table>" + "".join(details) + "</body></html>")
 
 
-def write_site(folder: Path, batches: Iterable[Checked], *, title: str = "fundx validation") -> Path:
-    """Write the night's validation site into ``folder``; returns the index page's path."""
+def _write(path: Path, text: str) -> None:
+    """Write a page whole (temporary name, then rename): a reader never sees half a page."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def _write_feed(folder: Path, checked: Checked) -> None:
+    if checked.validation_result is not None:
+        _write(folder / f"{checked.feed}.html", _feed_page(checked))
+    else:
+        (folder / f"{checked.feed}.html").unlink(missing_ok=True)
+    _write(folder / f"{checked.feed}.json", json.dumps(checked.report, ensure_ascii=False, indent=1, default=str))
+
+
+def write_index(folder: Path, *, title: str | None = None) -> Path:
+    """(Re)write ``index.html`` from the feed reports (``*.json``) in ``folder``."""
+    folder = Path(folder)
+    reports = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            reports.append(json.loads(path.read_text(encoding="utf-8")))
+        except ValueError:
+            continue  # a report being replaced right now: the next write includes it
+    index = folder / "index.html"
+    _write(index, _index(title or f"fundx validation, night of {folder.name}", reports, folder))
+    return index
+
+
+def write_feed_report(folder: Path, checked: Checked) -> Path:
+    """Write one feed's validation page and report into ``folder`` and rebuild the index; returns the index."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    batches = list(batches)
+    _write_feed(folder, checked)
+    return write_index(folder)
+
+
+def write_site(folder: Path, batches: Iterable[Checked], *, title: str = "fundx validation") -> Path:
+    """Write the validation site of several batches into ``folder``; returns the index page's path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     for checked in batches:
-        if checked.validation_result is not None:
-            (folder / f"{checked.feed}.html").write_text(_feed_page(checked), encoding="utf-8")
-    index = folder / "index.html"
-    index.write_text(_index(title, batches), encoding="utf-8")
-    return index
+        _write_feed(folder, checked)
+    return write_index(folder, title=title)

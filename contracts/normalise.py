@@ -5,7 +5,10 @@ Each text column lists its steps in the contract (``customProperties: normalise`
 - ``trim``: leading and trailing white space, including the ideographic space (U+3000);
 - ``halfwidth``: full-width digits and letters to ASCII (１２３ -> 123, Ｘ -> X);
 - ``upperX``: a lower-case x check character to X;
-- ``date``: the date forms agencies send to ISO (2021/4/12, 2021年4月12日, 20210412 -> 2021-04-12).
+- ``date``: the date forms agencies send to ISO (2021/4/12, 2021年4月12日, 20210412 -> 2021-04-12);
+- ``zone:<name>`` (implicit, for a timestamp column with ``logicalTypeOptions.defaultTimezone``):
+  a timestamp written without an offset, as a database's local-time text is (2025-11-01 07:56:55),
+  is read in that zone and written ISO 8601 with its offset (2025-11-01T07:56:55+08:00).
 
 Nothing is guessed: a value that fits none of these stays as it was and fails its checks (an
 Excel-mangled number such as 1.10105E+17 is never "repaired"). Columns that arrive typed (dates
@@ -23,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from contracts import Contract
-from contracts.rules import contract_rules
+from contracts.rules import ZONE_STEP, contract_rules
 from fundx.identity import _arrow_text
 
 _FULLWIDTH = "０１２３４５６７８９ＸＸｘ"
@@ -35,6 +38,8 @@ DATE_FORMATS: dict[str, str] = {
     "yyyy-M-d": r"^(?P<y>[0-9]{4})-(?P<m>[0-9]{1,2})-(?P<d>[0-9]{1,2})$",
 }
 _ISO = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+#: a timestamp without an offset: 2025-11-01 07:56:55 or 2025-11-01T07:56:55.123
+_NAIVE_TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?$"
 
 
 @dataclass
@@ -118,6 +123,34 @@ def _dates(arr: pa.Array, column: str, record: NormalisationRecord) -> pa.Array:
     return pa.array(out, type=pa.large_string(), from_pandas=True)
 
 
+def _zone(arr: pa.Array, zone: str, column: str, record: NormalisationRecord) -> pa.Array:
+    naive = pc.fill_null(pc.match_substring_regex(arr, _NAIVE_TIMESTAMP), False).to_numpy(zero_copy_only=False)
+    todo = np.flatnonzero(naive)
+    if len(todo) == 0:
+        return arr
+    values = pc.cast(arr.take(pa.array(todo)), pa.large_string())
+    try:  # Arrow parses ISO 8601 text in C; a value it cannot read (Feb 30) falls back to pandas, as NaT
+        moments = pd.Series(pc.cast(values, pa.timestamp("ns")).to_pandas())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        moments = pd.Series(pd.to_datetime(values.to_numpy(zero_copy_only=False), format="ISO8601", errors="coerce"))
+    local = moments.dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
+    # a time that does not exist or is ambiguous in the zone (a DST change) stays as sent and fails its check
+    ok = local.notna().to_numpy()
+    seconds = (moments - local.dt.tz_convert("UTC").dt.tz_localize(None)).dt.total_seconds()
+    distinct, inverse = np.unique(seconds.fillna(0).to_numpy(dtype=np.int64), return_inverse=True)
+    labels = pa.array([f"{'+' if o >= 0 else '-'}{abs(int(o)) // 3600:02d}:{abs(int(o)) % 3600 // 60:02d}"
+                       for o in distinct], type=pa.large_string())
+    suffix = labels.take(pa.array(inverse.astype(np.int64)))
+    text = pc.binary_join_element_wise(pc.replace_substring(values, " ", "T", max_replacements=1), suffix,
+                                       pa.scalar("", pa.large_string()))
+    record.add(column, f"zone {zone}", int(ok.sum()))
+    if ok.all() and len(todo) == len(arr):  # the usual case: every value local-time text
+        return text
+    out = np.asarray(pc.cast(arr, pa.large_string()).to_numpy(zero_copy_only=False), dtype=object)
+    out[todo[ok]] = np.asarray(text.to_numpy(zero_copy_only=False), dtype=object)[ok]
+    return pa.array(out, type=pa.large_string(), from_pandas=True)
+
+
 def normalise(contract: Contract, frame: pd.DataFrame) -> tuple[pd.DataFrame, NormalisationRecord]:
     """The frame with the contract's declared normalisation applied (a copy), and what changed."""
     record = NormalisationRecord()
@@ -129,6 +162,9 @@ def normalise(contract: Contract, frame: pd.DataFrame) -> tuple[pd.DataFrame, No
         for step in spec.steps:
             if step == "date":
                 arr = _dates(arr, spec.column, record)
+                continue
+            if step.startswith(ZONE_STEP):
+                arr = _zone(arr, step[len(ZONE_STEP):], spec.column, record)
                 continue
             before = arr
             arr = {"trim": _trim, "halfwidth": _halfwidth, "upperX": _upper_x}[step](arr)

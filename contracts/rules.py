@@ -32,7 +32,8 @@ ODCS construct                                rule kind (rule id)
 
 fundx settings live in ``customProperties``: ``pii`` and ``normalise`` on columns (steps ``trim``,
 ``halfwidth``, ``upperX``, ``date``), ``batchPolicy`` on the contract
-(``rejectOnSchemaBreak``, ``rejectAboveFailedPercent``). Anything else in a quality rule (type
+(``rejectOnSchemaBreak``, ``rejectAboveFailedPercent``, ``minFailedRows``: the share counts from
+that many failing rows on). Anything else in a quality rule (type
 ``sql``, another engine, an unknown rule) is a ConfigurationError naming the file and key: a
 contract is never half-checked.
 """
@@ -40,6 +41,7 @@ contract is never half-checked.
 from __future__ import annotations
 
 import re
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -49,6 +51,8 @@ from fundx.errors import ConfigurationError
 from fundx.identity import AREA_CODES
 
 NORMALISE_STEPS = ("trim", "halfwidth", "upperX", "date")
+#: the implicit step of a timestamp column with ``logicalTypeOptions.defaultTimezone``: ``zone:Asia/Shanghai``
+ZONE_STEP = "zone:"
 ROW_KINDS = (
     "required", "unique", "pattern", "length", "allowed_values", "range", "date", "timestamp",
     "not_future", "excel_mangled", "identity_number", "area_code", "credit_code",
@@ -88,6 +92,8 @@ class BatchPolicy:
 
     reject_on_schema_break: bool = True
     reject_above_failed_percent: float = 10.0
+    #: the share applies from this many failing rows on (2 bad rows of 15 are rows to look at, not a broken batch)
+    min_failed_rows: int = 5
 
 
 @dataclass(frozen=True)
@@ -233,6 +239,16 @@ def contract_rules(contract: Contract) -> ContractRules:
                 raise fail(f"{base}.customProperties.normalise", f"must list steps from {', '.join(NORMALISE_STEPS)}")
             if "date" in steps and prop.logicalType != "date":
                 raise fail(f"{base}.customProperties.normalise", "the date step is for date columns")
+        steps = list(steps or [])
+        if prop.logicalType == "timestamp" and opts.get("defaultTimezone"):
+            # ODCS: a timestamp without an offset is in defaultTimezone (a database's local-time text)
+            zone = str(opts["defaultTimezone"])
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise fail(f"{base}.logicalTypeOptions.defaultTimezone", f"{zone!r} is not a time zone name") from None
+            steps.append(f"{ZONE_STEP}{zone}")
+        if steps:
             normalisation.append(Normalisation(col, tuple(steps)))
     quality_rules(obj.quality or [], "schema.0", None)
 
@@ -246,13 +262,17 @@ def contract_rules(contract: Contract) -> ContractRules:
     for k, cp in enumerate(raw.customProperties or []):
         if cp.property == "batchPolicy":
             value = cp.value if isinstance(cp.value, dict) else None
-            unknown = set(value or {}) - {"rejectOnSchemaBreak", "rejectAboveFailedPercent"}
+            unknown = set(value or {}) - {"rejectOnSchemaBreak", "rejectAboveFailedPercent", "minFailedRows"}
             if value is None or unknown:
-                raise fail(f"customProperties.{k}.value", "batchPolicy takes rejectOnSchemaBreak and rejectAboveFailedPercent")
+                raise fail(f"customProperties.{k}.value",
+                           "batchPolicy takes rejectOnSchemaBreak, rejectAboveFailedPercent and minFailedRows")
             percent = float(value.get("rejectAboveFailedPercent", policy.reject_above_failed_percent))
             if not 0 <= percent <= 100:
                 raise fail(f"customProperties.{k}.value.rejectAboveFailedPercent", "must be between 0 and 100")
-            policy = BatchPolicy(bool(value.get("rejectOnSchemaBreak", True)), percent)
+            least = value.get("minFailedRows", policy.min_failed_rows)
+            if not isinstance(least, int) or least < 1:
+                raise fail(f"customProperties.{k}.value.minFailedRows", "must be a whole number from 1")
+            policy = BatchPolicy(bool(value.get("rejectOnSchemaBreak", True)), percent, least)
     return ContractRules(contract.feed, contract.version, tuple(rules), tuple(normalisation), policy)
 
 

@@ -69,13 +69,19 @@ class _Gx:
 
     def __init__(self) -> None:
         import great_expectations as gx
-        from great_expectations.data_context.types.base import ProgressBarsConfig
+        from great_expectations.data_context.types.base import (
+            DataContextConfig,
+            InMemoryStoreBackendDefaults,
+            ProgressBarsConfig,
+        )
         from great_expectations.execution_engine import pandas_execution_engine
 
         # GX fingerprints every frame with an MD5 over all of its values, twice per validation
         # (3 s per million rows); the fingerprint is only a batch marker, so switch it off.
         pandas_execution_engine.HASH_THRESHOLD = 0
-        self.context = gx.get_context(mode="ephemeral")
+        # No docs site in a temporary folder: Data Docs are written by contracts.docs, without values.
+        config = DataContextConfig(store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False))
+        self.context = gx.get_context(mode="ephemeral", project_config=config)
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
         source = self.context.data_sources.add_pandas("fundx")
         self.batch_definition = source.add_dataframe_asset("batch").add_batch_definition_whole_dataframe("whole")
@@ -190,9 +196,9 @@ def check(feed_or_contract: str | Contract, frame: pd.DataFrame, *, history: Seq
     valid = work[~bad]
     valid.index = original_index[~bad]
     failed_percent = 100.0 * int(bad.sum()) / len(work) if len(work) else 0.0
-    if failed_percent > rules.policy.reject_above_failed_percent:
-        reasons.append(f"{failed_percent:.1f} % of rows failed, above the contract's "
-                       f"{rules.policy.reject_above_failed_percent:g} %")
+    if failed_percent > rules.policy.reject_above_failed_percent and int(bad.sum()) >= rules.policy.min_failed_rows:
+        reasons.append(f"{failed_percent:.1f} % of rows ({int(bad.sum())} of {len(work)}) failed, above the "
+                       f"contract's {rules.policy.reject_above_failed_percent:g} %")
     reason = "; ".join(reasons) if reasons else None
     return _finish(contract, rules, valid, quarantined, counts, record, bool(reasons), reason, started,
                    result, rows=len(work))
@@ -224,7 +230,8 @@ def _finish(contract: Contract, rules: ContractRules, valid: pd.DataFrame, quara
         "reject_reason": reason,
         "schema_break": schema,
         "policy": {"reject_on_schema_break": rules.policy.reject_on_schema_break,
-                   "reject_above_failed_percent": rules.policy.reject_above_failed_percent},
+                   "reject_above_failed_percent": rules.policy.reject_above_failed_percent,
+                   "min_failed_rows": rules.policy.min_failed_rows},
         "rules": [
             {"rule": r.id, "kind": r.kind, "scope": r.scope, "columns": list(r.columns), "description": r.description,
              "failed": counts.get(r.id, 0),

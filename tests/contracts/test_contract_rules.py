@@ -109,7 +109,7 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("police.deaths", {"death_date": "1899-12-31", "birth_date": "1850-01-01", "id_number": _id(born="1850-01-01")},
      ["death_date.range"]),
     ("police.deaths", {"cancelled_on": "2026-09-30"}, ["cancellation_not_before_death"]),
-    ("police.deaths", {"updated_at": "2026-10-11 09:00:00"}, ["updated_at.timestamp"]),
+    ("police.deaths", {"updated_at": "2026-10-11"}, ["updated_at.timestamp"]),
     ("civil_affairs.deaths", {"death_date": "1950-03-03"}, ["death_not_before_birth"]),
     ("civil_affairs.deaths", {"cremation_date": "2026-09-30"}, ["cremation_not_before_death"]),
     ("religious_affairs.deaths", {"registered_on": "2026-09-30"}, ["registration_not_before_death"]),
@@ -164,6 +164,7 @@ REPAIRED = [
     ("date 2021年4月12日", {"death_date": "2026年10月1日"}, "death_date", "2026-10-01"),
     ("date 20210412", {"death_date": "20261001"}, "death_date", "2026-10-01"),
     ("full-width date digits", {"death_date": "２０２６年１０月１日"}, "death_date", "2026-10-01"),
+    ("local time without offset", {"updated_at": "2026-10-11 09:00:00"}, "updated_at", "2026-10-11T09:00:00+08:00"),
 ]
 
 
@@ -211,13 +212,19 @@ def test_a_missing_optional_column_is_not_a_break() -> None:
 
 
 def test_too_many_failing_rows_reject_the_batch_but_still_split() -> None:
-    frame = frame_of("police.deaths", *[{}] * 9, {"gender": "M"})
+    frame = frame_of("police.deaths", *[{}] * 49, {"gender": "M"})
     assert not check("police.deaths", frame, today=TODAY).rejected  # 10 % is the limit, not above
-    frame.loc[9, "gender"] = "M"
-    frame.loc[8, "gender"] = "M"
-    checked = check("police.deaths", frame.iloc[:10], today=TODAY)
-    assert checked.rejected and "20.0 % of rows failed, above the contract's 10 %" in checked.reject_reason
-    assert len(checked.quarantined) == 2
+    frame.loc[45:49, "gender"] = "M"
+    frame.loc[40:44, "gender"] = "M"
+    checked = check("police.deaths", frame.iloc[30:50].reset_index(drop=True), today=TODAY)
+    assert checked.rejected and "50.0 % of rows (10 of 20) failed, above the contract's 10 %" in checked.reject_reason
+    assert len(checked.quarantined) == 10
+
+
+def test_a_few_failing_rows_of_a_small_batch_are_quarantined_not_held() -> None:
+    frame = frame_of("police.deaths", *[{}] * 8, {"gender": "M"}, {"gender": "M"})
+    checked = check("police.deaths", frame, today=TODAY)  # 20 %, but 2 rows are below minFailedRows (5)
+    assert not checked.rejected and len(checked.quarantined) == 2 and len(checked.valid) == 8
 
 
 def test_row_count_against_history() -> None:
