@@ -1,7 +1,11 @@
 """Prefect flows of the exchange: one feed (``exchange_feed``) and a whole night (``nightly_exchange``).
 
 A feed's run is :func:`fundx.handoff.run_feed` — lock the feed, recover interrupted deliveries,
-pull, seal and hand the batch to its stage — with the pull and the handoff as Prefect tasks.
+deliver rows the stewards released, pull, check the batch against its contract, seal and hand the
+valid rows to the stage and the failing ones to the stewards' quarantine — with the release, the
+pull, the check and the handoff as Prefect tasks. Each check leaves a table artifact per feed
+(``contract-<feed>``: rows failing each rule, no values) and the night's Data Docs page under
+FUNDX_HOME/reports/<night>/.
 
 Flow parameters are feed names and times only — Prefect stores them in plain text. Pulled rows
 stay in this process's memory until they are sealed (results are never persisted) and every
@@ -11,6 +15,7 @@ digests, batch ids, windows and error types, never record content.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,9 +37,12 @@ class FeedOutcome:
     """What one feed did in a run: counts and error type only (safe to log and to return)."""
 
     feed: str
-    outcome: str  # pulled | failed
+    outcome: str  # pulled | held (whole batch held for the stewards) | failed
     window: str
     rows: int = 0
+    valid: int = 0
+    quarantined: int = 0
+    released: int = 0  # rows the stewards released, delivered in this run
     bytes: int = 0
     pages: int = 0
     retries: int = 0
@@ -70,11 +78,31 @@ def pull_task(feed: str, window: Window):
         raise content_free(exc) from None
 
 
+@task(name="validate", cache_policy=NO_CACHE, persist_result=False)
+def validate_task(ledger: Ledger, pulled):
+    """Check the pulled batch against its contract (Great Expectations); rows stay in memory."""
+    try:
+        checked = handoff.check_pull(ledger, pulled)
+    except Exception as exc:
+        raise content_free(exc) from None
+    _contract_artifact(checked.report)
+    return checked
+
+
+@task(name="release", cache_policy=NO_CACHE, persist_result=False)
+def release_task(ledger: Ledger, feed: str, **kwargs) -> list[handoff.Handoff]:
+    """Deliver the rows the stewards released since the feed's last run (see fundx.quarantine)."""
+    try:
+        return handoff.deliver_releases(ledger, feed, **kwargs)
+    except Exception as exc:
+        raise content_free(exc) from None
+
+
 @task(name="handoff", cache_policy=NO_CACHE, persist_result=False)
-def handoff_task(ledger: Ledger, pulled, **kwargs) -> handoff.Handoff:
+def handoff_task(ledger: Ledger, pulled, checked=None, **kwargs) -> handoff.Handoff:
     """Seal the pulled batch and hand it to its stage exactly once (see fundx.handoff)."""
     try:
-        return handoff.deliver(ledger, pulled, **kwargs)
+        return handoff.deliver(ledger, pulled, checked, **kwargs)
     except Exception as exc:  # re-raised content-free: Prefect may persist the task's own exception
         raise content_free(exc) from None
 
@@ -87,11 +115,13 @@ def exchange_feed(
     end: str | None = None,
 ) -> FeedOutcome:
     """Pull one feed from its watermark (or the given window, as a backfill), seal it, hand it to its stage."""
-    done = handoff.run_feed(feed, run_id=run_id, start=start, end=end, ledger=_ledger(),
-                            pull=pull_task, handoff=handoff_task, logger=get_run_logger())
+    done = handoff.run_feed(feed, run_id=run_id, start=start, end=end, ledger=_ledger(), pull=pull_task,
+                            validate=validate_task, handoff=handoff_task, release=release_task,
+                            logger=get_run_logger())
     h = done.handoff
     return FeedOutcome(
-        feed=feed, outcome="pulled", window=str(done.window), rows=done.rows, bytes=done.bytes,
+        feed=feed, outcome="pulled", window=str(done.window), rows=done.rows, valid=done.valid,
+        quarantined=done.quarantined, released=sum(r.rows for r in done.released), bytes=done.bytes,
         pages=done.pages, retries=done.retries, duration_s=done.duration_s, digest=done.digest,
         handoff=h.outcome, batch_id=h.batch_id, stage=h.stage, parts=h.parts,
     )
@@ -117,15 +147,16 @@ def nightly_exchange(feeds: list[str] | None = None, end: str | None = None) -> 
             outcomes.append(state.result())
             continue
         error = _state_error(state)
-        record = ledger.pulls_of_run(run_id)
-        window = next((str(p.window) for p in reversed(record) if p.feed == name), "")
+        record = next((p for p in reversed(ledger.pulls_of_run(run_id)) if p.feed == name), None)
+        held = record is not None and record.outcome == "held"
         outcomes.append(
             FeedOutcome(
-                feed=name, outcome="failed", window=window, error_type=error.kind,
-                error=str(error), action=error.action,
+                feed=name, outcome="held" if held else "failed", window=str(record.window) if record else "",
+                rows=(record.rows or 0) if held else 0, quarantined=(record.rows or 0) if held else 0,
+                error_type=error.kind, error=str(error), action=error.action,
             )
         )
-    failed = [o for o in outcomes if o.outcome == "failed"]
+    failed = [o for o in outcomes if o.outcome in ("failed", "held")]
     summary = "; ".join(f"{o.feed} ({o.error_type}: {o.action})" for o in failed)
     ledger.finish_run(run_id, feeds=len(outcomes), failed=len(failed), summary=summary)
     _record_answers(ledger, logger)
@@ -136,7 +167,8 @@ def nightly_exchange(feeds: list[str] | None = None, end: str | None = None) -> 
     if failed:
         logger.error("night finished with %d of %d feeds failed", len(failed), len(outcomes))
         raise NightFailed(f"{len(failed)} of {len(outcomes)} feeds failed: {summary}")
-    logger.info("night finished: %d feeds, %d rows", len(outcomes), sum(o.rows for o in outcomes))
+    logger.info("night finished: %d feeds, %d rows pulled, %d valid, %d quarantined", len(outcomes),
+                sum(o.rows for o in outcomes), sum(o.valid for o in outcomes), sum(o.quarantined for o in outcomes))
     return outcomes
 
 
@@ -164,15 +196,31 @@ def _state_error(state) -> FundxError:
     return InternalError(f"feed ended in state {state.type.value}")
 
 
+def _contract_artifact(report: dict) -> None:
+    """A table artifact per feed and run: rows failing each rule of its contract (counts, never values)."""
+    rows = [
+        {"rule": r["rule"], "kind": r["kind"], "failed": r["failed"],
+         "percent": "" if r["percent"] is None else f"{r['percent']:.2f}", "what it checks": r["description"]}
+        for r in report["rules"]
+    ]
+    verdict = f"held back whole: {report['reject_reason']}" if report["rejected"] else "accepted"
+    create_table_artifact(
+        table=rows, key="contract-" + re.sub(r"[^a-z0-9-]+", "-", report["feed"].lower()),
+        description=(f"{report['feed']} (contract {report['contract_version']}): {report['rows']} rows, "
+                     f"{report['valid']} valid, {report['quarantined']} quarantined; {verdict}"),
+    )
+
+
 def _night_artifact(outcomes: list[FeedOutcome]) -> None:
     rows = [
         {
-            "feed": o.feed, "outcome": o.outcome, "rows": o.rows, "bytes": o.bytes,
+            "feed": o.feed, "outcome": o.outcome, "rows": o.rows, "valid": o.valid, "quarantined": o.quarantined,
+            "released": o.released, "bytes": o.bytes,
             "seconds": round(o.duration_s, 2), "handoff": o.handoff or "", "batch": o.batch_id or "",
             "parts": o.parts, "error": o.error_type or "", "action": o.action or "",
         }
         for o in outcomes
     ]
     create_table_artifact(table=rows, key="night-summary",
-                          description="Rows pulled and batches handed over per feed (counts and ids only)")
+                          description="Rows pulled, valid, quarantined and handed over per feed (counts and ids only)")
 

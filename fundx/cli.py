@@ -32,6 +32,12 @@ stage_app = typer.Typer(help="The stages' side of the handoff: receive sealed ba
 app.add_typer(stage_app, name="stage")
 audit_app = typer.Typer(help="The ledger's hash-chained audit trail.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+failures_app = typer.Typer(
+    help="The stewards' quarantine: rows that failed their contract (sealed for the stewards), and decisions.",
+    no_args_is_help=True)
+app.add_typer(failures_app, name="failures")
+notify_app = typer.Typer(help="Where notices of SLA breaches go (FUNDX_NOTIFY).", no_args_is_help=True)
+app.add_typer(notify_app, name="notify")
 # Wide enough for feed names when the output is not a terminal (CI logs, pipes).
 console = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
@@ -144,7 +150,7 @@ def _prepare_demo_home(home: Path, fresh: bool) -> None:
 
         for name in ("ledger.db", "ledger.db-wal", "ledger.db-shm"):
             (home / name).unlink(missing_ok=True)
-        for folder in ("inboxes", "acks", "stages", "locks"):  # they belong with the ledger; keys are kept
+        for folder in ("inboxes", "acks", "stages", "locks", "quarantine", "reports"):  # they go with the ledger
             shutil.rmtree(home / folder, ignore_errors=True)
     home.mkdir(parents=True, exist_ok=True)
     marker.write_text("made by `fundx demo`; `fundx demo` may reset this folder's ledger\n")
@@ -165,35 +171,61 @@ def _run_night(feeds: list[str] | None = None) -> int:
 
 
 def _print_run(run_id: int) -> None:
+    from fundx import quarantine
     from fundx.ledger import Ledger
+    from fundx.settings import get_settings
 
     ledger = Ledger.from_settings()
     table = Table(title=f"run {run_id}")
-    for col, justify in (("feed", "left"), ("outcome", "left"), ("rows", "right"), ("bytes", "right"),
-                         ("pages", "right"), ("retries", "right"), ("seconds", "right"), ("handed to", "left"),
-                         ("parts", "right")):
+    for col, justify in (("feed", "left"), ("outcome", "left"), ("pulled", "right"), ("valid", "right"),
+                         ("quarantined", "right"), ("rejected", "right"), ("bytes", "right"), ("retries", "right"),
+                         ("seconds", "right"), ("handed to", "left")):
         table.add_column(col, justify=justify)
     problems = []
     by_pull = {d.pull_id: d for d in ledger.deliveries() if d.pull_id is not None}
+    night = ledger.run_night(run_id)
+    kept_by_pull = {q.pull_id: q for q in quarantine.batches_by_pull(ledger, [p.id for p in ledger.pulls_of_run(run_id)])}
     for p in ledger.pulls_of_run(run_id):
-        ok = p.outcome == "pulled"
+        ok = p.outcome in ("pulled", "held")
         batch = by_pull.get(p.id)
+        q = kept_by_pull.get(p.id)
         handed = "-"
         if batch is not None:
             handed = batch.stage
+        elif p.outcome == "held":
+            handed = "held for the stewards"
+        elif q is not None:
+            handed = "stewards only"
         elif ok:
             handed = "nothing new" if not p.rows else "delivered before"
+        held = p.outcome == "held"
+        rows = p.rows or 0
+        quarantined = 0 if q is None or held else q.quarantined
+        outcome = {"pulled": "[green]pulled[/green]", "held": "[yellow]held[/yellow]"}.get(
+            p.outcome, f"[red]failed: {p.error_type}[/red]")
         table.add_row(
-            p.feed, "[green]pulled[/green]" if ok else f"[red]failed: {p.error_type}[/red]",
-            f"{p.rows:,}" if ok else "-", _size(p.bytes) if ok else "-", str(p.pages or "-"),
-            str(p.retries if p.retries is not None else "-"), f"{p.duration_s:.2f}", handed,
-            str(batch.parts) if batch is not None else "-",
+            p.feed, outcome, f"{rows:,}" if ok else "-",
+            "-" if not ok else f"{0 if held else rows - quarantined:,}",
+            "-" if not ok else f"{quarantined:,}", "-" if not ok else f"{rows if held else 0:,}",
+            _size(p.bytes) if ok else "-", str(p.retries if p.retries is not None else "-"), f"{p.duration_s:.2f}",
+            handed,
         )
         if not ok:
             problems.append(p)
     console.print(table)
     for p in problems:
         console.print(f"[red]{p.error_message}[/red]\n  what to do: {p.action}")
+    for q in (q for q in kept_by_pull.values() if q.held):
+        console.print(f"[yellow]{q.feed}: batch {q.batch_id} held back whole ({q.reason})[/yellow]\n"
+                      f"  what to do: a data steward decides with fundx failures show {q.batch_id}")
+    released = quarantine.releases_of_run(ledger, run_id)
+    for d in released:
+        console.print(f"{d.feed}: {len(d.rows)} rows released by {d.actor} (decision {d.id}) handed over "
+                      f"as batch {d.delivered_batch_id}")
+    if kept_by_pull:
+        report = get_settings().home / "reports" / night
+        console.print(f"rows that failed their contract are sealed for the stewards: [bold]fundx failures list[/bold]; "
+                      f"the night's validation report: {report / 'index.html'}")
 
 
 def _exit_for_run(run_id: int) -> None:
@@ -555,13 +587,187 @@ def sandbox_status() -> None:
     _print_sandbox(state)
 
 
+# the stewards' quarantine -----------------------------------------------------------------------
+
+
+def _steward() -> str:
+    """Who decides: FUNDX_STEWARD, else the operating-system user."""
+    import getpass
+
+    return os.environ.get("FUNDX_STEWARD") or getpass.getuser()
+
+
+@failures_app.command("list")
+def failures_list(
+    feed: Annotated[Optional[str], typer.Option(help="only this feed")] = None,
+    night: Annotated[Optional[str], typer.Option(help="only this night (YYYY-MM-DD)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Quarantined and held batches (newest first), with rows failing each rule and what is decided."""
+    from fundx import quarantine
+    from fundx.ledger import Ledger
+
+    ledger = Ledger.from_settings()
+    found = quarantine.batches(ledger, feed=feed, night=night)
+    rules: dict[str, list[dict]] = {}
+    for r in quarantine.rule_counts(ledger, feed=feed, night=night):
+        rules.setdefault(r["batch_id"], []).append({"rule": r["rule"], "failed": r["failed"], "rows": r["rows"]})
+    if as_json:
+        print(json.dumps([{
+            "batch": q.batch_id, "feed": q.feed, "night": q.night, "pulled": q.pulled, "valid": q.valid,
+            "quarantined": q.quarantined, "held": q.held, "reason": q.reason, "released": q.released,
+            "released_pending": q.released_pending, "rejected": q.rejected, "open": q.open,
+            "rules": sorted(rules.get(q.batch_id, []), key=lambda r: r["rule"]),
+        } for q in found], ensure_ascii=False, indent=2))
+        return
+    if not found:
+        console.print("nothing quarantined" + (f" for {feed}" if feed else "") + (f" on {night}" if night else ""))
+        return
+    table = Table(title="quarantined batches")
+    for col in ("night", "feed", "batch", "pulled", "quarantined", "held", "released", "rejected", "open"):
+        table.add_column(col, justify="right" if col in ("pulled", "quarantined", "released", "rejected", "open") else "left")
+    for q in found:
+        table.add_row(q.night, q.feed, q.batch_id, f"{q.pulled:,}", f"{q.quarantined:,}", "[yellow]held[/yellow]" if q.held else "",
+                      f"{q.released:,}", f"{q.rejected:,}", f"{q.open:,}")
+    console.print(table)
+    per_rule = Table(title="rows failing each rule")
+    for col in ("batch", "rule", "failed", "of rows"):
+        per_rule.add_column(col, justify="right" if col in ("failed", "of rows") else "left")
+    for q in found:
+        for r in sorted(rules.get(q.batch_id, []), key=lambda r: (-r["failed"], r["rule"])):
+            per_rule.add_row(q.batch_id, r["rule"], f"{r['failed']:,}", f"{100 * r['failed'] / max(r['rows'], 1):.2f} %")
+    console.print(per_rule)
+    console.print("look at a batch's rows: [bold]fundx failures show BATCH[/bold]")
+
+
+@failures_app.command("show")
+def failures_show(
+    batch: Annotated[str, typer.Argument(help="the quarantined batch (fundx failures list)")],
+    rule: Annotated[Optional[str], typer.Option(help="only rows that broke this rule")] = None,
+    limit: Annotated[int, typer.Option(help="rows to show at most")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """A quarantined batch's rows: the rules each broke, identity numbers masked, and only the values those
+    rules looked at. Opening the quarantine is audited."""
+    from fundx import quarantine
+    from fundx.errors import FundxError
+    from fundx.ledger import Ledger
+
+    ledger = Ledger.from_settings()
+    try:
+        record = quarantine.batch(ledger, batch)
+        frame = quarantine.read_rows(ledger, batch)
+    except FundxError as exc:
+        _fail(exc)
+    if rule:
+        frame = frame[frame[quarantine.RULES].fillna("").str.split(";").map(lambda ids: rule in ids)]
+    shown = quarantine.masked_view(frame.head(limit), record.feed)
+    state = quarantine.row_status(ledger, batch)
+    ledger.log_event("failures.show", batch, {"rows_shown": len(shown), "rule": rule}, actor=_steward())
+    if as_json:
+        print(json.dumps([{"state": state.get(int(r[quarantine.ROW]), "open"), **r}
+                          for r in shown.to_dict(orient="records")], ensure_ascii=False, indent=2))
+        return
+    verdict = f"held back whole: {record.reason}" if record.held else f"{record.quarantined:,} of {record.pulled:,} rows"
+    table = Table(title=f"{batch}\n({record.feed}, night {record.night}; {verdict})", show_lines=True)
+    table.add_column("row", justify="right")
+    table.add_column("state")
+    table.add_column("rules broken", overflow="fold")
+    table.add_column("values (identity masked; other personal data only where a broken rule looks)", overflow="fold")
+    values = [c for c in shown.columns if c not in (quarantine.ROW, quarantine.RULES)]
+    for r in shown.to_dict(orient="records"):
+        lines = [f"{c}: {r[c]}" for c in values if r[c] != quarantine.HIDDEN]
+        table.add_row(str(r[quarantine.ROW]), state.get(int(r[quarantine.ROW]), "open"),
+                      r[quarantine.RULES].replace(";", "\n") or "(none: held with its batch)", "\n".join(lines))
+    console.print(table)
+    more = len(frame) - len(shown)
+    if more > 0:
+        console.print(f"{more:,} more rows: --limit, or --rule to narrow")
+    console.print(f"decide: [bold]fundx failures release {batch} --rows 1,3-5 --reason TEXT[/bold] (or --rule RULE, "
+                  f"or every open row), or [bold]fundx failures reject ...[/bold]")
+
+
+def _decide(action: str, batch: str, rows: str | None, rule: str | None, reason: str) -> None:
+    from connectors import load_feed
+    from fundx import quarantine
+    from fundx.errors import FundxError
+    from fundx.ledger import Ledger
+
+    ledger = Ledger.from_settings()
+    try:
+        decision = quarantine.decide(ledger, batch, action, reason=reason, actor=_steward(),
+                                     rows=quarantine.parse_rows(rows), rule=rule)
+    except FundxError as exc:
+        _fail(exc)
+    what = quarantine._ranges(decision.rows)
+    if action == "release":
+        stage = load_feed(decision.feed).stage
+        console.print(f"decision {decision.id}: {len(decision.rows)} rows ({what}) of {batch} released by "
+                      f"{decision.actor}; they go to {stage} with the next run of {decision.feed}")
+    else:
+        console.print(f"decision {decision.id}: {len(decision.rows)} rows ({what}) of {batch} rejected by "
+                      f"{decision.actor}; they stay sealed in the quarantine and are never delivered")
+
+
+_ROWS_HELP = "row numbers as `fundx failures show` prints them, e.g. 1,3,7-9 (default: every open row)"
+
+
+@failures_app.command("release")
+def failures_release(
+    batch: Annotated[str, typer.Argument(help="the quarantined batch")],
+    reason: Annotated[str, typer.Option(help="why (required; audited; no identity numbers)")],
+    rows: Annotated[Optional[str], typer.Option(help=_ROWS_HELP)] = None,
+    rule: Annotated[Optional[str], typer.Option(help="every open row that broke this rule")] = None,
+) -> None:
+    """Release rows to their stage: they go out with the feed's next run, exactly once. Audited."""
+    _decide("release", batch, rows, rule, reason)
+
+
+@failures_app.command("reject")
+def failures_reject(
+    batch: Annotated[str, typer.Argument(help="the quarantined batch")],
+    reason: Annotated[str, typer.Option(help="why (required; audited; no identity numbers)")],
+    rows: Annotated[Optional[str], typer.Option(help=_ROWS_HELP)] = None,
+    rule: Annotated[Optional[str], typer.Option(help="every open row that broke this rule")] = None,
+) -> None:
+    """Reject rows for good: they stay sealed in the quarantine and are never delivered. Audited."""
+    _decide("reject", batch, rows, rule, reason)
+
+
+@notify_app.command("test")
+def notify_test() -> None:
+    """Send a test notice to every channel of FUNDX_NOTIFY; exit 1 if any channel failed."""
+    from fundx.errors import FundxError
+    from fundx.notify import Notifier, send_test
+
+    try:
+        results = send_test(Notifier.from_settings())
+    except FundxError as exc:
+        _fail(exc)
+    if not results:
+        console.print("no channels configured: set FUNDX_NOTIFY (see the README's settings)")
+        raise typer.Exit(1)
+    table = Table(title="test notice")
+    for col in ("channel", "outcome", "attempts", "seconds"):
+        table.add_column(col)
+    for r in results:
+        outcome = "[green]ok[/green]" if r.ok else f"[red]{r.error}: {r.message or ''}[/red]"
+        table.add_row(r.channel, outcome, str(r.attempts), f"{r.seconds:.2f}")
+    console.print(table)
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     from fundx.errors import FundxError
 
     try:
         app()
     except FundxError as exc:
-        _fail(exc)
+        try:
+            _fail(exc)
+        except typer.Exit as done:
+            sys.exit(done.exit_code)
 
 
 if __name__ == "__main__":

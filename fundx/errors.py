@@ -93,6 +93,19 @@ class DataError(PermanentError):
     default_action = "ask the agency to resend the file or fix the view"
 
 
+class BatchHeld(DataError):
+    """The batch broke its contract's batch policy (too many failing rows, a batch rule) and was held
+    back whole: sealed into the stewards' quarantine, recorded, and not handed to its stage."""
+
+    default_action = "a data steward decides: fundx failures show BATCH, then fundx failures release|reject BATCH"
+
+
+class DecisionError(PermanentError):
+    """A steward's decision cannot be taken as asked (rows decided already, no reason, unknown batch)."""
+
+    default_action = "see fundx failures show BATCH for the rows still open"
+
+
 class InternalError(PermanentError):
     """A fault in fundx itself; the message names the exception type and where, never its text."""
 

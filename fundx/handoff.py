@@ -1,20 +1,29 @@
-"""Handing a pulled batch to its stage exactly once: seal it, write it, record it, mark it READY.
+"""Handing a pulled batch to its stage exactly once: check it, seal it, write it, record it, mark it READY.
 
-A batch is identified by its feed, window and content digest (:func:`batch_id_for`; no personal
-data in the id). Its rows become Parquet parts of at most FUNDX_PART_BYTES, each sealed with a
-:class:`~fundx.seal.Manifest` (signed by the exchange, encrypted to every current certificate of
-the feed's stage) into ``inboxes/<stage>/<batch_id>/``. The order of the steps is what makes a
-crash at any point lose nothing and deliver nothing twice:
+A batch is identified by its feed, window and the digest of what was pulled (:func:`batch_id_for`;
+no personal data in the id). It is first checked against its feed's contract (:func:`check_pull`):
+its valid rows (normalised) are what the stage gets — Parquet parts of at most FUNDX_PART_BYTES,
+each sealed with a :class:`~fundx.seal.Manifest` carrying the digest of those rows (signed by the
+exchange, encrypted to every current certificate of the feed's stage) into
+``inboxes/<stage>/<batch_id>/`` — and its failing rows go, sealed for the stewards, to
+``quarantine/stewards/<batch_id>/`` (:mod:`fundx.quarantine`). The order of the steps is what makes
+a crash at any point lose nothing and deliver nothing twice:
 
 (a) the ledger records the delivery as ``sealing`` and commits, before any file is written;
-(b) every part is sealed and written (each atomically: temporary name, fsync, rename);
-(c) ONE ledger transaction: the delivery becomes ``delivered``, the pull is recorded and the
-    feed's watermark moves (the watermark never moves before this commit);
+(b) the quarantine's parts and every part for the stage are sealed and written (each atomically:
+    temporary name, fsync, rename);
+(c) ONE ledger transaction: the delivery becomes ``delivered``, the pull is recorded, the
+    quarantine and its counts per rule are recorded, and the feed's watermark moves (the watermark
+    never moves before this commit);
 (d) the READY marker is written (atomically), then the ledger marks the batch ``ready``.
 The stage reads only batches with READY, so before (c) nothing is visible to it, and after (c)
-everything it will see is on disk.
+everything it will see is on disk. A batch with no valid rows, or one its contract's policy holds
+back whole (BatchHeld), has no delivery: its quarantine and pull are recorded in one transaction.
+Rows the stewards release go out, before the pull, as batches of their own through the same steps
+(:func:`deliver_releases`).
 
 Recovery (:func:`recover`, at the start of every run of the feed, under the feed's lock): a
+quarantine folder no ledger row names (crash before (c)) is removed; a
 ``sealing`` delivery (crash before (c)) has its folder removed and becomes ``abandoned`` — the
 watermark never moved, so the run's pull covers its rows again; a ``delivered`` one (crash between
 (c) and (d)) gets its READY now (or, if its parts are gone, is recorded ``lost`` and the run stops
@@ -39,7 +48,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from fundx import quarantine
 from fundx.errors import (
+    BatchHeld,
     CertificateError,
     DataError,
     DeliveryLost,
@@ -47,13 +58,14 @@ from fundx.errors import (
     HandoffPending,
     InternalError,
     SealError,
+    SourceSchemaError,
     UnknownSignerError,
     content_free,
 )
-from fundx.inbox import Inbox, PartFile, inbox_for, part_name
+from fundx.inbox import Inbox, PartFile, inbox_for, parquet_parts, part_name, seal_parts
 from fundx.keys import KeyPaths, KeySettings, KeyStore, common_name, init_keys
-from fundx.ledger import DeliveryRecord, Ledger, night_of
-from fundx.seal import Manifest, iter_parts, open_signed
+from fundx.ledger import DeliveryRecord, Ledger, night_of, pull_figures
+from fundx.seal import open_signed
 from fundx.settings import Settings, get_settings
 from fundx.timeutil import SHANGHAI, Window, aware, now
 
@@ -91,12 +103,14 @@ def batch_id_for(feed: str, window: Window, digest: str) -> str:
 class Handoff:
     """What the handoff did with one pull (ids and counts only: safe to log and to return)."""
 
-    outcome: str  # delivered | already_delivered | empty
+    outcome: str  # delivered | already_delivered | quarantined (every row failed) | empty
     batch_id: str | None = None
     stage: str | None = None
     parts: int = 0
     sealed_bytes: int = 0
     attempt: int = 0
+    quarantined: int = 0  # rows sealed for the stewards
+    rows: int = 0  # rows handed to the stage
 
 
 # --- keys --------------------------------------------------------------------------------------
@@ -123,26 +137,7 @@ def exchange_keys(settings: Settings | None = None, ledger: Ledger | None = None
     return KeyStore(key_settings, home=settings.home)
 
 
-# --- the batch's payload -----------------------------------------------------------------------
-
-
-def _table(frame: Any, feed: str) -> Any:
-    """The frame as a pyarrow Table; DataError naming the column (never a value) if one will not convert."""
-    import pyarrow as pa
-
-    converting = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError)
-    try:
-        return pa.Table.from_pandas(frame, preserve_index=False)
-    except converting:
-        for column in frame.columns:
-            try:
-                pa.array(frame[column], from_pandas=True)
-            except converting:
-                raise DataError(
-                    f"column {column} holds values of mixed types and cannot be written to Parquet", feed=feed,
-                    action=f"fix the contract or the connector of {feed} so that {column} has one type",
-                ) from None
-        raise DataError("the batch cannot be written to Parquet", feed=feed) from None
+# --- the batch's READY marker ---------------------------------------------------------------
 
 
 def ready_document(*, batch_id: str, feed: str, stage: str, window: Window, rows: int, digest: str,
@@ -179,13 +174,42 @@ def _sha256(data: bytes) -> str:
 # --- delivering --------------------------------------------------------------------------------
 
 
-def deliver(ledger: Ledger, pulled: Any, *, run_id: int, started_at: datetime, backfill: bool = False,
-            keys: KeyStore | None = None, inbox: Inbox | None = None, settings: Settings | None = None,
-            logger: logging.Logger | logging.LoggerAdapter | None = None) -> Handoff:
+def check_pull(ledger: Ledger, pulled: Any, *, today: Any = None) -> Any:
+    """Check a pull against its feed's contract, with the feed's recent nightly row counts as history.
+
+    Returns a contracts.validate.Checked. A schema break (columns missing or not in the contract)
+    is a SourceSchemaError naming the columns: the feed stops and its watermark stays, so the
+    rows are pulled again once the agency or the contract is fixed.
+    """
+    from contracts import contract_path, display_path, load_contract
+    from contracts.rules import contract_rules
+    from contracts.validate import check
+
+    contract = load_contract(pulled.feed)
+    nights = max((r.params["nights"] for r in contract_rules(contract).batch_rules if r.kind == "row_count"), default=0)
+    history = ledger.row_history(pulled.feed, limit=nights) if nights else []
+    checked = check(contract, pulled.frame, history=history, today=today)
+    if checked.report["schema_break"]:
+        raise SourceSchemaError(
+            f"the batch does not match contract {contract.version}: {checked.reject_reason}", feed=pulled.feed,
+            action=f"ask the agency about the change, or update {display_path(contract_path(pulled.feed))}",
+        )
+    return checked
+
+
+def deliver(ledger: Ledger, pulled: Any, checked: Any = None, *, run_id: int, started_at: datetime,
+            backfill: bool = False, keys: KeyStore | None = None, inbox: Inbox | None = None,
+            settings: Settings | None = None, logger: logging.Logger | logging.LoggerAdapter | None = None) -> Handoff:
     """Hand one pull (a connectors.base.Pull) to its stage exactly once; see the module docstring.
 
-    Records the pull and moves the watermark in every case that ends without an error. Raises
-    HandoffPending if only the READY marker is missing at the end (the next run writes it).
+    ``checked`` is the pull checked against its contract (:func:`check_pull`; checked here if not
+    given): its valid rows go to the stage, its failing rows to the stewards' quarantine, in the
+    same steps and the same commit. A batch the contract's policy holds back goes whole to the
+    quarantine and BatchHeld is raised after the commit (the feed's run fails for the night, its
+    watermark moves: the rows are with the stewards, not lost).
+
+    Records the pull and moves the watermark in every case that ends without an error (or with
+    BatchHeld). Raises HandoffPending if only the READY marker is missing at the end.
     """
     logger = logger or log
     settings = settings or get_settings()
@@ -197,51 +221,130 @@ def deliver(ledger: Ledger, pulled: Any, *, run_id: int, started_at: datetime, b
 
     batch_id = batch_id_for(feed, window, pulled.digest)
     existing = ledger.delivery(batch_id)
-    if existing is not None and existing.status in ("delivered", "ready", "acknowledged"):
+    kept = quarantine.batches(ledger, batch_id=batch_id)
+    if (existing is not None and existing.status in ("delivered", "ready", "acknowledged")) or (existing is None and kept):
+        status = existing.status if existing is not None else ("held" if kept[0].held else "quarantined")
         with ledger.audited() as conn:
             ledger.record_pull(run_id, pulled, started_at=started_at, backfill=backfill, conn=conn)
-            ledger.audit(conn, "batch.already_delivered", batch_id, {"status": existing.status, "run_id": run_id})
-        logger.info("%s: batch %s was delivered already (%s); nothing sent again", feed, batch_id, existing.status)
-        return Handoff("already_delivered", batch_id, existing.stage, existing.parts)
+            ledger.audit(conn, "batch.already_delivered", batch_id, {"status": status, "run_id": run_id})
+        logger.info("%s: batch %s was handed over already (%s); nothing sent again", feed, batch_id, status)
+        return Handoff("already_delivered", batch_id, existing.stage if existing else None,
+                       existing.parts if existing else 0)
 
     from connectors import load_feed
-    from contracts import load_contract
 
+    checked = checked if checked is not None else check_pull(ledger, pulled)
+    held = bool(checked.rejected)
+    report = checked.report
     stage = load_feed(feed).stage
-    contract_version = load_contract(feed).version
+    contract_version = report["contract_version"]
     keys = keys or exchange_keys(settings, ledger, logger)
     inbox = inbox or inbox_for(settings.home)
-    signer_key, signer_cert = keys.exchange_signer()
-    recipients = keys.recipient_certificates(stage)
-    payloads = list(iter_parts(_table(pulled.frame, feed), settings.part_bytes))
-    parts = len(payloads)
+    store = quarantine.store_for(settings.home)
+    night = ledger.run_night(run_id)
+    kept_frame = quarantine.quarantine_frame(checked, held=held) if held or len(checked.quarantined) else None
+    outcome = "held" if held else "pulled"
+    # a batch sent again (refused, lost, abandoned after its commit) has its quarantine recorded already
+    recorded = bool(kept)
+    figures = None if backfill or held or ledger.watermark(feed) is None else _event_lag(feed, checked.valid, logger)
 
+    def seal_quarantine() -> list[PartFile]:
+        if kept_frame is None or recorded:
+            return []
+        payloads = parquet_parts(kept_frame, feed, settings.part_bytes)
+        return _seal(store, quarantine.STEWARDS, keys, payloads, batch_id=batch_id, feed=feed, window=window,
+                     digest=pulled.digest, rows=len(kept_frame), contract_version=contract_version)
+
+    def commit(conn: Any, q_files: list[PartFile]) -> int:
+        pull_id = ledger.record_pull(run_id, pulled, started_at=started_at, backfill=backfill, outcome=outcome,
+                                     conn=conn)
+        if figures is not None:
+            conn.execute(pull_figures.insert().values(pull_id=pull_id, event_lag_p50=figures[0], event_lag_p90=figures[1]))
+        if recorded:
+            return pull_id
+        quarantine.record(ledger, conn, batch_id=batch_id, feed=feed, night=night, run_id=run_id, pull_id=pull_id,
+                          window=window, digest=pulled.digest, contract_version=contract_version, checked=checked,
+                          held=held, reason=checked.reject_reason if held else None, files=q_files)
+        return pull_id
+
+    if held or len(checked.valid) == 0:  # nothing for the stage: the quarantine and the pull, one commit
+        try:
+            q_files = seal_quarantine()
+            with ledger.audited() as conn:
+                commit(conn, q_files)
+        except BaseException:
+            store.remove(quarantine.STEWARDS, batch_id)
+            raise
+        if held:
+            raise BatchHeld(
+                f"batch {batch_id} held back whole for the stewards ({len(kept_frame)} rows): {checked.reject_reason}",
+                feed=feed, action=f"a data steward decides: fundx failures show {batch_id}, "
+                                  f"then fundx failures release|reject {batch_id} --reason ...",
+            )
+        logger.warning("%s: all %d rows of batch %s failed their contract: quarantined for the stewards",
+                       feed, pulled.rows, batch_id)
+        return Handoff("quarantined", batch_id, None, 0, quarantined=len(kept_frame))
+
+    from fundx.digest import content_digest
+
+    result = _deliver(  # the stage's batch carries the digest of the rows it holds (valid, normalised)
+        ledger, feed=feed, stage=stage, batch_id=batch_id, window=window, digest=content_digest(checked.valid),
+        frame=checked.valid, contract_version=contract_version, run_id=run_id, keys=keys, inbox=inbox,
+        settings=settings, logger=logger, seal_extra=seal_quarantine, commit=commit,
+        undo_extra=None if recorded else lambda: store.remove(quarantine.STEWARDS, batch_id),
+    )
+    if kept_frame is not None:
+        logger.info("%s: %d of %d rows of batch %s failed their contract: quarantined for the stewards",
+                    feed, len(kept_frame), pulled.rows, batch_id)
+    return Handoff(result.outcome, result.batch_id, result.stage, result.parts, result.sealed_bytes, result.attempt,
+                   quarantined=0 if kept_frame is None else len(kept_frame), rows=result.rows)
+
+
+def _event_lag(feed: str, valid: Any, logger: logging.Logger | logging.LoggerAdapter) -> tuple[float, float] | None:
+    """Days from the rows' business event to now (p50, p90), for the SLA; never stops a delivery."""
+    from fundx.monitor import event_lag_days
+
+    try:
+        return event_lag_days(feed, valid, now())
+    except Exception as exc:
+        logger.warning("%s: the event latency could not be measured (%s)", feed, content_free(exc).kind)
+        return None
+
+
+def _seal(store: Inbox, stage: str, keys: KeyStore, payloads: list[bytes], *, batch_id: str, feed: str,
+          window: Window, digest: str, rows: int, contract_version: str | None,
+          after_part: Callable[[int], None] | None = None) -> list[PartFile]:
+    signer_key, signer_cert = keys.exchange_signer()
+    return seal_parts(store, stage, payloads, batch_id=batch_id, feed=feed, window=window, digest=digest, rows=rows,
+                      contract_version=contract_version, created_at=now().isoformat(), signer_key=signer_key,
+                      signer_cert=signer_cert, recipients=keys.recipient_certificates(stage), after_part=after_part)
+
+
+def _deliver(ledger: Ledger, *, feed: str, stage: str, batch_id: str, window: Window, digest: str, frame: Any,
+             contract_version: str | None, run_id: int, keys: KeyStore, inbox: Inbox, settings: Settings,
+             logger: logging.Logger | logging.LoggerAdapter, commit: Callable[[Any, list[PartFile]], int | None],
+             seal_extra: Callable[[], list[PartFile]] = list, undo_extra: Callable[[], None] | None = None) -> Handoff:
+    """Steps (a)-(d) for one batch of rows; ``commit(conn, extra_files)`` joins step (c)'s transaction
+    (and returns the pull id it recorded, if any); ``seal_extra`` writes other sealed files in step (b)."""
+    rows = len(frame)
+    keys.exchange_signer(), keys.recipient_certificates(stage)  # missing keys fail before (a), not after it
+    payloads = parquet_parts(frame, feed, settings.part_bytes)
     attempt = ledger.begin_delivery(  # (a)
-        batch_id=batch_id, feed=feed, stage=stage, window=window, digest=pulled.digest, rows=pulled.rows,
-        parts=parts, contract_version=contract_version, run_id=run_id,
+        batch_id=batch_id, feed=feed, stage=stage, window=window, digest=digest, rows=rows,
+        parts=len(payloads), contract_version=contract_version, run_id=run_id,
     )
     committing = False
     try:
         inbox.remove(stage, batch_id)  # what an earlier, abandoned attempt may have left
-        files: list[PartFile] = []
-        created = now().isoformat()
-        for number in range(1, parts + 1):  # (b)
-            manifest = Manifest(
-                batch_id=batch_id, feed=feed, window_start=window.start.astimezone(SHANGHAI).isoformat(),
-                window_end=window.end.astimezone(SHANGHAI).isoformat(), part=number, parts=parts,
-                rows=pulled.rows, content_digest=pulled.digest, contract_version=contract_version,
-                recipient=stage, created_at=created,
-            )
-            files.append(inbox.write_part(stage, batch_id, part_name(number, parts), payloads[number - 1], manifest,
-                                          signer_key=signer_key, signer_cert=signer_cert, recipients=recipients))
-            payloads[number - 1] = b""  # sealed: let the plaintext part go
-            if number == 1:
-                _test_kill_point("after_seal")
+        extra = seal_extra()  # (b)
+        files = _seal(inbox, stage, keys, payloads, batch_id=batch_id, feed=feed, window=window, digest=digest,
+                      rows=rows, contract_version=contract_version,
+                      after_part=lambda n: _test_kill_point("after_seal") if n == 1 else None)
         _test_kill_point("after_write")
         sealed_bytes = sum(f.bytes for f in files)
         committing = True
-        with ledger.audited() as conn:  # (c) delivery + pull + watermark, one commit
-            pull_id = ledger.record_pull(run_id, pulled, started_at=started_at, backfill=backfill, conn=conn)
+        with ledger.audited() as conn:  # (c) delivery + pull + watermark (+ quarantine or release), one commit
+            pull_id = commit(conn, extra)
             ledger.mark_delivered(conn, batch_id, attempt=attempt, pull_id=pull_id, sealed_bytes=sealed_bytes)
             _test_kill_point("before_commit")
     except BaseException as exc:
@@ -249,6 +352,8 @@ def deliver(ledger: Ledger, pulled: Any, *, run_id: int, started_at: datetime, b
             # Nothing the stage can see exists yet, and the watermark has not moved: undo what is on disk.
             # If the failure came from the commit itself its outcome is unknown: the next run's recovery decides.
             _abandon(ledger, inbox, stage, batch_id, exc, logger)
+            if undo_extra is not None:
+                undo_extra()
         raise
     _test_kill_point("after_commit")
     try:
@@ -265,8 +370,8 @@ def deliver(ledger: Ledger, pulled: Any, *, run_id: int, started_at: datetime, b
             f"({content_free(exc).kind}); the next run of {feed} writes it", feed=feed,
         ) from None
     logger.info("%s: batch %s handed to %s: %d rows in %d sealed parts, %d bytes (attempt %d)",
-                feed, batch_id, stage, pulled.rows, parts, sealed_bytes, attempt)
-    return Handoff("delivered", batch_id, stage, parts, sealed_bytes, attempt)
+                feed, batch_id, stage, rows, len(files), sealed_bytes, attempt)
+    return Handoff("delivered", batch_id, stage, len(files), sealed_bytes, attempt, rows=rows)
 
 
 def _abandon(ledger: Ledger, inbox: Inbox, stage: str, batch_id: str, error: BaseException,
@@ -294,6 +399,12 @@ def recover(ledger: Ledger, feed: str, *, inbox: Inbox | None = None, keys: KeyS
     settings = get_settings()
     inbox = inbox or inbox_for(settings.home)
     done: list[str] = []
+    store = quarantine.store_for(settings.home)
+    for orphan in quarantine.orphans(store, ledger, feed):  # quarantined rows of a run stopped before its commit
+        store.remove(quarantine.STEWARDS, orphan)
+        logger.warning("%s: removed the quarantine of batch %s, whose run stopped before recording it; "
+                       "its rows are pulled again", feed, orphan)
+        done.append(f"{orphan}: quarantine removed")
     for d in ledger.deliveries(feed, status=("sealing", "delivered")):
         if d.status == "sealing":  # crash before (c): the stage never saw it, the watermark never moved
             inbox.remove(d.stage, d.batch_id)
@@ -372,6 +483,66 @@ class FeedRun:
     digest: str
     handoff: Handoff
     recovered: tuple[str, ...] = ()
+    valid: int = 0
+    quarantined: int = 0
+    released: tuple[Handoff, ...] = ()  # batches of rows the stewards released, delivered by this run
+    report: dict[str, Any] | None = None  # the contract check's report: counts per rule, no values
+
+
+def _validate(ledger: Ledger, pulled: Any) -> Any:
+    return check_pull(ledger, pulled)
+
+
+def deliver_releases(ledger: Ledger, feed: str, *, run_id: int, keys: KeyStore | None = None,
+                     inbox: Inbox | None = None, settings: Settings | None = None,
+                     logger: logging.Logger | logging.LoggerAdapter | None = None) -> list[Handoff]:
+    """Hand the rows the stewards released (and not yet delivered) to the feed's stage, exactly once.
+
+    Each release goes as a batch of its own, ``<quarantined batch>-r<decision>``, through the same
+    steps (a)-(d) as a pulled batch; the release is marked delivered in step (c)'s commit.
+    """
+    pending = quarantine.pending_releases(ledger, feed)
+    if not pending:
+        return []
+    from connectors import load_feed
+    from fundx.digest import content_digest
+
+    logger = logger or log
+    settings = settings or get_settings()
+    keys = keys or exchange_keys(settings, ledger, logger)
+    inbox = inbox or inbox_for(settings.home)
+    stage = load_feed(feed).stage
+    done = []
+    for decision in pending:
+        source = quarantine.batch(ledger, decision.batch_id)
+        frame = quarantine.released_rows(ledger, decision, keys=keys, home=settings.home)
+        batch_id = decision.release_batch_id
+
+        def commit(conn: Any, _extra: list[PartFile], decision=decision, batch_id=batch_id) -> None:
+            quarantine.mark_release_delivered(ledger, conn, decision, batch_id)
+            return None
+
+        done.append(_deliver(
+            ledger, feed=feed, stage=stage, batch_id=batch_id, window=source.window, digest=content_digest(frame),
+            frame=frame, contract_version=source.contract_version, run_id=run_id, keys=keys, inbox=inbox,
+            settings=settings, logger=logger, commit=commit,
+        ))
+        logger.info("%s: %d rows released by the stewards (decision %d) handed to %s as batch %s",
+                    feed, len(frame), decision.id, stage, batch_id)
+    return done
+
+
+def write_report(ledger: Ledger, run_id: int, checked: Any,
+                 logger: logging.Logger | logging.LoggerAdapter | None = None) -> Path | None:
+    """The feed's page of the night's Data Docs (FUNDX_HOME/reports/<night>/); a failure is only logged."""
+    from contracts.docs import write_feed_report
+
+    try:
+        return write_feed_report(get_settings().home / "reports" / ledger.run_night(run_id), checked)
+    except Exception as exc:  # the report must never stop a feed's delivery
+        (logger or log).error("%s: the validation report could not be written (%s)", checked.feed,
+                              content_free(exc).kind)
+        return None
 
 
 def plan_window(ledger: Ledger, feed: str, start: str | None, end: str | None) -> tuple[Window, bool]:
@@ -397,18 +568,25 @@ def run_feed(
     end: str | None = None,
     ledger: Ledger | None = None,
     pull: Callable[[str, Window], Any] | None = None,
+    validate: Callable[[Ledger, Any], Any] | None = None,
     handoff: Callable[..., Handoff] | None = None,
+    release: Callable[..., list[Handoff]] | None = None,
     logger: logging.Logger | logging.LoggerAdapter | None = None,
 ) -> FeedRun:
-    """One feed: lock it, recover interrupted deliveries, pull its window, hand the batch to its stage.
+    """One feed: lock it, recover interrupted deliveries, deliver what the stewards released, pull
+    its window, check the batch against its contract, hand the valid rows to its stage and the
+    failing ones to the stewards' quarantine.
 
-    ``pull`` and ``handoff`` default to the plain functions; the Prefect flow passes its tasks.
-    A failure is recorded in the ledger (type and content-free message) and raised as a fundx error.
+    ``pull``, ``validate``, ``handoff`` and ``release`` default to the plain functions; the Prefect
+    flow passes its tasks. A failure is recorded in the ledger (type and content-free message) and
+    raised as a fundx error; a batch held back whole raises BatchHeld after it is recorded.
     """
     logger = logger or log
     ledger = ledger or Ledger.from_settings()
     pull = pull or _extract
+    validate = validate or _validate
     handoff = handoff or deliver
+    release = release or deliver_releases
     own_run = run_id is None
     if own_run:
         run_id = ledger.start_run("backfill" if start else "feed", night_of(now()))
@@ -419,16 +597,21 @@ def run_feed(
     try:
         with ledger.feed_lock(feed):
             recovered = recover(ledger, feed, logger=logger)
+            released = tuple(release(ledger, feed, run_id=run_id, logger=logger))
             window, backfill = plan_window(ledger, feed, start, end)
             if backfill:
                 ledger.log_event("backfill.requested", feed, {"window": [window.start.isoformat(), window.end.isoformat()],
                                                               "run_id": run_id})
             logger.info("%s: pulling %s%s", feed, window, " (backfill)" if backfill else "")
             pulled = pull(feed, window)
-            result = handoff(ledger, pulled, run_id=run_id, started_at=started, backfill=backfill, logger=logger)
+            checked = validate(ledger, pulled) if pulled.rows else None
+            if checked is not None:
+                write_report(ledger, run_id, checked, logger)
+            result = handoff(ledger, pulled, checked, run_id=run_id, started_at=started, backfill=backfill,
+                             logger=logger)
     except BaseException as exc:
         error = content_free(exc)
-        if not isinstance(error, HandoffPending):  # a pending READY was recorded as pulled already
+        if not isinstance(error, (HandoffPending, BatchHeld)):  # their pull is recorded already
             failed_window = window or Window(started, started)
             ledger.record_failure(run_id, feed, failed_window, error, started_at=started, backfill=backfill)
         if own_run:
@@ -441,8 +624,10 @@ def run_feed(
         ledger.finish_run(run_id, feeds=1, failed=0)
     logger.info("%s: %d rows, %d bytes, %d pages, %d retries in %.1f s, %s; %s", feed, pulled.rows, pulled.bytes,
                 pulled.pages, pulled.retries, pulled.duration_s, pulled.digest, result.outcome.replace("_", " "))
+    report = checked.report if checked is not None else None
     return FeedRun(feed, window, pulled.rows, pulled.bytes, pulled.pages, pulled.retries, pulled.duration_s,
-                   pulled.digest, result, tuple(recovered))
+                   pulled.digest, result, tuple(recovered), valid=report["valid"] if report else 0,
+                   quarantined=result.quarantined, released=released, report=report)
 
 
 # --- acknowledgements ----------------------------------------------------------------------------

@@ -15,14 +15,15 @@ import hashlib
 import os
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from fundx.errors import ConfigurationError
+from fundx.errors import ConfigurationError, DataError
 from fundx.keys import Certificate, PrivateKey, fsync_dir, write_file_atomic
-from fundx.seal import Manifest, seal_to_file
+from fundx.seal import Manifest, iter_parts, seal_to_file
+from fundx.timeutil import SHANGHAI, Window
 
 READY = "READY"
 PART_SUFFIX = ".p7m"
@@ -147,6 +148,55 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def arrow_table(frame: Any, feed: str) -> Any:
+    """The frame as a pyarrow Table; DataError naming the column (never a value) if one will not convert."""
+    import pyarrow as pa
+
+    converting = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError)
+    try:
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    except converting:
+        for column in frame.columns:
+            try:
+                pa.array(frame[column], from_pandas=True)
+            except converting:
+                raise DataError(
+                    f"column {column} holds values of mixed types and cannot be written to Parquet", feed=feed,
+                    action=f"fix the contract or the connector of {feed} so that {column} has one type",
+                ) from None
+        raise DataError("the batch cannot be written to Parquet", feed=feed) from None
+
+
+def parquet_parts(frame: Any, feed: str, part_bytes: int) -> list[bytes]:
+    """The frame as Parquet files of at most ``part_bytes`` each (see fundx.seal.iter_parts)."""
+    return list(iter_parts(arrow_table(frame, feed), part_bytes))
+
+
+def seal_parts(inbox: Inbox, stage: str, payloads: list[bytes], *, batch_id: str, feed: str, window: Window,
+               digest: str, rows: int, contract_version: str | None, created_at: str, signer_key: PrivateKey,
+               signer_cert: Certificate, recipients: Sequence[Certificate],
+               after_part: Callable[[int], None] | None = None) -> list[PartFile]:
+    """Seal Parquet parts into ``<stage>/<batch_id>/``, each with the batch's manifest.
+
+    Each part is signed, encrypted to every recipient and written atomically; its plaintext is
+    dropped from ``payloads`` as soon as it is sealed.
+    """
+    parts = len(payloads)
+    files: list[PartFile] = []
+    for number in range(1, parts + 1):
+        manifest = Manifest(
+            batch_id=batch_id, feed=feed, window_start=window.start.astimezone(SHANGHAI).isoformat(),
+            window_end=window.end.astimezone(SHANGHAI).isoformat(), part=number, parts=parts, rows=rows,
+            content_digest=digest, contract_version=contract_version, recipient=stage, created_at=created_at,
+        )
+        files.append(inbox.write_part(stage, batch_id, part_name(number, parts), payloads[number - 1], manifest,
+                                      signer_key=signer_key, signer_cert=signer_cert, recipients=recipients))
+        payloads[number - 1] = b""
+        if after_part is not None:
+            after_part(number)
+    return files
 
 
 def inbox_for(home: Path) -> Inbox:

@@ -83,7 +83,7 @@ pulls = sa.Table(
     sa.Column("started_at", UTCDateTime, nullable=False),
     sa.Column("ended_at", UTCDateTime, nullable=False),
     sa.Column("duration_s", sa.Float, nullable=False),
-    sa.Column("outcome", sa.String(16), nullable=False),  # pulled | failed
+    sa.Column("outcome", sa.String(16), nullable=False),  # pulled | held (the whole batch went to the stewards) | failed
     sa.Column("rows", sa.BigInteger),
     sa.Column("bytes", sa.BigInteger),
     sa.Column("pages", sa.Integer),
@@ -155,6 +155,95 @@ acks = sa.Table(
     sa.Column("applied", sa.Boolean, nullable=False),  # whether it settled a delivery awaiting it
     sa.Column("recorded_at", UTCDateTime, nullable=False),
     sa.UniqueConstraint("stage", "file", name="uq_acks_stage_file"),
+)
+
+quarantines = sa.Table(
+    "quarantines",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("batch_id", sa.String(200), nullable=False, unique=True),  # the pulled batch's id
+    sa.Column("feed", sa.String(128), nullable=False),
+    sa.Column("night", sa.String(10), nullable=False),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("pull_id", sa.Integer, sa.ForeignKey("pulls.id")),
+    sa.Column("window_start", UTCDateTime, nullable=False),
+    sa.Column("window_end", UTCDateTime, nullable=False),
+    sa.Column("digest", sa.String(80), nullable=False),
+    sa.Column("contract_version", sa.String(32)),
+    sa.Column("pulled", sa.BigInteger, nullable=False),
+    sa.Column("valid", sa.BigInteger, nullable=False),
+    sa.Column("quarantined", sa.BigInteger, nullable=False),  # rows kept for the stewards (all, if held)
+    sa.Column("held", sa.Boolean, nullable=False),  # the whole batch was held back by the batch policy
+    sa.Column("reason", sa.Text),  # why it was held (rule ids and figures; no values)
+    sa.Column("parts", sa.Integer, nullable=False),
+    sa.Column("bytes", sa.BigInteger, nullable=False),  # sealed, all parts
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_quarantines_feed_night", "feed", "night"),
+)
+
+rule_failures = sa.Table(
+    "rule_failures",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("batch_id", sa.String(200), nullable=False),
+    sa.Column("feed", sa.String(128), nullable=False),
+    sa.Column("night", sa.String(10), nullable=False),
+    sa.Column("rule", sa.String(128), nullable=False),
+    sa.Column("failed", sa.BigInteger, nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=False),  # rows checked
+    sa.UniqueConstraint("batch_id", "rule", name="uq_rule_failures_batch_rule"),
+    sa.Index("ix_rule_failures_feed_night", "feed", "night"),
+)
+
+decisions = sa.Table(
+    "decisions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("batch_id", sa.String(200), nullable=False),  # the quarantined batch
+    sa.Column("feed", sa.String(128), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),  # release | reject
+    sa.Column("rows_json", sa.Text, nullable=False),  # JSON list of quarantine row numbers (1-based)
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("rule", sa.String(128)),  # the rule the rows were chosen by, if any
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("actor", sa.String(64), nullable=False),
+    sa.Column("decided_at", UTCDateTime, nullable=False),
+    # release: pending -> delivered (with the next handoff of the feed); reject: done
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("delivered_batch_id", sa.String(220)),
+    sa.Column("delivered_at", UTCDateTime),
+    sa.Index("ix_decisions_batch", "batch_id"),
+    sa.Index("ix_decisions_feed_status", "feed", "status"),
+)
+
+pull_figures = sa.Table(
+    "pull_figures",
+    metadata,
+    sa.Column("pull_id", sa.Integer, sa.ForeignKey("pulls.id"), primary_key=True, autoincrement=False),
+    # days from the business event (death date, admission, settlement) to arrival, over the valid rows
+    sa.Column("event_lag_p50", sa.Float),
+    sa.Column("event_lag_p90", sa.Float),
+)
+
+breaches = sa.Table(
+    "breaches",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("night", sa.String(10), nullable=False),
+    sa.Column("feed", sa.String(128), nullable=False),  # "" for the night itself (night_slow)
+    sa.Column("rule", sa.String(32), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("expected", sa.Text, nullable=False),
+    sa.Column("observed", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # open | recovered
+    sa.Column("opened_at", UTCDateTime, nullable=False),
+    sa.Column("notified_at", UTCDateTime),  # a channel accepted the breach's notice
+    sa.Column("recovered_on", sa.String(10)),  # the night whose evaluation met the rule again
+    sa.Column("recovered_observed", sa.Text),
+    sa.Column("recovered_at", UTCDateTime),
+    sa.Column("recovery_notified_at", UTCDateTime),
+    sa.UniqueConstraint("night", "feed", "rule", name="uq_breaches_night_feed_rule"),
+    sa.Index("ix_breaches_status", "status"),
 )
 
 audit = sa.Table(
@@ -428,9 +517,13 @@ class Ledger:
         started_at: datetime,
         backfill: bool = False,
         move_watermark: bool = True,
+        outcome: str = "pulled",
         conn: Connection | None = None,
     ) -> int:
         """Record a completed pull and, in the same transaction, move the feed's watermark.
+
+        ``outcome`` is ``pulled``, or ``held`` when the batch policy held the whole batch back for
+        the stewards (its rows are in the quarantine, so the watermark moves all the same).
 
         The watermark becomes max(current, window end): a backfill of an old window never moves it
         backwards. ``pull`` is a connectors.base.Pull (duck-typed to keep this module light).
@@ -440,12 +533,12 @@ class Ledger:
         if conn is None:
             with self.audited() as own:
                 return self.record_pull(run_id, pull, started_at=started_at, backfill=backfill,
-                                        move_watermark=move_watermark, conn=own)
+                                        move_watermark=move_watermark, outcome=outcome, conn=own)
         pull_id = conn.execute(
             pulls.insert().values(
                 run_id=run_id, feed=pull.feed, window_start=pull.window.start,
                 window_end=pull.window.end, backfill=backfill, started_at=started_at,
-                ended_at=_now(), duration_s=pull.duration_s, outcome="pulled", rows=pull.rows,
+                ended_at=_now(), duration_s=pull.duration_s, outcome=outcome, rows=pull.rows,
                 bytes=pull.bytes, pages=pull.pages, retries=pull.retries, digest=pull.digest,
             )
         ).inserted_primary_key[0]
@@ -453,9 +546,32 @@ class Ledger:
             self._advance(conn, pull.feed, pull.window.end, pull_id)
         self.audit(conn, "pull.recorded", pull.feed, {
             "pull_id": pull_id, "run_id": run_id, "window": _window_text(pull.window), "rows": pull.rows,
-            "digest": pull.digest, "backfill": backfill, "watermark_moved": move_watermark,
+            "digest": pull.digest, "backfill": backfill, "watermark_moved": move_watermark, "outcome": outcome,
         })
         return pull_id
+
+    def row_history(self, feed: str, *, limit: int, min_hours: float = 12.0) -> list[int]:
+        """Row counts of the feed's recent nightly batches, oldest first (for the row-count rule).
+
+        Only whole nights' batches count: completed pulls (``pulled`` or ``held``) that brought rows,
+        were not backfills and whose window spans at least ``min_hours`` — a rerun an hour later is
+        not a night, and the empty nights of a weekly or monthly feed are not batches.
+        """
+        query = (
+            sa.select(pulls.c.rows, pulls.c.window_start, pulls.c.window_end)
+            .where(pulls.c.feed == feed, pulls.c.outcome.in_(("pulled", "held")), pulls.c.backfill.is_(False))
+            .order_by(pulls.c.id.desc())
+            .limit(limit * 4)
+        )
+        with self.engine.connect() as conn:
+            rows = [r.rows for r in conn.execute(query)
+                    if (r.window_end - r.window_start).total_seconds() >= min_hours * 3600 and r.rows]
+        return [int(n) for n in reversed(rows[:limit])]
+
+    def run_night(self, run_id: int) -> str:
+        """The night (YYYY-MM-DD) a run belongs to."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(runs.c.night).where(runs.c.id == run_id)).scalar_one()
 
     def record_failure(
         self,
@@ -524,7 +640,7 @@ class Ledger:
         """Per feed: successful pulls, failed pulls and rows pulled in all."""
         query = sa.select(
             pulls.c.feed,
-            sa.func.sum(sa.case((pulls.c.outcome == "pulled", 1), else_=0)).label("pulled"),
+            sa.func.sum(sa.case((pulls.c.outcome.in_(("pulled", "held")), 1), else_=0)).label("pulled"),
             sa.func.sum(sa.case((pulls.c.outcome == "failed", 1), else_=0)).label("failed"),
             sa.func.coalesce(sa.func.sum(pulls.c.rows), 0).label("rows"),
         ).group_by(pulls.c.feed)
@@ -587,8 +703,10 @@ class Ledger:
             })
             return attempt
 
-    def mark_delivered(self, conn: Connection, batch_id: str, *, attempt: int, pull_id: int, sealed_bytes: int) -> None:
-        """Step (c), inside the caller's audited transaction: every part is written; the pull is recorded."""
+    def mark_delivered(self, conn: Connection, batch_id: str, *, attempt: int, pull_id: int | None,
+                       sealed_bytes: int) -> None:
+        """Step (c), inside the caller's audited transaction: every part is written; the pull is recorded
+        (``pull_id`` None: a release of quarantined rows, which has no pull of its own)."""
         done = conn.execute(
             deliveries.update()
             .where(deliveries.c.batch_id == batch_id, deliveries.c.status == "sealing", deliveries.c.attempts == attempt)

@@ -98,3 +98,21 @@ def test_a_feed_is_held_by_one_run_at_a_time(ledger):
             pass
     finally:
         other.dispose()
+
+
+def test_row_history_counts_whole_nights_batches_only(ledger):
+    run = ledger.start_run("night", "2026-11-01")
+    day = timedelta(days=1)
+    start = aware("2026-11-01T01:30:00+08:00")
+    for n, rows in enumerate([40, 0, 50, 60]):  # an empty night of a monthly feed is not a batch
+        window = Window(start + n * day, start + (n + 1) * day)
+        ledger.record_pull(run, FakePull("justice.prisoners", window, rows=rows), started_at=window.end)
+    rerun = Window(start + 4 * day, start + 4 * day + timedelta(hours=1))  # a rerun an hour later
+    ledger.record_pull(run, FakePull("justice.prisoners", rerun, rows=5), started_at=rerun.end)
+    old = Window(aware("2025-01-01"), aware("2025-06-01"))
+    ledger.record_pull(run, FakePull("justice.prisoners", old, rows=900), started_at=old.end, backfill=True)
+    held = Window(start + 5 * day, start + 6 * day)
+    ledger.record_pull(run, FakePull("justice.prisoners", held, rows=70), started_at=held.end, outcome="held")
+    assert ledger.row_history("justice.prisoners", limit=12) == [40, 50, 60, 70]
+    assert ledger.row_history("justice.prisoners", limit=2) == [60, 70]
+    assert ledger.row_history("police.deaths", limit=12) == []

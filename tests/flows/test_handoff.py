@@ -25,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from killing import run_until_killed
 
 from fundx.digest import content_digest
 from fundx.errors import FeedBusy
@@ -33,7 +34,6 @@ from fundx.inbox import LocalInbox, part_name
 from fundx.keys import KeySettings, KeyStore, issue_certificate, make_ca, new_private_key
 from fundx.ledger import Ledger
 from fundx.seal import Manifest, open_sealed
-from fundx.settings import reload_settings
 from fundx.stage import Stage
 from fundx.timeutil import UTC, Window, aware
 
@@ -52,24 +52,18 @@ def sandbox(run_dir):
         yield sb
 
 
-@pytest.fixture
-def home(sandbox, keys_dir, monkeypatch, tmp_path) -> Path:
-    """An exchange home and ledger of this test's own; the run's PKI; parts of at most 64 KiB."""
-    for key, value in sandbox.env.items():
-        monkeypatch.setenv(key, value)
-    home = tmp_path / "home"
-    monkeypatch.setenv("FUNDX_HOME", str(home))
-    monkeypatch.delenv("FUNDX_LEDGER_URL", raising=False)
-    monkeypatch.setenv("FUNDX_KEYS_DIR", str(keys_dir))
-    monkeypatch.setenv("FUNDX_PART_BYTES", str(64 * 1024))
-    monkeypatch.delenv("FUNDX_TEST_KILL_AT", raising=False)
-    reload_settings()
-    yield home
-    reload_settings()
-
-
 def _expected(sandbox, feed: str) -> pd.DataFrame:
     return sandbox.expected(feed, aware("2020-01-01"), aware(END))
+
+
+def _quarantined_keys(batch_id: str | None, key: str) -> set[str]:
+    """The keys of the rows of a batch that went to the stewards' quarantine (opened with their key)."""
+    from fundx import quarantine
+
+    ledger = Ledger.from_settings()
+    if not batch_id or not quarantine.batches(ledger, batch_id=batch_id):
+        return set()
+    return set(quarantine.read_rows(ledger, batch_id)[key])
 
 
 def _received_rows(home: Path, stage: str, keys: KeyStore) -> pd.DataFrame:
@@ -96,7 +90,7 @@ def test_the_readme_openssl_commands_turn_inbox_parts_back_into_the_pulled_rows(
     assert done.handoff.outcome == "delivered" and done.handoff.stage == STAGE and done.handoff.parts >= 3
     batch = home / "inboxes" / STAGE / done.handoff.batch_id
     ready = json.loads((batch / "READY").read_text())
-    assert ready["parts"] == done.handoff.parts and ready["rows"] == done.rows
+    assert ready["parts"] == done.handoff.parts and ready["rows"] == done.valid == done.rows - done.quarantined
     tables = []
     for entry in ready["files"]:
         part = batch / entry["name"]
@@ -111,9 +105,11 @@ def test_the_readme_openssl_commands_turn_inbox_parts_back_into_the_pulled_rows(
         tables.append(pq.read_table(tmp_path / "part.parquet"))
     rows = pa.concat_tables(tables).to_pandas()
     expected = _expected(sandbox, FEED)
-    assert content_digest(rows) == done.digest  # exactly the pulled rows, whatever their order
-    assert len(rows) == len(expected) and rows["bill_id"].is_unique
-    assert set(rows["bill_id"]) == set(expected["bill_id"])
+    assert content_digest(rows) == ready["content_digest"]  # exactly the rows READY names, whatever their order
+    assert len(rows) == done.valid and rows["bill_id"].is_unique
+    kept = _quarantined_keys(done.handoff.batch_id, "bill_id")
+    assert len(kept) == done.quarantined and not kept & set(rows["bill_id"])
+    assert set(rows["bill_id"]) | kept == set(expected["bill_id"])  # every pulled row: delivered or quarantined
 
 
 # --- a night's handoff, acknowledged; reruns deliver nothing twice --------------------------------
@@ -131,7 +127,7 @@ def test_deliveries_are_acknowledged_and_reruns_backfills_and_empty_pulls_delive
     assert later.handoff.outcome == "empty" and ledger.watermark(FEED) == aware("2026-12-01T00:00:00+08:00")
 
     (receipt,) = Stage(STAGE).receive()
-    assert (receipt.outcome, receipt.folder, receipt.rows) == ("received", first.handoff.batch_id, first.rows)
+    assert (receipt.outcome, receipt.folder, receipt.rows) == ("received", first.handoff.batch_id, first.valid)
     assert Stage(STAGE).receive() == []  # nothing new
     answers = record_acks()
     assert (answers.received, answers.refused, answers.invalid, answers.settled) == (1, 0, 0, 1)
@@ -142,7 +138,7 @@ def test_deliveries_are_acknowledged_and_reruns_backfills_and_empty_pulls_delive
         "refusals": 0}
     assert not any((home / "inboxes" / STAGE).iterdir())  # taken by the stage, still sealed in received/
     rows = _received_rows(home, STAGE, _store())
-    assert content_digest(rows) == first.digest
+    assert content_digest(rows) == delivery.digest
     assert ledger.verify_audit().ok
 
 
@@ -220,7 +216,7 @@ def test_a_tampered_byte_is_refused_and_a_backfill_delivers_the_batch_again(sand
     record_acks()
     (delivery,) = ledger.deliveries(DEATHS)
     assert (delivery.status, delivery.attempts) == ("acknowledged", 2)
-    assert len(_received_rows(home, DEATHS_STAGE, _store())) == len(_expected(sandbox, DEATHS))
+    assert len(_received_rows(home, DEATHS_STAGE, _store())) == len(_expected(sandbox, DEATHS)) - done.quarantined
 
 
 def test_a_batch_put_into_another_stages_inbox_is_refused_there(home):
@@ -327,7 +323,7 @@ def test_an_answer_signed_by_another_stage_is_recorded_invalid_and_settles_nothi
     done = run_feed(DEATHS, end=END)
     ready = (home / "inboxes" / DEATHS_STAGE / done.handoff.batch_id / "READY").read_bytes()
     forged = {"format": "fundx.ack/1", "stage": DEATHS_STAGE, "batch_id": done.handoff.batch_id,
-              "outcome": "received", "rows": done.rows, "parts": 1, "feed": DEATHS, "content_digest": done.digest,
+              "outcome": "received", "rows": done.valid, "parts": 1, "feed": DEATHS, "content_digest": done.digest,
               "ready_sha256": hashlib.sha256(ready).hexdigest(), "reason": None,
               "at": "2026-11-23T02:00:00+00:00"}
     key, cert = _store().stage_signer("custody_matching")  # a real stage's key, speaking for another stage
@@ -362,39 +358,9 @@ def test_an_interrupted_receive_is_finished_by_the_next(home, monkeypatch):
 
 # --- SIGKILL at each point of the handoff --------------------------------------------------------
 
-CHILD = "import sys; from fundx.handoff import run_feed; run_feed(sys.argv[1], end=sys.argv[2])"
-
-
-def _run_until_killed(point: str, home: Path) -> None:
-    env = {**os.environ, "FUNDX_TEST_KILL_AT": point}
-    with open(home.parent / f"child-{point}.log", "wb") as log:
-        child = subprocess.Popen([sys.executable, "-c", CHILD, FEED, END], cwd=ROOT, env=env,
-                                 stdout=subprocess.PIPE, stderr=log)
-        marker, seen = f"fundx-test-kill-point {point}".encode(), b""
-        selector = selectors.DefaultSelector()
-        selector.register(child.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + 90
-        try:
-            while marker not in seen:
-                if time.monotonic() > deadline or not selector.select(timeout=deadline - time.monotonic()):
-                    raise AssertionError(f"the child never reached {point}")
-                chunk = os.read(child.stdout.fileno(), 4096)
-                if not chunk:
-                    raise AssertionError(f"the child ended before {point}: {(home.parent / f'child-{point}.log').read_text()[-2000:]}")
-                seen += chunk
-            child.send_signal(signal.SIGKILL)  # the real thing: no cleanup, no finally, no atexit
-        finally:
-            if child.poll() is None and marker not in seen:
-                child.kill()
-            child.wait(timeout=30)
-            selector.close()
-            child.stdout.close()
-    assert child.returncode == -signal.SIGKILL
-
-
 @pytest.mark.parametrize("point", KILL_POINTS)
 def test_sigkill_at_each_point_then_a_rerun_delivers_every_row_exactly_once(sandbox, home, point):
-    _run_until_killed(point, home)
+    run_until_killed(point, home, FEED, END)
     ledger = Ledger.from_settings()
     (killed,) = ledger.deliveries(FEED)
     committed = point in ("after_commit", "after_ready")
@@ -407,23 +373,32 @@ def test_sigkill_at_each_point_then_a_rerun_delivers_every_row_exactly_once(sand
     if early:
         assert record_acks().waiting == 1  # its answer waits until the ledger has marked READY too
 
+    sealed_quarantine = (home / "quarantine" / "stewards" / killed.batch_id).is_dir()
     rerun = run_feed(FEED, end=END)
-    assert rerun.recovered == (f"{killed.batch_id}: {'ready' if committed else 'abandoned'}",)
+    # a quarantine sealed before the commit is no one's: removed, and written again by the rerun
+    removed = (f"{killed.batch_id}: quarantine removed",) if sealed_quarantine and not committed else ()
+    assert rerun.recovered == (*removed, f"{killed.batch_id}: {'ready' if committed else 'abandoned'}")
     assert rerun.handoff.outcome == ("empty" if committed else "delivered")
     late = Stage(STAGE).receive()
     assert [r.outcome for r in late] == ([] if early else ["received"])
     record_acks()
 
     (delivery,) = ledger.deliveries(FEED)  # one batch for the window, whatever happened
-    assert delivery.batch_id == batch_id_for(FEED, Window(aware("2020-01-01"), aware(END)), delivery.digest)
-    assert delivery.status == "acknowledged" and delivery.attempts == (1 if committed else 2)
     pulled = [p for p in ledger.pulls(FEED) if p.outcome == "pulled" and p.rows]
-    assert len(pulled) == 1 and pulled[0].digest == delivery.digest
+    assert len(pulled) == 1
+    assert delivery.batch_id == batch_id_for(FEED, Window(aware("2020-01-01"), aware(END)), pulled[0].digest)
+    assert delivery.status == "acknowledged" and delivery.attempts == (1 if committed else 2)
     rows = _received_rows(home, STAGE, _store())
     expected = _expected(sandbox, FEED)
-    assert len(rows) == len(expected) and rows["bill_id"].is_unique  # every row, none twice
-    assert set(rows["bill_id"]) == set(expected["bill_id"])
+    kept = _quarantined_keys(delivery.batch_id, "bill_id")
+    assert len(rows) + len(kept) == len(expected) and rows["bill_id"].is_unique  # every row, none twice
+    assert set(rows["bill_id"]) | kept == set(expected["bill_id"]) and not kept & set(rows["bill_id"])
     assert content_digest(rows) == delivery.digest
+    from fundx import quarantine  # and the quarantine: recorded once, no folder left by the killed run
+
+    folder = home / "quarantine" / "stewards"
+    on_disk = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    assert on_disk == sorted(q.batch_id for q in quarantine.batches(ledger))
     assert ledger.verify_audit().ok
 
 

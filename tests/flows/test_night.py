@@ -92,6 +92,7 @@ def test_a_night_pulls_every_feed_and_a_rerun_pulls_nothing_new(sandbox, night_e
     for feed, outcome in outcomes.items():
         assert outcome.outcome == "pulled", feed
         assert outcome.rows == _expected(sandbox, feed) > 0, feed
+        assert outcome.valid + outcome.quarantined == outcome.rows and outcome.valid > 0, feed
         assert outcome.digest.startswith("sha256:")
         assert (outcome.handoff, outcome.stage, outcome.parts) == ("delivered", STAGES[feed], 1), feed
     marks = night_env.watermarks()
@@ -110,7 +111,7 @@ def test_a_night_pulls_every_feed_and_a_rerun_pulls_nothing_new(sandbox, night_e
     counts = night_env.delivery_counts()
     for feed in FEEDS:
         assert counts[feed]["delivered"] == counts[feed]["acknowledged"] == 1, feed
-        assert counts[feed]["rows"] == _expected(sandbox, feed) and counts[feed]["refused"] == 0, feed
+        assert counts[feed]["rows"] == outcomes[feed].valid and counts[feed]["refused"] == 0, feed
     assert len(night_env.ack_records(outcome="received")) == 6
 
     again = nightly_exchange(end=END)
@@ -119,6 +120,55 @@ def test_a_night_pulls_every_feed_and_a_rerun_pulls_nothing_new(sandbox, night_e
     assert len(night_env.deliveries()) == 6 and _receive_everything() == {s: [] for s in received}
     _watermarks_moved_only_with_deliveries(night_env)
     assert night_env.verify_audit().ok
+    _reports_and_artifacts(home, night_env, outcomes)
+    _quarantine_is_what_the_generator_planted(sandbox, night_env)
+
+
+def _reports_and_artifacts(home: Path, ledger: Ledger, outcomes: dict) -> None:
+    """The night's Data Docs page per feed, its counts in the ledger, and a table artifact per feed."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from fundx import quarantine
+
+    night = ledger.last_runs(2)[1]["night"]
+    folder = home / "reports" / night
+    assert {p.name for p in folder.glob("*.html")} == {"index.html"} | {f"{feed}.html" for feed in FEEDS}
+    index = (folder / "index.html").read_text(encoding="utf-8")
+    assert all(feed in index for feed in FEEDS) and "id_number.valid" in index
+    kept = {q.feed: q for q in quarantine.batches(ledger, night=night)}
+    for feed, outcome in outcomes.items():
+        if outcome.quarantined:
+            assert (kept[feed].quarantined, kept[feed].valid, kept[feed].held) == (outcome.quarantined, outcome.valid, False)
+            per_rule = quarantine.rule_counts(ledger, batch_id=kept[feed].batch_id)
+            assert per_rule and max(r["failed"] for r in per_rule) <= outcome.quarantined
+        else:
+            assert feed not in kept
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(like_="contract-")))
+    assert {a.key for a in found} >= {"contract-" + re.sub(r"[^a-z0-9-]+", "-", f) for f in FEEDS}
+
+
+def _quarantine_is_what_the_generator_planted(sandbox, ledger: Ledger) -> None:
+    """The night's quarantine per feed: exactly the generator's planted invalid rows, each with its rules."""
+    from contracts import load_contract
+    from fundx import quarantine
+
+    planted: dict[str, dict[str, str]] = {}
+    for m in sandbox.city.truths["invalid"]:
+        planted.setdefault(m["feed"], {})[m["key"]] = ";".join(m["rules"])
+    kept = {q.feed: q for q in quarantine.batches(ledger)}
+    with_planted = 0
+    for feed in FEEDS:
+        key = load_contract(feed).key[0]
+        served = set(sandbox.expected(feed, aware("2020-01-01"), aware(END))[key])
+        expected = {k: rules for k, rules in planted.get(feed, {}).items() if k in served}
+        rows = quarantine.read_rows(ledger, kept[feed].batch_id) if feed in kept else None
+        found = {} if rows is None else {
+            k: ";".join(sorted(r.split(";"))) for k, r in zip(rows[key], rows[quarantine.RULES])}
+        assert found == expected, feed
+        with_planted += bool(expected)
+    assert with_planted >= 4  # a feed of fewer than 10 rows gets none
 
 
 def test_one_agency_failing_does_not_stop_the_others_and_a_rerun_pulls_only_what_is_missing(sandbox, night_env):
@@ -182,7 +232,7 @@ def test_no_identity_number_in_plain_text_after_nights(sandbox, night_env, run_d
 
     assert [r.outcome for r in Stage("custody_matching").receive()] == ["refused"]
     record_acks()
-    for folder in ("inboxes", "acks", "stages"):
+    for folder in ("inboxes", "acks", "stages", "reports", "quarantine"):
         assert any(p.is_file() for p in (settings.home / folder).rglob("*")), folder
     assert list((settings.home / "stages").glob("*/received/*/part-*.p7m"))
     assert list((settings.home / "stages").glob("*/refused/*/part-*.p7m"))
