@@ -119,6 +119,7 @@ def exchange_feed(
                             validate=validate_task, handoff=handoff_task, release=release_task,
                             logger=get_run_logger())
     h = done.handoff
+    _delivered_event(feed, done)
     return FeedOutcome(
         feed=feed, outcome="pulled", window=str(done.window), rows=done.rows, valid=done.valid,
         quarantined=done.quarantined, released=sum(r.rows for r in done.released), bytes=done.bytes,
@@ -161,6 +162,7 @@ def nightly_exchange(feeds: list[str] | None = None, end: str | None = None) -> 
     ledger.finish_run(run_id, feeds=len(outcomes), failed=len(failed), summary=summary)
     _record_answers(ledger, logger)
     _night_artifact(outcomes)
+    _check_service_levels(run_id, ledger, logger)
     verdict = ledger.verify_audit()  # logged, so that the head is kept outside the ledger too
     logger.info("audit head: entry %d, hash %s%s", verdict.head_seq, verdict.head_hash,
                 "" if verdict.ok else f" — BROKEN at entry {verdict.bad_seq}: {verdict.problem}")
@@ -170,6 +172,33 @@ def nightly_exchange(feeds: list[str] | None = None, end: str | None = None) -> 
     logger.info("night finished: %d feeds, %d rows pulled, %d valid, %d quarantined", len(outcomes),
                 sum(o.rows for o in outcomes), sum(o.valid for o in outcomes), sum(o.quarantined for o in outcomes))
     return outcomes
+
+
+def _delivered_event(feed: str, done) -> None:
+    """``fundx.feed.delivered`` for the feed: what the proactive SLA automation waits for."""
+    from prefect.events import emit_event
+
+    try:
+        emit_event(event="fundx.feed.delivered",
+                   resource={"prefect.resource.id": f"fundx.feed.{feed}", "prefect.resource.name": feed},
+                   payload={"rows": done.rows, "valid": done.valid, "quarantined": done.quarantined,
+                            "window_end": done.window.end.isoformat()})
+    except Exception:  # an event is a convenience; the ledger holds the delivery
+        pass
+
+
+def _check_service_levels(run_id: int, ledger: Ledger, logger) -> None:
+    """The SLA monitor for this night; its failure is logged and does not change the night's outcome."""
+    from fundx import monitor
+
+    from flows.monitor import table_artifact
+
+    try:
+        done = monitor.check(ledger, night=ledger.run_night(run_id), logger=logger)
+        table_artifact(done)
+    except Exception as exc:
+        logger.error("the SLA monitor could not judge the night: %s — %s", content_free(exc).kind,
+                     content_free(exc).action)
 
 
 def _record_answers(ledger: Ledger, logger) -> None:

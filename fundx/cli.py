@@ -38,6 +38,9 @@ failures_app = typer.Typer(
 app.add_typer(failures_app, name="failures")
 notify_app = typer.Typer(help="Where notices of SLA breaches go (FUNDX_NOTIFY).", no_args_is_help=True)
 app.add_typer(notify_app, name="notify")
+sla_app = typer.Typer(help="Service levels from the contracts: judge a night, record and notify breaches.",
+                      no_args_is_help=True)
+app.add_typer(sla_app, name="sla")
 # Wide enough for feed names when the output is not a terminal (CI logs, pipes).
 console = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
@@ -222,10 +225,21 @@ def _print_run(run_id: int) -> None:
     for d in released:
         console.print(f"{d.feed}: {len(d.rows)} rows released by {d.actor} (decision {d.id}) handed over "
                       f"as batch {d.delivered_batch_id}")
+    breached = [r for r in _breaches_of(ledger, night) if r["status"] == "open"]
+    if breached:
+        console.print(f"service levels: {len(breached)} open breaches on {night} "
+                      f"({', '.join(sorted({(r['feed'] or 'night') + ' ' + r['rule'] for r in breached}))}): "
+                      f"[bold]fundx sla report --night {night}[/bold]")
     if kept_by_pull:
         report = get_settings().home / "reports" / night
         console.print(f"rows that failed their contract are sealed for the stewards: [bold]fundx failures list[/bold]; "
                       f"the night's validation report: {report / 'index.html'}")
+
+
+def _breaches_of(ledger, night: str) -> list[dict]:
+    from fundx import monitor
+
+    return monitor.breach_records(ledger, night=night)
 
 
 def _exit_for_run(run_id: int) -> None:
@@ -732,6 +746,80 @@ def failures_reject(
 ) -> None:
     """Reject rows for good: they stay sealed in the quarantine and are never delivered. Audited."""
     _decide("reject", batch, rows, rule, reason)
+
+
+def _night_arg(night: str | None) -> str | None:
+    from datetime import date
+
+    if night is None:
+        return None
+    try:
+        return date.fromisoformat(night).isoformat()
+    except ValueError:
+        err.print(f"[red]error:[/red] --night: {night!r} is not a date (YYYY-MM-DD)")
+        raise typer.Exit(2) from None
+
+
+def _findings_table(title: str, findings) -> Table:
+    table = Table(title=title)
+    for col in ("feed", "rule", "severity", "expected", "observed", "state"):
+        table.add_column(col, overflow="fold")
+    for f in findings:
+        state = "[red]BREACHED[/red]" if f.breached else "[green]met[/green]"
+        table.add_row(f.feed or "(the night)", f.rule, f.severity, f.expected, f.observed, state)
+    return table
+
+
+@sla_app.command("check")
+def sla_check(night: Annotated[Optional[str], typer.Option(help="the night (YYYY-MM-DD); default tonight")] = None) -> None:
+    """Judge a night now: record breaches and recoveries in the ledger, emit events, notify each once."""
+    from fundx import monitor
+    from fundx.errors import FundxError
+
+    try:
+        done = monitor.check(night=_night_arg(night))
+    except FundxError as exc:
+        _fail(exc)
+    console.print(_findings_table(f"service levels, night of {done.night}", done.findings))
+    console.print(f"{len(done.opened)} breaches opened, {len(done.recovered)} recovered; notices sent "
+                  f"{done.notices_sent}, failed {done.notices_failed}")
+    if done.notices_failed:
+        raise typer.Exit(1)
+
+
+@sla_app.command("report")
+def sla_report(
+    night: Annotated[Optional[str], typer.Option(help="the night (YYYY-MM-DD); default tonight")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """A night's service levels per feed, met or breached with figures, and the breaches recorded (reads only)."""
+    from datetime import date
+
+    from fundx import monitor
+    from fundx.ledger import Ledger
+    from fundx.timeutil import SHANGHAI, now
+
+    ledger = Ledger.from_settings()
+    day = date.fromisoformat(_night_arg(night) or now().astimezone(SHANGHAI).date().isoformat())
+    findings = monitor.judge(ledger, day)
+    recorded = monitor.breach_records(ledger, night=day.isoformat())
+    if as_json:
+        print(json.dumps({
+            "night": day.isoformat(),
+            "findings": [{"feed": f.feed, "rule": f.rule, "severity": f.severity, "expected": f.expected,
+                          "observed": f.observed, "breached": f.breached} for f in findings],
+            "breaches": [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()} for r in recorded],
+        }, ensure_ascii=False, indent=2))
+        return
+    console.print(_findings_table(f"service levels, night of {day}", findings))
+    if recorded:
+        table = Table(title="breaches recorded for this night")
+        for col in ("feed", "rule", "severity", "status", "notified", "recovered on"):
+            table.add_column(col)
+        for r in recorded:
+            table.add_row(r["feed"] or "(the night)", r["rule"], r["severity"], r["status"],
+                          "yes" if r["notified_at"] else "no", r["recovered_on"] or "")
+        console.print(table)
 
 
 @notify_app.command("test")

@@ -135,6 +135,15 @@ class Checked:
         return [f for f in self.findings if f.breached]
 
 
+def judge(ledger: Ledger, night: date, *, now: datetime | None = None,
+          budget: timedelta | None = None) -> list[sla.Finding]:
+    """The findings of ``night`` at ``now``, without recording or sending anything."""
+    slas = sla.all_slas()
+    facts = [feed_night(ledger, feed, night, slas) for feed in sorted(slas)]
+    return sla.evaluate(slas, facts, night_run(ledger, night), now=now or clock_now(),
+                        night_budget=budget or night_budget())
+
+
 def check(ledger: Ledger | None = None, *, night: date | str | None = None, now: datetime | None = None,
           notifier: Any = None, budget: timedelta | None = None, emit: bool = True,
           logger: logging.Logger | logging.LoggerAdapter | None = None) -> Checked:
@@ -145,9 +154,7 @@ def check(ledger: Ledger | None = None, *, night: date | str | None = None, now:
     ledger = ledger or Ledger.from_settings()
     now = now or clock_now()
     day = date.fromisoformat(night) if isinstance(night, str) else night or now.astimezone(SHANGHAI).date()
-    slas = sla.all_slas()
-    facts = [feed_night(ledger, feed, day, slas) for feed in sorted(slas)]
-    findings = sla.evaluate(slas, facts, night_run(ledger, day), now=now, night_budget=budget or night_budget())
+    findings = judge(ledger, day, now=now, budget=budget)
     result = Checked(day, findings)
     with ledger.audited() as conn:
         open_rows = list(conn.execute(breaches.select().where(breaches.c.status == "open")).mappings())
