@@ -75,3 +75,35 @@ def ledger(request, tmp_path):
     if request.param == "postgresql":
         metadata.drop_all(led.engine)
     led.dispose()
+
+
+@pytest.fixture
+def receiver():
+    """A local webhook receiver on 127.0.0.1; yields (a Notifier posting to it, the notices received)."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from fundx.notify import Notifier
+
+    got: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            got.append(json.loads(body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"webhook+http://127.0.0.1:{server.server_port}/hook"
+    notifier = Notifier.from_urls([url], timeout=5)
+    notifier.url = url  # for tests that configure FUNDX_NOTIFY instead
+    yield notifier, got
+    server.shutdown()
+    server.server_close()

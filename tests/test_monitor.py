@@ -4,11 +4,8 @@ open exactly one breach and send one notice; recovery sends one more; checking a
 
 from __future__ import annotations
 
-import json
-import threading
 import uuid
 from datetime import date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -20,30 +17,6 @@ from fundx.timeutil import SHANGHAI, UTC
 
 NIGHT = date(2026, 11, 20)  # a Friday, not the 6th: only the daily feeds are due
 HISTORY = 100
-
-
-@pytest.fixture
-def receiver():
-    """A local webhook receiver; yields (notifier, received notices)."""
-    got: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            got.append(json.loads(body))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    notifier = Notifier.from_urls([f"webhook+http://127.0.0.1:{server.server_port}/hook"], timeout=5)
-    yield notifier, got
-    server.shutdown()
-    server.server_close()
 
 
 def _local(night: date, hh: int, mm: int = 0) -> datetime:

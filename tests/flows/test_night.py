@@ -252,3 +252,30 @@ def test_no_identity_number_in_plain_text_after_nights(sandbox, night_env, run_d
     hits += ["captured log" for m in ID_CANDIDATE.findall(logs) if m.upper() in known]
     assert scanned > 0
     assert hits == [], f"identity numbers in plain text in: {sorted(set(hits))}"
+
+
+FUTURE_END = "2030-01-01T00:00:00+08:00"  # a night whose deadline has not passed: only failures are judged
+
+
+def test_a_failing_agency_is_one_breach_with_one_notice_and_its_recovery_one_more(sandbox, night_env, receiver,
+                                                                                  monkeypatch):
+    from flows.exchange import nightly_exchange
+    from fundx import monitor
+
+    notifier, got = receiver
+    monkeypatch.setenv("FUNDX_NOTIFY", notifier.url)
+    sandbox.set_faults("civil_affairs", ["expired_token"])
+    with pytest.raises(NightFailed):
+        nightly_exchange(end=FUTURE_END)
+    opened = [(b["feed"], b["rule"]) for b in monitor.open_breaches(night_env)]
+    assert ("civil_affairs.deaths", "failed") in opened
+    civil = [(n["kind"], n["rule"]) for n in got if n["feed"] == "civil_affairs.deaths"]
+    assert civil == [("breach", "failed")] and len(got) == len(opened)  # one notice per breach
+
+    sandbox.set_faults("civil_affairs", [])
+    nightly_exchange(end=FUTURE_END)  # the rerun of the same night delivers the feed: it recovers
+    civil = [(n["kind"], n["rule"]) for n in got if n["feed"] == "civil_affairs.deaths" and n["rule"] == "failed"]
+    assert civil == [("breach", "failed"), ("recovered", "failed")]
+    assert ("civil_affairs.deaths", "failed") not in [(b["feed"], b["rule"]) for b in monitor.open_breaches(night_env)]
+    (recorded,) = [b for b in monitor.breach_records(night_env) if b["feed"] == "civil_affairs.deaths"]
+    assert recorded["status"] == "recovered" and recorded["notified_at"] and recorded["recovery_notified_at"]
