@@ -8,18 +8,20 @@ STAMP  := $(VENV)/.installed
 # no heartbeats); tests/conftest.py does the same for the suite.
 export FUNDX_HOME ?= $(CURDIR)/var
 
-.PHONY: demo test bench venv constraints clean help
+.PHONY: demo test bench serve serve-stop serve-status venv constraints clean help
 
 help:
 	@echo "make demo   - start the sandbox agencies and run one whole night (SQLite ledger, ephemeral Prefect)"
 	@echo "make test   - run the test suite (uses PostgreSQL on 127.0.0.1:5432 when it is up)"
 	@echo "make bench  - print speed ratios against baselines measured in the same run"
+	@echo "make serve  - a Prefect server on 127.0.0.1:4200, the fundx work pool, its deployments and a worker (background)"
+	@echo "make serve-stop - stop make serve's worker and server"
 	@echo "make clean  - remove var/ and agencies/ (state of the demo)"
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,browser]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -27,14 +29,40 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/fundx demo
 
-test: $(STAMP)
+test: $(STAMP) browsers
 	$(BIN)/python -m pytest -q
+
+# The console's browser tests (tests/console) drive Debian's chromium through its chromedriver, never a
+# downloaded browser (and a CJK font, so screenshots show the agencies' Chinese). Installed here when missing
+# and we are root; otherwise those tests skip, saying why.
+.PHONY: browsers
+browsers:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium and chromium-driver for the console's browser tests"; \
+	  ( apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	      --no-install-recommends chromium chromium-driver fonts-wqy-microhei >/dev/null ) \
+	  || echo "could not install chromium: the console's browser tests will skip"; \
+	else \
+	  echo "no /usr/bin/chromium: the console's browser tests will skip (sudo apt-get install chromium chromium-driver)"; \
+	fi
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The orchestration is deployments/run.py (start | stop | status): logs and pids under $(FUNDX_HOME)/serve.
+serve: $(STAMP)
+	$(BIN)/python -m deployments.run start
+
+serve-stop:
+	$(BIN)/python -m deployments.run stop
+
+serve-status:
+	$(BIN)/python -m deployments.run status
 
 constraints: $(STAMP)
 	( head -2 constraints.txt; $(BIN)/python -m pip freeze --exclude-editable ) > constraints.new && mv constraints.new constraints.txt
 
 clean:
+	-@test -x $(BIN)/python && $(BIN)/python -m deployments.run stop >/dev/null 2>&1 || true
 	rm -rf var agencies

@@ -140,7 +140,9 @@ def nightly_exchange(feeds: list[str] | None = None, end: str | None = None) -> 
     ledger = _ledger()
     names = feeds or feed_names()
     end = end or now().isoformat()
-    run_id = ledger.start_run("night", night_of(aware(end)))
+    from prefect.runtime import flow_run
+
+    run_id = ledger.start_run("night", night_of(aware(end)), flow_run_id=str(flow_run.id) if flow_run.id else None)
     outcomes: list[FeedOutcome] = []
     for name in names:
         state = exchange_feed(name, run_id=run_id, end=end, return_state=True)
