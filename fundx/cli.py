@@ -878,11 +878,15 @@ def console_serve(
     """Serve the stewards' console (http://127.0.0.1:8765 by default) until Ctrl-C."""
     if ctx.invoked_subcommand is not None:
         return
-    from fundx.console import accounts  # noqa: F401  (its tables, before the ledger is opened)
-    from fundx.console.app import serve
+    from fundx.console import accounts  # before the ledger is opened: its tables are made with the ledger's
+    from fundx.console.app import check_bind, serve
     from fundx.errors import FundxError
     from fundx.ledger import Ledger
 
+    try:
+        check_bind(host, tls_cert, tls_key)
+    except FundxError as exc:
+        _fail(exc)
     if not accounts.accounts(Ledger.from_settings()):
         err.print("[yellow]no console accounts yet:[/yellow] fundx console add-user NAME --role steward|auditor")
     scheme = "https" if tls_cert else "http"

@@ -1,0 +1,279 @@
+"""The console's local accounts and sessions, kept in the ledger database.
+
+Two tables on :data:`fundx.ledger.metadata`, so ``Ledger(...)`` creates them once this module is
+imported (the console and ``fundx console`` import it before they open the ledger):
+
+- ``console_accounts``: a name, a role (``steward`` decides and unmasks; ``auditor`` reads), the
+  password's argon2id hash (argon2-cffi's RFC 9106 profile: 64 MiB, 3 passes, 4 lanes, 16-byte salt)
+  and a count of consecutive failed logins: after :data:`MAX_FAILURES` the account is locked for
+  :data:`LOCKOUT` (online guessing), whatever password is given;
+- ``console_sessions``: one row per signed-in browser. The cookie carries a random token; the ledger
+  keeps only its SHA-256, the account, the session's CSRF token, and when it was made, last seen and
+  expires. Signing out, removing the account, or the idle and absolute limits end it on the server.
+
+Account changes, sign-ins, refused sign-ins of known accounts and sign-outs are audited. Passwords
+never reach the ledger, a log or an error; neither does the session token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+
+import sqlalchemy as sa
+
+from fundx.errors import ConfigurationError
+from fundx.ledger import Ledger, UTCDateTime, metadata
+from fundx.timeutil import UTC
+
+ROLES = ("steward", "auditor")
+#: consecutive failed sign-ins that lock an account, and for how long
+MAX_FAILURES = 5
+LOCKOUT = timedelta(minutes=15)
+MIN_PASSWORD = 12
+MAX_PASSWORD = 1024
+_NAME = re.compile(r"^[a-z][a-z0-9._-]{1,31}$")
+#: a session's last-seen time is written at most this often (a write per page would contend with a night)
+_TOUCH_EVERY = timedelta(seconds=60)
+
+console_accounts = sa.Table(
+    "console_accounts",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),  # steward | auditor
+    sa.Column("password_hash", sa.Text, nullable=False),  # argon2id, PHC string format
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("password_set_at", UTCDateTime, nullable=False),
+    sa.Column("failed_logins", sa.Integer, nullable=False, default=0),
+    sa.Column("locked_until", UTCDateTime),
+    sa.Column("last_login_at", UTCDateTime),
+)
+
+console_sessions = sa.Table(
+    "console_sessions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # SHA-256 of the cookie's token, hex
+    sa.Column("account", sa.String(32), sa.ForeignKey("console_accounts.name", ondelete="CASCADE"), nullable=False),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("seen_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Index("ix_console_sessions_account", "account"),
+)
+
+
+@dataclass(frozen=True)
+class Account:
+    """A console account as the console needs it (never its hash)."""
+
+    name: str
+    role: str
+    created_at: datetime
+    last_login_at: datetime | None
+
+    @property
+    def may_decide(self) -> bool:
+        return self.role == "steward"
+
+
+@dataclass(frozen=True)
+class Session:
+    """A signed-in browser: who, in which role, its CSRF token and when it ends."""
+
+    account: str
+    role: str
+    csrf: str
+    expires_at: datetime
+
+    @property
+    def may_decide(self) -> bool:
+        """Stewards decide and unmask; auditors only read."""
+        return self.role == "steward"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@lru_cache(maxsize=1)
+def hasher():
+    """argon2id with argon2-cffi's defaults (RFC 9106's second recommended profile)."""
+    from argon2 import PasswordHasher
+
+    return PasswordHasher()
+
+
+@lru_cache(maxsize=1)
+def _decoy_hash() -> str:
+    """A hash to verify against when the name is unknown, so both cost the same time."""
+    return hasher().hash(secrets.token_urlsafe(16))
+
+
+def check_name(name: str) -> str:
+    """An account name: 2 to 32 of a-z, 0-9, '.', '_', '-', starting with a letter (it is the audit trail's actor)."""
+    text = (name or "").strip()
+    if not _NAME.match(text):
+        raise ConfigurationError(f"{text[:40]!r} is not an account name",
+                                 action="use 2 to 32 characters a-z, 0-9, '.', '_' or '-', starting with a letter")
+    return text
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise ConfigurationError(f"unknown role {role!r}", action="give --role steward or --role auditor")
+    return role
+
+
+def check_password(name: str, password: str) -> str:
+    """A password long enough to resist guessing; the message never repeats it."""
+    if len(password or "") < MIN_PASSWORD:
+        raise ConfigurationError(f"the password is shorter than {MIN_PASSWORD} characters",
+                                 action=f"choose a passphrase of at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise ConfigurationError(f"the password is longer than {MAX_PASSWORD} characters", action="choose a shorter one")
+    if name.lower() in password.lower():
+        raise ConfigurationError("the password contains the account name", action="choose another password")
+    return password
+
+
+def _account(row) -> Account:
+    return Account(name=row["name"], role=row["role"], created_at=row["created_at"], last_login_at=row["last_login_at"])
+
+
+def add_account(ledger: Ledger, name: str, role: str, password: str, *, actor: str, reset: bool = False) -> Account:
+    """Create an account (or, with ``reset``, give an existing one a new password and role); audited."""
+    name, role = check_name(name), check_role(role)
+    check_password(name, password)
+    digest = hasher().hash(password)
+    now = _now()
+    with ledger.audited() as conn:
+        old = conn.execute(console_accounts.select().where(console_accounts.c.name == name)).mappings().one_or_none()
+        if old is not None and not reset:
+            raise ConfigurationError(f"the account {name} exists already",
+                                     action=f"fundx console add-user {name} --role {role} --reset sets a new password")
+        if old is None:
+            conn.execute(console_accounts.insert().values(
+                name=name, role=role, password_hash=digest, created_at=now, password_set_at=now, failed_logins=0))
+            ledger.audit(conn, "console.account_added", name, {"role": role}, actor=actor)
+        else:
+            conn.execute(console_accounts.update().where(console_accounts.c.name == name).values(
+                role=role, password_hash=digest, password_set_at=now, failed_logins=0, locked_until=None))
+            conn.execute(console_sessions.delete().where(console_sessions.c.account == name))
+            ledger.audit(conn, "console.account_reset", name, {"role": role, "was": old["role"]}, actor=actor)
+        row = conn.execute(console_accounts.select().where(console_accounts.c.name == name)).mappings().one()
+    return _account(row)
+
+
+def remove_account(ledger: Ledger, name: str, *, actor: str) -> bool:
+    """Remove an account and end its sessions; audited. False if there was none."""
+    with ledger.audited() as conn:
+        conn.execute(console_sessions.delete().where(console_sessions.c.account == name))
+        gone = conn.execute(console_accounts.delete().where(console_accounts.c.name == name)).rowcount
+        if gone:
+            ledger.audit(conn, "console.account_removed", name, {}, actor=actor)
+    return bool(gone)
+
+
+def accounts(ledger: Ledger) -> list[Account]:
+    with ledger.engine.connect() as conn:
+        return [_account(r) for r in conn.execute(console_accounts.select().order_by(console_accounts.c.name)).mappings()]
+
+
+def password_hash(ledger: Ledger, name: str) -> str | None:
+    """The stored hash (for tests and audits of the store itself)."""
+    with ledger.engine.connect() as conn:
+        return conn.execute(sa.select(console_accounts.c.password_hash)
+                            .where(console_accounts.c.name == name)).scalar_one_or_none()
+
+
+def authenticate(ledger: Ledger, name: str, password: str) -> Account | None:
+    """The account if the name and password match and it is not locked; else None (and the failure counted).
+
+    An unknown name costs the same argon2 verification as a known one.
+    """
+    from argon2.exceptions import InvalidHashError, VerificationError
+
+    text = (name or "").strip()
+    with ledger.engine.connect() as conn:
+        row = conn.execute(console_accounts.select().where(console_accounts.c.name == text)).mappings().one_or_none() \
+            if _NAME.match(text) else None
+    stored = row["password_hash"] if row is not None else _decoy_hash()
+    try:
+        ok = hasher().verify(stored, password or "")
+    except (VerificationError, InvalidHashError):
+        ok = False
+    if row is None:
+        return None
+    now = _now()
+    locked = row["locked_until"] is not None and row["locked_until"] > now
+    with ledger.audited() as conn:
+        if ok and not locked:
+            values = {"failed_logins": 0, "locked_until": None, "last_login_at": now}
+            if hasher().check_needs_rehash(stored):
+                values["password_hash"] = hasher().hash(password)
+            conn.execute(console_accounts.update().where(console_accounts.c.name == text).values(**values))
+            ledger.audit(conn, "console.login", text, {"role": row["role"]}, actor=text)
+            return Account(name=text, role=row["role"], created_at=row["created_at"], last_login_at=now)
+        locks_now = False
+        if not locked:  # a locked account's attempts neither count nor extend the lock
+            failures = int(row["failed_logins"] or 0) + 1
+            locks_now = failures >= MAX_FAILURES
+            conn.execute(console_accounts.update().where(console_accounts.c.name == text).values(
+                failed_logins=0 if locks_now else failures, locked_until=now + LOCKOUT if locks_now else None))
+        ledger.audit(conn, "console.login_refused", text, {"locked": locked, "locked_now": locks_now}, actor="console")
+    return None
+
+
+# --- sessions ----------------------------------------------------------------------------------
+
+
+def _token_id(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def open_session(ledger: Ledger, account: Account, *, lifetime: timedelta) -> tuple[str, Session]:
+    """A new session for a signed-in account: (the cookie's token, the session). Expired sessions are swept."""
+    token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    now = _now()
+    with ledger.transaction() as conn:
+        conn.execute(console_sessions.delete().where(console_sessions.c.expires_at < now))
+        conn.execute(console_sessions.insert().values(
+            id=_token_id(token), account=account.name, csrf=csrf, created_at=now, seen_at=now, expires_at=now + lifetime))
+    return token, Session(account=account.name, role=account.role, csrf=csrf, expires_at=now + lifetime)
+
+
+def session_of(ledger: Ledger, token: str | None, *, idle: timedelta) -> Session | None:
+    """The live session a cookie's token names, with the account's current role; None if there is none."""
+    if not token:
+        return None
+    key = _token_id(token)
+    query = (sa.select(console_sessions, console_accounts.c.role)
+             .join(console_accounts, console_accounts.c.name == console_sessions.c.account)
+             .where(console_sessions.c.id == key))
+    with ledger.engine.connect() as conn:
+        row = conn.execute(query).mappings().one_or_none()
+    now = _now()
+    if row is None or row["expires_at"] <= now or row["seen_at"] + idle <= now:
+        return None
+    if now - row["seen_at"] >= _TOUCH_EVERY:
+        with ledger.transaction() as conn:
+            conn.execute(console_sessions.update().where(console_sessions.c.id == key).values(seen_at=now))
+    return Session(account=row["account"], role=row["role"], csrf=row["csrf"], expires_at=row["expires_at"])
+
+
+def close_session(ledger: Ledger, token: str | None) -> str | None:
+    """End the session the token names; returns its account (audited as a sign-out), or None."""
+    if not token:
+        return None
+    key = _token_id(token)
+    with ledger.audited() as conn:
+        name = conn.execute(sa.select(console_sessions.c.account).where(console_sessions.c.id == key)).scalar_one_or_none()
+        if name is None:
+            return None
+        conn.execute(console_sessions.delete().where(console_sessions.c.id == key))
+        ledger.audit(conn, "console.logout", name, {}, actor=name)
+    return name
