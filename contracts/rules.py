@@ -40,11 +40,14 @@ contract is never half-checked.
 
 from __future__ import annotations
 
+import math
 import re
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from contracts import Contract, contract_path, display_path
 from fundx.errors import ConfigurationError
@@ -274,6 +277,20 @@ def contract_rules(contract: Contract) -> ContractRules:
                 raise fail(f"customProperties.{k}.value.minFailedRows", "must be a whole number from 1")
             policy = BatchPolicy(bool(value.get("rejectOnSchemaBreak", True)), percent, least)
     return ContractRules(contract.feed, contract.version, tuple(rules), tuple(normalisation), policy)
+
+
+def row_count_bounds(params: Mapping[str, Any], history: Sequence[int] | None) -> tuple[int, int] | None:
+    """(fewest, most) rows a batch may have after ``history`` (row counts, oldest first) under a
+    ``row_count`` rule's parameters (nights, min_nights, min_ratio, max_ratio); None: too little history.
+
+    The one formula of the row-count band: the contract check and the SLA monitor both use it.
+    """
+    nights = int(params["nights"])
+    recent = [int(n) for n in (history or [])][-nights:] if nights else []
+    if not recent or len(recent) < int(params["min_nights"]):
+        return None
+    median = float(statistics.median(recent))
+    return int(math.floor(median * params["min_ratio"])), int(math.ceil(median * params["max_ratio"]))
 
 
 def _anchored(regex: str) -> str:

@@ -31,6 +31,7 @@ from contracts.checks import shared_work
 from contracts.compile import compile_suite
 from contracts.normalise import NormalisationRecord, normalise
 from contracts.rules import ContractRules, Rule, contract_rules
+from contracts.rules import row_count_bounds as contract_rules_bounds
 from fundx.timeutil import SHANGHAI
 
 RULES_COLUMN = "_rules"
@@ -112,12 +113,8 @@ def _suite(contract: Contract) -> Any:
 
 
 def row_count_bounds(rule: Rule, history: Sequence[int] | None) -> tuple[int, int | None]:
-    """The rows a batch may have given the trailing history of its feed (no history: any number)."""
-    recent = [int(n) for n in (history or [])][-rule.params["nights"]:]
-    if len(recent) < rule.params["min_nights"]:
-        return 0, None
-    median = float(np.median(recent))
-    return int(np.floor(median * rule.params["min_ratio"])), int(np.ceil(median * rule.params["max_ratio"]))
+    """The rows a batch may have given the trailing history of its feed (too little history: any number)."""
+    return contract_rules_bounds(rule.params, history) or (0, None)
 
 
 def check(feed_or_contract: str | Contract, frame: pd.DataFrame, *, history: Sequence[int] | None = None,

@@ -713,7 +713,7 @@ def _decide(action: str, batch: str, rows: str | None, rule: str | None, reason:
                                      rows=quarantine.parse_rows(rows), rule=rule)
     except FundxError as exc:
         _fail(exc)
-    what = quarantine._ranges(decision.rows)
+    what = quarantine.row_ranges(decision.rows)
     if action == "release":
         stage = load_feed(decision.feed).stage
         console.print(f"decision {decision.id}: {len(decision.rows)} rows ({what}) of {batch} released by "

@@ -52,7 +52,6 @@ from fundx import quarantine
 from fundx.errors import (
     BatchHeld,
     CertificateError,
-    DataError,
     DeliveryLost,
     FundxError,
     HandoffPending,

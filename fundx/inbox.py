@@ -12,7 +12,6 @@ whole-object writes that appear at once, listing, reading and removal.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 from collections.abc import Callable, Sequence

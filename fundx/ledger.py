@@ -550,12 +550,13 @@ class Ledger:
         })
         return pull_id
 
-    def row_history(self, feed: str, *, limit: int, min_hours: float = 12.0) -> list[int]:
+    def row_history(self, feed: str, *, limit: int, min_hours: float = 12.0, before: int | None = None) -> list[int]:
         """Row counts of the feed's recent nightly batches, oldest first (for the row-count rule).
 
         Only whole nights' batches count: completed pulls (``pulled`` or ``held``) that brought rows,
         were not backfills and whose window spans at least ``min_hours`` — a rerun an hour later is
-        not a night, and the empty nights of a weekly or monthly feed are not batches.
+        not a night, and the empty nights of a weekly or monthly feed are not batches. ``before``: only
+        pulls recorded before this pull id (the history a night's batch was judged against).
         """
         query = (
             sa.select(pulls.c.rows, pulls.c.window_start, pulls.c.window_end)
@@ -563,6 +564,8 @@ class Ledger:
             .order_by(pulls.c.id.desc())
             .limit(limit * 4)
         )
+        if before is not None:
+            query = query.where(pulls.c.id < before)
         with self.engine.connect() as conn:
             rows = [r.rows for r in conn.execute(query)
                     if (r.window_end - r.window_start).total_seconds() >= min_hours * 3600 and r.rows]

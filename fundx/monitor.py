@@ -67,10 +67,11 @@ def feed_night(ledger: Ledger, feed: str, night: date, slas: dict[str, sla.FeedS
             chosen = next(iter(ok), None)
         else:  # a weekly or monthly feed's delivery is its first pull with rows
             chosen = next((p for p in ok if p["rows"]), next(iter(ok), None))
-        history = _history(conn, feed, before=chosen["id"] if chosen else None, slas=slas)
         kept = None
         if chosen is not None:
             kept = conn.execute(sa.select(quarantines).where(quarantines.c.pull_id == chosen["id"])).mappings().first()
+    band = slas[feed].row_count
+    history = ledger.row_history(feed, limit=band.nights, before=chosen["id"] if chosen else None) if band else []
     if chosen is None:
         outcome = "failed" if any(p["outcome"] == "failed" for p in found) else "missing"
         return sla.FeedNight(feed, night, None, outcome, history=history)
@@ -79,30 +80,15 @@ def feed_night(ledger: Ledger, feed: str, night: date, slas: dict[str, sla.FeedS
         lag = {"p50": float(chosen["event_lag_p50"]), "p90": float(chosen["event_lag_p90"])}
     failing = 0
     if kept is not None:
-        failing = int(kept["quarantined"]) if not kept["held"] else _failing_rows(ledger, kept["batch_id"], kept["pulled"])
+        failing = int(kept["quarantined"]) if not kept["held"] else failing_rows(ledger, kept["batch_id"], kept["pulled"])
     return sla.FeedNight(feed, night, chosen["ended_at"], chosen["outcome"], rows=int(chosen["rows"] or 0),
                          quarantined=failing, history=history, event_lag_days=lag)
 
 
-def _failing_rows(ledger: Ledger, batch_id: str, pulled: int) -> int:
+def failing_rows(ledger: Ledger, batch_id: str, pulled: int) -> int:
     """Of a held batch: its rows that failed a row rule, at least the most failing any one rule."""
     counts = [r["failed"] for r in quarantine.rule_counts(ledger, batch_id=batch_id) if r["rule"] != "row_count"]
     return min(pulled, max(counts, default=0))
-
-
-def _history(conn: sa.Connection, feed: str, *, before: int | None, slas: dict[str, sla.FeedSla]) -> list[int]:
-    band = slas[feed].row_count
-    if band is None:
-        return []
-    query = (sa.select(pulls.c.rows, pulls.c.window_start, pulls.c.window_end)
-             .where(pulls.c.feed == feed, pulls.c.outcome.in_(("pulled", "held")), pulls.c.backfill.is_(False),
-                    pulls.c.rows > 0)
-             .order_by(pulls.c.id.desc()).limit(band.nights * 4))
-    if before is not None:
-        query = query.where(pulls.c.id < before)
-    rows = [int(r.rows) for r in conn.execute(query)
-            if (r.window_end - r.window_start) >= timedelta(hours=12)][:band.nights]
-    return list(reversed(rows))
 
 
 def night_run(ledger: Ledger, night: date) -> sla.NightRun | None:

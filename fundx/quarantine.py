@@ -366,11 +366,11 @@ def decide(ledger: Ledger, batch_id: str, action: str, *, reason: str, actor: st
             outside = [r for r in wanted if r > record.quarantined]
             if outside:
                 raise DecisionError(f"batch {batch_id} has {record.quarantined} quarantined rows; "
-                                    f"there is no row {_ranges(outside)}")
+                                    f"there is no row {row_ranges(outside)}")
             twice = [r for r in wanted if r in taken]
             if twice:
                 ids = sorted({taken[r] for r in twice})
-                raise DecisionError(f"row(s) {_ranges(twice)} of batch {batch_id} were decided already "
+                raise DecisionError(f"row(s) {row_ranges(twice)} of batch {batch_id} were decided already "
                                     f"(decision {', '.join(map(str, ids))})", action="choose rows still open")
             chosen = wanted
         elif by_rule is not None:
@@ -386,7 +386,7 @@ def decide(ledger: Ledger, batch_id: str, action: str, *, reason: str, actor: st
             status="pending" if action == "release" else "done",
         )).inserted_primary_key[0]
         ledger.audit(conn, f"failures.{action}", batch_id, {
-            "decision": decision_id, "feed": record.feed, "rows": len(chosen), "row_numbers": _ranges(chosen),
+            "decision": decision_id, "feed": record.feed, "rows": len(chosen), "row_numbers": row_ranges(chosen),
             "rule": rule, "reason": text,
         }, actor=actor)
     return _one(ledger, decision_id)
@@ -397,7 +397,7 @@ def _one(ledger: Ledger, decision_id: int) -> Decision:
         return _decision(conn.execute(decisions.select().where(decisions.c.id == decision_id)).mappings().one())
 
 
-def _ranges(rows: Sequence[int]) -> str:
+def row_ranges(rows: Sequence[int]) -> str:
     """[1, 2, 3, 7] -> "1-3,7"."""
     out: list[str] = []
     rows = sorted(rows)

@@ -395,7 +395,7 @@ def _count_rows(ledger: Ledger, feeds: dict[str, Score], first: date, last: date
         score.rows_delivered += max(0, rows - kept)
         if r["batch_id"] is not None:  # the same count as the monitor's error_rate rule
             held = bool(r["held"])
-            score.rows_failing += monitor._failing_rows(ledger, r["batch_id"], int(r["pulled"])) if held else kept
+            score.rows_failing += monitor.failing_rows(ledger, r["batch_id"], int(r["pulled"])) if held else kept
 
 
 def _count_breaches(ledger: Ledger, feeds: dict[str, Score], start: date, end: date) -> dict[str, int]:

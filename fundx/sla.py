@@ -59,7 +59,7 @@ that cannot be judged yet gives no finding.
                    the deadline); met once a pull of the night succeeds
 ``short``/``long`` due night, delivered, with at least ``minNights`` of history: rows below
                    ``floor(median × minRatio)`` / above ``ceil(median × maxRatio)`` of the last
-                   ``nights`` counts (the formula of ``contracts.validate.row_count_bounds``)
+                   ``nights`` counts (the formula of ``contracts.rules.row_count_bounds``)
 ``error_rate``     delivered: failing rows / rows above ``errorRate``; or the batch was held whole
                    and the band does not explain it (a batch held for being short is ``short``)
 ``event_latency``  delivered, ``event_lag_days["p90"]`` above the ``eventLatency`` threshold
@@ -79,7 +79,6 @@ night than the open breach changes nothing.
 
 from __future__ import annotations
 
-import math
 import re
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
@@ -89,7 +88,7 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from contracts import Contract, contract_names, contract_path, display_path, load_contract
-from contracts.rules import contract_rules
+from contracts.rules import contract_rules, row_count_bounds
 from fundx.errors import ConfigurationError
 from fundx.timeutil import SHANGHAI
 
@@ -130,11 +129,8 @@ class RowCountBand:
 
     def bounds(self, history: Sequence[int]) -> tuple[int, int] | None:
         """(lowest, highest) rows allowed after ``history`` (oldest first); None: too little history."""
-        recent = [int(n) for n in history][-self.nights:] if self.nights else []
-        if len(recent) < self.min_nights or not recent:
-            return None
-        median = float(statistics.median(recent))
-        return int(math.floor(median * self.min_ratio)), int(math.ceil(median * self.max_ratio))
+        return row_count_bounds({"nights": self.nights, "min_nights": self.min_nights, "min_ratio": self.min_ratio,
+                                 "max_ratio": self.max_ratio}, history)
 
     def median(self, history: Sequence[int]) -> float:
         return float(statistics.median([int(n) for n in history][-self.nights:]))

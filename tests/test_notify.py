@@ -308,7 +308,8 @@ def test_webhook_timeout_is_honoured(settings) -> None:
         elapsed = time.monotonic() - started
     assert not delivery.ok and delivery.error == "TransientError" and delivery.attempts == 2
     assert "timeout" in delivery.message
-    assert 0.5 < elapsed < 3
+    # two tries of 0.3 s each, not the channel's 30 s default (60 s): a wide margin for a busy machine
+    assert 0.5 < elapsed < 20
 
 
 # --- e-mail ---------------------------------------------------------------------------------------

@@ -119,7 +119,7 @@ def _templates():
     env.filters["n"] = lambda v: "" if v is None else f"{int(v):,}"
     env.filters["when"] = lambda v: "" if v is None else v.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
     env.filters["pct"] = lambda part, whole: f"{100 * part / whole:.2f} %" if whole else "-"
-    env.filters["ranges"] = lambda rows: quarantine._ranges(list(rows))
+    env.filters["ranges"] = lambda rows: quarantine.row_ranges(list(rows))
     return env
 
 
