@@ -137,9 +137,15 @@ def _submit(driver, element) -> None:
     from selenium.webdriver.support import expected_conditions as gone
     from selenium.webdriver.support.ui import WebDriverWait
 
+    from selenium.common.exceptions import WebDriverException
+
     page = driver.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(driver, 20).until(gone.staleness_of(page))
+    # While the old page is torn down chromium may answer a probe of it with a transient
+    # "unhandled inspector error" instead of "stale element": ask again until it says stale.
+    wait = WebDriverWait(driver, 20, ignored_exceptions=(WebDriverException,))
+    wait.until(gone.staleness_of(page))
+    wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def test_a_steward_releases_two_rows_that_go_out_with_the_next_run_and_an_auditor_cannot_decide(
