@@ -99,6 +99,10 @@ def _mismatch(config: FeedConfig, contract: Contract) -> str | None:
             return f"rest.paging.after_field: {paging.after_field!r} is not a column of contract {contract.feed}"
         if paging.after_field is None and len(contract.key) != 1:
             return "rest.paging.after_field: is required when the contract's key has several columns"
+    if config.matching is not None:
+        for i, name in enumerate(config.matching.sources()):
+            if name not in names:
+                return f"matching.columns: {name!r} is not a column of contract {contract.feed}"
     if config.database is not None:
         db = config.database
         if db.incremental_column not in names:

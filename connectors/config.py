@@ -126,8 +126,22 @@ class ChangedSincePaging(_Strict):
     has_more: str = "has_more"
 
 
-PagingConfig = Annotated[Union[CursorPaging, PageSizePaging, ChangedSincePaging], Field(discriminator="style")]
-UNION_TAGS["paging"] = frozenset({"cursor", "page_size", "changed_since"})
+class LinkHeaderPaging(_Strict):
+    """RFC 8288 ``Link`` response headers: the first request carries the window and ``size_param=N``;
+    each later one is the URL of the response's ``<url>; rel="next"`` link, as given, until a response
+    has none. A next link must stay on the base_url's origin (scheme, host and port)."""
+
+    style: Literal["link_header"]
+    size_param: str = Field("limit", min_length=1)
+    page_size: PositiveInt
+    rel: str = Field("next", min_length=1, description="the link relation to follow")
+    max_pages: PositiveInt = Field(10_000, description="a pull that would read more pages is stopped (a loop)")
+
+
+PagingConfig = Annotated[
+    Union[CursorPaging, PageSizePaging, ChangedSincePaging, LinkHeaderPaging], Field(discriminator="style")
+]
+UNION_TAGS["paging"] = frozenset({"cursor", "page_size", "changed_since", "link_header"})
 
 
 class WindowParams(_Strict):
@@ -237,6 +251,41 @@ class DatabaseConfig(_Strict):
         return _reference(value)
 
 
+# --- what the matching stage keeps -------------------------------------------------------------
+
+_NAME = r"^[a-z_][a-z0-9_]*$"
+
+
+class NotNull(_Strict):
+    """A boolean store column: whether the feed's column has a value (e.g. inpatient: a discharge date)."""
+
+    not_null: str = Field(pattern=_NAME)
+
+
+class UsccArea(_Strict):
+    """The registration area (characters 3-8) of a unified social credit code column."""
+
+    uscc_area: str = Field(pattern=_NAME)
+
+
+class MatchingConfig(_Strict):
+    """What the matching stage keeps of this feed (docs/matching.md): its store table and, per store
+    column, the feed column it comes from. ``id_number`` becomes the person's token, masked number
+    and area (never kept whole); ``name`` goes to the identity vault only; columns that are not
+    named are not kept."""
+
+    table: str = Field(pattern=_NAME)
+    columns: dict[Annotated[str, Field(pattern=_NAME)], Union[Annotated[str, Field(pattern=_NAME)], NotNull, UsccArea]] = (
+        Field(min_length=1))
+
+    def sources(self) -> list[str]:
+        """Every feed column this section reads."""
+        out = []
+        for value in self.columns.values():
+            out.append(value if isinstance(value, str) else getattr(value, "not_null", None) or value.uscc_area)
+        return out
+
+
 # --- the feed ---------------------------------------------------------------------------------
 
 
@@ -252,6 +301,7 @@ class FeedConfig(_Strict):
     rest: RestConfig | None = None
     filedrop: FileDropConfig | None = None
     database: DatabaseConfig | None = None
+    matching: MatchingConfig | None = None
 
     @model_validator(mode="after")
     def _one_transport(self) -> FeedConfig:

@@ -9,11 +9,14 @@ as the database's driver returns them.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime
+from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pydantic import SecretStr
 from sqlalchemy import Engine, create_engine, inspect, literal, select, table, column
@@ -24,7 +27,7 @@ from sqlalchemy.sql.elements import quoted_name
 from connectors.base import Connector, Tally
 from connectors.config import DatabaseConfig, FeedConfig, reference_name
 from contracts import Contract
-from fundx.errors import ConfigurationError, NotFoundError, PermanentError, TransientError
+from fundx.errors import ConfigurationError, DataError, NotFoundError, PermanentError, TransientError
 from fundx.settings import Settings, resolve
 from fundx.timeutil import SHANGHAI, Window
 
@@ -118,9 +121,30 @@ class DatabaseConnector(Connector):
         if not chunks:
             return pd.DataFrame({name: [] for name in names}, dtype=object)
         frame = pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
+        self._check_numbers(frame)
         # a database sends no bytes we can count: report the frame's size in memory instead
         tally.bytes += int(frame.memory_usage(index=False, deep=True).sum())
         return frame
+
+    def _check_numbers(self, frame: pd.DataFrame) -> None:
+        """DataError naming the column if a column the contract types as a number holds anything else
+        (text that is not a number, a date, bytes): the view's column changed type. Never a value."""
+        for c in self.contract.columns:
+            if c.logical_type not in ("number", "integer") or c.name not in frame.columns:
+                continue
+            values = frame[c.name]
+            if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
+                continue
+            numbers = pd.to_numeric(values.astype(object).map(_number_or_none), errors="coerce")
+            wrong = numbers.isna().to_numpy() & values.notna().to_numpy()
+            if wrong.any():
+                named = c.name if c.physical_name == c.name else f"{c.name} ({c.physical_name})"
+                raise DataError(
+                    f"column {named} of {self.config.relation} holds {int(wrong.sum())} value(s) that are not numbers "
+                    f"(the first in row {int(wrong.argmax()) + 1}); the contract has {c.logical_type}",
+                    feed=self.name,
+                    action=f"ask {self.feed.agency} whether the view {self.config.relation} changed the type of {named}",
+                )
 
     def _columns(self, conn: Any) -> list[str]:
         """The relation's column names; NotFoundError if it is not there."""
@@ -158,6 +182,21 @@ class DatabaseConnector(Connector):
             .where(incremental >= start, incremental < end)
             .order_by(*[source.c[self.contract.column(n).physical_name] for n in self.config.order_by])
         )
+
+
+def _number_or_none(value: Any) -> Any:
+    """A value to_numeric may read as a number: numbers and numeric text as they are; anything else
+    (a bool, a date, bytes, text that is no number) as None, so it counts as not a number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float, Decimal, np.number)):
+        return value
+    if isinstance(value, str):
+        return value if _NUMERIC_TEXT.match(value.strip()) else None
+    return None
+
+
+_NUMERIC_TEXT = re.compile(r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$")
 
 
 def _driver_error(exc: DBAPIError) -> str:

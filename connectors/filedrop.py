@@ -13,6 +13,7 @@ import codecs
 import hashlib
 import io
 import logging
+import zlib
 from datetime import date, datetime, time
 from functools import partial
 from pathlib import Path
@@ -31,6 +32,13 @@ log = logging.getLogger("fundx.connectors.filedrop")
 
 #: a file whose marker does not match is looked at again after this many seconds
 RECHECK_SECONDS = 1.0
+
+#: an xlsx workbook is refused, before any of it is parsed, if its members would unpack to more than
+#: this many bytes in all, or if one member of more than XLSX_RATIO_FLOOR bytes unpacks to more than
+#: XLSX_MAX_RATIO times its packed size (a zip bomb; real sheets pack 5-30 times)
+XLSX_MAX_UNPACKED_BYTES = 1024 * 1024 * 1024
+XLSX_MAX_RATIO = 200
+XLSX_RATIO_FLOOR = 1024 * 1024
 
 #: byte-order marks, longest first (UTF-32 LE starts like UTF-16 LE)
 BOMS: tuple[tuple[bytes, str], ...] = (
@@ -192,6 +200,13 @@ class FileDropConnector(Connector):
             payload = data[skip + 3 :] if data[skip:].startswith(codecs.BOM_UTF8) else data[skip:]
         else:  # the CSV reader takes UTF-8 only
             payload = decode(data, name=name, encoding=self.config.encoding, feed=self.name).encode("utf-8")
+        if b"\x00" in payload:  # never text: a binary file, or UTF-16 without its BOM; a database would refuse it later
+            wide = codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))
+            where = "" if wide else f" at offset {data.find(bytes(1))}"
+            raise DataError(
+                f"{name} holds a NUL character{where}; it is not a text CSV file",
+                feed=self.name, action="ask the agency to resend the file in GB18030 or UTF-8",
+            )
         options: dict[str, Any] = {"dtype": str, "keep_default_na": False, "sep": self.config.delimiter}
         try:
             frame = pd.read_csv(io.BytesIO(payload), engine="pyarrow", **options)
@@ -209,11 +224,14 @@ class FileDropConnector(Connector):
     def _xlsx(self, data: bytes, name: str) -> pd.DataFrame:
         from openpyxl import load_workbook
         from openpyxl.utils.exceptions import InvalidFileException
+        from xml.etree.ElementTree import ParseError
         from zipfile import BadZipFile
 
+        unreadable = (BadZipFile, InvalidFileException, KeyError, OSError, ParseError, EOFError, zlib.error)
         try:
+            self._check_workbook(data, name)
             book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-        except (BadZipFile, InvalidFileException, KeyError, OSError) as exc:
+        except unreadable as exc:
             raise DataError(f"{name} is not a readable xlsx workbook ({type(exc).__name__})", feed=self.name) from None
         try:
             if self.config.sheet not in book.sheetnames:
@@ -229,11 +247,73 @@ class FileDropConnector(Connector):
                 for row in rows
                 if any(v is not None and v != "" for v in row)
             ]
+        except unreadable as exc:  # the sheet is parsed while its rows are read
+            raise DataError(f"{name} is not a readable xlsx workbook ({type(exc).__name__})", feed=self.name) from None
         finally:
             book.close()
         headers = ["" if h is None else str(h) for h in header]
         frame = pd.DataFrame(body, columns=headers) if body else pd.DataFrame({h: [] for h in headers}, dtype=object)
         return self._rename(frame, name)
+
+
+    def _check_workbook(self, data: bytes, name: str) -> None:
+        """Refuse, before parsing, a workbook that unpacks too far (a zip bomb) or whose XML declares a
+        DTD (entity expansion, "billion laughs", or external entities): no xlsx needs one."""
+        import zipfile
+
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+            unpacked = sum(m.file_size for m in members)
+            if unpacked > XLSX_MAX_UNPACKED_BYTES:
+                raise DataError(
+                    f"{name} would unpack to {unpacked} bytes, more than {XLSX_MAX_UNPACKED_BYTES}; it was not opened",
+                    feed=self.name, action="ask the agency to split the workbook, or to check what it sent",
+                )
+            for member in members:
+                if member.file_size > XLSX_RATIO_FLOOR and member.file_size > XLSX_MAX_RATIO * max(member.compress_size, 1):
+                    raise DataError(
+                        f"{name}: a member unpacks {member.file_size // max(member.compress_size, 1)} times its size "
+                        f"(more than {XLSX_MAX_RATIO}: a zip bomb); it was not opened",
+                        feed=self.name, action="ask the agency what it sent; do not open the file by hand",
+                    )
+            for member in members:
+                if member.filename.lower().endswith((".xml", ".rels", ".vml")) and _declares_dtd(archive, member):
+                    raise DataError(
+                        f"{name}: {member.filename} declares a DTD (XML entities); it was not parsed",
+                        feed=self.name, action="ask the agency to save the workbook again from its spreadsheet program",
+                    )
+
+
+def _declares_dtd(archive: Any, member: Any) -> bool:
+    """True if the XML member has a document type declaration; parsed only up to its root element."""
+    import xml.parsers.expat
+
+    class _Root(Exception):
+        pass
+
+    found = False
+
+    def doctype(*_: object) -> None:
+        nonlocal found
+        found = True
+        raise _Root
+
+    def root(*_: object) -> None:
+        raise _Root
+
+    parser = xml.parsers.expat.ParserCreate()
+    parser.StartDoctypeDeclHandler = doctype
+    parser.EntityDeclHandler = doctype
+    parser.StartElementHandler = root
+    with archive.open(member) as stream:
+        while chunk := stream.read(64 * 1024):
+            try:
+                parser.Parse(chunk, False)
+            except _Root:
+                return found
+            except xml.parsers.expat.ExpatError:
+                return False  # not well-formed: the workbook reader reports it
+    return found
 
 
 def _inside(path: Path, folder: Path) -> bool:

@@ -35,7 +35,9 @@ from fundx.settings import Settings
 log = logging.getLogger("fundx.connectors.http")
 
 _CHUNK = 256 * 1024
-_ERROR_CODE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+#: an agency's error code is a short lower-case word list (invalid_token, insufficient_scope): anything
+#: else — a long random-looking run, mixed case — may be a credential an agency echoed, and is left out
+_ERROR_CODE = re.compile(r"^(?=.{1,48}$)[a-z][a-z0-9]{0,15}(?:[_.\-][a-z0-9]{1,16})*$")
 
 #: HTTP status -> (error type, what it means); the first matching row wins. 2xx is success.
 STATUS_TABLE: tuple[tuple[range | frozenset[int], type[FundxError], str], ...] = (
@@ -73,7 +75,7 @@ class Response:
             code = parsed.get("error")
         if not isinstance(code, str) or not _ERROR_CODE.match(code):
             match = re.search(r'error="([A-Za-z0-9_.\-]{1,64})"', self.headers.get("WWW-Authenticate", ""))
-            code = match.group(1) if match else None
+            code = match.group(1) if match and _ERROR_CODE.match(match.group(1)) else None
         return code
 
     def json(self, *, feed: str, what: str) -> Any:

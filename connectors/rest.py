@@ -47,7 +47,8 @@ class RestConnector(Connector):
         if self._auth is None or self._auth_base != base_url:
             self._auth = auth_for(self.config.auth, base_url=base_url, feed=self.name)
             self._auth_base = base_url
-        paginator = paginator_for(self.config.paging, self.config.window, key=self._key_fields[0], feed=self.name)
+        paginator = paginator_for(self.config.paging, self.config.window, key=self._key_fields[0], feed=self.name,
+                                  url=url)
         received: list[Mapping[str, Any]] = []
         seen: set[Any] = set()
         with HttpClient(self.settings, feed=self.name) as http:
@@ -56,8 +57,8 @@ class RestConnector(Connector):
             while params is not None:
                 number += 1
                 what = f"page {number}"
-                body, records, keys, size = tally.retry(
-                    partial(self._page, http, url, params, what, seen), what=what
+                body, records, keys, size, headers = tally.retry(
+                    partial(self._page, http, paginator.next_url or url, params, what, seen), what=what
                 )
                 if records:
                     self.check_columns(_fields(records), where=what)
@@ -65,14 +66,14 @@ class RestConnector(Connector):
                 received.extend(records)
                 tally.page(len(records), size)
                 log.debug("%s: %s: %d records, %d distinct so far", self.name, what, len(records), len(seen))
-                params = paginator.next_request(body, records)
+                params = paginator.next_request(body, records, headers)
         paginator.finish(len(seen))
         return self._frame(received)
 
     def _page(
         self, http: HttpClient, url: str, params: dict[str, str], what: str, seen: set[Any]
-    ) -> tuple[Mapping[str, Any], Sequence[Mapping[str, Any]], list[Any], int]:
-        """One page: its body, its records, their keys and its size; raises to be retried."""
+    ) -> tuple[Mapping[str, Any], Sequence[Mapping[str, Any]], list[Any], int, Mapping[str, str]]:
+        """One page: its body, its records, their keys, its size and its headers; raises to be retried."""
         assert self._auth is not None
         response = http.request("GET", url, what=what, params=params, headers=self._auth.headers(http))
         refreshed = False
@@ -99,7 +100,7 @@ class RestConnector(Connector):
         keys = [self._key(r) for r in records]
         if records and seen.issuperset(keys):
             raise IncompletePull(f"{what}: the agency answered with rows already received (a replayed page)", feed=self.name)
-        return body, records, keys, len(response.body)
+        return body, records, keys, len(response.body), response.headers
 
     def _key(self, record: Mapping[str, Any]) -> Any:
         if len(self._key_fields) == 1:

@@ -114,6 +114,10 @@ MORE: list[DeploymentSpec] = [
                    description="Judge tonight's feeds against their service levels (a missing feed is caught "
                                "after its deadline even when no night ran); breaches notified once.",
                    tags=(TAG, "sla"), cron="15 * * * *"),
+    DeploymentSpec(flow_name="matching-night", name="nightly", entrypoint="flows.matching.matching_night",
+                   description="The matching stages take their sealed batches, load them (pseudonymised) and run "
+                               "the rules against the office's benefit roll: suspect lists and inspection orders.",
+                   tags=(TAG, "matching"), cron="30 4 * * *"),
 ]
 # ------------------------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -41,6 +42,20 @@ app.add_typer(notify_app, name="notify")
 sla_app = typer.Typer(help="Service levels from the contracts: judge a night, record and notify breaches.",
                       no_args_is_help=True)
 app.add_typer(sla_app, name="sla")
+matching_app = typer.Typer(
+    help="The matching stage: run the rules over the stages' stores into suspects and orders; report per rule.",
+    no_args_is_help=True)
+app.add_typer(matching_app, name="matching")
+orders_app = typer.Typer(
+    help="Inspection orders (订单式检查), one per suspect: list them by district, show one, close it with its outcome.",
+    no_args_is_help=True)
+app.add_typer(orders_app, name="orders")
+# onboarding an agency: scaffold and check a connector; infer, diff and release contracts
+from fundx.cli_connector import connector_app  # noqa: E402
+from fundx.cli_contract import contract_app  # noqa: E402
+
+app.add_typer(connector_app, name="connector")
+app.add_typer(contract_app, name="contract")
 # Wide enough for feed names when the output is not a terminal (CI logs, pipes).
 console = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
@@ -122,7 +137,7 @@ def demo(
     except ValueError as exc:
         err.print(f"[red]error:[/red] --faults: {exc}")
         raise typer.Exit(2) from None
-    with console.status(f"generating a city of {people:,} people and starting six agencies on loopback"):
+    with console.status(f"generating a city of {people:,} people and starting the sandbox agencies on loopback"):
         sb = Sandbox(settings.sandbox_home, people=people, seed=seed or DEFAULT_SEED, faults=fault_map).start()
     try:
         os.environ.update(sb.env)
@@ -135,8 +150,17 @@ def demo(
     console.print("the stages take their sealed batches from their inboxes and acknowledge them:")
     _receive_and_record(None)
     _print_deliveries()
-    console.print("next: [bold]fundx status[/bold] shows the ledger; [bold]fundx audit verify[/bold] checks the "
-                  "audit trail; [bold]make test[/bold] runs the suite")
+    console.print("the matching stages load what they received (pseudonymised) and match it against the office's "
+                  "benefit roll:")
+    from fundx.errors import FundxError
+    from matching.run import run_matching
+
+    try:
+        _print_matching(run_matching(), truths=sb.city.truths)
+    except FundxError as exc:
+        _fail(exc)
+    console.print("next: [bold]fundx status[/bold] shows the ledger; [bold]fundx orders list[/bold] the inspection "
+                  "orders; [bold]fundx audit verify[/bold] checks the audit trail; [bold]make test[/bold] runs the suite")
     _exit_for_run(run_id)
 
 
@@ -153,7 +177,7 @@ def _prepare_demo_home(home: Path, fresh: bool) -> None:
 
         for name in ("ledger.db", "ledger.db-wal", "ledger.db-shm"):
             (home / name).unlink(missing_ok=True)
-        for folder in ("inboxes", "acks", "stages", "locks", "quarantine", "reports"):  # they go with the ledger
+        for folder in ("inboxes", "acks", "stages", "locks", "quarantine", "reports", "matching"):  # they go with the ledger
             shutil.rmtree(home / folder, ignore_errors=True)
     home.mkdir(parents=True, exist_ok=True)
     marker.write_text("made by `fundx demo`; `fundx demo` may reset this folder's ledger\n")
@@ -857,6 +881,270 @@ def notify_test() -> None:
     console.print(table)
     if not all(r.ok for r in results):
         raise typer.Exit(1)
+
+
+# matching: suspects and inspection orders --------------------------------------------------------
+
+
+def _bad(message: str) -> None:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+def _money(x: float | None) -> str:
+    return "" if x is None else f"{x:,.2f}"
+
+
+def _order_filters(district: str | None, rule: str | None) -> None:
+    from matching import orders as mo
+
+    if district is not None and mo.area_of(district) is None:
+        _bad(f"--district: unknown district {district!r}; an area code (330106) or one of "
+             f"{', '.join(mo.DISTRICTS.values())}")
+    if rule is not None and rule not in mo.RULES:
+        _bad(f"--rule: unknown rule {rule!r}; one of {', '.join(mo.RULES)}")
+
+
+@orders_app.command("list")
+def orders_list(
+    night: Annotated[Optional[str], typer.Option(help="only this matching night (YYYY-MM-DD)")] = None,
+    district: Annotated[Optional[str], typer.Option(help="only this district: its name (西湖区) or area code (330106)")] = None,
+    rule: Annotated[Optional[str], typer.Option(help="only this rule, e.g. paid_after_death")] = None,
+    only_open: Annotated[bool, typer.Option("--open", help="only orders still open")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Inspection orders by district: rule, masked identity, amount at risk, due date, outcome (reads only)."""
+    from fundx.ledger import Ledger
+    from matching import orders as mo
+
+    day = _night_arg(night)
+    _order_filters(district, rule)
+    found = mo.orders(Ledger.from_settings(), night=day, district=district, rule=rule,
+                      status="open" if only_open else None)
+    found.sort(key=lambda o: (o.area, o.order_id))
+    if as_json:
+        print(json.dumps([{k: v for k, v in o.as_dict().items() if k not in ("subject", "detail", "note")}
+                          for o in found], ensure_ascii=False, indent=2))
+        return
+    if not found:
+        console.print("no orders" + (" open" if only_open else "") + (f" of {day}" if day else "")
+                      + (f" in {district}" if district else "") + (f" for {rule}" if rule else ""))
+        return
+    table = Table(title="inspection orders" + (f", night of {day}" if day else ""))
+    for col in ("district", "order", "rule", "identity (masked)", "at risk", "due", "state"):
+        table.add_column(col, justify="right" if col == "at risk" else "left", overflow="fold",
+                         no_wrap=col != "district")
+    today = _today()
+    previous = None
+    for o in found:
+        if previous is not None and o.area != previous:
+            table.add_section()
+        if o.status == "open":
+            state = "[red]overdue[/red]" if o.due_on < today else "open"
+        else:
+            state = f"{o.outcome}" + (f"\n{_money(o.amount_recovered)}" if o.amount_recovered else "")
+        table.add_row(o.district if o.area != previous else "", o.order_id, f"{o.title}\n{o.rule}", o.id_masked or "",
+                      _money(o.amount_at_risk), o.due_on.isoformat(), state)
+        previous = o.area
+    console.print(table)
+    still = [o for o in found if o.status == "open"]
+    console.print(f"{len(found):,} orders in {len({o.area for o in found})} districts; {len(still):,} open, "
+                  f"{_money(sum(o.amount_at_risk for o in still))} at risk in the open ones")
+    console.print("close one: [bold]fundx orders close ORDER --outcome confirmed|false-positive|recovered --amount X[/bold]")
+
+
+def _today():
+    from fundx.timeutil import SHANGHAI, now
+
+    return now().astimezone(SHANGHAI).date()
+
+
+@orders_app.command("show")
+def orders_show(
+    order: Annotated[str, typer.Argument(help="the order id, e.g. O20260301-1-0001 (fundx orders list)")],
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """One order: rule, district, masked identity, the masked evidence, due date and outcome."""
+    from fundx.ledger import Ledger
+    from matching import orders as mo
+
+    found = mo.get(Ledger.from_settings(), order)
+    if found is None:
+        _bad(f"there is no order {order!r} (see fundx orders list)")
+    data = found.as_dict()
+    if as_json:
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+        return
+    table = Table(title=f"order {found.order_id}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    rows = [
+        ("night", found.night.isoformat()), ("rule", f"{found.rule_no}. {found.rule} {found.title}"),
+        ("district", f"{found.district} ({found.area})"), ("subject (token)", found.subject),
+        ("identity (masked)", found.id_masked or ""), ("amount at risk", _money(found.amount_at_risk)),
+        ("months", "" if found.months is None else str(found.months)),
+        ("evidence", json.dumps(data["detail"], ensure_ascii=False, indent=1) if not isinstance(data["detail"], str)
+         else data["detail"]),
+        ("due on", found.due_on.isoformat()), ("status", found.status),
+    ]
+    if found.status == "closed":
+        rows += [("outcome", found.outcome or ""), ("amount recovered", _money(found.amount_recovered)),
+                 ("closed", f"{found.closed_at:%Y-%m-%d %H:%M} UTC by {found.closed_by}" if found.closed_at else ""),
+                 ("note", found.note or "")]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+
+
+@orders_app.command("close")
+def orders_close(
+    order: Annotated[str, typer.Argument(help="the order id (fundx orders list)")],
+    outcome: Annotated[str, typer.Option(help="confirmed | false-positive | recovered")],
+    amount: Annotated[float, typer.Option(help="amount recovered (CNY): 0 for a false positive, more than 0 if recovered")],
+    note: Annotated[Optional[str], typer.Option(help="a short note kept with the order (no identity numbers)")] = None,
+) -> None:
+    """Close an order with its outcome and amount: once, audited; who closed it is FUNDX_STEWARD (else the OS user)."""
+    from fundx.errors import FundxError
+    from fundx.ledger import Ledger
+    from matching import orders as mo
+
+    if outcome not in mo.OUTCOMES:
+        _bad(f"--outcome: {outcome!r} is not one of {', '.join(mo.OUTCOMES)}")
+    ledger = Ledger.from_settings()
+    if mo.get(ledger, order) is None:
+        _bad(f"there is no order {order!r} (see fundx orders list)")
+    try:
+        closed = mo.close(ledger, order, outcome=outcome, amount=amount, actor=_steward(), note=note)
+    except ValueError as exc:
+        _bad(str(exc))
+    except FundxError as exc:
+        _fail(exc)
+    console.print(f"order {closed.order_id} ({closed.district}, {closed.rule} {closed.title}) closed by "
+                  f"{closed.closed_by}: {closed.outcome}, amount {_money(closed.amount_recovered)}")
+
+
+@matching_app.command("report")
+def matching_report(
+    night: Annotated[Optional[str], typer.Option(help="only this matching night (YYYY-MM-DD); default every night")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Per rule: suspects (orders), open and closed, precision = (confirmed + recovered) / closed, amounts at
+    risk and recovered; and the total (reads only)."""
+    from fundx.ledger import Ledger
+    from matching import orders as mo
+
+    day = _night_arg(night)
+    reports = mo.report(Ledger.from_settings(), day)
+    whole = mo.total(reports)
+    if as_json:
+        print(json.dumps({"night": day, "rules": [r.as_dict() for r in reports], "total": whole.as_dict()},
+                         ensure_ascii=False, indent=2))
+        return
+    table = Table(title="matching outcomes" + (f", night of {day}" if day else ", every night"))
+    for col in ("rule", "suspects", "closed", "confirmed", "false +", "recovered", "precision", "at risk ¥",
+                "recovered ¥"):
+        table.add_column(col, justify="left" if col == "rule" else "right", no_wrap=True)
+
+    def row(r) -> list[str]:
+        precision = "" if r.precision is None else f"{100 * r.precision:.1f} %"
+        return [f"{r.title}\n{r.rule}" if r.rule != "total" else "合计 total", f"{r.suspects:,}", f"{r.closed:,}", f"{r.confirmed:,}",
+                f"{r.false_positive:,}", f"{r.recovered:,}", precision, _money(r.amount_at_risk),
+                _money(r.amount_recovered)]
+
+    for r in reports:
+        table.add_row(*row(r))
+    table.add_section()
+    table.add_row(*row(whole), style="bold")
+    console.print(table)
+
+
+_PARAM = re.compile(r"^([a-z_][a-z0-9_]*)\.([a-z_][a-z0-9_]*)=(.+)$")
+
+
+def _params(given: list[str] | None) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for text in given or []:
+        match = _PARAM.match(text.strip())
+        if not match:
+            _bad(f"--param {text!r}: write rule.name=value, e.g. shared_account.min_people=4")
+        key = f"{match.group(1)}.{match.group(2)}"
+        if key in params:
+            _bad(f"--param {key} given twice")
+        params[key] = match.group(3).strip()
+    return params
+
+
+@matching_app.command("run")
+def matching_run(
+    night: Annotated[Optional[str], typer.Option(help="the matching night (YYYY-MM-DD); default tonight")] = None,
+    param: Annotated[Optional[list[str]], typer.Option(
+        "--param", help="override a rule's parameter: rule.name=value (repeatable), e.g. bill_over_mean.over=0.3")] = None,
+) -> None:
+    """Load what the stages received, take the office's snapshot, run the rules; record suspects and orders,
+    write the masked lists and the investigators' sealed file."""
+    from datetime import date
+
+    from fundx.errors import FundxError
+
+    day = _night_arg(night)
+    params = _params(param)
+    from matching.rules import parse_params
+    from matching.run import run_matching
+
+    try:
+        parse_params(params)  # an unknown parameter or a bad value is bad input: exit 2 before any work
+    except FundxError as exc:
+        _fail(exc, 2)
+
+    try:
+        result = run_matching(date.fromisoformat(day) if day else None, params)
+    except FundxError as exc:
+        _fail(exc)
+    _print_matching(result)
+    console.print("next: [bold]fundx orders list --night " + str(result.night) + "[/bold], "
+                  "[bold]fundx matching report[/bold]")
+
+
+def _print_matching(result, truths: dict | None = None) -> None:
+    """A matching night: rows loaded, suspects and amounts per rule (against the sandbox's planted
+    truths when given: planted, precision, recall), orders opened, files written."""
+    from matching import orders as mo
+
+    console.print(f"[bold]matching night of {result.night}[/bold]")
+    loaded = Table(title="rows loaded per stage")
+    loaded.add_column("stage")
+    loaded.add_column("rows", justify="right")
+    for stage, rows in sorted(result.loaded.items()):
+        loaded.add_row(stage, f"{rows:,}")
+    console.print(loaded)
+    scores = {}
+    if truths is not None:
+        from fundx.keys import KeyStore
+        from matching import evaluate
+        from fundx.ledger import Ledger
+
+        made = mo.orders(Ledger.from_settings(), night=result.night)
+        scores = {sc.rule: sc for sc in evaluate.score([(o.rule, o.subject) for o in made], truths,
+                                                      KeyStore().match_key())}
+    found = Table(title="suspects per rule" + (" (against the sandbox's planted cases)" if scores else ""))
+    columns = ["rule", "规则", "suspects", "at risk"] + (["planted", "precision", "recall"] if scores else [])
+    for col in columns:
+        found.add_column(col, justify="left" if col in ("rule", "规则") else "right")
+    for r in result.rules:
+        row = [r.rule, mo.TITLES.get(r.rule, ""), f"{r.suspects:,}", _money(r.amount_at_risk)]
+        if scores:
+            sc = scores[r.rule]
+            row += [f"{sc.planted:,}", "-" if sc.precision is None else f"{sc.precision:.2f}",
+                    "-" if sc.recall is None else f"{sc.recall:.2f}"]
+        found.add_row(*row)
+    found.add_section()
+    found.add_row("total", "", f"{sum(r.suspects for r in result.rules):,}",
+                  _money(sum(r.amount_at_risk for r in result.rules)), style="bold")
+    console.print(found)
+    console.print(f"orders opened: {result.orders_new:,}")
+    folders = sorted({str(p.parent) for p in result.files})
+    console.print(f"files written: {len(result.files)} in {', '.join(folders)} (orders-<district>.csv, "
+                  f"suspects-<rule>.csv: masked; investigators.p7m: sealed to the investigators)")
 
 
 # the stewards' console ---------------------------------------------------------------------------

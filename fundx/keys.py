@@ -37,6 +37,7 @@ Production may point each item elsewhere (:class:`KeySettings`): a file path, ``
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import uuid
@@ -59,8 +60,11 @@ from fundx.errors import CertificateError, ConfigurationError
 
 log = logging.getLogger(__name__)
 
-#: the recipients of sealed parts: the matching stages and the data stewards (quarantine)
-STAGES: tuple[str, ...] = ("death_matching", "custody_matching", "bill_review", "employer_review", "stewards")
+#: the recipients of sealed parts: the matching stages, the data stewards (quarantine) and the
+#: office's investigators (the identity vault and the suspects' identities, docs/matching.md)
+STAGES: tuple[str, ...] = ("death_matching", "custody_matching", "bill_review", "employer_review", "stewards",
+                           "investigators")
+MATCH_KEY_BYTES = 32
 
 Usage = Literal["ca", "signing", "encryption"]
 PrivateKey = Union[rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey]
@@ -300,6 +304,11 @@ class KeyPaths:
     def signers_dir(self) -> Path:
         return self.dir / "signers"
 
+    @property
+    def match_key(self) -> Path:
+        """The office's HMAC key that pseudonymises identity numbers for matching (32 random bytes)."""
+        return self.dir / "office" / "match.key"
+
     def signer_cert(self, stage: str) -> Path:
         """The certificate a stage signs its acknowledgements with."""
         return self.signers_dir / f"{stage}.pem"
@@ -402,6 +411,9 @@ def init_keys(home: Path, stages: Sequence[str] = STAGES, *, days: int = DEFAULT
     for stage in stages:
         keep_or_issue(paths.stage_cert(stage), paths.stage_key(stage), stage, "encryption")
         keep_or_issue(paths.signer_cert(stage), paths.signer_key(stage), stage, "signing", unit="stage")
+    if not paths.match_key.exists():
+        paths.match_key.parent.mkdir(mode=0o700, exist_ok=True)
+        write_file_atomic(paths.match_key, os.urandom(MATCH_KEY_BYTES), 0o600)
 
     crl = x509.load_pem_x509_crl(paths.crl.read_bytes()) if paths.crl.exists() else None
     if crl is None or crl.next_update_utc is None or crl.next_update_utc <= _utcnow() + timedelta(days=1):
@@ -645,6 +657,9 @@ class KeySettings(BaseSettings):
     stage_signer_keys: dict[str, str] = Field(
         default_factory=dict, description="stage -> its acknowledgement-signing key (stage side), as JSON"
     )
+    match_key: str | None = Field(
+        None, description="the office's HMAC key for pseudonymised matching (32 bytes, raw or base64 text)"
+    )
 
     @property
     def production(self) -> bool:
@@ -689,6 +704,22 @@ class KeyStore:
             )
         validate_certificate(cert, self.ca(), self.crl(), usage="signing")
         return key, cert
+
+    def match_key(self) -> bytes:
+        """The office's HMAC key that pseudonymises identity numbers (docs/matching.md); 32+ bytes."""
+        ref = self.settings.match_key or self.paths.match_key
+        if isinstance(ref, Path) and not ref.exists():
+            raise ConfigurationError(f"the office's matching key {ref} does not exist",
+                                     action="run `fundx keys init` (development) or set FUNDX_KEYS_MATCH_KEY")
+        data = load_pem(ref, setting="FUNDX_KEYS_MATCH_KEY")
+        try:  # base64 text (env: and secret: hold text), else the raw bytes `fundx keys init` writes
+            data = base64.b64decode(data.strip(), validate=True)
+        except ValueError:
+            pass
+        if len(data) < MATCH_KEY_BYTES:
+            raise ConfigurationError(f"setting FUNDX_KEYS_MATCH_KEY: the key has {len(data)} bytes, at least "
+                                     f"{MATCH_KEY_BYTES} are needed")
+        return data
 
     def exchange_signer(self) -> tuple[PrivateKey, Certificate]:
         """The exchange's signing key and certificate, checked to belong together and to be usable now."""

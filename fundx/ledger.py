@@ -2,9 +2,10 @@
 
 SQLAlchemy Core over SQLite (embedded default, a file under FUNDX_HOME) or PostgreSQL (by URL, for
 several workers). It records runs, pulls, watermarks, deliveries of sealed batches to the stages,
-the stages' acknowledgements and refusals, and a hash-chained audit trail. It never stores a
-record's content: only counts, sizes, digests, windows, durations and error types with their
-(content-free) messages.
+the stages' acknowledgements and refusals, the matching stage's inspection orders, and a
+hash-chained audit trail. It never stores a record's content: only counts, sizes, digests, windows,
+durations and error types with their (content-free) messages; an order names its subject by a
+pseudonymous token (or a bill key or credit code) and a masked identity number.
 
 A feed's watermark is the end of the last window it has safely completed. It moves only inside the
 transaction that records the batch's delivery (:mod:`fundx.handoff`), and never backwards.
@@ -244,6 +245,32 @@ breaches = sa.Table(
     sa.Column("recovery_notified_at", UTCDateTime),
     sa.UniqueConstraint("night", "feed", "rule", name="uq_breaches_night_feed_rule"),
     sa.Index("ix_breaches_status", "status"),
+)
+
+orders = sa.Table(
+    "orders",
+    metadata,
+    # O<YYYYMMDD>-<rule number 1..8>-<n:04d>, see matching.orders
+    sa.Column("order_id", sa.String(32), primary_key=True),
+    sa.Column("night", sa.Date, nullable=False),
+    sa.Column("rule", sa.String(64), nullable=False),
+    sa.Column("subject", sa.String(64), nullable=False),  # pseudonymous: a hex token (person, account), a bill key, a credit code
+    sa.Column("id_masked", sa.String(64)),  # 110105********123X (or a masked account); never a whole number
+    sa.Column("area", sa.String(6), nullable=False),
+    sa.Column("district", sa.String(32), nullable=False),
+    sa.Column("amount_at_risk", sa.Numeric(16, 2, asdecimal=False), nullable=False),
+    sa.Column("months", sa.Integer),
+    sa.Column("detail", sa.Text, nullable=False),  # JSON: masked evidence only
+    sa.Column("due_on", sa.Date, nullable=False),
+    sa.Column("status", sa.String(8), nullable=False),  # open | closed
+    sa.Column("outcome", sa.String(16)),  # confirmed | false-positive | recovered
+    sa.Column("amount_recovered", sa.Numeric(16, 2, asdecimal=False)),
+    sa.Column("note", sa.Text),  # the closer's note (no identity numbers); not audited
+    sa.Column("closed_at", UTCDateTime),
+    sa.Column("closed_by", sa.String(64)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("night", "rule", "subject", name="uq_orders_night_rule_subject"),
+    sa.Index("ix_orders_status_area", "status", "area"),
 )
 
 audit = sa.Table(

@@ -34,7 +34,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from fundx.errors import ConfigurationError, DecisionError, SealError
+from fundx.errors import ConfigurationError, DecisionError, SealError, UnknownSignerError
 from fundx.inbox import LocalInbox, PartFile, part_name
 from fundx.keys import KeyStore
 from fundx.ledger import Ledger, decisions, quarantines, rule_failures
@@ -278,7 +278,7 @@ def read_rows(ledger: Ledger, batch_id: str, *, keys: KeyStore | None = None, ho
         raise SealError(f"quarantined batch {batch_id}: {len(missing)} of its {record.parts} sealed parts are "
                         f"missing from {store.where(STEWARDS, batch_id)}",
                         action="restore the quarantine folder from backup; the ledger keeps the counts")
-    ca, crl = keys.ca(), keys.crl()
+    ca, crl, exchange = keys.ca(), keys.crl(), keys.exchange_certificate()
     tables = []
     for number, name in enumerate(names, start=1):
         data = store.read_part(STEWARDS, batch_id, name)
@@ -287,6 +287,8 @@ def read_rows(ledger: Ledger, batch_id: str, *, keys: KeyStore | None = None, ho
         opened = open_sealed(data, recipient_key=key, recipient_cert=cert, trusted_ca=ca, crl=crl,
                              expect={"batch_id": batch_id, "feed": record.feed, "recipient": STEWARDS,
                                      "part": number, "parts": record.parts})
+        if opened.signer.subject != exchange.subject:  # any CA-issued signer would verify: only the exchange seals
+            raise UnknownSignerError(f"quarantined batch {batch_id}: part {number} is not signed by the exchange")
         tables.append(pq.read_table(pa.BufferReader(opened.payload)))
     frame = pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame()
     if len(frame) != record.quarantined:

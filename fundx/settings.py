@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     home: Path = Field(Path("var"), description="where the exchange keeps its state")
     sandbox_home: Path = Field(Path("agencies"), description="where the sandbox agencies keep their data")
     ledger_url: str | None = Field(None, description="SQLAlchemy URL of the ledger; default SQLite under home")
+    office_db_url: str | None = Field(
+        None, description="SQLAlchemy URL of the social-insurance office's database (benefit roll, contributions, "
+                          "employer subsidies) that the matching stage reads; the sandbox sets it")
     initial_watermark: datetime = Field(
         aware("2020-01-01"), description="where a feed that was never pulled starts"
     )

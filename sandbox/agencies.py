@@ -1,8 +1,9 @@
-"""The six simulated agencies on loopback, started and stopped together: ``Sandbox``.
+"""The eight simulated agencies on loopback, started and stopped together: ``Sandbox``.
 
-A ``Sandbox`` generates (or is handed) a synthetic city, writes the file drops and the settlement
-database under its home, starts one HTTP server per REST agency and a control server, and hands the
-exchange its endpoints and credentials in ``home/exchange.env`` (mode 0600). Everything holding
+A ``Sandbox`` generates (or is handed) a synthetic city, writes the file drops, the settlement
+database, the tax declarations database and the social-insurance office's own database under its home, starts one HTTP server per
+REST agency and a control server, and hands the exchange its endpoints and credentials in
+``home/exchange.env`` (mode 0600). Everything holding
 personal data stays under ``home``. docs/agencies.md is the wire contract.
 """
 
@@ -24,8 +25,10 @@ from sandbox.drops import DROP_AGENCIES, FileDrop
 from sandbox.faults import TRANSPORTS, FaultState, parse_faults, validate, validate_all
 from sandbox.generator import DEFAULT_AS_OF, DEFAULT_SEED, City, generate_city
 from sandbox.medical_db import MedicalDB
+from sandbox.office_db import OfficeDB
 from sandbox.rest import REST_AGENCIES, Police, RestAgency
 from sandbox.schema import AGENCIES, FEED_AGENCY
+from sandbox.tax_db import TaxDB
 from sandbox.wire import HttpError, Reply, Request, Server, json_reply, start_server
 
 try:
@@ -47,7 +50,12 @@ ENDPOINT_ENV: dict[str, str] = {
     "religious_affairs": "FUNDX_RELIGIOUS_AFFAIRS_DROP",
     "justice": "FUNDX_JUSTICE_DROP",
     "medical_insurance": "FUNDX_MEDICAL_INSURANCE_DB_URL",
+    "health_commission": "FUNDX_HEALTH_COMMISSION_URL",
+    "tax_bureau": "FUNDX_TAX_BUREAU_DB_URL",
 }
+#: the social-insurance office's own database (benefit roll, contributions, employer subsidies): not an
+#: agency, but handed to the exchange next to them, for the matching stage
+OFFICE_ENV = "FUNDX_OFFICE_DB_URL"
 
 
 class Sandbox:
@@ -80,6 +88,8 @@ class Sandbox:
         self._servers: dict[str, Server] = {}
         self._drops: dict[str, FileDrop] = {}
         self._db: MedicalDB | None = None
+        self._tax: TaxDB | None = None
+        self._office: OfficeDB | None = None
         self._control: Server | None = None
         self._lock = threading.Lock()
         self._started_at: datetime | None = None
@@ -97,7 +107,7 @@ class Sandbox:
         return self._city
 
     def start(self) -> Sandbox:
-        """Generate the city, write drops and the database, start the servers, hand out exchange.env and sandbox.json."""
+        """Generate the city, write drops and databases, start the servers, hand out exchange.env and sandbox.json."""
         try:
             self._start()
         except BaseException:
@@ -124,6 +134,10 @@ class Sandbox:
         self._db = MedicalDB(self.home, city.feeds[AGENCIES["medical_insurance"]], self._states["medical_insurance"],
                              self.medical_db_url)
         self._db.load()
+        self._tax = TaxDB(self.home, city.feeds[AGENCIES["tax_bureau"]], self._states["tax_bureau"])
+        self._tax.load()
+        self._office = OfficeDB(self.home, city)
+        self._office.write()
 
         for agency, cls in REST_AGENCIES.items():
             app = cls(city.feeds[AGENCIES[agency]], self._states[agency], self.stall_seconds)
@@ -135,6 +149,7 @@ class Sandbox:
         self.urls = {agency: server.url for agency, server in self._servers.items()}
         self.urls.update({agency: str(drop.folder) for agency, drop in self._drops.items()})
         self.urls["medical_insurance"] = self._db.public_url
+        self.urls["tax_bureau"] = self._tax.url
         self.env = self._exchange_env()
         self._started_at = datetime.now(SHANGHAI)
         _write_private(self.home / "exchange.env", self._env_text())
@@ -145,14 +160,18 @@ class Sandbox:
         civil = self._rest["civil_affairs"]
         police = self._rest["police"]
         market = self._rest["market_regulation"]
-        assert isinstance(police, Police) and self._db is not None
+        assert isinstance(police, Police) and self._db is not None and self._tax is not None
         env = {ENDPOINT_ENV[a]: self._servers[a].url for a in self._servers}
         env.update({ENDPOINT_ENV[a]: str(d.folder) for a, d in self._drops.items()})
         env["FUNDX_MEDICAL_INSURANCE_DB_URL"] = self._db.url
+        env["FUNDX_TAX_BUREAU_DB_URL"] = self._tax.url
+        if self._office is not None:
+            env[OFFICE_ENV] = self._office.url
         env["FUNDX_CIVIL_AFFAIRS_TOKEN"] = civil.token  # type: ignore[attr-defined]
         env["FUNDX_POLICE_CLIENT_ID"] = police.client_id
         env["FUNDX_POLICE_CLIENT_SECRET"] = police.client_secret
         env["FUNDX_MARKET_REGULATION_API_KEY"] = market.api_key  # type: ignore[attr-defined]
+        env["FUNDX_HEALTH_COMMISSION_API_KEY"] = self._rest["health_commission"].api_key  # type: ignore[attr-defined]
         return dict(sorted(env.items()))
 
     def _env_text(self) -> str:
@@ -176,6 +195,7 @@ class Sandbox:
             "faults": self.faults,
             "env_file": str(self.home / "exchange.env"),
             "truth": str(self.home / "truth.json"),
+            "office_db": str(self._office.path) if self._office is not None else None,
         }
         _write_atomic(self.home / "sandbox.json", json.dumps(state, ensure_ascii=False, indent=2) + "\n", 0o644)
 
@@ -190,6 +210,9 @@ class Sandbox:
         if self._db is not None:
             self._db.close()
             self._db = None
+        if self._tax is not None:
+            self._tax.close()
+            self._tax = None
         if self._started_at is not None:
             for name in ("sandbox.json", "exchange.env"):
                 path = self.home / name
@@ -219,6 +242,8 @@ class Sandbox:
                 self._drops[agency].write()
             elif agency == "medical_insurance" and self._db is not None:
                 self._db.arm()
+            elif agency == "tax_bureau" and self._tax is not None:
+                self._tax.arm()
             if self._started_at is not None:
                 self._write_state()
 
@@ -242,6 +267,10 @@ class Sandbox:
             return frame.iloc[0:0] if self._states[agency].has("empty") else frame
         if agency in self._drops:
             return self._drops[agency].expected(start, end)
+        if agency == "tax_bureau":
+            if self._tax is None:
+                raise RuntimeError("the sandbox is not started")
+            return self._tax.expected(start, end)
         if self._db is None:
             raise RuntimeError("the sandbox is not started")
         return self._db.expected(start, end)

@@ -7,8 +7,12 @@ from the agency's 2nd page request on, so that a client that retries ends with e
 
 from __future__ import annotations
 
+import base64
+import binascii
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 #: agency -> its transport in the sandbox
 TRANSPORTS: dict[str, str] = {
@@ -18,6 +22,7 @@ TRANSPORTS: dict[str, str] = {
     "religious_affairs": "filedrop",
     "justice": "filedrop",
     "medical_insurance": "database",
+    "health_commission": "rest", "tax_bureau": "database",
 }
 
 
@@ -43,6 +48,9 @@ FAULTS: dict[str, Fault] = {
         Fault("renamed_column", frozenset({"rest", "filedrop", "database"})),
         Fault("expired_token", frozenset({"rest"})),
         Fault("empty", frozenset({"rest", "filedrop", "database"})),
+        # broken agencies for the connector conformance suite (connectors/conformance.py): permanent
+        Fault("repeat_page", frozenset({"rest"})),
+        Fault("echo_secret", frozenset({"rest"})),
     )
 }
 
@@ -142,6 +150,7 @@ class FaultState:
         self._pages = 0
         self._first_body: bytes | None = None
         self._token_revoked = False
+        self._repeat_due = False
 
     def arm(self, faults: list[str]) -> list[str]:
         """Arm these faults (replacing the old ones) and re-arm every transient one."""
@@ -152,6 +161,7 @@ class FaultState:
             self._pages = 0
             self._first_body = None
             self._token_revoked = False
+            self._repeat_due = False
         return checked
 
     @property
@@ -205,3 +215,35 @@ class FaultState:
                 self._token_revoked = True
                 return True
             return False
+
+    def repeat_from(self, lo: int, size: int, *, first: bool) -> int:
+        """Where a page's records start (``lo``), or under ``repeat_page`` where the 2nd page of a pull does.
+
+        ``first``: the request is a pull's first page. Under ``repeat_page`` the page after a first
+        page starts ``size`` records earlier: it brings the whole first page again, then its own
+        records (so it is never only rows already sent, and every row still arrives).
+        """
+        if "repeat_page" not in self._faults:
+            return lo
+        with self._lock:
+            if first:
+                self._repeat_due = True
+                return lo
+            if self._repeat_due:
+                self._repeat_due = False
+                return max(0, lo - size)
+        return lo
+
+
+def received_credential(headers: Mapping[str, str]) -> str | None:
+    """The credential a request carried (bearer token, API key, or HTTP Basic password), for ``echo_secret``."""
+    auth = headers.get("authorization", "")
+    if auth.startswith("Bearer "):
+        return auth[7:] or None
+    if auth.startswith("Basic "):
+        try:
+            _, sep, password = base64.b64decode(auth[6:], validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return unquote(password) if sep and password else None
+    return headers.get("x-api-key") or None

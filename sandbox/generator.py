@@ -1,15 +1,20 @@
-"""The sandbox's synthetic city: seeded people, their benefit roll and the six agency feeds about them.
+"""The sandbox's synthetic city: seeded people, their benefit roll and the eight agency feeds about them.
 
 One call, ``generate_city(people, seed, as_of)``, builds a Hangzhou-like city whose residents have
-valid GB 11643 identity numbers, a social-insurance benefit roll, and the rows each agency holds
-about them (deaths, prisoners, bills, businesses), with a little of real agencies' messiness, about
-1 % of rows with mistakes no repair can fix (which the data contracts quarantine), and a set of
-planted, known truths (pensions paid after death, benefits paid in custody, shared bank accounts,
-...) that the matching stage must find. ``generate_feed`` streams one feed's rows without
+valid GB 11643 identity numbers, the social-insurance office's own data (benefit roll, contributions,
+employer subsidies), and the rows each agency holds about them (deaths, prisoners, bills,
+businesses, hospital death notifications, wage income), with a little of real agencies' messiness, about 1 % of rows with mistakes no repair
+can fix (which the data contracts quarantine), and a set of planted, known truths (pensions paid
+after death, benefits paid in custody, shared bank accounts, ...): exactly the cases the matching
+stage's rules must find. ``generate_feed`` streams one feed's rows without
 a city, in chunks, for benchmarks.
 
 Everything is vectorised numpy and deterministic: the same (people, seed, as_of) gives identical
-frames. No real personal data: names, numbers and events are drawn at random.
+frames. No real personal data: names, numbers and events are drawn at random. The office's own data
+(contributions, employer subsidies), the cases of the rules added with them and the bills' spread
+are drawn from a second stream (SeedSequence([seed, 99])), so the frames built before stay as they were;
+the hospital death notifications from a third ([seed, 100]) and the wage income from a fourth
+([seed, 101]), rows, messiness and invalid rows alike, so the first six feeds stay as they were too.
 """
 
 from __future__ import annotations
@@ -44,8 +49,16 @@ FEEDS: tuple[str, ...] = (
     "justice.prisoners",
     "medical_insurance.bills",
     "market_regulation.businesses",
+    "health_commission.hospital_deaths",
+    "tax_bureau.wage_income",
 )
-DEATH_FEEDS: tuple[str, ...] = ("civil_affairs.deaths", "police.deaths", "religious_affairs.deaths")
+HOSPITAL_DEATHS = "health_commission.hospital_deaths"
+WAGE_INCOME = "tax_bureau.wage_income"
+#: the share of the contributions' (person, month)s whose employer also declares the wage to the tax bureau
+WAGE_DECLARED_SHARE = 0.92
+DEATH_FEEDS: tuple[str, ...] = ("civil_affairs.deaths", "police.deaths", "religious_affairs.deaths", HOSPITAL_DEATHS)
+#: the share of deaths that happen in hospital, which the hospital notifies (with the true date)
+HOSPITAL_DEATH_SHARE = 0.55
 
 CITY = "杭州市"
 # Hangzhou's districts: area code, name, population share (2020 census, in ten thousands), the
@@ -84,6 +97,18 @@ GIVEN_MALE = tuple("伟强磊军勇杰涛明超斌刚平辉鹏华建国文志海
 GIVEN_FEMALE = tuple("芳娟敏静丽艳霞燕玲红英华梅兰秀萍琳婷雪慧洁莉云凤珍琴佳怡欣彤")
 
 BENEFITS: tuple[str, ...] = ("basic_pension", "resident_pension", "unemployment", "survivor", "disability")
+#: for the first three schemes (BENEFITS index 0-2), the two others each excludes (duplicate_receipt)
+_EXCLUSIVE_PARTNER = np.array([[1, 2], [0, 2], [0, 1]], dtype=np.int64)
+#: the employer's share of a monthly social-insurance contribution (basic pension), of the wage
+CONTRIBUTION_RATE = 0.16
+SUBSIDIES: tuple[str, ...] = ("稳岗返还", "社保补贴", "一次性扩岗补助")
+#: frequent_visits: bills admitted in one month from which a person is a frequent patient (planted: 15-22)
+MIN_VISITS = 15
+#: the office's own tables (City.roll, City.contributions, City.subsidies) and their columns
+ROLL_COLUMNS = ("id_number", "name", "benefit_type", "monthly_amount", "bank_account", "status", "paid_through",
+                "start_month", "months_paid")
+CONTRIBUTION_COLUMNS = ("id_number", "employer_uscc", "month", "amount")
+SUBSIDY_COLUMNS = ("uscc", "subsidy_type", "month", "amount")
 BANK_PREFIXES = np.array([6222, 6217, 6228, 6212, 6213, 6214, 6227, 6230, 6216, 6226], dtype=np.int64)
 
 CUSTODY = ("在押", "假释", "暂予监外执行", "刑满释放")
@@ -102,6 +127,11 @@ DIAGNOSES: tuple[tuple[str, float, float], ...] = (
 )
 _DIAG_P = np.array([d[2] for d in DIAGNOSES]) / sum(d[2] for d in DIAGNOSES)
 _DIAG_COST = np.array([d[1] for d in DIAGNOSES])
+#: a bill's total is its typical cost times uniform(1 - BILL_SPREAD, 1 + BILL_SPREAD), plus 20: even the
+#: highest natural bill stays well under 1.2 x its (diagnosis, setting) group's mean (bill_over_mean)
+BILL_SPREAD = 0.10
+#: planted overbilled bills: the typical cost times uniform(OVERBILLED_LOW, OVERBILLED_HIGH), plus 20
+OVERBILLED_LOW, OVERBILLED_HIGH = 1.6, 3.0
 BUSINESS_WORDS = tuple("华鑫恒达顺通泰丰瑞祥宏兴盛和信安嘉德源隆昌东方天宇新明润永康中诚汇博远")
 INDUSTRIES = ("科技", "贸易", "餐饮管理", "建筑工程", "电子商务", "物流", "服装", "机械制造", "文化传媒",
               "网络技术", "食品", "装饰工程")
@@ -114,6 +144,13 @@ _HOSPITAL_AREAS = np.repeat(AREA_CODES, 3)
 HOSPITALS: tuple[str, ...] = tuple(
     f"H{a}{(a * 7 + i * 131) % 100000:05d}" for i, a in enumerate(_HOSPITAL_AREAS.tolist())
 )
+
+#: underlying causes of death (ICD-10) and how often hospitals certify them
+CAUSES: tuple[tuple[str, float], ...] = (
+    ("I21.9", 14), ("I63.9", 13), ("I61.9", 7), ("I50.9", 6), ("C34.9", 12), ("C16.9", 5), ("C22.0", 5),
+    ("J44.1", 9), ("J18.9", 8), ("E11.9", 4), ("N18.5", 3), ("A41.9", 4), ("S06.9", 2), ("G30.9", 3),
+)
+_CAUSE_P = np.array([c[1] for c in CAUSES]) / sum(c[1] for c in CAUSES)
 
 MESSY_KINDS_ID = ("fullwidth_digits", "lowercase_x", "trailing_space")
 MESSY_KINDS_DATE = ("date_slash", "date_chinese", "date_compact")
@@ -427,6 +464,84 @@ def _religious_rows(rng: np.random.Generator, ppl: _People, as_of_days: int, key
     return _Rows(frame, pos, {"death": recorded[pos]})
 
 
+def _hospital_rows(rng: np.random.Generator, ppl: _People, as_of_days: int, key_start: int,
+                   death: np.ndarray | None = None) -> _Rows:
+    """Hospital death notifications: certified the day of death or the next, notified 0-3 days later."""
+    n = ppl.n
+    if death is None:
+        notified_day = _past_days(rng, as_of_days, n)
+        certified = notified_day - rng.integers(0, 4, n)
+        death = certified - rng.integers(0, 2, n)
+    else:
+        certified = death + rng.integers(0, 2, n)
+        notified_day = certified + rng.integers(0, 4, n)
+    notified = _local_seconds(rng, notified_day, 7, 23)
+    hospital = ppl.district * 3 + rng.integers(0, 3, n)  # a hospital of the district
+    cause = rng.choice(len(CAUSES), n, p=_CAUSE_P)
+    no_gender = rng.random(n) < 0.03
+    pos = np.flatnonzero(notified < as_of_days * _DAY)
+    pos = pos[np.argsort(notified[pos], kind="stable")]
+    p = ppl.take(pos)
+    frame = _frame(HOSPITAL_DEATHS, {
+        "notice_id": _keys("WJ3301", key_start, len(pos), 10),
+        "id_number": p.ids(),
+        "name": p.name,
+        "gender": _with_nulls(p.gender(), no_gender[pos]),
+        "death_date": _date_text(death[pos]),
+        "certified_on": _date_text(certified[pos]),
+        "hospital_code": _pick(HOSPITALS, hospital[pos]),
+        "cause_code": _pick([c[0] for c in CAUSES], cause[pos]),
+        "notified_at": _time_text(notified[pos]),
+    })
+    return _Rows(frame, pos, {"death": death[pos]})
+
+
+def _income_tax(wage: np.ndarray) -> np.ndarray:
+    """A month's individual income tax withheld on a wage: after social insurance (10.5 %) and the
+    5,000 yuan deduction, by the monthly brackets."""
+    taxable = np.maximum(wage * 0.895 - 5000, 0)
+    bounds = np.array([3000, 12000, 25000, 35000, 55000, 80000])
+    rate = np.array([0.03, 0.10, 0.20, 0.25, 0.30, 0.35, 0.45])
+    quick = np.array([0, 210, 1410, 2660, 4410, 7160, 15160])
+    b = np.searchsorted(bounds, taxable, "left")
+    return np.round(np.maximum(taxable * rate[b] - quick[b], 0), 2)
+
+
+def _wage_rows(rng: np.random.Generator, ppl: _People, as_of_days: int, key_start: int,
+               months: np.ndarray | None = None, employers: pa.Array | None = None,
+               base: np.ndarray | None = None) -> _Rows:
+    """Wage declarations, one per (person, month) given: the wage is the contribution base (``base``)
+    or a little above it, the tax withheld on it, filed by the employer in the first half of the next
+    month (declarations not yet filed on as_of are not there)."""
+    n = ppl.n
+    if months is None:
+        months = _month_of(np.array([as_of_days]))[0] - rng.integers(2, 14, n)  # all filed before as_of
+    if employers is None:
+        body = rng.integers(0, 100_000_000, n)
+        employers = _arrow(make_uscc_matrix(np.ones(n, dtype=np.int64), AREA_CODES[ppl.district], body))
+    if base is None:
+        base = np.clip(rng.lognormal(np.log(7000), 0.45, n), 2490, 36000)
+    months = np.asarray(months, dtype=np.int64)
+    wage = np.round(base * np.where(rng.random(n) < 0.6, 1.0, rng.uniform(1.0, 1.25, n)), 2)
+    tax = _income_tax(wage)
+    next_month = days_from_civil((months + 1) // 12, (months + 1) % 12 + 1, np.ones_like(months))
+    declared = _local_seconds(rng, next_month + rng.integers(0, 15, n), 8, 22)
+    pos = np.flatnonzero(declared < as_of_days * _DAY)
+    pos = pos[np.argsort(declared[pos], kind="stable")]
+    p = ppl.take(pos)
+    frame = _frame(WAGE_INCOME, {
+        "declaration_id": _keys("SB3301", key_start, len(pos), 12),
+        "id_number": p.ids(),
+        "name": p.name,
+        "employer_uscc": employers.take(pa.array(pos)),
+        "income_month": _month_text(months[pos]),
+        "wage_amount": pd.Series(wage[pos], dtype="float64"),
+        "tax_amount": pd.Series(tax[pos], dtype="float64"),
+        "declared_at": _time_text(declared[pos]),
+    })
+    return _Rows(frame, pos)
+
+
 def _custody_draw(rng: np.random.Generator, n: int, as_of_days: int,
                   status: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Custody status index, sentence start and end, and admission day for n prisoners."""
@@ -468,20 +583,37 @@ def _justice_rows(rng: np.random.Generator, ppl: _People, as_of_days: int, key_s
 
 
 def _bill_rows(rng: np.random.Generator, ppl: _People, as_of_days: int, key_start: int,
-               last_day: np.ndarray | None = None) -> _Rows:
+               last_day: np.ndarray | None = None, spread: np.random.Generator | None = None,
+               visit_days: np.ndarray | None = None) -> _Rows:
     """Settled bills, one per person given (repeat people for more): outpatient or inpatient.
 
     last_day (per person): no admission after it (the day of death), rows past it are dropped.
+    Totals are the diagnosis's typical cost (3 % of it for an outpatient visit) times
+    uniform(1 - BILL_SPREAD, 1 + BILL_SPREAD), plus 20: no bill is far from its peers' mean.
+    spread: the generator that draws that factor (generate_city's own stream for its new draws;
+    ``rng`` then still draws what it drew before, so the other columns stay as they were).
+    visit_days (per person): outpatient visits admitted on these days, settled 0-5 days later.
     """
     n = ppl.n
     settled_day = _past_days(rng, as_of_days, n)
     inpatient = rng.random(n) < 0.35
     stay = np.where(inpatient, 1 + np.minimum(rng.exponential(7, n), 60).astype(np.int64), 0)
-    discharged = settled_day - rng.integers(0, 6, n)
+    lag = rng.integers(0, 6, n)
+    discharged = settled_day - lag
+    if visit_days is not None:
+        inpatient[:] = False
+        stay[:] = 0
+        discharged = np.asarray(visit_days, dtype=np.int64)
+        settled_day = np.minimum(discharged + lag, as_of_days - 1)
     admitted = discharged - stay
     diag = rng.choice(len(DIAGNOSES), n, p=_DIAG_P)
     base = np.where(inpatient, _DIAG_COST[diag], _DIAG_COST[diag] * 0.03)
-    total = np.round(base * rng.lognormal(0.0, 0.5, n) + 20, 2)
+    if spread is None:
+        factor = rng.uniform(1 - BILL_SPREAD, 1 + BILL_SPREAD, n)
+    else:
+        rng.lognormal(0.0, 0.5, n)  # the draw the main stream always made here
+        factor = spread.uniform(1 - BILL_SPREAD, 1 + BILL_SPREAD, n)
+    total = np.round(base * factor + 20, 2)
     ratio = np.where(inpatient, rng.uniform(0.55, 0.9, n), rng.uniform(0.3, 0.8, n))
     fund = np.minimum(np.round(total * ratio, 2), total)
     settled = _local_seconds(rng, settled_day, 7, 21)
@@ -563,6 +695,8 @@ _MESS_COLUMNS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "religious_affairs.deaths": ("record_id", "id_number", ("death_date", "registered_on")),
     "justice.prisoners": ("prisoner_id", "id_number", ("admitted_on", "sentence_start", "sentence_end")),
     "market_regulation.businesses": ("uscc", "legal_rep_id_number", ()),
+    HOSPITAL_DEATHS: ("notice_id", "id_number", ()),
+    WAGE_INCOME: ("declaration_id", "id_number", ()),
 }
 
 
@@ -678,6 +812,15 @@ NOT_PLANTED: dict[str, dict[str, str]] = {
         "uscc.required": _KEY_MISSING, "uscc.unique": _KEY_REPEATED,
         "changed_at.required": _INCREMENTAL, "changed_at.timestamp": _INCREMENTAL,
     },
+    HOSPITAL_DEATHS: {
+        "notice_id.required": _KEY_MISSING, "notice_id.unique": _KEY_REPEATED,
+        "notified_at.required": _INCREMENTAL, "notified_at.timestamp": _INCREMENTAL,
+    },
+    WAGE_INCOME: {
+        "declaration_id.required": _KEY_MISSING,
+        "declaration_id.unique": _KEY_REPEATED + "; sbxh is also the table's PRIMARY KEY",
+        "declared_at.required": _INCREMENTAL, "declared_at.timestamp": _INCREMENTAL,
+    },
 }
 
 
@@ -700,7 +843,11 @@ class _Spec:
     guard: dict[str, str] = field(default_factory=dict)  # column -> a value whose rows keep it (others depend on it)
     codes: tuple[str, ...] = ()  # coded columns (a pattern) a clerk mistypes
     ordered_by: str | None = None  # text incremental column: rows tied on it keep their keys' order
-    typed: bool = False  # dates as date objects and amounts as numbers (the database feed)
+    typed: bool = False  # dates as date objects and amounts as numbers (the database feeds)
+    amounts: tuple[str, str, str] = ("total_amount", "fund_amount", "fund_share_within_total")  # typed: (total,
+    # the share of it that may not exceed it, the rule that says so)
+    usccs: tuple[str, ...] = ()  # credit-code columns besides the key (a check character or the last one wrong)
+    months: tuple[str, ...] = ()  # YYYY-MM columns a clerk writes without the hyphen
     past_years: int = 1000  # how far back a year typo goes (2026 -> 1026; typed dates 2026 -> 1926)
     left_out: tuple[tuple[str, str], ...] = ()  # (kind, column) not planted in this feed (see NOT_PLANTED)
 
@@ -778,6 +925,27 @@ _SPECS: dict[str, _Spec] = {
         orders=(("established_on", "deregistered_on", "deregistration_not_before_establishment"),),
         swaps=(("established_on", "deregistered_on"),),
     ),
+    HOSPITAL_DEATHS: _Spec(
+        key="notice_id", key_digits=10, id_col="id_number", ordered_by="notified_at",
+        required=("name", "death_date", "certified_on", "hospital_code", "cause_code"),
+        lengths={"name": _NAME},
+        enums={"gender": "未知"},
+        codes=("hospital_code", "cause_code"),
+        dates={"death_date": ("1900-01-01", True), "certified_on": ("1900-01-01", True)},
+        orders=(("death_date", "certified_on", "certificate_not_before_death"),),
+        swaps=(("death_date", "certified_on"),),
+        id_birth=(("death_date", "death_not_before_birth"),),
+        before_birth="death_date",
+    ),
+    WAGE_INCOME: _Spec(
+        key="declaration_id", key_digits=12, id_col="id_number", ordered_by="declared_at",
+        required=("name", "employer_uscc", "income_month", "wage_amount", "tax_amount"),
+        lengths={"name": _NAME},
+        dates={},
+        usccs=("employer_uscc",),
+        months=("income_month",),
+        typed=True, amounts=("wage_amount", "tax_amount", "tax_within_wage"),
+    ),
 }
 #: bills: amounts within [0, AMOUNT_MAX], the fund's share not above the total
 AMOUNT_MAX = 10_000_000
@@ -804,15 +972,16 @@ INVALID_KINDS: dict[str, str] = {
     "not_allowed": "a value outside the enumeration (gender 未知, custody 监外执行, status 迁出)",
     "code_malformed": ("hospital code typed with a lower-case h; diagnosis in the clinical edition's long form "
                        "(E11.900)"),
+    "month_malformed": "a month written without its hyphen (202607 for 2026-07)",
     "date_impossible": "a day that does not exist (the 31st of a 30-day month, 29/30 February)",
     "year_typo_past": "year typed too far back (2026 -> 1026; the database's dates 2026 -> 1926)",
     "year_typo_future": "year's last two digits swapped into the future (2026 -> 2062)",
     "dates_swapped": "two dates of the row swapped (death and cremation, sentence start and end, ...)",
     "death_before_birth": "death year a century early (2026 -> 1926), before the birth",
     "birth_date_lunar": "birth date written as the lunar-calendar date, 15-50 days off the number's",
-    "negative_amounts": "a refund booked as a bill with negative amounts",
-    "fund_above_total": "fund share above the bill's total",
-    "amount_placeholder": "total written as the placeholder 99999999.99",
+    "negative_amounts": "a refund booked with negative amounts (a bill; a wage declaration corrected)",
+    "fund_above_total": "fund share above the bill's total; tax above the wage",
+    "amount_placeholder": "total (wage) written as the placeholder 99999999.99",
 }
 
 
@@ -824,10 +993,12 @@ def invalid_slots(feed: str) -> list[tuple[str, str]]:
     else:
         slots = [("uscc_check", spec.key), ("uscc_truncated", spec.key)]
     slots += [(kind, spec.id_col) for kind in UNREPAIRABLE]
+    slots += [(kind, c) for c in spec.usccs for kind in ("uscc_check", "uscc_truncated")]
     slots += [("missing", c) for c in spec.required]
     slots += [("too_long", c) for c in spec.lengths]
     slots += [("not_allowed", c) for c in spec.enums]
     slots += [("code_malformed", c) for c in spec.codes]
+    slots += [("month_malformed", c) for c in spec.months]
     for column, (_earliest, not_future) in spec.dates.items():
         if not spec.typed:
             slots.append(("date_impossible", column))
@@ -839,16 +1010,17 @@ def invalid_slots(feed: str) -> list[tuple[str, str]]:
         slots.append(("death_before_birth", spec.before_birth))
     slots += [("birth_date_lunar", column) for column, _rule in spec.birth_match]
     if spec.typed:
-        slots += [("negative_amounts", "total_amount"), ("fund_above_total", "fund_amount"),
-                  ("amount_placeholder", "total_amount")]
+        total, share, _rule = spec.amounts
+        slots += [("negative_amounts", total), ("fund_above_total", share), ("amount_placeholder", total)]
     return [slot for slot in slots if slot not in spec.left_out]
 
 
 def invalid_count(rows: int, rate: float = INVALID_RATE) -> int:
-    """How many of a feed's rows are planted invalid: rate of them, at least one from INVALID_MIN_ROWS rows."""
+    """How many of a feed's rows are planted invalid: rate of them (rounded down, so a feed never plants
+    more than the contracts' 1 % error-rate service level), at least one from INVALID_MIN_ROWS rows."""
     if rows < INVALID_MIN_ROWS:
         return 0
-    return max(1, int(round(rows * rate)))
+    return max(1, int(rows * rate))
 
 
 def _get(frame: pd.DataFrame, column: str, rows: np.ndarray) -> np.ndarray:
@@ -964,7 +1136,7 @@ def _eligible(kind: str, column: str, spec: _Spec, frame: pd.DataFrame, rows: np
         shifted = _shift_years(np.where(ok, days, 0), -100)
         ok &= (shifted < born) & (shifted >= _days(date.fromisoformat(spec.dates[column][0])))
     elif kind in ("negative_amounts", "fund_above_total", "amount_placeholder"):
-        ok &= np.array([v is not None for v in _get(frame, "fund_amount", rows)], dtype=bool)
+        ok &= np.array([v is not None for v in _get(frame, spec.amounts[1], rows)], dtype=bool)
     return ok
 
 
@@ -1040,6 +1212,9 @@ def _plant_rows(rng: np.random.Generator, feed: str, spec: _Spec, frame: pd.Data
         else:
             new = [v + "00" if "." in v else v + ".x00" for v in values]
         static = [f"{column}.format"]
+    elif kind == "month_malformed":
+        new = [v[:4] + v[5:7] for v in values]
+        static = [f"{column}.format"]
     elif kind == "date_impossible":
         new = _impossible_dates(days[column])
         days[column] = np.full(n, NO_DAY, dtype=np.int64)
@@ -1062,15 +1237,16 @@ def _plant_rows(rng: np.random.Generator, feed: str, spec: _Spec, frame: pd.Data
         new = _day_values(days[column], spec.typed)
         changed[earlier] = list(_day_values(days[earlier], spec.typed))
     elif kind in ("negative_amounts", "fund_above_total", "amount_placeholder"):
-        total = np.array(_get(frame, "total_amount", rows), dtype=float)
-        fund = np.array(_get(frame, "fund_amount", rows), dtype=float)
+        total_col, fund_col, _rule = spec.amounts
+        total = np.array(_get(frame, total_col, rows), dtype=float)
+        fund = np.array(_get(frame, fund_col, rows), dtype=float)
         if kind == "negative_amounts":
             total, fund = -total, -fund
         elif kind == "fund_above_total":
             fund = np.round(total * rng.uniform(1.05, 1.5, n), 2)
         else:
             total = np.full(n, AMOUNT_PLACEHOLDER)
-        changed["total_amount"], changed["fund_amount"] = total.tolist(), fund.tolist()
+        changed[total_col], changed[fund_col] = total.tolist(), fund.tolist()
     else:
         raise ValueError(f"unknown kind of invalid row {kind!r}")
     if new is not None:
@@ -1101,11 +1277,12 @@ def _plant_rows(rng: np.random.Generator, feed: str, spec: _Spec, frame: pd.Data
     for c, rule in spec.birth_match:
         mark(id_valid & (days[c] != NO_DAY) & (days[c] != born), rule)
     if spec.typed:
-        total = np.array([np.nan if v is None else v for v in now("total_amount")], dtype=float)
-        fund = np.array([np.nan if v is None else v for v in now("fund_amount")], dtype=float)
-        for name, v in (("total_amount", total), ("fund_amount", fund)):
+        total_col, fund_col, share_rule = spec.amounts
+        total = np.array([np.nan if v is None else v for v in now(total_col)], dtype=float)
+        fund = np.array([np.nan if v is None else v for v in now(fund_col)], dtype=float)
+        for name, v in ((total_col, total), (fund_col, fund)):
             mark(~np.isnan(v) & ((v < 0) | (v > AMOUNT_MAX)), f"{name}.range")
-        mark(~np.isnan(total) & ~np.isnan(fund) & (fund > total), "fund_share_within_total")
+        mark(~np.isnan(total) & ~np.isnan(fund) & (fund > total), share_rule)
 
     keys = now(spec.key)
     invalid = [{"feed": feed, "key": k, "kind": kind, "column": column, "rules": sorted(r)}
@@ -1158,10 +1335,20 @@ def _plant_invalid(rng: np.random.Generator, feed: str, frame: pd.DataFrame, fre
 
 # --- the city ---------------------------------------------------------------------------------
 
+#: feeds added after the first six draw their rows, messiness and invalid rows in generate_city from
+#: streams of their own (hospital deaths SeedSequence([seed, 100]), wage income [seed, 101]), so
+#: that the first six stay as they were
+
+
+def _no_rows(columns: tuple[str, ...]) -> pd.DataFrame:
+    """An empty office table: text columns, and amount as float."""
+    return pd.DataFrame({c: pd.Series(dtype="float64" if c == "amount" else "str") for c in columns})
+
 
 @dataclass
 class City:
-    """A generated city: the benefit roll, every agency's rows, and the truths planted in them."""
+    """A generated city: the office's data (benefit roll, contributions, employer subsidies), every
+    agency's rows, and the truths planted in them."""
 
     seed: int
     people: int
@@ -1169,6 +1356,8 @@ class City:
     roll: pd.DataFrame
     feeds: dict[str, pd.DataFrame]
     truths: dict
+    contributions: pd.DataFrame = field(default_factory=lambda: _no_rows(CONTRIBUTION_COLUMNS))
+    subsidies: pd.DataFrame = field(default_factory=lambda: _no_rows(SUBSIDY_COLUMNS))
 
     def write_truth(self, path: Path) -> None:
         """Write the truths as JSON (UTF-8, Chinese kept readable)."""
@@ -1204,19 +1393,68 @@ def _count(n: int, rate: float, minimum: int) -> int:
     return max(minimum, int(round(n * rate)))
 
 
+def _sample(rng: np.random.Generator, pool: np.ndarray, k: int) -> np.ndarray:
+    """Up to k distinct members of pool, sorted (none from an empty pool)."""
+    k = min(k, len(pool))
+    if k <= 0:
+        return np.array([], dtype=np.int64)
+    return np.sort(rng.choice(pool, k, replace=False)).astype(np.int64)
+
+
+def _within(spans: np.ndarray) -> np.ndarray:
+    """0, 1, ..., span - 1 for each span, one after the other."""
+    spans = np.asarray(spans, dtype=np.int64)
+    return np.arange(int(spans.sum()), dtype=np.int64) - np.repeat(np.cumsum(spans) - spans, spans)
+
+
+def _benefit_amounts(rng: np.random.Generator, benefit: np.ndarray) -> np.ndarray:
+    """Monthly amounts for entries on the schemes given (BENEFITS indexes), unrounded."""
+    r = len(benefit)
+    return np.select(
+        [benefit == 0, benefit == 1, benefit == 2, benefit == 3],
+        [np.clip(rng.lognormal(np.log(3800), 0.3, r), 1800, 12000), rng.uniform(230, 600, r),
+         rng.uniform(1800, 2100, r), rng.uniform(600, 1500, r)],
+        rng.uniform(800, 2200, r))
+
+
 def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = DEFAULT_AS_OF) -> City:
-    """Build the synthetic city for a seed: the roll, the six feeds, and the planted truths.
+    """Build the synthetic city for a seed: the office's data, the eight feeds, and the planted truths.
 
-    ``truths`` (JSON-serialisable; identity numbers are the clean ones):
+    The office's data: ``roll`` (one row per person and scheme: ROLL_COLUMNS, months as YYYY-MM),
+    ``contributions`` (employers' monthly contributions for employees, the 12 months before as_of's
+    month: CONTRIBUTION_COLUMNS) and ``subsidies`` (employer subsidies: SUBSIDY_COLUMNS).
 
-    - ``dead_but_paid``: died before as_of, roll still active and paid after the death month;
-      each with death_date, paid_through, months_after_death, monthly_amount and
-      ``known_to`` {feed: key} (at least one death feed has the person).
-    - ``prisoners_paid``: 在押 for at least two months, roll still active (prisoner_id, admitted_on).
-    - ``shared_accounts``: one bank account receiving the benefits of 3-6 unrelated people.
-    - ``single_source_deaths``: deaths known to exactly one death feed (feed, key).
+    ``truths`` (JSON-serialisable; identity numbers are the clean ones). The first eight lists are
+    exactly the instances of the eight matching rules of docs/matching.md in the data the matching
+    stage sees (the invalid rows quarantined, identity numbers normalised): planted, none natural.
+
+    - ``dead_but_paid`` (paid_after_death): died before as_of, roll still active and paid after the
+      death month; each with death_date, paid_through, months_after_death, monthly_amount, amount
+      (months_after_death x monthly_amount) and ``known_to`` {feed: key} (at least one of the first
+      three death feeds has the person, and the hospital when it notified the death; the latest date
+      among the feeds is the true one).
+    - ``prisoners_paid`` (paid_in_custody): 在押 for at least two months, roll still active
+      (prisoner_id, admitted_on, monthly_amount; months = paid_through - admission month, capped at
+      the sentence end's month if it is past; amount = months x monthly_amount).
+    - ``shared_accounts`` (shared_account): one bank account receiving the benefits of 3-6 unrelated
+      people (bank_account, id_numbers, amount: their monthly amounts summed).
+    - ``duplicate_receipts`` (duplicate_receipt): a second active entry on a scheme the first
+      excludes (id_number, schemes sorted, overlap_months of the two [start_month, paid_through],
+      monthly_amounts {scheme: amount}, amount = overlap_months x the smaller monthly amount).
+    - ``unemployed_contributing``: contributions paid in months of an active unemployment entry
+      (id_number, months, monthly_amount, amount = len(months) x monthly_amount).
+    - ``frequent_patients`` (frequent_visits): MIN_VISITS-22 bills admitted in one month (id_number,
+      month, visits: all the person's bills admitted that month).
+    - ``overbilled`` (bill_over_mean): bills at 1.6-3 x their diagnosis's typical cost, more than
+      20 % above their (diagnosis_code, setting) group's mean (bill_id, diagnosis_code, setting
+      inpatient|outpatient, total_amount).
+    - ``subsidised_deregistered`` (deregistered_subsidised): 注销 businesses subsidised in 1-6 months
+      after their deregistration month (uscc, status, end_date, months, amount: those subsidies summed).
+    - ``single_source_deaths``: deaths known to exactly one of the four death feeds (DEATH_FEEDS, the
+      hospital's notifications included: a death known to civil affairs and a hospital has two).
     - ``date_conflicts``: the same death with death dates 3-40 days apart in two feeds
-      (dates and keys per feed, the true death_date, days_apart).
+      (dates and keys per feed, the hospital's too when it notified the death, always with the
+      true date; the true death_date, days_apart).
     - ``messy``: every cell made messy {feed, key, column, kind, value, clean}: the repairable quirks
       and the identity numbers no repair can make valid (kinds UNREPAIRABLE; value None when left
       empty); ``invalid_ids``: those unrepairable ones.
@@ -1224,8 +1462,8 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
       {feed, key (the row's key as it is in the frame), kind (INVALID_KINDS), column, rules (the
       sorted ids of every contract rule the row breaks, checked on as_of)}. Rules never planted, and
       why: NOT_PLANTED.
-    - ``counts``: rows per feed, and roll, deaths, prisoners, businesses;
-      ``deaths_unknown_to_any_source``.
+    - ``counts``: rows per feed, and roll (rows), deaths, prisoners, businesses, contributions,
+      subsidies; ``deaths_unknown_to_any_source`` (to none of the four death feeds).
 
     Each list holds exactly what is in the frames, and no other row of the roll and feeds is an
     instance of its category. Messiness and invalid rows never touch a row that a truth depends on,
@@ -1234,6 +1472,9 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
     if people < 1:
         raise ValueError("a city needs at least one person")
     rng = np.random.Generator(np.random.PCG64(seed))
+    # Everything added since the first truths (the office's data, the other rules' cases, the bills'
+    # spread) is drawn from a stream of its own, so that the older frames stay as they were.
+    rng2 = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, 99])))
     A = _days(as_of)
     this_month = _month_of(np.array([A]))[0]
     last_paid = this_month - 1
@@ -1260,12 +1501,7 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
     young = ~pension_age[roll_pos]
     benefit = np.where(rng.random(r) < 0.68, 0, 1)
     benefit = np.where(young, rng.choice([2, 3, 4], r, p=[0.6, 0.15, 0.25]), benefit)
-    amount = np.select(
-        [benefit == 0, benefit == 1, benefit == 2, benefit == 3],
-        [np.clip(rng.lognormal(np.log(3800), 0.3, r), 1800, 12000), rng.uniform(230, 600, r),
-         rng.uniform(1800, 2100, r), rng.uniform(600, 1500, r)],
-        rng.uniform(800, 2200, r))
-    amount = np.round(amount, 2)
+    amount = np.round(_benefit_amounts(rng, benefit), 2)
     birth_month = _month_of(ppl.birth[roll_pos])
     retire_years = np.where(ppl.male[roll_pos] | (benefit == 1), 60, 55)
     start = np.where(benefit <= 1, birth_month + retire_years * 12,
@@ -1320,6 +1556,18 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
         known[f] = np.zeros(d, dtype=bool)
         known[f][rows.pos] = True
     n_known = sum(k.astype(int) for k in known.values())
+
+    # Hospital death notifications, from a stream of their own (the frames above stay as they were):
+    # about HOSPITAL_DEATH_SHARE of the deaths happen in hospital, which notifies them with the true date.
+    rng3 = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, 100])))
+    in_hospital = rng3.random(d) < HOSPITAL_DEATH_SHARE
+    hospital = _hospital_rows(rng3, dead_people.take(np.flatnonzero(in_hospital)), A, int(rng3.integers(1, 10**6)),
+                              death=true_death[in_hospital])
+    hospital.pos = np.flatnonzero(in_hospital)[hospital.pos]
+    death_rows[HOSPITAL_DEATHS] = hospital
+    known[HOSPITAL_DEATHS] = np.zeros(d, dtype=bool)
+    known[HOSPITAL_DEATHS][hospital.pos] = True
+    n_sources = n_known + known[HOSPITAL_DEATHS]  # n_known: the sources the older draws below were made with
 
     # Dead people on the roll: mostly stopped in the month of death; a few still paid (planted).
     death_month = _month_of(true_death)
@@ -1376,31 +1624,188 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
     for g in groups:
         account[roll_index[g]] = account[roll_index[g[0]]]
 
-    months_paid = np.maximum(paid_through - start + 1, 1)
-    roll = pd.DataFrame({
-        "id_number": _str(ids.take(pa.array(roll_pos))),
-        "name": _str(ppl.name.take(pa.array(roll_pos))),
-        "benefit_type": _str(_pick(BENEFITS, benefit)),
-        "monthly_amount": pd.Series(amount, dtype="float64"),
-        "bank_account": _str(_arrow(account)),
-        "status": _str(_pick(("active", "suspended", "stopped"), status)),
-        "paid_through": _str(_month_text(paid_through)),
-        "months_paid": pd.Series(months_paid, dtype="int64"),
-    })
 
     # Bills: about 1.5 a year per person, more for the old; none after death.
     rate = np.exp(0.025 * (age - 50))
     per_person = rng.poisson(rate * 1.5 * n / rate.sum())
     bill_people = np.repeat(np.arange(n), per_person)
     rng.shuffle(bill_people)
-    bills = _bill_rows(rng, ppl.take(bill_people), A, int(rng.integers(1, 10**6)),
-                       last_day=death_day[bill_people])
+    bill_key = int(rng.integers(1, 10**6))
+    bills = _bill_rows(rng, ppl.take(bill_people), A, bill_key, last_day=death_day[bill_people], spread=rng2)
 
     # Businesses: one for every 20 people, represented by living adults.
     k_bus = max(1, n // 20)
     reps_pool = np.flatnonzero(alive & (age >= 22) & (age <= 80))
     reps = rng.choice(reps_pool, k_bus, replace=len(reps_pool) < k_bus)
     business = _business_rows(rng, ppl.take(reps), A, int(rng.integers(1, 10**6)))
+
+    # --- the office's own data and the cases of the other rules (all drawn from rng2) ---
+    start = np.minimum(start, paid_through)  # an entry stopped before it began: paid its one month
+    w0 = this_month - 12  # contributions and subsidies: the 12 months before as_of's month
+    taken = np.zeros(n, dtype=bool)  # people a truth already depends on
+    taken[dead_pos] = True
+    taken[prisoner_pos] = True
+    for g in groups:
+        taken[g] = True
+    first_active = np.zeros(n, dtype=bool)
+    first_active[roll_pos] = status == 0
+    scheme = np.full(n, -1, dtype=np.int64)
+    scheme[roll_pos] = benefit
+
+    # Duplicate receipts: a second, active entry on a scheme the first one excludes, begun lately.
+    dup_pos = _sample(rng2, np.flatnonzero(first_active & ~taken & (scheme >= 0) & (scheme <= 2)),
+                      _count(r, 1 / 1200, 3))
+    k_dup = len(dup_pos)
+    taken[dup_pos] = True
+    dup_first = roll_index[dup_pos]
+    dup_benefit = _EXCLUSIVE_PARTNER[benefit[dup_first], rng2.integers(0, 2, k_dup)]
+    dup_amount = np.round(_benefit_amounts(rng2, dup_benefit), 2)
+    dup_start = np.maximum(last_paid - rng2.integers(0, 36, k_dup), 1995 * 12)
+
+    # The roll: one row per (person, scheme), a person's rows together.
+    row_person = np.concatenate([roll_pos, dup_pos])
+    row_benefit = np.concatenate([benefit, dup_benefit])
+    row_amount = np.concatenate([amount, dup_amount])
+    row_account = np.concatenate([account, account[dup_first]])
+    row_status = np.concatenate([status, np.zeros(k_dup, dtype=np.int64)])
+    row_paid = np.concatenate([paid_through, np.full(k_dup, last_paid, dtype=np.int64)])
+    row_start = np.concatenate([start, dup_start])
+    row_order = np.lexsort((np.arange(len(row_person)) >= r, row_person))
+    ro = pa.array(row_order)
+    roll = pd.DataFrame({
+        "id_number": _str(ids.take(pa.array(row_person[row_order]))),
+        "name": _str(ppl.name.take(pa.array(row_person[row_order]))),
+        "benefit_type": _str(_pick(BENEFITS, row_benefit).take(ro)),
+        "monthly_amount": pd.Series(row_amount[row_order], dtype="float64"),
+        "bank_account": _str(_arrow(row_account[row_order])),
+        "status": _str(_pick(("active", "suspended", "stopped"), row_status).take(ro)),
+        "paid_through": _str(_month_text(row_paid[row_order])),
+        "start_month": _str(_month_text(row_start[row_order])),
+        "months_paid": pd.Series(np.maximum(row_paid - row_start + 1, 1)[row_order], dtype="int64"),
+    })
+
+    # Unemployed but contributing: an active unemployment entry, and an employer paying for some of its months.
+    uc_pos = _sample(rng2, np.flatnonzero(first_active & ~taken & (scheme == 2)),
+                     _count(int((benefit == 2).sum()), 0.03, 3))
+    taken[uc_pos] = True
+
+    # Contributions: half the living people of working age, over some or all of the 12 months; an
+    # unemployment entry ends them before it starts.
+    bus_frame = business.frame
+    bus_uscc = pa.array(bus_frame["uscc"])
+    bus_status = bus_frame["status"].to_numpy(dtype=object)
+    running = np.flatnonzero(np.isin(bus_status, ("存续", "在业")))
+    employers = running if len(running) else np.arange(k_bus)
+    in_prison = np.zeros(n, dtype=bool)
+    in_prison[prisoner_pos] = True
+    cp = np.flatnonzero(alive & (age >= 18) & (age < 60) & ~in_prison & (rng2.random(n) < 0.5))
+    k_cp = len(cp)
+    first_off = np.where(rng2.random(k_cp) < 0.8, 0, rng2.integers(1, 12, k_cp))
+    last_off = np.where(rng2.random(k_cp) < 0.85, 11,
+                        first_off + (rng2.random(k_cp) * (12 - first_off)).astype(np.int64))
+    unemployed_from = np.full(n, np.iinfo(np.int64).max // 4, dtype=np.int64)
+    on_dole = row_benefit == 2
+    np.minimum.at(unemployed_from, row_person[on_dole], row_start[on_dole])
+    last_off = np.minimum(last_off, unemployed_from[cp] - 1 - w0)
+    spans = np.maximum(last_off - first_off + 1, 0)
+    wage = np.clip(rng2.lognormal(np.log(7000), 0.45, k_cp), 2490, 36000)
+    c_person = np.repeat(cp, spans)
+    c_month = w0 + np.repeat(first_off, spans) + _within(spans)
+    c_amount = np.repeat(np.round(wage * CONTRIBUTION_RATE, 2), spans)
+    c_employer = np.repeat(employers[rng2.integers(0, len(employers), k_cp)], spans)
+    uc_row = roll_index[uc_pos]
+    lo = np.maximum(start[uc_row], w0)
+    room = paid_through[uc_row] - lo + 1
+    uc_len = 1 + (rng2.random(len(uc_pos)) * np.minimum(6, room)).astype(np.int64)
+    uc_begin = lo + (rng2.random(len(uc_pos)) * (room - uc_len + 1)).astype(np.int64)
+    uc_wage = np.clip(rng2.lognormal(np.log(7000), 0.45, len(uc_pos)), 2490, 36000)
+    c_person = np.concatenate([c_person, np.repeat(uc_pos, uc_len)])
+    c_month = np.concatenate([c_month, np.repeat(uc_begin, uc_len) + _within(uc_len)])
+    c_amount = np.concatenate([c_amount, np.repeat(np.round(uc_wage * CONTRIBUTION_RATE, 2), uc_len)])
+    uc_employer = employers[rng2.integers(0, len(employers), len(uc_pos))]
+    c_employer = np.concatenate([c_employer, np.repeat(uc_employer, uc_len)])
+    c_order = np.lexsort((c_person, c_month))
+    contributions = pd.DataFrame({
+        "id_number": _str(ids.take(pa.array(c_person[c_order]))),
+        "employer_uscc": _str(bus_uscc.take(pa.array(c_employer[c_order]))),
+        "month": _str(_month_text(c_month[c_order])),
+        "amount": pd.Series(c_amount[c_order], dtype="float64"),
+    })
+
+    # Wage income declared to the tax bureau (a stream of its own): the employers that contribute
+    # for a person mostly also declare the wage of that month, at the contribution base or above it.
+    rng4 = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, 101])))
+    declared = np.flatnonzero(rng4.random(len(c_order)) < WAGE_DECLARED_SHARE)
+    w_rows = c_order[declared]
+    wages = _wage_rows(rng4, ppl.take(c_person[w_rows]), A, int(rng4.integers(1, 10**6)), months=c_month[w_rows],
+                       employers=bus_uscc.take(pa.array(c_employer[w_rows])),
+                       base=c_amount[w_rows] / CONTRIBUTION_RATE)
+    wage_person = c_person[w_rows][wages.pos]
+
+    # Employer subsidies: a third of the running businesses, 1-4 of them in the 12 months; a few
+    # deregistered ones (planted) keep receiving them for 1-6 months after the month they closed.
+    sub = np.flatnonzero(np.isin(bus_status, ("存续", "在业")) & (rng2.random(k_bus) < 0.3))
+    s_bus = np.repeat(sub, rng2.integers(1, 5, len(sub)))
+    s_month = w0 + rng2.integers(0, 12, len(s_bus))
+    dereg_day = np.full(k_bus, NO_DAY, dtype=np.int64)
+    gone = np.flatnonzero(bus_status == "注销")
+    dereg_day[gone] = _to_days(bus_frame["deregistered_on"].to_numpy(dtype=object)[gone])
+    dereg_month = np.where(dereg_day == NO_DAY, last_paid, _month_of(np.where(dereg_day == NO_DAY, 0, dereg_day)))
+    sd_rows = _sample(rng2, gone[dereg_month[gone] < last_paid], _count(k_bus, 0.01, 3))
+    sd_len = 1 + (rng2.random(len(sd_rows)) * np.minimum(6, last_paid - dereg_month[sd_rows])).astype(np.int64)
+    s_bus = np.concatenate([s_bus, np.repeat(sd_rows, sd_len)])
+    s_month = np.concatenate([s_month, np.repeat(dereg_month[sd_rows] + 1, sd_len) + _within(sd_len)])
+    s_type = rng2.choice(len(SUBSIDIES), len(s_bus), p=[0.5, 0.35, 0.15])
+    s_amount = np.round(np.select([s_type == 0, s_type == 1], [rng2.uniform(2000, 80000, len(s_bus)),
+                                                             rng2.uniform(500, 6000, len(s_bus))], 1500.0), 2)
+    s_order = np.lexsort((s_bus, s_month))
+    subsidies = pd.DataFrame({
+        "uscc": _str(bus_uscc.take(pa.array(s_bus[s_order]))),
+        "subsidy_type": _str(_pick(SUBSIDIES, s_type[s_order])),
+        "month": _str(_month_text(s_month[s_order])),
+        "amount": pd.Series(s_amount[s_order], dtype="float64"),
+    })
+
+    # Frequent patients: 15-22 bills admitted in one month (outpatient visits added to their own bills).
+    bill_person = bill_people[bills.pos]
+    bill_month = _month_of(_to_days(bills.frame["admitted_on"].to_numpy(dtype=object)))
+    fp_pos = _sample(rng2, np.flatnonzero(alive & ~taken), _count(n, 1 / 2500, 3))
+    taken[fp_pos] = True
+    fp_month = this_month - rng2.integers(2, 12, len(fp_pos))
+    own = np.array([int(((bill_person == p) & (bill_month == m)).sum()) for p, m in zip(fp_pos, fp_month)],
+                   dtype=np.int64)
+    fp_visits = np.maximum(rng2.integers(MIN_VISITS, MIN_VISITS + 8, len(fp_pos)), own + 1)
+    fp_extra = fp_visits - own
+    first_day = days_from_civil(fp_month // 12, fp_month % 12 + 1, np.ones_like(fp_month))
+    month_days = days_from_civil((fp_month + 1) // 12, (fp_month + 1) % 12 + 1, np.ones_like(fp_month)) - first_day
+    fp_rep = np.repeat(fp_pos, fp_extra)
+    visit = (np.repeat(first_day, fp_extra)
+             + (rng2.random(len(fp_rep)) * np.repeat(month_days, fp_extra)).astype(np.int64))
+    visits = _bill_rows(rng2, ppl.take(fp_rep), A, bill_key + len(bills.frame), visit_days=visit)
+    bill_frame = pd.concat([bills.frame, visits.frame], ignore_index=True)
+    bill_order = bill_frame.sort_values(["settled_at", "bill_id"], kind="stable").index.to_numpy()
+    bill_frame = bill_frame.take(bill_order).reset_index(drop=True)
+    bill_person = np.concatenate([bill_person, fp_rep[visits.pos]])[bill_order]
+
+    # Overbilled: about 0.3 % of the bills at 1.6-3 times the typical cost, in groups of 50 bills or more
+    # and at most 2 (or 1 %) of a group, so that each stays far above its group's mean.
+    diag_idx = pd.Categorical(bill_frame["diagnosis_code"], categories=[d[0] for d in DIAGNOSES]).codes.astype(np.int64)
+    inpatient = bill_frame["discharged_on"].notna().to_numpy()
+    group = diag_idx * 2 + inpatient
+    size = np.bincount(group, minlength=2 * len(DIAGNOSES))
+    candidates = rng2.permutation(np.flatnonzero((size[group] >= 50) & ~np.isin(bill_person, fp_pos)))
+    rank = pd.Series(group[candidates]).groupby(group[candidates]).cumcount().to_numpy()
+    candidates = candidates[rank < np.maximum(2, size // 100)[group[candidates]]]
+    over = np.sort(candidates[:_count(len(bill_frame), 0.003, 3)])
+    typical = _DIAG_COST[diag_idx[over]] * np.where(inpatient[over], 1.0, 0.03)
+    total = bill_frame["total_amount"].to_numpy(dtype=float, copy=True)
+    fund = bill_frame["fund_amount"].to_numpy(dtype=float, copy=True)
+    new_total = np.round(typical * rng2.uniform(OVERBILLED_LOW, OVERBILLED_HIGH, len(over)) + 20, 2)
+    fund[over] = np.minimum(np.round(new_total * fund[over] / total[over], 2), new_total)
+    total[over] = new_total
+    bill_frame["total_amount"] = total
+    bill_frame["fund_amount"] = fund
+    bills = _Rows(bill_frame, np.arange(len(bill_frame)))
 
     # --- truths (read back from what was built, so they are true of the frames) ---
     key_of: dict[str, np.ndarray] = {}
@@ -1430,26 +1835,33 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
             "paid_through": month(paid_through[ri]),
             "months_after_death": int(paid_through[ri] - death_month[j]),
             "monthly_amount": float(amount[ri]),
+            "amount": round(int(paid_through[ri] - death_month[j]) * float(amount[ri]), 2),
             "known_to": {f: death_key(f, int(j)) for f in DEATH_FEEDS if known[f][j]},
         })
     truths["dead_but_paid"] = dbp
-    truths["prisoners_paid"] = [
-        {"id_number": id_text[p], "prisoner_id": str(justice.frame.iloc[i, 0]),
-         "admitted_on": iso(c_admitted[i]), "custody_status": CUSTODY[0],
-         "monthly_amount": float(amount[roll_index[p]])}
-        for i, p in enumerate(prisoner_pos) if i < len(paid_in_custody)
-    ]
+    custody_until = np.where(_c_end < A, _month_of(_c_end), np.iinfo(np.int64).max // 4)
+    prisoners = []
+    for i, p in enumerate(prisoner_pos[:len(paid_in_custody)]):
+        ri = int(roll_index[p])
+        months = int(min(paid_through[ri], custody_until[i]) - _month_of(c_admitted[i:i + 1])[0])
+        prisoners.append({
+            "id_number": id_text[p], "prisoner_id": str(justice.frame.iloc[i, 0]),
+            "admitted_on": iso(c_admitted[i]), "custody_status": CUSTODY[0],
+            "monthly_amount": float(amount[ri]), "months": months, "amount": round(months * float(amount[ri]), 2),
+        })
+    truths["prisoners_paid"] = prisoners
     truths["shared_accounts"] = [
         {"bank_account": account[roll_index[g[0]]].tobytes().decode("ascii"),
-         "id_numbers": [id_text[p] for p in g]}
+         "id_numbers": [id_text[p] for p in g],
+         "amount": round(float(amount[roll_index[g]].sum()), 2)}
         for g in groups
     ]
     truths["single_source_deaths"] = [
         {"id_number": id_text[dead_pos[j]], "feed": f, "key": death_key(f, int(j)), "death_date": iso(true_death[j])}
-        for j in np.flatnonzero(n_known == 1) for f in DEATH_FEEDS if known[f][j]
+        for j in np.flatnonzero(n_sources == 1) for f in DEATH_FEEDS if known[f][j]
     ]
     recorded = {"civil_affairs.deaths": true_death, "police.deaths": police_death,
-                "religious_affairs.deaths": religious_death}
+                "religious_affairs.deaths": religious_death, HOSPITAL_DEATHS: true_death}
     conflicts = []
     for j in conflict:
         present = [f for f in DEATH_FEEDS if known[f][j]]
@@ -1463,7 +1875,42 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
                 "days_apart": int(max(dates.values()) - min(dates.values())),
             })
     truths["date_conflicts"] = conflicts
-    truths["deaths_unknown_to_any_source"] = int((n_known == 0).sum())
+    truths["deaths_unknown_to_any_source"] = int((n_sources == 0).sum())
+    duplicates = []
+    for i, p in enumerate(dup_pos):
+        ri = int(dup_first[i])
+        overlap = int(min(paid_through[ri], last_paid) - max(start[ri], dup_start[i]) + 1)
+        monthly = {BENEFITS[benefit[ri]]: float(amount[ri]), BENEFITS[dup_benefit[i]]: float(dup_amount[i])}
+        duplicates.append({
+            "id_number": id_text[p], "schemes": sorted(monthly), "overlap_months": overlap,
+            "monthly_amounts": dict(sorted(monthly.items())), "amount": round(overlap * min(monthly.values()), 2),
+        })
+    truths["duplicate_receipts"] = duplicates
+    contributing = []
+    for i, p in enumerate(uc_pos):
+        monthly = float(amount[roll_index[p]])
+        contributing.append({
+            "id_number": id_text[p], "months": [month(uc_begin[i] + k) for k in range(int(uc_len[i]))],
+            "monthly_amount": monthly, "amount": round(int(uc_len[i]) * monthly, 2),
+        })
+    truths["unemployed_contributing"] = contributing
+    truths["frequent_patients"] = [
+        {"id_number": id_text[p], "month": month(m), "visits": int(v)} for p, m, v in zip(fp_pos, fp_month, fp_visits)
+    ]
+    bill_ids = bill_frame["bill_id"].to_numpy(dtype=object)
+    truths["overbilled"] = [
+        {"bill_id": str(bill_ids[b]), "diagnosis_code": DIAGNOSES[diag_idx[b]][0],
+         "setting": "inpatient" if inpatient[b] else "outpatient", "total_amount": float(total[b])}
+        for b in over
+    ]
+    s_uscc = bus_frame["uscc"].to_numpy(dtype=object)
+    sd_amount = np.zeros(k_bus)
+    after = np.isin(s_bus, sd_rows) & (s_month > dereg_month[s_bus])
+    np.add.at(sd_amount, s_bus[after], s_amount[after])
+    truths["subsidised_deregistered"] = sorted((
+        {"uscc": str(s_uscc[b]), "status": "注销", "end_date": iso(dereg_day[b]),
+         "months": [month(dereg_month[b] + 1 + k) for k in range(int(k_len))], "amount": round(float(sd_amount[b]), 2)}
+        for b, k_len in zip(sd_rows, sd_len)), key=lambda t: t["uscc"])
 
     # Messiness last, and never in rows a truth depends on.
     truth_people = np.zeros(n, dtype=bool)
@@ -1473,30 +1920,46 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
     truth_people[paid_in_custody] = True
     for g in groups:
         truth_people[g] = True
+    truth_people[dup_pos] = True
+    truth_people[uc_pos] = True
+    truth_people[fp_pos] = True  # every bill of theirs: the count per month must stay as planted
+    bill_rows_kept = truth_people[bill_person]
+    bill_rows_kept[over] = True
+    business_rows_kept = truth_people[reps[business.pos]]
+    business_rows_kept[sd_rows] = True
+    # The older feeds keep the protection they were drawn with (a death known to one of them and to
+    # a hospital stays protected there); the hospital's rows also spare the deaths only it knows.
+    hospital_people = truth_people.copy()
+    hospital_people[dead_pos[n_sources == 1]] = True
     feeds = {
         "civil_affairs.deaths": (civil.frame, truth_people[dead_pos[civil.pos]]),
         "religious_affairs.deaths": (religious.frame, truth_people[dead_pos[religious.pos]]),
         "police.deaths": (police.frame, truth_people[dead_pos[police.pos]]),
         "justice.prisoners": (justice.frame, truth_people[justice.pos]),
-        "medical_insurance.bills": (bills.frame, truth_people[bill_people[bills.pos]]),
-        "market_regulation.businesses": (business.frame, truth_people[reps[business.pos]]),
+        "medical_insurance.bills": (bill_frame, bill_rows_kept),
+        "market_regulation.businesses": (business.frame, business_rows_kept),
+        HOSPITAL_DEATHS: (hospital.frame, hospital_people[dead_pos[hospital.pos]]),
+        WAGE_INCOME: (wages.frame, hospital_people[wage_person]),
     }
     messy: list[dict[str, str]] = []
     invalid: list[dict] = []
     for feed in FEEDS:
         frame, protected = feeds[feed]
         free = np.ones(len(frame), dtype=bool) if protected is None else ~protected
-        messy.extend(_mess_up(rng, feed, frame, free))
-        bad, bad_ids = _plant_invalid(rng, feed, frame, free, A)
+        stream = {HOSPITAL_DEATHS: rng3, WAGE_INCOME: rng4}.get(feed, rng)  # the older feeds' draws stay as they were
+        messy.extend(_mess_up(stream, feed, frame, free))
+        bad, bad_ids = _plant_invalid(stream, feed, frame, free, A)
         messy.extend(bad_ids)
         invalid.extend(bad)
     truths["messy"] = messy
     truths["invalid_ids"] = [m for m in messy if m["kind"] in UNREPAIRABLE]
     truths["invalid"] = invalid
     truths["counts"] = {f: len(feeds[f][0]) for f in FEEDS} | {
-        "roll": r, "deaths": d, "prisoners": len(prisoner_pos), "businesses": k_bus}
+        "roll": len(roll), "deaths": d, "prisoners": len(prisoner_pos), "businesses": k_bus,
+        "contributions": len(contributions), "subsidies": len(subsidies)}
     return City(seed=seed, people=people, as_of=as_of, roll=roll,
-                feeds={f: feeds[f][0] for f in FEEDS}, truths=truths)
+                feeds={f: feeds[f][0] for f in FEEDS}, truths=truths,
+                contributions=contributions, subsidies=subsidies)
 
 
 # --- one feed, streamed -----------------------------------------------------------------------
@@ -1504,11 +1967,13 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
 _PROFILES: dict[str, str] = {
     "civil_affairs.deaths": "dying", "police.deaths": "dying", "religious_affairs.deaths": "dying",
     "justice.prisoners": "adult", "medical_insurance.bills": "city", "market_regulation.businesses": "adult",
+    HOSPITAL_DEATHS: "dying", WAGE_INCOME: "adult",
 }
 _BUILDERS: dict[str, Callable[..., _Rows]] = {
     "civil_affairs.deaths": _civil_rows, "police.deaths": _police_rows,
     "religious_affairs.deaths": _religious_rows, "justice.prisoners": _justice_rows,
     "medical_insurance.bills": _bill_rows, "market_regulation.businesses": _business_rows,
+    HOSPITAL_DEATHS: _hospital_rows, WAGE_INCOME: _wage_rows,
 }
 
 

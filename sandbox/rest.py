@@ -1,4 +1,5 @@
-"""The three REST agencies: civil affairs (cursor), police (page/size, OAuth2, rate limited), market regulation (changed since).
+"""The four REST agencies: civil affairs (cursor), police (page/size, OAuth2, rate limited), market regulation
+(changed since), health commission (RFC 8288 Link headers, API key).
 
 Each agency's rows are sorted once by (incremental column, key); a request's window is then two
 ``searchsorted`` calls on the timestamps, and a page is encoded from column lists with orjson, so a
@@ -22,7 +23,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from sandbox.faults import RENAMED, SLOW_SECONDS, FaultState
+from sandbox.faults import RENAMED, SLOW_SECONDS, FaultState, received_credential
 from sandbox.schema import FeedSchema, feed_schema, plain_values
 from sandbox.wire import HttpError, Reply, Request, json_reply
 
@@ -161,7 +162,12 @@ class RestAgency:
         """Answer one request (the ``slow`` fault delays every answer)."""
         if self.faults.has("slow"):
             time.sleep(SLOW_SECONDS)
-        return self.route(request)
+        try:
+            return self.route(request)
+        except HttpError as exc:  # echo_secret: a rejection's error code is the credential received
+            if exc.status in (401, 403) and self.faults.has("echo_secret"):
+                exc.error = received_credential(request.headers) or exc.error
+            raise
 
     def route(self, request: Request) -> Reply:
         """Send a request to the endpoint it names."""
@@ -236,10 +242,11 @@ class CivilAffairs(RestAgency):
         page_no = self.faults.count_page()
         if self.faults.has("expired_token") and self.faults.eligible(page_no, stop >= hi):
             raise _invalid_token()
+        served = self.faults.repeat_from(lo, limit, first=not q.get("cursor"))  # repeat_page
 
         def build() -> bytes:
             cursor = _encode_cursor(stop, start, end) if stop < hi else None
-            return b'{"data":%s,"next_cursor":%s}' % (self.index.json_array(lo, stop, self.renamed), orjson.dumps(cursor))
+            return b'{"data":%s,"next_cursor":%s}' % (self.index.json_array(served, stop, self.renamed), orjson.dumps(cursor))
 
         return self.deliver(page_no, stop >= hi, build)
 
@@ -354,9 +361,10 @@ class Police(RestAgency):
         first = min(hi, lo + (page - 1) * size)
         stop = min(hi, first + size)
         page_no = self.faults.count_page()
+        served = self.faults.repeat_from(first, size, first=page == 1)  # repeat_page
 
         def build() -> bytes:
-            rows = self.index.json_array(first, stop, self.renamed)
+            rows = self.index.json_array(served, stop, self.renamed)
             return b'{"rows":%s,"total":%d,"page":%d,"size":%d}' % (rows, hi - lo, page, size)
 
         reply = self.deliver(page_no, stop >= hi, build)
@@ -410,15 +418,57 @@ class MarketRegulation(RestAgency):
             lo = max(lo, min(hi, self.index.after(since, after)))
         page_no = self.faults.count_page()
         stop = min(hi, lo + limit)
+        served = self.faults.repeat_from(lo, limit, first=after is None)  # repeat_page
 
         def build() -> bytes:
             more = b"true" if stop < hi else b"false"
-            return b'{"items":%s,"has_more":%s}' % (self.index.json_array(lo, stop, self.renamed), more)
+            return b'{"items":%s,"has_more":%s}' % (self.index.json_array(served, stop, self.renamed), more)
 
         return self.deliver(page_no, stop >= hi, build)
 
 
+class HealthCommission(RestAgency):
+    """卫生健康委员会: hospital death notifications, paged by RFC 8288 ``Link`` headers, API key header."""
+
+    name = "health_commission"
+    feed = "health_commission.hospital_deaths"
+    path = "/api/v2/death-notices"
+    max_per_page = 5000
+
+    def __init__(self, frame: pd.DataFrame, faults: FaultState, stall_seconds: float) -> None:
+        super().__init__(frame, faults, stall_seconds)
+        self.api_key = secrets.token_urlsafe(32)
+
+    def page(self, request: Request) -> Reply:
+        if request.headers.get("x-api-key", "") != self.api_key or self.faults.has("expired_token"):
+            raise HttpError(401, "invalid_api_key")
+        q = request.query
+        per_page = int_param(q, "per_page", 100, 1, self.max_per_page)
+        start = instant_ns("notified_from", q["notified_from"]) if q.get("notified_from") else None
+        end = instant_ns("notified_to", q["notified_to"]) if q.get("notified_to") else None
+        lo, hi = self.window_rows(*self.index.window(start, end))
+        if q.get("page_token"):
+            pos, start, end = _decode_cursor(q["page_token"])
+            lo, hi = self.window_rows(*self.index.window(start, end))
+            lo = max(lo, min(pos, hi))
+        stop = min(hi, lo + per_page)
+        page_no = self.faults.count_page()
+        served = self.faults.repeat_from(lo, per_page, first=not q.get("page_token"))  # repeat_page
+
+        def build() -> bytes:
+            return b'{"notices":%s}' % self.index.json_array(served, stop, self.renamed)
+
+        reply = self.deliver(page_no, stop >= hi, build)
+        if reply.status == 200 and stop < hi:
+            # the next page's absolute URL on this server (the Host the client used), window in the token
+            host = request.headers.get("host", "")
+            token = _encode_cursor(stop, start, end)
+            target = f"{self.path}?page_token={token}&per_page={per_page}"
+            reply.headers["Link"] = f'<{"http://" + host if host else ""}{target}>; rel="next"'
+        return reply
+
+
 #: agency name -> its class
 REST_AGENCIES: dict[str, type[RestAgency]] = {
-    cls.name: cls for cls in (CivilAffairs, Police, MarketRegulation)
+    cls.name: cls for cls in (CivilAffairs, Police, MarketRegulation, HealthCommission)
 }

@@ -23,6 +23,8 @@ AGENCIES: dict[str, str] = {
     "religious_affairs": "religious_affairs.deaths",
     "justice": "justice.prisoners",
     "medical_insurance": "medical_insurance.bills",
+    "health_commission": "health_commission.hospital_deaths",
+    "tax_bureau": "tax_bureau.wage_income",
 }
 
 #: feed -> agency

@@ -68,11 +68,12 @@ def test_demo_runs_a_night_and_names_what_failed(homes):
     ok = runner.invoke(app, ["demo", "--people", "3000"])
     assert ok.exit_code == 0, ok.output
     for feed in ("civil_affairs.deaths", "police.deaths", "religious_affairs.deaths", "justice.prisoners",
-                 "medical_insurance.bills", "market_regulation.businesses"):
+                 "medical_insurance.bills", "market_regulation.businesses", "health_commission.hospital_deaths",
+                 "tax_bureau.wage_income"):
         assert feed in ok.output
     assert "failed: " not in ok.output  # an outcome cell; the tmp path itself holds "failed"
     # every stage took its sealed batches and acknowledged every one
-    assert "answers recorded in the ledger: 6 acknowledgements, 0 refusals; 6 deliveries settled" in ok.output
+    assert "answers recorded in the ledger: 8 acknowledgements, 0 refusals; 8 deliveries settled" in ok.output
 
     broken = runner.invoke(app, ["demo", "--people", "3000", "--faults", "civil_affairs=expired_token"])
     assert broken.exit_code == 1

@@ -71,7 +71,7 @@ def _build_month(ledger: Ledger) -> None:
         run_ids = dict(conn.execute(runs.insert().returning(runs.c.night, runs.c.id, sort_by_parameter_order=True), [
             dict(uid=str(uuid.uuid4()), kind="night", night=night.isoformat(), started_at=_local(night, 1, 30),
                  ended_at=_local(night, 4, 0) if night == SLOW else _local(night, 2, 10), outcome="completed",
-                 feeds=6, feeds_failed=0, summary=f"checked {CANARY}") for night in nights]).all())
+                 feeds=8, feeds_failed=0, summary=f"checked {CANARY}") for night in nights]).all())
         planned = [(feed, night) for night in nights for feed in feeds if (feed, night) not in SKIP]
         values = []
         for feed, night in planned:
@@ -120,10 +120,11 @@ def _figures(card: sc.Scorecard) -> None:
     assert data["schema"] == "fundx.sla-scorecard/1" and data["month"] == MONTH and data["empty"] is False
     assert data["nights"] == {"first": "2026-11-01", "last": "2026-11-30", "recorded": 29}
     assert data["night_breaches"] == {"night_slow": 1}
-    assert [a["agency"] for a in data["agencies"]] == ["civil_affairs", "justice", "market_regulation",
-                                                       "medical_insurance", "police", "religious_affairs"]
+    assert [a["agency"] for a in data["agencies"]] == ["civil_affairs", "health_commission", "justice",
+                                                       "market_regulation", "medical_insurance", "police",
+                                                       "religious_affairs", "tax_bureau"]
     assert [(a["agency"], a["feeds"]) for a in data["agencies"]][:2] == [
-        ("civil_affairs", ["civil_affairs.deaths"]), ("justice", ["justice.prisoners"])]
+        ("civil_affairs", ["civil_affairs.deaths"]), ("health_commission", ["health_commission.hospital_deaths"])]
     assert [f["agency"] for f in data["feeds"]] == [a["agency"] for a in data["agencies"]]
 
     police = _feed(card, "police.deaths")
@@ -176,7 +177,7 @@ def _figures(card: sc.Scorecard) -> None:
         {k: v for k, v in police.items() if k not in ("feeds", "feed")}
 
     rows = card.rows()
-    assert len(rows) == 7 and all(len(r) == len(sc.COLUMNS) for r in rows)
+    assert len(rows) == 9 and all(len(r) == len(sc.COLUMNS) for r in rows)
     assert rows[-1] == ("(the night)", "", "", "", "", "", "", "", "", "night_slow 1")
     police_row = next(r for r in rows if r[1] == "police.deaths")
     assert police_row == ("police", "police.deaths", "30", "29", "28 (93.3 %)", "nights 96.7 %, rows 100.00 %",

@@ -1,4 +1,4 @@
-"""Feed configs and contracts: the six shipped ones load; bad ones fail with a message naming file and key."""
+"""Feed configs and contracts: the eight shipped ones load; bad ones fail with a message naming file and key."""
 
 from __future__ import annotations
 
@@ -12,20 +12,22 @@ from connectors.base import Connector
 from contracts import Contract, contract_names, load_contract
 from fundx.errors import ConfigurationError
 
-SIX = [
+EIGHT = [
     "civil_affairs.deaths",
+    "health_commission.hospital_deaths",
     "justice.prisoners",
     "market_regulation.businesses",
     "medical_insurance.bills",
     "police.deaths",
     "religious_affairs.deaths",
+    "tax_bureau.wage_income",
 ]
 
 
-def test_the_six_feeds_load_and_have_contracts():
-    assert feed_names() == SIX
-    assert contract_names() == SIX
-    for feed in SIX:
+def test_the_eight_feeds_load_and_have_contracts():
+    assert feed_names() == EIGHT
+    assert contract_names() == EIGHT
+    for feed in EIGHT:
         config = load_feed(feed)
         assert config.feed == feed and config.contract == feed
         connector = connector_for(feed)
@@ -103,6 +105,13 @@ CASES = [
     (edit(medical, "database.url", "sqlite:///plain.db"), "database.url: must be a reference"),
     (edit(medical, "database.incremental_column", "admitted_on"), "database.incremental_column: must be the contract's incremental column"),
     (edit(market, "rest.paging.cursor_field", "modified"), "rest.paging.cursor_field: 'modified' is not a column"),
+    (edit(police, "rest.paging", {"style": "link_header", "page_size": 100, "max_pages": 0}),
+     "rest.paging.max_pages: must be > 0"),
+    (edit(police, "rest.paging", {"style": "link_header", "page_size": 100, "total": "total"}),
+     "rest.paging.total: unknown key"),
+    (edit(police, "rest.paging", {"style": "link_header"}), "rest.paging.page_size: is required"),
+    (edit(lambda: edit(police, "rest.paging", {"style": "link_header", "page_size": 100}), "rest.window", ...),
+     "rest.window: is required with paging style link_header"),
 ]
 
 
@@ -194,6 +203,17 @@ def test_missing_contract():
 
 
 def test_a_feed_on_a_known_transport_stays_a_short_config():
-    for feed in SIX:
+    for feed in EIGHT:
         lines = [line for line in (FEEDS_DIR / f"{feed}.yaml").read_text(encoding="utf-8").splitlines() if line.strip()]
         assert len(lines) <= 40, f"{feed}.yaml has {len(lines)} lines"
+
+
+def test_a_link_header_paging_config_loads(tmp_path):
+    from connectors.config import LinkHeaderPaging
+
+    document = edit(police, "rest.paging", {"style": "link_header", "size_param": "per_page", "page_size": 500})
+    path = tmp_path / "police.deaths.yaml"
+    path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
+    paging = load_feed_file(path).rest.paging
+    assert isinstance(paging, LinkHeaderPaging)
+    assert (paging.size_param, paging.page_size, paging.rel, paging.max_pages) == ("per_page", 500, "next", 10_000)

@@ -30,7 +30,8 @@ IDENTITY_COLUMN = {f: ("legal_rep_id_number" if f.startswith("market") else "id_
 SNAPSHOT_FEEDS = {"justice.prisoners"}
 SPLIT = aware("2026-06-01")
 #: rows per page in fault tests: about five pages per feed of this sandbox
-PAGE = {"civil_affairs.deaths": 50, "police.deaths": 50, "market_regulation.businesses": 250}
+PAGE = {"civil_affairs.deaths": 50, "police.deaths": 50, "market_regulation.businesses": 250,
+        "health_commission.hospital_deaths": 50}
 
 
 @pytest.fixture(scope="module")

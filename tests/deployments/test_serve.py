@@ -35,8 +35,9 @@ pytestmark = [pytest.mark.serve, pytest.mark.prefect]
 
 REPO = Path(__file__).resolve().parents[2]
 FEEDS = (
-    "civil_affairs.deaths", "justice.prisoners", "market_regulation.businesses",
-    "medical_insurance.bills", "police.deaths", "religious_affairs.deaths",
+    "civil_affairs.deaths", "health_commission.hospital_deaths", "justice.prisoners",
+    "market_regulation.businesses", "medical_insurance.bills", "police.deaths", "religious_affairs.deaths",
+    "tax_bureau.wage_income",
 )
 
 
@@ -219,7 +220,7 @@ def test_start_registers_the_deployments_on_the_pool(served):
     automations = {a["name"]: a for a in served.api_call("/automations/filter", {})}
     assert {LATE_OR_CRASHED, NIGHT_OVER_BUDGET} <= set(automations)
     silent = {name: a for name, a in automations.items() if name.startswith(FEED_SILENT)}
-    assert len(silent) == 6 and all(a["trigger"]["posture"] == "Proactive" for a in silent.values())
+    assert len(silent) == 8 and all(a["trigger"]["posture"] == "Proactive" for a in silent.values())
     assert silent[f"{FEED_SILENT}police.deaths"]["trigger"]["expect"] == ["fundx.feed.delivered"]
     late = automations[LATE_OR_CRASHED]["trigger"]
     assert set(late["expect"]) == {"prefect.flow-run.Late", "prefect.flow-run.Crashed"}
@@ -301,7 +302,7 @@ def test_a_night_through_the_worker_and_never_two_at_once(served):
     ledger = Ledger(f"sqlite:///{served.home / 'ledger.db'}")
     try:
         run = next(r for r in ledger.last_runs(10) if r["kind"] == "night")
-        assert run["feeds"] == 6
+        assert run["feeds"] == 8
         pulls = {p.feed: p for p in ledger.pulls_of_run(run["id"])}
         assert set(pulls) == set(FEEDS)
         # every feed reached its agency; a feed fails only when the contract held its batch back

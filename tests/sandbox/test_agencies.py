@@ -199,10 +199,10 @@ FIRST_PAGE = {
         ("police=server_errors,rate_limit;justice=empty", {"police": ["server_errors", "rate_limit"], "justice": ["empty"]}),
         (" police = slow ; ; police=reset ", {"police": ["slow", "reset"]}),
         ("all=slow", {"civil_affairs": ["slow"], "police": ["slow"], "market_regulation": ["slow"],
-                      "medical_insurance": ["slow"]}),
+                      "medical_insurance": ["slow"], "health_commission": ["slow"], "tax_bureau": ["slow"]}),
         ("all=truncated;justice=empty", {"civil_affairs": ["truncated"], "police": ["truncated"],
                                          "market_regulation": ["truncated"], "religious_affairs": ["truncated"],
-                                         "justice": ["truncated", "empty"]}),
+                                         "justice": ["truncated", "empty"], "health_commission": ["truncated"]}),
         ("police=", {"police": []}),
     ],
 )
@@ -254,12 +254,15 @@ def test_exchange_env_and_state_files(sb, city):
         "FUNDX_CIVIL_AFFAIRS_URL", "FUNDX_CIVIL_AFFAIRS_TOKEN", "FUNDX_POLICE_URL", "FUNDX_POLICE_CLIENT_ID",
         "FUNDX_POLICE_CLIENT_SECRET", "FUNDX_MARKET_REGULATION_URL", "FUNDX_MARKET_REGULATION_API_KEY",
         "FUNDX_RELIGIOUS_AFFAIRS_DROP", "FUNDX_JUSTICE_DROP", "FUNDX_MEDICAL_INSURANCE_DB_URL",
+        "FUNDX_OFFICE_DB_URL", "FUNDX_HEALTH_COMMISSION_URL", "FUNDX_HEALTH_COMMISSION_API_KEY",
+        "FUNDX_TAX_BUREAU_DB_URL",
     }
     state_text = (sb.home / "sandbox.json").read_text()
     state = json.loads(state_text)
     assert state["pid"] == os.getpid() and state["people"] == city.people and state["seed"] == city.seed
     assert state["control_url"] == sb.control_url and set(state["urls"]) == set(AGENCIES)
-    for secret in ("FUNDX_CIVIL_AFFAIRS_TOKEN", "FUNDX_POLICE_CLIENT_SECRET", "FUNDX_MARKET_REGULATION_API_KEY"):
+    for secret in ("FUNDX_CIVIL_AFFAIRS_TOKEN", "FUNDX_POLICE_CLIENT_SECRET", "FUNDX_MARKET_REGULATION_API_KEY",
+                   "FUNDX_HEALTH_COMMISSION_API_KEY"):
         assert sb.env[secret] not in state_text
     ids = city.feeds["civil_affairs.deaths"]["id_number"].dropna().head(50)
     assert not any(i in state_text for i in ids)
@@ -724,6 +727,34 @@ def test_postgres_view_returns_expected_rows(pg_url, city, tmp_path):
     with sa.create_engine(pg_url).connect() as conn:
         assert conn.exec_driver_sql(
             "SELECT count(*) FROM information_schema.schemata WHERE schema_name = 'sandbox_medical'").scalar() == 0
+
+
+# -- the office's own database -------------------------------------------------------------------------
+
+
+def test_office_database(sb, city):
+    """benefit_roll, contributions and employer_subsidies as generated, at FUNDX_OFFICE_DB_URL, mode 0600."""
+    path = sb.home / "social_insurance" / "office.db"
+    assert sb.env["FUNDX_OFFICE_DB_URL"] == f"sqlite:///{path}" and path.is_absolute()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert json.loads((sb.home / "sandbox.json").read_text())["office_db"] == str(path)
+    engine = sa.create_engine(sb.env["FUNDX_OFFICE_DB_URL"], poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            for table, frame in (("benefit_roll", city.roll), ("contributions", city.contributions),
+                                 ("employer_subsidies", city.subsidies)):
+                got = pd.read_sql_query(f"SELECT * FROM {table} ORDER BY rowid", conn)
+                assert list(got.columns) == list(frame.columns), table
+                assert len(got) == len(frame) > 0, table
+                for column in frame.columns:
+                    if column in ("monthly_amount", "amount"):
+                        assert (got[column].round(2) == frame[column].round(2)).all(), (table, column)
+                    else:
+                        assert got[column].tolist() == frame[column].tolist(), (table, column)
+            types = {r[1]: r[2] for r in conn.exec_driver_sql("PRAGMA table_info(contributions)")}
+            assert types == {"id_number": "TEXT", "employer_uscc": "TEXT", "month": "TEXT", "amount": "REAL"}
+    finally:
+        engine.dispose()
 
 
 # -- the serve command --------------------------------------------------------------------------------

@@ -38,12 +38,16 @@ KEYS = {
     "justice.prisoners": "prisoner_id",
     "medical_insurance.bills": "bill_id",
     "market_regulation.businesses": "uscc",
+    "health_commission.hospital_deaths": "notice_id",
+    "tax_bureau.wage_income": "declaration_id",
 }
 ID_COLUMN = {f: ("legal_rep_id_number" if f == "market_regulation.businesses" else "id_number") for f in FEEDS}
 INCREMENTAL = {
     "civil_affairs.deaths": "reported_at",
     "police.deaths": "updated_at",
     "market_regulation.businesses": "changed_at",
+    "health_commission.hospital_deaths": "notified_at",
+    "tax_bureau.wage_income": "declared_at",
 }
 TS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+08:00$")
 ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -93,9 +97,13 @@ def test_feeds_have_the_contract_columns_in_order(city: City) -> None:
 
 def test_roll_columns(city: City) -> None:
     assert list(city.roll.columns) == ["id_number", "name", "benefit_type", "monthly_amount", "bank_account",
-                                       "status", "paid_through", "months_paid"]
+                                       "status", "paid_through", "start_month", "months_paid"]
     roll = city.roll
-    assert roll["id_number"].is_unique
+    assert not roll.duplicated(["id_number", "benefit_type"]).any()  # one row per (person, scheme)
+    twice = set(roll.loc[roll["id_number"].duplicated(), "id_number"])
+    assert twice == {t["id_number"] for t in city.truths["duplicate_receipts"]}
+    assert roll["start_month"].str.fullmatch(r"\d{4}-(0[1-9]|1[0-2])").all()
+    assert (roll["start_month"] <= roll["paid_through"]).all()
     assert set(roll["benefit_type"]) == {"basic_pension", "resident_pension", "unemployment", "survivor", "disability"}
     assert set(roll["status"]) == {"active", "suspended", "stopped"}
     assert roll["bank_account"].str.fullmatch(r"6\d{18}").all()
@@ -122,6 +130,9 @@ def test_text_feeds_hold_strings_or_missing(city: City) -> None:
         if feed == "medical_insurance.bills":
             continue
         for column in frame.columns:
+            if feed == "tax_bureau.wage_income" and column in ("wage_amount", "tax_amount"):
+                assert frame[column].dtype == "float64"  # the database keeps amounts as numbers
+                continue
             assert str(frame[column].dtype) == "str", (feed, column)
             assert all(isinstance(v, str) for v in frame[column].dropna()), (feed, column)
 
@@ -136,6 +147,30 @@ def test_incremental_timestamps_within_the_year_before_as_of(city: City) -> None
         # ordered by (incremental column, key), as the agencies page them
         frame = city.feeds[feed]
         assert frame.equals(frame.sort_values([column, KEYS[feed]], ignore_index=True)), feed
+
+
+def test_wage_income_follows_the_contributions(city: City) -> None:
+    wages = valid_rows(city, "tax_bureau.wage_income").copy()
+    wages["id_number"] = wages["id_number"].map(normalize_id)
+    c = city.contributions
+    paid = set(zip(c["id_number"], c["employer_uscc"], c["month"]))
+    declared = set(zip(wages["id_number"], wages["employer_uscc"], wages["income_month"]))
+    assert declared <= paid  # every valid declaration is of a person, employer and month contributed for
+    filed = pd.to_datetime(wages["declared_at"], format="ISO8601")
+    assert (filed.dt.strftime("%Y-%m") > wages["income_month"]).all()  # filed after the month it is for
+    assert 0.6 < len(declared) / len(paid) < 0.95  # most, not all, of the contributed months
+    assert ((wages["tax_amount"] >= 0) & (wages["tax_amount"] <= wages["wage_amount"])).all()
+    assert (wages["wage_amount"] >= 2490).all() and (wages["tax_amount"] > 0).any()
+
+
+def test_hospitals_notify_about_half_the_deaths_with_the_true_date(city: City) -> None:
+    hospital = cleaned(city, "health_commission.hospital_deaths")
+    assert 0.4 < len(hospital) / city.truths["counts"]["deaths"] < 0.7
+    conflicted = {t["id_number"]: t["death_date"] for t in city.truths["date_conflicts"]}
+    for t in city.truths["date_conflicts"]:
+        if "health_commission.hospital_deaths" in t["dates"]:
+            assert t["dates"]["health_commission.hospital_deaths"] == t["death_date"]
+    assert conflicted
 
 
 def test_bills_are_typed_for_the_database(city: City) -> None:
@@ -226,7 +261,8 @@ def test_ages_skew_old(city: City) -> None:
 # --- planted truths ---------------------------------------------------------------------------
 
 CATEGORIES = ("dead_but_paid", "prisoners_paid", "shared_accounts", "single_source_deaths", "date_conflicts",
-              "messy", "invalid_ids", "invalid")
+              "duplicate_receipts", "unemployed_contributing", "frequent_patients", "overbilled",
+              "subsidised_deregistered", "messy", "invalid_ids", "invalid")
 
 
 def test_every_truth_category_has_several(city: City) -> None:
@@ -483,8 +519,11 @@ def test_invalid_rows_spare_the_truths_and_the_messy_rows(city: City) -> None:
     truth_keys |= {("justice.prisoners", t["prisoner_id"]) for t in city.truths["prisoners_paid"]}
     truth_keys |= {(t["feed"], t["key"]) for t in city.truths["single_source_deaths"]}
     truth_keys |= {(f, k) for t in city.truths["date_conflicts"] for f, k in t["keys"].items()}
+    truth_keys |= {("medical_insurance.bills", t["bill_id"]) for t in city.truths["overbilled"]}
+    truth_keys |= {("market_regulation.businesses", t["uscc"]) for t in city.truths["subsidised_deregistered"]}
     truth_ids = {t["id_number"] for c in ("dead_but_paid", "prisoners_paid", "single_source_deaths",
-                                           "date_conflicts") for t in city.truths[c]}
+                                           "date_conflicts", "duplicate_receipts", "unemployed_contributing",
+                                           "frequent_patients") for t in city.truths[c]}
     truth_ids |= {i for t in city.truths["shared_accounts"] for i in t["id_numbers"]}
     repairable = {(m["feed"], m["key"]) for m in city.truths["messy"] if m["kind"] not in UNREPAIRABLE}
     planted = {(i["feed"], i["key"]) for i in city.truths["invalid"]}

@@ -57,16 +57,20 @@ def test_init_creates_ca_crl_signer_and_one_certificate_per_stage(full):
     names = set(_files(full))
     expected = {"ca.pem", "ca.key", "crl.pem", "exchange.pem", "exchange.key"}
     expected |= {f"{folder}/{s}.{ext}" for folder in ("stages", "signers") for s in STAGES for ext in ("pem", "key")}
+    expected |= {"office/match.key"}  # the office's HMAC key for pseudonymised matching
     assert names == expected
-    assert STAGES == ("death_matching", "custody_matching", "bill_review", "employer_review", "stewards")
+    assert STAGES == ("death_matching", "custody_matching", "bill_review", "employer_review", "stewards",
+                      "investigators")
 
 
 def test_private_keys_are_0600_even_under_umask_0(full):
-    keys = [full.ca_key, full.exchange_key, *(full.stage_key(s) for s in STAGES), *(full.signer_key(s) for s in STAGES)]
+    keys = [full.ca_key, full.exchange_key, *(full.stage_key(s) for s in STAGES), *(full.signer_key(s) for s in STAGES),
+            full.match_key]
     assert {_mode(k) for k in keys} == {0o600}
     assert {_mode(c) for c in (full.ca_cert, full.exchange_cert, full.crl)} == {0o644}
     assert _mode(full.dir) == 0o700 and _mode(full.stages_dir) == 0o700 and _mode(full.signers_dir) == 0o700
-    for key in keys:
+    assert _mode(full.match_key.parent) == 0o700 and len(full.match_key.read_bytes()) == 32
+    for key in keys[:-1]:
         assert key.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")  # PKCS8, unencrypted
 
 
@@ -247,3 +251,17 @@ def test_a_signing_key_that_does_not_match_its_certificate_is_a_configuration_er
     store = KeyStore(KeySettings(dir=full.dir, exchange_key=str(stray)))
     with pytest.raises(ConfigurationError, match="does not belong"):
         store.exchange_signer()
+
+
+def test_the_office_match_key_from_the_folder_env_or_refused(full, monkeypatch):
+    import base64
+
+    raw = full.match_key.read_bytes()
+    assert KeyStore(KeySettings(dir=full.dir)).match_key() == raw
+    monkeypatch.setenv("OFFICE_KEY", base64.b64encode(b"k" * 40).decode())
+    assert KeyStore(KeySettings(dir=full.dir, match_key="env:OFFICE_KEY")).match_key() == b"k" * 40
+    monkeypatch.setenv("OFFICE_KEY", base64.b64encode(b"short").decode())
+    with pytest.raises(ConfigurationError, match="FUNDX_KEYS_MATCH_KEY.*5 bytes"):
+        KeyStore(KeySettings(dir=full.dir, match_key="env:OFFICE_KEY")).match_key()
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        KeyStore(KeySettings(dir=full.dir / "nowhere")).match_key()

@@ -1,0 +1,288 @@
+"""Loading the stages' stores: received batches (pseudonymised) and the office's nightly snapshot.
+
+A received batch is opened again part by part (:func:`fundx.seal.open_sealed` with the stage's key,
+signer checked to be the exchange, manifest checked to name the batch): no byte that was not
+verified is used. Its rows go through DuckDB once: identity numbers become tokens and masked
+numbers, only the columns the rules need are kept, and the result is written to the stage's store
+(:class:`matching.store.Store`) as ``<table>/<batch>``. The identity behind each token goes to the
+vault, sealed to the investigators. A batch already in the store is not loaded again.
+
+The office's data (benefit roll, contributions, employer subsidies) is read from its database
+(FUNDX_OFFICE_DB_URL) every night and replaces the stage's snapshot tables.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fundx.errors import ConfigurationError, ManifestError, UnknownSignerError
+from fundx.keys import KeyStore, common_name, write_file_atomic
+from fundx.seal import Manifest, open_sealed, recipients_among, seal
+from fundx.settings import get_settings, read_env_file
+from fundx.stage import DONE, RECEIPT, Stage
+from matching import pseudonym
+from matching.store import Store
+
+log = logging.getLogger("fundx.matching")
+
+INVESTIGATORS = "investigators"
+OFFICE_ENV = "FUNDX_OFFICE_DB_URL"
+
+def _types(table: str) -> dict[str, str]:
+    """A known store table's column types (matching.rules.EMPTY); empty for a table no rule reads."""
+    from matching.rules import EMPTY
+
+    spec = EMPTY.get(table, "")
+    return dict(col.strip().split(" ", 1) for col in spec.split(",") if col.strip())
+
+
+def feed_sql(feed: str) -> tuple[str, str, str | None]:
+    """(store table, SQL over the batch ``src`` giving what the stage keeps, SQL for the vault or None)
+    from the ``matching:`` section of the feed's config. ConfigurationError naming the feed when a
+    table a rule reads would miss a column."""
+    from connectors import load_feed
+    from connectors.config import NotNull, UsccArea
+
+    config = load_feed(feed)
+    if config.matching is None:
+        raise ConfigurationError(f"feed {feed} has no matching: section, so its stage keeps nothing of it",
+                                 feed=feed, action=f"add matching: (table, columns) to connectors/feeds/{feed}.yaml")
+    section = config.matching
+    types = _types(section.table)
+    q = lambda name: '"' + name + '"'  # noqa: E731  (names are checked identifiers)
+    select, made = [], set()
+    identity = name = None
+    for column, source in section.columns.items():
+        if column == "id_number":
+            identity = q(source)
+            select += [f"token({identity}) AS person", f"id_masked({identity}) AS id_masked",
+                       f"substr({identity}, 1, 6) AS area"]
+            made |= {"person", "id_masked", "area"}
+            continue
+        if column == "name":
+            name = q(source)
+            continue
+        if isinstance(source, NotNull):
+            expr = f"({q(source.not_null)} IS NOT NULL)"
+        elif isinstance(source, UsccArea):
+            expr = f"substr({q(source.uscc_area)}, 3, 6)"
+        else:
+            kind = types.get(column, "")
+            expr = {"DATE": f"TRY_CAST(substr(CAST({q(source)} AS VARCHAR), 1, 10) AS DATE)",
+                    "DOUBLE": f"TRY_CAST({q(source)} AS DOUBLE)",
+                    "VARCHAR": f"CAST({q(source)} AS VARCHAR)"}.get(kind, q(source))
+        select.append(f"{expr} AS {q(column)}")
+        made.add(column)
+    if "feed" in types and "feed" not in made:
+        select.insert(0, f"'{feed}' AS feed")
+        made.add("feed")
+    missing = sorted(set(types) - made - {"received_at"})
+    if missing:
+        raise ConfigurationError(
+            f"feed {feed}: the matching stage's table {section.table} needs {', '.join(missing)}, which "
+            f"matching.columns does not give", feed=feed,
+            action=f"map them in the matching: section of connectors/feeds/{feed}.yaml")
+    vault = None
+    if identity is not None:
+        vault = (f"SELECT DISTINCT token({identity}) AS person, {identity} AS id_number, "
+                 f"{name or 'NULL::VARCHAR'} AS name FROM src WHERE {identity} IS NOT NULL")
+    return section.table, f"SELECT {', '.join(select)} FROM src", vault
+
+
+#: office table -> (the stages that keep it, SQL over ``src`` as read from the office's database)
+OFFICE: dict[str, tuple[tuple[str, ...], str]] = {
+    "roll": (("death_matching", "custody_matching", "employer_review"), """
+        SELECT token(id_number) AS person, id_masked(id_number) AS id_masked, substr(id_number, 1, 6) AS area,
+               benefit_type, CAST(monthly_amount AS DOUBLE) AS monthly_amount, token(bank_account) AS account,
+               account_masked(bank_account) AS account_masked, status,
+               CAST(substr(start_month, 1, 4) AS INTEGER) * 12 + CAST(substr(start_month, 6, 2) AS INTEGER) - 1
+                   AS start_month,
+               CAST(substr(paid_through, 1, 4) AS INTEGER) * 12 + CAST(substr(paid_through, 6, 2) AS INTEGER) - 1
+                   AS paid_through
+        FROM src"""),
+    "contributions": (("employer_review",), """
+        SELECT token(id_number) AS person, employer_uscc,
+               CAST(substr(month, 1, 4) AS INTEGER) * 12 + CAST(substr(month, 6, 2) AS INTEGER) - 1 AS month,
+               CAST(amount AS DOUBLE) AS amount FROM src"""),
+    "subsidies": (("employer_review",), """
+        SELECT uscc, subsidy_type,
+               CAST(substr(month, 1, 4) AS INTEGER) * 12 + CAST(substr(month, 6, 2) AS INTEGER) - 1 AS month,
+               CAST(amount AS DOUBLE) AS amount FROM src"""),
+}
+OFFICE_SOURCES: dict[str, str] = {"roll": "benefit_roll", "contributions": "contributions",
+                                  "subsidies": "employer_subsidies"}
+STAGES: tuple[str, ...] = ("death_matching", "custody_matching", "bill_review", "employer_review")
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """One batch or snapshot put into a store: counts only."""
+
+    stage: str
+    table: str
+    name: str
+    rows: int
+
+
+def connect(keys: KeyStore) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the pseudonym macros keyed with the office's key."""
+    con = duckdb.connect()
+    pseudonym.install(con, keys.match_key())
+    return con
+
+
+def _received_parts(stage: Stage, batch: str) -> list[Path]:
+    folder = stage.received_dir / batch
+    return sorted(p for p in folder.iterdir() if p.name not in (RECEIPT, DONE) and p.suffix == ".p7m")
+
+
+def open_received(stage: Stage, batch: str, keys: KeyStore) -> tuple[Manifest, pa.Table, str]:
+    """A received batch, verified again: its manifest, its rows, and when it was received."""
+    pairs = keys.stage_keys(stage.name)
+    ca, crl, exchange = keys.ca(), keys.crl(), keys.exchange_certificate()
+    receipt = json.loads((stage.received_dir / batch / RECEIPT).read_text(encoding="utf-8"))
+    tables, manifest = [], None
+    parts = _received_parts(stage, batch)
+    for number, path in enumerate(parts, start=1):
+        data = path.read_bytes()
+        mine = recipients_among(data, [c for _, c in pairs])
+        if not mine:
+            raise ManifestError(f"batch {batch}: part {number} is sealed for no key of stage {stage.name} "
+                                f"(was its key retired without keys/retired?)")
+        key = next(k for k, c in pairs if c is mine[0])
+        opened = open_sealed(data, recipient_key=key, recipient_cert=mine[0], trusted_ca=ca, crl=crl,
+                             expect={"recipient": stage.name})
+        if opened.signer.subject != exchange.subject:
+            raise UnknownSignerError(f"batch {batch}: part {number} is signed by CN={common_name(opened.signer)!r}")
+        m = opened.manifest
+        assert m is not None
+        if m.batch_id != batch or m.part != number or m.parts != len(parts):
+            raise ManifestError(f"batch {batch}: file {number} holds part {m.part} of {m.parts} of {m.batch_id}")
+        manifest = manifest or m
+        tables.append(pq.read_table(io.BytesIO(opened.payload)))
+    if manifest is None:
+        raise ManifestError(f"batch {batch}: no parts in {stage.received_dir / batch}")
+    table = pa.concat_tables(tables, promote_options="default")
+    if table.num_rows != manifest.rows:
+        raise ManifestError(f"batch {batch}: the parts hold {table.num_rows} rows, the manifest announces {manifest.rows}")
+    return manifest, table, str(receipt.get("at", ""))
+
+
+def _seal_vault(con: duckdb.DuckDBPyConnection, keys: KeyStore, stage: str, manifest: Manifest,
+                sql: str, home: Path) -> None:
+    """token -> identity number and name of a batch, sealed to the investigators (the stage cannot open it)."""
+    rows = con.sql(sql).to_arrow_table()
+    buf = io.BytesIO()
+    pq.write_table(rows, buf, compression="zstd")
+    signer_key, signer_cert = keys.stage_signer(stage)
+    vault_manifest = Manifest(
+        batch_id=manifest.batch_id, feed=manifest.feed, window_start=manifest.window_start,
+        window_end=manifest.window_end, part=1, parts=1, rows=rows.num_rows,
+        content_digest=manifest.content_digest, contract_version=manifest.contract_version,
+        recipient=INVESTIGATORS, created_at=datetime.now(timezone.utc).isoformat())
+    sealed = seal(buf.getvalue(), vault_manifest, signer_key=signer_key, signer_cert=signer_cert,
+                  recipients=keys.recipient_certificates(INVESTIGATORS))
+    folder = vault_dir(home, stage)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_file_atomic(folder / f"{manifest.batch_id}.p7m", sealed, 0o600)
+
+
+def vault_dir(home: Path, stage: str) -> Path:
+    return Path(home) / "stages" / stage / "vault"
+
+
+def load_batches(stage_name: str, *, con: duckdb.DuckDBPyConnection, keys: KeyStore,
+                 home: Path | None = None) -> list[Loaded]:
+    """Put every received batch of a stage that is not in its store yet into it."""
+    home = Path(home or get_settings().home)
+    stage = Stage(stage_name, home=home, keys=keys)
+    store = Store(stage_name, home=home, keys=keys)
+    done: list[Loaded] = []
+    tables = store.tables()
+    for batch in stage.received():
+        if any(store.has(t, batch) for t in tables):
+            continue
+        manifest, rows, received_at = open_received(stage, batch, keys)
+        table, sql, vault = feed_sql(manifest.feed)
+        con.register("src", rows)
+        try:
+            if vault is not None and rows.num_rows:
+                _seal_vault(con, keys, stage_name, manifest, vault, home)
+            kept = con.sql(f"SELECT *, '{batch}' AS batch, TIMESTAMPTZ '{received_at}' AS received_at "
+                           f"FROM ({sql})").to_arrow_table()
+        finally:
+            con.unregister("src")
+        store.write(table, batch, kept)
+        done.append(Loaded(stage_name, table, batch, kept.num_rows))
+        log.info("stage %s: loaded batch %s (%s): %d rows into %s", stage_name, batch, manifest.feed,
+                 kept.num_rows, table)
+    return done
+
+
+def office_url() -> str:
+    """The office database's URL: FUNDX_OFFICE_DB_URL, or the sandbox's env file."""
+    settings = get_settings()
+    url = settings.office_db_url or read_env_file(settings.sandbox_env_file).get(OFFICE_ENV)
+    if not url:
+        raise ConfigurationError(
+            f"{OFFICE_ENV} is not set: the matching stage reads the benefit roll, contributions and employer "
+            f"subsidies from the social-insurance office's database",
+            action=f"set {OFFICE_ENV} to its SQLAlchemy URL (the sandbox sets it: `fundx sandbox start`)",
+        )
+    return url
+
+
+def load_office(*, con: duckdb.DuckDBPyConnection, keys: KeyStore, home: Path | None = None,
+                url: str | None = None) -> list[Loaded]:
+    """Snapshot the office's tables into the stages that read them (replacing last night's)."""
+    import sqlalchemy as sa
+
+    home = Path(home or get_settings().home)
+    url = url or office_url()
+    engine = sa.create_engine(url)
+    done = []
+    try:
+        with engine.connect() as conn:
+            for table, (stages, sql) in OFFICE.items():
+                source = OFFICE_SOURCES[table]
+                try:
+                    result = conn.execute(sa.text(f"SELECT * FROM {source}"))  # noqa: S608 (fixed names)
+                except sa.exc.SQLAlchemyError as exc:
+                    raise ConfigurationError(
+                        f"the office database ({engine.url.render_as_string(hide_password=True)}) has no readable "
+                        f"table {source}: {type(getattr(exc, 'orig', None) or exc).__name__}",
+                        action=f"point {OFFICE_ENV} at the office's database") from None
+                columns = list(result.keys())
+                data = result.fetchall()
+                src = pa.table({c: pa.array([r[i] for r in data]) for i, c in enumerate(columns)})
+                con.register("src", src)
+                try:
+                    if table == "roll":
+                        _seal_office_vault(con, keys, home, src.num_rows)
+                    kept = con.sql(sql).to_arrow_table()
+                finally:
+                    con.unregister("src")
+                for stage in stages:
+                    Store(stage, home=home, keys=keys).replace(table, kept)
+                    done.append(Loaded(stage, table, "snapshot", kept.num_rows))
+    finally:
+        engine.dispose()
+    return done
+
+
+def _seal_office_vault(con: duckdb.DuckDBPyConnection, keys: KeyStore, home: Path, rows: int) -> None:
+    now = datetime.now(timezone.utc).isoformat()
+    manifest = Manifest(batch_id="office-roll", feed="office.benefit_roll", window_start=now, window_end=now,
+                        part=1, parts=1, rows=rows, content_digest="sha256:" + "0" * 64, contract_version="office",
+                        recipient=INVESTIGATORS, created_at=now)
+    _seal_vault(con, keys, "death_matching", manifest,
+                "SELECT DISTINCT token(id_number) AS person, id_number, name FROM src", home)

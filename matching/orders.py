@@ -1,0 +1,562 @@
+"""Inspection orders (订单式检查): one per suspect of a matching night, and what came of each.
+
+A matching night's suspects (one row per rule and subject) become orders with :func:`record`: each
+gets an id ``O<YYYYMMDD>-<rule no>-<n>``, its district (from ``area``), its amount at risk and a due
+date, in one audited transaction; recording the same night again opens nothing new. The district
+offices get their orders as CSV files (:func:`write_dispatch`, masked identities only); an
+inspector closes an order once with its outcome (:func:`close`, audited, decided under the audit
+lock like a steward's decision in :mod:`fundx.quarantine`), and :func:`report` gives each rule's
+precision and the amounts at risk and recovered.
+
+Nothing here sees a raw identity number: ``subject`` is a pseudonymous token (a person's HMAC
+token in hex, or an employer's credit code), ``id_masked`` and ``detail`` are masked evidence, and
+:func:`record` refuses a frame in which something shaped like a whole identity number appears.
+The audit trail gets counts, order ids, outcomes and amounts, never subjects.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from fundx.errors import DecisionError
+from fundx.ledger import Ledger
+from fundx.ledger import orders as orders_table
+from fundx.timeutil import UTC
+
+#: the rules in their order: a rule's number (1..8) in order ids is its place here
+RULES: tuple[str, ...] = (
+    "paid_after_death",
+    "paid_in_custody",
+    "shared_account",
+    "duplicate_receipt",
+    "unemployed_contributing",
+    "frequent_visits",
+    "bill_over_mean",
+    "deregistered_subsidised",
+)
+
+TITLES: dict[str, str] = {
+    "paid_after_death": "死亡未停发",
+    "paid_in_custody": "服刑未暂停",
+    "shared_account": "多对一",
+    "duplicate_receipt": "重复领取",
+    "unemployed_contributing": "领取失业金期间缴费",
+    "frequent_visits": "频繁就诊",
+    "bill_over_mean": "超均值费用",
+    "deregistered_subsidised": "注销后领取补贴",
+}
+
+#: Hangzhou's districts and counties by area code (the first six characters of an identity number)
+DISTRICTS: dict[str, str] = {
+    "330102": "上城区",
+    "330105": "拱墅区",
+    "330106": "西湖区",
+    "330108": "滨江区",
+    "330109": "萧山区",
+    "330110": "余杭区",
+    "330111": "富阳区",
+    "330112": "临安区",
+    "330113": "临平区",
+    "330114": "钱塘区",
+    "330122": "桐庐县",
+    "330127": "淳安县",
+    "330182": "建德市",
+}
+
+OUTCOMES: tuple[str, ...] = ("confirmed", "false-positive", "recovered")
+STATUSES: tuple[str, ...] = ("open", "closed")
+COLUMNS: tuple[str, ...] = ("rule", "subject", "id_masked", "area", "amount_at_risk", "months", "detail")
+DEFAULT_DUE_DAYS = 30
+MAX_NOTE = 500
+
+#: a whole identity number (masked ones have ``*``): 17 digits and a digit or X, not inside a longer word
+UNMASKED_ID = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
+_AREA = re.compile(r"^\d{6}$")
+_ORDER_ID = re.compile(r"^O(\d{8})-([1-8])-(\d{4,})$")
+
+
+def district_of(area: str) -> str:
+    """The district of an area code: a Hangzhou district's name, else ``外地 <code>``."""
+    return DISTRICTS.get(area) or f"外地 {area}"
+
+
+def rule_number(rule: str) -> int:
+    """A rule's number in order ids (1..8, its place in :data:`RULES`)."""
+    try:
+        return RULES.index(rule) + 1
+    except ValueError:
+        raise ValueError(f"unknown rule {rule!r}: one of {', '.join(RULES)}") from None
+
+
+def order_id(night: date, rule: str, n: int) -> str:
+    """``O20260301-1-0007``: the night, the rule's number and the order's number within them."""
+    return f"O{night:%Y%m%d}-{rule_number(rule)}-{n:04d}"
+
+
+@dataclass(frozen=True)
+class Order:
+    """One inspection order: a suspect of one rule and night, its district, and what came of it."""
+
+    order_id: str
+    night: date
+    rule: str
+    subject: str
+    id_masked: str | None
+    area: str
+    district: str
+    amount_at_risk: float
+    months: int | None
+    detail: str
+    due_on: date
+    status: str  # open | closed
+    outcome: str | None  # confirmed | false-positive | recovered
+    amount_recovered: float | None
+    note: str | None
+    closed_at: datetime | None
+    closed_by: str | None
+    created_at: datetime
+
+    @property
+    def title(self) -> str:
+        """The rule's Chinese title (死亡未停发, ...)."""
+        return TITLES[self.rule]
+
+    @property
+    def rule_no(self) -> int:
+        return rule_number(self.rule)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (dates as ISO text, ``detail`` parsed)."""
+        out: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            out[name] = value.isoformat() if isinstance(value, (date, datetime)) else value
+        out["title"] = self.title
+        try:
+            out["detail"] = json.loads(self.detail)
+        except ValueError:
+            pass
+        return out
+
+
+class Recorded(list):
+    """What :func:`record` returns: the orders of the suspects given (a list), and how many were new."""
+
+    def __init__(self, orders: Iterable[Order], opened: int):
+        super().__init__(orders)
+        self.opened = opened
+
+
+def _order(row: Any) -> Order:
+    return Order(
+        order_id=row["order_id"], night=_as_date(row["night"]), rule=row["rule"], subject=row["subject"],
+        id_masked=row["id_masked"], area=row["area"], district=row["district"],
+        amount_at_risk=float(row["amount_at_risk"]), months=row["months"], detail=row["detail"],
+        due_on=_as_date(row["due_on"]), status=row["status"], outcome=row["outcome"],
+        amount_recovered=None if row["amount_recovered"] is None else float(row["amount_recovered"]),
+        note=row["note"], closed_at=row["closed_at"], closed_by=row["closed_by"], created_at=row["created_at"],
+    )
+
+
+def _as_date(value: date | str) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value))
+
+
+def _missing(value: Any) -> bool:
+    """None, NaN, NaT or pd.NA."""
+    if value is None:
+        return True
+    import pandas as pd
+
+    try:
+        missing = pd.isna(value)
+    except (TypeError, ValueError):
+        return False
+    return bool(missing) if pd.api.types.is_scalar(missing) else False  # a list or dict is not missing
+
+
+# --- recording a night's suspects --------------------------------------------------------------
+
+
+def _suspect_rows(suspects: Any) -> list[dict[str, Any]]:
+    """The frame's rows, checked and normalised; a ValueError names the column at fault (never a value)."""
+    missing = [c for c in COLUMNS if c not in suspects.columns]
+    if missing:
+        raise ValueError(f"suspects: column {', '.join(missing)} missing (needed: {', '.join(COLUMNS)})")
+    rows: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for i, raw in enumerate(suspects[list(COLUMNS)].itertuples(index=False, name=None), start=1):
+        row = dict(zip(COLUMNS, raw))
+        where = f"suspects row {i}"
+        rule = row["rule"]
+        if not isinstance(rule, str) or rule not in RULES:
+            raise ValueError(f"{where}: column rule is not one of {', '.join(RULES)}")
+        subject = row["subject"]
+        if not isinstance(subject, str) or not subject.strip():
+            raise ValueError(f"{where}: column subject must be a token (text)")
+        subject = subject.strip()
+        if len(subject) > 64:
+            raise ValueError(f"{where}: column subject is longer than 64 characters")
+        if _is_identity_number(subject):
+            raise ValueError(f"{where}: column subject holds an identity number; give the person's token")
+        if (rule, subject) in seen:
+            raise ValueError(f"{where}: column subject repeats a subject of rule {rule} (one row per rule and subject)")
+        seen.add((rule, subject))
+        id_masked = None if _missing(row["id_masked"]) else str(row["id_masked"]).strip() or None
+        if id_masked is not None and UNMASKED_ID.search(id_masked):
+            raise ValueError(f"{where}: column id_masked holds an unmasked identity number")
+        if id_masked is not None and len(id_masked) > 64:
+            raise ValueError(f"{where}: column id_masked is longer than 64 characters")
+        area = "" if _missing(row["area"]) else str(row["area"]).strip()
+        if not _AREA.match(area):
+            raise ValueError(f"{where}: column area is not a 6-digit area code")
+        try:
+            amount = float(row["amount_at_risk"])
+        except (TypeError, ValueError):
+            amount = math.nan
+        if not math.isfinite(amount) or amount < 0:
+            raise ValueError(f"{where}: column amount_at_risk must be a number, 0 or more")
+        months = None
+        if not _missing(row["months"]):
+            try:
+                months = float(row["months"])
+            except (TypeError, ValueError):
+                months = math.nan
+            if not math.isfinite(months) or months < 0 or months != int(months):
+                raise ValueError(f"{where}: column months must be a whole number of months, 0 or more")
+            months = int(months)
+        detail = row["detail"]
+        if _missing(detail):
+            detail = "{}"
+        elif isinstance(detail, (dict, list)):
+            detail = json.dumps(detail, ensure_ascii=False, sort_keys=True, default=str)
+        elif not isinstance(detail, str):
+            raise ValueError(f"{where}: column detail must be JSON text")
+        try:
+            json.loads(detail)
+        except ValueError:
+            raise ValueError(f"{where}: column detail is not JSON") from None
+        if UNMASKED_ID.search(detail):
+            raise ValueError(f"{where}: column detail holds an unmasked identity number")
+        rows.append({"rule": rule, "subject": subject, "id_masked": id_masked, "area": area,
+                     "amount_at_risk": round(amount, 2), "months": months, "detail": detail})
+    return rows
+
+
+def _is_identity_number(text: str) -> bool:
+    from fundx.identity import is_valid_id
+
+    return is_valid_id(text) or is_valid_id(text.upper())
+
+
+def _due_days(due_days: int | Mapping[str, int], rule: str) -> int:
+    days = due_days.get(rule, DEFAULT_DUE_DAYS) if isinstance(due_days, Mapping) else due_days
+    if isinstance(days, bool) or not isinstance(days, int) or days < 0:
+        raise ValueError(f"due_days for {rule} must be a whole number of days, 0 or more")
+    return days
+
+
+def record(ledger: Ledger, night: date, suspects: Any, *, due_days: int | Mapping[str, int] = DEFAULT_DUE_DAYS,
+           actor: str = "matching") -> Recorded:
+    """Open one order per new (night, rule, subject) of ``suspects``, in one audited transaction.
+
+    ``suspects``: a pandas DataFrame with the columns rule, subject, id_masked, area, amount_at_risk,
+    months and detail (JSON text). New orders of a rule are numbered after the night's existing
+    ones, in the order of area, then subject. Recording the same night again opens nothing.
+    ``due_days``: days from the night to the due date, one for all or per rule (others: 30).
+
+    Returns the orders of every suspect given (new or already open or closed), by order id; its
+    ``opened`` is how many were new. A missing column, an unknown rule, a bad value or anything
+    shaped like a whole identity number in ``id_masked`` or ``detail`` is a ValueError naming the
+    column, and nothing is recorded.
+    """
+    night = _as_date(night)
+    rows = _suspect_rows(suspects)
+    for rule in {r["rule"] for r in rows}:
+        _due_days(due_days, rule)
+    now = datetime.now(UTC)
+    with ledger.audited() as conn:  # existing orders read under the audit lock: numbers are never taken twice
+        existing = {(r.rule, r.subject): r.order_id for r in conn.execute(
+            sa.select(orders_table.c.rule, orders_table.c.subject, orders_table.c.order_id)
+            .where(orders_table.c.night == night))}
+        last: dict[str, int] = {}
+        for (rule, _), oid in existing.items():
+            match = _ORDER_ID.match(oid)
+            if match:
+                last[rule] = max(last.get(rule, 0), int(match.group(3)))
+        new = sorted((r for r in rows if (r["rule"], r["subject"]) not in existing),
+                     key=lambda r: (RULES.index(r["rule"]), r["area"], r["subject"]))
+        inserts = []
+        for r in new:
+            n = last.get(r["rule"], 0) + 1
+            last[r["rule"]] = n
+            inserts.append({
+                **r, "order_id": order_id(night, r["rule"], n), "night": night, "district": district_of(r["area"]),
+                "due_on": night + timedelta(days=_due_days(due_days, r["rule"])), "status": "open",
+                "created_at": now,
+            })
+        if inserts:
+            conn.execute(orders_table.insert(), inserts)
+        per_rule = {rule: sum(1 for r in inserts if r["rule"] == rule) for rule in RULES}
+        ledger.audit(conn, "orders.opened", night.isoformat(), {
+            "suspects": len(rows), "opened": len(inserts), "existing": len(rows) - len(inserts),
+            "per_rule": {k: v for k, v in per_rule.items() if v},
+            "amount_at_risk": round(sum(r["amount_at_risk"] for r in inserts), 2),
+        }, actor=actor)
+        wanted = {(r["rule"], r["subject"]) for r in rows}
+        found = [_order(r) for r in conn.execute(
+            orders_table.select().where(orders_table.c.night == night).order_by(orders_table.c.order_id)).mappings()]
+    return Recorded([o for o in found if (o.rule, o.subject) in wanted], opened=len(inserts))
+
+
+# --- closing an order ---------------------------------------------------------------------------
+
+
+def _check_close(outcome: str, amount: float, note: str | None) -> tuple[float, str | None]:
+    if outcome not in OUTCOMES:
+        raise ValueError(f"unknown outcome {outcome!r}: one of {', '.join(OUTCOMES)}")
+    try:
+        amount = float(amount)
+    except (TypeError, ValueError):
+        raise ValueError("the amount must be a number") from None
+    if not math.isfinite(amount) or amount < 0:
+        raise ValueError("the amount must be a number, 0 or more")
+    if outcome == "false-positive" and amount != 0:
+        raise ValueError("a false positive has nothing recovered: the amount must be 0")
+    if outcome == "recovered" and amount <= 0:
+        raise ValueError("a recovered order needs the amount recovered (more than 0)")
+    text = " ".join((note or "").split()) or None
+    if text is not None:
+        if len(text) > MAX_NOTE:
+            raise ValueError(f"the note is longer than {MAX_NOTE} characters")
+        if UNMASKED_ID.search(text):
+            raise ValueError("the note contains something shaped like an identity number; refer to the order instead")
+    return round(amount, 2), text
+
+
+def close(ledger: Ledger, order_id: str, *, outcome: str, amount: float, actor: str,
+          note: str | None = None) -> Order:
+    """Close an open order with its outcome and amount; once, audited (``order.closed``).
+
+    ``outcome``: confirmed | false-positive | recovered; ``amount`` 0 or more, 0 for a false
+    positive, more than 0 when recovered (a ValueError otherwise). An unknown order, or one closed
+    already (checked under the audit lock), is a DecisionError naming it (and who closed it, when).
+    The note is kept with the order, not in the audit trail.
+    """
+    amount, text = _check_close(outcome, amount, note)
+    actor = (actor or "").strip()[:64] or "unknown"
+    with ledger.audited() as conn:
+        row = conn.execute(orders_table.select().where(orders_table.c.order_id == order_id)).mappings().one_or_none()
+        if row is None:
+            raise DecisionError(f"there is no order {order_id}", action="see the orders with fundx orders list")
+        if row["status"] != "open":
+            when = row["closed_at"].astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if row["closed_at"] else "?"
+            raise DecisionError(f"order {order_id} was closed already by {row['closed_by']} at {when} "
+                                f"({row['outcome']})", action="an order is closed once; see fundx orders show " + order_id)
+        done = conn.execute(orders_table.update().where(
+            orders_table.c.order_id == order_id, orders_table.c.status == "open").values(
+            status="closed", outcome=outcome, amount_recovered=amount, note=text,
+            closed_at=datetime.now(UTC), closed_by=actor))
+        if done.rowcount != 1:
+            raise DecisionError(f"order {order_id} is not open any more")
+        ledger.audit(conn, "order.closed", order_id, {"outcome": outcome, "amount": amount, "rule": row["rule"],
+                                                      "night": _as_date(row["night"]).isoformat()}, actor=actor)
+        return _order(conn.execute(orders_table.select().where(orders_table.c.order_id == order_id)).mappings().one())
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+def get(ledger: Ledger, order_id: str) -> Order | None:
+    """One order, or None."""
+    with ledger.engine.connect() as conn:
+        row = conn.execute(orders_table.select().where(orders_table.c.order_id == order_id)).mappings().one_or_none()
+    return None if row is None else _order(row)
+
+
+def area_of(district: str) -> str | None:
+    """The area code a district is named by: a 6-digit code, a Hangzhou district's name or ``外地 <code>``."""
+    text = district.strip()
+    if _AREA.match(text):
+        return text
+    for code, name in DISTRICTS.items():
+        if name == text:
+            return code
+    outside = re.fullmatch(r"外地\s*(\d{6})", text)
+    return outside.group(1) if outside else None
+
+
+def orders(ledger: Ledger, *, night: date | str | None = None, district: str | None = None, rule: str | None = None,
+           status: str | None = None) -> list[Order]:
+    """Orders by order id, narrowed by night, district (name or area code), rule and status (open|closed).
+
+    An unknown district, rule or status is a ValueError.
+    """
+    query = orders_table.select().order_by(orders_table.c.order_id)
+    if night is not None:
+        query = query.where(orders_table.c.night == _as_date(night))
+    if district is not None:
+        area = area_of(district)
+        if area is None:
+            raise ValueError(f"unknown district {district!r}: an area code or one of {', '.join(DISTRICTS.values())}")
+        query = query.where(orders_table.c.area == area)
+    if rule is not None:
+        rule_number(rule)
+        query = query.where(orders_table.c.rule == rule)
+    if status is not None:
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}: open or closed")
+        query = query.where(orders_table.c.status == status)
+    with ledger.engine.connect() as conn:
+        return [_order(r) for r in conn.execute(query).mappings()]
+
+
+@dataclass(frozen=True)
+class RuleReport:
+    """One rule's orders and outcomes (of one night, or of all)."""
+
+    rule: str
+    title: str
+    suspects: int
+    closed: int
+    confirmed: int
+    false_positive: int
+    recovered: int
+    amount_at_risk: float
+    amount_recovered: float
+
+    @property
+    def open(self) -> int:
+        return self.suspects - self.closed
+
+    @property
+    def precision(self) -> float | None:
+        """(confirmed + recovered) / closed; None while nothing is closed."""
+        return (self.confirmed + self.recovered) / self.closed if self.closed else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule, "title": self.title, "suspects": self.suspects, "open": self.open,
+                "closed": self.closed, "confirmed": self.confirmed, "false_positive": self.false_positive,
+                "recovered": self.recovered, "precision": self.precision,
+                "amount_at_risk": self.amount_at_risk, "amount_recovered": self.amount_recovered}
+
+
+def report(ledger: Ledger, night: date | str | None = None) -> list[RuleReport]:
+    """Per rule, in :data:`RULES` order: suspects (orders), closed, confirmed, false positives, recovered,
+    precision, amount at risk and amount recovered; of one night, or of every night."""
+    t = orders_table
+    query = (sa.select(t.c.rule, t.c.status, t.c.outcome, sa.func.count().label("n"),
+                       sa.func.sum(t.c.amount_at_risk).label("at_risk"),
+                       sa.func.sum(t.c.amount_recovered).label("recovered"))
+             .group_by(t.c.rule, t.c.status, t.c.outcome))
+    if night is not None:
+        query = query.where(t.c.night == _as_date(night))
+    figures: dict[str, dict[str, Any]] = {r: {"suspects": 0, "closed": 0, "confirmed": 0, "false-positive": 0,
+                                              "recovered": 0, "at_risk": 0.0, "amount_recovered": 0.0} for r in RULES}
+    with ledger.engine.connect() as conn:
+        for row in conn.execute(query):
+            f = figures.setdefault(row.rule, {"suspects": 0, "closed": 0, "confirmed": 0, "false-positive": 0,
+                                              "recovered": 0, "at_risk": 0.0, "amount_recovered": 0.0})
+            f["suspects"] += row.n
+            f["at_risk"] += float(row.at_risk or 0)
+            if row.status == "closed":
+                f["closed"] += row.n
+                if row.outcome == "recovered":  # a confirmed order's amount is owed, not yet recovered
+                    f["amount_recovered"] += float(row.recovered or 0)
+                if row.outcome in OUTCOMES:
+                    f[row.outcome] += row.n
+    return [RuleReport(rule=r, title=TITLES.get(r, r), suspects=f["suspects"], closed=f["closed"],
+                       confirmed=f["confirmed"], false_positive=f["false-positive"], recovered=f["recovered"],
+                       amount_at_risk=round(f["at_risk"], 2), amount_recovered=round(f["amount_recovered"], 2))
+            for r, f in figures.items()]
+
+
+def total(reports: Sequence[RuleReport]) -> RuleReport:
+    """All rules together (its precision over every closed order)."""
+    return RuleReport(
+        rule="total", title="合计", suspects=sum(r.suspects for r in reports), closed=sum(r.closed for r in reports),
+        confirmed=sum(r.confirmed for r in reports), false_positive=sum(r.false_positive for r in reports),
+        recovered=sum(r.recovered for r in reports),
+        amount_at_risk=round(sum(r.amount_at_risk for r in reports), 2),
+        amount_recovered=round(sum(r.amount_recovered for r in reports), 2),
+    )
+
+
+# --- dispatching --------------------------------------------------------------------------------
+
+ORDER_COLUMNS = ("order_id", "rule", "规则", "district", "id_masked", "amount_at_risk", "months", "due_on")
+SUSPECT_COLUMNS = ("order_id", "night", "rule", "规则", "area", "district", "id_masked", "amount_at_risk",
+                   "months", "due_on", "detail")
+
+
+def _cells(order: Order, columns: Sequence[str]) -> list[str]:
+    values = {
+        "order_id": order.order_id, "night": order.night.isoformat(), "rule": order.rule, "规则": order.title,
+        "area": order.area, "district": order.district, "id_masked": order.id_masked or "",
+        "amount_at_risk": f"{order.amount_at_risk:.2f}", "months": "" if order.months is None else str(order.months),
+        "due_on": order.due_on.isoformat(), "detail": order.detail,
+    }
+    return [values[c] for c in columns]
+
+
+#: a cell a spreadsheet would read as a formula (OWASP CSV injection): = + - @, tab, carriage return
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$")
+
+
+def neutralise_cell(text: str) -> str:
+    """A cell as text a spreadsheet never runs: one starting like a formula gets a leading single quote
+    (OWASP); plain numbers (-12.50) are left as they are."""
+    if text.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
+def _csv(orders: Sequence[Order], columns: Sequence[str]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(columns)
+    for o in orders:
+        writer.writerow([neutralise_cell(c) for c in _cells(o, columns)])
+    text = buffer.getvalue()
+    if UNMASKED_ID.search(text):  # record() refused them already; a last look before anything leaves
+        raise ValueError("an order's id_masked or detail holds an unmasked identity number; nothing written")
+    return text.encode("utf-8-sig")  # the BOM lets Excel read the Chinese columns
+
+
+def write_dispatch(folder: Path, orders: Iterable[Order]) -> list[Path]:
+    """The night's files for the district offices, in ``folder`` (0700): per district (area code)
+    ``orders-<area>.csv`` and per rule ``suspects-<rule>.csv``, for the districts and rules that
+    have orders. UTF-8 with a BOM (Excel), 0600, each written atomically; masked identities only
+    (no subject tokens). Returns the paths written, districts first.
+    """
+    from fundx.keys import write_file_atomic
+
+    chosen = sorted(orders, key=lambda o: (o.area, o.order_id))
+    folder = Path(folder)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    files: list[tuple[Path, bytes]] = []
+    for area in sorted({o.area for o in chosen}):
+        files.append((folder / f"orders-{area}.csv", _csv([o for o in chosen if o.area == area], ORDER_COLUMNS)))
+    for rule in RULES:
+        of_rule = sorted((o for o in chosen if o.rule == rule), key=lambda o: o.order_id)
+        if of_rule:
+            files.append((folder / f"suspects-{rule}.csv", _csv(of_rule, SUSPECT_COLUMNS)))
+    for path, data in files:  # every file checked before the first is written
+        write_file_atomic(path, data, 0o600)
+    return [path for path, _ in files]

@@ -1,0 +1,159 @@
+"""One matching night: load what the stages received, take the office's snapshot, run the rules,
+record the suspects as inspection orders, write the masked listings and the investigators' file."""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fundx.errors import ConfigurationError, UnknownSignerError
+from fundx.keys import KeyStore, write_file_atomic
+from fundx.seal import Manifest, content_digest, open_sealed, recipients_among, seal
+from fundx.settings import get_settings
+from fundx.timeutil import SHANGHAI
+from matching import load, rules
+from matching.store import Store
+
+log = logging.getLogger("fundx.matching")
+
+#: store table -> the stage whose store holds it
+SOURCES: dict[str, str] = {
+    "deaths": "death_matching", "custody": "custody_matching", "bills": "bill_review",
+    "businesses": "employer_review", "roll": "death_matching", "contributions": "employer_review",
+    "subsidies": "employer_review",
+}
+INVESTIGATORS_FILE = "investigators.p7m"
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    """What one rule found in one night: counts and amounts only."""
+
+    rule: str
+    suspects: int
+    amount_at_risk: float
+
+
+@dataclass
+class MatchingResult:
+    """A matching night: rows loaded per stage, suspects per rule, orders opened, files written."""
+
+    night: date
+    loaded: dict[str, int] = field(default_factory=dict)  # stage -> rows loaded this run
+    rules: list[RuleResult] = field(default_factory=list)
+    orders_new: int = 0
+    files: list[Path] = field(default_factory=list)
+
+
+def output_dir(night: date, home: Path | None = None) -> Path:
+    return Path(home or get_settings().home) / "matching" / night.isoformat()
+
+
+def inputs(keys: KeyStore, home: Path) -> rules.Inputs:
+    """Every table the rules read, from the stages' stores."""
+    return rules.Inputs({t: Store(stage, home=home, keys=keys).read(t) for t, stage in SOURCES.items()})
+
+
+def run_matching(night: date | None = None, params: dict[str, str] | None = None, *,
+                 home: Path | None = None, office_url: str | None = None) -> MatchingResult:
+    """Load, snapshot, match, record suspects and orders, write listings and the investigators' file."""
+    from fundx.ledger import Ledger
+    from matching import orders
+
+    home = Path(home or get_settings().home)
+    night = night or datetime.now(SHANGHAI).date()
+    parsed = rules.parse_params(params)
+    keys = KeyStore(home=home)
+    con = load.connect(keys)
+    result = MatchingResult(night)
+    for stage in load.STAGES:
+        for loaded in load.load_batches(stage, con=con, keys=keys, home=home):
+            result.loaded[stage] = result.loaded.get(stage, 0) + loaded.rows
+    load.load_office(con=con, keys=keys, home=home, url=office_url)
+    rules.prepare(con, inputs(keys, home), parsed)
+    found = rules.run_rules(con, parsed, night)
+    frame = found.drop(["persons"]).to_pandas()
+    ledger = Ledger.from_settings()
+    made = orders.record(ledger, night, frame, due_days=30)
+    result.orders_new = made.opened
+    for name in rules.RULES:
+        rows = frame[frame["rule"] == name]
+        result.rules.append(RuleResult(name, len(rows), round(float(rows["amount_at_risk"].sum()), 2)))
+    folder = output_dir(night, home)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    result.files = orders.write_dispatch(folder, made)
+    result.files.append(write_investigators(folder, found, made, keys, home))
+    ledger.log_event("matching.run", night.isoformat(), {
+        "loaded": result.loaded, "suspects": {r.rule: r.suspects for r in result.rules},
+        "amount_at_risk": round(sum(r.amount_at_risk for r in result.rules), 2)}, actor="matching")
+    log.info("matching night %s: %d suspects, %d new orders", night, len(frame), result.orders_new)
+    return result
+
+
+def read_vault(keys: KeyStore, home: Path, wanted: set[bytes]) -> dict[bytes, tuple[str, str]]:
+    """token -> (identity number, name) for the wanted tokens only; needs the investigators' key."""
+    pairs = keys.stage_keys(load.INVESTIGATORS)
+    if not pairs:
+        raise ConfigurationError("the investigators' private key is not here, so the identity vault cannot be opened",
+                                 action="run the re-identification where the investigators' key is kept "
+                                        "(FUNDX_KEYS_STAGE_KEYS[investigators])")
+    ca, crl = keys.ca(), keys.crl()
+    # the vault is sealed by the matching stages' own signers: any other CA-issued signer is refused
+    signers = {keys.stage_signer(stage)[1].subject for stage in load.STAGES}
+    found: dict[bytes, tuple[str, str]] = {}
+    for stage_dir in sorted((home / "stages").glob("*/vault")):
+        for path in sorted(stage_dir.glob("*.p7m")):
+            data = path.read_bytes()
+            mine = recipients_among(data, [c for _, c in pairs])
+            if not mine:
+                raise ConfigurationError(f"vault file {path.name} is sealed to none of the investigators' keys")
+            key = next(k for k, c in pairs if c is mine[0])
+            opened = open_sealed(data, recipient_key=key, recipient_cert=mine[0],
+                                 trusted_ca=ca, crl=crl, expect={"recipient": load.INVESTIGATORS})
+            if opened.signer.subject not in signers:
+                raise UnknownSignerError(f"vault file {path.name} is not signed by a matching stage")
+            table = pq.read_table(io.BytesIO(opened.payload))
+            for person, id_number, name in zip(*(table.column(c).to_pylist() for c in ("person", "id_number", "name"))):
+                if person in wanted and person not in found:
+                    found[person] = (id_number, name)
+            if len(found) == len(wanted):
+                return found
+    return found
+
+
+def write_investigators(folder: Path, found: pa.Table, made: list[Any], keys: KeyStore, home: Path) -> Path:
+    """The night's suspects with full identity, sealed to the investigators: the only file that names them."""
+    order_of = {(o.rule, o.subject): o.order_id for o in made}
+    wanted = {p for persons in found.column("persons").to_pylist() for p in persons if p is not None}
+    identity = read_vault(keys, home, wanted) if wanted else {}
+    rows: list[dict[str, Any]] = []
+    for rule, subject, persons, amount in zip(*(found.column(c).to_pylist()
+                                                for c in ("rule", "subject", "persons", "amount_at_risk"))):
+        for person in persons or [None]:
+            id_number, name = identity.get(person, (None, None)) if person is not None else (None, None)
+            rows.append({"order_id": order_of.get((rule, subject)), "rule": rule, "subject": subject,
+                         "id_number": id_number, "name": name, "amount_at_risk": amount})
+    table = pa.Table.from_pylist(rows, schema=pa.schema([
+        ("order_id", pa.string()), ("rule", pa.string()), ("subject", pa.string()), ("id_number", pa.string()),
+        ("name", pa.string()), ("amount_at_risk", pa.float64())]))
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    payload = buf.getvalue()
+    signer_key, signer_cert = keys.stage_signer("death_matching")
+    night = folder.name
+    now = datetime.now(timezone.utc).isoformat()
+    manifest = Manifest(batch_id=f"suspects-{night}", feed="matching.suspects", window_start=night, window_end=night,
+                        part=1, parts=1, rows=table.num_rows, content_digest=content_digest(payload),
+                        contract_version="matching/1", recipient=load.INVESTIGATORS, created_at=now)
+    sealed = seal(payload, manifest, signer_key=signer_key, signer_cert=signer_cert,
+                  recipients=keys.recipient_certificates(load.INVESTIGATORS))
+    path = folder / INVESTIGATORS_FILE
+    write_file_atomic(path, sealed, 0o600)
+    return path

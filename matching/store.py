@@ -1,0 +1,153 @@
+"""A stage's store: what the rules read, kept as Parquet files encrypted with AES-256-GCM.
+
+``FUNDX_HOME/stages/<stage>/store/<table>/<name>.enc``: one file per loaded batch (the table is the
+union of its files) or one ``snapshot.enc`` for the office's nightly tables. Each file is
+``FXS1 | nonce (12) | ciphertext+tag``, with the stage, table and file name as associated data, so a
+file moved to another table or stage does not open. The 32-byte store key is made once and kept
+wrapped (RSA-OAEP, SHA-256) to each of the stage's current encryption certificates in
+``store.key``: opening the store takes the private key that opens the stage's batches. Nothing
+decrypted is written to disk; DuckDB reads the tables from memory (see docs/matching.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from fundx.errors import ConfigurationError, TamperedError
+from fundx.inbox import checked_name
+from fundx.keys import KeyStore, fsync_dir, write_file_atomic
+from fundx.settings import get_settings
+
+MAGIC = b"FXS1"
+KEY_FORMAT = "fundx-store-key/1"
+SNAPSHOT = "snapshot"
+_OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+
+
+def _fingerprint(cert) -> str:
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+class Store:
+    """One stage's encrypted tables."""
+
+    def __init__(self, stage: str, *, home: Path | None = None, keys: KeyStore | None = None) -> None:
+        self.stage = checked_name(stage, "stage")
+        self.home = Path(home or get_settings().home)
+        self.keys = keys or KeyStore(home=self.home)
+        self.dir = self.home / "stages" / self.stage / "store"
+        self._key: bytes | None = None
+
+    # -- the key -----------------------------------------------------------------------------------
+
+    @property
+    def key_file(self) -> Path:
+        return self.dir / "store.key"
+
+    def _store_key(self) -> bytes:
+        if self._key is not None:
+            return self._key
+        pairs = self.keys.stage_keys(self.stage)
+        if not pairs:
+            raise ConfigurationError(f"stage {self.stage} has no private key, so its store cannot be opened",
+                                     action="run `fundx keys init` (development) or set FUNDX_KEYS_STAGE_KEYS")
+        if self.key_file.exists():
+            doc = json.loads(self.key_file.read_text(encoding="utf-8"))
+            wrapped = {w["cert_sha256"]: base64.b64decode(w["key"]) for w in doc.get("wrapped", [])}
+            for key, cert in pairs:
+                blob = wrapped.get(_fingerprint(cert))
+                if blob is not None:
+                    self._key = key.decrypt(blob, _OAEP)
+                    self._rewrap_if_new_certificates(doc)
+                    return self._key
+            raise ConfigurationError(
+                f"the store of stage {self.stage} is wrapped to none of its private keys ({self.key_file})",
+                action="restore the stage's retired key under keys/retired, or remove the store to rebuild it from received/",
+            )
+        self._key = os.urandom(32)
+        self._write_key_file()
+        return self._key
+
+    def _write_key_file(self) -> None:
+        assert self._key is not None
+        certs = self.keys.stage_certificates(self.stage)
+        doc = {"format": KEY_FORMAT, "stage": self.stage,
+               "wrapped": [{"cert_sha256": _fingerprint(c),
+                            "key": base64.b64encode(c.public_key().encrypt(self._key, _OAEP)).decode()}
+                           for c in certs]}
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_file_atomic(self.key_file, json.dumps(doc, indent=1).encode(), 0o600)
+
+    def _rewrap_if_new_certificates(self, doc: dict) -> None:
+        """A stage mid-rotation gets its store key wrapped to its new certificate too."""
+        have = {w["cert_sha256"] for w in doc.get("wrapped", [])}
+        if any(_fingerprint(c) not in have for c in self.keys.stage_certificates(self.stage)):
+            self._write_key_file()
+
+    # -- tables ------------------------------------------------------------------------------------
+
+    def _path(self, table: str, name: str) -> Path:
+        return self.dir / checked_name(table, "store table") / f"{checked_name(name, 'store file')}.enc"
+
+    def _aad(self, table: str, name: str) -> bytes:
+        return f"{self.stage}/{table}/{name}".encode()
+
+    def write(self, table: str, name: str, data: pa.Table) -> Path:
+        """Write one file of a table (atomically; replaces a file of the same name)."""
+        buf = io.BytesIO()
+        pq.write_table(data, buf, compression="zstd")
+        nonce = os.urandom(12)
+        sealed = MAGIC + nonce + AESGCM(self._store_key()).encrypt(nonce, buf.getvalue(), self._aad(table, name))
+        path = self._path(table, name)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_file_atomic(path, sealed, 0o600)
+        return path
+
+    def replace(self, table: str, data: pa.Table) -> Path:
+        """Make ``data`` the whole table (the office's snapshots): one file, the others removed."""
+        path = self.write(table, SNAPSHOT, data)
+        for other in path.parent.glob("*.enc"):
+            if other != path:
+                other.unlink()
+        fsync_dir(path.parent)
+        return path
+
+    def has(self, table: str, name: str) -> bool:
+        return self._path(table, name).exists()
+
+    def tables(self) -> list[str]:
+        """The tables this store has files of."""
+        return sorted(p.name for p in self.dir.iterdir() if p.is_dir()) if self.dir.is_dir() else []
+
+    def names(self, table: str) -> list[str]:
+        folder = self.dir / checked_name(table, "store table")
+        return sorted(p.name[:-4] for p in folder.glob("*.enc")) if folder.is_dir() else []
+
+    def read_file(self, table: str, name: str) -> pa.Table:
+        data = self._path(table, name).read_bytes()
+        if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 12 + 16:
+            raise TamperedError(f"store of {self.stage}: {table}/{name} is not a store file")
+        nonce = data[len(MAGIC):len(MAGIC) + 12]
+        try:
+            plain = AESGCM(self._store_key()).decrypt(nonce, data[len(MAGIC) + 12:], self._aad(table, name))
+        except Exception:  # InvalidTag: altered, or moved from another table or stage
+            raise TamperedError(f"store of {self.stage}: {table}/{name} fails its authentication tag "
+                                f"(altered, or not this stage's)") from None
+        return pq.read_table(io.BytesIO(plain))
+
+    def read(self, table: str) -> pa.Table | None:
+        """The whole table (every file, concatenated), or None when nothing was stored yet."""
+        parts = [self.read_file(table, n) for n in self.names(table)]
+        if not parts:
+            return None
+        return pa.concat_tables(parts, promote_options="default")

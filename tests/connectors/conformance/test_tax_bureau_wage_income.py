@@ -1,0 +1,5 @@
+"""tax_bureau.wage_income passes the connector conformance suite (connectors/conformance.py)."""
+
+from conformance_suite import conformance_tests
+
+globals().update(conformance_tests("tax_bureau.wage_income"))

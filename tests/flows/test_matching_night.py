@@ -1,0 +1,109 @@
+"""The matching stage after a whole night against the sandbox: every planted truth is found by its
+rule and nothing else is flagged; reruns change nothing; nothing readable is left at rest."""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import date
+
+import pyarrow.parquet as pq
+import pytest
+
+from fundx.keys import KeyStore
+from fundx.ledger import Ledger
+from matching import evaluate
+
+pytestmark = pytest.mark.prefect
+
+END = "2026-11-23T00:00:00+08:00"
+NIGHT = date(2026, 11, 23)
+
+
+@pytest.fixture(scope="module")
+def sandbox(run_dir):
+    from sandbox.agencies import Sandbox
+
+    with Sandbox(run_dir / "agencies-matching", people=5000) as sb:
+        yield sb
+
+
+def test_a_night_then_matching_finds_exactly_the_planted_cases(sandbox, home, capsys):
+    from flows.exchange import nightly_exchange
+    from flows.matching import matching_night
+    from matching import orders
+    from matching.run import output_dir, read_vault
+
+    nightly_exchange(end=END)
+    summary = matching_night(night=NIGHT)
+    ledger = Ledger.from_settings()
+    made = orders.orders(ledger, night=NIGHT)
+    keys = KeyStore(home=home)
+    key = keys.match_key()
+    scores = evaluate.score([(o.rule, o.subject) for o in made], sandbox.city.truths, key)
+    with capsys.disabled():
+        print("\nmatching after a night (5,000 people): rule, planted, found, precision, recall")
+        for s in scores:
+            print(f"  {s.rule:<26} {s.planted:>4} {s.found:>4} {s.precision!s:>5} {s.recall!s:>5}")
+    for s in scores:
+        assert s.planted > 0, s.rule
+        assert (s.precision, s.recall) == (1.0, 1.0), s
+    assert summary["orders_new"] == len(made) and sum(summary["suspects"].values()) == len(made)
+    assert all(o.status == "open" and o.due_on > NIGHT for o in made)
+
+    # again: nothing new is loaded, no order is opened twice
+    again = matching_night(night=NIGHT)
+    assert again["orders_new"] == 0 and again["loaded"] == {}
+    assert len(orders.orders(ledger, night=NIGHT)) == len(made)
+
+    # the investigators' file holds the identity of the suspects, and only theirs
+    folder = output_dir(NIGHT, home)
+    from fundx.seal import open_sealed
+
+    pairs = keys.stage_keys("investigators")
+    opened = open_sealed((folder / "investigators.p7m").read_bytes(), recipient_key=pairs[0][0],
+                         recipient_cert=pairs[0][1], trusted_ca=keys.ca(), crl=keys.crl(),
+                         expect={"recipient": "investigators"})
+    named = {r["id_number"] for r in pq.read_table(io.BytesIO(opened.payload)).to_pylist() if r["id_number"]}
+    truths = sandbox.city.truths
+    people = ({t["id_number"] for k in ("dead_but_paid", "prisoners_paid", "duplicate_receipts",
+                                        "unemployed_contributing", "frequent_patients") for t in truths[k]}
+              | {i for g in truths["shared_accounts"] for i in g["id_numbers"]})
+    assert people <= named
+    overbilled_people = len({o.subject for o in made if o.rule == "bill_over_mean"})
+    assert len(named) <= len(people) + overbilled_people
+
+    # nothing readable at rest: the store, the vault and the listings hold no identity number in clear
+    ids = re.compile(rb"\d{17}[\dX]")
+    for path in [*(home / "stages").rglob("*"), *folder.rglob("*")]:
+        if path.is_file():
+            data = path.read_bytes()
+            assert not ids.search(data), path
+
+
+def test_the_store_opens_only_with_its_stage_key(sandbox, home):
+    from flows.exchange import nightly_exchange
+    from flows.matching import matching_night
+    from fundx.errors import ConfigurationError, TamperedError
+    from matching.store import Store
+
+    nightly_exchange(end=END, feeds=["justice.prisoners"])
+    matching_night(night=NIGHT)
+    keys = KeyStore(home=home)
+    store = Store("custody_matching", home=home, keys=keys)
+    (name,) = store.names("custody")
+    assert store.read_file("custody", name).num_rows > 0
+    # a file moved into another stage's store does not open there
+    other = Store("death_matching", home=home, keys=keys)
+    moved = other.dir / "custody" / f"{name}.enc"
+    moved.parent.mkdir(parents=True, exist_ok=True)
+    moved.write_bytes((store.dir / "custody" / f"{name}.enc").read_bytes())
+    with pytest.raises((TamperedError, ConfigurationError)):
+        other.read_file("custody", name)
+    # one flipped byte is caught
+    path = store.dir / "custody" / f"{name}.enc"
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(TamperedError, match="authentication tag"):
+        Store("custody_matching", home=home, keys=keys).read_file("custody", name)
