@@ -16,6 +16,7 @@ help:
 	@echo "make bench  - print speed ratios against baselines measured in the same run"
 	@echo "make serve  - a Prefect server on 127.0.0.1:4200, the fundx work pool, its deployments and a worker (background)"
 	@echo "make serve-stop - stop make serve's worker and server"
+	@echo "make serve-pg - make serve with Prefect's database and the ledger on PostgreSQL (FUNDX_SERVE_PG_URL) and two workers (WORKERS=N)"
 	@echo "make clean  - remove var/ and agencies/ (state of the demo)"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -53,6 +54,11 @@ bench: $(STAMP)
 # The orchestration is deployments/run.py (start | stop | status): logs and pids under $(FUNDX_HOME)/serve.
 serve: $(STAMP)
 	$(BIN)/python -m deployments.run start
+
+# The same with Prefect's database and the ledger on PostgreSQL and several workers (README: "Several workers on PostgreSQL").
+.PHONY: serve-pg
+serve-pg: $(STAMP)
+	$(BIN)/python -m deployments.run start --postgres$(if $(WORKERS), --workers $(WORKERS))
 
 serve-stop:
 	$(BIN)/python -m deployments.run stop

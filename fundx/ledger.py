@@ -362,6 +362,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+#: the PostgreSQL advisory lock held while the ledger's tables are created (see Ledger._create)
+_SCHEMA_LOCK = int.from_bytes(hashlib.sha256(b"fundx.ledger.schema").digest()[:8], "big", signed=True)
+
+
 class Ledger:
     """Access to the ledger database; one per process is enough (engines pool connections)."""
 
@@ -376,8 +380,7 @@ class Ledger:
             raise ConfigurationError(f"FUNDX_LEDGER_URL: the ledger runs on SQLite or PostgreSQL, not {backend}", action=action)
         self.engine: Engine = _engine(url)
         if create:
-            metadata.create_all(self.engine)
-            self._ensure_audit_head()
+            self._create()
 
     @classmethod
     def from_settings(cls, settings=None) -> Ledger:
@@ -395,6 +398,22 @@ class Ledger:
     def transaction(self) -> Iterator[Connection]:
         with self.engine.begin() as conn:
             yield conn
+
+    def _create(self) -> None:
+        """The tables and the audit chain's head, if missing.
+
+        On PostgreSQL several processes may open a new ledger at the same moment (the workers of
+        ``make serve-pg``, two runs started together): a transaction-level advisory lock lets one
+        create the tables while the others wait, then find them (two CREATE TABLE of one name would
+        fail with a unique violation in pg_type).
+        """
+        if self.dialect == "postgresql":
+            with self.engine.begin() as conn:
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
+                metadata.create_all(conn)
+        else:
+            metadata.create_all(self.engine)
+        self._ensure_audit_head()
 
     # the audit trail ----------------------------------------------------------------------------
 
