@@ -52,16 +52,18 @@ def _rows(rows: int, seed: int = 7) -> pd.DataFrame:
     return frame
 
 
-def pandas_failures(frame: pd.DataFrame, today: date = TODAY) -> pd.Series:
-    """The same rules as the contract, written as plain vectorised pandas: rows -> failed rule ids."""
+def pandas_failures(frame: pd.DataFrame, today: date = TODAY, feed: str = FEED) -> pd.Series:
+    """The same rules as the contract, written as plain vectorised pandas: rows -> failed rule ids.
+
+    Any feed's contract (``feed``); the feed benchmark (bench/feeds_bench.py) uses it as its baseline.
+    """
     from contracts import load_contract
     from contracts.checks import EXCEL_MANGLED, date_days, is_timestamp, matches, present
-    from contracts.compile import AREA_CODES
     from contracts.normalise import normalise
     from contracts.rules import contract_rules
-    from fundx.identity import NO_DAY, id_column
+    from fundx.identity import AREA_CODES, NO_DAY, id_column  # not contracts.compile's: it imports GX
 
-    contract = load_contract(FEED)
+    contract = load_contract(feed)
     frame, _ = normalise(contract, frame)
     today_day = int(np.datetime64(today.isoformat(), "D").astype(np.int64))
     masks: dict[str, np.ndarray] = {}
@@ -96,10 +98,24 @@ def pandas_failures(frame: pd.DataFrame, today: date = TODAY) -> pd.Series:
             ok = s.isin(rule.params["values"]).to_numpy() | ~there
         elif rule.kind == "date":
             ok = ~there | (day(col) != NO_DAY)
-        elif rule.kind == "range":
+        elif rule.kind == "range" and rule.params.get("dates", True):
             d = day(col)
             low = np.datetime64(rule.params["min"], "D").astype(np.int64) if rule.params["min"] else None
-            ok = (d == NO_DAY) | (d >= low if low is not None else True)
+            high = np.datetime64(rule.params["max"], "D").astype(np.int64) if rule.params.get("max") else None
+            ok = (d == NO_DAY) | ((d >= low if low is not None else True) & (d <= high if high is not None else True))
+        elif rule.kind == "range":  # a number: missing values pass, as in GX
+            x = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+            low, high = rule.params["min"], rule.params.get("max")
+            ok = np.isnan(x) | ((x >= low if low is not None else True) & (x <= high if high is not None else True))
+        elif rule.kind == "not_greater_than":  # column <= than; rows missing either pass
+            a = pd.to_numeric(frame[rule.columns[0]], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+            b = pd.to_numeric(frame[rule.columns[1]], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+            ok = np.isnan(a) | np.isnan(b) | (a <= b)
+        elif rule.kind == "credit_code":
+            from contracts.expectations import USCC_SHAPE
+            from fundx.identity import uscc_column
+
+            ok = ~matches(s, USCC_SHAPE) | uscc_column(s)
         elif rule.kind == "not_future":
             d = day(col)
             ok = (d == NO_DAY) | (d <= today_day)

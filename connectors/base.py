@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -135,12 +135,50 @@ class Connector(ABC):
 
     def shape(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The frame in contract order, optional missing columns added, repeated keys dropped."""
+        return deduplicate(self.shape_chunk(frame), self.contract.key, self.contract.incremental)
+
+    def shape_chunk(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """A frame (or one chunk of a streamed pull) in contract order, optional missing columns added."""
         self.check_columns(frame.columns, physical=False)
-        for name in self.contract.names:
-            if name not in frame.columns:
-                frame[name] = None
-        frame = frame.loc[:, list(self.contract.names)]
-        return deduplicate(frame, self.contract.key, self.contract.incremental)
+        missing = [name for name in self.contract.names if name not in frame.columns]
+        if missing:
+            frame = frame.assign(**{name: None for name in missing})
+        return frame.loc[:, list(self.contract.names)]
+
+    # --- streaming (fundx.stream) -------------------------------------------------------------
+
+    def chunks(self, window: Window, tally: Tally, rows: int) -> Iterator[pd.DataFrame]:
+        """The rows received for ``window`` as frames of at most about ``rows`` rows, logical column
+        names, not yet shaped or deduplicated (fundx.stream does both across chunks).
+
+        A transport that can read its source piece by piece overrides this so that a pull's memory is
+        bounded by ``rows``; the default reads the whole window with ``_pull`` and slices it. An
+        override may raise TransientError part-way: the streamed pull then starts again from scratch.
+        """
+        frame = self._pull(window, tally)
+        for start in range(0, len(frame), rows):
+            yield frame.iloc[start:start + rows]
+
+    #: True when :meth:`chunks` reads the source piece by piece (memory bounded by the chunk size)
+    streams: bool = False
+
+
+def rechunk(frames: Iterable[pd.DataFrame], rows: int) -> Iterator[pd.DataFrame]:
+    """Frames of exactly ``rows`` rows (the last may be shorter) from frames of any size, in order."""
+    pending: list[pd.DataFrame] = []
+    held = 0
+    for frame in frames:
+        if len(frame) == 0:
+            continue
+        pending.append(frame)
+        held += len(frame)
+        while held >= rows:
+            whole = pd.concat(pending, ignore_index=True) if len(pending) > 1 else pending[0].reset_index(drop=True)
+            yield whole.iloc[:rows]
+            rest = whole.iloc[rows:]
+            pending, held = ([rest] if len(rest) else []), len(rest)
+    if pending:
+        yield pd.concat(pending, ignore_index=True) if len(pending) > 1 else pending[0].reset_index(drop=True)
 
 
 def deduplicate(frame: pd.DataFrame, key: tuple[str, ...], incremental: str | None) -> pd.DataFrame:

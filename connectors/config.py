@@ -302,6 +302,10 @@ class FeedConfig(_Strict):
     filedrop: FileDropConfig | None = None
     database: DatabaseConfig | None = None
     matching: MatchingConfig | None = None
+    stream: bool = Field(
+        False, description="read, check and seal the feed in chunks of FUNDX_CHUNK_ROWS rows (bounded memory; "
+                           "for feeds of millions of rows)",
+    )
 
     @model_validator(mode="after")
     def _one_transport(self) -> FeedConfig:

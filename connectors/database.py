@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
@@ -88,22 +89,44 @@ class DatabaseConnector(Connector):
         return tally.retry(partial(self._read, window, tally), what="query")
 
     def _read(self, window: Window, tally: Tally) -> pd.DataFrame:
+        start_pages, start_rows = tally.pages, tally.rows  # a retried query starts the count again
+        try:
+            chunks = list(self._stream(window, tally, self.config.chunk_size))
+        except TransientError:
+            tally.pages, tally.rows = start_pages, start_rows
+            raise
+        if not chunks:
+            return pd.DataFrame({name: [] for name in self.contract.names}, dtype=object)
+        frame = pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
+        self._check_numbers(frame)
+        # a database sends no bytes we can count: report the frame's size in memory instead
+        tally.bytes += int(frame.memory_usage(index=False, deep=True).sum())
+        return frame
+
+    streams = True
+
+    def chunks(self, window: Window, tally: Tally, rows: int) -> Iterator[pd.DataFrame]:
+        """The window's rows read from one server-side cursor, ``rows`` at a time (fundx.stream)."""
+        for frame in self._stream(window, tally, min(rows, self.config.chunk_size)):
+            self._check_numbers(frame)
+            tally.bytes += int(frame.memory_usage(index=False, deep=True).sum())
+            yield frame
+
+    def _stream(self, window: Window, tally: Tally, size: int) -> Iterator[pd.DataFrame]:
         engine = self.engine()
         names = list(self.contract.names)
-        start_pages, start_rows = tally.pages, tally.rows  # a retried query starts the count again
-        chunks: list[pd.DataFrame] = []
         try:
             with engine.connect() as conn:
                 columns = self._columns(conn)
                 self.check_columns(columns, where=f"relation {self.config.relation}")
                 query = self._query(columns, window, conn.dialect.name)
-                result = conn.execution_options(stream_results=True, yield_per=self.config.chunk_size).execute(query)
-                while batch := result.fetchmany(self.config.chunk_size):
+                result = conn.execution_options(stream_results=True, yield_per=size).execute(query)
+                while batch := result.fetchmany(size):
                     # column lists built by index: pandas probes Row objects attribute by attribute
-                    chunks.append(pd.DataFrame({name: [row[i] for row in batch] for i, name in enumerate(names)}))
+                    frame = pd.DataFrame({name: [row[i] for row in batch] for i, name in enumerate(names)})
                     tally.page(len(batch), 0)
+                    yield frame
         except OperationalError as exc:
-            tally.pages, tally.rows = start_pages, start_rows
             raise TransientError(
                 f"database unavailable or too slow ({_driver_error(exc)})", feed=self.name,
             ) from None
@@ -118,13 +141,6 @@ class DatabaseConnector(Connector):
             raise PermanentError(f"database error ({type(exc).__name__})", feed=self.name) from None
         finally:
             engine.dispose()
-        if not chunks:
-            return pd.DataFrame({name: [] for name in names}, dtype=object)
-        frame = pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
-        self._check_numbers(frame)
-        # a database sends no bytes we can count: report the frame's size in memory instead
-        tally.bytes += int(frame.memory_usage(index=False, deep=True).sum())
-        return frame
 
     def _check_numbers(self, frame: pd.DataFrame) -> None:
         """DataError naming the column if a column the contract types as a number holds anything else

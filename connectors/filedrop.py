@@ -15,13 +15,14 @@ import io
 import logging
 import zlib
 from datetime import date, datetime, time
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from connectors.base import Connector, Tally
+from connectors.base import Connector, Tally, rechunk
 from connectors.config import FeedConfig, FileDropConfig
 from contracts import Contract
 from fundx.errors import DataError, IncompletePull, NotFoundError, SourceSchemaError
@@ -117,6 +118,7 @@ class FileDropConnector(Connector):
         super().__init__(feed, contract, settings)
         assert feed.filedrop is not None
         self.config: FileDropConfig = feed.filedrop
+        self._c_parser_files: set[str] = set()  # files pyarrow refused while streaming: read with pandas' C parser
 
     def folder(self) -> Path:
         """The drop folder, resolved (symlinks and all)."""
@@ -158,6 +160,134 @@ class FileDropConnector(Connector):
             return pd.DataFrame({name: [] for name in self.contract.names}, dtype=object)
         # the latest file comes last, so its rows win when a key repeats (see base.deduplicate)
         return pd.concat(frames, ignore_index=True)
+
+    # --- streaming (fundx.stream) -----------------------------------------------------------
+
+    streams = True  # CSV files are read block by block; a workbook is read whole, then sliced
+
+    def chunks(self, window: Window, tally: Tally, rows: int) -> Iterator[pd.DataFrame]:
+        """Each arrived file in frames of at most ``rows`` rows, oldest file first (see Connector.chunks).
+
+        A CSV file is checked against its marker (SHA-256, then its row count as it is read) and
+        decoded, parsed and renamed block by block, so memory stays bounded by ``rows`` whatever the
+        file's size. A mismatch raises IncompletePull (the streamed pull starts again).
+        """
+        yield from rechunk(self._file_frames(window, tally, rows), rows)  # a file's tail joins the next file's rows
+
+    def _file_frames(self, window: Window, tally: Tally, rows: int) -> Iterator[pd.DataFrame]:
+        for number, (_, path, marker) in enumerate(self.arrivals(window), start=1):
+            if self.config.format != "csv":
+                frame, size = tally.retry(partial(self._read, path, marker), what=f"file {number} ({path.name})")
+                tally.page(len(frame), size)
+                for start in range(0, len(frame), rows):
+                    yield frame.iloc[start:start + rows]
+                continue
+            yield from self._csv_chunks(path, marker, rows, tally)
+
+    def _csv_chunks(self, path: Path, marker: Path, rows: int, tally: Tally) -> Iterator[pd.DataFrame]:
+        expected = read_marker(marker)
+        count, digest = expected.get("rows"), expected.get("sha256")
+        if count is None or digest is None or not count.isdigit():
+            raise IncompletePull(f"{path.name}: its done-marker has no rows= and sha256= lines yet",
+                                 feed=self.name, retry_after=RECHECK_SECONDS)
+        encoding, skip = self._scan(path, digest)
+        source = _DecodingReader(path, encoding, skip, name=path.name, feed=self.name)
+        seen = 0
+        try:
+            for frame in self._csv_frames(source, path.name, rows):
+                seen += len(frame)
+                tally.page(len(frame), 0)
+                yield frame
+        finally:
+            source.close()
+        tally.bytes += source.raw_bytes
+        if source.sha256 != digest.lower():
+            raise IncompletePull(f"{path.name}: its content changed while it was read (still being written?)",
+                                 feed=self.name, retry_after=RECHECK_SECONDS)
+        if seen != int(count):
+            raise IncompletePull(f"{path.name}: {seen} data rows, its done-marker says {count}",
+                                 feed=self.name, retry_after=RECHECK_SECONDS)
+
+    def _scan(self, path: Path, digest: str) -> tuple[str, int]:
+        """Check a file against its marker's SHA-256 and find its encoding, reading it once in blocks."""
+        sha = hashlib.sha256()
+        encoding, skip = (self.config.encoding, 0) if self.config.encoding != "auto" else ("", 0)
+        utf8 = codecs.getincrementaldecoder("utf-8")()
+        maybe_utf8 = True
+        with open(path, "rb") as handle:
+            first = True
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                sha.update(block)
+                if first and not encoding:
+                    for bom, name in BOMS:
+                        if block.startswith(bom):
+                            encoding, skip = name, len(bom)
+                            break
+                first = False
+                if not encoding and maybe_utf8:
+                    try:
+                        utf8.decode(block)
+                    except UnicodeDecodeError:
+                        maybe_utf8 = False
+            if not encoding and maybe_utf8:
+                try:
+                    utf8.decode(b"", final=True)
+                except UnicodeDecodeError:
+                    maybe_utf8 = False
+        if sha.hexdigest() != digest.lower():
+            raise IncompletePull(
+                f"{path.name}: its content does not match its done-marker's sha256 (still being written?)",
+                feed=self.name, retry_after=RECHECK_SECONDS,
+            )
+        return (encoding or ("utf-8" if maybe_utf8 else "gb18030")), skip
+
+    def _csv_frames(self, source: _DecodingReader, name: str, rows: int) -> Iterator[pd.DataFrame]:
+        """Frames of logical columns from a decoded CSV stream (pyarrow's reader, else pandas' C parser)."""
+        import pyarrow as pa
+        from pyarrow import csv as pacsv
+
+        header = source.header_names(self.config.delimiter)
+        if name in self._c_parser_files:
+            reader = pd.read_csv(source, engine="c", dtype=str, keep_default_na=False, sep=self.config.delimiter,
+                                 chunksize=rows)
+            try:
+                for frame in reader:
+                    frame = self._rename(frame, name)
+                    yield frame.mask(frame == "")
+            except (ValueError, pd.errors.ParserError) as again:
+                raise DataError(f"{name} is not a well-formed CSV file ({type(again).__name__})", feed=self.name) from None
+            return
+        try:
+            batches = pacsv.open_csv(
+                source,
+                read_options=pacsv.ReadOptions(block_size=1 << 22, use_threads=True),
+                parse_options=pacsv.ParseOptions(delimiter=self.config.delimiter),
+                convert_options=pacsv.ConvertOptions(column_types={h: pa.string() for h in header},
+                                                     strings_can_be_null=False, quoted_strings_can_be_null=False),
+            )
+            pending: list[pd.DataFrame] = []
+            held = 0
+            for batch in batches:
+                pending.append(batch.to_pandas())
+                held += batch.num_rows
+                while held >= rows:
+                    whole = pd.concat(pending, ignore_index=True) if len(pending) > 1 else pending[0]
+                    frame, rest = whole.iloc[:rows], whole.iloc[rows:]
+                    pending, held = ([rest] if len(rest) else []), len(rest)
+                    yield self._strings(frame, name)
+            if pending:
+                yield self._strings(pd.concat(pending, ignore_index=True), name)
+        except (pa.ArrowInvalid, ValueError) as exc:  # pyarrow refuses some files the C parser reads
+            if isinstance(exc, DataError):
+                raise
+            log.info("%s: %s: pyarrow CSV reader refused the file (%s), reading it again with the C parser",
+                     self.name, name, type(exc).__name__)
+            self._c_parser_files.add(name)
+            raise IncompletePull(f"{name}: read again with the C parser", feed=self.name, retry_after=0) from None
+
+    def _strings(self, frame: pd.DataFrame, name: str) -> pd.DataFrame:
+        frame = self._rename(frame, name)
+        return frame.mask(frame == "")
 
     def _read(self, path: Path, marker: Path) -> tuple[pd.DataFrame, int]:
         """One complete file as a frame of logical columns, and its size; checks it against its marker."""
@@ -322,3 +452,85 @@ def _inside(path: Path, folder: Path) -> bool:
         return path.resolve().is_relative_to(folder)
     except (OSError, RuntimeError):
         return False
+
+
+class _DecodingReader(io.RawIOBase):
+    """A file's bytes decoded from its encoding and handed on as UTF-8, block by block, hashed as read.
+
+    Undecodable bytes are a DataError naming the file and the offset; a NUL character (a binary file,
+    or UTF-16 without its BOM) is a DataError too — as when a whole file is read.
+    """
+
+    def __init__(self, path: Path, encoding: str, skip: int, *, name: str, feed: str) -> None:
+        super().__init__()
+        self._handle = open(path, "rb")
+        self._decoder = codecs.getincrementaldecoder(encoding)()
+        self._encoding, self._name, self._feed = encoding, name, feed
+        self._sha = hashlib.sha256()
+        self._buffer = b""
+        self._pos = 0  # where the next read starts in the buffer
+        self._offset = 0  # raw bytes decoded so far (for error messages)
+        self._done = False
+        self._started = False
+        self._wide = codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))
+        self.raw_bytes = 0
+        if skip:
+            self._sha.update(self._handle.read(skip))
+            self._offset = skip
+            self.raw_bytes = skip
+
+    @property
+    def sha256(self) -> str:
+        return self._sha.hexdigest()
+
+    def readable(self) -> bool:
+        return True
+
+    def _fill(self) -> bool:
+        block = self._handle.read(1 << 22)
+        final = not block
+        self._sha.update(block)
+        self.raw_bytes += len(block)
+        try:
+            text = self._decoder.decode(block, final=final)
+        except UnicodeDecodeError as exc:
+            raise DataError(
+                f"{self._name} cannot be decoded as {self._encoding}: bad byte at offset {self._offset + exc.start}",
+                feed=self._feed, action="ask the agency to resend the file in GB18030 or UTF-8",
+            ) from None
+        if not self._started and text:
+            self._started = True
+            if text.startswith("\ufeff"):
+                text = text[1:]
+        data = text.encode("utf-8")
+        if b"\x00" in data:
+            where = "" if self._wide or bytes(1) not in block else f" at offset {self._offset + block.find(bytes(1))}"
+            raise DataError(f"{self._name} holds a NUL character{where}; it is not a text CSV file", feed=self._feed,
+                            action="ask the agency to resend the file in GB18030 or UTF-8")
+        self._offset += len(block)
+        self._buffer = self._buffer[self._pos:] + data
+        self._pos = 0
+        self._done = final
+        return not final
+
+    def readinto(self, target: Any) -> int:
+        while self._pos >= len(self._buffer) and not self._done:
+            self._fill()
+        size = min(len(target), len(self._buffer) - self._pos)
+        target[:size] = self._buffer[self._pos:self._pos + size]
+        self._pos += size
+        return size
+
+    def header_names(self, delimiter: str) -> list[str]:
+        """The header line's column names (read ahead, left in the stream)."""
+        import csv
+
+        while b"\n" not in self._buffer[self._pos:] and not self._done:
+            self._fill()
+        line = self._buffer[self._pos:].split(b"\n", 1)[0].decode("utf-8").rstrip("\r")
+        return next(csv.reader([line], delimiter=delimiter), [])
+
+    def close(self) -> None:
+        if not self.closed:
+            self._handle.close()
+        super().close()

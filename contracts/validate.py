@@ -147,7 +147,9 @@ def check(feed_or_contract: str | Contract, frame: pd.DataFrame, *, history: Seq
         if name not in work.columns:  # an optional column the agency left out: all missing
             work[name] = pd.Series(np.nan, index=work.index, dtype="str")
     work = work[list(contract.names)]
+    normalising = time.perf_counter()
     work, record = normalise(contract, work)
+    normalise_seconds = time.perf_counter() - normalising
     original_index = work.index
     work = work.reset_index(drop=True)
 
@@ -165,6 +167,7 @@ def check(feed_or_contract: str | Contract, frame: pd.DataFrame, *, history: Seq
     codes = np.zeros(len(work), dtype=np.int64)
     counts = {rule_id: 0 for rule_id in by_id}
     reasons: list[str] = []
+    unevaluated: list[str] = []
     for item in result.results:
         rule_id = (item.expectation_config.meta or {}).get("rule")
         if rule_id not in by_id:
@@ -172,6 +175,7 @@ def check(feed_or_contract: str | Contract, frame: pd.DataFrame, *, history: Seq
         if item.exception_info and item.exception_info.get("raised_exception"):
             # never trust a batch a rule could not look at; the exception text may quote values
             reasons.append(f"rule {rule_id} could not be evaluated")
+            unevaluated.append(rule_id)
             continue
         rule = by_id[rule_id]
         if rule.scope == "batch":
@@ -192,13 +196,23 @@ def check(feed_or_contract: str | Contract, frame: pd.DataFrame, *, history: Seq
     quarantined[RULES_COLUMN] = pd.Series(_rule_lists(codes[bad], row_rules), index=quarantined.index, dtype="str")
     valid = work[~bad]
     valid.index = original_index[~bad]
-    failed_percent = 100.0 * int(bad.sum()) / len(work) if len(work) else 0.0
-    if failed_percent > rules.policy.reject_above_failed_percent and int(bad.sum()) >= rules.policy.min_failed_rows:
-        reasons.append(f"{failed_percent:.1f} % of rows ({int(bad.sum())} of {len(work)}) failed, above the "
-                       f"contract's {rules.policy.reject_above_failed_percent:g} %")
+    if too_many := too_many_failed(rules, int(bad.sum()), len(work)):
+        reasons.append(too_many)
     reason = "; ".join(reasons) if reasons else None
-    return _finish(contract, rules, valid, quarantined, counts, record, bool(reasons), reason, started,
-                   result, rows=len(work))
+    checked = _finish(contract, rules, valid, quarantined, counts, record, bool(reasons), reason, started,
+                      result, rows=len(work))
+    checked.report["unevaluated"] = unevaluated
+    checked.report["normalise_seconds"] = round(normalise_seconds, 3)
+    return checked
+
+
+def too_many_failed(rules: ContractRules, failed: int, rows: int) -> str | None:
+    """Why the batch is held back whole for its share of failing rows (the contract's policy), or None."""
+    failed_percent = 100.0 * failed / rows if rows else 0.0
+    if failed_percent > rules.policy.reject_above_failed_percent and failed >= rules.policy.min_failed_rows:
+        return (f"{failed_percent:.1f} % of rows ({failed} of {rows}) failed, above the "
+                f"contract's {rules.policy.reject_above_failed_percent:g} %")
+    return None
 
 
 def _rule_lists(codes: np.ndarray, rule_ids: list[str]) -> np.ndarray:
@@ -217,12 +231,22 @@ def _finish(contract: Contract, rules: ContractRules, valid: pd.DataFrame, quara
     rows = len(valid) + len(quarantined) if rows is None else rows
     if schema:
         valid = valid.iloc[0:0]
-    report = {
+    report = check_report(contract, rules, rows=rows, valid=len(valid), quarantined=len(quarantined), counts=counts,
+                          record=record, rejected=rejected, reason=reason, seconds=time.perf_counter() - started,
+                          schema=schema)
+    return Checked(contract.feed, valid, quarantined, rejected, reason, counts, record, report, result)
+
+
+def check_report(contract: Contract, rules: ContractRules, *, rows: int, valid: int, quarantined: int,
+                 counts: dict[str, int], record: NormalisationRecord, rejected: bool, reason: str | None,
+                 seconds: float, schema: bool = False) -> dict[str, Any]:
+    """A check's report: counts and percentages per rule, the verdict, the policy — no values."""
+    return {
         "feed": contract.feed,
         "contract_version": contract.version,
         "rows": rows,
-        "valid": len(valid),
-        "quarantined": len(quarantined),
+        "valid": valid,
+        "quarantined": quarantined,
         "rejected": rejected,
         "reject_reason": reason,
         "schema_break": schema,
@@ -236,6 +260,5 @@ def _finish(contract: Contract, rules: ContractRules, valid: pd.DataFrame, quara
             for r in rules.rules
         ] if not schema else [],
         "normalisation": record.as_dict(),
-        "seconds": round(time.perf_counter() - started, 3),
+        "seconds": round(seconds, 3),
     }
-    return Checked(contract.feed, valid, quarantined, rejected, reason, counts, record, report, result)

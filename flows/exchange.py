@@ -117,7 +117,7 @@ def exchange_feed(
     """Pull one feed from its watermark (or the given window, as a backfill), seal it, hand it to its stage."""
     done = handoff.run_feed(feed, run_id=run_id, start=start, end=end, ledger=_ledger(), pull=pull_task,
                             validate=validate_task, handoff=handoff_task, release=release_task,
-                            logger=get_run_logger())
+                            logger=get_run_logger(), on_check=_contract_artifact)  # on_check: streamed feeds
     h = done.handoff
     _delivered_event(feed, done)
     return FeedOutcome(

@@ -42,7 +42,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -219,16 +220,10 @@ def deliver(ledger: Ledger, pulled: Any, checked: Any = None, *, run_id: int, st
         return Handoff("empty")
 
     batch_id = batch_id_for(feed, window, pulled.digest)
-    existing = ledger.delivery(batch_id)
     kept = quarantine.batches(ledger, batch_id=batch_id)
-    if (existing is not None and existing.status in ("delivered", "ready", "acknowledged")) or (existing is None and kept):
-        status = existing.status if existing is not None else ("held" if kept[0].held else "quarantined")
-        with ledger.audited() as conn:
-            ledger.record_pull(run_id, pulled, started_at=started_at, backfill=backfill, conn=conn)
-            ledger.audit(conn, "batch.already_delivered", batch_id, {"status": status, "run_id": run_id})
-        logger.info("%s: batch %s was handed over already (%s); nothing sent again", feed, batch_id, status)
-        return Handoff("already_delivered", batch_id, existing.stage if existing else None,
-                       existing.parts if existing else 0)
+    if (done := _handed_over(ledger, pulled, batch_id, kept, run_id=run_id, started_at=started_at, backfill=backfill,
+                             logger=logger)) is not None:
+        return done
 
     from connectors import load_feed
 
@@ -242,7 +237,6 @@ def deliver(ledger: Ledger, pulled: Any, checked: Any = None, *, run_id: int, st
     store = quarantine.store_for(settings.home)
     night = ledger.run_night(run_id)
     kept_frame = quarantine.quarantine_frame(checked, held=held) if held or len(checked.quarantined) else None
-    outcome = "held" if held else "pulled"
     # a batch sent again (refused, lost, abandoned after its commit) has its quarantine recorded already
     recorded = bool(kept)
     figures = None if backfill or held or ledger.watermark(feed) is None else _event_lag(feed, checked.valid, logger)
@@ -255,16 +249,9 @@ def deliver(ledger: Ledger, pulled: Any, checked: Any = None, *, run_id: int, st
                      digest=pulled.digest, rows=len(kept_frame), contract_version=contract_version)
 
     def commit(conn: Any, q_files: list[PartFile]) -> int:
-        pull_id = ledger.record_pull(run_id, pulled, started_at=started_at, backfill=backfill, outcome=outcome,
-                                     conn=conn)
-        if figures is not None:
-            conn.execute(pull_figures.insert().values(pull_id=pull_id, event_lag_p50=figures[0], event_lag_p90=figures[1]))
-        if recorded:
-            return pull_id
-        quarantine.record(ledger, conn, batch_id=batch_id, feed=feed, night=night, run_id=run_id, pull_id=pull_id,
-                          window=window, digest=pulled.digest, contract_version=contract_version, checked=checked,
-                          held=held, reason=checked.reject_reason if held else None, files=q_files)
-        return pull_id
+        return _record_pull(ledger, conn, pulled, checked, q_files, run_id=run_id, started_at=started_at,
+                            backfill=backfill, held=held, figures=figures, recorded=recorded, batch_id=batch_id,
+                            night=night, contract_version=contract_version)
 
     if held or len(checked.valid) == 0:  # nothing for the stage: the quarantine and the pull, one commit
         try:
@@ -299,6 +286,130 @@ def deliver(ledger: Ledger, pulled: Any, checked: Any = None, *, run_id: int, st
                    quarantined=0 if kept_frame is None else len(kept_frame), rows=result.rows)
 
 
+def _handed_over(ledger: Ledger, pulled: Any, batch_id: str, kept: list[Any], *, run_id: int, started_at: datetime,
+                 backfill: bool, logger: logging.Logger | logging.LoggerAdapter) -> Handoff | None:
+    """If the batch was handed over already (delivered, or all with the stewards): record the pull, say so."""
+    existing = ledger.delivery(batch_id)
+    if not ((existing is not None and existing.status in ("delivered", "ready", "acknowledged"))
+            or (existing is None and kept)):
+        return None
+    status = existing.status if existing is not None else ("held" if kept[0].held else "quarantined")
+    with ledger.audited() as conn:
+        ledger.record_pull(run_id, pulled, started_at=started_at, backfill=backfill, conn=conn)
+        ledger.audit(conn, "batch.already_delivered", batch_id, {"status": status, "run_id": run_id})
+    logger.info("%s: batch %s was handed over already (%s); nothing sent again", pulled.feed, batch_id, status)
+    return Handoff("already_delivered", batch_id, existing.stage if existing else None,
+                   existing.parts if existing else 0)
+
+
+def _record_pull(ledger: Ledger, conn: Any, pulled: Any, checked: Any, q_files: list[PartFile], *, run_id: int,
+                 started_at: datetime, backfill: bool, held: bool, figures: tuple[float, float] | None,
+                 recorded: bool, batch_id: str, night: str, contract_version: str | None) -> int:
+    """Step (c)'s records of a pulled batch: the pull (and watermark), its event latency, its quarantine."""
+    pull_id = ledger.record_pull(run_id, pulled, started_at=started_at, backfill=backfill,
+                                 outcome="held" if held else "pulled", conn=conn)
+    if figures is not None:
+        conn.execute(pull_figures.insert().values(pull_id=pull_id, event_lag_p50=figures[0], event_lag_p90=figures[1]))
+    if not recorded:  # a batch sent again has its quarantine recorded already
+        quarantine.record(ledger, conn, batch_id=batch_id, feed=pulled.feed, night=night, run_id=run_id,
+                          pull_id=pull_id, window=pulled.window, digest=pulled.digest,
+                          contract_version=contract_version, checked=checked, held=held,
+                          reason=checked.reject_reason if held else None, files=q_files)
+    return pull_id
+
+
+def deliver_streamed(ledger: Ledger, pulled: Any, *, run_id: int, started_at: datetime, backfill: bool = False,
+                     runner: Any, steps: Any, keys: KeyStore | None = None, inbox: Inbox | None = None,
+                     settings: Settings | None = None, report: Callable[[Any], Any] | None = None,
+                     logger: logging.Logger | logging.LoggerAdapter | None = None) -> tuple[Handoff, Any]:
+    """:func:`deliver` for a streamed pull (:class:`fundx.stream.SpooledPull`): the same outcomes and
+    steps (a)-(d); the check runs chunk by chunk through ``runner`` (skipped for a batch handed over
+    already), then ``report(checked)`` (Data Docs). Returns the handoff and the check (None if skipped)."""
+    from connectors import load_feed
+    from fundx import stream
+
+    logger = logger or log
+    settings = settings or get_settings()
+    feed, window = pulled.feed, pulled.window
+    if pulled.rows == 0:
+        with steps.step("handoff"):
+            ledger.record_pull(run_id, pulled, started_at=started_at, backfill=backfill)
+        return Handoff("empty"), None
+
+    batch_id = batch_id_for(feed, window, pulled.digest)
+    kept = quarantine.batches(ledger, batch_id=batch_id)
+    if (done := _handed_over(ledger, pulled, batch_id, kept, run_id=run_id, started_at=started_at, backfill=backfill,
+                             logger=logger)) is not None:
+        return done, None
+
+    checked = stream.check_pull(ledger, pulled, runner=runner, steps=steps)
+    if report is not None:
+        report(checked)
+    held = checked.rejected
+    stage = load_feed(feed).stage
+    contract_version = checked.report["contract_version"]
+    keys = keys or exchange_keys(settings, ledger, logger)
+    inbox = inbox or inbox_for(settings.home)
+    store = quarantine.store_for(settings.home)
+    night = ledger.run_night(run_id)
+    keeping = held or checked.quarantined_rows > 0
+    kept_rows = checked.rows if held else checked.quarantined_rows
+    recorded = bool(kept)
+    figures = None if backfill or held or ledger.watermark(feed) is None else checked.lag
+
+    def seal_quarantine() -> list[PartFile]:
+        if not keeping or recorded:
+            return []
+        parts = stream.quarantine_parts(pulled, checked, settings.part_bytes, held=held)
+        return _seal(store, quarantine.STEWARDS, keys, parts, batch_id=batch_id, feed=feed, window=window,
+                     digest=pulled.digest, rows=kept_rows, contract_version=contract_version, runner=runner)
+
+    def commit(conn: Any, q_files: list[PartFile]) -> int:
+        return _record_pull(ledger, conn, pulled, checked, q_files, run_id=run_id, started_at=started_at,
+                            backfill=backfill, held=held, figures=figures, recorded=recorded, batch_id=batch_id,
+                            night=night, contract_version=contract_version)
+
+    if held or checked.valid_rows == 0:  # nothing for the stage: the quarantine and the pull, one commit
+        with steps.step("seal") as sealing:
+            try:
+                q_files = seal_quarantine()
+            except BaseException:
+                store.remove(quarantine.STEWARDS, batch_id)
+                raise
+            sealing["rows"] = kept_rows
+        with steps.step("handoff"):
+            try:
+                with ledger.audited() as conn:
+                    commit(conn, q_files)
+            except BaseException:
+                store.remove(quarantine.STEWARDS, batch_id)
+                raise
+        if held:
+            raise BatchHeld(
+                f"batch {batch_id} held back whole for the stewards ({kept_rows} rows): {checked.reject_reason}",
+                feed=feed, action=f"a data steward decides: fundx failures show {batch_id}, "
+                                  f"then fundx failures release|reject {batch_id} --reason ...",
+            )
+        logger.warning("%s: all %d rows of batch %s failed their contract: quarantined for the stewards",
+                       feed, pulled.rows, batch_id)
+        return Handoff("quarantined", batch_id, None, 0, quarantined=kept_rows), checked
+
+    with steps.step("seal") as sealing:
+        parts = stream.valid_parts(pulled, checked, settings.part_bytes)
+        sealing["rows"] = checked.valid_rows
+    result = _deliver(  # steps (a)-(d); sealing is timed as "seal", the rest as "handoff"
+        ledger, feed=feed, stage=stage, batch_id=batch_id, window=window, digest=checked.valid_digest, frame=None,
+        contract_version=contract_version, run_id=run_id, keys=keys, inbox=inbox, settings=settings, logger=logger,
+        seal_extra=seal_quarantine, commit=commit, payloads=parts, rows=checked.valid_rows, runner=runner,
+        undo_extra=None if recorded else lambda: store.remove(quarantine.STEWARDS, batch_id), steps=steps,
+    )
+    if keeping:
+        logger.info("%s: %d of %d rows of batch %s failed their contract: quarantined for the stewards",
+                    feed, kept_rows, pulled.rows, batch_id)
+    return Handoff(result.outcome, result.batch_id, result.stage, result.parts, result.sealed_bytes, result.attempt,
+                   quarantined=kept_rows if keeping else 0, rows=result.rows), checked
+
+
 def _event_lag(feed: str, valid: Any, logger: logging.Logger | logging.LoggerAdapter) -> tuple[float, float] | None:
     """Days from the rows' business event to now (p50, p90), for the SLA; never stops a delivery."""
     from fundx.monitor import event_lag_days
@@ -310,41 +421,60 @@ def _event_lag(feed: str, valid: Any, logger: logging.Logger | logging.LoggerAda
         return None
 
 
-def _seal(store: Inbox, stage: str, keys: KeyStore, payloads: list[bytes], *, batch_id: str, feed: str,
+def _seal(store: Inbox, stage: str, keys: KeyStore, payloads: Any, *, batch_id: str, feed: str,
           window: Window, digest: str, rows: int, contract_version: str | None,
-          after_part: Callable[[int], None] | None = None) -> list[PartFile]:
+          after_part: Callable[[int], None] | None = None, runner: Any = None) -> list[PartFile]:
+    created_at = now().isoformat()
+    if runner is not None:  # spooled parts of a streamed batch, sealed in parallel where the runner can
+        from fundx.stream import SpooledParts, seal_spooled
+
+        if isinstance(payloads, SpooledParts):
+            manifest = {"batch_id": batch_id, "feed": feed, "window_start": window.start.astimezone(SHANGHAI).isoformat(),
+                        "window_end": window.end.astimezone(SHANGHAI).isoformat(), "rows": rows,
+                        "content_digest": digest, "contract_version": contract_version, "recipient": stage,
+                        "created_at": created_at}
+            files = seal_spooled(store, stage, payloads, runner=runner, home=get_settings().home, manifest=manifest)
+            if files is not None:
+                return files
     signer_key, signer_cert = keys.exchange_signer()
     return seal_parts(store, stage, payloads, batch_id=batch_id, feed=feed, window=window, digest=digest, rows=rows,
-                      contract_version=contract_version, created_at=now().isoformat(), signer_key=signer_key,
+                      contract_version=contract_version, created_at=created_at, signer_key=signer_key,
                       signer_cert=signer_cert, recipients=keys.recipient_certificates(stage), after_part=after_part)
 
 
 def _deliver(ledger: Ledger, *, feed: str, stage: str, batch_id: str, window: Window, digest: str, frame: Any,
              contract_version: str | None, run_id: int, keys: KeyStore, inbox: Inbox, settings: Settings,
              logger: logging.Logger | logging.LoggerAdapter, commit: Callable[[Any, list[PartFile]], int | None],
-             seal_extra: Callable[[], list[PartFile]] = list, undo_extra: Callable[[], None] | None = None) -> Handoff:
+             seal_extra: Callable[[], list[PartFile]] = list, undo_extra: Callable[[], None] | None = None,
+             payloads: Any = None, rows: int | None = None, runner: Any = None, steps: Any = None) -> Handoff:
     """Steps (a)-(d) for one batch of rows; ``commit(conn, extra_files)`` joins step (c)'s transaction
-    (and returns the pull id it recorded, if any); ``seal_extra`` writes other sealed files in step (b)."""
-    rows = len(frame)
+    (and returns the pull id it recorded, if any); ``seal_extra`` writes other sealed files in step (b).
+    A streamed batch gives its ``payloads`` (spooled Parquet parts), ``rows`` and ``runner`` instead of ``frame``."""
+    rows = len(frame) if rows is None else rows
     keys.exchange_signer(), keys.recipient_certificates(stage)  # missing keys fail before (a), not after it
-    payloads = parquet_parts(frame, feed, settings.part_bytes)
-    attempt = ledger.begin_delivery(  # (a)
-        batch_id=batch_id, feed=feed, stage=stage, window=window, digest=digest, rows=rows,
-        parts=len(payloads), contract_version=contract_version, run_id=run_id,
-    )
+    payloads = parquet_parts(frame, feed, settings.part_bytes) if payloads is None else payloads
+    step = steps.step if steps is not None else _no_step
+    with step("handoff"):
+        attempt = ledger.begin_delivery(  # (a)
+            batch_id=batch_id, feed=feed, stage=stage, window=window, digest=digest, rows=rows,
+            parts=len(payloads), contract_version=contract_version, run_id=run_id,
+        )
     committing = False
     try:
-        inbox.remove(stage, batch_id)  # what an earlier, abandoned attempt may have left
-        extra = seal_extra()  # (b)
-        files = _seal(inbox, stage, keys, payloads, batch_id=batch_id, feed=feed, window=window, digest=digest,
-                      rows=rows, contract_version=contract_version,
-                      after_part=lambda n: _test_kill_point("after_seal") if n == 1 else None)
+        with step("seal") as sealing:
+            inbox.remove(stage, batch_id)  # what an earlier, abandoned attempt may have left
+            extra = seal_extra()  # (b)
+            files = _seal(inbox, stage, keys, payloads, batch_id=batch_id, feed=feed, window=window, digest=digest,
+                          rows=rows, contract_version=contract_version, runner=runner,
+                          after_part=lambda n: _test_kill_point("after_seal") if n == 1 else None)
+            sealing["rows"] = rows
         _test_kill_point("after_write")
         sealed_bytes = sum(f.bytes for f in files)
         committing = True
-        with ledger.audited() as conn:  # (c) delivery + pull + watermark (+ quarantine or release), one commit
+        with step("handoff") as handing, ledger.audited() as conn:  # (c) delivery + pull + watermark, one commit
             pull_id = commit(conn, extra)
             ledger.mark_delivered(conn, batch_id, attempt=attempt, pull_id=pull_id, sealed_bytes=sealed_bytes)
+            handing["rows"] = rows
             _test_kill_point("before_commit")
     except BaseException as exc:
         if not committing:
@@ -360,9 +490,10 @@ def _deliver(ledger: Ledger, *, feed: str, stage: str, batch_id: str, window: Wi
         if record is None:
             raise InternalError(f"batch {batch_id} vanished from the ledger after its commit")
         ready = _ready_of(record, files)  # (d)
-        inbox.write_ready(stage, batch_id, ready)
-        _test_kill_point("after_ready")
-        ledger.mark_ready(batch_id, _sha256(ready))
+        with step("handoff"):
+            inbox.write_ready(stage, batch_id, ready)
+            _test_kill_point("after_ready")
+            ledger.mark_ready(batch_id, _sha256(ready))
     except (OSError, FundxError) as exc:
         raise HandoffPending(
             f"batch {batch_id} is delivered and recorded, but READY could not be written "
@@ -371,6 +502,11 @@ def _deliver(ledger: Ledger, *, feed: str, stage: str, batch_id: str, window: Wi
     logger.info("%s: batch %s handed to %s: %d rows in %d sealed parts, %d bytes (attempt %d)",
                 feed, batch_id, stage, rows, len(files), sealed_bytes, attempt)
     return Handoff("delivered", batch_id, stage, len(files), sealed_bytes, attempt, rows=rows)
+
+
+@contextmanager
+def _no_step(_name: str) -> Iterator[dict[str, Any]]:
+    yield {}
 
 
 def _abandon(ledger: Ledger, inbox: Inbox, stage: str, batch_id: str, error: BaseException,
@@ -486,6 +622,8 @@ class FeedRun:
     quarantined: int = 0
     released: tuple[Handoff, ...] = ()  # batches of rows the stewards released, delivered by this run
     report: dict[str, Any] | None = None  # the contract check's report: counts per rule, no values
+    #: a streamed run's steps (pull, normalise, validate, seal, handoff): seconds, rows, peak_rss_bytes
+    steps: dict[str, dict[str, Any]] | None = None
 
 
 def _validate(ledger: Ledger, pulled: Any) -> Any:
@@ -571,6 +709,9 @@ def run_feed(
     handoff: Callable[..., Handoff] | None = None,
     release: Callable[..., list[Handoff]] | None = None,
     logger: logging.Logger | logging.LoggerAdapter | None = None,
+    stream: bool | None = None,
+    runner: Any = None,
+    on_check: Callable[[dict[str, Any]], None] | None = None,
 ) -> FeedRun:
     """One feed: lock it, recover interrupted deliveries, deliver what the stewards released, pull
     its window, check the batch against its contract, hand the valid rows to its stage and the
@@ -579,6 +720,11 @@ def run_feed(
     ``pull``, ``validate``, ``handoff`` and ``release`` default to the plain functions; the Prefect
     flow passes its tasks. A failure is recorded in the ledger (type and content-free message) and
     raised as a fundx error; a batch held back whole raises BatchHeld after it is recorded.
+
+    ``stream`` (default: the feed config's ``stream``) runs the feed in chunks with bounded memory
+    (:mod:`fundx.stream`); its chunks are checked and its parts sealed through ``runner`` (default:
+    FUNDX_TASK_RUNNER, see :mod:`fundx.runners`). ``pull``, ``validate`` and ``handoff`` then do not apply;
+    ``on_check(report)`` is called with the check's report (the flow makes it an artifact).
     """
     logger = logger or log
     ledger = ledger or Ledger.from_settings()
@@ -602,12 +748,18 @@ def run_feed(
                 ledger.log_event("backfill.requested", feed, {"window": [window.start.isoformat(), window.end.isoformat()],
                                                               "run_id": run_id})
             logger.info("%s: pulling %s%s", feed, window, " (backfill)" if backfill else "")
-            pulled = pull(feed, window)
-            checked = validate(ledger, pulled) if pulled.rows else None
-            if checked is not None:
-                write_report(ledger, run_id, checked, logger)
-            result = handoff(ledger, pulled, checked, run_id=run_id, started_at=started, backfill=backfill,
-                             logger=logger)
+            if _streamed(feed, stream):
+                pulled, checked, result, steps = _run_streamed(ledger, feed, window, run_id=run_id, started=started,
+                                                               backfill=backfill, runner=runner, logger=logger,
+                                                               on_check=on_check)
+            else:
+                steps = None
+                pulled = pull(feed, window)
+                checked = validate(ledger, pulled) if pulled.rows else None
+                if checked is not None:
+                    write_report(ledger, run_id, checked, logger)
+                result = handoff(ledger, pulled, checked, run_id=run_id, started_at=started, backfill=backfill,
+                                 logger=logger)
     except BaseException as exc:
         error = content_free(exc)
         if not isinstance(error, (HandoffPending, BatchHeld)):  # their pull is recorded already
@@ -626,7 +778,54 @@ def run_feed(
     report = checked.report if checked is not None else None
     return FeedRun(feed, window, pulled.rows, pulled.bytes, pulled.pages, pulled.retries, pulled.duration_s,
                    pulled.digest, result, tuple(recovered), valid=report["valid"] if report else 0,
-                   quarantined=result.quarantined, released=released, report=report)
+                   quarantined=result.quarantined, released=released, report=report, steps=steps)
+
+
+def _streamed(feed: str, stream: bool | None) -> bool:
+    if stream is not None:
+        return stream
+    from connectors import load_feed
+
+    return bool(load_feed(feed).stream)
+
+
+def _run_streamed(ledger: Ledger, feed: str, window: Window, *, run_id: int, started: datetime, backfill: bool,
+                  runner: Any, logger: logging.Logger | logging.LoggerAdapter,
+                  on_check: Callable[[dict[str, Any]], None] | None = None) -> tuple[Any, Any, Handoff, dict]:
+    """Pull, check, seal and hand over one feed in chunks (fundx.stream); the spool is removed at the end."""
+    from connectors import connector_for
+    from fundx import stream
+    from fundx.runners import runner_from_settings
+
+    settings = get_settings()
+    runner = runner if runner is not None else runner_from_settings()
+    if stream.remove_stale_spools(settings.home, feed):
+        logger.warning("%s: removed the spool of a run that stopped before it ended; its rows are pulled again", feed)
+    steps = stream.Steps()
+    spool = stream.Spool.create(settings.home, feed)
+    checked: Any = None
+
+    def report(found: Any) -> None:
+        nonlocal checked
+        checked = found
+        write_report(ledger, run_id, found, logger)
+        if on_check is not None:
+            on_check(found.report)
+
+    try:
+        with steps.step("pull") as figures:
+            pulled = stream.extract(connector_for(feed), window, spool, chunk_rows=settings.chunk_rows)
+            figures["rows"] = pulled.rows
+        with runner:  # a cluster, if the runner starts one, serves every step of the batch
+            result, _ = deliver_streamed(ledger, pulled, run_id=run_id, started_at=started, backfill=backfill,
+                                         runner=runner, steps=steps, report=report, logger=logger)
+    finally:
+        spool.close()
+    figures = steps.as_dict()
+    logger.info("%s: streamed in %d chunks: %s", feed, len(pulled.chunks), ", ".join(
+        f"{name} {f['seconds']:.1f} s" + (f" (peak {f['peak_rss_bytes'] / 2**20:.0f} MiB)" if f["peak_rss_bytes"] else "")
+        for name, f in figures.items()))
+    return pulled, checked, result, figures
 
 
 # --- acknowledgements ----------------------------------------------------------------------------

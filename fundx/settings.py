@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     retry_base_delay: float = Field(0.5, ge=0, description="first backoff delay in seconds (doubles each try)")
     retry_max_delay: float = Field(30.0, ge=0, description="longest single backoff or Retry-After honoured")
     max_response_bytes: int = Field(64 * 1024 * 1024, gt=0, description="largest HTTP body accepted")
+    chunk_rows: int = Field(
+        250_000, ge=1, description="rows a streamed feed reads, checks and spools at a time (bounds its memory)",
+    )
     part_bytes: int = Field(
         64 * 1024 * 1024, ge=4096, le=64 * 1024 * 1024,
         description="largest Parquet part a batch is split into before sealing (a stage opens one part in memory)",

@@ -1,0 +1,693 @@
+"""Large feeds in bounded memory: one pull read, checked, sealed and handed over chunk by chunk.
+
+A streamed run of a feed (``stream: true`` in its config, or ``run_feed(..., stream=True)``) keeps
+the guarantees of :mod:`fundx.handoff` — the same batch id and digests, the same steps (a)-(d), one
+ledger commit — while its memory is bounded by FUNDX_CHUNK_ROWS rows and one 64 MB part, not by
+the size of the feed:
+
+1. **pull** — the connector reads the window piece by piece (:meth:`connectors.base.Connector.chunks`:
+   a server-side cursor, a CSV file block by block); each chunk is shaped to the contract and put in
+   the **spool**, ``FUNDX_HOME/spool/<feed>.<random>/``, encrypted with AES-256-GCM under a key that
+   exists only in this process's memory (and in the jobs handed to a task runner's workers), so no
+   record is ever at rest in plain text. A 64-bit hash of each row's key is kept; rows whose key
+   hashes repeat are read back and de-duplicated exactly as a whole pull is
+   (:func:`connectors.base.deduplicate`). The pull's digest is computed from per-row hashes
+   (:func:`fundx.digest.digest_of`): the same as the digest of the whole frame.
+2. **normalise + validate** — one job per chunk (:func:`check_chunk`): the contract's check on the
+   chunk's rows, the split written back to the spool. Jobs run through a :class:`Runner`: in this
+   process (:class:`LocalRunner`) or in parallel on a Dask cluster (:mod:`fundx.runners`). The
+   batch-level rules (row count against history, share of failing rows) are decided on the totals.
+3. **seal** — valid rows become Parquet parts of at most FUNDX_PART_BYTES (consecutive chunks share a
+   part), quarantined rows the stewards' parts; each part is sealed by a job of its own
+   (:func:`seal_part`), which loads the exchange's keys itself: keys never travel in a job.
+4. **handoff** — :func:`fundx.handoff._deliver`'s steps (a)-(d), unchanged.
+
+:class:`Steps` records each step's seconds, rows and peak memory (VmHWM, reset per step) for
+``make bench``. The spool is removed when the run ends, whatever the outcome; one a killed run left
+behind is removed by the next streamed run of the feed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fundx.digest import digest_of, row_hashes
+from fundx.inbox import Inbox, LocalInbox, PartFile, part_name
+from fundx.runners import LocalRunner, Runner
+from fundx.keys import fsync_dir
+from fundx.timeutil import Window
+
+log = logging.getLogger("fundx.stream")
+
+STEPS = ("pull", "normalise", "validate", "seal", "handoff")
+
+
+# --- the spool ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Spool:
+    """Encrypted scratch files of one streamed run: AES-256-GCM, the key only in memory.
+
+    Each file is ``nonce || ciphertext`` with the file's name as associated data, so a file cannot
+    be swapped for another. Picklable (a folder and a key) so that a worker process can read it.
+    """
+
+    folder: Path
+    key: bytes = field(repr=False)
+
+    @classmethod
+    def create(cls, home: Path, feed: str) -> Spool:
+        root = Path(home) / "spool"
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder = root / f"{feed}.{secrets.token_hex(6)}"
+        folder.mkdir(mode=0o700)
+        (folder / "owner").write_text(str(os.getpid()), encoding="ascii")
+        return cls(folder, secrets.token_bytes(32))
+
+    def put(self, name: str, data: bytes | memoryview) -> None:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        nonce = secrets.token_bytes(12)
+        sealed = AESGCM(self.key).encrypt(nonce, bytes(data), name.encode())
+        path = self.folder / name
+        path.unlink(missing_ok=True)
+        # scratch, never synced: a crash discards the spool, and the next run reads the rows again
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(nonce)
+            handle.write(sealed)
+
+    def get(self, name: str) -> bytes:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        data = (self.folder / name).read_bytes()
+        return AESGCM(self.key).decrypt(data[:12], data[12:], name.encode())
+
+    def put_object(self, name: str, value: Any) -> None:
+        self.put(name, pickle.dumps(value, protocol=5))
+
+    def get_object(self, name: str) -> Any:
+        return pickle.loads(self.get(name))  # our own file, authenticated by AES-GCM under our key
+
+    def remove(self, name: str) -> None:
+        (self.folder / name).unlink(missing_ok=True)
+
+    def clear(self) -> None:
+        for path in self.folder.iterdir():
+            if path.name != "owner":
+                path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def remove_stale_spools(home: Path, feed: str) -> int:
+    """Remove the spools of this feed's runs that are no longer alive (a killed run's); returns how many.
+
+    Called under the feed's lock, so no other live run of the feed has a spool.
+    """
+    root = Path(home) / "spool"
+    removed = 0
+    for folder in root.glob(f"{feed}.*") if root.is_dir() else ():
+        try:
+            pid = int((folder / "owner").read_text(encoding="ascii"))
+        except (OSError, ValueError):
+            pid = 0
+        if pid == os.getpid() or (pid and _alive(pid)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed += 1
+    if removed:
+        fsync_dir(root)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --- per-step figures ----------------------------------------------------------------------------
+
+
+def _reset_peak() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")  # resets VmHWM to the current RSS
+    except OSError:
+        pass
+
+
+def _peak() -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+class Steps:
+    """Seconds, rows and peak resident memory of each step of a streamed run (no personal data)."""
+
+    def __init__(self) -> None:
+        self.figures: dict[str, dict[str, Any]] = {}
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[dict[str, Any]]:
+        figures = self.figures.setdefault(name, {"seconds": 0.0, "rows": 0, "peak_rss_bytes": None})
+        _reset_peak()
+        started = time.perf_counter()
+        try:
+            yield figures
+        finally:
+            figures["seconds"] = round(figures["seconds"] + time.perf_counter() - started, 3)
+            peak = _peak()
+            if peak is not None:
+                figures["peak_rss_bytes"] = max(figures["peak_rss_bytes"] or 0, peak)
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        return {name: dict(self.figures[name]) for name in STEPS if name in self.figures}
+
+
+# --- 1. the pull ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One spooled chunk of a pull: its rows before de-duplication, the ones dropped, its first position."""
+
+    name: str
+    received: int
+    drop: np.ndarray = field(repr=False)  # positions inside the chunk of rows a later row of the same key replaces
+    offset: int = 0  # position of its first kept row in the de-duplicated pull
+
+    @property
+    def rows(self) -> int:
+        return self.received - len(self.drop)
+
+
+@dataclass(frozen=True, eq=False)
+class SpooledPull:
+    """What a streamed extract brought: the figures of a :class:`connectors.base.Pull`, the rows spooled."""
+
+    feed: str
+    window: Window
+    rows: int
+    bytes: int
+    digest: str
+    pages: int
+    duration_s: float
+    retries: int
+    spool: Spool = field(repr=False)
+    chunks: tuple[Chunk, ...] = field(repr=False, default=())
+    columns: tuple[str, ...] = ()
+
+
+def extract(connector: Any, window: Window, spool: Spool, *, chunk_rows: int,
+            progress: Callable[[int], None] | None = None) -> SpooledPull:
+    """Every row the agency serves for ``window``, spooled in chunks and de-duplicated by the contract key."""
+    from connectors.base import Tally, deduplicate
+    from fundx.retry import Retrier
+
+    started = time.monotonic()
+    contract = connector.contract
+    key, columns = list(contract.key), tuple(contract.names)
+    tally = Tally(retry=Retrier(connector.settings, feed=connector.name), progress=progress)
+
+    def attempt() -> tuple[list[tuple[str, int]], list[np.ndarray], list[np.ndarray]]:
+        spool.clear()  # a read that starts again starts from nothing
+        tally.pages = tally.rows = tally.bytes = 0
+        read: list[tuple[str, int]] = []
+        keys: list[np.ndarray] = []
+        hashes: list[np.ndarray] = []
+        for number, raw in enumerate(connector.chunks(window, tally, chunk_rows)):
+            frame = connector.shape_chunk(raw).reset_index(drop=True)
+            name = f"raw-{number:06d}"
+            spool.put_object(name, frame)
+            keys.append(row_hashes(frame[key]))
+            hashes.append(row_hashes(frame))
+            read.append((name, len(frame)))
+        return read, keys, hashes
+
+    read, keys, hashes = tally.retry(attempt, what="streamed read")
+    received = sum(n for _, n in read)
+    key_hashes = np.concatenate(keys) if keys else np.zeros(0, dtype=np.uint64)
+    del keys
+    drop = np.zeros(received, dtype=bool)
+    suspects = _repeated(key_hashes)
+    del key_hashes
+    if suspects.any():  # rows whose key hash repeats: de-duplicate them exactly, as a whole pull would be
+        import pandas as pd
+
+        pieces, start = [], 0
+        for name, n in read:
+            inside = np.nonzero(suspects[start:start + n])[0]
+            if len(inside):
+                piece = spool.get_object(name).iloc[inside]
+                pieces.append(piece.assign(__position=inside + start))
+            start += n
+        candidates = pd.concat(pieces, ignore_index=True)
+        kept = deduplicate(candidates, tuple(key), contract.incremental)["__position"].to_numpy()
+        drop[candidates["__position"].to_numpy()] = True
+        drop[kept] = False
+    chunks, start, offset = [], 0, 0
+    for name, n in read:
+        dropped = np.nonzero(drop[start:start + n])[0]
+        chunks.append(Chunk(name, n, dropped, offset))
+        offset += n - len(dropped)
+        start += n
+    all_hashes = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint64)
+    pulled = SpooledPull(
+        feed=connector.name, window=window, rows=offset, bytes=tally.bytes, digest=digest_of(columns, all_hashes[~drop]),
+        pages=tally.pages, duration_s=time.monotonic() - started, retries=tally.retries, spool=spool,
+        chunks=tuple(chunks), columns=columns,
+    )
+    log.info("%s: pulled %d rows (%d received) in %d chunks, %d pages, %d bytes, %d retries, %.2f s (streamed)",
+             pulled.feed, pulled.rows, received, len(chunks), pulled.pages, pulled.bytes, pulled.retries,
+             pulled.duration_s)
+    return pulled
+
+
+def _repeated(values: np.ndarray) -> np.ndarray:
+    """A mask of the values that occur more than once."""
+    mask = np.zeros(len(values), dtype=bool)
+    if len(values) < 2:
+        return mask
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    same = ordered[1:] == ordered[:-1]
+    mask[order[1:][same]] = True
+    mask[order[:-1][same]] = True
+    return mask
+
+
+# --- 2. normalise + validate -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckJob:
+    """One chunk to check (no records: a spool reference, positions and the check's parameters)."""
+
+    spool: Spool = field(repr=False)
+    feed: str
+    chunk: Chunk
+    today: date
+    arrived: datetime
+
+
+@dataclass
+class CheckResult:
+    """One chunk's check: counts, the valid rows' hashes and event lags, a counts-only GX result."""
+
+    name: str
+    rows: int
+    valid: int
+    quarantined: int
+    counts: dict[str, int]
+    normalisation: dict[str, dict[str, int]]
+    unevaluated: list[str]
+    schema_reason: str | None
+    valid_hashes: np.ndarray = field(repr=False)
+    lags: np.ndarray | None = field(repr=False)
+    gx: Any = field(repr=False)
+    normalise_seconds: float = 0.0
+    seconds: float = 0.0
+
+
+def check_chunk(job: CheckJob) -> CheckResult:
+    """Check one spooled chunk against its feed's contract; its split goes back to the spool."""
+    from contracts.docs import counts_only
+    from contracts.validate import check
+    from fundx.monitor import event_lags
+
+    started = time.perf_counter()
+    frame = job.spool.get_object(job.chunk.name)
+    if len(job.chunk.drop):
+        frame = frame.drop(index=job.chunk.drop)
+    frame.index = np.arange(job.chunk.offset, job.chunk.offset + len(frame))  # positions in the whole pull
+    checked = check(_contract(job.feed), frame, history=None, today=job.today)
+    del frame
+    report = checked.report
+    name = "checked-" + job.chunk.name.split("-", 1)[1]
+    job.spool.put_object(name, (checked.valid, checked.quarantined))
+    lags = None
+    try:
+        found = event_lags(job.feed, checked.valid, job.arrived)
+        lags = None if found is None else found.astype("float32")
+    except Exception:  # the SLA's event latency never stops a delivery
+        lags = None
+    return CheckResult(
+        name=name, rows=report["rows"], valid=report["valid"], quarantined=report["quarantined"],
+        counts=dict(checked.counts), normalisation=report["normalisation"], unevaluated=report.get("unevaluated", []),
+        schema_reason=checked.reject_reason if report["schema_break"] else None,
+        valid_hashes=row_hashes(checked.valid),
+        lags=lags, gx=counts_only(checked.validation_result) if checked.validation_result is not None else None,
+        normalise_seconds=report.get("normalise_seconds", 0.0), seconds=time.perf_counter() - started,
+    )
+
+
+_CONTRACTS: dict[str, tuple[tuple[int, int], Any]] = {}
+
+
+def _contract(feed: str) -> Any:
+    """The feed's contract, read once per process while its file is unchanged: its compiled suite is
+    cached by the contract object, and compiling it costs more than checking a chunk."""
+    from contracts import contract_path, load_contract
+
+    stat = contract_path(feed).stat()
+    seen = (stat.st_mtime_ns, stat.st_size)
+    cached = _CONTRACTS.get(feed)
+    if cached is None or cached[0] != seen:
+        cached = _CONTRACTS[feed] = (seen, load_contract(feed))
+    return cached[1]
+
+
+@dataclass
+class StreamChecked:
+    """A streamed batch after its contract's checks: what :class:`contracts.validate.Checked` says,
+    with the rows left in the spool (``results`` name them)."""
+
+    feed: str
+    rows: int
+    valid_rows: int
+    quarantined_rows: int
+    rejected: bool
+    reject_reason: str | None
+    counts: dict[str, int]
+    report: dict[str, Any]
+    validation_result: Any
+    results: list[CheckResult] = field(repr=False)
+    valid_digest: str = ""
+    lag: tuple[float, float] | None = None
+
+
+def check_pull(ledger: Any, pulled: SpooledPull, *, runner: Runner, steps: Steps, today: date | None = None,
+               arrived: datetime | None = None) -> StreamChecked:
+    """Check every chunk (through ``runner``), then the batch rules on the totals."""
+    from contracts import contract_path, display_path, load_contract
+    from contracts.normalise import NormalisationRecord
+    from contracts.rules import contract_rules
+    from contracts.validate import check_report, row_count_bounds, too_many_failed
+    from fundx.errors import SourceSchemaError
+    from fundx.monitor import lag_percentiles
+    from fundx.timeutil import SHANGHAI, now
+
+    contract = load_contract(pulled.feed)
+    rules = contract_rules(contract)
+    today = today or datetime.now(SHANGHAI).date()
+    arrived = arrived or now()
+    jobs = [CheckJob(pulled.spool, pulled.feed, chunk, today, arrived) for chunk in pulled.chunks]
+    started = time.perf_counter()
+    with steps.step("validate") as figures:
+        results = runner.map(check_chunk, jobs)
+        figures["rows"] = pulled.rows
+    normalise_seconds = sum(r.normalise_seconds for r in results)
+    steps.figures["validate"]["seconds"] = round(max(0.0, steps.figures["validate"]["seconds"] - normalise_seconds), 3)
+    steps.figures["normalise"] = {"seconds": round(normalise_seconds, 3), "rows": pulled.rows,
+                                  "peak_rss_bytes": steps.figures["validate"]["peak_rss_bytes"]}
+    broken = next((r.schema_reason for r in results if r.schema_reason), None)
+    if broken:
+        raise SourceSchemaError(
+            f"the batch does not match contract {contract.version}: {broken}", feed=pulled.feed,
+            action=f"ask the agency about the change, or update {display_path(contract_path(pulled.feed))}",
+        )
+    rows = sum(r.rows for r in results)
+    valid = sum(r.valid for r in results)
+    bad = sum(r.quarantined for r in results)
+    counts = {rule.id: 0 for rule in rules.rules}
+    record = NormalisationRecord()
+    reasons: list[str] = []
+    for r in results:
+        for rule_id, n in r.counts.items():
+            counts[rule_id] = counts.get(rule_id, 0) + n
+        for column, kinds in r.normalisation.items():
+            for kind, n in kinds.items():
+                record.add(column, kind, n)
+        for rule_id in r.unevaluated:
+            if f"rule {rule_id} could not be evaluated" not in reasons:
+                reasons.append(f"rule {rule_id} could not be evaluated")
+    rows_ok = True
+    nights = max((rule.params["nights"] for rule in rules.batch_rules if rule.kind == "row_count"), default=0)
+    history = ledger.row_history(pulled.feed, limit=nights) if nights else []
+    for rule in rules.batch_rules:
+        if rule.kind != "row_count":
+            continue
+        low, high = row_count_bounds(rule, history)
+        counts[rule.id] = 0
+        if rows < low or (high is not None and rows > high):
+            counts[rule.id], rows_ok = 1, False
+            reasons.append(f"rule {rule.id} failed: {rows} rows, expected {low}..{high}")
+    if too_many := too_many_failed(rules, bad, rows):
+        reasons.append(too_many)
+    reason = "; ".join(reasons) if reasons else None
+    report = check_report(contract, rules, rows=rows, valid=valid, quarantined=bad, counts=counts, record=record,
+                          rejected=bool(reasons), reason=reason, seconds=time.perf_counter() - started)
+    report["unevaluated"] = sorted({u for r in results for u in r.unevaluated})
+    report["normalise_seconds"] = round(normalise_seconds, 3)
+    report["streamed"] = {"chunks": len(results)}
+    lags = [r.lags for r in results if r.lags is not None and len(r.lags)]
+    hashes = np.concatenate([r.valid_hashes for r in results]) if results else np.zeros(0, dtype=np.uint64)
+    for r in results:
+        r.valid_hashes = np.zeros(0, dtype=np.uint64)
+        r.lags = None
+    return StreamChecked(
+        feed=pulled.feed, rows=rows, valid_rows=valid, quarantined_rows=bad, rejected=bool(reasons),
+        reject_reason=reason, counts=counts, report=report,
+        validation_result=merged_result([r.gx for r in results if r.gx is not None], rows=rows, rows_ok=rows_ok),
+        results=results, valid_digest=digest_of(pulled.columns, hashes),
+        lag=lag_percentiles(np.concatenate(lags)) if lags else None,
+    )
+
+
+_COUNTED = ("element_count", "unexpected_count", "missing_count")
+
+
+def merged_result(results: list[Any], *, rows: int, rows_ok: bool) -> Any:
+    """One counts-only GX suite result from the chunks' (for Data Docs): counts summed, percentages and
+    successes recomputed, the table-level row count set to the batch's."""
+    if not results:
+        return None
+    from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
+
+    first = results[0]
+    merged = []
+    for i, item in enumerate(first.results):
+        parts = [r.results[i] for r in results if i < len(r.results)]
+        kept = dict(item.result or {})
+        raised = any((p.exception_info or {}).get("raised_exception") for p in parts)
+        if "element_count" in kept:
+            for name in _COUNTED:
+                if name in kept:
+                    kept[name] = sum(int((p.result or {}).get(name) or 0) for p in parts)
+            total, bad, missing = kept["element_count"], kept.get("unexpected_count", 0), kept.get("missing_count", 0)
+            present = total - missing
+            share = 100.0 * bad / present if present else 0.0
+            for name, value in (("unexpected_percent", share), ("unexpected_percent_nonmissing", share),
+                                ("unexpected_percent_total", 100.0 * bad / total if total else 0.0),
+                                ("missing_percent", 100.0 * missing / total if total else 0.0)):
+                if name in kept:
+                    kept[name] = value
+            mostly = float((item.expectation_config.kwargs or {}).get("mostly", 1.0))
+            success = not raised and (present == 0 or (present - bad) / present >= mostly)
+        else:  # table level: the row count
+            if "observed_value" in kept:
+                kept["observed_value"] = rows
+            success = rows_ok and not raised
+        merged.append(ExpectationValidationResult(success=success, expectation_config=item.expectation_config,
+                                                  result=kept, exception_info=item.exception_info))
+    good = sum(1 for m in merged if m.success)
+    statistics = dict(first.statistics or {})
+    statistics.update({"evaluated_expectations": len(merged), "successful_expectations": good,
+                       "unsuccessful_expectations": len(merged) - good,
+                       "success_percent": 100.0 * good / len(merged) if merged else None})
+    return ExpectationSuiteValidationResult(success=good == len(merged), results=merged, suite_name=first.suite_name,
+                                            statistics=statistics, meta=first.meta)
+
+
+# --- 3. seal -------------------------------------------------------------------------------------
+
+
+class SpooledParts(Sequence[bytes]):
+    """Parquet parts waiting in the spool, read one at a time (what fundx.inbox.seal_parts takes)."""
+
+    def __init__(self, spool: Spool, names: list[str]) -> None:
+        self.spool, self.names = spool, names
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self.spool.get(n) for n in self.names[index]]
+        return self.spool.get(self.names[index])
+
+    def __setitem__(self, index: int, _value: bytes) -> None:  # seal_parts drops a part once it is sealed
+        self.spool.remove(self.names[index])
+
+
+def valid_parts(pulled: SpooledPull, checked: StreamChecked, part_bytes: int) -> SpooledParts:
+    """The valid rows as Parquet parts of at most ``part_bytes``, in the spool; consecutive chunks share a part."""
+    import pyarrow as pa
+
+    from fundx.inbox import arrow_table
+    from fundx.seal import _parquet, iter_parts
+
+    spool, names = pulled.spool, []
+    pending: list[Any] = []
+    pending_rows = 0
+    per_row = 0.0
+    schema = None
+
+    def flush() -> None:
+        nonlocal pending, pending_rows, per_row
+        if not pending:
+            return
+        table = pa.concat_tables(pending) if len(pending) > 1 else pending[0]
+        for data in iter_parts(table, part_bytes):
+            name = f"part-{len(names) + 1:06d}"
+            spool.put(name, data)
+            names.append(name)
+        pending, pending_rows = [], 0
+
+    for result in checked.results:
+        valid, _ = spool.get_object(result.name)
+        if len(valid) == 0:
+            continue
+        table = arrow_table(valid, pulled.feed)
+        del valid
+        schema = schema or table.schema
+        if table.schema != schema:
+            table = _conform(table, schema, pulled.feed)
+        if not per_row:
+            sample = table.slice(0, min(table.num_rows, 10_000))
+            per_row = len(_parquet(sample)) / max(sample.num_rows, 1)
+        if pending and ((pending_rows + table.num_rows) * per_row > 0.9 * part_bytes
+                        or sum(t.nbytes for t in pending) + table.nbytes > 8 * part_bytes):
+            flush()
+        pending.append(table)
+        pending_rows += table.num_rows
+    flush()
+    if not names:  # a batch always has at least one part
+        from fundx.inbox import parquet_parts
+
+        spool.put("part-000001", parquet_parts(_empty(pulled), pulled.feed, part_bytes)[0])
+        names.append("part-000001")
+    return SpooledParts(spool, names)
+
+
+def _empty(pulled: SpooledPull) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame({c: [] for c in pulled.columns}, dtype=object)
+
+
+def _conform(table: Any, schema: Any, feed: str) -> Any:
+    """A chunk's table in the schema of the first chunk (a column all missing in one chunk is typed null)."""
+    import pyarrow as pa
+
+    from fundx.errors import DataError
+
+    try:
+        return table.select(schema.names).cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, KeyError):
+        unified = [f.name for f in schema if f.name in table.schema.names and table.schema.field(f.name).type != f.type]
+        raise DataError(
+            f"the column(s) {', '.join(unified) or '?'} change type from one chunk of the batch to the next",
+            feed=feed, action=f"fix the contract or the connector of {feed} so that every column has one type",
+        ) from None
+
+
+def quarantine_parts(pulled: SpooledPull, checked: StreamChecked, part_bytes: int, *, held: bool) -> SpooledParts:
+    """The stewards' rows (failing ones; every row when held) as Parquet parts, numbered across chunks."""
+    import pandas as pd
+
+    from fundx.inbox import arrow_table
+    from fundx.quarantine import POSITION, ROW, RULES
+    from fundx.seal import iter_parts
+
+    spool, names, number = pulled.spool, [], 1
+    for result in checked.results:
+        valid, failed = spool.get_object(result.name)
+        rows = pd.concat([valid.assign(**{RULES: ""}), failed]).sort_index(kind="stable") if held else failed
+        del valid, failed
+        if len(rows) == 0:
+            continue
+        rows = rows.copy()
+        positions = rows.index.to_numpy()
+        rows.reset_index(drop=True, inplace=True)
+        rows[RULES] = rows[RULES].astype("str")
+        rows.insert(0, POSITION, positions.astype("int64"))
+        rows.insert(0, ROW, range(number, number + len(rows)))
+        number += len(rows)
+        for data in iter_parts(arrow_table(rows, pulled.feed), part_bytes):
+            name = f"quarantine-{len(names) + 1:06d}"
+            spool.put(name, data)
+            names.append(name)
+    return SpooledParts(spool, names)
+
+
+@dataclass(frozen=True)
+class SealJob:
+    """One part to seal: a spool reference and the manifest's fields; the keys are loaded by the job."""
+
+    spool: Spool = field(repr=False)
+    name: str
+    inbox_root: Path
+    stage: str
+    batch_id: str
+    part: int
+    parts: int
+    manifest: dict[str, Any]
+    home: Path
+
+
+def seal_part(job: SealJob) -> PartFile:
+    """Seal one spooled part into its inbox folder (signed by the exchange, encrypted to the stage)."""
+    from fundx.keys import KeySettings, KeyStore
+    from fundx.seal import Manifest
+
+    keys = KeyStore(KeySettings(), home=job.home)
+    signer_key, signer_cert = keys.exchange_signer()
+    recipients = keys.recipient_certificates(job.stage)
+    payload = job.spool.get(job.name)
+    inbox = LocalInbox(job.inbox_root)
+    written = inbox.write_part(job.stage, job.batch_id, part_name(job.part, job.parts), payload,
+                               Manifest(part=job.part, parts=job.parts, **job.manifest),
+                               signer_key=signer_key, signer_cert=signer_cert, recipients=recipients)
+    job.spool.remove(job.name)
+    return written
+
+
+def seal_spooled(inbox: Inbox, stage: str, parts: SpooledParts, *, runner: Runner, home: Path,
+                 manifest: dict[str, Any]) -> list[PartFile] | None:
+    """Seal spooled parts in parallel through ``runner``; None when the inbox is not a local folder
+    (the caller then seals them one by one)."""
+    if not isinstance(inbox, LocalInbox) or isinstance(runner, LocalRunner):
+        return None
+    batch_id = manifest["batch_id"]
+    Path(inbox.where(stage, batch_id)).mkdir(mode=0o700, parents=True, exist_ok=True)
+    jobs = [SealJob(parts.spool, name, inbox.root, stage, batch_id, number, len(parts), manifest, home)
+            for number, name in enumerate(parts.names, start=1)]
+    return runner.map(seal_part, jobs)
