@@ -229,7 +229,7 @@ def baseline_checks(feed: str, source: Path, start: datetime, end: datetime, tod
         chunks += 1
     began = time.perf_counter()
     across = 0
-    for c, parts in hashes.items():
+    for parts in hashes.values():
         if parts:
             _, counts = np.unique(np.concatenate(parts), return_counts=True)
             across += int(counts[counts > 1].sum())
@@ -309,12 +309,18 @@ def _feed(spec: dict) -> dict[str, Any]:
         sample = sample_frame(feed, Path(spec["source"]), start, end)
         if sample is not None:
             check(feed, sample)
+    from fundx.runners import runner_from_settings
+
+    runner = runner_from_settings()
+    if spec.get("warm", True) and hasattr(runner, "warm"):
+        runner.warm()  # a process pool's workers import the check once, as a night's first feed has them do
     warmup = time.perf_counter() - began
     before = vm_hwm()
     rss_before = vm_rss()
     began = time.perf_counter()
-    done = run_feed(feed, stream=True, end=spec.get("end"))
+    done = run_feed(feed, stream=True, end=spec.get("end"), runner=runner)
     wall = time.perf_counter() - began
+    workers = runner.worker_peaks() if hasattr(runner, "worker_peaks") else []
     steps = {name: dict(values) for name, values in (getattr(done, "steps", None) or {}).items()}
     peaks = [int(s.get("peak_rss_bytes") or 0) for s in steps.values()]
     handoff = done.handoff
@@ -324,6 +330,8 @@ def _feed(spec: dict) -> dict[str, Any]:
         "steps": steps, "wall_s": wall, "warmup_s": warmup, "rss_before_bytes": rss_before,
         "warmup_peak_bytes": before, "run_peak_bytes": max([*peaks, vm_hwm()]),
         "peak_bytes": max([before, *peaks, vm_hwm()]),
+        # a process pool's workers: their peaks too (memory the run needs beside this process's)
+        "worker_peak_bytes": workers, "peak_with_workers_bytes": max([before, *peaks, vm_hwm()]) + sum(workers),
         "chunk_rows": _chunk_rows(), "runner": os.environ.get("FUNDX_TASK_RUNNER") or "local",
     }
 
@@ -364,7 +372,6 @@ def _night(spec: dict) -> dict[str, Any]:
 
     warm_up()  # starts Prefect's ephemeral server: a deployment has its server running already
     from flows.exchange import nightly_exchange
-
     from fundx.errors import NightFailed
     from fundx.ledger import Ledger
 

@@ -89,13 +89,14 @@ def _halfwidth(arr: pa.Array) -> pa.Array:
         return arr
     table = str.maketrans({chr(0xFF10 + i): str(i) for i in range(10)} | {"Ｘ": "X", "ｘ": "x", "\u3000": " "})
     fixed = [v.translate(table) for v in arr.take(pa.array(odd)).to_pylist()]  # the few odd values only
-    out = np.asarray(arr.to_numpy(zero_copy_only=False), dtype=object)
-    out[odd] = fixed
-    return pa.array(out, type=arr.type, from_pandas=True)
+    return pc.replace_with_mask(arr, pa.array(~ascii_), pa.array(fixed, type=arr.type))
 
 
 def _upper_x(arr: pa.Array) -> pa.Array:
-    return pc.replace_substring_regex(arr, pattern="x$", replacement="X")
+    hit = pc.fill_null(pc.ends_with(arr, "x"), False)  # a plain suffix test first: few values end in x
+    if not pc.any(hit).as_py():
+        return arr
+    return pc.replace_with_mask(arr, hit, pc.replace_substring_regex(arr.filter(hit), pattern="x$", replacement="X"))
 
 
 def _dates(arr: pa.Array, column: str, record: NormalisationRecord) -> pa.Array:
@@ -118,9 +119,7 @@ def _dates(arr: pa.Array, column: str, record: NormalisationRecord) -> pa.Array:
         result = pc.if_else(pa.array(hit), iso_text, result)
         done |= hit
         record.add(column, f"date {name}", int(hit.sum()))
-    out = np.asarray(pc.cast(arr, pa.large_string()).to_numpy(zero_copy_only=False), dtype=object)
-    out[todo] = np.asarray(result.to_numpy(zero_copy_only=False), dtype=object)
-    return pa.array(out, type=pa.large_string(), from_pandas=True)
+    return pc.replace_with_mask(pc.cast(arr, pa.large_string()), pa.array(~iso), result)
 
 
 def _zone(arr: pa.Array, zone: str, column: str, record: NormalisationRecord) -> pa.Array:
@@ -146,9 +145,9 @@ def _zone(arr: pa.Array, zone: str, column: str, record: NormalisationRecord) ->
     record.add(column, f"zone {zone}", int(ok.sum()))
     if ok.all() and len(todo) == len(arr):  # the usual case: every value local-time text
         return text
-    out = np.asarray(pc.cast(arr, pa.large_string()).to_numpy(zero_copy_only=False), dtype=object)
-    out[todo[ok]] = np.asarray(text.to_numpy(zero_copy_only=False), dtype=object)[ok]
-    return pa.array(out, type=pa.large_string(), from_pandas=True)
+    mask = np.zeros(len(arr), dtype=bool)
+    mask[todo[ok]] = True
+    return pc.replace_with_mask(pc.cast(arr, pa.large_string()), pa.array(mask), text.filter(pa.array(ok)))
 
 
 def normalise(contract: Contract, frame: pd.DataFrame) -> tuple[pd.DataFrame, NormalisationRecord]:

@@ -29,6 +29,66 @@ def row_hashes(frame: pd.DataFrame) -> np.ndarray:
     return rows
 
 
+def column_hashes(frame: pd.DataFrame) -> list[np.ndarray]:
+    """Each column's value hashes (uint64), in column order: :func:`fold` of them is :func:`row_hashes`,
+    of a subset in key order the key's row hashes — one hashing pass serves both."""
+    return [_column_hashes(frame.iloc[:, i]) for i in range(len(frame.columns))]
+
+
+def fold(hashes: Iterable[np.ndarray], rows: int) -> np.ndarray:
+    """Row hashes from column hashes (in column order), as :func:`row_hashes` combines them."""
+    out = np.zeros(rows, dtype=np.uint64)
+    for values in hashes:
+        out = (out * _MIX) ^ values
+    return out
+
+
+def row_hashes_since(after: pd.DataFrame, before: pd.DataFrame, before_hashes: dict[str, np.ndarray]) -> np.ndarray:
+    """:func:`row_hashes` of ``after``, whose rows are rows of ``before`` (same index labels) with some
+    values changed — normalised, say — given ``before``'s column hashes: only changed values are hashed
+    again. A value's hash depends on the value and its column's kind only, so the result is the same."""
+    positions = before.index.get_indexer(after.index)
+    if len(after) and (positions < 0).any():
+        return row_hashes(after)
+    out = np.zeros(len(after), dtype=np.uint64)
+    for i, name in enumerate(after.columns):
+        column = after.iloc[:, i]
+        known = before_hashes.get(name)
+        if known is None or name not in before.columns or not _comparable(column.dtype, before[name].dtype):
+            values = _column_hashes(column)
+        else:
+            values = known[positions]
+            old = before[name].iloc[positions]
+            changed = _changed(column, old)
+            if changed.any():
+                values[changed] = _column_hashes(column[changed])
+        out = (out * _MIX) ^ values
+    return out
+
+
+def _comparable(new: object, old: object) -> bool:
+    """Whether values of these dtypes can be compared one by one and hash alike when equal."""
+    if new != old:
+        return False
+    return (isinstance(new, pd.StringDtype) or pd.api.types.is_numeric_dtype(new)
+            or pd.api.types.is_datetime64_any_dtype(new)) and not pd.api.types.is_bool_dtype(new)
+
+
+def _changed(new: pd.Series, old: pd.Series) -> np.ndarray:
+    """Where two aligned columns of one dtype differ (missing equals missing)."""
+    if isinstance(new.dtype, pd.StringDtype) and new.dtype.storage == "pyarrow":
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        a, b = pa.array(new), pa.array(old)  # the Arrow data itself, no copy
+        same = pc.fill_null(pc.equal(a, b), False)
+        both = pc.and_(pc.is_null(a), pc.is_null(b))
+        return ~np.asarray(pc.or_(same, both).to_numpy(zero_copy_only=False), dtype=bool)
+    new_missing, old_missing = new.isna().to_numpy(), old.isna().to_numpy()
+    same = np.asarray(new.to_numpy() == old.to_numpy(), dtype=bool)
+    return ~((same & ~new_missing & ~old_missing) | (new_missing & old_missing))
+
+
 def _column_hashes(column: pd.Series) -> np.ndarray:
     """pandas' 64-bit hash of each value; text with few distinct values (genders, dates, districts) is
     hashed once per distinct value — the same hashes, several times faster."""

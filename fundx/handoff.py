@@ -237,6 +237,7 @@ def deliver(ledger: Ledger, pulled: Any, checked: Any = None, *, run_id: int, st
     store = quarantine.store_for(settings.home)
     night = ledger.run_night(run_id)
     kept_frame = quarantine.quarantine_frame(checked, held=held) if held or len(checked.quarantined) else None
+    kept_rows = 0 if kept_frame is None else len(kept_frame)
     # a batch sent again (refused, lost, abandoned after its commit) has its quarantine recorded already
     recorded = bool(kept)
     figures = None if backfill or held or ledger.watermark(feed) is None else _event_lag(feed, checked.valid, logger)
@@ -263,13 +264,13 @@ def deliver(ledger: Ledger, pulled: Any, checked: Any = None, *, run_id: int, st
             raise
         if held:
             raise BatchHeld(
-                f"batch {batch_id} held back whole for the stewards ({len(kept_frame)} rows): {checked.reject_reason}",
+                f"batch {batch_id} held back whole for the stewards ({kept_rows} rows): {checked.reject_reason}",
                 feed=feed, action=f"a data steward decides: fundx failures show {batch_id}, "
                                   f"then fundx failures release|reject {batch_id} --reason ...",
             )
         logger.warning("%s: all %d rows of batch %s failed their contract: quarantined for the stewards",
                        feed, pulled.rows, batch_id)
-        return Handoff("quarantined", batch_id, None, 0, quarantined=len(kept_frame))
+        return Handoff("quarantined", batch_id, None, 0, quarantined=kept_rows)
 
     from fundx.digest import content_digest
 
@@ -342,7 +343,8 @@ def deliver_streamed(ledger: Ledger, pulled: Any, *, run_id: int, started_at: da
                              logger=logger)) is not None:
         return done, None
 
-    checked = stream.check_pull(ledger, pulled, runner=runner, steps=steps)
+    checked = stream.check_pull(ledger, pulled, runner=runner, steps=steps, part_bytes=settings.part_bytes)
+    _test_kill_point("after_check")
     if report is not None:
         report(checked)
     held = checked.rejected
@@ -416,13 +418,13 @@ def _event_lag(feed: str, valid: Any, logger: logging.Logger | logging.LoggerAda
 
     try:
         return event_lag_days(feed, valid, now())
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the SLA's event latency never stops a delivery
         logger.warning("%s: the event latency could not be measured (%s)", feed, content_free(exc).kind)
         return None
 
 
 def _seal(store: Inbox, stage: str, keys: KeyStore, payloads: Any, *, batch_id: str, feed: str,
-          window: Window, digest: str, rows: int, contract_version: str | None,
+          window: Window, digest: str, rows: int, contract_version: str,
           after_part: Callable[[int], None] | None = None, runner: Any = None) -> list[PartFile]:
     created_at = now().isoformat()
     if runner is not None:  # spooled parts of a streamed batch, sealed in parallel where the runner can
@@ -443,7 +445,7 @@ def _seal(store: Inbox, stage: str, keys: KeyStore, payloads: Any, *, batch_id: 
 
 
 def _deliver(ledger: Ledger, *, feed: str, stage: str, batch_id: str, window: Window, digest: str, frame: Any,
-             contract_version: str | None, run_id: int, keys: KeyStore, inbox: Inbox, settings: Settings,
+             contract_version: str, run_id: int, keys: KeyStore, inbox: Inbox, settings: Settings,
              logger: logging.Logger | logging.LoggerAdapter, commit: Callable[[Any, list[PartFile]], int | None],
              seal_extra: Callable[[], list[PartFile]] = list, undo_extra: Callable[[], None] | None = None,
              payloads: Any = None, rows: int | None = None, runner: Any = None, steps: Any = None) -> Handoff:
@@ -464,6 +466,7 @@ def _deliver(ledger: Ledger, *, feed: str, stage: str, batch_id: str, window: Wi
         with step("seal") as sealing:
             inbox.remove(stage, batch_id)  # what an earlier, abandoned attempt may have left
             extra = seal_extra()  # (b)
+            _test_kill_point("after_quarantine")
             files = _seal(inbox, stage, keys, payloads, batch_id=batch_id, feed=feed, window=window, digest=digest,
                           rows=rows, contract_version=contract_version, runner=runner,
                           after_part=lambda n: _test_kill_point("after_seal") if n == 1 else None)
@@ -543,6 +546,7 @@ def recover(ledger: Ledger, feed: str, *, inbox: Inbox | None = None, keys: KeyS
     for d in ledger.deliveries(feed, status=("sealing", "delivered")):
         if d.status == "sealing":  # crash before (c): the stage never saw it, the watermark never moved
             inbox.remove(d.stage, d.batch_id)
+            _test_kill_point("in_recover")
             ledger.abandon(d.batch_id, "the run sealing it stopped before its delivery was recorded", recovered=True)
             logger.warning("%s: batch %s was interrupted while sealing: removed; its rows are pulled again",
                            feed, d.batch_id)
@@ -657,11 +661,10 @@ def deliver_releases(ledger: Ledger, feed: str, *, run_id: int, keys: KeyStore |
 
         def commit(conn: Any, _extra: list[PartFile], decision=decision, batch_id=batch_id) -> None:
             quarantine.mark_release_delivered(ledger, conn, decision, batch_id)
-            return None
 
         done.append(_deliver(
             ledger, feed=feed, stage=stage, batch_id=batch_id, window=source.window, digest=content_digest(frame),
-            frame=frame, contract_version=source.contract_version, run_id=run_id, keys=keys, inbox=inbox,
+            frame=frame, contract_version=source.contract_version or "", run_id=run_id, keys=keys, inbox=inbox,
             settings=settings, logger=logger, commit=commit,
         ))
         logger.info("%s: %d rows released by the stewards (decision %d) handed to %s as batch %s",
@@ -676,7 +679,7 @@ def write_report(ledger: Ledger, run_id: int, checked: Any,
 
     try:
         return write_feed_report(get_settings().home / "reports" / ledger.run_night(run_id), checked)
-    except Exception as exc:  # the report must never stop a feed's delivery
+    except Exception as exc:  # noqa: BLE001 - the report must never stop a feed's delivery
         (logger or log).error("%s: the validation report could not be written (%s)", checked.feed,
                               content_free(exc).kind)
         return None
@@ -742,6 +745,7 @@ def run_feed(
     try:
         with ledger.feed_lock(feed):
             recovered = recover(ledger, feed, logger=logger)
+            _test_kill_point("after_recover")
             released = tuple(release(ledger, feed, run_id=run_id, logger=logger))
             window, backfill = plan_window(ledger, feed, start, end)
             if backfill:
@@ -755,7 +759,9 @@ def run_feed(
             else:
                 steps = None
                 pulled = pull(feed, window)
+                _test_kill_point("after_pull")
                 checked = validate(ledger, pulled) if pulled.rows else None
+                _test_kill_point("after_check")
                 if checked is not None:
                     write_report(ledger, run_id, checked, logger)
                 result = handoff(ledger, pulled, checked, run_id=run_id, started_at=started, backfill=backfill,
@@ -816,6 +822,7 @@ def _run_streamed(ledger: Ledger, feed: str, window: Window, *, run_id: int, sta
         with steps.step("pull") as figures:
             pulled = stream.extract(connector_for(feed), window, spool, chunk_rows=settings.chunk_rows)
             figures["rows"] = pulled.rows
+        _test_kill_point("after_pull")
         with runner:  # a cluster, if the runner starts one, serves every step of the batch
             result, _ = deliver_streamed(ledger, pulled, run_id=run_id, started_at=started, backfill=backfill,
                                          runner=runner, steps=steps, report=report, logger=logger)

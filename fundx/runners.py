@@ -3,7 +3,9 @@
 A runner has one method, ``map(fn, jobs) -> results``: ``fn`` is a plain top-level function (so that
 it pickles by reference), each job a small picklable object, each result a small picklable object;
 the results come back in job order, and the first failing job (in job order) raises its error to
-the caller. :class:`LocalRunner` runs the jobs one after the other here. :class:`DaskRunner` runs
+the caller. :class:`LocalRunner` runs the jobs one after the other here; :class:`ProcessRunner` in a
+pool of worker processes on this machine that this process keeps warm (one machine's cores, no
+Prefect bookkeeping per job: the fast choice on one machine). :class:`DaskRunner` runs
 them as Prefect tasks (``check-partition``, ``seal-partition``, ... named after ``fn``) of a small
 flow ``partitions`` whose task runner is prefect-dask's ``DaskTaskRunner``: on a temporary
 ``distributed.LocalCluster`` of worker processes on this machine, or on an existing scheduler
@@ -12,6 +14,8 @@ any flow (``partitions`` is then a flow run of its own), in a flow (a subflow) o
 :func:`runner_from_settings` picks the runner from FUNDX_TASK_RUNNER::
 
     local (default)        LocalRunner
+    processes              ProcessRunner: a warm pool of worker processes here, one per core (2 to 8)
+    processes:N            a pool of N worker processes
     dask                   a local cluster of 2 worker processes, 1 thread each
     dask:N                 a local cluster of N worker processes
     dask+tls://host:port   an existing scheduler over TLS (certificates from the dask config,
@@ -81,7 +85,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from distributed import LocalCluster
 
 from fundx.errors import ConfigurationError, content_free
 
@@ -123,6 +130,106 @@ class LocalRunner:
         return "LocalRunner()"
 
 
+class ProcessRunner:
+    """Jobs in a pool of ``workers`` processes on this machine, kept warm for the life of this process.
+
+    No Prefect and no cluster in between: the cheapest way to use a machine's cores for the check and
+    seal of a large feed. The pool is this process's, one per number of workers and FUNDX_*
+    environment (a worker reads its settings from the environment it was started with), started with
+    ``spawn`` (safe beside the threads Prefect runs) and warmed on creation — each worker imports the
+    contract check in the background, so a runner made before a feed's pull is ready by its check.
+    A job that fails is re-raised content-free in the worker, before its error is pickled back.
+    """
+
+    def __init__(self, workers: int = 2) -> None:
+        if workers < 1:
+            raise ConfigurationError(f"a process pool needs at least 1 worker, not {workers}")
+        self.workers = workers
+        self._pool = _process_pool(workers)
+
+    def __repr__(self) -> str:
+        return f"ProcessRunner(workers={self.workers})"
+
+    def __enter__(self) -> ProcessRunner:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass  # the pool outlives one feed: the next one finds it warm
+
+    def map(self, fn: Callable[[J], R], jobs: Sequence[J]) -> list[R]:
+        futures = [self._pool.submit(_run_in_worker, fn, job) for job in jobs]
+        try:
+            return [future.result() for future in futures]
+        finally:
+            for future in futures:
+                future.cancel()
+
+    def warm(self) -> None:
+        """Wait until every worker has imported the contract check."""
+        for future in [self._pool.submit(_warm_worker, 0.2) for _ in range(self.workers)]:
+            future.result()
+
+    def worker_peaks(self) -> list[int]:
+        """Each worker's peak resident memory in bytes (VmHWM; Linux), for the benchmark's record."""
+        peaks = []
+        for pid in list(getattr(self._pool, "_processes", None) or {}):
+            try:
+                with open(f"/proc/{pid}/status", encoding="ascii") as status:
+                    peaks += [int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:")]
+            except OSError:
+                continue
+        return peaks
+
+
+_POOLS: dict[tuple[int, tuple[tuple[str, str], ...]], Any] = {}
+
+
+def _process_pool(workers: int) -> Any:
+    """This process's pool of ``workers`` (made and warmed on first use; remade when FUNDX_* changed)."""
+    import atexit
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(("FUNDX_", "PREFECT_"))))
+    key = (workers, env)
+    pool = _POOLS.get(key)
+    if pool is not None and not getattr(pool, "_broken", False):
+        return pool
+    for stale in [k for k in _POOLS if k[0] == workers]:  # settings changed: the old workers would use the old ones
+        _POOLS.pop(stale).shutdown(wait=False, cancel_futures=True)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    for _ in range(workers):
+        pool.submit(_warm_worker, 0.2)  # not waited for: the workers import while this process pulls
+    if not _POOLS:
+        atexit.register(_shutdown_pools)
+    _POOLS[key] = pool
+    return pool
+
+
+def _shutdown_pools() -> None:
+    for pool in _POOLS.values():
+        pool.shutdown(wait=True, cancel_futures=True)
+    _POOLS.clear()
+
+
+def _warm_worker(linger: float) -> int:
+    """Import what a check needs; linger so that each of the pool's first jobs lands on its own worker."""
+    import time
+
+    import contracts.validate  # Great Expectations: seconds to import, once per worker
+
+    contracts.validate.gx_context()
+    time.sleep(linger)
+    return os.getpid()
+
+
+def _run_in_worker(fn: Callable[[J], R], job: J) -> R:
+    try:
+        return fn(job)
+    except Exception as error:  # noqa: BLE001 - re-raised content-free: its message may quote a record
+        raise content_free(error) from None
+
+
 class DaskRunner:
     """Jobs as Prefect tasks on Dask workers: a local cluster of ``workers`` processes, or ``address``.
 
@@ -137,7 +244,7 @@ class DaskRunner:
         self.workers = workers
         self.threads_per_worker = threads_per_worker
         self.address = address
-        self._cluster = None  # the local cluster kept while the runner is entered
+        self._cluster: LocalCluster | None = None  # the local cluster kept while the runner is entered
         self._security = None
         self._scratch: Path | None = None
         self._depth = 0
@@ -263,7 +370,7 @@ def _run_partition(fn: Callable[[J], R], job: _Wrapped, index: int) -> R:
     _refuse_spilling()
     try:
         return fn(job.job)
-    except Exception as exc:  # content-free before Prefect logs it, records its message or pickles it
+    except Exception as exc:  # noqa: BLE001 - content-free before Prefect logs it, records its message or pickles it
         raise content_free(exc) from None
 
 
@@ -291,14 +398,14 @@ def _partitions() -> list:
     try:
         futures = task.map(fn=unmapped(fn), job=[_Wrapped(job) for job in jobs], index=range(len(jobs)))
         wait(futures)  # every task run ends in a final state before the first error is raised
-    except Exception as exc:  # e.g. a job that does not pickle: dask's message shows its task graph
+    except Exception as exc:  # noqa: BLE001 - e.g. a job that does not pickle: dask's message shows its task graph
         raise content_free(exc) from None
     _flush_workers()
     results = []
     for index, future in enumerate(futures):
         try:
             results.append(future.result())
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - re-raised content-free: any error of a job becomes a FundxError
             error = content_free(exc)
             get_run_logger().error("%s: job %d of %d failed: %s", name, index + 1, len(jobs), error.kind)
             raise error from None
@@ -315,8 +422,11 @@ def _flush_workers() -> None:
 
     context = FlowRunContext.get()
     try:
-        context.task_runner.client.run(_drain_prefect)
-    except Exception as exc:  # the results are in; the UI may show a task run late
+        if context is None:
+            raise RuntimeError("not in a flow run")
+        runner: Any = context.task_runner  # the flow's DaskTaskRunner: its client reaches the workers
+        runner.client.run(_drain_prefect)
+    except Exception as exc:  # noqa: BLE001 - the results are in; the UI may show a task run late
         from prefect import get_run_logger
 
         get_run_logger().warning("the dask workers could not flush Prefect's events: %s", content_free(exc).kind)
@@ -340,14 +450,14 @@ def _partition_task():
     from prefect import task
     from prefect.cache_policies import NO_CACHE
 
-    return task(_run_partition, name="partition", persist_result=False, cache_policy=NO_CACHE, log_prints=False)
+    return task(name="partition", persist_result=False, cache_policy=NO_CACHE, log_prints=False)(_run_partition)
 
 
 @lru_cache(maxsize=1)
 def _partitions_flow():
     from prefect import flow
 
-    return flow(_partitions, name="partitions", persist_result=False, validate_parameters=False, log_prints=False)
+    return flow(name="partitions", persist_result=False, validate_parameters=False, log_prints=False)(_partitions)
 
 
 @contextmanager
@@ -373,7 +483,7 @@ def _outside_any_task() -> Iterator[None]:
     if TaskRunContext.get() is None:
         yield
         return
-    token = TaskRunContext.__var__.set(None)
+    token = TaskRunContext.__var__.set(None)  # type: ignore[arg-type]  # unset, as get() reports it outside a task
     try:
         yield
     finally:
@@ -390,17 +500,24 @@ def _scratch_dir() -> Path:
 
 
 # -- FUNDX_TASK_RUNNER -------------------------------------------------------------------------------
-_ACTION = (f"set {ENV} to local, dask, dask:N (N worker processes), dask+tls://host:port or "
+_ACTION = (f"set {ENV} to local, processes, processes:N (a pool of N processes here), dask, dask:N (N worker processes), dask+tls://host:port or "
            "dask://host:port (loopback only)")
 
 
-def runner_from_settings(value: str | None = None) -> LocalRunner | DaskRunner:
+def runner_from_settings(value: str | None = None) -> LocalRunner | ProcessRunner | DaskRunner:
     """The runner FUNDX_TASK_RUNNER asks for (``value`` instead, when given); LocalRunner when unset."""
     raw = os.environ.get(ENV, "") if value is None else value
     text = raw.strip()
     lower = text.lower()
     if lower in ("", "local"):
         return LocalRunner()
+    if lower == "processes":
+        return ProcessRunner(max(2, min(os.cpu_count() or 2, 8)))
+    if m := re.fullmatch(r"processes:(\d{1,4})", lower):
+        workers = int(m.group(1))
+        if not 1 <= workers <= 256:
+            raise ConfigurationError(f"{ENV}: a process pool needs 1 to 256 workers, not {workers}", action=_ACTION)
+        return ProcessRunner(workers)
     if lower == "dask":
         return DaskRunner()
     if m := re.fullmatch(r"dask:(\d{1,4})", lower):
@@ -419,7 +536,7 @@ def runner_from_settings(value: str | None = None) -> LocalRunner | DaskRunner:
                 "(partition jobs carry encryption keys)", action="use dask+tls://host:port with the dask TLS "
                 "settings (DASK_DISTRIBUTED__COMM__TLS__*), or a loopback address")
         return DaskRunner(address=f"{'tls' if tls else 'tcp'}://{host}:{port}")
-    raise ConfigurationError(f"{ENV} is not one of local, dask, dask:N, dask+tls://host:port, dask://host:port",
+    raise ConfigurationError(f"{ENV} is not one of local, processes, processes:N, dask, dask:N, dask+tls://host:port, dask://host:port",
                              action=_ACTION)
 
 

@@ -6,20 +6,25 @@ ledger commit — while its memory is bounded by FUNDX_CHUNK_ROWS rows and one 6
 the size of the feed:
 
 1. **pull** — the connector reads the window piece by piece (:meth:`connectors.base.Connector.chunks`:
-   a server-side cursor, a CSV file block by block); each chunk is shaped to the contract and put in
+   a server-side cursor, a CSV file block by block; read one chunk ahead in a thread, :func:`prefetched`,
+   so the reading overlaps the hashing of the chunk before); each chunk is shaped to the contract and put in
    the **spool**, ``FUNDX_HOME/spool/<feed>.<random>/``, encrypted with AES-256-GCM under a key that
    exists only in this process's memory (and in the jobs handed to a task runner's workers), so no
    record is ever at rest in plain text. A 64-bit hash of each row's key is kept; rows whose key
    hashes repeat are read back and de-duplicated exactly as a whole pull is
    (:func:`connectors.base.deduplicate`). The pull's digest is computed from per-row hashes
-   (:func:`fundx.digest.digest_of`): the same as the digest of the whole frame.
+   (:func:`fundx.digest.digest_of`): the same as the digest of the whole frame. Each column's value
+   hashes are spooled beside the chunk, so the check hashes again only the values it normalised.
 2. **normalise + validate** — one job per chunk (:func:`check_chunk`): the contract's check on the
-   chunk's rows, the split written back to the spool. Jobs run through a :class:`Runner`: in this
-   process (:class:`LocalRunner`) or in parallel on a Dask cluster (:mod:`fundx.runners`). The
-   batch-level rules (row count against history, share of failing rows) are decided on the totals.
-3. **seal** — valid rows become Parquet parts of at most FUNDX_PART_BYTES (consecutive chunks share a
-   part), quarantined rows the stewards' parts; each part is sealed by a job of its own
-   (:func:`seal_part`), which loads the exchange's keys itself: keys never travel in a job.
+   chunk's rows; the failing rows go back to the spool as a frame, the valid ones already encoded as
+   Parquet pieces (the seal step's encoding, done where the rows are). Jobs run through a
+   :class:`Runner`: in this process (:class:`LocalRunner`), on a warm pool of this machine's processes
+   or in parallel on a Dask cluster (:mod:`fundx.runners`). The batch-level rules (row count against
+   history, share of failing rows) are decided on the totals.
+3. **seal** — a chunk's Parquet piece of a MiB or more is a part as it is; smaller ones are merged
+   with their neighbours into parts of at most FUNDX_PART_BYTES; quarantined rows become the stewards'
+   parts; each part is sealed by a job of its own (:func:`seal_part`), which loads the exchange's
+   keys itself: keys never travel in a job.
 4. **handoff** — :func:`fundx.handoff._deliver`'s steps (a)-(d), unchanged.
 
 :class:`Steps` records each step's seconds, rows and peak memory (VmHWM, reset per step) for
@@ -39,15 +44,17 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fundx.digest import digest_of, row_hashes
+from fundx.digest import column_hashes, digest_of, fold, row_hashes_since
+from fundx.handoff import _test_kill_point  # TEST ONLY: the chaos night's kill points (FUNDX_TEST_KILL_AT)
 from fundx.inbox import Inbox, LocalInbox, PartFile, part_name
-from fundx.runners import LocalRunner, Runner
 from fundx.keys import fsync_dir
+from fundx.runners import LocalRunner, Runner
 from fundx.timeutil import Window
 
 log = logging.getLogger("fundx.stream")
@@ -101,7 +108,7 @@ class Spool:
         self.put(name, pickle.dumps(value, protocol=5))
 
     def get_object(self, name: str) -> Any:
-        return pickle.loads(self.get(name))  # our own file, authenticated by AES-GCM under our key
+        return pickle.loads(self.get(name))  # noqa: S301 - our own file, authenticated by AES-GCM under our key
 
     def remove(self, name: str) -> None:
         (self.folder / name).unlink(missing_ok=True)
@@ -173,10 +180,13 @@ class Steps:
 
     def __init__(self) -> None:
         self.figures: dict[str, dict[str, Any]] = {}
+        #: seconds of a step done ahead inside another (the check encodes the Parquet the seal step seals)
+        self.carried: dict[str, float] = {}
 
     @contextmanager
     def step(self, name: str) -> Iterator[dict[str, Any]]:
-        figures = self.figures.setdefault(name, {"seconds": 0.0, "rows": 0, "peak_rss_bytes": None})
+        figures = self.figures.setdefault(name, {"seconds": round(self.carried.pop(name, 0.0), 3), "rows": 0,
+                                                 "peak_rss_bytes": None})
         _reset_peak()
         started = time.perf_counter()
         try:
@@ -242,13 +252,17 @@ def extract(connector: Any, window: Window, spool: Spool, *, chunk_rows: int,
         read: list[tuple[str, int]] = []
         keys: list[np.ndarray] = []
         hashes: list[np.ndarray] = []
-        for number, raw in enumerate(connector.chunks(window, tally, chunk_rows)):
+        for number, raw in enumerate(prefetched(connector.chunks(window, tally, chunk_rows))):
             frame = connector.shape_chunk(raw).reset_index(drop=True)
             name = f"raw-{number:06d}"
             spool.put_object(name, frame)
-            keys.append(row_hashes(frame[key]))
-            hashes.append(row_hashes(frame))
+            by_column = dict(zip(frame.columns, column_hashes(frame)))
+            keys.append(fold((by_column[k] for k in key), len(frame)))
+            hashes.append(fold(by_column.values(), len(frame)))
+            # the check hashes its valid rows again from these, only where normalising changed a value
+            spool.put_object(_hashes_name(name), by_column)
             read.append((name, len(frame)))
+            _test_kill_point("between_chunks")
         return read, keys, hashes
 
     read, keys, hashes = tally.retry(attempt, what="streamed read")
@@ -290,6 +304,62 @@ def extract(connector: Any, window: Window, spool: Spool, *, chunk_rows: int,
     return pulled
 
 
+def prefetched(chunks: Iterator[Any]) -> Iterator[Any]:
+    """``chunks``, read one ahead in a thread of their own: the connector's reading (sockets, files,
+    pyarrow's parser: work that lets go of the GIL) overlaps the hashing and spooling of the chunk
+    before. At most two chunks are in memory; an error of the reader is raised here, in order."""
+    import queue
+    import threading
+
+    handoff: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+    done = object()
+
+    def read() -> None:
+        try:
+            for chunk in chunks:
+                while not stop.is_set():
+                    try:
+                        handoff.put((chunk, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    break
+            item: tuple[Any, BaseException | None] = (done, None)
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, raised there
+            item = (done, error)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    reader = threading.Thread(target=read, name="fundx-prefetch", daemon=True)
+    reader.start()
+    try:
+        while True:
+            chunk, error = handoff.get()
+            if error is not None:
+                raise error
+            if chunk is done:
+                return
+            yield chunk
+    finally:
+        stop.set()
+        reader.join()
+
+
+def _hashes_name(raw: str) -> str:
+    """The spool name of a raw chunk's column hashes."""
+    return "hashes-" + raw.split("-", 1)[1]
+
+
 def _repeated(values: np.ndarray) -> np.ndarray:
     """A mask of the values that occur more than once."""
     mask = np.zeros(len(values), dtype=bool)
@@ -315,6 +385,7 @@ class CheckJob:
     chunk: Chunk
     today: date
     arrived: datetime
+    part_bytes: int = 64 * 2**20
 
 
 @dataclass
@@ -334,38 +405,117 @@ class CheckResult:
     gx: Any = field(repr=False)
     normalise_seconds: float = 0.0
     seconds: float = 0.0
+    #: the valid rows as Parquet, in the spool: (name, rows, bytes) of each piece, in row order
+    pieces: list[tuple[str, int, int]] = field(default_factory=list)
+    schema: Any = field(default=None, repr=False)
+    encode_seconds: float = 0.0
+    offset: int = 0
 
 
 def check_chunk(job: CheckJob) -> CheckResult:
-    """Check one spooled chunk against its feed's contract; its split goes back to the spool."""
+    """Check one spooled chunk against its feed's contract; its split goes back to the spool: the
+    failing rows as a frame (for the stewards), the valid ones already as Parquet pieces of at most
+    ``part_bytes`` (for the stage) — encoded here, so that with a pool of workers it runs in parallel."""
     from contracts.docs import counts_only
     from contracts.validate import check
     from fundx.monitor import event_lags
 
     started = time.perf_counter()
     frame = job.spool.get_object(job.chunk.name)
+    hashes = job.spool.get_object(_hashes_name(job.chunk.name))
     if len(job.chunk.drop):
         frame = frame.drop(index=job.chunk.drop)
+        hashes = {c: np.delete(h, job.chunk.drop) for c, h in hashes.items()}
     frame.index = np.arange(job.chunk.offset, job.chunk.offset + len(frame))  # positions in the whole pull
     checked = check(_contract(job.feed), frame, history=None, today=job.today)
-    del frame
+    valid_hashes = row_hashes_since(checked.valid, frame, hashes)
+    del frame, hashes
     report = checked.report
-    name = "checked-" + job.chunk.name.split("-", 1)[1]
-    job.spool.put_object(name, (checked.valid, checked.quarantined))
+    number = job.chunk.name.split("-", 1)[1]
+    name = "failed-" + number
+    job.spool.put_object(name, checked.quarantined)
+    encoding = time.perf_counter()
+    pieces, schema = _encode_valid(job, checked.valid, number)
+    encode_seconds = time.perf_counter() - encoding
     lags = None
     try:
         found = event_lags(job.feed, checked.valid, job.arrived)
         lags = None if found is None else found.astype("float32")
-    except Exception:  # the SLA's event latency never stops a delivery
+    except Exception:  # noqa: BLE001 - the SLA's event latency never stops a delivery
         lags = None
-    return CheckResult(
+    result = CheckResult(
         name=name, rows=report["rows"], valid=report["valid"], quarantined=report["quarantined"],
         counts=dict(checked.counts), normalisation=report["normalisation"], unevaluated=report.get("unevaluated", []),
         schema_reason=checked.reject_reason if report["schema_break"] else None,
-        valid_hashes=row_hashes(checked.valid),
+        valid_hashes=valid_hashes,
         lags=lags, gx=counts_only(checked.validation_result) if checked.validation_result is not None else None,
         normalise_seconds=report.get("normalise_seconds", 0.0), seconds=time.perf_counter() - started,
+        pieces=pieces, schema=schema, encode_seconds=encode_seconds, offset=job.chunk.offset,
     )
+    del checked
+    _trim_heap()
+    return result
+
+
+def _trim_heap() -> None:
+    """Free a checked chunk's memory now: collect reference cycles and give the C heap's free pages
+    back to the system (glibc's ``malloc_trim``).
+
+    Great Expectations leaves a chunk's frames in reference cycles that the cyclic collector frees
+    only every several chunks, and the small objects each chunk's result keeps pin the top of glibc's
+    heap: without this a 10M-row feed's check swung up to 3-4 GB where one chunk needs ~600 MB."""
+    import gc
+
+    gc.collect()  # Great Expectations leaves a chunk's frames in reference cycles: free them now, not chunks later
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@lru_cache(maxsize=1)
+def _malloc_trim() -> Any:
+    """glibc's ``malloc_trim``, or None where the C library has none."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    return trim
+
+
+def _encode_valid(job: CheckJob, valid: Any, number: str) -> tuple[list[tuple[str, int, int]], Any]:
+    """A chunk's valid rows as Parquet pieces of at most ``part_bytes`` in the spool, and their schema."""
+    from fundx.inbox import arrow_table
+    from fundx.seal import iter_parts
+
+    if len(valid) == 0:
+        return [], None
+    table = arrow_table(valid, job.feed)
+    pieces = []
+    for k, data in enumerate(iter_parts(table, job.part_bytes)):
+        piece = f"valid-{number}-{k:04d}"
+        job.spool.put(piece, data)
+        pieces.append((piece, _parquet_rows(data), len(data)))
+    return pieces, table.schema
+
+
+def _parquet_rows(data: bytes) -> int:
+    import io
+
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
+
+
+def _read_piece(spool: Spool, name: str) -> Any:
+    import io
+
+    import pyarrow.parquet as pq
+
+    return pq.read_table(io.BytesIO(spool.get(name)))
 
 
 _CONTRACTS: dict[str, tuple[tuple[int, int], Any]] = {}
@@ -404,7 +554,7 @@ class StreamChecked:
 
 
 def check_pull(ledger: Any, pulled: SpooledPull, *, runner: Runner, steps: Steps, today: date | None = None,
-               arrived: datetime | None = None) -> StreamChecked:
+               arrived: datetime | None = None, part_bytes: int = 64 * 2**20) -> StreamChecked:
     """Check every chunk (through ``runner``), then the batch rules on the totals."""
     from contracts import contract_path, display_path, load_contract
     from contracts.normalise import NormalisationRecord
@@ -418,15 +568,21 @@ def check_pull(ledger: Any, pulled: SpooledPull, *, runner: Runner, steps: Steps
     rules = contract_rules(contract)
     today = today or datetime.now(SHANGHAI).date()
     arrived = arrived or now()
-    jobs = [CheckJob(pulled.spool, pulled.feed, chunk, today, arrived) for chunk in pulled.chunks]
+    jobs = [CheckJob(pulled.spool, pulled.feed, chunk, today, arrived, part_bytes) for chunk in pulled.chunks]
     started = time.perf_counter()
     with steps.step("validate") as figures:
         results = runner.map(check_chunk, jobs)
         figures["rows"] = pulled.rows
+    # The jobs also normalised their rows and encoded the valid ones as Parquet: the step's wall clock is
+    # shared out in proportion to the jobs' own seconds (with parallel workers these add up to more).
     normalise_seconds = sum(r.normalise_seconds for r in results)
-    steps.figures["validate"]["seconds"] = round(max(0.0, steps.figures["validate"]["seconds"] - normalise_seconds), 3)
-    steps.figures["normalise"] = {"seconds": round(normalise_seconds, 3), "rows": pulled.rows,
+    encode_seconds = sum(r.encode_seconds for r in results)
+    wall = steps.figures["validate"]["seconds"]
+    share = wall / max(sum(r.seconds for r in results), wall, 1e-9) if results else 0.0
+    steps.figures["validate"]["seconds"] = round(max(0.0, wall - (normalise_seconds + encode_seconds) * share), 3)
+    steps.figures["normalise"] = {"seconds": round(normalise_seconds * share, 3), "rows": pulled.rows,
                                   "peak_rss_bytes": steps.figures["validate"]["peak_rss_bytes"]}
+    steps.carried["seal"] = encode_seconds * share  # added to the seal step when it is timed
     broken = next((r.schema_reason for r in results if r.schema_reason), None)
     if broken:
         raise SourceSchemaError(
@@ -547,47 +703,51 @@ class SpooledParts(Sequence[bytes]):
         self.spool.remove(self.names[index])
 
 
+#: a Parquet piece of a chunk under this size is merged with its neighbours (no swarm of tiny parts)
+SMALL_PIECE = 2**20
+
+
 def valid_parts(pulled: SpooledPull, checked: StreamChecked, part_bytes: int) -> SpooledParts:
-    """The valid rows as Parquet parts of at most ``part_bytes``, in the spool; consecutive chunks share a part."""
+    """The valid rows as Parquet parts of at most ``part_bytes``, in the spool, in row order.
+
+    The check encoded each chunk's valid rows already (:func:`check_chunk`, in parallel when the
+    runner has workers): a piece of a MiB or more is a part as it is. Smaller pieces, and those of a
+    chunk whose schema differs from the first chunk's (a column all missing in it is typed null), are
+    read back and encoded again together with their neighbours.
+    """
     import pyarrow as pa
 
-    from fundx.inbox import arrow_table
-    from fundx.seal import _parquet, iter_parts
+    from fundx.seal import iter_parts
 
-    spool, names = pulled.spool, []
+    spool, names = pulled.spool, list[str]()
+    schema = next((r.schema for r in checked.results if r.schema is not None), None)
     pending: list[Any] = []
-    pending_rows = 0
-    per_row = 0.0
-    schema = None
+    pending_bytes = 0
 
     def flush() -> None:
-        nonlocal pending, pending_rows, per_row
-        if not pending:
-            return
-        table = pa.concat_tables(pending) if len(pending) > 1 else pending[0]
-        for data in iter_parts(table, part_bytes):
-            name = f"part-{len(names) + 1:06d}"
-            spool.put(name, data)
-            names.append(name)
-        pending, pending_rows = [], 0
+        nonlocal pending, pending_bytes
+        if pending:
+            table = pa.concat_tables(pending) if len(pending) > 1 else pending[0]
+            for data in iter_parts(table, part_bytes):
+                name = f"part-{len(names) + 1:06d}"
+                spool.put(name, data)
+                names.append(name)
+        pending, pending_bytes = [], 0
 
     for result in checked.results:
-        valid, _ = spool.get_object(result.name)
-        if len(valid) == 0:
-            continue
-        table = arrow_table(valid, pulled.feed)
-        del valid
-        schema = schema or table.schema
-        if table.schema != schema:
-            table = _conform(table, schema, pulled.feed)
-        if not per_row:
-            sample = table.slice(0, min(table.num_rows, 10_000))
-            per_row = len(_parquet(sample)) / max(sample.num_rows, 1)
-        if pending and ((pending_rows + table.num_rows) * per_row > 0.9 * part_bytes
-                        or sum(t.nbytes for t in pending) + table.nbytes > 8 * part_bytes):
-            flush()
-        pending.append(table)
-        pending_rows += table.num_rows
+        same = result.schema is None or result.schema == schema
+        for piece, _rows, size in result.pieces:
+            if same and size >= min(SMALL_PIECE, part_bytes // 2):
+                flush()
+                names.append(piece)
+                continue
+            table = _read_piece(spool, piece)
+            if not same:
+                table = _conform(table, schema, pulled.feed)
+            if pending and pending_bytes + size > 0.9 * part_bytes:
+                flush()
+            pending.append(table)
+            pending_bytes += size
     flush()
     if not names:  # a batch always has at least one part
         from fundx.inbox import parquet_parts
@@ -595,6 +755,24 @@ def valid_parts(pulled: SpooledPull, checked: StreamChecked, part_bytes: int) ->
         spool.put("part-000001", parquet_parts(_empty(pulled), pulled.feed, part_bytes)[0])
         names.append("part-000001")
     return SpooledParts(spool, names)
+
+
+def _valid_frame(spool: Spool, result: CheckResult, failed: Any) -> Any:
+    """A chunk's valid rows read back from their Parquet pieces, indexed by their positions in the pull."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from fundx.quarantine import RULES
+
+    if not result.pieces:
+        return failed.iloc[0:0].drop(columns=[RULES])
+    tables = [_read_piece(spool, piece) for piece, _rows, _size in result.pieces]
+    frame = (pa.concat_tables(tables) if len(tables) > 1 else tables[0]).to_pandas()
+    positions = np.setdiff1d(np.arange(result.offset, result.offset + result.rows), failed.index.to_numpy())
+    if len(positions) != len(frame):
+        raise AssertionError(f"chunk {result.name}: {len(frame)} valid rows read back, {len(positions)} expected")
+    frame.index = pd.Index(positions)
+    return frame
 
 
 def _empty(pulled: SpooledPull) -> Any:
@@ -627,11 +805,16 @@ def quarantine_parts(pulled: SpooledPull, checked: StreamChecked, part_bytes: in
     from fundx.quarantine import POSITION, ROW, RULES
     from fundx.seal import iter_parts
 
-    spool, names, number = pulled.spool, [], 1
+    spool, names, number = pulled.spool, list[str](), 1
     for result in checked.results:
-        valid, failed = spool.get_object(result.name)
-        rows = pd.concat([valid.assign(**{RULES: ""}), failed]).sort_index(kind="stable") if held else failed
-        del valid, failed
+        failed = spool.get_object(result.name)
+        if held:  # every row to the stewards, in pull order: the valid ones read back from their pieces
+            valid = _valid_frame(spool, result, failed)
+            rows = pd.concat([valid.assign(**{RULES: ""}), failed]).sort_index(kind="stable")
+            del valid
+        else:
+            rows = failed
+        del failed
         if len(rows) == 0:
             continue
         rows = rows.copy()

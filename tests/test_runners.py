@@ -19,7 +19,7 @@ import runner_jobs
 from runner_jobs import Job
 
 from fundx.errors import ConfigurationError, DataError, InternalError
-from fundx.runners import DaskRunner, LocalRunner, runner_from_settings, task_name
+from fundx.runners import DaskRunner, LocalRunner, ProcessRunner, runner_from_settings, task_name
 
 MARK = f"secret-{uuid.uuid4().hex}"  # in every job's path: must never reach Prefect
 KEYS = [os.urandom(32) for _ in range(8)]
@@ -41,7 +41,40 @@ def test_local_runner_in_order_and_raises(tmp_path):
         LocalRunner().map(runner_jobs.run, _jobs(3, tmp_path, fail={1: "fundx"}))
 
 
+# -- ProcessRunner: a warm pool of this machine's processes -----------------------------------------------
+def test_process_runner_in_order_on_two_processes_and_the_pool_is_kept(tmp_path):
+    runner = ProcessRunner(2)
+    runner.warm()
+    done = runner.map(runner_jobs.run, _jobs(6, tmp_path))
+    assert [d.index for d in done] == list(range(6))
+    assert len({d.pid for d in done}) == 2 and os.getpid() not in {d.pid for d in done}
+    assert [d.key_tail for d in done] == [KEYS[i % len(KEYS)][-1] for i in range(6)]
+    again = ProcessRunner(2).map(runner_jobs.run, _jobs(2, tmp_path))  # the same warm pool
+    assert {d.pid for d in again} <= {d.pid for d in done}
+    assert ProcessRunner(2).map(runner_jobs.run, []) == []
+    assert len(runner.worker_peaks()) == 2 and all(p > 10 * 2**20 for p in runner.worker_peaks())
+
+
+def test_process_runner_raises_the_first_failing_job_content_free(tmp_path):
+    runner = ProcessRunner(2)
+    with pytest.raises(DataError, match="partition 1 is not a Parquet file"):
+        runner.map(runner_jobs.run, _jobs(4, tmp_path, fail={1: "fundx", 3: "foreign"}))
+    with pytest.raises(InternalError) as caught:
+        runner.map(runner_jobs.run, _jobs(4, tmp_path, fail={2: "foreign"}))
+    text = str(caught.value) + repr(caught.value)
+    assert "ValueError" in text and MARK not in text and KEYS[2].hex() not in text
+    assert [d.index for d in runner.map(runner_jobs.run, _jobs(3, tmp_path))] == [0, 1, 2]  # the pool survives
+
+
+def test_process_runner_pool_is_remade_when_the_settings_change(tmp_path, monkeypatch):
+    first = {d.pid for d in ProcessRunner(2).map(runner_jobs.run, _jobs(4, tmp_path))}
+    monkeypatch.setenv("FUNDX_CHUNK_ROWS", "1234")  # a worker reads its settings from its environment
+    second = {d.pid for d in ProcessRunner(2).map(runner_jobs.run, _jobs(4, tmp_path))}
+    assert not first & second
+
+
 @pytest.mark.parametrize("value, expected", [
+    ("processes:3", "ProcessRunner(workers=3)"), ("processes", f"ProcessRunner(workers={max(2, min(os.cpu_count() or 2, 8))})"),
     (None, "LocalRunner()"), ("", "LocalRunner()"), ("local", "LocalRunner()"), (" LOCAL ", "LocalRunner()"),
     ("dask", "DaskRunner(workers=2, threads_per_worker=1)"), ("dask:4", "DaskRunner(workers=4, threads_per_worker=1)"),
     ("dask://127.0.0.1:8786", "DaskRunner(address='tcp://127.0.0.1:8786')"),
@@ -57,7 +90,7 @@ def test_runner_from_settings(monkeypatch, value, expected):
 
 
 @pytest.mark.parametrize("value", [
-    "dask:0", "dask:x", "dask:", "dask:99999", "ray", "threads", "dask://", "dask://host", "dask://host:port",
+    "processes:0", "processes:x", "processes:", "dask:0", "dask:x", "dask:", "dask:99999", "ray", "threads", "dask://", "dask://host", "dask://host:port",
     "dask://127.0.0.1:0", "dask://127.0.0.1:70000", "tcp://127.0.0.1:8786",
     "dask://10.0.0.5:8786",  # plain TCP to another machine: refused (jobs carry keys)
 ])
@@ -80,7 +113,7 @@ def test_a_worker_that_may_spill_is_refused(monkeypatch):
     class Worker:
         memory_manager = Memory()
 
-    monkeypatch.setattr(distributed, "get_worker", lambda: Worker())
+    monkeypatch.setattr(distributed, "get_worker", Worker)
     with pytest.raises(ConfigurationError) as caught:
         runners._run_partition(runner_jobs.run, runners._Wrapped(Job(0, "p", KEYS[0])), 0)
     assert "DASK_DISTRIBUTED__WORKER__MEMORY__SPILL=False" in caught.value.action
@@ -252,7 +285,7 @@ def test_prefect_keeps_nothing_of_the_jobs(cluster, fundx_home):
     assert any(p.name.startswith("prefect.db") for p in files)
     for marker in shown:
         assert any(_leaks(p.read_bytes(), [marker.encode()]) for p in files), f"the scan missed {marker}"
-    needles = [MARK.encode()] + [k for k in KEYS] + [k.hex().encode() for k in KEYS]
+    needles = [MARK.encode(), *KEYS, *(k.hex().encode() for k in KEYS)]
     leaked = [str(p.relative_to(home)) for p in files if _leaks(p.read_bytes(), needles)]
     assert leaked == []
 

@@ -64,3 +64,36 @@ def test_digest_is_vectorised_fast():
     started = time.perf_counter()
     content_digest(f)
     assert time.perf_counter() - started < 5
+
+
+def test_column_hashes_folded_are_the_row_hashes_and_a_key_is_a_fold_of_its_columns():
+    from fundx.digest import column_hashes, fold, row_hashes
+
+    f = frame(3000)
+    by_column = dict(zip(f.columns, column_hashes(f)))
+    assert (fold(by_column.values(), len(f)) == row_hashes(f)).all()
+    assert (fold((by_column[c] for c in ("name", "record_id")), len(f)) == row_hashes(f[["name", "record_id"]])).all()
+
+
+def test_row_hashes_since_hashes_again_only_what_changed_and_agrees_with_hashing_afresh():
+    from fundx.digest import column_hashes, row_hashes, row_hashes_since
+
+    n = 5000
+    rng = np.random.default_rng(3)
+    before = pd.DataFrame({
+        "id": pd.Series([f"11010519491231{i:04d}" if i % 7 else f" 11010519491231{i:04d}x" for i in range(n)], dtype="str"),
+        "gender": pd.Series(rng.choice(["男", "女", None], n), dtype="str"),
+        "amount": rng.normal(size=n),
+        "when": pd.Series(pd.to_datetime(rng.integers(0, 10**9, n), unit="s", utc=True)),
+        "plain": pd.Series(rng.choice(["a", None, 3], n), dtype=object),
+    }, index=np.arange(100, 100 + n))
+    hashes = dict(zip(before.columns, column_hashes(before)))
+    after = before.copy()
+    after["id"] = after["id"].str.strip().str.upper()          # normalised: some values change
+    after.loc[after.index[::11], "gender"] = None               # a value becomes missing ...
+    after.loc[after.index[5::13], "amount"] = np.nan            # ... or a number goes
+    after["plain"] = after["plain"].astype(str)                 # a dtype that changes: hashed afresh
+    kept = after.iloc[rng.permutation(n)[: n // 2]]              # a subset, in another order
+    assert (row_hashes_since(kept, before, hashes) == row_hashes(kept)).all()
+    strangers = kept.set_axis(np.arange(len(kept)) + 10**6)     # rows `before` never had: hashed afresh
+    assert (row_hashes_since(strangers, before, hashes) == row_hashes(strangers)).all()

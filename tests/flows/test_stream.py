@@ -200,7 +200,8 @@ def test_the_spool_holds_no_record_in_clear_and_a_killed_runs_spool_is_removed(s
     ids = {str(i).encode() for i in sandbox.expected(feed, aware("2020-01-01"), aware(END))["id_number"]}
     ids |= {i.decode().encode("gb18030") for i in ids} | {i.decode().encode("utf-16-le") for i in ids}
     # a spool left by a run that was killed (its process is gone)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=False, capture_output=True,
+                          text=True)
     left = Spool.create(home, feed)
     (left.folder / "owner").write_text(dead.stdout.strip())
     left.put("raw-000000", b"rows of a killed run")
@@ -247,3 +248,64 @@ def test_a_streamed_feed_is_checked_and_sealed_on_a_local_dask_cluster(sandbox, 
     assert ready["parts"] == done.handoff.parts >= 2
     pd.testing.assert_frame_equal(_kept(done.handoff.batch_id), local_kept)
     assert not any((home / "spool").iterdir())
+
+
+def test_a_streamed_feed_is_checked_and_sealed_by_a_pool_of_processes(sandbox, home, monkeypatch, tmp_path):
+    """FUNDX_TASK_RUNNER=processes:2: chunks checked and encoded, parts sealed by two worker processes;
+    the same batch as in this process, every chunk's valid rows a part of their own (a piece of a MiB
+    or more is not encoded again) or merged with their neighbours when small."""
+    from fundx import stream
+    from fundx.digest import content_digest
+    from fundx.runners import ProcessRunner
+
+    feed, (stage, _, _) = "medical_insurance.bills", FEEDS["medical_insurance.bills"]
+    _use(tmp_path / "local", monkeypatch, 1000)
+    local = run_feed(feed, end=END, stream=True, runner=LocalRunner())
+    local_kept = _kept(local.handoff.batch_id)
+    _use(home, monkeypatch, 1000)
+    monkeypatch.setattr(stream, "SMALL_PIECE", 1)  # every chunk's piece kept as a part of its own
+    done = run_feed(feed, end=END, stream=True, runner=ProcessRunner(2))
+    assert (done.handoff.outcome, done.handoff.batch_id, done.valid, done.quarantined) == (
+        "delivered", local.handoff.batch_id, local.valid, local.quarantined)
+    ready = json.loads((home / "inboxes" / stage / done.handoff.batch_id / "READY").read_text())
+    rows = _inbox_rows(home, stage, done.handoff.batch_id)
+    assert len(rows) == ready["rows"] == done.valid and content_digest(rows) == ready["content_digest"]
+    chunks = -(-(done.valid + done.quarantined) // 1000)
+    assert ready["parts"] == done.handoff.parts == chunks
+    pd.testing.assert_frame_equal(_kept(done.handoff.batch_id), local_kept)
+    assert not any((home / "spool").iterdir())
+
+
+def test_prefetched_chunks_arrive_in_order_errors_are_raised_in_order_and_an_early_stop_closes_the_reader():
+    from fundx.stream import prefetched
+
+    assert list(prefetched(iter(range(5)))) == [0, 1, 2, 3, 4]
+    closed = []
+
+    def failing():
+        try:
+            yield 1
+            yield 2
+            raise ValueError("the reader failed")
+        finally:
+            closed.append("failing")
+
+    got = []
+    with pytest.raises(ValueError, match="the reader failed"):
+        for item in prefetched(failing()):
+            got.append(item)
+    assert got == [1, 2] and closed == ["failing"]
+
+    def endless():
+        try:
+            n = 0
+            while True:
+                n += 1
+                yield n
+        finally:
+            closed.append("endless")
+
+    for item in prefetched(endless()):
+        if item == 3:
+            break
+    assert closed[-1] == "endless"
