@@ -101,7 +101,7 @@ class FileDrop:
         if variant != self._variant:
             self._write_variant(variant)
             self._variant = variant
-        if self.faults.has("truncated"):
+        if self.faults.has("truncated") and variant != "empty":  # an emptied folder has no file to cut short
             self._truncate_newest()
 
     def _write_variant(self, variant: str) -> None:

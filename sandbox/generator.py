@@ -20,10 +20,11 @@ the hospital death notifications from a third ([seed, 100]) and the wage income 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,7 @@ from fundx.identity import (
     NO_DAY,
     civil_from_days,
     days_from_civil,
+    is_valid_id,
     make_id_matrix,
     make_uscc_matrix,
 )
@@ -316,7 +318,7 @@ def _names(rng: np.random.Generator, male: np.ndarray) -> pa.Array:
     pool = list(GIVEN_FEMALE) + list(GIVEN_MALE)
     off = len(GIVEN_FEMALE)
     first = _pick(pool, np.where(male, g1m + off, g1f))
-    second = _pick(pool + [""], np.where(rng.random(n) < 0.35, len(pool), np.where(male, g2m + off, g2f)))
+    second = _pick([*pool, ""], np.where(rng.random(n) < 0.35, len(pool), np.where(male, g2m + off, g2f)))
     return _join(surname, first, second)
 
 
@@ -395,7 +397,7 @@ def _civil_rows(rng: np.random.Generator, ppl: _People, as_of_days: int, key_sta
 
 def _police_station_names() -> list[str]:
     """Police station names, three per district, in DISTRICTS order (index = district * 3 + k)."""
-    names = []
+    names: list[str] = []
     for _code, dname, _w, _home, stations in DISTRICTS:
         bureau = f"杭州市公安局{dname}分局" if dname.endswith("区") else f"{dname}公安局"
         names.extend(f"{bureau}{s}派出所" for s in stations)
@@ -565,7 +567,7 @@ def _justice_rows(rng: np.random.Generator, ppl: _People, as_of_days: int, key_s
     """The prisoners list: sentence period, admission day, custody status and prison."""
     n = ppl.n
     status, start, end, admitted = custody if custody is not None else _custody_draw(rng, n, as_of_days)
-    prison = _pick(list(PRISONS) + [WOMENS_PRISON],
+    prison = _pick([*PRISONS, WOMENS_PRISON],
                    np.where(ppl.male, rng.integers(0, len(PRISONS), n), len(PRISONS)))
     no_prison = rng.random(n) < 0.02
     pos = np.arange(n)
@@ -1315,8 +1317,7 @@ def _plant_invalid(rng: np.random.Generator, feed: str, frame: pd.DataFrame, fre
     for i, s in enumerate(rng.permutation(len(slots)).tolist()):
         kind, column = slots[s]
         want = base + (1 if i < extra else 0) + owed
-        rows = _pick_rows(rng, free, want,
-                          lambda r, k=kind, c=column: _eligible(k, c, spec, frame, r, as_of_days))
+        rows = _pick_rows(rng, free, want, partial(_eligible, kind, column, spec, frame, as_of_days=as_of_days))
         owed = want - len(rows)  # a kind without enough rows it fits passes its share on
         if len(rows) == 0:
             continue
@@ -1497,7 +1498,6 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
     on_roll = np.where(pension_age, rng.random(n) < 0.85, rng.random(n) < 0.065)
     roll_pos = np.flatnonzero(on_roll)
     r = len(roll_pos)
-    r_age = age[roll_pos]
     young = ~pension_age[roll_pos]
     benefit = np.where(rng.random(r) < 0.68, 0, 1)
     benefit = np.where(young, rng.choice([2, 3, 4], r, p=[0.6, 0.15, 0.25]), benefit)
@@ -1888,10 +1888,10 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
     truths["duplicate_receipts"] = duplicates
     contributing = []
     for i, p in enumerate(uc_pos):
-        monthly = float(amount[roll_index[p]])
+        per_month = float(amount[roll_index[p]])
         contributing.append({
             "id_number": id_text[p], "months": [month(uc_begin[i] + k) for k in range(int(uc_len[i]))],
-            "monthly_amount": monthly, "amount": round(int(uc_len[i]) * monthly, 2),
+            "monthly_amount": per_month, "amount": round(int(uc_len[i]) * per_month, 2),
         })
     truths["unemployed_contributing"] = contributing
     truths["frequent_patients"] = [
@@ -2003,3 +2003,43 @@ def generate_feed(feed: str, rows: int, seed: int = DEFAULT_SEED, as_of: date = 
         if invalid is not None:
             invalid.extend(planted)
         yield built.frame
+
+
+#: The canary: a synthetic, checksum-valid identity number (西湖区, born 1950-01-01) that no generated
+#: person has. The chaos night (``python -m chaos``) plants it in one row of every feed and then searches
+#: every file the exchange wrote for it: a hit is personal data at rest in plain text.
+CANARY_ID = "330106195001019997"
+
+#: the identity-number column of each feed
+ID_COLUMNS: dict[str, str] = {feed: "legal_rep_id_number" if feed == "market_regulation.businesses" else "id_number"
+                              for feed in FEEDS}
+
+
+def plant_canary(city: City, id_number: str = CANARY_ID) -> dict[str, str]:
+    """Give one row of every feed the identity number ``id_number``; returns {feed: the row's key}.
+
+    The row is a real one (so the canary travels as any row does: pulled, checked, sealed, handed to
+    the stage or quarantined): the first whose key is neither planted invalid nor messy and whose
+    own identity number is valid; a birth-date column is set to the canary's, so that the row stays
+    consistent. The truths are not updated: a city with a canary is for the chaos night, not for the
+    matching stage's truths. A ValueError names a feed with no such row (generate more people).
+    """
+    if not is_valid_id(id_number):
+        raise ValueError("the canary must be a valid 18-character identity number")
+    born = f"{id_number[6:10]}-{id_number[10:12]}-{id_number[12:14]}"
+    touched = {(m["feed"], str(m["key"])) for m in [*city.truths.get("invalid", []), *city.truths.get("messy", [])]}
+    planted: dict[str, str] = {}
+    for feed, frame in city.feeds.items():
+        key, column = feed_schema(feed).key, ID_COLUMNS[feed]
+        for position in range(len(frame)):
+            row = frame.iloc[position]
+            if (feed, str(row[key])) in touched or not is_valid_id(row[column]):
+                continue
+            frame.iloc[position, frame.columns.get_loc(column)] = id_number
+            if "birth_date" in frame.columns:
+                frame.iloc[position, frame.columns.get_loc("birth_date")] = born
+            planted[feed] = str(row[key])
+            break
+        else:
+            raise ValueError(f"{feed}: no clean row to plant the canary in ({len(frame)} rows); generate more people")
+    return planted
