@@ -8,12 +8,15 @@ STAMP  := $(VENV)/.installed
 # no heartbeats); tests/conftest.py does the same for the suite.
 export FUNDX_HOME ?= $(CURDIR)/var
 
-.PHONY: demo test bench serve serve-stop serve-status venv constraints clean help
+.PHONY: demo test lint audit bench chaos serve serve-stop serve-status venv constraints clean help
 
 help:
 	@echo "make demo   - start the sandbox agencies and run one whole night (SQLite ledger, ephemeral Prefect)"
-	@echo "make test   - run the test suite (uses PostgreSQL on 127.0.0.1:5432 when it is up)"
+	@echo "make test   - make lint, then the test suite (uses PostgreSQL on 127.0.0.1:5432 when it is up)"
+	@echo "make lint   - ruff and mypy over the project's code (pyproject.toml), then make audit"
+	@echo "make audit  - known vulnerabilities in constraints.txt's pins (pip-audit; README: Lint, types and dependency audit)"
 	@echo "make bench  - print speed ratios against baselines measured in the same run"
+	@echo "make chaos  - eight feeds, every fault profile, SIGKILLs of the exchange: 0 lost, 0 duplicated, no canary or secret in plain text"
 	@echo "make serve  - a Prefect server on 127.0.0.1:4200, the fundx work pool, its deployments and a worker (background)"
 	@echo "make serve-stop - stop make serve's worker and server"
 	@echo "make serve-pg - make serve with Prefect's database and the ledger on PostgreSQL (FUNDX_SERVE_PG_URL) and two workers (WORKERS=N)"
@@ -30,8 +33,18 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/fundx demo
 
-test: $(STAMP) browsers
+test: $(STAMP) browsers lint
 	$(BIN)/python -m pytest -q
+
+# ruff and mypy read their settings (rules, the packages mypy checks) from pyproject.toml; caches: .ruff_cache, .mypy_cache.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(MAKE) --no-print-directory audit
+
+# The known-vulnerability audit of the pinned dependencies (.ci/audit.py; ignore list: .ci/audit-ignore.txt).
+audit: $(STAMP)
+	$(BIN)/python .ci/audit.py
 
 # The console's browser tests (tests/console) drive Debian's chromium through its chromedriver, never a
 # downloaded browser (and a CJK font, so screenshots show the agencies' Chinese). Installed here when missing
@@ -50,6 +63,10 @@ browsers:
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The chaos night (README: "The chaos night"); its options: $(BIN)/python -m chaos --help
+chaos: $(STAMP)
+	$(BIN)/python -m chaos
 
 # The orchestration is deployments/run.py (start | stop | status): logs and pids under $(FUNDX_HOME)/serve.
 serve: $(STAMP)

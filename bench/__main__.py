@@ -18,7 +18,7 @@ import os
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 BENCHES = ("pull", "validate", "seal", "matching", "feeds", "night")
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
 
     report: dict = {
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                     "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
         "quick": quick,

@@ -82,7 +82,7 @@ def run(rows: int = 1_000_000) -> list[dict]:
             reload_settings()
             window = Window(aware("2020-01-01"), aware(city.as_of))
             for feed, transport in FEEDS.items():
-                pull_s, pulled = _timed(lambda: connector_for(feed).extract(window))
+                pull_s, pulled = _timed(lambda feed=feed: connector_for(feed).extract(window))
                 expected = len(sandbox.expected(feed, window.start, window.end))
                 if pulled.rows != expected:
                     raise SystemExit(f"{feed}: pulled {pulled.rows} rows, the agency holds {expected}")

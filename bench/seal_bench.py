@@ -16,6 +16,7 @@ Goal (issue 3): >= 500 MB/s, peak <= 2 x part size.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import resource
@@ -123,7 +124,7 @@ def _peak_since(base: int) -> int:
     return max(0, (vm_hwm() or _rss_peak()) - base)
 
 
-class _Discard:
+class _Discard(io.BytesIO):
     """A binary stream that drops what it is given (seal_into without a disk)."""
 
     def write(self, data) -> int:

@@ -81,9 +81,10 @@ def pandas_failures(frame: pd.DataFrame, today: date = TODAY, feed: str = FEED) 
         return ids_cache[col]
 
     for rule in contract_rules(contract).row_rules:
-        col = rule.columns[0] if rule.columns else None
-        s = frame[col] if col else None
-        there = present(s) if s is not None else None
+        # the rule's column, its values and which are present (a rule without a column uses none of them)
+        col: Any = rule.columns[0] if rule.columns else None
+        s: Any = frame[col] if col else None
+        there: Any = present(s) if s is not None else None
         if rule.kind == "required":
             ok = there
         elif rule.kind == "unique":

@@ -100,7 +100,7 @@ def _mismatch(config: FeedConfig, contract: Contract) -> str | None:
         if paging.after_field is None and len(contract.key) != 1:
             return "rest.paging.after_field: is required when the contract's key has several columns"
     if config.matching is not None:
-        for i, name in enumerate(config.matching.sources()):
+        for name in config.matching.sources():
             if name not in names:
                 return f"matching.columns: {name!r} is not a column of contract {contract.feed}"
     if config.database is not None:

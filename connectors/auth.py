@@ -46,7 +46,7 @@ class Auth(ABC):
     def headers(self, http: HttpClient) -> dict[str, str]:
         """Headers that authenticate one request (may fetch a token)."""
 
-    def refresh(self, http: HttpClient) -> None:
+    def refresh(self, http: HttpClient) -> None:  # noqa: B027 - a hook: nothing to forget by default
         """Forget the current credential so the next request gets a new one."""
 
 

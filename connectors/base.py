@@ -142,7 +142,7 @@ class Connector(ABC):
         self.check_columns(frame.columns, physical=False)
         missing = [name for name in self.contract.names if name not in frame.columns]
         if missing:
-            frame = frame.assign(**{name: None for name in missing})
+            frame = frame.assign(**dict.fromkeys(missing))
         return frame.loc[:, list(self.contract.names)]
 
     # --- streaming (fundx.stream) -------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
@@ -84,7 +84,7 @@ class OAuth2ClientCredentialsAuth(_Strict):
         return _reference(value)
 
 
-AuthConfig = Annotated[Union[BearerAuth, ApiKeyAuth, OAuth2ClientCredentialsAuth], Field(discriminator="type")]
+AuthConfig = Annotated[BearerAuth | ApiKeyAuth | OAuth2ClientCredentialsAuth, Field(discriminator="type")]
 UNION_TAGS["auth"] = frozenset({"bearer", "api_key", "oauth2_client_credentials"})
 
 
@@ -139,7 +139,7 @@ class LinkHeaderPaging(_Strict):
 
 
 PagingConfig = Annotated[
-    Union[CursorPaging, PageSizePaging, ChangedSincePaging, LinkHeaderPaging], Field(discriminator="style")
+    CursorPaging | PageSizePaging | ChangedSincePaging | LinkHeaderPaging, Field(discriminator="style")
 ]
 UNION_TAGS["paging"] = frozenset({"cursor", "page_size", "changed_since", "link_header"})
 
@@ -275,14 +275,14 @@ class MatchingConfig(_Strict):
     named are not kept."""
 
     table: str = Field(pattern=_NAME)
-    columns: dict[Annotated[str, Field(pattern=_NAME)], Union[Annotated[str, Field(pattern=_NAME)], NotNull, UsccArea]] = (
+    columns: dict[Annotated[str, Field(pattern=_NAME)], Annotated[str, Field(pattern=_NAME)] | NotNull | UsccArea] = (
         Field(min_length=1))
 
     def sources(self) -> list[str]:
         """Every feed column this section reads."""
         out = []
         for value in self.columns.values():
-            out.append(value if isinstance(value, str) else getattr(value, "not_null", None) or value.uscc_area)
+            out.append(value if isinstance(value, str) else value.not_null if isinstance(value, NotNull) else value.uscc_area)
         return out
 
 

@@ -71,10 +71,10 @@ from fundx.timeutil import SHANGHAI, Window, aware
 
 __all__ = [
     "CHECKS",
+    "NOT_APPLICABLE",
     "Context",
     "ControlServerFaults",
     "FaultControl",
-    "NOT_APPLICABLE",
     "Result",
     "SandboxFaults",
     "check_skip",
@@ -101,7 +101,7 @@ NOT_APPLICABLE: dict[tuple[str, str], str] = {
 #: the last days pulled by the connection check
 CONNECTION_DAYS = 30
 #: the environment variables the probes set (never a real credential)
-PROBE_SECRET_ENV = "FUNDX_CONFORMANCE_PROBE_SECRET"
+PROBE_SECRET_ENV = "FUNDX_CONFORMANCE_PROBE_SECRET"  # noqa: S105 - the variable's name, not a secret
 PROBE_URL_ENV = "FUNDX_CONFORMANCE_PROBE_URL"
 
 
@@ -299,7 +299,7 @@ class Context:
             return None
         try:
             return self.faults if self.agency in self.faults.agencies() else None
-        except Exception:  # a control server that went away: no fault control
+        except Exception:  # noqa: BLE001 - a control server that went away: no fault control
             return None
 
     def secret_values(self) -> dict[str, str]:
@@ -318,7 +318,7 @@ class Context:
         values: dict[str, str] = {}
         for setting, ref in refs.items():
             try:
-                value = resolve(ref, setting=setting, feed=self.feed, secret=True).get_secret_value()  # type: ignore[union-attr]
+                value = resolve(ref, setting=setting, feed=self.feed, secret=True).get_secret_value()
             except FundxError:
                 continue
             if setting == "database.url":
@@ -396,7 +396,7 @@ def run_check(name: str, context: Context, *, skip: Mapping[str, str] | None = N
         status, message = SKIPPED, str(exc)
     except CheckFailed as exc:
         status, message = FAILED, str(exc)
-    except Exception as exc:  # what a pull raised: its type and content-free message
+    except Exception as exc:  # noqa: BLE001 - what a pull raised: its type and content-free message
         status, message = FAILED, f"{_describe(content_free(exc))}"
     message = _mask(message if message.startswith(f"{feed}:") else f"{feed}: {message}", secrets_known)
     return Result(feed, name, status, message, time.monotonic() - started)
@@ -431,7 +431,7 @@ class _LogCapture(logging.Handler):
         for record in self.records:
             try:
                 text = record.getMessage()
-            except Exception:  # a broken log call: look at its parts
+            except Exception:  # noqa: BLE001 - a broken log call: look at its parts
                 text = f"{record.msg} {record.args}"
             if record.exc_info:
                 text += "\n" + formatter.formatException(record.exc_info)
@@ -473,7 +473,7 @@ def _attempt(connector: Connector, window: Window) -> _Attempt:
     with _capture_logs("fundx.retry", logging.WARNING) as capture:
         try:
             pull = connector.extract(window)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the check judges whatever the connector raised
             return _Attempt(None, exc, _retry_count(capture), time.monotonic() - started)
     return _Attempt(pull, None, max(pull.retries, _retry_count(capture)), time.monotonic() - started)
 
@@ -496,7 +496,7 @@ def _url_password(url: str) -> str | None:
         from sqlalchemy.engine import make_url
 
         return make_url(url).password
-    except Exception:
+    except Exception:  # noqa: BLE001 - any URL sqlalchemy cannot parse has no password to hide
         return None
 
 
@@ -798,6 +798,7 @@ def _probe_config(ctx: Context) -> tuple[FeedConfig, dict[str, str], str, str] |
     if config.rest is not None:
         auth = config.rest.auth
         ref = f"env:{PROBE_SECRET_ENV}"
+        new: BearerAuth | ApiKeyAuth | OAuth2ClientCredentialsAuth
         if isinstance(auth, BearerAuth):
             new, what = auth.model_copy(update={"token": ref}), "rest.auth.token"
         elif isinstance(auth, ApiKeyAuth):
@@ -852,7 +853,7 @@ def check_secrets(ctx: Context) -> str:
         pull = None
         try:
             pull = connector.extract(ctx.window)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the check judges whatever the connector raised
             error: BaseException | None = exc
         else:
             error = None
@@ -935,7 +936,7 @@ def check_timeouts(ctx: Context) -> str:
 
 
 def _database_timeouts(ctx: Context, window: Window) -> str:
-    import connectors.database as database
+    from connectors import database
 
     seen: list[tuple[Any, dict[str, Any]]] = []
     original = database.create_engine
@@ -1074,7 +1075,7 @@ def _unfinished_file(ctx: Context, settings: Settings) -> str:
     arrivals = connector.arrivals(ctx.window)  # type: ignore[attr-defined]
     if not arrivals:
         return "a file still being written: no files in the window, not exercised"
-    arrived, path, marker = arrivals[-1]
+    arrived, path, _marker = arrivals[-1]
     with tempfile.TemporaryDirectory(prefix="fundx-conformance-") as folder:
         copy = Path(folder) / path.name
         shutil.copyfile(path, copy)

@@ -20,9 +20,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from pydantic import SecretStr
-from sqlalchemy import Engine, create_engine, inspect, literal, select, table, column
+from sqlalchemy import Engine, column, create_engine, inspect, literal, select, table
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, NoSuchTableError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    NoSuchModuleError,
+    NoSuchTableError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.sql.elements import quoted_name
 
 from connectors.base import Connector, Tally
@@ -61,12 +68,12 @@ class DatabaseConnector(Connector):
                 "database.url does not hold a valid SQLAlchemy URL", feed=self.name,
                 action=f"fix {reference_name(self.config.url)}",
             ) from None
-        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            if not Path(parsed.database).is_file():  # SQLite would create an empty file in its place
-                raise NotFoundError(
-                    f"the SQLite database file {Path(parsed.database).name} does not exist", feed=self.name,
-                    action=f"check database.url ({self.config.url})",
-                )
+        if (parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
+                and not Path(parsed.database).is_file()):  # SQLite would create an empty file in its place
+            raise NotFoundError(
+                f"the SQLite database file {Path(parsed.database).name} does not exist", feed=self.name,
+                action=f"check database.url ({self.config.url})",
+            )
         timeout = self.settings.db_timeout
         connect_args: dict[str, Any] = {}
         if parsed.get_backend_name() == "sqlite":
@@ -189,6 +196,8 @@ class DatabaseConnector(Connector):
             for c in self.contract.columns
         ]
         incremental = source.c[self.contract.column(self.config.incremental_column).physical_name]
+        start: str | datetime
+        end: str | datetime
         if dialect == "sqlite":
             start, end = sqlite_time(window.start), sqlite_time(window.end)
         else:

@@ -14,8 +14,8 @@ import hashlib
 import io
 import logging
 import zlib
-from datetime import date, datetime, time
 from collections.abc import Iterator
+from datetime import date, datetime, time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -352,10 +352,11 @@ class FileDropConnector(Connector):
         return frame.mask(frame == "")
 
     def _xlsx(self, data: bytes, name: str) -> pd.DataFrame:
-        from openpyxl import load_workbook
-        from openpyxl.utils.exceptions import InvalidFileException
         from xml.etree.ElementTree import ParseError
         from zipfile import BadZipFile
+
+        from openpyxl import load_workbook
+        from openpyxl.utils.exceptions import InvalidFileException
 
         unreadable = (BadZipFile, InvalidFileException, KeyError, OSError, ParseError, EOFError, zlib.error)
         try:
@@ -463,7 +464,7 @@ class _DecodingReader(io.RawIOBase):
 
     def __init__(self, path: Path, encoding: str, skip: int, *, name: str, feed: str) -> None:
         super().__init__()
-        self._handle = open(path, "rb")
+        self._handle = open(path, "rb")  # noqa: SIM115 - closed by close(), as the io reader it is
         self._decoder = codecs.getincrementaldecoder(encoding)()
         self._encoding, self._name, self._feed = encoding, name, feed
         self._sha = hashlib.sha256()

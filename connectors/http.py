@@ -12,7 +12,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -107,15 +107,15 @@ def retry_after_seconds(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def error_for_status(response: Response, *, feed: str, what: str, renew: str | None = None) -> FundxError | None:
     """The error that an HTTP status means, from :data:`STATUS_TABLE`; None for success."""
     if response.ok:
         return None
-    for statuses, kind, meaning in STATUS_TABLE:
+    for statuses, kind, meaning in STATUS_TABLE:  # noqa: B007 - kind and meaning are used after the break
         if response.status in statuses:
             break
     else:  # a status outside 100-599

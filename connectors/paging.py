@@ -57,7 +57,7 @@ class Paginator(ABC):
         ``headers``: the page's response headers (case-insensitive), for paginators that read them.
         """
 
-    def finish(self, distinct_rows: int) -> None:
+    def finish(self, distinct_rows: int) -> None:  # noqa: B027 - a hook: nothing to check by default
         """Check, after the last page, that the pull is complete (raise IncompletePull if not)."""
 
     def _field(self, body: Mapping[str, Any], name: str) -> Any:

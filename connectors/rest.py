@@ -8,8 +8,8 @@ rows were all received already (the agency answered an earlier page again) is as
 from __future__ import annotations
 
 import logging
-from functools import partial
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import pandas as pd

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from open_data_contract_standard.model import OpenDataContractStandard, SchemaProperty
+from open_data_contract_standard.model import OpenDataContractStandard, SchemaObject, SchemaProperty
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from fundx.errors import ConfigurationError
 
@@ -49,6 +50,13 @@ class Contract:
     incremental: str | None
     raw: OpenDataContractStandard
     source: str = ""  # the file it was read from, as messages name it
+
+    @property
+    def schema_object(self) -> SchemaObject:
+        """The contract's one schema object (reading the contract checked there is exactly one)."""
+        if not self.raw.schema_:
+            raise ConfigurationError(f"contract of {self.feed}: has no schema object")
+        return self.raw.schema_[0]
 
     @cached_property
     def names(self) -> tuple[str, ...]:
@@ -121,7 +129,7 @@ def describe_validation(error: ValidationError, *, union_tags: Mapping[str, Coll
 _NESTED_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*): (.+)$", re.S)
 
 
-def _message(err: dict[str, Any]) -> str:
+def _message(err: ErrorDetails) -> str:
     kind, ctx = err.get("type", ""), err.get("ctx") or {}
     if kind == "missing":
         return "is required"
@@ -174,6 +182,8 @@ def _read(raw: OpenDataContractStandard, feed: str, where: str) -> Contract:
 
     if raw.name != feed:
         raise fail("name", f"must be the feed's name {feed!r}")
+    if not raw.version:
+        raise fail("version", "is required")
     if not raw.schema_ or len(raw.schema_) != 1:
         raise fail("schema", "must hold exactly one object (the feed's rows)")
     properties = raw.schema_[0].properties or []

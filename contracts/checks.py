@@ -142,16 +142,16 @@ def _buffers_key(values: pd.Series | pa.Array) -> tuple | None:
         arr = _arrow(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return None
-    return (str(arr.type), arr.offset, len(arr)) + tuple(
-        (b.address, b.size) if b is not None else None for b in arr.buffers())
+    return (str(arr.type), arr.offset, len(arr),
+            *((b.address, b.size) if b is not None else None for b in arr.buffers()))
 
 
 def _once(kind: str, values: pd.Series | pa.Array, compute: Callable[[Any], Any]) -> Any:
     memo = _shared.get()
     key = _buffers_key(values) if memo is not None else None
-    if key is None:
+    if memo is None or key is None:
         return compute(values)
-    key = (kind,) + key
+    key = (kind, *key)
     if key not in memo:
         memo[key] = compute(values)
     return memo[key]

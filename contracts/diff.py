@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from open_data_contract_standard.model import OpenDataContractStandard
 from pydantic import ValidationError
 
@@ -202,7 +201,7 @@ def _dump(contract: Contract) -> dict[str, Any]:
     return contract.raw.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
-def _custom(items: Any) -> dict[str, Any]:
+def _custom(items: Any) -> dict[Any, Any]:
     return {c.get("property"): c.get("value") for c in items or [] if isinstance(c, Mapping) and c.get("property")}
 
 
@@ -276,11 +275,11 @@ def diff_contracts(old: Contract, new: Contract) -> list[Change]:
             add("required field added", name, "batches without the column break the schema", True)
         else:
             add("field added", name, "optional", False)
-    for name in pa:
+    for name, prop in pa.items():
         if name in pb:
-            _property(name, pa[name], pb[name], add)
+            _property(name, prop, pb[name], add)
         elif name in renamed:
-            _property(renamed[name], pa[name], pb[renamed[name]], add, skip=("physicalName",))
+            _property(renamed[name], prop, pb[renamed[name]], add, skip=("physicalName",))
     common = [n for n in pa if n in pb]
     if common != [n for n in pb if n in pa]:
         add("fields reordered", CONTRACT, "columns are matched by name", False)
@@ -555,8 +554,8 @@ class ReleaseCheck:
 def _review_marks(contract: Contract) -> tuple[str, ...]:
     raw = contract.raw
     marked = [CONTRACT] if _truthy(_custom_of(raw.customProperties).get("reviewNeeded")) else []
-    for prop in raw.schema_[0].properties or []:
-        if _truthy(_custom_of(prop.customProperties).get("reviewNeeded")):
+    for prop in contract.schema_object.properties or []:
+        if prop.name and _truthy(_custom_of(prop.customProperties).get("reviewNeeded")):
             marked.append(prop.name)
     return tuple(marked)
 

@@ -14,19 +14,21 @@ once per expectation.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Optional, Union
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
-
 from great_expectations.compatibility import pydantic
 from great_expectations.core.suite_parameters import SuiteParameterDict
 from great_expectations.execution_engine import PandasExecutionEngine
 from great_expectations.expectations.expectation import ColumnMapExpectation, ColumnPairMapExpectation
-from great_expectations.expectations.metrics import ColumnMapMetricProvider, column_condition_partial
+from great_expectations.expectations.metrics import ColumnMapMetricProvider
 from great_expectations.expectations.metrics.map_metric_provider import (
     ColumnPairMapMetricProvider,
     column_pair_condition_partial,
+)
+from great_expectations.expectations.metrics.map_metric_provider.column_condition_partial import (
+    column_condition_partial,
 )
 
 from contracts.checks import column_days as date_days
@@ -37,7 +39,7 @@ from fundx.identity import NO_DAY, uscc_column
 USCC_SHAPE = r"^[0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXY]{10}$"
 
 
-def _day(text: Optional[str]) -> Optional[int]:
+def _day(text: str | None) -> int | None:
     """Days since 1970-01-01 of an ISO date given as a parameter (None stays None)."""
     if text is None:
         return None
@@ -106,7 +108,7 @@ class ColumnValuesDateBetween(ColumnMapMetricProvider):
     filter_column_isnull = False
 
     @column_condition_partial(engine=PandasExecutionEngine)
-    def _pandas(cls, column: pd.Series, min_date: Optional[str] = None, max_date: Optional[str] = None,
+    def _pandas(cls, column: pd.Series, min_date: str | None = None, max_date: str | None = None,
                 **kwargs: Any) -> pd.Series:
         days = date_days(column)
         ok = np.ones(len(days), dtype=bool)
@@ -209,8 +211,8 @@ class ExpectColumnValuesToBeDates(ColumnMapExpectation):
 class ExpectColumnValuesToBeDatesBetween(ColumnMapExpectation):
     """Expect dates within bounds; ``max_date`` may be the suite parameter ``today``."""
 
-    min_date: Union[str, SuiteParameterDict, None] = None
-    max_date: Union[str, SuiteParameterDict, None] = None
+    min_date: str | SuiteParameterDict | None = None
+    max_date: str | SuiteParameterDict | None = None
     map_metric = "column_values.fundx_date_between"
     success_keys = ("min_date", "max_date", "mostly")
     library_metadata: ClassVar[dict[str, Any]] = _LIBRARY
@@ -227,8 +229,7 @@ class ExpectColumnValuesToBeTimestamps(ColumnMapExpectation):
 class ExpectColumnPairDatesToBeInOrder(ColumnPairMapExpectation):
     """Expect column A's date on or before column B's (death before cremation, start before end)."""
 
-    ignore_row_if: Union[Literal["both_values_are_missing", "either_value_is_missing", "neither"],
-                         SuiteParameterDict] = _NO_IGNORE
+    ignore_row_if: Literal["both_values_are_missing", "either_value_is_missing", "neither"] | SuiteParameterDict = _NO_IGNORE
     map_metric = "column_pair_values.fundx_dates_in_order"
     success_keys = ("column_A", "column_B", "ignore_row_if", "mostly")
     library_metadata: ClassVar[dict[str, Any]] = _LIBRARY
@@ -237,8 +238,7 @@ class ExpectColumnPairDatesToBeInOrder(ColumnPairMapExpectation):
 class ExpectColumnPairBirthDateToMatchIdentityNumber(ColumnPairMapExpectation):
     """Expect the birth date (column B) to equal the one in the identity number (column A)."""
 
-    ignore_row_if: Union[Literal["both_values_are_missing", "either_value_is_missing", "neither"],
-                         SuiteParameterDict] = _NO_IGNORE
+    ignore_row_if: Literal["both_values_are_missing", "either_value_is_missing", "neither"] | SuiteParameterDict = _NO_IGNORE
     map_metric = "column_pair_values.fundx_id_birth_date"
     success_keys = ("column_A", "column_B", "ignore_row_if", "mostly")
     library_metadata: ClassVar[dict[str, Any]] = _LIBRARY
@@ -247,8 +247,7 @@ class ExpectColumnPairBirthDateToMatchIdentityNumber(ColumnPairMapExpectation):
 class ExpectColumnPairDateNotBeforeIdentityBirth(ColumnPairMapExpectation):
     """Expect a date (column B) not before the birth date in the identity number (column A)."""
 
-    ignore_row_if: Union[Literal["both_values_are_missing", "either_value_is_missing", "neither"],
-                         SuiteParameterDict] = _NO_IGNORE
+    ignore_row_if: Literal["both_values_are_missing", "either_value_is_missing", "neither"] | SuiteParameterDict = _NO_IGNORE
     map_metric = "column_pair_values.fundx_not_before_id_birth"
     success_keys = ("column_A", "column_B", "ignore_row_if", "mostly")
     library_metadata: ClassVar[dict[str, Any]] = _LIBRARY
@@ -256,7 +255,7 @@ class ExpectColumnPairDateNotBeforeIdentityBirth(ColumnPairMapExpectation):
 
 #: Every custom expectation, by the type name suites use. The one list to extend.
 CUSTOM_EXPECTATIONS: dict[str, type] = {
-    cls.expectation_type: cls  # type: ignore[attr-defined]
+    cls.expectation_type: cls
     for cls in (
         ExpectColumnValuesToBeIdentityNumbers, ExpectColumnValuesToHaveKnownAreaCodes,
         ExpectColumnValuesToBeCreditCodes, ExpectColumnValuesToBeDates, ExpectColumnValuesToBeDatesBetween,

@@ -262,7 +262,7 @@ def read_xlsx(path: Path, *, max_rows: int = MAX_ROWS) -> Sample:
     where = path.name
     try:
         book = load_workbook(path, read_only=True, data_only=True)
-    except Exception as exc:  # zipfile.BadZipFile, KeyError, InvalidFileException...
+    except Exception as exc:  # noqa: BLE001 - zipfile.BadZipFile, KeyError, InvalidFileException...
         raise InferError(f"{where}: not a readable xlsx workbook ({type(exc).__name__})") from None
     try:
         sheet = book.worksheets[0]
@@ -638,7 +638,7 @@ def _classify(col: ColumnDraft, header_pii: str | None, texts: Sequence[str], to
     elif col.recognised == "phone":
         pii = "phone"
     elif col.logical_type == "string" and n:
-        people, people_share = _share(texts, lambda t: bool(_PERSON_NAME.match(t)))
+        _people, people_share = _share(texts, lambda t: bool(_PERSON_NAME.match(t)))
         named = col.physical in ("姓名", "名字") or "姓名" in col.physical or "name" in col.name.split("_")
         not_person = any(w in col.physical or w in col.name for w in _NOT_PERSONAL_NAME)
         if named and not not_person and people_share >= 0.5:
@@ -652,7 +652,7 @@ def _classify(col: ColumnDraft, header_pii: str | None, texts: Sequence[str], to
             col.recognised = "name"
             col.review.append("values look like Chinese personal names (2-4 characters)")
         if pii is None:
-            addresses, address_share = _share(texts, lambda t: len(t) >= 6 and bool(_ADDRESS.search(t)))
+            _addresses, address_share = _share(texts, lambda t: len(t) >= 6 and bool(_ADDRESS.search(t)))
             if header_pii == "address" or (address_share >= FORMAT_SHARE and distinct_share >= 0.5):
                 pii = "address"
                 col.recognised = "address"
@@ -749,7 +749,7 @@ def default_feed(sample: Sample) -> str:
 def _key_score(col: ColumnDraft) -> int:
     score = 0
     name = col.name
-    if name == "id" or name.endswith("_id") or name in ("uscc", "code") or name.endswith(("_no", "_code")):
+    if name == "id" or name in ("uscc", "code") or name.endswith(("_id", "_no", "_code")):
         score += 3
     if any(w in col.physical for w in _KEY_WORDS):
         score += 2

@@ -138,7 +138,7 @@ def contract_rules(contract: Contract) -> ContractRules:
         return ConfigurationError(f"{where}: {key}: {message}", feed=None)
 
     raw = contract.raw
-    obj = raw.schema_[0]
+    obj = contract.schema_object
     columns = set(contract.names)
     rules: list[Rule] = []
     normalisation: list[Normalisation] = []
@@ -177,7 +177,7 @@ def contract_rules(contract: Contract) -> ContractRules:
             if q.type != "custom" or q.engine != "fundx":
                 raise fail(f"{key}.type", f"unsupported quality rule (type {q.type!r}, engine {q.engine!r}); use type custom with engine fundx")
             impl = q.implementation if isinstance(q.implementation, dict) else {}
-            kind = _FUNDX_RULES.get(impl.get("rule"))
+            kind = _FUNDX_RULES.get(str(impl.get("rule")))
             if kind is None:
                 raise fail(f"{key}.implementation.rule", f"unknown rule {impl.get('rule')!r} (known: {', '.join(_FUNDX_RULES)})")
             ikey = f"{key}.implementation"
@@ -186,6 +186,8 @@ def contract_rules(contract: Contract) -> ContractRules:
                     raise fail(ikey, f"{impl['rule']} belongs on a column")
                 rules.append(Rule(rule_id, kind, (column,), {}, text, key))
             elif kind == "area_code":
+                if column is None:
+                    raise fail(ikey, f"{impl['rule']} belongs on a column")
                 city = impl.get("city")
                 if city not in AREA_CODES:
                     raise fail(f"{ikey}.city", f"unknown city {city!r} (known: {', '.join(sorted(AREA_CODES))})")
@@ -212,6 +214,8 @@ def contract_rules(contract: Contract) -> ContractRules:
     for i, prop in enumerate(obj.properties or []):
         base = f"schema.0.properties.{i}"
         col = prop.name
+        if col is None:  # reading the contract already refused a column without a name
+            raise fail(f"{base}.name", "is required")
         opts = prop.logicalTypeOptions or {}
         if prop.required or prop.primaryKey:
             rules.append(Rule(f"{col}.required", "required", (col,), {}, "A value is required.", f"{base}.required"))

@@ -165,7 +165,7 @@ def check(feed_or_contract: str | Contract, frame: pd.DataFrame, *, history: Seq
     if len(row_rules) > 62:
         raise ValueError("more than 62 row rules in one contract")
     codes = np.zeros(len(work), dtype=np.int64)
-    counts = {rule_id: 0 for rule_id in by_id}
+    counts = dict.fromkeys(by_id, 0)
     reasons: list[str] = []
     unevaluated: list[str] = []
     for item in result.results:
@@ -186,7 +186,7 @@ def check(feed_or_contract: str | Contract, frame: pd.DataFrame, *, history: Seq
                                f"{parameters['row_count_min']}..{parameters['row_count_max']}")
             continue
         failed = np.asarray(item.result.get("unexpected_index_list") or [], dtype=np.int64)
-        counts[rule_id] = int(len(failed))
+        counts[rule_id] = len(failed)
         if len(failed):
             codes[failed] |= bit[rule_id]
 
@@ -198,8 +198,8 @@ def check(feed_or_contract: str | Contract, frame: pd.DataFrame, *, history: Seq
     valid.index = original_index[~bad]
     if too_many := too_many_failed(rules, int(bad.sum()), len(work)):
         reasons.append(too_many)
-    reason = "; ".join(reasons) if reasons else None
-    checked = _finish(contract, rules, valid, quarantined, counts, record, bool(reasons), reason, started,
+    why = "; ".join(reasons) if reasons else None
+    checked = _finish(contract, rules, valid, quarantined, counts, record, bool(reasons), why, started,
                       result, rows=len(work))
     checked.report["unevaluated"] = unevaluated
     checked.report["normalise_seconds"] = round(normalise_seconds, 3)

@@ -27,6 +27,7 @@ start its trigger afresh), updates a changed one in place, and removes duplicate
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import cast
 from uuid import UUID
 
 from prefect.automations import Automation, CallWebhook, DoNothing, EventTrigger, Posture
@@ -69,7 +70,8 @@ def webhook_block_id(settings: ServeSettings) -> UUID | None:
     from prefect.blocks.webhook import Webhook
 
     block = Webhook(method="POST", url=settings.automation_webhook, headers={"Content-Type": "application/json"})
-    return block.save(WEBHOOK_BLOCK, overwrite=True)
+    # called from sync code, Prefect's dual sync/async save returns the id itself
+    return cast(UUID, block.save(WEBHOOK_BLOCK, overwrite=True))
 
 
 def actions(block_id: UUID | None) -> list:

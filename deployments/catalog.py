@@ -20,7 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prefect import Flow
 
 #: the repository checkout the worker runs flows from (the deployments' working directory)
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -52,11 +55,11 @@ class DeploymentSpec:
     def full_name(self) -> str:
         return f"{self.flow_name}/{self.name}"
 
-    def load_flow(self):
+    def load_flow(self) -> Flow[..., Any]:
         """The flow object (imports its module)."""
         from prefect.flows import load_flow_from_entrypoint
 
-        flow = load_flow_from_entrypoint(self.entrypoint, use_placeholder_flow=False)
+        flow: Flow[..., Any] = load_flow_from_entrypoint(self.entrypoint, use_placeholder_flow=False)
         if flow.name != self.flow_name:
             raise ValueError(f"{self.entrypoint} is flow {flow.name!r}, not {self.flow_name!r}")
         return flow

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import cast
 from uuid import UUID
 
 from deployments.catalog import REPO_ROOT, TAG, WORK_POOL, DeploymentSpec, specs
@@ -58,17 +59,23 @@ def register_deployment(spec: DeploymentSpec, work_pool: str = WORK_POOL) -> UUI
     from prefect.deployments.runner import RunnerDeployment
     from prefect.runner.storage import LocalStorage
 
-    deployment = RunnerDeployment.from_storage(
+    # called from sync code, Prefect's dual sync/async methods return their values (not coroutines)
+    deployment = cast(RunnerDeployment, RunnerDeployment.from_storage(
         storage=LocalStorage(str(REPO_ROOT)), entrypoint=spec.entrypoint, flow_name=spec.flow_name,
         work_pool_name=work_pool, **spec.options(),
-    )
-    return deployment.apply(work_pool_name=work_pool)
+    ))
+    return cast(UUID, deployment.apply(work_pool_name=work_pool))
 
 
 def prune(keep: set[UUID], work_pool: str = WORK_POOL) -> list[str]:
     """Delete the deployments tagged fundx on the pool that are not in ``keep``; their names."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags, WorkPoolFilter, WorkPoolFilterName
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterTags,
+        WorkPoolFilter,
+        WorkPoolFilterName,
+    )
 
     removed = []
     with get_client(sync_client=True) as client:
@@ -109,9 +116,9 @@ def register(settings: ServeSettings | None = None, *, say=print) -> dict[str, U
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deployments.register", description=__doc__.split("\n\n")[0])
     parser.parse_args(argv)
-    from fundx.errors import FundxError
-
     from prefect.settings import get_current_settings
+
+    from fundx.errors import FundxError
 
     if not get_current_settings().api.url:
         print("error: PREFECT_API_URL is not set, so there is no server to register on (Prefect would start a "

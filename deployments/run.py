@@ -61,8 +61,9 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeGuard
 
 from deployments.catalog import REPO_ROOT, WORK_POOL
 from deployments.settings import ServeSettings, serve_settings
@@ -474,7 +475,7 @@ def _cmdline(pid: int) -> str | None:
         return None
 
 
-def alive(pid: int | None) -> bool:
+def alive(pid: int | None) -> TypeGuard[int]:
     """Whether ``pid`` runs and is not a zombie."""
     if not pid:
         return False
@@ -491,11 +492,11 @@ def alive(pid: int | None) -> bool:
         return True
 
 
-def ours(pid: int | None) -> bool:
+def ours(pid: int | None) -> TypeGuard[int]:
     """Whether ``pid`` is alive and a Prefect process (not an unrelated process that got the pid again)."""
     if not alive(pid):
         return False
-    cmd = _cmdline(pid)  # type: ignore[arg-type]
+    cmd = _cmdline(pid)
     return cmd is None or "prefect" in cmd
 
 
@@ -581,7 +582,7 @@ def _reap(pid: int) -> None:
 def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
         out.write(f"\n--- {stamp} started by deployments.run: {' '.join(cmd[1:])}\n".encode())
         out.flush()
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
@@ -610,8 +611,9 @@ def _headers() -> dict[str, str]:
 
 def healthy(url: str, timeout: float = 2.0) -> bool:
     try:
-        request = urllib.request.Request(f"{url}/health", headers=_headers())
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        # url: the local Prefect server's http(s) API URL from the serve settings (S310 on these two lines)
+        request = urllib.request.Request(f"{url}/health", headers=_headers())  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             return response.status == 200
     except (OSError, urllib.error.URLError):
         return False
@@ -679,10 +681,11 @@ def _wait_healthy(s: Setup, pid: int) -> None:
 
 def online_workers(url: str, pool: str = WORK_POOL, since: float | None = None) -> list[str]:
     """Names of the pool's workers the server lists as online (with a heartbeat after ``since``)."""
-    request = urllib.request.Request(f"{url}/work_pools/{pool}/workers/filter", data=b"{}", method="POST",
+    # url: the local Prefect server's http(s) API URL from the serve settings (S310 on the lines below)
+    request = urllib.request.Request(f"{url}/work_pools/{pool}/workers/filter", data=b"{}", method="POST",  # noqa: S310
                                      headers=_headers())
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
             workers = json.loads(response.read())
     except (OSError, urllib.error.URLError, ValueError):
         return []
@@ -798,7 +801,7 @@ def _check_same_setup(s: Setup, recorded: dict | None) -> None:
         raise ServeError(
             f"a server started by {was} runs for FUNDX_HOME={s.home}{' (' + detail + ')' if detail else ''}; "
             f"its workers and new ones must share one Prefect database and one ledger",
-            f"make serve-stop, then {_make_target(s)}; or keep using the running one ({was.split(' (')[0]})",
+            f"make serve-stop, then {_make_target(s)}; or keep using the running one ({was.split(' (', maxsplit=1)[0]})",
         )
 
 
@@ -956,14 +959,14 @@ def stop(s: Setup | None = None, say=print) -> list[int]:
     workers = [(n, read_pid(s.paths.worker_pid_of(n))) for n in s.paths.worker_numbers()]
     running = [(n, pid) for n, pid in workers if ours(pid)]
     if running:
-        ended += terminate_all([pid for _, pid in running])  # type: ignore[misc]
+        ended += terminate_all([pid for _, pid in running])
         for n, pid in running:
             say(f"worker{'' if n == 1 else ' ' + s.worker_name(n)} (pid {pid}) stopped")
     for n, _ in workers:
         s.paths.worker_pid_of(n).unlink(missing_ok=True)
     server = read_pid(s.paths.server_pid)
     if ours(server):
-        ended += terminate(server)  # type: ignore[arg-type]
+        ended += terminate(server)
         say(f"server (pid {server}) stopped")
     s.paths.server_pid.unlink(missing_ok=True)
     s.paths.state.unlink(missing_ok=True)

@@ -41,14 +41,14 @@ class ServeSettings(BaseSettings):
 
     @property
     def api_url(self) -> str:
-        host = "127.0.0.1" if self.serve_host in ("0.0.0.0", "::") else self.serve_host
+        host = "127.0.0.1" if self.serve_host in ("0.0.0.0", "::") else self.serve_host  # noqa: S104 - compares, binds nothing
         return f"http://{host}:{self.serve_port}/api"
 
 
 def serve_settings() -> ServeSettings:
     try:
         return ServeSettings()
-    except Exception as exc:  # pydantic ValidationError: name the variable, never the value
+    except Exception as exc:  # noqa: BLE001 - pydantic ValidationError: name the variable, never the value
         errors = getattr(exc, "errors", None)
         if not callable(errors):
             raise ConfigurationError(f"invalid settings: {type(exc).__name__}") from None

@@ -74,7 +74,7 @@ def pull_task(feed: str, window: Window):
     progress = (lambda rows: sink(feed, rows)) if sink else None
     try:
         return connector_for(feed).extract(window, progress=progress)
-    except Exception as exc:  # re-raised content-free: Prefect may persist the task's own exception
+    except Exception as exc:  # noqa: BLE001 - re-raised content-free: Prefect may persist the task's own exception
         raise content_free(exc) from None
 
 
@@ -83,7 +83,7 @@ def validate_task(ledger: Ledger, pulled):
     """Check the pulled batch against its contract (Great Expectations); rows stay in memory."""
     try:
         checked = handoff.check_pull(ledger, pulled)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - re-raised content-free: Prefect may persist the task's own exception
         raise content_free(exc) from None
     _contract_artifact(checked.report)
     return checked
@@ -94,7 +94,7 @@ def release_task(ledger: Ledger, feed: str, **kwargs) -> list[handoff.Handoff]:
     """Deliver the rows the stewards released since the feed's last run (see fundx.quarantine)."""
     try:
         return handoff.deliver_releases(ledger, feed, **kwargs)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - re-raised content-free: Prefect may persist the task's own exception
         raise content_free(exc) from None
 
 
@@ -103,7 +103,7 @@ def handoff_task(ledger: Ledger, pulled, checked=None, **kwargs) -> handoff.Hand
     """Seal the pulled batch and hand it to its stage exactly once (see fundx.handoff)."""
     try:
         return handoff.deliver(ledger, pulled, checked, **kwargs)
-    except Exception as exc:  # re-raised content-free: Prefect may persist the task's own exception
+    except Exception as exc:  # noqa: BLE001 - re-raised content-free: Prefect may persist the task's own exception
         raise content_free(exc) from None
 
 
@@ -152,10 +152,11 @@ def nightly_exchange(feeds: list[str] | None = None, end: str | None = None) -> 
         error = _state_error(state)
         record = next((p for p in reversed(ledger.pulls_of_run(run_id)) if p.feed == name), None)
         held = record is not None and record.outcome == "held"
+        held_rows = (record.rows or 0) if record is not None and held else 0
         outcomes.append(
             FeedOutcome(
                 feed=name, outcome="held" if held else "failed", window=str(record.window) if record else "",
-                rows=(record.rows or 0) if held else 0, quarantined=(record.rows or 0) if held else 0,
+                rows=held_rows, quarantined=held_rows,
                 error_type=error.kind, error=str(error), action=error.action,
             )
         )
@@ -185,20 +186,19 @@ def _delivered_event(feed: str, done) -> None:
                    resource={"prefect.resource.id": f"fundx.feed.{feed}", "prefect.resource.name": feed},
                    payload={"rows": done.rows, "valid": done.valid, "quarantined": done.quarantined,
                             "window_end": done.window.end.isoformat()})
-    except Exception:  # an event is a convenience; the ledger holds the delivery
+    except Exception:  # noqa: BLE001, S110 - an event is a convenience; the ledger holds the delivery
         pass
 
 
 def _check_service_levels(run_id: int, ledger: Ledger, logger) -> None:
     """The SLA monitor for this night; its failure is logged and does not change the night's outcome."""
-    from fundx import monitor
-
     from flows.monitor import table_artifact
+    from fundx import monitor
 
     try:
         done = monitor.check(ledger, night=ledger.run_night(run_id), logger=logger)
         table_artifact(done)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the monitor's failure is logged; the night's deliveries stand
         logger.error("the SLA monitor could not judge the night: %s — %s", content_free(exc).kind,
                      content_free(exc).action)
 
@@ -222,7 +222,7 @@ def _record_answers(ledger: Ledger, logger) -> None:
 def _state_error(state) -> FundxError:
     try:
         state.result(raise_on_failure=True)
-    except BaseException as exc:  # the subflow's own exception, already recorded by exchange_feed
+    except BaseException as exc:  # noqa: BLE001 - the subflow's own exception, already recorded by exchange_feed
         return content_free(exc)
     return InternalError(f"feed ended in state {state.type.value}")
 

@@ -39,7 +39,7 @@ def matching_night(night: date | None = None, params: dict[str, str] | None = No
             logger.info("stage %s: %d batches received, %d refused", stage, got["received"], got["refused"])
         record_acks(logger=logger)
         result = run_matching(night, params)
-    except Exception as exc:  # content-free: Prefect stores a failed flow's exception
+    except Exception as exc:  # noqa: BLE001 - content-free: Prefect stores a failed flow's exception
         raise content_free(exc) from None
     rows = [{"rule": r.rule, "suspects": r.suspects, "amount_at_risk": r.amount_at_risk} for r in result.rules]
     create_table_artifact(table=rows, key=f"matching-{result.night.isoformat()}",

@@ -20,7 +20,7 @@ def sla_monitor(night: str | None = None) -> dict:
     logger = get_run_logger()
     try:
         done = monitor.check(night=night, logger=logger)
-    except Exception as exc:  # content-free: Prefect stores a failed flow's exception
+    except Exception as exc:  # noqa: BLE001 - content-free: Prefect stores a failed flow's exception
         raise content_free(exc) from None
     table_artifact(done)
     return {"night": done.night.isoformat(), "breached": len(done.breached), "opened": len(done.opened),

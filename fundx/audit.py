@@ -21,7 +21,7 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 #: the prev_hash of the first entry
@@ -36,7 +36,7 @@ def canonical(details: dict[str, Any]) -> str:
 def _at_text(at: datetime) -> str:
     if at.tzinfo is None:
         raise ValueError("audit times are timezone-aware")
-    return at.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def entry_hash(prev_hash: str, seq: int, at: datetime, actor: str, action: str, subject: str, details: str) -> str:

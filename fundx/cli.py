@@ -12,7 +12,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Literal, NoReturn
 
 import typer
 from rich.console import Console
@@ -119,7 +119,7 @@ def _options(
 @app.command()
 def demo(
     people: Annotated[int, typer.Option(help="people in the synthetic city")] = 10_000,
-    seed: Annotated[Optional[int], typer.Option(help="generator seed (default: the fixed demo seed)")] = None,
+    seed: Annotated[int | None, typer.Option(help="generator seed (default: the fixed demo seed)")] = None,
     faults: Annotated[str, typer.Option(help="fault profiles, e.g. 'police=server_errors,rate_limit;justice=empty'")] = "",
     fresh: Annotated[bool, typer.Option(help="start from an empty demo ledger (only a home made by `fundx demo`)")] = True,
 ) -> None:
@@ -184,10 +184,9 @@ def _prepare_demo_home(home: Path, fresh: bool) -> None:
 
 
 def _run_night(feeds: list[str] | None = None) -> int:
+    from flows.exchange import nightly_exchange
     from fundx.errors import NightFailed
     from fundx.ledger import Ledger
-
-    from flows.exchange import nightly_exchange
 
     with _live_progress("running the night"):
         try:
@@ -204,9 +203,10 @@ def _print_run(run_id: int) -> None:
 
     ledger = Ledger.from_settings()
     table = Table(title=f"run {run_id}")
-    for col, justify in (("feed", "left"), ("outcome", "left"), ("pulled", "right"), ("valid", "right"),
-                         ("quarantined", "right"), ("rejected", "right"), ("bytes", "right"), ("retries", "right"),
-                         ("seconds", "right"), ("handed to", "left")):
+    columns: tuple[tuple[str, Literal["left", "right"]], ...] = (
+        ("feed", "left"), ("outcome", "left"), ("pulled", "right"), ("valid", "right"), ("quarantined", "right"),
+        ("rejected", "right"), ("bytes", "right"), ("retries", "right"), ("seconds", "right"), ("handed to", "left"))
+    for col, justify in columns:
         table.add_column(col, justify=justify)
     problems = []
     by_pull = {d.pull_id: d for d in ledger.deliveries() if d.pull_id is not None}
@@ -274,7 +274,7 @@ def _exit_for_run(run_id: int) -> None:
         raise typer.Exit(1)
 
 
-def _size(n: int | None) -> str:
+def _size(n: float | None) -> str:
     if n is None:
         return "-"
     for unit in ("B", "KB", "MB", "GB"):
@@ -286,7 +286,7 @@ def _size(n: int | None) -> str:
 
 @app.command()
 def night(
-    feed: Annotated[Optional[list[str]], typer.Option("--feed", help="run only these feeds (repeatable)")] = None,
+    feed: Annotated[list[str] | None, typer.Option("--feed", help="run only these feeds (repeatable)")] = None,
 ) -> None:
     """Run one night of every feed against the configured agencies (or a running sandbox)."""
     _prefect_defaults()
@@ -326,9 +326,8 @@ def _run_feed(feed: str, start: str | None, end: str | None) -> None:
         err.print(f"[red]error:[/red] unknown feed {feed!r}; known: {', '.join(feed_names())}")
         raise typer.Exit(2)
     _prefect_defaults()
-    from fundx.ledger import Ledger
-
     from flows.exchange import exchange_feed
+    from fundx.ledger import Ledger
 
     with _live_progress(f"pulling {feed}"):
         try:
@@ -352,16 +351,16 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="machine-readabl
     handed = ledger.delivery_counts()
     nothing = {"delivered": 0, "awaiting": 0, "acknowledged": 0, "refused": 0, "abandoned": 0, "lost": 0, "rows": 0,
                "refusals": 0}
-    feeds = []
+    feeds: list[dict[str, Any]] = []
     for name in feed_names():
-        last = latest.get(name)
+        pull = latest.get(name)
         feeds.append({
             "feed": name,
             "watermark": marks[name].astimezone(SHANGHAI).isoformat() if name in marks else None,
-            "last_pull": None if last is None else {
-                "at": last.started_at.astimezone(SHANGHAI).isoformat(), "outcome": last.outcome,
-                "rows": last.rows, "bytes": last.bytes, "error_type": last.error_type,
-                "error": last.error_message, "action": last.action,
+            "last_pull": None if pull is None else {
+                "at": pull.started_at.astimezone(SHANGHAI).isoformat(), "outcome": pull.outcome,
+                "rows": pull.rows, "bytes": pull.bytes, "error_type": pull.error_type,
+                "error": pull.error_message, "action": pull.action,
             },
             "totals": totals.get(name, {"pulled": 0, "failed": 0, "rows": 0}),
             "deliveries": handed.get(name, dict(nothing)),
@@ -477,9 +476,8 @@ def _receive_and_record(stage: str | None) -> tuple[int, int]:
 
 
 def _print_deliveries() -> None:
-    from fundx.ledger import Ledger
-
     from connectors import feed_names
+    from fundx.ledger import Ledger
 
     counts = Ledger.from_settings().delivery_counts()
     table = Table(title="sealed batches handed to the stages, per feed")
@@ -498,7 +496,7 @@ def _print_deliveries() -> None:
 
 @stage_app.command("receive")
 def stage_receive(
-    stage: Annotated[Optional[str], typer.Argument(help="the stage, e.g. death_matching")] = None,
+    stage: Annotated[str | None, typer.Argument(help="the stage, e.g. death_matching")] = None,
     all_: Annotated[bool, typer.Option("--all", help="every stage")] = False,
 ) -> None:
     """Verify, acknowledge (or refuse) every READY batch in a stage's inbox; the exchange records the answers."""
@@ -541,9 +539,9 @@ def _sandbox_state(home: Path) -> dict | None:
 @sandbox_app.command("start")
 def sandbox_start(
     people: Annotated[int, typer.Option(help="people in the synthetic city")] = 10_000,
-    seed: Annotated[Optional[int], typer.Option(help="generator seed")] = None,
+    seed: Annotated[int | None, typer.Option(help="generator seed")] = None,
     faults: Annotated[str, typer.Option(help="fault profiles, e.g. 'police=server_errors'")] = "",
-    medical_db_url: Annotated[Optional[str], typer.Option(help="PostgreSQL URL for the medical-insurance database")] = None,
+    medical_db_url: Annotated[str | None, typer.Option(help="PostgreSQL URL for the medical-insurance database")] = None,
 ) -> None:
     """Start the agencies in the background; `fundx pull` and `fundx night` then find them."""
     from fundx.settings import get_settings
@@ -561,7 +559,7 @@ def sandbox_start(
         cmd += ["--faults", faults]
     if medical_db_url:
         cmd += ["--medical-db-url", medical_db_url]
-    log = open(home / "sandbox.log", "ab")
+    log = open(home / "sandbox.log", "ab")  # noqa: SIM115 - the sandbox's output, open for as long as it runs
     proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 300
     with console.status(f"generating a city of {people:,} people and starting the agencies"):
@@ -637,8 +635,8 @@ def _steward() -> str:
 
 @failures_app.command("list")
 def failures_list(
-    feed: Annotated[Optional[str], typer.Option(help="only this feed")] = None,
-    night: Annotated[Optional[str], typer.Option(help="only this night (YYYY-MM-DD)")] = None,
+    feed: Annotated[str | None, typer.Option(help="only this feed")] = None,
+    night: Annotated[str | None, typer.Option(help="only this night (YYYY-MM-DD)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Quarantined and held batches (newest first), with rows failing each rule and what is decided."""
@@ -681,7 +679,7 @@ def failures_list(
 @failures_app.command("show")
 def failures_show(
     batch: Annotated[str, typer.Argument(help="the quarantined batch (fundx failures list)")],
-    rule: Annotated[Optional[str], typer.Option(help="only rows that broke this rule")] = None,
+    rule: Annotated[str | None, typer.Option(help="only rows that broke this rule")] = None,
     limit: Annotated[int, typer.Option(help="rows to show at most")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
@@ -754,8 +752,8 @@ _ROWS_HELP = "row numbers as `fundx failures show` prints them, e.g. 1,3,7-9 (de
 def failures_release(
     batch: Annotated[str, typer.Argument(help="the quarantined batch")],
     reason: Annotated[str, typer.Option(help="why (required; audited; no identity numbers)")],
-    rows: Annotated[Optional[str], typer.Option(help=_ROWS_HELP)] = None,
-    rule: Annotated[Optional[str], typer.Option(help="every open row that broke this rule")] = None,
+    rows: Annotated[str | None, typer.Option(help=_ROWS_HELP)] = None,
+    rule: Annotated[str | None, typer.Option(help="every open row that broke this rule")] = None,
 ) -> None:
     """Release rows to their stage: they go out with the feed's next run, exactly once. Audited."""
     _decide("release", batch, rows, rule, reason)
@@ -765,8 +763,8 @@ def failures_release(
 def failures_reject(
     batch: Annotated[str, typer.Argument(help="the quarantined batch")],
     reason: Annotated[str, typer.Option(help="why (required; audited; no identity numbers)")],
-    rows: Annotated[Optional[str], typer.Option(help=_ROWS_HELP)] = None,
-    rule: Annotated[Optional[str], typer.Option(help="every open row that broke this rule")] = None,
+    rows: Annotated[str | None, typer.Option(help=_ROWS_HELP)] = None,
+    rule: Annotated[str | None, typer.Option(help="every open row that broke this rule")] = None,
 ) -> None:
     """Reject rows for good: they stay sealed in the quarantine and are never delivered. Audited."""
     _decide("reject", batch, rows, rule, reason)
@@ -795,7 +793,7 @@ def _findings_table(title: str, findings) -> Table:
 
 
 @sla_app.command("check")
-def sla_check(night: Annotated[Optional[str], typer.Option(help="the night (YYYY-MM-DD); default tonight")] = None) -> None:
+def sla_check(night: Annotated[str | None, typer.Option(help="the night (YYYY-MM-DD); default tonight")] = None) -> None:
     """Judge a night now: record breaches and recoveries in the ledger, emit events, notify each once."""
     from fundx import monitor
     from fundx.errors import FundxError
@@ -813,7 +811,7 @@ def sla_check(night: Annotated[Optional[str], typer.Option(help="the night (YYYY
 
 @sla_app.command("report")
 def sla_report(
-    night: Annotated[Optional[str], typer.Option(help="the night (YYYY-MM-DD); default tonight")] = None,
+    night: Annotated[str | None, typer.Option(help="the night (YYYY-MM-DD); default tonight")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """A night's service levels per feed, met or breached with figures, and the breaches recorded (reads only)."""
@@ -848,8 +846,8 @@ def sla_report(
 
 @sla_app.command("scorecard")
 def sla_scorecard(
-    month: Annotated[Optional[str], typer.Option(help="the month (YYYY-MM); default this month, Asia/Shanghai")] = None,
-    png: Annotated[Optional[Path], typer.Option(help="where the chart goes (default FUNDX_HOME/reports/sla-YYYY-MM.png)")] = None,
+    month: Annotated[str | None, typer.Option(help="the month (YYYY-MM); default this month, Asia/Shanghai")] = None,
+    png: Annotated[Path | None, typer.Option(help="where the chart goes (default FUNDX_HOME/reports/sla-YYYY-MM.png)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """A month's scorecard per agency and feed: on-time rate, completeness, error rate, latency
@@ -886,7 +884,7 @@ def notify_test() -> None:
 # matching: suspects and inspection orders --------------------------------------------------------
 
 
-def _bad(message: str) -> None:
+def _bad(message: str) -> NoReturn:
     err.print(f"[red]error:[/red] {message}")
     raise typer.Exit(2)
 
@@ -907,9 +905,9 @@ def _order_filters(district: str | None, rule: str | None) -> None:
 
 @orders_app.command("list")
 def orders_list(
-    night: Annotated[Optional[str], typer.Option(help="only this matching night (YYYY-MM-DD)")] = None,
-    district: Annotated[Optional[str], typer.Option(help="only this district: its name (西湖区) or area code (330106)")] = None,
-    rule: Annotated[Optional[str], typer.Option(help="only this rule, e.g. paid_after_death")] = None,
+    night: Annotated[str | None, typer.Option(help="only this matching night (YYYY-MM-DD)")] = None,
+    district: Annotated[str | None, typer.Option(help="only this district: its name (西湖区) or area code (330106)")] = None,
+    rule: Annotated[str | None, typer.Option(help="only this rule, e.g. paid_after_death")] = None,
     only_open: Annotated[bool, typer.Option("--open", help="only orders still open")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
@@ -1001,7 +999,7 @@ def orders_close(
     order: Annotated[str, typer.Argument(help="the order id (fundx orders list)")],
     outcome: Annotated[str, typer.Option(help="confirmed | false-positive | recovered")],
     amount: Annotated[float, typer.Option(help="amount recovered (CNY): 0 for a false positive, more than 0 if recovered")],
-    note: Annotated[Optional[str], typer.Option(help="a short note kept with the order (no identity numbers)")] = None,
+    note: Annotated[str | None, typer.Option(help="a short note kept with the order (no identity numbers)")] = None,
 ) -> None:
     """Close an order with its outcome and amount: once, audited; who closed it is FUNDX_STEWARD (else the OS user)."""
     from fundx.errors import FundxError
@@ -1025,7 +1023,7 @@ def orders_close(
 
 @matching_app.command("report")
 def matching_report(
-    night: Annotated[Optional[str], typer.Option(help="only this matching night (YYYY-MM-DD); default every night")] = None,
+    night: Annotated[str | None, typer.Option(help="only this matching night (YYYY-MM-DD); default every night")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Per rule: suspects (orders), open and closed, precision = (confirmed + recovered) / closed, amounts at
@@ -1076,8 +1074,8 @@ def _params(given: list[str] | None) -> dict[str, str]:
 
 @matching_app.command("run")
 def matching_run(
-    night: Annotated[Optional[str], typer.Option(help="the matching night (YYYY-MM-DD); default tonight")] = None,
-    param: Annotated[Optional[list[str]], typer.Option(
+    night: Annotated[str | None, typer.Option(help="the matching night (YYYY-MM-DD); default tonight")] = None,
+    param: Annotated[list[str] | None, typer.Option(
         "--param", help="override a rule's parameter: rule.name=value (repeatable), e.g. bill_over_mean.over=0.3")] = None,
 ) -> None:
     """Load what the stages received, take the office's snapshot, run the rules; record suspects and orders,
@@ -1120,8 +1118,8 @@ def _print_matching(result, truths: dict | None = None) -> None:
     scores = {}
     if truths is not None:
         from fundx.keys import KeyStore
-        from matching import evaluate
         from fundx.ledger import Ledger
+        from matching import evaluate
 
         made = mo.orders(Ledger.from_settings(), night=result.night)
         scores = {sc.rule: sc for sc in evaluate.score([(o.rule, o.subject) for o in made], truths,
@@ -1160,8 +1158,8 @@ def console_serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="address to listen on (other than loopback only with TLS)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8765,
-    tls_cert: Annotated[Optional[Path], typer.Option(help="TLS certificate (PEM) to serve HTTPS")] = None,
-    tls_key: Annotated[Optional[Path], typer.Option(help="its private key (PEM)")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM) to serve HTTPS")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="its private key (PEM)")] = None,
 ) -> None:
     """Serve the stewards' console (http://127.0.0.1:8765 by default) until Ctrl-C."""
     if ctx.invoked_subcommand is not None:

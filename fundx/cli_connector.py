@@ -9,7 +9,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -67,11 +67,11 @@ def _same_endpoint(config: Any, where: str) -> bool:
         if config.filedrop is not None:
             folder = str(resolve(config.filedrop.directory, setting="filedrop.directory"))
             return Path(folder).resolve() == Path(where).resolve()
-        url = resolve(config.database.url, setting="database.url", secret=True).get_secret_value()  # type: ignore[union-attr]
+        url = resolve(config.database.url, setting="database.url", secret=True).get_secret_value()
         from sqlalchemy.engine import make_url
 
         return make_url(url).set(password=None) == make_url(where).set(password=None)
-    except Exception:  # unresolvable or unparsable: not the sandbox's endpoint
+    except Exception:  # noqa: BLE001 - unresolvable or unparsable: not the sandbox's endpoint
         return False
 
 
@@ -79,7 +79,7 @@ def _same_endpoint(config: Any, where: str) -> bool:
 def check(
     feed: Annotated[str, typer.Argument(help="feed name, e.g. police.deaths")],
     skip: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option("--skip", metavar="CHECK=REASON", help="skip a check, saying why (repeatable)"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
@@ -143,7 +143,7 @@ def check(
 def new(
     feed: Annotated[str, typer.Argument(metavar="AGENCY.FEED", help="the new feed's name, e.g. tax.arrears")],
     transport: Annotated[str, typer.Option("--transport", help="rest, filedrop or database", case_sensitive=False)],
-    stage: Annotated[Optional[str], typer.Option("--stage", help="the recipient stage of the feed's batches")] = None,
+    stage: Annotated[str | None, typer.Option("--stage", help="the recipient stage of the feed's batches")] = None,
     force: Annotated[bool, typer.Option("--force", help="overwrite files that exist")] = False,
 ) -> None:
     """Scaffold a new feed: its connector config, contract and conformance test, with TODOs to fill in."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -50,11 +50,11 @@ def _headers(values: list[str] | None) -> dict[str, str]:
 def contract_infer(
     sample: Annotated[str, typer.Argument(help="the agency's sample: SAMPLE.csv (UTF-8, UTF-8 with BOM or GB18030), "
                                                "SAMPLE.xlsx (first sheet), SAMPLE.json, or an http(s) URL answering JSON records")],
-    feed: Annotated[Optional[str], typer.Option(help="the feed's name, AGENCY.FEED (default: draft.<sample name>)")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="where to write the draft (default: contracts/<feed>.odcs.yaml; "
+    feed: Annotated[str | None, typer.Option(help="the feed's name, AGENCY.FEED (default: draft.<sample name>)")] = None,
+    out: Annotated[Path | None, typer.Option(help="where to write the draft (default: contracts/<feed>.odcs.yaml; "
                                                      "- for standard output)")] = None,
     force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False,
-    header: Annotated[Optional[list[str]], typer.Option(help="an HTTP header for a URL sample, 'Name: value' "
+    header: Annotated[list[str] | None, typer.Option(help="an HTTP header for a URL sample, 'Name: value' "
                                                              "(repeatable; never shown)")] = None,
     max_rows: Annotated[int, typer.Option(help="rows of the sample to read at most")] = 100_000,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable summary")] = False,

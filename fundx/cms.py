@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from asn1crypto import algos, cms, core
 
@@ -32,7 +33,7 @@ ID_FUNDX_MANIFEST = "2.25.35898597010921414710153247530387269098"
 class GcmParameters(core.Sequence):
     """GCMParameters of RFC 5084: the nonce and the tag length (default 12, fundx writes 16)."""
 
-    _fields = [
+    _fields: ClassVar[list[tuple[Any, ...]]] = [
         ("aes_nonce", core.OctetString),
         ("aes_icvlen", core.Integer, {"default": 12}),
     ]

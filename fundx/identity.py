@@ -17,7 +17,7 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 
@@ -163,6 +163,10 @@ def is_valid_uscc(s: object, *, check_org_code: bool = False) -> bool:
 # --- vectorised builders ----------------------------------------------------------------------
 
 
+@overload
+def _put_digits(out: np.ndarray, col: int, values: np.ndarray, width: int, weights: tuple[int, ...]) -> np.ndarray: ...
+@overload
+def _put_digits(out: np.ndarray, col: int, values: np.ndarray, width: int, weights: None = None) -> None: ...
 def _put_digits(
     out: np.ndarray, col: int, values: np.ndarray, width: int, weights: tuple[int, ...] | None = None
 ) -> np.ndarray | None:
@@ -177,7 +181,7 @@ def _put_digits(
         v, digit = np.divmod(v, 10)
         d8 = digit.astype(np.uint8)
         out[:, col + k] = d8 + 48
-        if total is not None:
+        if total is not None and weights is not None:
             total += d8 * np.int32(weights[col + k])
     return total
 
@@ -305,7 +309,7 @@ def area_codes(city: str) -> frozenset[int]:
 # --- vectorised checks (pandas/Arrow columns, no per-row Python) ---------------------------------
 
 
-def _arrow_text(values: object) -> "pa.Array":
+def _arrow_text(values: object) -> pa.Array:
     """A text column (pandas str/object Series, numpy or Arrow array) as one Arrow large_string array."""
     import pyarrow as pa
     import pyarrow.compute as pc

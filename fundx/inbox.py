@@ -174,7 +174,7 @@ def parquet_parts(frame: Any, feed: str, part_bytes: int) -> list[bytes]:
 
 
 def seal_parts(inbox: Inbox, stage: str, payloads: list[bytes], *, batch_id: str, feed: str, window: Window,
-               digest: str, rows: int, contract_version: str | None, created_at: str, signer_key: PrivateKey,
+               digest: str, rows: int, contract_version: str, created_at: str, signer_key: PrivateKey,
                signer_cert: Certificate, recipients: Sequence[Certificate],
                after_part: Callable[[int], None] | None = None) -> list[PartFile]:
     """Seal Parquet parts into ``<stage>/<batch_id>/``, each with the batch's manifest.

@@ -41,17 +41,18 @@ import base64
 import logging
 import os
 import uuid
-from contextlib import contextmanager
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO, Literal, NoReturn, Union
+from typing import BinaryIO, Literal, NoReturn, TypeVar, cast, get_args
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 from cryptography.x509.oid import NameOID
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -67,7 +68,7 @@ STAGES: tuple[str, ...] = ("death_matching", "custody_matching", "bill_review", 
 MATCH_KEY_BYTES = 32
 
 Usage = Literal["ca", "signing", "encryption"]
-PrivateKey = Union[rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey]
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 Certificate = x509.Certificate
 CRL = x509.CertificateRevocationList
 
@@ -82,7 +83,7 @@ _PUBLIC_MODE = 0o644
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # --- making keys and certificates ----------------------------------------------------------------
@@ -181,7 +182,7 @@ def issue_certificate(
         .add_extension(_key_usage(usage), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()), critical=False
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(_issuer_key(ca_cert)), critical=False
         )
         .sign(ca_key, hashes.SHA256())
     )
@@ -198,7 +199,7 @@ def make_crl(ca_key: PrivateKey, ca_cert: Certificate, revoked: Iterable[tuple[i
         .next_update(now + timedelta(days=days))
         .add_extension(x509.CRLNumber(number), critical=False)
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()), critical=False
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(_issuer_key(ca_cert)), critical=False
         )
     )
     for serial, when in revoked:
@@ -425,7 +426,7 @@ def _write_crl(paths: KeyPaths, ca_key: PrivateKey, ca_cert: Certificate, old: C
                extra: Iterable[tuple[int, datetime]] = (), *, days: int = DEFAULT_DAYS) -> CRL:
     entries: dict[int, datetime] = {}
     number = 1
-    if old is not None and old.is_signature_valid(ca_cert.public_key()):
+    if old is not None and old.is_signature_valid(_issuer_key(ca_cert)):
         entries = {r.serial_number: r.revocation_date_utc for r in old}
         try:
             number = old.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number + 1
@@ -502,7 +503,19 @@ def issued_by(cert: Certificate, ca: Certificate) -> bool:
     return True
 
 
-def _extension(cert: Certificate, kind: type) -> x509.ExtensionType | None:
+_Ext = TypeVar("_Ext", bound=x509.ExtensionType)
+_ISSUER_KEY_CLASSES = get_args(CertificateIssuerPublicKeyTypes)
+
+
+def _issuer_key(cert: Certificate) -> CertificateIssuerPublicKeyTypes:
+    """The public key of an issuing certificate (a key that can sign: not X25519/X448/ML-KEM)."""
+    key = cert.public_key()
+    if not isinstance(key, _ISSUER_KEY_CLASSES):
+        raise CertificateError(f"certificate CN={common_name(cert)!r} has a key that cannot sign ({type(key).__name__})")
+    return cast(CertificateIssuerPublicKeyTypes, key)
+
+
+def _extension(cert: Certificate, kind: type[_Ext]) -> _Ext | None:
     try:
         return cert.extensions.get_extension_for_class(kind).value
     except x509.ExtensionNotFound:
@@ -559,7 +572,7 @@ def validate_certificate(cert: Certificate, ca: Certificate, crl: CRL | None, *,
         refuse("key usage does not allow signing certificates (keyCertSign)")
 
     if crl is not None:
-        if crl.issuer != ca.subject or not crl.is_signature_valid(ca.public_key()):
+        if crl.issuer != ca.subject or not crl.is_signature_valid(_issuer_key(ca)):
             refuse("cannot check revocation: the CRL is not signed by the trusted CA")
         if crl.next_update_utc is not None and crl.next_update_utc < at:
             refuse(f"cannot check revocation: the CRL is out of date since {crl.next_update_utc:%Y-%m-%d}")
@@ -577,7 +590,7 @@ def load_pem(ref: str | Path, *, setting: str) -> bytes:
     if text.startswith(("env:", "secret:")):
         from fundx.settings import resolve
 
-        return resolve(text, setting=setting, secret=True).get_secret_value().encode()  # type: ignore[union-attr]
+        return resolve(text, setting=setting, secret=True).get_secret_value().encode()
     path = Path(text).expanduser()
     try:
         return path.read_bytes()
@@ -607,7 +620,7 @@ def load_private_key(ref: str | Path, *, setting: str, password: str | None = No
     if password:
         from fundx.settings import resolve
 
-        secret = resolve(password, setting=f"{setting}_password", secret=True).get_secret_value().encode()  # type: ignore[union-attr]
+        secret = resolve(password, setting=f"{setting}_password", secret=True).get_secret_value().encode()
     try:
         key = serialization.load_pem_private_key(load_pem(ref, setting=setting), password=secret)
     except (ValueError, TypeError):

@@ -30,7 +30,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, CursorResult, Engine
 
 from fundx import audit as audit_chain
 from fundx.errors import ConfigurationError, FeedBusy, FundxError, InternalError
@@ -366,6 +366,14 @@ def _now() -> datetime:
 _SCHEMA_LOCK = int.from_bytes(hashlib.sha256(b"fundx.ledger.schema").digest()[:8], "big", signed=True)
 
 
+def inserted_id(result: CursorResult[Any]) -> int:
+    """The primary key of the row an INSERT just added."""
+    key = result.inserted_primary_key
+    if key is None:
+        raise InternalError("the database returned no primary key for the inserted row")
+    return key[0]
+
+
 class Ledger:
     """Access to the ledger database; one per process is enough (engines pool connections)."""
 
@@ -521,12 +529,12 @@ class Ledger:
 
     def start_run(self, kind: str, night: str, *, flow_run_id: str | None = None) -> int:
         with self.transaction() as conn:
-            return conn.execute(
+            return inserted_id(conn.execute(
                 runs.insert().values(
                     uid=str(uuid.uuid4()), kind=kind, night=night, started_at=_now(),
                     outcome="running", feeds=0, feeds_failed=0, flow_run_id=flow_run_id,
                 )
-            ).inserted_primary_key[0]
+            ))
 
     def finish_run(self, run_id: int, *, feeds: int, failed: int, summary: str = "") -> None:
         with self.transaction() as conn:
@@ -580,14 +588,14 @@ class Ledger:
             with self.audited() as own:
                 return self.record_pull(run_id, pull, started_at=started_at, backfill=backfill,
                                         move_watermark=move_watermark, outcome=outcome, conn=own)
-        pull_id = conn.execute(
+        pull_id = inserted_id(conn.execute(
             pulls.insert().values(
                 run_id=run_id, feed=pull.feed, window_start=pull.window.start,
                 window_end=pull.window.end, backfill=backfill, started_at=started_at,
                 ended_at=_now(), duration_s=pull.duration_s, outcome=outcome, rows=pull.rows,
                 bytes=pull.bytes, pages=pull.pages, retries=pull.retries, digest=pull.digest,
             )
-        ).inserted_primary_key[0]
+        ))
         if move_watermark:
             self._advance(conn, pull.feed, pull.window.end, pull_id)
         self.audit(conn, "pull.recorded", pull.feed, {
@@ -637,14 +645,14 @@ class Ledger:
         message = str(error) if isinstance(error, FundxError) else f"unexpected {type(error).__name__}"
         ended = _now()
         with self.audited() as conn:
-            pull_id = conn.execute(
+            pull_id = inserted_id(conn.execute(
                 pulls.insert().values(
                     run_id=run_id, feed=feed, window_start=window.start, window_end=window.end,
                     backfill=backfill, started_at=started_at, ended_at=ended,
                     duration_s=(ended - started_at).total_seconds(), outcome="failed",
                     error_type=type(error).__name__, error_message=message[:2000], action=action,
                 )
-            ).inserted_primary_key[0]
+            ))
             self.audit(conn, "pull.failed", feed, {
                 "pull_id": pull_id, "run_id": run_id, "window": _window_text(window),
                 "error_type": type(error).__name__, "backfill": backfill,

@@ -23,7 +23,8 @@ import sqlalchemy as sa
 
 from fundx import quarantine, sla
 from fundx.ledger import Ledger, breaches, pull_figures, pulls, quarantines, runs
-from fundx.timeutil import SHANGHAI, UTC, now as clock_now
+from fundx.timeutil import SHANGHAI, UTC
+from fundx.timeutil import now as clock_now
 
 log = logging.getLogger("fundx.monitor")
 
@@ -73,7 +74,7 @@ def feed_night(ledger: Ledger, feed: str, night: date, slas: dict[str, sla.FeedS
     band = slas[feed].row_count
     history = ledger.row_history(feed, limit=band.nights, before=chosen["id"] if chosen else None) if band else []
     if chosen is None:
-        outcome = "failed" if any(p["outcome"] == "failed" for p in found) else "missing"
+        outcome: sla.Outcome = "failed" if any(p["outcome"] == "failed" for p in found) else "missing"
         return sla.FeedNight(feed, night, None, outcome, history=history)
     lag = None
     if chosen["event_lag_p90"] is not None:
@@ -190,13 +191,13 @@ def _emit(opened: list[sla.Finding], recovered: list[sla.Finding], logger) -> No
                     payload={"night": f.night.isoformat(), "rule": f.rule, "severity": f.severity,
                              "expected": f.expected, "observed": f.observed},
                 )
-            except Exception as exc:  # events are a convenience; the ledger holds the breach
+            except Exception as exc:  # noqa: BLE001 - events are a convenience; the ledger holds the breach
                 logger.warning("could not emit the fundx.sla.%s event (%s)", kind, type(exc).__name__)
 
 
 def _notify(ledger: Ledger, notifier: Any, logger) -> tuple[int, int]:
     """Send every breach and recovery notice not yet accepted by a channel; returns (sent, failed)."""
-    from fundx.notify import Notice
+    from fundx.notify import Kind, Notice
 
     if not getattr(notifier, "channels", None):
         return 0, 0
@@ -207,7 +208,7 @@ def _notify(ledger: Ledger, notifier: Any, logger) -> tuple[int, int]:
             .order_by(breaches.c.id)).mappings())
     sent = failed = 0
     for row in unsent:
-        kinds = []
+        kinds: list[Kind] = []
         if row["notified_at"] is None:
             kinds.append("breach")
         if row["status"] == "recovered" and row["recovery_notified_at"] is None:

@@ -264,7 +264,7 @@ class NotifySettings(BaseSettings):
 def load_notify_settings() -> NotifySettings:
     try:
         return NotifySettings()
-    except Exception as exc:  # pydantic ValidationError: name the variable, drop the value
+    except Exception as exc:  # noqa: BLE001 - pydantic ValidationError: name the variable, drop the value
         raise ConfigurationError(_describe_validation(exc)) from None
 
 
@@ -567,6 +567,7 @@ class SmtpChannel(Channel):
 
     def deliver(self, payload: EmailMessage) -> None:
         try:
+            client: smtplib.SMTP
             if self.implicit_tls:
                 client = smtplib.SMTP_SSL(
                     self.host, self.port, local_hostname=_ehlo_name(), timeout=self.timeout, context=self._context()
@@ -603,7 +604,7 @@ class SmtpChannel(Channel):
             ) from None
         except ssl.SSLError as exc:
             raise TransientError(f"{self.label}: TLS failed ({type(exc).__name__})") from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise TransientError(f"{self.label}: timeout") from None
         except ConnectionRefusedError:
             raise TransientError(f"{self.label}: connection refused") from None
@@ -677,7 +678,7 @@ class AppriseChannel(Channel):
             raise _bad(index, f"Apprise cannot use this URL ({named} unknown, or the URL incomplete)", setting=setting)
         try:
             shown = str(plugin.url(privacy=True)).split("?", 1)[0]
-        except Exception:  # a plugin that cannot print itself: show the scheme only
+        except Exception:  # noqa: BLE001 - a plugin that cannot print itself: show the scheme only
             shown = f"{scheme}://…"
         return cls(plugin=plugin, index=index, redacted=f"apprise+{shown}", timeout=timeout)
 
@@ -695,7 +696,7 @@ class AppriseChannel(Channel):
         with _apprise_log() as records:
             try:
                 sent = self._plugin.notify(body=body, title=title, notify_type=notify_type)
-            except Exception as exc:  # a plugin bug must not stop the other channels
+            except Exception as exc:  # noqa: BLE001 - a plugin bug must not stop the other channels
                 raise PermanentError(f"{self.label}: Apprise failed ({type(exc).__name__})") from None
         if sent:
             return
@@ -733,7 +734,7 @@ def _apprise_log() -> Iterator[list[str]]:
             if record.thread == thread:
                 try:
                     records.append(record.getMessage())
-                except Exception:  # a malformed log call in a plugin
+                except Exception:  # noqa: BLE001, S110 - a malformed log call in a plugin
                     pass
 
     handler = _Collect(level=logging.WARNING)
@@ -839,7 +840,7 @@ class Notifier:
         started = time.monotonic()
         try:
             retrier(lambda: channel.deliver(payload), what=f"{notice.kind} notice to {channel.label}")
-        except Exception as exc:  # a failed channel is reported, and the others still go
+        except Exception as exc:  # noqa: BLE001 - a failed channel is reported, and the others still go
             error = exc if isinstance(exc, FundxError) else PermanentError(
                 f"{channel.label}: unexpected {type(exc).__name__}"
             )

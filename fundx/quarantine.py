@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from fundx.errors import ConfigurationError, DecisionError, SealError, UnknownSignerError
 from fundx.inbox import LocalInbox, PartFile, part_name
 from fundx.keys import KeyStore
-from fundx.ledger import Ledger, decisions, quarantines, rule_failures
+from fundx.ledger import Ledger, decisions, inserted_id, quarantines, rule_failures
 from fundx.seal import open_sealed, recipients_among
 from fundx.timeutil import UTC, Window
 
@@ -362,7 +362,7 @@ def decide(ledger: Ledger, batch_id: str, action: str, *, reason: str, actor: st
     with ledger.audited() as conn:  # decided rows re-read under the audit lock: no row is decided twice
         taken: dict[int, int] = {}
         for d in decisions_of(ledger, batch_id=batch_id, conn=conn):
-            taken.update({r: d.id for r in d.rows})
+            taken.update(dict.fromkeys(d.rows, d.id))
         open_rows = [r for r in range(1, record.quarantined + 1) if r not in taken]
         if wanted is not None:
             outside = [r for r in wanted if r > record.quarantined]
@@ -382,11 +382,11 @@ def decide(ledger: Ledger, batch_id: str, action: str, *, reason: str, actor: st
         if not chosen:
             raise DecisionError(f"no open rows to {action} in batch {batch_id}"
                                 + (f" for rule {rule}" if rule else ""), action="nothing left to decide")
-        decision_id = conn.execute(decisions.insert().values(
+        decision_id = inserted_id(conn.execute(decisions.insert().values(
             batch_id=batch_id, feed=record.feed, action=action, rows_json=json.dumps(chosen), rows=len(chosen),
             rule=rule, reason=text, actor=actor, decided_at=datetime.now(UTC),
             status="pending" if action == "release" else "done",
-        )).inserted_primary_key[0]
+        )))
         ledger.audit(conn, f"failures.{action}", batch_id, {
             "decision": decision_id, "feed": record.feed, "rows": len(chosen), "row_numbers": row_ranges(chosen),
             "rule": rule, "reason": text,
@@ -467,8 +467,13 @@ def row_status(ledger: Ledger, batch_id: str) -> dict[int, str]:
     state: dict[int, str] = {}
     for d in decisions_of(ledger, batch_id=batch_id):
         word = {"pending": "released", "delivered": "delivered"}.get(d.status, "rejected")
-        state.update({r: f"{word} ({d.id})" for r in d.rows})
+        state.update(dict.fromkeys(d.rows, f"{word} ({d.id})"))
     return state
+
+
+def _blank(v: object) -> bool:
+    """None or NaN (the one value that differs from itself)."""
+    return v is None or v != v  # noqa: PLR0124 - the NaN test that works for any object
 
 
 def masked_view(frame: Any, feed: str) -> Any:
@@ -494,14 +499,14 @@ def masked_view(frame: Any, feed: str) -> Any:
             continue
         values = frame[column.name]
         if column.pii == "identity_number":
-            shown = values.map(lambda v: "" if v is None or v != v else mask_id(str(v)))
+            shown = values.map(lambda v: "" if _blank(v) else mask_id(str(v)))
         elif column.pii == "name":
-            shown = values.map(lambda v: "" if v is None or v != v else str(v)[:1] + "*" * max(len(str(v)) - 1, 1))
+            shown = values.map(lambda v: "" if _blank(v) else str(v)[:1] + "*" * max(len(str(v)) - 1, 1))
         elif column.classification == "restricted":
-            text = values.map(lambda v: "" if v is None or v != v else str(v))
+            text = values.map(lambda v: "" if _blank(v) else str(v))
             shown = pd.Series([t if column.name in cols else HIDDEN for t, cols in zip(text, looked_at)],
                               index=frame.index)
         else:
-            shown = values.map(lambda v: "" if v is None or v != v else str(v))
+            shown = values.map(lambda v: "" if _blank(v) else str(v))
         out[column.name] = shown.astype(str)
     return out

@@ -74,7 +74,8 @@ import sqlalchemy as sa
 
 from fundx import monitor, sla
 from fundx.ledger import Ledger, breaches, pulls, quarantines, runs
-from fundx.timeutil import SHANGHAI, now as clock_now
+from fundx.timeutil import SHANGHAI
+from fundx.timeutil import now as clock_now
 
 SCHEMA = "fundx.sla-scorecard/1"
 #: the table's columns, in order (:meth:`Scorecard.rows`)

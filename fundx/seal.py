@@ -32,11 +32,12 @@ import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from asn1crypto import algos, cms as asn1cms, core
+from asn1crypto import algos, core
+from asn1crypto import cms as asn1cms
 from asn1crypto import x509 as asn1x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, InvalidTag
@@ -183,7 +184,7 @@ def _sign(key: PrivateKey, data: bytes) -> tuple[asn1cms.SignedDigestAlgorithm, 
 def _signed_data_parts(payload_len: int, payload_digest: bytes, manifest: Manifest | None, signer_key: PrivateKey,
                        signer_cert: Certificate) -> tuple[bytes, bytes]:
     """The DER before and after the payload of ContentInfo(SignedData) with the payload as eContent."""
-    signing_time = datetime.now(timezone.utc).replace(microsecond=0)
+    signing_time = datetime.now(UTC).replace(microsecond=0)
     attributes: list[dict[str, Any]] = [
         {"type": "content_type", "values": ["data"]},
         {"type": "signing_time", "values": [asn1cms.Time({"utc_time": signing_time})]},

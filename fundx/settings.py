@@ -17,6 +17,7 @@ import os
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Literal, cast, overload
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -78,7 +79,7 @@ class Settings(BaseSettings):
 def _cached() -> Settings:
     try:
         return Settings()
-    except Exception as exc:  # pydantic ValidationError: name the variable, drop the value
+    except Exception as exc:  # noqa: BLE001 - pydantic ValidationError: name the variable, drop the value
         raise ConfigurationError(_describe_validation(exc)) from None
 
 
@@ -117,6 +118,12 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+@overload
+def resolve(ref: str, *, setting: str, feed: str | None = None, secret: Literal[False] = False) -> str: ...
+@overload
+def resolve(ref: str, *, setting: str, feed: str | None = None, secret: Literal[True]) -> SecretStr: ...
+@overload
+def resolve(ref: str, *, setting: str, feed: str | None = None, secret: bool) -> str | SecretStr: ...
 def resolve(ref: str, *, setting: str, feed: str | None = None, secret: bool = False) -> str | SecretStr:
     """The value behind a config reference.
 
@@ -140,8 +147,9 @@ def resolve(ref: str, *, setting: str, feed: str | None = None, secret: bool = F
         try:
             from prefect.blocks.system import Secret
 
-            value = Secret.load(block).get()
-        except Exception as exc:  # any failure to load is a configuration problem
+            # called from sync code, Prefect's dual sync/async load returns the block itself
+            value = cast("Secret[Any]", Secret.load(block)).get()
+        except Exception as exc:  # noqa: BLE001 - any failure to load is a configuration problem
             raise ConfigurationError(
                 f"setting {setting}: Prefect Secret block {block!r} could not be loaded ({type(exc).__name__})",
                 feed=feed,

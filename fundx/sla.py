@@ -230,7 +230,7 @@ def compile_sla(contract: Contract) -> FeedSla:
         if name not in found:
             raise fail("slaProperties", f"has no {name} (needed by the SLA monitor; see fundx/sla.py)")
 
-    obj = raw.schema_[0]
+    obj = contract.schema_object
     columns = {c.name: c for c in contract.columns}
 
     def column(key: str, element: str | None, *, required: bool, dated: bool = False) -> str | None:
@@ -500,7 +500,7 @@ class FeedNight:
         _need_aware("delivered_at", self.delivered_at)
         if (self.delivered_at is not None) != (self.outcome in ("pulled", "held")):
             raise ValueError(f"{self.feed}: delivered_at is set exactly when the outcome is pulled or held")
-        if self.rows is not None and self.rows < 0 or self.quarantined < 0:
+        if (self.rows is not None and self.rows < 0) or self.quarantined < 0:
             raise ValueError(f"{self.feed}: rows and quarantined cannot be negative")
 
 
@@ -572,18 +572,19 @@ def _evaluate_feed(sla: FeedSla, fact: FeedNight, now: datetime) -> list[Finding
     due = sla.due(fact.night)
     deadline = sla.deadline_at(fact.night)
     by = f"delivered by {_at(deadline)}"
-    delivered = fact.outcome in ("pulled", "held")
+    delivered_at = fact.delivered_at
+    delivered = fact.outcome in ("pulled", "held")  # exactly when delivered_at is set (FeedNight checks)
 
     if due and fact.outcome == "missing" and now >= deadline:
         add("missing", by, f"nothing delivered at {_at(now)}", True)
-    elif due and delivered:
-        add("missing", by, f"delivered {_at(fact.delivered_at)}", False)
-    if due and delivered:
-        add("late", by, f"delivered {_at(fact.delivered_at)}", fact.delivered_at > deadline)
+    elif due and delivered and delivered_at is not None:
+        add("missing", by, f"delivered {_at(delivered_at)}", False)
+    if due and delivered and delivered_at is not None:
+        add("late", by, f"delivered {_at(delivered_at)}", delivered_at > deadline)
     if fact.outcome == "failed":
         add("failed", "a successful pull", "the night's pulls failed", True)
-    elif delivered:
-        add("failed", "a successful pull", f"pulled {_at(fact.delivered_at)}", False)
+    elif delivered and delivered_at is not None:
+        add("failed", "a successful pull", f"pulled {_at(delivered_at)}", False)
 
     band_breached = False
     if due and delivered and fact.rows is not None and sla.row_count is not None:

@@ -31,7 +31,7 @@ import logging
 import shutil
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,7 @@ class Receipt:
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _sha256(data: bytes) -> str:
@@ -108,8 +108,8 @@ class Stage:
 
     def receive(self) -> list[Receipt]:
         """Take every READY batch of the inbox not yet received; returns one receipt per folder handled."""
-        for folder in (self.received_dir, self.refused_dir, self.tmp_dir, self.acks_dir):
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for made in (self.received_dir, self.refused_dir, self.tmp_dir, self.acks_dir):
+            made.mkdir(mode=0o700, parents=True, exist_ok=True)
         receipts = self._finish_interrupted()
         keys: _Keys | None = None
         for folder in self.inbox.batches(self.name):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-UTC = timezone.utc
+__all__ = ["SHANGHAI", "UTC", "Window", "aware", "now"]  # UTC is re-exported: fundx imports it from here
 
 
 def now() -> datetime:

@@ -8,8 +8,9 @@ identity out of the store.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from matching import pseudonym
 

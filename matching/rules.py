@@ -10,9 +10,10 @@ each rule; the sandbox plants exactly the cases each must find.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Callable
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -272,8 +273,8 @@ def prepare(con: duckdb.DuckDBPyConnection, inputs: Inputs, params: dict[str, di
             con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {name}_in")
     conflict = int(params["deaths"]["conflict_days"])
     # which sources know of a death, as bits (the police first): cheaper than count(DISTINCT feed)
-    feeds = ["police.deaths"] + sorted({f for (f,) in con.sql("SELECT DISTINCT feed FROM deaths_in").fetchall()}
-                                       - {"police.deaths"})
+    feeds = ["police.deaths", *sorted({f for (f,) in con.sql("SELECT DISTINCT feed FROM deaths_in").fetchall()}
+                                      - {"police.deaths"})]
     if len(feeds) > 62:
         raise ConfigurationError(f"{len(feeds)} death sources: the consolidation counts at most 62")
     bits = "CASE feed " + " ".join(f"WHEN '{f}' THEN {1 << i}" for i, f in enumerate(feeds)) + " ELSE 0 END"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +148,7 @@ def write_investigators(folder: Path, found: pa.Table, made: list[Any], keys: Ke
     payload = buf.getvalue()
     signer_key, signer_cert = keys.stage_signer("death_matching")
     night = folder.name
-    now = datetime.now(timezone.utc).isoformat()
+    now = datetime.now(UTC).isoformat()
     manifest = Manifest(batch_id=f"suspects-{night}", feed="matching.suspects", window_start=night, window_end=night,
                         part=1, parts=1, rows=table.num_rows, content_digest=content_digest(payload),
                         contract_version="matching/1", recipient=load.INVESTIGATORS, created_at=now)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from fundx.errors import ConfigurationError, TamperedError
@@ -36,6 +36,19 @@ _OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(
 
 def _fingerprint(cert) -> str:
     return cert.fingerprint(hashes.SHA256()).hex()
+
+
+
+def _rsa_private(key: object, stage: str) -> rsa.RSAPrivateKey:
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ConfigurationError(f"stage {stage}'s private key is not RSA: its store key is wrapped with RSA-OAEP")
+    return key
+
+
+def _rsa_public(key: object, stage: str) -> rsa.RSAPublicKey:
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise ConfigurationError(f"a certificate of stage {stage} has no RSA key: its store key is wrapped with RSA-OAEP")
+    return key
 
 
 class Store:
@@ -67,7 +80,7 @@ class Store:
             for key, cert in pairs:
                 blob = wrapped.get(_fingerprint(cert))
                 if blob is not None:
-                    self._key = key.decrypt(blob, _OAEP)
+                    self._key = _rsa_private(key, self.stage).decrypt(blob, _OAEP)
                     self._rewrap_if_new_certificates(doc)
                     return self._key
             raise ConfigurationError(
@@ -83,7 +96,7 @@ class Store:
         certs = self.keys.stage_certificates(self.stage)
         doc = {"format": KEY_FORMAT, "stage": self.stage,
                "wrapped": [{"cert_sha256": _fingerprint(c),
-                            "key": base64.b64encode(c.public_key().encrypt(self._key, _OAEP)).decode()}
+                            "key": base64.b64encode(_rsa_public(c.public_key(), self.stage).encrypt(self._key, _OAEP)).decode()}
                            for c in certs]}
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_file_atomic(self.key_file, json.dumps(doc, indent=1).encode(), 0o600)
@@ -140,7 +153,7 @@ class Store:
         nonce = data[len(MAGIC):len(MAGIC) + 12]
         try:
             plain = AESGCM(self._store_key()).decrypt(nonce, data[len(MAGIC) + 12:], self._aad(table, name))
-        except Exception:  # InvalidTag: altered, or moved from another table or stage
+        except Exception:  # noqa: BLE001 - InvalidTag: altered, or moved from another table or stage
             raise TamperedError(f"store of {self.stage}: {table}/{name} fails its authentication tag "
                                 f"(altered, or not this stage's)") from None
         return pq.read_table(io.BytesIO(plain))

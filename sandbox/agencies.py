@@ -139,8 +139,8 @@ class Sandbox:
         self._office = OfficeDB(self.home, city)
         self._office.write()
 
-        for agency, cls in REST_AGENCIES.items():
-            app = cls(city.feeds[AGENCIES[agency]], self._states[agency], self.stall_seconds)
+        for agency, app_cls in REST_AGENCIES.items():
+            app = app_cls(city.feeds[AGENCIES[agency]], self._states[agency], self.stall_seconds)
             self._rest[agency] = app
             self._servers[agency] = start_server(app, self.host)
         self._control = start_server(Control(self), self.host)

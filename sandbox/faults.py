@@ -96,7 +96,7 @@ def validate(agency: str, faults: list[str] | tuple[str, ...]) -> list[str]:
 
 def validate_all(faults: dict[str, list[str]] | None) -> dict[str, list[str]]:
     """A whole fault map checked (see ``validate``); agencies not named get no faults."""
-    checked = {agency: [] for agency in TRANSPORTS}
+    checked: dict[str, list[str]] = {agency: [] for agency in TRANSPORTS}
     for agency, names in (faults or {}).items():
         checked[agency] = validate(agency, names)
     return checked

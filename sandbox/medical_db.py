@@ -128,7 +128,10 @@ class MedicalDB:
             conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE")
             conn.exec_driver_sql(f"CREATE SCHEMA {PG_SCHEMA}")
             conn.exec_driver_sql(f"CREATE TABLE {PG_SCHEMA}.{TABLE} ({columns})")
-            cursor = conn.connection.driver_connection.cursor()
+            driver = conn.connection.driver_connection
+            if driver is None:
+                raise RuntimeError("the PostgreSQL connection has no psycopg connection for COPY")
+            cursor = driver.cursor()
             with cursor.copy(f"COPY {PG_SCHEMA}.{TABLE} FROM STDIN WITH (FORMAT csv, NULL '\\N')") as copy:
                 for start in range(0, len(data), 1 << 20):
                     copy.write(data[start : start + (1 << 20)])

@@ -86,6 +86,7 @@ def _rows(frame: pd.DataFrame, columns: tuple[tuple[str, str], ...]) -> list[tup
     data = []
     for name, kind in columns:
         s = frame[name]
+        values: list[float | int | str | None]
         if kind == "REAL":
             values = [None if pd.isna(v) else round(float(v), 2) for v in s.tolist()]
         elif kind == "INTEGER":

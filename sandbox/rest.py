@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, unquote
 
 import numpy as np
@@ -27,7 +27,7 @@ from sandbox.faults import RENAMED, SLOW_SECONDS, FaultState, received_credentia
 from sandbox.schema import FeedSchema, feed_schema, plain_values
 from sandbox.wire import HttpError, Reply, Request, json_reply
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _OFFSET_LOST_PLUS = re.compile(r" (\d\d(?::?\d\d)?)$")  # "+08:00" sent unencoded arrives as " 08:00"
 
 
@@ -297,7 +297,7 @@ class Police(RestAgency):
     name = "police"
     feed = "police.deaths"
     path = "/hukou/v2/death-cancellations"
-    token_path = "/oauth2/token"
+    token_path = "/oauth2/token"  # noqa: S105 - a URL path, not a password
     max_size = 1000
     token_lifetime = 3600
 

@@ -7,7 +7,7 @@ headers (``physicalName``) that the file-drop agencies write.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pandas as pd
@@ -42,7 +42,7 @@ class FeedSchema:
     incremental: str | None
 
 
-@lru_cache(maxsize=None)
+@cache
 def feed_schema(feed: str) -> FeedSchema:
     """The schema of one feed, from its contract file."""
     path = CONTRACTS / f"{feed}.odcs.yaml"

@@ -122,7 +122,7 @@ class _Handler(BaseHTTPRequestHandler):
             reply = self.server.app.handle(request)
         except HttpError as exc:
             reply = exc.reply()
-        except Exception as exc:  # answer 500; log where, never the message (it may quote a record)
+        except Exception as exc:  # noqa: BLE001 - answer 500; log where, never the message (it may quote a record)
             frame = traceback.extract_tb(exc.__traceback__)[-1]
             log.error("%s: %s at %s:%s answered 500", self.server.app.name, type(exc).__name__,
                       frame.filename.rsplit("/", 1)[-1], frame.lineno)
@@ -184,6 +184,8 @@ class Server(ThreadingHTTPServer):
     def url(self) -> str:
         """The base URL, e.g. http://127.0.0.1:40123."""
         host, port = self.server_address[:2]
+        if isinstance(host, bytes):
+            host = host.decode()
         return f"http://{host}:{port}"
 
     def start(self) -> Server:

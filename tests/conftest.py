@@ -38,7 +38,7 @@ def _pg_available() -> str | None:
         with engine.connect() as conn:
             conn.execute(sa.text("select 1"))
         engine.dispose()
-    except Exception as exc:  # any failure means: no server to test against
+    except Exception as exc:  # noqa: BLE001 - any failure means: no server to test against
         return f"{type(exc).__name__}"
     return None
 

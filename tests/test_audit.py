@@ -83,7 +83,7 @@ def test_concurrent_writers_never_fork_the_chain(ledger):
         try:
             for i in range(15):
                 ledger.log_event("test.concurrent", f"{name}-{i}", {"i": i})
-        except BaseException as exc:  # reported by the assertion below
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(exc)
 
     threads = [threading.Thread(target=writer, args=(f"w{n}",)) for n in range(4)]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 import stat
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -33,10 +33,10 @@ from fundx.errors import (
 )
 from fundx.inbox import LocalInbox, seal_parts
 from fundx.keys import (
+    Certificate,
     KeyPaths,
     KeySettings,
     KeyStore,
-    Certificate,
     PrivateKey,
     add_stage_certificate,
     init_keys,
@@ -52,7 +52,7 @@ from fundx.seal import Manifest, content_digest, open_sealed, seal
 from fundx.timeutil import Window
 
 DEATH, CUSTODY = "death_matching", "custody_matching"
-NOW = lambda: datetime.now(timezone.utc)  # noqa: E731
+NOW = lambda: datetime.now(UTC)  # noqa: E731
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ def test_every_private_key_and_the_match_key_is_0600_in_0700_folders(tmp_path):
     names = {p.relative_to(paths.dir).as_posix() for p in keys}
     assert {"ca.key", "exchange.key", f"stages/{DEATH}.next.key", f"signers/{DEATH}.key", "office/match.key"} <= names
     assert any(n.startswith(f"retired/{DEATH}.") for n in names)
-    assert {p.relative_to(paths.dir).as_posix(): oct(_mode(p)) for p in keys} == {n: "0o600" for n in names}
+    assert {p.relative_to(paths.dir).as_posix(): oct(_mode(p)) for p in keys} == dict.fromkeys(names, "0o600")
     folders = [paths.dir, paths.stages_dir, paths.signers_dir, paths.retired_dir, paths.match_key.parent]
     assert {str(f): oct(_mode(f)) for f in folders} == {str(f): "0o700" for f in folders}
     assert paths.match_key.stat().st_size == 32
@@ -153,7 +153,7 @@ def test_no_nonce_or_content_key_is_used_twice_over_many_parts(pki, payload, tmp
     manifest = _manifest(payload)
     parts = [_seal(pki, payload, manifest) for _ in range(150)]  # the same payload and manifest each time
     inbox = LocalInbox(tmp_path / "inboxes")
-    window = Window(datetime(2026, 11, 21, tzinfo=timezone.utc), datetime(2026, 11, 22, tzinfo=timezone.utc))
+    window = Window(datetime(2026, 11, 21, tzinfo=UTC), datetime(2026, 11, 22, tzinfo=UTC))
     files = seal_parts(inbox, DEATH, [payload] * 50, batch_id="police.deaths-20261122-0002", feed="police.deaths",
                        window=window, digest=content_digest(payload), rows=50, contract_version="1.0.0",
                        created_at="2026-11-22T02:00:05+08:00", signer_key=pki.signer_key,
@@ -337,7 +337,7 @@ _COLUMNS = "at, actor, action, subject, details, prev_hash, hash"
         for c in _COLUMNS.split(", ")]], 2),
 ])
 def test_the_audit_chain_detects_tampering(chain, statements, bad_seq):
-    ledger, url = chain
+    ledger, _url = chain
     _tamper(ledger, *statements)
     verdict = ledger.verify_audit()
     assert not verdict.ok and verdict.bad_seq == bad_seq, str(verdict)

@@ -28,8 +28,7 @@ from pathlib import Path
 
 import pytest
 
-import connectors.filedrop as filedrop
-from connectors import build_connector, connector_for, load_feed_file
+from connectors import build_connector, connector_for, filedrop, load_feed_file
 from connectors.config import FeedConfig
 from fundx.errors import ConfigurationError, DataError, FundxError, PermanentError, content_free
 from fundx.settings import Settings, reload_settings

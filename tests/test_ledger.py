@@ -89,9 +89,8 @@ def test_a_feed_is_held_by_one_run_at_a_time(ledger):
     other = Ledger(ledger.url)  # another worker: its own connections (and, on SQLite, its own lock file handle)
     try:
         with ledger.feed_lock("police.deaths"):
-            with pytest.raises(FeedBusy, match="another run is exchanging police.deaths"):
-                with other.feed_lock("police.deaths"):
-                    pass
+            with pytest.raises(FeedBusy, match="another run is exchanging police.deaths"), other.feed_lock("police.deaths"):
+                pass
             with other.feed_lock("justice.prisoners"):  # other feeds are free
                 pass
         with other.feed_lock("police.deaths"):  # released

@@ -154,7 +154,8 @@ def test_any_17_uscc_chars_with_their_check_char_is_a_valid_credit_code(first17)
 
 
 @FUNDX
-@given(st.lists(st.one_of(USCC17.map(lambda s: s + uscc_check_char(s)), st.text(alphabet=USCC_CHARS + "IOSVZ", min_size=18, max_size=18), TEXT), max_size=20))
+@given(st.lists(st.one_of(USCC17.map(lambda s: s + uscc_check_char(s)),
+                          st.text(alphabet=USCC_CHARS + "IOSVZ", min_size=18, max_size=18), TEXT), max_size=20))
 def test_uscc_column_agrees_with_is_valid_uscc(values):
     assert uscc_column(pd.Series(values, dtype=object)).tolist() == [is_valid_uscc(v) for v in values]
 
@@ -341,7 +342,7 @@ def test_response_json_never_raises_anything_but_a_fundx_error(body):
         response(body).json(feed="f.x", what="page 1")
     except (DataError, PermanentError) as error:
         assert error.feed == "f.x"
-    except Exception as error:  # IncompletePull is transient: a body cut short
+    except Exception as error:  # noqa: BLE001 - IncompletePull is transient: a body cut short
         from fundx.errors import IncompletePull
 
         assert isinstance(error, IncompletePull)

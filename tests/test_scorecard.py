@@ -17,7 +17,8 @@ from datetime import date, datetime, timedelta
 import pytest
 from rich.console import Console
 
-from fundx import monitor, scorecard as sc
+from fundx import monitor
+from fundx import scorecard as sc
 from fundx.ledger import Ledger, pull_figures, pulls, quarantines, rule_failures, runs
 from fundx.notify import Notifier
 from fundx.sla import all_slas, feed_sla

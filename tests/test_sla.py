@@ -9,8 +9,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import random
-from functools import lru_cache
 from datetime import date, datetime, time, timedelta
+from functools import cache, lru_cache
 from pathlib import Path
 
 import pytest
@@ -225,7 +225,7 @@ BROKEN = [
 _contract = lru_cache(maxsize=None)(load_contract)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _document(feed: str) -> dict:
     return yaml.safe_load(contract_path(feed).read_text(encoding="utf-8"))
 

@@ -32,9 +32,9 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.concurrency import run_in_threadpool
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from starlette.concurrency import run_in_threadpool
 
 from fundx import quarantine
 from fundx.console import accounts, nights
@@ -203,6 +203,7 @@ def create_app(ledger: Ledger | None = None, *, home: Path | None = None, settin
 
     @app.exception_handler(NotSignedIn)
     async def _not_signed_in(request: Request, _exc: NotSignedIn) -> Response:
+        response: Response
         if request.method in ("GET", "HEAD"):
             target = request.url.path if request.url.path.startswith("/") and not request.url.path.startswith("//") else "/"
             response = RedirectResponse("/login" + (f"?next={_quote(target)}" if target != "/" else ""), status_code=303)
@@ -610,7 +611,7 @@ class _Hardened:
 
         try:
             await self.app(scope, receive, guarded)
-        except Exception as exc:  # logged by type and line only: a message could carry a value
+        except Exception as exc:  # noqa: BLE001 - logged by type and line only: a message could carry a value
             tb = exc.__traceback__
             while tb is not None and tb.tb_next is not None:
                 tb = tb.tb_next
@@ -666,7 +667,7 @@ def serve(host: str = "127.0.0.1", port: int = 8765, *, tls_cert: Path | None = 
         log.setLevel(logging.INFO)
         log.propagate = False
     ledger = Ledger.from_settings()
-    hosts = ["*"] if host in ("0.0.0.0", "::") else sorted({*LOOPBACK, host.lower()})
+    hosts = ["*"] if host in ("0.0.0.0", "::") else sorted({*LOOPBACK, host.lower()})  # noqa: S104 - a comparison
     app = create_app(ledger, allowed_hosts=hosts)
     config = uvicorn.Config(app, host=host, port=port, access_log=False, log_level="warning", server_header=False,
                             proxy_headers=False, ssl_certfile=str(tls_cert) if tls_cert else None,

@@ -142,7 +142,7 @@ def trend(ledger: Ledger, *, feed: str | None = None, limit: int = 30, width: in
     """The last ``limit`` nights as stacked bars (valid, quarantined, held) with breach marks: SVG geometry."""
     wanted = list(reversed(nights(ledger, limit)))
     found = figures(ledger, wanted)
-    per_night = []
+    per_night: list[dict[str, Any]] = []
     for night in wanted:
         items = [f for (n, name), f in found.items() if n == night and (feed is None or name == feed)]
         per_night.append({

@@ -16,7 +16,7 @@ def test_inputs_have_the_store_shapes():
         declared = [c.strip().split()[0] for c in rules.EMPTY[name].split(",")]
         assert set(declared) <= set(table.column_names), name
         assert table.schema.field("person").type == pa.binary()
-        assert set(len(v) for v in table.column("person").to_pylist()) == {16}
+        assert {len(v) for v in table.column("person").to_pylist()} == {16}
     assert set(tables["deaths"].column("feed").to_pylist()) == {f for f, _ in matching_bench.DEATH_FEEDS}
     assert set(tables["custody"].column("custody_status").to_pylist()) == set(matching_bench.CUSTODY)
     assert all(n > 0 for n in planted.values())

@@ -20,10 +20,10 @@ from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "conformance"))
 
-from conformance_suite import conformance_sandbox, conformance_tests, fresh_context  # noqa: E402,F401
+from conformance_suite import conformance_sandbox, conformance_tests, fresh_context  # noqa: F401
 
-from connectors.conformance import CHECKS, FAILED, PASSED, SKIPPED, run_check, run_suite  # noqa: E402
-from fundx.settings import reload_settings  # noqa: E402
+from connectors.conformance import CHECKS, FAILED, PASSED, SKIPPED, run_check, run_suite
+from fundx.settings import reload_settings
 
 REST = {"civil_affairs.deaths": "civil_affairs", "police.deaths": "police",
         "market_regulation.businesses": "market_regulation",

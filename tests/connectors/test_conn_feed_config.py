@@ -182,7 +182,8 @@ CONTRACT_CASES = [
     (contract_edit(lambda d: d.__setitem__("name", "police.births")), "name: must be the feed's name"),
     (contract_edit(lambda d: [p.pop("primaryKey", None) for p in d["schema"][0]["properties"]]), "no column has primaryKey"),
     (contract_edit(lambda d: d["schema"][0]["properties"].append(dict(d["schema"][0]["properties"][1]))), "listed twice"),
-    (contract_edit(lambda d: d["schema"][0]["properties"][2].update(customProperties=[{"property": "incremental", "value": True}])), "only one column may be incremental"),
+    (contract_edit(lambda d: d["schema"][0]["properties"][2].update(
+        customProperties=[{"property": "incremental", "value": True}])), "only one column may be incremental"),
     (contract_edit(lambda d: d["schema"][0]["properties"][0].update(required="very")), "schema.0.properties.0.required"),
 ]
 

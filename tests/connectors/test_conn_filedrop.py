@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import connectors.filedrop as filedrop
-from connectors import connector_for
+from connectors import connector_for, filedrop
 from connectors.filedrop import cell_text, decode, detect_encoding
 from fundx.errors import DataError, IncompletePull, NotFoundError, SourceSchemaError
 from fundx.settings import reload_settings

@@ -224,9 +224,8 @@ def test_renamed_column_is_a_source_schema_error_naming_feed_and_column(sandbox,
 def test_rejected_static_credentials_are_an_auth_error_naming_what_to_renew(sandbox, faults, caplog, feed, renew):
     faults(AGENCY[feed], ["expired_token"])
     secret = sandbox.env[renew]
-    with caplog.at_level(logging.DEBUG):
-        with pytest.raises(AuthError) as info:
-            small_pages(feed).extract(full_window(sandbox))
+    with caplog.at_level(logging.DEBUG), pytest.raises(AuthError) as info:
+        small_pages(feed).extract(full_window(sandbox))
     error = info.value
     assert error.feed == feed and renew in error.action
     for text in (str(error), error.action, repr(error), caplog.text):
@@ -245,9 +244,8 @@ def test_police_wrong_client_secret_names_the_variable_and_never_the_secret(sand
     monkeypatch.setenv("FUNDX_POLICE_CLIENT_SECRET", wrong)
     real = sandbox.env["FUNDX_POLICE_CLIENT_SECRET"]
     connector = connector_for("police.deaths", reload_settings())
-    with caplog.at_level(logging.DEBUG):
-        with pytest.raises(AuthError) as info:
-            connector.extract(full_window(sandbox))
+    with caplog.at_level(logging.DEBUG), pytest.raises(AuthError) as info:
+        connector.extract(full_window(sandbox))
     error = info.value
     assert "renew FUNDX_POLICE_CLIENT_SECRET" in error.action
     assert "invalid_client" in str(error)
@@ -258,9 +256,8 @@ def test_police_wrong_client_secret_names_the_variable_and_never_the_secret(sand
 def test_police_token_still_rejected_after_refresh_is_an_auth_error(sandbox, monkeypatch, caplog):
     # the agency issues tokens that are already expired: the page answers 401 even after a refresh
     monkeypatch.setattr(sandbox._rest["police"], "token_lifetime", -1)
-    with caplog.at_level(logging.DEBUG):
-        with pytest.raises(AuthError) as info:
-            connector_for("police.deaths", reload_settings()).extract(full_window(sandbox))
+    with caplog.at_level(logging.DEBUG), pytest.raises(AuthError) as info:
+        connector_for("police.deaths", reload_settings()).extract(full_window(sandbox))
     assert "after fetching a new token" in str(info.value)
     assert "renew FUNDX_POLICE_CLIENT_SECRET" in info.value.action
     assert sandbox.env["FUNDX_POLICE_CLIENT_SECRET"] not in caplog.text + str(info.value)

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from console_helpers import AUDITOR, END, FEED, ID, PASSWORDS, PAYLOADS, STEWARD
 
 

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from console_helpers import AUDITOR, FEED, NEXT_END, PASSWORDS, PAYLOADS, STEWARD, leaked
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -133,11 +132,10 @@ def _sign_in(driver, base: str, name: str) -> None:
 
 def _submit(driver, element) -> None:
     """Click a link or button and wait until the next page has replaced this one."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as gone
     from selenium.webdriver.support.ui import WebDriverWait
-
-    from selenium.common.exceptions import WebDriverException
 
     page = driver.find_element(By.TAG_NAME, "html")
     element.click()

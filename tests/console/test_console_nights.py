@@ -8,8 +8,8 @@ import uuid
 from datetime import datetime, timedelta
 
 import pytest
-
 from console_helpers import client_for
+
 from fundx.timeutil import UTC
 
 FEED = "police.deaths"

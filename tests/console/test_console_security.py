@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from console_helpers import AUDITOR, PASSWORDS, PAYLOADS, STEWARD, client_for, leaked
 
-from console_helpers import AUDITOR, PASSWORDS, PAYLOADS, STEWARD, leaked, client_for
 from fundx.timeutil import UTC
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')

@@ -14,7 +14,7 @@ import pytest
 from contracts import load_contract
 from contracts.docs import write_site
 from contracts.rules import contract_rules
-from contracts.validate import RULES_COLUMN, RULE_SEPARATOR, Checked, check
+from contracts.validate import RULE_SEPARATOR, RULES_COLUMN, Checked, check
 from sandbox.generator import (
     DEFAULT_AS_OF,
     FEEDS,

@@ -10,6 +10,7 @@ import threading
 from datetime import date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import jsonschema
 import numpy as np
@@ -182,7 +183,7 @@ def test_an_xlsx_sample_reads_its_first_sheet(tmp_path: Path) -> None:
 
 
 class _Records(BaseHTTPRequestHandler):
-    payloads: dict[str, bytes] = {}
+    payloads: ClassVar[dict[str, bytes]] = {}
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         body = self.payloads.get(self.path.split("?")[0])

@@ -21,7 +21,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -112,12 +112,12 @@ class Served:
 
     def run(self, *args: str, timeout: float = 150) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "deployments.run", *args], env=self.env, cwd=REPO,
-                              capture_output=True, text=True, timeout=timeout)
+                              check=False, capture_output=True, text=True, timeout=timeout)
 
     def prefect(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         env = {**self.env, "PREFECT_API_URL": self.api}
         return subprocess.run([sys.executable, "-m", "prefect", *args], env=env, cwd=REPO,
-                              capture_output=True, text=True, timeout=timeout)
+                              check=False, capture_output=True, text=True, timeout=timeout)
 
     def api_call(self, path: str, body=None, method: str = "POST"):
         data = None if body is None else json.dumps(body).encode()
@@ -180,7 +180,7 @@ def _emit(srv: Served, event: str, deployment_id: str) -> str:
     """A flow-run event of a run that does not exist, related to ``deployment_id``; the run's resource id."""
     resource = f"prefect.flow-run.{uuid.uuid4()}"
     srv.api_call("/events", [{
-        "id": str(uuid.uuid4()), "occurred": datetime.now(timezone.utc).isoformat(), "event": event,
+        "id": str(uuid.uuid4()), "occurred": datetime.now(UTC).isoformat(), "event": event,
         "resource": {"prefect.resource.id": resource, "prefect.resource.name": "synthetic"},
         "related": [{"prefect.resource.id": f"prefect.deployment.{deployment_id}", "prefect.resource.role": "deployment"}],
         "payload": {},

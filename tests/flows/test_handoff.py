@@ -11,14 +11,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import selectors
 import shutil
-import signal
 import subprocess
-import sys
-import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -163,9 +158,8 @@ def test_a_batch_whose_parts_vanished_before_ready_is_recorded_lost_and_a_backfi
 
 def test_a_second_run_of_a_busy_feed_is_refused_and_recorded(home):
     ledger = Ledger.from_settings()
-    with ledger.feed_lock(FEED):
-        with pytest.raises(FeedBusy, match="another run"):
-            run_feed(FEED, end=END)
+    with ledger.feed_lock(FEED), pytest.raises(FeedBusy, match="another run"):
+        run_feed(FEED, end=END)
     (failed,) = ledger.pulls(FEED)
     assert failed.outcome == "failed" and failed.error_type == "FeedBusy"
     assert ledger.watermark(FEED) is None and ledger.deliveries(FEED) == []
@@ -268,7 +262,7 @@ def _signer(case: str, keys_dir: Path):
         key = new_private_key("signing")
         return key, issue_certificate(ca_key, store.ca(), common_name="fundx exchange", usage="signing",
                                       public_key=key.public_key(), days=1,
-                                      not_before=datetime.now(timezone.utc) - timedelta(days=2))
+                                      not_before=datetime.now(UTC) - timedelta(days=2))
     return store.stage_signer("custody_matching")  # a valid certificate of the CA, but a stage's, not the exchange's
 
 

@@ -32,7 +32,7 @@ def test_a_night_then_matching_finds_exactly_the_planted_cases(sandbox, home, ca
     from flows.exchange import nightly_exchange
     from flows.matching import matching_night
     from matching import orders
-    from matching.run import output_dir, read_vault
+    from matching.run import output_dir
 
     nightly_exchange(end=END)
     summary = matching_night(night=NIGHT)

@@ -17,9 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
-
 from killing import run_until_killed
+from typer.testing import CliRunner
 
 from fundx import quarantine
 from fundx.errors import BatchHeld, DecisionError, WrongRecipientError

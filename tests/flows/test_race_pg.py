@@ -59,7 +59,7 @@ def _reachable() -> str | None:
         engine = sa.create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 3}, poolclass=sa.pool.NullPool)
         with engine.connect() as conn:
             conn.execute(sa.text("select 1"))
-    except Exception as exc:  # any failure means: no server to race on
+    except Exception as exc:  # noqa: BLE001 - any failure means: no server to race on
         return type(exc).__name__
     return None
 
@@ -122,7 +122,7 @@ class Racers:
         self.procs = []
         self.logs = logs
         for i in range(n):
-            err = open(logs / f"racer-{i}.log", "wb") if logs else subprocess.DEVNULL
+            err = open(logs / f"racer-{i}.log", "wb") if logs else subprocess.DEVNULL  # noqa: SIM115 - closed below
             self.procs.append(subprocess.Popen(
                 [sys.executable, "-c", code, *args], cwd=ROOT, env={**os.environ, **(env[i] if env else {})},
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err))

@@ -8,7 +8,6 @@ from datetime import date, timedelta
 
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from fundx.errors import DecisionError

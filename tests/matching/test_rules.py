@@ -103,7 +103,7 @@ def test_every_feed_says_what_its_stage_keeps_and_a_missing_column_is_named(tmp_
     from fundx.errors import ConfigurationError
 
     for feed in feed_names():
-        table, sql, vault = load.feed_sql(feed)
+        _table, sql, vault = load.feed_sql(feed)
         assert " AS id_number" not in sql and " AS name" not in sql  # never kept: the vault has them
         assert vault is None or " AS id_number" in vault
     import connectors

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
@@ -248,7 +248,7 @@ def test_bad_faults_fail_before_any_work(tmp_path, city):
 def test_exchange_env_and_state_files(sb, city):
     env_file = sb.home / "exchange.env"
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
-    lines = dict(l.split("=", 1) for l in env_file.read_text().splitlines() if l and not l.startswith("#"))
+    lines = dict(ln.split("=", 1) for ln in env_file.read_text().splitlines() if ln and not ln.startswith("#"))
     assert lines == sb.env
     assert set(sb.env) == {
         "FUNDX_CIVIL_AFFAIRS_URL", "FUNDX_CIVIL_AFFAIRS_TOKEN", "FUNDX_POLICE_URL", "FUNDX_POLICE_CLIENT_ID",
@@ -323,7 +323,7 @@ def test_offsets_in_any_form(sb):
 
     to = quote(end.isoformat())
     encoded = data(urlencode({"reported_from": start.astimezone(SHANGHAI).isoformat(), "reported_to": end.isoformat()}))
-    zulu = data(f"reported_from={start.astimezone(timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')}&reported_to={to}")
+    zulu = data(f"reported_from={start.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}&reported_to={to}")
     bare_plus = data(f"reported_from={start.astimezone(SHANGHAI).isoformat()}&reported_to={to}")
     assert encoded and encoded == zulu == bare_plus
     naive = requests.get(base, params={"reported_from": "2026-01-01T00:00:00"}, headers=headers, timeout=5)
@@ -436,7 +436,7 @@ def test_reset_breaks_the_connection(sb):
 def test_reset_is_a_tcp_reset(sb):
     """On a raw socket: headers and part of the body arrive, then ECONNRESET (not an orderly end)."""
     with armed(sb, "market_regulation", ["reset"]):
-        path, params, client = _first_two(sb, "market_regulation")
+        path, _params, _client = _first_two(sb, "market_regulation")
         host, port = sb.urls["market_regulation"].removeprefix("http://").split(":")
         with socket.create_connection((host, int(port)), timeout=5) as s:
             s.sendall(f"GET {path}?limit=5 HTTP/1.1\r\nHost: x\r\nX-Api-Key: {sb.env['FUNDX_MARKET_REGULATION_API_KEY']}"
@@ -696,9 +696,8 @@ def test_sqlite_view_returns_expected_rows(sb):
             assert time.monotonic() - began >= 0.1
         assert "id_no" in cols and "id_number" not in cols
         engine.dispose()
-    with armed(sb, "medical_insurance", ["empty"]):
-        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
-            assert conn.execute("SELECT count(*) FROM v_settled_bills").fetchone() == (0,)
+    with armed(sb, "medical_insurance", ["empty"]), sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+        assert conn.execute("SELECT count(*) FROM v_settled_bills").fetchone() == (0,)
 
 
 @pytest.mark.postgres
@@ -722,7 +721,7 @@ def test_postgres_view_returns_expected_rows(pg_url, city, tmp_path):
         _bills_equal(got, pg.expected("medical_insurance.bills", start, end))
         pg.set_faults("medical_insurance", ["renamed_column"])
         with engine.connect() as conn:
-            assert "id_no" in conn.exec_driver_sql("SELECT * FROM v_settled_bills LIMIT 1").keys()
+            assert "id_no" in conn.exec_driver_sql("SELECT * FROM v_settled_bills LIMIT 1").keys()  # noqa: SIM118 - a Result
         engine.dispose()
     with sa.create_engine(pg_url).connect() as conn:
         assert conn.exec_driver_sql(

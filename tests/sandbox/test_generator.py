@@ -339,7 +339,7 @@ def test_prisoners_paid_is_true(city: City) -> None:
 
 
 def test_shared_accounts_are_true_and_complete(city: City) -> None:
-    holders = city.roll.groupby("bank_account")["id_number"].apply(lambda s: sorted(s))
+    holders = city.roll.groupby("bank_account")["id_number"].apply(sorted)
     shared = holders[holders.map(len) >= 3]
     truth = {t["bank_account"]: sorted(t["id_numbers"]) for t in city.truths["shared_accounts"]}
     assert dict(shared) == truth
@@ -505,7 +505,7 @@ def test_demo_city_has_invalid_rows_in_every_feed(city: City) -> None:
 
 def test_invalid_kinds_are_dealt_round_robin(city: City) -> None:
     for feed in FEEDS:
-        counts: dict[tuple[str, str], int] = {slot: 0 for slot in invalid_slots(feed)}
+        counts: dict[tuple[str, str], int] = dict.fromkeys(invalid_slots(feed), 0)
         for i in city.truths["invalid"]:
             if i["feed"] == feed:
                 counts[(i["kind"], i["column"])] += 1

@@ -8,9 +8,9 @@ from dataclasses import replace
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from seal_helpers import MARKER_ID, Pki, make_pki
 
 from fundx.seal import Manifest, content_digest
-from seal_helpers import MARKER_ID, Pki, make_pki
 
 
 @pytest.fixture(scope="session")

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import os
 import stat
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
 from seal_helpers import make_pki
+
 from fundx.errors import CertificateError, ConfigurationError
 from fundx.keys import (
     STAGES,
@@ -106,7 +106,7 @@ def test_usages_and_algorithms(full):
 
     store = KeyStore(KeySettings(dir=full.dir))
     for stage in STAGES:  # each stage's second certificate signs its acknowledgements
-        key, cert = store.stage_signer(stage)
+        _key, cert = store.stage_signer(stage)
         assert common_name(cert) == stage and isinstance(cert.public_key(), ec.EllipticCurvePublicKey)
         unit = cert.subject.get_attributes_for_oid(x509.oid.NameOID.ORGANIZATIONAL_UNIT_NAME)[0].value
         usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
@@ -143,7 +143,7 @@ def test_init_refuses_certificates_without_their_ca(tmp_path):
 
 
 def test_validation_names_the_certificate_and_the_reason(pki):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     key = new_private_key("signing")
     cert = issue_certificate(pki.ca_key, pki.ca, common_name="fundx exchange 2", usage="signing",
                              public_key=key.public_key(), not_before=now - timedelta(days=1), days=10)
@@ -237,7 +237,7 @@ def test_key_settings_from_the_environment(tmp_path, monkeypatch, full):
     store = KeyStore()
     assert sorted(common_name(c) for c in store.recipient_certificates("bill_review")) == ["bill_review", "stewards"]
     assert len(store.recipient_certificates("death_matching")) == 1  # from the folder
-    key, cert = store.exchange_signer()
+    _key, cert = store.exchange_signer()
     assert common_name(cert) == "fundx exchange"
 
 

@@ -7,7 +7,7 @@ import os
 import shutil
 import stat
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 from asn1crypto import cms as asn1cms
 from cryptography.hazmat.primitives.asymmetric import rsa
-
 from seal_helpers import MARKER_ID, make_pki
+
 from fundx import cms
 from fundx.errors import (
     CertificateError,
@@ -29,7 +29,14 @@ from fundx.errors import (
     UnsupportedSealError,
     WrongRecipientError,
 )
-from fundx.keys import add_stage_certificate, issue_certificate, make_ca, make_crl, new_private_key, retire_stage_certificate
+from fundx.keys import (
+    add_stage_certificate,
+    issue_certificate,
+    make_ca,
+    make_crl,
+    new_private_key,
+    retire_stage_certificate,
+)
 from fundx.seal import (
     _content_key,
     _parse_envelope,
@@ -44,7 +51,7 @@ needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="the 
 
 
 def openssl(*args: str | os.PathLike, stdin: bytes | None = None) -> bytes:
-    done = subprocess.run(["openssl", *map(str, args)], input=stdin, capture_output=True, timeout=60)
+    done = subprocess.run(["openssl", *map(str, args)], input=stdin, check=False, capture_output=True, timeout=60)
     if done.returncode:
         raise AssertionError(f"openssl {args[:2]} failed: {done.stderr.decode(errors='replace')}")
     return done.stdout
@@ -143,7 +150,7 @@ def test_openssl_refuses_a_fundx_part_signed_by_a_revoked_certificate(pki, paylo
     key = new_private_key("signing")
     cert = issue_certificate(pki.ca_key, pki.ca, common_name="revoked signer", usage="signing",
                              public_key=key.public_key())
-    crl = make_crl(pki.ca_key, pki.ca, [(cert.serial_number, datetime.now(timezone.utc))])
+    crl = make_crl(pki.ca_key, pki.ca, [(cert.serial_number, datetime.now(UTC))])
     from cryptography.hazmat.primitives.serialization import Encoding
 
     (tmp_path / "trust.pem").write_bytes(pki.paths.ca_cert.read_bytes() + crl.public_bytes(Encoding.PEM))
@@ -152,7 +159,7 @@ def test_openssl_refuses_a_fundx_part_signed_by_a_revoked_certificate(pki, paylo
     )
     done = subprocess.run(["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", tmp_path / "part.p7s",
                            "-CAfile", tmp_path / "trust.pem", "-crl_check",
-                           "-out", tmp_path / "out"], capture_output=True, timeout=60)
+                           "-out", tmp_path / "out"], check=False, capture_output=True, timeout=60)
     assert done.returncode != 0 and b"revoked" in done.stderr
 
 
@@ -294,7 +301,7 @@ def test_an_expired_signer_certificate_is_refused(pki, payload, manifest):
     key = new_private_key("signing")
     cert = issue_certificate(pki.ca_key, pki.ca, common_name="old exchange", usage="signing",
                              public_key=key.public_key(),
-                             not_before=datetime.now(timezone.utc) - timedelta(days=30), days=1)
+                             not_before=datetime.now(UTC) - timedelta(days=30), days=1)
     sealed = seal_for(pki, payload, manifest, signer_key=key, signer_cert=cert)
     with pytest.raises(CertificateError, match="'old exchange'.*expired") as refused:
         open_as(pki, sealed)
@@ -305,7 +312,7 @@ def test_a_revoked_signer_certificate_is_refused(pki, payload, manifest):
     key = new_private_key("signing")
     cert = issue_certificate(pki.ca_key, pki.ca, common_name="stolen exchange key", usage="signing",
                              public_key=key.public_key())
-    crl = make_crl(pki.ca_key, pki.ca, [(cert.serial_number, datetime.now(timezone.utc))])
+    crl = make_crl(pki.ca_key, pki.ca, [(cert.serial_number, datetime.now(UTC))])
     sealed = seal_for(pki, payload, manifest, signer_key=key, signer_cert=cert)
     assert open_as(pki, sealed).payload == payload  # with the CRL that does not list it
     with pytest.raises(CertificateError, match="revoked"):
@@ -343,7 +350,7 @@ def test_a_manifest_that_differs_from_what_is_expected_is_refused(pki, payload, 
 
 
 def test_expected_window_may_be_given_as_a_datetime(pki, payload, manifest):
-    start = datetime(2026, 11, 20, 16, tzinfo=timezone.utc)  # 2026-11-21T00:00+08:00
+    start = datetime(2026, 11, 20, 16, tzinfo=UTC)  # 2026-11-21T00:00+08:00
     assert open_as(pki, seal_for(pki, payload, manifest), expect={"window_start": start}).manifest == manifest
 
 

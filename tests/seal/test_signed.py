@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -39,7 +39,7 @@ def test_a_changed_byte_another_ca_or_a_revoked_signer_is_refused(pki):
     key = new_private_key("signing")
     revoked = issue_certificate(pki.ca_key, pki.ca, common_name="death_matching", usage="signing",
                                 public_key=key.public_key())
-    crl = make_crl(pki.ca_key, pki.ca, [(revoked.serial_number, datetime.now(timezone.utc))])
+    crl = make_crl(pki.ca_key, pki.ca, [(revoked.serial_number, datetime.now(UTC))])
     with pytest.raises(CertificateError, match="revoked"):
         open_signed(sign(BODY, signer_key=key, signer_cert=revoked), trusted_ca=pki.ca, crl=crl)
 
