@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -46,7 +45,6 @@ def test_the_search_finds_the_canary_and_secrets_in_every_form_but_not_masked_or
 def test_a_chaos_night_loses_nothing_duplicates_nothing_and_leaks_nothing(run_dir, monkeypatch):
     monkeypatch.setenv("FUNDX_HOME", str(run_dir / "chaos-var"))
     out = io.StringIO()
-    began = time.monotonic()
     chaos = Chaos(Options(seed=20261124, people=3000, rows=250, nights=2, min_faults=50, min_kills=20,
                           prefect_nights=1, workdir=run_dir / "chaos"), out=out)
     result = chaos.run()
@@ -67,4 +65,3 @@ def test_a_chaos_night_loses_nothing_duplicates_nothing_and_leaks_nothing(run_di
     assert CANARY_ID not in record and CANARY_ID not in printed
     assert json.loads(record)["verdict"] == "PASS"
     assert "TOTAL faults injected" in printed and "duplicated 0, lost 0" in printed
-    assert time.monotonic() - began < 420
