@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingResult
 
 from fundx import handoff
 from fundx.errors import FundxError, InternalError, NightFailed, content_free
@@ -147,7 +148,13 @@ def nightly_exchange(feeds: list[str] | None = None, end: str | None = None) -> 
     for name in names:
         state = exchange_feed(name, run_id=run_id, end=end, return_state=True)
         if state.is_completed():
-            outcomes.append(state.result())
+            try:
+                outcomes.append(state.result())
+            except MissingResult:
+                # Prefect can hand back a completed subflow's state as its API stored it, without the
+                # (never persisted) result, when the flow run's connection to the server lagged under
+                # load; the feed's work is done and in the ledger, which says what it was
+                outcomes.append(_outcome_from_ledger(ledger, run_id, name))
             continue
         error = _state_error(state)
         record = next((p for p in reversed(ledger.pulls_of_run(run_id)) if p.feed == name), None)
@@ -217,6 +224,16 @@ def _record_answers(ledger: Ledger, logger) -> None:
     if answers.invalid or answers.refused:
         logger.warning("stages' answers: %d refusals, %d answers whose signature was refused",
                        answers.refused, answers.invalid)
+
+
+def _outcome_from_ledger(ledger: Ledger, run_id: int, feed: str) -> FeedOutcome:
+    """A completed feed's outcome from its pull recorded in this run (counts only)."""
+    record = next((p for p in reversed(ledger.pulls_of_run(run_id)) if p.feed == feed), None)
+    if record is None:
+        return FeedOutcome(feed=feed, outcome="pulled", window="")
+    return FeedOutcome(feed=feed, outcome=record.outcome, window=str(record.window), rows=record.rows or 0,
+                       bytes=record.bytes or 0, pages=record.pages or 0, retries=record.retries or 0,
+                       duration_s=record.duration_s, digest=record.digest)
 
 
 def _state_error(state) -> FundxError:

@@ -770,7 +770,9 @@ def _valid_frame(spool: Spool, result: CheckResult, failed: Any) -> Any:
     frame = (pa.concat_tables(tables) if len(tables) > 1 else tables[0]).to_pandas()
     positions = np.setdiff1d(np.arange(result.offset, result.offset + result.rows), failed.index.to_numpy())
     if len(positions) != len(frame):
-        raise AssertionError(f"chunk {result.name}: {len(frame)} valid rows read back, {len(positions)} expected")
+        from fundx.errors import InternalError
+
+        raise InternalError(f"chunk {result.name}: {len(frame)} valid rows read back, {len(positions)} expected")
     frame.index = pd.Index(positions)
     return frame
 

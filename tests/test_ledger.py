@@ -115,3 +115,16 @@ def test_row_history_counts_whole_nights_batches_only(ledger):
     assert ledger.row_history("justice.prisoners", limit=12) == [40, 50, 60, 70]
     assert ledger.row_history("justice.prisoners", limit=2) == [60, 70]
     assert ledger.row_history("police.deaths", limit=12) == []
+
+
+def test_a_completed_feed_whose_result_prefect_lost_is_told_from_the_ledger(ledger):
+    """nightly_exchange: a subflow state handed back without its unpersisted result (MissingResult, seen
+    under load) is not a crash of the night: the feed's pull recorded in this run says what it did."""
+    from flows.exchange import _outcome_from_ledger
+
+    run = ledger.start_run("night", "2026-11-23")
+    window = Window.of("2026-01-01", "2026-11-23")
+    ledger.record_pull(run, FakePull("police.deaths", window, rows=42, pages=3), started_at=aware("2026-11-23T01:30:00"))
+    told = _outcome_from_ledger(ledger, run, "police.deaths")
+    assert (told.feed, told.outcome, told.rows, told.pages, told.digest) == ("police.deaths", "pulled", 42, 3, "sha256:00")
+    assert _outcome_from_ledger(ledger, run, "justice.prisoners").outcome == "pulled"  # nothing recorded: rows 0
