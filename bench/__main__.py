@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-rows", type=_rows, default=None,
                         help="FUNDX_CHUNK_ROWS for the streamed runs (default: the pipeline's own)")
     parser.add_argument("--runner", default=None,
-                        help="FUNDX_TASK_RUNNER for the streamed runs and the night (default: local, in the process)")
+                        help="FUNDX_TASK_RUNNER for the streamed runs and the night (default: local, in the process, "
+                             "and the smallest death feed once more on processes:N, one worker per core)")
     parser.add_argument("--seed", type=int, default=None, help="generator seed for the feeds and night data")
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="folder for the JSON results")
     args = parser.parse_args(argv)
