@@ -55,6 +55,7 @@ from fundx.handoff import _test_kill_point  # TEST ONLY: the chaos night's kill 
 from fundx.inbox import Inbox, LocalInbox, PartFile, part_name
 from fundx.keys import fsync_dir
 from fundx.runners import LocalRunner, Runner
+from fundx.seal import PART_BYTES
 from fundx.timeutil import Window
 
 log = logging.getLogger("fundx.stream")
@@ -385,7 +386,7 @@ class CheckJob:
     chunk: Chunk
     today: date
     arrived: datetime
-    part_bytes: int = 64 * 2**20
+    part_bytes: int = PART_BYTES
 
 
 @dataclass
@@ -554,7 +555,7 @@ class StreamChecked:
 
 
 def check_pull(ledger: Any, pulled: SpooledPull, *, runner: Runner, steps: Steps, today: date | None = None,
-               arrived: datetime | None = None, part_bytes: int = 64 * 2**20) -> StreamChecked:
+               arrived: datetime | None = None, part_bytes: int = PART_BYTES) -> StreamChecked:
     """Check every chunk (through ``runner``), then the batch rules on the totals."""
     from contracts import contract_path, display_path, load_contract
     from contracts.normalise import NormalisationRecord
