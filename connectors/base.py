@@ -11,14 +11,14 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from connectors.config import FeedConfig
 from contracts import Contract
-from fundx.digest import content_digest
+from fundx.digest import ARRIVAL, DEFECT, RESERVED_COLUMNS, content_digest
 from fundx.errors import SourceSchemaError
 from fundx.retry import Retrier
 from fundx.settings import Settings
@@ -27,6 +27,24 @@ from fundx.timeutil import Window
 log = logging.getLogger("fundx.connectors")
 
 Progress = Callable[[int], None]
+
+
+@dataclass
+class Repeats:
+    """What de-duplication did with rows that share a record key (counts only)."""
+
+    identical: int = 0  # copies of a row sent again unchanged: collapsed into one
+    superseded: int = 0  # earlier versions of a record replaced by a later one (by the incremental column)
+    conflicting: int = 0  # rows of key conflicts: kept, each marked key_conflict for the stewards
+
+    def add(self, other: Repeats) -> None:
+        self.identical += other.identical
+        self.superseded += other.superseded
+        self.conflicting += other.conflicting
+
+    def __str__(self) -> str:
+        return (f"{self.identical} identical copies collapsed, {self.superseded} earlier versions replaced, "
+                f"{self.conflicting} rows in key conflicts")
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,6 +60,7 @@ class Pull:
     pages: int
     duration_s: float
     retries: int
+    repeats: Repeats = field(default_factory=Repeats)  # rows sharing a record key: what became of them
 
 
 @dataclass
@@ -91,7 +110,8 @@ class Connector(ABC):
         started = time.monotonic()
         tally = Tally(retry=Retrier(self.settings, feed=self.name), progress=progress)
         received = self._pull(window, tally)
-        frame = self.shape(received)
+        repeats = Repeats()
+        frame = self.shape(received, repeats=repeats)
         pull = Pull(
             feed=self.name,
             window=window,
@@ -102,10 +122,11 @@ class Connector(ABC):
             pages=tally.pages,
             duration_s=time.monotonic() - started,
             retries=tally.retries,
+            repeats=repeats,
         )
         log.info(
-            "%s: pulled %d rows (%d received) in %d pages, %d bytes, %d retries, %.2f s",
-            self.name, pull.rows, tally.rows, pull.pages, pull.bytes, pull.retries, pull.duration_s,
+            "%s: pulled %d rows (%d received) in %d pages, %d bytes, %d retries, %.2f s; %s",
+            self.name, pull.rows, tally.rows, pull.pages, pull.bytes, pull.retries, pull.duration_s, repeats,
         )
         return pull
 
@@ -133,9 +154,11 @@ class Connector(ABC):
                 action=f"ask {self.feed.agency} whether {names} was renamed, or update contracts/{self.contract.feed}.odcs.yaml",
             )
 
-    def shape(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """The frame in contract order, optional missing columns added, repeated keys dropped."""
-        return deduplicate(self.shape_chunk(frame), self.contract.key, self.contract.incremental)
+    def shape(self, frame: pd.DataFrame, *, repeats: Repeats | None = None) -> pd.DataFrame:
+        """The frame in contract order, optional missing columns added, rows repeated by the key
+        collapsed or marked as conflicts (:func:`deduplicate`)."""
+        return deduplicate(self.shape_chunk(frame), self.contract.key, self.contract.incremental,
+                           columns=self.contract.names, repeats=repeats)
 
     def shape_chunk(self, frame: pd.DataFrame) -> pd.DataFrame:
         """A frame (or one chunk of a streamed pull) in contract order, optional missing columns added."""
@@ -143,7 +166,8 @@ class Connector(ABC):
         missing = [name for name in self.contract.names if name not in frame.columns]
         if missing:
             frame = frame.assign(**dict.fromkeys(missing))
-        return frame.loc[:, list(self.contract.names)]
+        # a transport's marks of malformed rows (fundx.digest.RESERVED_COLUMNS) go on with the rows
+        return frame.loc[:, [*self.contract.names, *(c for c in RESERVED_COLUMNS if c in frame.columns)]]
 
     # --- streaming (fundx.stream) -------------------------------------------------------------
 
@@ -181,20 +205,59 @@ def rechunk(frames: Iterable[pd.DataFrame], rows: int) -> Iterator[pd.DataFrame]
         yield pd.concat(pending, ignore_index=True) if len(pending) > 1 else pending[0].reset_index(drop=True)
 
 
-def deduplicate(frame: pd.DataFrame, key: tuple[str, ...], incremental: str | None) -> pd.DataFrame:
-    """One row per key: the last by ``incremental`` (then by arrival), in arrival order."""
+def deduplicate(frame: pd.DataFrame, key: tuple[str, ...], incremental: str | None, *,
+                columns: Sequence[str] | None = None, repeats: Repeats | None = None) -> pd.DataFrame:
+    """One row per record key, in arrival order — unless the rows under a key disagree.
+
+    Rows that share a key and agree in every column of ``columns`` (default: all but the reserved
+    ones) are one row sent twice: the copies collapse, the last stays. Rows that differ are versions:
+    the latest by the ``incremental`` column, then by the file it came in (:data:`fundx.digest.ARRIVAL`:
+    a later file is the agency's later word), replaces the others. Where nothing tells the versions
+    apart (no incremental column, the same moment, the same file or no files), they are a **conflict**:
+    each is kept, marked ``key_conflict`` in :data:`fundx.digest.DEFECT`, and the contract's check
+    quarantines them for the stewards (contracts.rules) — never collapsed silently. A row whose key is
+    incomplete, or one already marked malformed, is never matched with another. The file ordinals
+    are bookkeeping: the frame returned has none.
+    """
     frame = frame.reset_index(drop=True)
-    repeated = frame.duplicated(list(key), keep=False)
+    names = list(key)
+    content = [c for c in (columns if columns is not None else frame.columns) if c not in RESERVED_COLUMNS]
+    candidates = frame[names].notna().all(axis=1)
+    if DEFECT in frame.columns:
+        candidates &= frame[DEFECT].isna()
+    repeated = frame.duplicated(names, keep=False) & candidates
     if not repeated.any():
-        return frame
-    order = pd.Series(range(len(frame)), index=frame.index)
-    if incremental is not None:
-        moment = _sortable(frame[incremental])
-        ranked = pd.DataFrame({"moment": moment, "arrival": order})
-        order = ranked.sort_values(["moment", "arrival"], kind="stable", na_position="first").index.to_series()
-    ordered = frame.loc[order.index]
-    kept = ordered.drop_duplicates(list(key), keep="last").sort_index()
-    return kept.reset_index(drop=True)
+        return frame.drop(columns=[ARRIVAL], errors="ignore")
+    found = Repeats()
+    group = frame.loc[repeated]
+    copies = group.duplicated(content, keep="last")  # the same row again: only its last copy stays
+    found.identical = int(copies.sum())
+    drop = list(group.index[copies])
+    versions = group.loc[~copies]
+    if incremental is not None or ARRIVAL in versions.columns:
+        # a version's place: its moment (missing: earliest), then its file; only the last place stays
+        moment = (_sortable(versions[incremental]).rank(method="dense").fillna(0) if incremental is not None
+                  else pd.Series(0.0, index=versions.index))
+        arrival = (versions[ARRIVAL].astype("float64").fillna(0) if ARRIVAL in versions.columns
+                   else pd.Series(0.0, index=versions.index))
+        place = moment * (float(arrival.max()) + 1) + arrival
+        last = place.groupby([versions[k] for k in names], sort=False).transform("max")
+        superseded = versions.index[(place < last).to_numpy()]
+        found.superseded = len(superseded)
+        drop += list(superseded)
+        versions = versions.drop(index=superseded)
+    clash = versions.duplicated(names, keep=False)
+    found.conflicting = int(clash.sum())
+    kept = frame.drop(index=drop)
+    if found.conflicting:
+        sizes = versions.loc[clash].groupby(names, sort=False)[names[0]].transform("size")
+        notes = "key_conflict: " + sizes.astype(str) + " different rows of this batch share this record key"
+        if DEFECT not in kept.columns:
+            kept = kept.assign(**{DEFECT: pd.Series(None, index=kept.index, dtype="str")})
+        kept.loc[notes.index, DEFECT] = notes.to_numpy()
+    if repeats is not None:
+        repeats.add(found)
+    return kept.drop(columns=[ARRIVAL], errors="ignore").reset_index(drop=True)
 
 
 def _sortable(values: pd.Series) -> pd.Series:

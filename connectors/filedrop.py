@@ -3,8 +3,15 @@
 A file is taken once its done-marker (``<name>.ok``) is there; its time, for windows, is the
 marker's modification time. The marker's ``rows=`` and ``sha256=`` lines are checked against the
 file (a mismatch means it is still being written: IncompletePull, tried again shortly). Headers are
-the agency's own (physicalName in the contract) and are renamed to the contract's logical names.
-Every value is handed on as text, exactly as the agency wrote it.
+the agency's own (physicalName in the contract) and are renamed to the contract's logical names;
+only the contract's columns are read. Every value is handed on as text, exactly as the agency wrote it.
+
+A CSV row with more or fewer fields than its header is never read into the columns (a trailing comma
+would shift every value one column left): it stays in its place as a row marked ``row_shape`` with its
+row number (:data:`fundx.digest.DEFECT`) and its text kept sealed (:data:`fundx.digest.RAW`), and the
+contract's check quarantines it for the stewards. A file is refused, naming the limit, when its header
+has more columns than FUNDX_FILE_MAX_COLUMNS, a value is longer than FUNDX_FILE_MAX_CELL_CHARS, or a
+file read whole holds more cells than FUNDX_FILE_MAX_CELLS (a streamed feed reads any size in chunks).
 """
 
 from __future__ import annotations
@@ -13,7 +20,6 @@ import codecs
 import hashlib
 import io
 import logging
-import zlib
 from collections.abc import Iterator
 from datetime import date, datetime, time
 from functools import partial
@@ -25,6 +31,8 @@ import pandas as pd
 from connectors.base import Connector, Tally, rechunk
 from connectors.config import FeedConfig, FileDropConfig
 from contracts import Contract
+from contracts.rules import ROW_SHAPE
+from fundx.digest import ARRIVAL, DEFECT, RAW
 from fundx.errors import DataError, IncompletePull, NotFoundError, SourceSchemaError
 from fundx.settings import Settings, resolve
 from fundx.timeutil import SHANGHAI, Window
@@ -40,6 +48,11 @@ RECHECK_SECONDS = 1.0
 XLSX_MAX_UNPACKED_BYTES = 1024 * 1024 * 1024
 XLSX_MAX_RATIO = 200
 XLSX_RATIO_FLOOR = 1024 * 1024
+
+#: a header line longer than this, in bytes, is refused before it is parsed (no real header comes near it)
+MAX_HEADER_BYTES = 1024 * 1024
+#: characters of a malformed row's text kept, sealed, for the stewards' record
+MAX_RAW_CHARS = 4096
 
 #: byte-order marks, longest first (UTF-32 LE starts like UTF-16 LE)
 BOMS: tuple[tuple[bytes, str], ...] = (
@@ -118,7 +131,8 @@ class FileDropConnector(Connector):
         super().__init__(feed, contract, settings)
         assert feed.filedrop is not None
         self.config: FileDropConfig = feed.filedrop
-        self._c_parser_files: set[str] = set()  # files pyarrow refused while streaming: read with pandas' C parser
+        # files with a malformed row read on several threads (which do not number rows): read on one
+        self._numbered_files: set[str] = set()
 
     def folder(self) -> Path:
         """The drop folder, resolved (symlinks and all)."""
@@ -154,7 +168,7 @@ class FileDropConnector(Connector):
         frames = []
         for number, (_, path, marker) in enumerate(self.arrivals(window), start=1):
             frame, size = tally.retry(partial(self._read, path, marker), what=f"file {number} ({path.name})")
-            frames.append(frame)
+            frames.append(frame.assign(**{ARRIVAL: number}))  # a later file is the agency's later word
             tally.page(len(frame), size)
         if not frames:
             return pd.DataFrame({name: [] for name in self.contract.names}, dtype=object)
@@ -179,10 +193,12 @@ class FileDropConnector(Connector):
             if self.config.format != "csv":
                 frame, size = tally.retry(partial(self._read, path, marker), what=f"file {number} ({path.name})")
                 tally.page(len(frame), size)
+                frame = frame.assign(**{ARRIVAL: number})
                 for start in range(0, len(frame), rows):
                     yield frame.iloc[start:start + rows]
                 continue
-            yield from self._csv_chunks(path, marker, rows, tally)
+            for frame in self._csv_chunks(path, marker, rows, tally):
+                yield frame.assign(**{ARRIVAL: number})
 
     def _csv_chunks(self, path: Path, marker: Path, rows: int, tally: Tally) -> Iterator[pd.DataFrame]:
         expected = read_marker(marker)
@@ -242,48 +258,94 @@ class FileDropConnector(Connector):
         return (encoding or ("utf-8" if maybe_utf8 else "gb18030")), skip
 
     def _csv_frames(self, source: _DecodingReader, name: str, rows: int) -> Iterator[pd.DataFrame]:
-        """Frames of logical columns from a decoded CSV stream (pyarrow's reader, else pandas' C parser)."""
+        """Frames of logical columns from a decoded CSV stream, malformed rows marked in their places."""
         import pyarrow as pa
-        from pyarrow import csv as pacsv
 
-        header = source.header_names(self.config.delimiter)
-        if name in self._c_parser_files:
-            reader = pd.read_csv(source, engine="c", dtype=str, keep_default_na=False, sep=self.config.delimiter,
-                                 chunksize=rows)
-            try:
-                for frame in reader:
-                    frame = self._rename(frame, name)
-                    yield frame.mask(frame == "")
-            except (ValueError, pd.errors.ParserError) as again:
-                raise DataError(f"{name} is not a well-formed CSV file ({type(again).__name__})", feed=self.name) from None
-            return
+        header = self._header(source.header_names(self.config.delimiter, MAX_HEADER_BYTES), name)
+        numbered = name in self._numbered_files
+        malformed = _Malformed()
         try:
-            batches = pacsv.open_csv(
-                source,
-                read_options=pacsv.ReadOptions(block_size=1 << 22, use_threads=True),
-                parse_options=pacsv.ParseOptions(delimiter=self.config.delimiter),
-                convert_options=pacsv.ConvertOptions(column_types={h: pa.string() for h in header},
-                                                     strings_can_be_null=False, quoted_strings_can_be_null=False),
-            )
+            batches = self._arrow_csv(pa, source, header, malformed, threads=not numbered, stream=True)
             pending: list[pd.DataFrame] = []
-            held = 0
+            held = good = seen = 0
             for batch in batches:
-                pending.append(batch.to_pandas())
-                held += batch.num_rows
+                self._check_cells(batch, name)
+                bad = malformed.take()
+                if bad and not numbered and bad[0][0] is None:
+                    self._numbered_files.add(name)  # only a single-threaded read numbers its rows
+                    raise IncompletePull(f"{name}: a malformed row, read again to number it",
+                                         feed=self.name, retry_after=0)
+                frame = _place(self._strings(batch.to_pandas(), name), bad, good, seen, name)
+                good, seen = good + batch.num_rows, seen + len(bad)
+                pending.append(frame)
+                held += len(frame)
                 while held >= rows:
                     whole = pd.concat(pending, ignore_index=True) if len(pending) > 1 else pending[0]
                     frame, rest = whole.iloc[:rows], whole.iloc[rows:]
                     pending, held = ([rest] if len(rest) else []), len(rest)
-                    yield self._strings(frame, name)
+                    yield frame
+            if bad := malformed.take():  # malformed rows after the last well-formed one
+                pending.append(_place(self._strings(_no_rows(header, self.contract), name), bad, good, seen, name))
             if pending:
-                yield self._strings(pd.concat(pending, ignore_index=True), name)
-        except (pa.ArrowInvalid, ValueError) as exc:  # pyarrow refuses some files the C parser reads
+                yield pd.concat(pending, ignore_index=True)
+        except (pa.ArrowInvalid, ValueError) as exc:
             if isinstance(exc, DataError):
                 raise
-            log.info("%s: %s: pyarrow CSV reader refused the file (%s), reading it again with the C parser",
-                     self.name, name, type(exc).__name__)
-            self._c_parser_files.add(name)
-            raise IncompletePull(f"{name}: read again with the C parser", feed=self.name, retry_after=0) from None
+            raise self._unreadable(name, exc) from None
+
+    def _header(self, names: list[str], name: str) -> list[str]:
+        """A CSV file's header, checked: not wider than FUNDX_FILE_MAX_COLUMNS, no contract column twice."""
+        limit = self.settings.file_max_columns
+        if len(names) > limit:
+            raise DataError(
+                f"{name}: its header has {len(names):,} columns, more than FUNDX_FILE_MAX_COLUMNS={limit:,}; "
+                "the file was not read", feed=self.name,
+                action=f"ask {self.feed.agency} what it sent (the contract has {len(self.contract.columns)} columns), "
+                       "or raise FUNDX_FILE_MAX_COLUMNS",
+            )
+        cleaned = [h.strip().lstrip("\ufeff") for h in names]
+        twice = sorted({h for h in cleaned if cleaned.count(h) > 1 and h in self.contract.physical_to_logical})
+        if twice:
+            raise DataError(f"{name}: its header names the column(s) {', '.join(twice)} more than once",
+                            feed=self.name, action=f"ask {self.feed.agency} which column is meant and to resend the file")
+        return names
+
+    def _arrow_csv(self, pa: Any, source: Any, header: list[str], malformed: _Malformed, *, threads: bool,
+                   stream: bool) -> Any:
+        """pyarrow's CSV reader over ``source``: every value text, only the contract's columns, rows with
+        the wrong number of fields handed to ``malformed`` (skipped here, placed back by :func:`_place`)."""
+        from pyarrow import csv as pacsv
+
+        wanted = {h for h in header if h.strip().lstrip("\ufeff") in self.contract.physical_to_logical}
+        options = dict(
+            read_options=pacsv.ReadOptions(block_size=1 << 22, use_threads=threads),
+            parse_options=pacsv.ParseOptions(delimiter=self.config.delimiter, newlines_in_values=True,
+                                             invalid_row_handler=malformed),
+            convert_options=pacsv.ConvertOptions(column_types={h: pa.string() for h in header},
+                                                 include_columns=[h for h in header if h in wanted],
+                                                 strings_can_be_null=False, quoted_strings_can_be_null=False),
+        )
+        return pacsv.open_csv(source, **options) if stream else pacsv.read_csv(source, **options)
+
+    def _check_cells(self, table: Any, name: str) -> None:
+        """DataError if a value is longer than FUNDX_FILE_MAX_CELL_CHARS (Excel's own limit by default)."""
+        import pyarrow.compute as pc
+
+        limit = self.settings.file_max_cell_chars
+        for column, values in zip(table.schema.names, table.columns):
+            longest = pc.max(pc.utf8_length(values)).as_py() if len(values) else None
+            if longest is not None and longest > limit:
+                raise DataError(
+                    f"{name}: a value of column {column.strip()} is {longest:,} characters long, more than "
+                    f"FUNDX_FILE_MAX_CELL_CHARS={limit:,}; the file was not read", feed=self.name,
+                    action=f"ask {self.feed.agency} what it sent, or raise FUNDX_FILE_MAX_CELL_CHARS",
+                )
+
+    def _unreadable(self, name: str, exc: BaseException) -> DataError:
+        # pyarrow's message may quote the row: only its kind is said
+        return DataError(f"{name} is not a well-formed CSV file ({type(exc).__name__}: an unterminated quote, "
+                         "or bytes that are not text)", feed=self.name,
+                         action=f"ask {self.feed.agency} to export the file again")
 
     def _strings(self, frame: pd.DataFrame, name: str) -> pd.DataFrame:
         frame = self._rename(frame, name)
@@ -337,55 +399,90 @@ class FileDropConnector(Connector):
                 f"{name} holds a NUL character{where}; it is not a text CSV file",
                 feed=self.name, action="ask the agency to resend the file in GB18030 or UTF-8",
             )
-        options: dict[str, Any] = {"dtype": str, "keep_default_na": False, "sep": self.config.delimiter}
-        try:
-            frame = pd.read_csv(io.BytesIO(payload), engine="pyarrow", **options)
-        except (ValueError, pd.errors.ParserError) as exc:  # pyarrow refuses some files the C parser reads
-            log.info("%s: %s: pyarrow CSV reader refused the file (%s), using the C parser", self.name, name, type(exc).__name__)
+        import pyarrow as pa
+
+        first = payload[:MAX_HEADER_BYTES + 1].split(b"\n", 1)
+        if len(first) == 1 and len(payload) > MAX_HEADER_BYTES:
+            raise _header_too_long(name, self.name)
+        header = self._header(_header_names(first[0], self.config.delimiter), name)
+        cells = payload.count(b"\n") * max(len(header), 1)  # known before a byte is parsed (and held)
+        if cells > self.settings.file_max_cells:
+            raise _too_many_cells(name, self.name, cells, self.settings.file_max_cells)
+        for threads in (True, False):  # a malformed row read on several threads has no number: read on one
+            malformed = _Malformed()
             try:
-                frame = pd.read_csv(io.BytesIO(payload), engine="c", **options)
-            except (ValueError, pd.errors.ParserError) as again:
-                raise DataError(
-                    f"{name} is not a well-formed CSV file ({type(again).__name__})", feed=self.name
-                ) from None
-        frame = self._rename(frame, name)
-        return frame.mask(frame == "")
+                table = self._arrow_csv(pa, io.BytesIO(payload), header, malformed, threads=threads, stream=False)
+            except (pa.ArrowInvalid, ValueError) as exc:
+                raise self._unreadable(name, exc) from None
+            if malformed.numbered():
+                break
+        self._check_cells(table, name)
+        return _place(self._strings(table.to_pandas(), name), malformed.take(), 0, 0, name)
 
     def _xlsx(self, data: bytes, name: str) -> pd.DataFrame:
-        from xml.etree.ElementTree import ParseError
-        from zipfile import BadZipFile
+        """A workbook's sheet in logical columns: only the contract's columns, found by the header row.
 
+        The sheet's declared size (its ``<dimension>``) is not believed: a sheet that declares 16,384
+        columns would otherwise have every row padded to that width. The header may not be wider than
+        FUNDX_FILE_MAX_COLUMNS, the cells read not more than FUNDX_FILE_MAX_CELLS, a value not longer
+        than FUNDX_FILE_MAX_CELL_CHARS (Excel's own limit); anything the workbook reader cannot take is
+        the agency's bad file (DataError), never an internal error.
+        """
         from openpyxl import load_workbook
-        from openpyxl.utils.exceptions import InvalidFileException
 
-        unreadable = (BadZipFile, InvalidFileException, KeyError, OSError, ParseError, EOFError, zlib.error)
+        settings = self.settings
         try:
             self._check_workbook(data, name)
             book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-        except unreadable as exc:
-            raise DataError(f"{name} is not a readable xlsx workbook ({type(exc).__name__})", feed=self.name) from None
+        except (DataError, MemoryError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever the reader raises on these bytes, the file is at fault
+            raise self._not_a_workbook(name, exc) from None
         try:
             if self.config.sheet not in book.sheetnames:
                 raise SourceSchemaError(
                     f"{name} has no sheet {self.config.sheet!r}", feed=self.name,
                     action=f"ask {self.feed.agency} about the workbook's layout, or fix filedrop.sheet",
                 )
-            rows = book[self.config.sheet].iter_rows(values_only=True)
-            header = next(rows, None) or ()
-            width = len(header)
-            body = [
-                [cell_text(v) for v in row[:width]] + [None] * (width - len(row))
-                for row in rows
-                if any(v is not None and v != "" for v in row)
-            ]
-        except unreadable as exc:  # the sheet is parsed while its rows are read
-            raise DataError(f"{name} is not a readable xlsx workbook ({type(exc).__name__})", feed=self.name) from None
+            sheet = book[self.config.sheet]
+            sheet.reset_dimensions()  # the declared size is the file's claim, not its content
+            rows = sheet.iter_rows(values_only=True)
+            header = list(next(rows, ()))
+            while header and header[-1] in (None, ""):
+                header.pop()
+            headers = self._header(["" if h is None else str(h) for h in header], name)
+            wanted = [i for i, h in enumerate(headers) if h.strip().lstrip("\ufeff") in self.contract.physical_to_logical]
+            body: list[list[str | None]] = []
+            cells, longest = len(header), 0
+            for row in rows:
+                cells += len(row)
+                if cells > settings.file_max_cells:
+                    raise _too_many_cells(name, self.name, cells, settings.file_max_cells)
+                if not any(v is not None and v != "" for v in row):
+                    continue
+                values = [cell_text(row[i]) if i < len(row) else None for i in wanted]
+                longest = max(longest, *(len(v) for v in values if v is not None), 0)
+                body.append(values)
+        except (DataError, SourceSchemaError):
+            raise
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the sheet is parsed while its rows are read: the file is at fault
+            raise self._not_a_workbook(name, exc) from None
         finally:
             book.close()
-        headers = ["" if h is None else str(h) for h in header]
-        frame = pd.DataFrame(body, columns=headers) if body else pd.DataFrame({h: [] for h in headers}, dtype=object)
+        if longest > settings.file_max_cell_chars:
+            raise DataError(f"{name}: a value is {longest:,} characters long, more than FUNDX_FILE_MAX_CELL_CHARS="
+                            f"{settings.file_max_cell_chars:,}; the file was not read", feed=self.name,
+                            action=f"ask {self.feed.agency} what it sent, or raise FUNDX_FILE_MAX_CELL_CHARS")
+        columns = [headers[i] for i in wanted]
+        frame = (pd.DataFrame(body, columns=columns, dtype=object) if body
+                 else pd.DataFrame({h: [] for h in columns}, dtype=object))
         return self._rename(frame, name)
 
+    def _not_a_workbook(self, name: str, exc: BaseException) -> DataError:
+        return DataError(f"{name} is not a readable xlsx workbook ({type(exc).__name__})", feed=self.name,
+                         action=f"ask {self.feed.agency} to save the workbook again from its spreadsheet program")
 
     def _check_workbook(self, data: bytes, name: str) -> None:
         """Refuse, before parsing, a workbook that unpacks too far (a zip bomb) or whose XML declares a
@@ -407,12 +504,80 @@ class FileDropConnector(Connector):
                         f"(more than {XLSX_MAX_RATIO}: a zip bomb); it was not opened",
                         feed=self.name, action="ask the agency what it sent; do not open the file by hand",
                     )
-            for member in members:
-                if member.filename.lower().endswith((".xml", ".rels", ".vml")) and _declares_dtd(archive, member):
+            for member in members:  # whatever its name says: a part is read as XML if its content is XML
+                if not member.is_dir() and _declares_dtd(archive, member):
                     raise DataError(
                         f"{name}: {member.filename} declares a DTD (XML entities); it was not parsed",
                         feed=self.name, action="ask the agency to save the workbook again from its spreadsheet program",
                     )
+
+
+class _Malformed:
+    """pyarrow's ``invalid_row_handler``: each row with more or fewer fields than the header is skipped
+    by the reader and kept here — its row number (the header is row 1; None when read on several
+    threads), the fields expected and found, and its text — for :func:`_place` to put back, marked."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int | None, int, int, str]] = []
+
+    def __call__(self, row: Any) -> str:
+        self.rows.append((row.number, row.expected_columns, row.actual_columns, row.text[:MAX_RAW_CHARS]))
+        return "skip"
+
+    def numbered(self) -> bool:
+        return all(number is not None for number, *_ in self.rows)
+
+    def take(self) -> list[tuple[int | None, int, int, str]]:
+        rows, self.rows = self.rows, []
+        return rows
+
+
+def _place(frame: pd.DataFrame, bad: list[tuple[int | None, int, int, str]], good: int, seen: int,
+           name: str) -> pd.DataFrame:
+    """``frame`` — the well-formed rows ``good`` .. ``good + len(frame)`` of a file, in logical columns —
+    with the malformed rows ``bad`` (``seen`` came before them in the file) put back in their places:
+    no value of theirs in any column, marked ``row_shape`` with their row number, their text kept."""
+    if not bad:
+        return frame
+    import numpy as np
+
+    at = np.array([(number or 0) - 2 - (seen + i) - good for i, (number, *_) in enumerate(bad)], dtype=np.int64)
+    marks = pd.DataFrame({c: pd.Series([None] * len(bad), dtype="str") for c in frame.columns})
+    marks[DEFECT] = pd.Series([f"{ROW_SHAPE}: {name} row {number}: {found} fields where the header has {expected}"
+                               for number, expected, found, _ in bad], dtype="str")
+    marks[RAW] = pd.Series([text for *_, text in bad], dtype="str")
+    # a well-formed row i sorts at 2i+1, a malformed row that came before it at 2i: each lands where it was
+    order = np.concatenate([np.arange(len(frame), dtype=np.int64) * 2 + 1, np.clip(at, 0, len(frame)) * 2])
+    both = pd.concat([frame, marks], ignore_index=True)
+    return both.iloc[np.argsort(order, kind="stable")].reset_index(drop=True)
+
+
+def _no_rows(header: list[str], contract: Contract) -> pd.DataFrame:
+    """An empty frame with the file's header columns that the contract reads (all text)."""
+    wanted = [h for h in header if h.strip().lstrip("\ufeff") in contract.physical_to_logical]
+    return pd.DataFrame({h: pd.Series([], dtype="str") for h in wanted})
+
+
+def _header_names(line: bytes, delimiter: str) -> list[str]:
+    """A CSV header line's column names (UTF-8 bytes, without its line break)."""
+    import csv
+
+    text = line.decode("utf-8", errors="replace").rstrip("\r")
+    return next(csv.reader([text], delimiter=delimiter), [])
+
+
+def _header_too_long(name: str, feed: str) -> DataError:
+    return DataError(f"{name}: its first line is longer than {MAX_HEADER_BYTES:,} bytes: not a CSV header; "
+                     "the file was not read", feed=feed, action="ask the agency what it sent")
+
+
+def _too_many_cells(name: str, feed: str, cells: int, limit: int) -> DataError:
+    return DataError(
+        f"{name} holds {cells:,} cells, more than FUNDX_FILE_MAX_CELLS={limit:,} for a file read whole; "
+        "it was not read", feed=feed,
+        action="stream the feed (stream: true in its config: any size in bounded memory), split the file, "
+               "or raise FUNDX_FILE_MAX_CELLS",
+    )
 
 
 def _declares_dtd(archive: Any, member: Any) -> bool:
@@ -432,6 +597,10 @@ def _declares_dtd(archive: Any, member: Any) -> bool:
     def root(*_: object) -> None:
         raise _Root
 
+    with archive.open(member) as stream:
+        start = stream.read(512).lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not start.startswith(b"<") and not start.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return False  # not XML (an image, a binary part): no parser reads it as XML
     parser = xml.parsers.expat.ParserCreate()
     parser.StartDoctypeDeclHandler = doctype
     parser.EntityDeclHandler = doctype
@@ -522,14 +691,16 @@ class _DecodingReader(io.RawIOBase):
         self._pos += size
         return size
 
-    def header_names(self, delimiter: str) -> list[str]:
-        """The header line's column names (read ahead, left in the stream)."""
-        import csv
-
+    def header_names(self, delimiter: str, max_bytes: int) -> list[str]:
+        """The header line's column names (read ahead, left in the stream); DataError past ``max_bytes``."""
         while b"\n" not in self._buffer[self._pos:] and not self._done:
+            if len(self._buffer) - self._pos > max_bytes:
+                raise _header_too_long(self._name, self._feed)
             self._fill()
-        line = self._buffer[self._pos:].split(b"\n", 1)[0].decode("utf-8").rstrip("\r")
-        return next(csv.reader([line], delimiter=delimiter), [])
+        line = self._buffer[self._pos:].split(b"\n", 1)[0]
+        if len(line) > max_bytes:
+            raise _header_too_long(self._name, self._feed)
+        return _header_names(line, delimiter)
 
     def close(self) -> None:
         if not self.closed:

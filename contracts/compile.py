@@ -105,9 +105,12 @@ TO_GX: dict[str, Callable[[Rule], Expectation]] = {
 
 
 def to_gx(rules: tuple[Rule, ...] | list[Rule], name: str) -> ExpectationSuite:
-    """A GX suite checking the rules, one expectation each, named by ``meta.rule``."""
+    """A GX suite checking the rules, one expectation each, named by ``meta.rule``; the structural rules
+    (row shape, key conflicts) are the transport's to find, not GX's."""
     expectations = []
     for rule in rules:
+        if rule.structural:
+            continue
         expectation = TO_GX[rule.kind](rule)
         expectation.meta = {"rule": rule.id}
         expectations.append(expectation)

@@ -30,6 +30,14 @@ ODCS construct                                rule kind (rule id)
                                               notBeforeIdBirth, notGreaterThan, rowCountVsHistory
 ============================================  =====================================================
 
+Two structural rules hold for every contract without being declared: ``row_shape`` (a file's row
+has as many fields as its header: a row that has more or fewer is never parsed into the columns) and
+``key_conflict`` (two different rows under one record key, which no incremental value orders, are a
+conflict for the stewards, never collapsed silently). The transport finds them while it reads
+(:mod:`connectors.base`, :mod:`connectors.filedrop`) and marks the row in its ``_defect`` column
+(:data:`fundx.digest.DEFECT`);
+the check quarantines the row under that rule. They are not compiled to Great Expectations.
+
 fundx settings live in ``customProperties``: ``pii`` and ``normalise`` on columns (steps ``trim``,
 ``halfwidth``, ``upperX``, ``date``), ``batchPolicy`` on the contract
 (``rejectOnSchemaBreak``, ``rejectAboveFailedPercent``, ``minFailedRows``: the share counts from
@@ -62,6 +70,10 @@ ROW_KINDS = (
     "birth_date_matches_id", "date_order", "not_before_id_birth", "not_greater_than",
 )
 BATCH_KINDS = ("row_count",)
+#: rules every contract has, found by the transport while it reads (never compiled to GX)
+STRUCTURAL_KINDS = ("row_shape", "key_conflict")
+ROW_SHAPE = "row_shape"
+KEY_CONFLICT = "key_conflict"
 
 
 @dataclass(frozen=True)
@@ -79,6 +91,11 @@ class Rule:
     def scope(self) -> str:
         """``row`` (failing rows are quarantined) or ``batch`` (a failure rejects the whole batch)."""
         return "batch" if self.kind in BATCH_KINDS else "row"
+
+    @property
+    def structural(self) -> bool:
+        """Found by the transport while it reads (:data:`STRUCTURAL_KINDS`), not by the contract's check."""
+        return self.kind in STRUCTURAL_KINDS
 
 
 @dataclass(frozen=True)
@@ -155,6 +172,8 @@ def contract_rules(contract: Contract) -> ContractRules:
             if not name or not _NAME.match(name):
                 raise fail(f"{key}.name", "is required: lower_case_with_underscores, it names the rule in reports")
             rule_id = f"{column}.{name}" if column else name
+            if rule_id in STRUCTURAL_KINDS:
+                raise fail(f"{key}.name", f"{rule_id} is a rule every contract has already; give yours another name")
             text = q.description or ""
             if q.type == "library":
                 metric = q.metric or q.rule
@@ -259,6 +278,12 @@ def contract_rules(contract: Contract) -> ContractRules:
             normalisation.append(Normalisation(col, tuple(steps)))
     quality_rules(obj.quality or [], "schema.0", None)
 
+    rules.append(Rule(ROW_SHAPE, ROW_SHAPE, (), {},
+                      "The row has as many fields as the file's header (a malformed row is never read into columns).",
+                      "(every contract)"))
+    rules.append(Rule(KEY_CONFLICT, KEY_CONFLICT, tuple(contract.key), {},
+                      "No two different rows share the record key (identical copies collapse; a later version "
+                      "by the incremental column replaces an earlier one).", "(every contract)"))
     seen: set[str] = set()
     for rule in rules:
         if rule.id in seen:

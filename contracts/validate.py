@@ -30,8 +30,9 @@ from contracts import Contract, load_contract
 from contracts.checks import shared_work
 from contracts.compile import compile_suite
 from contracts.normalise import NormalisationRecord, normalise
-from contracts.rules import ContractRules, Rule, contract_rules
+from contracts.rules import KEY_CONFLICT, ROW_SHAPE, ContractRules, Rule, contract_rules
 from contracts.rules import row_count_bounds as contract_rules_bounds
+from fundx.digest import DEFECT, RAW, RESERVED_COLUMNS
 from fundx.timeutil import SHANGHAI
 
 RULES_COLUMN = "_rules"
@@ -132,7 +133,7 @@ def check(feed_or_contract: str | Contract, frame: pd.DataFrame, *, history: Seq
     record = NormalisationRecord()
 
     missing = [c for c in contract.required if c not in frame.columns]
-    unexpected = [str(c) for c in frame.columns if c not in contract.by_name]
+    unexpected = [str(c) for c in frame.columns if c not in contract.by_name and c not in RESERVED_COLUMNS]
     if (missing or unexpected) and rules.policy.reject_on_schema_break:
         parts = []
         if missing:
@@ -142,6 +143,8 @@ def check(feed_or_contract: str | Contract, frame: pd.DataFrame, *, history: Seq
         reason = f"schema break: {'; '.join(parts)}"
         return _finish(contract, rules, frame, frame.iloc[0:0], {}, record, True, reason, started, None, schema=True)
 
+    # the transport's marks of structural defects (a malformed row, a key conflict): not the contract's columns
+    marks = {c: frame[c].reset_index(drop=True) for c in RESERVED_COLUMNS if c in frame.columns}
     work = frame.copy(deep=False)
     for name in contract.names:
         if name not in work.columns:  # an optional column the agency left out: all missing
@@ -186,13 +189,22 @@ def check(feed_or_contract: str | Contract, frame: pd.DataFrame, *, history: Seq
                                f"{parameters['row_count_min']}..{parameters['row_count_max']}")
             continue
         failed = np.asarray(item.result.get("unexpected_index_list") or [], dtype=np.int64)
-        counts[rule_id] = len(failed)
         if len(failed):
             codes[failed] |= bit[rule_id]
+    key_unique = np.int64(0)  # a conflict breaks the key's uniqueness by definition: said once, as key_conflict
+    for rule in rules.row_rules:
+        if rule.kind == "unique" and set(rule.columns) <= set(contract.key):
+            key_unique |= bit[rule.id]
+    codes = _structural(codes, marks.get(DEFECT), bit, key_unique)
+    for rule_id in row_rules:
+        counts[rule_id] = int(np.count_nonzero(codes & bit[rule_id]))
 
     bad = codes != 0
     quarantined = work[bad].copy()
     quarantined.index = original_index[bad]
+    for column in (DEFECT, RAW):  # always there, so that every chunk's quarantine has the same columns
+        values = marks[column][bad].to_numpy(dtype=object) if column in marks else None
+        quarantined[column] = pd.Series(values, index=quarantined.index, dtype="str")
     quarantined[RULES_COLUMN] = pd.Series(_rule_lists(codes[bad], row_rules), index=quarantined.index, dtype="str")
     valid = work[~bad]
     valid.index = original_index[~bad]
@@ -204,6 +216,30 @@ def check(feed_or_contract: str | Contract, frame: pd.DataFrame, *, history: Seq
     checked.report["unevaluated"] = unevaluated
     checked.report["normalise_seconds"] = round(normalise_seconds, 3)
     return checked
+
+
+def _structural(codes: np.ndarray, defects: pd.Series | None, bit: dict[str, np.int64],
+                key_unique: np.int64) -> np.ndarray:
+    """The rows' rule bits with the transport's structural defects added: a malformed row broke
+    ``row_shape`` and nothing else (its columns were never read, so no other rule can speak of it);
+    a row of a key conflict broke ``key_conflict`` besides whatever else it broke — but not the key's
+    ``unique`` rule (``key_unique``: that is what the conflict is, and a streamed batch, checked chunk by
+    chunk, would not see it when the two rows fall in different chunks)."""
+    if defects is None:
+        return codes
+    marked = defects.notna().to_numpy()
+    if not marked.any():
+        return codes
+    rule = defects.str.split(":", n=1).str[0].to_numpy(dtype=object, na_value=None)
+    shape = marked & (rule == ROW_SHAPE)
+    conflict = marked & (rule == KEY_CONFLICT)
+    unknown = marked & ~shape & ~conflict
+    if unknown.any():
+        raise ValueError(f"{int(unknown.sum())} rows carry a structural defect no rule knows")
+    codes = codes.copy()
+    codes[shape] = bit[ROW_SHAPE]
+    codes[conflict] = (codes[conflict] & ~key_unique) | bit[KEY_CONFLICT]
+    return codes
 
 
 def too_many_failed(rules: ContractRules, failed: int, rows: int) -> str | None:

@@ -8,6 +8,19 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+#: a pulled frame's column that marks a row's structural defect, ``"<rule id>: <where and why>"`` (no record
+#: content; contracts.rules: row_shape, key_conflict), missing on sound rows; present only in a pull with a defect
+DEFECT = "_defect"
+#: a malformed row's text as the agency sent it (sealed in the stewards' quarantine, never shown)
+RAW = "_raw"
+#: the ordinal of the file a row came in, within one pull (file drops): a later file is the agency's later word
+#: on a record (connectors.base.deduplicate); bookkeeping, never part of a row's content or hash
+ARRIVAL = "_arrival"
+#: the columns a transport may add to a pulled frame beside the contract's: DEFECT and RAW count in a row's
+#: hash only where they hold a value, so a pull without defects has the digest it always had, chunked or
+#: whole; ARRIVAL never counts
+RESERVED_COLUMNS = (DEFECT, RAW, ARRIVAL)
+
 
 def content_digest(frame: pd.DataFrame) -> str:
     """``sha256:<hex>`` of a frame's columns and rows; the same rows in any order give the same digest.
@@ -24,8 +37,8 @@ def row_hashes(frame: pd.DataFrame) -> np.ndarray:
     """One 64-bit hash per row (uint64), independent of the frame's dtypes and of other rows."""
     rows = np.zeros(len(frame), dtype=np.uint64)
     if len(frame):
-        for i in range(len(frame.columns)):
-            rows = (rows * _MIX) ^ _column_hashes(frame.iloc[:, i])  # wraps modulo 2**64; order counts
+        for i, name in enumerate(frame.columns):
+            rows = _mix(rows, str(name), _column_hashes(frame.iloc[:, i]))
     return rows
 
 
@@ -36,11 +49,41 @@ def column_hashes(frame: pd.DataFrame) -> list[np.ndarray]:
 
 
 def fold(hashes: Iterable[np.ndarray], rows: int) -> np.ndarray:
-    """Row hashes from column hashes (in column order), as :func:`row_hashes` combines them."""
+    """Row hashes from column hashes (in column order, none of them reserved), as :func:`row_hashes` combines them."""
     out = np.zeros(rows, dtype=np.uint64)
     for values in hashes:
         out = (out * _MIX) ^ values
     return out
+
+
+def fold_named(by_column: dict[str, np.ndarray], rows: int) -> np.ndarray:
+    """Row hashes from each column's value hashes, by column name in order: a reserved column
+    (:data:`RESERVED_COLUMNS`) counts only in the rows where it holds a value."""
+    out = np.zeros(rows, dtype=np.uint64)
+    for name, values in by_column.items():
+        out = _mix(out, name, values)
+    return out
+
+
+def text_hashes(values: Iterable[str | None]) -> np.ndarray:
+    """The value hashes of a text column holding ``values``, as a frame's column of them hashes."""
+    return _column_hashes(pd.Series(list(values), dtype="str"))
+
+
+def fold_in(rows: np.ndarray, name: str, values: np.ndarray) -> np.ndarray:
+    """Row hashes with one more column's value hashes folded in, as the column ``name`` would be last."""
+    return _mix(rows.copy(), name, values)
+
+
+def _mix(rows: np.ndarray, name: str, values: np.ndarray) -> np.ndarray:
+    """Row hashes with one more column's value hashes folded in (a reserved column's only where it holds a value)."""
+    if name == ARRIVAL:
+        return rows
+    if name in RESERVED_COLUMNS:
+        held = values != _NONE_HASH
+        rows[held] = (rows[held] * _MIX) ^ values[held]
+        return rows
+    return (rows * _MIX) ^ values  # wraps modulo 2**64; order counts
 
 
 def row_hashes_since(after: pd.DataFrame, before: pd.DataFrame, before_hashes: dict[str, np.ndarray]) -> np.ndarray:
@@ -107,7 +150,7 @@ def _column_hashes(column: pd.Series) -> np.ndarray:
 
 def digest_of(columns: Iterable[object], hashes: np.ndarray) -> str:
     """The content digest of rows given their :func:`row_hashes` (in any order) and the column names."""
-    names = [str(c) for c in columns]
+    names = [str(c) for c in columns if str(c) not in RESERVED_COLUMNS]
     digest = hashlib.sha256()
     digest.update("\x1f".join(names).encode("utf-8"))
     digest.update(b"\x1e%d\x1e" % len(hashes))

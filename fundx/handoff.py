@@ -763,6 +763,7 @@ def run_feed(
                 checked = validate(ledger, pulled) if pulled.rows else None
                 _test_kill_point("after_check")
                 if checked is not None:
+                    _count_repeats(checked, pulled)
                     write_report(ledger, run_id, checked, logger)
                 result = handoff(ledger, pulled, checked, run_id=run_id, started_at=started, backfill=backfill,
                                  logger=logger)
@@ -785,6 +786,15 @@ def run_feed(
     return FeedRun(feed, window, pulled.rows, pulled.bytes, pulled.pages, pulled.retries, pulled.duration_s,
                    pulled.digest, result, tuple(recovered), valid=report["valid"] if report else 0,
                    quarantined=result.quarantined, released=released, report=report, steps=steps)
+
+
+def _count_repeats(checked: Any, pulled: Any) -> None:
+    """The check's report says what became of rows that shared a record key (collapsed copies, replaced
+    versions, conflicts: connectors.base.deduplicate) — counts only."""
+    repeats = getattr(pulled, "repeats", None)
+    if repeats is not None:
+        checked.report["repeats"] = {"identical": repeats.identical, "superseded": repeats.superseded,
+                                     "conflicting": repeats.conflicting}
 
 
 def _streamed(feed: str, stream: bool | None) -> bool:
@@ -814,6 +824,7 @@ def _run_streamed(ledger: Ledger, feed: str, window: Window, *, run_id: int, sta
     def report(found: Any) -> None:
         nonlocal checked
         checked = found
+        _count_repeats(found, pulled)
         write_report(ledger, run_id, found, logger)
         if on_check is not None:
             on_check(found.report)

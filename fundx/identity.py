@@ -14,6 +14,7 @@ numbers at once with numpy for the sandbox generator. Everything here is pure.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import date
@@ -84,6 +85,48 @@ def normalize_id(s: object) -> str | None:
     if not isinstance(s, str):
         return None
     return unicodedata.normalize("NFKC", s).strip().upper()
+
+
+_D = "[0-9０-９]"
+_SEP = "[ \\-]?"
+#: something shaped like an identity number inside any text, ASCII or full-width digits: 18 characters (17
+#: digits and a digit or X) or a first-generation 15 digits, whole or grouped as written on forms (area,
+#: birth date, sequence: 110105 19491231 002X, 110105-491231-002)
+_ID_SHAPED = re.compile(
+    rf"(?<![0-9０-９])(?:{_D}{{6}}{_SEP}{_D}{{8}}{_SEP}{_D}{{3}}[0-9０-９XxＸｘ]|{_D}{{6}}{_SEP}{_D}{{6}}{_SEP}{_D}{{3}})"
+    r"(?![0-9０-９XxＸｘ])"
+)
+_LETTER_OR_DIGIT = re.compile(r"[0-9A-Za-z０-９Ａ-Ｚａ-ｚ]")
+
+
+def first_id_like(text: str, *, isolated: bool = False) -> str | None:
+    """The first thing in ``text`` shaped like an identity number (see :func:`mask_id_like`), or None.
+
+    ``isolated``: only one that no letter touches (so that a hexadecimal digest is not taken for one).
+    """
+    for match in _ID_SHAPED.finditer(text):
+        if isolated and (_LETTER_OR_DIGIT.match(text[match.start() - 1:match.start()] or " ")
+                         or _LETTER_OR_DIGIT.match(text[match.end():match.end() + 1] or " ")):
+            continue
+        return match.group()
+    return None
+
+
+def has_id_like(text: str) -> bool:
+    """Whether ``text`` holds something shaped like an identity number anywhere (see :func:`mask_id_like`)."""
+    return first_id_like(text) is not None
+
+
+def mask_id_like(text: str) -> str:
+    """``text`` with everything shaped like an identity number masked, whatever it sits in (a note, a
+    shifted column, a free-text field): 18 characters (17 digits and a digit or X) or 15 digits, ASCII or
+    full-width, whole or grouped as on forms; the first 6 and last 4 kept, the rest starred."""
+
+    def masked(match: re.Match[str]) -> str:
+        chars = [unicodedata.normalize("NFKC", c).upper() for c in match.group() if c not in " -"]
+        return "".join(chars[:6]) + "*" * (len(chars) - 10) + "".join(chars[-4:])
+
+    return _ID_SHAPED.sub(masked, text)
 
 
 def mask_id(s: object) -> str:

@@ -76,7 +76,6 @@ import socket
 import ssl
 import threading
 import time
-import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -100,7 +99,7 @@ from fundx.errors import (
     RateLimited,
     TransientError,
 )
-from fundx.identity import mask_id
+from fundx.identity import first_id_like, mask_id_like
 from fundx.retry import Retrier
 from fundx.settings import Settings, _describe_validation, get_settings, resolve
 from fundx.timeutil import SHANGHAI, now
@@ -119,20 +118,18 @@ SEVERITIES: tuple[str, ...] = ("warning", "critical")
 
 # --- the guard ------------------------------------------------------------------------------------
 
-#: 17 digits and a digit or X standing alone: the shape of a GB 11643 identity number
-_ID_SHAPE = re.compile(r"(?<![0-9A-Za-z])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")
 
 
 def guard(text: str, *, what: str = "text") -> str:
     """``text`` unchanged, or ValueError if it holds something shaped like an identity number.
 
-    Full-width digits count (the text is NFKC-normalised first). The error names ``what`` and shows
-    the match masked (:func:`fundx.identity.mask_id`), never whole.
+    Full-width digits, spaces between the digits and first-generation 15-digit numbers count
+    (:func:`fundx.identity.first_id_like`). The error names ``what`` and shows the match masked, never whole.
     """
-    match = _ID_SHAPE.search(unicodedata.normalize("NFKC", text))
-    if match:
+    match = first_id_like(text, isolated=True)
+    if match is not None:
         raise ValueError(
-            f"refusing to send {what}: it holds an identity-number-shaped string ({mask_id(match.group())}); "
+            f"refusing to send {what}: it holds an identity-number-shaped string ({mask_id_like(match)}); "
             "notices carry figures and rule names only"
         )
     return text

@@ -25,7 +25,6 @@ The exchange reads the quarantine back (to deliver released rows) with the stewa
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,7 +33,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from fundx.digest import DEFECT, RAW
 from fundx.errors import ConfigurationError, DecisionError, SealError, UnknownSignerError
+from fundx.identity import has_id_like, mask_id, mask_id_like
 from fundx.inbox import LocalInbox, PartFile, part_name
 from fundx.keys import KeyStore
 from fundx.ledger import Ledger, decisions, inserted_id, quarantines, rule_failures
@@ -45,10 +46,8 @@ STEWARDS = "stewards"
 ROW = "_row"
 POSITION = "_position"
 RULES = "_rules"
-BOOKKEEPING = (ROW, POSITION, RULES)
+BOOKKEEPING = (ROW, POSITION, RULES, DEFECT, RAW)
 
-#: what a reason may not contain: something shaped like an identity number (reasons are audited in plain text)
-_ID_LIKE = re.compile(r"(?<![0-9])[0-9]{17}[0-9Xx](?![0-9])|(?<![0-9])[0-9]{15}(?![0-9])")
 MIN_REASON = 8
 MAX_REASON = 500
 
@@ -66,11 +65,8 @@ def quarantine_frame(checked: Any, *, held: bool) -> Any:
 
     Normally the failing rows; for a held batch every row (passing rows have no rules).
     """
-    import pandas as pd
 
-    rows = checked.quarantined
-    if held:
-        rows = pd.concat([checked.valid.assign(**{RULES: ""}), checked.quarantined]).sort_index(kind="stable")
+    rows = held_rows(checked.valid, checked.quarantined) if held else checked.quarantined
     rows = rows.copy()
     positions = rows.index.to_numpy()
     rows.reset_index(drop=True, inplace=True)
@@ -78,6 +74,15 @@ def quarantine_frame(checked: Any, *, held: bool) -> Any:
     rows.insert(0, POSITION, positions.astype("int64"))
     rows.insert(0, ROW, range(1, len(rows) + 1))
     return rows
+
+
+def held_rows(valid: Any, failed: Any) -> Any:
+    """A held batch's rows for the stewards, in pull order: the valid ones (no rules) with the failing
+    ones, the bookkeeping columns in one order whichever part has which."""
+    import pandas as pd
+
+    rows = pd.concat([valid.assign(**{RULES: ""}), failed]).sort_index(kind="stable")
+    return rows[[c for c in rows.columns if c != RULES] + [RULES]]
 
 
 def record(ledger: Ledger, conn: sa.Connection, *, batch_id: str, feed: str, night: str, run_id: int,
@@ -329,7 +334,7 @@ def check_reason(reason: str | None) -> str:
                             action="say why, e.g. --reason \"agency confirmed the dates by phone, ticket 4411\"")
     if len(text) > MAX_REASON:
         raise DecisionError(f"the reason is longer than {MAX_REASON} characters", action="shorten the reason")
-    if _ID_LIKE.search(text):
+    if has_id_like(text):
         raise DecisionError("the reason contains something shaped like an identity number; reasons are audited "
                             "in plain text", action="refer to rows by their number (fundx failures show), not by identity")
     return text
@@ -481,19 +486,25 @@ def masked_view(frame: Any, feed: str) -> Any:
 
     Identity numbers are masked (330106********123X) and names cut to their first character; other
     restricted values (dates of death, diagnoses, amounts) are shown only in the columns the row's
-    failed rules look at, and hidden (•) elsewhere; internal and public columns are shown.
+    failed rules look at, and hidden (•) elsewhere; internal and public columns are shown — with
+    anything shaped like an identity number masked wherever it sits, since an agency's row may put
+    one in any column. A structurally defective row says where it was (``_defect``); a malformed
+    row's own text is never shown.
     """
     import pandas as pd
 
     from contracts import load_contract
     from contracts.rules import contract_rules
-    from fundx.identity import mask_id
 
     contract = load_contract(feed)
     columns_of = {r.id: set(r.columns) for r in contract_rules(contract).rules}
     looked_at = frame[RULES].fillna("").map(
         lambda ids: set().union(*(columns_of.get(i, set()) for i in ids.split(";") if i)) if ids else set())
     out = pd.DataFrame({ROW: frame[ROW].astype(int), RULES: frame[RULES].fillna("")})
+
+    def text(v: object) -> str:
+        return "" if _blank(v) else mask_id_like(str(v))
+
     for column in contract.columns:
         if column.name not in frame.columns:
             continue
@@ -503,10 +514,11 @@ def masked_view(frame: Any, feed: str) -> Any:
         elif column.pii == "name":
             shown = values.map(lambda v: "" if _blank(v) else str(v)[:1] + "*" * max(len(str(v)) - 1, 1))
         elif column.classification == "restricted":
-            text = values.map(lambda v: "" if _blank(v) else str(v))
-            shown = pd.Series([t if column.name in cols else HIDDEN for t, cols in zip(text, looked_at)],
+            shown = pd.Series([text(v) if column.name in cols else HIDDEN for v, cols in zip(values, looked_at)],
                               index=frame.index)
         else:
-            shown = values.map(lambda v: "" if _blank(v) else str(v))
+            shown = values.map(text)
         out[column.name] = shown.astype(str)
+    if DEFECT in frame.columns and frame[DEFECT].notna().any():
+        out[DEFECT] = frame[DEFECT].map(lambda v: "" if _blank(v) else text(str(v).partition(": ")[2])).astype(str)
     return out

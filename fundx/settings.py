@@ -50,6 +50,16 @@ class Settings(BaseSettings):
     chunk_rows: int = Field(
         250_000, ge=1, description="rows a streamed feed reads, checks and spools at a time (bounds its memory)",
     )
+    file_max_columns: int = Field(
+        1024, ge=1, description="most columns a dropped file's header may have (a wider file is refused unread)",
+    )
+    file_max_cell_chars: int = Field(
+        32_767, ge=1, description="longest value, in characters, a dropped file may hold (Excel's own cell limit)",
+    )
+    file_max_cells: int = Field(
+        100_000_000, ge=1,
+        description="most cells (rows x header columns) of a dropped file read whole; a streamed feed reads any size",
+    )
     part_bytes: int = Field(
         64 * 1024 * 1024, ge=4096, le=64 * 1024 * 1024,
         description="largest Parquet part a batch is split into before sealing (a stage opens one part in memory)",

@@ -50,7 +50,17 @@ from typing import Any
 
 import numpy as np
 
-from fundx.digest import column_hashes, digest_of, fold, row_hashes_since
+from fundx.digest import (
+    ARRIVAL,
+    DEFECT,
+    column_hashes,
+    digest_of,
+    fold,
+    fold_in,
+    fold_named,
+    row_hashes_since,
+    text_hashes,
+)
 from fundx.handoff import _test_kill_point  # TEST ONLY: the chaos night's kill points (FUNDX_TEST_KILL_AT)
 from fundx.inbox import Inbox, LocalInbox, PartFile, part_name
 from fundx.keys import fsync_dir
@@ -213,6 +223,8 @@ class Chunk:
     received: int
     drop: np.ndarray = field(repr=False)  # positions inside the chunk of rows a later row of the same key replaces
     offset: int = 0  # position of its first kept row in the de-duplicated pull
+    #: (position inside the chunk, mark) of its rows in key conflicts with rows of any chunk (no content)
+    marks: tuple[tuple[int, str], ...] = ()
 
     @property
     def rows(self) -> int:
@@ -234,12 +246,14 @@ class SpooledPull:
     spool: Spool = field(repr=False)
     chunks: tuple[Chunk, ...] = field(repr=False, default=())
     columns: tuple[str, ...] = ()
+    repeats: Any = None  # connectors.base.Repeats: rows sharing a record key, what became of them
 
 
 def extract(connector: Any, window: Window, spool: Spool, *, chunk_rows: int,
             progress: Callable[[int], None] | None = None) -> SpooledPull:
     """Every row the agency serves for ``window``, spooled in chunks and de-duplicated by the contract key."""
-    from connectors.base import Tally, deduplicate
+    from connectors.base import Repeats, Tally, deduplicate
+    from contracts.rules import KEY_CONFLICT
     from fundx.retry import Retrier
 
     started = time.monotonic()
@@ -259,7 +273,7 @@ def extract(connector: Any, window: Window, spool: Spool, *, chunk_rows: int,
             spool.put_object(name, frame)
             by_column = dict(zip(frame.columns, column_hashes(frame)))
             keys.append(fold((by_column[k] for k in key), len(frame)))
-            hashes.append(fold(by_column.values(), len(frame)))
+            hashes.append(fold_named(by_column, len(frame)))
             # the check hashes its valid rows again from these, only where normalising changed a value
             spool.put_object(_hashes_name(name), by_column)
             read.append((name, len(frame)))
@@ -271,6 +285,8 @@ def extract(connector: Any, window: Window, spool: Spool, *, chunk_rows: int,
     key_hashes = np.concatenate(keys) if keys else np.zeros(0, dtype=np.uint64)
     del keys
     drop = np.zeros(received, dtype=bool)
+    repeats = Repeats()
+    marks: dict[int, str] = {}  # position in the pull -> key_conflict mark
     suspects = _repeated(key_hashes)
     del key_hashes
     if suspects.any():  # rows whose key hash repeats: de-duplicate them exactly, as a whole pull would be
@@ -284,24 +300,31 @@ def extract(connector: Any, window: Window, spool: Spool, *, chunk_rows: int,
                 pieces.append(piece.assign(__position=inside + start))
             start += n
         candidates = pd.concat(pieces, ignore_index=True)
-        kept = deduplicate(candidates, tuple(key), contract.incremental)["__position"].to_numpy()
+        kept = deduplicate(candidates, tuple(key), contract.incremental, columns=columns, repeats=repeats)
         drop[candidates["__position"].to_numpy()] = True
-        drop[kept] = False
+        drop[kept["__position"].to_numpy()] = False
+        if DEFECT in kept.columns:  # key conflicts found here; a malformed row's mark is in its chunk already
+            conflicts = kept[kept[DEFECT].fillna("").str.startswith(KEY_CONFLICT).to_numpy()]
+            marks = {int(p): str(n) for p, n in zip(conflicts["__position"], conflicts[DEFECT])}
     chunks, start, offset = [], 0, 0
     for name, n in read:
         dropped = np.nonzero(drop[start:start + n])[0]
-        chunks.append(Chunk(name, n, dropped, offset))
+        noted_here = tuple(sorted((p - start, note) for p, note in marks.items() if start <= p < start + n))
+        chunks.append(Chunk(name, n, dropped, offset, noted_here))
         offset += n - len(dropped)
         start += n
     all_hashes = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint64)
+    if marks:  # a key conflict's mark counts in its rows' hashes, as the column does in a whole pull's
+        noted = np.fromiter(marks, dtype=np.int64, count=len(marks))
+        all_hashes[noted] = fold_in(all_hashes[noted], DEFECT, text_hashes(marks.values()))
     pulled = SpooledPull(
         feed=connector.name, window=window, rows=offset, bytes=tally.bytes, digest=digest_of(columns, all_hashes[~drop]),
         pages=tally.pages, duration_s=time.monotonic() - started, retries=tally.retries, spool=spool,
-        chunks=tuple(chunks), columns=columns,
+        chunks=tuple(chunks), columns=columns, repeats=repeats,
     )
-    log.info("%s: pulled %d rows (%d received) in %d chunks, %d pages, %d bytes, %d retries, %.2f s (streamed)",
+    log.info("%s: pulled %d rows (%d received) in %d chunks, %d pages, %d bytes, %d retries, %.2f s (streamed); %s",
              pulled.feed, pulled.rows, received, len(chunks), pulled.pages, pulled.bytes, pulled.retries,
-             pulled.duration_s)
+             pulled.duration_s, repeats)
     return pulled
 
 
@@ -413,6 +436,21 @@ class CheckResult:
     offset: int = 0
 
 
+def chunk_frame(spool: Spool, chunk: Chunk) -> Any:
+    """A spooled chunk's rows as the de-duplicated pull has them: the rows a later version replaces
+    dropped, the rows of key conflicts marked (:data:`fundx.digest.DEFECT`) for the check to quarantine."""
+    frame = spool.get_object(chunk.name)
+    if chunk.marks:
+        import pandas as pd
+
+        if DEFECT not in frame.columns:
+            frame[DEFECT] = pd.Series(None, index=frame.index, dtype="str")
+        at, notes = zip(*chunk.marks)
+        frame.loc[list(at), DEFECT] = list(notes)
+    frame = frame.drop(columns=[ARRIVAL], errors="ignore")  # the file a row came in: de-duplication's alone
+    return frame.drop(index=chunk.drop) if len(chunk.drop) else frame
+
+
 def check_chunk(job: CheckJob) -> CheckResult:
     """Check one spooled chunk against its feed's contract; its split goes back to the spool: the
     failing rows as a frame (for the stewards), the valid ones already as Parquet pieces of at most
@@ -422,10 +460,9 @@ def check_chunk(job: CheckJob) -> CheckResult:
     from fundx.monitor import event_lags
 
     started = time.perf_counter()
-    frame = job.spool.get_object(job.chunk.name)
+    frame = chunk_frame(job.spool, job.chunk)
     hashes = job.spool.get_object(_hashes_name(job.chunk.name))
     if len(job.chunk.drop):
-        frame = frame.drop(index=job.chunk.drop)
         hashes = {c: np.delete(h, job.chunk.drop) for c, h in hashes.items()}
     frame.index = np.arange(job.chunk.offset, job.chunk.offset + len(frame))  # positions in the whole pull
     checked = check(_contract(job.feed), frame, history=None, today=job.today)
@@ -802,10 +839,9 @@ def _conform(table: Any, schema: Any, feed: str) -> Any:
 
 def quarantine_parts(pulled: SpooledPull, checked: StreamChecked, part_bytes: int, *, held: bool) -> SpooledParts:
     """The stewards' rows (failing ones; every row when held) as Parquet parts, numbered across chunks."""
-    import pandas as pd
 
     from fundx.inbox import arrow_table
-    from fundx.quarantine import POSITION, ROW, RULES
+    from fundx.quarantine import POSITION, ROW, RULES, held_rows
     from fundx.seal import iter_parts
 
     spool, names, number = pulled.spool, list[str](), 1
@@ -813,7 +849,7 @@ def quarantine_parts(pulled: SpooledPull, checked: StreamChecked, part_bytes: in
         failed = spool.get_object(result.name)
         if held:  # every row to the stewards, in pull order: the valid ones read back from their pieces
             valid = _valid_frame(spool, result, failed)
-            rows = pd.concat([valid.assign(**{RULES: ""}), failed]).sort_index(kind="stable")
+            rows = held_rows(valid, failed)
             del valid
         else:
             rows = failed

@@ -39,6 +39,7 @@ from starlette.concurrency import run_in_threadpool
 from fundx import quarantine
 from fundx.console import accounts, nights
 from fundx.errors import FundxError
+from fundx.identity import has_id_like
 from fundx.ledger import Ledger
 from fundx.timeutil import SHANGHAI
 
@@ -465,7 +466,7 @@ def create_app(ledger: Ledger | None = None, *, home: Path | None = None, settin
                    "since": night_arg(since.strip()) or "", "until": night_arg(until.strip()) or ""}
         notice = None
         for key in ("action", "subject", "actor"):
-            if not _FILTER.match(filters[key]) or quarantine._ID_LIKE.search(filters[key]):
+            if not _FILTER.match(filters[key]) or has_id_like(filters[key]):
                 filters[key], notice = "", "A filter was ignored: letters, digits, '.', '_', ':' and '-' only, " \
                                            "and never an identity number."
         query = audit.select()
@@ -510,7 +511,7 @@ def create_app(ledger: Ledger | None = None, *, home: Path | None = None, settin
 
 def _echo(reason: str) -> str:
     """A refused reason, to fill the form again: not if it holds something shaped like an identity number."""
-    return "" if quarantine._ID_LIKE.search(reason) else reason
+    return "" if has_id_like(reason) else reason
 
 
 def _quote(path: str) -> str:

@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 
 from connectors import load_feed
-from connectors.base import Connector, Pull, Tally, deduplicate
+from connectors.base import Connector, Pull, Repeats, Tally, deduplicate
 from contracts import load_contract
+from fundx.digest import DEFECT
 from fundx.errors import SourceSchemaError
 from fundx.settings import Settings
 from fundx.timeutil import Window
@@ -64,10 +65,43 @@ def test_incremental_times_compare_as_instants_across_offsets():
     assert Canned([utc_later, local_earlier]).extract(WINDOW).frame.loc[0, "name"] == "later"
 
 
-def test_deduplicate_without_incremental_keeps_the_last_arrival_in_arrival_order():
-    frame = pd.DataFrame({"k": ["a", "b", "a", "c"], "v": [1, 2, 3, 4]})
+def test_deduplicate_collapses_identical_copies_keeping_the_last_arrival_in_arrival_order():
+    frame = pd.DataFrame({"k": ["a", "b", "a", "c"], "v": [1, 2, 1, 4]})
+    repeats = Repeats()
+    out = deduplicate(frame, ("k",), None, repeats=repeats)
+    assert out.to_dict("list") == {"k": ["b", "a", "c"], "v": [2, 1, 4]}
+    assert (repeats.identical, repeats.superseded, repeats.conflicting) == (1, 0, 0)
+
+
+def test_different_rows_under_one_key_without_an_incremental_column_are_a_conflict_not_a_silent_collapse():
+    frame = pd.DataFrame({"k": ["a", "b", "a", "a", "c"], "v": [1, 2, 3, 1, 4]})
+    repeats = Repeats()
+    out = deduplicate(frame, ("k",), None, repeats=repeats)
+    # the copy of a=1 collapses; a=1 and a=3 disagree: both stay, both marked, in arrival order
+    assert out[["k", "v"]].to_dict("list") == {"k": ["b", "a", "a", "c"], "v": [2, 3, 1, 4]}
+    marks = out[DEFECT].tolist()
+    assert marks[0] is None or marks[0] != marks[0]  # b: no mark (NaN)
+    assert marks[1] == marks[2] == "key_conflict: 2 different rows of this batch share this record key"
+    assert (repeats.identical, repeats.superseded, repeats.conflicting) == (1, 0, 2)
+
+
+def test_a_later_version_by_the_incremental_column_replaces_an_earlier_one_but_a_tie_is_a_conflict():
+    frame = pd.DataFrame({"k": ["a", "a", "b", "b", "b"], "v": [1, 2, 1, 2, 3],
+                          "t": ["2026-04-13T09:00:00+08:00", "2026-04-14T09:00:00+08:00",
+                                "2026-04-13T09:00:00+08:00", "2026-04-14T09:00:00+08:00", "2026-04-14T09:00:00+08:00"]})
+    repeats = Repeats()
+    out = deduplicate(frame, ("k",), "t", repeats=repeats)
+    assert out[["k", "v"]].to_dict("list") == {"k": ["a", "b", "b"], "v": [2, 2, 3]}
+    assert out[DEFECT].isna().tolist() == [True, False, False]
+    assert (repeats.identical, repeats.superseded, repeats.conflicting) == (0, 2, 2)
+
+
+def test_rows_with_an_incomplete_key_or_a_malformed_row_are_never_matched_with_each_other():
+    frame = pd.DataFrame({"k": [None, None, "a", None], "v": [1, 1, 2, None],
+                          DEFECT: [None, None, None, "row_shape: d.csv line 5: 9 fields, the header has 8"]})
     out = deduplicate(frame, ("k",), None)
-    assert out.to_dict("list") == {"k": ["b", "a", "c"], "v": [2, 3, 4]}
+    assert len(out) == 4  # two rows without a key are the required rule's to quarantine, not one row
+    assert out[DEFECT].tolist()[:3] == [None, None, None] or out[DEFECT].iloc[:3].isna().all()
 
 
 def test_missing_required_column_is_a_schema_error_without_values():

@@ -30,7 +30,7 @@ from fundx.keys import KeySettings, KeyStore
 from fundx.ledger import Ledger
 from fundx.seal import open_sealed
 from fundx.settings import reload_settings
-from fundx.stream import LocalRunner, Spool, extract
+from fundx.stream import LocalRunner, Spool, chunk_frame, extract
 from fundx.timeutil import Window, aware
 
 END = "2026-11-23T00:00:00+08:00"
@@ -113,7 +113,8 @@ def test_a_streamed_run_delivers_the_batch_a_whole_pull_delivers(feed, sandbox, 
 
 
 def test_keys_repeated_across_chunks_are_deduplicated_as_in_a_whole_pull(sandbox, home, monkeypatch):
-    """The last row of a key by its incremental column (then by arrival) wins, wherever the rows fall."""
+    """Rows of one key are collapsed (copies), replaced (a later version by the incremental column) or
+    marked as a conflict (two versions of one moment) exactly as in a whole pull, wherever the rows fall."""
     from connectors import connector_for
 
     connector = connector_for("police.deaths")
@@ -123,7 +124,9 @@ def test_keys_repeated_across_chunks_are_deduplicated_as_in_a_whole_pull(sandbox
     moment = contract.incremental
     repeats = frame.iloc[[0, 1, 2, 3]].copy()
     repeats.loc[repeats.index[0], "gender"] = "女" if repeats.iloc[0]["gender"] != "女" else "男"  # a later correction
+    repeats.loc[repeats.index[0], moment] = "2026-11-01T00:00:00+08:00"
     repeats.loc[repeats.index[1], moment] = "2019-01-01T00:00:00+08:00"  # an older version: loses
+    repeats.loc[repeats.index[2], "gender"] = "女" if repeats.iloc[2]["gender"] != "女" else "男"  # same moment: a conflict
     rows = pd.concat([frame, repeats, frame.iloc[[5]]], ignore_index=True)  # and one plain replay
     pieces = [rows.iloc[i:i + 7] for i in range(0, len(rows), 7)]
     connector.chunks = lambda window, tally, n: iter(pieces)
@@ -131,12 +134,14 @@ def test_keys_repeated_across_chunks_are_deduplicated_as_in_a_whole_pull(sandbox
     try:
         pulled = extract(connector, window, spool, chunk_rows=7)
         whole = connector.shape(rows.copy())
-        assert pulled.rows == len(whole) == len(frame)
-        from fundx.digest import content_digest
+        assert pulled.rows == len(whole) == len(frame) + 1  # the conflict's two versions both stay
+        from fundx.digest import DEFECT, content_digest
 
+        assert whole[DEFECT].notna().sum() == 2
         assert pulled.digest == content_digest(whole)
-        kept = pd.concat([spool.get_object(c.name).drop(index=c.drop) for c in pulled.chunks], ignore_index=True)
+        kept = pd.concat([chunk_frame(spool, c) for c in pulled.chunks], ignore_index=True)
         pd.testing.assert_frame_equal(kept, whole)
+        assert (pulled.repeats.identical, pulled.repeats.superseded, pulled.repeats.conflicting) == (2, 2, 2)
     finally:
         spool.close()
 
