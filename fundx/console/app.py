@@ -402,12 +402,11 @@ def create_app(ledger: Ledger | None = None, *, home: Path | None = None, settin
                 raise Refused(400, "choose release or reject")
             rows: list[int] | None = None
             if scope == "selected":
-                try:
-                    rows = sorted({int(v) for v in form.getlist("row")})
-                except ValueError:
-                    raise Refused(400, "row numbers are whole numbers") from None
-                if not rows:
+                ticked = [str(v) for v in form.getlist("row") if str(v).strip()]
+                if not ticked:
                     raise Refused(400, "tick at least one row, or choose all rows failing a rule, or every open row")
+                # the CLI's parser; quarantine.decide checks them against the batch (1 to its count)
+                rows = quarantine.parse_rows(ticked)
                 rule = None
             elif scope == "rule":
                 if not rule or not _RULE.match(rule):

@@ -8,6 +8,7 @@ identity numbers in responses and logs.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from datetime import datetime, timedelta
 
@@ -404,3 +405,49 @@ def test_the_sign_in_throttle_forgets_the_least_recently_seen_address_and_lets_a
         throttle.take(f"10.0.{i // 256}.{i % 256}")
     assert len(throttle) == 100 and throttle.take("a") is None  # "a" was forgotten with its attempts
 
+
+#: row selections a steward's form (or a forged one) may carry that name no row of the batch
+HOSTILE_ROWS = (["0"], ["-1"], ["1", "0"], ["-5"], ["0-3"], ["+1"], ["1_0"], ["1.0"], ["١"], ["2e3"],
+                ["99999999999999999999"], ["330106195001011234"], ["1-99999999"], [","])
+
+
+def test_decisions_naming_rows_0_and_below_or_past_the_batch_are_refused_by_console_and_cli(client, night, app):
+    """Issue 16: the console took rows 0 and -1, which became "released" deliveries of 0 rows while
+    the real rows stayed undecided. Both front doors now parse with quarantine.parse_rows, and
+    quarantine.decide refuses any row < 1 or > the batch's count, and an empty selection, before
+    recording anything."""
+    from typer.testing import CliRunner
+
+    from fundx import quarantine
+    from fundx.cli import app as cli
+    from fundx.errors import DecisionError
+
+    ledger, batch = app.state.ledger, night.batch_id
+    before = quarantine.decisions_of(ledger, batch_id=batch)
+    past = str(night.quarantined + 1)
+    sign_in(client, STEWARD)
+    token = csrf_of(client, f"/failures/{batch}")
+    for rows in (*HOSTILE_ROWS, [past], ["1", past]):
+        answer = client.post(f"/failures/{batch}/decide", data={
+            "csrf": token, "action": "release", "scope": "selected", "row": rows,
+            "reason": "agency confirmed the rows by phone"})
+        assert answer.status_code == 400, rows
+        assert "row" in answer.text and "330106195001011234" not in answer.text, rows
+    refused = client.post(f"/failures/{batch}/decide", data={
+        "csrf": token, "action": "reject", "scope": "selected", "row": ["0"], "reason": "not real rows at all"})
+    assert refused.status_code == 400 and "&#39;0&#39; is not a row number from 1" in refused.text
+
+    runner = CliRunner()
+    old = os.umask(0o022)
+    try:
+        for text in ("0", "-1", "0,1", "-3-2", "0-3", past, f"1-{past}", "", ",", "330106195001011234"):
+            done = runner.invoke(cli, ["failures", "release", batch, f"--rows={text}", "--reason",
+                                       "agency confirmed the rows by phone"])
+            assert done.exit_code == 1 and "error:" in done.output, (text, done.output)
+            assert "330106195001011234" not in done.output
+    finally:
+        os.umask(old)
+    for rows in ([0], [-1], [], [1, night.quarantined + 1], ["1"]):
+        with pytest.raises(DecisionError):
+            quarantine.decide(ledger, batch, "release", rows=rows, reason="agency confirmed by phone", actor="t")
+    assert quarantine.decisions_of(ledger, batch_id=batch) == before
