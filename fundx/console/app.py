@@ -110,8 +110,10 @@ def _cookie_key(home: Path, settings: ConsoleSettings) -> bytes:
                                      action="set it to a long random value, e.g. python -c 'import secrets; "
                                             "print(secrets.token_urlsafe(48))'")
         return value.encode("utf-8")
-    path = home / "console" / "cookie.key"
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    from fundx.settings import prepare_home
+
+    path = prepare_home(home) / "console" / "cookie.key"
+    path.parent.mkdir(mode=0o700, exist_ok=True)
     if not path.exists():
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -682,6 +684,9 @@ def serve(host: str = "127.0.0.1", port: int = 8765, *, tls_cert: Path | None = 
     """Run the console with uvicorn until interrupted: no access log, no server header."""
     import uvicorn
 
+    from fundx.settings import private_umask
+
+    private_umask()  # the cookie key, the ledger's -wal/-shm: private whatever the shell's umask
     check_bind(host, tls_cert, tls_key)
     if not log.handlers:  # sign-ins, decisions and unmaskings by account, batch and row; never a value
         handler = logging.StreamHandler()
@@ -689,7 +694,7 @@ def serve(host: str = "127.0.0.1", port: int = 8765, *, tls_cert: Path | None = 
         log.addHandler(handler)
         log.setLevel(logging.INFO)
         log.propagate = False
-    ledger = Ledger.from_settings()
+    ledger = Ledger.from_settings()  # makes FUNDX_HOME 0700
     hosts = ["*"] if host in ("0.0.0.0", "::") else sorted({*LOOPBACK, host.lower()})  # noqa: S104 - a comparison
     app = create_app(ledger, allowed_hosts=hosts)
     config = uvicorn.Config(app, host=host, port=port, access_log=False, log_level="warning", server_header=False,
