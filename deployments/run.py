@@ -579,9 +579,21 @@ def _reap(pid: int) -> None:
         pass
 
 
+def _private(path: Path, text: str) -> None:
+    """A pid or state file, 0600 whatever the umask (written whole: a reader never sees half of it)."""
+    from fundx.keys import write_file_atomic
+
+    write_file_atomic(path, text.encode(), 0o600)
+
+
+def _log_file(path: Path):
+    """A log to append to, made 0600 whatever the umask (the servers' logs may name feeds and flow runs)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0), 0o600), "ab")
+
+
 def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
+    with _log_file(log) as out:
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
         out.write(f"\n--- {stamp} started by deployments.run: {' '.join(cmd[1:])}\n".encode())
         out.flush()
@@ -640,7 +652,7 @@ def _start_server(s: Setup, say) -> int:
         )
     cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)]
     proc = _spawn(cmd, s.server_env, s.paths.server_log)
-    s.paths.server_pid.write_text(f"{proc.pid}\n")
+    _private(s.paths.server_pid, f"{proc.pid}\n")
     say(f"starting the Prefect server on {s.url.removesuffix('/api')} (pid {proc.pid}; log {s.paths.server_log}; "
         f"database {describe_database(s.prefect_database)})")
     timeout = s.settings.serve_start_timeout
@@ -708,7 +720,7 @@ def _spawn_workers(s: Setup, numbers: list[int], say) -> dict[int, subprocess.Po
         cmd = [sys.executable, "-m", "prefect", "worker", "start", "--pool", WORK_POOL, "--type", "process",
                "--name", name, "--install-policy", "never", "--no-create-pool-if-not-found"]
         proc = _spawn(cmd, s.env, log)
-        s.paths.worker_pid_of(n).write_text(f"{proc.pid}\n")
+        _private(s.paths.worker_pid_of(n), f"{proc.pid}\n")
         procs[n] = proc
         say(f"starting worker {name} on pool {WORK_POOL!r} (pid {proc.pid}; log {log})")
     return procs
@@ -750,7 +762,7 @@ def _register(s: Setup, say, on_pool=None) -> None:
     """``python -m deployments.register``, its lines shown as they come; ``on_pool()`` is called as soon as
     it reports the work pool (so that the workers start while the deployments are registered)."""
     say("registering the work pool, deployments and automations")
-    with open(s.paths.register_log, "ab") as log:
+    with _log_file(s.paths.register_log) as log:
         proc = subprocess.Popen([sys.executable, "-m", "deployments.register"], env=s.env, cwd=REPO_ROOT,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
         try:
@@ -808,7 +820,7 @@ def _check_same_setup(s: Setup, recorded: dict | None) -> None:
 def start(s: Setup | None = None, say=print) -> dict:
     """Start what is not running; the state (also written to serve/serve.json)."""
     s = s or setup()
-    s.paths.dir.mkdir(parents=True, exist_ok=True)
+    s.paths.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     server = read_pid(s.paths.server_pid)
     server_up = ours(server)
     if server_up:
@@ -837,7 +849,7 @@ def start(s: Setup | None = None, say=print) -> dict:
             running = {}
         for n in s.paths.worker_numbers():
             s.paths.worker_pid_of(n).unlink(missing_ok=True)
-        s.paths.setup.write_text(json.dumps(s.described(), indent=2) + "\n")
+        _private(s.paths.setup, json.dumps(s.described(), indent=2) + "\n")
         started.append((_start_server(s, say), s.paths.server_pid))
     missing = [n for n in wanted if n not in running]
     spawned: dict[int, subprocess.Popen] = {}
@@ -865,7 +877,7 @@ def start(s: Setup | None = None, say=print) -> dict:
             s.paths.setup.unlink(missing_ok=True)
         raise
     state = _state(s)
-    s.paths.state.write_text(json.dumps(state, indent=2) + "\n")
+    _private(s.paths.state, json.dumps(state, indent=2) + "\n")
     _next_steps(s, say)
     return state
 
@@ -1015,6 +1027,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers is not None and args.workers < 1:
         parser.error("--workers must be 1 or more")
     from fundx.errors import FundxError
+    from fundx.settings import private_umask
+
+    private_umask()  # the server, the workers and their flow runs inherit it: Prefect's home, logs, pids private
 
     try:
         if args.command == "start":

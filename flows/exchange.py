@@ -27,6 +27,7 @@ from prefect.exceptions import MissingResult
 from fundx import handoff
 from fundx.errors import FundxError, InternalError, NightFailed, content_free
 from fundx.ledger import Ledger, night_of
+from fundx.settings import private_umask
 from fundx.timeutil import Window, aware, now
 
 #: Set by the CLI to show live progress: called with (feed, rows so far). None in unattended runs.
@@ -116,6 +117,7 @@ def exchange_feed(
     end: str | None = None,
 ) -> FeedOutcome:
     """Pull one feed from its watermark (or the given window, as a backfill), seal it, hand it to its stage."""
+    private_umask()  # a worker's flow run: whatever umask the worker was started with
     done = handoff.run_feed(feed, run_id=run_id, start=start, end=end, ledger=_ledger(), pull=pull_task,
                             validate=validate_task, handoff=handoff_task, release=release_task,
                             logger=get_run_logger(), on_check=_contract_artifact)  # on_check: streamed feeds
@@ -137,6 +139,7 @@ def nightly_exchange(feeds: list[str] | None = None, end: str | None = None) -> 
     """
     from connectors import feed_names
 
+    private_umask()  # a worker's flow run: whatever umask the worker was started with
     logger = get_run_logger()
     ledger = _ledger()
     names = feeds or feed_names()

@@ -13,6 +13,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from fundx.errors import content_free
+from fundx.settings import private_umask
 from matching.load import STAGES
 
 
@@ -32,6 +33,7 @@ def matching_night(night: date | None = None, params: dict[str, str] | None = No
     from fundx.handoff import record_acks
     from matching.run import run_matching
 
+    private_umask()  # a worker's flow run: whatever umask the worker was started with
     logger = get_run_logger()
     try:
         for stage in STAGES:

@@ -12,11 +12,13 @@ from prefect.artifacts import create_table_artifact
 
 from fundx import monitor
 from fundx.errors import content_free
+from fundx.settings import private_umask
 
 
 @flow(name="sla-monitor", persist_result=False, validate_parameters=True)
 def sla_monitor(night: str | None = None) -> dict:
     """Judge ``night`` (default: tonight, Asia/Shanghai); record breaches and recoveries and notify them once."""
+    private_umask()  # a worker's flow run: whatever umask the worker was started with
     logger = get_run_logger()
     try:
         done = monitor.check(night=night, logger=logger)

@@ -63,9 +63,9 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 def _prefect_defaults() -> None:
     """Quiet, local Prefect unless the user configured otherwise (must run before prefect is imported)."""
-    from fundx.settings import get_settings
+    from fundx.settings import get_settings, prepare_home
 
-    home = get_settings().home
+    home = prepare_home(get_settings().home)  # Prefect makes its home but not a missing FUNDX_HOME above it
     os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
     # fundx prints each feed's outcome and what to do itself; Prefect's own tracebacks of a failed
     # feed would only repeat it (`fundx -v ...` shows them).
@@ -108,6 +108,9 @@ def _live_progress(label: str):
 def _options(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's and fundx's own log lines")] = False,
 ) -> None:
+    from fundx.settings import private_umask
+
+    private_umask()  # whatever the shell's umask: files 0600, folders 0700 (also Prefect's, SQLite's, GX's)
     if verbose:
         os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -179,8 +182,11 @@ def _prepare_demo_home(home: Path, fresh: bool) -> None:
             (home / name).unlink(missing_ok=True)
         for folder in ("inboxes", "acks", "stages", "locks", "quarantine", "reports", "matching"):  # they go with the ledger
             shutil.rmtree(home / folder, ignore_errors=True)
-    home.mkdir(parents=True, exist_ok=True)
-    marker.write_text("made by `fundx demo`; `fundx demo` may reset this folder's ledger\n")
+    from fundx.keys import write_file_atomic
+    from fundx.settings import prepare_home
+
+    prepare_home(home)
+    write_file_atomic(marker, b"made by `fundx demo`; `fundx demo` may reset this folder's ledger\n", 0o600)
 
 
 def _run_night(feeds: list[str] | None = None) -> int:

@@ -24,7 +24,7 @@ other CMS implementation reads). The CA and the signing key are **ECDSA P-256** 
 ECDSA needs a good random number per signature; OpenSSL (through cryptography) provides it. A
 production signing certificate may still be RSA: :mod:`fundx.seal` then signs with RSASSA-PSS.
 
-Layout under ``FUNDX_HOME/keys`` (private keys mode 0600, created so, never chmod-ed afterwards)::
+Layout under ``FUNDX_HOME/keys`` (folders 0700, files 0600 — certificates too — created so, never chmod-ed afterwards)::
 
     ca.pem ca.key crl.pem exchange.pem exchange.key
     stages/<stage>.pem stages/<stage>.key stages/<stage>.<label>.pem ...   current certificates
@@ -79,7 +79,7 @@ DEFAULT_DAYS = 825
 _ORGANIZATION = "fundx development"
 _CLOCK_SKEW = timedelta(minutes=5)
 _PRIVATE_MODE = 0o600
-_PUBLIC_MODE = 0o644
+_PUBLIC_MODE = 0o600  # public, but under FUNDX_HOME every file is the exchange's only
 
 
 def _utcnow() -> datetime:
@@ -212,6 +212,23 @@ def make_crl(ca_key: PrivateKey, ca_cert: Certificate, revoked: Iterable[tuple[i
 # --- files ---------------------------------------------------------------------------------------
 
 
+def private_folder(path: Path) -> Path:
+    """``path``, with every missing folder on the way made 0700 whatever the umask (``mkdir(parents=True)``
+    gives the parents it makes the umask's mode); folders that exist are left as they are."""
+    missing: list[Path] = []
+    at = path
+    while not at.is_dir() and at.parent != at:
+        missing.append(at)
+        at = at.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            if not folder.is_dir():
+                raise
+    return path
+
+
 @contextmanager
 def atomic_file(path: Path, mode: int) -> Iterator[BinaryIO]:
     """A file written under a temporary name created with ``mode``, then fsynced and renamed into place.
@@ -219,7 +236,7 @@ def atomic_file(path: Path, mode: int) -> Iterator[BinaryIO]:
     The mode is given to ``os.open`` so that a private key or a sealed part is never readable by
     others, not even for a moment; a reader sees the old file or the whole new one.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_folder(path.parent)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
     try:

@@ -392,10 +392,10 @@ class Ledger:
 
     @classmethod
     def from_settings(cls, settings=None) -> Ledger:
-        from fundx.settings import get_settings
+        from fundx.settings import get_settings, prepare_home
 
         settings = settings or get_settings()
-        settings.home.mkdir(parents=True, exist_ok=True)
+        prepare_home(settings.home)
         return cls(settings.ledger)
 
     @property
@@ -908,8 +908,32 @@ def _pull_record(row) -> PullRecord:
     )
 
 
+def _private_sqlite(url: str) -> None:
+    """Make a new SQLite ledger file 0600 before SQLite does (it would follow the umask: 0644 lets every
+    user read the console's password hashes), and close an existing one of ours that others may read.
+
+    SQLite creates the -wal, -shm and -journal files with the database file's permissions, so they
+    follow; ones left from before are closed too.
+    """
+    from fundx.settings import close_to_owner
+
+    database = sa.engine.make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if not path.parent.is_dir():
+        return  # SQLite's own error says the folder is missing
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600))
+    except FileExistsError:
+        pass
+    for name in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal"))):
+        close_to_owner(name, what="the ledger file")
+
+
 def _engine(url: str) -> Engine:
     if url.startswith("sqlite"):
+        _private_sqlite(url)
         engine = sa.create_engine(url, connect_args={"timeout": 30})
 
         @sa.event.listens_for(engine, "connect")

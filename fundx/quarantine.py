@@ -25,6 +25,8 @@ The exchange reads the quarantine back (to deliver released rows) with the stewa
 from __future__ import annotations
 
 import json
+import operator
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -305,25 +307,50 @@ def read_rows(ledger: Ledger, batch_id: str, *, keys: KeyStore | None = None, ho
 # --- deciding ----------------------------------------------------------------------------------
 
 
-def parse_rows(text: str | None) -> list[int] | None:
-    """``"1,3,7-9"`` -> [1, 3, 7, 8, 9]; None or "" -> None (all open rows)."""
-    if not text:
+#: one piece of a row selection: a row number or a range of them (12 digits at most: never an identity number)
+_ROW_PIECE = re.compile(r"([0-9]{1,12})(?:-([0-9]{1,12}))?")
+#: the widest range one piece may name
+_MAX_RANGE = 10_000_000
+_ROWS_ACTION = "give row numbers as the batch shows them (fundx failures show, the console): 1,3,7-9"
+
+
+def parse_rows(given: str | Iterable[str] | None) -> list[int] | None:
+    """Row numbers as a steward gives them, sorted and without repeats: the CLI's ``--rows "1,3,7-9"``,
+    or the console's ticked boxes ``["1", "3"]`` (each may be a list or range too).
+
+    The one parser of both front doors. None: no rows named (:func:`decide` then takes every open
+    row). Anything else must name at least one row, and every piece must be a number or a range
+    ``a-b`` of numbers from 1 (ASCII digits only: no sign, no ``_``, no other scripts' digits), or it
+    is a DecisionError. Whether the rows exist in the batch is for :func:`decide` to check.
+    """
+    if given is None:
         return None
+    texts = [given] if isinstance(given, str) else [str(g) for g in given]
     rows: set[int] = set()
-    for piece in text.replace(" ", "").split(","):
-        if not piece:
-            continue
-        low, _, high = piece.partition("-")
-        try:
-            start, end = int(low), int(high or low)
-        except ValueError:
-            raise DecisionError(f"--rows: {piece!r} is not a row number or a range like 7-9",
-                                action="give row numbers as fundx failures show prints them: 1,3,7-9") from None
-        if start < 1 or end < start or end - start > 10_000_000:
-            raise DecisionError(f"--rows: {piece!r} is not a range of row numbers from 1",
-                                action="give row numbers as fundx failures show prints them: 1,3,7-9")
-        rows.update(range(start, end + 1))
+    for text in texts:
+        for piece in text.split(","):
+            piece = piece.strip()
+            if not piece:
+                continue
+            found = _ROW_PIECE.fullmatch(piece)
+            start, end = (int(found.group(1)), int(found.group(2) or found.group(1))) if found else (0, 0)
+            if start < 1 or end < start:
+                raise DecisionError(f"row numbers: {_piece(piece)} is not a row number from 1 or a range like 7-9",
+                                    action=_ROWS_ACTION)
+            if end - start >= _MAX_RANGE:
+                raise DecisionError(f"row numbers: {_piece(piece)} is a range of more than {_MAX_RANGE:,} rows",
+                                    action=_ROWS_ACTION)
+            rows.update(range(start, end + 1))
+    if not rows:
+        raise DecisionError("no row numbers were given", action=_ROWS_ACTION + "; leave them out to decide every "
+                                                                               "open row")
     return sorted(rows)
+
+
+def _piece(piece: str) -> str:
+    """A refused piece of a row selection, quoted for the message if it is short and not shaped like an
+    identity number (someone may paste one where a row number belongs)."""
+    return repr(piece) if len(piece) <= 16 and not has_id_like(piece) else "one of them"
 
 
 def check_reason(reason: str | None) -> str:
@@ -344,16 +371,17 @@ def decide(ledger: Ledger, batch_id: str, action: str, *, reason: str, actor: st
            rule: str | None = None, keys: KeyStore | None = None, home: Path | None = None) -> Decision:
     """Release or reject rows of a quarantined batch; returns the decision recorded.
 
-    ``rows``: quarantine row numbers; ``rule``: every open row that broke this rule; neither: every
-    open row. A row already decided, a number out of range, a rule no open row broke, or a missing
-    reason is a DecisionError and nothing is recorded.
+    ``rows``: quarantine row numbers (from 1 to the batch's count, at least one); ``rule``: every open
+    row that broke this rule; neither: every open row. A row already decided, a number out of range
+    (0 and below too), an empty selection, a rule no open row broke, or a missing reason is a
+    DecisionError and nothing is recorded: this is where the CLI's and the console's decisions are checked.
     """
     if action not in ("release", "reject"):
         raise DecisionError(f"unknown decision {action!r}: release or reject")
     text = check_reason(reason)
     actor = (actor or "").strip()[:64] or "unknown"
     record = batch(ledger, batch_id)
-    wanted = sorted(set(rows)) if rows is not None else None
+    wanted = _chosen_rows(record, rows) if rows is not None else None
     if wanted is not None and rule is not None:
         raise DecisionError("give --rows or --rule, not both")
     by_rule: set[int] | None = None
@@ -364,16 +392,13 @@ def decide(ledger: Ledger, batch_id: str, action: str, *, reason: str, actor: st
         if not by_rule:
             raise DecisionError(f"no row of batch {batch_id} broke rule {rule!r}",
                                 action="see the rules with fundx failures show " + batch_id)
+    malformed = _malformed_rows(ledger, batch_id, keys=keys, home=home) if action == "release" else set()
     with ledger.audited() as conn:  # decided rows re-read under the audit lock: no row is decided twice
         taken: dict[int, int] = {}
         for d in decisions_of(ledger, batch_id=batch_id, conn=conn):
             taken.update(dict.fromkeys(d.rows, d.id))
         open_rows = [r for r in range(1, record.quarantined + 1) if r not in taken]
         if wanted is not None:
-            outside = [r for r in wanted if r > record.quarantined]
-            if outside:
-                raise DecisionError(f"batch {batch_id} has {record.quarantined} quarantined rows; "
-                                    f"there is no row {row_ranges(outside)}")
             twice = [r for r in wanted if r in taken]
             if twice:
                 ids = sorted({taken[r] for r in twice})
@@ -387,6 +412,11 @@ def decide(ledger: Ledger, batch_id: str, action: str, *, reason: str, actor: st
         if not chosen:
             raise DecisionError(f"no open rows to {action} in batch {batch_id}"
                                 + (f" for rule {rule}" if rule else ""), action="nothing left to decide")
+        if unreadable := sorted(malformed.intersection(chosen)):
+            raise DecisionError(
+                f"row(s) {row_ranges(unreadable)} of batch {batch_id} were never read into their columns "
+                "(row_shape: more or fewer fields than the file's header): there is nothing to release",
+                action="reject them, and ask the agency to send those rows again in a well-formed file")
         decision_id = inserted_id(conn.execute(decisions.insert().values(
             batch_id=batch_id, feed=record.feed, action=action, rows_json=json.dumps(chosen), rows=len(chosen),
             rule=rule, reason=text, actor=actor, decided_at=datetime.now(UTC),
@@ -397,6 +427,38 @@ def decide(ledger: Ledger, batch_id: str, action: str, *, reason: str, actor: st
             "rule": rule, "reason": text,
         }, actor=actor)
     return _one(ledger, decision_id)
+
+
+def _chosen_rows(record: Quarantined, rows: Iterable[int]) -> list[int]:
+    """The row numbers a decision names, checked against the batch before anything is recorded: whole
+    numbers from 1 to the batch's count, at least one. Both front doors (the CLI, the console) and any
+    other caller of :func:`decide` pass through here; :func:`parse_rows` only reads their text."""
+    try:
+        wanted = sorted({operator.index(r) for r in rows})
+    except TypeError:
+        raise DecisionError("row numbers are whole numbers", action=_ROWS_ACTION) from None
+    count = record.quarantined
+    if not wanted:
+        raise DecisionError(f"no rows of batch {record.batch_id} were chosen", action=_ROWS_ACTION)
+    if wanted[0] < 1:
+        raise DecisionError(f"batch {record.batch_id}: row numbers start at 1"
+                            + (f", there is no row {wanted[0]}" if wanted[0] > -10**12 else ""), action=_ROWS_ACTION)
+    above = [r for r in wanted if r > count]
+    if above:
+        named = row_ranges(above) if above[-1] < 10**12 else f"above {count}"
+        raise DecisionError(f"batch {record.batch_id} has {count} quarantined rows; there is no row {named}",
+                            action=_ROWS_ACTION)
+    return wanted
+
+
+def _malformed_rows(ledger: Ledger, batch_id: str, *, keys: KeyStore | None, home: Path | None) -> set[int]:
+    """The batch's rows quarantined as malformed (``row_shape``): the quarantine is opened only if the
+    ledger's counts say there are any."""
+    if not any(r["rule"] == "row_shape" and r["failed"] for r in rule_counts(ledger, batch_id=batch_id)):
+        return set()
+    frame = read_rows(ledger, batch_id, keys=keys, home=home)
+    broke = frame[RULES].fillna("").str.split(";").apply(lambda ids: "row_shape" in ids)
+    return set(frame.loc[broke, ROW].astype(int).tolist())
 
 
 def _one(ledger: Ledger, decision_id: int) -> Decision:

@@ -492,10 +492,10 @@ def _outside_any_task() -> Iterator[None]:
 
 def _scratch_dir() -> Path:
     """A private folder under FUNDX_HOME/tmp for the local cluster's workers (removed with the cluster)."""
+    from fundx.keys import private_folder
     from fundx.settings import get_settings
 
-    parent = get_settings().home / "tmp"
-    parent.mkdir(parents=True, exist_ok=True)
+    parent = private_folder(get_settings().home / "tmp")
     return Path(tempfile.mkdtemp(prefix="dask-", dir=parent))  # mode 0700
 
 

@@ -445,7 +445,7 @@ def write_png(card: Scorecard, path: Path | str) -> Path:
         "Software": "fundx",
     })
     target = Path(path)
-    write_file_atomic(target, buffer.getvalue(), 0o644)
+    write_file_atomic(target, buffer.getvalue(), 0o600)  # like everything fundx writes: the owner's only
     return target
 
 

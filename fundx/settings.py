@@ -13,7 +13,9 @@ the exchange, then (for ``secret:``) a Prefect Secret block.
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -83,6 +85,51 @@ class Settings(BaseSettings):
     def sandbox_env_file(self) -> Path:
         """Credentials and endpoints a running sandbox hands to the exchange."""
         return self.sandbox_home / "exchange.env"
+
+
+#: the umask of every fundx process: what it creates is 0600 (files) and 0700 (folders), whatever the
+#: shell's umask — Prefect's home, Great Expectations' Data Docs and SQLite's -wal/-shm files included
+PRIVATE_UMASK = 0o077
+
+
+def private_umask() -> None:
+    """Set this process's umask to :data:`PRIVATE_UMASK`; its children (Prefect's server and workers,
+    the flow runs they start) inherit it. Called first thing by every entry point: the ``fundx``
+    command, the flows (a Prefect worker may have been started with any umask), the console server,
+    ``python -m deployments.run`` and ``deployments.serve``. Files with secrets get explicit modes too."""
+    os.umask(PRIVATE_UMASK)
+
+
+def prepare_home(home: Path | None = None) -> Path:
+    """FUNDX_HOME, made 0700 if it is missing (whatever the umask).
+
+    One that exists and lets group or others in is closed to 0700 if this user owns it, with a
+    warning (a home made before files were private, or by a loose umask: a 0700 home keeps others
+    from everything in it); one owned by another user is left alone with a warning.
+    """
+    home = Path(home or get_settings().home)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    close_to_owner(home, what="FUNDX_HOME")
+    return home
+
+
+def close_to_owner(path: Path, *, what: str) -> None:
+    """Take group and other permission bits off ``path`` if it has any and this user owns it (warning);
+    warn if another user owns it. Nothing if it does not exist."""
+    try:
+        st = path.stat()  # a link's target: that is what others could read
+    except FileNotFoundError:
+        return
+    mode = stat.S_IMODE(st.st_mode)
+    if not mode & 0o077:
+        return
+    log = logging.getLogger("fundx.settings")
+    if st.st_uid != os.geteuid():
+        log.warning("%s %s lets group or others in (%o) and belongs to another user: fundx leaves it as it is",
+                    what, path, mode)
+        return
+    os.chmod(path, mode & ~0o077)
+    log.warning("%s %s let group or others in (%o); it is now %o", what, path, mode, mode & ~0o077)
 
 
 @lru_cache(maxsize=1)

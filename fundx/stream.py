@@ -93,7 +93,9 @@ class Spool:
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         folder = root / f"{feed}.{secrets.token_hex(6)}"
         folder.mkdir(mode=0o700)
-        (folder / "owner").write_text(str(os.getpid()), encoding="ascii")
+        fd = os.open(folder / "owner", os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(str(os.getpid()))
         return cls(folder, secrets.token_bytes(32))
 
     def put(self, name: str, data: bytes | memoryview) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 from typer.testing import CliRunner
@@ -65,8 +67,16 @@ def test_bad_input_gets_a_clear_error(homes):
 
 
 def test_demo_runs_a_night_and_names_what_failed(homes):
-    ok = runner.invoke(app, ["demo", "--people", "3000"])
+    old = os.umask(0o022)  # a shell's usual umask: the command makes what it writes private all the same
+    try:
+        ok = runner.invoke(app, ["demo", "--people", "3000"])
+    finally:
+        os.umask(old)
     assert ok.exit_code == 0, ok.output
+    home = homes / "var"  # keys, ledger, inboxes, stages, matching, reports: nothing for group or others
+    loose = [f"{p.relative_to(home)} {stat.S_IMODE(p.lstat().st_mode):o}" for p in (home, *home.rglob("*"))
+             if not p.is_symlink() and stat.S_IMODE(p.lstat().st_mode) & 0o077]
+    assert (home / "keys" / "ca.key").is_file() and (home / "ledger.db").is_file() and loose == []
     for feed in ("civil_affairs.deaths", "police.deaths", "religious_affairs.deaths", "justice.prisoners",
                  "medical_insurance.bills", "market_regulation.businesses", "health_commission.hospital_deaths",
                  "tax_bureau.wage_income"):

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import stat
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -128,3 +132,65 @@ def test_a_completed_feed_whose_result_prefect_lost_is_told_from_the_ledger(ledg
     told = _outcome_from_ledger(ledger, run, "police.deaths")
     assert (told.feed, told.outcome, told.rows, told.pages, told.digest) == ("police.deaths", "pulled", 42, 3, "sha256:00")
     assert _outcome_from_ledger(ledger, run, "justice.prisoners").outcome == "pulled"  # nothing recorded: rows 0
+
+
+@contextmanager
+def _umask(value: int):
+    old = os.umask(value)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_a_new_ledger_and_home_are_private_under_umask_022(tmp_path, monkeypatch):
+    """Issue 16: ledger.db was created 0644 from the umask, so other users could read the console's
+    password hashes. FUNDX_HOME is made 0700 and the ledger 0600 whatever the umask; SQLite makes its
+    -wal and -shm files with the database file's mode."""
+    from fundx.settings import reload_settings
+
+    home = tmp_path / "new" / "home"
+    monkeypatch.setenv("FUNDX_HOME", str(home))
+    monkeypatch.delenv("FUNDX_LEDGER_URL", raising=False)
+    try:
+        with _umask(0o022):
+            ledger = Ledger.from_settings(reload_settings())
+            ledger.log_event("test.private", "ledger")  # a write: the -wal and -shm files exist now
+            files = sorted(p.name for p in home.iterdir())
+            assert {"ledger.db", "ledger.db-wal", "ledger.db-shm"} <= set(files)
+            assert _mode(home) == 0o700 and {name: _mode(home / name) for name in files} == dict.fromkeys(files, 0o600)
+            ledger.dispose()
+    finally:
+        reload_settings()
+
+
+def test_a_ledger_and_home_left_open_to_others_are_closed_when_opened(tmp_path, caplog):
+    """A home and a ledger made before this fix (0755, 0644 and a 0644 -wal) are closed to their owner
+    the next time fundx opens them, with a warning; nothing in them is lost."""
+    from fundx.settings import prepare_home
+
+    home = tmp_path / "old-home"
+    with _umask(0o022):
+        home.mkdir(mode=0o755)
+        first = Ledger(f"sqlite:///{home / 'ledger.db'}")
+        first.log_event("test.before", "ledger")
+        first.dispose()
+        for path in (home / "ledger.db", home / "ledger.db-wal", home / "ledger.db-shm"):
+            if path.exists():
+                path.chmod(0o644)
+        os.chmod(home, 0o755)  # noqa: S103 - the loose home of an older fundx, to be closed
+        prepare_home(home)
+        again = Ledger(f"sqlite:///{home / 'ledger.db'}")
+    try:
+        assert _mode(home) == 0o700
+        assert {p.name: _mode(p) for p in home.iterdir() if p.name.startswith("ledger.db")} == {
+            p.name: 0o600 for p in home.iterdir() if p.name.startswith("ledger.db")}
+        assert "let group or others in (644); it is now 600" in caplog.text
+        assert "let group or others in (755); it is now 700" in caplog.text
+        assert again.verify_audit().ok and again.verify_audit().head_seq == 1
+    finally:
+        again.dispose()

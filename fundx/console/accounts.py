@@ -5,8 +5,9 @@ imported (the console and ``fundx console`` import it before they open the ledge
 
 - ``console_accounts``: a name, a role (``steward`` decides and unmasks; ``auditor`` reads), the
   password's argon2id hash (argon2-cffi's RFC 9106 profile: 64 MiB, 3 passes, 4 lanes, 16-byte salt)
-  and a count of consecutive failed logins: after :data:`MAX_FAILURES` the account is locked for
-  :data:`LOCKOUT` (online guessing), whatever password is given;
+  and a count of sign-in attempts since the last success, taken before the password is checked: the
+  :data:`MAX_FAILURES`-th locks the account for :data:`LOCKOUT` (online guessing), whatever password
+  is given, however many attempts arrive at once (:func:`authenticate`);
 - ``console_sessions``: one row per signed-in browser. The cookie carries a random token; the ledger
   keeps only its SHA-256, the account, the session's CSRF token, and when it was made, last seen and
   expires. Signing out, removing the account, or the idle and absolute limits end it on the server.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -48,7 +50,7 @@ console_accounts = sa.Table(
     sa.Column("password_hash", sa.Text, nullable=False),  # argon2id, PHC string format
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("password_set_at", UTCDateTime, nullable=False),
-    sa.Column("failed_logins", sa.Integer, nullable=False, default=0),
+    sa.Column("failed_logins", sa.Integer, nullable=False, default=0),  # attempts since the last sign-in
     sa.Column("locked_until", UTCDateTime),
     sa.Column("last_login_at", UTCDateTime),
 )
@@ -191,41 +193,75 @@ def password_hash(ledger: Ledger, name: str) -> str | None:
 
 
 def authenticate(ledger: Ledger, name: str, password: str) -> Account | None:
-    """The account if the name and password match and it is not locked; else None (and the failure counted).
+    """The account if the name and password match and it is not locked; else None (and the attempt counted).
 
-    An unknown name costs the same argon2 verification as a known one.
+    The attempt is counted *before* the password is checked, in one UPDATE that also decides the lock
+    (:func:`_count_attempt`): however many attempts arrive at once, at most :data:`MAX_FAILURES`
+    passwords are checked against an account's hash per lockout, and a locked account refuses even
+    its right password. A sign-in clears the count. An unknown name and a locked account cost the
+    same argon2 verification as a known one (against a decoy hash), so timing tells neither apart.
     """
     from argon2.exceptions import InvalidHashError, VerificationError
 
     text = (name or "").strip()
-    with ledger.engine.connect() as conn:
-        row = conn.execute(console_accounts.select().where(console_accounts.c.name == text)).mappings().one_or_none() \
-            if _NAME.match(text) else None
-    stored = row["password_hash"] if row is not None else _decoy_hash()
-    try:
-        ok = hasher().verify(stored, password or "")
-    except (VerificationError, InvalidHashError):
-        ok = False
-    if row is None:
-        return None
     now = _now()
-    locked = row["locked_until"] is not None and row["locked_until"] > now
+    known = _NAME.match(text) is not None
+    with ledger.transaction() as conn:
+        row = _count_attempt(conn, text, now) if known else None
+        locked = row is None and known and conn.execute(
+            sa.select(console_accounts.c.name).where(console_accounts.c.name == text)).first() is not None
+    stored = row["password_hash"] if row is not None else _decoy_hash()
+    with _VERIFYING:
+        try:
+            ok = hasher().verify(stored, password or "")
+        except (VerificationError, InvalidHashError):
+            ok = False
+    if row is None and not locked:
+        return None  # no such account: nothing to count or audit
     with ledger.audited() as conn:
-        if ok and not locked:
+        if row is not None and ok:
             values = {"failed_logins": 0, "locked_until": None, "last_login_at": now}
             if hasher().check_needs_rehash(stored):
                 values["password_hash"] = hasher().hash(password)
-            conn.execute(console_accounts.update().where(console_accounts.c.name == text).values(**values))
-            ledger.audit(conn, "console.login", text, {"role": row["role"]}, actor=text)
-            return Account(name=text, role=row["role"], created_at=row["created_at"], last_login_at=now)
-        locks_now = False
-        if not locked:  # a locked account's attempts neither count nor extend the lock
-            failures = int(row["failed_logins"] or 0) + 1
-            locks_now = failures >= MAX_FAILURES
-            conn.execute(console_accounts.update().where(console_accounts.c.name == text).values(
-                failed_logins=0 if locks_now else failures, locked_until=now + LOCKOUT if locks_now else None))
-        ledger.audit(conn, "console.login_refused", text, {"locked": locked, "locked_now": locks_now}, actor="console")
+            # the hash checked must still be the account's (not reset or removed meanwhile)
+            signed_in = conn.execute(console_accounts.update().where(
+                console_accounts.c.name == text, console_accounts.c.password_hash == stored).values(**values)).rowcount
+            if signed_in:
+                ledger.audit(conn, "console.login", text, {"role": row["role"]}, actor=text)
+                return Account(name=text, role=row["role"], created_at=row["created_at"], last_login_at=now)
+        attempt = int(row["failed_logins"]) if row is not None else None
+        ledger.audit(conn, "console.login_refused", text,
+                     {"locked": row is None, "attempt": attempt,
+                      "locked_now": attempt is not None and attempt >= MAX_FAILURES}, actor="console")
     return None
+
+
+#: argon2id verifications running at once (64 MiB each): a burst of sign-ins queues instead of taking gigabytes
+_VERIFYING = threading.BoundedSemaphore(4)
+
+
+def _count_attempt(conn: sa.Connection, name: str, now: datetime) -> sa.RowMapping | None:
+    """Count one sign-in attempt of ``name`` unless it is locked: the account's row after counting (its
+    hash, and in ``failed_logins`` this attempt's number since the last sign-in), or None if the account
+    is locked or unknown.
+
+    One statement reads, counts and locks, so concurrent attempts cannot read the same count (a row
+    lock on PostgreSQL, which re-checks the WHERE on the row a concurrent attempt just wrote; the
+    database's write lock on SQLite): the attempt numbered :data:`MAX_FAILURES` locks the account for
+    :data:`LOCKOUT` as it is counted, and later ones find it locked. A locked account's attempts
+    neither count nor extend the lock; once the lock has run out the count starts again from one.
+    """
+    c = console_accounts.c
+    expired = sa.and_(c.locked_until.is_not(None), c.locked_until <= now)
+    number = sa.case((expired, 0), else_=c.failed_logins) + 1
+    return conn.execute(
+        console_accounts.update()
+        .where(c.name == name, sa.or_(c.locked_until.is_(None), c.locked_until <= now))
+        .values(failed_logins=number,
+                locked_until=sa.case((number >= MAX_FAILURES, sa.literal(now + LOCKOUT, UTCDateTime())),
+                                     else_=sa.null()))
+        .returning(c.role, c.created_at, c.password_hash, c.failed_logins)
+    ).mappings().one_or_none()
 
 
 # --- sessions ----------------------------------------------------------------------------------

@@ -5,7 +5,10 @@ without one is sent to the sign-in page, anything else gets 401. Every POST carr
 CSRF token (the sign-in form a signed one of its own) and is refused with 403 without it, or when
 the browser says it comes from another origin; deciding and unmasking need the ``steward`` role
 (403 for an auditor). The session cookie is signed, HttpOnly, SameSite=Strict, Secure over TLS,
-and expires with the session.
+and expires with the session. Sign-in attempts are throttled per client address (the ASGI scope's
+peer; :mod:`fundx.console.throttle`): past FUNDX_CONSOLE_LOGIN_ATTEMPTS failures in
+FUNDX_CONSOLE_LOGIN_WINDOW_SECONDS the form answers 429 with a Retry-After, before any password is
+checked; each account also locks itself after five failures (:func:`fundx.console.accounts.authenticate`).
 
 Personal data: rows are shown as :func:`fundx.quarantine.masked_view` makes them; a whole identity
 number only in the response to an unmask form (POST: the reason is audited first, the page is
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 import os
 import re
 import secrets
@@ -38,6 +42,7 @@ from starlette.concurrency import run_in_threadpool
 
 from fundx import quarantine
 from fundx.console import accounts, nights
+from fundx.console.throttle import Throttle
 from fundx.errors import FundxError
 from fundx.identity import has_id_like
 from fundx.ledger import Ledger
@@ -73,6 +78,13 @@ class ConsoleSettings(BaseSettings):
     session_hours: float = Field(8.0, gt=0, le=168, description="a session ends this long after sign-in")
     idle_minutes: float = Field(30.0, gt=0, le=1440, description="a session ends after this long unused")
     rows_per_page: int = Field(100, ge=10, le=1000, description="quarantined rows on one page")
+    login_attempts: int = Field(20, ge=1, le=10_000,
+                                description="sign-in attempts one client address may make per login_window_seconds "
+                                            "(then 429 with Retry-After); a successful sign-in does not count")
+    login_window_seconds: float = Field(900.0, gt=0, le=86_400, description="the window of login_attempts")
+    login_addresses: int = Field(10_000, ge=1, le=1_000_000,
+                                 description="client addresses the sign-in throttle remembers (bounds its memory; "
+                                             "the least recently seen is forgotten first)")
 
 
 class NotSignedIn(Exception):
@@ -99,8 +111,10 @@ def _cookie_key(home: Path, settings: ConsoleSettings) -> bytes:
                                      action="set it to a long random value, e.g. python -c 'import secrets; "
                                             "print(secrets.token_urlsafe(48))'")
         return value.encode("utf-8")
-    path = home / "console" / "cookie.key"
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    from fundx.settings import prepare_home
+
+    path = prepare_home(home) / "console" / "cookie.key"
+    path.parent.mkdir(mode=0o700, exist_ok=True)
     if not path.exists():
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -139,6 +153,7 @@ def create_app(ledger: Ledger | None = None, *, home: Path | None = None, settin
     env = _templates()
     lifetime = timedelta(hours=settings.session_hours)
     idle = timedelta(minutes=settings.idle_minutes)
+    throttle = Throttle(settings.login_attempts, settings.login_window_seconds, settings.login_addresses)
 
     app = FastAPI(title="fundx console", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.ledger = ledger
@@ -251,8 +266,18 @@ def create_app(ledger: Ledger | None = None, *, home: Path | None = None, settin
         token = form.get("csrf")
         if not expected or not isinstance(token, str) or not hmac.compare_digest(token.encode(), expected.encode()):
             raise Refused(403, "the sign-in form's security token is missing or wrong: open the sign-in page again")
+        address = request.client.host if request.client else "unknown"  # the ASGI scope's peer
+        wait = throttle.take(address)
+        if wait is not None:  # before any password is checked
+            log.warning("console: sign-in attempts throttled (too many from one address)")
+            minutes = max(1, math.ceil(wait / 60))
+            refused = page(request, "error.html", status=429, title="Too many sign-in attempts",
+                           message=f"Too many sign-in attempts from your address. Try again in {minutes} "
+                                   f"minute{'s' if minutes > 1 else ''}.")
+            refused.headers["Retry-After"] = str(math.ceil(wait))
+            return refused
         name, password = str(form.get("name") or ""), str(form.get("password") or "")
-        account = await run_in_threadpool(accounts.authenticate, ledger, name, password)  # argon2: 0.3 s
+        account = await run_in_threadpool(accounts.authenticate, ledger, name, password)  # argon2: 0.1-0.3 s
         target = _local(str(form.get("next") or "/"))
         if account is None:
             log.warning("console: a sign-in was refused")
@@ -260,6 +285,7 @@ def create_app(ledger: Ledger | None = None, *, home: Path | None = None, settin
                                message=f"Name or password not accepted. After {accounts.MAX_FAILURES} failures in a "
                                        f"row an account is locked for {int(accounts.LOCKOUT.total_seconds() // 60)} "
                                        "minutes.")
+        throttle.give_back(address)  # only failures use up an address's attempts
         token, _session = accounts.open_session(ledger, account, lifetime=lifetime)
         log.info("console: %s signed in (%s)", account.name, account.role)
         response = RedirectResponse(target, status_code=303)
@@ -379,12 +405,11 @@ def create_app(ledger: Ledger | None = None, *, home: Path | None = None, settin
                 raise Refused(400, "choose release or reject")
             rows: list[int] | None = None
             if scope == "selected":
-                try:
-                    rows = sorted({int(v) for v in form.getlist("row")})
-                except ValueError:
-                    raise Refused(400, "row numbers are whole numbers") from None
-                if not rows:
+                ticked = [str(v) for v in form.getlist("row") if str(v).strip()]
+                if not ticked:
                     raise Refused(400, "tick at least one row, or choose all rows failing a rule, or every open row")
+                # the CLI's parser; quarantine.decide checks them against the batch (1 to its count)
+                rows = quarantine.parse_rows(ticked)
                 rule = None
             elif scope == "rule":
                 if not rule or not _RULE.match(rule):
@@ -660,6 +685,9 @@ def serve(host: str = "127.0.0.1", port: int = 8765, *, tls_cert: Path | None = 
     """Run the console with uvicorn until interrupted: no access log, no server header."""
     import uvicorn
 
+    from fundx.settings import private_umask
+
+    private_umask()  # the cookie key, the ledger's -wal/-shm: private whatever the shell's umask
     check_bind(host, tls_cert, tls_key)
     if not log.handlers:  # sign-ins, decisions and unmaskings by account, batch and row; never a value
         handler = logging.StreamHandler()
@@ -667,7 +695,7 @@ def serve(host: str = "127.0.0.1", port: int = 8765, *, tls_cert: Path | None = 
         log.addHandler(handler)
         log.setLevel(logging.INFO)
         log.propagate = False
-    ledger = Ledger.from_settings()
+    ledger = Ledger.from_settings()  # makes FUNDX_HOME 0700
     hosts = ["*"] if host in ("0.0.0.0", "::") else sorted({*LOOPBACK, host.lower()})  # noqa: S104 - a comparison
     app = create_app(ledger, allowed_hosts=hosts)
     config = uvicorn.Config(app, host=host, port=port, access_log=False, log_level="warning", server_header=False,

@@ -8,6 +8,7 @@ identity numbers in responses and logs.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from datetime import datetime, timedelta
 
@@ -293,3 +294,160 @@ def test_no_identity_number_reaches_a_steward_without_unmasking_nor_the_logs(cli
     assert leaked(caplog.text, night.ids) == [] and PASSWORDS[STEWARD] not in caplog.text
     for payload in PAYLOADS:
         assert payload not in caplog.text
+
+
+# --- issue 16: the sign-in lock under concurrency, the per-address throttle, decisions on rows 0 and below ---
+
+
+def _refusals(ledger, name: str) -> list[dict]:
+    """The details of the audited refused sign-ins of ``name``, oldest first."""
+    import json
+
+    from fundx.ledger import audit
+
+    with ledger.engine.connect() as conn:
+        found = conn.execute(sa.select(audit.c.details).where(
+            audit.c.action == "console.login_refused", audit.c.subject == name).order_by(audit.c.seq)).scalars()
+        return [json.loads(d) for d in found]
+
+
+def test_fifty_concurrent_wrong_passwords_lock_the_account_and_only_five_are_checked(ledger):
+    """The race of issue 16 (30 parallel attempts signed in after 29 failures; bursts of 40 checked 160
+    guesses): 50 threads guess at once against a real SQLite, then PostgreSQL, ledger. Each attempt is
+    counted before its password is checked, in one UPDATE that decides the lock, so five passwords are
+    checked, 45 attempts find the account locked, and then even the right password is refused."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    from fundx.console import accounts
+    from fundx.ledger import metadata
+
+    metadata.create_all(ledger.engine)  # the console's tables, if the ledger was made before they were imported
+    name, right = "raced", "the-right-passphrase-9"
+    accounts.add_account(ledger, name, "steward", right, actor="t")
+    together = Barrier(50)
+
+    def guess(i: int):
+        together.wait(timeout=120)  # all 50 leave the barrier at once
+        return accounts.authenticate(ledger, name, f"wrong-guess-number-{i:02d}")
+
+    with ThreadPoolExecutor(50) as pool:
+        assert list(pool.map(guess, range(50))) == [None] * 50
+    assert accounts.authenticate(ledger, name, right) is None  # locked: the right password is refused too
+    refused = _refusals(ledger, name)
+    assert refused[-1] == {"locked": True, "attempt": None, "locked_now": False}
+    checked = [r for r in refused[:-1] if not r["locked"]]  # the attempts whose password was checked
+    assert len(refused) == 51 and len(checked) == accounts.MAX_FAILURES
+    assert sorted(r["attempt"] for r in checked) == list(range(1, accounts.MAX_FAILURES + 1))
+    assert [r["locked_now"] for r in checked].count(True) == 1
+    with ledger.engine.connect() as conn:
+        until = conn.execute(sa.select(accounts.console_accounts.c.locked_until).where(
+            accounts.console_accounts.c.name == name)).scalar_one()
+    assert until > datetime.now(UTC) + accounts.LOCKOUT - timedelta(minutes=5)  # not extended, not shortened
+
+    # when the lock has run out the right password signs in, and the count starts again
+    with ledger.transaction() as conn:
+        conn.execute(accounts.console_accounts.update().where(accounts.console_accounts.c.name == name).values(
+            locked_until=datetime.now(UTC) - timedelta(seconds=1)))
+    signed_in = accounts.authenticate(ledger, name, right)
+    assert signed_in is not None and signed_in.role == "steward"
+    assert accounts.authenticate(ledger, name, "wrong-again-passphrase") is None
+    assert _refusals(ledger, name)[-1] == {"locked": False, "attempt": 1, "locked_now": False}
+    # an unknown name is refused, counted nowhere and audited nowhere
+    assert accounts.authenticate(ledger, "nobody-at-all", right) is None and _refusals(ledger, "nobody-at-all") == []
+
+
+def test_sign_in_attempts_from_one_address_are_throttled_with_retry_after(night):
+    """Password spraying from one address across accounts (each under its own five-failure lock): after
+    the address's attempts the form answers 429 with a Retry-After before any password is checked,
+    even the right one; another address is not held up, and sign-ins that succeed use up nothing."""
+    from fundx.console import accounts
+    from fundx.console.app import ConsoleSettings, create_app
+    from fundx.ledger import Ledger
+
+    ledger = Ledger.from_settings()
+    app = create_app(ledger, home=night.home, settings=ConsoleSettings(login_attempts=3, login_window_seconds=600))
+    for n in (1, 2):
+        accounts.add_account(ledger, f"sprayed-{n}", "auditor", f"sprayed-passphrase-{n}", actor="t")
+    with client_for(app, follow_redirects=False, client=("203.0.113.7", 40000)) as attacker:
+        for name in ("sprayed-1", "sprayed-2", "sprayed-1"):
+            assert sign_in(attacker, name, "a-guessed-passphrase").status_code == 401
+        held = sign_in(attacker, "sprayed-2", "sprayed-passphrase-2")
+        assert held.status_code == 429 and "Too many sign-in attempts" in held.text
+        assert 590 <= int(held.headers["retry-after"]) <= 600
+        assert "fundx_console=" not in held.headers.get("set-cookie", "") and "sprayed-passphrase" not in held.text
+        assert sign_in(attacker, "sprayed-1", "another-guess-here").status_code == 429
+    # three passwords were checked, never the fourth and fifth: the accounts' own counts say so
+    assert [r["attempt"] for r in _refusals(ledger, "sprayed-1")] == [1, 2]
+    assert [r["attempt"] for r in _refusals(ledger, "sprayed-2")] == [1]
+    with client_for(app, follow_redirects=False, client=("198.51.100.9", 40000)) as steward:
+        for _ in range(5):
+            assert sign_in(steward, "sprayed-2", "sprayed-passphrase-2").status_code == 303
+            steward.cookies.clear()
+        assert sign_in(steward, "sprayed-2", "one-wrong-passphrase").status_code == 401
+
+
+def test_the_sign_in_throttle_forgets_the_least_recently_seen_address_and_lets_a_wait_through():
+    from fundx.console.throttle import Throttle
+
+    now = [1000.0]
+    throttle = Throttle(2, 60, 100, clock=lambda: now[0])
+    assert throttle.take("a") is None and throttle.take("a") is None
+    assert throttle.take("a") == 60
+    now[0] += 59.5
+    assert throttle.take("a") == pytest.approx(0.5)
+    now[0] += 0.5
+    assert throttle.take("a") is None  # both attempts left the window
+    assert throttle.take("a") is None and throttle.take("a") is not None
+    throttle.give_back("a")  # a sign-in that succeeded
+    assert throttle.take("a") is None and throttle.take("a") is not None
+    for i in range(1000):  # bounded memory: the least recently seen go first
+        throttle.take(f"10.0.{i // 256}.{i % 256}")
+    assert len(throttle) == 100 and throttle.take("a") is None  # "a" was forgotten with its attempts
+
+
+#: row selections a steward's form (or a forged one) may carry that name no row of the batch
+HOSTILE_ROWS = (["0"], ["-1"], ["1", "0"], ["-5"], ["0-3"], ["+1"], ["1_0"], ["1.0"], ["١"], ["2e3"],
+                ["99999999999999999999"], ["330106195001011234"], ["1-99999999"], [","])
+
+
+def test_decisions_naming_rows_0_and_below_or_past_the_batch_are_refused_by_console_and_cli(client, night, app):
+    """Issue 16: the console took rows 0 and -1, which became "released" deliveries of 0 rows while
+    the real rows stayed undecided. Both front doors now parse with quarantine.parse_rows, and
+    quarantine.decide refuses any row < 1 or > the batch's count, and an empty selection, before
+    recording anything."""
+    from typer.testing import CliRunner
+
+    from fundx import quarantine
+    from fundx.cli import app as cli
+    from fundx.errors import DecisionError
+
+    ledger, batch = app.state.ledger, night.batch_id
+    before = quarantine.decisions_of(ledger, batch_id=batch)
+    past = str(night.quarantined + 1)
+    sign_in(client, STEWARD)
+    token = csrf_of(client, f"/failures/{batch}")
+    for rows in (*HOSTILE_ROWS, [past], ["1", past]):
+        answer = client.post(f"/failures/{batch}/decide", data={
+            "csrf": token, "action": "release", "scope": "selected", "row": rows,
+            "reason": "agency confirmed the rows by phone"})
+        assert answer.status_code == 400, rows
+        assert "row" in answer.text and "330106195001011234" not in answer.text, rows
+    refused = client.post(f"/failures/{batch}/decide", data={
+        "csrf": token, "action": "reject", "scope": "selected", "row": ["0"], "reason": "not real rows at all"})
+    assert refused.status_code == 400 and "&#39;0&#39; is not a row number from 1" in refused.text
+
+    runner = CliRunner()
+    old = os.umask(0o022)
+    try:
+        for text in ("0", "-1", "0,1", "-3-2", "0-3", past, f"1-{past}", "", ",", "330106195001011234"):
+            done = runner.invoke(cli, ["failures", "release", batch, f"--rows={text}", "--reason",
+                                       "agency confirmed the rows by phone"])
+            assert done.exit_code == 1 and "error:" in done.output, (text, done.output)
+            assert "330106195001011234" not in done.output
+    finally:
+        os.umask(old)
+    for rows in ([0], [-1], [], [1, night.quarantined + 1], ["1"]):
+        with pytest.raises(DecisionError):
+            quarantine.decide(ledger, batch, "release", rows=rows, reason="agency confirmed by phone", actor="t")
+    assert quarantine.decisions_of(ledger, batch_id=batch) == before

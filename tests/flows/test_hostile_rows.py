@@ -181,3 +181,23 @@ def test_an_identity_number_in_any_column_is_masked_in_the_stewards_view():
     assert shown.loc[0, "venue"].startswith("寺 " + someone[:6] + "********")
     assert shown.loc[0, "registered_on"] == someone[:17]  # a look-alike that is no identity number stays
     assert shown.loc[2, "record_id"] == "ZJ33010000000001"  # 16 characters: a record id, shown as sent
+
+
+def test_a_malformed_row_cannot_be_released_only_rejected(home):
+    from fundx.errors import DecisionError
+
+    done = run_feed(FEED, end=END)
+    batch_id = done.handoff.batch_id
+    ledger = Ledger.from_settings()
+    frame = quarantine.read_rows(ledger, batch_id)
+    malformed = sorted(frame.loc[frame[quarantine.RULES] == "row_shape", quarantine.ROW].astype(int))
+    other = sorted(set(frame[quarantine.ROW].astype(int)) - set(malformed))
+    reason = "the agency confirmed these rows by phone"
+    for rows, rule in ((malformed[:1], None), (None, "row_shape"), (None, None)):
+        with pytest.raises(DecisionError, match="never read into their columns"):
+            quarantine.decide(ledger, batch_id, "release", reason=reason, actor="steward-wang", rows=rows, rule=rule)
+    assert quarantine.decisions_of(ledger, batch_id=batch_id) == []  # nothing recorded
+    quarantine.decide(ledger, batch_id, "reject", reason="malformed: asked for a new file", actor="steward-wang",
+                      rule="row_shape")
+    made = quarantine.decide(ledger, batch_id, "release", reason=reason, actor="steward-wang", rows=other[:1])
+    assert made.rows == tuple(other[:1])

@@ -257,6 +257,39 @@ def test_no_identity_number_in_plain_text_after_nights(sandbox, night_env, run_d
     assert hits == [], f"identity numbers in plain text in: {sorted(set(hits))}"
 
 
+def test_a_night_started_under_umask_022_leaves_nothing_open_to_other_users(sandbox, night_env):
+    """Issue 16 (files created from the umask: ledger.db was 0644, so other users could read the
+    console's password hashes). A whole night through the nightly flow — what a Prefect worker runs —
+    started under umask 022, then the stages' receive: every file and folder under FUNDX_HOME, and the
+    ledger beside it, is the owner's only. The flow sets the umask itself (a worker may have been
+    started with any umask); secret files have explicit modes as well."""
+    import os
+    import stat
+
+    from flows.exchange import nightly_exchange
+
+    old = os.umask(0o022)
+    try:
+        outcomes = nightly_exchange(end=END)
+        _receive_everything()
+        assert os.umask(0o022) == 0o077, "the flow set its process's umask"
+    finally:
+        os.umask(old)
+    assert all(o.outcome == "pulled" for o in outcomes) and sum(o.quarantined for o in outcomes) > 0
+    home = reload_settings().home
+    assert (home / "inboxes").is_dir()  # emptied by the stages, which keep what they took under stages/
+    for folder in ("acks", "stages", "reports", "quarantine"):
+        assert any(p.is_file() for p in (home / folder).rglob("*")), folder  # the night wrote there
+    # the test's ledger lies beside FUNDX_HOME, with the feeds' lock files (Prefect's home is the test run's)
+    base = Path(night_env.url.removeprefix("sqlite:///")).parent
+    assert (base / "ledger.db-wal").is_file() and any((base / "locks").iterdir()) and home.parent == base
+    walked = [base / "ledger.db", *base.glob("ledger.db-*"), base / "locks", *(base / "locks").iterdir(), home,
+              *home.rglob("*")]
+    loose = [f"{p.relative_to(base)} {stat.S_IMODE(p.lstat().st_mode):o}" for p in walked
+             if not p.is_symlink() and stat.S_IMODE(p.lstat().st_mode) & 0o077]
+    assert len(walked) > 50 and loose == []
+
+
 FUTURE_END = "2030-01-01T00:00:00+08:00"  # a night whose deadline has not passed: only failures are judged
 
 

@@ -67,7 +67,8 @@ def test_private_keys_are_0600_even_under_umask_0(full):
     keys = [full.ca_key, full.exchange_key, *(full.stage_key(s) for s in STAGES), *(full.signer_key(s) for s in STAGES),
             full.match_key]
     assert {_mode(k) for k in keys} == {0o600}
-    assert {_mode(c) for c in (full.ca_cert, full.exchange_cert, full.crl)} == {0o644}
+    # certificates are public, but every file under FUNDX_HOME is the exchange's only (SECURITY.md)
+    assert {_mode(c) for c in (full.ca_cert, full.exchange_cert, full.crl)} == {0o600}
     assert _mode(full.dir) == 0o700 and _mode(full.stages_dir) == 0o700 and _mode(full.signers_dir) == 0o700
     assert _mode(full.match_key.parent) == 0o700 and len(full.match_key.read_bytes()) == 32
     for key in keys[:-1]:
