@@ -68,10 +68,12 @@ class Settings(BaseSettings):
     def _city_file(cls, value: str) -> str:
         from fundx.city import city_path, shipped_cities
 
-        if not city_path(value).is_file():
+        path = city_path(value)
+        if not path.is_file():
             raise ValueError(f"no city file {value!r}: a shipped city ({', '.join(shipped_cities())}) "
                              "or the path to a city YAML file")
-        return value.strip()
+        # a path is made absolute here, so that workers started elsewhere read the same file
+        return value.strip() if value.strip() in shipped_cities() else str(path.resolve())
 
     @field_validator("initial_watermark", mode="before")
     @classmethod
