@@ -29,7 +29,6 @@ from contracts import expectations as fx  # registers the custom expectations (m
 from contracts.checks import EXCEL_MANGLED
 from contracts.rules import Rule, contract_rules
 from fundx.errors import ConfigurationError
-from fundx.identity import AREA_CODES
 
 GOLDEN_DIR = Path(__file__).resolve().parent.parent / "tests" / "contracts" / "golden"
 TODAY = {"$PARAMETER": "today"}
@@ -63,11 +62,6 @@ def _range(rule: Rule) -> Expectation:
     return gxe.ExpectColumnValuesToBeBetween(column=rule.columns[0], min_value=low, max_value=high)
 
 
-def _area(rule: Rule) -> Expectation:
-    return fx.ExpectColumnValuesToHaveKnownAreaCodes(column=rule.columns[0],
-                                                     area_codes=sorted(AREA_CODES[rule.params["city"]]))
-
-
 def _not_greater(rule: Rule) -> Expectation:
     column, than = rule.columns
     return gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A=than, column_B=column, or_equal=True,
@@ -92,7 +86,7 @@ TO_GX: dict[str, Callable[[Rule], Expectation]] = {
     "not_future": lambda r: fx.ExpectColumnValuesToBeDatesBetween(column=r.columns[0], max_date=TODAY),
     "excel_mangled": lambda r: gxe.ExpectColumnValuesToNotMatchRegex(column=r.columns[0], regex=EXCEL_MANGLED),
     "identity_number": lambda r: fx.ExpectColumnValuesToBeIdentityNumbers(column=r.columns[0]),
-    "area_code": _area,
+    "area_code": lambda r: fx.ExpectColumnValuesToHaveKnownAreaCodes(column=r.columns[0]),
     "credit_code": lambda r: fx.ExpectColumnValuesToBeCreditCodes(column=r.columns[0]),
     "birth_date_matches_id": lambda r: fx.ExpectColumnPairBirthDateToMatchIdentityNumber(
         column_A=r.columns[0], column_B=r.columns[1]),

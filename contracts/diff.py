@@ -419,6 +419,8 @@ def _quality(a: list, b: list, column: str | None, add) -> None:
             add("rule severity changed", key, f"{sev_a} → {sev_b}", sev_b == "error")
         elif _row_count_relaxed(old, rule):
             add("rule relaxed", key, _row_count_detail(old, rule), False)
+        elif _area_code_widened(old, rule):
+            add("rule relaxed", key, "knownAreaCode: the city's codes → every code of GB/T 2260 (national)", False)
         else:
             add("rule changed", key, _rule_diff(old, rule), sev_b == "error")
 
@@ -463,6 +465,18 @@ def _row_count_relaxed(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
         except (KeyError, TypeError, ValueError):
             return False
     return True
+
+
+def _area_code_widened(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """A knownAreaCode rule that named a city and no longer does: the national table holds every city's codes."""
+    ia, ib = a.get("implementation"), b.get("implementation")
+    if not (isinstance(ia, Mapping) and isinstance(ib, Mapping)):
+        return False
+    if ia.get("rule") != "knownAreaCode" or ib.get("rule") != "knownAreaCode" or "city" not in ia or "city" in ib:
+        return False
+    rest = ("implementation", "description")
+    return ({k: v for k, v in ia.items() if k != "city"} == dict(ib)
+            and {k: v for k, v in a.items() if k not in rest} == {k: v for k, v in b.items() if k not in rest})
 
 
 def _row_count_detail(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:

@@ -34,7 +34,7 @@ from great_expectations.expectations.metrics.map_metric_provider.column_conditio
 from contracts.checks import column_days as date_days
 from contracts.checks import column_ids as id_column
 from contracts.checks import is_timestamp, matches, present
-from fundx.identity import NO_DAY, uscc_column
+from fundx.identity import NO_DAY, known_areas, uscc_column
 
 USCC_SHAPE = r"^[0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXY]{10}$"
 
@@ -66,16 +66,15 @@ class ColumnValuesIdentityNumber(ColumnMapMetricProvider):
 
 
 class ColumnValuesKnownAreaCode(ColumnMapMetricProvider):
-    """Identity numbers issued under one of the given area codes."""
+    """Identity numbers issued under a county-level code that has existed in GB/T 2260 (national, with history)."""
 
     condition_metric_name = "column_values.fundx_known_area_code"
-    condition_value_keys = ("area_codes",)
     filter_column_isnull = False
 
     @column_condition_partial(engine=PandasExecutionEngine)
-    def _pandas(cls, column: pd.Series, area_codes: list[int], **kwargs: Any) -> pd.Series:
+    def _pandas(cls, column: pd.Series, **kwargs: Any) -> pd.Series:
         ids = id_column(column)
-        return _series(~ids.shaped | np.isin(ids.area, np.asarray(area_codes, dtype=np.int64)), column)
+        return _series(~ids.shaped | known_areas(ids.area), column)
 
 
 class ColumnValuesCreditCode(ColumnMapMetricProvider):
@@ -184,11 +183,10 @@ class ExpectColumnValuesToBeIdentityNumbers(ColumnMapExpectation):
 
 
 class ExpectColumnValuesToHaveKnownAreaCodes(ColumnMapExpectation):
-    """Expect identity numbers to carry one of a city's area codes."""
+    """Expect identity numbers to carry an area code that has existed in GB/T 2260 (anywhere in the country)."""
 
-    area_codes: list[int]
     map_metric = "column_values.fundx_known_area_code"
-    success_keys = ("area_codes", "mostly")
+    success_keys = ("mostly",)
     library_metadata: ClassVar[dict[str, Any]] = _LIBRARY
 
 

@@ -48,7 +48,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from fundx.errors import ConfigurationError
-from fundx.identity import AREA_CODES, is_valid_id, is_valid_uscc, normalize_id
+from fundx.identity import is_known_area_code, is_valid_id, is_valid_uscc, normalize_id, upgrade_id15
 
 #: the share of a column's non-empty values a format must fit to be recognised (a sample may hold
 #: a few broken values: those are counted in the column's review note, never shown)
@@ -551,11 +551,11 @@ def _from_text(col: ColumnDraft, filled: Sequence[Any], texts: Sequence[str], he
                today: date, misfit: Callable[[int, str], None]) -> None:
     n = len(texts)
     typed_numbers = sum(1 for v in filled if isinstance(v, (int, float)) and not isinstance(v, bool))
-    ids, id_share = _share(texts, lambda t: is_valid_id(normalize_id(t)))
+    ids, id_share = _share(texts, lambda t: _id_form(t) is not None)
     if id_share >= ID_SHARE or (header_pii == "identity_number" and id_share >= 0.3):
         col.recognised = "identity_number"
         col.options = {"pattern": ID_PATTERN}
-        misfit(ids, "valid identity numbers (GB 11643)")
+        misfit(ids, "valid identity numbers (GB 11643, 18 characters or first-generation 15 digits)")
         if typed_numbers:
             col.review.append(f"{_plural(typed_numbers, 'value')} arrive as numbers: ask the agency to send text "
                               "(a spreadsheet loses an identity number's last digits)")
@@ -669,9 +669,16 @@ def _classify(col: ColumnDraft, header_pii: str | None, texts: Sequence[str], to
     # normalisation and options, as the live contracts declare them
     if col.recognised == "identity_number" or col.pii == "identity_number":
         col.normalise = ["trim", "halfwidth", "upperX"]
+        forms = Counter(_id_form(t) for t in texts)
+        if forms[15]:
+            col.normalise.append("upgrade15")
+            col.review.append(f"{_plural(forms[15], 'first-generation 15-digit number')}: upgrade15 added (GB 11643-1999); "
+                              "confirm that the agency's register still holds them")
+        unknown = sum(1 for t in texts if _id_form(t) and not is_known_area_code(_upgraded(t)[:6]))
+        if unknown:
+            col.review.append(f"{_plural(unknown, 'number')} with an area code that never existed in GB/T 2260")
         col.options = {"pattern": ID_PATTERN}
         col.logical_type = "string"
-        city = _city_of(texts)
         col.quality = [
             {"name": "excel_mangled", "type": "custom", "engine": "fundx", "dimension": "conformity", "severity": "error",
              "description": "The number was turned into a floating-point number by a spreadsheet (1.10105E+17); it cannot be repaired.",
@@ -679,13 +686,11 @@ def _classify(col: ColumnDraft, header_pii: str | None, texts: Sequence[str], to
             {"name": "valid", "type": "custom", "engine": "fundx", "dimension": "accuracy", "severity": "error",
              "description": "GB 11643: a real birth date and the right MOD 11-2 check character.",
              "implementation": {"rule": "identityNumber"}},
+            {"name": "area_code", "type": "custom", "engine": "fundx", "dimension": "accuracy", "severity": "error",
+             "description": "GB/T 2260: issued under a county-level code that has existed anywhere in the country, "
+                            "retired ones too (a number keeps the code of the place that first issued it).",
+             "implementation": {"rule": "knownAreaCode"}},
         ]
-        if city:
-            col.quality.append({
-                "name": "area_code", "type": "custom", "engine": "fundx", "dimension": "accuracy", "severity": "error",
-                "description": f"Issued in {city.title()} (a known area code of the city).",
-                "implementation": {"rule": "knownAreaCode", "city": city}})
-            col.review.append(f"area_code rule added: the sample's identity numbers were issued in {city}")
     elif col.recognised == "uscc":
         col.normalise = ["trim", "halfwidth"]
         col.quality = [{"name": "valid", "type": "custom", "engine": "fundx", "dimension": "accuracy", "severity": "error",
@@ -716,15 +721,18 @@ def _classify(col: ColumnDraft, header_pii: str | None, texts: Sequence[str], to
                 col.review.append(f"only {col.distinct} distinct values: an enum?")
 
 
-def _city_of(texts: Sequence[str]) -> str | None:
-    """The city whose area codes hold nearly all valid identity numbers of the column, if any."""
-    codes = [int(t[:6]) for t in (normalize_id(x) for x in texts) if t and is_valid_id(t)]
-    if not codes:
-        return None
-    for city, known in AREA_CODES.items():
-        if sum(1 for c in codes if c in known) / len(codes) >= FORMAT_SHARE:
-            return city
-    return None
+def _upgraded(text: str) -> str:
+    """An identity number as the contract's normalisation would leave it (a 15-digit one upgraded)."""
+    t = normalize_id(text) or ""
+    return upgrade_id15(t) if len(t) == 15 and t.isascii() and t.isdigit() else t
+
+
+def _id_form(text: str) -> int | None:
+    """18 for a valid identity number, 15 for a first-generation one that upgrades to a valid one, else None."""
+    t = normalize_id(text) or ""
+    if is_valid_id(t):
+        return 18
+    return 15 if len(t) == 15 and is_valid_id(_upgraded(t)) else None
 
 
 # --- the contract ----------------------------------------------------------------------------------

@@ -6,6 +6,10 @@ Each text column lists its steps in the contract (``customProperties: normalise`
 - ``halfwidth``: full-width digits and letters to ASCII (１２３ -> 123, Ｘ -> X);
 - ``upperX``: a lower-case x check character to X;
 - ``date``: the date forms agencies send to ISO (2021/4/12, 2021年4月12日, 20210412 -> 2021-04-12);
+- ``upgrade15``: a first-generation 15-digit identity number to its 18-character form (GB 11643-1999:
+  "19" before the 6-digit birth date, then the MOD 11-2 check character), so that it joins the same
+  person's other records; only on identity-number columns of feeds whose contract declares it
+  (paper-born registers), elsewhere a 15-digit number fails its format check;
 - ``zone:<name>`` (implicit, for a timestamp column with ``logicalTypeOptions.defaultTimezone``):
   a timestamp written without an offset, as a database's local-time text is (2025-11-01 07:56:55),
   is read in that zone and written ISO 8601 with its offset (2025-11-01T07:56:55+08:00).
@@ -27,7 +31,7 @@ import pyarrow.compute as pc
 
 from contracts import Contract
 from contracts.rules import ZONE_STEP, contract_rules
-from fundx.identity import _arrow_text
+from fundx.identity import _arrow_text, upgrade15_rows
 
 _FULLWIDTH = "０１２３４５６７８９ＸＸｘ"
 #: The date forms agencies send, each with the regex that reads it (year, month, day groups).
@@ -150,6 +154,18 @@ def _zone(arr: pa.Array, zone: str, column: str, record: NormalisationRecord) ->
     return pc.replace_with_mask(pc.cast(arr, pa.large_string()), pa.array(mask), text.filter(pa.array(ok)))
 
 
+def _upgrade15(arr: pa.Array) -> pa.Array:
+    pos, mat = upgrade15_rows(arr)
+    if len(pos) == 0:
+        return arr
+    mask = np.zeros(len(arr), dtype=bool)
+    mask[pos] = True
+    offsets = np.arange(0, 18 * (len(pos) + 1), 18, dtype=np.int64)  # fixed-width text straight into Arrow
+    upgraded = pa.LargeStringArray.from_buffers(len(pos), pa.py_buffer(offsets),
+                                                pa.py_buffer(np.ascontiguousarray(mat).reshape(-1)))
+    return pc.replace_with_mask(arr, pa.array(mask), upgraded.cast(arr.type))
+
+
 def normalise(contract: Contract, frame: pd.DataFrame) -> tuple[pd.DataFrame, NormalisationRecord]:
     """The frame with the contract's declared normalisation applied (a copy), and what changed."""
     record = NormalisationRecord()
@@ -166,7 +182,7 @@ def normalise(contract: Contract, frame: pd.DataFrame) -> tuple[pd.DataFrame, No
                 arr = _zone(arr, step[len(ZONE_STEP):], spec.column, record)
                 continue
             before = arr
-            arr = {"trim": _trim, "halfwidth": _halfwidth, "upperX": _upper_x}[step](arr)
+            arr = {"trim": _trim, "halfwidth": _halfwidth, "upperX": _upper_x, "upgrade15": _upgrade15}[step](arr)
             record.add(spec.column, step, _changed(before, arr))
         out[spec.column] = pd.Series(arr, index=out.index, dtype="str")
     return out, record

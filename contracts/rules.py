@@ -25,7 +25,7 @@ ODCS construct                                rule kind (rule id)
                                               (``arguments.validValues`` or ``arguments.pattern``)
                                               with ``mustBe: 0``
 ``quality`` type ``custom``, engine ``fundx``  ``implementation.rule``: notExcelMangled,
-                                              identityNumber, knownAreaCode (city), creditCode,
+                                              identityNumber, knownAreaCode (national), creditCode,
                                               notFuture, birthDateMatchesId, dateOrder,
                                               notBeforeIdBirth, notGreaterThan, rowCountVsHistory
 ============================================  =====================================================
@@ -39,7 +39,8 @@ conflict for the stewards, never collapsed silently). The transport finds them w
 the check quarantines the row under that rule. They are not compiled to Great Expectations.
 
 fundx settings live in ``customProperties``: ``pii`` and ``normalise`` on columns (steps ``trim``,
-``halfwidth``, ``upperX``, ``date``), ``batchPolicy`` on the contract
+``halfwidth``, ``upperX``, ``date``, and ``upgrade15`` on identity-number columns of feeds that may send
+first-generation 15-digit numbers), ``batchPolicy`` on the contract
 (``rejectOnSchemaBreak``, ``rejectAboveFailedPercent``, ``minFailedRows``: the share counts from
 that many failing rows on). Anything else in a quality rule (type
 ``sql``, another engine, an unknown rule) is a ConfigurationError naming the file and key: a
@@ -59,9 +60,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from contracts import Contract, contract_path, display_path
 from fundx.errors import ConfigurationError
-from fundx.identity import AREA_CODES
 
-NORMALISE_STEPS = ("trim", "halfwidth", "upperX", "date")
+NORMALISE_STEPS = ("trim", "halfwidth", "upperX", "date", "upgrade15")
 #: the implicit step of a timestamp column with ``logicalTypeOptions.defaultTimezone``: ``zone:Asia/Shanghai``
 ZONE_STEP = "zone:"
 ROW_KINDS = (
@@ -207,10 +207,13 @@ def contract_rules(contract: Contract) -> ContractRules:
             elif kind == "area_code":
                 if column is None:
                     raise fail(ikey, f"{impl['rule']} belongs on a column")
-                city = impl.get("city")
-                if city not in AREA_CODES:
-                    raise fail(f"{ikey}.city", f"unknown city {city!r} (known: {', '.join(sorted(AREA_CODES))})")
-                rules.append(Rule(rule_id, kind, (column,), {"city": city}, text, key))
+                if "city" in impl:
+                    # the check became national: a contract that still names a city means a narrower
+                    # check than it gets, so it is refused rather than silently widened
+                    raise fail(f"{ikey}.city", "knownAreaCode is national now (every county-level code of GB/T 2260, "
+                               "retired ones too): a number issued outside the city is valid. Remove city; the "
+                               "deployment's city (FUNDX_CITY) only routes work to its districts")
+                rules.append(Rule(rule_id, kind, (column,), {}, text, key))
             elif kind == "date_order":
                 earlier = need_column(f"{ikey}.earlier", impl.get("earlier"))
                 later = need_column(f"{ikey}.later", impl.get("later"))
@@ -265,6 +268,12 @@ def contract_rules(contract: Contract) -> ContractRules:
                 raise fail(f"{base}.customProperties.normalise", f"must list steps from {', '.join(NORMALISE_STEPS)}")
             if "date" in steps and prop.logicalType != "date":
                 raise fail(f"{base}.customProperties.normalise", "the date step is for date columns")
+            if "upgrade15" in steps and custom.get("pii") != "identity_number":
+                raise fail(f"{base}.customProperties.normalise", "the upgrade15 step is for identity-number columns "
+                           "(pii: identity_number)")
+            if "upgrade15" in steps and any(s in ("trim", "halfwidth") for s in steps[steps.index("upgrade15"):]):
+                raise fail(f"{base}.customProperties.normalise", "upgrade15 comes after trim and halfwidth "
+                           "(it upgrades 15 ASCII digits)")
         steps = list(steps or [])
         if prop.logicalType == "timestamp" and opts.get("defaultTimezone"):
             # ODCS: a timestamp without an offset is in defaultTimezone (a database's local-time text)

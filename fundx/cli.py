@@ -904,7 +904,7 @@ def _order_filters(district: str | None, rule: str | None) -> None:
 
     if district is not None and mo.area_of(district) is None:
         _bad(f"--district: unknown district {district!r}; an area code (330106) or one of "
-             f"{', '.join(mo.DISTRICTS.values())}")
+             f"{', '.join(mo.district_names())}")
     if rule is not None and rule not in mo.RULES:
         _bad(f"--rule: unknown rule {rule!r}; one of {', '.join(mo.RULES)}")
 

@@ -8,8 +8,14 @@ Two national standards:
   6-digit area code, the 9-character GB 11714 organization code with its own check character, and
   a MOD 31 check character).
 
+And what comes with them: the national table of GB/T 2260 area codes with their years (an identity
+number is valid wherever it was first issued, under a code since retired too), the upgrade of a
+first-generation 15-digit number (GB 11643-1999), and the one form personal names are compared in
+(a minority name's middle dot arrives in several code points).
+
 Scalar functions validate and mask single values; the ``make_*`` builders produce millions of valid
-numbers at once with numpy for the sandbox generator. Everything here is pure.
+numbers at once with numpy for the sandbox generator. Everything here is pure (the area table is
+read once from python-stdnum's data).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from typing import TYPE_CHECKING, overload
 
 import numpy as np
@@ -325,28 +332,177 @@ def make_usccs(kind: np.ndarray, area: np.ndarray, org_body: np.ndarray) -> np.n
     return make_uscc_matrix(kind, area, org_body).reshape(-1).view("S18").astype("U18")
 
 
-# --- area codes -------------------------------------------------------------------------------
+# --- area codes (GB/T 2260) -------------------------------------------------------------------
+# An identity number's first six digits are the county-level code of the place that first issued
+# it (usually the birth place). They never change when a person moves, and a code retired by a later
+# merger (杭州 330103 下城区, 1983-2021) stays on the numbers issued under it: so a number is valid
+# wherever it was issued, and a city's residents carry codes of every province.
 
-#: The area codes (GB/T 2260) a city's residents carry, by city. An identity number keeps the code
-#: of the place where it was issued, so a city's list holds the codes it no longer uses too
-#: (districts merged or renamed); this is the one place they are kept.
-AREA_CODES: dict[str, frozenset[int]] = {
-    "hangzhou": frozenset({
-        # current districts and counties (2021 boundaries)
-        330102, 330105, 330106, 330108, 330109, 330110, 330111, 330112, 330113, 330114,
-        330122, 330127, 330182,
-        # codes issued before the mergers: 市辖区, 下城区, 江干区, 萧山市, 余杭市, 富阳市, 临安市
-        330101, 330103, 330104, 330181, 330183, 330184, 330185,
-    }),
+#: Where the national table comes from: python-stdnum's GB/T 2260 data (``stdnum/cn/loc.dat``, the
+#: county codes from 1980 on, each with the years it was in use).
+AREA_TABLE_SOURCE = "python-stdnum cn/loc (GB/T 2260 county-level codes since 1980, with their years)"
+
+#: County-level codes in use that the table lacks (the Ministry of Civil Affairs' code lists): Hangzhou's
+#: districts created in 2021 from 下城区, 江干区 and 余杭区, whose end (or change) the table does record.
+#: A code found missing goes here until python-stdnum has it (tests/test_identity.py checks every
+#: shipped city file's codes against the table).
+AREA_CODES_ADDED: dict[int, tuple[str, str, int]] = {  # code -> (province, name, first year in use)
+    330113: ("浙江省", "临平区", 2021),
+    330114: ("浙江省", "钱塘区", 2021),
 }
 
+#: Residence permits for Hong Kong, Macao and Taiwan residents (港澳台居民居住证, 2018) carry GB 11643
+#: numbers under these province-level codes, which are in no county list.
+RESIDENCE_PERMIT_AREAS: dict[int, str] = {810000: "香港", 820000: "澳门", 830000: "台湾"}
 
-def area_codes(city: str) -> frozenset[int]:
-    """The known area codes of a city (a key of AREA_CODES); KeyError names the known cities."""
-    try:
-        return AREA_CODES[city]
-    except KeyError:
-        raise KeyError(f"no area codes for city {city!r} (known: {', '.join(sorted(AREA_CODES))})") from None
+_YEARS = re.compile(r"^\[(\d{4})?-(\d{4})?\](.*)$")
+
+
+@dataclass(frozen=True)
+class AreaCode:
+    """One county-level code of GB/T 2260: its province, its names and the years it was in use.
+
+    ``first``/``last`` are None where the code was in use before the table begins (1980) or still is.
+    """
+
+    code: int
+    province: str
+    names: tuple[str, ...]
+    first: int | None
+    last: int | None
+
+    def in_use(self, year: int) -> bool:
+        """Whether the code was in use in ``year``."""
+        return (self.first is None or self.first <= year) and (self.last is None or year <= self.last)
+
+
+def _parse_county(text: str) -> tuple[tuple[str, ...], int | None, int | None]:
+    """``[1983-2013]东陵区,[2014-]浑南区`` -> (names, first year, last year)."""
+    names: list[str] = []
+    firsts: list[int | None] = []
+    lasts: list[int | None] = []
+    for part in text.split(","):
+        m = _YEARS.match(part.strip())
+        if m is None:
+            names.append(part.strip())
+            firsts.append(None)
+            lasts.append(None)
+        else:
+            names.append(m.group(3))
+            firsts.append(int(m.group(1)) if m.group(1) else None)
+            lasts.append(int(m.group(2)) if m.group(2) else None)
+    first = None if None in firsts else min(f for f in firsts if f is not None)
+    last = None if None in lasts else max(t for t in lasts if t is not None)
+    return tuple(names), first, last
+
+
+@lru_cache(maxsize=1)
+def area_table() -> dict[int, AreaCode]:
+    """The county-level codes of GB/T 2260 that have ever been in use, by code (read once).
+
+    From python-stdnum's table (:data:`AREA_TABLE_SOURCE`) and :data:`AREA_CODES_ADDED`, without the
+    province codes (``xx0000``)
+    and without the prefecture codes (``xxxx00``) that have county codes under them: no office
+    issues numbers under those. A prefecture-level city without counties issues under its own
+    ``xxxx00`` code (东莞 441900, 中山 442000, 嘉峪关 620200), which stays.
+    """
+    from stdnum import numdb
+
+    codes: dict[int, tuple[str, str]] = {}
+
+    def walk(prefixes: list, head: str, province: str) -> None:
+        for length, low, high, props, children in prefixes:
+            for value in range(int(low), int(high) + 1):
+                part = head + str(value).zfill(length)
+                prov = props.get("province", province)
+                if len(part) == 6:
+                    codes[int(part)] = (prov, props.get("county", ""))
+                walk(children, part, prov)
+
+    walk(numdb.get("cn/loc").prefixes, "", "")
+    under = {c // 100 for c in codes if c % 100}
+    table: dict[int, AreaCode] = {}
+    for code, (province, county) in codes.items():
+        if code % 10000 == 0 or (code % 100 == 0 and code // 100 in under):
+            continue
+        names, first, last = _parse_county(county)
+        table[code] = AreaCode(code, province, names, first, last)
+    for code, (province, name, since) in AREA_CODES_ADDED.items():
+        table.setdefault(code, AreaCode(code, province, (name,), since, None))
+    return dict(sorted(table.items()))
+
+
+@lru_cache(maxsize=1)
+def _known_lookup() -> np.ndarray:
+    """A bool per 6-digit code (index = code): a county-level code that has existed, or a residence permit's."""
+    known = np.zeros(1_000_000, dtype=bool)
+    known[np.fromiter(area_table(), dtype=np.int64)] = True
+    known[list(RESIDENCE_PERMIT_AREAS)] = True
+    return known
+
+
+def known_areas(codes: np.ndarray) -> np.ndarray:
+    """Whether each 6-digit area code (integers; -1 for none) has existed in GB/T 2260 (vectorised)."""
+    codes = np.asarray(codes, dtype=np.int64)
+    inside = (codes >= 0) & (codes < 1_000_000)
+    return inside & _known_lookup()[np.where(inside, codes, 0)]
+
+
+def is_known_area_code(code: object) -> bool:
+    """Whether a 6-digit area code (int or text) is one of :func:`known_areas`."""
+    text = str(code)
+    return len(text) == 6 and text.isascii() and text.isdigit() and bool(_known_lookup()[int(text)])
+
+
+# --- first-generation (15-digit) numbers -------------------------------------------------------
+
+
+def upgrade_id15(s: str) -> str:
+    """The 18-character number of a first-generation 15-digit one (GB 11643-1999: area code, "19"
+    and the 6-digit birth date, the sequence, then the MOD 11-2 check character)."""
+    if not isinstance(s, str) or len(s) != 15 or not s.isascii() or not s.isdigit():
+        raise ValueError("a first-generation identity number is 15 ASCII digits")
+    first17 = s[:6] + "19" + s[6:]
+    return first17 + id_check_char(first17)
+
+
+def upgrade15_rows(values: object) -> tuple[np.ndarray, np.ndarray]:
+    """The rows holding 15 ASCII digits, upgraded as :func:`upgrade_id15` does, all at once:
+    (positions, N x 18 uint8 matrix of the new numbers)."""
+    pos, mat = fixed_width_rows(values, 15)
+    if len(pos):
+        digits = (mat - np.uint8(48) <= 9).all(axis=1)  # wraps around below '0'
+        pos, mat = pos[digits], mat[digits]
+    out = np.empty((len(pos), 18), dtype=np.uint8)
+    out[:, :6] = mat[:, :6]
+    out[:, 6:8] = np.frombuffer(b"19", dtype=np.uint8)
+    out[:, 8:17] = mat[:, 6:15]
+    if len(pos):
+        out[:, 17] = id_check_ascii(out[:, :17])
+    return pos, out
+
+
+# --- names --------------------------------------------------------------------------------------
+
+#: The forms the middle dot of a transliterated name (买买提·艾力) arrives in: U+00B7 MIDDLE DOT (the
+#: standard; GBK/GB18030 A1A4), U+30FB KATAKANA MIDDLE DOT (what GB 2312 decoders make of A1A4),
+#: U+2022 BULLET, U+2027 HYPHENATION POINT, U+FF65 HALFWIDTH KATAKANA MIDDLE DOT, U+318D HANGUL
+#: LETTER ARAEA (a Korean input method's dot), U+2219 BULLET OPERATOR, U+22C5 DOT OPERATOR, U+0387
+#: GREEK ANO TELEIA, and full stops typed instead (U+FF0E, U+002E).
+NAME_DOTS = "\u00b7\u30fb\u2022\u2027\uff65\u318d\u2219\u22c5\u0387\uff0e."
+NAME_DOT = "\u00b7"
+_DOT_TABLE = str.maketrans(dict.fromkeys(NAME_DOTS, NAME_DOT))
+
+
+def normalize_name(s: object) -> str | None:
+    """A personal name in the one form names are compared in: every middle-dot form as U+00B7 and
+    no white space (a register's full-width padding, 王　芳, is not part of the name).
+
+    Only for comparing: what an agency sent is kept as it was. None for anything that is not text.
+    """
+    if not isinstance(s, str):
+        return None
+    return "".join(unicodedata.normalize("NFC", s).translate(_DOT_TABLE).split())
 
 
 # --- vectorised checks (pandas/Arrow columns, no per-row Python) ---------------------------------

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     office_db_url: str | None = Field(
         None, description="SQLAlchemy URL of the social-insurance office's database (benefit roll, contributions, "
                           "employer subsidies) that the matching stage reads; the sandbox sets it")
+    city: str = Field(
+        "hangzhou", description="the deployment's city file: a shipped city (hangzhou, shenyang) or a path to a "
+                                "city YAML file (fundx/city.py); its districts route inspection orders")
     initial_watermark: datetime = Field(
         aware("2020-01-01"), description="where a feed that was never pulled starts"
     )
@@ -71,6 +74,18 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @field_validator("city")
+    @classmethod
+    def _city_file(cls, value: str) -> str:
+        from fundx.city import city_path, shipped_cities
+
+        path = city_path(value)
+        if not path.is_file():
+            raise ValueError(f"no city file {value!r}: a shipped city ({', '.join(shipped_cities())}) "
+                             "or the path to a city YAML file")
+        # a path is made absolute here, so that workers started elsewhere read the same file
+        return value.strip() if value.strip() in shipped_cities() else str(path.resolve())
 
     @field_validator("initial_watermark", mode="before")
     @classmethod

@@ -8,7 +8,10 @@ numbers, only the columns the rules need are kept, and the result is written to 
 vault, sealed to the investigators. A batch already in the store is not loaded again.
 
 The office's data (benefit roll, contributions, employer subsidies) is read from its database
-(FUNDX_OFFICE_DB_URL) every night and replaces the stage's snapshot tables.
+(FUNDX_OFFICE_DB_URL) every night and replaces the stage's snapshot tables. A roll entry's ``area`` is
+its ``paying_district`` (the district whose office pays it, where the inspection order goes), or
+the area code of the person's number where the roll does not say: a number keeps the code of the
+place that first issued it, which is often another province.
 """
 
 from __future__ import annotations
@@ -70,6 +73,9 @@ def feed_sql(feed: str) -> tuple[str, str, str | None]:
             continue
         if column == "name":
             name = q(source)
+            if "name_token" in types:  # names compared across sources without being kept: one form, tokenised
+                select.append(f"token(name_key({name})) AS name_token")
+                made.add("name_token")
             continue
         if isinstance(source, NotNull):
             expr = f"({q(source.not_null)} IS NOT NULL)"
@@ -85,7 +91,7 @@ def feed_sql(feed: str) -> tuple[str, str, str | None]:
     if "feed" in types and "feed" not in made:
         select.insert(0, f"'{feed}' AS feed")
         made.add("feed")
-    missing = sorted(set(types) - made - {"received_at"})
+    missing = sorted(set(types) - made - {"received_at", "name_token"})  # a feed without names: no name_token
     if missing:
         raise ConfigurationError(
             f"feed {feed}: the matching stage's table {section.table} needs {', '.join(missing)}, which "
@@ -102,7 +108,8 @@ def feed_sql(feed: str) -> tuple[str, str, str | None]:
 #: office table -> (the stages that keep it, SQL over ``src`` as read from the office's database)
 OFFICE: dict[str, tuple[tuple[str, ...], str]] = {
     "roll": (("death_matching", "custody_matching", "employer_review"), """
-        SELECT token(id_number) AS person, id_masked(id_number) AS id_masked, substr(id_number, 1, 6) AS area,
+        SELECT token(id_number) AS person, id_masked(id_number) AS id_masked,
+               COALESCE(paying_district, substr(id_number, 1, 6)) AS area,
                benefit_type, CAST(monthly_amount AS DOUBLE) AS monthly_amount, token(bank_account) AS account,
                account_masked(bank_account) AS account_masked, status,
                CAST(substr(start_month, 1, 4) AS INTEGER) * 12 + CAST(substr(start_month, 6, 2) AS INTEGER) - 1
@@ -267,6 +274,9 @@ def load_office(*, con: duckdb.DuckDBPyConnection, keys: KeyStore, home: Path | 
                 columns = list(result.keys())
                 data = result.fetchall()
                 src = pa.table({c: pa.array([r[i] for r in data]) for i, c in enumerate(columns)})
+                if table == "roll" and "paying_district" not in columns:
+                    # an office database without it: orders go by the area code of registration
+                    src = src.append_column("paying_district", pa.nulls(src.num_rows, pa.string()))
                 con.register("src", src)
                 try:
                     if table == "roll":

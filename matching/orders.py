@@ -1,7 +1,8 @@
 """Inspection orders (订单式检查): one per suspect of a matching night, and what came of each.
 
 A matching night's suspects (one row per rule and subject) become orders with :func:`record`: each
-gets an id ``O<YYYYMMDD>-<rule no>-<n>``, its district (from ``area``), its amount at risk and a due
+gets an id ``O<YYYYMMDD>-<rule no>-<n>``, its district (``area`` routed by the deployment's city file,
+FUNDX_CITY: fundx/city.py), its amount at risk and a due
 date, in one audited transaction; recording the same night again opens nothing new. The district
 offices get their orders as CSV files (:func:`write_dispatch`, masked identities only); an
 inspector closes an order once with its outcome (:func:`close`, audited, decided under the audit
@@ -29,6 +30,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from fundx.city import City, deployment_city
 from fundx.errors import DecisionError
 from fundx.ledger import Ledger
 from fundx.ledger import orders as orders_table
@@ -57,23 +59,6 @@ TITLES: dict[str, str] = {
     "deregistered_subsidised": "注销后领取补贴",
 }
 
-#: Hangzhou's districts and counties by area code (the first six characters of an identity number)
-DISTRICTS: dict[str, str] = {
-    "330102": "上城区",
-    "330105": "拱墅区",
-    "330106": "西湖区",
-    "330108": "滨江区",
-    "330109": "萧山区",
-    "330110": "余杭区",
-    "330111": "富阳区",
-    "330112": "临安区",
-    "330113": "临平区",
-    "330114": "钱塘区",
-    "330122": "桐庐县",
-    "330127": "淳安县",
-    "330182": "建德市",
-}
-
 OUTCOMES: tuple[str, ...] = ("confirmed", "false-positive", "recovered")
 STATUSES: tuple[str, ...] = ("open", "closed")
 COLUMNS: tuple[str, ...] = ("rule", "subject", "id_masked", "area", "amount_at_risk", "months", "detail")
@@ -86,9 +71,28 @@ _AREA = re.compile(r"^\d{6}$")
 _ORDER_ID = re.compile(r"^O(\d{8})-([1-8])-(\d{4,})$")
 
 
+def _city() -> City:
+    """The deployment's city (FUNDX_CITY): its districts route the orders."""
+    return deployment_city()
+
+
+def route(area: str) -> str:
+    """The area an order is filed under: the code of the city's district serving ``area`` (a district's
+    code, or a code it was formerly under: 330103 下城区 -> 330105 拱墅区), else ``area`` itself."""
+    district = _city().district_of(area)
+    return district.code if district is not None else area
+
+
 def district_of(area: str) -> str:
-    """The district of an area code: a Hangzhou district's name, else ``外地 <code>``."""
-    return DISTRICTS.get(area) or f"外地 {area}"
+    """The district of an area code: the name of the city's district serving it, else ``外地 <code>``
+    (a number first issued outside the city, for a person the city's offices do not pay)."""
+    district = _city().district_of(area)
+    return district.name if district is not None else f"外地 {area}"
+
+
+def district_names() -> list[str]:
+    """The names of the city's districts, in the city file's order."""
+    return [d.name for d in _city().districts]
 
 
 def rule_number(rule: str) -> int:
@@ -306,7 +310,8 @@ def record(ledger: Ledger, night: date, suspects: Any, *, due_days: int | Mappin
             n = last.get(r["rule"], 0) + 1
             last[r["rule"]] = n
             inserts.append({
-                **r, "order_id": order_id(night, r["rule"], n), "night": night, "district": district_of(r["area"]),
+                **r, "area": route(r["area"]), "order_id": order_id(night, r["rule"], n), "night": night,
+                "district": district_of(r["area"]),
                 "due_on": night + timedelta(days=_due_days(due_days, r["rule"])), "status": "open",
                 "created_at": now,
             })
@@ -390,13 +395,14 @@ def get(ledger: Ledger, order_id: str) -> Order | None:
 
 
 def area_of(district: str) -> str | None:
-    """The area code a district is named by: a 6-digit code, a Hangzhou district's name or ``外地 <code>``."""
+    """The area code a district is named by: a 6-digit code, the name of one of the city's districts or
+    ``外地 <code>``."""
     text = district.strip()
     if _AREA.match(text):
-        return text
-    for code, name in DISTRICTS.items():
-        if name == text:
-            return code
+        return route(text)
+    named = _city().district_named(text)
+    if named is not None:
+        return named.code
     outside = re.fullmatch(r"外地\s*(\d{6})", text)
     return outside.group(1) if outside else None
 
@@ -413,7 +419,7 @@ def orders(ledger: Ledger, *, night: date | str | None = None, district: str | N
     if district is not None:
         area = area_of(district)
         if area is None:
-            raise ValueError(f"unknown district {district!r}: an area code or one of {', '.join(DISTRICTS.values())}")
+            raise ValueError(f"unknown district {district!r}: an area code or one of {', '.join(district_names())}")
         query = query.where(orders_table.c.area == area)
     if rule is not None:
         rule_number(rule)

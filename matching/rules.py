@@ -67,12 +67,13 @@ def _paid_after_death(p: dict[str, Any], night: date) -> str:
         {_latest("deaths")}),
     ev AS (
         SELECT e.person, map_from_entries(list((e.feed, {{'key': e.record_key, 'death_date': e.death_date::VARCHAR}})))
-                   AS evidence
+                   AS evidence, count(DISTINCT e.name_token) AS names
         FROM mine e SEMI JOIN s ON e.person = s.person GROUP BY e.person)
     SELECT 'paid_after_death' AS rule, hex(s.person) AS subject, [s.person] AS persons, s.id_masked, s.area,
            s.months, s.amount_at_risk,
            json_object('death_date', s.death_date::VARCHAR, 'confidence', s.confidence, 'sources', ev.evidence,
-                       'benefits', s.benefits, 'paid_through', {_month_text('s.paid_through')})::VARCHAR AS detail
+                       'names', ev.names, 'benefits', s.benefits,
+                       'paid_through', {_month_text('s.paid_through')})::VARCHAR AS detail
     FROM s LEFT JOIN ev ON ev.person = s.person"""
 
 
@@ -233,7 +234,7 @@ KEYS = {"deaths": ("feed", "record_key"), "custody": ("record_key",), "bills": (
         "businesses": ("record_key",)}
 EMPTY: dict[str, str] = {
     "deaths": "feed VARCHAR, record_key VARCHAR, person BLOB, id_masked VARCHAR, area VARCHAR, death_date DATE, "
-              "received_at TIMESTAMPTZ",
+              "received_at TIMESTAMPTZ, name_token BLOB",
     "custody": "record_key VARCHAR, person BLOB, id_masked VARCHAR, area VARCHAR, custody_status VARCHAR, "
                "admitted_on DATE, sentence_start DATE, sentence_end DATE, received_at TIMESTAMPTZ",
     "bills": "record_key VARCHAR, person BLOB, id_masked VARCHAR, area VARCHAR, diagnosis_code VARCHAR, "
@@ -263,8 +264,14 @@ def prepare(con: duckdb.DuckDBPyConnection, inputs: Inputs, params: dict[str, di
     """Register the inputs (latest row per key), then build ``death_view``, the consolidated deaths."""
     for name, columns in EMPTY.items():
         table = inputs.tables.get(name)
+        missing = [] if table is None else [
+            (col, kind) for col, kind in (c.strip().split(" ", 1) for c in columns.split(",")) if col not in table.column_names]
         if table is None:
             con.execute(f"CREATE OR REPLACE TEMP TABLE {name}_in ({columns})")
+        elif missing:  # batches stored before a column was added (name_token): NULL there
+            con.register(f"{name}_stored", table)
+            added = ", ".join(f"NULL::{kind} AS {col}" for col, kind in missing)
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {name}_in AS SELECT *, {added} FROM {name}_stored")
         else:
             con.register(f"{name}_in", table)
         if name in KEYS:

@@ -1,7 +1,10 @@
 """The sandbox's synthetic city: seeded people, their benefit roll and the eight agency feeds about them.
 
-One call, ``generate_city(people, seed, as_of)``, builds a Hangzhou-like city whose residents have
-valid GB 11643 identity numbers, the social-insurance office's own data (benefit roll, contributions,
+One call, ``generate_city(people, seed, as_of)``, builds a city from its file (fundx/cities/: Hangzhou
+by default) whose residents have valid GB 11643 identity numbers, many first issued in other
+provinces or under codes since retired, some still in 15-digit form in paper registers, names with
+a minority name's middle dot or rare characters (docs/agencies.md: The population), the
+social-insurance office's own data (benefit roll, contributions,
 employer subsidies), and the rows each agency holds about them (deaths, prisoners, bills,
 businesses, hospital death notifications, wage income), with a little of real agencies' messiness, about 1 % of rows with mistakes no repair
 can fix (which the data contracts quarantine), and a set of planted, known truths (pensions paid
@@ -14,7 +17,8 @@ frames. No real personal data: names, numbers and events are drawn at random. Th
 (contributions, employer subsidies), the cases of the rules added with them and the bills' spread
 are drawn from a second stream (SeedSequence([seed, 99])), so the frames built before stay as they were;
 the hospital death notifications from a third ([seed, 100]) and the wage income from a fourth
-([seed, 101]), rows, messiness and invalid rows alike, so the first six feeds stay as they were too.
+([seed, 101]), rows, messiness and invalid rows alike, so the first six feeds stay as they were too;
+the population's newer traits from a fifth ([seed, 102]).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -31,14 +35,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fundx.city import City as CityFile
+from fundx.city import load_city
 from fundx.identity import (
     ID_CHECK_CHARS,
     NO_DAY,
+    area_table,
     civil_from_days,
     days_from_civil,
     is_valid_id,
     make_id_matrix,
     make_uscc_matrix,
+    upgrade_id15,
 )
 from sandbox.schema import feed_schema
 
@@ -62,26 +70,118 @@ DEATH_FEEDS: tuple[str, ...] = ("civil_affairs.deaths", "police.deaths", "religi
 #: the share of deaths that happen in hospital, which the hospital notifies (with the true date)
 HOSPITAL_DEATH_SHARE = 0.55
 
-CITY = "杭州市"
-# Hangzhou's districts: area code, name, population share (2020 census, in ten thousands), the
-# funeral home that serves it, and a few police stations.
-DISTRICTS: tuple[tuple[int, str, float, str, tuple[str, ...]], ...] = (
-    (330102, "上城区", 132, "杭州市殡仪馆", ("湖滨", "清波", "望江")),
-    (330105, "拱墅区", 113, "杭州市殡仪馆", ("米市巷", "大关", "祥符")),
-    (330106, "西湖区", 114, "杭州市殡仪馆", ("北山", "翠苑", "留下")),
-    (330108, "滨江区", 50, "杭州市殡仪馆", ("西兴", "长河", "浦沿")),
-    (330109, "萧山区", 201, "萧山区殡仪馆", ("城厢", "北干", "新塘")),
-    (330110, "余杭区", 123, "余杭区殡仪馆", ("仓前", "五常", "闲林")),
-    (330111, "富阳区", 83, "富阳区殡仪馆", ("富春", "东洲", "银湖")),
-    (330112, "临安区", 64, "临安区殡仪馆", ("锦城", "玲珑", "青山湖")),
-    (330113, "临平区", 117, "余杭区殡仪馆", ("临平", "南苑", "星桥")),
-    (330114, "钱塘区", 77, "杭州市殡仪馆", ("下沙", "白杨", "义蓬")),
-    (330122, "桐庐县", 45, "桐庐县殡仪馆", ("城南", "旧县", "富春江")),
-    (330127, "淳安县", 33, "淳安县殡仪馆", ("千岛湖", "汾口", "威坪")),
-    (330182, "建德市", 44, "建德市殡仪馆", ("新安江", "洋溪", "寿昌")),
-)
-AREA_CODES = np.array([d[0] for d in DISTRICTS], dtype=np.int64)
-_AREA_P = np.array([d[2] for d in DISTRICTS], dtype=float) / sum(d[2] for d in DISTRICTS)
+#: the city the sandbox's agencies are in (fundx/cities/<name>.yaml): their contracts' record formats
+#: (MZ3301..., H3301...) are Hangzhou's
+SANDBOX_CITY = "hangzhou"
+#: the share of residents whose identity numbers were first issued in another province (they keep
+#: that area code for life: pensioners who moved to their children, migrant workers, ...)
+NON_LOCAL_SHARE = 0.30
+#: local residents whose numbers carry a code their district had before a merger or renaming
+#: (330103 下城区 for people of today's 拱墅区), where that code was in use when the number was issued
+FORMER_CODE_SHARE = 0.5
+#: the first year identity numbers were issued (trial issue 1984, nationwide from 1985): a person
+#: born before got the codes of that year
+FIRST_ISSUE_YEAR = 1985
+#: the feeds that may send first-generation 15-digit numbers (their contracts declare upgrade15):
+#: paper-born registers; people born before OLD_NUMBER_BORN_BEFORE appear there with their
+#: 15-digit number with probability OLD_NUMBER_SHARE
+OLD_NUMBER_FEEDS: tuple[str, ...] = ("civil_affairs.deaths", "religious_affairs.deaths")
+OLD_NUMBER_BORN_BEFORE = date(1950, 1, 1)
+OLD_NUMBER_SHARE = 0.2
+#: names: ethnic-minority names written with a middle dot (a share of the residents), given names
+#: with a rare character (outside GB 2312: 堃 and 喆 are in GBK; 𠮷, 𬀩 and 𫖮 are CJK Extension B/E,
+#: four bytes in GB18030), and the forms the dot takes in each agency's system
+MINORITY_SHARE = 0.02
+RARE_NAME_SHARE = 0.01
+MINORITY_GIVEN_MALE = ("买买提", "艾合买提", "阿不都热依木", "吐尔逊", "热合曼", "阿里木", "努尔艾力", "艾力")
+MINORITY_GIVEN_FEMALE = ("阿依古丽", "古丽娜尔", "帕提古丽", "热依拉", "迪丽努尔", "米日古丽", "阿依努尔")
+MINORITY_FATHER = ("艾力", "吐尔逊", "托合提", "买买提", "阿不都拉", "玉素甫", "司马义", "依明")
+RARE_GIVEN = ("堃", "喆", "𠮷", "𬀩", "𫖮")
+#: per feed: the dot forms its rows carry (the roll and the police write U+00B7) and the share of
+#: two-character names a paper register pads with a full-width space (王　芳)
+NAME_DOT_FORMS: dict[str, tuple[str, ...]] = {
+    "civil_affairs.deaths": ("\u00b7", "\u2022"),
+    "religious_affairs.deaths": ("\u30fb", "\u00b7", "\uff0e"),
+    "health_commission.hospital_deaths": ("\u00b7", "\u2027", "\uff65"),
+    "medical_insurance.bills": ("\u00b7", "\u318d"),
+    "tax_bureau.wage_income": ("\u00b7", "."),
+}
+PADDED_NAME_SHARE = {"religious_affairs.deaths": 0.3, "civil_affairs.deaths": 0.05}
+#: the same death reported one day apart by two sources (a death near midnight): this share of the
+#: deaths, at least three (the consolidated date is the later one, as for any disagreement)
+NEAR_DATE_SHARE = 0.02
+
+
+@dataclass(frozen=True)
+class _Place:
+    """The sandbox's city, as arrays the builders index: from the city file (fundx/cities/)."""
+
+    name: str  # 杭州市
+    short: str  # 杭州
+    prefix: int  # the city's 4-digit code (3301)
+    codes: np.ndarray  # the districts' codes, in the file's order
+    weights: np.ndarray  # population shares
+    district_names: tuple[str, ...]
+    funeral_homes: tuple[str, ...]
+    stations: tuple[str, ...]  # three per district, in order (index = district * 3 + k)
+    hospitals: tuple[str, ...]  # three per district, in order
+    venues: tuple[str, ...]
+    prisons: tuple[str, ...]
+    womens_prison: str
+    own_codes: np.ndarray  # per district: its code, then its former codes; -1 pads
+    other_codes: np.ndarray  # per district: the city's other codes; -1 pads
+    other_counts: np.ndarray  # per district: how many other codes
+    oldest: int  # the city's code in use the longest (for a number no other code fits)
+    first: np.ndarray  # first year of each code in use (index = code); 0: before the table
+    last: np.ndarray  # last year in use (index = code); 9999: still in use
+    national: np.ndarray  # county-level codes outside the city, for numbers first issued elsewhere
+
+
+def _years() -> tuple[np.ndarray, np.ndarray]:
+    first = np.zeros(1_000_000, dtype=np.int16)
+    last = np.full(1_000_000, 9999, dtype=np.int16)
+    for code, a in area_table().items():
+        first[code] = a.first or 0
+        last[code] = 9999 if a.last is None else a.last
+    return first, last
+
+
+@lru_cache(maxsize=4)
+def _place(city: str | CityFile = SANDBOX_CITY) -> _Place:
+    """The sandbox's view of a city file (a shipped name, a path, or a loaded City)."""
+    c = load_city(city) if isinstance(city, str) else city
+    if not c.has_sandbox:
+        raise ValueError(f"{c.source}: the city file has no sandbox part, so the sandbox cannot simulate it")
+    ds = c.districts
+    sims = [d.sandbox for d in ds if d.sandbox is not None]  # has_sandbox: one per district
+    codes = np.array([int(d.code) for d in ds], dtype=np.int64)
+    bureau = [f"{c.name}公安局{d.name}分局" if d.name.endswith("区") else f"{d.name}公安局" for d in ds]
+    stations = tuple(f"{b}{s}派出所" for b, sim in zip(bureau, sims) for s in sim.police_stations[:3])
+    if len(stations) != 3 * len(ds):
+        raise ValueError(f"{c.source}: every district needs three police stations for the sandbox")
+    areas = np.repeat(codes, 3)
+    hospitals = tuple(f"H{a}{(a * 7 + i * 131) % 100000:05d}" for i, a in enumerate(areas.tolist()))
+    first, last = _years()
+    table = area_table()
+    city_codes = [code for code in table if str(code).startswith(c.code) and code % 100 not in (1, 20)]
+    owns = [[int(d.code), *(int(f) for f in d.formerly)] for d in ds]
+    others = [[x for x in city_codes if x not in own] for own in owns]
+    own_codes = np.full((len(ds), max(map(len, owns))), -1, dtype=np.int64)
+    other_codes = np.full((len(ds), max(1, *map(len, others))), -1, dtype=np.int64)
+    for i, (own, other) in enumerate(zip(owns, others)):
+        own_codes[i, :len(own)] = own
+        other_codes[i, :len(other)] = other
+    national = np.array([code for code in table if not str(code).startswith(c.code) and code % 100 not in (1, 20)],
+                        dtype=np.int64)
+    return _Place(
+        name=c.name, short=c.short, prefix=int(c.code), codes=codes,
+        weights=np.array([sim.population for sim in sims]) / sum(sim.population for sim in sims),
+        district_names=tuple(d.name for d in ds), funeral_homes=tuple(sim.funeral_home for sim in sims),
+        stations=stations, hospitals=hospitals, venues=c.venues, prisons=c.prisons, womens_prison=c.womens_prison,
+        own_codes=own_codes, other_codes=other_codes, other_counts=np.array([len(o) for o in others]),
+        oldest=min(city_codes, key=lambda x: (first[x], -int(last[x]), x)),
+        first=first, last=last, national=national)
+
 
 # Surnames with their approximate share of the population (per cent).
 SURNAMES: tuple[tuple[str, float], ...] = (
@@ -108,17 +208,12 @@ SUBSIDIES: tuple[str, ...] = ("稳岗返还", "社保补贴", "一次性扩岗�
 MIN_VISITS = 15
 #: the office's own tables (City.roll, City.contributions, City.subsidies) and their columns
 ROLL_COLUMNS = ("id_number", "name", "benefit_type", "monthly_amount", "bank_account", "status", "paid_through",
-                "start_month", "months_paid")
+                "start_month", "months_paid", "paying_district")
 CONTRIBUTION_COLUMNS = ("id_number", "employer_uscc", "month", "amount")
 SUBSIDY_COLUMNS = ("uscc", "subsidy_type", "month", "amount")
 BANK_PREFIXES = np.array([6222, 6217, 6228, 6212, 6213, 6214, 6227, 6230, 6216, 6226], dtype=np.int64)
 
 CUSTODY = ("在押", "假释", "暂予监外执行", "刑满释放")
-PRISONS = ("浙江省第一监狱", "浙江省第二监狱", "浙江省第四监狱", "浙江省第六监狱", "浙江省乔司监狱",
-           "浙江省十里坪监狱", "浙江省南湖监狱")
-WOMENS_PRISON = "浙江省女子监狱"
-VENUES = ("杭州灵隐寺", "杭州净慈寺", "杭州径山寺", "萧山江寺", "杭州天主堂", "杭州鼓楼堂",
-          "杭州凤凰寺", "杭州抱朴道院", "富阳鹳山寺", "临安天目山禅源寺")
 # ICD-10 codes with a typical inpatient cost (yuan) and how often they are seen.
 DIAGNOSES: tuple[tuple[str, float, float], ...] = (
     ("I10", 6000, 14), ("E11.9", 7000, 12), ("J18.9", 9000, 8), ("I25.1", 15000, 6),
@@ -140,12 +235,6 @@ INDUSTRIES = ("科技", "贸易", "餐饮管理", "建筑工程", "电子商务"
 SHOPS = ("小吃店", "便利店", "五金店", "理发店", "服装店", "水果店", "面馆", "汽车修理部")
 CROPS = ("茶叶", "蔬菜", "水果", "竹笋", "蜂业", "苗木")
 BUSINESS_STATUS = ("存续", "在业", "注销", "吊销")
-
-# Hospitals: medical-insurance institution codes H + area code + 5 digits.
-_HOSPITAL_AREAS = np.repeat(AREA_CODES, 3)
-HOSPITALS: tuple[str, ...] = tuple(
-    f"H{a}{(a * 7 + i * 131) % 100000:05d}" for i, a in enumerate(_HOSPITAL_AREAS.tolist())
-)
 
 #: underlying causes of death (ICD-10) and how often hospitals certify them
 CAUSES: tuple[tuple[str, float], ...] = (
@@ -267,11 +356,13 @@ def _local_seconds(rng: np.random.Generator, days: np.ndarray, start_hour: int =
 class _People:
     """Residents as parallel arrays (index i is one person)."""
 
-    district: np.ndarray  # index into DISTRICTS
+    district: np.ndarray  # where they live: index into the city's districts (place.codes)
     birth: np.ndarray  # days since 1970-01-01
     male: np.ndarray  # bool
-    id_mat: np.ndarray  # N x 18 uint8, the identity numbers
+    id_mat: np.ndarray  # N x 18 uint8, the identity numbers (area code: where first issued)
     name: pa.Array
+    place: _Place
+    old_number: np.ndarray | None = None  # bool: known to paper-born registers by a 15-digit number
 
     @property
     def n(self) -> int:
@@ -286,7 +377,21 @@ class _People:
         """The people at positions idx (repeats allowed)."""
         idx = np.asarray(idx, dtype=np.int64)
         return _People(self.district[idx], self.birth[idx], self.male[idx], self.id_mat[idx],
-                       self.name.take(pa.array(idx)))
+                       self.name.take(pa.array(idx)), self.place,
+                       None if self.old_number is None else self.old_number[idx])
+
+    def area(self) -> np.ndarray:
+        """The area codes of the identity numbers (where each was first issued)."""
+        return (self.id_mat[:, :6].astype(np.int64) - 48) @ np.array([100000, 10000, 1000, 100, 10, 1])
+
+    def ids_as_written(self, feed: str) -> pa.Array:
+        """The identity numbers as a feed writes them: paper-born registers write the 15-digit
+        first-generation number of the people who still hold one."""
+        ids = self.ids()
+        if feed not in OLD_NUMBER_FEEDS or self.old_number is None or not self.old_number.any():
+            return ids
+        old = np.concatenate([self.id_mat[:, :6], self.id_mat[:, 8:17]], axis=1)
+        return pc.if_else(pa.array(self.old_number), _arrow(old).cast(ids.type), ids)
 
     def gender(self) -> pa.Array:
         """男 or 女, as the identity number's 17th digit says."""
@@ -307,8 +412,13 @@ def _ages(rng: np.random.Generator, n: int, profile: str) -> np.ndarray:
     raise ValueError(f"unknown age profile {profile!r}")
 
 
-def _names(rng: np.random.Generator, male: np.ndarray) -> pa.Array:
-    """Chinese names: a surname by frequency and one or two given characters fitting the gender."""
+def _names(rng: np.random.Generator, male: np.ndarray, extra: np.random.Generator | None = None) -> pa.Array:
+    """Chinese names: a surname by frequency and one or two given characters fitting the gender.
+
+    With ``extra`` (a stream of its own, so ``rng`` draws what it always drew): MINORITY_SHARE of
+    the names are transliterated names with a middle dot (U+00B7: 买买提·艾力), and RARE_NAME_SHARE
+    of the others end with a character outside GB 2312 (堃, 喆, 𠮷, ...).
+    """
     n = len(male)
     surname = _pick([s[0] for s in SURNAMES], rng.choice(len(SURNAMES), n, p=_SURNAME_P))
     g1m = rng.integers(0, len(GIVEN_MALE), n)
@@ -319,30 +429,92 @@ def _names(rng: np.random.Generator, male: np.ndarray) -> pa.Array:
     off = len(GIVEN_FEMALE)
     first = _pick(pool, np.where(male, g1m + off, g1f))
     second = _pick([*pool, ""], np.where(rng.random(n) < 0.35, len(pool), np.where(male, g2m + off, g2f)))
-    return _join(surname, first, second)
+    names = _join(surname, first, second)
+    if extra is None:
+        return names
+    u = extra.random(n)
+    minority = u < MINORITY_SHARE
+    rare = (u >= MINORITY_SHARE) & (u < MINORITY_SHARE + RARE_NAME_SHARE)
+    given = np.where(male, extra.integers(0, len(MINORITY_GIVEN_MALE), n),
+                     len(MINORITY_GIVEN_MALE) + extra.integers(0, len(MINORITY_GIVEN_FEMALE), n))
+    dotted = _join(_pick([*MINORITY_GIVEN_MALE, *MINORITY_GIVEN_FEMALE], given), pa.scalar("\u00b7"),
+                   _pick(MINORITY_FATHER, extra.integers(0, len(MINORITY_FATHER), n)))
+    with_rare = _join(surname, first, _pick(RARE_GIVEN, extra.integers(0, len(RARE_GIVEN), n)))
+    return pc.if_else(pa.array(minority), dotted, pc.if_else(pa.array(rare), with_rare, names))
 
 
-def _make_people(rng: np.random.Generator, n: int, as_of_days: int, profile: str, unique: bool) -> _People:
-    """n residents of the city with valid identity numbers (unique ones when asked)."""
-    district = rng.choice(len(DISTRICTS), n, p=_AREA_P)
+def _issue_years(birth: np.ndarray) -> np.ndarray:
+    """The year each number was issued: the birth year, or FIRST_ISSUE_YEAR for people born before."""
+    return np.maximum(civil_from_days(birth)[0], FIRST_ISSUE_YEAR)
+
+
+def _area_codes(extra: np.random.Generator, place: _Place, district: np.ndarray, birth: np.ndarray,
+                non_local: float) -> np.ndarray:
+    """The area code on each resident's number: a code in use where and when it was issued.
+
+    ``non_local`` of them were issued in another province (a county drawn from the national table);
+    the others in the city: their district's code, a code it had before (FORMER_CODE_SHARE of them,
+    where one was in use then), or, where neither was in use yet (钱塘区 dates from 2021), the code
+    of another part of the city in use then.
+    """
+    n = len(district)
+    year = _issue_years(birth)[:, None]
+
+    def in_use(codes: np.ndarray) -> np.ndarray:
+        safe = np.where(codes < 0, 0, codes)
+        return (codes >= 0) & (place.first[safe] <= year) & (year <= place.last[safe])
+
+    own = place.own_codes[district]  # n x (1 + former codes)
+    own_ok = in_use(own)
+    former_ok = own_ok.copy()
+    former_ok[:, 0] = False
+    has_former = former_ok.any(axis=1)
+    picked_former = own[np.arange(n), np.argmax(former_ok, axis=1)]
+    draws = (extra.random((n, 8)) * place.other_counts[district][:, None]).astype(np.int64)
+    others = place.other_codes[district[:, None], draws]
+    others_ok = in_use(others)
+    picked_other = np.where(others_ok.any(axis=1), others[np.arange(n), np.argmax(others_ok, axis=1)], place.oldest)
+    use_former = has_former & ((extra.random(n) < FORMER_CODE_SHARE) | ~own_ok[:, 0])
+    out = np.where(use_former, picked_former, np.where(own_ok[:, 0], own[:, 0], picked_other))
+    # non-local: counties of every province, drawn until one was in use in the year of issue
+    away = np.flatnonzero(extra.random(n) < non_local)
+    if len(away):
+        tries = place.national[extra.integers(0, len(place.national), (len(away), 12))]
+        ok = (place.first[tries] <= year[away]) & (year[away] <= place.last[tries])
+        chosen = tries[np.arange(len(away)), np.argmax(ok, axis=1)]
+        out[away] = np.where(ok.any(axis=1), chosen, out[away])
+    return out
+
+
+def _make_people(rng: np.random.Generator, n: int, as_of_days: int, profile: str, unique: bool, *,
+                 place: _Place, extra: np.random.Generator, non_local: float = NON_LOCAL_SHARE) -> _People:
+    """n residents of the city with valid identity numbers (unique ones when asked).
+
+    ``extra``: the stream the population's newer traits are drawn from (numbers first issued
+    elsewhere or under former codes, minority and rare-character names, 15-digit numbers still in
+    paper registers), so ``rng`` draws what it always drew.
+    """
+    district = rng.choice(len(place.codes), n, p=place.weights)
     age = _ages(rng, n, profile)
     birth = as_of_days - np.ceil(age * 365.2425).astype(np.int64)
     male = rng.random(n) < 0.5
     seq = rng.integers(0, 500, n) * 2 + male
+    area = _area_codes(extra, place, district, birth, non_local)
     if unique:
         for _ in range(100):
-            key = (district * 100_000 + (birth + 40_000)) * 1000 + seq
+            key = (area * 100_000 + (birth + 40_000)) * 1000 + seq
             order = np.argsort(key, kind="stable")
             sorted_key = key[order]
             dup = np.zeros(n, dtype=bool)
             dup[order[1:][sorted_key[1:] == sorted_key[:-1]]] = True
             if not dup.any():
                 break
-            seq[dup] = rng.integers(0, 500, int(dup.sum())) * 2 + male[dup]
+            seq[dup] = extra.integers(0, 500, int(dup.sum())) * 2 + male[dup]  # extra: rng draws the same whatever the codes
         else:  # pragma: no cover - needs more people than area codes x days x sequences
             raise ValueError("could not draw unique identity numbers")
-    id_mat = make_id_matrix(AREA_CODES[district], birth.astype("datetime64[D]"), seq)
-    return _People(district, birth, male, id_mat, _names(rng, male))
+    id_mat = make_id_matrix(area, birth.astype("datetime64[D]"), seq)
+    old_number = (birth < _days(OLD_NUMBER_BORN_BEFORE)) & (extra.random(n) < OLD_NUMBER_SHARE)
+    return _People(district, birth, male, id_mat, _names(rng, male, extra), place, old_number)
 
 
 # --- feed builders (shared by generate_city and generate_feed) ---------------------------------
@@ -381,10 +553,10 @@ def _civil_rows(rng: np.random.Generator, ppl: _People, as_of_days: int, key_sta
     pos = np.flatnonzero(reported < as_of_days * _DAY)
     pos = pos[np.argsort(reported[pos], kind="stable")]
     p = ppl.take(pos)
-    homes = _pick([d[3] for d in DISTRICTS], p.district)
+    homes = _pick(p.place.funeral_homes, p.district)
     frame = _frame("civil_affairs.deaths", {
         "record_id": _keys("MZ3301", key_start, len(pos), 10),
-        "id_number": p.ids(),
+        "id_number": p.ids_as_written("civil_affairs.deaths"),
         "name": p.name,
         "gender": p.gender(),
         "death_date": _date_text(death[pos]),
@@ -392,19 +564,14 @@ def _civil_rows(rng: np.random.Generator, ppl: _People, as_of_days: int, key_sta
         "funeral_home": _with_nulls(homes, no_home[pos]),
         "reported_at": _time_text(reported[pos]),
     })
-    return _Rows(frame, pos, {"death": death[pos]})
+    return _Rows(frame, pos, {"death": death[pos], **_old_numbers("civil_affairs.deaths", p)})
 
 
-def _police_station_names() -> list[str]:
-    """Police station names, three per district, in DISTRICTS order (index = district * 3 + k)."""
-    names: list[str] = []
-    for _code, dname, _w, _home, stations in DISTRICTS:
-        bureau = f"杭州市公安局{dname}分局" if dname.endswith("区") else f"{dname}公安局"
-        names.extend(f"{bureau}{s}派出所" for s in stations)
-    return names
-
-
-_STATIONS = _police_station_names()
+def _old_numbers(feed: str, p: _People) -> dict[str, np.ndarray]:
+    """The rows a feed writes with a 15-digit number (``id15``), for the builders' extras."""
+    if feed in OLD_NUMBER_FEEDS and p.old_number is not None:
+        return {"id15": p.old_number.copy()}
+    return {}
 
 
 def _police_rows(rng: np.random.Generator, ppl: _People, as_of_days: int, key_start: int,
@@ -433,7 +600,7 @@ def _police_rows(rng: np.random.Generator, ppl: _People, as_of_days: int, key_st
         "birth_date": _date_text(p.birth),
         "death_date": _date_text(recorded[pos]),
         "cancelled_on": _date_text(cancelled[pos]),
-        "police_station": _with_nulls(_pick(_STATIONS, station[pos]), no_station[pos]),
+        "police_station": _with_nulls(_pick(ppl.place.stations, station[pos]), no_station[pos]),
         "updated_at": _time_text(updated[pos]),
     })
     return _Rows(frame, pos, {"death": recorded[pos]})
@@ -450,20 +617,21 @@ def _religious_rows(rng: np.random.Generator, ppl: _People, as_of_days: int, key
         registered = death + rng.integers(0, 21, n)
     recorded = death if recorded_death is None else recorded_death
     no_venue = rng.random(n) < 0.05
-    venue = rng.integers(0, len(VENUES), n)
+    venues = ppl.place.venues
+    venue = rng.integers(0, len(venues), n)
     pos = np.flatnonzero(registered < as_of_days)
     pos = pos[np.argsort(registered[pos], kind="stable")]
     p = ppl.take(pos)
     frame = _frame("religious_affairs.deaths", {
         "record_id": _keys("ZJ3301", key_start, len(pos), 10),
-        "id_number": p.ids(),
+        "id_number": p.ids_as_written("religious_affairs.deaths"),
         "name": p.name,
         "gender": p.gender(),
         "death_date": _date_text(recorded[pos]),
-        "venue": _with_nulls(_pick(VENUES, venue[pos]), no_venue[pos]),
+        "venue": _with_nulls(_pick(venues, venue[pos]), no_venue[pos]),
         "registered_on": _date_text(registered[pos]),
     })
-    return _Rows(frame, pos, {"death": recorded[pos]})
+    return _Rows(frame, pos, {"death": recorded[pos], **_old_numbers("religious_affairs.deaths", p)})
 
 
 def _hospital_rows(rng: np.random.Generator, ppl: _People, as_of_days: int, key_start: int,
@@ -491,7 +659,7 @@ def _hospital_rows(rng: np.random.Generator, ppl: _People, as_of_days: int, key_
         "gender": _with_nulls(p.gender(), no_gender[pos]),
         "death_date": _date_text(death[pos]),
         "certified_on": _date_text(certified[pos]),
-        "hospital_code": _pick(HOSPITALS, hospital[pos]),
+        "hospital_code": _pick(ppl.place.hospitals, hospital[pos]),
         "cause_code": _pick([c[0] for c in CAUSES], cause[pos]),
         "notified_at": _time_text(notified[pos]),
     })
@@ -520,7 +688,7 @@ def _wage_rows(rng: np.random.Generator, ppl: _People, as_of_days: int, key_star
         months = _month_of(np.array([as_of_days]))[0] - rng.integers(2, 14, n)  # all filed before as_of
     if employers is None:
         body = rng.integers(0, 100_000_000, n)
-        employers = _arrow(make_uscc_matrix(np.ones(n, dtype=np.int64), AREA_CODES[ppl.district], body))
+        employers = _arrow(make_uscc_matrix(np.ones(n, dtype=np.int64), ppl.place.codes[ppl.district], body))
     if base is None:
         base = np.clip(rng.lognormal(np.log(7000), 0.45, n), 2490, 36000)
     months = np.asarray(months, dtype=np.int64)
@@ -567,8 +735,9 @@ def _justice_rows(rng: np.random.Generator, ppl: _People, as_of_days: int, key_s
     """The prisoners list: sentence period, admission day, custody status and prison."""
     n = ppl.n
     status, start, end, admitted = custody if custody is not None else _custody_draw(rng, n, as_of_days)
-    prison = _pick([*PRISONS, WOMENS_PRISON],
-                   np.where(ppl.male, rng.integers(0, len(PRISONS), n), len(PRISONS)))
+    prisons = ppl.place.prisons
+    prison = _pick([*prisons, ppl.place.womens_prison],
+                   np.where(ppl.male, rng.integers(0, len(prisons), n), len(prisons)))
     no_prison = rng.random(n) < 0.02
     pos = np.arange(n)
     frame = _frame("justice.prisoners", {
@@ -619,7 +788,8 @@ def _bill_rows(rng: np.random.Generator, ppl: _People, as_of_days: int, key_star
     ratio = np.where(inpatient, rng.uniform(0.55, 0.9, n), rng.uniform(0.3, 0.8, n))
     fund = np.minimum(np.round(total * ratio, 2), total)
     settled = _local_seconds(rng, settled_day, 7, 21)
-    hospital = rng.integers(0, len(HOSPITALS), n)
+    hospitals = ppl.place.hospitals
+    hospital = rng.integers(0, len(hospitals), n)
     keep = np.ones(n, dtype=bool) if last_day is None else admitted <= last_day
     pos = np.flatnonzero(keep)
     pos = pos[np.argsort(settled[pos], kind="stable")]
@@ -631,7 +801,7 @@ def _bill_rows(rng: np.random.Generator, ppl: _People, as_of_days: int, key_star
         "bill_id": _keys("YB3301", key_start, len(pos), 12),
         "id_number": p.ids(),
         "patient_name": p.name,
-        "hospital_code": _pick(HOSPITALS, hospital[pos]),
+        "hospital_code": _pick(hospitals, hospital[pos]),
         "diagnosis_code": _pick([d[0] for d in DIAGNOSES], diag[pos]),
         "admitted_on": pd.Series(admitted[pos].astype("datetime64[D]").astype(object), dtype=object),
         "discharged_on": pd.Series(dis, dtype=object),
@@ -646,18 +816,19 @@ def _business_rows(rng: np.random.Generator, ppl: _People, as_of_days: int, key_
     """Registered businesses, one per legal representative given, with valid credit codes."""
     n = ppl.n
     kind = rng.choice([1, 2, 3], n, p=[0.70, 0.25, 0.05])
-    district = np.where(rng.random(n) < 0.7, ppl.district, rng.choice(len(DISTRICTS), n, p=_AREA_P))
+    place = ppl.place
+    district = np.where(rng.random(n) < 0.7, ppl.district, rng.choice(len(place.codes), n, p=place.weights))
     # Organization codes: distinct 8-digit bodies (key_start keeps chunks apart), shuffled.
     body = (np.arange(key_start, key_start + n, dtype=np.int64) * 7_919 + 10_000_019) % 100_000_000
-    uscc = make_uscc_matrix(kind, AREA_CODES[district], body)
+    uscc = make_uscc_matrix(kind, place.codes[district], body)
     w1 = rng.integers(0, len(BUSINESS_WORDS), n)
     w2 = rng.integers(0, len(BUSINESS_WORDS), n)
     brand = _join(_pick(BUSINESS_WORDS, w1), _pick(BUSINESS_WORDS, w2))
-    dname = _pick([d[1] for d in DISTRICTS], district)
-    company = _join(pa.scalar("杭州"), brand, _pick(INDUSTRIES, rng.integers(0, len(INDUSTRIES), n)),
+    dname = _pick(place.district_names, district)
+    company = _join(pa.scalar(place.short), brand, _pick(INDUSTRIES, rng.integers(0, len(INDUSTRIES), n)),
                     pa.scalar("有限公司"))
-    shop = _join(pa.scalar(CITY), dname, brand, _pick(SHOPS, rng.integers(0, len(SHOPS), n)))
-    coop = _join(pa.scalar(CITY), dname, brand, _pick(CROPS, rng.integers(0, len(CROPS), n)),
+    shop = _join(pa.scalar(place.name), dname, brand, _pick(SHOPS, rng.integers(0, len(SHOPS), n)))
+    coop = _join(pa.scalar(place.name), dname, brand, _pick(CROPS, rng.integers(0, len(CROPS), n)),
                  pa.scalar("专业合作社"))
     name = pc.if_else(pa.array(kind == 1), company, pc.if_else(pa.array(kind == 2), shop, coop))
     status = rng.choice(len(BUSINESS_STATUS), n, p=[0.55, 0.25, 0.13, 0.07])
@@ -700,6 +871,53 @@ _MESS_COLUMNS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     HOSPITAL_DEATHS: ("notice_id", "id_number", ()),
     WAGE_INCOME: ("declaration_id", "id_number", ()),
 }
+
+
+#: the personal-name column of each feed
+NAME_COLUMNS: dict[str, str] = {feed: {"medical_insurance.bills": "patient_name",
+                                       "market_regulation.businesses": "legal_rep_name"}.get(feed, "name")
+                                for feed in FEEDS}
+#: the messy kind of a first-generation number in a feed that upgrades them (a trait of an old person's
+#: record, not a clerk's mistake: it may be in any row, a planted truth's too)
+OLD_NUMBER_KIND = "id_first_generation"
+
+
+def _name_forms(rng: np.random.Generator, feed: str, frame: pd.DataFrame) -> None:
+    """Write the names the way a feed's system does, in place: the middle dot in the feed's forms
+    (NAME_DOT_FORMS) and, in paper registers, two-character names padded with a full-width space."""
+    forms, pad = NAME_DOT_FORMS.get(feed, ()), PADDED_NAME_SHARE.get(feed, 0.0)
+    column = NAME_COLUMNS[feed]
+    if (not forms and not pad) or len(frame) == 0:
+        return
+    arr = pa.array(frame[column])
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    n = len(arr)
+    if forms:
+        dotted = pc.fill_null(pc.match_substring(arr, "\u00b7"), False).to_numpy(zero_copy_only=False)
+        choice = rng.integers(0, len(forms), n)
+        for k, form in enumerate(forms):
+            if form != "\u00b7" and (dotted & (choice == k)).any():
+                arr = pc.if_else(pa.array(dotted & (choice == k)), pc.replace_substring(arr, "\u00b7", form), arr)
+    if pad:
+        two = pc.fill_null(pc.equal(pc.utf8_length(arr), 2), False).to_numpy(zero_copy_only=False)
+        padded = pc.binary_join_element_wise(pc.utf8_slice_codeunits(arr, 0, 1), pc.utf8_slice_codeunits(arr, 1, 2),
+                                             pa.scalar("\u3000", arr.type))
+        arr = pc.if_else(pa.array(two & (rng.random(n) < pad)), padded, arr)
+    frame[column] = _str(arr)
+
+
+def _first_generation(feed: str, frame: pd.DataFrame, rows: np.ndarray | None, free: np.ndarray) -> list[dict]:
+    """The messy records of the rows a feed writes with a 15-digit number (taken out of ``free``: no
+    other messiness or mistake goes on top of them)."""
+    if rows is None or not rows.any():
+        return []
+    at = np.flatnonzero(rows)
+    free[at] = False
+    key, column = _SPECS[feed].key, _SPECS[feed].id_col
+    values = frame[column].to_numpy(dtype=object)[at]
+    keys = frame[key].to_numpy(dtype=object)[at]
+    return [{"feed": feed, "key": k, "column": column, "kind": OLD_NUMBER_KIND, "value": v, "clean": upgrade_id15(v)}
+            for k, v in zip(keys.tolist(), values.tolist())]
 
 
 def _messy_value(kind: str, value: str, rng: np.random.Generator) -> str:
@@ -773,7 +991,7 @@ INVALID_RATE = 0.01
 INVALID_MIN_ROWS = 10
 #: Kinds that change the identity-number column: recorded in truths["messy"] (value and clean) and
 #: truths["invalid_ids"] as well as in truths["invalid"].
-UNREPAIRABLE = ("invalid_check", "excel_mangled", "id_old_15_digit", "id_foreign_area", "id_missing")
+UNREPAIRABLE = ("invalid_check", "excel_mangled", "id_old_15_digit", "id_unknown_area", "id_missing")
 
 _KEY_MISSING = ("a row without its key cannot be named, paged (market keyset) or deduplicated: the "
                 "connectors keep one row per key (connectors/base.py deduplicate), so keyless rows collapse")
@@ -852,6 +1070,7 @@ class _Spec:
     months: tuple[str, ...] = ()  # YYYY-MM columns a clerk writes without the hyphen
     past_years: int = 1000  # how far back a year typo goes (2026 -> 1026; typed dates 2026 -> 1926)
     left_out: tuple[tuple[str, str], ...] = ()  # (kind, column) not planted in this feed (see NOT_PLANTED)
+    upgrade15: bool = False  # the contract upgrades 15-digit numbers (a 15-digit number is no mistake here)
 
 
 _PERSON_NOTE = "家属代为申报，身份证件遗失，姓名以户籍登记为准；"
@@ -862,7 +1081,7 @@ _PLACE = (100, _PLACE_NOTE)
 
 _SPECS: dict[str, _Spec] = {
     "civil_affairs.deaths": _Spec(
-        key="record_id", key_digits=10, id_col="id_number", ordered_by="reported_at",
+        key="record_id", key_digits=10, id_col="id_number", ordered_by="reported_at", upgrade15=True,
         required=("name", "death_date"),
         lengths={"name": _NAME, "funeral_home": _PLACE},
         enums={"gender": "未知"},
@@ -873,7 +1092,7 @@ _SPECS: dict[str, _Spec] = {
         before_birth="death_date",
     ),
     "religious_affairs.deaths": _Spec(
-        key="record_id", key_digits=10, id_col="id_number",
+        key="record_id", key_digits=10, id_col="id_number", upgrade15=True,
         required=("name", "death_date", "registered_on"),
         lengths={"name": _NAME, "venue": _PLACE},
         enums={"gender": "未知"},
@@ -952,8 +1171,10 @@ _SPECS: dict[str, _Spec] = {
 #: bills: amounts within [0, AMOUNT_MAX], the fund's share not above the total
 AMOUNT_MAX = 10_000_000
 AMOUNT_PLACEHOLDER = 99_999_999.99  # a legacy system's "unknown amount"
-#: valid identity numbers issued outside Hangzhou (Beijing, Shanghai, Nanjing, Ningbo, Hefei, Chengdu)
-FOREIGN_AREA_CODES = np.array([110105, 310115, 320106, 330203, 340104, 510107], dtype=np.int64)
+#: area codes that never were county-level codes of GB/T 2260 (typos, a prefecture's or a province's
+#: code, nonsense); a number under one is shaped and checksummed right but issued nowhere
+UNKNOWN_AREA_CODES = np.array([330199, 330150, 210199, 110199, 440398, 999999, 123456, 330100, 210000],
+                              dtype=np.int64)
 _USCC_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 #: a 31-day month -> the 30-day (or February) month whose "31st" (or 29th/30th) a clerk writes instead
 _SHORT_MONTH = np.array([0, 2, 2, 4, 4, 6, 6, 6, 9, 9, 11, 11, 11], dtype=np.int64)
@@ -966,8 +1187,9 @@ INVALID_KINDS: dict[str, str] = {
     "uscc_truncated": "credit code missing its last character",
     "invalid_check": "identity number with a wrong MOD 11-2 check character",
     "excel_mangled": "identity number turned into a number by a spreadsheet (3.30106195610094e+17)",
-    "id_old_15_digit": "first-generation 15-digit identity number",
-    "id_foreign_area": "valid identity number issued outside Hangzhou (110105…, 330203…)",
+    "id_old_15_digit": "first-generation 15-digit identity number, in a feed whose contract does not upgrade them",
+    "id_unknown_area": ("identity number under an area code that never existed in GB/T 2260 (330199…, 999999…; a "
+                        "prefecture's 330100…): right check character, issued nowhere"),
     "id_missing": "identity number left empty",
     "missing": "a required value left empty",
     "too_long": "a text value over its maximum length (a note appended to the name or place)",
@@ -994,7 +1216,7 @@ def invalid_slots(feed: str) -> list[tuple[str, str]]:
         slots = [("key_malformed", spec.key)]
     else:
         slots = [("uscc_check", spec.key), ("uscc_truncated", spec.key)]
-    slots += [(kind, spec.id_col) for kind in UNREPAIRABLE]
+    slots += [(kind, spec.id_col) for kind in UNREPAIRABLE if not (kind == "id_old_15_digit" and spec.upgrade15)]
     slots += [(kind, c) for c in spec.usccs for kind in ("uscc_check", "uscc_truncated")]
     slots += [("missing", c) for c in spec.required]
     slots += [("too_long", c) for c in spec.lengths]
@@ -1190,8 +1412,8 @@ def _plant_rows(rng: np.random.Generator, feed: str, spec: _Spec, frame: pd.Data
     elif kind == "id_old_15_digit":
         new = [v[:6] + v[8:17] for v in values]
         static, id_valid = [f"{column}.format"], False
-    elif kind == "id_foreign_area":
-        area = FOREIGN_AREA_CODES[rng.integers(0, len(FOREIGN_AREA_CODES), n)]
+    elif kind == "id_unknown_area":
+        area = UNKNOWN_AREA_CODES[rng.integers(0, len(UNKNOWN_AREA_CODES), n)]
         seq = np.array([int(v[14:17]) for v in values], dtype=np.int64)
         new = _arrow(make_id_matrix(area, born.astype("datetime64[D]"), seq)).to_pylist()
         static = [f"{column}.area_code"]
@@ -1418,7 +1640,8 @@ def _benefit_amounts(rng: np.random.Generator, benefit: np.ndarray) -> np.ndarra
         rng.uniform(800, 2200, r))
 
 
-def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = DEFAULT_AS_OF) -> City:
+def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = DEFAULT_AS_OF, *,
+                  city: str | CityFile = SANDBOX_CITY, non_local_share: float = NON_LOCAL_SHARE) -> City:
     """Build the synthetic city for a seed: the office's data, the eight feeds, and the planted truths.
 
     The office's data: ``roll`` (one row per person and scheme: ROLL_COLUMNS, months as YYYY-MM),
@@ -1456,19 +1679,28 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
     - ``date_conflicts``: the same death with death dates 3-40 days apart in two feeds
       (dates and keys per feed, the hospital's too when it notified the death, always with the
       true date; the true death_date, days_apart).
-    - ``messy``: every cell made messy {feed, key, column, kind, value, clean}: the repairable quirks
-      and the identity numbers no repair can make valid (kinds UNREPAIRABLE; value None when left
-      empty); ``invalid_ids``: those unrepairable ones.
+    - ``near_dates``: the same death reported one day apart by two sources (the same fields,
+      days_apart 1): not a conflict, the later date is the true one.
+    - ``messy``: every cell made messy {feed, key, column, kind, value, clean}: the repairable quirks,
+      the first-generation 15-digit numbers of paper-born registers (kind OLD_NUMBER_KIND: a trait of
+      an old person's record, so possibly in a row a truth depends on) and the identity numbers no
+      repair can make valid (kinds UNREPAIRABLE; value None when left empty); ``invalid_ids``: those
+      unrepairable ones.
     - ``invalid``: every row planted invalid (about INVALID_RATE of each feed, see invalid_count):
       {feed, key (the row's key as it is in the frame), kind (INVALID_KINDS), column, rules (the
       sorted ids of every contract rule the row breaks, checked on as_of)}. Rules never planted, and
       why: NOT_PLANTED.
     - ``counts``: rows per feed, and roll (rows), deaths, prisoners, businesses, contributions,
-      subsidies; ``deaths_unknown_to_any_source`` (to none of the four death feeds).
+      subsidies, issued_elsewhere (residents whose number was first issued outside the city),
+      former_codes (locals under a code their district no longer uses), first_generation_rows,
+      minority_names; ``deaths_unknown_to_any_source`` (to none of the four death feeds).
+
+    ``city``: the city file (a shipped name, a path or a loaded fundx.city.City) the residents live
+    in; ``non_local_share``: the share of them whose numbers were first issued in other provinces.
 
     Each list holds exactly what is in the frames, and no other row of the roll and feeds is an
-    instance of its category. Messiness and invalid rows never touch a row that a truth depends on,
-    and no row is both messy and invalid.
+    instance of its category. Messiness (but the first-generation numbers) and invalid rows never
+    touch a row that a truth depends on, and no row is both messy and invalid.
     """
     if people < 1:
         raise ValueError("a city needs at least one person")
@@ -1479,7 +1711,14 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
     A = _days(as_of)
     this_month = _month_of(np.array([A]))[0]
     last_paid = this_month - 1
-    ppl = _make_people(rng, people, A, "city", unique=True)
+    # The population's newer traits (numbers first issued elsewhere or under former codes, minority
+    # and rare-character names, 15-digit numbers, deaths reported a day apart) from a fifth stream.
+    rng5 = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, 102])))
+    if not 0 <= non_local_share <= 1:
+        raise ValueError("non_local_share is a share: between 0 and 1")
+    place = _place(city)
+    ppl = _make_people(rng, people, A, "city", unique=True, place=place, extra=rng5, non_local=non_local_share)
+    assert ppl.old_number is not None
     n = people
     age = (A - ppl.birth) / 365.2425
     ids = ppl.ids()
@@ -1538,6 +1777,23 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
             police_death[j] -= shift
         else:
             religious_death[j] -= shift
+    # The same death one day apart: the police or the religious venue wrote the day before (the
+    # consolidated date, the later one, stays the true one).
+    # (deaths 90 days before as_of at least: every source's report of them is in)
+    reported = (true_death <= A - 90) & (in_civil.astype(int) + in_police + in_religious >= 2)
+    near_pool = np.setdiff1d(np.flatnonzero((in_police | in_religious) & reported), conflict)
+    near = _sample(rng5, near_pool, _count(d, NEAR_DATE_SHARE, 3))
+    for j in near:
+        if in_police[j] and (not in_religious[j] or rng5.random() < 0.5):
+            police_death[j] -= 1
+        else:
+            religious_death[j] -= 1
+    # Old people who still hold their 15-digit number in paper registers: drawn with the people; a few
+    # more among the dead on the roll, so that some of the pensions paid after death are theirs.
+    on_roll_dead = on_roll[dead_pos] & (in_civil | in_religious) & (true_death <= A - 60)
+    born_before = ppl.birth[dead_pos] < _days(OLD_NUMBER_BORN_BEFORE)
+    forced_old = _sample(rng5, np.flatnonzero(on_roll_dead & born_before), 3)
+    ppl.old_number[dead_pos[forced_old]] = True
 
     dead_people = ppl.take(dead_pos)
     civil = _civil_rows(rng, dead_people.take(np.flatnonzero(in_civil)), A, int(rng.integers(1, 10**6)),
@@ -1575,6 +1831,7 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
     candidates = np.flatnonzero((dead_roll >= 0) & (n_known >= 1) & (death_month <= last_paid - 1))
     k_dbp = min(len(candidates), _count(d, 0.10, 4))
     still_paid = np.sort(rng.choice(candidates, k_dbp, replace=False))
+    still_paid = np.union1d(still_paid, np.intersect1d(forced_old, candidates))  # some holders of 15-digit numbers
     for_stop = np.flatnonzero(dead_roll >= 0)
     status[dead_roll[for_stop]] = 2
     paid_through[dead_roll[for_stop]] = np.minimum(paid_through[dead_roll[for_stop]], death_month[for_stop])
@@ -1682,6 +1939,8 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
         "paid_through": _str(_month_text(row_paid[row_order])),
         "start_month": _str(_month_text(row_start[row_order])),
         "months_paid": pd.Series(np.maximum(row_paid - row_start + 1, 1)[row_order], dtype="int64"),
+        # the district whose office pays the entry (where the person lives; orders are routed there)
+        "paying_district": _str(_arrow(_fixed(len(row_order), (place.codes[ppl.district[row_person[row_order]]], 6)))),
     })
 
     # Unemployed but contributing: an active unemployment entry, and an employer paying for some of its months.
@@ -1825,7 +2084,7 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
         """YYYY-MM of a month number."""
         return f"{int(m) // 12:04d}-{int(m) % 12 + 1:02d}"
 
-    truths: dict = {"city": CITY, "seed": seed, "people": people, "as_of": as_of.isoformat()}
+    truths: dict = {"city": place.name, "seed": seed, "people": people, "as_of": as_of.isoformat()}
     dbp = []
     for j in still_paid:
         ri = int(dead_roll[j])
@@ -1875,6 +2134,17 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
                 "days_apart": int(max(dates.values()) - min(dates.values())),
             })
     truths["date_conflicts"] = conflicts
+    near_dates = []
+    for j in near:
+        present = [f for f in DEATH_FEEDS if known[f][j]]
+        dates = {f: int(recorded[f][j]) for f in present}
+        if len(set(dates.values())) == 2:  # the source that wrote the day before has its row
+            near_dates.append({
+                "id_number": id_text[dead_pos[j]], "death_date": iso(true_death[j]),
+                "dates": {f: iso(v) for f, v in dates.items()},
+                "keys": {f: death_key(f, int(j)) for f in present}, "days_apart": 1,
+            })
+    truths["near_dates"] = near_dates
     truths["deaths_unknown_to_any_source"] = int((n_sources == 0).sum())
     duplicates = []
     for i, p in enumerate(dup_pos):
@@ -1916,6 +2186,7 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
     truth_people = np.zeros(n, dtype=bool)
     truth_people[dead_pos[still_paid]] = True
     truth_people[dead_pos[conflict]] = True
+    truth_people[dead_pos[near]] = True
     truth_people[dead_pos[n_known == 1]] = True
     truth_people[paid_in_custody] = True
     for g in groups:
@@ -1943,10 +2214,13 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
     }
     messy: list[dict[str, str]] = []
     invalid: list[dict] = []
+    old_rows = {"civil_affairs.deaths": civil.extra.get("id15"), "religious_affairs.deaths": religious.extra.get("id15")}
     for feed in FEEDS:
         frame, protected = feeds[feed]
         free = np.ones(len(frame), dtype=bool) if protected is None else ~protected
         stream = {HOSPITAL_DEATHS: rng3, WAGE_INCOME: rng4}.get(feed, rng)  # the older feeds' draws stay as they were
+        _name_forms(rng5, feed, frame)
+        messy.extend(_first_generation(feed, frame, old_rows.get(feed), free))
         messy.extend(_mess_up(stream, feed, frame, free))
         bad, bad_ids = _plant_invalid(stream, feed, frame, free, A)
         messy.extend(bad_ids)
@@ -1954,9 +2228,14 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
     truths["messy"] = messy
     truths["invalid_ids"] = [m for m in messy if m["kind"] in UNREPAIRABLE]
     truths["invalid"] = invalid
+    areas = ppl.area()
+    in_city = areas // 100 == place.prefix
     truths["counts"] = {f: len(feeds[f][0]) for f in FEEDS} | {
         "roll": len(roll), "deaths": d, "prisoners": len(prisoner_pos), "businesses": k_bus,
-        "contributions": len(contributions), "subsidies": len(subsidies)}
+        "contributions": len(contributions), "subsidies": len(subsidies),
+        "issued_elsewhere": int((~in_city).sum()), "former_codes": int((in_city & ~np.isin(areas, place.codes)).sum()),
+        "first_generation_rows": sum(1 for m in messy if m["kind"] == OLD_NUMBER_KIND),
+        "minority_names": int(pc.sum(pc.match_substring(ppl.name, "\u00b7")).as_py() or 0)}
     return City(seed=seed, people=people, as_of=as_of, roll=roll,
                 feeds={f: feeds[f][0] for f in FEEDS}, truths=truths,
                 contributions=contributions, subsidies=subsidies)
@@ -1978,7 +2257,8 @@ _BUILDERS: dict[str, Callable[..., _Rows]] = {
 
 
 def generate_feed(feed: str, rows: int, seed: int = DEFAULT_SEED, as_of: date = DEFAULT_AS_OF,
-                  chunk_rows: int = 1_000_000, invalid: list[dict] | None = None) -> Iterator[pd.DataFrame]:
+                  chunk_rows: int = 1_000_000, invalid: list[dict] | None = None, *,
+                  city: str | CityFile = SANDBOX_CITY) -> Iterator[pd.DataFrame]:
     """Stream `rows` rows of one feed in chunks of at most chunk_rows, without building a city.
 
     For benchmarks: memory stays bounded by one chunk. Each chunk is ordered by (incremental column,
@@ -1992,12 +2272,16 @@ def generate_feed(feed: str, rows: int, seed: int = DEFAULT_SEED, as_of: date = 
         raise ValueError("rows must be >= 0 and chunk_rows >= 1")
     A = _days(as_of)
     feed_no = FEEDS.index(feed)
+    place = _place(city)
     for chunk_no, start in enumerate(range(0, rows, chunk_rows)):
         n = min(chunk_rows, rows - start)
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, feed_no, chunk_no])))
-        ppl = _make_people(rng, n, A, _PROFILES[feed], unique=False)
+        extra = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, feed_no, chunk_no, 102])))
+        ppl = _make_people(rng, n, A, _PROFILES[feed], unique=False, place=place, extra=extra)
         built = _BUILDERS[feed](rng, ppl, A, start + 1)
         free = np.ones(len(built.frame), dtype=bool)
+        _name_forms(extra, feed, built.frame)
+        _first_generation(feed, built.frame, built.extra.get("id15"), free)
         _mess_up(rng, feed, built.frame, free)
         planted, _ids = _plant_invalid(rng, feed, built.frame, free, A)
         if invalid is not None:

@@ -8,19 +8,29 @@ import numpy as np
 import pytest
 
 from fundx.identity import (
+    AREA_CODES_ADDED,
+    NAME_DOTS,
+    RESIDENCE_PERMIT_AREAS,
+    area_table,
     birth_date_of,
     civil_from_days,
     id_check_char,
+    id_column,
+    is_known_area_code,
     is_male,
     is_valid_id,
     is_valid_org_code,
     is_valid_uscc,
+    known_areas,
     make_id_matrix,
     make_ids,
     make_usccs,
     mask_id,
     normalize_id,
+    normalize_name,
     org_code_check_char,
+    upgrade15_rows,
+    upgrade_id15,
     uscc_check_char,
 )
 
@@ -184,3 +194,114 @@ def test_vectorised_credit_codes_equal_scalar() -> None:
         assert is_valid_uscc(c, check_org_code=True)
         assert c[16] == org_code_check_char(c[8:16])
         assert c[17] == uscc_check_char(c[:17])
+
+
+# --- area codes: the national table (GB/T 2260, with history) -----------------------------------
+
+def test_the_area_table_is_every_county_code_that_has_existed() -> None:
+    table = area_table()
+    # python-stdnum 2.2's cn/loc holds 6,885 codes: 34 of provinces (xx0000), 553 of prefectures (xxxx00),
+    # 9 of which have no county below them; the rest, those 9 and the codes it lacks are county-level
+    assert len(table) == 6885 - 34 - (553 - 9) + len(AREA_CODES_ADDED) == 6309
+    assert len({a.province for a in table.values()}) == 31
+    assert not [c for c in table if c % 10000 == 0]
+
+
+@pytest.mark.parametrize(("code", "name"), [
+    (110105, "朝阳区"), (310115, "浦东新区"), (440304, "福田区"),  # Beijing, Shanghai, Shenzhen
+    (210102, "和平区"), (210103, "沈河区"), (210112, "浑南区"),  # Shenyang (210112 was 东陵区 until 2013)
+    (340104, "蜀山区"), (340102, "瑶海区"),  # Hefei (西市区, 东市区 until 2001)
+    (330106, "西湖区"), (330113, "临平区"), (330114, "钱塘区"),  # Hangzhou, 2021's districts (AREA_CODES_ADDED)
+    (330103, "下城区"), (330104, "江干区"), (330121, "萧山县"),  # retired: merged 2021, 2021, renamed 1987
+    (110103, "崇文区"),  # merged into 东城区 in 2010
+    (441900, "东莞市"), (442000, "中山市"), (620200, "嘉峪关市"),  # prefecture-level cities without counties
+    (650102, "天山区"), (540102, "城关区"), (460202, "海棠区"),  # Urumqi, Lhasa, Sanya
+])
+def test_real_codes_of_many_provinces_are_known(code: int, name: str) -> None:
+    assert is_known_area_code(code) and is_known_area_code(str(code))
+    assert name in area_table()[code].names
+
+
+def test_a_retired_code_stays_valid() -> None:
+    xiacheng = area_table()[330103]
+    assert (xiacheng.first, xiacheng.last) == (1983, 2021)
+    assert not xiacheng.in_use(2022) and xiacheng.in_use(1990)
+    number = "330103" + "19500101" + "123"
+    assert known_areas(np.array([int(number[:6])])).all()
+
+
+@pytest.mark.parametrize("code", [
+    "000000", "999999", "123456", "330199", "330150", "210199",
+    "330100", "210100", "340100",  # prefectures with counties below: no office issues under them
+    "110000", "330000", "710000",  # provinces (台湾省 too)
+    "33010", "3301066", "33O106", "", "３３０１０６",
+])
+def test_look_alikes_are_not_known(code: str) -> None:
+    assert not is_known_area_code(code)
+
+
+def test_residence_permits_of_hong_kong_macao_and_taiwan() -> None:
+    assert set(RESIDENCE_PERMIT_AREAS) == {810000, 820000, 830000}
+    assert all(is_known_area_code(c) for c in RESIDENCE_PERMIT_AREAS)
+
+
+def test_known_areas_vectorised_equals_scalar() -> None:
+    rng = np.random.default_rng(7)
+    codes = np.concatenate([rng.choice(np.fromiter(area_table(), np.int64), 5000), rng.integers(-5, 1_100_000, 5000)])
+    assert (known_areas(codes) == np.array([is_known_area_code(int(c)) if c >= 0 else False for c in codes])).all()
+    ids = id_column(np.array(["330103195001011239", "999999195001011231", None, "x"], dtype=object))
+    assert known_areas(ids.area).tolist() == [True, False, False, False]
+
+
+# --- first-generation 15-digit numbers ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    ("110105491231002", "11010519491231002X"),  # the standard's example number, in its 15-digit form
+    ("330106590304526", "330106195903045262"),
+    ("210102380101001", "21010219380101001" + id_check_char("21010219380101001")),
+])
+def test_upgrade_id15(old: str, new: str) -> None:
+    assert upgrade_id15(old) == new and is_valid_id(new)
+
+
+@pytest.mark.parametrize("bad", ["11010549123100", "1101054912310021", "11010549123100X", "１１０１０５４９１２３１００２", None])
+def test_upgrade_id15_refuses_what_is_not_15_digits(bad: object) -> None:
+    with pytest.raises(ValueError):
+        upgrade_id15(bad)  # type: ignore[arg-type]
+
+
+def test_upgrade15_rows_vectorised() -> None:
+    rng = np.random.default_rng(3)
+    n = 5000
+    full = make_ids(rng.choice([330102, 110105, 210103], n), np.datetime64("1920-01-01") + rng.integers(0, 29_000, n),
+                    rng.integers(0, 1000, n))
+    old = [s[:6] + s[8:17] for s in full.tolist()]
+    values = np.array([*old, "330106195903045262", "11010549123100X", None, "１１０１０５４９１２３１００２"], dtype=object)
+    pos, mat = upgrade15_rows(values)
+    assert pos.tolist() == list(range(n))  # only the rows of 15 ASCII digits
+    assert [bytes(r).decode() for r in mat] == full.tolist()
+
+
+# --- names ----------------------------------------------------------------------------------------
+
+
+def test_the_middle_dot_in_its_forms_is_one_for_comparing() -> None:
+    forms = ["买买提\u00b7艾力", "买买提\u30fb艾力", "买买提\u2022艾力", "买买提\u2027艾力", "买买提\uff65艾力",
+             "买买提\u318d艾力", "买买提\uff0e艾力", "买买提.艾力", "买买提\u0387艾力", " 买买提 · 艾力\u3000"]
+    assert {normalize_name(f) for f in forms} == {"买买提·艾力"}
+    assert set(NAME_DOTS) >= {f[3] for f in forms[:-1]}
+    assert normalize_name("王\u3000芳") == "王芳" and normalize_name("买买提艾力") == "买买提艾力"
+    assert normalize_name(None) is None
+
+
+def test_rare_characters_in_gb18030() -> None:
+    # 𠮷 (U+20BB7) is outside the BMP: four bytes in GB18030; 堃 and 喆 are outside GB 2312 but in GBK (two)
+    assert len("𠮷".encode("gb18030")) == 4 and len("堃".encode("gb18030")) == len("喆".encode("gb18030")) == 2
+    for c in "堃喆𠮷":
+        with pytest.raises(UnicodeEncodeError):
+            c.encode("gb2312")
+    # GB 2312's A1A4 is the middle dot: decoded as U+30FB there, as U+00B7 in GBK/GB18030
+    assert b"\xa1\xa4".decode("gb2312") == "\u30fb" and b"\xa1\xa4".decode("gb18030") == "\u00b7"
+    assert normalize_name(b"\xc2\xf2\xc2\xf2\xcc\xe1\xa1\xa4\xb0\xac\xc1\xa6".decode("gb2312")) == "买买提·艾力"
+    assert normalize_name("张欣𠮷") == "张欣𠮷"

@@ -143,15 +143,28 @@ def test_each_change_is_classified(tmp_path: Path, what: str, change, kind: str,
 
 def test_no_change_and_the_verdicts(tmp_path: Path) -> None:
     same = diff_files(OLD, OLD)
-    assert same.changes == () and same.allowed and same.verdict == "no changes (1.1.0 → 1.1.0)"
-    broken = diff_files(OLD, _write(tmp_path, lambda d: _props(d).pop(3), version="1.2.0"))
+    assert same.changes == () and same.allowed and same.verdict == "no changes (1.2.0 → 1.2.0)"
+    broken = diff_files(OLD, _write(tmp_path, lambda d: _props(d).pop(3), version="1.3.0"))
     assert not broken.allowed and broken.next_major == "2.0.0"
-    assert "without a major version bump (1.1.0 → 1.2.0): raise version to 2.0.0" in broken.verdict
+    assert "without a major version bump (1.2.0 → 1.3.0): raise version to 2.0.0" in broken.verdict
     bumped = diff_files(OLD, _write(tmp_path, lambda d: _props(d).pop(3), version="2.0.0"))
     assert bumped.breaking and bumped.allowed and bumped.exit_code == 0 and "allowed by the new major version" in bumped.verdict
     compatible = diff_files(OLD, _write(tmp_path, _add_optional))
     assert compatible.allowed and "none breaking" in compatible.verdict and "raise the minor version" in compatible.verdict
     assert parse_version("v2.1") == (2, 1, 0) and parse_version("10.0.3-rc1") == (10, 0, 3)
+
+
+def test_an_area_code_check_made_national_is_compatible(tmp_path: Path) -> None:
+    """knownAreaCode with a city (the check before issue 17) -> without: every code of GB/T 2260, a wider check."""
+    city_bound = _write(tmp_path, lambda d: _col(d, "id_number")["quality"][2]["implementation"].update(city="hangzhou"),
+                        name="city_bound")
+    widened = diff_files(city_bound, OLD)
+    assert [(c.change, c.field, c.breaking) for c in widened.changes] == [("rule relaxed", "id_number.area_code", False)]
+    narrowed = diff_files(OLD, city_bound)  # naming a city again would narrow it (and no longer loads)
+    assert [(c.change, c.field, c.breaking) for c in narrowed.changes] == [("rule changed", "id_number.area_code", True)]
+    other = _write(tmp_path, lambda d: _col(d, "id_number")["quality"][2]["implementation"].update(rule="identityNumber"),
+                   name="other")
+    assert diff_files(city_bound, other).breaking  # another rule in its place is no relaxation
 
 
 def test_the_cli_prints_a_table_and_exits_by_the_verdict(tmp_path: Path) -> None:

@@ -12,9 +12,9 @@ from open_data_contract_standard.model import OpenDataContractStandard
 
 from contracts import contract_names, contract_path, load_contract
 from contracts.rules import contract_rules
+from fundx.city import load_city, shipped_cities
 from fundx.errors import ConfigurationError
-from fundx.identity import AREA_CODES
-from sandbox.generator import AREA_CODES as GENERATOR_AREA_CODES
+from fundx.identity import is_known_area_code
 from sandbox.generator import FEEDS
 
 SCHEMA = jsonschema.Draft201909Validator(json.loads(OpenDataContractStandard.json_schema()))
@@ -51,8 +51,17 @@ def test_every_column_is_classified_and_every_contract_has_slas_and_a_policy(fee
     assert contract.column(next(c.name for c in contract.columns if "id_number" in c.name)).pii == "identity_number"
 
 
-def test_the_generators_area_codes_are_known_to_the_contracts() -> None:
-    assert {int(c) for c in GENERATOR_AREA_CODES} <= AREA_CODES["hangzhou"]
+def test_the_cities_area_codes_are_known_to_the_contracts() -> None:
+    for city in shipped_cities():
+        for d in load_city(city).districts:
+            assert all(is_known_area_code(c) for c in (d.code, *d.formerly)), (city, d.code)
+
+
+def test_no_contract_names_a_city() -> None:
+    """The area-code check is national: a contract that still names a city is refused (not widened silently)."""
+    for feed in FEEDS:
+        text = contract_path(feed).read_text(encoding="utf-8")
+        assert "city:" not in text and "knownAreaCode}" in text, feed
 
 
 def _edit(tmp_path: Path, change) -> Path:
@@ -70,8 +79,12 @@ def _quality(doc: dict, column: int) -> list:
 BROKEN = [
     (lambda d: _quality(d, 1)[1]["implementation"].update(rule="isPrime"),
      "schema.0.properties.1.quality.1.implementation.rule: unknown rule 'isPrime'"),
-    (lambda d: _quality(d, 1)[2]["implementation"].update(city="atlantis"),
-     "schema.0.properties.1.quality.2.implementation.city: unknown city 'atlantis'"),
+    (lambda d: _quality(d, 1)[2]["implementation"].update(city="hangzhou"),
+     "schema.0.properties.1.quality.2.implementation.city: knownAreaCode is national now"),
+    (lambda d: d["schema"][0]["properties"][1]["customProperties"][1].update(value=["upgrade15", "trim"]),
+     "schema.0.properties.1.customProperties.normalise: upgrade15 comes after trim and halfwidth"),
+    (lambda d: d["schema"][0]["properties"][2]["customProperties"][1].update(value=["trim", "upgrade15"]),
+     "schema.0.properties.2.customProperties.normalise: the upgrade15 step is for identity-number columns"),
     (lambda d: _quality(d, 1).append({"name": "q", "type": "sql", "query": "SELECT 1", "mustBe": 0}),
      "schema.0.properties.1.quality.3.type: unsupported quality rule"),
     (lambda d: d["schema"][0]["quality"][1]["implementation"].update(later="died_on"),

@@ -251,6 +251,29 @@ def test_identity_numbers_need_a_valid_check_character() -> None:
     assert "named like identity numbers but only 10 of 40 values are valid ones" in col.review
 
 
+def test_first_generation_and_numbers_from_anywhere(tmp_path: Path) -> None:
+    """A paper-born register: numbers of several provinces, a few still 15 digits. The draft gets the
+    national area-code rule and the upgrade15 step, with a note to confirm it; no value is shown."""
+    rng = np.random.default_rng(5)
+    areas = rng.choice([330106, 110105, 210102, 340104, 330103, 650102], ROWS)
+    ids = [str(x) for x in make_ids(areas, np.datetime64("1930-01-01") + rng.integers(0, 7000, ROWS),
+                                     rng.integers(0, 999, ROWS))]
+    written = [i[:6] + i[8:17] if n % 8 == 0 else i for n, i in enumerate(ids)]  # 5 of 40 in 15 digits
+    header, rows = _deaths_rows()
+    rows = [[*r[:1], w, *r[2:]] for r, w in zip(rows, written)]
+    sample = read_sample(_write_csv(tmp_path / "deaths_202104.csv", header, rows, "gb18030"))
+    draft = infer_contract(sample, "religious_affairs.sample", today=TODAY)
+    col = next(c for c in draft.columns if c.name == "id_number")
+    assert col.recognised == "identity_number" and col.normalise == ["trim", "halfwidth", "upperX", "upgrade15"]
+    assert "5 first-generation 15-digit numbers: upgrade15 added (GB 11643-1999); confirm that the agency's register " \
+           "still holds them" in col.review
+    assert [q["name"] for q in col.quality] == ["excel_mangled", "valid", "area_code"]
+    assert col.quality[2]["implementation"] == {"rule": "knownAreaCode"}
+    contract = _load(tmp_path, draft.text, "religious_affairs.sample")
+    assert "id_number.area_code" in {r.id for r in contract_rules(contract).rules}
+    assert not [v for v in _values(rows) if v in draft.text and len(v) >= 15]
+
+
 def test_header_names() -> None:
     assert snake_case("DeathDate") == "death_date"
     assert snake_case("Death Date ") == "death_date"

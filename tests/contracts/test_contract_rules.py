@@ -21,7 +21,7 @@ def _id(area: int = 330106, born: str = "1950-03-04", seq: int = 123) -> str:
 
 GOOD_ID = _id()
 WRONG_CHECK = GOOD_ID[:17] + ("0" if GOOD_ID[17] != "0" else "1")
-BEIJING_ID = _id(110105)
+UNKNOWN_AREA_ID = _id(330199)  # shaped and checksummed, under a code GB/T 2260 never had
 X_ID = next(i for i in (_id(seq=s) for s in range(1000)) if i.endswith("X"))
 
 BASE: dict[str, dict[str, Any]] = {
@@ -100,7 +100,9 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("police.deaths", {"id_number": "3.301061956100938e+17"}, ["id_number.excel_mangled", "id_number.format"]),
     ("police.deaths", {"id_number": "1.10105E+17"}, ["id_number.excel_mangled", "id_number.format"]),
     ("police.deaths", {"id_number": GOOD_ID[:17]}, ["id_number.format"]),
-    ("police.deaths", {"id_number": BEIJING_ID}, ["id_number.area_code"]),
+    ("police.deaths", {"id_number": UNKNOWN_AREA_ID}, ["id_number.area_code"]),
+    ("police.deaths", {"id_number": _id(330100)}, ["id_number.area_code"]),  # a prefecture's code, not a county's
+    ("police.deaths", {"id_number": GOOD_ID[:6] + GOOD_ID[8:17]}, ["id_number.format"]),  # 15 digits: not upgraded here
     ("police.deaths", {"birth_date": "1950-03-05"}, ["birth_date_matches_id"]),
     ("police.deaths", {"death_date": "1949-12-31"}, ["death_date.range", "death_not_before_birth"][1:]),
     ("police.deaths", {"death_date": "2026-11-02", "cancelled_on": "2026-11-02"},
@@ -137,6 +139,29 @@ def test_each_rule_fails_its_example_and_passes_the_base(feed: str, change: dict
     assert list(checked.valid.index) == [0]
     assert list(checked.quarantined.index) == [1]
     assert checked.quarantined[RULES_COLUMN].iloc[0].split(";") == sorted(rules, key=_rule_order(feed))
+
+
+#: numbers issued all over the country, and under codes since retired: data, never a mistake
+FROM_ANYWHERE = [110105, 210102, 210112, 340104, 650102, 441900, 330103, 330104, 110103, 810000]
+
+
+@pytest.mark.parametrize("area", FROM_ANYWHERE)
+@pytest.mark.parametrize("feed", ["police.deaths", "civil_affairs.deaths", "medical_insurance.bills"])
+def test_a_number_issued_anywhere_is_valid(feed: str, area: int) -> None:
+    checked = check(feed, frame_of(feed, {"id_number": _id(area)}), today=TODAY)
+    assert len(checked.valid) == 1 and checked.quarantined.empty, checked.report
+
+
+@pytest.mark.parametrize("feed", ["religious_affairs.deaths", "civil_affairs.deaths"])
+def test_first_generation_numbers_are_upgraded_where_the_contract_says(feed: str) -> None:
+    old = GOOD_ID[:6] + GOOD_ID[8:17]
+    fullwidth = old.translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+    checked = check(feed, frame_of(feed, {"id_number": old}, {"id_number": f" {fullwidth}　"},
+                                   {"id_number": "33010619500304"}), today=TODAY)
+    assert checked.valid["id_number"].tolist() == [GOOD_ID, GOOD_ID]
+    assert checked.quarantined[RULES_COLUMN].tolist() == ["id_number.format"]  # 14 digits: nothing to upgrade
+    assert checked.normalisation.as_dict()["id_number"]["upgrade15"] == 2
+    assert GOOD_ID not in str(checked.report) and old not in str(checked.report)
 
 
 def _rule_order(feed: str):

@@ -202,7 +202,7 @@ def test_one_agency_failing_does_not_stop_the_others_and_a_rerun_pulls_only_what
     _watermarks_moved_only_with_deliveries(night_env)
 
 
-ID_CANDIDATE = re.compile(rb"(?<![0-9])[0-9]{17}[0-9Xx](?![0-9])")
+ID_CANDIDATE = re.compile(rb"(?<![0-9])(?:[0-9]{17}[0-9Xx]|[0-9]{15})(?![0-9])")  # first-generation ones too
 
 
 def _identity_numbers(city) -> set[bytes]:
@@ -212,7 +212,7 @@ def _identity_numbers(city) -> set[bytes]:
         for column in frame.columns:
             if "id_number" in column:
                 found.update(str(v).strip().upper().encode() for v in frame[column].dropna())
-    return {v for v in found if len(v) == 18}
+    return {v for v in found if len(v) == 18 or (len(v) == 15 and v.isdigit())}
 
 
 def test_no_identity_number_in_plain_text_after_nights(sandbox, night_env, run_dir, caplog):

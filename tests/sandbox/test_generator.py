@@ -13,7 +13,17 @@ import pandas as pd
 import pytest
 import yaml
 
-from fundx.identity import birth_date_of, is_male, is_valid_id, is_valid_uscc, normalize_id
+from fundx.city import load_city
+from fundx.identity import (
+    birth_date_of,
+    is_known_area_code,
+    is_male,
+    is_valid_id,
+    is_valid_uscc,
+    normalize_id,
+    normalize_name,
+    upgrade_id15,
+)
 from fundx.timeutil import SHANGHAI
 from sandbox.generator import (
     DEATH_FEEDS,
@@ -21,7 +31,14 @@ from sandbox.generator import (
     FEEDS,
     INVALID_KINDS,
     INVALID_RATE,
+    MINORITY_FATHER,
+    MINORITY_GIVEN_FEMALE,
+    MINORITY_GIVEN_MALE,
+    NAME_COLUMNS,
+    NAME_DOT_FORMS,
     NOT_PLANTED,
+    OLD_NUMBER_FEEDS,
+    OLD_NUMBER_KIND,
     UNREPAIRABLE,
     City,
     generate_city,
@@ -97,7 +114,7 @@ def test_feeds_have_the_contract_columns_in_order(city: City) -> None:
 
 def test_roll_columns(city: City) -> None:
     assert list(city.roll.columns) == ["id_number", "name", "benefit_type", "monthly_amount", "bank_account",
-                                       "status", "paid_through", "start_month", "months_paid"]
+                                       "status", "paid_through", "start_month", "months_paid", "paying_district"]
     roll = city.roll
     assert not roll.duplicated(["id_number", "benefit_type"]).any()  # one row per (person, scheme)
     twice = set(roll.loc[roll["id_number"].duplicated(), "id_number"])
@@ -110,6 +127,8 @@ def test_roll_columns(city: City) -> None:
     assert roll["paid_through"].str.fullmatch(r"\d{4}-(0[1-9]|1[0-2])").all()
     assert (roll["months_paid"] >= 1).all() and (roll["monthly_amount"] > 0).all()
     assert (roll["paid_through"] <= "2026-10").all()
+    # every entry is paid by one of the city's districts, wherever the person's number was issued
+    assert set(roll["paying_district"]) == {d.code for d in load_city("hangzhou").districts}
 
 
 def test_bank_accounts_pass_luhn(city: City) -> None:
@@ -206,7 +225,8 @@ def test_businesses(city: City) -> None:
     assert firms.loc[gone, "deregistered_on"].notna().all()
     assert firms.loc[~gone, "deregistered_on"].isna().all()
     reps = firms["legal_rep_id_number"].map(normalize_id)
-    assert reps.str[:4].eq("3301").all()
+    assert reps.map(is_valid_id).all() and reps.str[:6].map(is_known_area_code).all()
+    assert 0.15 < (~reps.str.startswith("3301")).mean() < 0.45  # many representatives were born elsewhere
 
 
 # --- identity numbers -------------------------------------------------------------------------
@@ -215,26 +235,88 @@ def test_businesses(city: City) -> None:
 def test_identity_numbers_valid_except_the_planted_messy_ones(city: City) -> None:
     messy = messy_cells(city)
     unrepairable = messy_cells(city, UNREPAIRABLE)
-    foreign = messy_cells(city, ("id_foreign_area",))
+    unknown_area = messy_cells(city, ("id_unknown_area",))
+    first_generation = messy_cells(city, (OLD_NUMBER_KIND,))
     assert all(is_valid_id(v) for v in city.roll["id_number"])
     for feed, frame in city.feeds.items():
         col = ID_COLUMN[feed]
         for key, value in zip(frame[KEYS[feed]], frame[col]):
-            if (feed, key, col) in foreign:  # a valid number, issued outside Hangzhou
-                assert is_valid_id(value) and not value.startswith("3301"), (feed, key)
+            if (feed, key, col) in unknown_area:  # checksummed right, under a code that never existed
+                assert is_valid_id(value) and not is_known_area_code(value[:6]), (feed, key)
             elif (feed, key, col) in unrepairable:
                 assert not is_valid_id(normalize_id(value)), (feed, key)
+            elif (feed, key, col) in first_generation:
+                assert feed in OLD_NUMBER_FEEDS and re.fullmatch(r"\d{15}", value), (feed, key)
+                assert is_valid_id(upgrade_id15(value)), (feed, key)
             elif (feed, key, col) in messy:
                 assert not is_valid_id(value) and is_valid_id(normalize_id(value)), (feed, key)
             else:
-                assert is_valid_id(value), (feed, key)
+                assert is_valid_id(value) and is_known_area_code(value[:6]), (feed, key)
 
 
-def test_ids_are_from_the_city(city: City) -> None:
-    areas = {"330102", "330105", "330106", "330108", "330109", "330110", "330111", "330112", "330113",
-             "330114", "330122", "330127", "330182"}
-    assert set(city.roll["id_number"].str[:6]) <= areas
-    assert set(cleaned(city, "police.deaths")["id_number"].str[:6]) <= areas
+def test_numbers_were_first_issued_all_over_the_country(city: City) -> None:
+    """A real city's residents: 30 % hold numbers of other provinces, locals some of their district's
+    former codes; every code is one GB/T 2260 has had, in use when the number was issued."""
+    from fundx.identity import area_table
+
+    numbers = city.roll.drop_duplicates("id_number")["id_number"]
+    areas = numbers.str[:6]
+    outside = ~areas.str.startswith("3301")
+    assert 0.25 < outside.mean() < 0.35
+    assert areas[outside].str[:2].nunique() >= 25  # nearly every province
+    assert areas.map(is_known_area_code).all()
+    table = area_table()
+    for number in numbers.head(2000):
+        issued = max(birth_date_of(number).year, 1985)
+        assert table[int(number[:6])].in_use(issued), number
+    current = {d.code for d in load_city("hangzhou").districts}
+    local = areas[~outside]
+    assert 0.2 < (~local.isin(current)).mean() < 0.8  # retired codes: 330103 下城区, 330121 萧山县, ...
+    assert {"330103", "330104"} <= set(local)
+    assert 0.25 < city.truths["counts"]["issued_elsewhere"] / city.people < 0.35
+
+
+def test_first_generation_numbers_are_old_peoples_in_paper_registers(city: City) -> None:
+    old = [m for m in city.truths["messy"] if m["kind"] == OLD_NUMBER_KIND]
+    assert len(old) >= 5 and {m["feed"] for m in old} <= set(OLD_NUMBER_FEEDS)
+    for m in old:
+        assert m["clean"] == upgrade_id15(m["value"]) and birth_date_of(m["clean"]).year < 1950
+    # some pensions paid after death are people the civil or religious register knows by a 15-digit number
+    assert {m["clean"] for m in old} & {t["id_number"] for t in city.truths["dead_but_paid"]}
+
+
+def test_names_as_the_agencies_write_them(city: City) -> None:
+    roll = set(city.roll["name"])
+    assert sum("\u00b7" in n for n in roll) > 0.01 * len(roll)  # minority names, the standard dot in the roll
+    assert any(any(ord(c) > 0xFFFF for c in n) for n in roll)  # a character four bytes long in GB18030
+    dots = set()
+    for feed, frame in city.feeds.items():
+        for name in frame[NAME_COLUMNS[feed]].dropna():
+            dots |= {c for c in name if c in "\u00b7\u30fb\u2022\u2027\uff65\u318d\uff0e."}
+            name.encode("gb18030")  # every name is writable in a GB18030 file
+    assert len(dots) >= 3
+    for feed, forms in NAME_DOT_FORMS.items():  # each system's forms, in a larger sample of its rows
+        names = pd.concat(list(generate_feed(feed, 20_000, seed=3)))[NAME_COLUMNS[feed]].dropna()
+        assert {c for n in names for c in n if c in "\u00b7\u30fb\u2022\u2027\uff65\u318d\uff0e."} == set(forms), feed
+    religious = pd.concat(list(generate_feed("religious_affairs.deaths", 2000, seed=3)))["name"].dropna()
+    assert religious.str.fullmatch(".\u3000.").any()  # 王　芳: a paper register pads two-character names
+    # each form is the same name once the dot is normalised (the roll's form)
+    minority = {f"{g}\u00b7{f}" for g in (*MINORITY_GIVEN_MALE, *MINORITY_GIVEN_FEMALE) for f in MINORITY_FATHER}
+    assert {n for n in roll if "\u00b7" in n} <= minority
+    for feed, frame in city.feeds.items():
+        seen = {normalize_name(n) for n in frame[NAME_COLUMNS[feed]].dropna() if len(n) <= 50}
+        assert {n for n in seen if "\u00b7" in n} <= minority, feed
+        assert not {n for n in seen if any(c in n for c in "\u30fb\u2022\u2027\uff65\u318d\uff0e.\u3000 ")}, feed
+
+
+def test_near_dates(city: City) -> None:
+    deaths = deaths_by_id(city)
+    assert len(city.truths["near_dates"]) >= 3
+    for t in city.truths["near_dates"]:
+        written = {feed: date.fromisoformat(d) for feed, (_k, d) in deaths[t["id_number"]].items() if d}
+        assert {f: d.isoformat() for f, d in written.items()} == t["dates"]
+        assert (max(written.values()) - min(written.values())).days == 1 == t["days_apart"]
+        assert max(written.values()).isoformat() == t["death_date"]
 
 
 def test_gender_and_birth_date_agree_with_the_number(city: City) -> None:
@@ -260,7 +342,7 @@ def test_ages_skew_old(city: City) -> None:
 
 # --- planted truths ---------------------------------------------------------------------------
 
-CATEGORIES = ("dead_but_paid", "prisoners_paid", "shared_accounts", "single_source_deaths", "date_conflicts",
+CATEGORIES = ("dead_but_paid", "prisoners_paid", "shared_accounts", "single_source_deaths", "date_conflicts", "near_dates",
               "duplicate_receipts", "unemployed_contributing", "frequent_patients", "overbilled",
               "subsidised_deregistered", "messy", "invalid_ids", "invalid")
 
@@ -272,7 +354,7 @@ def test_every_truth_category_has_several(city: City) -> None:
     id_kinds = {i["kind"] for i in city.truths["invalid"] if i["kind"] in UNREPAIRABLE}
     assert id_kinds >= set(UNREPAIRABLE) - {"id_missing"}  # the bills have every one but a missing number
     assert kinds == {"fullwidth_digits", "lowercase_x", "trailing_space", "date_slash", "date_chinese",
-                     "date_compact"} | id_kinds
+                     "date_compact", OLD_NUMBER_KIND} | id_kinds
     assert city.truths["counts"]["medical_insurance.bills"] == len(city.feeds["medical_insurance.bills"])
 
 
@@ -385,8 +467,10 @@ def test_messy_rows_are_what_the_truths_say(city: City) -> None:
             assert ISO_DATE.fullmatch(m["clean"])
         if m["kind"] == "id_old_15_digit":
             assert re.fullmatch(r"\d{15}", m["value"]) and m["value"] == m["clean"][:6] + m["clean"][8:17]
-        if m["kind"] == "id_foreign_area":
-            assert m["value"][6:17] == m["clean"][6:17] and m["value"][:6] != m["clean"][:6]
+        if m["kind"] == "id_unknown_area":
+            assert m["value"][6:17] == m["clean"][6:17] and not is_known_area_code(m["value"][:6])
+        if m["kind"] == OLD_NUMBER_KIND:
+            assert m["feed"] in OLD_NUMBER_FEEDS and upgrade_id15(m["value"]) == m["clean"]
     assert {i["kind"] for i in city.truths["invalid_ids"]} <= set(UNREPAIRABLE)
     assert city.truths["invalid_ids"] == [m for m in city.truths["messy"] if m["kind"] in UNREPAIRABLE]
 
@@ -448,8 +532,13 @@ def test_generate_feed_chunks(feed: str) -> None:
     whole = pd.concat(chunks, ignore_index=True)
     assert list(whole.columns) == contract_columns(feed)
     assert whole[KEYS[feed]].is_unique
-    valid = whole[ID_COLUMN[feed]].map(lambda v: is_valid_id(normalize_id(v)))
-    assert valid.mean() > 0.98
+    def valid(v: object) -> bool:
+        text = normalize_id(v) or ""
+        if feed in OLD_NUMBER_FEEDS and re.fullmatch(r"\d{15}", text):
+            text = upgrade_id15(text)  # what the contract's upgrade15 does
+        return is_valid_id(text) and is_known_area_code(text[:6])
+
+    assert whole[ID_COLUMN[feed]].map(valid).mean() > 0.98
     again = pd.concat(generate_feed(feed, 2500, seed=5, chunk_rows=1000), ignore_index=True)
     pd.testing.assert_frame_equal(whole, again)
     if feed in INCREMENTAL:

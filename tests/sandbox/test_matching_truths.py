@@ -2,7 +2,8 @@
 
 Each rule is written again here as a plain pandas oracle of its definition, applied to what the
 matching stage would see: the office's tables as generated, and the feeds without the rows the
-contracts quarantine (truths["invalid"]), identity numbers normalised and messy dates read. Every
+contracts quarantine (truths["invalid"]), identity numbers normalised (15-digit ones upgraded where
+the contract says so) and messy dates read. Every
 oracle must return exactly its truth list: the planted cases, and nothing natural.
 """
 
@@ -15,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fundx.identity import is_valid_uscc, normalize_id
-from sandbox.generator import DEATH_FEEDS, DEFAULT_SEED, MIN_VISITS, City, generate_city
+from fundx.identity import is_valid_uscc, normalize_id, upgrade_id15
+from sandbox.generator import DEATH_FEEDS, DEFAULT_SEED, MIN_VISITS, OLD_NUMBER_FEEDS, City, generate_city
 
 KEYS = {
     "civil_affairs.deaths": "record_id",
@@ -53,6 +54,9 @@ def received(city: City, feed: str) -> pd.DataFrame:
     for column in ("id_number", "legal_rep_id_number"):
         if column in frame:
             frame[column] = frame[column].map(normalize_id)
+    if feed in OLD_NUMBER_FEEDS:  # the contracts of paper-born registers upgrade 15-digit numbers (upgrade15)
+        frame["id_number"] = frame["id_number"].map(
+            lambda v: upgrade_id15(v) if isinstance(v, str) and re.fullmatch(r"\d{15}", v) else v)
     return frame
 
 
@@ -295,6 +299,6 @@ def test_office_tables(city: City) -> None:
     assert set(s["subsidy_type"]) == {"稳岗返还", "社保补贴", "一次性扩岗补助"}
     r = city.roll
     assert list(r.columns) == ["id_number", "name", "benefit_type", "monthly_amount", "bank_account", "status",
-                               "paid_through", "start_month", "months_paid"]
+                               "paid_through", "start_month", "months_paid", "paying_district"]
     assert (r["start_month"] <= r["paid_through"]).all()
     assert (r["months_paid"] == month_nos(r["paid_through"]) - month_nos(r["start_month"]) + 1).all()
