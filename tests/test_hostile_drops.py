@@ -116,7 +116,7 @@ def connector_window():
 def test_a_value_longer_than_the_limit_is_refused(drops, fmt):
     long = "灵" * 40_000
     if fmt == "csv":
-        rows = [ROWS[0][:5] + [long] + ROWS[0][6:], ROWS[1]]
+        rows = [[*ROWS[0][:5], long, *ROWS[0][6:]], ROWS[1]]
         drop(drops[0], "deaths_202604.csv", csv_text(rows).encode("gb18030"), rows=2)
     else:
         members = workbook_members()

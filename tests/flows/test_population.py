@@ -115,3 +115,28 @@ def test_the_same_number_in_15_digits_is_quarantined_where_the_contract_does_not
                            "updated_at": "2026-10-11T09:00:00+08:00"}]).astype("str")
     checked = check("police.deaths", frame)
     assert checked.valid.empty and checked.quarantined[RULES_COLUMN].tolist() == ["id_number.format"]
+
+
+def test_the_same_record_sent_twice_with_different_values_is_held_for_the_stewards(home: Path) -> None:
+    """Issue 17 part 4: the bureau's file names record 2 twice, once with another date of death; record
+    3 twice, identical. The identical copy collapses; the two versions of record 2 are a key conflict,
+    both quarantined under ``key_conflict`` for a steward to say which is right; the rest is delivered."""
+    from fundx import quarantine
+    from fundx.ledger import Ledger
+
+    rows = [[f"ZJ3301{i + 1:010d}", number, name, "男", f"2026年10月{i + 1}日", "", f"2026-10-{i + 12:02d}"]
+            for i, (_what, number, name, _want) in enumerate(PEOPLE)]
+    rows.append([*rows[1][:4], "2026年9月30日", *rows[1][5:]])  # record 2 again, another date of death
+    rows.append(list(rows[2]))  # record 3 again, unchanged
+    _drop(home, rows)
+    done = run_feed(FEED, start="2020-01-01", end=(datetime.now(SHANGHAI) + timedelta(days=1)).isoformat())
+    assert (done.rows, done.valid, done.quarantined) == (len(PEOPLE) + 1, len(PEOPLE) - 1, 2)
+    assert done.report is not None and done.report["repeats"] == {"identical": 1, "superseded": 0, "conflicting": 2}
+    ledger = Ledger.from_settings()
+    (kept,) = quarantine.batches(ledger, feed=FEED)
+    frame = quarantine.read_rows(ledger, kept.batch_id)
+    assert frame[quarantine.RULES].tolist() == ["key_conflict", "key_conflict"]
+    assert set(frame["record_id"]) == {rows[1][0]} and sorted(frame["death_date"]) == ["2026-09-30", "2026-10-02"]
+    (receipt,) = Stage(STAGE).receive()
+    got = _received(reload_settings().home)
+    assert rows[1][0] not in set(got["record_id"]) and len(got) == len(PEOPLE) - 1
