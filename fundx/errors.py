@@ -147,6 +147,13 @@ class ManifestError(SealError):
     """A sealed part's manifest is missing, unreadable, or names another recipient, batch or night."""
 
 
+class SymlinkError(SealError):
+    """An inbox entry — a batch folder, a part, READY or an acknowledgement — is a symbolic link (or not
+    a regular file). It is never followed: nothing it points to is read or copied, and the batch is refused."""
+
+    default_action = "remove the link and find out who put it into the inbox; the exchange and the stages never write links"
+
+
 class ReplayError(SealError):
     """A batch the stage has received already (or a part of one, under another name) came again."""
 
