@@ -82,15 +82,27 @@ class Response:
         """The body decoded as JSON; a body cut short is an IncompletePull, other garbage a DataError."""
         try:
             return orjson.loads(self.body)
-        except orjson.JSONDecodeError:
-            announced = self.headers.get("Content-Length")
-            if announced is None or (announced.isdigit() and len(self.body) < int(announced)) or not self.body:
+        except orjson.JSONDecodeError as exc:
+            if self._cut_short(exc):
                 raise IncompletePull(f"{what}: the response body is cut short", feed=feed) from None
+            # orjson's own fixed words, never the body's: JSON deeper than it parses is the agency's data too
+            wrong = "is nested deeper than 1024 levels" if exc.msg.startswith("depth limit") else "is not JSON"
             raise DataError(
-                f"{what}: the response from {self.url_path} is not JSON",
+                f"{what}: the response from {self.url_path} {wrong}",
                 feed=feed,
                 action="ask the agency whether its API changed",
             ) from None
+
+    def _cut_short(self, error: orjson.JSONDecodeError) -> bool:
+        """Whether a body that is not JSON may be a body cut off on the way (tried again) rather than bad data."""
+        if not self.body:
+            return True
+        announced = self.headers.get("Content-Length")
+        if announced is not None:
+            return announced.isdigit() and len(self.body) < int(announced)
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return False  # chunked framing ends with a last chunk: a broken one fails in the read, not here
+        return error.pos >= len(self.body)  # ended by closing the connection: only an end in mid-document
 
 
 def retry_after_seconds(value: str | None) -> float | None:

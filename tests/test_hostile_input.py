@@ -16,6 +16,7 @@ import io
 import json
 import os
 import pickle
+import re
 import sqlite3
 import struct
 import threading
@@ -30,7 +31,14 @@ import pytest
 
 from connectors import build_connector, connector_for, filedrop, load_feed_file
 from connectors.config import FeedConfig
-from fundx.errors import ConfigurationError, DataError, FundxError, PermanentError, content_free
+from fundx.errors import (
+    ConfigurationError,
+    DataError,
+    FundxError,
+    IncompletePull,
+    PermanentError,
+    content_free,
+)
 from fundx.settings import Settings, reload_settings
 from fundx.timeutil import SHANGHAI, Window
 
@@ -112,15 +120,16 @@ def agency():
 FEED = "civil_affairs.deaths"
 
 
-def rest_connector(base_url: str, **settings):
+def rest_connector(base_url: str, paging: dict | None = None, **settings):
     config = FeedConfig.model_validate({
         "feed": FEED, "agency": "civil_affairs", "title": "t", "contract": FEED,
         "stage": "death_matching", "transport": "rest",
         "rest": {"base_url": base_url, "path": "/api/v1/cremations", "records": "items",
-                 "paging": {"style": "link_header", "size_param": "limit", "page_size": 100},
+                 "paging": paging or {"style": "link_header", "size_param": "limit", "page_size": 100},
                  "window": {"start_param": "reported_from", "end_param": "reported_to"}},
     })
-    return build_connector(config, Settings(retry_attempts=2, retry_base_delay=0.01, retry_max_delay=0.05, **settings))
+    quick = {"retry_attempts": 2, "retry_base_delay": 0.01, "retry_max_delay": 0.05}
+    return build_connector(config, Settings(**{**quick, **settings}))
 
 
 RECORD = b'{"record_id": "MZ1", "id_number": "%s", "name": "%s"}' % (SECRET_ID.encode(), SECRET_NAME.encode())
@@ -179,6 +188,114 @@ def test_rest_next_link_that_is_no_url_is_a_data_error(agency):
     agency.stream = page
     with pytest.raises(DataError, match="link is not a valid URL") as info:
         rest_connector(agency.url).extract(WINDOW)
+    assert_clear(info.value, FEED, kind=DataError)
+
+
+ROW = {"record_id": "MZ33010000000001", "id_number": SECRET_ID, "name": SECRET_NAME, "gender": "男",
+       "death_date": "2026-10-01", "cremation_date": None, "funeral_home": None,
+       "reported_at": "2026-10-01T08:00:00+08:00"}
+
+
+#: where a test's document holds the nested JSON it is sent with
+NESTED = "@@nested@@"
+
+
+def deep(depth: int, *, objects: bool = False) -> bytes:
+    """JSON text of a record value inside ``depth`` arrays (or objects), written without recursion (the
+    encoders recurse, and orjson stops at 254 levels)."""
+    inner = json.dumps(SECRET_ID).encode()
+    return b'{"a":' * depth + inner + b"}" * depth if objects else b"[" * depth + inner + b"]" * depth
+
+
+def document(value: object, nested: bytes = b"") -> bytes:
+    """``value`` as JSON, its string NESTED replaced by the JSON text ``nested``."""
+    return json.dumps(value, ensure_ascii=False).encode().replace(b'"%s"' % NESTED.encode(), nested)
+
+
+@pytest.mark.parametrize(
+    ("record", "nested", "field", "kind"),
+    [
+        ({**ROW, "funeral_home": NESTED}, deep(1000), "funeral_home", "a JSON array"),  # deeper than Python recurses
+        ({**ROW, "funeral_home": NESTED}, deep(1015, objects=True), "funeral_home", "a JSON object"),
+        ({**ROW, "record_id": {"a": SECRET_ID}}, b"", "record_id", "a JSON object"),  # a dict as the key
+        ({**ROW, "record_id": [SECRET_ID]}, b"", "record_id", "a JSON array"),
+        ({**ROW, "record_id": NESTED}, deep(1000), "record_id", "a JSON array"),
+        ({**ROW, "name": {"given": SECRET_NAME}}, b"", "name", "a JSON object"),
+    ],
+    ids=["array-1000-deep", "objects-1015-deep", "object-as-key", "array-as-key", "key-1000-deep", "shallow-object"],
+)
+def test_rest_record_with_nested_json_in_a_field_is_a_data_error_naming_record_and_field(agency, record, nested,
+                                                                                          field, kind):
+    agency.body = document({"items": [ROW | {"record_id": "MZ33010000000002"}, record]}, nested)
+    with pytest.raises(DataError) as info:
+        rest_connector(agency.url).extract(WINDOW)
+    assert_clear(info.value, FEED, kind=DataError)
+    assert f"record 2 holds {kind} in its field {field}" in str(info.value)
+
+
+def test_rest_look_alikes_of_nested_json_are_read(agency):
+    """Numbers, booleans and text that looks like JSON are values: the pull goes on as before."""
+    rows = [ROW | {"record_id": "MZ33010000000002", "funeral_home": "[[[{}]]]"},
+            ROW | {"record_id": "MZ33010000000003", "funeral_home": 5, "cremation_date": False}]
+    agency.body = json.dumps({"items": rows}).encode()
+    pull = rest_connector(agency.url).extract(WINDOW)
+    assert pull.rows == 2 and list(pull.frame["funeral_home"]) == ["[[[{}]]]", 5]
+
+
+def _served(handler, body: bytes, framing: str) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    if framing == "length":
+        handler.send_header("Content-Length", str(len(body)))
+    elif framing == "chunked":
+        handler.send_header("Transfer-Encoding", "chunked")
+    handler.end_headers()
+    if framing == "chunked":
+        for start in range(0, len(body), 1000):
+            piece = body[start:start + 1000]
+            handler.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+        handler.wfile.write(b"0\r\n\r\n")
+    else:
+        handler.wfile.write(body)
+    handler.close_connection = True
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked", "close"])
+def test_rest_json_deeper_than_the_decoder_takes_is_a_data_error_whatever_the_framing(agency, framing):
+    """1,100 levels: orjson stops at 1,024. Before, a body without Content-Length was taken for one cut short
+    (IncompletePull, tried again and again)."""
+    body = document({"items": [ROW | {"funeral_home": NESTED}]}, deep(1100))
+    agency.stream = lambda handler: _served(handler, body, framing)
+    with pytest.raises(DataError, match="nested deeper than 1024 levels") as info:
+        rest_connector(agency.url).extract(WINDOW)
+    assert_clear(info.value, FEED, kind=DataError)
+
+
+def test_rest_body_cut_short_without_content_length_is_still_incomplete(agency):
+    """The look-alike: a body that ends in the middle of the document, the connection closed, is tried again."""
+    body = json.dumps({"items": [ROW]}).encode()[:-20]
+    agency.stream = lambda handler: _served(handler, body, "close")
+    with pytest.raises(IncompletePull, match="cut short"):
+        rest_connector(agency.url).extract(WINDOW)
+
+
+@pytest.mark.parametrize(
+    ("paging", "body", "named"),
+    [
+        ({"style": "cursor", "page_size": 100},
+         document({"items": [ROW], "next_cursor": NESTED}, deep(1000)), "the response's 'next_cursor' is a JSON array"),
+        ({"style": "cursor", "page_size": 100},
+         document({"items": [ROW], "next_cursor": {"after": SECRET_ID}}), "the response's 'next_cursor' is a JSON object"),
+        ({"style": "changed_since", "page_size": 1, "cursor_field": "reported_at"},
+         document({"items": [ROW | {"reported_at": NESTED}], "has_more": True}, deep(1000)),
+         "'s reported_at is a JSON array"),
+    ],
+    ids=["cursor-1000-deep", "cursor-object", "changed-since-1000-deep"],
+)
+def test_rest_paging_value_that_is_nested_json_is_a_data_error(agency, paging, body, named):
+    agency.body = body
+    with pytest.raises(DataError, match=re.escape(named)) as info:
+        rest_connector(agency.url, paging).extract(WINDOW)
     assert_clear(info.value, FEED, kind=DataError)
 
 
