@@ -51,7 +51,7 @@ class RestConnector(Connector):
                                   url=url)
         received: list[Mapping[str, Any]] = []
         seen: set[Any] = set()
-        with HttpClient(self.settings, feed=self.name) as http:
+        with HttpClient(self.settings, feed=self.name, deadline=tally.deadline) as http:
             params: dict[str, str] | None = paginator.first_request(window)
             number = 0
             while params is not None:

@@ -20,6 +20,7 @@ import re
 import sqlite3
 import struct
 import threading
+import time
 import zipfile
 import zlib
 from dataclasses import replace
@@ -34,9 +35,11 @@ from connectors.config import FeedConfig
 from fundx.errors import (
     ConfigurationError,
     DataError,
+    DeadlineExceeded,
     FundxError,
     IncompletePull,
     PermanentError,
+    TransientError,
     content_free,
 )
 from fundx.settings import Settings, reload_settings
@@ -297,6 +300,68 @@ def test_rest_paging_value_that_is_nested_json_is_a_data_error(agency, paging, b
     with pytest.raises(DataError, match=re.escape(named)) as info:
         rest_connector(agency.url, paging).extract(WINDOW)
     assert_clear(info.value, FEED, kind=DataError)
+
+
+# --- a slow agency: deadlines per request and per pull ----------------------------------------------------
+
+
+def _trickle(handler, *, headers: bool, sent: list[int]) -> None:
+    """Answer one byte at a time, each well inside any read timeout: in the status line and headers, or in
+    the body after complete headers. Until the client hangs up."""
+    body = json.dumps({"items": [ROW]}).encode()
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    data = head + body
+    try:
+        if not headers:
+            handler.wfile.write(head)
+            data = body
+        for i in range(len(data)):
+            handler.wfile.write(data[i:i + 1])
+            sent[0] += 1
+            time.sleep(0.1)
+    except OSError:
+        pass  # the client cut the connection at its deadline
+    handler.close_connection = True
+
+
+@pytest.mark.parametrize("headers", [False, True], ids=["body", "headers"])
+def test_rest_trickling_agency_is_stopped_at_the_pull_deadline(agency, headers):
+    sent = [0]
+    agency.stream = lambda handler: _trickle(handler, headers=headers, sent=sent)
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded) as info:
+        rest_connector(agency.url, http_read_timeout=5, http_request_deadline=0.6, pull_deadline=2.0,
+                       retry_attempts=20).extract(WINDOW)
+    took = time.monotonic() - started
+    assert_clear(info.value, FEED, kind=TransientError)
+    assert "deadline of 2 s (FUNDX_PULL_DEADLINE)" in str(info.value) and "FUNDX_PULL_DEADLINE" in info.value.action
+    assert took < 2.0 + 10  # bounded by the deadline (the margin only catches a hang, not a speed)
+    assert 0 < sent[0] < 200  # it was trickling, and was cut off long before the end
+
+
+def test_rest_request_past_its_own_deadline_is_tried_again_and_the_pull_completes(agency):
+    """A page that trickles once is cut at FUNDX_HTTP_REQUEST_DEADLINE (transient) and asked for again."""
+    calls = [0]
+
+    def once(handler):
+        calls[0] += 1
+        if calls[0] == 1:
+            _trickle(handler, headers=False, sent=[0])
+        else:
+            _served(handler, json.dumps({"items": [ROW]}).encode(), "length")
+
+    agency.stream = once
+    pull = rest_connector(agency.url, http_read_timeout=5, http_request_deadline=0.5, pull_deadline=60).extract(WINDOW)
+    assert (pull.rows, pull.retries, calls[0]) == (1, 1, 2)
+
+
+def test_rest_request_deadline_alone_gives_up_with_a_transient_error_naming_its_setting(agency):
+    agency.stream = lambda handler: _trickle(handler, headers=False, sent=[0])
+    with pytest.raises(TransientError) as info:
+        rest_connector(agency.url, http_read_timeout=5, http_request_deadline=0.4, pull_deadline=60).extract(WINDOW)
+    assert type(info.value) is TransientError  # the request's deadline: tried again (here: 2 tries), not the pull's
+    assert "within 0.4 s (FUNDX_HTTP_REQUEST_DEADLINE)" in str(info.value) and "after 2 tries" in str(info.value)
+    assert_clear(info.value, FEED, kind=TransientError)
 
 
 # --- file drops -----------------------------------------------------------------------------------------
@@ -603,6 +668,7 @@ def bills_db(tmp_path, monkeypatch):
             ])
             conn.execute("CREATE VIEW v_settled_bills AS SELECT * FROM bills")
 
+    make.path = path  # type: ignore[attr-defined]
     yield make
     monkeypatch.undo()
     reload_settings()
@@ -625,6 +691,33 @@ def test_database_view_with_text_in_a_number_column_is_a_data_error_naming_the_c
 def test_database_view_with_numbers_in_a_number_column_is_read(bills_db, total):
     bills_db(total)
     assert pull(DB_FEED).rows == 2
+
+
+#: a view that takes minutes to answer: an uncorrelated subquery counting to two billion, evaluated once
+SLOW_VIEW = ("CREATE VIEW v_settled_bills AS SELECT * FROM bills WHERE (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL "
+             "SELECT x + 1 FROM c WHERE x < 2000000000) SELECT count(*) FROM c) > 0")
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])
+def test_database_statement_running_past_the_pull_deadline_is_cancelled(bills_db, monkeypatch, tmp_path, streamed):
+    bills_db(150.0)
+    with sqlite3.connect(bills_db.path) as conn:
+        conn.execute("DROP VIEW v_settled_bills")
+        conn.execute(SLOW_VIEW)
+    monkeypatch.setenv("FUNDX_PULL_DEADLINE", "1")
+    monkeypatch.setenv("FUNDX_DB_TIMEOUT", "60")
+    connector = connector_for(DB_FEED, reload_settings())
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded) as info:
+        if streamed:  # the way the nightly run reads this feed (stream: true): chunks, in a reader thread
+            from fundx.stream import Spool, extract
+
+            extract(connector, WINDOW, Spool.create(tmp_path, DB_FEED), chunk_rows=1)
+        else:
+            connector.extract(WINDOW)
+    assert time.monotonic() - started < 1 + 10  # cancelled at the deadline, not minutes later (catches a hang)
+    assert_clear(info.value, DB_FEED, kind=TransientError)
+    assert "query: the pull reached its deadline of 1 s (FUNDX_PULL_DEADLINE)" in str(info.value)
 
 
 # --- CSV written by the exchange: formula injection ----------------------------------------------------
