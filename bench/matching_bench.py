@@ -263,6 +263,7 @@ def make_inputs(roll: int, deaths: int, prisoners: int,
         "feed": _pick(tuple(f for f, _ in DEATH_FEEDS), d_feed), "record_key": keys.take(pa.array(unsort)),
         "person": _tokens(token[d_person]), "id_masked": _strings(_masked(area[d_person], last4[d_person])),
         "area": _pick(AREAS, area[d_person]), "death_date": _dates(d_day), "batch": batch, "received_at": received,
+        "name_token": _tokens(token[d_person][:, ::-1].copy()),  # one name per person, whichever source
     }).take(pa.array(np.lexsort((d_feed, d_recv))))  # in the order the batches arrived
 
     # custody: a status per prisoner; 5 % of those in custody (在押) and on the roll are still paid

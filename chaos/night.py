@@ -39,13 +39,15 @@ ROOT = Path(__file__).resolve().parents[1]
 #: the fault profiles of sandbox/faults.py the night injects (repeat_page and echo_secret are broken
 #: agencies for the conformance suite, not faults of a working one)
 PROFILES = ("server_errors", "slow", "read_timeout", "reset", "truncated", "page_twice", "rate_limit",
-            "renamed_column", "expired_token", "empty")
+            "renamed_column", "expired_token", "empty", "trickle")
 #: the kill points a run may be stopped at (fundx.handoff.KILL_POINTS and the chaos night's own)
 KILL_POINTS = ("after_recover", "in_recover", "after_pull", "between_chunks", "after_check", "after_quarantine",
                "after_seal", "after_write", "before_commit", "after_commit", "after_ready")
 AT_RANDOM = "random_time"
 #: the profiles that stop a feed (or empty it) until lifted
-PERMANENT = ("renamed_column", "expired_token", "empty")
+PERMANENT = ("renamed_column", "expired_token", "empty", "trickle")
+#: the profiles whose firing shows as their feed failing
+FAILING = ("renamed_column", "expired_token", "trickle")
 MARKER = b"fundx-test-kill-point "
 SECRET_NAMES = ("TOKEN", "SECRET", "API_KEY", "PASSWORD")
 
@@ -131,6 +133,8 @@ class Chaos:
         env.update({
             "FUNDX_HOME": str(self.home), "FUNDX_SANDBOX_HOME": str(self.agencies), "PREFECT_HOME": str(self.prefect),
             "FUNDX_HTTP_READ_TIMEOUT": "1", "FUNDX_RETRY_BASE_DELAY": "0.05", "FUNDX_RETRY_MAX_DELAY": "1",
+            # a trickling agency fails its feed in seconds, not the 30 minutes of the default
+            "FUNDX_HTTP_REQUEST_DEADLINE": "2", "FUNDX_PULL_DEADLINE": "10",
             "FUNDX_PART_BYTES": str(16 * 1024), "FUNDX_CHUNK_ROWS": "100", "FUNDX_STEWARD": "chaos-steward",
             "PREFECT_LOGGING_LEVEL": "INFO", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": env.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
@@ -361,7 +365,7 @@ class Chaos:
                     self.injected.append((run.number, agency, name))
                     self.covered.add((name, TRANSPORTS[agency]))
                     shot = FAULTS[name].shots and state._shots.get(name, FAULTS[name].shots) < FAULTS[name].shots
-                    if shot or (name in ("renamed_column", "expired_token") and feed in run.failed):
+                    if shot or (name in FAILING and feed in run.failed):
                         self.fired += 1
             self.sandbox.set_faults(agency, [])
             if "empty" in names and met:

@@ -20,7 +20,7 @@ from connectors.config import FeedConfig
 from contracts import Contract
 from fundx.digest import ARRIVAL, DEFECT, RESERVED_COLUMNS, content_digest
 from fundx.errors import SourceSchemaError
-from fundx.retry import Retrier
+from fundx.retry import Deadline, Retrier
 from fundx.settings import Settings
 from fundx.timeutil import Window
 
@@ -86,6 +86,11 @@ class Tally:
         """Retries made so far (a replayed page counts as one)."""
         return self.retry.retries
 
+    @property
+    def deadline(self) -> Deadline | None:
+        """The pull's overall deadline (FUNDX_PULL_DEADLINE): each request or query stops at it."""
+        return self.retry.deadline
+
 
 class Connector(ABC):
     """Pulls one feed's rows for a window; one subclass per transport, configured per feed."""
@@ -106,9 +111,13 @@ class Connector(ABC):
         return f"<{type(self).__name__} {self.name}>"
 
     def extract(self, window: Window, *, progress: Progress | None = None) -> Pull:
-        """Every row the agency serves for ``window``, deduplicated by the contract key."""
+        """Every row the agency serves for ``window``, deduplicated by the contract key.
+
+        The whole pull — every page, query, retry and backoff — ends by FUNDX_PULL_DEADLINE, else
+        DeadlineExceeded: one slow agency cannot hold back the night's other feeds.
+        """
         started = time.monotonic()
-        tally = Tally(retry=Retrier(self.settings, feed=self.name), progress=progress)
+        tally = Tally(retry=Retrier.for_pull(self.settings, feed=self.name), progress=progress)
         received = self._pull(window, tally)
         repeats = Repeats()
         frame = self.shape(received, repeats=repeats)
@@ -178,6 +187,7 @@ class Connector(ABC):
         A transport that can read its source piece by piece overrides this so that a pull's memory is
         bounded by ``rows``; the default reads the whole window with ``_pull`` and slices it. An
         override may raise TransientError part-way: the streamed pull then starts again from scratch.
+        It bounds its reading by ``tally.deadline`` (fundx.stream checks it between chunks too).
         """
         frame = self._pull(window, tally)
         for start in range(0, len(frame), rows):

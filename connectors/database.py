@@ -4,13 +4,19 @@ The URL comes from a reference (it may hold a password) and is never logged. The
 as parameters: in SQLite, where the agencies keep times as Asia/Shanghai local text
 (``2026-10-12 09:30:00``), as text of that form; elsewhere as aware datetimes. Values are handed on
 as the database's driver returns them.
+
+Each statement has FUNDX_DB_TIMEOUT (PostgreSQL's statement_timeout; SQLite's busy timeout), and the
+whole pull FUNDX_PULL_DEADLINE: a statement still running at the pull's deadline is cancelled
+(:func:`_cancelled_at`) and the pull fails with DeadlineExceeded.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
@@ -20,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from pydantic import SecretStr
-from sqlalchemy import Engine, column, create_engine, inspect, literal, select, table
+from sqlalchemy import Connection, Engine, column, create_engine, inspect, literal, select, table
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -36,6 +42,7 @@ from connectors.base import Connector, Tally
 from connectors.config import DatabaseConfig, FeedConfig, reference_name
 from contracts import Contract
 from fundx.errors import ConfigurationError, DataError, NotFoundError, PermanentError, TransientError
+from fundx.retry import Deadline
 from fundx.settings import Settings, resolve
 from fundx.timeutil import SHANGHAI, Window
 
@@ -122,24 +129,34 @@ class DatabaseConnector(Connector):
     def _stream(self, window: Window, tally: Tally, size: int) -> Iterator[pd.DataFrame]:
         engine = self.engine()
         names = list(self.contract.names)
+        deadline = tally.deadline
         try:
-            with engine.connect() as conn:
+            with engine.connect() as conn, _cancelled_at(conn, deadline):
                 columns = self._columns(conn)
                 self.check_columns(columns, where=f"relation {self.config.relation}")
                 query = self._query(columns, window, conn.dialect.name)
                 result = conn.execution_options(stream_results=True, yield_per=size).execute(query)
-                while batch := result.fetchmany(size):
+                while True:
+                    if deadline is not None:  # a fetch started in time; the watchdog cancels one that runs past
+                        deadline.check("query")
+                    batch = result.fetchmany(size)
+                    if not batch:
+                        break
                     # column lists built by index: pandas probes Row objects attribute by attribute
                     frame = pd.DataFrame({name: [row[i] for row in batch] for i, name in enumerate(names)})
                     tally.page(len(batch), 0)
                     yield frame
         except OperationalError as exc:
+            if deadline is not None and deadline.passed:  # cancelled by _cancelled_at (or slow anyway)
+                raise deadline.exceeded("query") from None
             raise TransientError(
                 f"database unavailable or too slow ({_driver_error(exc)})", feed=self.name,
             ) from None
         except NoSuchTableError:
             raise self._not_found() from None
         except DBAPIError as exc:
+            if deadline is not None and deadline.passed:
+                raise deadline.exceeded("query") from None
             raise PermanentError(
                 f"the query on {self.config.relation} failed ({_driver_error(exc)})", feed=self.name,
                 action=f"ask {self.feed.agency} whether the relation {self.config.relation} changed",
@@ -207,6 +224,55 @@ class DatabaseConnector(Connector):
             .where(incremental >= start, incremental < end)
             .order_by(*[source.c[self.contract.column(n).physical_name] for n in self.config.order_by])
         )
+
+
+@contextmanager
+def _cancelled_at(conn: Connection, deadline: Deadline | None) -> Iterator[None]:
+    """Cancel the statement running on ``conn`` when the pull's deadline passes.
+
+    SQLite: a progress handler, called every few thousand virtual-machine steps, aborts the statement
+    ("interrupted"). PostgreSQL: a watchdog thread asks the server to cancel the running statement
+    (psycopg's thread-safe cancel); a fetch that starts after the deadline is stopped by the caller's
+    check. Either way the statement fails with an OperationalError that the caller reads as
+    DeadlineExceeded. Other backends: only the caller's checks between fetches.
+    """
+    if deadline is None:
+        yield
+        return
+    dbapi: Any = conn.connection.dbapi_connection
+    backend = conn.dialect.name
+    timer: threading.Timer | None = None
+    if backend == "sqlite":
+        dbapi.set_progress_handler(lambda: 1 if deadline.passed else 0, _SQLITE_PROGRESS_STEPS)
+    elif backend == "postgresql":
+        cancel = getattr(dbapi, "cancel_safe", None) or getattr(dbapi, "cancel", None)
+        if cancel is not None:
+            timer = threading.Timer(max(0.0, deadline.remaining()), _quietly(cancel))
+            timer.daemon = True
+            timer.start()
+    try:
+        yield
+    finally:
+        if timer is not None:
+            timer.cancel()
+        if backend == "sqlite":
+            dbapi.set_progress_handler(None, 0)
+
+
+#: SQLite virtual-machine steps between two looks at the pull's deadline (a look costs a clock read)
+_SQLITE_PROGRESS_STEPS = 10_000
+
+
+def _quietly(call: Callable[[], Any]) -> Callable[[], None]:
+    """``call`` for a watchdog thread: a cancel that fails (the connection closed meanwhile) is no news."""
+
+    def run() -> None:
+        try:
+            call()
+        except Exception as exc:  # noqa: BLE001 - the statement ended or the connection went: nothing to cancel
+            log.debug("cancelling the statement at the pull's deadline failed: %s", type(exc).__name__)
+
+    return run
 
 
 def _number_or_none(value: Any) -> Any:

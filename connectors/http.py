@@ -1,8 +1,16 @@
-"""HTTP for REST feeds: one session with timeouts, a capped body, and HTTP status -> action as one table.
+"""HTTP for REST feeds: one session with timeouts and deadlines, a capped body, and HTTP status -> action
+as one table.
 
 Every failure becomes a typed fundx error (see fundx.errors): what to do about it is read from the
 type. Messages name the feed, the page and the URL's path — never its query string, headers, tokens
 or any part of a record.
+
+A read timeout bounds each wait for bytes, not a response: an agency that trickles a byte a second
+never trips it. So every request also has an overall deadline, connect to last byte
+(FUNDX_HTTP_REQUEST_DEADLINE, or what is left of the pull's FUNDX_PULL_DEADLINE if that is sooner):
+when it passes, a watchdog shuts the request's socket down under the reader (the only way to stop a
+read blocked in the middle of headers or of a body piece), and the body is read in small pieces with
+the deadline checked after each.
 """
 
 from __future__ import annotations
@@ -10,14 +18,20 @@ from __future__ import annotations
 import email.utils
 import logging
 import re
+import socket
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import orjson
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3 import HTTPConnectionPool, HTTPSConnectionPool, ProxyManager
 
 from fundx.errors import (
     AuthError,
@@ -32,9 +46,15 @@ from fundx.errors import (
 )
 from fundx.settings import Settings
 
+if TYPE_CHECKING:
+    from fundx.retry import Deadline
+
 log = logging.getLogger("fundx.connectors.http")
 
-_CHUNK = 256 * 1024
+#: a body is read in pieces of this size, the request's deadline checked after each
+_CHUNK = 64 * 1024
+#: how soon a watchdog that found its request still connecting looks again
+_RECHECK_SECONDS = 0.05
 #: an agency's error code is a short lower-case word list (invalid_token, insufficient_scope): anything
 #: else — a long random-looking run, mixed case — may be a credential an agency echoed, and is left out
 _ERROR_CODE = re.compile(r"^(?=.{1,48}$)[a-z][a-z0-9]{0,15}(?:[_.\-][a-z0-9]{1,16})*$")
@@ -82,15 +102,27 @@ class Response:
         """The body decoded as JSON; a body cut short is an IncompletePull, other garbage a DataError."""
         try:
             return orjson.loads(self.body)
-        except orjson.JSONDecodeError:
-            announced = self.headers.get("Content-Length")
-            if announced is None or (announced.isdigit() and len(self.body) < int(announced)) or not self.body:
+        except orjson.JSONDecodeError as exc:
+            if self._cut_short(exc):
                 raise IncompletePull(f"{what}: the response body is cut short", feed=feed) from None
+            # orjson's own fixed words, never the body's: JSON deeper than it parses is the agency's data too
+            wrong = "is nested deeper than 1024 levels" if exc.msg.startswith("depth limit") else "is not JSON"
             raise DataError(
-                f"{what}: the response from {self.url_path} is not JSON",
+                f"{what}: the response from {self.url_path} {wrong}",
                 feed=feed,
                 action="ask the agency whether its API changed",
             ) from None
+
+    def _cut_short(self, error: orjson.JSONDecodeError) -> bool:
+        """Whether a body that is not JSON may be a body cut off on the way (tried again) rather than bad data."""
+        if not self.body:
+            return True
+        announced = self.headers.get("Content-Length")
+        if announced is not None:
+            return announced.isdigit() and len(self.body) < int(announced)
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return False  # chunked framing ends with a last chunk: a broken one fails in the read, not here
+        return error.pos >= len(self.body)  # ended by closing the connection: only an end in mid-document
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -132,14 +164,117 @@ def error_for_status(response: Response, *, feed: str, what: str, renew: str | N
     return kind(message, feed=feed, action="check the feed config against the agency's API documentation")
 
 
-class HttpClient:
-    """A requests session with the exchange's timeouts and body cap, turning failures into fundx errors."""
+class _Late(Exception):
+    """The body was still arriving when the request's deadline passed."""
 
-    def __init__(self, settings: Settings, *, feed: str) -> None:
+
+class _Watch:
+    """The sockets one request of an :class:`HttpClient` uses, shut down when its deadline passes.
+
+    One request at a time (an HttpClient serves one pull's pages in turn). :meth:`bounded` arms a timer
+    for the request; the connection pools report the socket of each connection the request takes
+    (:meth:`using`), connected before the request is sent.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: list[Any] = []
+        self._active = False
+        self._timer: threading.Timer | None = None
+        self.fired = False  # the last request's deadline passed and its connection was cut
+
+    def using(self, sock: Any) -> None:
+        with self._lock:
+            if self._active and sock is not None:
+                self._sockets.append(sock)
+
+    @contextmanager
+    def bounded(self, seconds: float) -> Iterator[None]:
+        """Cut the connection of the request made inside this block once ``seconds`` have passed."""
+        with self._lock:
+            self._sockets, self._active, self.fired = [], True, False
+            self._arm(seconds)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active, self._sockets = False, []
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+
+    def _arm(self, seconds: float) -> None:
+        timer = threading.Timer(max(0.0, seconds), self._cut)
+        timer.daemon = True
+        timer.start()
+        self._timer = timer
+
+    def _cut(self) -> None:
+        with self._lock:
+            if not self._active:
+                return  # the request ended just before
+            self.fired = True
+            if not self._sockets:  # still connecting (the connect timeout bounds that): cut it once connected
+                self._arm(_RECHECK_SECONDS)
+                return
+            for sock in self._sockets:
+                try:  # the plain socket's shutdown, also under TLS: it wakes the reader blocked in recv
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                except (OSError, TypeError):
+                    pass  # closed already, or not a socket of its own (TLS inside a proxy tunnel)
+
+
+def _watched_pools(watch: _Watch) -> dict[str, type[HTTPConnectionPool]]:
+    """urllib3 connection pools that connect before a request is sent and report its socket to ``watch``."""
+
+    class WatchedPool(HTTPConnectionPool):
+        def _validate_conn(self, conn: Any) -> None:
+            super()._validate_conn(conn)
+            if conn.is_closed:  # as urllib3's TLS pool does: connect now, so that the socket is known
+                conn.connect()
+            watch.using(getattr(conn, "sock", None))
+
+    class WatchedTlsPool(HTTPSConnectionPool):
+        def _validate_conn(self, conn: Any) -> None:
+            super()._validate_conn(conn)  # connects
+            watch.using(getattr(conn, "sock", None))
+
+    return {"http": WatchedPool, "https": WatchedTlsPool}
+
+
+class _WatchedAdapter(HTTPAdapter):
+    """requests' transport adapter, its pools (direct and through an HTTP proxy) reporting to a watch."""
+
+    def __init__(self, watch: _Watch) -> None:
+        self._pools = _watched_pools(watch)  # before super().__init__, which makes the pool manager
+        super().__init__()
+
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+        self.poolmanager.pool_classes_by_scheme = self._pools
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if type(manager) is ProxyManager:  # a SOCKS manager has pools of its own kind: left as it is
+            manager.pool_classes_by_scheme = self._pools
+        return manager
+
+
+class HttpClient:
+    """A requests session with the exchange's timeouts, deadlines and body cap, turning failures into
+    fundx errors. ``deadline``: the pull's (fundx.retry.Deadline); no request goes past it."""
+
+    def __init__(self, settings: Settings, *, feed: str, deadline: Deadline | None = None) -> None:
         self.feed = feed
         self.timeout = (settings.http_connect_timeout, settings.http_read_timeout)
+        self.request_deadline = settings.http_request_deadline
+        self.deadline = deadline
         self.max_bytes = settings.max_response_bytes
+        self._watch = _Watch()
         self.session = requests.Session()
+        adapter = _WatchedAdapter(self._watch)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
         self.session.headers["Accept"] = "application/json"
         self.session.headers["User-Agent"] = "fundx-exchange"
 
@@ -163,16 +298,36 @@ class HttpClient:
         data: dict[str, str] | None = None,
         basic: tuple[str, str] | None = None,
     ) -> Response:
-        """Send one request and read the whole body (up to the cap); any status is returned."""
+        """Send one request and read the whole body (up to the cap) by its deadline; any status is returned.
+
+        Past the request's deadline: TransientError (tried again); past the pull's: DeadlineExceeded.
+        """
         path = urlsplit(url).path or "/"
         started = time.monotonic()
+        budget, by_pull = self.request_deadline, False
+        if self.deadline is not None:
+            left = self.deadline.remaining()
+            if left <= 0:
+                raise self.deadline.exceeded(what)
+            if left < budget:
+                budget, by_pull = left, True
+        until = started + budget
         try:
-            with self.session.request(
-                method, url, params=params, headers=headers, data=data, auth=basic,
-                timeout=self.timeout, stream=True, allow_redirects=False,
-            ) as raw:
-                body = self._read(raw, what=what, path=path)
-                response = Response(raw.status_code, raw.headers, body, path)
+            with self._watch.bounded(budget):
+                try:
+                    with self.session.request(
+                        method, url, params=params, headers=headers, data=data, auth=basic,
+                        timeout=self.timeout, stream=True, allow_redirects=False,
+                    ) as raw:
+                        body = self._read(raw, what=what, path=path, until=until)
+                        response = Response(raw.status_code, raw.headers, body, path)
+                except Exception as exc:
+                    # _Late, or whatever a socket cut under the reader made it raise (a fundx error stands)
+                    if isinstance(exc, _Late) or (self._watch.fired and not isinstance(exc, FundxError)):
+                        raise self._overdue(what, path, budget, by_pull=by_pull) from None
+                    raise
+                if self._watch.fired:  # cut while it was read: what arrived may look whole and is not
+                    raise self._overdue(what, path, budget, by_pull=by_pull)
         except requests.exceptions.ChunkedEncodingError:
             raise IncompletePull(f"{what}: the connection broke off in the middle of the body", feed=self.feed) from None
         except (requests.exceptions.Timeout, requests.exceptions.ConnectionError) as exc:
@@ -186,7 +341,7 @@ class HttpClient:
         log.debug("%s: %s %s -> %d, %d bytes, %.3f s", self.feed, what, path, response.status, len(body), time.monotonic() - started)
         return response
 
-    def _read(self, raw: requests.Response, *, what: str, path: str) -> bytes:
+    def _read(self, raw: requests.Response, *, what: str, path: str, until: float) -> bytes:
         announced = raw.headers.get("Content-Length")
         if announced and announced.isdigit() and int(announced) > self.max_bytes:
             raise self._too_large(what, path)
@@ -196,7 +351,20 @@ class HttpClient:
             if size > self.max_bytes:
                 raise self._too_large(what, path)
             chunks.append(chunk)
+            if time.monotonic() > until:
+                raise _Late
         return b"".join(chunks)
+
+    def _overdue(self, what: str, path: str, budget: float, *, by_pull: bool) -> TransientError:
+        """The error of a request stopped at its deadline: the pull's (not retried) or its own (retried)."""
+        if by_pull and self.deadline is not None:
+            return self.deadline.exceeded(what)
+        return TransientError(
+            f"{what}: no complete response from {path} within {budget:g} s (FUNDX_HTTP_REQUEST_DEADLINE)",
+            feed=self.feed,
+            action="ask the agency whether its service is degraded; raise FUNDX_HTTP_REQUEST_DEADLINE "
+                   "if its pages really take that long",
+        )
 
     def _too_large(self, what: str, path: str) -> ConfigurationError:
         return ConfigurationError(

@@ -60,6 +60,16 @@ class Paginator(ABC):
     def finish(self, distinct_rows: int) -> None:  # noqa: B027 - a hook: nothing to check by default
         """Check, after the last page, that the pull is complete (raise IncompletePull if not)."""
 
+    def _plain(self, value: Any, what: str) -> str:
+        """A value from the agency's JSON to send back as a query parameter: text or a number, never an
+        object or array (whose text form is no cursor, and which str() cannot take when deeply nested)."""
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise DataError(
+            f"{what} is {_json_kind(value)}, not text or a number to go on from", feed=self.feed,
+            action="check the feed's paging config against the agency's API",
+        )
+
     def _field(self, body: Mapping[str, Any], name: str) -> Any:
         if name not in body:
             raise DataError(
@@ -90,7 +100,7 @@ class CursorPaginator(Paginator):
         cursor = self._field(body, self.config.next_cursor)
         if cursor is None or cursor == "":
             return None
-        return {**self._base, self.config.cursor_param: str(cursor)}
+        return {**self._base, self.config.cursor_param: self._plain(cursor, f"the response's {self.config.next_cursor!r}")}
 
 
 class PageSizePaginator(Paginator):
@@ -166,10 +176,11 @@ class ChangedSincePaginator(Paginator):
                 f"the last record of a page has no {self.config.cursor_field} or {self.key_field} to go on from",
                 feed=self.feed,
             )
+        where = "the last record of a page"
         return {
-            self.config.since_param: str(since),
+            self.config.since_param: self._plain(since, f"{where}'s {self.config.cursor_field}"),
             self.config.until_param: self._until,
-            self.config.after_param: str(after),
+            self.config.after_param: self._plain(after, f"{where}'s {self.key_field}"),
             self.config.limit_param: str(self.config.page_size),
         }
 
@@ -242,6 +253,17 @@ class LinkHeaderPaginator(Paginator):
         self.pages += 1
         self._current = self.next_url = url
         return {}
+
+
+def _json_kind(value: Any) -> str:
+    """What a decoded JSON value is, in words (never the value)."""
+    if isinstance(value, dict):
+        return "a JSON object"
+    if isinstance(value, list):
+        return "a JSON array"
+    if isinstance(value, bool):
+        return "true/false"
+    return "null" if value is None else type(value).__name__
 
 
 _LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]*)*)")

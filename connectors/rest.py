@@ -51,7 +51,7 @@ class RestConnector(Connector):
                                   url=url)
         received: list[Mapping[str, Any]] = []
         seen: set[Any] = set()
-        with HttpClient(self.settings, feed=self.name) as http:
+        with HttpClient(self.settings, feed=self.name, deadline=tally.deadline) as http:
             params: dict[str, str] | None = paginator.first_request(window)
             number = 0
             while params is not None:
@@ -98,9 +98,32 @@ class RestConnector(Connector):
                 action="check rest.records in the feed config against the agency's API",
             )
         keys = [self._key(r) for r in records]
-        if records and seen.issuperset(keys):
+        try:
+            replayed = bool(records) and set(keys) <= seen
+        except TypeError:  # a key that is a JSON object or array: unhashable, no value to tell records apart by
+            nested = self._nested(records, self._key_fields, where=what)
+            if nested is None:
+                raise
+            raise nested from None
+        if replayed:
             raise IncompletePull(f"{what}: the agency answered with rows already received (a replayed page)", feed=self.name)
         return body, records, keys, len(response.body), response.headers
+
+    def _nested(self, records: Sequence[Mapping[str, Any]], fields: Sequence[str], *, where: str) -> DataError | None:
+        """DataError naming the first record and field among ``fields`` that holds a JSON object or array
+        (never its content), or None when they all hold plain values."""
+        for number, record in enumerate(records, 1):
+            for name in fields:
+                value = record.get(name)
+                if isinstance(value, (dict, list)):
+                    kind = "a JSON object" if isinstance(value, dict) else "a JSON array"
+                    return DataError(
+                        f"{where}: record {number} holds {kind} in its field {name}, where the contract "
+                        "expects a value (text, a number, true/false or null)",
+                        feed=self.name,
+                        action=f"ask {self.feed.agency} why its API sends nested data in {name}",
+                    )
+        return None
 
     def _key(self, record: Mapping[str, Any]) -> Any:
         if len(self._key_fields) == 1:
@@ -118,7 +141,12 @@ class RestConnector(Connector):
             frame = pa.Table.from_pylist(records, schema=schema).to_pandas()
             frame.columns = list(self.contract.names)
             return frame
-        except (pa.ArrowTypeError, pa.ArrowInvalid):  # a number or object in some field: keep it as sent
+        except (pa.ArrowTypeError, pa.ArrowInvalid):  # a number or boolean in some field: keep it as sent
+            # but never an object or array: the contract's columns hold values, and one nested deeper than
+            # Python's recursion limit would break whatever reads it next (hashing, checks, Parquet)
+            nested = self._nested(records, [c.physical_name for c in columns], where="the pull")
+            if nested is not None:
+                raise nested from None
             return pd.DataFrame(
                 {c.name: [r.get(c.physical_name) for r in records] for c in columns},
                 columns=list(self.contract.names),

@@ -59,6 +59,17 @@ class IncompletePull(TransientError):
     """A pull ended without every row the agency announced (truncated body, short page, missing done-file)."""
 
 
+class DeadlineExceeded(TransientError):
+    """A pull ran past its overall deadline (FUNDX_PULL_DEADLINE): the agency answers too slowly.
+
+    Transient — the next night may find the agency well — but never retried within the pull whose time
+    is up (fundx.retry.Retrier), so that one slow agency cannot hold back the night's other feeds.
+    """
+
+    default_action = ("ask the agency whether its service is degraded; if the feed really needs longer, "
+                      "raise FUNDX_PULL_DEADLINE")
+
+
 class PermanentError(FundxError):
     """Will fail again until a person changes something; stops this feed only."""
 
@@ -145,6 +156,13 @@ class UnknownSignerError(SealError):
 
 class ManifestError(SealError):
     """A sealed part's manifest is missing, unreadable, or names another recipient, batch or night."""
+
+
+class SymlinkError(SealError):
+    """An inbox entry — a batch folder, a part, READY or an acknowledgement — is a symbolic link (or not
+    a regular file). It is never followed: nothing it points to is read or copied, and the batch is refused."""
+
+    default_action = "remove the link and find out who put it into the inbox; the exchange and the stages never write links"
 
 
 class ReplayError(SealError):

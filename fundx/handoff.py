@@ -62,7 +62,7 @@ from fundx.errors import (
     UnknownSignerError,
     content_free,
 )
-from fundx.inbox import Inbox, PartFile, inbox_for, parquet_parts, part_name, seal_parts
+from fundx.inbox import Inbox, PartFile, inbox_for, parquet_parts, part_name, read_regular, seal_parts
 from fundx.keys import KeyPaths, KeySettings, KeyStore, common_name, init_keys
 from fundx.ledger import DeliveryRecord, Ledger, night_of, pull_figures
 from fundx.seal import open_signed
@@ -881,22 +881,24 @@ def record_acks(ledger: Ledger | None = None, *, keys: KeyStore | None = None, r
     if not root.is_dir():
         return AckSummary()
     ca, crl = keys.ca(), keys.crl()
-    for stage_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+    for stage_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()):
         stage = stage_dir.name
         seen = ledger.acks_recorded(stage)
         for path in sorted(stage_dir.glob("*.p7s")):
             if path.name in seen:
                 continue
-            data = path.read_bytes()
-            file_sha = _sha256(data)
+            data = b""  # a link is not read (what it points to may be a key): recorded with the SHA-256 of nothing
             try:
+                data = read_regular(path, what=f"acknowledgement {stage}/{path.name}")
                 body = _verified_ack(data, path.name, stage, ca, crl)
             except (SealError, CertificateError) as refused:
+                file_sha = _sha256(data)
                 ledger.record_ack(stage=stage, file=path.name, file_sha256=file_sha, outcome="invalid", batch_id=None,
                                   reason=f"{refused.kind}: {refused}")
                 logger.warning("acknowledgement %s/%s refused: %s", stage, path.name, refused.kind)
                 counts["invalid"] += 1
                 continue
+            file_sha = _sha256(data)
             batch_id = body.get("batch_id")
             pending = ledger.delivery(batch_id) if isinstance(batch_id, str) else None
             if pending is not None and pending.status in ("sealing", "delivered"):

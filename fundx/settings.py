@@ -47,6 +47,14 @@ class Settings(BaseSettings):
     )
     http_connect_timeout: float = Field(5.0, gt=0, description="seconds to open a connection")
     http_read_timeout: float = Field(30.0, gt=0, description="seconds to wait for a response's bytes")
+    http_request_deadline: float = Field(
+        120.0, gt=0, description="seconds one HTTP request may take in all, connect to last byte (an agency that "
+                                 "trickles its answer never trips the read timeout)",
+    )
+    pull_deadline: float = Field(
+        1800.0, gt=0, description="seconds one feed's pull may take in all: every page, query, retry and backoff; "
+                                  "past it the feed fails (DeadlineExceeded) and the night goes on",
+    )
     db_timeout: float = Field(30.0, gt=0, description="seconds for a database connect or statement")
     retry_attempts: int = Field(6, ge=1, le=20, description="tries of one request before giving up")
     retry_base_delay: float = Field(0.5, ge=0, description="first backoff delay in seconds (doubles each try)")

@@ -13,9 +13,12 @@ replay.
 A batch that passes is kept **still sealed** under ``FUNDX_HOME/stages/<stage>/received/<batch>/``
 (no plaintext at rest; the stage's store comes later) and acknowledged; one that fails is moved
 aside to ``stages/<stage>/refused/`` and refused, with the error's type and message as the reason
-(never content). Either answer is a CMS SignedData, signed with the stage's own signing
-certificate, over a small JSON document, written to ``FUNDX_HOME/acks/<stage>/``; the exchange
-verifies and records it (:func:`fundx.handoff.record_acks`).
+(never content). A symbolic link in the inbox — in place of a batch folder, a part or READY — is
+never followed (:mod:`fundx.inbox`): its batch is refused (SymlinkError), only its regular files are
+set aside, the link itself is removed, and the receive goes on with the next batch. Either answer is
+a CMS SignedData, signed with the stage's own signing certificate, over a small JSON document,
+written to ``FUNDX_HOME/acks/<stage>/``; the exchange verifies and records it
+(:func:`fundx.handoff.record_acks`).
 
 Receiving is crash-safe: the parts and a RECEIPT are written to a temporary folder that is renamed
 into ``received/`` in one step; the acknowledgement is then written, the inbox folder removed and
@@ -41,6 +44,7 @@ from fundx.errors import (
     ManifestError,
     ReplayError,
     SealError,
+    SymlinkError,
     TamperedError,
     UnknownSignerError,
     WrongRecipientError,
@@ -113,7 +117,11 @@ class Stage:
         receipts = self._finish_interrupted()
         keys: _Keys | None = None
         for folder in self.inbox.batches(self.name):
-            ready = self.inbox.read_ready(self.name, folder)
+            try:
+                ready = self.inbox.read_ready(self.name, folder)
+            except SymlinkError as linked:  # a linked folder or READY: refused unread, and the receive goes on
+                receipts.append(self._refuse(folder, None, linked))
+                continue
             if ready is None:
                 continue  # still being written, or abandoned by the exchange: not ours to touch
             if keys is None:
@@ -136,6 +144,11 @@ class Stage:
     # -- one batch ---------------------------------------------------------------------------------
 
     def _take(self, folder: str, ready_bytes: bytes, keys: _Keys) -> Receipt:
+        linked = self.inbox.links(self.name, folder)
+        if linked:  # a batch holds its sealed parts and READY, never a link to anything else
+            shown = ", ".join(n for n in linked[:5] if _plain(n)) or "entries with unusual names"
+            raise SymlinkError(f"batch {folder}: {len(linked)} of its entries are symbolic links ({shown}); "
+                               "none was followed")
         ready_sha = _sha256(ready_bytes)
         done = self.received_dir / folder / DONE
         if done.exists():
@@ -230,7 +243,10 @@ class Stage:
         ack = self.acks_dir / name
         if not ack.exists():
             write_file_atomic(ack, self._signed(body), 0o600)
-        ready = self.inbox.read_ready(self.name, folder)
+        try:
+            ready = self.inbox.read_ready(self.name, folder)
+        except SymlinkError:
+            ready = None  # READY swapped for a link since: the next receive refuses the folder
         if ready is not None and _sha256(ready) == body["ready_sha256"]:
             self.inbox.remove(self.name, folder)  # the very delivery received: nothing of it stays behind
         write_file_atomic(self.received_dir / folder / DONE, b"", 0o600)
@@ -249,17 +265,30 @@ class Stage:
             shutil.rmtree(leftover, ignore_errors=True)
         return receipts
 
-    def _refuse(self, folder: str, ready_bytes: bytes, error: SealError | CertificateError) -> Receipt:
-        """Set the folder aside (still sealed) and write a signed refusal naming the error; nothing is received."""
+    def _refuse(self, folder: str, ready_bytes: bytes | None, error: SealError | CertificateError) -> Receipt:
+        """Set the folder aside (still sealed) and write a signed refusal naming the error; nothing is received.
+
+        ``ready_bytes`` is None when READY could not be read (a link). Only regular files are set aside:
+        a link, or a folder that is one, is never followed, so nothing it points to is copied.
+        """
         stamp = _utc_now().strftime("%Y%m%dT%H%M%S%fZ")
         aside = self.refused_dir / f"{folder}.{stamp}"
         aside.mkdir(mode=0o700, parents=True)
-        for name in self.inbox.parts(self.name, folder):
-            write_file_atomic(aside / name, self.inbox.read_part(self.name, folder, name), 0o600)
-        write_file_atomic(aside / "READY", ready_bytes, 0o600)
+        try:
+            names = self.inbox.parts(self.name, folder)
+        except SymlinkError:
+            names = []  # the folder itself is a link
+        for name in names:
+            try:
+                data = self.inbox.read_part(self.name, folder, name)
+            except SymlinkError:
+                continue  # swapped for a link since it was listed
+            write_file_atomic(aside / name, data, 0o600)
+        if ready_bytes is not None:
+            write_file_atomic(aside / "READY", ready_bytes, 0o600)
         reason = f"{error.kind}: {error}"
-        body = self._answer(folder, "refused", ready_sha=_sha256(ready_bytes), reason=reason,
-                            feed=_claimed_feed(ready_bytes))
+        body = self._answer(folder, "refused", ready_sha=_sha256(ready_bytes) if ready_bytes is not None else None,
+                            reason=reason, feed=_claimed_feed(ready_bytes) if ready_bytes is not None else None)
         name = f"{folder}.refused.{stamp}.p7s"
         write_file_atomic(self.acks_dir / name, self._signed(body), 0o600)
         self.inbox.remove(self.name, folder)  # after the answer: an emptied folder always has one

@@ -7,7 +7,8 @@ the size of the feed:
 
 1. **pull** — the connector reads the window piece by piece (:meth:`connectors.base.Connector.chunks`:
    a server-side cursor, a CSV file block by block; read one chunk ahead in a thread, :func:`prefetched`,
-   so the reading overlaps the hashing of the chunk before); each chunk is shaped to the contract and put in
+   so the reading overlaps the hashing of the chunk before; the pull's deadline, FUNDX_PULL_DEADLINE, is
+   checked between chunks); each chunk is shaped to the contract and put in
    the **spool**, ``FUNDX_HOME/spool/<feed>.<random>/``, encrypted with AES-256-GCM under a key that
    exists only in this process's memory (and in the jobs handed to a task runner's workers), so no
    record is ever at rest in plain text. A 64-bit hash of each row's key is kept; rows whose key
@@ -261,7 +262,9 @@ def extract(connector: Any, window: Window, spool: Spool, *, chunk_rows: int,
     started = time.monotonic()
     contract = connector.contract
     key, columns = list(contract.key), tuple(contract.names)
-    tally = Tally(retry=Retrier(connector.settings, feed=connector.name), progress=progress)
+    tally = Tally(retry=Retrier.for_pull(connector.settings, feed=connector.name), progress=progress)
+    deadline = tally.deadline
+    assert deadline is not None
 
     def attempt() -> tuple[list[tuple[str, int]], list[np.ndarray], list[np.ndarray]]:
         spool.clear()  # a read that starts again starts from nothing
@@ -280,6 +283,7 @@ def extract(connector: Any, window: Window, spool: Spool, *, chunk_rows: int,
             spool.put_object(_hashes_name(name), by_column)
             read.append((name, len(frame)))
             _test_kill_point("between_chunks")
+            deadline.check(f"chunk {number + 1}")  # a source that yields slowly stops here, not at its end
         return read, keys, hashes
 
     read, keys, hashes = tally.retry(attempt, what="streamed read")

@@ -45,6 +45,7 @@ FAULTS: dict[str, Fault] = {
         Fault("truncated", frozenset({"rest", "filedrop"}), shots=1),
         Fault("page_twice", frozenset({"rest"}), shots=1),
         Fault("slow", frozenset({"rest", "database"})),
+        Fault("trickle", frozenset({"rest"})),
         Fault("renamed_column", frozenset({"rest", "filedrop", "database"})),
         Fault("expired_token", frozenset({"rest"})),
         Fault("empty", frozenset({"rest", "filedrop", "database"})),
@@ -67,6 +68,9 @@ RENAMED: dict[str, str] = {
 
 #: the seconds ``slow`` adds to every response or query
 SLOW_SECONDS = 0.2
+
+#: the seconds between two bytes of a page's body under ``trickle`` (each wait is well inside a read timeout)
+TRICKLE_SECONDS = 1.0
 
 
 def validate(agency: str, faults: list[str] | tuple[str, ...]) -> list[str]:

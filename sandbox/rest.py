@@ -23,7 +23,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from sandbox.faults import RENAMED, SLOW_SECONDS, FaultState, received_credential
+from sandbox.faults import RENAMED, SLOW_SECONDS, TRICKLE_SECONDS, FaultState, received_credential
 from sandbox.schema import FeedSchema, feed_schema, plain_values
 from sandbox.wire import HttpError, Reply, Request, json_reply
 
@@ -203,6 +203,8 @@ class RestAgency:
             return Reply(200, body, delivery="stall", stall_seconds=self.stall_seconds)
         if fault in ("reset", "truncated"):
             return Reply(200, body, delivery=fault)
+        if self.faults.has("trickle"):  # every page, for as long as it is armed: only a deadline ends the pull
+            return Reply(200, body, delivery="trickle", stall_seconds=TRICKLE_SECONDS)
         return Reply(200, body)
 
     @property

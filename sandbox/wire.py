@@ -43,7 +43,8 @@ class Reply:
 
     ``delivery``: ``normal``; ``stall`` (wait ``stall_seconds`` first); ``truncated`` (announce the
     whole Content-Length, send half the body, close); ``reset`` (headers and half the body, then a
-    TCP reset).
+    TCP reset); ``trickle`` (headers at once, then the body one byte every ``stall_seconds``, until it
+    is all sent or the client hangs up).
     """
 
     status: int
@@ -142,6 +143,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             if reply.delivery in ("normal", "stall"):
                 self.wfile.write(reply.body)
+            elif reply.delivery == "trickle":
+                self.close_connection = True  # a client that gave up mid-body cannot reuse the connection
+                for i in range(len(reply.body)):
+                    self.wfile.write(reply.body[i : i + 1])
+                    time.sleep(reply.stall_seconds)
             elif reply.delivery == "truncated":
                 self.wfile.write(reply.body[: len(reply.body) // 2])
                 self.close_connection = True  # orderly close: the client sees a short body

@@ -16,9 +16,11 @@ import io
 import json
 import os
 import pickle
+import re
 import sqlite3
 import struct
 import threading
+import time
 import zipfile
 import zlib
 from dataclasses import replace
@@ -30,7 +32,16 @@ import pytest
 
 from connectors import build_connector, connector_for, filedrop, load_feed_file
 from connectors.config import FeedConfig
-from fundx.errors import ConfigurationError, DataError, FundxError, PermanentError, content_free
+from fundx.errors import (
+    ConfigurationError,
+    DataError,
+    DeadlineExceeded,
+    FundxError,
+    IncompletePull,
+    PermanentError,
+    TransientError,
+    content_free,
+)
 from fundx.settings import Settings, reload_settings
 from fundx.timeutil import SHANGHAI, Window
 
@@ -112,15 +123,16 @@ def agency():
 FEED = "civil_affairs.deaths"
 
 
-def rest_connector(base_url: str, **settings):
+def rest_connector(base_url: str, paging: dict | None = None, **settings):
     config = FeedConfig.model_validate({
         "feed": FEED, "agency": "civil_affairs", "title": "t", "contract": FEED,
         "stage": "death_matching", "transport": "rest",
         "rest": {"base_url": base_url, "path": "/api/v1/cremations", "records": "items",
-                 "paging": {"style": "link_header", "size_param": "limit", "page_size": 100},
+                 "paging": paging or {"style": "link_header", "size_param": "limit", "page_size": 100},
                  "window": {"start_param": "reported_from", "end_param": "reported_to"}},
     })
-    return build_connector(config, Settings(retry_attempts=2, retry_base_delay=0.01, retry_max_delay=0.05, **settings))
+    quick = {"retry_attempts": 2, "retry_base_delay": 0.01, "retry_max_delay": 0.05}
+    return build_connector(config, Settings(**{**quick, **settings}))
 
 
 RECORD = b'{"record_id": "MZ1", "id_number": "%s", "name": "%s"}' % (SECRET_ID.encode(), SECRET_NAME.encode())
@@ -180,6 +192,176 @@ def test_rest_next_link_that_is_no_url_is_a_data_error(agency):
     with pytest.raises(DataError, match="link is not a valid URL") as info:
         rest_connector(agency.url).extract(WINDOW)
     assert_clear(info.value, FEED, kind=DataError)
+
+
+ROW = {"record_id": "MZ33010000000001", "id_number": SECRET_ID, "name": SECRET_NAME, "gender": "男",
+       "death_date": "2026-10-01", "cremation_date": None, "funeral_home": None,
+       "reported_at": "2026-10-01T08:00:00+08:00"}
+
+
+#: where a test's document holds the nested JSON it is sent with
+NESTED = "@@nested@@"
+
+
+def deep(depth: int, *, objects: bool = False) -> bytes:
+    """JSON text of a record value inside ``depth`` arrays (or objects), written without recursion (the
+    encoders recurse, and orjson stops at 254 levels)."""
+    inner = json.dumps(SECRET_ID).encode()
+    return b'{"a":' * depth + inner + b"}" * depth if objects else b"[" * depth + inner + b"]" * depth
+
+
+def document(value: object, nested: bytes = b"") -> bytes:
+    """``value`` as JSON, its string NESTED replaced by the JSON text ``nested``."""
+    return json.dumps(value, ensure_ascii=False).encode().replace(b'"%s"' % NESTED.encode(), nested)
+
+
+@pytest.mark.parametrize(
+    ("record", "nested", "field", "kind"),
+    [
+        ({**ROW, "funeral_home": NESTED}, deep(1000), "funeral_home", "a JSON array"),  # deeper than Python recurses
+        ({**ROW, "funeral_home": NESTED}, deep(1015, objects=True), "funeral_home", "a JSON object"),
+        ({**ROW, "record_id": {"a": SECRET_ID}}, b"", "record_id", "a JSON object"),  # a dict as the key
+        ({**ROW, "record_id": [SECRET_ID]}, b"", "record_id", "a JSON array"),
+        ({**ROW, "record_id": NESTED}, deep(1000), "record_id", "a JSON array"),
+        ({**ROW, "name": {"given": SECRET_NAME}}, b"", "name", "a JSON object"),
+    ],
+    ids=["array-1000-deep", "objects-1015-deep", "object-as-key", "array-as-key", "key-1000-deep", "shallow-object"],
+)
+def test_rest_record_with_nested_json_in_a_field_is_a_data_error_naming_record_and_field(agency, record, nested,
+                                                                                          field, kind):
+    agency.body = document({"items": [ROW | {"record_id": "MZ33010000000002"}, record]}, nested)
+    with pytest.raises(DataError) as info:
+        rest_connector(agency.url).extract(WINDOW)
+    assert_clear(info.value, FEED, kind=DataError)
+    assert f"record 2 holds {kind} in its field {field}" in str(info.value)
+
+
+def test_rest_look_alikes_of_nested_json_are_read(agency):
+    """Numbers, booleans and text that looks like JSON are values: the pull goes on as before."""
+    rows = [ROW | {"record_id": "MZ33010000000002", "funeral_home": "[[[{}]]]"},
+            ROW | {"record_id": "MZ33010000000003", "funeral_home": 5, "cremation_date": False}]
+    agency.body = json.dumps({"items": rows}).encode()
+    pull = rest_connector(agency.url).extract(WINDOW)
+    assert pull.rows == 2 and list(pull.frame["funeral_home"]) == ["[[[{}]]]", 5]
+
+
+def _served(handler, body: bytes, framing: str) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    if framing == "length":
+        handler.send_header("Content-Length", str(len(body)))
+    elif framing == "chunked":
+        handler.send_header("Transfer-Encoding", "chunked")
+    handler.end_headers()
+    if framing == "chunked":
+        for start in range(0, len(body), 1000):
+            piece = body[start:start + 1000]
+            handler.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+        handler.wfile.write(b"0\r\n\r\n")
+    else:
+        handler.wfile.write(body)
+    handler.close_connection = True
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked", "close"])
+def test_rest_json_deeper_than_the_decoder_takes_is_a_data_error_whatever_the_framing(agency, framing):
+    """1,100 levels: orjson stops at 1,024. Before, a body without Content-Length was taken for one cut short
+    (IncompletePull, tried again and again)."""
+    body = document({"items": [ROW | {"funeral_home": NESTED}]}, deep(1100))
+    agency.stream = lambda handler: _served(handler, body, framing)
+    with pytest.raises(DataError, match="nested deeper than 1024 levels") as info:
+        rest_connector(agency.url).extract(WINDOW)
+    assert_clear(info.value, FEED, kind=DataError)
+
+
+def test_rest_body_cut_short_without_content_length_is_still_incomplete(agency):
+    """The look-alike: a body that ends in the middle of the document, the connection closed, is tried again."""
+    body = json.dumps({"items": [ROW]}).encode()[:-20]
+    agency.stream = lambda handler: _served(handler, body, "close")
+    with pytest.raises(IncompletePull, match="cut short"):
+        rest_connector(agency.url).extract(WINDOW)
+
+
+@pytest.mark.parametrize(
+    ("paging", "body", "named"),
+    [
+        ({"style": "cursor", "page_size": 100},
+         document({"items": [ROW], "next_cursor": NESTED}, deep(1000)), "the response's 'next_cursor' is a JSON array"),
+        ({"style": "cursor", "page_size": 100},
+         document({"items": [ROW], "next_cursor": {"after": SECRET_ID}}), "the response's 'next_cursor' is a JSON object"),
+        ({"style": "changed_since", "page_size": 1, "cursor_field": "reported_at"},
+         document({"items": [ROW | {"reported_at": NESTED}], "has_more": True}, deep(1000)),
+         "'s reported_at is a JSON array"),
+    ],
+    ids=["cursor-1000-deep", "cursor-object", "changed-since-1000-deep"],
+)
+def test_rest_paging_value_that_is_nested_json_is_a_data_error(agency, paging, body, named):
+    agency.body = body
+    with pytest.raises(DataError, match=re.escape(named)) as info:
+        rest_connector(agency.url, paging).extract(WINDOW)
+    assert_clear(info.value, FEED, kind=DataError)
+
+
+# --- a slow agency: deadlines per request and per pull ----------------------------------------------------
+
+
+def _trickle(handler, *, headers: bool, sent: list[int]) -> None:
+    """Answer one byte at a time, each well inside any read timeout: in the status line and headers, or in
+    the body after complete headers. Until the client hangs up."""
+    body = json.dumps({"items": [ROW]}).encode()
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    data = head + body
+    try:
+        if not headers:
+            handler.wfile.write(head)
+            data = body
+        for i in range(len(data)):
+            handler.wfile.write(data[i:i + 1])
+            sent[0] += 1
+            time.sleep(0.1)
+    except OSError:
+        pass  # the client cut the connection at its deadline
+    handler.close_connection = True
+
+
+@pytest.mark.parametrize("headers", [False, True], ids=["body", "headers"])
+def test_rest_trickling_agency_is_stopped_at_the_pull_deadline(agency, headers):
+    sent = [0]
+    agency.stream = lambda handler: _trickle(handler, headers=headers, sent=sent)
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded) as info:
+        rest_connector(agency.url, http_read_timeout=5, http_request_deadline=0.6, pull_deadline=2.0,
+                       retry_attempts=20).extract(WINDOW)
+    took = time.monotonic() - started
+    assert_clear(info.value, FEED, kind=TransientError)
+    assert "deadline of 2 s (FUNDX_PULL_DEADLINE)" in str(info.value) and "FUNDX_PULL_DEADLINE" in info.value.action
+    assert took < 2.0 + 10  # bounded by the deadline (the margin only catches a hang, not a speed)
+    assert 0 < sent[0] < 200  # it was trickling, and was cut off long before the end
+
+
+def test_rest_request_past_its_own_deadline_is_tried_again_and_the_pull_completes(agency):
+    """A page that trickles once is cut at FUNDX_HTTP_REQUEST_DEADLINE (transient) and asked for again."""
+    calls = [0]
+
+    def once(handler):
+        calls[0] += 1
+        if calls[0] == 1:
+            _trickle(handler, headers=False, sent=[0])
+        else:
+            _served(handler, json.dumps({"items": [ROW]}).encode(), "length")
+
+    agency.stream = once
+    pull = rest_connector(agency.url, http_read_timeout=5, http_request_deadline=0.5, pull_deadline=60).extract(WINDOW)
+    assert (pull.rows, pull.retries, calls[0]) == (1, 1, 2)
+
+
+def test_rest_request_deadline_alone_gives_up_with_a_transient_error_naming_its_setting(agency):
+    agency.stream = lambda handler: _trickle(handler, headers=False, sent=[0])
+    with pytest.raises(TransientError) as info:
+        rest_connector(agency.url, http_read_timeout=5, http_request_deadline=0.4, pull_deadline=60).extract(WINDOW)
+    assert type(info.value) is TransientError  # the request's deadline: tried again (here: 2 tries), not the pull's
+    assert "within 0.4 s (FUNDX_HTTP_REQUEST_DEADLINE)" in str(info.value) and "after 2 tries" in str(info.value)
+    assert_clear(info.value, FEED, kind=TransientError)
 
 
 # --- file drops -----------------------------------------------------------------------------------------
@@ -486,6 +668,7 @@ def bills_db(tmp_path, monkeypatch):
             ])
             conn.execute("CREATE VIEW v_settled_bills AS SELECT * FROM bills")
 
+    make.path = path  # type: ignore[attr-defined]
     yield make
     monkeypatch.undo()
     reload_settings()
@@ -508,6 +691,33 @@ def test_database_view_with_text_in_a_number_column_is_a_data_error_naming_the_c
 def test_database_view_with_numbers_in_a_number_column_is_read(bills_db, total):
     bills_db(total)
     assert pull(DB_FEED).rows == 2
+
+
+#: a view that takes minutes to answer: an uncorrelated subquery counting to two billion, evaluated once
+SLOW_VIEW = ("CREATE VIEW v_settled_bills AS SELECT * FROM bills WHERE (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL "
+             "SELECT x + 1 FROM c WHERE x < 2000000000) SELECT count(*) FROM c) > 0")
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])
+def test_database_statement_running_past_the_pull_deadline_is_cancelled(bills_db, monkeypatch, tmp_path, streamed):
+    bills_db(150.0)
+    with sqlite3.connect(bills_db.path) as conn:
+        conn.execute("DROP VIEW v_settled_bills")
+        conn.execute(SLOW_VIEW)
+    monkeypatch.setenv("FUNDX_PULL_DEADLINE", "1")
+    monkeypatch.setenv("FUNDX_DB_TIMEOUT", "60")
+    connector = connector_for(DB_FEED, reload_settings())
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded) as info:
+        if streamed:  # the way the nightly run reads this feed (stream: true): chunks, in a reader thread
+            from fundx.stream import Spool, extract
+
+            extract(connector, WINDOW, Spool.create(tmp_path, DB_FEED), chunk_rows=1)
+        else:
+            connector.extract(WINDOW)
+    assert time.monotonic() - started < 1 + 10  # cancelled at the deadline, not minutes later (catches a hang)
+    assert_clear(info.value, DB_FEED, kind=TransientError)
+    assert "query: the pull reached its deadline of 1 s (FUNDX_PULL_DEADLINE)" in str(info.value)
 
 
 # --- CSV written by the exchange: formula injection ----------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -65,6 +66,38 @@ def test_postgres_statement_timeout_is_transient(pg_sandbox, monkeypatch):
         assert connector_for(FEED, reload_settings()).extract(window(pg_sandbox)).rows > 0
     finally:
         pg_sandbox.set_faults("medical_insurance", [])
+
+
+def test_postgres_statement_running_past_the_pull_deadline_is_cancelled(pg_sandbox, monkeypatch):
+    """The statement timeout (FUNDX_DB_TIMEOUT) is far off; the pull's deadline cancels the query on the server."""
+    import sqlalchemy as sa
+
+    from connectors import build_connector, load_feed
+    from fundx.errors import DeadlineExceeded
+
+    url = pg_sandbox.env["FUNDX_MEDICAL_INSURANCE_DB_URL"]  # its search_path is the agency's schema
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE OR REPLACE VIEW v_slow_bills AS SELECT * FROM v_settled_bills "
+                             "WHERE (SELECT count(*) FROM pg_sleep(60)) > 0"))
+    try:
+        monkeypatch.setenv("FUNDX_DB_TIMEOUT", "120")
+        monkeypatch.setenv("FUNDX_PULL_DEADLINE", "1.5")
+        config = load_feed(FEED)
+        assert config.database is not None
+        slow = config.model_copy(update={"database": config.database.model_copy(update={"relation": "v_slow_bills"})})
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded, match=r"deadline of 1\.5 s \(FUNDX_PULL_DEADLINE\)"):
+            build_connector(slow, reload_settings()).extract(window(pg_sandbox))
+        assert time.monotonic() - started < 1.5 + 20  # not the minute the view sleeps (catches a hang)
+        with engine.connect() as conn:  # and the server is not still running it
+            running = conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%v_slow_bills%' "
+                                           "AND state = 'active' AND pid <> pg_backend_pid()")).scalar()
+        assert running == 0
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP VIEW IF EXISTS v_slow_bills"))
+        engine.dispose()
 
 
 def test_postgres_renamed_column(pg_sandbox):

@@ -8,6 +8,7 @@ Transient REST faults fire from the 2nd page request on, so fault tests use smal
 from __future__ import annotations
 
 import logging
+import time
 from datetime import date, timedelta
 
 import pandas as pd
@@ -15,7 +16,7 @@ import pytest
 
 from connectors import build_connector, connector_for, feed_names, load_feed
 from connectors.base import Connector
-from fundx.errors import AuthError, PermanentError, SourceSchemaError
+from fundx.errors import AuthError, DeadlineExceeded, PermanentError, SourceSchemaError
 from fundx.settings import reload_settings
 from fundx.timeutil import Window, aware
 from sandbox.agencies import Sandbox
@@ -173,6 +174,25 @@ def test_rest_transient_fault_ends_with_every_row(sandbox, faults, feed, fault):
     assert pull.pages >= 2
     if fault != "slow":
         assert pull.retries >= 1
+
+
+@pytest.mark.parametrize("feed", REST_FEEDS)
+def test_rest_trickling_agency_fails_the_pull_at_its_deadline_and_lifted_every_row_arrives(sandbox, faults, feed,
+                                                                                         monkeypatch):
+    window = full_window(sandbox)
+    monkeypatch.setenv("FUNDX_HTTP_READ_TIMEOUT", "5")  # a byte a second never trips it
+    monkeypatch.setenv("FUNDX_HTTP_REQUEST_DEADLINE", "0.5")
+    monkeypatch.setenv("FUNDX_PULL_DEADLINE", "1.5")
+    faults(AGENCY[feed], ["trickle"])
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded) as info:
+        small_pages(feed).extract(window)
+    assert time.monotonic() - started < 1.5 + 10  # bounded by the deadline (the margin only catches a hang)
+    assert info.value.feed == feed and "FUNDX_PULL_DEADLINE" in str(info.value)
+    faults(AGENCY[feed], [])
+    monkeypatch.delenv("FUNDX_PULL_DEADLINE")  # the default: a pull under load is never near it
+    pull = small_pages(feed).extract(window)
+    assert_exact(feed, pull.frame, sandbox.expected(feed, window.start, window.end))
 
 
 @pytest.mark.parametrize("feed", DROP_FEEDS)

@@ -422,3 +422,77 @@ def test_stage_receive_status_and_audit_commands(home, keys_dir):
                             "-CAfile", keys_dir / "ca.pem"], check=True, capture_output=True, timeout=60)
     body = json.loads(shown.stdout)
     assert (body["outcome"], body["batch_id"], body["stage"]) == ("received", done.handoff.batch_id, DEATHS_STAGE)
+
+
+# --- links planted in a stage's inbox (SECURITY.md: hostile input) ------------------------------------
+
+
+def test_links_in_a_stage_inbox_are_refused_unread_and_the_receive_goes_on(home, keys_dir):
+    """A batch folder that is a link, a part and a READY that link to the stage's private key, and an
+    acknowledgement that does too: `fundx stage receive` refuses each without following it, removes the
+    links (never their targets), receives the good batch after them, and runs again cleanly. The key's
+    bytes appear in no file under FUNDX_HOME."""
+    import os
+
+    from typer.testing import CliRunner
+
+    from fundx.cli import app
+    from fundx.keys import KeyPaths
+
+    store = _store()
+    signer_key, signer_cert = store.exchange_signer()
+    recipients = store.recipient_certificates(DEATHS_STAGE)
+    stage_key = KeyPaths(keys_dir).stage_key(DEATHS_STAGE)
+    secret = stage_key.read_bytes()
+    inbox = home / "inboxes" / DEATHS_STAGE
+    elsewhere = home.parent / "elsewhere"
+
+    # folders sort before the good batch, so a receive that stopped at them would never reach it
+    _plant(elsewhere, DEATHS_STAGE, f"{DEATHS}-a-folder", signer_key, signer_cert, recipients)
+    target = elsewhere / "inboxes" / DEATHS_STAGE / f"{DEATHS}-a-folder"
+    inbox.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.symlink(target, inbox / f"{DEATHS}-a-folder")  # a whole sealed batch, linked in
+    os.symlink(stage_key.parent, inbox / f"{DEATHS}-a-keys")  # the stage's key folder, linked in as a batch
+    _plant(home, DEATHS_STAGE, f"{DEATHS}-b-part", signer_key, signer_cert, recipients)
+    part = inbox / f"{DEATHS}-b-part" / part_name(1, 1)
+    part.unlink()
+    os.symlink(stage_key, part)  # READY lists it: the old receive read the key and set its bytes aside
+    _plant(home, DEATHS_STAGE, f"{DEATHS}-b-ready", signer_key, signer_cert, recipients)
+    ready = inbox / f"{DEATHS}-b-ready" / "READY"
+    ready.unlink()
+    os.symlink(stage_key, ready)
+    _plant(home, DEATHS_STAGE, f"{DEATHS}-c-good", signer_key, signer_cert, recipients)
+    acks = home / "acks" / DEATHS_STAGE
+    acks.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.symlink(stage_key, acks / f"{DEATHS}-z.received.p7s")
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["stage", "receive", DEATHS_STAGE])
+    assert result.exit_code == 1, result.output  # refusals: exit 1, not a crash
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+
+    stage_dir = home / "stages" / DEATHS_STAGE
+    assert (stage_dir / "received" / f"{DEATHS}-c-good" / "DONE").is_file()
+    assert sorted(p.name for p in (stage_dir / "received").iterdir()) == [f"{DEATHS}-c-good"]
+    ledger = Ledger.from_settings()
+    for folder, what in ((f"{DEATHS}-a-folder", "its folder is a symbolic link"),
+                         (f"{DEATHS}-a-keys", "its folder is a symbolic link"),
+                         (f"{DEATHS}-b-part", "symbolic links (part-0001-of-0001.p7m)"),
+                         (f"{DEATHS}-b-ready", "READY is a symbolic link")):
+        refusal = _refusal(ledger, DEATHS_STAGE, folder)
+        assert refusal["reason"].startswith("SymlinkError") and what in refusal["reason"], refusal["reason"]
+        assert refusal["applied"] is False
+    (invalid,) = ledger.ack_records(stage=DEATHS_STAGE, outcome="invalid")
+    assert invalid["file"] == f"{DEATHS}-z.received.p7s" and invalid["reason"].startswith("SymlinkError")
+    assert invalid["file_sha256"] == hashlib.sha256(b"").hexdigest()  # nothing was read
+
+    assert sorted(p.name for p in inbox.iterdir()) == []  # links and refused folders gone from the inbox ...
+    assert stage_key.read_bytes() == secret and (target / "READY").is_file()  # ... never what they pointed to
+    leaked = [p for p in home.rglob("*") if p.is_file() and not p.is_symlink() and secret in p.read_bytes()]
+    assert leaked == []
+    refused = sorted(p.name.split(".2")[0] for p in (stage_dir / "refused").iterdir())
+    assert refused == [f"{DEATHS}-a-folder", f"{DEATHS}-a-keys", f"{DEATHS}-b-part", f"{DEATHS}-b-ready"]
+    assert not any((stage_dir / "refused").glob(f"{DEATHS}-a-*/*"))  # a linked folder: nothing set aside
+
+    again = runner.invoke(app, ["stage", "receive", DEATHS_STAGE])
+    assert again.exit_code == 0 and "nothing new" in again.output, again.output

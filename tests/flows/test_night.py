@@ -202,6 +202,45 @@ def test_one_agency_failing_does_not_stop_the_others_and_a_rerun_pulls_only_what
     _watermarks_moved_only_with_deliveries(night_env)
 
 
+def test_a_trickling_agency_fails_at_its_pull_deadline_and_the_other_feeds_deliver(sandbox, night_env, monkeypatch):
+    """One agency answering a byte a second (each read well inside the read timeout) holds its feed to
+    FUNDX_PULL_DEADLINE: that feed fails with DeadlineExceeded, nothing of it is delivered and its watermark
+    stays; the feeds after it deliver. Lifted, the rerun delivers it."""
+    from flows.exchange import nightly_exchange
+
+    monkeypatch.setenv("FUNDX_HTTP_READ_TIMEOUT", "5")
+    monkeypatch.setenv("FUNDX_HTTP_REQUEST_DEADLINE", "1")
+    monkeypatch.setenv("FUNDX_PULL_DEADLINE", "8")
+    monkeypatch.setenv("FUNDX_RETRY_ATTEMPTS", "20")  # so that the pull's deadline, not the tries, stops it
+    reload_settings()
+    feeds = ["police.deaths", "civil_affairs.deaths", "market_regulation.businesses", "medical_insurance.bills"]
+    sandbox.set_faults("civil_affairs", ["trickle"])
+    with pytest.raises(NightFailed) as failed:
+        nightly_exchange(feeds=feeds, end=END)
+    message = str(failed.value)
+    assert "1 of 4 feeds failed: civil_affairs.deaths (DeadlineExceeded:" in message and "FUNDX_PULL_DEADLINE" in message
+    run = night_env.last_runs(1)[0]
+    assert (run["outcome"], run["feeds"], run["feeds_failed"]) == ("failed", 4, 1)
+    pulled = {p.feed: p for p in night_env.pulls_of_run(run["id"])}
+    trickled = pulled["civil_affairs.deaths"]
+    assert (trickled.outcome, trickled.error_type) == ("failed", "DeadlineExceeded")
+    assert "deadline of 8 s (FUNDX_PULL_DEADLINE)" in trickled.error_message
+    assert trickled.duration_s < 8 + 30  # bounded by its deadline (the margin only catches a hang)
+    for feed in ("police.deaths", "market_regulation.businesses", "medical_insurance.bills"):
+        assert pulled[feed].outcome == "pulled" and pulled[feed].rows == _expected(sandbox, feed) > 0, feed
+        assert night_env.watermarks()[feed] == aware(END), feed
+    assert "civil_affairs.deaths" not in night_env.watermarks()
+    assert not night_env.deliveries("civil_affairs.deaths")  # nothing handed over, nothing moved
+    assert len(night_env.deliveries()) == 3
+
+    sandbox.set_faults("civil_affairs", [])
+    rerun = {o.feed: o for o in nightly_exchange(feeds=feeds, end=END)}
+    assert rerun["civil_affairs.deaths"].rows == _expected(sandbox, "civil_affairs.deaths")
+    assert rerun["civil_affairs.deaths"].handoff == "delivered"
+    assert all(o.rows == 0 for f, o in rerun.items() if f != "civil_affairs.deaths")
+    _watermarks_moved_only_with_deliveries(night_env)
+
+
 ID_CANDIDATE = re.compile(rb"(?<![0-9])(?:[0-9]{17}[0-9Xx]|[0-9]{15})(?![0-9])")  # first-generation ones too
 
 

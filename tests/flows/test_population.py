@@ -138,5 +138,6 @@ def test_the_same_record_sent_twice_with_different_values_is_held_for_the_stewar
     assert frame[quarantine.RULES].tolist() == ["key_conflict", "key_conflict"]
     assert set(frame["record_id"]) == {rows[1][0]} and sorted(frame["death_date"]) == ["2026-09-30", "2026-10-02"]
     (receipt,) = Stage(STAGE).receive()
+    assert receipt.outcome == "received"
     got = _received(reload_settings().home)
     assert rows[1][0] not in set(got["record_id"]) and len(got) == len(PEOPLE) - 1

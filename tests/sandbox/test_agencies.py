@@ -514,6 +514,28 @@ def test_slow_delays_every_response(sb):
         assert time.monotonic() - began >= 0.2
 
 
+@pytest.mark.parametrize("agency", REST)
+def test_trickle_sends_every_page_a_byte_at_a_time_until_lifted(sb, agency):
+    """Headers at once, then the body one byte a second: each read waits about a second (no read timeout
+    trips), the whole body would take hours. Every page, from the first, while it is armed."""
+    client = Client(sb, agency)
+    path, params = FIRST_PAGE[agency]
+    if agency == "police":
+        refill_police_bucket(0.3)
+    with armed(sb, agency, ["trickle"]):
+        for _ in range(2):
+            began = time.monotonic()
+            with client.http.get(client.base + path, params=params, headers=client.headers(), timeout=(5, 5),
+                                 stream=True) as reply:
+                assert reply.status_code == 200 and time.monotonic() - began < 5
+                announced = int(reply.headers["Content-Length"])
+                first = reply.raw.read(2)  # two bytes: the second comes a second after the first
+                assert first == b'{"' and time.monotonic() - began >= 1.0
+                assert announced > 100  # the rest would take minutes; the client hangs up here
+    with client.http.get(client.base + path, params=params, headers=client.headers(), timeout=5) as reply:
+        assert reply.status_code == 200 and reply.json()  # lifted: the page comes whole at once
+
+
 def test_expired_token_civil_affairs_rejects_from_the_second_page(sb):
     with armed(sb, "civil_affairs", ["expired_token"]):
         path, params, client = _first_two(sb, "civil_affairs")
