@@ -297,10 +297,11 @@ def _matching_lines(stage: str) -> list[str]:
     if "person" in names:
         mapped += [("record_key", "the contract's key column"),
                    ("id_number", "the identity-number column (becomes person, id_masked, area)"),
-                   ("name", "the name column (identity vault only; optional)")]
+                   ("name", "the name column (identity vault, and name_token: a keyed token of the name; optional)")]
     elif "record_key" in names:
         mapped.append(("record_key", "the contract's key column"))
-    derived = {"feed", "received_at", "record_key", "person", "id_masked"} | ({"area"} if "person" in names else set())
+    derived = {"feed", "received_at", "record_key", "person", "id_masked"} | (
+        {"area", "name_token"} if "person" in names else set())
     for column, kind in columns:
         if column in derived:
             continue

@@ -17,12 +17,23 @@ from typing import Annotated, Any, Literal, NoReturn
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
+
+
+class _Fundx(TyperGroup):
+    """The top-level group; notes a ``--help`` after the command, which only prints help whatever the ledger."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:  # called before the group's callback
+        ctx.meta["fundx.help"] = "--help" in args
+        return super().resolve_command(ctx, args)
+
 
 app = typer.Typer(
     help="fundx — the inter-agency data exchange for social-insurance fund supervision.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=_Fundx,
 )
 sandbox_app = typer.Typer(help="Start and stop the simulated agencies (real servers and files on loopback).")
 app.add_typer(sandbox_app, name="sandbox")
@@ -53,9 +64,14 @@ app.add_typer(orders_app, name="orders")
 # onboarding an agency: scaffold and check a connector; infer, diff and release contracts
 from fundx.cli_connector import connector_app  # noqa: E402
 from fundx.cli_contract import contract_app  # noqa: E402
+from fundx.cli_ledger import ledger_app  # noqa: E402
 
 app.add_typer(connector_app, name="connector")
 app.add_typer(contract_app, name="contract")
+app.add_typer(ledger_app, name="ledger")
+#: commands that never open the ledger, and `fundx ledger` itself: they run whatever the ledger's schema
+#: revision (demo checks after it has reset its own ledger)
+_ANY_LEDGER = frozenset({"ledger", "sandbox", "feeds", "connector", "contract", "notify", "demo"})
 # Wide enough for feed names when the output is not a terminal (CI logs, pipes).
 console = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
@@ -82,7 +98,8 @@ def _fail(error: BaseException, code: int = 1) -> None:
 
     if isinstance(error, FundxError):
         err.print(f"[red]error:[/red] {error}")
-        err.print(f"[yellow]what to do:[/yellow] {error.action}")
+        if error.action not in str(error):  # a message that says what to do already is one line
+            err.print(f"[yellow]what to do:[/yellow] {error.action}")
     else:
         err.print(f"[red]error:[/red] {type(error).__name__}")
     raise typer.Exit(code)
@@ -106,6 +123,7 @@ def _live_progress(label: str):
 
 @app.callback()
 def _options(
+    ctx: typer.Context,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's and fundx's own log lines")] = False,
 ) -> None:
     from fundx.settings import private_umask
@@ -114,6 +132,30 @@ def _options(
     if verbose:
         os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if ctx.invoked_subcommand not in _ANY_LEDGER and not ctx.meta.get("fundx.help"):
+        _refuse_another_schema()
+
+
+def _refuse_another_schema() -> None:
+    """Refuse, in one line and before anything starts (Prefect, a stage, the matching), to run on a ledger
+    whose schema revision is not this fundx's: behind it (the line names `fundx ledger upgrade`) or ahead."""
+    import sqlalchemy as sa
+
+    from fundx.errors import FundxError
+    from fundx.ledger import check_schema
+    from fundx.settings import get_settings
+
+    try:
+        check_schema(get_settings().ledger)
+    except FundxError as exc:  # LedgerSchemaError, or FUNDX_LEDGER_URL unusable
+        if exc.action not in str(exc):
+            _fail(exc)
+        from rich.markup import escape
+
+        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)  # one line, however long
+        raise typer.Exit(1) from None
+    except sa.exc.DBAPIError:
+        pass  # the database cannot be reached: the command's own first use of the ledger says so
 
 
 # the exchange ----------------------------------------------------------------------------------
@@ -131,6 +173,7 @@ def demo(
 
     settings = get_settings()
     _prepare_demo_home(settings.home, fresh)
+    _refuse_another_schema()  # --no-fresh keeps a ledger that may be older than this fundx
     _prefect_defaults()
     from sandbox.agencies import Sandbox, parse_faults
     from sandbox.generator import DEFAULT_SEED
@@ -367,6 +410,8 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="machine-readabl
                 "at": pull.started_at.astimezone(SHANGHAI).isoformat(), "outcome": pull.outcome,
                 "rows": pull.rows, "bytes": pull.bytes, "error_type": pull.error_type,
                 "error": pull.error_message, "action": pull.action,
+                "repeats": {"identical": pull.repeats_identical, "superseded": pull.repeats_superseded,
+                            "conflicting": pull.repeats_conflicting},
             },
             "totals": totals.get(name, {"pulled": 0, "failed": 0, "rows": 0}),
             "deliveries": handed.get(name, dict(nothing)),
@@ -379,17 +424,25 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="machine-readabl
     if as_json:
         print(json.dumps({"ledger": _redacted_url(ledger.url), "feeds": feeds, "runs": nights}, ensure_ascii=False, indent=2))
         return
-    table = Table(title=f"feeds — ledger {_redacted_url(ledger.url)}")
-    for col in ("feed", "watermark", "last pull", "outcome", "rows", "pulls ok/failed", "rows in all"):
-        table.add_column(col, justify="right" if col.startswith("rows") else "left")
+    # the repeats column only when a last pull had rows sharing a record key (most nights none: no column)
+    repeated = any(any((f["last_pull"] or {}).get("repeats", {}).values()) for f in feeds)
+    table = Table(title=f"feeds — ledger {_redacted_url(ledger.url)}", caption=(
+        "repeats: rows of the last pull that shared a record key — copies collapsed / earlier versions replaced / "
+        "conflicting (kept for the stewards)") if repeated else None)
+    for col in ("feed", "watermark", "last pull", "outcome", "rows", *(("repeats",) if repeated else ()),
+                "pulls ok/failed", "rows in all"):
+        table.add_column(col, justify="right" if col.startswith(("rows", "repeats")) else "left")
     for f in feeds:
         last = f["last_pull"] or {}
         outcome = last.get("outcome", "never pulled")
         if outcome == "failed":
             outcome = f"[red]failed: {last['error_type']}[/red]"
+        repeats = last.get("repeats") or {}
         table.add_row(
             f["feed"], (f["watermark"] or "-")[:19], (last.get("at") or "-")[:19], outcome,
             f"{last['rows']:,}" if last.get("rows") is not None else "-",
+            *(("/".join(f"{repeats[k]:,}" for k in ("identical", "superseded", "conflicting")) if repeats else "-",)
+              if repeated else ()),
             f"{f['totals']['pulled']}/{f['totals']['failed']}", f"{f['totals']['rows']:,}",
         )
     console.print(table)

@@ -13,6 +13,11 @@ transaction that records the batch's delivery (:mod:`fundx.handoff`), and never 
 Every audited write goes through :meth:`Ledger.audited`, which first locks the head of the audit
 chain (an UPDATE of its one row: a row lock on PostgreSQL, the database's write lock on SQLite),
 so two writers can never fork the chain; see :mod:`fundx.audit`.
+
+The schema has revisions (Alembic's, in :mod:`fundx.migrations`; the ``alembic_version`` table holds
+the ledger's). A new ledger is made at the newest, :data:`SCHEMA_HEAD`; a ledger at another revision,
+or one written by fundx 0.1.0 (no revision), is refused with :class:`LedgerSchemaError` until
+``fundx ledger upgrade`` brings it to the head.
 """
 
 from __future__ import annotations
@@ -93,6 +98,11 @@ pulls = sa.Table(
     sa.Column("error_type", sa.String(64)),
     sa.Column("error_message", sa.Text),
     sa.Column("action", sa.Text),
+    # rows of the pull that shared a record key (connectors.base.Repeats): copies collapsed, earlier
+    # versions replaced, conflicting rows kept for the stewards. Revision 0002; 0 on older pulls.
+    sa.Column("repeats_identical", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("repeats_superseded", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("repeats_conflicting", sa.Integer, nullable=False, server_default=sa.text("0")),
     sa.Index("ix_pulls_feed_ended", "feed", "ended_at"),
 )
 
@@ -295,6 +305,51 @@ audit_head = sa.Table(
     sa.Column("locked_at", UTCDateTime),
 )
 
+# The stewards' console's accounts and sessions (fundx.console.accounts reads and writes them). They are
+# defined here, with the rest of the schema, so that every ledger has them whatever was imported when it
+# was made, and so that a schema revision can name them.
+console_accounts = sa.Table(
+    "console_accounts",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),  # steward | auditor
+    sa.Column("password_hash", sa.Text, nullable=False),  # argon2id, PHC string format
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("password_set_at", UTCDateTime, nullable=False),
+    sa.Column("failed_logins", sa.Integer, nullable=False, default=0),  # attempts since the last sign-in
+    sa.Column("locked_until", UTCDateTime),
+    sa.Column("last_login_at", UTCDateTime),
+)
+
+console_sessions = sa.Table(
+    "console_sessions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # SHA-256 of the cookie's token, hex
+    sa.Column("account", sa.String(32), sa.ForeignKey("console_accounts.name", ondelete="CASCADE"), nullable=False),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("seen_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Index("ix_console_sessions_account", "account"),
+)
+
+#: the schema's revisions, oldest first: fundx/migrations/versions holds one file for each (a test checks
+#: that they agree). A new revision is added there and here.
+SCHEMA_REVISIONS = ("0001", "0002")
+SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
+#: the tables every ledger written by fundx 0.1.0 has (it made the console's two only once the console had
+#: been imported): a database with these and no revision is a 0.1.0 ledger, revision 0001's schema
+V010_TABLES = ("runs", "pulls", "watermarks", "deliveries", "acks", "quarantines", "rule_failures", "decisions",
+               "pull_figures", "breaches", "orders", "audit", "audit_head")
+#: Alembic's record of the revision, as Alembic makes it (DefaultImpl.version_table_impl): a new ledger is
+#: stamped without loading Alembic. Kept out of ``metadata``: it is Alembic's table, not the exchange's.
+alembic_version = sa.Table(
+    "alembic_version",
+    sa.MetaData(),
+    sa.Column("version_num", sa.String(32), nullable=False),
+    sa.PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
+)
+
 #: statuses of a delivery that the stage can see or has settled
 HANDED_OVER = ("ready", "acknowledged", "refused")
 
@@ -356,13 +411,16 @@ class PullRecord:
     error_type: str | None
     error_message: str | None
     action: str | None
+    repeats_identical: int = 0
+    repeats_superseded: int = 0
+    repeats_conflicting: int = 0
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-#: the PostgreSQL advisory lock held while the ledger's tables are created (see Ledger._create)
+#: the PostgreSQL advisory lock held while the ledger's schema is made or upgraded (Ledger.schema_lock)
 _SCHEMA_LOCK = int.from_bytes(hashlib.sha256(b"fundx.ledger.schema").digest()[:8], "big", signed=True)
 
 
@@ -374,18 +432,110 @@ def inserted_id(result: CursorResult[Any]) -> int:
     return key[0]
 
 
+class LedgerSchemaError(ConfigurationError):
+    """The ledger's schema is not this fundx's: behind it (``fundx ledger upgrade``), or ahead of it."""
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """Where a ledger database's schema stands against this fundx's revisions.
+
+    ``status``: ``new`` (none of the ledger's tables, no revision), ``current`` (at :data:`SCHEMA_HEAD`),
+    ``behind`` (an older revision), ``v010`` (fundx 0.1.0's tables and no revision: revision 0001's
+    schema, not yet stamped), ``ahead`` (a revision this fundx does not know: a newer fundx wrote it), or
+    ``foreign`` (some of the ledger's tables and no revision: not a ledger fundx made).
+    """
+
+    status: str
+    revision: str | None = None
+
+    @property
+    def upgradable(self) -> bool:
+        return self.status in ("behind", "v010")
+
+    def problem(self, url: str) -> str | None:
+        """One line saying what is wrong and what to do, or None when fundx may run on the ledger."""
+        where = sa.engine.make_url(url).render_as_string(hide_password=True)
+        if self.status == "behind":
+            return (f"the ledger {where} is at schema revision {self.revision}, older than this fundx's "
+                    f"{SCHEMA_HEAD}: run `fundx ledger upgrade`")
+        if self.status == "v010":
+            return (f"the ledger {where} was written by fundx 0.1.0 (no schema revision), older than this "
+                    f"fundx's {SCHEMA_HEAD}: run `fundx ledger upgrade`")
+        if self.status == "ahead":
+            return (f"the ledger {where} is at schema revision {self.revision}, newer than this fundx knows "
+                    f"(up to {SCHEMA_HEAD}): a newer fundx wrote it; run that release or a later one")
+        if self.status == "foreign":
+            return (f"the database {where} holds some of the ledger's tables but no schema revision: it is not "
+                    f"a ledger fundx made; point FUNDX_LEDGER_URL at the ledger's database")
+        return None
+
+    def error(self, url: str) -> LedgerSchemaError:
+        action = {
+            "behind": "fundx ledger upgrade", "v010": "fundx ledger upgrade",
+            "ahead": "run that release or a later one",
+        }.get(self.status, "point FUNDX_LEDGER_URL at the ledger's database")
+        return LedgerSchemaError(self.problem(url) or f"the ledger's schema is {self.status}", action=action)
+
+
+def schema_state(conn: Connection) -> SchemaState:
+    """Read the revision a ledger database is at (or recognise a 0.1.0 ledger by its tables)."""
+    names = set(sa.inspect(conn).get_table_names())
+    revisions: list[str] = []
+    if alembic_version.name in names:
+        revisions = list(conn.execute(sa.select(alembic_version.c.version_num)).scalars())
+    if not revisions:
+        if not names & set(metadata.tables):
+            return SchemaState("new")
+        return SchemaState("v010" if set(V010_TABLES) <= names else "foreign")
+    if revisions == [SCHEMA_HEAD]:
+        return SchemaState("current", SCHEMA_HEAD)
+    if len(revisions) == 1 and revisions[0] in SCHEMA_REVISIONS:
+        return SchemaState("behind", revisions[0])
+    return SchemaState("ahead", ", ".join(sorted(revisions)))  # unknown, or branches this fundx never made
+
+
+def _backend(url: str) -> str:
+    """``sqlite`` or ``postgresql``; ConfigurationError naming FUNDX_LEDGER_URL for anything else."""
+    action = "set FUNDX_LEDGER_URL to sqlite:///path/ledger.db or postgresql+psycopg://user@host/db"
+    try:
+        backend = sa.engine.make_url(url).get_backend_name()
+    except sa.exc.ArgumentError:
+        raise ConfigurationError("FUNDX_LEDGER_URL is not a SQLAlchemy URL", action=action) from None
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigurationError(f"FUNDX_LEDGER_URL: the ledger runs on SQLite or PostgreSQL, not {backend}", action=action)
+    return backend
+
+
+def check_schema(url: str) -> SchemaState:
+    """The schema state of the ledger at ``url``, read without creating or changing anything (a SQLite
+    file that does not exist yet is ``new``). Raises LedgerSchemaError unless fundx may run on it."""
+    parsed = sa.engine.make_url(url)
+    if _backend(url) == "sqlite":
+        database = parsed.database
+        if not database or database == ":memory:" or not Path(database).exists():
+            return SchemaState("new")
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool,
+                              connect_args={"connect_timeout": 10} if url.startswith("postgresql") else {})
+    try:
+        with engine.connect() as conn:
+            state = schema_state(conn)
+    finally:
+        engine.dispose()
+    if state.status not in ("new", "current"):
+        raise state.error(url)
+    return state
+
+
 class Ledger:
     """Access to the ledger database; one per process is enough (engines pool connections)."""
 
     def __init__(self, url: str, *, create: bool = True):
+        """Open the ledger at ``url``; make it at the schema's head if it is new. LedgerSchemaError if it is at
+        another revision. ``create=False`` opens it as it is, checking nothing (fundx.migrations upgrades
+        through such a Ledger)."""
         self.url = url
-        action = "set FUNDX_LEDGER_URL to sqlite:///path/ledger.db or postgresql+psycopg://user@host/db"
-        try:
-            backend = sa.engine.make_url(url).get_backend_name()
-        except sa.exc.ArgumentError:
-            raise ConfigurationError("FUNDX_LEDGER_URL is not a SQLAlchemy URL", action=action) from None
-        if backend not in ("sqlite", "postgresql"):
-            raise ConfigurationError(f"FUNDX_LEDGER_URL: the ledger runs on SQLite or PostgreSQL, not {backend}", action=action)
+        _backend(url)
         self.engine: Engine = _engine(url)
         if create:
             self._create()
@@ -407,32 +557,58 @@ class Ledger:
         with self.engine.begin() as conn:
             yield conn
 
-    def _create(self) -> None:
-        """The tables and the audit chain's head, if missing.
+    @contextmanager
+    def schema_lock(self) -> Iterator[Connection]:
+        """A transaction that has the ledger's schema to itself: making a new ledger, upgrading one.
 
-        On PostgreSQL several processes may open a new ledger at the same moment (the workers of
-        ``make serve-pg``, two runs started together): a transaction-level advisory lock lets one
-        create the tables while the others wait, then find them (two CREATE TABLE of one name would
-        fail with a unique violation in pg_type).
+        PostgreSQL: a transaction-level advisory lock, so that of several processes opening a new ledger
+        at the same moment (the workers of ``make serve-pg``, two runs started together) one creates the
+        tables while the others wait, then find them (two CREATE TABLE of one name would fail with a
+        unique violation in pg_type). SQLite: BEGIN IMMEDIATE, the database's write lock, taken before
+        anything is read; the tables it creates are in the transaction (Python's sqlite3 commits nothing
+        before DDL), so a ledger is made, or upgraded, whole or not at all.
         """
         if self.dialect == "postgresql":
             with self.engine.begin() as conn:
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
+                yield conn
+            return
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+
+    def _create(self) -> None:
+        """A new ledger at the schema's head, stamped with it; an existing one must be at the head already.
+
+        At the head, tables missing from it are made again (a test's clean-up may have dropped them) and
+        the audit chain's head row is made if missing, as every open always did.
+        """
+        with self.schema_lock() as conn:
+            state = schema_state(conn)
+            if state.status == "new":
                 metadata.create_all(conn)
-        else:
-            metadata.create_all(self.engine)
-        self._ensure_audit_head()
+                alembic_version.create(conn)
+                conn.execute(alembic_version.insert().values(version_num=SCHEMA_HEAD))
+            elif state.status == "current":
+                metadata.create_all(conn)
+            else:
+                raise state.error(self.url)
+            self._ensure_audit_head(conn)
 
     # the audit trail ----------------------------------------------------------------------------
 
-    def _ensure_audit_head(self) -> None:
+    def _ensure_audit_head(self, conn: Connection) -> None:
         dialect_insert = sqlite.insert if self.dialect == "sqlite" else postgresql.insert
-        with self.transaction() as conn:
-            conn.execute(
-                dialect_insert(audit_head)
-                .values(id=1, seq=0, hash=audit_chain.GENESIS)
-                .on_conflict_do_nothing(index_elements=[audit_head.c.id])
-            )
+        conn.execute(
+            dialect_insert(audit_head)
+            .values(id=1, seq=0, hash=audit_chain.GENESIS)
+            .on_conflict_do_nothing(index_elements=[audit_head.c.id])
+        )
 
     @contextmanager
     def audited(self) -> Iterator[Connection]:
@@ -588,12 +764,16 @@ class Ledger:
             with self.audited() as own:
                 return self.record_pull(run_id, pull, started_at=started_at, backfill=backfill,
                                         move_watermark=move_watermark, outcome=outcome, conn=own)
+        repeats = getattr(pull, "repeats", None)  # a Pull or SpooledPull has them; other callers' objects may not
         pull_id = inserted_id(conn.execute(
             pulls.insert().values(
                 run_id=run_id, feed=pull.feed, window_start=pull.window.start,
                 window_end=pull.window.end, backfill=backfill, started_at=started_at,
                 ended_at=_now(), duration_s=pull.duration_s, outcome=outcome, rows=pull.rows,
                 bytes=pull.bytes, pages=pull.pages, retries=pull.retries, digest=pull.digest,
+                repeats_identical=getattr(repeats, "identical", 0) or 0,
+                repeats_superseded=getattr(repeats, "superseded", 0) or 0,
+                repeats_conflicting=getattr(repeats, "conflicting", 0) or 0,
             )
         ))
         if move_watermark:
@@ -904,7 +1084,8 @@ def _pull_record(row) -> PullRecord:
         started_at=row["started_at"], duration_s=row["duration_s"], outcome=row["outcome"],
         rows=row["rows"], bytes=row["bytes"], pages=row["pages"], retries=row["retries"],
         digest=row["digest"], error_type=row["error_type"], error_message=row["error_message"],
-        action=row["action"],
+        action=row["action"], repeats_identical=row["repeats_identical"],
+        repeats_superseded=row["repeats_superseded"], repeats_conflicting=row["repeats_conflicting"],
     )
 
 

@@ -1,7 +1,7 @@
 """The console's local accounts and sessions, kept in the ledger database.
 
-Two tables on :data:`fundx.ledger.metadata`, so ``Ledger(...)`` creates them once this module is
-imported (the console and ``fundx console`` import it before they open the ledger):
+Two tables of the ledger (defined in :mod:`fundx.ledger` with the rest of its schema, so every ledger
+has them whatever was imported when it was made):
 
 - ``console_accounts``: a name, a role (``steward`` decides and unmasks; ``auditor`` reads), the
   password's argon2id hash (argon2-cffi's RFC 9106 profile: 64 MiB, 3 passes, 4 lanes, 16-byte salt)
@@ -29,7 +29,7 @@ from functools import lru_cache
 import sqlalchemy as sa
 
 from fundx.errors import ConfigurationError
-from fundx.ledger import Ledger, UTCDateTime, metadata
+from fundx.ledger import Ledger, UTCDateTime, console_accounts, console_sessions
 from fundx.timeutil import UTC
 
 ROLES = ("steward", "auditor")
@@ -41,31 +41,6 @@ MAX_PASSWORD = 1024
 _NAME = re.compile(r"^[a-z][a-z0-9._-]{1,31}$")
 #: a session's last-seen time is written at most this often (a write per page would contend with a night)
 _TOUCH_EVERY = timedelta(seconds=60)
-
-console_accounts = sa.Table(
-    "console_accounts",
-    metadata,
-    sa.Column("name", sa.String(32), primary_key=True),
-    sa.Column("role", sa.String(16), nullable=False),  # steward | auditor
-    sa.Column("password_hash", sa.Text, nullable=False),  # argon2id, PHC string format
-    sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.Column("password_set_at", UTCDateTime, nullable=False),
-    sa.Column("failed_logins", sa.Integer, nullable=False, default=0),  # attempts since the last sign-in
-    sa.Column("locked_until", UTCDateTime),
-    sa.Column("last_login_at", UTCDateTime),
-)
-
-console_sessions = sa.Table(
-    "console_sessions",
-    metadata,
-    sa.Column("id", sa.String(64), primary_key=True),  # SHA-256 of the cookie's token, hex
-    sa.Column("account", sa.String(32), sa.ForeignKey("console_accounts.name", ondelete="CASCADE"), nullable=False),
-    sa.Column("csrf", sa.String(64), nullable=False),
-    sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.Column("seen_at", UTCDateTime, nullable=False),
-    sa.Column("expires_at", UTCDateTime, nullable=False),
-    sa.Index("ix_console_sessions_account", "account"),
-)
 
 
 @dataclass(frozen=True)
