@@ -189,8 +189,8 @@ def settle_result(result: Any, contract: Contract, *, rows: int, rows_ok: bool) 
                 item.success = rows_ok
     good = sum(1 for item in result.results if item.success)
     result.success = good == len(result.results)
-    if result.statistics:
-        result.statistics.update({"successful_expectations": good,
+    if result.statistics is not None:
+        result.statistics.update({"evaluated_expectations": len(result.results), "successful_expectations": good,
                                   "unsuccessful_expectations": len(result.results) - good,
                                   "success_percent": 100.0 * good / len(result.results) if result.results else None})
     return result

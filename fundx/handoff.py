@@ -1,5 +1,8 @@
 """Handing a pulled batch to its stage exactly once: check it, seal it, write it, record it, mark it READY.
 
+One path for every feed: :func:`run_feed` pulls the window (:func:`pull_feed`: whole into memory, or
+for a large feed in chunks through an encrypted spool, :mod:`fundx.stream`), checks it
+(:func:`check_pull`: a :class:`fundx.batch.CheckedBatch` either way) and delivers it (:func:`deliver`).
 A batch is identified by its feed, window and the digest of what was pulled (:func:`batch_id_for`;
 no personal data in the id). It is first checked against its feed's contract (:func:`check_pull`):
 its valid rows (normalised) are what the stage gets — Parquet parts of at most FUNDX_PART_BYTES,

@@ -1,9 +1,10 @@
 """Large feeds in bounded memory: one pull read, checked, sealed and handed over chunk by chunk.
 
-A streamed run of a feed (``stream: true`` in its config, or ``run_feed(..., stream=True)``) keeps
-the guarantees of :mod:`fundx.handoff` — the same batch id and digests, the same steps (a)-(d), one
-ledger commit — while its memory is bounded by FUNDX_CHUNK_ROWS rows and one 64 MB part, not by
-the size of the feed:
+A streamed run of a feed (``stream: true`` in its config, or ``run_feed(..., stream=True)``) is the
+same run as any other — the same Prefect tasks, the same batch id and digests, the same delivery
+(:func:`fundx.handoff.deliver`: steps (a)-(d), one ledger commit) — with a different kind of batch:
+its rows wait in an encrypted spool (:class:`SpooledPull`, checked into a :class:`SpooledBatch`), so
+its memory is bounded by FUNDX_CHUNK_ROWS rows and one 64 MB part, not by the size of the feed:
 
 1. **pull** — the connector reads the window piece by piece (:meth:`connectors.base.Connector.chunks`:
    a server-side cursor, a CSV file block by block; read one chunk ahead in a thread, :func:`prefetched`,
@@ -20,17 +21,18 @@ the size of the feed:
    chunk's rows; the failing rows go back to the spool as a frame, the valid ones already encoded as
    Parquet pieces (the seal step's encoding, done where the rows are). Jobs run through a
    :class:`Runner`: in this process (:class:`LocalRunner`), on a warm pool of this machine's processes
-   or in parallel on a Dask cluster (:mod:`fundx.runners`). The batch-level rules (row count against
-   history, share of failing rows) are decided on the totals.
+   or in parallel on a Dask cluster (:mod:`fundx.runners`). The batch is judged on its totals by the
+   one verdict a whole batch gets too (:func:`contracts.validate.verdict`).
 3. **seal** — a chunk's Parquet piece of a MiB or more is a part as it is; smaller ones are merged
    with their neighbours into parts of at most FUNDX_PART_BYTES; quarantined rows become the stewards'
    parts; each part is sealed by a job of its own (:func:`seal_part`), which loads the exchange's
    keys itself: keys never travel in a job.
-4. **handoff** — :func:`fundx.handoff._deliver`'s steps (a)-(d), unchanged.
+4. **handoff** — :func:`fundx.handoff.deliver`, as for any batch.
 
-:class:`Steps` records each step's seconds, rows and peak memory (VmHWM, reset per step) for
-``make bench``. The spool is removed when the run ends, whatever the outcome; one a killed run left
-behind is removed by the next streamed run of the feed.
+:class:`fundx.batch.Steps` records each step's seconds, rows and peak memory (VmHWM, reset per step)
+for ``make bench``. The spool is removed when the run ends, whatever the outcome
+(:func:`fundx.handoff.close_pull`); one a killed run left behind is removed by the next streamed run
+of the feed.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ from fundx.digest import (
 )
 from fundx.inbox import Inbox, LocalInbox, PartFile, part_name
 from fundx.keys import fsync_dir
+from fundx.process import alive
 from fundx.runners import LocalRunner, Runner
 from fundx.seal import PART_BYTES
 from fundx.testpoints import kill_point  # TEST ONLY: the chaos night's kill points (FUNDX_TEST_KILL_AT)
@@ -148,23 +151,13 @@ def remove_stale_spools(home: Path, feed: str) -> int:
             pid = int((folder / "owner").read_text(encoding="ascii"))
         except (OSError, ValueError):
             pid = 0
-        if pid == os.getpid() or (pid and _alive(pid)):
+        if pid == os.getpid() or alive(pid):
             continue
         shutil.rmtree(folder, ignore_errors=True)
         removed += 1
     if removed:
         fsync_dir(root)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # --- 1. the pull ---------------------------------------------------------------------------------
@@ -601,7 +594,7 @@ def check_spooled(pulled: SpooledPull, *, runner: Runner, steps: Steps, history:
         r.lags = None
     return SpooledBatch(
         pulled, results, report,
-        merged_result([r.gx for r in results if r.gx is not None], rows=rows, rows_ok=decided.rows_ok),
+        merged_result([r.gx for r in results if r.gx is not None], contract, rows=rows, rows_ok=decided.rows_ok),
         digest_of(pulled.columns, hashes), lag_percentiles(np.concatenate(lags)) if lags else None, runner,
     )
 
@@ -609,12 +602,14 @@ def check_spooled(pulled: SpooledPull, *, runner: Runner, steps: Steps, history:
 _COUNTED = ("element_count", "unexpected_count", "missing_count")
 
 
-def merged_result(results: list[Any], *, rows: int, rows_ok: bool) -> Any:
+def merged_result(results: list[Any], contract: Any, *, rows: int, rows_ok: bool) -> Any:
     """One counts-only GX suite result from the chunks' (for Data Docs): counts summed, percentages and
-    successes recomputed, the table-level row count set to the batch's."""
+    successes recomputed, the table-level row count as the verdict has it (contracts.validate.settle_result)."""
     if not results:
         return None
     from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
+
+    from contracts.validate import settle_result
 
     first = results[0]
     merged = []
@@ -636,19 +631,13 @@ def merged_result(results: list[Any], *, rows: int, rows_ok: bool) -> Any:
                     kept[name] = value
             mostly = float((item.expectation_config.kwargs or {}).get("mostly", 1.0))
             success = not raised and (present == 0 or (present - bad) / present >= mostly)
-        else:  # table level: the row count
-            if "observed_value" in kept:
-                kept["observed_value"] = rows
-            success = rows_ok and not raised
+        else:  # table level, the row count: the batch's, settled below
+            success = not raised
         merged.append(ExpectationValidationResult(success=success, expectation_config=item.expectation_config,
                                                   result=kept, exception_info=item.exception_info))
-    good = sum(1 for m in merged if m.success)
-    statistics = dict(first.statistics or {})
-    statistics.update({"evaluated_expectations": len(merged), "successful_expectations": good,
-                       "unsuccessful_expectations": len(merged) - good,
-                       "success_percent": 100.0 * good / len(merged) if merged else None})
-    return ExpectationSuiteValidationResult(success=good == len(merged), results=merged, suite_name=first.suite_name,
-                                            statistics=statistics, meta=first.meta)
+    whole = ExpectationSuiteValidationResult(success=False, results=merged, suite_name=first.suite_name,
+                                             statistics=dict(first.statistics or {}), meta=first.meta)
+    return settle_result(whole, contract, rows=rows, rows_ok=rows_ok)
 
 
 # --- 3. seal -------------------------------------------------------------------------------------
