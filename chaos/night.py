@@ -34,15 +34,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+from fundx.testpoints import KILL_POINTS  # the points a run may be stopped at
+
 ROOT = Path(__file__).resolve().parents[1]
 
 #: the fault profiles of sandbox/faults.py the night injects (repeat_page and echo_secret are broken
 #: agencies for the conformance suite, not faults of a working one)
 PROFILES = ("server_errors", "slow", "read_timeout", "reset", "truncated", "page_twice", "rate_limit",
             "renamed_column", "expired_token", "empty", "trickle")
-#: the kill points a run may be stopped at (fundx.handoff.KILL_POINTS and the chaos night's own)
-KILL_POINTS = ("after_recover", "in_recover", "after_pull", "between_chunks", "after_check", "after_quarantine",
-               "after_seal", "after_write", "before_commit", "after_commit", "after_ready")
 AT_RANDOM = "random_time"
 #: the profiles that stop a feed (or empty it) until lifted
 PERMANENT = ("renamed_column", "expired_token", "empty", "trickle")

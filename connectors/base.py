@@ -47,13 +47,13 @@ class Repeats:
                 f"{self.conflicting} rows in key conflicts")
 
 
-@dataclass(frozen=True, eq=False)
-class Pull:
-    """What one extract brought: the rows of one feed in one window, and how getting them went."""
+@dataclass(frozen=True, eq=False, kw_only=True)
+class PullFigures:
+    """How one extract of a feed's window went — what the ledger records of a pull, whether its rows
+    were read whole (:class:`Pull`) or in chunks through a spool (:class:`fundx.stream.SpooledPull`)."""
 
     feed: str
     window: Window
-    frame: pd.DataFrame = field(repr=False)  # records never go into a repr (logs, Prefect state messages)
     rows: int
     bytes: int
     digest: str
@@ -61,6 +61,13 @@ class Pull:
     duration_s: float
     retries: int
     repeats: Repeats = field(default_factory=Repeats)  # rows sharing a record key: what became of them
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Pull(PullFigures):
+    """What one extract brought: the rows of one feed in one window, in memory, and how getting them went."""
+
+    frame: pd.DataFrame = field(repr=False)  # records never go into a repr (logs, Prefect state messages)
 
 
 @dataclass

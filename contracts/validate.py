@@ -6,6 +6,11 @@
     checked.rejected       # True: hold the whole batch back (checked.reject_reason says why)
     checked.report         # counts and percentages per rule, no values: safe for logs and artifacts
 
+Two steps, so that a batch read in chunks is judged exactly as one read whole: :func:`check_rows`
+splits one frame's rows (a whole batch, or a chunk), and :func:`verdict` decides the batch from its
+totals — a schema break, a rule that could not be evaluated, the row count against the feed's
+history, the share of failing rows. :func:`check` is both, for a batch in memory.
+
 One Great Expectations context serves the whole process (ephemeral, progress bars off); import and
 first use cost a few seconds, so validate every feed of a night in one process. The row split uses
 the fast path measured in NOTES.md: result format COMPLETE without ``unexpected_index_column_names``,
@@ -118,6 +123,79 @@ def row_count_bounds(rule: Rule, history: Sequence[int] | None) -> tuple[int, in
     return contract_rules_bounds(rule.params, history) or (0, None)
 
 
+@dataclass
+class RowCheck:
+    """One frame's rows checked against the contract (a whole batch, or one chunk of a streamed one): the
+    split, counts per row rule, the normalisation done, the GX result. The batch's fate is :func:`verdict`'s."""
+
+    rows: int
+    valid: pd.DataFrame
+    quarantined: pd.DataFrame
+    counts: dict[str, int]
+    record: NormalisationRecord
+    unevaluated: list[str]
+    result: Any = None  # the GX suite validation result (counts, no values), for Data Docs
+    schema_reason: str | None = None  # the frame's columns do not match the contract: nothing was checked
+    normalise_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a batch's totals decide: held back whole or not, and why (the contract's batch rules and policy)."""
+
+    rejected: bool
+    reason: str | None
+    counts: dict[str, int]  # each batch rule: 1 if it failed
+    rows_ok: bool = True  # the row-count rule held
+    schema_break: bool = False
+
+
+def verdict(contract: Contract, *, rows: int, failed: int, history: Sequence[int] | None,
+            unevaluated: Sequence[str] = (), schema_reason: str | None = None) -> Verdict:
+    """The one verdict on a batch, whole or streamed, from its totals: a schema break; a rule Great
+    Expectations could not evaluate (never trust a batch a rule could not look at); the row count
+    against the feed's trailing history (``history``, oldest first); the share of failing rows above
+    the contract's ``batchPolicy``. Any of them holds the batch back whole (``rejected``)."""
+    rules = contract_rules(contract)
+    if schema_reason is not None:
+        return Verdict(True, schema_reason, {}, schema_break=True)
+    reasons = [f"rule {rule_id} could not be evaluated" for rule_id in dict.fromkeys(unevaluated)]
+    counts: dict[str, int] = {}
+    rows_ok = True
+    for rule in rules.batch_rules:
+        if rule.kind != "row_count":
+            continue
+        low, high = row_count_bounds(rule, history)
+        counts[rule.id] = int(rows < low or (high is not None and rows > high))
+        if counts[rule.id]:
+            rows_ok = False
+            reasons.append(f"rule {rule.id} failed: {rows} rows, expected {low}..{high}")
+    if too_many := too_many_failed(rules, failed, rows):
+        reasons.append(too_many)
+    return Verdict(bool(reasons), "; ".join(reasons) if reasons else None, counts, rows_ok)
+
+
+def settle_result(result: Any, contract: Contract, *, rows: int, rows_ok: bool) -> Any:
+    """The GX suite result with its table-level row count as the verdict has it (the whole batch's rows,
+    judged against the feed's history), so that Data Docs say what was decided."""
+    if result is None:
+        return None
+    batch_rules = {r.id for r in contract_rules(contract).batch_rules}
+    for item in result.results:
+        if (item.expectation_config.meta or {}).get("rule") in batch_rules:
+            if "observed_value" in (item.result or {}):
+                item.result["observed_value"] = rows
+            if not (item.exception_info or {}).get("raised_exception"):
+                item.success = rows_ok
+    good = sum(1 for item in result.results if item.success)
+    result.success = good == len(result.results)
+    if result.statistics is not None:
+        result.statistics.update({"evaluated_expectations": len(result.results), "successful_expectations": good,
+                                  "unsuccessful_expectations": len(result.results) - good,
+                                  "success_percent": 100.0 * good / len(result.results) if result.results else None})
+    return result
+
+
 def check(feed_or_contract: str | Contract, frame: pd.DataFrame, *, history: Sequence[int] | None = None,
           today: date | None = None) -> Checked:
     """Check a batch against its feed's contract; see the module's docstring.
@@ -129,19 +207,47 @@ def check(feed_or_contract: str | Contract, frame: pd.DataFrame, *, history: Seq
     started = time.perf_counter()
     contract = feed_or_contract if isinstance(feed_or_contract, Contract) else load_contract(feed_or_contract)
     rules = contract_rules(contract)
-    today = today or datetime.now(SHANGHAI).date()
-    record = NormalisationRecord()
+    bounds = next((row_count_bounds(r, history) for r in rules.batch_rules if r.kind == "row_count"), (0, None))
+    found = check_rows(contract, frame, today=today, row_count=bounds)
+    decided = verdict(contract, rows=found.rows, failed=len(found.quarantined), history=history,
+                      unevaluated=found.unevaluated, schema_reason=found.schema_reason)
+    result = settle_result(found.result, contract, rows=found.rows, rows_ok=decided.rows_ok)
+    valid = found.valid
+    report = check_report(contract, rules, rows=found.rows, valid=len(valid), quarantined=len(found.quarantined),
+                          counts=found.counts | decided.counts, record=found.record, rejected=decided.rejected,
+                          reason=decided.reason, seconds=time.perf_counter() - started, schema=decided.schema_break)
+    report["unevaluated"] = list(found.unevaluated)
+    report["normalise_seconds"] = round(found.normalise_seconds, 3)
+    return Checked(contract.feed, valid, found.quarantined, decided.rejected, decided.reason,
+                   found.counts | decided.counts, found.record, report, result)
 
-    missing = [c for c in contract.required if c not in frame.columns]
-    unexpected = [str(c) for c in frame.columns if c not in contract.by_name and c not in RESERVED_COLUMNS]
-    if (missing or unexpected) and rules.policy.reject_on_schema_break:
-        parts = []
-        if missing:
-            parts.append("missing required column(s) " + ", ".join(missing))
-        if unexpected:
-            parts.append("column(s) not in the contract " + ", ".join(unexpected))
-        reason = f"schema break: {'; '.join(parts)}"
-        return _finish(contract, rules, frame, frame.iloc[0:0], {}, record, True, reason, started, None, schema=True)
+
+def schema_break(contract: Contract, columns: Sequence[object]) -> str | None:
+    """Why a frame with these columns breaks the contract's schema (a required column missing, one the
+    contract does not have), or None; a contract whose batch policy tolerates schema breaks never says so."""
+    if not contract_rules(contract).policy.reject_on_schema_break:
+        return None
+    missing = [c for c in contract.required if c not in columns]
+    unexpected = [str(c) for c in columns if c not in contract.by_name and c not in RESERVED_COLUMNS]
+    parts = []
+    if missing:
+        parts.append("missing required column(s) " + ", ".join(missing))
+    if unexpected:
+        parts.append("column(s) not in the contract " + ", ".join(unexpected))
+    return f"schema break: {'; '.join(parts)}" if parts else None
+
+
+def check_rows(contract: Contract, frame: pd.DataFrame, *, today: date | None = None,
+               row_count: tuple[int, int | None] = (0, None)) -> RowCheck:
+    """Normalise a frame's rows and split them, valid from failing, by the contract's row rules (one
+    GX validation over every expectation; the structural rules from the transport's marks). Each failing
+    row carries every rule it broke (``_rules``). ``row_count`` only fills the row-count expectation's
+    parameters for Data Docs: whether the batch's row count holds is :func:`verdict`'s to say."""
+    rules = contract_rules(contract)
+    today = today or datetime.now(SHANGHAI).date()
+    if (broken := schema_break(contract, list(frame.columns))) is not None:
+        return RowCheck(len(frame), frame.iloc[0:0], frame.iloc[0:0], {}, NormalisationRecord(), [],
+                        schema_reason=broken)
 
     # the transport's marks of structural defects (a malformed row, a key conflict): not the contract's columns
     marks = {c: frame[c].reset_index(drop=True) for c in RESERVED_COLUMNS if c in frame.columns}
@@ -156,48 +262,33 @@ def check(feed_or_contract: str | Contract, frame: pd.DataFrame, *, history: Seq
     original_index = work.index
     work = work.reset_index(drop=True)
 
-    parameters: dict[str, Any] = {"today": today.isoformat(), "row_count_min": 0, "row_count_max": None}
-    for rule in rules.batch_rules:
-        if rule.kind == "row_count":
-            parameters["row_count_min"], parameters["row_count_max"] = row_count_bounds(rule, history)
+    parameters: dict[str, Any] = {"today": today.isoformat(), "row_count_min": row_count[0],
+                                  "row_count_max": row_count[1]}
     result = _Gx.get().validate(work, _suite(contract), parameters)
 
-    by_id = {r.id: r for r in rules.rules}
     row_rules = [r.id for r in rules.row_rules]
+    row_ids = set(row_rules)
     bit = {rule_id: np.int64(1) << np.int64(i) for i, rule_id in enumerate(row_rules)}
     if len(row_rules) > 62:
         raise ValueError("more than 62 row rules in one contract")
     codes = np.zeros(len(work), dtype=np.int64)
-    counts = dict.fromkeys(by_id, 0)
-    reasons: list[str] = []
     unevaluated: list[str] = []
     for item in result.results:
         rule_id = (item.expectation_config.meta or {}).get("rule")
-        if rule_id not in by_id:
-            continue
         if item.exception_info and item.exception_info.get("raised_exception"):
-            # never trust a batch a rule could not look at; the exception text may quote values
-            reasons.append(f"rule {rule_id} could not be evaluated")
-            unevaluated.append(rule_id)
+            # never trust a batch a rule could not look at (the verdict says so); the text may quote values
+            unevaluated.append(str(rule_id))
             continue
-        rule = by_id[rule_id]
-        if rule.scope == "batch":
-            if not item.success:
-                counts[rule_id] = 1
-                observed = item.result.get("observed_value")
-                reasons.append(f"rule {rule_id} failed: {observed} rows, expected "
-                               f"{parameters['row_count_min']}..{parameters['row_count_max']}")
-            continue
-        failed = np.asarray(item.result.get("unexpected_index_list") or [], dtype=np.int64)
-        if len(failed):
-            codes[failed] |= bit[rule_id]
+        if rule_id in row_ids:
+            failed = np.asarray(item.result.get("unexpected_index_list") or [], dtype=np.int64)
+            if len(failed):
+                codes[failed] |= bit[rule_id]
     key_unique = np.int64(0)  # a conflict breaks the key's uniqueness by definition: said once, as key_conflict
     for rule in rules.row_rules:
         if rule.kind == "unique" and set(rule.columns) <= set(contract.key):
             key_unique |= bit[rule.id]
     codes = _structural(codes, marks.get(DEFECT), bit, key_unique)
-    for rule_id in row_rules:
-        counts[rule_id] = int(np.count_nonzero(codes & bit[rule_id]))
+    counts = {rule_id: int(np.count_nonzero(codes & bit[rule_id])) for rule_id in row_rules}
 
     bad = codes != 0
     quarantined = work[bad].copy()
@@ -208,14 +299,8 @@ def check(feed_or_contract: str | Contract, frame: pd.DataFrame, *, history: Seq
     quarantined[RULES_COLUMN] = pd.Series(_rule_lists(codes[bad], row_rules), index=quarantined.index, dtype="str")
     valid = work[~bad]
     valid.index = original_index[~bad]
-    if too_many := too_many_failed(rules, int(bad.sum()), len(work)):
-        reasons.append(too_many)
-    why = "; ".join(reasons) if reasons else None
-    checked = _finish(contract, rules, valid, quarantined, counts, record, bool(reasons), why, started,
-                      result, rows=len(work))
-    checked.report["unevaluated"] = unevaluated
-    checked.report["normalise_seconds"] = round(normalise_seconds, 3)
-    return checked
+    return RowCheck(len(work), valid, quarantined, counts, record, unevaluated, result,
+                    normalise_seconds=normalise_seconds)
 
 
 def _structural(codes: np.ndarray, defects: pd.Series | None, bit: dict[str, np.int64],
@@ -259,18 +344,6 @@ def _rule_lists(codes: np.ndarray, rule_ids: list[str]) -> np.ndarray:
     labels = np.array([RULE_SEPARATOR.join(r for i, r in enumerate(rule_ids) if int(code) >> i & 1)
                        for code in distinct], dtype=object)
     return labels[inverse]
-
-
-def _finish(contract: Contract, rules: ContractRules, valid: pd.DataFrame, quarantined: pd.DataFrame,
-            counts: dict[str, int], record: NormalisationRecord, rejected: bool, reason: str | None,
-            started: float, result: Any, *, rows: int | None = None, schema: bool = False) -> Checked:
-    rows = len(valid) + len(quarantined) if rows is None else rows
-    if schema:
-        valid = valid.iloc[0:0]
-    report = check_report(contract, rules, rows=rows, valid=len(valid), quarantined=len(quarantined), counts=counts,
-                          record=record, rejected=rejected, reason=reason, seconds=time.perf_counter() - started,
-                          schema=schema)
-    return Checked(contract.feed, valid, quarantined, rejected, reason, counts, record, report, result)
 
 
 def check_report(contract: Contract, rules: ContractRules, *, rows: int, valid: int, quarantined: int,

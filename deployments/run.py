@@ -67,6 +67,7 @@ from typing import TypeGuard
 
 from deployments.catalog import REPO_ROOT, WORK_POOL
 from deployments.settings import ServeSettings, serve_settings
+from fundx.process import alive
 
 STOP_GRACE_SECONDS = 20.0
 #: workers ``start --postgres`` runs when --workers is not given (plain ``start``: one)
@@ -473,23 +474,6 @@ def _cmdline(pid: int) -> str | None:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return None
-
-
-def alive(pid: int | None) -> TypeGuard[int]:
-    """Whether ``pid`` runs and is not a zombie."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def ours(pid: int | None) -> TypeGuard[int]:

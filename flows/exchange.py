@@ -3,7 +3,8 @@
 A feed's run is :func:`fundx.handoff.run_feed` — lock the feed, recover interrupted deliveries,
 deliver rows the stewards released, pull, check the batch against its contract, seal and hand the
 valid rows to the stage and the failing ones to the stewards' quarantine — with the release, the
-pull, the check and the handoff as Prefect tasks. Each check leaves a table artifact per feed
+pull, the check and the handoff as Prefect tasks, for every feed alike (a large feed's pull is
+streamed in chunks through the encrypted spool: the same tasks). Each check leaves a table artifact per feed
 (``contract-<feed>``: rows failing each rule, no values) and the night's Data Docs page under
 FUNDX_HOME/reports/<night>/.
 
@@ -68,23 +69,21 @@ _safe = content_free
 
 
 @task(name="pull", cache_policy=NO_CACHE, persist_result=False)
-def pull_task(feed: str, window: Window):
-    """Extract one feed's window from its agency (rows stay in memory)."""
-    from connectors import connector_for
-
+def pull_task(feed: str, window: Window, stream: bool = False):
+    """Extract one feed's window from its agency: rows in memory, or in chunks through the encrypted spool."""
     sink = progress_sink
     progress = (lambda rows: sink(feed, rows)) if sink else None
     try:
-        return connector_for(feed).extract(window, progress=progress)
+        return handoff.pull_feed(feed, window, stream=stream, progress=progress)
     except Exception as exc:  # noqa: BLE001 - re-raised content-free: Prefect may persist the task's own exception
         raise content_free(exc) from None
 
 
 @task(name="validate", cache_policy=NO_CACHE, persist_result=False)
-def validate_task(ledger: Ledger, pulled):
-    """Check the pulled batch against its contract (Great Expectations); rows stay in memory."""
+def validate_task(ledger: Ledger, pulled, runner=None, steps=None):
+    """Check the pulled batch against its contract (Great Expectations), whole or chunk by chunk."""
     try:
-        checked = handoff.check_pull(ledger, pulled)
+        checked = handoff.check_pull(ledger, pulled, runner=runner, steps=steps)
     except Exception as exc:  # noqa: BLE001 - re-raised content-free: Prefect may persist the task's own exception
         raise content_free(exc) from None
     _contract_artifact(checked.report)
@@ -101,10 +100,10 @@ def release_task(ledger: Ledger, feed: str, **kwargs) -> list[handoff.Handoff]:
 
 
 @task(name="handoff", cache_policy=NO_CACHE, persist_result=False)
-def handoff_task(ledger: Ledger, pulled, checked=None, **kwargs) -> handoff.Handoff:
-    """Seal the pulled batch and hand it to its stage exactly once (see fundx.handoff)."""
+def handoff_task(ledger: Ledger, batch, **kwargs) -> handoff.Handoff:
+    """Seal the checked batch and hand it to its stage exactly once (see fundx.handoff)."""
     try:
-        return handoff.deliver(ledger, pulled, checked, **kwargs)
+        return handoff.deliver(ledger, batch, **kwargs)
     except Exception as exc:  # noqa: BLE001 - re-raised content-free: Prefect may persist the task's own exception
         raise content_free(exc) from None
 
@@ -117,10 +116,9 @@ def exchange_feed(
     end: str | None = None,
 ) -> FeedOutcome:
     """Pull one feed from its watermark (or the given window, as a backfill), seal it, hand it to its stage."""
-    private_umask()  # a worker's flow run: whatever umask the worker was started with
     done = handoff.run_feed(feed, run_id=run_id, start=start, end=end, ledger=_ledger(), pull=pull_task,
                             validate=validate_task, handoff=handoff_task, release=release_task,
-                            logger=get_run_logger(), on_check=_contract_artifact)  # on_check: streamed feeds
+                            logger=get_run_logger())
     h = done.handoff
     _delivered_event(feed, done)
     return FeedOutcome(

@@ -1,5 +1,8 @@
 """Handing a pulled batch to its stage exactly once: check it, seal it, write it, record it, mark it READY.
 
+One path for every feed: :func:`run_feed` pulls the window (:func:`pull_feed`: whole into memory, or
+for a large feed in chunks through an encrypted spool, :mod:`fundx.stream`), checks it
+(:func:`check_pull`: a :class:`fundx.batch.CheckedBatch` either way) and delivers it (:func:`deliver`).
 A batch is identified by its feed, window and the digest of what was pulled (:func:`batch_id_for`;
 no personal data in the id). It is first checked against its feed's contract (:func:`check_pull`):
 its valid rows (normalised) are what the stage gets — Parquet parts of at most FUNDX_PART_BYTES,
@@ -40,8 +43,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,7 +50,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from connectors.base import PullFigures
 from fundx import quarantine
+from fundx.batch import CheckedBatch, Steps, WholeBatch
 from fundx.errors import (
     BatchHeld,
     CertificateError,
@@ -67,30 +70,13 @@ from fundx.keys import KeyPaths, KeySettings, KeyStore, common_name, init_keys
 from fundx.ledger import DeliveryRecord, Ledger, night_of, pull_figures
 from fundx.seal import open_signed
 from fundx.settings import Settings, get_settings
+from fundx.testpoints import kill_point  # TEST ONLY: the SIGKILL tests' and the chaos night's kill points
 from fundx.timeutil import SHANGHAI, Window, aware, now
 
 log = logging.getLogger("fundx.handoff")
 
 READY_FORMAT = "fundx.ready/1"
 ACK_FORMAT = "fundx.ack/1"
-
-#: the points where a test may stop a delivery (see :func:`_test_kill_point`)
-KILL_POINTS = ("after_seal", "after_write", "before_commit", "after_commit", "after_ready")
-
-
-def _test_kill_point(name: str) -> None:
-    """TEST ONLY: wait here to be killed when FUNDX_TEST_KILL_AT names this point.
-
-    tests/flows/test_handoff.py runs a feed in a child process with FUNDX_TEST_KILL_AT set, reads
-    this line from the child's stdout and sends it SIGKILL. Nothing else reads the variable; unset
-    (always, outside that test) this function does nothing.
-    """
-    if os.environ.get("FUNDX_TEST_KILL_AT") != name:
-        return
-    print(f"fundx-test-kill-point {name}", flush=True)
-    time.sleep(600)
-    os._exit(97)  # never killed: fail loudly rather than carry on
-
 
 def batch_id_for(feed: str, window: Window, digest: str) -> str:
     """A batch's id: feed, window (Asia/Shanghai, to the second) and the first 12 hex of its digest."""
@@ -174,122 +160,91 @@ def _sha256(data: bytes) -> str:
 # --- delivering --------------------------------------------------------------------------------
 
 
-def check_pull(ledger: Ledger, pulled: Any, *, today: Any = None) -> Any:
-    """Check a pull against its feed's contract, with the feed's recent nightly row counts as history.
+def pull_feed(feed: str, window: Window, *, stream: bool = False,
+              progress: Callable[[int], None] | None = None) -> PullFigures:
+    """Every row the feed's agency serves for ``window``: read whole into memory (a connectors.base.Pull),
+    or — ``stream`` — in chunks of FUNDX_CHUNK_ROWS through an encrypted spool (a fundx.stream.SpooledPull,
+    memory bounded by the chunk; :func:`close_pull` removes the spool)."""
+    from connectors import connector_for
 
-    Returns a contracts.validate.Checked. A schema break (columns missing or not in the contract)
-    is a SourceSchemaError naming the columns: the feed stops and its watermark stays, so the
-    rows are pulled again once the agency or the contract is fixed.
+    connector = connector_for(feed)
+    if not stream:
+        return connector.extract(window, progress=progress)
+    from fundx import stream as streaming
+
+    settings = get_settings()
+    if streaming.remove_stale_spools(settings.home, feed):
+        log.warning("%s: removed the spool of a run that stopped before it ended; its rows are pulled again", feed)
+    spool = streaming.Spool.create(settings.home, feed)
+    try:
+        return streaming.extract(connector, window, spool, chunk_rows=settings.chunk_rows, progress=progress)
+    except BaseException:
+        spool.close()
+        raise
+
+
+def close_pull(pulled: Any) -> None:
+    """Let go of what a pull holds beyond memory (a streamed pull's spool: removed)."""
+    spool = getattr(pulled, "spool", None)
+    if spool is not None:
+        spool.close()
+
+
+def check_pull(ledger: Ledger, pulled: Any, *, runner: Any = None, steps: Any = None, today: Any = None) -> CheckedBatch:
+    """Check a pull — whole or spooled — against its feed's contract, with the feed's recent nightly
+    row counts as history for the row-count rule; the one verdict (contracts.validate.verdict) decides.
+
+    A spooled pull's chunks are checked through ``runner`` (default: in this process), each step
+    timed in ``steps``. A schema break (columns missing or not in the contract) is a SourceSchemaError
+    naming the columns: the feed stops and its watermark stays, so the rows are pulled again once the
+    agency or the contract is fixed.
     """
     from contracts import contract_path, display_path, load_contract
     from contracts.rules import contract_rules
-    from contracts.validate import check
 
     contract = load_contract(pulled.feed)
     nights = max((r.params["nights"] for r in contract_rules(contract).batch_rules if r.kind == "row_count"), default=0)
     history = ledger.row_history(pulled.feed, limit=nights) if nights else []
-    checked = check(contract, pulled.frame, history=history, today=today)
-    if checked.report["schema_break"]:
+    steps = steps if steps is not None else Steps()
+    batch: CheckedBatch
+    if hasattr(pulled, "spool"):
+        from fundx.runners import LocalRunner
+        from fundx.stream import check_spooled
+
+        batch = check_spooled(pulled, runner=runner or LocalRunner(), steps=steps, history=history, today=today,
+                              part_bytes=get_settings().part_bytes)
+    else:
+        from contracts.validate import check
+
+        with steps.step("validate") as figures:
+            checked = check(contract, pulled.frame, history=history, today=today)
+            figures["rows"] = pulled.rows
+        normalised = checked.report.get("normalise_seconds", 0.0)
+        steps.share("validate", normalise=normalised, seal=0.0, of=normalised, rows=pulled.rows)
+        batch = WholeBatch(pulled, checked)
+    repeats = getattr(pulled, "repeats", None)
+    if repeats is not None:  # what became of rows that shared a record key (connectors.base.deduplicate)
+        batch.report["repeats"] = {"identical": repeats.identical, "superseded": repeats.superseded,
+                                   "conflicting": repeats.conflicting}
+    if batch.schema_break:
         raise SourceSchemaError(
-            f"the batch does not match contract {contract.version}: {checked.reject_reason}", feed=pulled.feed,
+            f"the batch does not match contract {contract.version}: {batch.reject_reason}", feed=pulled.feed,
             action=f"ask the agency about the change, or update {display_path(contract_path(pulled.feed))}",
         )
-    return checked
+    return batch
 
 
-def deliver(ledger: Ledger, pulled: Any, checked: Any = None, *, run_id: int, started_at: datetime,
-            backfill: bool = False, keys: KeyStore | None = None, inbox: Inbox | None = None,
-            settings: Settings | None = None, logger: logging.Logger | logging.LoggerAdapter | None = None) -> Handoff:
-    """Hand one pull (a connectors.base.Pull) to its stage exactly once; see the module docstring.
-
-    ``checked`` is the pull checked against its contract (:func:`check_pull`; checked here if not
-    given): its valid rows go to the stage, its failing rows to the stewards' quarantine, in the
-    same steps and the same commit. A batch the contract's policy holds back goes whole to the
-    quarantine and BatchHeld is raised after the commit (the feed's run fails for the night, its
-    watermark moves: the rows are with the stewards, not lost).
-
-    Records the pull and moves the watermark in every case that ends without an error (or with
-    BatchHeld). Raises HandoffPending if only the READY marker is missing at the end.
-    """
+def handed_over(ledger: Ledger, pulled: Any, *, run_id: int, started_at: datetime, backfill: bool = False,
+                logger: logging.Logger | logging.LoggerAdapter | None = None) -> Handoff | None:
+    """What needs no check and no delivery, recorded: a pull of no rows (the watermark moves), or a batch
+    handed over already — delivered, or all with the stewards (its pull moves the watermark; nothing is
+    sent again). None: the batch is to be checked and delivered."""
     logger = logger or log
-    settings = settings or get_settings()
-    feed, window = pulled.feed, pulled.window
-
     if pulled.rows == 0:
         ledger.record_pull(run_id, pulled, started_at=started_at, backfill=backfill)
         return Handoff("empty")
-
-    batch_id = batch_id_for(feed, window, pulled.digest)
+    batch_id = batch_id_for(pulled.feed, pulled.window, pulled.digest)
     kept = quarantine.batches(ledger, batch_id=batch_id)
-    if (done := _handed_over(ledger, pulled, batch_id, kept, run_id=run_id, started_at=started_at, backfill=backfill,
-                             logger=logger)) is not None:
-        return done
-
-    from connectors import load_feed
-
-    checked = checked if checked is not None else check_pull(ledger, pulled)
-    held = bool(checked.rejected)
-    report = checked.report
-    stage = load_feed(feed).stage
-    contract_version = report["contract_version"]
-    keys = keys or exchange_keys(settings, ledger, logger)
-    inbox = inbox or inbox_for(settings.home)
-    store = quarantine.store_for(settings.home)
-    night = ledger.run_night(run_id)
-    kept_frame = quarantine.quarantine_frame(checked, held=held) if held or len(checked.quarantined) else None
-    kept_rows = 0 if kept_frame is None else len(kept_frame)
-    # a batch sent again (refused, lost, abandoned after its commit) has its quarantine recorded already
-    recorded = bool(kept)
-    figures = None if backfill or held or ledger.watermark(feed) is None else _event_lag(feed, checked.valid, logger)
-
-    def seal_quarantine() -> list[PartFile]:
-        if kept_frame is None or recorded:
-            return []
-        payloads = parquet_parts(kept_frame, feed, settings.part_bytes)
-        return _seal(store, quarantine.STEWARDS, keys, payloads, batch_id=batch_id, feed=feed, window=window,
-                     digest=pulled.digest, rows=len(kept_frame), contract_version=contract_version)
-
-    def commit(conn: Any, q_files: list[PartFile]) -> int:
-        return _record_pull(ledger, conn, pulled, checked, q_files, run_id=run_id, started_at=started_at,
-                            backfill=backfill, held=held, figures=figures, recorded=recorded, batch_id=batch_id,
-                            night=night, contract_version=contract_version)
-
-    if held or len(checked.valid) == 0:  # nothing for the stage: the quarantine and the pull, one commit
-        try:
-            q_files = seal_quarantine()
-            with ledger.audited() as conn:
-                commit(conn, q_files)
-        except BaseException:
-            store.remove(quarantine.STEWARDS, batch_id)
-            raise
-        if held:
-            raise BatchHeld(
-                f"batch {batch_id} held back whole for the stewards ({kept_rows} rows): {checked.reject_reason}",
-                feed=feed, action=f"a data steward decides: fundx failures show {batch_id}, "
-                                  f"then fundx failures release|reject {batch_id} --reason ...",
-            )
-        logger.warning("%s: all %d rows of batch %s failed their contract: quarantined for the stewards",
-                       feed, pulled.rows, batch_id)
-        return Handoff("quarantined", batch_id, None, 0, quarantined=kept_rows)
-
-    from fundx.digest import content_digest
-
-    result = _deliver(  # the stage's batch carries the digest of the rows it holds (valid, normalised)
-        ledger, feed=feed, stage=stage, batch_id=batch_id, window=window, digest=content_digest(checked.valid),
-        frame=checked.valid, contract_version=contract_version, run_id=run_id, keys=keys, inbox=inbox,
-        settings=settings, logger=logger, seal_extra=seal_quarantine, commit=commit,
-        undo_extra=None if recorded else lambda: store.remove(quarantine.STEWARDS, batch_id),
-    )
-    if kept_frame is not None:
-        logger.info("%s: %d of %d rows of batch %s failed their contract: quarantined for the stewards",
-                    feed, len(kept_frame), pulled.rows, batch_id)
-    return Handoff(result.outcome, result.batch_id, result.stage, result.parts, result.sealed_bytes, result.attempt,
-                   quarantined=0 if kept_frame is None else len(kept_frame), rows=result.rows)
-
-
-def _handed_over(ledger: Ledger, pulled: Any, batch_id: str, kept: list[Any], *, run_id: int, started_at: datetime,
-                 backfill: bool, logger: logging.Logger | logging.LoggerAdapter) -> Handoff | None:
-    """If the batch was handed over already (delivered, or all with the stewards): record the pull, say so."""
     existing = ledger.delivery(batch_id)
     if not ((existing is not None and existing.status in ("delivered", "ready", "acknowledged"))
             or (existing is None and kept)):
@@ -303,124 +258,97 @@ def _handed_over(ledger: Ledger, pulled: Any, batch_id: str, kept: list[Any], *,
                    existing.parts if existing else 0)
 
 
-def _record_pull(ledger: Ledger, conn: Any, pulled: Any, checked: Any, q_files: list[PartFile], *, run_id: int,
-                 started_at: datetime, backfill: bool, held: bool, figures: tuple[float, float] | None,
-                 recorded: bool, batch_id: str, night: str, contract_version: str | None) -> int:
-    """Step (c)'s records of a pulled batch: the pull (and watermark), its event latency, its quarantine."""
-    pull_id = ledger.record_pull(run_id, pulled, started_at=started_at, backfill=backfill,
-                                 outcome="held" if held else "pulled", conn=conn)
-    if figures is not None:
-        conn.execute(pull_figures.insert().values(pull_id=pull_id, event_lag_p50=figures[0], event_lag_p90=figures[1]))
-    if not recorded:  # a batch sent again has its quarantine recorded already
-        quarantine.record(ledger, conn, batch_id=batch_id, feed=pulled.feed, night=night, run_id=run_id,
-                          pull_id=pull_id, window=pulled.window, digest=pulled.digest,
-                          contract_version=contract_version, checked=checked, held=held,
-                          reason=checked.reject_reason if held else None, files=q_files)
-    return pull_id
+def deliver(ledger: Ledger, batch: CheckedBatch, *, run_id: int, started_at: datetime, backfill: bool = False,
+            keys: KeyStore | None = None, inbox: Inbox | None = None, settings: Settings | None = None,
+            steps: Any = None, logger: logging.Logger | logging.LoggerAdapter | None = None) -> Handoff:
+    """Hand one checked batch (:func:`check_pull`, whole or spooled) to its stage exactly once; see the
+    module docstring.
 
-
-def deliver_streamed(ledger: Ledger, pulled: Any, *, run_id: int, started_at: datetime, backfill: bool = False,
-                     runner: Any, steps: Any, keys: KeyStore | None = None, inbox: Inbox | None = None,
-                     settings: Settings | None = None, report: Callable[[Any], Any] | None = None,
-                     logger: logging.Logger | logging.LoggerAdapter | None = None) -> tuple[Handoff, Any]:
-    """:func:`deliver` for a streamed pull (:class:`fundx.stream.SpooledPull`): the same outcomes and
-    steps (a)-(d); the check runs chunk by chunk through ``runner`` (skipped for a batch handed over
-    already), then ``report(checked)`` (Data Docs). Returns the handoff and the check (None if skipped)."""
+    Its valid rows go to the stage, its failing rows to the stewards' quarantine, in the same steps and
+    the same commit. A batch the contract's policy holds back goes whole to the quarantine and BatchHeld
+    is raised after the commit (the feed's run fails for the night, its watermark moves: the rows are with
+    the stewards, not lost). Records the pull and moves the watermark in every case that ends without an
+    error (or with BatchHeld). Raises HandoffPending if only the READY marker is missing at the end.
+    """
     from connectors import load_feed
-    from fundx import stream
 
     logger = logger or log
     settings = settings or get_settings()
+    pulled = batch.pulled
     feed, window = pulled.feed, pulled.window
-    if pulled.rows == 0:
-        with steps.step("handoff"):
-            ledger.record_pull(run_id, pulled, started_at=started_at, backfill=backfill)
-        return Handoff("empty"), None
-
+    if (done := handed_over(ledger, pulled, run_id=run_id, started_at=started_at, backfill=backfill,
+                            logger=logger)) is not None:
+        return done
     batch_id = batch_id_for(feed, window, pulled.digest)
-    kept = quarantine.batches(ledger, batch_id=batch_id)
-    if (done := _handed_over(ledger, pulled, batch_id, kept, run_id=run_id, started_at=started_at, backfill=backfill,
-                             logger=logger)) is not None:
-        return done, None
-
-    checked = stream.check_pull(ledger, pulled, runner=runner, steps=steps, part_bytes=settings.part_bytes)
-    _test_kill_point("after_check")
-    if report is not None:
-        report(checked)
-    held = checked.rejected
+    held = batch.rejected
+    contract_version = batch.report["contract_version"]
     stage = load_feed(feed).stage
-    contract_version = checked.report["contract_version"]
     keys = keys or exchange_keys(settings, ledger, logger)
     inbox = inbox or inbox_for(settings.home)
     store = quarantine.store_for(settings.home)
     night = ledger.run_night(run_id)
-    keeping = held or checked.quarantined_rows > 0
-    kept_rows = checked.rows if held else checked.quarantined_rows
-    recorded = bool(kept)
-    figures = None if backfill or held or ledger.watermark(feed) is None else checked.lag
+    keeping = held or batch.quarantined_rows > 0
+    kept_rows = batch.rows if held else batch.quarantined_rows
+    # a batch sent again (refused, lost, abandoned after its commit) has its quarantine recorded already
+    recorded = bool(quarantine.batches(ledger, batch_id=batch_id))
+    figures = None if backfill or held or ledger.watermark(feed) is None else batch.event_lag()
+    step = steps.step if steps is not None else _no_step
 
     def seal_quarantine() -> list[PartFile]:
         if not keeping or recorded:
             return []
-        parts = stream.quarantine_parts(pulled, checked, settings.part_bytes, held=held)
-        return _seal(store, quarantine.STEWARDS, keys, parts, batch_id=batch_id, feed=feed, window=window,
-                     digest=pulled.digest, rows=kept_rows, contract_version=contract_version, runner=runner)
+        payloads = batch.quarantine_payloads(settings.part_bytes, held=held)
+        return _seal(store, quarantine.STEWARDS, keys, payloads, batch_id=batch_id, feed=feed, window=window,
+                     digest=pulled.digest, rows=kept_rows, contract_version=contract_version, runner=batch.runner)
 
     def commit(conn: Any, q_files: list[PartFile]) -> int:
-        return _record_pull(ledger, conn, pulled, checked, q_files, run_id=run_id, started_at=started_at,
-                            backfill=backfill, held=held, figures=figures, recorded=recorded, batch_id=batch_id,
-                            night=night, contract_version=contract_version)
+        """Step (c)'s records of a pulled batch: the pull (and watermark), its event latency, its quarantine."""
+        pull_id = ledger.record_pull(run_id, pulled, started_at=started_at, backfill=backfill,
+                                     outcome="held" if held else "pulled", conn=conn)
+        if figures is not None:
+            conn.execute(pull_figures.insert().values(pull_id=pull_id, event_lag_p50=figures[0],
+                                                      event_lag_p90=figures[1]))
+        if not recorded:
+            quarantine.record(ledger, conn, batch_id=batch_id, feed=feed, night=night, run_id=run_id,
+                              pull_id=pull_id, window=window, digest=pulled.digest, contract_version=contract_version,
+                              checked=batch, held=held, reason=batch.reject_reason if held else None, files=q_files)
+        return pull_id
 
-    if held or checked.valid_rows == 0:  # nothing for the stage: the quarantine and the pull, one commit
-        with steps.step("seal") as sealing:
+    if held or batch.valid_rows == 0:  # nothing for the stage: the quarantine and the pull, one commit
+        with step("seal") as sealing:
             try:
                 q_files = seal_quarantine()
             except BaseException:
                 store.remove(quarantine.STEWARDS, batch_id)
                 raise
             sealing["rows"] = kept_rows
-        with steps.step("handoff"):
-            try:
-                with ledger.audited() as conn:
-                    commit(conn, q_files)
-            except BaseException:
-                store.remove(quarantine.STEWARDS, batch_id)
-                raise
+        with step("handoff"), ledger.audited() as conn:
+            # a failed commit's outcome is unknown: the next run's recovery removes the quarantine if unrecorded
+            commit(conn, q_files)
         if held:
             raise BatchHeld(
-                f"batch {batch_id} held back whole for the stewards ({kept_rows} rows): {checked.reject_reason}",
+                f"batch {batch_id} held back whole for the stewards ({kept_rows} rows): {batch.reject_reason}",
                 feed=feed, action=f"a data steward decides: fundx failures show {batch_id}, "
                                   f"then fundx failures release|reject {batch_id} --reason ...",
             )
         logger.warning("%s: all %d rows of batch %s failed their contract: quarantined for the stewards",
                        feed, pulled.rows, batch_id)
-        return Handoff("quarantined", batch_id, None, 0, quarantined=kept_rows), checked
+        return Handoff("quarantined", batch_id, None, 0, quarantined=kept_rows)
 
-    with steps.step("seal") as sealing:
-        parts = stream.valid_parts(pulled, checked, settings.part_bytes)
-        sealing["rows"] = checked.valid_rows
-    result = _deliver(  # steps (a)-(d); sealing is timed as "seal", the rest as "handoff"
-        ledger, feed=feed, stage=stage, batch_id=batch_id, window=window, digest=checked.valid_digest, frame=None,
+    with step("seal") as sealing:
+        payloads = batch.valid_payloads(settings.part_bytes)
+        sealing["rows"] = batch.valid_rows
+    result = _deliver(  # steps (a)-(d): the stage's batch carries the digest of the rows it holds (valid, normalised)
+        ledger, feed=feed, stage=stage, batch_id=batch_id, window=window, digest=batch.valid_digest(), frame=None,
         contract_version=contract_version, run_id=run_id, keys=keys, inbox=inbox, settings=settings, logger=logger,
-        seal_extra=seal_quarantine, commit=commit, payloads=parts, rows=checked.valid_rows, runner=runner,
+        seal_extra=seal_quarantine, commit=commit, payloads=payloads, rows=batch.valid_rows, runner=batch.runner,
         undo_extra=None if recorded else lambda: store.remove(quarantine.STEWARDS, batch_id), steps=steps,
     )
     if keeping:
         logger.info("%s: %d of %d rows of batch %s failed their contract: quarantined for the stewards",
                     feed, kept_rows, pulled.rows, batch_id)
     return Handoff(result.outcome, result.batch_id, result.stage, result.parts, result.sealed_bytes, result.attempt,
-                   quarantined=kept_rows if keeping else 0, rows=result.rows), checked
-
-
-def _event_lag(feed: str, valid: Any, logger: logging.Logger | logging.LoggerAdapter) -> tuple[float, float] | None:
-    """Days from the rows' business event to now (p50, p90), for the SLA; never stops a delivery."""
-    from fundx.monitor import event_lag_days
-
-    try:
-        return event_lag_days(feed, valid, now())
-    except Exception as exc:  # noqa: BLE001 - the SLA's event latency never stops a delivery
-        logger.warning("%s: the event latency could not be measured (%s)", feed, content_free(exc).kind)
-        return None
+                   quarantined=kept_rows if keeping else 0, rows=result.rows)
 
 
 def _seal(store: Inbox, stage: str, keys: KeyStore, payloads: Any, *, batch_id: str, feed: str,
@@ -466,19 +394,19 @@ def _deliver(ledger: Ledger, *, feed: str, stage: str, batch_id: str, window: Wi
         with step("seal") as sealing:
             inbox.remove(stage, batch_id)  # what an earlier, abandoned attempt may have left
             extra = seal_extra()  # (b)
-            _test_kill_point("after_quarantine")
+            kill_point("after_quarantine")
             files = _seal(inbox, stage, keys, payloads, batch_id=batch_id, feed=feed, window=window, digest=digest,
                           rows=rows, contract_version=contract_version, runner=runner,
-                          after_part=lambda n: _test_kill_point("after_seal") if n == 1 else None)
+                          after_part=lambda n: kill_point("after_seal") if n == 1 else None)
             sealing["rows"] = rows
-        _test_kill_point("after_write")
+        kill_point("after_write")
         sealed_bytes = sum(f.bytes for f in files)
         committing = True
         with step("handoff") as handing, ledger.audited() as conn:  # (c) delivery + pull + watermark, one commit
             pull_id = commit(conn, extra)
             ledger.mark_delivered(conn, batch_id, attempt=attempt, pull_id=pull_id, sealed_bytes=sealed_bytes)
             handing["rows"] = rows
-            _test_kill_point("before_commit")
+            kill_point("before_commit")
     except BaseException as exc:
         if not committing:
             # Nothing the stage can see exists yet, and the watermark has not moved: undo what is on disk.
@@ -487,7 +415,7 @@ def _deliver(ledger: Ledger, *, feed: str, stage: str, batch_id: str, window: Wi
             if undo_extra is not None:
                 undo_extra()
         raise
-    _test_kill_point("after_commit")
+    kill_point("after_commit")
     try:
         record = ledger.delivery(batch_id)
         if record is None:
@@ -495,7 +423,7 @@ def _deliver(ledger: Ledger, *, feed: str, stage: str, batch_id: str, window: Wi
         ready = _ready_of(record, files)  # (d)
         with step("handoff"):
             inbox.write_ready(stage, batch_id, ready)
-            _test_kill_point("after_ready")
+            kill_point("after_ready")
             ledger.mark_ready(batch_id, _sha256(ready))
     except (OSError, FundxError) as exc:
         raise HandoffPending(
@@ -546,7 +474,7 @@ def recover(ledger: Ledger, feed: str, *, inbox: Inbox | None = None, keys: KeyS
     for d in ledger.deliveries(feed, status=("sealing", "delivered")):
         if d.status == "sealing":  # crash before (c): the stage never saw it, the watermark never moved
             inbox.remove(d.stage, d.batch_id)
-            _test_kill_point("in_recover")
+            kill_point("in_recover")
             ledger.abandon(d.batch_id, "the run sealing it stopped before its delivery was recorded", recovered=True)
             logger.warning("%s: batch %s was interrupted while sealing: removed; its rows are pulled again",
                            feed, d.batch_id)
@@ -626,12 +554,8 @@ class FeedRun:
     quarantined: int = 0
     released: tuple[Handoff, ...] = ()  # batches of rows the stewards released, delivered by this run
     report: dict[str, Any] | None = None  # the contract check's report: counts per rule, no values
-    #: a streamed run's steps (pull, normalise, validate, seal, handoff): seconds, rows, peak_rss_bytes
+    #: the run's steps (pull, normalise, validate, seal, handoff): seconds, rows, peak_rss_bytes
     steps: dict[str, dict[str, Any]] | None = None
-
-
-def _validate(ledger: Ledger, pulled: Any) -> Any:
-    return check_pull(ledger, pulled)
 
 
 def deliver_releases(ledger: Ledger, feed: str, *, run_id: int, keys: KeyStore | None = None,
@@ -694,12 +618,6 @@ def plan_window(ledger: Ledger, feed: str, start: str | None, end: str | None) -
     return Window(min(since, until), until), False
 
 
-def _extract(feed: str, window: Window) -> Any:
-    from connectors import connector_for
-
-    return connector_for(feed).extract(window)
-
-
 def run_feed(
     feed: str,
     *,
@@ -707,32 +625,33 @@ def run_feed(
     start: str | None = None,
     end: str | None = None,
     ledger: Ledger | None = None,
-    pull: Callable[[str, Window], Any] | None = None,
-    validate: Callable[[Ledger, Any], Any] | None = None,
+    pull: Callable[..., Any] | None = None,
+    validate: Callable[..., CheckedBatch] | None = None,
     handoff: Callable[..., Handoff] | None = None,
     release: Callable[..., list[Handoff]] | None = None,
     logger: logging.Logger | logging.LoggerAdapter | None = None,
     stream: bool | None = None,
     runner: Any = None,
-    on_check: Callable[[dict[str, Any]], None] | None = None,
 ) -> FeedRun:
     """One feed: lock it, recover interrupted deliveries, deliver what the stewards released, pull
     its window, check the batch against its contract, hand the valid rows to its stage and the
-    failing ones to the stewards' quarantine.
+    failing ones to the stewards' quarantine — the same steps whether its rows are read whole or, for a
+    large feed, streamed in chunks through a spool (``stream``, default: the feed config's ``stream``).
 
-    ``pull``, ``validate``, ``handoff`` and ``release`` default to the plain functions; the Prefect
-    flow passes its tasks. A failure is recorded in the ledger (type and content-free message) and
-    raised as a fundx error; a batch held back whole raises BatchHeld after it is recorded.
-
-    ``stream`` (default: the feed config's ``stream``) runs the feed in chunks with bounded memory
-    (:mod:`fundx.stream`); its chunks are checked and its parts sealed through ``runner`` (default:
-    FUNDX_TASK_RUNNER, see :mod:`fundx.runners`). ``pull``, ``validate`` and ``handoff`` then do not apply;
-    ``on_check(report)`` is called with the check's report (the flow makes it an artifact).
+    ``pull(feed, window, stream=...)``, ``validate(ledger, pulled, runner=, steps=)``,
+    ``handoff(ledger, batch, ...)`` and ``release`` default to :func:`pull_feed`, :func:`check_pull`,
+    :func:`deliver` and :func:`deliver_releases`; the Prefect flow passes its tasks, so every feed shows
+    the same tasks. A streamed batch's chunks are checked and its parts sealed through ``runner``
+    (default: FUNDX_TASK_RUNNER, see :mod:`fundx.runners`). A failure is recorded in the ledger (type and
+    content-free message) and raised as a fundx error; a batch held back whole raises BatchHeld after it
+    is recorded. Each step's seconds, rows and peak memory are in the result's ``steps``.
     """
+    from contextlib import nullcontext
+
     logger = logger or log
     ledger = ledger or Ledger.from_settings()
-    pull = pull or _extract
-    validate = validate or _validate
+    pull = pull or pull_feed
+    validate = validate or check_pull
     handoff = handoff or deliver
     release = release or deliver_releases
     own_run = run_id is None
@@ -742,31 +661,37 @@ def run_feed(
     started = now()
     window: Window | None = None
     backfill = bool(start)
+    streamed = _streamed(feed, stream)
+    steps = Steps()
+    pulled: Any = None
+    batch: CheckedBatch | None = None
     try:
         with ledger.feed_lock(feed):
             recovered = recover(ledger, feed, logger=logger)
-            _test_kill_point("after_recover")
+            kill_point("after_recover")
             released = tuple(release(ledger, feed, run_id=run_id, logger=logger))
             window, backfill = plan_window(ledger, feed, start, end)
             if backfill:
                 ledger.log_event("backfill.requested", feed, {"window": [window.start.isoformat(), window.end.isoformat()],
                                                               "run_id": run_id})
-            logger.info("%s: pulling %s%s", feed, window, " (backfill)" if backfill else "")
-            if _streamed(feed, stream):
-                pulled, checked, result, steps = _run_streamed(ledger, feed, window, run_id=run_id, started=started,
-                                                               backfill=backfill, runner=runner, logger=logger,
-                                                               on_check=on_check)
-            else:
-                steps = None
-                pulled = pull(feed, window)
-                _test_kill_point("after_pull")
-                checked = validate(ledger, pulled) if pulled.rows else None
-                _test_kill_point("after_check")
-                if checked is not None:
-                    _count_repeats(checked, pulled)
-                    write_report(ledger, run_id, checked, logger)
-                result = handoff(ledger, pulled, checked, run_id=run_id, started_at=started, backfill=backfill,
-                                 logger=logger)
+            logger.info("%s: pulling %s%s%s", feed, window, " (backfill)" if backfill else "",
+                        " in chunks" if streamed else "")
+            with steps.step("pull") as figures:
+                pulled = pull(feed, window, stream=streamed)
+                figures["rows"] = pulled.rows
+            kill_point("after_pull")
+            result = handed_over(ledger, pulled, run_id=run_id, started_at=started, backfill=backfill, logger=logger)
+            if result is None:
+                if streamed:
+                    from fundx.runners import runner_from_settings
+
+                    runner = runner if runner is not None else runner_from_settings()
+                with runner if streamed else nullcontext():  # a cluster, if the runner starts one, serves the batch
+                    batch = validate(ledger, pulled, runner=runner, steps=steps)
+                    kill_point("after_check")
+                    write_report(ledger, run_id, batch, logger)
+                    result = handoff(ledger, batch, run_id=run_id, started_at=started, backfill=backfill,
+                                     steps=steps, logger=logger)
     except BaseException as exc:
         error = content_free(exc)
         if not isinstance(error, (HandoffPending, BatchHeld)):  # their pull is recorded already
@@ -778,23 +703,20 @@ def run_feed(
         if error is exc:
             raise
         raise error from None
+    finally:
+        close_pull(pulled)
     if own_run:
         ledger.finish_run(run_id, feeds=1, failed=0)
-    logger.info("%s: %d rows, %d bytes, %d pages, %d retries in %.1f s, %s; %s", feed, pulled.rows, pulled.bytes,
-                pulled.pages, pulled.retries, pulled.duration_s, pulled.digest, result.outcome.replace("_", " "))
-    report = checked.report if checked is not None else None
+    figures = steps.as_dict()
+    logger.info("%s: %d rows, %d bytes, %d pages, %d retries in %.1f s, %s; %s; %s", feed, pulled.rows, pulled.bytes,
+                pulled.pages, pulled.retries, pulled.duration_s, pulled.digest, result.outcome.replace("_", " "),
+                ", ".join(f"{name} {f['seconds']:.1f} s" + (f" (peak {f['peak_rss_bytes'] / 2**20:.0f} MiB)"
+                                                             if f["peak_rss_bytes"] else "")
+                          for name, f in figures.items()))
+    report = batch.report if batch is not None else None
     return FeedRun(feed, window, pulled.rows, pulled.bytes, pulled.pages, pulled.retries, pulled.duration_s,
                    pulled.digest, result, tuple(recovered), valid=report["valid"] if report else 0,
-                   quarantined=result.quarantined, released=released, report=report, steps=steps)
-
-
-def _count_repeats(checked: Any, pulled: Any) -> None:
-    """The check's report says what became of rows that shared a record key (collapsed copies, replaced
-    versions, conflicts: connectors.base.deduplicate) — counts only."""
-    repeats = getattr(pulled, "repeats", None)
-    if repeats is not None:
-        checked.report["repeats"] = {"identical": repeats.identical, "superseded": repeats.superseded,
-                                     "conflicting": repeats.conflicting}
+                   quarantined=result.quarantined, released=released, report=report, steps=figures)
 
 
 def _streamed(feed: str, stream: bool | None) -> bool:
@@ -803,47 +725,6 @@ def _streamed(feed: str, stream: bool | None) -> bool:
     from connectors import load_feed
 
     return bool(load_feed(feed).stream)
-
-
-def _run_streamed(ledger: Ledger, feed: str, window: Window, *, run_id: int, started: datetime, backfill: bool,
-                  runner: Any, logger: logging.Logger | logging.LoggerAdapter,
-                  on_check: Callable[[dict[str, Any]], None] | None = None) -> tuple[Any, Any, Handoff, dict]:
-    """Pull, check, seal and hand over one feed in chunks (fundx.stream); the spool is removed at the end."""
-    from connectors import connector_for
-    from fundx import stream
-    from fundx.runners import runner_from_settings
-
-    settings = get_settings()
-    runner = runner if runner is not None else runner_from_settings()
-    if stream.remove_stale_spools(settings.home, feed):
-        logger.warning("%s: removed the spool of a run that stopped before it ended; its rows are pulled again", feed)
-    steps = stream.Steps()
-    spool = stream.Spool.create(settings.home, feed)
-    checked: Any = None
-
-    def report(found: Any) -> None:
-        nonlocal checked
-        checked = found
-        _count_repeats(found, pulled)
-        write_report(ledger, run_id, found, logger)
-        if on_check is not None:
-            on_check(found.report)
-
-    try:
-        with steps.step("pull") as figures:
-            pulled = stream.extract(connector_for(feed), window, spool, chunk_rows=settings.chunk_rows)
-            figures["rows"] = pulled.rows
-        _test_kill_point("after_pull")
-        with runner:  # a cluster, if the runner starts one, serves every step of the batch
-            result, _ = deliver_streamed(ledger, pulled, run_id=run_id, started_at=started, backfill=backfill,
-                                         runner=runner, steps=steps, report=report, logger=logger)
-    finally:
-        spool.close()
-    figures = steps.as_dict()
-    logger.info("%s: streamed in %d chunks: %s", feed, len(pulled.chunks), ", ".join(
-        f"{name} {f['seconds']:.1f} s" + (f" (peak {f['peak_rss_bytes'] / 2**20:.0f} MiB)" if f["peak_rss_bytes"] else "")
-        for name, f in figures.items()))
-    return pulled, checked, result, figures
 
 
 # --- acknowledgements ----------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """Large feeds in bounded memory: one pull read, checked, sealed and handed over chunk by chunk.
 
-A streamed run of a feed (``stream: true`` in its config, or ``run_feed(..., stream=True)``) keeps
-the guarantees of :mod:`fundx.handoff` — the same batch id and digests, the same steps (a)-(d), one
-ledger commit — while its memory is bounded by FUNDX_CHUNK_ROWS rows and one 64 MB part, not by
-the size of the feed:
+A streamed run of a feed (``stream: true`` in its config, or ``run_feed(..., stream=True)``) is the
+same run as any other — the same Prefect tasks, the same batch id and digests, the same delivery
+(:func:`fundx.handoff.deliver`: steps (a)-(d), one ledger commit) — with a different kind of batch:
+its rows wait in an encrypted spool (:class:`SpooledPull`, checked into a :class:`SpooledBatch`), so
+its memory is bounded by FUNDX_CHUNK_ROWS rows and one 64 MB part, not by the size of the feed:
 
 1. **pull** — the connector reads the window piece by piece (:meth:`connectors.base.Connector.chunks`:
    a server-side cursor, a CSV file block by block; read one chunk ahead in a thread, :func:`prefetched`,
@@ -20,17 +21,18 @@ the size of the feed:
    chunk's rows; the failing rows go back to the spool as a frame, the valid ones already encoded as
    Parquet pieces (the seal step's encoding, done where the rows are). Jobs run through a
    :class:`Runner`: in this process (:class:`LocalRunner`), on a warm pool of this machine's processes
-   or in parallel on a Dask cluster (:mod:`fundx.runners`). The batch-level rules (row count against
-   history, share of failing rows) are decided on the totals.
+   or in parallel on a Dask cluster (:mod:`fundx.runners`). The batch is judged on its totals by the
+   one verdict a whole batch gets too (:func:`contracts.validate.verdict`).
 3. **seal** — a chunk's Parquet piece of a MiB or more is a part as it is; smaller ones are merged
    with their neighbours into parts of at most FUNDX_PART_BYTES; quarantined rows become the stewards'
    parts; each part is sealed by a job of its own (:func:`seal_part`), which loads the exchange's
    keys itself: keys never travel in a job.
-4. **handoff** — :func:`fundx.handoff._deliver`'s steps (a)-(d), unchanged.
+4. **handoff** — :func:`fundx.handoff.deliver`, as for any batch.
 
-:class:`Steps` records each step's seconds, rows and peak memory (VmHWM, reset per step) for
-``make bench``. The spool is removed when the run ends, whatever the outcome; one a killed run left
-behind is removed by the next streamed run of the feed.
+:class:`fundx.batch.Steps` records each step's seconds, rows and peak memory (VmHWM, reset per step)
+for ``make bench``. The spool is removed when the run ends, whatever the outcome
+(:func:`fundx.handoff.close_pull`); one a killed run left behind is removed by the next streamed run
+of the feed.
 """
 
 from __future__ import annotations
@@ -42,7 +44,6 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
@@ -51,6 +52,8 @@ from typing import Any
 
 import numpy as np
 
+from connectors.base import PullFigures
+from fundx.batch import CheckedBatch, Steps
 from fundx.digest import (
     ARRIVAL,
     DEFECT,
@@ -62,16 +65,16 @@ from fundx.digest import (
     row_hashes_since,
     text_hashes,
 )
-from fundx.handoff import _test_kill_point  # TEST ONLY: the chaos night's kill points (FUNDX_TEST_KILL_AT)
 from fundx.inbox import Inbox, LocalInbox, PartFile, part_name
 from fundx.keys import fsync_dir
+from fundx.process import alive
 from fundx.runners import LocalRunner, Runner
 from fundx.seal import PART_BYTES
+from fundx.testpoints import kill_point  # TEST ONLY: the chaos night's kill points (FUNDX_TEST_KILL_AT)
 from fundx.timeutil import Window
 
 log = logging.getLogger("fundx.stream")
 
-STEPS = ("pull", "normalise", "validate", "seal", "handoff")
 
 
 # --- the spool ---------------------------------------------------------------------------------
@@ -148,71 +151,13 @@ def remove_stale_spools(home: Path, feed: str) -> int:
             pid = int((folder / "owner").read_text(encoding="ascii"))
         except (OSError, ValueError):
             pid = 0
-        if pid == os.getpid() or (pid and _alive(pid)):
+        if pid == os.getpid() or alive(pid):
             continue
         shutil.rmtree(folder, ignore_errors=True)
         removed += 1
     if removed:
         fsync_dir(root)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-# --- per-step figures ----------------------------------------------------------------------------
-
-
-def _reset_peak() -> None:
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")  # resets VmHWM to the current RSS
-    except OSError:
-        pass
-
-
-def _peak() -> int | None:
-    try:
-        with open("/proc/self/status", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-class Steps:
-    """Seconds, rows and peak resident memory of each step of a streamed run (no personal data)."""
-
-    def __init__(self) -> None:
-        self.figures: dict[str, dict[str, Any]] = {}
-        #: seconds of a step done ahead inside another (the check encodes the Parquet the seal step seals)
-        self.carried: dict[str, float] = {}
-
-    @contextmanager
-    def step(self, name: str) -> Iterator[dict[str, Any]]:
-        figures = self.figures.setdefault(name, {"seconds": round(self.carried.pop(name, 0.0), 3), "rows": 0,
-                                                 "peak_rss_bytes": None})
-        _reset_peak()
-        started = time.perf_counter()
-        try:
-            yield figures
-        finally:
-            figures["seconds"] = round(figures["seconds"] + time.perf_counter() - started, 3)
-            peak = _peak()
-            if peak is not None:
-                figures["peak_rss_bytes"] = max(figures["peak_rss_bytes"] or 0, peak)
-
-    def as_dict(self) -> dict[str, dict[str, Any]]:
-        return {name: dict(self.figures[name]) for name in STEPS if name in self.figures}
 
 
 # --- 1. the pull ---------------------------------------------------------------------------------
@@ -234,22 +179,14 @@ class Chunk:
         return self.received - len(self.drop)
 
 
-@dataclass(frozen=True, eq=False)
-class SpooledPull:
-    """What a streamed extract brought: the figures of a :class:`connectors.base.Pull`, the rows spooled."""
+@dataclass(frozen=True, eq=False, kw_only=True)
+class SpooledPull(PullFigures):
+    """What a streamed extract brought: a pull's figures (:class:`connectors.base.PullFigures`), the rows
+    spooled in chunks."""
 
-    feed: str
-    window: Window
-    rows: int
-    bytes: int
-    digest: str
-    pages: int
-    duration_s: float
-    retries: int
     spool: Spool = field(repr=False)
     chunks: tuple[Chunk, ...] = field(repr=False, default=())
     columns: tuple[str, ...] = ()
-    repeats: Any = None  # connectors.base.Repeats: rows sharing a record key, what became of them
 
 
 def extract(connector: Any, window: Window, spool: Spool, *, chunk_rows: int,
@@ -282,7 +219,7 @@ def extract(connector: Any, window: Window, spool: Spool, *, chunk_rows: int,
             # the check hashes its valid rows again from these, only where normalising changed a value
             spool.put_object(_hashes_name(name), by_column)
             read.append((name, len(frame)))
-            _test_kill_point("between_chunks")
+            kill_point("between_chunks")
             deadline.check(f"chunk {number + 1}")  # a source that yields slowly stops here, not at its end
         return read, keys, hashes
 
@@ -462,7 +399,7 @@ def check_chunk(job: CheckJob) -> CheckResult:
     failing rows as a frame (for the stewards), the valid ones already as Parquet pieces of at most
     ``part_bytes`` (for the stage) — encoded here, so that with a pool of workers it runs in parallel."""
     from contracts.docs import counts_only
-    from contracts.validate import check
+    from contracts.validate import check_rows
     from fundx.monitor import event_lags
 
     started = time.perf_counter()
@@ -471,10 +408,9 @@ def check_chunk(job: CheckJob) -> CheckResult:
     if len(job.chunk.drop):
         hashes = {c: np.delete(h, job.chunk.drop) for c, h in hashes.items()}
     frame.index = np.arange(job.chunk.offset, job.chunk.offset + len(frame))  # positions in the whole pull
-    checked = check(_contract(job.feed), frame, history=None, today=job.today)
+    checked = check_rows(_contract(job.feed), frame, today=job.today)
     valid_hashes = row_hashes_since(checked.valid, frame, hashes)
     del frame, hashes
-    report = checked.report
     number = job.chunk.name.split("-", 1)[1]
     name = "failed-" + number
     job.spool.put_object(name, checked.quarantined)
@@ -488,12 +424,11 @@ def check_chunk(job: CheckJob) -> CheckResult:
     except Exception:  # noqa: BLE001 - the SLA's event latency never stops a delivery
         lags = None
     result = CheckResult(
-        name=name, rows=report["rows"], valid=report["valid"], quarantined=report["quarantined"],
-        counts=dict(checked.counts), normalisation=report["normalisation"], unevaluated=report.get("unevaluated", []),
-        schema_reason=checked.reject_reason if report["schema_break"] else None,
-        valid_hashes=valid_hashes,
-        lags=lags, gx=counts_only(checked.validation_result) if checked.validation_result is not None else None,
-        normalise_seconds=report.get("normalise_seconds", 0.0), seconds=time.perf_counter() - started,
+        name=name, rows=checked.rows, valid=len(checked.valid), quarantined=len(checked.quarantined),
+        counts=dict(checked.counts), normalisation=checked.record.as_dict(), unevaluated=list(checked.unevaluated),
+        schema_reason=checked.schema_reason, valid_hashes=valid_hashes,
+        lags=lags, gx=counts_only(checked.result) if checked.result is not None else None,
+        normalise_seconds=checked.normalise_seconds, seconds=time.perf_counter() - started,
         pieces=pieces, schema=schema, encode_seconds=encode_seconds, offset=job.chunk.offset,
     )
     del checked
@@ -578,33 +513,42 @@ def _contract(feed: str) -> Any:
     return cached[1]
 
 
-@dataclass
-class StreamChecked:
-    """A streamed batch after its contract's checks: what :class:`contracts.validate.Checked` says,
-    with the rows left in the spool (``results`` name them)."""
+class SpooledBatch(CheckedBatch):
+    """A streamed pull checked chunk by chunk (:func:`check_spooled`): its rows stay in the spool, the
+    chunks' results name them; parts are sealed through ``runner``."""
 
-    feed: str
-    rows: int
-    valid_rows: int
-    quarantined_rows: int
-    rejected: bool
-    reject_reason: str | None
-    counts: dict[str, int]
-    report: dict[str, Any]
-    validation_result: Any
-    results: list[CheckResult] = field(repr=False)
-    valid_digest: str = ""
-    lag: tuple[float, float] | None = None
+    def __init__(self, pulled: SpooledPull, results: list[CheckResult], report: dict[str, Any], validation_result: Any,
+                 valid_digest: str, lag: tuple[float, float] | None, runner: Runner) -> None:
+        self.pulled = pulled
+        self.results = results
+        self.report = report
+        self.validation_result = validation_result
+        self._valid_digest = valid_digest
+        self._lag = lag
+        self.runner = runner
+
+    def valid_digest(self) -> str:
+        return self._valid_digest
+
+    def valid_payloads(self, part_bytes: int) -> SpooledParts:
+        return valid_parts(self.pulled, self, part_bytes)
+
+    def quarantine_payloads(self, part_bytes: int, *, held: bool) -> SpooledParts:
+        return quarantine_parts(self.pulled, self, part_bytes, held=held)
+
+    def event_lag(self) -> tuple[float, float] | None:
+        return self._lag
 
 
-def check_pull(ledger: Any, pulled: SpooledPull, *, runner: Runner, steps: Steps, today: date | None = None,
-               arrived: datetime | None = None, part_bytes: int = PART_BYTES) -> StreamChecked:
-    """Check every chunk (through ``runner``), then the batch rules on the totals."""
-    from contracts import contract_path, display_path, load_contract
+def check_spooled(pulled: SpooledPull, *, runner: Runner, steps: Steps, history: Sequence[int] | None,
+                  today: date | None = None, arrived: datetime | None = None,
+                  part_bytes: int = PART_BYTES) -> SpooledBatch:
+    """Check every chunk (through ``runner``), then the batch on its totals: the one verdict
+    (contracts.validate.verdict) a batch read whole gets. ``history``: the feed's recent row counts."""
+    from contracts import load_contract
     from contracts.normalise import NormalisationRecord
     from contracts.rules import contract_rules
-    from contracts.validate import check_report, row_count_bounds, too_many_failed
-    from fundx.errors import SourceSchemaError
+    from contracts.validate import check_report, verdict
     from fundx.monitor import lag_percentiles
     from fundx.timeutil import SHANGHAI, now
 
@@ -621,50 +565,26 @@ def check_pull(ledger: Any, pulled: SpooledPull, *, runner: Runner, steps: Steps
     # shared out in proportion to the jobs' own seconds (with parallel workers these add up to more).
     normalise_seconds = sum(r.normalise_seconds for r in results)
     encode_seconds = sum(r.encode_seconds for r in results)
-    wall = steps.figures["validate"]["seconds"]
-    share = wall / max(sum(r.seconds for r in results), wall, 1e-9) if results else 0.0
-    steps.figures["validate"]["seconds"] = round(max(0.0, wall - (normalise_seconds + encode_seconds) * share), 3)
-    steps.figures["normalise"] = {"seconds": round(normalise_seconds * share, 3), "rows": pulled.rows,
-                                  "peak_rss_bytes": steps.figures["validate"]["peak_rss_bytes"]}
-    steps.carried["seal"] = encode_seconds * share  # added to the seal step when it is timed
-    broken = next((r.schema_reason for r in results if r.schema_reason), None)
-    if broken:
-        raise SourceSchemaError(
-            f"the batch does not match contract {contract.version}: {broken}", feed=pulled.feed,
-            action=f"ask the agency about the change, or update {display_path(contract_path(pulled.feed))}",
-        )
+    steps.share("validate", normalise=normalise_seconds, seal=encode_seconds,
+                of=sum(r.seconds for r in results), rows=pulled.rows)
     rows = sum(r.rows for r in results)
     valid = sum(r.valid for r in results)
     bad = sum(r.quarantined for r in results)
     counts = {rule.id: 0 for rule in rules.rules}
     record = NormalisationRecord()
-    reasons: list[str] = []
     for r in results:
         for rule_id, n in r.counts.items():
             counts[rule_id] = counts.get(rule_id, 0) + n
         for column, kinds in r.normalisation.items():
             for kind, n in kinds.items():
                 record.add(column, kind, n)
-        for rule_id in r.unevaluated:
-            if f"rule {rule_id} could not be evaluated" not in reasons:
-                reasons.append(f"rule {rule_id} could not be evaluated")
-    rows_ok = True
-    nights = max((rule.params["nights"] for rule in rules.batch_rules if rule.kind == "row_count"), default=0)
-    history = ledger.row_history(pulled.feed, limit=nights) if nights else []
-    for rule in rules.batch_rules:
-        if rule.kind != "row_count":
-            continue
-        low, high = row_count_bounds(rule, history)
-        counts[rule.id] = 0
-        if rows < low or (high is not None and rows > high):
-            counts[rule.id], rows_ok = 1, False
-            reasons.append(f"rule {rule.id} failed: {rows} rows, expected {low}..{high}")
-    if too_many := too_many_failed(rules, bad, rows):
-        reasons.append(too_many)
-    reason = "; ".join(reasons) if reasons else None
-    report = check_report(contract, rules, rows=rows, valid=valid, quarantined=bad, counts=counts, record=record,
-                          rejected=bool(reasons), reason=reason, seconds=time.perf_counter() - started)
-    report["unevaluated"] = sorted({u for r in results for u in r.unevaluated})
+    unevaluated = [u for r in results for u in r.unevaluated]
+    decided = verdict(contract, rows=rows, failed=bad, history=history, unevaluated=unevaluated,
+                      schema_reason=next((r.schema_reason for r in results if r.schema_reason), None))
+    report = check_report(contract, rules, rows=rows, valid=valid, quarantined=bad, counts=counts | decided.counts,
+                          record=record, rejected=decided.rejected, reason=decided.reason,
+                          seconds=time.perf_counter() - started, schema=decided.schema_break)
+    report["unevaluated"] = sorted(set(unevaluated))
     report["normalise_seconds"] = round(normalise_seconds, 3)
     report["streamed"] = {"chunks": len(results)}
     lags = [r.lags for r in results if r.lags is not None and len(r.lags)]
@@ -672,24 +592,24 @@ def check_pull(ledger: Any, pulled: SpooledPull, *, runner: Runner, steps: Steps
     for r in results:
         r.valid_hashes = np.zeros(0, dtype=np.uint64)
         r.lags = None
-    return StreamChecked(
-        feed=pulled.feed, rows=rows, valid_rows=valid, quarantined_rows=bad, rejected=bool(reasons),
-        reject_reason=reason, counts=counts, report=report,
-        validation_result=merged_result([r.gx for r in results if r.gx is not None], rows=rows, rows_ok=rows_ok),
-        results=results, valid_digest=digest_of(pulled.columns, hashes),
-        lag=lag_percentiles(np.concatenate(lags)) if lags else None,
+    return SpooledBatch(
+        pulled, results, report,
+        merged_result([r.gx for r in results if r.gx is not None], contract, rows=rows, rows_ok=decided.rows_ok),
+        digest_of(pulled.columns, hashes), lag_percentiles(np.concatenate(lags)) if lags else None, runner,
     )
 
 
 _COUNTED = ("element_count", "unexpected_count", "missing_count")
 
 
-def merged_result(results: list[Any], *, rows: int, rows_ok: bool) -> Any:
+def merged_result(results: list[Any], contract: Any, *, rows: int, rows_ok: bool) -> Any:
     """One counts-only GX suite result from the chunks' (for Data Docs): counts summed, percentages and
-    successes recomputed, the table-level row count set to the batch's."""
+    successes recomputed, the table-level row count as the verdict has it (contracts.validate.settle_result)."""
     if not results:
         return None
     from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
+
+    from contracts.validate import settle_result
 
     first = results[0]
     merged = []
@@ -711,19 +631,13 @@ def merged_result(results: list[Any], *, rows: int, rows_ok: bool) -> Any:
                     kept[name] = value
             mostly = float((item.expectation_config.kwargs or {}).get("mostly", 1.0))
             success = not raised and (present == 0 or (present - bad) / present >= mostly)
-        else:  # table level: the row count
-            if "observed_value" in kept:
-                kept["observed_value"] = rows
-            success = rows_ok and not raised
+        else:  # table level, the row count: the batch's, settled below
+            success = not raised
         merged.append(ExpectationValidationResult(success=success, expectation_config=item.expectation_config,
                                                   result=kept, exception_info=item.exception_info))
-    good = sum(1 for m in merged if m.success)
-    statistics = dict(first.statistics or {})
-    statistics.update({"evaluated_expectations": len(merged), "successful_expectations": good,
-                       "unsuccessful_expectations": len(merged) - good,
-                       "success_percent": 100.0 * good / len(merged) if merged else None})
-    return ExpectationSuiteValidationResult(success=good == len(merged), results=merged, suite_name=first.suite_name,
-                                            statistics=statistics, meta=first.meta)
+    whole = ExpectationSuiteValidationResult(success=False, results=merged, suite_name=first.suite_name,
+                                             statistics=dict(first.statistics or {}), meta=first.meta)
+    return settle_result(whole, contract, rows=rows, rows_ok=rows_ok)
 
 
 # --- 3. seal -------------------------------------------------------------------------------------
@@ -751,7 +665,7 @@ class SpooledParts(Sequence[bytes]):
 SMALL_PIECE = 2**20
 
 
-def valid_parts(pulled: SpooledPull, checked: StreamChecked, part_bytes: int) -> SpooledParts:
+def valid_parts(pulled: SpooledPull, checked: SpooledBatch, part_bytes: int) -> SpooledParts:
     """The valid rows as Parquet parts of at most ``part_bytes``, in the spool, in row order.
 
     The check encoded each chunk's valid rows already (:func:`check_chunk`, in parallel when the
@@ -843,7 +757,7 @@ def _conform(table: Any, schema: Any, feed: str) -> Any:
         ) from None
 
 
-def quarantine_parts(pulled: SpooledPull, checked: StreamChecked, part_bytes: int, *, held: bool) -> SpooledParts:
+def quarantine_parts(pulled: SpooledPull, checked: SpooledBatch, part_bytes: int, *, held: bool) -> SpooledParts:
     """The stewards' rows (failing ones; every row when held) as Parquet parts, numbered across chunks."""
 
     from fundx.inbox import arrow_table

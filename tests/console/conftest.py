@@ -25,7 +25,7 @@ class Night:
     sandbox: object
 
 
-def _planting(feed: str, window):
+def _planting(feed: str, window, **_options):
     """A pull whose first rows carry the payloads in their gender column (an agency's broken export)."""
     from connectors import connector_for
     from fundx.digest import content_digest

@@ -24,12 +24,13 @@ from killing import run_until_killed
 
 from fundx.digest import content_digest
 from fundx.errors import FeedBusy
-from fundx.handoff import KILL_POINTS, batch_id_for, ready_document, record_acks, run_feed
+from fundx.handoff import batch_id_for, ready_document, record_acks, run_feed
 from fundx.inbox import LocalInbox, part_name
 from fundx.keys import KeySettings, KeyStore, issue_certificate, make_ca, new_private_key
 from fundx.ledger import Ledger
 from fundx.seal import Manifest, open_sealed
 from fundx.stage import Stage
+from fundx.testpoints import DELIVERY_POINTS as KILL_POINTS
 from fundx.timeutil import UTC, Window, aware
 
 ROOT = Path(__file__).resolve().parents[2]

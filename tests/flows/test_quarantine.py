@@ -47,7 +47,7 @@ def _spoiling(rows: int, column: str = "gender", value: str = "M"):
     """A pull that sets ``column`` of the first ``rows`` rows to ``value`` (an agency's mistake)."""
     from connectors import connector_for
 
-    def pull(feed, window):
+    def pull(feed, window, **_options):
         pulled = connector_for(feed).extract(window)
         frame = pulled.frame.copy()
         frame.loc[frame.index[:rows], column] = value
@@ -226,7 +226,7 @@ def test_a_batch_whose_columns_break_the_contract_stops_the_feed_naming_them(hom
     from connectors import connector_for
     from fundx.errors import SourceSchemaError
 
-    def extra_column(feed, window):
+    def extra_column(feed, window, **_options):
         pulled = connector_for(feed).extract(window)
         return dataclasses.replace(pulled, frame=pulled.frame.assign(home_address="x"))
 
