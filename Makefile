@@ -8,18 +8,21 @@ STAMP  := $(VENV)/.installed
 # no heartbeats); tests/conftest.py does the same for the suite.
 export FUNDX_HOME ?= $(CURDIR)/var
 
-.PHONY: demo test lint audit bench chaos serve serve-stop serve-status venv constraints clean help
+.PHONY: demo test lint audit bench chaos serve serve-stop serve-status venv constraints clean help docs docs-refs
 
 help:
 	@echo "make demo   - start the sandbox agencies and run one whole night (SQLite ledger, ephemeral Prefect)"
 	@echo "make test   - make lint, then the test suite (uses PostgreSQL on 127.0.0.1:5432 when it is up)"
 	@echo "make lint   - ruff and mypy over the project's code (pyproject.toml), then make audit"
-	@echo "make audit  - known vulnerabilities in constraints.txt's pins (pip-audit; README: Lint, types and dependency audit)"
+	@echo "make audit  - known vulnerabilities in constraints.txt's pins (pip-audit; docs/testing.md)"
 	@echo "make bench  - print speed ratios against baselines measured in the same run"
 	@echo "make chaos  - eight feeds, every fault profile, SIGKILLs of the exchange: 0 lost, 0 duplicated, no canary or secret in plain text"
 	@echo "make serve  - a Prefect server on 127.0.0.1:4200, the fundx work pool, its deployments and a worker (background)"
 	@echo "make serve-stop - stop make serve's worker and server"
 	@echo "make serve-pg - make serve with Prefect's database and the ledger on PostgreSQL (FUNDX_SERVE_PG_URL) and two workers (WORKERS=N)"
+	@echo "make serve-status - whether make serve's server and workers run"
+	@echo "make docs   - build the documentation site into site/ (mkdocs build --strict, offline)"
+	@echo "make docs-refs - regenerate docs/reference/ (CLI, settings), docs/index.md and docs/security.md"
 	@echo "make clean  - remove var/ and agencies/ (state of the demo)"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -64,7 +67,7 @@ browsers:
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
-# The chaos night (README: "The chaos night"); its options: $(BIN)/python -m chaos --help
+# The chaos night (docs/testing.md); its options: $(BIN)/python -m chaos --help
 chaos: $(STAMP)
 	$(BIN)/python -m chaos
 
@@ -72,7 +75,7 @@ chaos: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/python -m deployments.run start
 
-# The same with Prefect's database and the ledger on PostgreSQL and several workers (README: "Several workers on PostgreSQL").
+# The same with Prefect's database and the ledger on PostgreSQL and several workers (docs/postgresql.md).
 .PHONY: serve-pg
 serve-pg: $(STAMP)
 	$(BIN)/python -m deployments.run start --postgres$(if $(WORKERS), --workers $(WORKERS))
@@ -82,6 +85,17 @@ serve-stop:
 
 serve-status:
 	$(BIN)/python -m deployments.run status
+
+# The documentation site (mkdocs.yml): built offline, broken links and anchors fail it. The generated pages
+# (command and settings references, the site's copies of README.md and SECURITY.md) come from the code:
+# docs-refs rewrites them; tests/test_docs.py fails while a committed copy is stale. NO_MKDOCS_2_WARNING
+# quiets mkdocs-material 9.8's end-of-life banner (May 2027; its successor is Zensical).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	@echo "site/index.html"
+
+docs-refs: $(STAMP)
+	$(BIN)/python tools/docs_refs.py --write
 
 constraints: $(STAMP)
 	( head -2 constraints.txt; $(BIN)/python -m pip freeze --exclude-editable ) > constraints.new && mv constraints.new constraints.txt

@@ -1,6 +1,6 @@
 """Imported once by the chaos night's fork server: what every feed run needs, so that a forked run starts warm.
 
-Importing Great Expectations alone costs 5-6 s (../shared/NOTES.md); paid once here, each of the
+Importing Great Expectations alone costs 5-6 s (docs/libraries.md); paid once here, each of the
 harness's dozens of killed runs starts in milliseconds. Nothing here starts a thread or opens a file
 that a fork would share.
 """

@@ -13,7 +13,7 @@ history, the share of failing rows. :func:`check` is both, for a batch in memory
 
 One Great Expectations context serves the whole process (ephemeral, progress bars off); import and
 first use cost a few seconds, so validate every feed of a night in one process. The row split uses
-the fast path measured in NOTES.md: result format COMPLETE without ``unexpected_index_column_names``,
+the fast path measured in docs/libraries.md: result format COMPLETE without ``unexpected_index_column_names``,
 no index query, no unexpected values, and the frame's RangeIndex positions from
 ``unexpected_index_list``.
 """

@@ -1,6 +1,6 @@
 """The exchange's Prefect automations, registered with its deployments by ``python -m deployments.register``.
 
-Prefect Cloud's SLA objects do not exist on the open-source server (see NOTES.md); these are plain
+Prefect Cloud's SLA objects do not exist on the open-source server (see docs/libraries.md); these are plain
 automations on the server's event stream:
 
 - ``fundx: run late or crashed`` — a flow run of any fundx deployment goes ``Late`` (a scheduled

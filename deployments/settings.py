@@ -1,15 +1,7 @@
 """Settings of ``make serve`` (the Prefect server, the ``fundx`` work pool, its worker, the automations).
 
-FUNDX_* environment variables, validated like the exchange's own (an error names the variable):
-
-| variable | default | meaning |
-|---|---|---|
-| FUNDX_SERVE_HOST | 127.0.0.1 | where ``make serve``'s Prefect server listens |
-| FUNDX_SERVE_PORT | 4200 | its port |
-| FUNDX_SERVE_START_TIMEOUT | 90 | seconds the server (and then the worker) may take to come up |
-| FUNDX_WORK_POOL_CONCURRENCY | 4 | flow runs the ``fundx`` pool runs at once, over all its workers |
-| FUNDX_NIGHT_BUDGET_MINUTES | 120 | a night still running after this long raises the "night over budget" automation |
-| FUNDX_AUTOMATION_WEBHOOK | — | URL the automations POST to (through the Prefect Webhook block ``fundx-automations``); unset: the automations only record that they fired |
+FUNDX_* environment variables, validated like the exchange's own (an error names the variable); their
+defaults and meanings are listed in docs/reference/settings.md, generated from the Fields below.
 """
 
 from __future__ import annotations
@@ -21,13 +13,18 @@ from fundx.errors import ConfigurationError
 
 
 class ServeSettings(BaseSettings):
+    """The settings of make serve: its Prefect server, the fundx work pool and the automations."""
+
     model_config = SettingsConfigDict(env_prefix="FUNDX_", extra="ignore", validate_default=True)
 
-    serve_host: str = Field("127.0.0.1", min_length=1, description="the Prefect server's address")
+    serve_host: str = Field("127.0.0.1", min_length=1, description="where make serve's Prefect server listens (another "
+                                                                   "address only on a trusted network, with an auth string)")
     serve_port: int = Field(4200, ge=1, le=65535, description="the Prefect server's port")
     serve_start_timeout: float = Field(90.0, gt=0, description="seconds for the server and worker to come up")
     work_pool_concurrency: int = Field(4, ge=1, description="flow runs of the fundx pool at once")
-    night_budget_minutes: float = Field(120.0, ge=1 / 6, description="a night running longer raises an automation")
+    night_budget_minutes: float = Field(
+        120.0, ge=1 / 6, description="how long a night may run: past it the automation fundx: night over budget fires "
+                                     "and the SLA monitor records night_slow")
     automation_webhook: str | None = Field(None, description="URL the automations call (POST, JSON)")
 
     @field_validator("automation_webhook")

@@ -927,7 +927,7 @@ def notify_test() -> None:
     except FundxError as exc:
         _fail(exc)
     if not results:
-        console.print("no channels configured: set FUNDX_NOTIFY (see the README's settings)")
+        console.print("no channels configured: set FUNDX_NOTIFY (docs/service-levels.md)")
         raise typer.Exit(1)
     table = Table(title="test notice")
     for col in ("channel", "outcome", "attempts", "seconds"):

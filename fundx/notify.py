@@ -254,7 +254,9 @@ class NotifySettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FUNDX_", extra="ignore")
 
-    notify: str = Field("", description="the channels: URLs separated by new lines or commas (see fundx.notify)")
+    notify: str = Field("", description="where SLA breach and recovery notices go, one entry a line or comma-separated: "
+                                     "webhook+https://..., smtp://... or smtps://..., apprise+<Apprise URL>, or env:NAME "
+                                     "holding an entry (formats: fundx/notify.py); unset, no notices")
     notify_timeout: float = Field(10.0, gt=0, le=300, description="connect and read timeout of a channel, in seconds")
 
 

@@ -35,7 +35,9 @@ class Settings(BaseSettings):
 
     home: Path = Field(Path("var"), description="where the exchange keeps its state")
     sandbox_home: Path = Field(Path("agencies"), description="where the sandbox agencies keep their data")
-    ledger_url: str | None = Field(None, description="SQLAlchemy URL of the ledger; default SQLite under home")
+    ledger_url: str | None = Field(
+        None, description="SQLAlchemy URL of the ledger, e.g. postgresql+psycopg://user@host:5432/fundx; "
+                          "default SQLite at FUNDX_HOME/ledger.db")
     office_db_url: str | None = Field(
         None, description="SQLAlchemy URL of the social-insurance office's database (benefit roll, contributions, "
                           "employer subsidies) that the matching stage reads; the sandbox sets it")
@@ -56,7 +58,9 @@ class Settings(BaseSettings):
                                   "past it the feed fails (DeadlineExceeded) and the night goes on",
     )
     db_timeout: float = Field(30.0, gt=0, description="seconds for a database connect or statement")
-    retry_attempts: int = Field(6, ge=1, le=20, description="tries of one request before giving up")
+    retry_attempts: int = Field(
+        6, ge=1, le=20, description="tries of one request before giving up: exponential backoff with full jitter "
+                                    "between tries; an agency's Retry-After is honoured up to retry_max_delay")
     retry_base_delay: float = Field(0.5, ge=0, description="first backoff delay in seconds (doubles each try)")
     retry_max_delay: float = Field(30.0, ge=0, description="longest single backoff or Retry-After honoured")
     max_response_bytes: int = Field(64 * 1024 * 1024, gt=0, description="largest HTTP body accepted")
