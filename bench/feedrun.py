@@ -6,7 +6,7 @@ The parent (bench/feeds_bench.py) passes the settings through the environment (F
 agency's endpoint, FUNDX_KEYS_DIR, FUNDX_CHUNK_ROWS) and a spec naming the mode; the child prints
 one line ``BENCH-RESULT {json}`` last. Modes:
 
-- ``feed``: ``fundx.handoff.run_feed(feed, stream=True, end=...)`` — the streamed path — after a warm-up
+- ``feed``: ``fundx.exchange.handoff.run_feed(feed, stream=True, end=...)`` — the streamed path — after a warm-up
   (imports, the contract check's first use on a few hundred rows of the same data); returns FeedRun's
   counts, its ``steps`` and the process's peak (VmHWM).
 - ``parse``: the baseline pull — each file decoded from GB18030 and read by ``pyarrow.csv`` into pandas
@@ -83,15 +83,15 @@ def reset_hwm() -> bool:
 
 def window_bounds(start: str | None, end: str | None) -> tuple[datetime, datetime]:
     """The window a first run pulls: the initial watermark (or ``start``) up to ``end``."""
-    from fundx.settings import get_settings
-    from fundx.timeutil import aware, now
+    from fundx.core.settings import get_settings
+    from fundx.core.timeutil import aware, now
 
     return (aware(start) if start else get_settings().initial_watermark), (aware(end) if end else now())
 
 
 def drop_files(folder: Path, start: datetime, end: datetime) -> list[Path]:
     """The drop's data files whose done-marker arrived in [start, end), oldest first (as the connector takes them)."""
-    from fundx.timeutil import SHANGHAI
+    from fundx.core.timeutil import SHANGHAI
 
     found = []
     for path in Path(folder).glob("deaths_*.csv"):
@@ -207,7 +207,7 @@ def baseline_checks(feed: str, source: Path, start: datetime, end: datetime, tod
     from bench.validate_bench import pandas_failures
     from contracts import load_contract
     from contracts.rules import contract_rules
-    from fundx.timeutil import SHANGHAI
+    from fundx.core.timeutil import SHANGHAI
 
     today = today or datetime.now(SHANGHAI).date()
     unique = [r.columns[0] for r in contract_rules(load_contract(feed)).row_rules if r.kind == "unique"]
@@ -282,10 +282,10 @@ def sample_frame(feed: str, source: Path, start: datetime, end: datetime, rows: 
 
 
 def streamed_run_feed() -> Any:
-    """``fundx.handoff.run_feed`` if it takes ``stream``, else None (the streamed path has not landed)."""
+    """``fundx.exchange.handoff.run_feed`` if it takes ``stream``, else None (the streamed path has not landed)."""
     import inspect
 
-    from fundx import handoff
+    from fundx.exchange import handoff
 
     run_feed = getattr(handoff, "run_feed", None)
     if run_feed is None or "stream" not in inspect.signature(run_feed).parameters:
@@ -294,7 +294,7 @@ def streamed_run_feed() -> Any:
 
 
 def _feed(spec: dict) -> dict[str, Any]:
-    from fundx.settings import reload_settings
+    from fundx.core.settings import reload_settings
 
     reload_settings()
     feed = spec["feed"]
@@ -309,7 +309,7 @@ def _feed(spec: dict) -> dict[str, Any]:
         sample = sample_frame(feed, Path(spec["source"]), start, end)
         if sample is not None:
             check(feed, sample)
-    from fundx.runners import runner_from_settings
+    from fundx.exchange.runners import runner_from_settings
 
     runner = runner_from_settings()
     if spec.get("warm", True) and hasattr(runner, "warm"):
@@ -338,7 +338,7 @@ def _feed(spec: dict) -> dict[str, Any]:
 
 def _chunk_rows() -> int | None:
     """The streamed path's chunk (FUNDX_CHUNK_ROWS or its default)."""
-    from fundx.settings import get_settings
+    from fundx.core.settings import get_settings
 
     return getattr(get_settings(), "chunk_rows", None)
 
@@ -360,7 +360,7 @@ def _aesgcm(spec: dict) -> dict[str, Any]:
 def _night(spec: dict) -> dict[str, Any]:
     """The nightly flow over the night's feeds, each streamed or not as its config says; seconds from the
     flow's call to its end."""
-    from fundx.settings import reload_settings
+    from fundx.core.settings import reload_settings
 
     reload_settings()
     began = time.perf_counter()
@@ -372,7 +372,7 @@ def _night(spec: dict) -> dict[str, Any]:
 
     warm_up()  # starts Prefect's ephemeral server: a deployment has its server running already
     from flows.exchange import nightly_exchange
-    from fundx.errors import NightFailed
+    from fundx.core.errors import NightFailed
     from fundx.ledger import Ledger
 
     warmup = time.perf_counter() - began

@@ -69,8 +69,8 @@ def _baseline(feed: str, frame: pd.DataFrame, sandbox) -> float:
 def run(rows: int = 1_000_000) -> list[dict]:
     """Pull each transport's feed of ``rows`` rows; return one result per transport."""
     from connectors import connector_for
-    from fundx.settings import reload_settings
-    from fundx.timeutil import Window, aware
+    from fundx.core.settings import reload_settings
+    from fundx.core.timeutil import Window, aware
     from sandbox.agencies import Sandbox
 
     results = []

@@ -54,7 +54,7 @@ CITY_NIGHT = {"civil_affairs.deaths": 50_000, "police.deaths": 50_000, "religiou
 MANIFEST = "dataset.json"
 RESULT = "BENCH-RESULT "
 _SOURCES = ("sandbox/generator.py", "sandbox/drops.py", "sandbox/medical_db.py", "sandbox/schema.py",
-            "fundx/identity.py")
+            "fundx/core/identity.py")
 #: raise when this module writes different bytes or a different layout (the sandbox's sources are digested)
 LAYOUT = 1
 
@@ -157,7 +157,7 @@ def build_deaths(rows: int, *, seed: int | None = None, chunk_rows: int = 500_00
     drop_dir.mkdir(parents=True)
     began = time.perf_counter()
     faults = FaultState("religious_affairs")
-    from fundx.timeutil import SHANGHAI
+    from fundx.core.timeutil import SHANGHAI
 
     now = now or datetime.now(SHANGHAI)  # one delivery time for the month still open, whatever the chunk
     files: dict[str, dict[str, Any]] = {}

@@ -11,7 +11,7 @@ import importlib
 
 #: imported in this order by the fork server before it forks the first run
 MODULES = ("pandas", "pyarrow", "pyarrow.parquet", "great_expectations", "connectors", "contracts.validate",
-           "fundx.handoff", "fundx.stream", "chaos.child")
+           "fundx.exchange.handoff", "fundx.exchange.stream", "chaos.child")
 
 for _name in MODULES:
     importlib.import_module(_name)

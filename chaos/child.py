@@ -2,7 +2,7 @@
 
 Two kinds of run:
 
-- **feed runs** (:func:`run_jobs`): :func:`fundx.handoff.run_feed` for a list of jobs (feed, start,
+- **feed runs** (:func:`run_jobs`): :func:`fundx.exchange.handoff.run_feed` for a list of jobs (feed, start,
   end), in a process forked from a warm fork server (:mod:`chaos._warm` has imported pandas, pyarrow,
   Great Expectations and the exchange once), so that a run costs its work and not 9 s of imports —
   that is what lets the harness kill the exchange dozens of times inside the CI budget;
@@ -31,7 +31,7 @@ def _settle(env: dict[str, str], drop: tuple[str, ...] = ("FUNDX_TEST_KILL_AT",)
         os.environ.pop(name, None)
     os.environ.update(env)
     tempfile.tempdir = None  # computed again from this run's TMPDIR
-    from fundx.settings import reload_settings
+    from fundx.core.settings import reload_settings
 
     reload_settings()
 
@@ -48,8 +48,8 @@ def run_jobs(env: dict[str, str], log_path: str, jobs: list[tuple[str, str | Non
     os.close(fd)
     _settle(env)
     logging.basicConfig(level=logging.INFO, format=FORMAT, stream=sys.stderr, force=True)
-    from fundx.errors import FundxError, content_free
-    from fundx.handoff import run_feed
+    from fundx.core.errors import FundxError, content_free
+    from fundx.exchange.handoff import run_feed
 
     failed = 0
     for number, (feed, start, end) in enumerate(jobs):
@@ -74,7 +74,7 @@ def night(end: str, feeds: list[str] | None) -> int:
 
     _prefect_defaults()
     from flows.exchange import nightly_exchange
-    from fundx.errors import NightFailed
+    from fundx.core.errors import NightFailed
 
     try:
         outcomes: list[Any] = nightly_exchange(feeds=feeds, end=end)

@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from fundx.testpoints import KILL_POINTS  # the points a run may be stopped at
+from fundx.core.testpoints import KILL_POINTS  # the points a run may be stopped at
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -158,7 +158,7 @@ class Chaos:
     # -- the night --------------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        from fundx.keys import init_keys
+        from fundx.crypto.keys import init_keys
         from sandbox.agencies import Sandbox
 
         for folder in (self.home, self.prefect, self.logs, self.tmp):
@@ -176,7 +176,7 @@ class Chaos:
             self.env = self._environment(sandbox)
             os.environ.clear()
             os.environ.update(self.env)  # the fork server (and the checks below) see the chaos home
-            from fundx.settings import reload_settings
+            from fundx.core.settings import reload_settings
 
             settings = reload_settings()
             init_keys(self.home)  # the PKI first: creating it is not one of the steps under test
@@ -193,7 +193,7 @@ class Chaos:
             sandbox.stop()
             os.environ.clear()
             os.environ.update(saved)
-            from fundx.settings import reload_settings
+            from fundx.core.settings import reload_settings
 
             reload_settings()
             _stop_fork_server()

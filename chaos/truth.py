@@ -73,8 +73,8 @@ def received_rows(home: Path, feeds: list[str]) -> dict[str, list[Any]]:
     import pyarrow.parquet as pq
 
     from connectors import load_feed
-    from fundx.keys import KeySettings, KeyStore
-    from fundx.seal import open_sealed
+    from fundx.crypto.keys import KeySettings, KeyStore
+    from fundx.crypto.seal import open_sealed
 
     store = KeyStore(KeySettings(), home=home)
     out: dict[str, list[Any]] = {feed: [] for feed in feeds}
@@ -100,7 +100,7 @@ def received_rows(home: Path, feeds: list[str]) -> dict[str, list[Any]]:
 def tally(sandbox: Any, ledger: Any, home: Path, feeds: list[str], windows: list[tuple[datetime, datetime]],
           canary: str, canary_keys: dict[str, str]) -> list[FeedTally]:
     """Expected, delivered, quarantined, duplicated and lost rows per feed (see the module docstring)."""
-    from fundx import quarantine
+    from fundx.exchange import quarantine
     from sandbox.generator import ID_COLUMNS
 
     received = received_rows(home, feeds)
@@ -140,8 +140,8 @@ def books(ledger: Any, home: Path, feeds: list[str], final_end: datetime) -> Boo
     at the night's end and resting on a recorded pull, the audit trail unbroken, nothing left behind."""
     import sqlalchemy as sa
 
-    from fundx import quarantine
-    from fundx.handoff import batch_id_for
+    from fundx.exchange import quarantine
+    from fundx.exchange.handoff import batch_id_for
     from fundx.ledger import pulls, watermarks
 
     b = Books()

@@ -16,8 +16,8 @@ from pydantic import ValidationError
 
 from connectors.config import UNION_TAGS, ChangedSincePaging, FeedConfig
 from contracts import Contract, describe_validation, display_path, load_contract
-from fundx.errors import ConfigurationError
-from fundx.settings import Settings, get_settings
+from fundx.core.errors import ConfigurationError
+from fundx.core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from connectors.base import Connector

@@ -22,8 +22,8 @@ from connectors.config import (
     reference_name,
 )
 from connectors.http import HttpClient, error_for_status
-from fundx.errors import AuthError, DataError
-from fundx.settings import resolve
+from fundx.core.errors import AuthError, DataError
+from fundx.core.settings import resolve
 
 log = logging.getLogger("fundx.connectors.auth")
 

@@ -18,11 +18,11 @@ import pandas as pd
 
 from connectors.config import FeedConfig
 from contracts import Contract
-from fundx.digest import ARRIVAL, DEFECT, RESERVED_COLUMNS, content_digest
-from fundx.errors import SourceSchemaError
-from fundx.retry import Deadline, Retrier
-from fundx.settings import Settings
-from fundx.timeutil import Window
+from fundx.core.digest import ARRIVAL, DEFECT, RESERVED_COLUMNS, content_digest
+from fundx.core.errors import SourceSchemaError
+from fundx.core.retry import Deadline, Retrier
+from fundx.core.settings import Settings
+from fundx.core.timeutil import Window
 
 log = logging.getLogger("fundx.connectors")
 
@@ -50,7 +50,7 @@ class Repeats:
 @dataclass(frozen=True, eq=False, kw_only=True)
 class PullFigures:
     """How one extract of a feed's window went — what the ledger records of a pull, whether its rows
-    were read whole (:class:`Pull`) or in chunks through a spool (:class:`fundx.stream.SpooledPull`)."""
+    were read whole (:class:`Pull`) or in chunks through a spool (:class:`fundx.exchange.stream.SpooledPull`)."""
 
     feed: str
     window: Window
@@ -182,19 +182,19 @@ class Connector(ABC):
         missing = [name for name in self.contract.names if name not in frame.columns]
         if missing:
             frame = frame.assign(**dict.fromkeys(missing))
-        # a transport's marks of malformed rows (fundx.digest.RESERVED_COLUMNS) go on with the rows
+        # a transport's marks of malformed rows (fundx.core.digest.RESERVED_COLUMNS) go on with the rows
         return frame.loc[:, [*self.contract.names, *(c for c in RESERVED_COLUMNS if c in frame.columns)]]
 
-    # --- streaming (fundx.stream) -------------------------------------------------------------
+    # --- streaming (fundx.exchange.stream) -------------------------------------------------------------
 
     def chunks(self, window: Window, tally: Tally, rows: int) -> Iterator[pd.DataFrame]:
         """The rows received for ``window`` as frames of at most about ``rows`` rows, logical column
-        names, not yet shaped or deduplicated (fundx.stream does both across chunks).
+        names, not yet shaped or deduplicated (fundx.exchange.stream does both across chunks).
 
         A transport that can read its source piece by piece overrides this so that a pull's memory is
         bounded by ``rows``; the default reads the whole window with ``_pull`` and slices it. An
         override may raise TransientError part-way: the streamed pull then starts again from scratch.
-        It bounds its reading by ``tally.deadline`` (fundx.stream checks it between chunks too).
+        It bounds its reading by ``tally.deadline`` (fundx.exchange.stream checks it between chunks too).
         """
         frame = self._pull(window, tally)
         for start in range(0, len(frame), rows):
@@ -228,10 +228,10 @@ def deduplicate(frame: pd.DataFrame, key: tuple[str, ...], incremental: str | No
 
     Rows that share a key and agree in every column of ``columns`` (default: all but the reserved
     ones) are one row sent twice: the copies collapse, the last stays. Rows that differ are versions:
-    the latest by the ``incremental`` column, then by the file it came in (:data:`fundx.digest.ARRIVAL`:
+    the latest by the ``incremental`` column, then by the file it came in (:data:`fundx.core.digest.ARRIVAL`:
     a later file is the agency's later word), replaces the others. Where nothing tells the versions
     apart (no incremental column, the same moment, the same file or no files), they are a **conflict**:
-    each is kept, marked ``key_conflict`` in :data:`fundx.digest.DEFECT`, and the contract's check
+    each is kept, marked ``key_conflict`` in :data:`fundx.core.digest.DEFECT`, and the contract's check
     quarantines them for the stewards (contracts.rules) — never collapsed silently. A row whose key is
     incomplete, or one already marked malformed, is never matched with another. The file ordinals
     are bookkeeping: the frame returned has none.

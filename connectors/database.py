@@ -41,10 +41,10 @@ from sqlalchemy.sql.elements import quoted_name
 from connectors.base import Connector, Tally
 from connectors.config import DatabaseConfig, FeedConfig, reference_name
 from contracts import Contract
-from fundx.errors import ConfigurationError, DataError, NotFoundError, PermanentError, TransientError
-from fundx.retry import Deadline
-from fundx.settings import Settings, resolve
-from fundx.timeutil import SHANGHAI, Window
+from fundx.core.errors import ConfigurationError, DataError, NotFoundError, PermanentError, TransientError
+from fundx.core.retry import Deadline
+from fundx.core.settings import Settings, resolve
+from fundx.core.timeutil import SHANGHAI, Window
 
 log = logging.getLogger("fundx.connectors.database")
 
@@ -120,7 +120,7 @@ class DatabaseConnector(Connector):
     streams = True
 
     def chunks(self, window: Window, tally: Tally, rows: int) -> Iterator[pd.DataFrame]:
-        """The window's rows read from one server-side cursor, ``rows`` at a time (fundx.stream)."""
+        """The window's rows read from one server-side cursor, ``rows`` at a time (fundx.exchange.stream)."""
         for frame in self._stream(window, tally, min(rows, self.config.chunk_size)):
             self._check_numbers(frame)
             tally.bytes += int(frame.memory_usage(index=False, deep=True).sum())

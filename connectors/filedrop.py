@@ -8,7 +8,7 @@ only the contract's columns are read. Every value is handed on as text, exactly 
 
 A CSV row with more or fewer fields than its header is never read into the columns (a trailing comma
 would shift every value one column left): it stays in its place as a row marked ``row_shape`` with its
-row number (:data:`fundx.digest.DEFECT`) and its text kept sealed (:data:`fundx.digest.RAW`), and the
+row number (:data:`fundx.core.digest.DEFECT`) and its text kept sealed (:data:`fundx.core.digest.RAW`), and the
 contract's check quarantines it for the stewards. A file is refused, naming the limit, when its header
 has more columns than FUNDX_FILE_MAX_COLUMNS, a value is longer than FUNDX_FILE_MAX_CELL_CHARS, or a
 file read whole holds more cells than FUNDX_FILE_MAX_CELLS (a streamed feed reads any size in chunks).
@@ -32,10 +32,10 @@ from connectors.base import Connector, Tally, rechunk
 from connectors.config import FeedConfig, FileDropConfig
 from contracts import Contract
 from contracts.rules import ROW_SHAPE
-from fundx.digest import ARRIVAL, DEFECT, RAW
-from fundx.errors import DataError, IncompletePull, NotFoundError, SourceSchemaError
-from fundx.settings import Settings, resolve
-from fundx.timeutil import SHANGHAI, Window
+from fundx.core.digest import ARRIVAL, DEFECT, RAW
+from fundx.core.errors import DataError, IncompletePull, NotFoundError, SourceSchemaError
+from fundx.core.settings import Settings, resolve
+from fundx.core.timeutil import SHANGHAI, Window
 
 log = logging.getLogger("fundx.connectors.filedrop")
 
@@ -175,7 +175,7 @@ class FileDropConnector(Connector):
         # the latest file comes last, so its rows win when a key repeats (see base.deduplicate)
         return pd.concat(frames, ignore_index=True)
 
-    # --- streaming (fundx.stream) -----------------------------------------------------------
+    # --- streaming (fundx.exchange.stream) -----------------------------------------------------------
 
     streams = True  # CSV files are read block by block; a workbook is read whole, then sliced
 

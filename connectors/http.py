@@ -1,7 +1,7 @@
 """HTTP for REST feeds: one session with timeouts and deadlines, a capped body, and HTTP status -> action
 as one table.
 
-Every failure becomes a typed fundx error (see fundx.errors): what to do about it is read from the
+Every failure becomes a typed fundx error (see fundx.core.errors): what to do about it is read from the
 type. Messages name the feed, the page and the URL's path — never its query string, headers, tokens
 or any part of a record.
 
@@ -33,7 +33,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool, ProxyManager
 
-from fundx.errors import (
+from fundx.core.errors import (
     AuthError,
     ConfigurationError,
     DataError,
@@ -44,10 +44,10 @@ from fundx.errors import (
     RateLimited,
     TransientError,
 )
-from fundx.settings import Settings
+from fundx.core.settings import Settings
 
 if TYPE_CHECKING:
-    from fundx.retry import Deadline
+    from fundx.core.retry import Deadline
 
 log = logging.getLogger("fundx.connectors.http")
 
@@ -262,7 +262,7 @@ class _WatchedAdapter(HTTPAdapter):
 
 class HttpClient:
     """A requests session with the exchange's timeouts, deadlines and body cap, turning failures into
-    fundx errors. ``deadline``: the pull's (fundx.retry.Deadline); no request goes past it."""
+    fundx errors. ``deadline``: the pull's (fundx.core.retry.Deadline); no request goes past it."""
 
     def __init__(self, settings: Settings, *, feed: str, deadline: Deadline | None = None) -> None:
         self.feed = feed

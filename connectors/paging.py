@@ -25,8 +25,8 @@ from connectors.config import (
     PagingConfig,
     WindowParams,
 )
-from fundx.errors import DataError, IncompletePull, PermanentError
-from fundx.timeutil import SHANGHAI, Window
+from fundx.core.errors import DataError, IncompletePull, PermanentError
+from fundx.core.timeutil import SHANGHAI, Window
 
 Params = dict[str, str]
 Record = Mapping[str, Any]

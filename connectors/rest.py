@@ -21,9 +21,9 @@ from connectors.config import FeedConfig, RestConfig
 from connectors.http import HttpClient, error_for_status
 from connectors.paging import paginator_for
 from contracts import Contract
-from fundx.errors import AuthError, DataError, IncompletePull
-from fundx.settings import Settings, resolve
-from fundx.timeutil import Window
+from fundx.core.errors import AuthError, DataError, IncompletePull
+from fundx.core.settings import Settings, resolve
+from fundx.core.timeutil import Window
 
 log = logging.getLogger("fundx.connectors.rest")
 

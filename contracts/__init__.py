@@ -20,7 +20,7 @@ from open_data_contract_standard.model import OpenDataContractStandard, SchemaOb
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from fundx.errors import ConfigurationError
+from fundx.core.errors import ConfigurationError
 
 CONTRACTS_DIR = Path(__file__).resolve().parent
 _ROOT = CONTRACTS_DIR.parent

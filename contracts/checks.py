@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fundx.identity import NO_DAY, IdColumn, _arrow_text, days_from_civil, fixed_width_rows, id_column, real_dates
+from fundx.core.identity import NO_DAY, IdColumn, _arrow_text, days_from_civil, fixed_width_rows, id_column, real_dates
 
 #: What a spreadsheet leaves of an 18-digit number: 3.301061956100938e+17, 1.10105E+17.
 EXCEL_MANGLED = r"^[0-9](?:\.[0-9]+)?[eE]\+?[0-9]+$"
@@ -163,5 +163,5 @@ def column_days(values: pd.Series | pa.Array) -> np.ndarray:
 
 
 def column_ids(values: pd.Series | pa.Array) -> IdColumn:
-    """fundx.identity.id_column, computed once per column within shared_work()."""
+    """fundx.core.identity.id_column, computed once per column within shared_work()."""
     return _once("ids", values, id_column)

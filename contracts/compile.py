@@ -28,7 +28,7 @@ from contracts import Contract, contract_names, load_contract
 from contracts import expectations as fx  # registers the custom expectations (must precede loading suites)
 from contracts.checks import EXCEL_MANGLED
 from contracts.rules import Rule, contract_rules
-from fundx.errors import ConfigurationError
+from fundx.core.errors import ConfigurationError
 
 GOLDEN_DIR = Path(__file__).resolve().parent.parent / "tests" / "contracts" / "golden"
 TODAY = {"$PARAMETER": "today"}

@@ -27,7 +27,7 @@ from open_data_contract_standard.model import OpenDataContractStandard
 from pydantic import ValidationError
 
 from contracts import CONTRACTS_DIR, Contract, _read, contract_path, describe_validation, display_path
-from fundx.errors import ConfigurationError, FundxError
+from fundx.core.errors import ConfigurationError, FundxError
 
 RELEASED_DIR = CONTRACTS_DIR / "released"
 BREAKING, COMPATIBLE = "breaking", "compatible"

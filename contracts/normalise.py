@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 from contracts import Contract
 from contracts.rules import ZONE_STEP, contract_rules
-from fundx.identity import _arrow_text, upgrade15_rows
+from fundx.core.identity import _arrow_text, upgrade15_rows
 
 _FULLWIDTH = "０１２３４５６７８９ＸＸｘ"
 #: The date forms agencies send, each with the regex that reads it (year, month, day groups).

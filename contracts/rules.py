@@ -35,7 +35,7 @@ has as many fields as its header: a row that has more or fewer is never parsed i
 ``key_conflict`` (two different rows under one record key, which no incremental value orders, are a
 conflict for the stewards, never collapsed silently). The transport finds them while it reads
 (:mod:`connectors.base`, :mod:`connectors.filedrop`) and marks the row in its ``_defect`` column
-(:data:`fundx.digest.DEFECT`);
+(:data:`fundx.core.digest.DEFECT`);
 the check quarantines the row under that rule. They are not compiled to Great Expectations.
 
 fundx settings live in ``customProperties``: ``pii`` and ``normalise`` on columns (steps ``trim``,
@@ -59,7 +59,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from contracts import Contract, contract_path, display_path
-from fundx.errors import ConfigurationError
+from fundx.core.errors import ConfigurationError
 
 NORMALISE_STEPS = ("trim", "halfwidth", "upperX", "date", "upgrade15")
 #: the implicit step of a timestamp column with ``logicalTypeOptions.defaultTimezone``: ``zone:Asia/Shanghai``

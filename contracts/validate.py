@@ -37,8 +37,8 @@ from contracts.compile import compile_suite
 from contracts.normalise import NormalisationRecord, normalise
 from contracts.rules import KEY_CONFLICT, ROW_SHAPE, ContractRules, Rule, contract_rules
 from contracts.rules import row_count_bounds as contract_rules_bounds
-from fundx.digest import DEFECT, RAW, RESERVED_COLUMNS
-from fundx.timeutil import SHANGHAI
+from fundx.core.digest import DEFECT, RAW, RESERVED_COLUMNS
+from fundx.core.timeutil import SHANGHAI
 
 RULES_COLUMN = "_rules"
 RULE_SEPARATOR = ";"

@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.parse_args(argv)
     from prefect.settings import get_current_settings
 
-    from fundx.errors import FundxError
+    from fundx.core.errors import FundxError
 
     if not get_current_settings().api.url:
         print("error: PREFECT_API_URL is not set, so there is no server to register on (Prefect would start a "

@@ -67,7 +67,7 @@ from typing import TypeGuard
 
 from deployments.catalog import REPO_ROOT, WORK_POOL
 from deployments.settings import ServeSettings, serve_settings
-from fundx.process import alive
+from fundx.core.process import alive
 
 STOP_GRACE_SECONDS = 20.0
 #: workers ``start --postgres`` runs when --workers is not given (plain ``start``: one)
@@ -358,7 +358,7 @@ def prepare_postgres(pg: PgDatabases, say=print) -> None:
     The tables are made here, once, so that the first flow runs of several workers find them."""
     import sqlalchemy as sa
 
-    from fundx.errors import FundxError
+    from fundx.core.errors import FundxError
     from fundx.ledger import Ledger
 
     for url, settings, extensions, what in ((pg.prefect_url, pg.prefect_from, ("pg_trgm",), "Prefect's database"),
@@ -434,7 +434,7 @@ def _no_password(url: str) -> str:
 
 def setup(*, postgres: bool = False, workers: int | None = None) -> Setup:
     """Settings, folders and the children's environment (this process's, completed)."""
-    from fundx.settings import reload_settings
+    from fundx.core.settings import reload_settings
 
     settings = serve_settings()
     fundx = reload_settings()
@@ -565,7 +565,7 @@ def _reap(pid: int) -> None:
 
 def _private(path: Path, text: str) -> None:
     """A pid or state file, 0600 whatever the umask (written whole: a reader never sees half of it)."""
-    from fundx.keys import write_file_atomic
+    from fundx.crypto.keys import write_file_atomic
 
     write_file_atomic(path, text.encode(), 0o600)
 
@@ -1010,8 +1010,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.workers is not None and args.workers < 1:
         parser.error("--workers must be 1 or more")
-    from fundx.errors import FundxError
-    from fundx.settings import private_umask
+    from fundx.core.errors import FundxError
+    from fundx.core.settings import private_umask
 
     private_umask()  # the server, the workers and their flow runs inherit it: Prefect's home, logs, pids private
 

@@ -27,7 +27,7 @@ def deployments() -> list:
 
 
 if __name__ == "__main__":
-    from fundx.settings import private_umask
+    from fundx.core.settings import private_umask
 
     private_umask()  # the flow runs it starts inherit it: what they create under FUNDX_HOME is private
     serve(*deployments())

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from fundx.errors import ConfigurationError
+from fundx.core.errors import ConfigurationError
 
 
 class ServeSettings(BaseSettings):

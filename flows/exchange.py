@@ -1,6 +1,6 @@
 """Prefect flows of the exchange: one feed (``exchange_feed``) and a whole night (``nightly_exchange``).
 
-A feed's run is :func:`fundx.handoff.run_feed` — lock the feed, recover interrupted deliveries,
+A feed's run is :func:`fundx.exchange.handoff.run_feed` — lock the feed, recover interrupted deliveries,
 deliver rows the stewards released, pull, check the batch against its contract, seal and hand the
 valid rows to the stage and the failing ones to the stewards' quarantine — with the release, the
 pull, the check and the handoff as Prefect tasks, for every feed alike (a large feed's pull is
@@ -25,11 +25,11 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingResult
 
-from fundx import handoff
-from fundx.errors import FundxError, InternalError, NightFailed, content_free
+from fundx.core.errors import FundxError, InternalError, NightFailed, content_free
+from fundx.core.settings import private_umask
+from fundx.core.timeutil import Window, aware, now
+from fundx.exchange import handoff
 from fundx.ledger import Ledger, night_of
-from fundx.settings import private_umask
-from fundx.timeutil import Window, aware, now
 
 #: Set by the CLI to show live progress: called with (feed, rows so far). None in unattended runs.
 progress_sink: Callable[[str, int], None] | None = None
@@ -92,7 +92,7 @@ def validate_task(ledger: Ledger, pulled, runner=None, steps=None):
 
 @task(name="release", cache_policy=NO_CACHE, persist_result=False)
 def release_task(ledger: Ledger, feed: str, **kwargs) -> list[handoff.Handoff]:
-    """Deliver the rows the stewards released since the feed's last run (see fundx.quarantine)."""
+    """Deliver the rows the stewards released since the feed's last run (see fundx.exchange.quarantine)."""
     try:
         return handoff.deliver_releases(ledger, feed, **kwargs)
     except Exception as exc:  # noqa: BLE001 - re-raised content-free: Prefect may persist the task's own exception
@@ -101,7 +101,7 @@ def release_task(ledger: Ledger, feed: str, **kwargs) -> list[handoff.Handoff]:
 
 @task(name="handoff", cache_policy=NO_CACHE, persist_result=False)
 def handoff_task(ledger: Ledger, batch, **kwargs) -> handoff.Handoff:
-    """Seal the checked batch and hand it to its stage exactly once (see fundx.handoff)."""
+    """Seal the checked batch and hand it to its stage exactly once (see fundx.exchange.handoff)."""
     try:
         return handoff.deliver(ledger, batch, **kwargs)
     except Exception as exc:  # noqa: BLE001 - re-raised content-free: Prefect may persist the task's own exception
@@ -201,7 +201,7 @@ def _delivered_event(feed: str, done) -> None:
 def _check_service_levels(run_id: int, ledger: Ledger, logger) -> None:
     """The SLA monitor for this night; its failure is logged and does not change the night's outcome."""
     from flows.monitor import table_artifact
-    from fundx import monitor
+    from fundx.sla import monitor
 
     try:
         done = monitor.check(ledger, night=ledger.run_night(run_id), logger=logger)

@@ -12,8 +12,8 @@ from datetime import date
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
-from fundx.errors import content_free
-from fundx.settings import private_umask
+from fundx.core.errors import content_free
+from fundx.core.settings import private_umask
 from matching.load import STAGES
 
 
@@ -30,7 +30,7 @@ def receive(stage: str) -> dict:
 @flow(name="matching-night", persist_result=False, validate_parameters=True)
 def matching_night(night: date | None = None, params: dict[str, str] | None = None) -> dict:
     """Receive every matching stage's batches, load them, run the rules, open inspection orders."""
-    from fundx.handoff import record_acks
+    from fundx.exchange.handoff import record_acks
     from matching.run import run_matching
 
     private_umask()  # a worker's flow run: whatever umask the worker was started with

@@ -1,6 +1,6 @@
 """The SLA monitor as a Prefect flow: judge a night's feeds against their service levels.
 
-Runs after every night (``nightly_exchange`` calls :func:`fundx.monitor.check` itself) and on its own
+Runs after every night (``nightly_exchange`` calls :func:`fundx.sla.monitor.check` itself) and on its own
 schedule (deployment ``sla-monitor/hourly``), so that a feed that never arrived is caught even when
 no night ran. Parameters are a night's date only; what it records and sends is figures and rule names.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
-from fundx import monitor
-from fundx.errors import content_free
-from fundx.settings import private_umask
+from fundx.core.errors import content_free
+from fundx.core.settings import private_umask
+from fundx.sla import monitor
 
 
 @flow(name="sla-monitor", persist_result=False, validate_parameters=True)

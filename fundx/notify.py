@@ -12,12 +12,12 @@ only where a scheme ``xxx://`` or a reference ``env:``/``secret:`` follows, so `
 whole; blank lines and lines starting with ``#`` are skipped). Entries are counted from 1 in error
 messages. ``FUNDX_NOTIFY_TIMEOUT`` (default 10) is the connect and the read timeout in seconds of
 every channel; ``timeout=SECONDS`` in an entry overrides it for that entry. Transient failures are
-retried by :class:`fundx.retry.Retrier` with the exchange's FUNDX_RETRY_* settings.
+retried by :class:`fundx.core.retry.Retrier` with the exchange's FUNDX_RETRY_* settings.
 
 ``webhook+https://host[:port]/path[?secret=env:NAME][&timeout=S]`` (also ``webhook+http://``, or
 plain ``https://`` / ``http://``)
     POSTs the notice as JSON (below). With ``secret=env:NAME`` or ``secret=secret:BLOCK`` (see
-    :func:`fundx.settings.resolve`; a secret written in the entry is refused) the request carries
+    :func:`fundx.core.settings.resolve`; a secret written in the entry is refused) the request carries
     ``X-Fundx-Signature: sha256=<hex>``, the HMAC-SHA256 of the exact body bytes under that secret.
     Other query parameters are sent on to the receiver. 2xx is success; 408, 429 (Retry-After is
     honoured) and 5xx are retried; anything else, a redirect included, is a permanent failure.
@@ -39,7 +39,7 @@ plain ``https://`` / ``http://``)
     token in an Apprise URL, a webhook URL with a key in its path). Inside such an entry secrets may
     be written literally; the entry is shown as the reference, never as its value.
 
-An unknown scheme or a malformed entry raises :class:`~fundx.errors.ConfigurationError` naming
+An unknown scheme or a malformed entry raises :class:`~fundx.core.errors.ConfigurationError` naming
 FUNDX_NOTIFY and the entry's number, never its secrets. A delivery that fails raises nothing:
 :meth:`Notifier.send` returns one :class:`Delivery` per channel (its redacted address, ok or the
 error's type and a content-free message) for the caller to record.
@@ -91,7 +91,7 @@ import requests
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from fundx.errors import (
+from fundx.core.errors import (
     AuthError,
     ConfigurationError,
     FundxError,
@@ -99,10 +99,10 @@ from fundx.errors import (
     RateLimited,
     TransientError,
 )
-from fundx.identity import first_id_like, mask_id_like
-from fundx.retry import Retrier
-from fundx.settings import Settings, _describe_validation, get_settings, resolve
-from fundx.timeutil import SHANGHAI, now
+from fundx.core.identity import first_id_like, mask_id_like
+from fundx.core.retry import Retrier
+from fundx.core.settings import Settings, _describe_validation, get_settings, resolve
+from fundx.core.timeutil import SHANGHAI, now
 
 log = logging.getLogger("fundx.notify")
 
@@ -124,7 +124,7 @@ def guard(text: str, *, what: str = "text") -> str:
     """``text`` unchanged, or ValueError if it holds something shaped like an identity number.
 
     Full-width digits, spaces between the digits and first-generation 15-digit numbers count
-    (:func:`fundx.identity.first_id_like`). The error names ``what`` and shows the match masked, never whole.
+    (:func:`fundx.core.identity.first_id_like`). The error names ``what`` and shows the match masked, never whole.
     """
     match = first_id_like(text, isolated=True)
     if match is not None:

@@ -1,7 +1,7 @@
 """The stage side of the handoff: take sealed batches from the inbox, verify them, acknowledge or refuse.
 
 For each batch folder of the stage's inbox that has READY and was not received yet, every part is
-checked before anything is kept: its SHA-256 against READY, then :func:`fundx.seal.open_sealed`
+checked before anything is kept: its SHA-256 against READY, then :func:`fundx.crypto.seal.open_sealed`
 with the stage's key that the part is encrypted to (a stage mid-rotation holds several), which
 verifies the GCM tag, the signature, the signer's certificate (CA, validity, CRL) and that the
 manifest names this stage; the signer must be the exchange (not any certificate of the CA); the
@@ -14,11 +14,11 @@ A batch that passes is kept **still sealed** under ``FUNDX_HOME/stages/<stage>/r
 (no plaintext at rest; the stage's store comes later) and acknowledged; one that fails is moved
 aside to ``stages/<stage>/refused/`` and refused, with the error's type and message as the reason
 (never content). A symbolic link in the inbox — in place of a batch folder, a part or READY — is
-never followed (:mod:`fundx.inbox`): its batch is refused (SymlinkError), only its regular files are
+never followed (:mod:`fundx.wire.inbox`): its batch is refused (SymlinkError), only its regular files are
 set aside, the link itself is removed, and the receive goes on with the next batch. Either answer is
 a CMS SignedData, signed with the stage's own signing certificate, over a small JSON document,
 written to ``FUNDX_HOME/acks/<stage>/``; the exchange verifies and records it
-(:func:`fundx.handoff.record_acks`).
+(:func:`fundx.exchange.handoff.record_acks`).
 
 Receiving is crash-safe: the parts and a RECEIPT are written to a temporary folder that is renamed
 into ``received/`` in one step; the acknowledgement is then written, the inbox folder removed and
@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fundx.errors import (
+from fundx.core.errors import (
     CertificateError,
     ConfigurationError,
     ManifestError,
@@ -49,11 +49,11 @@ from fundx.errors import (
     UnknownSignerError,
     WrongRecipientError,
 )
-from fundx.handoff import ACK_FORMAT, READY_FORMAT, acks_root
-from fundx.inbox import Inbox, checked_name, fsync_dir, inbox_for
-from fundx.keys import Certificate, KeyStore, PrivateKey, common_name, write_file_atomic
-from fundx.seal import Manifest, open_sealed, recipients_among, sign
-from fundx.settings import get_settings
+from fundx.core.settings import get_settings
+from fundx.crypto.keys import Certificate, KeyStore, PrivateKey, common_name, write_file_atomic
+from fundx.crypto.seal import Manifest, open_sealed, recipients_among, sign
+from fundx.exchange.handoff import ACK_FORMAT, READY_FORMAT, acks_root
+from fundx.wire.inbox import Inbox, checked_name, fsync_dir, inbox_for
 
 log = logging.getLogger("fundx.stage")
 

@@ -1,6 +1,6 @@
 """Loading the stages' stores: received batches (pseudonymised) and the office's nightly snapshot.
 
-A received batch is opened again part by part (:func:`fundx.seal.open_sealed` with the stage's key,
+A received batch is opened again part by part (:func:`fundx.crypto.seal.open_sealed` with the stage's key,
 signer checked to be the exchange, manifest checked to name the batch): no byte that was not
 verified is used. Its rows go through DuckDB once: identity numbers become tokens and masked
 numbers, only the columns the rules need are kept, and the result is written to the stage's store
@@ -27,10 +27,10 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fundx.errors import ConfigurationError, ManifestError, UnknownSignerError
-from fundx.keys import KeyStore, common_name, write_file_atomic
-from fundx.seal import Manifest, open_sealed, recipients_among, seal
-from fundx.settings import get_settings, read_env_file
+from fundx.core.errors import ConfigurationError, ManifestError, UnknownSignerError
+from fundx.core.settings import get_settings, read_env_file
+from fundx.crypto.keys import KeyStore, common_name, write_file_atomic
+from fundx.crypto.seal import Manifest, open_sealed, recipients_among, seal
 from fundx.stage import DONE, RECEIPT, Stage
 from matching import pseudonym
 from matching.store import Store

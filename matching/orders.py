@@ -2,11 +2,11 @@
 
 A matching night's suspects (one row per rule and subject) become orders with :func:`record`: each
 gets an id ``O<YYYYMMDD>-<rule no>-<n>``, its district (``area`` routed by the deployment's city file,
-FUNDX_CITY: fundx/city.py), its amount at risk and a due
+FUNDX_CITY: fundx/core/city.py), its amount at risk and a due
 date, in one audited transaction; recording the same night again opens nothing new. The district
 offices get their orders as CSV files (:func:`write_dispatch`, masked identities only); an
 inspector closes an order once with its outcome (:func:`close`, audited, decided under the audit
-lock like a steward's decision in :mod:`fundx.quarantine`), and :func:`report` gives each rule's
+lock like a steward's decision in :mod:`fundx.exchange.quarantine`), and :func:`report` gives each rule's
 precision and the amounts at risk and recovered.
 
 Nothing here sees a raw identity number: ``subject`` is a pseudonymous token (a person's HMAC
@@ -30,11 +30,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from fundx.city import City, deployment_city
-from fundx.errors import DecisionError
+from fundx.core.city import City, deployment_city
+from fundx.core.errors import DecisionError
+from fundx.core.timeutil import UTC
 from fundx.ledger import Ledger
 from fundx.ledger import orders as orders_table
-from fundx.timeutil import UTC
 
 #: the rules in their order: a rule's number (1..8) in order ids is its place here
 RULES: tuple[str, ...] = (
@@ -263,7 +263,7 @@ def _suspect_rows(suspects: Any) -> list[dict[str, Any]]:
 
 
 def _is_identity_number(text: str) -> bool:
-    from fundx.identity import is_valid_id
+    from fundx.core.identity import is_valid_id
 
     return is_valid_id(text) or is_valid_id(text.upper())
 
@@ -551,7 +551,7 @@ def write_dispatch(folder: Path, orders: Iterable[Order]) -> list[Path]:
     have orders. UTF-8 with a BOM (Excel), 0600, each written atomically; masked identities only
     (no subject tokens). Returns the paths written, districts first.
     """
-    from fundx.keys import write_file_atomic
+    from fundx.crypto.keys import write_file_atomic
 
     chosen = sorted(orders, key=lambda o: (o.area, o.order_id))
     folder = Path(folder)

@@ -7,7 +7,7 @@ passes over the padded key) so DuckDB computes it vectorised on every core: abou
 where Python's hmac takes 5.
 
 ``id_masked`` keeps the area and the last four characters: ``110105********123X``. ``name_key`` puts a
-name in the form names are compared in (fundx.identity.normalize_name: one middle dot, no spaces),
+name in the form names are compared in (fundx.core.identity.normalize_name: one middle dot, no spaces),
 so that 买买提·艾力 and 买买提•艾力 from two agencies give one ``name_token``.
 """
 
@@ -18,7 +18,7 @@ import hmac
 
 import duckdb
 
-from fundx.identity import NAME_DOT, NAME_DOTS
+from fundx.core.identity import NAME_DOT, NAME_DOTS
 
 TOKEN_BYTES = 16
 #: Python's white space (str.split) in RE2: ASCII's, \v, \x1c-\x1f, NEL and the Unicode separators (U+3000 ...)
@@ -49,7 +49,7 @@ def install(con: duckdb.DuckDBPyConnection, key: bytes) -> None:
         "CREATE OR REPLACE TEMP MACRO id_masked(v) AS CASE WHEN v IS NULL THEN NULL "
         "WHEN length(v) = 18 THEN substr(v, 1, 6) || '********' || substr(v, 15, 4) ELSE '******' END"
     )
-    # fundx.identity.normalize_name in SQL: every middle-dot form as U+00B7, no white space
+    # fundx.core.identity.normalize_name in SQL: every middle-dot form as U+00B7, no white space
     con.execute(
         "CREATE OR REPLACE TEMP MACRO name_key(v) AS CASE WHEN v IS NULL THEN NULL ELSE "
         f"regexp_replace(regexp_replace(nfc_normalize(v), '[{_DOTS}]', '{NAME_DOT}', 'g'), '{_SPACE}', '', 'g') END"

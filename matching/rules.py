@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from fundx.errors import ConfigurationError
+from fundx.core.errors import ConfigurationError
 
 #: the columns every rule returns, in order
 COLUMNS = ("rule", "subject", "persons", "id_masked", "area", "months", "amount_at_risk", "detail")

@@ -13,11 +13,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fundx.errors import ConfigurationError, UnknownSignerError
-from fundx.keys import KeyStore, write_file_atomic
-from fundx.seal import Manifest, content_digest, open_sealed, recipients_among, seal
-from fundx.settings import get_settings
-from fundx.timeutil import SHANGHAI
+from fundx.core.errors import ConfigurationError, UnknownSignerError
+from fundx.core.settings import get_settings
+from fundx.core.timeutil import SHANGHAI
+from fundx.crypto.keys import KeyStore, write_file_atomic
+from fundx.crypto.seal import Manifest, content_digest, open_sealed, recipients_among, seal
 from matching import load, rules
 from matching.store import Store
 

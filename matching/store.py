@@ -23,10 +23,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from fundx.errors import ConfigurationError, TamperedError
-from fundx.inbox import checked_name
-from fundx.keys import KeyStore, fsync_dir, write_file_atomic
-from fundx.settings import get_settings
+from fundx.core.errors import ConfigurationError, TamperedError
+from fundx.core.settings import get_settings
+from fundx.crypto.keys import KeyStore, fsync_dir, write_file_atomic
+from fundx.wire.inbox import checked_name
 
 MAGIC = b"FXS1"
 KEY_FORMAT = "fundx-store-key/1"

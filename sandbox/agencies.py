@@ -32,7 +32,7 @@ from sandbox.tax_db import TaxDB
 from sandbox.wire import HttpError, Reply, Request, Server, json_reply, start_server
 
 try:
-    from fundx.timeutil import SHANGHAI
+    from fundx.core.timeutil import SHANGHAI
 except ImportError:  # the sandbox also runs without the exchange installed
     from zoneinfo import ZoneInfo
 

@@ -25,7 +25,7 @@ from sandbox.faults import RENAMED, FaultState
 from sandbox.schema import FeedSchema, feed_schema, plain_values
 
 try:
-    from fundx.timeutil import SHANGHAI
+    from fundx.core.timeutil import SHANGHAI
 except ImportError:  # the sandbox also runs without the exchange installed
     from zoneinfo import ZoneInfo
 

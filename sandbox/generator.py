@@ -1,6 +1,6 @@
 """The sandbox's synthetic city: seeded people, their benefit roll and the eight agency feeds about them.
 
-One call, ``generate_city(people, seed, as_of)``, builds a city from its file (fundx/cities/: Hangzhou
+One call, ``generate_city(people, seed, as_of)``, builds a city from its file (fundx/core/cities/: Hangzhou
 by default) whose residents have valid GB 11643 identity numbers, many first issued in other
 provinces or under codes since retired, some still in 15-digit form in paper registers, names with
 a minority name's middle dot or rare characters (docs/agencies.md: The population), the
@@ -35,9 +35,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fundx.city import City as CityFile
-from fundx.city import load_city
-from fundx.identity import (
+from fundx.core.city import City as CityFile
+from fundx.core.city import load_city
+from fundx.core.identity import (
     ID_CHECK_CHARS,
     NO_DAY,
     area_table,
@@ -70,7 +70,7 @@ DEATH_FEEDS: tuple[str, ...] = ("civil_affairs.deaths", "police.deaths", "religi
 #: the share of deaths that happen in hospital, which the hospital notifies (with the true date)
 HOSPITAL_DEATH_SHARE = 0.55
 
-#: the city the sandbox's agencies are in (fundx/cities/<name>.yaml): their contracts' record formats
+#: the city the sandbox's agencies are in (fundx/core/cities/<name>.yaml): their contracts' record formats
 #: (MZ3301..., H3301...) are Hangzhou's
 SANDBOX_CITY = "hangzhou"
 #: the share of residents whose identity numbers were first issued in another province (they keep
@@ -114,7 +114,7 @@ NEAR_DATE_SHARE = 0.02
 
 @dataclass(frozen=True)
 class _Place:
-    """The sandbox's city, as arrays the builders index: from the city file (fundx/cities/)."""
+    """The sandbox's city, as arrays the builders index: from the city file (fundx/core/cities/)."""
 
     name: str  # 杭州市
     short: str  # 杭州
@@ -1695,7 +1695,7 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
       former_codes (locals under a code their district no longer uses), first_generation_rows,
       minority_names; ``deaths_unknown_to_any_source`` (to none of the four death feeds).
 
-    ``city``: the city file (a shipped name, a path or a loaded fundx.city.City) the residents live
+    ``city``: the city file (a shipped name, a path or a loaded fundx.core.city.City) the residents live
     in; ``non_local_share``: the share of them whose numbers were first issued in other provinces.
 
     Each list holds exactly what is in the frames, and no other row of the roll and feeds is an

@@ -20,7 +20,7 @@ from sandbox.faults import RENAMED, SLOW_SECONDS, FaultState
 from sandbox.schema import feed_schema
 
 try:
-    from fundx.timeutil import SHANGHAI
+    from fundx.core.timeutil import SHANGHAI
 except ImportError:  # the sandbox also runs without the exchange installed
     from zoneinfo import ZoneInfo
 

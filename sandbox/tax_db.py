@@ -18,7 +18,7 @@ from sandbox.medical_db import _calibrate_spin
 from sandbox.schema import feed_schema
 
 try:
-    from fundx.timeutil import SHANGHAI
+    from fundx.core.timeutil import SHANGHAI
 except ImportError:  # the sandbox also runs without the exchange installed
     from zoneinfo import ZoneInfo
 

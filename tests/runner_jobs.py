@@ -1,6 +1,6 @@
 """Jobs for tests/test_runners.py. A module of its own on the tests' sys.path, so that the Dask worker
 processes (spawned with this process's sys.path) import these functions by name, as they will
-fundx.stream's: top-level functions taking one small picklable job, returning a small picklable result."""
+fundx.exchange.stream's: top-level functions taking one small picklable job, returning a small picklable result."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from fundx.errors import DataError
+from fundx.core.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ import threading
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from fundx.audit import GENESIS
 from fundx.ledger import Ledger, audit
+from fundx.ledger.audit import GENESIS
 
 
 def _write(ledger: Ledger, n: int = 6) -> None:
@@ -41,7 +41,7 @@ def test_an_edited_entry_is_named(ledger):
 
 
 def test_an_entry_edited_with_its_hash_recomputed_breaks_the_next_link(ledger):
-    from fundx.audit import entry_hash
+    from fundx.ledger.audit import entry_hash
 
     _write(ledger)
     with ledger.engine.connect() as conn:
@@ -98,7 +98,7 @@ def test_concurrent_writers_never_fork_the_chain(ledger):
 
 def test_the_cli_names_the_first_bad_entry_and_exits_1(tmp_path, monkeypatch):
     from fundx.cli import app
-    from fundx.settings import reload_settings
+    from fundx.core.settings import reload_settings
 
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     monkeypatch.setenv("FUNDX_LEDGER_URL", url)

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fundx.city import CITIES_DIR, load_city, shipped_cities
-from fundx.errors import ConfigurationError
-from fundx.identity import area_table, is_known_area_code
-from fundx.settings import reload_settings
+from fundx.core.city import CITIES_DIR, load_city, shipped_cities
+from fundx.core.errors import ConfigurationError
+from fundx.core.identity import area_table, is_known_area_code
+from fundx.core.settings import reload_settings
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def test_a_city_file_by_path(city_env, tmp_path: Path) -> None:
     path = tmp_path / "my-city.yaml"
     path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
     city_env(str(path))
-    from fundx.city import deployment_city
+    from fundx.core.city import deployment_city
 
     assert deployment_city().name == "沈阳市（测试）"
 

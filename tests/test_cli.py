@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fundx.cli import app
-from fundx.settings import reload_settings
+from fundx.core.settings import reload_settings
 
 pytestmark = pytest.mark.prefect
 runner = CliRunner()

@@ -20,9 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from typer.testing import CliRunner
 
-from fundx import cms
-from fundx import seal as sealing
-from fundx.errors import (
+from fundx.core.errors import (
     CertificateError,
     ConfigurationError,
     ManifestError,
@@ -31,8 +29,10 @@ from fundx.errors import (
     UnknownSignerError,
     WrongRecipientError,
 )
-from fundx.inbox import LocalInbox, seal_parts
-from fundx.keys import (
+from fundx.core.timeutil import Window
+from fundx.crypto import cms
+from fundx.crypto import seal as sealing
+from fundx.crypto.keys import (
     Certificate,
     KeyPaths,
     KeySettings,
@@ -47,9 +47,9 @@ from fundx.keys import (
     retire_stage_certificate,
     validate_certificate,
 )
+from fundx.crypto.seal import Manifest, content_digest, open_sealed, seal
 from fundx.ledger import Ledger, audit
-from fundx.seal import Manifest, content_digest, open_sealed, seal
-from fundx.timeutil import Window
+from fundx.wire.inbox import LocalInbox, seal_parts
 
 DEATH, CUSTODY = "death_matching", "custody_matching"
 NOW = lambda: datetime.now(UTC)  # noqa: E731
@@ -344,7 +344,7 @@ def test_the_audit_chain_detects_tampering(chain, statements, bad_seq):
 
 
 def test_an_edited_entry_with_its_hash_recomputed_breaks_the_next_link(chain):
-    from fundx.audit import Entry
+    from fundx.ledger.audit import Entry
 
     ledger, _ = chain
     with ledger.engine.connect() as conn:
@@ -359,7 +359,7 @@ def test_an_edited_entry_with_its_hash_recomputed_breaks_the_next_link(chain):
 
 def test_fundx_audit_verify_exits_1_on_a_tampered_chain(chain, monkeypatch):
     from fundx.cli import app
-    from fundx.settings import reload_settings
+    from fundx.core.settings import reload_settings
 
     ledger, url = chain
     monkeypatch.setenv("FUNDX_LEDGER_URL", url)
@@ -442,9 +442,9 @@ def test_the_vault_refuses_a_file_not_sealed_by_a_matching_stage(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from fundx.errors import UnknownSignerError
-    from fundx.keys import KeySettings, KeyStore, init_keys
-    from fundx.seal import Manifest, seal
+    from fundx.core.errors import UnknownSignerError
+    from fundx.crypto.keys import KeySettings, KeyStore, init_keys
+    from fundx.crypto.seal import Manifest, seal
     from matching.run import read_vault
 
     home = tmp_path / "home"

@@ -89,10 +89,10 @@ def test_readme_is_short_opens_with_the_two_commands_and_stays_inside_the_reposi
 
 
 def test_a_link_the_site_cannot_follow_is_refused(tmp_path, monkeypatch):
-    (tmp_path / "README.md").write_text("see [the code](fundx/cli.py) and [ops](docs/operations.md#logs)\n",
+    (tmp_path / "README.md").write_text("see [the code](fundx/cli/__init__.py) and [ops](docs/operations.md#logs)\n",
                                         encoding="utf-8")
     monkeypatch.setattr(refs, "ROOT", tmp_path)
-    with pytest.raises(SystemExit, match="fundx/cli.py"):
+    with pytest.raises(SystemExit, match="fundx/cli/__init__.py"):
         refs.site_copy("README.md")
     (tmp_path / "README.md").write_text("[ops](docs/operations.md#logs), [security](SECURITY.md), [x](https://x.org)\n"
                                         "text\n- a list right after a paragraph\n", encoding="utf-8")

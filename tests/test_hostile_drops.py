@@ -37,8 +37,8 @@ from test_hostile_input import (
 from test_hostile_input import drops as drops  # noqa: PLC0414 - the fixture, under its own name
 
 from connectors import connector_for
-from fundx.errors import DataError
-from fundx.settings import reload_settings
+from fundx.core.errors import DataError
+from fundx.core.settings import reload_settings
 
 WIDE = "XFD"  # the last column a sheet may have: 16,384
 
@@ -97,7 +97,7 @@ def test_a_csv_wider_than_the_limit_is_refused_unread(drops, columns, says, stre
     with pytest.raises(DataError) as info:
         if stream:
             from connectors.base import Tally
-            from fundx.retry import Retrier
+            from fundx.core.retry import Retrier
 
             list(connector.chunks(connector_window(), Tally(retry=Retrier(connector.settings, feed=CSV_FEED)), 1000))
         else:

@@ -32,7 +32,7 @@ import pytest
 
 from connectors import build_connector, connector_for, filedrop, load_feed_file
 from connectors.config import FeedConfig
-from fundx.errors import (
+from fundx.core.errors import (
     ConfigurationError,
     DataError,
     DeadlineExceeded,
@@ -42,8 +42,8 @@ from fundx.errors import (
     TransientError,
     content_free,
 )
-from fundx.settings import Settings, reload_settings
-from fundx.timeutil import SHANGHAI, Window
+from fundx.core.settings import Settings, reload_settings
+from fundx.core.timeutil import SHANGHAI, Window
 
 #: record content sent along with each hostile input: it must never reach an error message
 SECRET_ID = "330106195001011234"
@@ -710,7 +710,7 @@ def test_database_statement_running_past_the_pull_deadline_is_cancelled(bills_db
     started = time.monotonic()
     with pytest.raises(DeadlineExceeded) as info:
         if streamed:  # the way the nightly run reads this feed (stream: true): chunks, in a reader thread
-            from fundx.stream import Spool, extract
+            from fundx.exchange.stream import Spool, extract
 
             extract(connector, WINDOW, Spool.create(tmp_path, DB_FEED), chunk_rows=1)
         else:

@@ -7,7 +7,7 @@ from datetime import date
 import numpy as np
 import pytest
 
-from fundx.identity import (
+from fundx.core.identity import (
     AREA_CODES_ADDED,
     NAME_DOTS,
     RESIDENCE_PERMIT_AREAS,

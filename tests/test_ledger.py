@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from fundx.errors import AuthError
+from fundx.core.errors import AuthError
+from fundx.core.timeutil import UTC, Window, aware
 from fundx.ledger import Ledger, night_of
-from fundx.timeutil import UTC, Window, aware
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def test_night_is_the_shanghai_date():
 
 
 def test_unusable_url_names_the_setting():
-    from fundx.errors import ConfigurationError
+    from fundx.core.errors import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="FUNDX_LEDGER_URL"):
         Ledger("not a url")
@@ -88,7 +88,7 @@ def test_unusable_url_names_the_setting():
 
 
 def test_a_feed_is_held_by_one_run_at_a_time(ledger):
-    from fundx.errors import FeedBusy
+    from fundx.core.errors import FeedBusy
 
     other = Ledger(ledger.url)  # another worker: its own connections (and, on SQLite, its own lock file handle)
     try:
@@ -151,7 +151,7 @@ def test_a_new_ledger_and_home_are_private_under_umask_022(tmp_path, monkeypatch
     """Issue 16: ledger.db was created 0644 from the umask, so other users could read the console's
     password hashes. FUNDX_HOME is made 0700 and the ledger 0600 whatever the umask; SQLite makes its
     -wal and -shm files with the database file's mode."""
-    from fundx.settings import reload_settings
+    from fundx.core.settings import reload_settings
 
     home = tmp_path / "new" / "home"
     monkeypatch.setenv("FUNDX_HOME", str(home))
@@ -171,7 +171,7 @@ def test_a_new_ledger_and_home_are_private_under_umask_022(tmp_path, monkeypatch
 def test_a_ledger_and_home_left_open_to_others_are_closed_when_opened(tmp_path, caplog):
     """A home and a ledger made before this fix (0755, 0644 and a 0644 -wal) are closed to their owner
     the next time fundx opens them, with a warning; nothing in them is lost."""
-    from fundx.settings import prepare_home
+    from fundx.core.settings import prepare_home
 
     home = tmp_path / "old-home"
     with _umask(0o022):

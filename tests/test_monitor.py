@@ -9,11 +9,11 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from fundx import monitor
+from contracts.sla import all_slas
+from fundx.core.timeutil import SHANGHAI, UTC
 from fundx.ledger import Ledger, pulls, quarantines, runs
 from fundx.notify import Notifier
-from fundx.sla import all_slas
-from fundx.timeutil import SHANGHAI, UTC
+from fundx.sla import monitor
 
 NIGHT = date(2026, 11, 20)  # a Friday, not the 6th: only the daily feeds are due
 HISTORY = 100

@@ -22,7 +22,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from fundx.errors import ConfigurationError
+from fundx.core.errors import ConfigurationError
+from fundx.core.settings import Settings
 from fundx.notify import (
     SCHEMA,
     Notice,
@@ -32,7 +33,6 @@ from fundx.notify import (
     send_test,
     split_entries,
 )
-from fundx.settings import Settings
 
 HOOK_SECRET = "hook-S3cr3t-0123456789abcdef"
 SMTP_PASSWORD = "smtp-Pa55w0rd-fedcba9876543210"

@@ -1,6 +1,6 @@
 """Properties of the parsers and normalisers, checked with hypothesis on generated input.
 
-Identity numbers and credit codes (fundx.identity), the declared date normalisation
+Identity numbers and credit codes (fundx.core.identity), the declared date normalisation
 (contracts.normalise) and the date check that reads its result (contracts.checks.date_days), the
 RFC 8288 Link-header parser (connectors.paging) and the agency error code (connectors.http). Each
 parser must never raise on arbitrary text, and must give back only what its contract says.
@@ -28,8 +28,8 @@ from connectors.paging import LinkHeaderPaginator, _origin, next_link
 from contracts import load_contract
 from contracts.checks import date_days
 from contracts.normalise import normalise
-from fundx.errors import DataError, PermanentError
-from fundx.identity import (
+from fundx.core.errors import DataError, PermanentError
+from fundx.core.identity import (
     NO_DAY,
     USCC_CHARS,
     days_from_civil,
@@ -42,7 +42,7 @@ from fundx.identity import (
     uscc_check_char,
     uscc_column,
 )
-from fundx.timeutil import Window
+from fundx.core.timeutil import Window
 
 settings.register_profile(
     "fundx", max_examples=200, deadline=None, derandomize=True, database=None, print_blob=True,
@@ -68,7 +68,7 @@ def valid_ids(draw) -> str:
     return first17 + id_check_char(first17)
 
 
-# --- fundx.identity --------------------------------------------------------------------------------
+# --- fundx.core.identity --------------------------------------------------------------------------------
 
 
 @FUNDX
@@ -343,6 +343,6 @@ def test_response_json_never_raises_anything_but_a_fundx_error(body):
     except (DataError, PermanentError) as error:
         assert error.feed == "f.x"
     except Exception as error:  # noqa: BLE001 - IncompletePull is transient: a body cut short
-        from fundx.errors import IncompletePull
+        from fundx.core.errors import IncompletePull
 
         assert isinstance(error, IncompletePull)

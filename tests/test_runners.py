@@ -1,4 +1,4 @@
-"""Partition runners (fundx.runners): the local one, and Prefect tasks on a local Dask cluster.
+"""Partition runners (fundx.exchange.runners): the local one, and Prefect tasks on a local Dask cluster.
 
 Results in job order, work on two worker processes, the first failing job raised content-free,
 the map called outside a flow, in a flow and in a task, nothing of a job in Prefect's database or
@@ -18,8 +18,8 @@ import pytest
 import runner_jobs
 from runner_jobs import Job
 
-from fundx.errors import ConfigurationError, DataError, InternalError
-from fundx.runners import DaskRunner, LocalRunner, ProcessRunner, runner_from_settings, task_name
+from fundx.core.errors import ConfigurationError, DataError, InternalError
+from fundx.exchange.runners import DaskRunner, LocalRunner, ProcessRunner, runner_from_settings, task_name
 
 MARK = f"secret-{uuid.uuid4().hex}"  # in every job's path: must never reach Prefect
 KEYS = [os.urandom(32) for _ in range(8)]
@@ -105,7 +105,7 @@ def test_a_worker_that_may_spill_is_refused(monkeypatch):
     """A remote cluster's workers are configured where they run: a job refuses one that may spill to disk."""
     import distributed
 
-    from fundx import runners
+    from fundx.exchange import runners
 
     class Memory:
         memory_target_fraction, memory_spill_fraction = 0.6, 0.7
@@ -130,7 +130,7 @@ def test_task_names():
 @pytest.fixture(scope="module")
 def fundx_home(tmp_path_factory):
     """FUNDX_HOME for the module's cluster (its scratch folder goes under FUNDX_HOME/tmp)."""
-    from fundx.settings import reload_settings
+    from fundx.core.settings import reload_settings
 
     home = tmp_path_factory.mktemp("runners") / "home"
     before = os.environ.get("FUNDX_HOME")

@@ -17,12 +17,12 @@ from datetime import date, datetime, timedelta
 import pytest
 from rich.console import Console
 
-from fundx import monitor
-from fundx import scorecard as sc
+from contracts.sla import all_slas, feed_sla
+from fundx.core.timeutil import SHANGHAI, UTC
 from fundx.ledger import Ledger, pull_figures, pulls, quarantines, rule_failures, runs
 from fundx.notify import Notifier
-from fundx.sla import all_slas, feed_sla
-from fundx.timeutil import SHANGHAI, UTC
+from fundx.sla import monitor
+from fundx.sla import scorecard as sc
 
 MONTH = "2026-11"  # 1 November 2026 is a Sunday: Tuesdays 3, 10, 17, 24; religious affairs due on the 6th
 FIRST = date(2026, 10, 31)  # the ledger's first night: the day before the month
@@ -277,7 +277,7 @@ def _command(ledger: Ledger, monkeypatch, tmp_path) -> None:
 
     # the defaults: the clock's month in Asia/Shanghai (31 October 16:30 UTC is 1 November 00:30 there),
     # the chart under FUNDX_HOME/reports
-    from fundx.settings import get_settings
+    from fundx.core.settings import get_settings
 
     code, text = run(None, None, True, now=datetime(2026, 10, 31, 16, 30, tzinfo=UTC))
     data = json.loads(text)

@@ -18,8 +18,7 @@ import yaml
 from open_data_contract_standard.model import OpenDataContractStandard
 
 from contracts import contract_names, contract_path, load_contract
-from fundx.errors import ConfigurationError
-from fundx.sla import (
+from contracts.sla import (
     DRIVER_SEVERITY,
     FeedNight,
     Finding,
@@ -30,7 +29,8 @@ from fundx.sla import (
     feed_sla,
     transitions,
 )
-from fundx.timeutil import SHANGHAI
+from fundx.core.errors import ConfigurationError
+from fundx.core.timeutil import SHANGHAI
 
 NIGHT = date(2026, 10, 6)  # a Tuesday, the 6th: every feed is due
 BUDGET = timedelta(hours=4)

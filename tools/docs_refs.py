@@ -39,8 +39,8 @@ CLI_APP = ("fundx.cli", "app", "fundx")
 
 #: (module, class, section title): each BaseSettings of the code, in the order the page shows them
 SETTINGS_CLASSES: tuple[tuple[str, str, str], ...] = (
-    ("fundx.settings", "Settings", "The exchange"),
-    ("fundx.keys", "KeySettings", "Keys and certificates"),
+    ("fundx.core.settings", "Settings", "The exchange"),
+    ("fundx.crypto.keys", "KeySettings", "Keys and certificates"),
     ("fundx.notify", "NotifySettings", "Notices"),
     ("fundx.console.app", "ConsoleSettings", "The stewards' console"),
     ("deployments.settings", "ServeSettings", "`make serve`"),
@@ -63,13 +63,13 @@ DIRECT_VARIABLES: tuple[Direct, ...] = (
     Direct("FUNDX_TASK_RUNNER", "local",
            "where a streamed feed's chunks are checked and its parts sealed: local, processes, processes:N, "
            "dask, dask:N, dask://host:port (loopback only), dask+tls://host:port (see Large feeds)",
-           "fundx/runners.py"),
+           "fundx/exchange/runners.py"),
     Direct("FUNDX_STEWARD", "the operating-system user",
            "who decides: the name audited for quarantine decisions, closed orders and ledger upgrades",
-           "fundx/cli.py"),
+           "fundx/cli/__init__.py"),
     Direct("FUNDX_CONSOLE_PASSWORD", "—",
            "the password `fundx console add-user` takes instead of asking (scripts and tests only)",
-           "fundx/cli.py"),
+           "fundx/cli/__init__.py"),
     Direct("FUNDX_SERVE_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres",
            "make serve-pg: the PostgreSQL server and user; its database is the one connected to when creating "
            "the two below", "deployments/run.py"),

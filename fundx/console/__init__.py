@@ -5,9 +5,9 @@
 - the nights (per feed: rows pulled, valid, quarantined, held, delivered, acknowledged, released,
   and the SLA breaches recorded) with a trend over the last 30 nights (inline SVG, no script);
 - a quarantined batch: failures per rule, the night's Data Docs page, and the rows as
-  :func:`fundx.quarantine.masked_view` shows them, each with the rules it broke and its decision state;
+  :func:`fundx.exchange.quarantine.masked_view` shows them, each with the rules it broke and its decision state;
 - deciding (stewards): release or reject rows — ticked ones, all open rows failing one rule, or every
-  open row — with a reason, through :func:`fundx.quarantine.decide`; and unmasking one row's identity
+  open row — with a reason, through :func:`fundx.exchange.quarantine.decide`; and unmasking one row's identity
   number with a stated reason, audited, shown once in the response and never in a URL;
 - the audit trail, filtered, with its hash-chain verdict.
 

@@ -28,9 +28,9 @@ from functools import lru_cache
 
 import sqlalchemy as sa
 
-from fundx.errors import ConfigurationError
+from fundx.core.errors import ConfigurationError
+from fundx.core.timeutil import UTC
 from fundx.ledger import Ledger, UTCDateTime, console_accounts, console_sessions
-from fundx.timeutil import UTC
 
 ROLES = ("steward", "auditor")
 #: consecutive failed sign-ins that lock an account, and for how long

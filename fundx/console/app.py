@@ -10,7 +10,7 @@ peer; :mod:`fundx.console.throttle`): past FUNDX_CONSOLE_LOGIN_ATTEMPTS failures
 FUNDX_CONSOLE_LOGIN_WINDOW_SECONDS the form answers 429 with a Retry-After, before any password is
 checked; each account also locks itself after five failures (:func:`fundx.console.accounts.authenticate`).
 
-Personal data: rows are shown as :func:`fundx.quarantine.masked_view` makes them; a whole identity
+Personal data: rows are shown as :func:`fundx.exchange.quarantine.masked_view` makes them; a whole identity
 number only in the response to an unmask form (POST: the reason is audited first, the page is
 no-store). URLs carry batch ids, row numbers, feed names, nights and rule ids only. Logs carry no
 request lines (uvicorn's access log is off) and no values: an unexpected error is logged by its
@@ -40,13 +40,13 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.concurrency import run_in_threadpool
 
-from fundx import quarantine
 from fundx.console import accounts, nights
 from fundx.console.throttle import Throttle
-from fundx.errors import FundxError
-from fundx.identity import has_id_like
+from fundx.core.errors import FundxError
+from fundx.core.identity import has_id_like
+from fundx.core.timeutil import SHANGHAI
+from fundx.exchange import quarantine
 from fundx.ledger import Ledger
-from fundx.timeutil import SHANGHAI
 
 log = logging.getLogger("fundx.console")
 
@@ -105,13 +105,13 @@ def _cookie_key(home: Path, settings: ConsoleSettings) -> bytes:
     if settings.secret is not None:
         value = settings.secret.get_secret_value()
         if len(value) < 32:
-            from fundx.errors import ConfigurationError
+            from fundx.core.errors import ConfigurationError
 
             raise ConfigurationError("FUNDX_CONSOLE_SECRET is shorter than 32 characters",
                                      action="set it to a long random value, e.g. python -c 'import secrets; "
                                             "print(secrets.token_urlsafe(48))'")
         return value.encode("utf-8")
-    from fundx.settings import prepare_home
+    from fundx.core.settings import prepare_home
 
     path = prepare_home(home) / "console" / "cookie.key"
     path.parent.mkdir(mode=0o700, exist_ok=True)
@@ -144,7 +144,7 @@ def create_app(ledger: Ledger | None = None, *, home: Path | None = None, settin
     from itsdangerous import BadSignature, Signer
 
     from connectors import feed_names
-    from fundx.settings import get_settings
+    from fundx.core.settings import get_settings
 
     home = Path(home or get_settings().home)
     ledger = ledger or Ledger.from_settings()
@@ -670,7 +670,7 @@ async def _plain(send: Any, status: int, body: bytes) -> None:
 
 def check_bind(host: str, tls_cert: Path | None, tls_key: Path | None) -> None:
     """Loopback, or TLS: passwords and session cookies never cross a network in clear."""
-    from fundx.errors import ConfigurationError
+    from fundx.core.errors import ConfigurationError
 
     if (tls_cert is None) != (tls_key is None):
         raise ConfigurationError("give both --tls-cert and --tls-key, or neither")
@@ -685,7 +685,7 @@ def serve(host: str = "127.0.0.1", port: int = 8765, *, tls_cert: Path | None = 
     """Run the console with uvicorn until interrupted: no access log, no server header."""
     import uvicorn
 
-    from fundx.settings import private_umask
+    from fundx.core.settings import private_umask
 
     private_umask()  # the cookie key, the ledger's -wal/-shm: private whatever the shell's umask
     check_bind(host, tls_cert, tls_key)

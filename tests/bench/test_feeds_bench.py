@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from bench import feedrun, feeds_bench, scale_data
-from fundx.settings import reload_settings
-from fundx.timeutil import SHANGHAI, Window, aware
+from fundx.core.settings import reload_settings
+from fundx.core.timeutil import SHANGHAI, Window, aware
 
 ROWS, CHUNK = 3_000, 1_000
 NOW = datetime(2026, 11, 20, 9, 30, tzinfo=SHANGHAI)
@@ -165,7 +165,7 @@ def test_row_counts_on_the_command_line():
 
 @pytest.mark.skipif(not feeds_bench.streamed_available(), reason="streamed run_feed not available")
 def test_a_streamed_run_reports_every_step(made, tmp_path):
-    from fundx.keys import init_keys
+    from fundx.crypto.keys import init_keys
 
     keys = init_keys(tmp_path / "pki").dir
     end = "2026-11-23T00:00:00+08:00"
@@ -179,7 +179,7 @@ def test_a_streamed_run_reports_every_step(made, tmp_path):
 
 def test_the_sandbox_agencies_serve_the_night_frames(tmp_path, monkeypatch):
     from connectors import connector_for
-    from fundx.keys import init_keys
+    from fundx.crypto.keys import init_keys
 
     sizes = scale_data.night_sizes(300, 100, 500, 200)
     frames = scale_data.build_night(sizes, root=tmp_path / "data")

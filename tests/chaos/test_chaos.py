@@ -19,7 +19,7 @@ def test_the_search_finds_the_canary_and_secrets_in_every_form_but_not_masked_or
     import base64
 
     from chaos.search import Needle, search
-    from fundx.identity import mask_id
+    from fundx.core.identity import mask_id
     from sandbox.generator import CANARY_ID
 
     secret = "s3cr3t-token-value-0123456789"

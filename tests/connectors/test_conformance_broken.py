@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "conformance"))
 
 from conformance_suite import conformance_sandbox, conformance_tests, fresh_context  # noqa: F401
 
-from connectors.conformance import CHECKS, FAILED, PASSED, SKIPPED, run_check, run_suite
-from fundx.settings import reload_settings
+from fundx.core.settings import reload_settings
+from onboarding.conformance import CHECKS, FAILED, PASSED, SKIPPED, run_check, run_suite
 
 REST = {"civil_affairs.deaths": "civil_affairs", "police.deaths": "police",
         "market_regulation.businesses": "market_regulation",
@@ -129,7 +129,7 @@ def test_the_factory_gives_one_test_per_check():
 
 @pytest.fixture
 def cli():
-    from fundx.cli_connector import connector_app
+    from fundx.cli.connector import connector_app
 
     runner = CliRunner()
     yield lambda *args: runner.invoke(connector_app, list(args))

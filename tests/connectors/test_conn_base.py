@@ -8,10 +8,10 @@ import pytest
 from connectors import load_feed
 from connectors.base import Connector, Pull, Repeats, Tally, deduplicate
 from contracts import load_contract
-from fundx.digest import DEFECT
-from fundx.errors import SourceSchemaError
-from fundx.settings import Settings
-from fundx.timeutil import Window
+from fundx.core.digest import DEFECT
+from fundx.core.errors import SourceSchemaError
+from fundx.core.settings import Settings
+from fundx.core.timeutil import Window
 
 
 class Canned(Connector):

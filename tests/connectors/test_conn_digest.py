@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from fundx.digest import content_digest
+from fundx.core.digest import content_digest
 
 
 def frame(n=1000, seed=1):
@@ -67,7 +67,7 @@ def test_digest_is_vectorised_fast():
 
 
 def test_column_hashes_folded_are_the_row_hashes_and_a_key_is_a_fold_of_its_columns():
-    from fundx.digest import column_hashes, fold, row_hashes
+    from fundx.core.digest import column_hashes, fold, row_hashes
 
     f = frame(3000)
     by_column = dict(zip(f.columns, column_hashes(f)))
@@ -76,7 +76,7 @@ def test_column_hashes_folded_are_the_row_hashes_and_a_key_is_a_fold_of_its_colu
 
 
 def test_row_hashes_since_hashes_again_only_what_changed_and_agrees_with_hashing_afresh():
-    from fundx.digest import column_hashes, row_hashes, row_hashes_since
+    from fundx.core.digest import column_hashes, row_hashes, row_hashes_since
 
     n = 5000
     rng = np.random.default_rng(3)

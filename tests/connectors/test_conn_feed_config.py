@@ -10,7 +10,7 @@ import yaml
 from connectors import FEEDS_DIR, connector_for, feed_names, load_feed, load_feed_file
 from connectors.base import Connector
 from contracts import Contract, contract_names, load_contract
-from fundx.errors import ConfigurationError
+from fundx.core.errors import ConfigurationError
 
 EIGHT = [
     "civil_affairs.deaths",

@@ -11,9 +11,9 @@ import pytest
 
 from connectors import connector_for, filedrop
 from connectors.filedrop import cell_text, decode, detect_encoding
-from fundx.errors import DataError, IncompletePull, NotFoundError, SourceSchemaError
-from fundx.settings import reload_settings
-from fundx.timeutil import SHANGHAI, Window
+from fundx.core.errors import DataError, IncompletePull, NotFoundError, SourceSchemaError
+from fundx.core.settings import reload_settings
+from fundx.core.timeutil import SHANGHAI, Window
 
 HEADERS = ["登记编号", "公民身份号码", "姓名", "性别", "死亡日期", "宗教活动场所", "登记日期"]
 ROWS = [

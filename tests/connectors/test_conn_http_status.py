@@ -6,7 +6,7 @@ import pytest
 from requests.structures import CaseInsensitiveDict
 
 from connectors.http import STATUS_TABLE, Response, error_for_status, retry_after_seconds
-from fundx.errors import (
+from fundx.core.errors import (
     AuthError,
     DataError,
     IncompletePull,

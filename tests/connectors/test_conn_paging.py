@@ -14,8 +14,8 @@ from connectors.paging import (
     next_link,
     wire_time,
 )
-from fundx.errors import DataError, IncompletePull, PermanentError
-from fundx.timeutil import Window
+from fundx.core.errors import DataError, IncompletePull, PermanentError
+from fundx.core.timeutil import Window
 
 WINDOW = Window.of("2026-10-01", "2026-10-02")
 PARAMS = WindowParams(start_param="from", end_param="to")
@@ -236,7 +236,7 @@ def link_agency():
 def _link_connector(base_url: str, page_size: int = 3):
     from connectors import build_connector
     from connectors.config import FeedConfig
-    from fundx.settings import Settings
+    from fundx.core.settings import Settings
 
     config = FeedConfig.model_validate({
         "feed": "civil_affairs.deaths", "agency": "civil_affairs", "title": "t", "contract": "civil_affairs.deaths",

@@ -9,9 +9,9 @@ from decimal import Decimal
 import pytest
 
 from connectors import connector_for
-from fundx.errors import SourceSchemaError, TransientError
-from fundx.settings import reload_settings
-from fundx.timeutil import Window, aware
+from fundx.core.errors import SourceSchemaError, TransientError
+from fundx.core.settings import reload_settings
+from fundx.core.timeutil import Window, aware
 from sandbox.agencies import Sandbox
 
 FEED = "medical_insurance.bills"
@@ -73,7 +73,7 @@ def test_postgres_statement_running_past_the_pull_deadline_is_cancelled(pg_sandb
     import sqlalchemy as sa
 
     from connectors import build_connector, load_feed
-    from fundx.errors import DeadlineExceeded
+    from fundx.core.errors import DeadlineExceeded
 
     url = pg_sandbox.env["FUNDX_MEDICAL_INSURANCE_DB_URL"]  # its search_path is the agency's schema
     engine = sa.create_engine(url)

@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from fundx.errors import AuthError, DeadlineExceeded, IncompletePull, RateLimited, TransientError
-from fundx.retry import Deadline, Retrier
-from fundx.settings import Settings
+from fundx.core.errors import AuthError, DeadlineExceeded, IncompletePull, RateLimited, TransientError
+from fundx.core.retry import Deadline, Retrier
+from fundx.core.settings import Settings
 
 
 def make(attempts=4, base=0.5, cap=3.0):

@@ -16,9 +16,9 @@ import pytest
 
 from connectors import build_connector, connector_for, feed_names, load_feed
 from connectors.base import Connector
-from fundx.errors import AuthError, DeadlineExceeded, PermanentError, SourceSchemaError
-from fundx.settings import reload_settings
-from fundx.timeutil import Window, aware
+from fundx.core.errors import AuthError, DeadlineExceeded, PermanentError, SourceSchemaError
+from fundx.core.settings import reload_settings
+from fundx.core.timeutil import Window, aware
 from sandbox.agencies import Sandbox
 
 FEEDS = feed_names()
@@ -297,7 +297,7 @@ def test_empty_is_zero_rows_not_a_failure(sandbox, faults, feed):
 
 
 def test_unreachable_agency_is_transient_after_the_configured_tries(sandbox, monkeypatch):
-    from fundx.errors import TransientError
+    from fundx.core.errors import TransientError
 
     monkeypatch.setenv("FUNDX_CIVIL_AFFAIRS_URL", "http://127.0.0.1:9")  # discard port: connection refused
     monkeypatch.setenv("FUNDX_RETRY_ATTEMPTS", "2")
@@ -308,7 +308,7 @@ def test_unreachable_agency_is_transient_after_the_configured_tries(sandbox, mon
 
 
 def test_wrong_path_is_not_found(sandbox):
-    from fundx.errors import NotFoundError
+    from fundx.core.errors import NotFoundError
 
     config = load_feed("civil_affairs.deaths")
     config = config.model_copy(update={"rest": config.rest.model_copy(update={"path": "/api/v9/nothing"})})
@@ -317,7 +317,7 @@ def test_wrong_path_is_not_found(sandbox):
 
 
 def test_missing_relation_is_not_found(sandbox):
-    from fundx.errors import NotFoundError
+    from fundx.core.errors import NotFoundError
 
     config = load_feed("medical_insurance.bills")
     config = config.model_copy(update={"database": config.database.model_copy(update={"relation": "v_nothing"})})
@@ -326,7 +326,7 @@ def test_missing_relation_is_not_found(sandbox):
 
 
 def test_missing_environment_variable_is_a_configuration_error(sandbox, monkeypatch, tmp_path):
-    from fundx.errors import ConfigurationError
+    from fundx.core.errors import ConfigurationError
 
     monkeypatch.delenv("FUNDX_JUSTICE_DROP")
     monkeypatch.setenv("FUNDX_SANDBOX_HOME", str(tmp_path))  # no exchange.env to fall back on
@@ -340,7 +340,7 @@ def _bounds(window: Window):
 
 
 def test_body_larger_than_the_cap_is_refused_with_the_setting_to_change(sandbox, monkeypatch):
-    from fundx.errors import ConfigurationError
+    from fundx.core.errors import ConfigurationError
 
     monkeypatch.setenv("FUNDX_MAX_RESPONSE_BYTES", "2000")
     with pytest.raises(ConfigurationError) as info:

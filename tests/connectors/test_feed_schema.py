@@ -89,7 +89,7 @@ def test_the_json_schema_refuses_what_the_models_refuse(change, where):
 
 
 def test_a_scaffolded_config_is_flagged_until_filled(tmp_path):
-    from connectors.scaffold import scaffold
+    from onboarding.scaffold import scaffold
 
     validator = _validator()
     path = scaffold("health_commission.hospital_deaths", "database", stage="death_matching", root=tmp_path)[0]

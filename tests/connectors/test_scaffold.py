@@ -1,4 +1,4 @@
-"""Scaffolding a new agency feed (connectors/scaffold.py, `fundx connector new`): the files it writes,
+"""Scaffolding a new agency feed (onboarding/scaffold.py, `fundx connector new`): the files it writes,
 TODOs that fail loading by name, a filled config that loads (and pulls from the sandbox), no overwrite."""
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import yaml
 import connectors
 import contracts
 from connectors import build_connector, load_feed
-from connectors.scaffold import feed_stages, scaffold
 from contracts import load_contract
 from contracts.rules import contract_rules
-from fundx.errors import ConfigurationError
-from fundx.keys import STAGES
-from fundx.settings import reload_settings
-from fundx.sla import compile_sla
+from contracts.sla import compile_sla
+from fundx.core.errors import ConfigurationError
+from fundx.core.settings import reload_settings
+from fundx.crypto.keys import STAGES
+from onboarding.scaffold import feed_stages, scaffold
 
 HEALTH = "health_commission.hospital_deaths"
 TAX = "tax_bureau.wage_income"
@@ -270,7 +270,7 @@ def test_filled_filedrop_config_loads(repo):
 @pytest.mark.timeout(240)
 def test_filled_rest_config_pulls_from_the_sandbox_civil_affairs_endpoint(repo, tmp_path_factory, monkeypatch):
     """The filled config, with the civil affairs contract as its contract, pulls exactly what that agency serves."""
-    from fundx.timeutil import Window
+    from fundx.core.timeutil import Window
     from sandbox.agencies import Sandbox
 
     path, text = write(repo, HEALTH, "rest", "death_matching")
@@ -327,7 +327,7 @@ def test_unknown_transport_is_refused(repo):
 
 
 def test_default_root_is_the_repository():
-    from connectors.scaffold import REPO_ROOT
+    from onboarding.scaffold import REPO_ROOT
 
     assert (REPO_ROOT / "connectors" / "feeds").resolve() == connectors.FEEDS_DIR.resolve()
     assert (REPO_ROOT / "contracts").resolve() == contracts.CONTRACTS_DIR.resolve()

@@ -28,7 +28,7 @@ class Night:
 def _planting(feed: str, window, **_options):
     """A pull whose first rows carry the payloads in their gender column (an agency's broken export)."""
     from connectors import connector_for
-    from fundx.digest import content_digest
+    from fundx.core.digest import content_digest
 
     pulled = connector_for(feed).extract(window)
     frame = pulled.frame.copy()
@@ -40,7 +40,7 @@ def _planting(feed: str, window, **_options):
 @pytest.fixture(scope="session")
 def console_keys(run_dir) -> Path:
     """A development PKI for the console's tests (made once per run)."""
-    from fundx.keys import init_keys
+    from fundx.crypto.keys import init_keys
 
     return init_keys(run_dir / "pki-console").dir
 
@@ -48,12 +48,12 @@ def console_keys(run_dir) -> Path:
 @pytest.fixture(scope="module")
 def night(run_dir, console_keys, request):
     """A home of the module's own: the sandbox's police.deaths pulled once, three rows spoiled, two accounts."""
-    from fundx import quarantine
     from fundx.console import accounts
-    from fundx.handoff import run_feed
+    from fundx.core.settings import reload_settings
+    from fundx.core.timeutil import aware
+    from fundx.exchange import quarantine
+    from fundx.exchange.handoff import run_feed
     from fundx.ledger import Ledger
-    from fundx.settings import reload_settings
-    from fundx.timeutil import aware
     from sandbox.agencies import Sandbox
 
     name = request.module.__name__.rsplit(".", 1)[-1]

@@ -150,8 +150,8 @@ def test_a_steward_releases_two_rows_that_go_out_with_the_next_run_and_an_audito
         night, server, browser, monkeypatch):
     from selenium.webdriver.common.by import By
 
-    from fundx import quarantine
-    from fundx.handoff import run_feed
+    from fundx.exchange import quarantine
+    from fundx.exchange.handoff import run_feed
     from fundx.ledger import Ledger
 
     base, log_path = server

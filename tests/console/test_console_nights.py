@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import pytest
 from console_helpers import client_for
 
-from fundx.timeutil import UTC
+from fundx.core.timeutil import UTC
 
 FEED = "police.deaths"
 NIGHTS = ("2026-11-21", "2026-11-22", "2026-11-23")

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from console_helpers import AUDITOR, PASSWORDS, PAYLOADS, STEWARD, client_for, leaked
 
-from fundx.timeutil import UTC
+from fundx.core.timeutil import UTC
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -65,7 +65,7 @@ def test_unauthenticated_requests_go_to_sign_in_or_get_401(client, night):
     # a cookie that is not signed by this console, or names no session, is no session
     client.cookies.set("fundx_console", "made-up-token.signature")
     assert client.get("/").status_code == 303
-    from fundx import quarantine
+    from fundx.exchange import quarantine
     from fundx.ledger import Ledger
 
     assert quarantine.decisions_of(Ledger.from_settings(), batch_id=batch) == []
@@ -104,8 +104,8 @@ def test_sign_in_refuses_wrong_passwords_and_forged_form_tokens_and_sets_a_stric
 
 
 def test_a_forged_or_missing_csrf_token_is_refused_and_records_nothing(client, night, app):
-    from fundx import quarantine
     from fundx.console import accounts
+    from fundx.exchange import quarantine
 
     before = quarantine.decisions_of(app.state.ledger, batch_id=night.batch_id)
     sign_in(client, STEWARD)
@@ -129,7 +129,7 @@ def test_a_forged_or_missing_csrf_token_is_refused_and_records_nothing(client, n
 
 
 def test_an_auditor_reads_but_cannot_decide_or_unmask(client, night, app):
-    from fundx import quarantine
+    from fundx.exchange import quarantine
 
     before = quarantine.decisions_of(app.state.ledger, batch_id=night.batch_id)
     sign_in(client, AUDITOR)
@@ -418,9 +418,9 @@ def test_decisions_naming_rows_0_and_below_or_past_the_batch_are_refused_by_cons
     recording anything."""
     from typer.testing import CliRunner
 
-    from fundx import quarantine
     from fundx.cli import app as cli
-    from fundx.errors import DecisionError
+    from fundx.core.errors import DecisionError
+    from fundx.exchange import quarantine
 
     ledger, batch = app.state.ledger, night.batch_id
     before = quarantine.decisions_of(ledger, batch_id=batch)

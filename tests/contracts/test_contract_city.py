@@ -167,8 +167,8 @@ def test_every_kind_survives_each_agency_transport(samples, tmp_path) -> None:
     from datetime import date, timedelta
 
     from connectors import connector_for
-    from fundx.settings import reload_settings
-    from fundx.timeutil import Window
+    from fundx.core.settings import reload_settings
+    from fundx.core.timeutil import Window
     from sandbox.agencies import Sandbox
     from sandbox.generator import DEFAULT_SEED
 

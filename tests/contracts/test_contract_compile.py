@@ -8,7 +8,7 @@ from contracts import load_contract
 from contracts.compile import compile_suite, golden_path, golden_text, load_suite, suite_document
 from contracts.expectations import CUSTOM_EXPECTATIONS
 from contracts.rules import contract_rules
-from fundx.errors import ConfigurationError
+from fundx.core.errors import ConfigurationError
 from sandbox.generator import FEEDS
 
 REFRESH = "refresh with: .venv/bin/python -m contracts.compile --write-golden (after checking the diff)"

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from contracts import contract_path
 from contracts.diff import ContractReadError, diff_files, parse_version
-from fundx.cli_contract import contract_app
+from fundx.cli.contract import contract_app
 
 FEED = "police.deaths"
 OLD = contract_path(FEED)

@@ -12,9 +12,9 @@ from open_data_contract_standard.model import OpenDataContractStandard
 
 from contracts import contract_names, contract_path, load_contract
 from contracts.rules import contract_rules
-from fundx.city import load_city, shipped_cities
-from fundx.errors import ConfigurationError
-from fundx.identity import is_known_area_code
+from fundx.core.city import load_city, shipped_cities
+from fundx.core.errors import ConfigurationError
+from fundx.core.identity import is_known_area_code
 from sandbox.generator import FEEDS
 
 SCHEMA = jsonschema.Draft201909Validator(json.loads(OpenDataContractStandard.json_schema()))

@@ -30,9 +30,9 @@ from contracts.infer import (
     snake_case,
 )
 from contracts.rules import contract_rules
-from fundx.cli_contract import contract_app
-from fundx.identity import make_ids, make_usccs
-from fundx.sla import compile_sla
+from contracts.sla import compile_sla
+from fundx.cli.contract import contract_app
+from fundx.core.identity import make_ids, make_usccs
 
 SCHEMA = jsonschema.Draft201909Validator(json.loads(OpenDataContractStandard.json_schema()))
 ROWS = 40

@@ -17,7 +17,7 @@ import contracts
 import contracts.diff
 from contracts import contract_names, contract_path
 from contracts.diff import RELEASED_DIR, ReleaseRefused, check_release, release, released_path
-from fundx.cli_contract import contract_app
+from fundx.cli.contract import contract_app
 
 #: the feeds live when the gate was introduced: each has a released copy
 LIVE = ("civil_affairs.deaths", "justice.prisoners", "market_regulation.businesses", "medical_insurance.bills",

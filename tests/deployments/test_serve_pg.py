@@ -95,7 +95,7 @@ def test_an_unknown_user_is_named_with_its_setting(tmp_path):
 
 def test_a_password_in_a_url_goes_to_pgpassword_and_into_no_url(monkeypatch, tmp_path):
     from deployments.run import setup
-    from fundx.settings import reload_settings
+    from fundx.core.settings import reload_settings
 
     secret = "s3cret-Pa55"
     pg = pg_databases({"FUNDX_SERVE_PG_URL": f"postgresql://fundx:{secret}@db.example:5433/postgres",

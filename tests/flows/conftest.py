@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from fundx.settings import reload_settings
+from fundx.core.settings import reload_settings
 
 
 @pytest.fixture(scope="session")
 def keys_dir(run_dir) -> Path:
     """A development PKI made once per run (RSA keys take a second); tests point FUNDX_KEYS_DIR at it."""
-    from fundx.keys import init_keys
+    from fundx.crypto.keys import init_keys
 
     return init_keys(run_dir / "pki").dir
 

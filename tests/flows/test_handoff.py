@@ -22,16 +22,16 @@ import pyarrow.parquet as pq
 import pytest
 from killing import run_until_killed
 
-from fundx.digest import content_digest
-from fundx.errors import FeedBusy
-from fundx.handoff import batch_id_for, ready_document, record_acks, run_feed
-from fundx.inbox import LocalInbox, part_name
-from fundx.keys import KeySettings, KeyStore, issue_certificate, make_ca, new_private_key
+from fundx.core.digest import content_digest
+from fundx.core.errors import FeedBusy
+from fundx.core.testpoints import DELIVERY_POINTS as KILL_POINTS
+from fundx.core.timeutil import UTC, Window, aware
+from fundx.crypto.keys import KeySettings, KeyStore, issue_certificate, make_ca, new_private_key
+from fundx.crypto.seal import Manifest, open_sealed
+from fundx.exchange.handoff import batch_id_for, ready_document, record_acks, run_feed
 from fundx.ledger import Ledger
-from fundx.seal import Manifest, open_sealed
 from fundx.stage import Stage
-from fundx.testpoints import DELIVERY_POINTS as KILL_POINTS
-from fundx.timeutil import UTC, Window, aware
+from fundx.wire.inbox import LocalInbox, part_name
 
 ROOT = Path(__file__).resolve().parents[2]
 FEED, STAGE = "medical_insurance.bills", "bill_review"  # the sandbox's largest feed: several parts
@@ -54,7 +54,7 @@ def _expected(sandbox, feed: str) -> pd.DataFrame:
 
 def _quarantined_keys(batch_id: str | None, key: str) -> set[str]:
     """The keys of the rows of a batch that went to the stewards' quarantine (opened with their key)."""
-    from fundx import quarantine
+    from fundx.exchange import quarantine
 
     ledger = Ledger.from_settings()
     if not batch_id or not quarantine.batches(ledger, batch_id=batch_id):
@@ -139,7 +139,7 @@ def test_deliveries_are_acknowledged_and_reruns_backfills_and_empty_pulls_delive
 
 
 def test_a_batch_whose_parts_vanished_before_ready_is_recorded_lost_and_a_backfill_sends_it_again(sandbox, home):
-    from fundx.errors import DeliveryLost
+    from fundx.core.errors import DeliveryLost
     from fundx.ledger import deliveries
 
     ledger = Ledger.from_settings()
@@ -312,7 +312,7 @@ def test_a_replayed_batch_is_refused_and_the_delivery_stays_acknowledged(home, w
 
 
 def test_an_answer_signed_by_another_stage_is_recorded_invalid_and_settles_nothing(home):
-    from fundx.seal import sign
+    from fundx.crypto.seal import sign
 
     ledger = Ledger.from_settings()
     done = run_feed(DEATHS, end=END)
@@ -389,7 +389,7 @@ def test_sigkill_at_each_point_then_a_rerun_delivers_every_row_exactly_once(sand
     assert len(rows) + len(kept) == len(expected) and rows["bill_id"].is_unique  # every row, none twice
     assert set(rows["bill_id"]) | kept == set(expected["bill_id"]) and not kept & set(rows["bill_id"])
     assert content_digest(rows) == delivery.digest
-    from fundx import quarantine  # and the quarantine: recorded once, no folder left by the killed run
+    from fundx.exchange import quarantine  # and the quarantine: recorded once, no folder left by the killed run
 
     folder = home / "quarantine" / "stewards"
     on_disk = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
@@ -438,7 +438,7 @@ def test_links_in_a_stage_inbox_are_refused_unread_and_the_receive_goes_on(home,
     from typer.testing import CliRunner
 
     from fundx.cli import app
-    from fundx.keys import KeyPaths
+    from fundx.crypto.keys import KeyPaths
 
     store = _store()
     signer_key, signer_cert = store.exchange_signer()

@@ -23,11 +23,11 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from fundx import quarantine
-from fundx.handoff import run_feed
-from fundx.identity import id_check_char
+from fundx.core.identity import id_check_char
+from fundx.core.timeutil import SHANGHAI
+from fundx.exchange import quarantine
+from fundx.exchange.handoff import run_feed
 from fundx.ledger import Ledger
-from fundx.timeutil import SHANGHAI
 
 FEED = "religious_affairs.deaths"
 END = "2026-11-23T00:00:00+08:00"
@@ -86,7 +86,7 @@ def sandbox(drop_folder):
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
 def test_malformed_rows_and_key_conflicts_are_quarantined_and_the_rest_delivered(home, stream, monkeypatch):
-    from fundx.settings import reload_settings
+    from fundx.core.settings import reload_settings
 
     if stream:
         monkeypatch.setenv("FUNDX_CHUNK_ROWS", "16")  # malformed rows and the conflict fall in different chunks
@@ -124,7 +124,7 @@ def test_both_paths_make_the_same_batch_and_quarantine(home, monkeypatch):
     rows_whole = quarantine.read_rows(ledger, first.batch_id)
     monkeypatch.setenv("FUNDX_HOME", str(home.parent / "home-streamed"))
     monkeypatch.setenv("FUNDX_CHUNK_ROWS", "16")
-    from fundx.settings import reload_settings
+    from fundx.core.settings import reload_settings
 
     reload_settings()
     streamed = run_feed(FEED, end=END, stream=True)
@@ -184,7 +184,7 @@ def test_an_identity_number_in_any_column_is_masked_in_the_stewards_view():
 
 
 def test_a_malformed_row_cannot_be_released_only_rejected(home):
-    from fundx.errors import DecisionError
+    from fundx.core.errors import DecisionError
 
     done = run_feed(FEED, end=END)
     batch_id = done.handoff.batch_id

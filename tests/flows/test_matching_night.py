@@ -10,7 +10,7 @@ from datetime import date
 import pyarrow.parquet as pq
 import pytest
 
-from fundx.keys import KeyStore
+from fundx.crypto.keys import KeyStore
 from fundx.ledger import Ledger
 from matching import evaluate
 
@@ -58,7 +58,7 @@ def test_a_night_then_matching_finds_exactly_the_planted_cases(sandbox, home, ca
 
     # the investigators' file holds the identity of the suspects, and only theirs
     folder = output_dir(NIGHT, home)
-    from fundx.seal import open_sealed
+    from fundx.crypto.seal import open_sealed
 
     pairs = keys.stage_keys("investigators")
     opened = open_sealed((folder / "investigators.p7m").read_bytes(), recipient_key=pairs[0][0],
@@ -84,7 +84,7 @@ def test_a_night_then_matching_finds_exactly_the_planted_cases(sandbox, home, ca
 def test_the_store_opens_only_with_its_stage_key(sandbox, home):
     from flows.exchange import nightly_exchange
     from flows.matching import matching_night
-    from fundx.errors import ConfigurationError, TamperedError
+    from fundx.core.errors import ConfigurationError, TamperedError
     from matching.store import Store
 
     nightly_exchange(end=END, feeds=["justice.prisoners"])

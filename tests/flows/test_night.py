@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from fundx.errors import NightFailed
+from fundx.core.errors import NightFailed
+from fundx.core.settings import reload_settings
+from fundx.core.timeutil import aware
 from fundx.ledger import Ledger
-from fundx.settings import reload_settings
-from fundx.timeutil import aware
 
 pytestmark = pytest.mark.prefect
 
@@ -63,7 +63,7 @@ STAGES = {"civil_affairs.deaths": "death_matching", "police.deaths": "death_matc
 
 def _receive_everything() -> dict[str, list[str]]:
     """What `fundx stage receive --all` does: every stage takes its batches; the exchange records the answers."""
-    from fundx.handoff import record_acks
+    from fundx.exchange.handoff import record_acks
     from fundx.stage import Stage, stages_with_inboxes
 
     outcomes = {stage: [r.outcome for r in Stage(stage).receive()] for stage in stages_with_inboxes()}
@@ -132,7 +132,7 @@ def _reports_and_artifacts(home: Path, ledger: Ledger, outcomes: dict) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    from fundx import quarantine
+    from fundx.exchange import quarantine
 
     night = ledger.last_runs(2)[1]["night"]
     folder = home / "reports" / night
@@ -155,7 +155,7 @@ def _reports_and_artifacts(home: Path, ledger: Ledger, outcomes: dict) -> None:
 def _quarantine_is_what_the_generator_planted(sandbox, ledger: Ledger) -> None:
     """The night's quarantine per feed: exactly the generator's planted invalid rows, each with its rules."""
     from contracts import load_contract
-    from fundx import quarantine
+    from fundx.exchange import quarantine
 
     planted: dict[str, dict[str, str]] = {}
     for m in sandbox.city.truths["invalid"]:
@@ -269,7 +269,7 @@ def test_no_identity_number_in_plain_text_after_nights(sandbox, night_env, run_d
     # The night's one batch stays in its inbox; a copy put into the wrong inbox is refused and set aside.
     (waiting,) = (settings.home / "inboxes" / "employer_review").iterdir()
     shutil.copytree(waiting, settings.home / "inboxes" / "custody_matching" / waiting.name)
-    from fundx.handoff import record_acks
+    from fundx.exchange.handoff import record_acks
     from fundx.stage import Stage
 
     assert [r.outcome for r in Stage("custody_matching").receive()] == ["refused"]
@@ -335,7 +335,7 @@ FUTURE_END = "2030-01-01T00:00:00+08:00"  # a night whose deadline has not passe
 def test_a_failing_agency_is_one_breach_with_one_notice_and_its_recovery_one_more(sandbox, night_env, receiver,
                                                                                   monkeypatch):
     from flows.exchange import nightly_exchange
-    from fundx import monitor
+    from fundx.sla import monitor
 
     notifier, got = receiver
     monkeypatch.setenv("FUNDX_NOTIFY", notifier.url)

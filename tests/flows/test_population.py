@@ -19,13 +19,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fundx.handoff import run_feed
-from fundx.identity import id_check_char, upgrade_id15
-from fundx.keys import KeySettings, KeyStore
-from fundx.seal import open_sealed
-from fundx.settings import reload_settings
+from fundx.core.identity import id_check_char, upgrade_id15
+from fundx.core.settings import reload_settings
+from fundx.core.timeutil import SHANGHAI
+from fundx.crypto.keys import KeySettings, KeyStore
+from fundx.crypto.seal import open_sealed
+from fundx.exchange.handoff import run_feed
 from fundx.stage import Stage
-from fundx.timeutil import SHANGHAI
 
 FEED, STAGE = "religious_affairs.deaths", "death_matching"
 HEADER = ["登记编号", "公民身份号码", "姓名", "性别", "死亡日期", "宗教活动场所", "登记日期"]
@@ -121,7 +121,7 @@ def test_the_same_record_sent_twice_with_different_values_is_held_for_the_stewar
     """Issue 17 part 4: the bureau's file names record 2 twice, once with another date of death; record
     3 twice, identical. The identical copy collapses; the two versions of record 2 are a key conflict,
     both quarantined under ``key_conflict`` for a steward to say which is right; the rest is delivered."""
-    from fundx import quarantine
+    from fundx.exchange import quarantine
     from fundx.ledger import Ledger
 
     rows = [[f"ZJ3301{i + 1:010d}", number, name, "男", f"2026年10月{i + 1}日", "", f"2026-10-{i + 12:02d}"]

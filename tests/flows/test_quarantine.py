@@ -20,14 +20,14 @@ import pytest
 from killing import run_until_killed
 from typer.testing import CliRunner
 
-from fundx import quarantine
-from fundx.errors import BatchHeld, DecisionError, WrongRecipientError
-from fundx.handoff import run_feed
-from fundx.keys import KeySettings, KeyStore
+from fundx.core.errors import BatchHeld, DecisionError, WrongRecipientError
+from fundx.core.timeutil import aware
+from fundx.crypto.keys import KeySettings, KeyStore
+from fundx.crypto.seal import open_sealed
+from fundx.exchange import quarantine
+from fundx.exchange.handoff import run_feed
 from fundx.ledger import Ledger
-from fundx.seal import open_sealed
 from fundx.stage import Stage
-from fundx.timeutil import aware
 
 FEED, STAGE, KEY = "police.deaths", "death_matching", "cancellation_id"
 END = "2026-11-23T00:00:00+08:00"
@@ -51,7 +51,7 @@ def _spoiling(rows: int, column: str = "gender", value: str = "M"):
         pulled = connector_for(feed).extract(window)
         frame = pulled.frame.copy()
         frame.loc[frame.index[:rows], column] = value
-        from fundx.digest import content_digest
+        from fundx.core.digest import content_digest
 
         return dataclasses.replace(pulled, frame=frame, digest=content_digest(frame))
 
@@ -224,7 +224,7 @@ def test_a_quarantine_left_by_a_killed_run_is_removed_and_written_once(sandbox, 
 
 def test_a_batch_whose_columns_break_the_contract_stops_the_feed_naming_them(home):
     from connectors import connector_for
-    from fundx.errors import SourceSchemaError
+    from fundx.core.errors import SourceSchemaError
 
     def extra_column(feed, window, **_options):
         pulled = connector_for(feed).extract(window)

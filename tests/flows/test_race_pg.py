@@ -31,13 +31,13 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from fundx.digest import content_digest
-from fundx.keys import KeySettings, KeyStore
+from fundx.core.digest import content_digest
+from fundx.core.settings import reload_settings
+from fundx.core.timeutil import UTC, Window, aware
+from fundx.crypto.keys import KeySettings, KeyStore
+from fundx.crypto.seal import open_sealed
 from fundx.ledger import Ledger, deliveries
-from fundx.seal import open_sealed
-from fundx.settings import reload_settings
 from fundx.stage import Stage
-from fundx.timeutil import UTC, Window, aware
 
 pytestmark = pytest.mark.postgres
 
@@ -200,7 +200,7 @@ def _batch_rows(home: Path, stage: str, batch_id: str, keys: KeyStore) -> pd.Dat
 
 
 def _quarantined_keys(ledger: Ledger, batch_id: str, key: str) -> set[str]:
-    from fundx import quarantine
+    from fundx.exchange import quarantine
 
     if not quarantine.batches(ledger, batch_id=batch_id):
         return set()
@@ -216,7 +216,7 @@ def _one_delivery_with_every_row_once(sandbox, home: Path, ledger: Ledger, feed:
     assert delivery.attempts == 1 and delivery.status == "acknowledged", delivery
     pulled = [p for p in ledger.pulls(feed) if p.outcome == "pulled" and p.rows]
     assert len(pulled) == 1, pulled
-    from fundx.handoff import batch_id_for
+    from fundx.exchange.handoff import batch_id_for
 
     assert delivery.batch_id == batch_id_for(feed, Window(aware("2020-01-01"), aware(END)), pulled[0].digest)
     received = home / "stages" / stage / "received"
@@ -283,8 +283,8 @@ def test_processes_opening_a_new_ledger_at_once_all_find_its_tables(pg_ledger_ur
 
 FEED_RACER = r"""
 import json, sys
-from fundx.errors import FeedBusy
-from fundx.handoff import run_feed
+from fundx.core.errors import FeedBusy
+from fundx.exchange.handoff import run_feed
 print("ready", flush=True)
 sys.stdin.readline()
 try:
@@ -322,7 +322,7 @@ def test_two_processes_run_one_feed_at_the_same_moment_and_it_is_delivered_once(
             busy = [p for p in ledger.pulls(FEED) if p.outcome == "failed"]
             assert [p.error_type for p in busy] == ["FeedBusy"]
         assert [r.outcome for r in Stage(STAGE).receive()] == ["received"]
-        from fundx.handoff import record_acks
+        from fundx.exchange.handoff import record_acks
 
         assert record_acks().settled == 1
         _one_delivery_with_every_row_once(sandbox, shared, ledger, FEED, STAGE)
@@ -337,7 +337,7 @@ BEGIN_RACER = r"""
 import json, sys
 from datetime import datetime, timezone
 from fundx.ledger import Ledger
-from fundx.timeutil import Window
+from fundx.core.timeutil import Window
 ledger = Ledger(sys.argv[1])
 run_id = int(sys.argv[2])
 window = Window(datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 1, 2, tzinfo=timezone.utc))
@@ -359,7 +359,7 @@ ROUNDS = 20
 
 
 def test_begin_delivery_for_one_batch_at_the_same_moment_has_exactly_one_winner(pg_ledger_url, tmp_path):
-    from fundx.timeutil import now
+    from fundx.core.timeutil import now
 
     ledger = Ledger(pg_ledger_url)
     try:
@@ -415,7 +415,7 @@ def test_begin_delivery_for_one_batch_at_the_same_moment_has_exactly_one_winner(
 NIGHT_RACER = r"""
 import json, sys
 from prefect.client.orchestration import get_client
-from fundx.errors import NightFailed
+from fundx.core.errors import NightFailed
 from flows.exchange import nightly_exchange
 with get_client(sync_client=True) as client:  # the Prefect server answers before the race starts
     client.hello()
@@ -474,7 +474,7 @@ def test_two_nights_started_by_mistake_deliver_each_batch_once(sandbox, shared, 
             names = sorted(p.name for p in inbox.iterdir())
             assert len(names) == sum(1 for s in FEEDS.values() if s == stage), names
             assert all(r.outcome == "received" for r in Stage(stage).receive())
-        from fundx.handoff import record_acks
+        from fundx.exchange.handoff import record_acks
 
         record_acks()
         for feed, stage in FEEDS.items():

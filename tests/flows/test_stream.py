@@ -1,4 +1,4 @@
-"""Streamed feeds (fundx.stream): chunk by chunk, the same batch as a whole pull, nothing at rest in clear.
+"""Streamed feeds (fundx.exchange.stream): chunk by chunk, the same batch as a whole pull, nothing at rest in clear.
 
 Against the live sandbox: a streamed run of each transport (a database view read from a server-side
 cursor, a GB18030 CSV drop read block by block, an xlsx drop and a REST API sliced) delivers the same
@@ -23,15 +23,15 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from fundx import quarantine
-from fundx.errors import BatchHeld
-from fundx.handoff import run_feed
-from fundx.keys import KeySettings, KeyStore
+from fundx.core.errors import BatchHeld
+from fundx.core.settings import reload_settings
+from fundx.core.timeutil import Window, aware
+from fundx.crypto.keys import KeySettings, KeyStore
+from fundx.crypto.seal import open_sealed
+from fundx.exchange import quarantine
+from fundx.exchange.handoff import run_feed
+from fundx.exchange.stream import LocalRunner, Spool, chunk_frame, extract
 from fundx.ledger import Ledger
-from fundx.seal import open_sealed
-from fundx.settings import reload_settings
-from fundx.stream import LocalRunner, Spool, chunk_frame, extract
-from fundx.timeutil import Window, aware
 
 END = "2026-11-23T00:00:00+08:00"
 ID = re.compile(rb"(?<![0-9])[0-9]{17}[0-9X](?![0-9])")
@@ -135,7 +135,7 @@ def test_keys_repeated_across_chunks_are_deduplicated_as_in_a_whole_pull(sandbox
         pulled = extract(connector, window, spool, chunk_rows=7)
         whole = connector.shape(rows.copy())
         assert pulled.rows == len(whole) == len(frame) + 1  # the conflict's two versions both stay
-        from fundx.digest import DEFECT, content_digest
+        from fundx.core.digest import DEFECT, content_digest
 
         assert whole[DEFECT].notna().sum() == 2
         assert pulled.digest == content_digest(whole)
@@ -235,8 +235,8 @@ def test_spool_files_are_bound_to_their_name_and_key(tmp_path):
 
 def test_a_streamed_feed_is_checked_and_sealed_on_a_local_dask_cluster(sandbox, home, monkeypatch, tmp_path):
     """The distributed path: chunks checked and parts sealed by two Dask worker processes, the same batch."""
-    from fundx.digest import content_digest
-    from fundx.runners import DaskRunner
+    from fundx.core.digest import content_digest
+    from fundx.exchange.runners import DaskRunner
 
     feed, (stage, _, _) = "medical_insurance.bills", FEEDS["medical_insurance.bills"]
     _use(tmp_path / "local", monkeypatch, 1000)
@@ -259,9 +259,9 @@ def test_a_streamed_feed_is_checked_and_sealed_by_a_pool_of_processes(sandbox, h
     """FUNDX_TASK_RUNNER=processes:2: chunks checked and encoded, parts sealed by two worker processes;
     the same batch as in this process, every chunk's valid rows a part of their own (a piece of a MiB
     or more is not encoded again) or merged with their neighbours when small."""
-    from fundx import stream
-    from fundx.digest import content_digest
-    from fundx.runners import ProcessRunner
+    from fundx.core.digest import content_digest
+    from fundx.exchange import stream
+    from fundx.exchange.runners import ProcessRunner
 
     feed, (stage, _, _) = "medical_insurance.bills", FEEDS["medical_insurance.bills"]
     _use(tmp_path / "local", monkeypatch, 1000)
@@ -282,7 +282,7 @@ def test_a_streamed_feed_is_checked_and_sealed_by_a_pool_of_processes(sandbox, h
 
 
 def test_prefetched_chunks_arrive_in_order_errors_are_raised_in_order_and_an_early_stop_closes_the_reader():
-    from fundx.stream import prefetched
+    from fundx.exchange.stream import prefetched
 
     assert list(prefetched(iter(range(5)))) == [0, 1, 2, 3, 4]
     closed = []

@@ -71,13 +71,14 @@ def main(checkout: Path) -> None:
 
 def night_on_the_sandbox(work: Path) -> Path:
     """What an exchange of fundx 0.1.0 did over two nights; returns its SQLite ledger."""
-    from fundx import quarantine
-    from fundx.console import accounts  # its tables join the ledger's metadata, as the console's did
     from fundx.errors import NightFailed
     from fundx.handoff import record_acks
     from fundx.keys import init_keys
-    from fundx.ledger import Ledger
     from fundx.settings import reload_settings
+
+    from fundx import quarantine
+    from fundx.console import accounts  # its tables join the ledger's metadata, as the console's did
+    from fundx.ledger import Ledger
     from fundx.stage import Stage, stages_with_inboxes
     from sandbox.agencies import Sandbox
 

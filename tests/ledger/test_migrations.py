@@ -1,4 +1,4 @@
-"""The ledger's schema revisions (fundx.migrations): revision 0001 is the schema fundx 0.1.0 made, a new
+"""The ledger's schema revisions (fundx.ledger.migrations): revision 0001 is the schema fundx 0.1.0 made, a new
 ledger is the same as one brought through every revision, and a ledger written by fundx 0.1.0 (the
 committed fixtures, made by tests/ledger/make_v010_fixture.py with that release's code) is refused until
 `fundx ledger upgrade`, which keeps every row, on SQLite and on PostgreSQL; the exchange then runs on it.
@@ -25,7 +25,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from connectors.base import Repeats
-from fundx import migrations
+from fundx.core.settings import reload_settings
+from fundx.core.timeutil import Window, aware
 from fundx.ledger import (
     SCHEMA_HEAD,
     SCHEMA_REVISIONS,
@@ -36,10 +37,9 @@ from fundx.ledger import (
     audit,
     check_schema,
     metadata,
+    migrations,
     pulls,
 )
-from fundx.settings import reload_settings
-from fundx.timeutil import Window, aware
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -119,7 +119,7 @@ def _v010_ledger(url: str) -> str:
 
 
 def _migrate(url: str, target: str) -> None:
-    """Run the revisions up to ``target`` on a database, as fundx.migrations.upgrade does (its schema lock,
+    """Run the revisions up to ``target`` on a database, as fundx.ledger.migrations.upgrade does (its schema lock,
     Alembic's command on that connection), without its recognition of 0.1.0 ledgers or its audit entry."""
     ledger = Ledger(url, create=False)
     try:
@@ -198,7 +198,7 @@ def test_the_code_names_the_revisions_that_ship_in_the_package():
     scripts = migrations.scripts()
     assert [s.revision for s in reversed(list(scripts.walk_revisions()))] == list(SCHEMA_REVISIONS)
     assert scripts.get_heads() == [SCHEMA_HEAD]
-    assert Path(scripts.dir) == ROOT / "fundx" / "migrations"  # found from the package, no alembic.ini
+    assert Path(scripts.dir) == ROOT / "fundx" / "ledger" / "migrations"  # found from the package, no alembic.ini
     assert not list(ROOT.glob("alembic.ini"))
 
 
@@ -221,9 +221,9 @@ def test_the_wheel_carries_the_revisions(tmp_path):
                             "egg_info", "--egg-base", str(egg), "build_py", "--build-lib", str(tmp_path)],
                            cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert built.returncode == 0, built.stderr[-2000:]
-    shipped = {p.relative_to(tmp_path).as_posix() for p in (tmp_path / "fundx" / "migrations").rglob("*")}
+    shipped = {p.relative_to(tmp_path).as_posix() for p in (tmp_path / "fundx" / "ledger" / "migrations").rglob("*")}
     assert {"__init__.py", "env.py", "script.py.mako", "versions/rev0001_v010_schema.py",
-            "versions/rev0002_pull_repeats.py"} <= {name.removeprefix("fundx/migrations/") for name in shipped}
+            "versions/rev0002_pull_repeats.py"} <= {name.removeprefix("fundx/ledger/migrations/") for name in shipped}
 
 
 # --- revision 0001 is fundx 0.1.0's schema; a new ledger is the revisions' head -----------------------
@@ -458,8 +458,8 @@ def sandbox(run_dir):
 
 @BACKENDS
 def test_the_exchange_runs_a_feed_on_an_upgraded_v010_ledger(new_database, sandbox, run_dir, monkeypatch, tmp_path):
-    from fundx.handoff import run_feed
-    from fundx.keys import init_keys
+    from fundx.crypto.keys import init_keys
+    from fundx.exchange.handoff import run_feed
 
     url = _v010_ledger(new_database())
     ledger = Ledger(url, create=False)

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from fundx.errors import DecisionError
-from fundx.identity import id_check_char
+from fundx.core.errors import DecisionError
+from fundx.core.identity import id_check_char
+from fundx.core.settings import reload_settings
 from fundx.ledger import audit
-from fundx.settings import reload_settings
 from matching import orders as mo
 
 NIGHT = date(2026, 3, 1)

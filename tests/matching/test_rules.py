@@ -80,7 +80,7 @@ def test_people_of_a_real_city_are_found_whatever_their_numbers_and_names():
     with the later date; a minority name written in two forms of the dot is one name."""
     import json
 
-    from fundx.identity import upgrade_id15
+    from fundx.core.identity import upgrade_id15
     from sandbox.generator import OLD_NUMBER_KIND
 
     city = generate_city(10_000)
@@ -114,8 +114,8 @@ def test_name_tokens_agree_across_dot_forms():
     others = ["买买提艾力", "买买提·艾力江", "张欣𠮷", "张欣吉"]  # no dot, another name, a rare character kept
     more = {t for (t,) in con.execute("SELECT token(name_key(n)) FROM unnest(?) AS u(n)", [others]).fetchall()}
     assert len(more) == 4 and not more & tokens
-    # the SQL form is fundx.identity.normalize_name's, character for character (white space, dots, NFC)
-    from fundx.identity import normalize_name
+    # the SQL form is fundx.core.identity.normalize_name's, character for character (white space, dots, NFC)
+    from fundx.core.identity import normalize_name
 
     names = ["王" + chr(c) + "芳" for c in [*range(1, 0x3100), 0x202F, 0xFEFF, 0xFF0E, 0xFF65]]
     got = [k for (k,) in con.execute("SELECT name_key(n) FROM unnest(?) WITH ORDINALITY AS u(n, i) ORDER BY i",
@@ -140,7 +140,7 @@ def test_death_consolidation_confidence():
 
 
 def test_bad_parameters_are_named():
-    from fundx.errors import ConfigurationError
+    from fundx.core.errors import ConfigurationError
 
     assert rules.parse_params({"frequent_visits.min_visits": "20"})["frequent_visits"]["min_visits"] == 20
     for bad in ({"nope.x": "1"}, {"frequent_visits.min_visits": "many"}, {"bill_over_mean.over": "-1"}):
@@ -150,7 +150,7 @@ def test_bad_parameters_are_named():
 
 def test_every_feed_says_what_its_stage_keeps_and_a_missing_column_is_named(tmp_path, monkeypatch):
     from connectors import feed_names
-    from fundx.errors import ConfigurationError
+    from fundx.core.errors import ConfigurationError
 
     for feed in feed_names():
         _table, sql, vault = load.feed_sql(feed)
@@ -171,7 +171,7 @@ def test_every_feed_says_what_its_stage_keeps_and_a_missing_column_is_named(tmp_
 def test_an_office_database_without_the_roll_is_named(tmp_path):
     import sqlite3
 
-    from fundx.errors import ConfigurationError
+    from fundx.core.errors import ConfigurationError
 
     con = duckdb.connect()
     pseudonym.install(con, KEY)

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from fundx.city import load_city
-from fundx.identity import (
+from fundx.core.city import load_city
+from fundx.core.identity import (
     birth_date_of,
     is_known_area_code,
     is_male,
@@ -24,7 +24,7 @@ from fundx.identity import (
     normalize_name,
     upgrade_id15,
 )
-from fundx.timeutil import SHANGHAI
+from fundx.core.timeutil import SHANGHAI
 from sandbox.generator import (
     DEATH_FEEDS,
     DEFAULT_AS_OF,
@@ -257,7 +257,7 @@ def test_identity_numbers_valid_except_the_planted_messy_ones(city: City) -> Non
 def test_numbers_were_first_issued_all_over_the_country(city: City) -> None:
     """A real city's residents: 30 % hold numbers of other provinces, locals some of their district's
     former codes; every code is one GB/T 2260 has had, in use when the number was issued."""
-    from fundx.identity import area_table
+    from fundx.core.identity import area_table
 
     numbers = city.roll.drop_duplicates("id_number")["id_number"]
     areas = numbers.str[:6]

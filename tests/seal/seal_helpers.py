@@ -8,7 +8,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from fundx.keys import KeyPaths, KeySettings, KeyStore, PrivateKey, init_keys
+from fundx.crypto.keys import KeyPaths, KeySettings, KeyStore, PrivateKey, init_keys
 
 #: an identity number that must never show up in an error message
 MARKER_ID = "11010519491231002X"

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from seal_helpers import make_pki
 
-from fundx.errors import CertificateError, ConfigurationError
-from fundx.keys import (
+from fundx.core.errors import CertificateError, ConfigurationError
+from fundx.crypto.keys import (
     STAGES,
     KeyPaths,
     KeySettings,
@@ -219,7 +219,7 @@ def test_loading_from_env_and_secret_references(tmp_path, monkeypatch, full):
         asked.append((ref, setting, secret))
         return SecretStr(full.exchange_key.read_text())
 
-    monkeypatch.setattr("fundx.settings.resolve", fake_resolve)
+    monkeypatch.setattr("fundx.core.settings.resolve", fake_resolve)
     key = load_private_key("secret:fundx-exchange-key", setting="FUNDX_KEYS_EXCHANGE_KEY")
     assert isinstance(key, ec.EllipticCurvePrivateKey)
     assert asked == [("secret:fundx-exchange-key", "FUNDX_KEYS_EXCHANGE_KEY", True)]

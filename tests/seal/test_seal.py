@@ -17,8 +17,7 @@ from asn1crypto import cms as asn1cms
 from cryptography.hazmat.primitives.asymmetric import rsa
 from seal_helpers import MARKER_ID, make_pki
 
-from fundx import cms
-from fundx.errors import (
+from fundx.core.errors import (
     CertificateError,
     ConfigurationError,
     DataError,
@@ -29,7 +28,8 @@ from fundx.errors import (
     UnsupportedSealError,
     WrongRecipientError,
 )
-from fundx.keys import (
+from fundx.crypto import cms
+from fundx.crypto.keys import (
     add_stage_certificate,
     issue_certificate,
     make_ca,
@@ -37,7 +37,7 @@ from fundx.keys import (
     new_private_key,
     retire_stage_certificate,
 )
-from fundx.seal import (
+from fundx.crypto.seal import (
     _content_key,
     _parse_envelope,
     open_sealed,
@@ -115,7 +115,7 @@ def test_an_rsa_signer_signs_with_pss(pki, payload, manifest):
 
 
 def _decrypt_with_fundx(pki, sealed: bytes) -> bytes:
-    from fundx.seal import _decrypt
+    from fundx.crypto.seal import _decrypt
 
     key, cert = pki.stage("death_matching")
     envelope = _parse_envelope(cms.Ber(sealed), "test")

@@ -1,4 +1,4 @@
-"""The connector conformance suite (connectors/conformance.py) as pytest tests, one per check.
+"""The connector conformance suite (onboarding/conformance.py) as pytest tests, one per check.
 
 A feed's test file is these lines (the sandbox is shared by every conformance file of the session):
 
@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from connectors.conformance import CHECKS, FAILED, SKIPPED, Context, check_skip, run_check
-from fundx.settings import Settings
+from fundx.core.settings import Settings
+from onboarding.conformance import CHECKS, FAILED, SKIPPED, Context, check_skip, run_check
 
 #: people in the shared sandbox's city: every feed has rows, over several files and pages
 PEOPLE = 5_000

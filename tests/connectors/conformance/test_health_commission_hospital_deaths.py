@@ -1,4 +1,4 @@
-"""health_commission.hospital_deaths passes the connector conformance suite (connectors/conformance.py)."""
+"""health_commission.hospital_deaths passes the connector conformance suite (onboarding/conformance.py)."""
 
 from conformance_suite import conformance_tests
 

@@ -1,4 +1,4 @@
-"""justice.prisoners passes the connector conformance suite (connectors/conformance.py)."""
+"""justice.prisoners passes the connector conformance suite (onboarding/conformance.py)."""
 
 from conformance_suite import conformance_tests
 

@@ -1,4 +1,4 @@
-"""market_regulation.businesses passes the connector conformance suite (connectors/conformance.py)."""
+"""market_regulation.businesses passes the connector conformance suite (onboarding/conformance.py)."""
 
 from conformance_suite import conformance_tests
 

@@ -1,4 +1,4 @@
-"""medical_insurance.bills passes the connector conformance suite (connectors/conformance.py)."""
+"""medical_insurance.bills passes the connector conformance suite (onboarding/conformance.py)."""
 
 from conformance_suite import conformance_tests
 

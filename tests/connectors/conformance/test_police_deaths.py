@@ -1,4 +1,4 @@
-"""police.deaths passes the connector conformance suite (connectors/conformance.py)."""
+"""police.deaths passes the connector conformance suite (onboarding/conformance.py)."""
 
 from conformance_suite import conformance_tests
 

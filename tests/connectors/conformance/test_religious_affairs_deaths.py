@@ -1,4 +1,4 @@
-"""religious_affairs.deaths passes the connector conformance suite (connectors/conformance.py)."""
+"""religious_affairs.deaths passes the connector conformance suite (onboarding/conformance.py)."""
 
 from conformance_suite import conformance_tests
 

@@ -1,4 +1,4 @@
-"""tax_bureau.wage_income passes the connector conformance suite (connectors/conformance.py)."""
+"""tax_bureau.wage_income passes the connector conformance suite (onboarding/conformance.py)."""
 
 from conformance_suite import conformance_tests
 

@@ -1,0 +1,1 @@
+"""Keys, certificates and the sealing of parts (CMS that openssl reads)."""

@@ -1,0 +1,1 @@
+"""Service levels watched: the monitor, its notices and the monthly scorecard."""

@@ -1,0 +1,285 @@
+"""The SLA monitor: the ledger's facts of a night, judged against each feed's service levels.
+
+:func:`check` reads what the ledger knows of a night (every feed's pulls, quarantine and event
+latency; the night's run), judges it with :func:`contracts.sla.evaluate` at the given clock, records
+breaches that opened and recoveries in the ledger's ``breaches`` table (audited), emits Prefect
+events (``contracts.sla.breach`` / ``contracts.sla.recovered``, resource ``fundx.feed.<feed>``) and sends
+each breach's notice, and later its recovery's, through the notifier (FUNDX_NOTIFY) — once each:
+a notice is marked sent when a channel accepted it, and one no channel accepted is sent again by
+the next check. Only figures, times and rule names leave this module.
+
+It runs after every night (the nightly flow calls it), on its own schedule (the ``sla-monitor``
+flow), and from ``fundx sla check``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from contracts import sla
+from fundx.core.timeutil import SHANGHAI, UTC
+from fundx.core.timeutil import now as clock_now
+from fundx.exchange import quarantine
+from fundx.ledger import Ledger, breaches, pull_figures, pulls, quarantines, runs
+
+log = logging.getLogger("fundx.monitor")
+
+#: how long a night may run (FUNDX_NIGHT_BUDGET_MINUTES); past it the night itself is in breach
+DEFAULT_NIGHT_BUDGET = timedelta(minutes=120)
+
+
+def night_budget() -> timedelta:
+    """FUNDX_NIGHT_BUDGET_MINUTES, default 120."""
+    import os
+
+    from fundx.core.errors import ConfigurationError
+
+    raw = os.environ.get("FUNDX_NIGHT_BUDGET_MINUTES")
+    if not raw:
+        return DEFAULT_NIGHT_BUDGET
+    try:
+        minutes = float(raw)
+    except ValueError:
+        raise ConfigurationError("FUNDX_NIGHT_BUDGET_MINUTES is not a number of minutes") from None
+    if minutes <= 0:
+        raise ConfigurationError("FUNDX_NIGHT_BUDGET_MINUTES must be positive")
+    return timedelta(minutes=minutes)
+
+
+# --- the facts -----------------------------------------------------------------------------------
+
+
+def feed_night(ledger: Ledger, feed: str, night: date, slas: dict[str, sla.FeedSla]) -> sla.FeedNight:
+    """What the ledger knows of ``feed`` on ``night`` (pulls of the night's runs, backfills aside)."""
+    text = night.isoformat()
+    query = (sa.select(pulls, pull_figures.c.event_lag_p50, pull_figures.c.event_lag_p90)
+             .join(runs, runs.c.id == pulls.c.run_id)
+             .outerjoin(pull_figures, pull_figures.c.pull_id == pulls.c.id)
+             .where(pulls.c.feed == feed, runs.c.night == text, pulls.c.backfill.is_(False))
+             .order_by(pulls.c.id))
+    with ledger.engine.connect() as conn:
+        found = list(conn.execute(query).mappings())
+        ok = [p for p in found if p["outcome"] in ("pulled", "held")]
+        if not slas[feed].due(night) or slas[feed].period == "day":
+            chosen = next(iter(ok), None)
+        else:  # a weekly or monthly feed's delivery is its first pull with rows
+            chosen = next((p for p in ok if p["rows"]), next(iter(ok), None))
+        kept = None
+        if chosen is not None:
+            kept = conn.execute(sa.select(quarantines).where(quarantines.c.pull_id == chosen["id"])).mappings().first()
+    band = slas[feed].row_count
+    history = ledger.row_history(feed, limit=band.nights, before=chosen["id"] if chosen else None) if band else []
+    if chosen is None:
+        outcome: sla.Outcome = "failed" if any(p["outcome"] == "failed" for p in found) else "missing"
+        return sla.FeedNight(feed, night, None, outcome, history=history)
+    lag = None
+    if chosen["event_lag_p90"] is not None:
+        lag = {"p50": float(chosen["event_lag_p50"]), "p90": float(chosen["event_lag_p90"])}
+    failing = 0
+    if kept is not None:
+        failing = int(kept["quarantined"]) if not kept["held"] else failing_rows(ledger, kept["batch_id"], kept["pulled"])
+    return sla.FeedNight(feed, night, chosen["ended_at"], chosen["outcome"], rows=int(chosen["rows"] or 0),
+                         quarantined=failing, history=history, event_lag_days=lag)
+
+
+def failing_rows(ledger: Ledger, batch_id: str, pulled: int) -> int:
+    """Of a held batch: its rows that failed a row rule, at least the most failing any one rule."""
+    counts = [r["failed"] for r in quarantine.rule_counts(ledger, batch_id=batch_id) if r["rule"] != "row_count"]
+    return min(pulled, max(counts, default=0))
+
+
+def night_run(ledger: Ledger, night: date) -> sla.NightRun | None:
+    """The night's (latest) run of the whole exchange, if there was one."""
+    query = (sa.select(runs).where(runs.c.kind == "night", runs.c.night == night.isoformat())
+             .order_by(runs.c.id.desc()).limit(1))
+    with ledger.engine.connect() as conn:
+        row = conn.execute(query).mappings().first()
+    if row is None:
+        return None
+    return sla.NightRun(night, row["started_at"], row["ended_at"], row["outcome"])
+
+
+# --- checking ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Checked:
+    """What one check found and did (figures only)."""
+
+    night: date
+    findings: list[sla.Finding]
+    opened: list[sla.Finding] = field(default_factory=list)
+    recovered: list[sla.Finding] = field(default_factory=list)
+    notices_sent: int = 0
+    notices_failed: int = 0
+
+    @property
+    def breached(self) -> list[sla.Finding]:
+        return [f for f in self.findings if f.breached]
+
+
+def judge(ledger: Ledger, night: date, *, now: datetime | None = None,
+          budget: timedelta | None = None) -> list[sla.Finding]:
+    """The findings of ``night`` at ``now``, without recording or sending anything."""
+    slas = sla.all_slas()
+    facts = [feed_night(ledger, feed, night, slas) for feed in sorted(slas)]
+    return sla.evaluate(slas, facts, night_run(ledger, night), now=now or clock_now(),
+                        night_budget=budget or night_budget())
+
+
+def check(ledger: Ledger | None = None, *, night: date | str | None = None, now: datetime | None = None,
+          notifier: Any = None, budget: timedelta | None = None, emit: bool = True,
+          logger: logging.Logger | logging.LoggerAdapter | None = None) -> Checked:
+    """Judge ``night`` (default: tonight, Asia/Shanghai) at ``now``; record, emit and notify; see the module doc."""
+    from fundx.notify import Notifier
+
+    logger = logger or log
+    ledger = ledger or Ledger.from_settings()
+    now = now or clock_now()
+    day = date.fromisoformat(night) if isinstance(night, str) else night or now.astimezone(SHANGHAI).date()
+    findings = judge(ledger, day, now=now, budget=budget)
+    result = Checked(day, findings)
+    with ledger.audited() as conn:
+        open_rows = list(conn.execute(breaches.select().where(breaches.c.status == "open")).mappings())
+        open_keys = {(date.fromisoformat(r["night"]), r["feed"] or None, r["rule"]) for r in open_rows}
+        opened, recovered = sla.transitions(open_keys, findings)
+        stamp = datetime.now(UTC)
+        for f in opened:
+            conn.execute(breaches.insert().values(
+                night=f.night.isoformat(), feed=f.feed or "", rule=f.rule, severity=f.severity,
+                expected=f.expected, observed=f.observed, status="open", opened_at=stamp))
+            ledger.audit(conn, "sla.breach", f"{f.feed or 'night'}:{f.rule}", {
+                "night": f.night.isoformat(), "severity": f.severity, "expected": f.expected, "observed": f.observed})
+        for f in recovered:
+            conn.execute(breaches.update().where(
+                breaches.c.night == f.night.isoformat(), breaches.c.feed == (f.feed or ""), breaches.c.rule == f.rule,
+                breaches.c.status == "open").values(
+                status="recovered", recovered_on=(f.met_on or f.night).isoformat(), recovered_observed=f.observed,
+                recovered_at=stamp))
+            ledger.audit(conn, "sla.recovered", f"{f.feed or 'night'}:{f.rule}", {
+                "night": f.night.isoformat(), "met_on": (f.met_on or f.night).isoformat(), "observed": f.observed})
+    result.opened, result.recovered = opened, recovered
+    for f in opened:
+        logger.warning("SLA breach: %s %s on %s (%s): expected %s, observed %s", f.feed or "the night", f.rule,
+                       f.night, f.severity, f.expected, f.observed)
+    for f in recovered:
+        logger.info("SLA recovered: %s %s of %s (met on %s)", f.feed or "the night", f.rule, f.night, f.met_on)
+    if emit:
+        _emit(opened, recovered, logger)
+    notifier = notifier if notifier is not None else Notifier.from_settings()
+    result.notices_sent, result.notices_failed = _notify(ledger, notifier, logger)
+    return result
+
+
+def _emit(opened: list[sla.Finding], recovered: list[sla.Finding], logger) -> None:
+    """Prefect events for automations and the UI (no-op without a Prefect API)."""
+    try:
+        from prefect.events import emit_event
+    except ImportError:  # pragma: no cover - prefect is a dependency
+        return
+    for kind, items in (("breach", opened), ("recovered", recovered)):
+        for f in items:
+            try:
+                emit_event(
+                    event=f"fundx.sla.{kind}",
+                    resource={"prefect.resource.id": f"fundx.feed.{f.feed or 'night'}",
+                              "prefect.resource.name": f.feed or "night"},
+                    payload={"night": f.night.isoformat(), "rule": f.rule, "severity": f.severity,
+                             "expected": f.expected, "observed": f.observed},
+                )
+            except Exception as exc:  # noqa: BLE001 - events are a convenience; the ledger holds the breach
+                logger.warning("could not emit the contracts.sla.%s event (%s)", kind, type(exc).__name__)
+
+
+def _notify(ledger: Ledger, notifier: Any, logger) -> tuple[int, int]:
+    """Send every breach and recovery notice not yet accepted by a channel; returns (sent, failed)."""
+    from fundx.notify import Kind, Notice
+
+    if not getattr(notifier, "channels", None):
+        return 0, 0
+    with ledger.engine.connect() as conn:
+        unsent = list(conn.execute(breaches.select().where(
+            sa.or_(breaches.c.notified_at.is_(None),
+                   sa.and_(breaches.c.status == "recovered", breaches.c.recovery_notified_at.is_(None))))
+            .order_by(breaches.c.id)).mappings())
+    sent = failed = 0
+    for row in unsent:
+        kinds: list[Kind] = []
+        if row["notified_at"] is None:
+            kinds.append("breach")
+        if row["status"] == "recovered" and row["recovery_notified_at"] is None:
+            kinds.append("recovered")
+        for kind in kinds:
+            recovered = kind == "recovered"
+            notice = Notice(
+                kind=kind, feed=row["feed"] or "night", rule=row["rule"], severity=row["severity"],
+                night=row["night"], expected=row["expected"],
+                observed=row["recovered_observed"] if recovered else row["observed"],
+                detail=f"met again on {row['recovered_on']}" if recovered else None,
+            )
+            results = notifier.send(notice)
+            if any(r.ok for r in results):
+                column = "recovery_notified_at" if recovered else "notified_at"
+                with ledger.transaction() as conn:
+                    conn.execute(breaches.update().where(breaches.c.id == row["id"]).values(
+                        **{column: datetime.now(UTC)}))
+                sent += 1
+            else:
+                failed += 1
+                logger.error("the %s notice of %s %s (%s) reached no channel; the next check sends it again",
+                             kind, row["feed"] or "the night", row["rule"], row["night"])
+    return sent, failed
+
+
+def open_breaches(ledger: Ledger) -> list[dict[str, Any]]:
+    """Breaches not yet recovered, oldest first."""
+    with ledger.engine.connect() as conn:
+        return [dict(r) for r in conn.execute(
+            breaches.select().where(breaches.c.status == "open").order_by(breaches.c.id)).mappings()]
+
+
+def breach_records(ledger: Ledger, *, night: str | None = None) -> list[dict[str, Any]]:
+    """Every breach (open and recovered), newest first; of one night if given."""
+    query = breaches.select().order_by(breaches.c.id.desc())
+    if night:
+        query = query.where(breaches.c.night == night)
+    with ledger.engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+# --- the event latency of a batch ----------------------------------------------------------------
+
+
+def event_lag_days(feed: str, frame: Any, arrived: datetime) -> tuple[float, float] | None:
+    """(p50, p90) days from each row's business event (the SLA's event column) to ``arrived``."""
+    lag = event_lags(feed, frame, arrived)
+    return None if lag is None else lag_percentiles(lag)
+
+
+def event_lags(feed: str, frame: Any, arrived: datetime) -> Any:
+    """Days from each row's business event to ``arrived`` (rows without one left out), or None."""
+    import numpy as np
+    import pandas as pd
+
+    column = sla.feed_sla(feed).event_element
+    if column not in getattr(frame, "columns", ()) or len(frame) == 0:
+        return None
+    # dates read as midnight UTC, moments with their offset: a few hours do not matter in days
+    moments = pd.to_datetime(frame[column].where(frame[column].notna()), errors="coerce", utc=True, format="mixed")
+    lag = (pd.Timestamp(arrived).tz_convert("UTC") - moments).dt.total_seconds().to_numpy(dtype=float) / 86400.0
+    return lag[~np.isnan(lag)]
+
+
+def lag_percentiles(lag: Any) -> tuple[float, float] | None:
+    """(p50, p90) of event lags in days, or None when there are none."""
+    import numpy as np
+
+    if lag is None or len(lag) == 0:
+        return None
+    p50, p90 = np.percentile(lag, [50, 90])
+    return round(float(p50), 3), round(float(p90), 3)
