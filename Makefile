@@ -13,7 +13,7 @@ export FUNDX_HOME ?= $(CURDIR)/var
 help:
 	@echo "make demo   - start the sandbox agencies and run one whole night (SQLite ledger, ephemeral Prefect)"
 	@echo "make test   - make lint, then the test suite (uses PostgreSQL on 127.0.0.1:5432 when it is up)"
-	@echo "make lint   - ruff and mypy over the project's code (pyproject.toml), then make audit"
+	@echo "make lint   - ruff, mypy and the import-linter layers over the project's code (pyproject.toml), then make audit"
 	@echo "make audit  - known vulnerabilities in constraints.txt's pins (pip-audit; docs/testing.md)"
 	@echo "make bench  - print speed ratios against baselines measured in the same run"
 	@echo "make chaos  - eight feeds, every fault profile, SIGKILLs of the exchange: 0 lost, 0 duplicated, no canary or secret in plain text"
@@ -43,6 +43,7 @@ test: $(STAMP) browsers lint
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(MAKE) --no-print-directory audit
 
 # The known-vulnerability audit of the pinned dependencies (.ci/audit.py; ignore list: .ci/audit-ignore.txt).

@@ -6,7 +6,7 @@ The parent (bench/feeds_bench.py) passes the settings through the environment (F
 agency's endpoint, FUNDX_KEYS_DIR, FUNDX_CHUNK_ROWS) and a spec naming the mode; the child prints
 one line ``BENCH-RESULT {json}`` last. Modes:
 
-- ``feed``: ``fundx.exchange.handoff.run_feed(feed, stream=True, end=...)`` — the streamed path — after a warm-up
+- ``feed``: ``fundx.exchange.run.run_feed(feed, stream=True, end=...)`` — the streamed path — after a warm-up
   (imports, the contract check's first use on a few hundred rows of the same data); returns FeedRun's
   counts, its ``steps`` and the process's peak (VmHWM).
 - ``parse``: the baseline pull — each file decoded from GB18030 and read by ``pyarrow.csv`` into pandas
@@ -282,7 +282,7 @@ def sample_frame(feed: str, source: Path, start: datetime, end: datetime, rows: 
 
 
 def streamed_run_feed() -> Any:
-    """``fundx.exchange.handoff.run_feed`` if it takes ``stream``, else None (the streamed path has not landed)."""
+    """``fundx.exchange.run.run_feed`` if it takes ``stream``, else None (the streamed path has not landed)."""
     import inspect
 
     from fundx.exchange import handoff

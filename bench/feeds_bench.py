@@ -2,7 +2,7 @@
 
 For each feed and size — death records as the religious-affairs monthly drop (1M and 10M rows by
 default) and settled bills from the medical security bureau's database view (5M) — one child process
-runs ``fundx.exchange.handoff.run_feed(feed, stream=True)`` (bench/feedrun.py) and reports each step's seconds,
+runs ``fundx.exchange.run.run_feed(feed, stream=True)`` (bench/feedrun.py) and reports each step's seconds,
 rows and peak memory (pull, normalise, validate, seal, handoff) and its own peak (VmHWM). Each
 baseline runs in a child process of its own on the same data:
 
@@ -76,7 +76,7 @@ def rows_label(rows: int) -> str:
 
 
 def streamed_available() -> bool:
-    """Whether ``fundx.exchange.handoff.run_feed`` takes ``stream`` (the lead's streamed pipeline has landed)."""
+    """Whether ``fundx.exchange.run.run_feed`` takes ``stream`` (the lead's streamed pipeline has landed)."""
     from bench.feedrun import streamed_run_feed
 
     return streamed_run_feed() is not None
@@ -368,7 +368,7 @@ def run_feeds(sizes: tuple[int, ...] = DEFAULT_SIZES, bills: int | None = DEFAUL
     if not result["available"]:
         result["skipped"] = NO_STREAM
         if verbose:
-            print(f"feeds: skipped: {NO_STREAM} (fundx.exchange.handoff.run_feed has no stream parameter yet)")
+            print(f"feeds: skipped: {NO_STREAM} (fundx.exchange.run.run_feed has no stream parameter yet)")
         return result
     records: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []

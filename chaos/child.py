@@ -2,7 +2,7 @@
 
 Two kinds of run:
 
-- **feed runs** (:func:`run_jobs`): :func:`fundx.exchange.handoff.run_feed` for a list of jobs (feed, start,
+- **feed runs** (:func:`run_jobs`): :func:`fundx.exchange.run.run_feed` for a list of jobs (feed, start,
   end), in a process forked from a warm fork server (:mod:`chaos._warm` has imported pandas, pyarrow,
   Great Expectations and the exchange once), so that a run costs its work and not 9 s of imports —
   that is what lets the harness kill the exchange dozens of times inside the CI budget;
@@ -49,7 +49,7 @@ def run_jobs(env: dict[str, str], log_path: str, jobs: list[tuple[str, str | Non
     _settle(env)
     logging.basicConfig(level=logging.INFO, format=FORMAT, stream=sys.stderr, force=True)
     from fundx.core.errors import FundxError, content_free
-    from fundx.exchange.handoff import run_feed
+    from fundx.exchange.run import run_feed
 
     failed = 0
     for number, (feed, start, end) in enumerate(jobs):

@@ -1,6 +1,6 @@
 """Prefect flows of the exchange: one feed (``exchange_feed``) and a whole night (``nightly_exchange``).
 
-A feed's run is :func:`fundx.exchange.handoff.run_feed` — lock the feed, recover interrupted deliveries,
+A feed's run is :func:`fundx.exchange.run.run_feed` — lock the feed, recover interrupted deliveries,
 deliver rows the stewards released, pull, check the batch against its contract, seal and hand the
 valid rows to the stage and the failing ones to the stewards' quarantine — with the release, the
 pull, the check and the handoff as Prefect tasks, for every feed alike (a large feed's pull is
@@ -28,7 +28,7 @@ from prefect.exceptions import MissingResult
 from fundx.core.errors import FundxError, InternalError, NightFailed, content_free
 from fundx.core.settings import private_umask
 from fundx.core.timeutil import Window, aware, now
-from fundx.exchange import handoff
+from fundx.exchange import acks, handoff, run
 from fundx.ledger import Ledger, night_of
 
 #: Set by the CLI to show live progress: called with (feed, rows so far). None in unattended runs.
@@ -64,8 +64,6 @@ def _ledger() -> Ledger:
     return Ledger.from_settings()
 
 
-plan_window = handoff.plan_window
-_safe = content_free
 
 
 @task(name="pull", cache_policy=NO_CACHE, persist_result=False)
@@ -116,7 +114,7 @@ def exchange_feed(
     end: str | None = None,
 ) -> FeedOutcome:
     """Pull one feed from its watermark (or the given window, as a backfill), seal it, hand it to its stage."""
-    done = handoff.run_feed(feed, run_id=run_id, start=start, end=end, ledger=_ledger(), pull=pull_task,
+    done = run.run_feed(feed, run_id=run_id, start=start, end=end, ledger=_ledger(), pull=pull_task,
                             validate=validate_task, handoff=handoff_task, release=release_task,
                             logger=get_run_logger())
     h = done.handoff
@@ -218,7 +216,7 @@ def _record_answers(ledger: Ledger, logger) -> None:
     answers are recorded by the next night or by `fundx stage receive`.
     """
     try:
-        answers = handoff.record_acks(ledger, logger=logger)
+        answers = acks.record_acks(ledger, logger=logger)
     except FundxError as error:
         logger.error("the stages' answers could not be recorded: %s — %s", error.kind, error.action)
         return

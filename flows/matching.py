@@ -30,7 +30,7 @@ def receive(stage: str) -> dict:
 @flow(name="matching-night", persist_result=False, validate_parameters=True)
 def matching_night(night: date | None = None, params: dict[str, str] | None = None) -> dict:
     """Receive every matching stage's batches, load them, run the rules, open inspection orders."""
-    from fundx.exchange.handoff import record_acks
+    from fundx.exchange.acks import record_acks
     from matching.run import run_matching
 
     private_umask()  # a worker's flow run: whatever umask the worker was started with

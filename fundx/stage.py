@@ -18,7 +18,7 @@ never followed (:mod:`fundx.wire.inbox`): its batch is refused (SymlinkError), o
 set aside, the link itself is removed, and the receive goes on with the next batch. Either answer is
 a CMS SignedData, signed with the stage's own signing certificate, over a small JSON document,
 written to ``FUNDX_HOME/acks/<stage>/``; the exchange verifies and records it
-(:func:`fundx.exchange.handoff.record_acks`).
+(:func:`fundx.exchange.acks.record_acks`).
 
 Receiving is crash-safe: the parts and a RECEIPT are written to a temporary folder that is renamed
 into ``received/`` in one step; the acknowledgement is then written, the inbox folder removed and
@@ -52,7 +52,7 @@ from fundx.core.errors import (
 from fundx.core.settings import get_settings
 from fundx.crypto.keys import Certificate, KeyStore, PrivateKey, common_name, write_file_atomic
 from fundx.crypto.seal import Manifest, open_sealed, recipients_among, sign
-from fundx.exchange.handoff import ACK_FORMAT, READY_FORMAT, acks_root
+from fundx.wire.documents import ACK_FORMAT, READY_FORMAT, acks_root
 from fundx.wire.inbox import Inbox, checked_name, fsync_dir, inbox_for
 
 log = logging.getLogger("fundx.stage")

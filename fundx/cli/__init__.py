@@ -508,7 +508,7 @@ def keys_init(
 
 def _receive_and_record(stage: str | None) -> tuple[int, int]:
     """Let one stage (or every stage) take its batches, print what happened, record the answers."""
-    from fundx.exchange.handoff import record_acks
+    from fundx.exchange.acks import record_acks
     from fundx.stage import Stage, stages_with_inboxes
 
     stages = [stage] if stage else stages_with_inboxes()

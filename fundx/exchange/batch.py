@@ -27,7 +27,7 @@ from fundx.core.errors import content_free
 
 log = logging.getLogger("fundx.batch")
 
-#: a run's steps, in order (fundx.exchange.handoff.run_feed)
+#: a run's steps, in order (fundx.exchange.run.run_feed)
 STEPS = ("pull", "normalise", "validate", "seal", "handoff")
 
 
@@ -119,8 +119,8 @@ class WholeBatch(CheckedBatch):
         return parquet_parts(quarantine.quarantine_frame(self.checked, held=held), self.feed, part_bytes)
 
     def event_lag(self) -> tuple[float, float] | None:
+        from contracts.sla import event_lag_days
         from fundx.core.timeutil import now
-        from fundx.sla.monitor import event_lag_days
 
         try:
             return event_lag_days(self.feed, self.checked.valid, now())

@@ -40,43 +40,34 @@ Only counts, ids, digests and error types reach logs, the ledger and exceptions.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from connectors.base import PullFigures
 from fundx.core.errors import (
     BatchHeld,
-    CertificateError,
-    DeliveryLost,
     FundxError,
     HandoffPending,
     InternalError,
-    SealError,
     SourceSchemaError,
-    UnknownSignerError,
     content_free,
 )
 from fundx.core.settings import Settings, get_settings
 from fundx.core.testpoints import kill_point  # TEST ONLY: the SIGKILL tests' and the chaos night's kill points
-from fundx.core.timeutil import SHANGHAI, Window, aware, now
-from fundx.crypto.keys import KeyPaths, KeySettings, KeyStore, common_name, init_keys
-from fundx.crypto.seal import open_signed
+from fundx.core.timeutil import SHANGHAI, Window, now
+from fundx.crypto.keys import KeyPaths, KeySettings, KeyStore, init_keys
 from fundx.exchange import quarantine
 from fundx.exchange.batch import CheckedBatch, Steps, WholeBatch
-from fundx.ledger import DeliveryRecord, Ledger, night_of, pull_figures
-from fundx.wire.inbox import Inbox, PartFile, inbox_for, parquet_parts, part_name, read_regular, seal_parts
+from fundx.ledger import DeliveryRecord, Ledger, pull_figures
+from fundx.wire.documents import ready_document, sha256
+from fundx.wire.inbox import Inbox, PartFile, inbox_for, parquet_parts, seal_parts
 
 log = logging.getLogger("fundx.handoff")
 
-READY_FORMAT = "fundx.ready/1"
-ACK_FORMAT = "fundx.ack/1"
 
 def batch_id_for(feed: str, window: Window, digest: str) -> str:
     """A batch's id: feed, window (Asia/Shanghai, to the second) and the first 12 hex of its digest."""
@@ -123,38 +114,10 @@ def exchange_keys(settings: Settings | None = None, ledger: Ledger | None = None
     return KeyStore(key_settings, home=settings.home)
 
 
-# --- the batch's READY marker ---------------------------------------------------------------
-
-
-def ready_document(*, batch_id: str, feed: str, stage: str, window: Window, rows: int, digest: str,
-                   contract_version: str | None, files: list[PartFile]) -> bytes:
-    """The READY marker: which files make the batch, and their SHA-256 — no personal data.
-
-    The window is written as the manifests write it, so that a stage can hold one against the other.
-    """
-    return (json.dumps({
-        "format": READY_FORMAT,
-        "batch_id": batch_id,
-        "feed": feed,
-        "stage": stage,
-        "window_start": window.start.astimezone(SHANGHAI).isoformat(),
-        "window_end": window.end.astimezone(SHANGHAI).isoformat(),
-        "rows": rows,
-        "parts": len(files),
-        "content_digest": digest,
-        "contract_version": contract_version,
-        "files": [{"name": f.name, "sha256": f.sha256, "bytes": f.bytes} for f in files],
-        "ready_at": now().isoformat(),
-    }, indent=1, ensure_ascii=False) + "\n").encode()
-
-
-def _ready_of(d: DeliveryRecord, files: list[PartFile]) -> bytes:
+def ready_of(d: DeliveryRecord, files: list[PartFile]) -> bytes:
+    """The READY marker of a delivery recorded in the ledger."""
     return ready_document(batch_id=d.batch_id, feed=d.feed, stage=d.stage, window=d.window, rows=d.rows,
                           digest=d.digest, contract_version=d.contract_version, files=files)
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 # --- delivering --------------------------------------------------------------------------------
@@ -420,11 +383,11 @@ def _deliver(ledger: Ledger, *, feed: str, stage: str, batch_id: str, window: Wi
         record = ledger.delivery(batch_id)
         if record is None:
             raise InternalError(f"batch {batch_id} vanished from the ledger after its commit")
-        ready = _ready_of(record, files)  # (d)
+        ready = ready_of(record, files)  # (d)
         with step("handoff"):
             inbox.write_ready(stage, batch_id, ready)
             kill_point("after_ready")
-            ledger.mark_ready(batch_id, _sha256(ready))
+            ledger.mark_ready(batch_id, sha256(ready))
     except (OSError, FundxError) as exc:
         raise HandoffPending(
             f"batch {batch_id} is delivered and recorded, but READY could not be written "
@@ -450,112 +413,6 @@ def _abandon(ledger: Ledger, inbox: Inbox, stage: str, batch_id: str, error: Bas
     except (OSError, FundxError) as cleanup:  # the original error is what the caller sees
         logger.error("batch %s: could not undo the failed delivery (%s); the next run recovers it",
                      batch_id, content_free(cleanup).kind)
-
-
-def recover(ledger: Ledger, feed: str, *, inbox: Inbox | None = None, keys: KeyStore | None = None,
-            logger: logging.Logger | logging.LoggerAdapter | None = None) -> list[str]:
-    """Finish or undo the feed's deliveries that a crash interrupted; returns what was done, per batch.
-
-    Must run under :meth:`Ledger.feed_lock` (no other run may be sealing the feed). A delivered batch
-    whose READY and parts are both gone was taken by its stage in the moment between READY and the
-    ledger's mark (the stage answers before it clears the inbox): its verified answer names the
-    READY it saw, and that is recorded.
-    """
-    logger = logger or log
-    settings = get_settings()
-    inbox = inbox or inbox_for(settings.home)
-    done: list[str] = []
-    store = quarantine.store_for(settings.home)
-    for orphan in quarantine.orphans(store, ledger, feed):  # quarantined rows of a run stopped before its commit
-        store.remove(quarantine.STEWARDS, orphan)
-        logger.warning("%s: removed the quarantine of batch %s, whose run stopped before recording it; "
-                       "its rows are pulled again", feed, orphan)
-        done.append(f"{orphan}: quarantine removed")
-    for d in ledger.deliveries(feed, status=("sealing", "delivered")):
-        if d.status == "sealing":  # crash before (c): the stage never saw it, the watermark never moved
-            inbox.remove(d.stage, d.batch_id)
-            kill_point("in_recover")
-            ledger.abandon(d.batch_id, "the run sealing it stopped before its delivery was recorded", recovered=True)
-            logger.warning("%s: batch %s was interrupted while sealing: removed; its rows are pulled again",
-                           feed, d.batch_id)
-            done.append(f"{d.batch_id}: abandoned")
-            continue
-        ready = inbox.read_ready(d.stage, d.batch_id)  # crash between (c) and (d)
-        if ready is not None:
-            ready_sha = _sha256(ready)
-        elif not inbox.parts(d.stage, d.batch_id) and (taken := _stage_answer(d, keys or KeyStore(home=settings.home),
-                                                                               acks_root(settings.home))):
-            ready_sha = taken
-        else:
-            ready = _ready_of(d, _parts_on_disk(ledger, inbox, d))
-            inbox.write_ready(d.stage, d.batch_id, ready)
-            ready_sha = _sha256(ready)
-        ledger.mark_ready(d.batch_id, ready_sha, recovered=True)
-        logger.warning("%s: batch %s was delivered but not marked READY: marked now", feed, d.batch_id)
-        done.append(f"{d.batch_id}: ready")
-    return done
-
-
-def _stage_answer(d: DeliveryRecord, keys: KeyStore, root: Path) -> str | None:
-    """The READY SHA-256 named by the stage's verified answer about this batch, if it has answered."""
-    folder = root / d.stage
-    candidates = [folder / f"{d.batch_id}.received.p7s", *sorted(folder.glob(f"{d.batch_id}.refused.*.p7s"))]
-    for path in candidates:
-        if not path.is_file():
-            continue
-        try:
-            body = _verified_ack(path.read_bytes(), path.name, d.stage, keys.ca(), keys.crl())
-        except (SealError, CertificateError):
-            continue  # record_acks records it as invalid; it proves nothing here
-        if body.get("batch_id") == d.batch_id and isinstance(body.get("ready_sha256"), str):
-            return body["ready_sha256"]
-    return None
-
-
-def _parts_on_disk(ledger: Ledger, inbox: Inbox, d: DeliveryRecord) -> list[PartFile]:
-    names = [part_name(n, d.parts) for n in range(1, d.parts + 1)]
-    present = set(inbox.parts(d.stage, d.batch_id))
-    missing = [n for n in names if n not in present]
-    if missing:
-        lost = DeliveryLost(
-            f"batch {d.batch_id} is recorded as delivered but {len(missing)} of its {d.parts} sealed parts "
-            f"are missing from {inbox.where(d.stage, d.batch_id)}", feed=d.feed,
-            action=(f"fundx backfill {d.feed} --from {d.window.start.astimezone(SHANGHAI).isoformat()} "
-                    f"--to {d.window.end.astimezone(SHANGHAI).isoformat()}"),
-        )
-        inbox.remove(d.stage, d.batch_id)  # what is left of it can never be READY
-        ledger.mark_lost(d.batch_id, f"{lost.kind}: {len(missing)} of {d.parts} parts missing")
-        raise lost
-    files = []
-    for name in names:
-        data = inbox.read_part(d.stage, d.batch_id, name)
-        files.append(PartFile(name, _sha256(data), len(data)))
-    return files
-
-
-# --- one feed, start to end ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FeedRun:
-    """What one run of a feed did: the pull's figures and the handoff (no rows: safe to return)."""
-
-    feed: str
-    window: Window
-    rows: int
-    bytes: int
-    pages: int
-    retries: int
-    duration_s: float
-    digest: str
-    handoff: Handoff
-    recovered: tuple[str, ...] = ()
-    valid: int = 0
-    quarantined: int = 0
-    released: tuple[Handoff, ...] = ()  # batches of rows the stewards released, delivered by this run
-    report: dict[str, Any] | None = None  # the contract check's report: counts per rule, no values
-    #: the run's steps (pull, normalise, validate, seal, handoff): seconds, rows, peak_rss_bytes
-    steps: dict[str, dict[str, Any]] | None = None
 
 
 def deliver_releases(ledger: Ledger, feed: str, *, run_id: int, keys: KeyStore | None = None,
@@ -594,231 +451,3 @@ def deliver_releases(ledger: Ledger, feed: str, *, run_id: int, keys: KeyStore |
         logger.info("%s: %d rows released by the stewards (decision %d) handed to %s as batch %s",
                     feed, len(frame), decision.id, stage, batch_id)
     return done
-
-
-def write_report(ledger: Ledger, run_id: int, checked: Any,
-                 logger: logging.Logger | logging.LoggerAdapter | None = None) -> Path | None:
-    """The feed's page of the night's Data Docs (FUNDX_HOME/reports/<night>/); a failure is only logged."""
-    from contracts.docs import write_feed_report
-
-    try:
-        return write_feed_report(get_settings().home / "reports" / ledger.run_night(run_id), checked)
-    except Exception as exc:  # noqa: BLE001 - the report must never stop a feed's delivery
-        (logger or log).error("%s: the validation report could not be written (%s)", checked.feed,
-                              content_free(exc).kind)
-        return None
-
-
-def plan_window(ledger: Ledger, feed: str, start: str | None, end: str | None) -> tuple[Window, bool]:
-    """The window to pull: from the feed's watermark to ``end`` (default now); a given start is a backfill."""
-    until = aware(end) if end else now()
-    if start:
-        return Window(aware(start), until), True
-    since = ledger.watermark(feed) or get_settings().initial_watermark
-    return Window(min(since, until), until), False
-
-
-def run_feed(
-    feed: str,
-    *,
-    run_id: int | None = None,
-    start: str | None = None,
-    end: str | None = None,
-    ledger: Ledger | None = None,
-    pull: Callable[..., Any] | None = None,
-    validate: Callable[..., CheckedBatch] | None = None,
-    handoff: Callable[..., Handoff] | None = None,
-    release: Callable[..., list[Handoff]] | None = None,
-    logger: logging.Logger | logging.LoggerAdapter | None = None,
-    stream: bool | None = None,
-    runner: Any = None,
-) -> FeedRun:
-    """One feed: lock it, recover interrupted deliveries, deliver what the stewards released, pull
-    its window, check the batch against its contract, hand the valid rows to its stage and the
-    failing ones to the stewards' quarantine — the same steps whether its rows are read whole or, for a
-    large feed, streamed in chunks through a spool (``stream``, default: the feed config's ``stream``).
-
-    ``pull(feed, window, stream=...)``, ``validate(ledger, pulled, runner=, steps=)``,
-    ``handoff(ledger, batch, ...)`` and ``release`` default to :func:`pull_feed`, :func:`check_pull`,
-    :func:`deliver` and :func:`deliver_releases`; the Prefect flow passes its tasks, so every feed shows
-    the same tasks. A streamed batch's chunks are checked and its parts sealed through ``runner``
-    (default: FUNDX_TASK_RUNNER, see :mod:`fundx.exchange.runners`). A failure is recorded in the ledger (type and
-    content-free message) and raised as a fundx error; a batch held back whole raises BatchHeld after it
-    is recorded. Each step's seconds, rows and peak memory are in the result's ``steps``.
-    """
-    from contextlib import nullcontext
-
-    logger = logger or log
-    ledger = ledger or Ledger.from_settings()
-    pull = pull or pull_feed
-    validate = validate or check_pull
-    handoff = handoff or deliver
-    release = release or deliver_releases
-    own_run = run_id is None
-    if own_run:
-        run_id = ledger.start_run("backfill" if start else "feed", night_of(now()))
-    assert run_id is not None
-    started = now()
-    window: Window | None = None
-    backfill = bool(start)
-    streamed = _streamed(feed, stream)
-    steps = Steps()
-    pulled: Any = None
-    batch: CheckedBatch | None = None
-    try:
-        with ledger.feed_lock(feed):
-            recovered = recover(ledger, feed, logger=logger)
-            kill_point("after_recover")
-            released = tuple(release(ledger, feed, run_id=run_id, logger=logger))
-            window, backfill = plan_window(ledger, feed, start, end)
-            if backfill:
-                ledger.log_event("backfill.requested", feed, {"window": [window.start.isoformat(), window.end.isoformat()],
-                                                              "run_id": run_id})
-            logger.info("%s: pulling %s%s%s", feed, window, " (backfill)" if backfill else "",
-                        " in chunks" if streamed else "")
-            with steps.step("pull") as figures:
-                pulled = pull(feed, window, stream=streamed)
-                figures["rows"] = pulled.rows
-            kill_point("after_pull")
-            result = handed_over(ledger, pulled, run_id=run_id, started_at=started, backfill=backfill, logger=logger)
-            if result is None:
-                if streamed:
-                    from fundx.exchange.runners import runner_from_settings
-
-                    runner = runner if runner is not None else runner_from_settings()
-                with runner if streamed else nullcontext():  # a cluster, if the runner starts one, serves the batch
-                    batch = validate(ledger, pulled, runner=runner, steps=steps)
-                    kill_point("after_check")
-                    write_report(ledger, run_id, batch, logger)
-                    result = handoff(ledger, batch, run_id=run_id, started_at=started, backfill=backfill,
-                                     steps=steps, logger=logger)
-    except BaseException as exc:
-        error = content_free(exc)
-        if not isinstance(error, (HandoffPending, BatchHeld)):  # their pull is recorded already
-            failed_window = window or Window(started, started)
-            ledger.record_failure(run_id, feed, failed_window, error, started_at=started, backfill=backfill)
-        if own_run:
-            ledger.finish_run(run_id, feeds=1, failed=1, summary=f"{feed}: {error.kind}")
-        logger.error("%s failed: %s — %s", feed, error.kind, error.action)
-        if error is exc:
-            raise
-        raise error from None
-    finally:
-        close_pull(pulled)
-    if own_run:
-        ledger.finish_run(run_id, feeds=1, failed=0)
-    figures = steps.as_dict()
-    logger.info("%s: %d rows, %d bytes, %d pages, %d retries in %.1f s, %s; %s; %s", feed, pulled.rows, pulled.bytes,
-                pulled.pages, pulled.retries, pulled.duration_s, pulled.digest, result.outcome.replace("_", " "),
-                ", ".join(f"{name} {f['seconds']:.1f} s" + (f" (peak {f['peak_rss_bytes'] / 2**20:.0f} MiB)"
-                                                             if f["peak_rss_bytes"] else "")
-                          for name, f in figures.items()))
-    report = batch.report if batch is not None else None
-    return FeedRun(feed, window, pulled.rows, pulled.bytes, pulled.pages, pulled.retries, pulled.duration_s,
-                   pulled.digest, result, tuple(recovered), valid=report["valid"] if report else 0,
-                   quarantined=result.quarantined, released=released, report=report, steps=figures)
-
-
-def _streamed(feed: str, stream: bool | None) -> bool:
-    if stream is not None:
-        return stream
-    from connectors import load_feed
-
-    return bool(load_feed(feed).stream)
-
-
-# --- acknowledgements ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AckSummary:
-    """What :func:`record_acks` recorded: acknowledgements, refusals, unverifiable files, deliveries settled."""
-
-    received: int = 0
-    refused: int = 0
-    invalid: int = 0
-    settled: int = 0
-    waiting: int = 0  # answers about batches whose READY the ledger has not marked yet: recorded next time
-
-
-def acks_root(home: Path | None = None) -> Path:
-    """Where stages put their signed acknowledgements and refusals: ``FUNDX_HOME/acks/<stage>/``."""
-    return Path(home or get_settings().home) / "acks"
-
-
-def record_acks(ledger: Ledger | None = None, *, keys: KeyStore | None = None, root: Path | None = None,
-                logger: logging.Logger | logging.LoggerAdapter | None = None) -> AckSummary:
-    """Verify every new acknowledgement and refusal the stages wrote, and record it in the ledger.
-
-    An answer counts only if its CMS signature verifies against the trusted CA (and CRL) and its
-    signer is the signing certificate of the stage it speaks for (CN = the stage). Anything else is
-    recorded as ``invalid`` with the reason, and settles nothing.
-    """
-    logger = logger or log
-    ledger = ledger or Ledger.from_settings()
-    keys = keys or KeyStore(home=get_settings().home)
-    root = root or acks_root()
-    counts = {"received": 0, "refused": 0, "invalid": 0, "settled": 0, "waiting": 0}
-    if not root.is_dir():
-        return AckSummary()
-    ca, crl = keys.ca(), keys.crl()
-    for stage_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()):
-        stage = stage_dir.name
-        seen = ledger.acks_recorded(stage)
-        for path in sorted(stage_dir.glob("*.p7s")):
-            if path.name in seen:
-                continue
-            data = b""  # a link is not read (what it points to may be a key): recorded with the SHA-256 of nothing
-            try:
-                data = read_regular(path, what=f"acknowledgement {stage}/{path.name}")
-                body = _verified_ack(data, path.name, stage, ca, crl)
-            except (SealError, CertificateError) as refused:
-                file_sha = _sha256(data)
-                ledger.record_ack(stage=stage, file=path.name, file_sha256=file_sha, outcome="invalid", batch_id=None,
-                                  reason=f"{refused.kind}: {refused}")
-                logger.warning("acknowledgement %s/%s refused: %s", stage, path.name, refused.kind)
-                counts["invalid"] += 1
-                continue
-            file_sha = _sha256(data)
-            batch_id = body.get("batch_id")
-            pending = ledger.delivery(batch_id) if isinstance(batch_id, str) else None
-            if pending is not None and pending.status in ("sealing", "delivered"):
-                counts["waiting"] += 1
-                continue
-            settled = ledger.record_ack(
-                stage=stage, file=path.name, file_sha256=file_sha, outcome=body["outcome"], batch_id=batch_id,
-                reason=body.get("reason"), received_at=body["at"], ready_sha256=body.get("ready_sha256"),
-                rows=body.get("rows"), parts=body.get("parts"), signer_serial=body["signer_serial"],
-                feed=body.get("feed"),
-            )
-            counts[body["outcome"]] += 1
-            counts["settled"] += int(settled)
-    summary = AckSummary(**counts)
-    if summary.received or summary.refused or summary.invalid:
-        logger.info("acknowledgements recorded: %d received, %d refused, %d invalid; %d deliveries settled",
-                    summary.received, summary.refused, summary.invalid, summary.settled)
-    return summary
-
-
-def _verified_ack(data: bytes, name: str, stage: str, ca: Any, crl: Any) -> dict[str, Any]:
-    opened = open_signed(data, trusted_ca=ca, crl=crl, what=f"acknowledgement {stage}/{name}")
-    if common_name(opened.signer) != stage:
-        raise UnknownSignerError(
-            f"acknowledgement {stage}/{name} is signed by CN={common_name(opened.signer)!r}, not by stage {stage}"
-        )
-    try:
-        body = json.loads(opened.payload)
-    except ValueError:
-        raise SealError(f"acknowledgement {stage}/{name} is not JSON") from None
-    wrong = SealError(f"acknowledgement {stage}/{name} is not a {ACK_FORMAT} document of stage {stage}")
-    if not isinstance(body, dict) or body.get("format") != ACK_FORMAT or body.get("stage") != stage \
-            or body.get("outcome") not in ("received", "refused") or not isinstance(body.get("at"), str) \
-            or not all(isinstance(body.get(k), (int, type(None))) for k in ("rows", "parts")) \
-            or not all(isinstance(body.get(k), (str, type(None))) for k in ("batch_id", "reason", "ready_sha256", "feed")):
-        raise wrong
-    try:
-        body["at"] = aware(body["at"])
-    except ValueError:
-        raise wrong from None
-    body["signer_serial"] = format(opened.signer.serial_number, "x")
-    return body

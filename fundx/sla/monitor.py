@@ -24,8 +24,7 @@ import sqlalchemy as sa
 from contracts import sla
 from fundx.core.timeutil import SHANGHAI, UTC
 from fundx.core.timeutil import now as clock_now
-from fundx.exchange import quarantine
-from fundx.ledger import Ledger, breaches, pull_figures, pulls, quarantines, runs
+from fundx.ledger import Ledger, breaches, pull_figures, pulls, quarantines, rule_failures, runs
 
 log = logging.getLogger("fundx.monitor")
 
@@ -89,7 +88,10 @@ def feed_night(ledger: Ledger, feed: str, night: date, slas: dict[str, sla.FeedS
 
 def failing_rows(ledger: Ledger, batch_id: str, pulled: int) -> int:
     """Of a held batch: its rows that failed a row rule, at least the most failing any one rule."""
-    counts = [r["failed"] for r in quarantine.rule_counts(ledger, batch_id=batch_id) if r["rule"] != "row_count"]
+    query = sa.select(rule_failures.c.failed).where(rule_failures.c.batch_id == batch_id,
+                                                    rule_failures.c.rule != "row_count")
+    with ledger.engine.connect() as conn:
+        counts = list(conn.execute(query).scalars())
     return min(pulled, max(counts, default=0))
 
 
@@ -255,31 +257,3 @@ def breach_records(ledger: Ledger, *, night: str | None = None) -> list[dict[str
 # --- the event latency of a batch ----------------------------------------------------------------
 
 
-def event_lag_days(feed: str, frame: Any, arrived: datetime) -> tuple[float, float] | None:
-    """(p50, p90) days from each row's business event (the SLA's event column) to ``arrived``."""
-    lag = event_lags(feed, frame, arrived)
-    return None if lag is None else lag_percentiles(lag)
-
-
-def event_lags(feed: str, frame: Any, arrived: datetime) -> Any:
-    """Days from each row's business event to ``arrived`` (rows without one left out), or None."""
-    import numpy as np
-    import pandas as pd
-
-    column = sla.feed_sla(feed).event_element
-    if column not in getattr(frame, "columns", ()) or len(frame) == 0:
-        return None
-    # dates read as midnight UTC, moments with their offset: a few hours do not matter in days
-    moments = pd.to_datetime(frame[column].where(frame[column].notna()), errors="coerce", utc=True, format="mixed")
-    lag = (pd.Timestamp(arrived).tz_convert("UTC") - moments).dt.total_seconds().to_numpy(dtype=float) / 86400.0
-    return lag[~np.isnan(lag)]
-
-
-def lag_percentiles(lag: Any) -> tuple[float, float] | None:
-    """(p50, p90) of event lags in days, or None when there are none."""
-    import numpy as np
-
-    if lag is None or len(lag) == 0:
-        return None
-    p50, p90 = np.percentile(lag, [50, 90])
-    return round(float(p50), 3), round(float(p90), 3)

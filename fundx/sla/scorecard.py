@@ -40,7 +40,7 @@ The figures (per feed; an agency's figures pool its feeds' nights and rows)
                        them (a held batch: its rows failing a row rule, not the rows held back
                        with them)
 ``error_rate``         rows_failing / rows_pulled: the SLA's error rate pooled over the month
-``latency_hours``      p50 and p90 (numpy's linear percentiles, as ``monitor.event_lag_days``) over
+``latency_hours``      p50 and p90 (numpy's linear percentiles, as ``contracts.sla.event_lag_days``) over
                        the delivered due nights of delivered_at − the time of availability:
                        ``timeOfAvailability`` on the night's date (for a weekly feed whose time
                        of availability falls after the deadline, the day before: the snapshot

@@ -52,7 +52,7 @@ def night(run_dir, console_keys, request):
     from fundx.core.settings import reload_settings
     from fundx.core.timeutil import aware
     from fundx.exchange import quarantine
-    from fundx.exchange.handoff import run_feed
+    from fundx.exchange.run import run_feed
     from fundx.ledger import Ledger
     from sandbox.agencies import Sandbox
 

@@ -151,7 +151,7 @@ def test_a_steward_releases_two_rows_that_go_out_with_the_next_run_and_an_audito
     from selenium.webdriver.common.by import By
 
     from fundx.exchange import quarantine
-    from fundx.exchange.handoff import run_feed
+    from fundx.exchange.run import run_feed
     from fundx.ledger import Ledger
 
     base, log_path = server

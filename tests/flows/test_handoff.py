@@ -28,9 +28,12 @@ from fundx.core.testpoints import DELIVERY_POINTS as KILL_POINTS
 from fundx.core.timeutil import UTC, Window, aware
 from fundx.crypto.keys import KeySettings, KeyStore, issue_certificate, make_ca, new_private_key
 from fundx.crypto.seal import Manifest, open_sealed
-from fundx.exchange.handoff import batch_id_for, ready_document, record_acks, run_feed
+from fundx.exchange.acks import record_acks
+from fundx.exchange.handoff import batch_id_for
+from fundx.exchange.run import run_feed
 from fundx.ledger import Ledger
 from fundx.stage import Stage
+from fundx.wire.documents import ready_document
 from fundx.wire.inbox import LocalInbox, part_name
 
 ROOT = Path(__file__).resolve().parents[2]

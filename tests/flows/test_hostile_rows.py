@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 from fundx.core.identity import id_check_char
 from fundx.core.timeutil import SHANGHAI
 from fundx.exchange import quarantine
-from fundx.exchange.handoff import run_feed
+from fundx.exchange.run import run_feed
 from fundx.ledger import Ledger
 
 FEED = "religious_affairs.deaths"

@@ -63,7 +63,7 @@ STAGES = {"civil_affairs.deaths": "death_matching", "police.deaths": "death_matc
 
 def _receive_everything() -> dict[str, list[str]]:
     """What `fundx stage receive --all` does: every stage takes its batches; the exchange records the answers."""
-    from fundx.exchange.handoff import record_acks
+    from fundx.exchange.acks import record_acks
     from fundx.stage import Stage, stages_with_inboxes
 
     outcomes = {stage: [r.outcome for r in Stage(stage).receive()] for stage in stages_with_inboxes()}
@@ -269,7 +269,7 @@ def test_no_identity_number_in_plain_text_after_nights(sandbox, night_env, run_d
     # The night's one batch stays in its inbox; a copy put into the wrong inbox is refused and set aside.
     (waiting,) = (settings.home / "inboxes" / "employer_review").iterdir()
     shutil.copytree(waiting, settings.home / "inboxes" / "custody_matching" / waiting.name)
-    from fundx.exchange.handoff import record_acks
+    from fundx.exchange.acks import record_acks
     from fundx.stage import Stage
 
     assert [r.outcome for r in Stage("custody_matching").receive()] == ["refused"]

@@ -24,7 +24,7 @@ from fundx.core.settings import reload_settings
 from fundx.core.timeutil import SHANGHAI
 from fundx.crypto.keys import KeySettings, KeyStore
 from fundx.crypto.seal import open_sealed
-from fundx.exchange.handoff import run_feed
+from fundx.exchange.run import run_feed
 from fundx.stage import Stage
 
 FEED, STAGE = "religious_affairs.deaths", "death_matching"

@@ -25,7 +25,7 @@ from fundx.core.timeutil import aware
 from fundx.crypto.keys import KeySettings, KeyStore
 from fundx.crypto.seal import open_sealed
 from fundx.exchange import quarantine
-from fundx.exchange.handoff import run_feed
+from fundx.exchange.run import run_feed
 from fundx.ledger import Ledger
 from fundx.stage import Stage
 

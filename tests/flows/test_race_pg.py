@@ -284,7 +284,7 @@ def test_processes_opening_a_new_ledger_at_once_all_find_its_tables(pg_ledger_ur
 FEED_RACER = r"""
 import json, sys
 from fundx.core.errors import FeedBusy
-from fundx.exchange.handoff import run_feed
+from fundx.exchange.run import run_feed
 print("ready", flush=True)
 sys.stdin.readline()
 try:
@@ -322,7 +322,7 @@ def test_two_processes_run_one_feed_at_the_same_moment_and_it_is_delivered_once(
             busy = [p for p in ledger.pulls(FEED) if p.outcome == "failed"]
             assert [p.error_type for p in busy] == ["FeedBusy"]
         assert [r.outcome for r in Stage(STAGE).receive()] == ["received"]
-        from fundx.exchange.handoff import record_acks
+        from fundx.exchange.acks import record_acks
 
         assert record_acks().settled == 1
         _one_delivery_with_every_row_once(sandbox, shared, ledger, FEED, STAGE)
@@ -474,7 +474,7 @@ def test_two_nights_started_by_mistake_deliver_each_batch_once(sandbox, shared, 
             names = sorted(p.name for p in inbox.iterdir())
             assert len(names) == sum(1 for s in FEEDS.values() if s == stage), names
             assert all(r.outcome == "received" for r in Stage(stage).receive())
-        from fundx.exchange.handoff import record_acks
+        from fundx.exchange.acks import record_acks
 
         record_acks()
         for feed, stage in FEEDS.items():

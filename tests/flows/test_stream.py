@@ -29,7 +29,7 @@ from fundx.core.timeutil import Window, aware
 from fundx.crypto.keys import KeySettings, KeyStore
 from fundx.crypto.seal import open_sealed
 from fundx.exchange import quarantine
-from fundx.exchange.handoff import run_feed
+from fundx.exchange.run import run_feed
 from fundx.exchange.stream import LocalRunner, Spool, chunk_frame, extract
 from fundx.ledger import Ledger
 
