@@ -184,7 +184,7 @@ def test_new_prints_the_files_and_the_next_steps(cli, monkeypatch, tmp_path):
         calls.append((feed, transport, stage, force))
         return [tmp_path / "connectors" / "feeds" / f"{feed}.yaml", tmp_path / "contracts" / f"{feed}.odcs.yaml"]
 
-    monkeypatch.setitem(sys.modules, "connectors.scaffold", types.SimpleNamespace(scaffold=scaffold))
+    monkeypatch.setitem(sys.modules, "onboarding.scaffold", types.SimpleNamespace(scaffold=scaffold))
     result = cli("new", "tax.arrears", "--transport", "rest", "--stage", "employer_review", "--force")
     assert result.exit_code == 0, result.output
     assert calls == [("tax.arrears", "rest", "employer_review", True)]

@@ -137,7 +137,7 @@ def test_the_draft_contract_cannot_be_released_as_it_is(repo):
 
 
 def test_the_conformance_test_names_the_checks(repo):
-    conformance = pytest.importorskip("connectors.conformance", reason="the conformance suite is not there yet")
+    conformance = pytest.importorskip("onboarding.conformance", reason="the conformance suite is not there yet")
     test_file = scaffold(HEALTH, "rest", stage="death_matching", root=repo)[2].read_text(encoding="utf-8")
     assert f"# (checks: {', '.join(conformance.CHECKS)})" in test_file
 

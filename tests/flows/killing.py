@@ -12,7 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-CHILD = "import sys; from fundx.exchange.handoff import run_feed; run_feed(sys.argv[1], end=sys.argv[2])"
+CHILD = "import sys; from fundx.exchange.run import run_feed; run_feed(sys.argv[1], end=sys.argv[2])"
 
 
 def run_until_killed(point: str, home: Path, feed: str, end: str) -> None:
