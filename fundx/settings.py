@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     home: Path = Field(Path("var"), description="where the exchange keeps its state")
     sandbox_home: Path = Field(Path("agencies"), description="where the sandbox agencies keep their data")
     ledger_url: str | None = Field(None, description="SQLAlchemy URL of the ledger; default SQLite under home")
+    feeds_dir: Path | None = Field(
+        None, description="the folder of the feed configs (<feed>.yaml) the exchange pulls, and that the sandbox, "
+                          "the conformance suite and the tests derive their feeds from; default connectors/feeds")
+    contracts_dir: Path | None = Field(
+        None, description="the folder of the data contracts (<feed>.odcs.yaml, and their released/ copies) the "
+                          "feed configs name; default contracts/")
     office_db_url: str | None = Field(
         None, description="SQLAlchemy URL of the social-insurance office's database (benefit roll, contributions, "
                           "employer subsidies) that the matching stage reads; the sandbox sets it")
@@ -78,10 +84,10 @@ class Settings(BaseSettings):
         description="largest Parquet part a batch is split into before sealing (a stage opens one part in memory)",
     )
 
-    @field_validator("home", "sandbox_home")
+    @field_validator("home", "sandbox_home", "feeds_dir", "contracts_dir")
     @classmethod
-    def _absolute(cls, value: Path) -> Path:
-        return value.expanduser().resolve()
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().resolve()
 
     @field_validator("city")
     @classmethod
