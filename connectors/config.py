@@ -286,6 +286,18 @@ class MatchingConfig(_Strict):
         return out
 
 
+# --- the conformance suite ------------------------------------------------------------------
+
+
+class ConformanceConfig(_Strict):
+    """How the connector conformance suite (connectors/conformance.py) treats this feed."""
+
+    skip: dict[Annotated[str, Field(pattern=_NAME)], Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=dict,
+        description="a check that cannot apply to this agency -> the written reason (never skipped silently)",
+    )
+
+
 # --- the feed ---------------------------------------------------------------------------------
 
 
@@ -302,6 +314,7 @@ class FeedConfig(_Strict):
     filedrop: FileDropConfig | None = None
     database: DatabaseConfig | None = None
     matching: MatchingConfig | None = None
+    conformance: ConformanceConfig | None = None
     stream: bool = Field(
         False, description="read, check and seal the feed in chunks of FUNDX_CHUNK_ROWS rows (bounded memory; "
                            "for feeds of millions of rows)",
