@@ -277,6 +277,15 @@ class MatchingConfig(_Strict):
     table: str = Field(pattern=_NAME)
     columns: dict[Annotated[str, Field(pattern=_NAME)], Annotated[str, Field(pattern=_NAME)] | NotNull | UsccArea] = (
         Field(min_length=1))
+    confirms: bool = Field(
+        False, description="deaths table: a death this feed reports is confirmed on its own (the police's cancellation "
+                           "of the household registration); from other feeds it takes two sources")
+
+    @model_validator(mode="after")
+    def _confirms(self) -> MatchingConfig:
+        if self.confirms and self.table != "deaths":
+            raise ValueError("confirms: only applies to the deaths table")
+        return self
 
     def sources(self) -> list[str]:
         """Every feed column this section reads."""

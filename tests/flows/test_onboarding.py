@@ -132,8 +132,18 @@ schema:
         classification: internal
         customProperties: [{property: pii, value: none}, {property: incremental, value: true}, {property: normalise, value: [trim]}]
     quality:
-      - {name: death_not_before_birth, type: custom, engine: fundx, dimension: consistency, severity: error, implementation: {rule: notBeforeIdBirth, column: death_date, idNumber: id_number}}
-      - {name: stopped_after_death, type: custom, engine: fundx, dimension: consistency, severity: error, implementation: {rule: dateOrder, earlier: death_date, later: pension_stopped_on}}
+      - name: death_not_before_birth
+        type: custom
+        engine: fundx
+        dimension: consistency
+        severity: error
+        implementation: {rule: notBeforeIdBirth, column: death_date, idNumber: id_number}
+      - name: stopped_after_death
+        type: custom
+        engine: fundx
+        dimension: consistency
+        severity: error
+        implementation: {rule: dateOrder, earlier: death_date, later: pension_stopped_on}
 slaProperties:
   - {property: frequency, value: 1, unit: d, scheduler: cron, schedule: "0 2 * * *"}
   - {property: timeOfAvailability, value: "01:00", element: veterans_affairs_pensioner_deaths.recorded_at}
