@@ -18,13 +18,14 @@ from contracts import contract_path
 
 @dataclass(frozen=True)
 class FeedSchema:
-    """A feed's columns in contract order, their Chinese headers, its key and incremental column."""
+    """A feed's columns in contract order, their Chinese headers, its key, incremental and identity-number column."""
 
     feed: str
     columns: tuple[str, ...]
     headers: dict[str, str]  # logical name -> physicalName (the logical name when there is none)
     key: str
     incremental: str | None
+    identity: str | None = None  # the first column classified pii: identity_number
 
 
 def feed_schema(feed: str) -> FeedSchema:
@@ -43,18 +44,14 @@ def _schema(feed: str, path: str, mtime_ns: int, size: int) -> FeedSchema:
     columns = tuple(p["name"] for p in props)
     headers = {p["name"]: p.get("physicalName", p["name"]) for p in props}
     keys = sorted((p for p in props if p.get("primaryKey")), key=lambda p: p.get("primaryKeyPosition", 1))
-    incremental = next(
-        (
-            p["name"]
-            for p in props
-            for cp in p.get("customProperties", [])
-            if cp.get("property") == "incremental" and cp.get("value") in (True, "true")
-        ),
-        None,
-    )
+    def first(prop: str, values: tuple[object, ...]) -> str | None:
+        return next((p["name"] for p in props for cp in p.get("customProperties", [])
+                     if cp.get("property") == prop and cp.get("value") in values), None)
+
     if not keys:
         raise ValueError(f"contract of {feed} names no primary key")
-    return FeedSchema(feed, columns, headers, keys[0]["name"], incremental)
+    return FeedSchema(feed, columns, headers, keys[0]["name"], first("incremental", (True, "true")),
+                      first("pii", ("identity_number",)))
 
 
 def plain_values(column: pd.Series) -> list[object]:
