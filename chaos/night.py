@@ -143,17 +143,19 @@ class Chaos:
         return env
 
     def _record_tokens(self, sandbox: Any) -> None:
-        """Keep every access token the police's token endpoint hands out: secrets to search for too."""
-        police = sandbox._rest["police"]
-        issue = police.token
+        """Keep every access token an OAuth2 token endpoint hands out: secrets to search for too."""
+        for agency in sandbox._rest.values():
+            if agency.token_path is None:
+                continue
+            issue = agency.token
 
-        def recording(request: Any) -> Any:
-            reply = issue(request)
-            if reply.status == 200:
-                self.tokens.add(json.loads(reply.body)["access_token"])
-            return reply
+            def recording(request: Any, issue: Any = issue) -> Any:
+                reply = issue(request)
+                if reply.status == 200:
+                    self.tokens.add(json.loads(reply.body)["access_token"])
+                return reply
 
-        police.token = recording
+            agency.token = recording
 
     # -- the night --------------------------------------------------------------------------------
 
@@ -230,19 +232,21 @@ class Chaos:
                     break
 
     def _uncovered(self) -> list[tuple[str, str]]:
-        from sandbox.faults import FAULTS, TRANSPORTS
+        from sandbox.faults import FAULTS, agency_transports
 
-        pairs = {(p, t) for p in PROFILES for t in set(TRANSPORTS.values()) if t in FAULTS[p].transports}
+        transports = {t for ts in agency_transports().values() for t in ts}
+        pairs = {(p, t) for p in PROFILES for t in transports if t in FAULTS[p].transports}
         return sorted(pairs - self.covered)
 
     def _arm(self) -> dict[str, list[str]]:
         """Random faults at 2-5 random agencies, profiles not yet met at a transport first."""
-        from sandbox.faults import FAULTS, TRANSPORTS
+        from sandbox.faults import FAULTS, agency_transports
 
         armed: dict[str, list[str]] = {}
         wanted = self._uncovered()
-        for agency in self.rng.sample(sorted(TRANSPORTS), self.rng.randint(2, 5)):
-            transport = TRANSPORTS[agency]
+        transports = agency_transports()
+        for agency in self.rng.sample(sorted(transports), self.rng.randint(2, 5)):
+            transport = transports[agency][0]  # an agency of several transports: faults of its first
             fits = [p for p in PROFILES if transport in FAULTS[p].transports]
             fresh = [p for p, t in wanted if t == transport]
             first = self.rng.choice(fresh) if fresh else self.rng.choice(fits)
@@ -348,34 +352,35 @@ class Chaos:
 
     def _lift(self, run: Run, log: str, wall: datetime) -> None:
         """After a run: count the faults that met a run of their feed, lift every fault, queue backfills."""
+        from connectors.registry import registry
         from fundx.ledger import Ledger
-        from sandbox.faults import FAULTS, TRANSPORTS
-        from sandbox.schema import AGENCIES
+        from sandbox.faults import FAULTS
 
         done = {line.split()[1] for line in log.splitlines() if line.startswith("chaos-job ") and " ok " in line}
         # a backfill is job number i of a feed run (they go first); a Prefect night runs none
         pending = [b for i, b in enumerate(self.backfills) if run.mode == "prefect" or str(i) not in done]
+        reg = registry()
         for agency, names in run.faults.items():
-            feed = AGENCIES[agency]
-            met = f"{feed}: pulling" in log
+            feeds = [f for f in reg.agencies.get(agency, ()) if f"{f}: pulling" in log]  # the agency's feeds it met
             state = self.sandbox._states[agency]
             for name in names:
-                if met:
+                for feed in feeds:
                     self.injected.append((run.number, agency, name))
-                    self.covered.add((name, TRANSPORTS[agency]))
+                    self.covered.add((name, reg.feeds[feed].transport))
                     shot = FAULTS[name].shots and state._shots.get(name, FAULTS[name].shots) < FAULTS[name].shots
                     if shot or (name in FAILING and feed in run.failed):
                         self.fired += 1
             self.sandbox.set_faults(agency, [])
-            if "empty" in names and met:
+            if "empty" in names and feeds:
                 ledger = Ledger.from_settings()
                 try:
-                    for p in ledger.pulls(feed, limit=50):
-                        # a backfill that met the empty agency too answered nothing: it goes again
-                        if (p.outcome == "pulled" and not p.rows and p.started_at >= wall
-                                and p.window.start < p.window.end):
-                            pending.append((feed, p.window.start.isoformat(), p.window.end.isoformat()))
-                            self.fired += 1
+                    for feed in feeds:
+                        for p in ledger.pulls(feed, limit=50):
+                            # a backfill that met the empty agency too answered nothing: it goes again
+                            if (p.outcome == "pulled" and not p.rows and p.started_at >= wall
+                                    and p.window.start < p.window.end):
+                                pending.append((feed, p.window.start.isoformat(), p.window.end.isoformat()))
+                                self.fired += 1
                 finally:
                     ledger.dispose()
         self.backfills = list(dict.fromkeys(pending))

@@ -101,7 +101,7 @@ def tally(sandbox: Any, ledger: Any, home: Path, feeds: list[str], windows: list
           canary: str, canary_keys: dict[str, str]) -> list[FeedTally]:
     """Expected, delivered, quarantined, duplicated and lost rows per feed (see the module docstring)."""
     from fundx.exchange import quarantine
-    from sandbox.generator import ID_COLUMNS
+    from sandbox.schema import feed_schema
 
     received = received_rows(home, feeds)
     result = []
@@ -113,8 +113,8 @@ def tally(sandbox: Any, ledger: Any, home: Path, feeds: list[str], windows: list
         canary_where = set()
         for frame in received[feed]:
             delivered.update(_keys(frame[key]))
-            column = ID_COLUMNS[feed]
-            if column in frame.columns and (frame[column].astype(str).str.strip() == canary).any():
+            column = feed_schema(feed).identity
+            if column is not None and column in frame.columns and (frame[column].astype(str).str.strip() == canary).any():
                 canary_where.add("delivered")
         kept: Counter[str] = Counter()
         for q in quarantine.batches(ledger, feed=feed):

@@ -22,6 +22,7 @@ from fundx.core.settings import Settings, get_settings
 if TYPE_CHECKING:
     from connectors.base import Connector
 
+#: the shipped feed configs; FUNDX_FEEDS_DIR points the exchange at another folder (:func:`feeds_dir`)
 FEEDS_DIR = Path(__file__).resolve().parent / "feeds"
 
 #: transport name -> "module:class"; imported only when a feed on that transport is pulled
@@ -31,17 +32,30 @@ TRANSPORTS: dict[str, str] = {
     "database": "connectors.database:DatabaseConnector",
 }
 
-__all__ = ["FEEDS_DIR", "FeedConfig", "build_connector", "connector_for", "feed_names", "load_feed", "load_feed_file"]
+__all__ = [
+    "FEEDS_DIR", "FeedConfig", "build_connector", "connector_for", "feed_names", "feed_path", "feeds_dir", "load_feed",
+    "load_feed_file",
+]
+
+
+def feeds_dir() -> Path:
+    """The folder of the feed configs: FUNDX_FEEDS_DIR, else the shipped connectors/feeds."""
+    return get_settings().feeds_dir or FEEDS_DIR
+
+
+def feed_path(feed: str) -> Path:
+    """Where the config of ``feed`` lives."""
+    return feeds_dir() / f"{feed}.yaml"
 
 
 def feed_names() -> list[str]:
     """Every configured feed, sorted."""
-    return sorted(p.name[: -len(".yaml")] for p in FEEDS_DIR.glob("*.yaml"))
+    return sorted(p.name[: -len(".yaml")] for p in feeds_dir().glob("*.yaml"))
 
 
 def load_feed(feed: str) -> FeedConfig:
     """The validated config of ``feed``; errors are ConfigurationError naming the file and key path."""
-    path = FEEDS_DIR / f"{feed}.yaml"
+    path = feed_path(feed)
     if not path.is_file():
         known = ", ".join(feed_names()) or "none"
         error = ConfigurationError(

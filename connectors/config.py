@@ -277,6 +277,15 @@ class MatchingConfig(_Strict):
     table: str = Field(pattern=_NAME)
     columns: dict[Annotated[str, Field(pattern=_NAME)], Annotated[str, Field(pattern=_NAME)] | NotNull | UsccArea] = (
         Field(min_length=1))
+    confirms: bool = Field(
+        False, description="deaths table: a death this feed reports is confirmed on its own (the police's cancellation "
+                           "of the household registration); from other feeds it takes two sources")
+
+    @model_validator(mode="after")
+    def _confirms(self) -> MatchingConfig:
+        if self.confirms and self.table != "deaths":
+            raise ValueError("confirms: only applies to the deaths table")
+        return self
 
     def sources(self) -> list[str]:
         """Every feed column this section reads."""
@@ -284,6 +293,18 @@ class MatchingConfig(_Strict):
         for value in self.columns.values():
             out.append(value if isinstance(value, str) else value.not_null if isinstance(value, NotNull) else value.uscc_area)
         return out
+
+
+# --- the conformance suite ------------------------------------------------------------------
+
+
+class ConformanceConfig(_Strict):
+    """How the connector conformance suite (onboarding/conformance.py) treats this feed."""
+
+    skip: dict[Annotated[str, Field(pattern=_NAME)], Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=dict,
+        description="a check that cannot apply to this agency -> the written reason (never skipped silently)",
+    )
 
 
 # --- the feed ---------------------------------------------------------------------------------
@@ -302,6 +323,7 @@ class FeedConfig(_Strict):
     filedrop: FileDropConfig | None = None
     database: DatabaseConfig | None = None
     matching: MatchingConfig | None = None
+    conformance: ConformanceConfig | None = None
     stream: bool = Field(
         False, description="read, check and seal the feed in chunks of FUNDX_CHUNK_ROWS rows (bounded memory; "
                            "for feeds of millions of rows)",

@@ -21,7 +21,9 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from fundx.core.errors import ConfigurationError
+from fundx.core.settings import get_settings
 
+#: the shipped contracts; FUNDX_CONTRACTS_DIR points the exchange at another folder (:func:`contracts_dir`)
 CONTRACTS_DIR = Path(__file__).resolve().parent
 _ROOT = CONTRACTS_DIR.parent
 
@@ -83,14 +85,19 @@ class Contract:
         return self.by_name[name]
 
 
+def contracts_dir() -> Path:
+    """The folder of the contracts: FUNDX_CONTRACTS_DIR, else the shipped contracts/."""
+    return get_settings().contracts_dir or CONTRACTS_DIR
+
+
 def contract_path(feed: str) -> Path:
     """Where the contract of ``feed`` lives."""
-    return CONTRACTS_DIR / f"{feed}.odcs.yaml"
+    return contracts_dir() / f"{feed}.odcs.yaml"
 
 
 def contract_names() -> list[str]:
     """Every feed that has a contract, sorted."""
-    return sorted(p.name[: -len(".odcs.yaml")] for p in CONTRACTS_DIR.glob("*.odcs.yaml"))
+    return sorted(p.name[: -len(".odcs.yaml")] for p in contracts_dir().glob("*.odcs.yaml"))
 
 
 def display_path(path: Path) -> str:

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from contracts import CONTRACTS_DIR, Contract, _read, contract_path, describe_validation, display_path
 from fundx.core.errors import ConfigurationError, FundxError
+from fundx.core.settings import get_settings
 
 RELEASED_DIR = CONTRACTS_DIR / "released"
 BREAKING, COMPATIBLE = "breaking", "compatible"
@@ -536,7 +537,13 @@ def _sla(a: list, b: list, add) -> None:
 
 def released_path(feed: str, released_dir: Path | None = None) -> Path:
     """Where the last released copy of ``feed``'s contract lives."""
-    return (released_dir or RELEASED_DIR) / f"{feed}.odcs.yaml"
+    return (released_dir or _released_dir()) / f"{feed}.odcs.yaml"
+
+
+def _released_dir() -> Path:
+    """contracts/released, or released/ inside FUNDX_CONTRACTS_DIR when that is set."""
+    moved = get_settings().contracts_dir
+    return moved / "released" if moved is not None else RELEASED_DIR
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Literal
 
 from contracts import Contract, contract_names, contract_path, display_path, load_contract
@@ -190,22 +191,30 @@ class FeedSla:
 
 
 def feed_sla(feed: str) -> FeedSla:
-    """The service levels of ``feed``, compiled from ``contracts/<feed>.odcs.yaml`` (cached)."""
-    return _cached(feed)
+    """The service levels of ``feed``, compiled from ``contracts/<feed>.odcs.yaml`` (cached while the file
+    is unchanged; FUNDX_CONTRACTS_DIR may point elsewhere)."""
+    return _cached(feed, *_stamp(contract_path(feed)))
+
+
+def _stamp(path: Path) -> tuple[str, int, int]:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return str(path), 0, 0  # load_contract says what is missing
+    return str(path), st.st_mtime_ns, st.st_size
 
 
 @lru_cache(maxsize=64)
-def _cached(feed: str) -> FeedSla:
+def _cached(feed: str, path: str, mtime_ns: int, size: int) -> FeedSla:
     return compile_sla(load_contract(feed))
 
 
-@lru_cache(maxsize=1)
 def _all() -> tuple[FeedSla, ...]:
     return tuple(feed_sla(feed) for feed in contract_names())
 
 
 def all_slas() -> dict[str, FeedSla]:
-    """Every feed's service levels, by feed (cached; a fresh dict each call)."""
+    """Every feed's service levels, by feed (cached per contract file; a fresh dict each call)."""
     return {s.feed: s for s in _all()}
 
 

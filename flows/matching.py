@@ -14,7 +14,7 @@ from prefect.artifacts import create_table_artifact
 
 from fundx.core.errors import content_free
 from fundx.core.settings import private_umask
-from matching.load import STAGES
+from matching.load import stages
 
 
 @task(name="receive", persist_result=False)
@@ -36,7 +36,7 @@ def matching_night(night: date | None = None, params: dict[str, str] | None = No
     private_umask()  # a worker's flow run: whatever umask the worker was started with
     logger = get_run_logger()
     try:
-        for stage in STAGES:
+        for stage in stages():
             got = receive(stage)
             logger.info("stage %s: %d batches received, %d refused", stage, got["received"], got["refused"])
         record_acks(logger=logger)

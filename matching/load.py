@@ -128,7 +128,13 @@ OFFICE: dict[str, tuple[tuple[str, ...], str]] = {
 }
 OFFICE_SOURCES: dict[str, str] = {"roll": "benefit_roll", "contributions": "contributions",
                                   "subsidies": "employer_subsidies"}
-STAGES: tuple[str, ...] = ("death_matching", "custody_matching", "bill_review", "employer_review")
+
+
+def stages() -> tuple[str, ...]:
+    """The matching stages: the stages the feed configs deliver to (connectors.registry), sorted."""
+    from connectors.registry import registry
+
+    return registry().stages
 
 
 @dataclass(frozen=True)
@@ -259,10 +265,11 @@ def load_office(*, con: duckdb.DuckDBPyConnection, keys: KeyStore, home: Path | 
     home = Path(home or get_settings().home)
     url = url or office_url()
     engine = sa.create_engine(url)
+    delivered = set(stages())
     done = []
     try:
         with engine.connect() as conn:
-            for table, (stages, sql) in OFFICE.items():
+            for table, (keepers, sql) in OFFICE.items():
                 source = OFFICE_SOURCES[table]
                 try:
                     result = conn.execute(sa.text(f"SELECT * FROM {source}"))  # noqa: S608 (fixed names)
@@ -284,7 +291,7 @@ def load_office(*, con: duckdb.DuckDBPyConnection, keys: KeyStore, home: Path | 
                     kept = con.sql(sql).to_arrow_table()
                 finally:
                     con.unregister("src")
-                for stage in stages:
+                for stage in (s for s in keepers if s in delivered):  # a stage no feed delivers to has no keys
                     Store(stage, home=home, keys=keys).replace(table, kept)
                     done.append(Loaded(stage, table, "snapshot", kept.num_rows))
     finally:

@@ -260,6 +260,15 @@ def _latest(name: str) -> str:
     return f"QUALIFY row_number() OVER (PARTITION BY {', '.join(KEYS[name])} ORDER BY received_at DESC) = 1"
 
 
+def confirming_feeds() -> list[str]:
+    """The death sources whose report confirms a death on its own: the feeds whose config's ``matching:``
+    section says ``confirms: true`` (the police's cancelled household registrations), sorted."""
+    from connectors.registry import registry
+
+    return sorted(name for name, config in registry().feeds.items()
+                  if config.matching is not None and config.matching.table == "deaths" and config.matching.confirms)
+
+
 def prepare(con: duckdb.DuckDBPyConnection, inputs: Inputs, params: dict[str, dict[str, Any]]) -> None:
     """Register the inputs (latest row per key), then build ``death_view``, the consolidated deaths."""
     for name, columns in EMPTY.items():
@@ -279,12 +288,14 @@ def prepare(con: duckdb.DuckDBPyConnection, inputs: Inputs, params: dict[str, di
         else:
             con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {name}_in")
     conflict = int(params["deaths"]["conflict_days"])
-    # which sources know of a death, as bits (the police first): cheaper than count(DISTINCT feed)
-    feeds = ["police.deaths", *sorted({f for (f,) in con.sql("SELECT DISTINCT feed FROM deaths_in").fetchall()}
-                                      - {"police.deaths"})]
+    # which sources know of a death, as bits (the confirming ones first): cheaper than count(DISTINCT feed)
+    confirming = confirming_feeds()
+    seen = {f for (f,) in con.sql("SELECT DISTINCT feed FROM deaths_in").fetchall()}
+    feeds = [*confirming, *sorted(seen - set(confirming))]
     if len(feeds) > 62:
         raise ConfigurationError(f"{len(feeds)} death sources: the consolidation counts at most 62")
     bits = "CASE feed " + " ".join(f"WHEN '{f}' THEN {1 << i}" for i, f in enumerate(feeds)) + " ELSE 0 END"
+    alone = (1 << len(confirming)) - 1  # the bits of the sources that confirm a death on their own
     con.execute(f"""
     CREATE OR REPLACE TEMP TABLE death_view AS
     WITH per AS (
@@ -293,7 +304,7 @@ def prepare(con: duckdb.DuckDBPyConnection, inputs: Inputs, params: dict[str, di
         FROM deaths WHERE person IS NOT NULL AND death_date IS NOT NULL GROUP BY person)
     SELECT person, death_date, earliest, bit_count(known)::INTEGER AS sources,
            CASE WHEN date_diff('day', earliest, death_date) > {conflict} THEN 'conflict'
-                WHEN known & 1 = 1 OR bit_count(known) >= 2 THEN 'confirmed' ELSE 'probable' END AS confidence
+                WHEN known & {alone} != 0 OR bit_count(known) >= 2 THEN 'confirmed' ELSE 'probable' END AS confidence
     FROM per""")
 
 

@@ -23,12 +23,21 @@ from matching.store import Store
 
 log = logging.getLogger("fundx.matching")
 
-#: store table -> the stage whose store holds it
-SOURCES: dict[str, str] = {
-    "deaths": "death_matching", "custody": "custody_matching", "bills": "bill_review",
-    "businesses": "employer_review", "roll": "death_matching", "contributions": "employer_review",
-    "subsidies": "employer_review",
-}
+
+
+def sources() -> dict[str, str]:
+    """Store table -> the stage whose store holds it, for every table a rule reads (matching.rules.EMPTY):
+    the feeds' tables as their configs' ``matching:`` and ``stage:`` say (connectors.registry), the
+    office's tables from the first of their stages a feed delivers to."""
+    from connectors.registry import registry
+
+    reg = registry()
+    out = {table: stage for table, stage in reg.tables.items() if table in rules.EMPTY}
+    for table, (stages, _sql) in load.OFFICE.items():
+        kept = [s for s in stages if s in reg.stages]
+        if kept and table in rules.EMPTY:
+            out[table] = kept[0]
+    return out
 INVESTIGATORS_FILE = "investigators.p7m"
 
 
@@ -58,7 +67,7 @@ def output_dir(night: date, home: Path | None = None) -> Path:
 
 def inputs(keys: KeyStore, home: Path) -> rules.Inputs:
     """Every table the rules read, from the stages' stores."""
-    return rules.Inputs({t: Store(stage, home=home, keys=keys).read(t) for t, stage in SOURCES.items()})
+    return rules.Inputs({t: Store(stage, home=home, keys=keys).read(t) for t, stage in sources().items()})
 
 
 def run_matching(night: date | None = None, params: dict[str, str] | None = None, *,
@@ -73,7 +82,7 @@ def run_matching(night: date | None = None, params: dict[str, str] | None = None
     keys = KeyStore(home=home)
     con = load.connect(keys)
     result = MatchingResult(night)
-    for stage in load.STAGES:
+    for stage in load.stages():
         for loaded in load.load_batches(stage, con=con, keys=keys, home=home):
             result.loaded[stage] = result.loaded.get(stage, 0) + loaded.rows
     load.load_office(con=con, keys=keys, home=home, url=office_url)
@@ -106,7 +115,7 @@ def read_vault(keys: KeyStore, home: Path, wanted: set[bytes]) -> dict[bytes, tu
                                         "(FUNDX_KEYS_STAGE_KEYS[investigators])")
     ca, crl = keys.ca(), keys.crl()
     # the vault is sealed by the matching stages' own signers: any other CA-issued signer is refused
-    signers = {keys.stage_signer(stage)[1].subject for stage in load.STAGES}
+    signers = {keys.stage_signer(stage)[1].subject for stage in load.stages()}
     found: dict[bytes, tuple[str, str]] = {}
     for stage_dir in sorted((home / "stages").glob("*/vault")):
         for path in sorted(stage_dir.glob("*.p7m")):

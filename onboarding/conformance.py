@@ -2,6 +2,7 @@
 
     results = run_suite("police.deaths")                               # the configured endpoint
     results = run_suite("justice.prisoners", skip={"paging": "why"})   # a skip needs a written reason
+                                                                       # (or the config's conformance: skip:)
     results = run_suite("police.deaths", context=Context.for_sandbox("police.deaths", sandbox))
 
 Each check takes a :class:`Context` (the feed, its config and contract, the environment that names
@@ -78,6 +79,7 @@ __all__ = [
     "Result",
     "SandboxFaults",
     "check_skip",
+    "config_skip",
     "run_check",
     "run_suite",
     "suite_passed",
@@ -159,6 +161,15 @@ def check_skip(skip: Mapping[str, str] | None) -> dict[str, str]:
             raise ValueError(f"skipping check {name!r} needs a written reason, e.g. skip={{{name!r}: 'why'}}")
         checked[name] = reason.strip()
     return checked
+
+
+def config_skip(config: FeedConfig) -> dict[str, str]:
+    """The checks the feed's config skips (``conformance: skip:``), with their reasons; ValueError naming
+    the config for an unknown check."""
+    try:
+        return check_skip(config.conformance.skip if config.conformance is not None else None)
+    except ValueError as exc:
+        raise ValueError(f"{config.feed}: conformance.skip: {exc}") from None
 
 
 # --- fault control ----------------------------------------------------------------------------
@@ -377,7 +388,7 @@ def run_suite(
 def run_check(name: str, context: Context, *, skip: Mapping[str, str] | None = None) -> Result:
     """One check for the context's feed; never raises for what it finds (a failure is a Result)."""
     feed = context.feed
-    skipped = check_skip(skip)
+    skipped = config_skip(context.config) | check_skip(skip)
     if name not in CHECKS:
         raise ValueError(f"unknown check {name!r} (checks: {', '.join(CHECKS)})")
     if name in skipped:

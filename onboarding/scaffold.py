@@ -1,4 +1,4 @@
-"""A new agency feed, scaffolded: its connector config, a draft contract and its conformance test.
+"""A new agency feed, scaffolded: its connector config and a draft contract.
 
 ``fundx connector new AGENCY.FEED --transport rest|filedrop|database --stage STAGE`` calls
 :func:`scaffold`, which writes
@@ -10,9 +10,12 @@
   ``matching:`` section is written commented out, with the stage's store tables and their columns;
 - ``contracts/<feed>.odcs.yaml``: a draft ODCS v3 contract (version 0.1.0, status draft) with a key
   column, placeholder columns with PII classifications, a batch policy and the service levels the
-  SLA monitor needs; ``fundx contract infer SAMPLE`` drafts the real columns from a sample;
-- ``tests/connectors/conformance/test_conformance_<agency>_<name>.py``: the lines that hand the feed to the
-  conformance suite every connector passes.
+  SLA monitor needs; ``fundx contract infer SAMPLE`` drafts the real columns from a sample.
+
+Nothing else names a feed: the night, the stage list, the sandbox, the conformance suite every
+connector passes and the tests all derive their feeds from the configs (connectors.registry). A check
+of the suite that cannot apply to the agency is skipped with a written reason in the config's
+``conformance:`` section (written commented out).
 
 Nothing is overwritten unless ``force``. The keys, paging styles and auth kinds written come from
 the models in :mod:`connectors.config`, so a new paging style appears here without a change.
@@ -32,8 +35,10 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from connectors import feeds_dir
 from connectors.config import FeedConfig
 from connectors.schema import MODELINE, reference_fields
+from contracts import contracts_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,12 +95,11 @@ _WINDOW_NOTE = "(changed_since paging carries the window itself: delete window: 
 
 
 def feed_stages() -> tuple[str, ...]:
-    """The stages that receive feeds: the recipients in fundx.crypto.keys.STAGES that have a matching store
-    (not the stewards, who get quarantines, nor the investigators, who get identities)."""
-    from fundx.crypto.keys import STAGES
-    from matching.load import STAGES as MATCHING_STAGES
+    """The stages that receive feeds: those the feed configs deliver to (connectors.registry), each with
+    keys and a matching store (not the stewards, who get quarantines, nor the investigators)."""
+    from connectors.registry import registry
 
-    return tuple(s for s in STAGES if s in MATCHING_STAGES)
+    return registry().stages
 
 
 def stage_tables(stage: str) -> dict[str, list[tuple[str, str]]]:
@@ -103,10 +107,10 @@ def stage_tables(stage: str) -> dict[str, list[tuple[str, str]]]:
     columns and types as the rules read them (matching.rules.EMPTY)."""
     from matching.load import OFFICE
     from matching.rules import EMPTY
-    from matching.run import SOURCES
+    from matching.run import sources
 
     out: dict[str, list[tuple[str, str]]] = {}
-    for table, owner in SOURCES.items():
+    for table, owner in sources().items():
         if owner != stage or table in OFFICE:
             continue
         spec = EMPTY.get(table, "")
@@ -342,6 +346,10 @@ def _config_text(feed: str, agency: str, transport: str, stage: str) -> str:
     lines += [f"stage: {stage}", f"transport: {transport}", f"{transport}:"]
     lines += _fields(section_models[transport], transport, 2, env)
     lines += _matching_lines(stage)
+    lines += _comment_block(0, "The conformance suite (tests/connectors/conformance, `fundx connector check`) runs "
+                               f"every check against this feed ({_checks()}). One that cannot apply to this agency "
+                               "is skipped with the written reason, never silently:")
+    lines += ["# conformance:", '#   skip: {paging: "why it cannot apply here"}']
     return "\n".join(lines) + "\n"
 
 
@@ -440,27 +448,12 @@ def _contract_text(feed: str, agency: str, stage: str) -> str:
                             domain=_DOMAINS.get(stage, "TODO"), stage_words=stage.replace("_", " "))
 
 
-# --- the conformance test ------------------------------------------------------------------------
-
-_CONFORMANCE = '''\
-"""{feed} passes the connector conformance suite (onboarding/conformance.py)."""
-
-from conformance_suite import conformance_tests
-
-# A check that cannot apply to this agency is skipped with a written reason, never silently:
-#   globals().update(conformance_tests("{feed}", skip={{"paging": "why it cannot apply here"}}))
-# (checks: {checks})
-globals().update(conformance_tests("{feed}"))
-'''
-#: the conformance test's file name, as the suite's folder names them
-CONFORMANCE_FILE = "test_conformance_{agency}_{name}.py"
+# --- the checks of the conformance suite ---------------------------------------------------------
 
 
 def _checks() -> str:
-    try:
-        from onboarding.conformance import CHECKS
-    except ImportError:  # the suite is not there: the comment names none
-        return "see onboarding/conformance.py"
+    from onboarding.conformance import CHECKS  # pandas and the connectors: only when a feed is scaffolded
+
     return ", ".join(CHECKS)
 
 
@@ -469,21 +462,22 @@ def _checks() -> str:
 
 def scaffold(feed: str, transport: str, *, stage: str | None = None, force: bool = False,
              root: Path | None = None) -> list[Path]:
-    """Write the config, draft contract and conformance test of a new feed under ``root`` (default the
-    repository); the paths written, in that order.
+    """Write the config and draft contract of a new feed under ``root`` (default: where the exchange
+    reads them, FUNDX_FEEDS_DIR and FUNDX_CONTRACTS_DIR or the repository's); the paths written, in that order.
 
     ValueError for a bad feed name, transport or stage (the stage must be given: the message lists
     the stages that receive feeds); FileExistsError naming the files that already exist, and
     nothing written, unless ``force``.
     """
-    agency, name = _check(feed, transport, stage)
+    agency, _name = _check(feed, transport, stage)
     assert stage is not None
     base = Path(root) if root is not None else REPO_ROOT
+    # by default where the exchange reads them (FUNDX_FEEDS_DIR, FUNDX_CONTRACTS_DIR, else the repository's)
+    feeds = base / "connectors" / "feeds" if root is not None else feeds_dir()
+    contracts = base / "contracts" if root is not None else contracts_dir()
     files = {
-        base / "connectors" / "feeds" / f"{feed}.yaml": _config_text(feed, agency, transport, stage),
-        base / "contracts" / f"{feed}.odcs.yaml": _contract_text(feed, agency, stage),
-        base / "tests" / "connectors" / "conformance" / CONFORMANCE_FILE.format(agency=agency, name=name):
-            _CONFORMANCE.format(feed=feed, checks=_checks()),
+        feeds / f"{feed}.yaml": _config_text(feed, agency, transport, stage),
+        contracts / f"{feed}.odcs.yaml": _contract_text(feed, agency, stage),
     }
     existing = [p for p in files if p.exists()]
     if existing and not force:

@@ -1,9 +1,11 @@
-"""The eight simulated agencies on loopback, started and stopped together: ``Sandbox``.
+"""The simulated agencies on loopback, started and stopped together: ``Sandbox``.
 
-A ``Sandbox`` generates (or is handed) a synthetic city, writes the file drops, the settlement
-database, the tax declarations database and the social-insurance office's own database under its home, starts one HTTP server per
-REST agency and a control server, and hands the exchange its endpoints and credentials in
-``home/exchange.env`` (mode 0600). Everything holding
+A ``Sandbox`` generates (or is handed) a synthetic city and serves every feed of the feed configs
+(connectors/feeds/*.yaml, or FUNDX_FEEDS_DIR) as its config says (sandbox/simulated.py): one HTTP
+server per REST base URL, a drop folder per file-drop feed, a database per database feed, the
+social-insurance office's own database, and a control server. It hands the exchange their endpoints
+and credentials in ``home/exchange.env`` (mode 0600), under the environment variables the configs
+reference. A feed it cannot serve is listed in ``not_simulated`` with the reason. Everything holding
 personal data stays under ``home``. docs/agencies.md is the wire contract.
 """
 
@@ -21,14 +23,16 @@ from pathlib import Path
 import orjson
 import pandas as pd
 
-from sandbox.drops import DROP_AGENCIES, FileDrop
-from sandbox.faults import TRANSPORTS, FaultState, parse_faults, validate, validate_all
+from connectors.registry import registry
+from contracts import load_contract
+from sandbox.drops import FileDrop
+from sandbox.faults import FaultState, agency_transports, parse_faults, validate, validate_all
 from sandbox.generator import DEFAULT_AS_OF, DEFAULT_SEED, City, generate_city
-from sandbox.medical_db import MedicalDB
+from sandbox.generic import NotSimulated, contract_rows, generic_row_count
 from sandbox.office_db import OfficeDB
-from sandbox.rest import REST_AGENCIES, Police, RestAgency
-from sandbox.schema import AGENCIES, FEED_AGENCY
-from sandbox.tax_db import TaxDB
+from sandbox.rest import RestAgency, Router, env_name
+from sandbox.simulated import AgencyDB, SimulatedFeed, simulated_feeds
+from sandbox.view_db import ViewDB
 from sandbox.wire import HttpError, Reply, Request, Server, json_reply, start_server
 
 try:
@@ -38,21 +42,10 @@ except ImportError:  # the sandbox also runs without the exchange installed
 
     SHANGHAI = ZoneInfo("Asia/Shanghai")
 
-__all__ = ["AGENCIES", "Sandbox", "parse_faults"]
+__all__ = ["Sandbox", "parse_faults"]
 
 log = logging.getLogger("sandbox")
 
-#: agency -> the environment variable that holds its endpoint (URL, folder or database URL)
-ENDPOINT_ENV: dict[str, str] = {
-    "civil_affairs": "FUNDX_CIVIL_AFFAIRS_URL",
-    "police": "FUNDX_POLICE_URL",
-    "market_regulation": "FUNDX_MARKET_REGULATION_URL",
-    "religious_affairs": "FUNDX_RELIGIOUS_AFFAIRS_DROP",
-    "justice": "FUNDX_JUSTICE_DROP",
-    "medical_insurance": "FUNDX_MEDICAL_INSURANCE_DB_URL",
-    "health_commission": "FUNDX_HEALTH_COMMISSION_URL",
-    "tax_bureau": "FUNDX_TAX_BUREAU_DB_URL",
-}
 #: the social-insurance office's own database (benefit roll, contributions, employer subsidies): not an
 #: agency, but handed to the exchange next to them, for the matching stage
 OFFICE_ENV = "FUNDX_OFFICE_DB_URL"
@@ -83,16 +76,17 @@ class Sandbox:
         self.host = host
         self._initial_faults = validate_all(faults)  # fail before any work is done
         self._city = city
-        self._states = {agency: FaultState(agency) for agency in TRANSPORTS}
-        self._rest: dict[str, RestAgency] = {}
-        self._servers: dict[str, Server] = {}
-        self._drops: dict[str, FileDrop] = {}
-        self._db: MedicalDB | None = None
-        self._tax: TaxDB | None = None
+        self._transports = agency_transports()  # the agencies of the feed configs when it was made
+        self._states = {agency: FaultState(agency, self._transports) for agency in self._transports}
+        self._rest: dict[str, RestAgency] = {}  # feed -> its REST agency
+        self._servers: dict[str, Server] = {}  # the base URL's environment variable -> its server
+        self._drops: dict[str, FileDrop] = {}  # feed -> its drop folder
+        self._dbs: dict[str, AgencyDB] = {}  # feed -> its database
         self._office: OfficeDB | None = None
         self._control: Server | None = None
         self._lock = threading.Lock()
         self._started_at: datetime | None = None
+        self.not_simulated: dict[str, str] = {}  # feed -> why the sandbox does not serve it
         self.env: dict[str, str] = {}
         self.urls: dict[str, str] = {}
         self.control_url = ""
@@ -105,6 +99,11 @@ class Sandbox:
         if self._city is None:
             raise RuntimeError("the sandbox has no city before start()")
         return self._city
+
+    @property
+    def feeds(self) -> list[str]:
+        """The feeds the sandbox serves, sorted."""
+        return sorted([*self._rest, *self._drops, *self._dbs])
 
     def start(self) -> Sandbox:
         """Generate the city, write drops and databases, start the servers, hand out exchange.env and sandbox.json."""
@@ -127,52 +126,90 @@ class Sandbox:
         city.write_truth(self.home / "truth.json")
 
         now = datetime.now(SHANGHAI)
-        for agency, cls in DROP_AGENCIES.items():
-            drop = cls(self.home / "drops" / agency, city.feeds[AGENCIES[agency]], city.as_of, self._states[agency], now)
-            drop.write()
-            self._drops[agency] = drop
-        self._db = MedicalDB(self.home, city.feeds[AGENCIES["medical_insurance"]], self._states["medical_insurance"],
-                             self.medical_db_url)
-        self._db.load()
-        self._tax = TaxDB(self.home, city.feeds[AGENCIES["tax_bureau"]], self._states["tax_bureau"])
-        self._tax.load()
+        feeds = simulated_feeds()
+        for feed, why in registry().broken.items():
+            self.not_simulated[feed] = why
+            log.warning("not simulated: its config does not load: %s", why)
+        drops_of: dict[str, int] = {}
+        for sim in feeds.values():
+            if sim.transport == "filedrop":
+                drops_of[sim.agency] = drops_of.get(sim.agency, 0) + 1
+        shared: dict[str, str] = {}  # credentials by environment variable, shared by feeds naming one
+        env: dict[str, str] = {}
+        rest: dict[str, list[RestAgency]] = {}  # base URL's environment variable -> its feeds' agencies
+        for feed, sim in feeds.items():
+            try:
+                frame = self._frame(sim, city)
+                state = self._states[sim.agency]
+                if sim.config.rest is not None:
+                    app = RestAgency(feed, sim.agency, sim.config.rest, frame, state, self.stall_seconds,
+                                     quirks=sim.entry.rest, secrets_by_env=shared)
+                    rest.setdefault(env_name(sim.config.rest.base_url, f"{feed}: rest.base_url"), []).append(app)
+                    env.update(app.credentials)
+                    self._rest[feed] = app
+                elif sim.config.filedrop is not None:
+                    name = env_name(sim.config.filedrop.directory, f"{feed}: filedrop.directory")
+                    folder = self.home / "drops" / (sim.agency if drops_of[sim.agency] == 1 else feed)
+                    drop = (sim.entry.drop or FileDrop)(folder, frame, city.as_of, state, now, feed=feed,
+                                                        config=sim.config.filedrop)
+                    drop.write()
+                    self._drops[feed] = drop
+                    env[name] = str(drop.folder)
+                    self._where(sim, str(drop.folder))
+                elif sim.config.database is not None:
+                    name = env_name(sim.config.database.url, f"{feed}: database.url")
+                    db: AgencyDB
+                    if sim.entry.database is not None:
+                        db = sim.entry.database(self.home, frame, state, self.medical_db_url)
+                    else:
+                        db = ViewDB(self.home / "databases" / f"{feed}.db", feed, sim.config.database, frame, state)
+                    db.load()
+                    self._dbs[feed] = db
+                    env[name] = db.url
+                    self._where(sim, db.public_url)
+            except NotSimulated as exc:
+                self.not_simulated[feed] = str(exc)
+                log.warning("not simulated: %s", exc)
+        for variable, apps in rest.items():
+            try:
+                app_or_router = apps[0] if len(apps) == 1 else Router(apps)
+            except NotSimulated as exc:
+                for app in apps:
+                    del self._rest[app.feed]
+                    self.not_simulated[app.feed] = str(exc)
+                continue
+            server = start_server(app_or_router, self.host)
+            self._servers[variable] = server
+            env[variable] = server.url
+            for app in apps:
+                self._where(feeds[app.feed], server.url)
         self._office = OfficeDB(self.home, city)
         self._office.write()
-
-        for agency, app_cls in REST_AGENCIES.items():
-            app = app_cls(city.feeds[AGENCIES[agency]], self._states[agency], self.stall_seconds)
-            self._rest[agency] = app
-            self._servers[agency] = start_server(app, self.host)
+        env[OFFICE_ENV] = self._office.url
         self._control = start_server(Control(self), self.host)
         self.control_url = self._control.url
 
-        self.urls = {agency: server.url for agency, server in self._servers.items()}
-        self.urls.update({agency: str(drop.folder) for agency, drop in self._drops.items()})
-        self.urls["medical_insurance"] = self._db.public_url
-        self.urls["tax_bureau"] = self._tax.url
-        self.env = self._exchange_env()
+        self.env = dict(sorted(env.items()))
         self._started_at = datetime.now(SHANGHAI)
         _write_private(self.home / "exchange.env", self._env_text())
         self._write_state()
         log.info("agencies up in %.1f s; control at %s", time.perf_counter() - began, self.control_url)
 
-    def _exchange_env(self) -> dict[str, str]:
-        civil = self._rest["civil_affairs"]
-        police = self._rest["police"]
-        market = self._rest["market_regulation"]
-        assert isinstance(police, Police) and self._db is not None and self._tax is not None
-        env = {ENDPOINT_ENV[a]: self._servers[a].url for a in self._servers}
-        env.update({ENDPOINT_ENV[a]: str(d.folder) for a, d in self._drops.items()})
-        env["FUNDX_MEDICAL_INSURANCE_DB_URL"] = self._db.url
-        env["FUNDX_TAX_BUREAU_DB_URL"] = self._tax.url
-        if self._office is not None:
-            env[OFFICE_ENV] = self._office.url
-        env["FUNDX_CIVIL_AFFAIRS_TOKEN"] = civil.token  # type: ignore[attr-defined]
-        env["FUNDX_POLICE_CLIENT_ID"] = police.client_id
-        env["FUNDX_POLICE_CLIENT_SECRET"] = police.client_secret
-        env["FUNDX_MARKET_REGULATION_API_KEY"] = market.api_key  # type: ignore[attr-defined]
-        env["FUNDX_HEALTH_COMMISSION_API_KEY"] = self._rest["health_commission"].api_key  # type: ignore[attr-defined]
-        return dict(sorted(env.items()))
+    def _frame(self, sim: SimulatedFeed, city: City) -> pd.DataFrame:
+        """The feed's rows: the city generator's, or (no sandbox entry) drawn from its contract once."""
+        if sim.feed not in city.feeds:
+            if not sim.generic:
+                raise NotSimulated(f"{sim.feed}: its sandbox entry takes its rows from the city generator, "
+                                   "which builds none for it")
+            contract = load_contract(sim.config.contract)
+            city.feeds[sim.feed] = contract_rows(contract, generic_row_count(city.people), seed=city.seed,
+                                                 as_of=city.as_of)
+        return city.feeds[sim.feed]
+
+    def _where(self, sim: SimulatedFeed, where: str) -> None:
+        """Record an endpoint: under the agency, or (an agency with several) under the feed too."""
+        if self.urls.setdefault(sim.agency, where) != where:
+            self.urls[sim.feed] = where
 
     def _env_text(self) -> str:
         lines = [
@@ -192,6 +229,8 @@ class Sandbox:
             "as_of": self.as_of.isoformat(),
             "control_url": self.control_url,
             "urls": self.urls,
+            "feeds": self.feeds,
+            "not_simulated": self.not_simulated,
             "faults": self.faults,
             "env_file": str(self.home / "exchange.env"),
             "truth": str(self.home / "truth.json"),
@@ -200,19 +239,16 @@ class Sandbox:
         _write_atomic(self.home / "sandbox.json", json.dumps(state, ensure_ascii=False, indent=2) + "\n", 0o644)
 
     def stop(self) -> None:
-        """Stop every server, put back a truncated file, release the database; remove sandbox.json and exchange.env."""
+        """Stop every server, put back a truncated file, release the databases; remove sandbox.json and exchange.env."""
         for server in [*self._servers.values(), *([self._control] if self._control else [])]:
             server.stop()
         self._servers.clear()
         self._control = None
         for drop in self._drops.values():
             drop.restore_now()
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-        if self._tax is not None:
-            self._tax.close()
-            self._tax = None
+        for db in self._dbs.values():
+            db.close()
+        self._dbs.clear()
         if self._started_at is not None:
             for name in ("sandbox.json", "exchange.env"):
                 path = self.home / name
@@ -235,15 +271,15 @@ class Sandbox:
 
     def set_faults(self, agency: str, faults: list[str]) -> None:
         """Arm these faults at one agency (replacing its old ones; transient ones fire again)."""
-        checked = validate(agency, faults)
+        checked = validate(agency, faults, self._transports)
         with self._lock:
             self._states[agency].arm(checked)
-            if agency in self._drops:
-                self._drops[agency].write()
-            elif agency == "medical_insurance" and self._db is not None:
-                self._db.arm()
-            elif agency == "tax_bureau" and self._tax is not None:
-                self._tax.arm()
+            for drop in self._drops.values():
+                if drop.faults is self._states[agency]:
+                    drop.write()
+            for db in self._dbs.values():
+                if db.faults is self._states[agency]:
+                    db.arm()
             if self._started_at is not None:
                 self._write_state()
 
@@ -256,24 +292,17 @@ class Sandbox:
         modified in the window; justice: for one prisoner the latest file wins. Under the ``empty``
         fault: no rows. Other faults do not change the answer (the rows are the same).
         """
-        agency = FEED_AGENCY.get(feed)
-        if agency is None:
-            raise ValueError(f"unknown feed {feed!r} (known: {', '.join(FEED_AGENCY)})")
         for bound in (start, end):
             if bound is not None and bound.tzinfo is None:
                 raise ValueError("window bounds must be timezone-aware")
-        if agency in self._rest:
-            frame = self._rest[agency].index.expected(start, end)
-            return frame.iloc[0:0] if self._states[agency].has("empty") else frame
-        if agency in self._drops:
-            return self._drops[agency].expected(start, end)
-        if agency == "tax_bureau":
-            if self._tax is None:
-                raise RuntimeError("the sandbox is not started")
-            return self._tax.expected(start, end)
-        if self._db is None:
+        served = self._rest.get(feed) or self._drops.get(feed) or self._dbs.get(feed)
+        if served is not None:
+            return served.expected(start, end)
+        if feed in self.not_simulated:
+            raise ValueError(f"feed {feed!r} is not simulated: {self.not_simulated[feed]}")
+        if self._started_at is None:
             raise RuntimeError("the sandbox is not started")
-        return self._db.expected(start, end)
+        raise ValueError(f"unknown feed {feed!r} (known: {', '.join(self.feeds)})")
 
 
 class Control:
@@ -286,7 +315,8 @@ class Control:
 
     def handle(self, request: Request) -> Reply:
         if request.path == "/health" and request.method == "GET":
-            return json_reply(200, {"status": "ok", "pid": os.getpid(), "agencies": list(AGENCIES)})
+            return json_reply(200, {"status": "ok", "pid": os.getpid(), "agencies": list(self.sandbox.faults),
+                                    "feeds": self.sandbox.feeds, "not_simulated": self.sandbox.not_simulated})
         if request.path == "/faults" and request.method == "GET":
             return json_reply(200, {"faults": self.sandbox.faults})
         if request.path == "/faults" and request.method == "POST":

@@ -1,13 +1,19 @@
-"""The two file-drop agencies: monthly GB18030 CSV files (religious affairs) and dated xlsx snapshots (justice).
+"""The file-drop agencies: a folder of CSV or xlsx files, as the feed config's ``filedrop:`` says (file
+pattern, format, encoding, delimiter, sheet, done-marker suffix).
 
-Each data file is followed by its done-marker ``<file>.ok`` (``rows=`` and ``sha256=`` lines); the
-marker's modification time is the time the file was delivered, which is what a window selects.
-Delivery times are fixed when the drop is planned, so rewriting a file (a fault armed or disarmed)
-never moves it to another window.
+Each data file is followed by its done-marker ``<file><done_suffix>`` (``rows=`` and ``sha256=``
+lines); the marker's modification time is the time the file was delivered, which is what a window
+selects. Delivery times are fixed when the drop is planned, so rewriting a file (a fault armed or
+disarmed) never moves it to another window.
+
+:class:`FileDrop` plans any feed's files generically (three deliveries over the last two months); an
+agency with its own habits has its sandbox entry (sandbox/simulated.py): monthly GB18030 CSV files
+(religious affairs, :class:`ReligiousDrop`) and dated xlsx snapshots (justice, :class:`JusticeDrop`).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import io
 import os
@@ -21,7 +27,10 @@ import pandas as pd
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 
+from connectors import load_feed
+from connectors.config import FileDropConfig
 from sandbox.faults import RENAMED, FaultState
+from sandbox.generic import NotSimulated
 from sandbox.schema import FeedSchema, feed_schema, plain_values
 
 try:
@@ -57,14 +66,19 @@ class DropFile:
 
 
 class FileDrop:
-    """A folder an agency drops files into, and the faults it can show (truncated, renamed_column, empty)."""
+    """A folder an agency drops files into, and the faults it can show (truncated, renamed_column, empty).
 
-    agency = ""
+    ``feed`` and ``config`` default to the class's feed and that feed's config (the agencies with a
+    class of their own)."""
+
     feed = ""
-    suffix = ""
+    #: the generic plan: files delivered this many days before as-of (the last the day before), at 06:00
+    deliveries = (61, 31, 1)
 
     def __init__(self, folder: Path, frame: pd.DataFrame, as_of: date, faults: FaultState,
-                 now: datetime | None = None) -> None:
+                 now: datetime | None = None, *, feed: str | None = None, config: FileDropConfig | None = None) -> None:
+        self.feed = feed or self.feed
+        self.config = config or _filedrop(self.feed)
         self.folder = folder
         self.schema: FeedSchema = feed_schema(self.feed)
         missing = [c for c in self.schema.columns if c not in frame.columns]
@@ -78,17 +92,53 @@ class FileDrop:
         self._restore_lock = threading.Lock()
         self._truncated: tuple[Path, bytes] | None = None
 
-    # -- to be given by each agency --------------------------------------------------------------
+    # -- what an agency with habits of its own overrides ---------------------------------------
 
     def plan(self, frame: pd.DataFrame, as_of: date) -> list[DropFile]:
-        """The files this agency delivers, with their rows and delivery times."""
-        raise NotImplementedError
+        """The files this agency delivers, with their rows and delivery times: generically, the rows in
+        order split into one file per delivery, each named by the config's pattern and its day."""
+        order = [self.schema.incremental] if self.schema.incremental else []
+        rows = frame.sort_values([*order, self.schema.key], kind="stable").reset_index(drop=True)
+        days = [as_of - timedelta(days=d) for d in self.deliveries]
+        if "*" not in self.config.pattern:
+            days = days[-1:]  # one fixed file name: one file
+        files = []
+        for i, day in enumerate(days):
+            part = rows.iloc[i * len(rows) // len(days): (i + 1) * len(rows) // len(days)]
+            files.append(DropFile(self.file_name(day), part.reset_index(drop=True),
+                                  self.delivered(_at(day, 6))))
+        return files
+
+    def file_name(self, day: date) -> str:
+        """The config's pattern with its first ``*`` the day (YYYYMMDD), other wildcards filled plainly."""
+        name = self.config.pattern.replace("*", f"{day:%Y%m%d}", 1).replace("*", "").replace("?", "0")
+        name = re.sub(r"\[!?([^\]])[^\]]*\]", lambda m: m.group(1) if not m.group(0).startswith("[!") else "_", name)
+        if not fnmatch.fnmatchcase(name, self.config.pattern):
+            raise NotSimulated(f"{self.feed}: filedrop.pattern {self.config.pattern!r}: the sandbox cannot name "
+                               "files that match it")
+        return name
 
     def encode(self, file: DropFile, headers: list[str]) -> bytes:
-        """A file's bytes."""
-        raise NotImplementedError
+        """A file's bytes, in the config's format: CSV (its encoding, UTF-8 for auto; its delimiter; CRLF)
+        or xlsx (its sheet)."""
+        if self.config.format == "xlsx":
+            return _workbook(self.config.sheet or "Sheet1", headers,
+                             [plain_values(file.rows[c]) for c in self.schema.columns])
+        encoding = "utf-8" if self.config.encoding == "auto" else self.config.encoding
+        text = file.rows.set_axis(headers, axis=1).to_csv(index=False, sep=self.config.delimiter,
+                                                         lineterminator="\r\n")
+        return text.encode(encoding)
 
     # -- shared ----------------------------------------------------------------------------------
+
+    @property
+    def done_suffix(self) -> str:
+        return self.config.done_suffix
+
+    def ours(self, name: str) -> bool:
+        """Whether a file in the folder is one of this feed's data files or markers."""
+        pattern = self.config.pattern
+        return fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(name, pattern + self.done_suffix)
 
     def delivered(self, natural: datetime) -> datetime:
         """A delivery time never later than now (a drop cannot have arrived in the future)."""
@@ -107,7 +157,7 @@ class FileDrop:
     def _write_variant(self, variant: str) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         for path in self.folder.iterdir():  # files of an earlier start or variant
-            if path.is_file() and (path.name.endswith(self.suffix) or path.name.endswith(self.suffix + DONE_SUFFIX)):
+            if path.is_file() and self.ours(path.name):
                 path.unlink()
         if variant == "empty":
             return
@@ -118,7 +168,7 @@ class FileDrop:
             data = self.encode(file, headers)
             path = self.folder / file.name
             path.write_bytes(data)
-            marker = self.folder / (file.name + DONE_SUFFIX)
+            marker = self.folder / (file.name + self.done_suffix)
             marker.write_text(f"rows={len(file.rows)}\nsha256={hashlib.sha256(data).hexdigest()}\n", encoding="ascii")
             stamp = int(file.delivered_at.timestamp() * 1e9)
             os.utime(path, ns=(stamp, stamp))
@@ -182,9 +232,7 @@ def _at(day: date, hour: int) -> datetime:
 class ReligiousDrop(FileDrop):
     """民族和宗教事务局: one CSV per month of registration, GB18030, CRLF, every other month with a BOM."""
 
-    agency = "religious_affairs"
     feed = "religious_affairs.deaths"
-    suffix = ".csv"
 
     def plan(self, frame: pd.DataFrame, as_of: date) -> list[DropFile]:
         registered = parse_days(frame["registered_on"])
@@ -219,10 +267,7 @@ class JusticeDrop(FileDrop):
     prisoner's row changes, which is why the latest file wins.
     """
 
-    agency = "justice"
     feed = "justice.prisoners"
-    suffix = ".xlsx"
-    sheet = "在押人员"
     snapshots = 3
     released = "刑满释放"
     in_custody = "在押"
@@ -251,22 +296,8 @@ class JusticeDrop(FileDrop):
         return files
 
     def encode(self, file: DropFile, headers: list[str]) -> bytes:
-        wb = Workbook(write_only=True)
-        ws = wb.create_sheet(self.sheet)
-        ws.append(headers)
-        id_col = self.schema.columns.index("id_number")
-        columns = [plain_values(file.rows[c]) for c in self.schema.columns]
-        for row in zip(*columns):
-            cells: list[object] = list(row)
-            value = cells[id_col]
-            if isinstance(value, str) and EXCEL_NUMBER.match(value):
-                cell = WriteOnlyCell(ws, value=float(value))  # what Excel did to a long number
-                cell.number_format = "0.#####E+00"
-                cells[id_col] = cell
-            ws.append(cells)
-        buf = io.BytesIO()
-        wb.save(buf)
-        return buf.getvalue()
+        return _workbook(self.config.sheet or "Sheet1", headers, [plain_values(file.rows[c]) for c in self.schema.columns],
+                         excel_numbers=self.schema.columns.index("id_number"))
 
     def expected(self, start: datetime | None, end: datetime | None) -> pd.DataFrame:
         """The prisoners of the files delivered in the window; for one prisoner, the latest file wins."""
@@ -275,5 +306,27 @@ class JusticeDrop(FileDrop):
         return rows.drop_duplicates(key, keep="last").sort_values(key, kind="stable").reset_index(drop=True)
 
 
-#: agency name -> its class
-DROP_AGENCIES: dict[str, type[FileDrop]] = {cls.agency: cls for cls in (ReligiousDrop, JusticeDrop)}
+def _filedrop(feed: str) -> FileDropConfig:
+    config = load_feed(feed).filedrop
+    if config is None:
+        raise NotSimulated(f"{feed}: its config has no filedrop: section")
+    return config
+
+
+def _workbook(sheet: str, headers: list[str], columns: list[list[object]], *, excel_numbers: int | None = None) -> bytes:
+    """An xlsx file of one sheet: the header row, then the rows. ``excel_numbers``: the column whose
+    long numbers Excel turned into floating-point numbers (1.10105E+17), as some agencies' files have them."""
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet(sheet)
+    ws.append(headers)
+    for row in zip(*columns):
+        cells: list[object] = list(row)
+        value = cells[excel_numbers] if excel_numbers is not None else None
+        if isinstance(value, str) and EXCEL_NUMBER.match(value):
+            cell = WriteOnlyCell(ws, value=float(value))  # what Excel did to a long number
+            cell.number_format = "0.#####E+00"
+            cells[excel_numbers] = cell  # type: ignore[index]
+        ws.append(cells)
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()

@@ -14,16 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-#: agency -> its transport in the sandbox
-TRANSPORTS: dict[str, str] = {
-    "civil_affairs": "rest",
-    "police": "rest",
-    "market_regulation": "rest",
-    "religious_affairs": "filedrop",
-    "justice": "filedrop",
-    "medical_insurance": "database",
-    "health_commission": "rest", "tax_bureau": "database",
-}
+
+def agency_transports() -> dict[str, tuple[str, ...]]:
+    """agency -> the transports of its feeds, as the feed configs say (connectors.registry): the agencies
+    faults can be armed at."""
+    from connectors.registry import registry
+
+    return registry().transports
 
 
 @dataclass(frozen=True)
@@ -73,25 +70,27 @@ SLOW_SECONDS = 0.2
 TRICKLE_SECONDS = 1.0
 
 
-def validate(agency: str, faults: list[str] | tuple[str, ...]) -> list[str]:
-    """The faults for one agency, checked against the table; a ValueError names the agency and the fault."""
+def validate(agency: str, faults: list[str] | tuple[str, ...],
+             transports: Mapping[str, tuple[str, ...]] | None = None) -> list[str]:
+    """The faults for one agency, checked against the table; a ValueError names the agency and the fault.
+    ``transports``: agency -> its transports (default: the feed configs' now)."""
     if isinstance(faults, str):
         raise ValueError(f"faults for {agency} must be a list of names, not the string {faults!r}")
-    if agency not in TRANSPORTS:
+    transports = agency_transports() if transports is None else transports
+    if agency not in transports:
         raise ValueError(
             f"unknown agency {agency!r} for faults {', '.join(map(str, faults)) or '(none)'} "
-            f"(known agencies: {', '.join(TRANSPORTS)})"
+            f"(known agencies: {', '.join(transports)})"
         )
     checked: list[str] = []
-    transport = TRANSPORTS[agency]
     for name in faults:
         fault = FAULTS.get(name)
         if fault is None:
             raise ValueError(f"unknown fault {name!r} for agency {agency} (known: {', '.join(FAULTS)})")
-        if transport not in fault.transports:
+        if not fault.transports & set(transports[agency]):
             raise ValueError(
-                f"fault {name!r} does not apply to agency {agency} ({transport}); "
-                f"it applies to {', '.join(a for a, t in TRANSPORTS.items() if t in fault.transports)}"
+                f"fault {name!r} does not apply to agency {agency} ({', '.join(transports[agency])}); "
+                f"it applies to {', '.join(a for a, t in transports.items() if fault.transports & set(t))}"
             )
         if name not in checked:
             checked.append(name)
@@ -100,7 +99,7 @@ def validate(agency: str, faults: list[str] | tuple[str, ...]) -> list[str]:
 
 def validate_all(faults: dict[str, list[str]] | None) -> dict[str, list[str]]:
     """A whole fault map checked (see ``validate``); agencies not named get no faults."""
-    checked: dict[str, list[str]] = {agency: [] for agency in TRANSPORTS}
+    checked: dict[str, list[str]] = {agency: [] for agency in agency_transports()}
     for agency, names in (faults or {}).items():
         checked[agency] = validate(agency, names)
     return checked
@@ -125,8 +124,8 @@ def parse_faults(spec: str) -> dict[str, list[str]]:
             for name in names:
                 if name not in FAULTS:
                     raise ValueError(f"unknown fault {name!r} in {part!r} (known: {', '.join(FAULTS)})")
-                for target, transport in TRANSPORTS.items():
-                    if transport in FAULTS[name].transports:
+                for target, transports in agency_transports().items():
+                    if FAULTS[name].transports & set(transports):
                         result.setdefault(target, [])
                         if name not in result[target]:
                             result[target].append(name)
@@ -146,8 +145,9 @@ class FaultState:
     Thread-safe: the agency's server answers requests on many threads.
     """
 
-    def __init__(self, agency: str) -> None:
+    def __init__(self, agency: str, transports: Mapping[str, tuple[str, ...]] | None = None) -> None:
         self.agency = agency
+        self.transports = transports  # what arming checks against (default: the feed configs' now)
         self._lock = threading.Lock()
         self._faults: list[str] = []
         self._shots: dict[str, int] = {}
@@ -158,7 +158,7 @@ class FaultState:
 
     def arm(self, faults: list[str]) -> list[str]:
         """Arm these faults (replacing the old ones) and re-arm every transient one."""
-        checked = validate(self.agency, faults)
+        checked = validate(self.agency, faults, self.transports)
         with self._lock:
             self._faults = checked
             self._shots = {n: FAULTS[n].shots for n in checked if FAULTS[n].shots}
@@ -239,7 +239,7 @@ class FaultState:
         return lo
 
 
-def received_credential(headers: Mapping[str, str]) -> str | None:
+def received_credential(headers: Mapping[str, str], api_key_header: str = "x-api-key") -> str | None:
     """The credential a request carried (bearer token, API key, or HTTP Basic password), for ``echo_secret``."""
     auth = headers.get("authorization", "")
     if auth.startswith("Bearer "):
@@ -250,4 +250,4 @@ def received_credential(headers: Mapping[str, str]) -> str | None:
         except (binascii.Error, UnicodeDecodeError):
             return None
         return unquote(password) if sep and password else None
-    return headers.get("x-api-key") or None
+    return headers.get(api_key_header.lower()) or None

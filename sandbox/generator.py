@@ -2294,10 +2294,6 @@ def generate_feed(feed: str, rows: int, seed: int = DEFAULT_SEED, as_of: date = 
 #: every file the exchange wrote for it: a hit is personal data at rest in plain text.
 CANARY_ID = "330106195001019997"
 
-#: the identity-number column of each feed
-ID_COLUMNS: dict[str, str] = {feed: "legal_rep_id_number" if feed == "market_regulation.businesses" else "id_number"
-                              for feed in FEEDS}
-
 
 def plant_canary(city: City, id_number: str = CANARY_ID) -> dict[str, str]:
     """Give one row of every feed the identity number ``id_number``; returns {feed: the row's key}.
@@ -2314,7 +2310,10 @@ def plant_canary(city: City, id_number: str = CANARY_ID) -> dict[str, str]:
     touched = {(m["feed"], str(m["key"])) for m in [*city.truths.get("invalid", []), *city.truths.get("messy", [])]}
     planted: dict[str, str] = {}
     for feed, frame in city.feeds.items():
-        key, column = feed_schema(feed).key, ID_COLUMNS[feed]
+        schema = feed_schema(feed)
+        key, column = schema.key, schema.identity
+        if column is None:
+            continue  # a feed without identity numbers holds no canary
         for position in range(len(frame)):
             row = frame.iloc[position]
             if (feed, str(row[key])) in touched or not is_valid_id(row[column]):

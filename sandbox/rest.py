@@ -1,7 +1,10 @@
-"""The four REST agencies: civil affairs (cursor), police (page/size, OAuth2, rate limited), market regulation
-(changed since), health commission (RFC 8288 Link headers, API key).
+"""The REST agencies, as their feed configs describe them: the paging style (cursor, page/size, changed
+since, RFC 8288 Link headers), the auth kind (static bearer token, API key header, OAuth2 client
+credentials) and every parameter and field name come from ``connectors/feeds/<feed>.yaml``; what an
+agency does beyond its config (the police's rate limit, its smaller pages) is its sandbox entry
+(:class:`RestQuirks`, sandbox/simulated.py).
 
-Each agency's rows are sorted once by (incremental column, key); a request's window is then two
+Each feed's rows are sorted once by (incremental column, key); a request's window is then two
 ``searchsorted`` calls on the timestamps, and a page is encoded from column lists with orjson, so a
 page costs the same whatever the size of the feed. docs/agencies.md is the specification.
 """
@@ -16,14 +19,26 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, quote, unquote
 
 import numpy as np
 import orjson
 import pandas as pd
 
+from connectors.config import (
+    ApiKeyAuth,
+    BearerAuth,
+    ChangedSincePaging,
+    CursorPaging,
+    LinkHeaderPaging,
+    OAuth2ClientCredentialsAuth,
+    PageSizePaging,
+    RestConfig,
+)
 from sandbox.faults import RENAMED, SLOW_SECONDS, TRICKLE_SECONDS, FaultState, received_credential
+from sandbox.generic import NotSimulated
 from sandbox.schema import FeedSchema, feed_schema, plain_values
 from sandbox.wire import HttpError, Reply, Request, json_reply
 
@@ -146,17 +161,78 @@ def _ns(moment: datetime | None) -> int | None:
     return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
+@dataclass(frozen=True)
+class RestQuirks:
+    """What one agency's API does beyond its feed config (sandbox/simulated.py): the largest page it
+    serves, a rate limit (requests per second, burst), the lifetime of its OAuth2 access tokens."""
+
+    max_page: int = 5000
+    rate_limit: tuple[float, int] | None = None
+    token_lifetime: int = 3600
+
+
+#: the query parameter of the sandbox's own next-page token in a Link header (link_header paging)
+PAGE_TOKEN = "page_token"  # noqa: S105 - a parameter's name, not a password
+
+
 class RestAgency:
-    """What the three REST agencies share: fault state, the ``slow`` wait, page delivery with faults."""
+    """One agency's REST feed as its feed config describes it (rest: path, records, auth, paging, window).
 
-    name = ""  # the agency
-    feed = ""  # the feed it serves
-    path = "/"  # the path of its records
+    The paging style (cursor, page_size, changed_since, link_header) and the auth kind (bearer,
+    api_key, oauth2_client_credentials) come from the config; the parameter and field names too. Each
+    credential is generated here and handed to the exchange under the environment variable the config
+    references (``credentials``); ``secrets`` shares them between feeds that reference one variable.
+    Every fault of docs/agencies.md applies whatever the style. docs/agencies.md is the specification.
+    """
 
-    def __init__(self, frame: pd.DataFrame, faults: FaultState, stall_seconds: float) -> None:
-        self.index = FeedIndex(frame, feed_schema(self.feed))
+    def __init__(self, feed: str, agency: str, rest: RestConfig, frame: pd.DataFrame, faults: FaultState,
+                 stall_seconds: float, *, quirks: RestQuirks | None = None,
+                 secrets_by_env: dict[str, str] | None = None) -> None:
+        self.feed, self.name = feed, agency  # name: how the wire's log lines call it
+        self.path, self.paging, self.window_params, self.auth = rest.path, rest.paging, rest.window, rest.auth
+        self.quirks = quirks or RestQuirks()
+        schema = feed_schema(feed)
+        if schema.incremental is None:
+            raise NotSimulated(f"{feed}: its contract names no incremental column, by which the sandbox serves windows")
+        if isinstance(self.paging, ChangedSincePaging) and (
+                self.paging.cursor_field != schema.incremental or self.paging.after_field not in (None, schema.key)):
+            raise NotSimulated(f"{feed}: rest.paging: the sandbox pages changed_since by the contract's incremental "
+                               f"column and key ({schema.incremental}, {schema.key})")
+        self._records = orjson.dumps(rest.records)
+        self.index = FeedIndex(frame, schema)
         self.faults = faults
         self.stall_seconds = stall_seconds
+        self.token_lifetime = self.quirks.token_lifetime
+        self.bucket = TokenBucket(*self.quirks.rate_limit) if self.quirks.rate_limit else None
+        self.credentials: dict[str, str] = {}  # environment variable -> value, for the exchange
+        shared = {} if secrets_by_env is None else secrets_by_env
+
+        def credential(ref: str, key: str, make: Callable[[], str]) -> str:
+            name = env_name(ref, f"{feed}: rest.auth.{key}")
+            self.credentials[name] = shared.setdefault(name, make())
+            return self.credentials[name]
+
+        self.token_path: str | None = None
+        self._tokens: dict[str, float] = {}  # OAuth2 access token -> monotonic expiry
+        self._lock = threading.Lock()
+        auth = self.auth
+        if isinstance(auth, BearerAuth):
+            self.bearer = credential(auth.token, "token", lambda: secrets.token_urlsafe(32))
+        elif isinstance(auth, ApiKeyAuth):
+            self.api_key = credential(auth.key, "key", lambda: secrets.token_urlsafe(32))
+        elif isinstance(auth, OAuth2ClientCredentialsAuth):
+            if not auth.token_url.startswith("/"):
+                raise NotSimulated(f"{feed}: rest.auth.token_url is absolute: the sandbox serves it on the feed's "
+                                   "own server, relative to base_url")
+            self.token_path = auth.token_url
+            self.client_id = credential(auth.client_id, "client_id", lambda: "fundx-" + secrets.token_hex(4))
+            self.client_secret = credential(auth.client_secret, "client_secret", lambda: secrets.token_urlsafe(32))
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    def serves(self, path: str) -> bool:
+        """Whether ``path`` is this feed's (its records or its token endpoint)."""
+        return path in (self.path, self.token_path)
 
     def handle(self, request: Request) -> Reply:
         """Answer one request (the ``slow`` fault delays every answer)."""
@@ -166,20 +242,200 @@ class RestAgency:
             return self.route(request)
         except HttpError as exc:  # echo_secret: a rejection's error code is the credential received
             if exc.status in (401, 403) and self.faults.has("echo_secret"):
-                exc.error = received_credential(request.headers) or exc.error
+                header = self.auth.header if isinstance(self.auth, ApiKeyAuth) else "x-api-key"
+                exc.error = received_credential(request.headers, header) or exc.error
             raise
 
     def route(self, request: Request) -> Reply:
-        """Send a request to the endpoint it names."""
+        """Send a request to the endpoint it names (a rate-limited agency first counts it)."""
+        if self.bucket is not None and not self.bucket.take():
+            return json_reply(429, {"error": "rate_limited"}, {"Retry-After": "1"})
+        if self.token_path is not None and request.path == self.token_path:
+            if request.method != "POST":
+                raise HttpError(405, "method_not_allowed", headers={"Allow": "POST"})
+            return self.token(request)
         if request.path != self.path:
             raise HttpError(404, "not_found")
         if request.method != "GET":
             raise HttpError(405, "method_not_allowed", headers={"Allow": "GET"})
-        return self.page(request)
+        token = self._authenticate(request)
+        reply = self.page(request)
+        if token is not None and reply.status == 200 and self.faults.take_token_revocation():
+            self.revoke(token)  # expired_token: the token that fetched this page is dead from now on
+        return reply
 
     def page(self, request: Request) -> Reply:
-        """Answer one request for records (each agency has its own paging and auth)."""
-        raise NotImplementedError
+        """Answer one request for records, paged as the config's style says."""
+        paging = self.paging
+        if isinstance(paging, CursorPaging):
+            return self._cursor_page(request.query, paging)
+        if isinstance(paging, PageSizePaging):
+            return self._numbered_page(request.query, paging)
+        if isinstance(paging, ChangedSincePaging):
+            return self._keyset_page(request.query, paging)
+        return self._linked_page(request, paging)
+
+    # -- auth -------------------------------------------------------------------------------------
+
+    def _authenticate(self, request: Request) -> str | None:
+        """Refuse a request without the credential; the OAuth2 access token used, if any."""
+        auth = self.auth
+        if isinstance(auth, BearerAuth):
+            if request.headers.get("authorization", "") != f"Bearer {self.bearer}":
+                raise _invalid_token()
+        elif isinstance(auth, ApiKeyAuth):
+            if request.headers.get(auth.header.lower(), "") != self.api_key or self.faults.has("expired_token"):
+                raise HttpError(401, "invalid_api_key")
+        elif isinstance(auth, OAuth2ClientCredentialsAuth):
+            header = request.headers.get("authorization", "")
+            token = header[7:] if header.startswith("Bearer ") else ""
+            if not token or not self._valid(token):
+                raise _invalid_token()
+            return token
+        return None
+
+    def _counted(self, page_no: int, last: bool) -> None:
+        """A static bearer token expires (``expired_token``) at a page the faults act on."""
+        if isinstance(self.auth, BearerAuth) and self.faults.has("expired_token") and self.faults.eligible(page_no, last):
+            raise _invalid_token()
+
+    def token(self, request: Request) -> Reply:
+        """The OAuth2 token endpoint (client credentials grant, client authenticated by HTTP Basic)."""
+        auth = self.auth
+        assert isinstance(auth, OAuth2ClientCredentialsAuth)
+        if _basic_credentials(request) != (self.client_id, self.client_secret):
+            raise HttpError(401, "invalid_client", headers={"WWW-Authenticate": 'Basic realm="oauth2"'})
+        form = {k: v[-1] for k, v in _parse_form(request.body).items()}
+        if form.get("grant_type") != "client_credentials":
+            raise HttpError(400, "unsupported_grant_type")
+        if auth.scope and "scope" in form and auth.scope not in form["scope"].split():
+            raise HttpError(400, "invalid_scope")
+        token = secrets.token_urlsafe(32)
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = {t: exp for t, exp in self._tokens.items() if exp > now}
+            self._tokens[token] = now + self.token_lifetime
+        payload: dict[str, object] = {"access_token": token, "token_type": "Bearer", "expires_in": self.token_lifetime}
+        if auth.scope:
+            payload["scope"] = auth.scope
+        return json_reply(200, payload, {"Cache-Control": "no-store"})
+
+    def _valid(self, token: str) -> bool:
+        with self._lock:
+            expiry = self._tokens.get(token)
+            return expiry is not None and expiry > time.monotonic()
+
+    def revoke(self, token: str) -> None:
+        """Forget an access token (the ``expired_token`` fault)."""
+        with self._lock:
+            self._tokens.pop(token, None)
+
+    # -- the paging styles ------------------------------------------------------------------------
+
+    def _window(self, q: dict[str, str]) -> tuple[int | None, int | None]:
+        params = self.window_params
+        if params is None:
+            return None, None
+        start = instant_ns(params.start_param, q[params.start_param]) if q.get(params.start_param) else None
+        end = instant_ns(params.end_param, q[params.end_param]) if q.get(params.end_param) else None
+        return start, end
+
+    def _cursor_page(self, q: dict[str, str], paging: CursorPaging) -> Reply:
+        """``?cursor=...&limit=N``: the cursor holds the position and the window."""
+        limit = int_param(q, paging.limit_param, 1000, 1, self.quirks.max_page)
+        start, end = self._window(q)
+        lo, hi = self.window_rows(*self.index.window(start, end))
+        cursor = q.get(paging.cursor_param)
+        if cursor:
+            pos, c_start, c_end = _decode_cursor(cursor)
+            if (start is not None and start != c_start) or (end is not None and end != c_end):
+                raise HttpError(400, "invalid_cursor", "the cursor belongs to another window")
+            start, end = c_start, c_end
+            lo, hi = self.window_rows(*self.index.window(start, end))
+            lo = max(lo, min(pos, hi))
+        stop = min(hi, lo + limit)
+        page_no = self.faults.count_page()
+        self._counted(page_no, stop >= hi)
+        served = self.faults.repeat_from(lo, limit, first=not cursor)  # repeat_page
+        next_key = orjson.dumps(paging.next_cursor)
+
+        def build() -> bytes:
+            following = _encode_cursor(stop, start, end) if stop < hi else None
+            return b"{%s:%s,%s:%s}" % (self._records, self.index.json_array(served, stop, self.renamed), next_key,
+                                        orjson.dumps(following))
+
+        return self.deliver(page_no, stop >= hi, build)
+
+    def _numbered_page(self, q: dict[str, str], paging: PageSizePaging) -> Reply:
+        """``?page=P&size=N``; the body says the window's total and echoes page and size."""
+        page = int_param(q, paging.page_param, paging.first_page, paging.first_page, None)
+        size = int_param(q, paging.size_param, 100, 1, self.quirks.max_page)
+        start, end = self._window(q)
+        lo, hi = self.window_rows(*self.index.window(start, end))
+        first = min(hi, lo + (page - paging.first_page) * size)
+        stop = min(hi, first + size)
+        page_no = self.faults.count_page()
+        self._counted(page_no, stop >= hi)
+        served = self.faults.repeat_from(first, size, first=page == paging.first_page)  # repeat_page
+        keys = [orjson.dumps(k) for k in (paging.total, paging.page_param, paging.size_param)]
+
+        def build() -> bytes:
+            rows = self.index.json_array(served, stop, self.renamed)
+            return b"{%s:%s,%s:%d,%s:%d,%s:%d}" % (self._records, rows, keys[0], hi - lo, keys[1], page, keys[2], size)
+
+        return self.deliver(page_no, stop >= hi, build)
+
+    def _keyset_page(self, q: dict[str, str], paging: ChangedSincePaging) -> Reply:
+        """``?changed_since=T&changed_until=U&after=K&limit=N``, ordered by (incremental column, key)."""
+        limit = int_param(q, paging.limit_param, 1000, 1, self.quirks.max_page)
+        since = instant_ns(paging.since_param, q[paging.since_param]) if q.get(paging.since_param) else None
+        until = instant_ns(paging.until_param, q[paging.until_param]) if q.get(paging.until_param) else None
+        lo, hi = self.window_rows(*self.index.window(since, until))
+        after = q.get(paging.after_param)
+        if after is not None:
+            if since is None:
+                raise HttpError(400, "invalid_request", f"{paging.after_param} needs {paging.since_param}")
+            lo = max(lo, min(hi, self.index.after(since, after)))
+        page_no = self.faults.count_page()
+        stop = min(hi, lo + limit)
+        self._counted(page_no, stop >= hi)
+        served = self.faults.repeat_from(lo, limit, first=after is None)  # repeat_page
+        more_key = orjson.dumps(paging.has_more)
+
+        def build() -> bytes:
+            more = b"true" if stop < hi else b"false"
+            return b"{%s:%s,%s:%s}" % (self._records, self.index.json_array(served, stop, self.renamed), more_key, more)
+
+        return self.deliver(page_no, stop >= hi, build)
+
+    def _linked_page(self, request: Request, paging: LinkHeaderPaging) -> Reply:
+        """The first request carries the window and the page size; a ``Link`` header names the next page."""
+        q = request.query
+        per_page = int_param(q, paging.size_param, 100, 1, self.quirks.max_page)
+        start, end = self._window(q)
+        lo, hi = self.window_rows(*self.index.window(start, end))
+        if q.get(PAGE_TOKEN):
+            pos, start, end = _decode_cursor(q[PAGE_TOKEN])
+            lo, hi = self.window_rows(*self.index.window(start, end))
+            lo = max(lo, min(pos, hi))
+        stop = min(hi, lo + per_page)
+        page_no = self.faults.count_page()
+        self._counted(page_no, stop >= hi)
+        served = self.faults.repeat_from(lo, per_page, first=not q.get(PAGE_TOKEN))  # repeat_page
+
+        def build() -> bytes:
+            return b"{%s:%s}" % (self._records, self.index.json_array(served, stop, self.renamed))
+
+        reply = self.deliver(page_no, stop >= hi, build)
+        if reply.status == 200 and stop < hi:
+            # the next page's absolute URL on this server (the Host the client used), window in the token
+            host = request.headers.get("host", "")
+            token = _encode_cursor(stop, start, end)
+            target = f"{self.path}?{PAGE_TOKEN}={token}&{quote(paging.size_param)}={per_page}"
+            reply.headers["Link"] = f'<{"http://" + host if host else ""}{target}>; rel="{paging.rel}"'
+        return reply
+
+    # -- delivery ---------------------------------------------------------------------------------
 
     def window_rows(self, lo: int, hi: int) -> tuple[int, int]:
         """The window as served: nothing under the ``empty`` fault."""
@@ -212,45 +468,37 @@ class RestAgency:
         """Whether the ``renamed_column`` fault is armed."""
         return self.faults.has("renamed_column")
 
+    def expected(self, start: datetime | None, end: datetime | None) -> pd.DataFrame:
+        """The records of a window, in serving order (none under ``empty``)."""
+        frame = self.index.expected(start, end)
+        return frame.iloc[0:0] if self.faults.has("empty") else frame
 
-class CivilAffairs(RestAgency):
-    """民政局: cremation records, cursor paging, a static bearer token."""
 
-    name = "civil_affairs"
-    feed = "civil_affairs.deaths"
-    path = "/api/v1/cremations"
-    max_limit = 5000
+class Router:
+    """Several feeds behind one base URL (their configs reference one environment variable): each
+    request goes to the feed whose path it names."""
 
-    def __init__(self, frame: pd.DataFrame, faults: FaultState, stall_seconds: float) -> None:
-        super().__init__(frame, faults, stall_seconds)
-        self.token = secrets.token_urlsafe(32)
+    def __init__(self, apps: list[RestAgency]) -> None:
+        paths = [p for app in apps for p in (app.path, app.token_path) if p is not None]
+        if len(set(paths)) != len(paths):
+            raise NotSimulated(f"{', '.join(a.feed for a in apps)} share a base URL and a path")
+        self.apps = apps
+        self.name = apps[0].name
 
-    def page(self, request: Request) -> Reply:
-        if request.headers.get("authorization", "") != f"Bearer {self.token}":
-            raise _invalid_token()
-        q = request.query
-        limit = int_param(q, "limit", 1000, 1, self.max_limit)
-        start = instant_ns("reported_from", q["reported_from"]) if q.get("reported_from") else None
-        end = instant_ns("reported_to", q["reported_to"]) if q.get("reported_to") else None
-        lo, hi = self.window_rows(*self.index.window(start, end))
-        if q.get("cursor"):
-            pos, c_start, c_end = _decode_cursor(q["cursor"])
-            if (start is not None and start != c_start) or (end is not None and end != c_end):
-                raise HttpError(400, "invalid_cursor", "the cursor belongs to another window")
-            start, end = c_start, c_end
-            lo, hi = self.window_rows(*self.index.window(start, end))
-            lo = max(lo, min(pos, hi))
-        stop = min(hi, lo + limit)
-        page_no = self.faults.count_page()
-        if self.faults.has("expired_token") and self.faults.eligible(page_no, stop >= hi):
-            raise _invalid_token()
-        served = self.faults.repeat_from(lo, limit, first=not q.get("cursor"))  # repeat_page
+    def handle(self, request: Request) -> Reply:
+        for app in self.apps:
+            if app.serves(request.path):
+                return app.handle(request)
+        raise HttpError(404, "not_found")
 
-        def build() -> bytes:
-            cursor = _encode_cursor(stop, start, end) if stop < hi else None
-            return b'{"data":%s,"next_cursor":%s}' % (self.index.json_array(served, stop, self.renamed), orjson.dumps(cursor))
 
-        return self.deliver(page_no, stop >= hi, build)
+def env_name(ref: str, what: str) -> str:
+    """The environment variable an ``env:NAME`` reference names (the sandbox hands its endpoints and
+    credentials to the exchange as environment variables); NotSimulated for anything else."""
+    if not ref.startswith("env:"):
+        kind = ref.split(":", 1)[0] + ":" if ":" in ref else "a literal value"
+        raise NotSimulated(f"{what} is {kind}, not an env: reference the sandbox could set")
+    return ref[4:]
 
 
 def _invalid_token() -> HttpError:
@@ -293,86 +541,6 @@ class TokenBucket:
             return False
 
 
-class Police(RestAgency):
-    """公安局: household registrations cancelled for death; OAuth2 client credentials, page/size, rate limited."""
-
-    name = "police"
-    feed = "police.deaths"
-    path = "/hukou/v2/death-cancellations"
-    token_path = "/oauth2/token"  # noqa: S105 - a URL path, not a password
-    max_size = 1000
-    token_lifetime = 3600
-
-    def __init__(self, frame: pd.DataFrame, faults: FaultState, stall_seconds: float,
-                 rate: float = 50.0, burst: int = 50) -> None:
-        super().__init__(frame, faults, stall_seconds)
-        self.client_id = "fundx-" + secrets.token_hex(4)
-        self.client_secret = secrets.token_urlsafe(32)
-        self.bucket = TokenBucket(rate, burst)
-        self._tokens: dict[str, float] = {}  # access token -> monotonic expiry
-        self._lock = threading.Lock()
-
-    def route(self, request: Request) -> Reply:
-        if not self.bucket.take():
-            return json_reply(429, {"error": "rate_limited"}, {"Retry-After": "1"})
-        if request.path == self.token_path:
-            if request.method != "POST":
-                raise HttpError(405, "method_not_allowed", headers={"Allow": "POST"})
-            return self.token(request)
-        return super().route(request)
-
-    def token(self, request: Request) -> Reply:
-        """The OAuth2 token endpoint (client credentials grant, client authenticated by HTTP Basic)."""
-        if _basic_credentials(request) != (self.client_id, self.client_secret):
-            raise HttpError(401, "invalid_client", headers={"WWW-Authenticate": 'Basic realm="oauth2"'})
-        form = {k: v[-1] for k, v in _parse_form(request.body).items()}
-        if form.get("grant_type") != "client_credentials":
-            raise HttpError(400, "unsupported_grant_type")
-        if "scope" in form and "hukou.read" not in form["scope"].split():
-            raise HttpError(400, "invalid_scope")
-        token = secrets.token_urlsafe(32)
-        with self._lock:
-            now = time.monotonic()
-            self._tokens = {t: exp for t, exp in self._tokens.items() if exp > now}
-            self._tokens[token] = now + self.token_lifetime
-        payload = {"access_token": token, "token_type": "Bearer", "expires_in": self.token_lifetime,
-                   "scope": "hukou.read"}
-        return json_reply(200, payload, {"Cache-Control": "no-store"})
-
-    def _valid(self, token: str) -> bool:
-        with self._lock:
-            expiry = self._tokens.get(token)
-            return expiry is not None and expiry > time.monotonic()
-
-    def revoke(self, token: str) -> None:
-        """Forget an access token (the ``expired_token`` fault)."""
-        with self._lock:
-            self._tokens.pop(token, None)
-
-    def page(self, request: Request) -> Reply:
-        auth = request.headers.get("authorization", "")
-        token = auth[7:] if auth.startswith("Bearer ") else ""
-        if not token or not self._valid(token):
-            raise _invalid_token()
-        q = request.query
-        page = int_param(q, "page", 1, 1, None)
-        size = int_param(q, "size", 100, 1, self.max_size)
-        start = instant_ns("updated_from", q["updated_from"]) if q.get("updated_from") else None
-        end = instant_ns("updated_to", q["updated_to"]) if q.get("updated_to") else None
-        lo, hi = self.window_rows(*self.index.window(start, end))
-        first = min(hi, lo + (page - 1) * size)
-        stop = min(hi, first + size)
-        page_no = self.faults.count_page()
-        served = self.faults.repeat_from(first, size, first=page == 1)  # repeat_page
-
-        def build() -> bytes:
-            rows = self.index.json_array(served, stop, self.renamed)
-            return b'{"rows":%s,"total":%d,"page":%d,"size":%d}' % (rows, hi - lo, page, size)
-
-        reply = self.deliver(page_no, stop >= hi, build)
-        if reply.status == 200 and self.faults.take_token_revocation():
-            self.revoke(token)  # expired_token: the token that fetched this page is dead from now on
-        return reply
 
 
 def _basic_credentials(request: Request) -> tuple[str, str] | None:
@@ -393,84 +561,3 @@ def _parse_form(body: bytes) -> dict[str, list[str]]:
         raise HttpError(400, "invalid_request", "the form is not UTF-8") from None
 
 
-class MarketRegulation(RestAgency):
-    """市场监督管理局: enterprise registry changes, keyset paging on (changed_at, uscc), API key header."""
-
-    name = "market_regulation"
-    feed = "market_regulation.businesses"
-    path = "/open/v1/enterprises/changes"
-    max_limit = 5000
-
-    def __init__(self, frame: pd.DataFrame, faults: FaultState, stall_seconds: float) -> None:
-        super().__init__(frame, faults, stall_seconds)
-        self.api_key = secrets.token_urlsafe(32)
-
-    def page(self, request: Request) -> Reply:
-        if request.headers.get("x-api-key", "") != self.api_key or self.faults.has("expired_token"):
-            raise HttpError(401, "invalid_api_key")
-        q = request.query
-        limit = int_param(q, "limit", 1000, 1, self.max_limit)
-        since = instant_ns("changed_since", q["changed_since"]) if q.get("changed_since") else None
-        until = instant_ns("changed_until", q["changed_until"]) if q.get("changed_until") else None
-        lo, hi = self.window_rows(*self.index.window(since, until))
-        after = q.get("after")
-        if after is not None:
-            if since is None:
-                raise HttpError(400, "invalid_request", "after needs changed_since")
-            lo = max(lo, min(hi, self.index.after(since, after)))
-        page_no = self.faults.count_page()
-        stop = min(hi, lo + limit)
-        served = self.faults.repeat_from(lo, limit, first=after is None)  # repeat_page
-
-        def build() -> bytes:
-            more = b"true" if stop < hi else b"false"
-            return b'{"items":%s,"has_more":%s}' % (self.index.json_array(served, stop, self.renamed), more)
-
-        return self.deliver(page_no, stop >= hi, build)
-
-
-class HealthCommission(RestAgency):
-    """卫生健康委员会: hospital death notifications, paged by RFC 8288 ``Link`` headers, API key header."""
-
-    name = "health_commission"
-    feed = "health_commission.hospital_deaths"
-    path = "/api/v2/death-notices"
-    max_per_page = 5000
-
-    def __init__(self, frame: pd.DataFrame, faults: FaultState, stall_seconds: float) -> None:
-        super().__init__(frame, faults, stall_seconds)
-        self.api_key = secrets.token_urlsafe(32)
-
-    def page(self, request: Request) -> Reply:
-        if request.headers.get("x-api-key", "") != self.api_key or self.faults.has("expired_token"):
-            raise HttpError(401, "invalid_api_key")
-        q = request.query
-        per_page = int_param(q, "per_page", 100, 1, self.max_per_page)
-        start = instant_ns("notified_from", q["notified_from"]) if q.get("notified_from") else None
-        end = instant_ns("notified_to", q["notified_to"]) if q.get("notified_to") else None
-        lo, hi = self.window_rows(*self.index.window(start, end))
-        if q.get("page_token"):
-            pos, start, end = _decode_cursor(q["page_token"])
-            lo, hi = self.window_rows(*self.index.window(start, end))
-            lo = max(lo, min(pos, hi))
-        stop = min(hi, lo + per_page)
-        page_no = self.faults.count_page()
-        served = self.faults.repeat_from(lo, per_page, first=not q.get("page_token"))  # repeat_page
-
-        def build() -> bytes:
-            return b'{"notices":%s}' % self.index.json_array(served, stop, self.renamed)
-
-        reply = self.deliver(page_no, stop >= hi, build)
-        if reply.status == 200 and stop < hi:
-            # the next page's absolute URL on this server (the Host the client used), window in the token
-            host = request.headers.get("host", "")
-            token = _encode_cursor(stop, start, end)
-            target = f"{self.path}?page_token={token}&per_page={per_page}"
-            reply.headers["Link"] = f'<{"http://" + host if host else ""}{target}>; rel="next"'
-        return reply
-
-
-#: agency name -> its class
-REST_AGENCIES: dict[str, type[RestAgency]] = {
-    cls.name: cls for cls in (CivilAffairs, Police, MarketRegulation, HealthCommission)
-}

@@ -189,7 +189,9 @@ def demo(
         os.environ.update(sb.env)
         reload_settings()
         console.print(f"sandbox agencies up (data under {settings.sandbox_home}); exchange state under {settings.home}")
-        run_id = _run_night()
+        for why in sb.not_simulated.values():
+            console.print(f"[yellow]not simulated, left out of the night:[/yellow] {why}")
+        run_id = _run_night(sb.feeds if sb.not_simulated else None)
     finally:
         sb.stop()
     _print_run(run_id)
@@ -487,7 +489,7 @@ def keys_init(
     """Create the development PKI under FUNDX_HOME/keys: CA, CRL, exchange signer, per stage an
     encryption and an acknowledgement-signing certificate (private keys mode 0600). Development only."""
     from fundx.core.settings import get_settings
-    from fundx.crypto.keys import STAGES, init_keys
+    from fundx.crypto.keys import init_keys, recipients
     from fundx.ledger import Ledger
 
     settings = get_settings()
@@ -499,7 +501,7 @@ def keys_init(
     table.add_column("private key")
     table.add_row("CA", str(paths.ca_cert), str(paths.ca_key))
     table.add_row("exchange (signs parts)", str(paths.exchange_cert), str(paths.exchange_key))
-    for stage in STAGES:
+    for stage in recipients():
         table.add_row(f"{stage} (decrypts)", str(paths.stage_cert(stage)), str(paths.stage_key(stage)))
         table.add_row(f"{stage} (signs answers)", str(paths.signer_cert(stage)), str(paths.signer_key(stage)))
     console.print(table)
@@ -644,6 +646,9 @@ def _print_sandbox(state: dict) -> None:
         table.add_row(agency, str(where))
     table.add_row("control", state.get("control_url", "-"))
     console.print(table)
+    for feed, why in sorted(state.get("not_simulated", {}).items()):
+        console.print(f"[yellow]not simulated:[/yellow] {why}" if why.startswith(f"{feed}:") else
+                      f"[yellow]not simulated:[/yellow] {feed}: {why}")
 
 
 @sandbox_app.command("stop")

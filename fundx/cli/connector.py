@@ -146,7 +146,8 @@ def new(
     stage: Annotated[str | None, typer.Option("--stage", help="the recipient stage of the feed's batches")] = None,
     force: Annotated[bool, typer.Option("--force", help="overwrite files that exist")] = False,
 ) -> None:
-    """Scaffold a new feed: its connector config, contract and conformance test, with TODOs to fill in."""
+    """Scaffold a new feed: its connector config and draft contract, with TODOs to fill in (nothing else
+    names a feed: the night, the sandbox and the conformance suite derive theirs from the configs)."""
     transport = transport.lower()
     if transport not in TRANSPORTS:
         err.print(f"[red]error:[/red] --transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")

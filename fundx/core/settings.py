@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     ledger_url: str | None = Field(
         None, description="SQLAlchemy URL of the ledger, e.g. postgresql+psycopg://user@host:5432/fundx; "
                           "default SQLite at FUNDX_HOME/ledger.db")
+    feeds_dir: Path | None = Field(
+        None, description="the folder of the feed configs (<feed>.yaml) the exchange pulls, and that the sandbox, "
+                          "the conformance suite and the tests derive their feeds from; default connectors/feeds")
+    contracts_dir: Path | None = Field(
+        None, description="the folder of the data contracts (<feed>.odcs.yaml, and their released/ copies) the "
+                          "feed configs name; default contracts/")
     office_db_url: str | None = Field(
         None, description="SQLAlchemy URL of the social-insurance office's database (benefit roll, contributions, "
                           "employer subsidies) that the matching stage reads; the sandbox sets it")
@@ -82,10 +88,10 @@ class Settings(BaseSettings):
         description="largest Parquet part a batch is split into before sealing (a stage opens one part in memory)",
     )
 
-    @field_validator("home", "sandbox_home")
+    @field_validator("home", "sandbox_home", "feeds_dir", "contracts_dir")
     @classmethod
-    def _absolute(cls, value: Path) -> Path:
-        return value.expanduser().resolve()
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().resolve()
 
     @field_validator("city")
     @classmethod

@@ -61,10 +61,9 @@ from fundx.core.errors import CertificateError, ConfigurationError
 
 log = logging.getLogger(__name__)
 
-#: the recipients of sealed parts: the matching stages, the data stewards (quarantine) and the
-#: office's investigators (the identity vault and the suspects' identities, docs/matching.md)
-STAGES: tuple[str, ...] = ("death_matching", "custody_matching", "bill_review", "employer_review", "stewards",
-                           "investigators")
+#: the recipients of sealed parts that no feed names: the data stewards (quarantine) and the office's
+#: investigators (the identity vault and the suspects' identities, docs/matching.md)
+OFFICE_RECIPIENTS: tuple[str, ...] = ("stewards", "investigators")
 MATCH_KEY_BYTES = 32
 
 Usage = Literal["ca", "signing", "encryption"]
@@ -370,10 +369,18 @@ def _write_pair(cert_path: Path, key_path: Path, key: PrivateKey, cert: Certific
     write_file_atomic(cert_path, _cert_pem(cert), _PUBLIC_MODE)
 
 
-def init_keys(home: Path, stages: Sequence[str] = STAGES, *, days: int = DEFAULT_DAYS,
+def recipients() -> tuple[str, ...]:
+    """Every recipient of sealed parts: the stages the feed configs deliver to (a feed naming a new
+    stage gives it keys at the next ``fundx keys init``), then :data:`OFFICE_RECIPIENTS`."""
+    from connectors.registry import registry  # the feed configs sit above the key store's own needs
+
+    return (*registry().stages, *OFFICE_RECIPIENTS)
+
+
+def init_keys(home: Path, stages: Sequence[str] | None = None, *, days: int = DEFAULT_DAYS,
               force: bool = False) -> KeyPaths:
-    """Create the development PKI under ``home/keys``: CA, CRL, exchange signer, and per stage an
-    encryption certificate and an acknowledgement-signing certificate.
+    """Create the development PKI under ``home/keys``: CA, CRL, exchange signer, and per stage (default
+    :func:`recipients`) an encryption certificate and an acknowledgement-signing certificate.
 
     Idempotent: what exists is kept (and checked to chain to the CA); only what is missing is made,
     and a CRL past its next update is re-issued with the same entries. ``force`` starts over with a
@@ -426,7 +433,7 @@ def init_keys(home: Path, stages: Sequence[str] = STAGES, *, days: int = DEFAULT
     keep_or_issue(paths.exchange_cert, paths.exchange_key, EXCHANGE_CN, "signing")
     paths.stages_dir.mkdir(mode=0o700, exist_ok=True)
     paths.signers_dir.mkdir(mode=0o700, exist_ok=True)
-    for stage in stages:
+    for stage in recipients() if stages is None else stages:
         keep_or_issue(paths.stage_cert(stage), paths.stage_key(stage), stage, "encryption")
         keep_or_issue(paths.signer_cert(stage), paths.signer_key(stage), stage, "signing", unit="stage")
     if not paths.match_key.exists():

@@ -20,14 +20,16 @@ from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "conformance"))
 
-from conformance_suite import conformance_sandbox, conformance_tests, fresh_context  # noqa: F401
+from conformance_suite import cases, conformance_sandbox, fresh_context  # noqa: F401
 
+from connectors import load_feed
+from connectors.config import ConformanceConfig
+from connectors.registry import registry
 from fundx.core.settings import reload_settings
-from onboarding.conformance import CHECKS, FAILED, PASSED, SKIPPED, run_check, run_suite
+from onboarding.conformance import CHECKS, FAILED, PASSED, SKIPPED, config_skip, run_check, run_suite
 
-REST = {"civil_affairs.deaths": "civil_affairs", "police.deaths": "police",
-        "market_regulation.businesses": "market_regulation",
-        "health_commission.hospital_deaths": "health_commission"}
+#: every REST feed of the feed configs -> its agency
+REST = {feed: registry().agency_of(feed) for feed in registry().on_transport("rest")}
 
 
 @contextmanager
@@ -105,8 +107,11 @@ def test_a_skip_needs_a_written_reason_and_a_known_check():
         run_suite("police.deaths", skip={"paging": "  "})
     with pytest.raises(ValueError, match="unknown check 'pageing'"):
         run_suite("police.deaths", skip={"pageing": "typo"})
-    with pytest.raises(ValueError, match="needs a written reason"):
-        conformance_tests("police.deaths", skip={"retries": ""})
+    police = load_feed("police.deaths")
+    with pytest.raises(ValueError, match="police.deaths: conformance.skip: skipping check 'retries' needs a written"):
+        config_skip(police.model_copy(update={"conformance": ConformanceConfig(skip={"retries": "  "})}))
+    with pytest.raises(ValueError, match="conformance.skip: cannot skip unknown check 'retry'"):
+        config_skip(police.model_copy(update={"conformance": ConformanceConfig(skip={"retry": "why"})}))
 
 
 def test_a_skip_with_a_reason_is_reported_with_it(conformance_sandbox):
@@ -118,10 +123,18 @@ def test_a_skip_with_a_reason_is_reported_with_it(conformance_sandbox):
     assert builtin.status == SKIPPED and "a file drop has no pages" in builtin.message
 
 
-def test_the_factory_gives_one_test_per_check():
-    tests = conformance_tests("police.deaths", skip={"paging": "reason"})
-    assert list(tests) == [f"test_{c}" for c in CHECKS]
-    assert all(t.__name__ == name for name, t in tests.items())
+def test_a_skip_in_the_feed_config_is_reported_with_its_reason(conformance_sandbox):
+    context = fresh_context("police.deaths", conformance_sandbox)
+    context.config = context.config.model_copy(
+        update={"conformance": ConformanceConfig(skip={"timeouts": "the agency's gateway sets them"})})
+    result = run_check("timeouts", context)
+    assert (result.status, result.message) == (SKIPPED, "police.deaths: timeouts skipped: the agency's gateway sets them")
+
+
+def test_the_suite_has_one_case_per_feed_of_the_registry_and_check():
+    ids = [case.id for case in cases()]
+    assert ids == [f"{feed}-{check}" for feed in registry().names for check in CHECKS]
+    assert len(registry().names) >= 8 and "police.deaths-paging" in ids
 
 
 # --- fundx connector check / new --------------------------------------------------------------------

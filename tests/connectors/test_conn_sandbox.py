@@ -16,6 +16,7 @@ import pytest
 
 from connectors import build_connector, connector_for, feed_names, load_feed
 from connectors.base import Connector
+from contracts import load_contract
 from fundx.core.errors import AuthError, DeadlineExceeded, PermanentError, SourceSchemaError
 from fundx.core.settings import reload_settings
 from fundx.core.timeutil import Window, aware
@@ -25,14 +26,14 @@ FEEDS = feed_names()
 AGENCY = {feed: load_feed(feed).agency for feed in FEEDS}
 REST_FEEDS = [f for f in FEEDS if load_feed(f).transport == "rest"]
 DROP_FEEDS = [f for f in FEEDS if load_feed(f).transport == "filedrop"]
-#: the column each agency's ``renamed_column`` fault renames (docs/agencies.md)
-IDENTITY_COLUMN = {f: ("legal_rep_id_number" if f.startswith("market") else "id_number") for f in FEEDS}
+#: the column each agency's ``renamed_column`` fault renames (docs/agencies.md): its identity numbers
+IDENTITY_COLUMN = {f: next(c.name for c in load_contract(load_feed(f).contract).columns if c.pii == "identity_number")
+                   for f in FEEDS}
 #: snapshot feeds: one key appears in every file of its period, so windows cannot partition keys
 SNAPSHOT_FEEDS = {"justice.prisoners"}
 SPLIT = aware("2026-06-01")
-#: rows per page in fault tests: about five pages per feed of this sandbox
-PAGE = {"civil_affairs.deaths": 50, "police.deaths": 50, "market_regulation.businesses": 250,
-        "health_commission.hospital_deaths": 50}
+#: rows per page in fault tests: about five pages per feed of this sandbox (others: 50)
+PAGE = {"market_regulation.businesses": 250}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,7 @@ def small_pages(feed: str, size: int | None = None) -> Connector:
     """The feed's connector with ``size`` rows per page (REST), so that a pull takes several pages."""
     config = load_feed(feed)
     if config.rest is not None:
-        paging = config.rest.paging.model_copy(update={"page_size": size or PAGE[feed]})
+        paging = config.rest.paging.model_copy(update={"page_size": size or PAGE.get(feed, 50)})
         config = config.model_copy(update={"rest": config.rest.model_copy(update={"paging": paging})})
     return build_connector(config, reload_settings())
 
@@ -277,7 +278,7 @@ def test_police_wrong_client_secret_names_the_variable_and_never_the_secret(sand
 
 def test_police_token_still_rejected_after_refresh_is_an_auth_error(sandbox, monkeypatch, caplog):
     # the agency issues tokens that are already expired: the page answers 401 even after a refresh
-    monkeypatch.setattr(sandbox._rest["police"], "token_lifetime", -1)
+    monkeypatch.setattr(sandbox._rest["police.deaths"], "token_lifetime", -1)
     with caplog.at_level(logging.DEBUG), pytest.raises(AuthError) as info:
         connector_for("police.deaths", reload_settings()).extract(full_window(sandbox))
     assert "after fetching a new token" in str(info.value)

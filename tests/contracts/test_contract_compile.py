@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import pytest
 
-from contracts import load_contract
+from contracts import contract_names, load_contract
 from contracts.compile import compile_suite, golden_path, golden_text, load_suite, suite_document
+from contracts.diff import released_path
 from contracts.expectations import CUSTOM_EXPECTATIONS
 from contracts.rules import contract_rules
 from fundx.core.errors import ConfigurationError
-from sandbox.generator import FEEDS
 
 REFRESH = "refresh with: .venv/bin/python -m contracts.compile --write-golden (after checking the diff)"
 
 
-@pytest.mark.parametrize("feed", FEEDS)
+@pytest.mark.parametrize("feed", contract_names())
 def test_golden_file_is_what_the_contract_compiles_to(feed: str) -> None:
+    if not golden_path(feed).is_file() and not released_path(feed).is_file():
+        # a new feed's draft contract changes until it is released: its golden file is written then
+        pytest.skip(f"{feed}: not released yet, so no golden file ({REFRESH.replace('refresh', 'write it')})")
     assert golden_path(feed).is_file(), REFRESH
     assert golden_path(feed).read_text(encoding="utf-8") == golden_text(feed), REFRESH
 
 
-@pytest.mark.parametrize("feed", FEEDS)
+def test_every_released_contract_has_a_golden_file() -> None:
+    released = [f for f in contract_names() if released_path(f).is_file()]
+    assert released and all(golden_path(f).is_file() for f in released), REFRESH
+
+
+@pytest.mark.parametrize("feed", contract_names())
 def test_one_expectation_per_rule_named_by_meta(feed: str) -> None:
     contract = load_contract(feed)
     suite = compile_suite(contract)

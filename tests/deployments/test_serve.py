@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from connectors.registry import registry
 from deployments.automations import FEED_SILENT, LATE_OR_CRASHED, NIGHT_OVER_BUDGET
 from deployments.catalog import specs
 from deployments.run import alive, descendants, ours, read_pid
@@ -34,11 +35,8 @@ from deployments.run import alive, descendants, ours, read_pid
 pytestmark = [pytest.mark.serve, pytest.mark.prefect]
 
 REPO = Path(__file__).resolve().parents[2]
-FEEDS = (
-    "civil_affairs.deaths", "health_commission.hospital_deaths", "justice.prisoners",
-    "market_regulation.businesses", "medical_insurance.bills", "police.deaths", "religious_affairs.deaths",
-    "tax_bureau.wage_income",
-)
+#: every feed of the feed configs
+FEEDS = registry().names
 
 
 def _free_port() -> int:

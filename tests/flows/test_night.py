@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from connectors.registry import registry
 from fundx.core.errors import NightFailed
 from fundx.core.settings import reload_settings
 from fundx.core.timeutil import aware
@@ -16,11 +17,10 @@ from fundx.ledger import Ledger
 
 pytestmark = pytest.mark.prefect
 
-FEEDS = (
-    "civil_affairs.deaths", "health_commission.hospital_deaths", "justice.prisoners",
-    "market_regulation.businesses", "medical_insurance.bills", "police.deaths", "religious_affairs.deaths",
-    "tax_bureau.wage_income",
-)
+#: every feed of the feed configs (connectors.registry), sorted
+FEEDS = registry().names
+#: feed -> the stage it delivers to
+STAGES = {feed: registry().stage_of(feed) for feed in FEEDS}
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +42,7 @@ def night_env(sandbox, monkeypatch, tmp_path, keys_dir):
     monkeypatch.setenv("FUNDX_HTTP_READ_TIMEOUT", "1")
     reload_settings()
     yield Ledger.from_settings()
-    for agency in ("civil_affairs", "police", "market_regulation", "religious_affairs", "justice", "medical_insurance",
-                   "health_commission", "tax_bureau"):
+    for agency in registry().agencies:
         sandbox.set_faults(agency, [])
     reload_settings()
 
@@ -53,12 +52,6 @@ END = "2026-11-23T00:00:00+08:00"
 
 def _expected(sandbox, feed: str) -> int:
     return len(sandbox.expected(feed, aware("2020-01-01"), aware(END)))
-
-
-STAGES = {"civil_affairs.deaths": "death_matching", "police.deaths": "death_matching",
-          "religious_affairs.deaths": "death_matching", "justice.prisoners": "custody_matching",
-          "medical_insurance.bills": "bill_review", "market_regulation.businesses": "employer_review",
-          "health_commission.hospital_deaths": "death_matching", "tax_bureau.wage_income": "employer_review"}
 
 
 def _receive_everything() -> dict[str, list[str]]:
@@ -107,20 +100,20 @@ def test_a_night_pulls_every_feed_and_a_rerun_pulls_nothing_new(sandbox, night_e
     assert {d.status for d in night_env.deliveries()} == {"ready"}
 
     received = _receive_everything()
-    assert received == {"bill_review": ["received"], "custody_matching": ["received"],
-                        "death_matching": ["received"] * 4, "employer_review": ["received"] * 2}
+    assert received == {stage: ["received"] * len(registry().feeds_of(stage)) for stage in registry().stages}
+    assert len(received["death_matching"]) >= 4  # civil affairs, police, religious affairs, hospitals
     deliveries = night_env.deliveries()
-    assert len(deliveries) == 8 and {d.status for d in deliveries} == {"acknowledged"}
+    assert len(deliveries) == len(FEEDS) and {d.status for d in deliveries} == {"acknowledged"}
     counts = night_env.delivery_counts()
     for feed in FEEDS:
         assert counts[feed]["delivered"] == counts[feed]["acknowledged"] == 1, feed
         assert counts[feed]["rows"] == outcomes[feed].valid and counts[feed]["refused"] == 0, feed
-    assert len(night_env.ack_records(outcome="received")) == 8
+    assert len(night_env.ack_records(outcome="received")) == len(FEEDS)
 
     again = nightly_exchange(end=END)
     assert all(o.outcome == "pulled" and o.rows == 0 and o.handoff == "empty" for o in again)
     assert night_env.last_runs(1)[0]["outcome"] == "completed"
-    assert len(night_env.deliveries()) == 8 and _receive_everything() == {s: [] for s in received}
+    assert len(night_env.deliveries()) == len(FEEDS) and _receive_everything() == {s: [] for s in received}
     _watermarks_moved_only_with_deliveries(night_env)
     assert night_env.verify_audit().ok
     _reports_and_artifacts(home, night_env, outcomes)
@@ -185,20 +178,20 @@ def test_one_agency_failing_does_not_stop_the_others_and_a_rerun_pulls_only_what
     assert "civil_affairs.deaths" in message and "AuthError" in message
     assert "FUNDX_CIVIL_AFFAIRS_TOKEN" in message  # what to do names the setting
     run = night_env.last_runs(1)[0]
-    assert (run["outcome"], run["feeds"], run["feeds_failed"]) == ("failed", 8, 1)
+    assert (run["outcome"], run["feeds"], run["feeds_failed"]) == ("failed", len(FEEDS), 1)
     pulled = {p.feed: p for p in night_env.pulls_of_run(run["id"])}
     assert pulled["civil_affairs.deaths"].outcome == "failed"
     assert pulled["police.deaths"].rows == _expected(sandbox, "police.deaths")
     assert "civil_affairs.deaths" not in night_env.watermarks()
     assert not night_env.deliveries("civil_affairs.deaths")  # nothing handed over, nothing moved
-    assert len(night_env.deliveries()) == 7
+    assert len(night_env.deliveries()) == len(FEEDS) - 1
 
     sandbox.set_faults("civil_affairs", [])
     rerun = {o.feed: o for o in nightly_exchange(end=END)}
     assert rerun["civil_affairs.deaths"].rows == _expected(sandbox, "civil_affairs.deaths")
     assert rerun["civil_affairs.deaths"].handoff == "delivered"
     assert all(o.rows == 0 for f, o in rerun.items() if f != "civil_affairs.deaths")
-    assert len(night_env.deliveries()) == 8
+    assert len(night_env.deliveries()) == len(FEEDS)
     _watermarks_moved_only_with_deliveries(night_env)
 
 

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
+from connectors.registry import registry
 from fundx.core.digest import content_digest
 from fundx.core.settings import reload_settings
 from fundx.core.timeutil import UTC, Window, aware
@@ -45,10 +46,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN_URL = os.environ.get("FUNDX_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 END = "2026-11-23T00:00:00+08:00"
 FEED, STAGE = "police.deaths", "death_matching"
-FEEDS = {"civil_affairs.deaths": "death_matching", "health_commission.hospital_deaths": "death_matching",
-         "justice.prisoners": "custody_matching", "market_regulation.businesses": "employer_review",
-         "medical_insurance.bills": "bill_review", "police.deaths": "death_matching",
-         "religious_affairs.deaths": "death_matching", "tax_bureau.wage_income": "employer_review"}
+#: every feed of the feed configs -> the stage it delivers to
+FEEDS = {feed: registry().stage_of(feed) for feed in registry().names}
 
 
 # --- fixtures ----------------------------------------------------------------------------------

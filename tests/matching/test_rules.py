@@ -123,20 +123,55 @@ def test_name_tokens_agree_across_dot_forms():
     assert got == [normalize_name(n) for n in names]
 
 
-def test_death_consolidation_confidence():
-    city = generate_city(10_000)
+@pytest.fixture(scope="module")
+def death_city():
+    return generate_city(10_000)
+
+
+def test_death_consolidation_confidence(death_city):
+    city = death_city
     con = duckdb.connect()
     rules.prepare(con, _inputs(city), rules.parse_params(None))
     view = {r["person"]: r for r in rules.deaths(con).to_pylist()}
     tok = lambda i: pseudonym.token(KEY, i).hex().upper()  # noqa: E731
     conflicts = {tok(c["id_number"]) for c in city.truths["date_conflicts"]}
     assert conflicts and all(view[p]["confidence"] == "conflict" for p in conflicts if p in view)
+    assert rules.confirming_feeds() == ["police.deaths"]  # its config's matching: says confirms: true
     for s in city.truths["single_source_deaths"]:
         p = tok(s["id_number"])
         if p in view:
             want = "confirmed" if s["feed"] == "police.deaths" else "probable"
             assert view[p]["confidence"] == want, s["feed"]
     assert {r["confidence"] for r in view.values()} == {"confirmed", "probable", "conflict"}
+
+
+def test_which_sources_confirm_a_death_alone_is_the_feed_configs_say(death_city, tmp_path, monkeypatch):
+    """Without confirms: true in police.deaths.yaml a death only the police report is probable, like any other."""
+    import shutil
+
+    import connectors
+    import contracts
+    from fundx.core.settings import reload_settings
+
+    feeds = tmp_path / "feeds"
+    shutil.copytree(connectors.FEEDS_DIR, feeds)
+    police = feeds / "police.deaths.yaml"
+    police.write_text(re.sub(r"(?m)^  confirms: true.*\n", "", police.read_text(encoding="utf-8")), encoding="utf-8")
+    monkeypatch.setenv("FUNDX_FEEDS_DIR", str(feeds))
+    monkeypatch.setenv("FUNDX_CONTRACTS_DIR", str(contracts.CONTRACTS_DIR))
+    reload_settings()
+    try:
+        assert rules.confirming_feeds() == []
+        con = duckdb.connect()
+        rules.prepare(con, _inputs(death_city), rules.parse_params(None))
+        view = {r["person"]: r for r in rules.deaths(con).to_pylist()}
+        police_only = [pseudonym.token(KEY, s["id_number"]).hex().upper()
+                       for s in death_city.truths["single_source_deaths"] if s["feed"] == "police.deaths"]
+        assert any(p in view for p in police_only)
+        assert all(view[p]["confidence"] == "probable" for p in police_only if p in view)
+    finally:
+        monkeypatch.undo()
+        reload_settings()
 
 
 def test_bad_parameters_are_named():

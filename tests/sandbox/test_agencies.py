@@ -27,7 +27,8 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from sandbox.agencies import AGENCIES, Sandbox, parse_faults
+from connectors.registry import registry
+from sandbox.agencies import Sandbox, parse_faults
 from sandbox.drops import EXCEL_NUMBER
 from sandbox.faults import RENAMED
 from sandbox.generator import generate_city
@@ -36,6 +37,8 @@ from sandbox.schema import feed_schema
 STALL = 1.0
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 REPO = Path(__file__).resolve().parents[2]
+#: agency -> the feed it serves (each shipped agency serves one)
+AGENCIES = {agency: feeds[0] for agency, feeds in registry().agencies.items()}
 
 
 # -- fixtures and helpers ---------------------------------------------------------------------------
@@ -192,22 +195,31 @@ FIRST_PAGE = {
 # -- fault specs -------------------------------------------------------------------------------------
 
 
+def _on(*transports: str) -> list[str]:
+    """The agencies whose feeds come over one of these transports (from the feed configs)."""
+    return [a for a, ts in registry().transports.items() if set(ts) & set(transports)]
+
+
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
         ("", {}),
         ("police=server_errors,rate_limit;justice=empty", {"police": ["server_errors", "rate_limit"], "justice": ["empty"]}),
         (" police = slow ; ; police=reset ", {"police": ["slow", "reset"]}),
-        ("all=slow", {"civil_affairs": ["slow"], "police": ["slow"], "market_regulation": ["slow"],
-                      "medical_insurance": ["slow"], "health_commission": ["slow"], "tax_bureau": ["slow"]}),
-        ("all=truncated;justice=empty", {"civil_affairs": ["truncated"], "police": ["truncated"],
-                                         "market_regulation": ["truncated"], "religious_affairs": ["truncated"],
-                                         "justice": ["truncated", "empty"], "health_commission": ["truncated"]}),
+        ("all=slow", {a: ["slow"] for a in _on("rest", "database")}),
+        ("all=truncated;justice=empty", {a: ["truncated"] for a in _on("rest", "filedrop")}
+         | {"justice": ["truncated", "empty"]}),
         ("police=", {"police": []}),
     ],
 )
 def test_parse_faults(spec, expected):
     assert parse_faults(spec) == expected
+
+
+def test_fault_targets_are_the_agencies_of_the_feed_configs():
+    assert set(_on("rest")) >= {"civil_affairs", "police", "market_regulation", "health_commission"}
+    assert set(_on("filedrop")) >= {"religious_affairs", "justice"}
+    assert set(_on("database")) >= {"medical_insurance", "tax_bureau"}
 
 
 @pytest.mark.parametrize(
@@ -250,13 +262,10 @@ def test_exchange_env_and_state_files(sb, city):
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
     lines = dict(ln.split("=", 1) for ln in env_file.read_text().splitlines() if ln and not ln.startswith("#"))
     assert lines == sb.env
-    assert set(sb.env) == {
-        "FUNDX_CIVIL_AFFAIRS_URL", "FUNDX_CIVIL_AFFAIRS_TOKEN", "FUNDX_POLICE_URL", "FUNDX_POLICE_CLIENT_ID",
-        "FUNDX_POLICE_CLIENT_SECRET", "FUNDX_MARKET_REGULATION_URL", "FUNDX_MARKET_REGULATION_API_KEY",
-        "FUNDX_RELIGIOUS_AFFAIRS_DROP", "FUNDX_JUSTICE_DROP", "FUNDX_MEDICAL_INSURANCE_DB_URL",
-        "FUNDX_OFFICE_DB_URL", "FUNDX_HEALTH_COMMISSION_URL", "FUNDX_HEALTH_COMMISSION_API_KEY",
-        "FUNDX_TAX_BUREAU_DB_URL",
-    }
+    assert set(sb.env) == _referenced() | {"FUNDX_OFFICE_DB_URL"}  # every env: reference of every feed config
+    assert {"FUNDX_CIVIL_AFFAIRS_TOKEN", "FUNDX_POLICE_CLIENT_SECRET", "FUNDX_JUSTICE_DROP",
+            "FUNDX_TAX_BUREAU_DB_URL"} < set(sb.env)
+    assert sb.not_simulated == {} and sb.feeds == list(registry().names)
     state_text = (sb.home / "sandbox.json").read_text()
     state = json.loads(state_text)
     assert state["pid"] == os.getpid() and state["people"] == city.people and state["seed"] == city.seed
@@ -267,6 +276,22 @@ def test_exchange_env_and_state_files(sb, city):
     ids = city.feeds["civil_affairs.deaths"]["id_number"].dropna().head(50)
     assert not any(i in state_text for i in ids)
     assert (sb.home / "truth.json").is_file()
+
+
+def _referenced() -> set[str]:
+    """The environment variables the feed configs reference (endpoints and credentials)."""
+    found: set[str] = set()
+
+    def walk(value: object) -> None:
+        if isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, str) and value.startswith("env:"):
+            found.add(value[4:])
+
+    for config in registry().feeds.values():
+        walk(config.model_dump())
+    return found
 
 
 def test_control_server(sb):

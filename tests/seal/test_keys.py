@@ -13,9 +13,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from seal_helpers import make_pki
 
+from connectors.registry import registry
 from fundx.core.errors import CertificateError, ConfigurationError
 from fundx.crypto.keys import (
-    STAGES,
+    OFFICE_RECIPIENTS,
     KeyPaths,
     KeySettings,
     KeyStore,
@@ -29,10 +30,14 @@ from fundx.crypto.keys import (
     make_crl,
     new_private_key,
     recipient_certificates,
+    recipients,
     retire_stage_certificate,
     revoke_certificate,
     validate_certificate,
 )
+
+#: every recipient: the stages the feed configs deliver to, the stewards and the investigators
+STAGES = recipients()
 
 
 def _mode(path) -> int:
@@ -59,8 +64,8 @@ def test_init_creates_ca_crl_signer_and_one_certificate_per_stage(full):
     expected |= {f"{folder}/{s}.{ext}" for folder in ("stages", "signers") for s in STAGES for ext in ("pem", "key")}
     expected |= {"office/match.key"}  # the office's HMAC key for pseudonymised matching
     assert names == expected
-    assert STAGES == ("death_matching", "custody_matching", "bill_review", "employer_review", "stewards",
-                      "investigators")
+    assert STAGES == (*registry().stages, "stewards", "investigators") == (*registry().stages, *OFFICE_RECIPIENTS)
+    assert set(registry().stages) >= {"death_matching", "custody_matching", "bill_review", "employer_review"}
 
 
 def test_private_keys_are_0600_even_under_umask_0(full):

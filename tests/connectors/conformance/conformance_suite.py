@@ -1,28 +1,24 @@
-"""The connector conformance suite (onboarding/conformance.py) as pytest tests, one per check.
+"""The connector conformance suite (onboarding/conformance.py) as pytest tests: every feed, every check.
 
-A feed's test file is these lines (the sandbox is shared by every conformance file of the session):
-
-    from conformance_suite import conformance_tests
-
-    globals().update(conformance_tests("police.deaths"))
-
-and, when a check cannot apply to the feed, the written reason for skipping it:
-
-    globals().update(conformance_tests("x.y", skip={"paging": "the agency sends one file, no pages"}))
-
-Each check is its own test (``test_connection``, ``test_paging``, ...), so a failure names the check;
-the message names the feed and what is wrong. Pulls are shared between the checks of one feed.
+The feeds are the registry's (connectors/feeds/*.yaml, or FUNDX_FEEDS_DIR): a feed onboarded with its
+config and contract is in the suite without a test file of its own. Each (feed, check) is its own
+test (``test_conformance[police.deaths-paging]``), so a failure names both; the message names the
+feed and what is wrong. A check that cannot apply to a feed is skipped with the written reason its
+config gives (``conformance: skip: {paging: "why"}``); a feed the sandbox does not simulate is
+skipped saying why. Pulls are shared between the checks of one feed, and one sandbox between every
+conformance test of the session.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from connectors.registry import registry
 from fundx.core.settings import Settings
-from onboarding.conformance import CHECKS, FAILED, SKIPPED, Context, check_skip, run_check
+from onboarding.conformance import CHECKS, FAILED, SKIPPED, Context, run_check
 
 #: people in the shared sandbox's city: every feed has rows, over several files and pages
 PEOPLE = 5_000
@@ -66,24 +62,20 @@ def context_for(feed: str, sandbox: Any) -> Context:
     return contexts[feed]
 
 
-def conformance_tests(feed: str, *, skip: Mapping[str, str] | None = None) -> dict[str, Callable[..., None]]:
-    """``{"test_<check>": test}`` for every check of the suite against ``feed``.
-
-    ``skip`` maps a check to the written reason for skipping it; an unknown check or an empty
-    reason is a ValueError when the test file is collected.
-    """
-    skipped = check_skip(skip)
-    return {f"test_{check}": _test(feed, check, skipped) for check in CHECKS}
+def cases() -> list[Any]:
+    """One case per configured feed (a broken config too: it fails) and check of the suite, a feed's checks together."""
+    return [pytest.param(feed, check, id=f"{feed}-{check}") for feed in registry().all_names for check in CHECKS]
 
 
-def _test(feed: str, check: str, skip: dict[str, str]) -> Callable[..., None]:
-    def test(conformance_sandbox: Any) -> None:
-        result = run_check(check, context_for(feed, conformance_sandbox), skip=skip)
-        if result.status == SKIPPED:
-            pytest.skip(result.message)
-        if result.status == FAILED:
-            pytest.fail(result.message, pytrace=False)
-
-    test.__name__ = test.__qualname__ = f"test_{check}"
-    test.__doc__ = f"{feed} passes the conformance check {check!r}."
-    return test
+def run_case(feed: str, check: str, sandbox: Any) -> None:
+    """One check of one feed against the sandbox: passes, or skips or fails with the suite's message."""
+    broken = registry().broken.get(feed)
+    if broken is not None:
+        pytest.fail(f"{feed}: its config does not load: {broken}", pytrace=False)
+    if feed in sandbox.not_simulated:
+        pytest.skip(f"{feed} is not simulated by the sandbox: {sandbox.not_simulated[feed]}")
+    result = run_check(check, context_for(feed, sandbox))
+    if result.status == SKIPPED:
+        pytest.skip(result.message)
+    if result.status == FAILED:
+        pytest.fail(result.message, pytrace=False)

@@ -1,5 +1,0 @@
-"""justice.prisoners passes the connector conformance suite (onboarding/conformance.py)."""
-
-from conformance_suite import conformance_tests
-
-globals().update(conformance_tests("justice.prisoners"))
