@@ -710,7 +710,8 @@ def test_database_statement_running_past_the_pull_deadline_is_cancelled(bills_db
     started = time.monotonic()
     with pytest.raises(DeadlineExceeded) as info:
         if streamed:  # the way the nightly run reads this feed (stream: true): chunks, in a reader thread
-            from fundx.exchange.stream import Spool, extract
+            from fundx.exchange.spool import Spool
+            from fundx.exchange.stream import extract
 
             extract(connector, WINDOW, Spool.create(tmp_path, DB_FEED), chunk_rows=1)
         else:

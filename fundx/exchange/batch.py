@@ -10,7 +10,7 @@ against its contract and hands back a :class:`CheckedBatch`. The delivery asks t
 - the stewards' rows (the failing ones, or every row of a batch held back) as payloads;
 - the event latency of the valid rows, for the SLA.
 
-:class:`WholeBatch` answers from the frames in memory; :class:`fundx.exchange.stream.SpooledBatch` from the
+:class:`WholeBatch` answers from the frames in memory; :class:`fundx.exchange.spooled.SpooledBatch` from the
 spool, its parts sealed through a task runner. Neither carries a record into a repr.
 """
 

@@ -134,11 +134,12 @@ def pull_feed(feed: str, window: Window, *, stream: bool = False,
     if not stream:
         return connector.extract(window, progress=progress)
     from fundx.exchange import stream as streaming
+    from fundx.exchange.spool import Spool, remove_stale_spools
 
     settings = get_settings()
-    if streaming.remove_stale_spools(settings.home, feed):
+    if remove_stale_spools(settings.home, feed):
         log.warning("%s: removed the spool of a run that stopped before it ended; its rows are pulled again", feed)
-    spool = streaming.Spool.create(settings.home, feed)
+    spool = Spool.create(settings.home, feed)
     try:
         return streaming.extract(connector, window, spool, chunk_rows=settings.chunk_rows, progress=progress)
     except BaseException:
@@ -172,7 +173,7 @@ def check_pull(ledger: Ledger, pulled: Any, *, runner: Any = None, steps: Any = 
     batch: CheckedBatch
     if hasattr(pulled, "spool"):
         from fundx.exchange.runners import LocalRunner
-        from fundx.exchange.stream import check_spooled
+        from fundx.exchange.spooled import check_spooled
 
         batch = check_spooled(pulled, runner=runner or LocalRunner(), steps=steps, history=history, today=today,
                               part_bytes=get_settings().part_bytes)
@@ -319,7 +320,7 @@ def _seal(store: Inbox, stage: str, keys: KeyStore, payloads: Any, *, batch_id: 
           after_part: Callable[[int], None] | None = None, runner: Any = None) -> list[PartFile]:
     created_at = now().isoformat()
     if runner is not None:  # spooled parts of a streamed batch, sealed in parallel where the runner can
-        from fundx.exchange.stream import SpooledParts, seal_spooled
+        from fundx.exchange.parts import SpooledParts, seal_spooled
 
         if isinstance(payloads, SpooledParts):
             manifest = {"batch_id": batch_id, "feed": feed, "window_start": window.start.astimezone(SHANGHAI).isoformat(),

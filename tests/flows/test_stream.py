@@ -30,7 +30,9 @@ from fundx.crypto.keys import KeySettings, KeyStore
 from fundx.crypto.seal import open_sealed
 from fundx.exchange import quarantine
 from fundx.exchange.run import run_feed
-from fundx.exchange.stream import LocalRunner, Spool, chunk_frame, extract
+from fundx.exchange.runners import LocalRunner
+from fundx.exchange.spool import Spool
+from fundx.exchange.stream import chunk_frame, extract
 from fundx.ledger import Ledger
 
 END = "2026-11-23T00:00:00+08:00"
@@ -260,7 +262,7 @@ def test_a_streamed_feed_is_checked_and_sealed_by_a_pool_of_processes(sandbox, h
     the same batch as in this process, every chunk's valid rows a part of their own (a piece of a MiB
     or more is not encoded again) or merged with their neighbours when small."""
     from fundx.core.digest import content_digest
-    from fundx.exchange import stream
+    from fundx.exchange import parts
     from fundx.exchange.runners import ProcessRunner
 
     feed, (stage, _, _) = "medical_insurance.bills", FEEDS["medical_insurance.bills"]
@@ -268,7 +270,7 @@ def test_a_streamed_feed_is_checked_and_sealed_by_a_pool_of_processes(sandbox, h
     local = run_feed(feed, end=END, stream=True, runner=LocalRunner())
     local_kept = _kept(local.handoff.batch_id)
     _use(home, monkeypatch, 1000)
-    monkeypatch.setattr(stream, "SMALL_PIECE", 1)  # every chunk's piece kept as a part of its own
+    monkeypatch.setattr(parts, "SMALL_PIECE", 1)  # every chunk's piece kept as a part of its own
     done = run_feed(feed, end=END, stream=True, runner=ProcessRunner(2))
     assert (done.handoff.outcome, done.handoff.batch_id, done.valid, done.quarantined) == (
         "delivered", local.handoff.batch_id, local.valid, local.quarantined)

@@ -1,0 +1,151 @@
+"""A streamed batch checked chunk by chunk (:func:`check_spooled`): the one verdict on its totals.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+import numpy as np
+
+from fundx.core.digest import (
+    digest_of,
+)
+from fundx.crypto.seal import PART_BYTES
+from fundx.exchange.batch import CheckedBatch, Steps
+from fundx.exchange.chunks import CheckJob, CheckResult, check_chunk
+from fundx.exchange.parts import SpooledParts, quarantine_parts, valid_parts
+from fundx.exchange.runners import Runner
+from fundx.exchange.stream import SpooledPull
+
+log = logging.getLogger("fundx.stream")
+
+
+class SpooledBatch(CheckedBatch):
+    """A streamed pull checked chunk by chunk (:func:`check_spooled`): its rows stay in the spool, the
+    chunks' results name them; parts are sealed through ``runner``."""
+
+    def __init__(self, pulled: SpooledPull, results: list[CheckResult], report: dict[str, Any], validation_result: Any,
+                 valid_digest: str, lag: tuple[float, float] | None, runner: Runner) -> None:
+        self.pulled = pulled
+        self.results = results
+        self.report = report
+        self.validation_result = validation_result
+        self._valid_digest = valid_digest
+        self._lag = lag
+        self.runner = runner
+
+    def valid_digest(self) -> str:
+        return self._valid_digest
+
+    def valid_payloads(self, part_bytes: int) -> SpooledParts:
+        return valid_parts(self.pulled, self.results, part_bytes)
+
+    def quarantine_payloads(self, part_bytes: int, *, held: bool) -> SpooledParts:
+        return quarantine_parts(self.pulled, self.results, part_bytes, held=held)
+
+    def event_lag(self) -> tuple[float, float] | None:
+        return self._lag
+
+
+def check_spooled(pulled: SpooledPull, *, runner: Runner, steps: Steps, history: Sequence[int] | None,
+                  today: date | None = None, arrived: datetime | None = None,
+                  part_bytes: int = PART_BYTES) -> SpooledBatch:
+    """Check every chunk (through ``runner``), then the batch on its totals: the one verdict
+    (contracts.validate.verdict) a batch read whole gets. ``history``: the feed's recent row counts."""
+    from contracts import load_contract
+    from contracts.normalise import NormalisationRecord
+    from contracts.rules import contract_rules
+    from contracts.sla import lag_percentiles
+    from contracts.validate import check_report, verdict
+    from fundx.core.timeutil import SHANGHAI, now
+
+    contract = load_contract(pulled.feed)
+    rules = contract_rules(contract)
+    today = today or datetime.now(SHANGHAI).date()
+    arrived = arrived or now()
+    jobs = [CheckJob(pulled.spool, pulled.feed, chunk, today, arrived, part_bytes) for chunk in pulled.chunks]
+    started = time.perf_counter()
+    with steps.step("validate") as figures:
+        results = runner.map(check_chunk, jobs)
+        figures["rows"] = pulled.rows
+    # The jobs also normalised their rows and encoded the valid ones as Parquet: the step's wall clock is
+    # shared out in proportion to the jobs' own seconds (with parallel workers these add up to more).
+    normalise_seconds = sum(r.normalise_seconds for r in results)
+    encode_seconds = sum(r.encode_seconds for r in results)
+    steps.share("validate", normalise=normalise_seconds, seal=encode_seconds,
+                of=sum(r.seconds for r in results), rows=pulled.rows)
+    rows = sum(r.rows for r in results)
+    valid = sum(r.valid for r in results)
+    bad = sum(r.quarantined for r in results)
+    counts = {rule.id: 0 for rule in rules.rules}
+    record = NormalisationRecord()
+    for r in results:
+        for rule_id, n in r.counts.items():
+            counts[rule_id] = counts.get(rule_id, 0) + n
+        for column, kinds in r.normalisation.items():
+            for kind, n in kinds.items():
+                record.add(column, kind, n)
+    unevaluated = [u for r in results for u in r.unevaluated]
+    decided = verdict(contract, rows=rows, failed=bad, history=history, unevaluated=unevaluated,
+                      schema_reason=next((r.schema_reason for r in results if r.schema_reason), None))
+    report = check_report(contract, rules, rows=rows, valid=valid, quarantined=bad, counts=counts | decided.counts,
+                          record=record, rejected=decided.rejected, reason=decided.reason,
+                          seconds=time.perf_counter() - started, schema=decided.schema_break)
+    report["unevaluated"] = sorted(set(unevaluated))
+    report["normalise_seconds"] = round(normalise_seconds, 3)
+    report["streamed"] = {"chunks": len(results)}
+    lags = [r.lags for r in results if r.lags is not None and len(r.lags)]
+    hashes = np.concatenate([r.valid_hashes for r in results]) if results else np.zeros(0, dtype=np.uint64)
+    for r in results:
+        r.valid_hashes = np.zeros(0, dtype=np.uint64)
+        r.lags = None
+    return SpooledBatch(
+        pulled, results, report,
+        merged_result([r.gx for r in results if r.gx is not None], contract, rows=rows, rows_ok=decided.rows_ok),
+        digest_of(pulled.columns, hashes), lag_percentiles(np.concatenate(lags)) if lags else None, runner,
+    )
+
+
+_COUNTED = ("element_count", "unexpected_count", "missing_count")
+
+
+def merged_result(results: list[Any], contract: Any, *, rows: int, rows_ok: bool) -> Any:
+    """One counts-only GX suite result from the chunks' (for Data Docs): counts summed, percentages and
+    successes recomputed, the table-level row count as the verdict has it (contracts.validate.settle_result)."""
+    if not results:
+        return None
+    from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
+
+    from contracts.validate import settle_result
+
+    first = results[0]
+    merged = []
+    for i, item in enumerate(first.results):
+        parts = [r.results[i] for r in results if i < len(r.results)]
+        kept = dict(item.result or {})
+        raised = any((p.exception_info or {}).get("raised_exception") for p in parts)
+        if "element_count" in kept:
+            for name in _COUNTED:
+                if name in kept:
+                    kept[name] = sum(int((p.result or {}).get(name) or 0) for p in parts)
+            total, bad, missing = kept["element_count"], kept.get("unexpected_count", 0), kept.get("missing_count", 0)
+            present = total - missing
+            share = 100.0 * bad / present if present else 0.0
+            for name, value in (("unexpected_percent", share), ("unexpected_percent_nonmissing", share),
+                                ("unexpected_percent_total", 100.0 * bad / total if total else 0.0),
+                                ("missing_percent", 100.0 * missing / total if total else 0.0)):
+                if name in kept:
+                    kept[name] = value
+            mostly = float((item.expectation_config.kwargs or {}).get("mostly", 1.0))
+            success = not raised and (present == 0 or (present - bad) / present >= mostly)
+        else:  # table level, the row count: the batch's, settled below
+            success = not raised
+        merged.append(ExpectationValidationResult(success=success, expectation_config=item.expectation_config,
+                                                  result=kept, exception_info=item.exception_info))
+    whole = ExpectationSuiteValidationResult(success=False, results=merged, suite_name=first.suite_name,
+                                             statistics=dict(first.statistics or {}), meta=first.meta)
+    return settle_result(whole, contract, rows=rows, rows_ok=rows_ok)
