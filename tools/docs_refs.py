@@ -41,7 +41,7 @@ CLI_APP = ("fundx.cli", "app", "fundx")
 SETTINGS_CLASSES: tuple[tuple[str, str, str], ...] = (
     ("fundx.core.settings", "Settings", "The exchange"),
     ("fundx.crypto.keys", "KeySettings", "Keys and certificates"),
-    ("fundx.notify", "NotifySettings", "Notices"),
+    ("fundx.notify.config", "NotifySettings", "Notices"),
     ("fundx.console.app", "ConsoleSettings", "The stewards' console"),
     ("deployments.settings", "ServeSettings", "`make serve`"),
 )
