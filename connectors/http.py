@@ -1,5 +1,5 @@
-"""HTTP for REST feeds: one session with timeouts and deadlines, a capped body, and HTTP status -> action
-as one table.
+"""HTTP for REST feeds: one session with timeouts and deadlines, a capped body, and a failed status turned
+into a fundx error by the exchange's one HTTP status table (fundx.core.http_status).
 
 Every failure becomes a typed fundx error (see fundx.core.errors): what to do about it is read from the
 type. Messages name the feed, the page and the URL's path — never its query string, headers, tokens
@@ -15,7 +15,6 @@ the deadline checked after each.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import re
 import socket
@@ -24,7 +23,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -40,10 +38,9 @@ from fundx.core.errors import (
     FundxError,
     IncompletePull,
     NotFoundError,
-    PermanentError,
-    RateLimited,
     TransientError,
 )
+from fundx.core.http_status import StatusAction, retry_after_seconds, rule_for
 from fundx.core.settings import Settings
 
 if TYPE_CHECKING:
@@ -58,18 +55,6 @@ _RECHECK_SECONDS = 0.05
 #: an agency's error code is a short lower-case word list (invalid_token, insufficient_scope): anything
 #: else — a long random-looking run, mixed case — may be a credential an agency echoed, and is left out
 _ERROR_CODE = re.compile(r"^(?=.{1,48}$)[a-z][a-z0-9]{0,15}(?:[_.\-][a-z0-9]{1,16})*$")
-
-#: HTTP status -> (error type, what it means); the first matching row wins. 2xx is success.
-STATUS_TABLE: tuple[tuple[range | frozenset[int], type[FundxError], str], ...] = (
-    (frozenset({429}), RateLimited, "rate limited"),
-    (frozenset({408}), TransientError, "request timed out at the agency"),
-    (range(500, 600), TransientError, "server error"),
-    (frozenset({401, 403}), AuthError, "credentials rejected"),
-    (frozenset({404}), NotFoundError, "endpoint not found"),
-    (range(400, 500), PermanentError, "request refused"),
-    (range(100, 600), PermanentError, "unexpected status"),
-)
-
 
 @dataclass(frozen=True, eq=False)
 class Response:
@@ -125,43 +110,23 @@ class Response:
         return error.pos >= len(self.body)  # ended by closing the connection: only an end in mid-document
 
 
-def retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as seconds: a number of seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
 def error_for_status(response: Response, *, feed: str, what: str, renew: str | None = None) -> FundxError | None:
-    """The error that an HTTP status means, from :data:`STATUS_TABLE`; None for success."""
+    """The error that an HTTP status means (fundx.core.http_status.STATUS_TABLE); None for success.
+
+    ``renew``: the setting that holds the feed's credential, named in an AuthError's action."""
     if response.ok:
         return None
-    for statuses, kind, meaning in STATUS_TABLE:  # noqa: B007 - kind and meaning are used after the break
-        if response.status in statuses:
-            break
-    else:  # a status outside 100-599
-        kind, meaning = PermanentError, "unexpected status"
+    rule = rule_for(response.status)
     code = response.error_code()
-    message = f"{what}: {meaning} (HTTP {response.status}{', ' + code if code else ''}) from {response.url_path}"
-    if issubclass(kind, TransientError):
+    message = f"{what}: {rule.meaning} (HTTP {response.status}{', ' + code if code else ''}) from {response.url_path}"
+    if rule.action is StatusAction.RETRY and issubclass(rule.error, TransientError):
         retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-        return kind(message, feed=feed, retry_after=retry_after)
-    if kind is AuthError:
+        return rule.error(message, feed=feed, retry_after=retry_after)
+    if rule.action is StatusAction.RENEW:
         return AuthError(message, feed=feed, action=f"renew {renew}" if renew else None)
-    if kind is NotFoundError:
+    if rule.action is StatusAction.NOT_FOUND:
         return NotFoundError(message, feed=feed, action="check the feed's base_url and path")
-    return kind(message, feed=feed, action="check the feed config against the agency's API documentation")
+    return rule.error(message, feed=feed, action="check the feed config against the agency's API documentation")
 
 
 class _Late(Exception):

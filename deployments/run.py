@@ -48,733 +48,26 @@ processes included), TERM first, KILL after 20 s. ``start`` refuses to mix: a se
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
-import re
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeGuard
 
-from deployments.catalog import REPO_ROOT, WORK_POOL
-from deployments.settings import ServeSettings, serve_settings
-from fundx.core.process import alive
-
-STOP_GRACE_SECONDS = 20.0
-#: workers ``start --postgres`` runs when --workers is not given (plain ``start``: one)
-PG_WORKERS = 2
-PG_SERVER_VAR = "FUNDX_SERVE_PG_URL"
-PG_SERVER_DEFAULT = "postgresql://postgres@127.0.0.1:5432/postgres"
-PG_PREFECT_DB_VAR, PG_PREFECT_DB_DEFAULT = "FUNDX_SERVE_PG_PREFECT_DB", "fundx_prefect"
-PG_LEDGER_DB_VAR, PG_LEDGER_DB_DEFAULT = "FUNDX_SERVE_PG_LEDGER_DB", "fundx_ledger"
-PREFECT_DB_VAR = "PREFECT_SERVER_DATABASE_CONNECTION_URL"
-PREFECT_DB_LEGACY_VAR = "PREFECT_API_DATABASE_CONNECTION_URL"  # Prefect's older name of the same setting
-LEDGER_VAR = "FUNDX_LEDGER_URL"
-PG_CONNECT_TIMEOUT = 5
-
-
-class ServeError(Exception):
-    """``make serve`` could not do what was asked; ``action`` says what to do."""
-
-    def __init__(self, message: str, action: str) -> None:
-        super().__init__(message)
-        self.action = action
-
-
-@dataclass(frozen=True)
-class Paths:
-    dir: Path
-
-    @property
-    def server_pid(self) -> Path:
-        return self.dir / "server.pid"
-
-    @property
-    def worker_pid(self) -> Path:
-        return self.worker_pid_of(1)
-
-    @property
-    def server_log(self) -> Path:
-        return self.dir / "server.log"
-
-    @property
-    def worker_log(self) -> Path:
-        return self.worker_log_of(1)
-
-    def worker_pid_of(self, n: int) -> Path:
-        return self.dir / ("worker.pid" if n == 1 else f"worker-{n}.pid")
-
-    def worker_log_of(self, n: int) -> Path:
-        return self.dir / ("worker.log" if n == 1 else f"worker-{n}.log")
-
-    def worker_numbers(self) -> list[int]:
-        """The workers that have a pid file (running or not), in order."""
-        found = []
-        for path in self.dir.glob("worker*.pid"):
-            match = re.fullmatch(r"worker(?:-(\d+))?\.pid", path.name)
-            if match:
-                found.append(int(match.group(1) or 1))
-        return sorted(found)
-
-    @property
-    def register_log(self) -> Path:
-        return self.dir / "register.log"
-
-    @property
-    def state(self) -> Path:
-        return self.dir / "serve.json"
-
-    @property
-    def setup(self) -> Path:
-        """What ``start`` set up: databases (without passwords) and workers; read by status and start."""
-        return self.dir / "setup.json"
-
-
-# PostgreSQL (make serve-pg) ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PgDatabases:
-    """Where ``make serve-pg`` keeps Prefect's database and the ledger. The URLs hold no password."""
-
-    prefect_url: str  # postgresql+asyncpg://..., for the server (PREFECT_SERVER_DATABASE_CONNECTION_URL)
-    ledger_url: str  # postgresql+psycopg://..., for the workers and their flow runs (FUNDX_LEDGER_URL)
-    maintenance_db: str  # the database connected to when creating the two (FUNDX_SERVE_PG_URL's)
-    # the variables that name each one's server and its database, for error messages
-    prefect_from: tuple[str, str]
-    ledger_from: tuple[str, str]
-    password: str | None = field(default=None, repr=False)  # from a URL; handed on as PGPASSWORD only
-
-
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")
-
-
-def _url(value: str, var: str):
-    import sqlalchemy as sa
-
-    try:
-        url = sa.engine.make_url(value)
-    except (sa.exc.ArgumentError, ValueError):
-        raise ServeError(f"{var} is not a database URL",
-                         f"set {var} to postgresql://USER@HOST:PORT/DATABASE (password in PGPASSWORD or ~/.pgpass), "
-                         f"or unset it") from None
-    if url.get_backend_name() != "postgresql":
-        raise ServeError(
-            f"{var} names a {url.get_backend_name()} database, but `make serve-pg` keeps it on PostgreSQL",
-            f"unset {var} (make serve-pg then uses {PG_SERVER_VAR}) or point it at PostgreSQL; "
-            f"`make serve` runs on SQLite",
-        )
-    return url
-
-
-def _database_name(value: str | None, var: str, default: str) -> str:
-    name = value or default
-    if not _IDENTIFIER.fullmatch(name):
-        raise ServeError(f"{var}: {name!r} is not a plain PostgreSQL database name",
-                         f"set {var} to letters, digits and underscores (at most 63), e.g. {default}")
-    return name
-
-
-def pg_databases(environ: dict[str, str] | None = None) -> PgDatabases:
-    """Prefect's database and the ledger on PostgreSQL, from the FUNDX_SERVE_PG_* variables (see the module)."""
-    import sqlalchemy as sa
-
-    env = os.environ if environ is None else environ
-    server = _url(env.get(PG_SERVER_VAR) or PG_SERVER_DEFAULT, PG_SERVER_VAR)
-
-    def on_server(drivername: str, database: str):
-        return sa.engine.URL.create(drivername, username=server.username, password=server.password,
-                                    host=server.host, port=server.port, database=database, query=server.query)
-
-    prefect_var = PREFECT_DB_VAR if env.get(PREFECT_DB_VAR) else PREFECT_DB_LEGACY_VAR
-    if env.get(prefect_var):
-        prefect = _url(env[prefect_var], prefect_var)
-        if prefect.drivername != "postgresql+asyncpg":
-            raise ServeError(f"{prefect_var} must name the asyncpg driver for Prefect's server, "
-                             f"not {prefect.drivername}",
-                             "write it as postgresql+asyncpg://USER@HOST:PORT/DATABASE, or unset it")
-        _database_name(prefect.database, prefect_var, PG_PREFECT_DB_DEFAULT)
-        prefect_from = (prefect_var, prefect_var)
-    else:
-        prefect_from = (PG_SERVER_VAR, PG_PREFECT_DB_VAR)
-        prefect = on_server("postgresql+asyncpg",
-                            _database_name(env.get(PG_PREFECT_DB_VAR), PG_PREFECT_DB_VAR, PG_PREFECT_DB_DEFAULT))
-    if env.get(LEDGER_VAR):
-        ledger = _url(env[LEDGER_VAR], LEDGER_VAR)
-        _database_name(ledger.database, LEDGER_VAR, PG_LEDGER_DB_DEFAULT)
-        dialect = ledger.get_dialect()
-        try:  # postgresql:// means psycopg2 to SQLAlchemy; this environment may have psycopg (3) only
-            dialect.import_dbapi()
-        except ImportError:
-            raise ServeError(f"{LEDGER_VAR} asks for the {dialect.driver} driver, which is not installed",
-                             "write it as postgresql+psycopg://USER@HOST:PORT/DATABASE") from None
-        ledger_from = (LEDGER_VAR, LEDGER_VAR)
-    else:
-        ledger_from = (PG_SERVER_VAR, PG_LEDGER_DB_VAR)
-        ledger = on_server("postgresql+psycopg",
-                           _database_name(env.get(PG_LEDGER_DB_VAR), PG_LEDGER_DB_VAR, PG_LEDGER_DB_DEFAULT))
-    passwords = {u.password for u in (server, prefect, ledger) if u.password}
-    if len(passwords) > 1:
-        named = sorted({PG_SERVER_VAR, prefect_from[0], ledger_from[0]})
-        raise ServeError(
-            f"{', '.join(named[:-1])} and {named[-1]} carry different passwords",
-            "take the passwords out of the URLs and put them in a password file (PGPASSFILE, or ~/.pgpass: "
-            "host:port:database:user:password per line)",
-        )
-    return PgDatabases(
-        prefect_url=_plain(prefect), ledger_url=_plain(ledger), maintenance_db=server.database or "postgres",
-        prefect_from=prefect_from, ledger_from=ledger_from, password=passwords.pop() if passwords else None,
-    )
-
-
-def _plain(url) -> str:
-    """The URL without its password (SQLAlchemy's URL.set cannot remove one)."""
-    return url._replace(password=None).render_as_string(hide_password=False)
-
-
-def describe_database(url: str) -> str:
-    """``fundx_ledger on 127.0.0.1:5432 as postgres`` for a PostgreSQL URL; the SQLite file; never a password."""
-    import sqlalchemy as sa
-
-    try:
-        u = sa.engine.make_url(url)
-    except (sa.exc.ArgumentError, ValueError):
-        return "an unreadable URL"
-    if u.get_backend_name() == "sqlite":
-        return f"SQLite at {u.database}"
-    host = f"{u.host or 'the local socket'}:{u.port or 5432}"
-    return f"PostgreSQL database {u.database} on {host} as {u.username or 'the login user'}"
-
-
-def _pg_reason(exc: BaseException, password: str | None) -> str:
-    """One content-free line about a driver error (the password, should a driver echo it, masked)."""
-    cause = getattr(exc, "orig", None) or exc
-    lines = [line.strip() for line in str(cause).strip().splitlines() if line.strip()]
-    text = lines[0] if lines else ""
-    for line in lines[1:]:  # libpq puts the reason ("Connection refused") on the last line
-        if not line.startswith(("(Background", "[SQL")):
-            text = f"{text} — {line}"
-    if password:
-        text = text.replace(password, "***")
-    return f"{type(cause).__name__}: {text[:300]}"
-
-
-def _pg_engine(url: str, password: str | None):
-    import sqlalchemy as sa
-
-    target = sa.engine.make_url(url)
-    if password:
-        target = target.set(password=password)
-    return sa.create_engine(target.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT",
-                            poolclass=sa.pool.NullPool, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT})
-
-
-def _unreachable(url, setting: str, exc: BaseException, password: str | None) -> ServeError:
-    """``url`` (a sqlalchemy URL, the one connected to) could not be reached: where, as whom, why, what to do."""
-    reason = _pg_reason(exc, password)
-    where = f"{url.host or 'the local socket'}:{url.port or 5432}"
-    user = url.username or "the login user"
-    lowered = reason.lower()
-    if "password" in lowered or "authentication" in lowered:
-        action = (f"check the user in {setting} ({user}) and give its password in PGPASSWORD or ~/.pgpass "
-                  f"(better than in the URL)")
-    elif "role" in lowered and "does not exist" in lowered:
-        action = f"create the role {user} on {where}, or name an existing user in {setting}"
-    elif "database" in lowered and "does not exist" in lowered:
-        action = f"name an existing database in {setting} to connect to (postgres, say)"
-    else:
-        action = (f"start PostgreSQL on {where} (e.g. sudo service postgresql start), or point {setting} at a "
-                  f"running server; `make serve` runs without PostgreSQL")
-    return ServeError(f"PostgreSQL at {where} is not reachable as {user} ({setting}={_plain(url)}): {reason}", action)
-
-
-def ensure_database(url: str, *, settings: tuple[str, str], maintenance_db: str, password: str | None = None,
-                    extensions: tuple[str, ...] = ()) -> bool:
-    """Create the database ``url`` names if missing (and ``extensions`` in it); True if it was created.
-
-    ``settings``: the variables naming the server and the database, for the errors."""
-    import sqlalchemy as sa
-
-    server_setting, name_setting = settings
-    target = sa.engine.make_url(url)
-    name = target.database
-    maintenance = target._replace(drivername="postgresql", password=None, database=maintenance_db)
-    admin = _pg_engine(maintenance.render_as_string(hide_password=False), password)
-    created = False
-    try:
-        try:
-            conn = admin.connect()
-        except sa.exc.DBAPIError as exc:
-            raise _unreachable(maintenance, server_setting, exc, password) from None
-        with conn:
-            exists = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).scalar()
-            if not exists:
-                try:
-                    conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-                    created = True
-                except sa.exc.ProgrammingError as exc:
-                    if "already exists" not in str(exc.orig):  # created by someone else just now: fine
-                        raise ServeError(
-                            f"could not create database {name} ({name_setting}) as "
-                            f"{target.username or 'the login user'}: {_pg_reason(exc, password)}",
-                            f"create it as a PostgreSQL superuser (createdb -h {target.host or 'HOST'} -U postgres "
-                            f"{name}), or grant CREATEDB to the user in {server_setting}",
-                        ) from None
-    finally:
-        admin.dispose()
-    if extensions:
-        engine = _pg_engine(url, password)
-        try:
-            with engine.connect() as conn:
-                for ext in extensions:
-                    try:
-                        conn.execute(sa.text(f"CREATE EXTENSION IF NOT EXISTS {ext}"))
-                    except sa.exc.DBAPIError as exc:
-                        raise ServeError(
-                            f"database {name} ({name_setting}) needs the {ext} extension, which could not be "
-                            f"created: {_pg_reason(exc, password)}",
-                            f"install PostgreSQL's contrib modules on the server (Debian: postgresql-contrib), or have "
-                            f"a superuser run CREATE EXTENSION {ext} in {name}",
-                        ) from None
-        except sa.exc.DBAPIError as exc:
-            raise _unreachable(target, server_setting, exc, password) from None
-        finally:
-            engine.dispose()
-    return created
-
-
-def prepare_postgres(pg: PgDatabases, say=print) -> None:
-    """Both databases exist (Prefect's with pg_trgm) and the ledger has its tables, before any process starts.
-
-    The tables are made here, once, so that the first flow runs of several workers find them."""
-    import sqlalchemy as sa
-
-    from fundx.core.errors import FundxError
-    from fundx.ledger import Ledger
-
-    for url, settings, extensions, what in ((pg.prefect_url, pg.prefect_from, ("pg_trgm",), "Prefect's database"),
-                                            (pg.ledger_url, pg.ledger_from, (), "the ledger")):
-        created = ensure_database(url, settings=settings, maintenance_db=pg.maintenance_db, password=pg.password,
-                                  extensions=extensions)
-        say(f"{what}: {describe_database(url)}{' (created)' if created else ''}")
-    target = sa.engine.make_url(pg.ledger_url)
-    try:
-        ledger = Ledger((target.set(password=pg.password) if pg.password else target)
-                        .render_as_string(hide_password=False))
-        ledger.dispose()
-    except (sa.exc.DBAPIError, FundxError) as exc:
-        raise ServeError(f"the ledger's tables could not be made in {describe_database(pg.ledger_url)} "
-                         f"({pg.ledger_from[1]}): {_pg_reason(exc, pg.password)}",
-                         f"check that the user in {pg.ledger_from[0]} may create tables in that database") from None
-
-
-# the set-up --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Setup:
-    settings: ServeSettings
-    home: Path
-    sandbox_home: Path
-    paths: Paths
-    env: dict[str, str]  # for the workers and register (PREFECT_API_URL set)
-    workers: int = 1
-    postgres: PgDatabases | None = None
-
-    @property
-    def url(self) -> str:
-        return self.settings.api_url
-
-    @property
-    def server_env(self) -> dict[str, str]:
-        env = dict(self.env)
-        env.pop("PREFECT_API_URL", None)
-        if self.postgres is not None:
-            env.pop(PREFECT_DB_LEGACY_VAR, None)
-            env[PREFECT_DB_VAR] = self.postgres.prefect_url
-        return env
-
-    def worker_name(self, n: int = 1) -> str:
-        return f"fundx-{socket.gethostname()}" + ("" if n == 1 else f"-{n}")
-
-    @property
-    def prefect_database(self) -> str:
-        if self.postgres is not None:
-            return self.postgres.prefect_url
-        return (self.env.get(PREFECT_DB_VAR) or self.env.get(PREFECT_DB_LEGACY_VAR)
-                or f"sqlite:///{Path(self.env['PREFECT_HOME']) / 'prefect.db'}")
-
-    @property
-    def ledger_database(self) -> str:
-        return self.env.get(LEDGER_VAR) or f"sqlite:///{self.home / 'ledger.db'}"
-
-    def described(self) -> dict:
-        """What this set-up runs on (no password): compared with a running server's before mixing them."""
-        return {"postgres": self.postgres is not None, "workers": self.workers,
-                "prefect_database": _no_password(self.prefect_database), "ledger": _no_password(self.ledger_database)}
-
-
-def _no_password(url: str) -> str:
-    import sqlalchemy as sa
-
-    try:
-        return _plain(sa.engine.make_url(url))
-    except (sa.exc.ArgumentError, ValueError):
-        return "(unreadable URL)"
-
-
-def setup(*, postgres: bool = False, workers: int | None = None) -> Setup:
-    """Settings, folders and the children's environment (this process's, completed)."""
-    from fundx.core.settings import reload_settings
-
-    settings = serve_settings()
-    fundx = reload_settings()
-    env = dict(os.environ)
-    env["FUNDX_HOME"] = str(fundx.home)
-    env["FUNDX_SANDBOX_HOME"] = str(fundx.sandbox_home)
-    env["PREFECT_HOME"] = str(Path(env.get("PREFECT_HOME") or fundx.home / "prefect").expanduser().resolve())
-    env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    env.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
-    if not env.get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY"):  # about a second per flow run; unused
-        env.pop("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", None)
-    env["PREFECT_API_URL"] = settings.api_url
-    if env.get("PREFECT_SERVER_API_AUTH_STRING") and not env.get("PREFECT_API_AUTH_STRING"):
-        env["PREFECT_API_AUTH_STRING"] = env["PREFECT_SERVER_API_AUTH_STRING"]  # the server's basic auth
-    env["PYTHONUNBUFFERED"] = "1"
-    pg = None
-    if postgres:
-        pg = pg_databases(env)
-        # the workers and their flow runs talk to the server's API, never to its database
-        env.pop(PREFECT_DB_VAR, None)
-        env.pop(PREFECT_DB_LEGACY_VAR, None)
-        env[LEDGER_VAR] = pg.ledger_url  # every worker, and every flow run it starts, on the same ledger
-        if env.get(PG_SERVER_VAR):
-            env[PG_SERVER_VAR] = _no_password(env[PG_SERVER_VAR])
-        if pg.password:
-            env["PGPASSWORD"] = pg.password  # read by libpq (psycopg) and asyncpg alike; never in a URL
-    return Setup(settings=settings, home=fundx.home, sandbox_home=fundx.sandbox_home,
-                 paths=Paths(fundx.home / "serve"), env=env,
-                 workers=workers or (PG_WORKERS if postgres else 1), postgres=pg)
-
-
-# processes --------------------------------------------------------------------------------------
-
-
-def _cmdline(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return None
-
-
-def ours(pid: int | None) -> TypeGuard[int]:
-    """Whether ``pid`` is alive and a Prefect process (not an unrelated process that got the pid again)."""
-    if not alive(pid):
-        return False
-    cmd = _cmdline(pid)
-    return cmd is None or "prefect" in cmd
-
-
-def read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (Linux /proc; empty elsewhere)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            ppid = int(entry.joinpath("stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def _signal(pids: list[int], group: int | None, sig: int) -> None:
-    if group is not None:
-        try:
-            os.killpg(group, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-    for pid in pids:
-        try:
-            os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
-def terminate(pid: int, grace: float = STOP_GRACE_SECONDS) -> list[int]:
-    """TERM the process group ``pid`` leads and every descendant; KILL what is left after ``grace`` s."""
-    everyone = [pid, *descendants(pid)]
-    group = pid if _leads_group(pid) else None
-    _signal(everyone, group, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        everyone += [p for p in descendants(pid) if p not in everyone]  # started while stopping
-        if not any(alive(p) for p in everyone):
-            break
-        time.sleep(0.2)
-    else:
-        _signal([p for p in everyone if alive(p)], group, signal.SIGKILL)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(alive(p) for p in everyone):
-            time.sleep(0.1)
-    _reap(pid)
-    return everyone
-
-
-def terminate_all(pids: list[int], grace: float = STOP_GRACE_SECONDS) -> list[int]:
-    """:func:`terminate` several processes at once (so that N workers take one grace period, not N)."""
-    if len(pids) <= 1:
-        return [p for pid in pids for p in terminate(pid, grace)]
-    with ThreadPoolExecutor(max_workers=len(pids)) as pool:
-        return [p for ended in pool.map(lambda pid: terminate(pid, grace), pids) for p in ended]
-
-
-def _leads_group(pid: int) -> bool:
-    try:
-        return os.getpgid(pid) == pid
-    except OSError:
-        return False
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-
-
-def _private(path: Path, text: str) -> None:
-    """A pid or state file, 0600 whatever the umask (written whole: a reader never sees half of it)."""
-    from fundx.crypto.keys import write_file_atomic
-
-    write_file_atomic(path, text.encode(), 0o600)
-
-
-def _log_file(path: Path):
-    """A log to append to, made 0600 whatever the umask (the servers' logs may name feeds and flow runs)."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0), 0o600), "ab")
-
-
-def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    with _log_file(log) as out:
-        stamp = datetime.now(UTC).isoformat(timespec="seconds")
-        out.write(f"\n--- {stamp} started by deployments.run: {' '.join(cmd[1:])}\n".encode())
-        out.flush()
-        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                cwd=REPO_ROOT, start_new_session=True)
-
-
-def _tail(path: Path, lines: int = 12) -> str:
-    try:
-        text = path.read_text(errors="replace").splitlines()[-lines:]
-    except OSError:
-        return ""
-    return "\n".join("    " + line for line in text)
-
-
-# the server ------------------------------------------------------------------------------------
-
-
-def _headers() -> dict[str, str]:
-    """Basic auth when the server asks for it (PREFECT_SERVER_API_AUTH_STRING / PREFECT_API_AUTH_STRING)."""
-    auth = os.environ.get("PREFECT_API_AUTH_STRING") or os.environ.get("PREFECT_SERVER_API_AUTH_STRING")
-    headers = {"Content-Type": "application/json"}
-    if auth:
-        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
-    return headers
-
-
-def healthy(url: str, timeout: float = 2.0) -> bool:
-    try:
-        # url: the local Prefect server's http(s) API URL from the serve settings (S310 on these two lines)
-        request = urllib.request.Request(f"{url}/health", headers=_headers())  # noqa: S310
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            return response.status == 200
-    except (OSError, urllib.error.URLError):
-        return False
-
-
-def port_free(host: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _start_server(s: Setup, say) -> int:
-    host, port = s.settings.serve_host, s.settings.serve_port
-    if not port_free(host, port):
-        raise ServeError(
-            f"port {port} on {host} is taken by another program (not a server started by `make serve` "
-            f"for FUNDX_HOME={s.home})",
-            f"stop that program, or use another port: FUNDX_SERVE_PORT={port + 1} {_make_target(s)}",
-        )
-    cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)]
-    proc = _spawn(cmd, s.server_env, s.paths.server_log)
-    _private(s.paths.server_pid, f"{proc.pid}\n")
-    say(f"starting the Prefect server on {s.url.removesuffix('/api')} (pid {proc.pid}; log {s.paths.server_log}; "
-        f"database {describe_database(s.prefect_database)})")
-    timeout = s.settings.serve_start_timeout
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            s.paths.server_pid.unlink(missing_ok=True)
-            raise ServeError(
-                f"the Prefect server exited with code {proc.returncode} while starting; "
-                f"the end of {s.paths.server_log}:\n{_tail(s.paths.server_log)}",
-                f"read {s.paths.server_log}",
-            )
-        if healthy(s.url, timeout=1.0):
-            return proc.pid
-        time.sleep(0.3)
-    terminate(proc.pid)
-    s.paths.server_pid.unlink(missing_ok=True)
-    raise ServeError(
-        f"the Prefect server did not answer {s.url}/health within {timeout:g} s; the end of "
-        f"{s.paths.server_log}:\n{_tail(s.paths.server_log)}",
-        f"read {s.paths.server_log}; on a slow machine or database raise FUNDX_SERVE_START_TIMEOUT",
-    )
-
-
-def _wait_healthy(s: Setup, pid: int) -> None:
-    deadline = time.monotonic() + s.settings.serve_start_timeout
-    while not healthy(s.url, timeout=1.0):
-        if not alive(pid) or time.monotonic() > deadline:
-            raise ServeError(
-                f"the Prefect server (pid {pid}) does not answer {s.url}/health; see {s.paths.server_log}",
-                f"make serve-stop, then {_make_target(s)}",
-            )
-        time.sleep(0.3)
-
-
-# the workers -----------------------------------------------------------------------------------
-
-
-def online_workers(url: str, pool: str = WORK_POOL, since: float | None = None) -> list[str]:
-    """Names of the pool's workers the server lists as online (with a heartbeat after ``since``)."""
-    # url: the local Prefect server's http(s) API URL from the serve settings (S310 on the lines below)
-    request = urllib.request.Request(f"{url}/work_pools/{pool}/workers/filter", data=b"{}", method="POST",  # noqa: S310
-                                     headers=_headers())
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
-            workers = json.loads(response.read())
-    except (OSError, urllib.error.URLError, ValueError):
-        return []
-    names = []
-    for w in workers:
-        beat = w.get("last_heartbeat_time")
-        if w.get("status") != "ONLINE" or not beat:
-            continue
-        if since is not None and datetime.fromisoformat(beat.replace("Z", "+00:00")).timestamp() < since - 1:
-            continue
-        names.append(w["name"])
-    return names
-
-
-def _spawn_workers(s: Setup, numbers: list[int], say) -> dict[int, subprocess.Popen]:
-    """Start the workers ``numbers`` (1 is ``worker.pid``/``fundx-<host>``), without waiting for them."""
-    procs: dict[int, subprocess.Popen] = {}
-    for n in numbers:
-        name, log = s.worker_name(n), s.paths.worker_log_of(n)
-        cmd = [sys.executable, "-m", "prefect", "worker", "start", "--pool", WORK_POOL, "--type", "process",
-               "--name", name, "--install-policy", "never", "--no-create-pool-if-not-found"]
-        proc = _spawn(cmd, s.env, log)
-        _private(s.paths.worker_pid_of(n), f"{proc.pid}\n")
-        procs[n] = proc
-        say(f"starting worker {name} on pool {WORK_POOL!r} (pid {proc.pid}; log {log})")
-    return procs
-
-
-def _await_workers(s: Setup, procs: dict[int, subprocess.Popen], since: float) -> list[tuple[int, Path]]:
-    """Wait until the server lists every worker of ``procs`` online (heartbeat after ``since``).
-
-    If one fails to come up, all of ``procs`` are stopped again and ServeError names its log."""
-
-    def give_up(error: ServeError) -> ServeError:
-        terminate_all([p.pid for p in procs.values()])
-        for n in procs:
-            s.paths.worker_pid_of(n).unlink(missing_ok=True)
-        return error
-
-    waiting = {s.worker_name(n): n for n in procs}
-    deadline = time.monotonic() + s.settings.serve_start_timeout
-    while time.monotonic() < deadline:
-        for n, proc in procs.items():
-            if proc.poll() is not None:
-                log = s.paths.worker_log_of(n)
-                raise give_up(ServeError(
-                    f"worker {s.worker_name(n)} exited with code {proc.returncode} while starting; the end of "
-                    f"{log}:\n{_tail(log)}", f"read {log}"))
-        for name in online_workers(s.url, since=since):
-            waiting.pop(name, None)
-        if not waiting:
-            return [(proc.pid, s.paths.worker_pid_of(n)) for n, proc in procs.items()]
-        time.sleep(0.5)
-    logs = ", ".join(str(s.paths.worker_log_of(n)) for n in waiting.values())
-    raise give_up(ServeError(
-        f"{'worker' if len(waiting) == 1 else 'workers'} {', '.join(waiting)} did not come online within "
-        f"{s.settings.serve_start_timeout:g} s; see {logs}",
-        f"read {logs}; on a slow machine raise FUNDX_SERVE_START_TIMEOUT"))
-
-
-def _register(s: Setup, say, on_pool=None) -> None:
-    """``python -m deployments.register``, its lines shown as they come; ``on_pool()`` is called as soon as
-    it reports the work pool (so that the workers start while the deployments are registered)."""
-    say("registering the work pool, deployments and automations")
-    with _log_file(s.paths.register_log) as log:
-        proc = subprocess.Popen([sys.executable, "-m", "deployments.register"], env=s.env, cwd=REPO_ROOT,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
-        try:
-            for raw in proc.stdout:  # type: ignore[union-attr]
-                log.write(raw)
-                line = raw.decode(errors="replace").rstrip("\n")
-                say("  " + line)
-                if on_pool is not None and line.startswith("work pool "):
-                    on_pool()
-                    on_pool = None
-            code = proc.wait()
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-    if code != 0:
-        raise ServeError(
-            f"registering failed (exit {code}); the end of {s.paths.register_log}:\n"
-            f"{_tail(s.paths.register_log, 20)}",
-            f"read {s.paths.register_log}; fix it, then: {_make_target(s)}",
-        )
-
-
-# commands --------------------------------------------------------------------------------------
-
-
-def _make_target(s: Setup) -> str:
-    return "make serve-pg" if s.postgres is not None else "make serve"
+from deployments.catalog import WORK_POOL
+from deployments.postgres import describe_database, prepare_postgres
+from deployments.prefect_server import (
+    await_workers,
+    healthy,
+    online_workers,
+    register_deployments,
+    spawn_workers,
+    start_server,
+    wait_healthy,
+)
+from deployments.processes import ours, read_pid, terminate, terminate_all, write_private
+from deployments.serve_setup import LEDGER_VAR, PG_WORKERS, ServeError, Setup, make_target, setup
 
 
 def _recorded(s: Setup) -> dict | None:
@@ -797,7 +90,7 @@ def _check_same_setup(s: Setup, recorded: dict | None) -> None:
         raise ServeError(
             f"a server started by {was} runs for FUNDX_HOME={s.home}{' (' + detail + ')' if detail else ''}; "
             f"its workers and new ones must share one Prefect database and one ledger",
-            f"make serve-stop, then {_make_target(s)}; or keep using the running one ({was.split(' (', maxsplit=1)[0]})",
+            f"make serve-stop, then {make_target(s)}; or keep using the running one ({was.split(' (', maxsplit=1)[0]})",
         )
 
 
@@ -825,7 +118,7 @@ def start(s: Setup | None = None, say=print) -> dict:
         return _state(s)
     started: list[tuple[int, Path]] = []
     if server_up:
-        _wait_healthy(s, server)  # type: ignore[arg-type]
+        wait_healthy(s, server)  # type: ignore[arg-type]
         say(f"Prefect server already running on {s.url.removesuffix('/api')} (pid {server})")
     else:
         if running:  # workers without their server: start them all afresh
@@ -833,23 +126,23 @@ def start(s: Setup | None = None, say=print) -> dict:
             running = {}
         for n in s.paths.worker_numbers():
             s.paths.worker_pid_of(n).unlink(missing_ok=True)
-        _private(s.paths.setup, json.dumps(s.described(), indent=2) + "\n")
-        started.append((_start_server(s, say), s.paths.server_pid))
+        write_private(s.paths.setup, json.dumps(s.described(), indent=2) + "\n")
+        started.append((start_server(s, say), s.paths.server_pid))
     missing = [n for n in wanted if n not in running]
     spawned: dict[int, subprocess.Popen] = {}
     since = time.time()
 
     def spawn() -> None:  # as soon as the pool exists
-        spawned.update(_spawn_workers(s, missing, say))
+        spawned.update(spawn_workers(s, missing, say))
 
     try:
-        _register(s, say, on_pool=spawn if missing else None)
+        register_deployments(s, say, on_pool=spawn if missing else None)
         for n in sorted(running):
             say(f"worker {s.worker_name(n)} already running (pid {running[n]})")
         if missing and not spawned:
             spawn()
         if spawned:
-            _await_workers(s, spawned, since)
+            await_workers(s, spawned, since)
     except BaseException:  # leave nothing half-started behind: the workers started here, then the server
         terminate_all([proc.pid for proc in spawned.values() if proc.poll() is None])
         for n in spawned:
@@ -861,7 +154,7 @@ def start(s: Setup | None = None, say=print) -> dict:
             s.paths.setup.unlink(missing_ok=True)
         raise
     state = _state(s)
-    _private(s.paths.state, json.dumps(state, indent=2) + "\n")
+    write_private(s.paths.state, json.dumps(state, indent=2) + "\n")
     _next_steps(s, say)
     return state
 
@@ -872,10 +165,6 @@ def _databases(s: Setup) -> tuple[str, str]:
     prefect = recorded.get("prefect_database") or s.described()["prefect_database"]
     ledger = recorded.get("ledger") or s.described()["ledger"]
     return describe_database(prefect), describe_database(ledger)
-
-
-def _database(s: Setup) -> str:
-    return _databases(s)[0]
 
 
 def _state(s: Setup) -> dict:

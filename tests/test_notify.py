@@ -24,15 +24,9 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from fundx.core.errors import ConfigurationError
 from fundx.core.settings import Settings
-from fundx.notify import (
-    SCHEMA,
-    Notice,
-    Notifier,
-    channel_for,
-    guard,
-    send_test,
-    split_entries,
-)
+from fundx.notify import Notice, Notifier, send_test
+from fundx.notify.config import channel_for, split_entries
+from fundx.notify.notice import SCHEMA, guard
 
 HOOK_SECRET = "hook-S3cr3t-0123456789abcdef"
 SMTP_PASSWORD = "smtp-Pa55w0rd-fedcba9876543210"
@@ -298,6 +292,27 @@ def test_webhook_permanent_answer_is_not_retried(receiver, settings) -> None:
     [delivery] = Notifier.from_urls(f"http://127.0.0.1:{receiver.port}/hook", settings=settings).send(notice())
     assert not delivery.ok and delivery.error == "PermanentError" and delivery.attempts == 1
     assert len(receiver.requests) == 1
+
+
+@pytest.mark.parametrize("status", [429, 408, 500, 501, 599, 401, 403, 404, 400, 409, 418, 422, 451, 302, 304])
+def test_webhook_and_rest_feeds_read_one_status_table(receiver, settings, status) -> None:
+    """What a receiver's status means is the table's (fundx.core.http_status), as for a REST feed: retried
+    or not alike, the same transient type, AuthError for refused credentials; any other refusal (404
+    included, a NotFoundError for a feed) is a PermanentError of the notice's channel."""
+    from requests.structures import CaseInsensitiveDict
+
+    from connectors.http import Response, error_for_status
+    from fundx.core.errors import AuthError, PermanentError, TransientError
+
+    receiver.statuses = [status] * 3  # every try of the three
+    [delivery] = Notifier.from_urls(f"http://127.0.0.1:{receiver.port}/hook", settings=settings).send(notice())
+    feed_error = error_for_status(Response(status, CaseInsensitiveDict(), b"", "/api"), feed="f.x", what="page 1")
+    assert not delivery.ok and f"HTTP {status}" in delivery.message
+    assert delivery.attempts == (3 if isinstance(feed_error, TransientError) else 1)
+    if isinstance(feed_error, (TransientError, AuthError)):
+        assert delivery.error == type(feed_error).__name__
+    else:
+        assert isinstance(feed_error, PermanentError) and delivery.error == "PermanentError"
 
 
 def test_webhook_timeout_is_honoured(settings) -> None:

@@ -19,7 +19,9 @@ import runner_jobs
 from runner_jobs import Job
 
 from fundx.core.errors import ConfigurationError, DataError, InternalError
-from fundx.exchange.runners import DaskRunner, LocalRunner, ProcessRunner, runner_from_settings, task_name
+from fundx.exchange.dask_runner import DaskRunner, task_name
+from fundx.exchange.process_pool import ProcessRunner
+from fundx.exchange.runners import LocalRunner, runner_from_settings
 
 MARK = f"secret-{uuid.uuid4().hex}"  # in every job's path: must never reach Prefect
 KEYS = [os.urandom(32) for _ in range(8)]
@@ -105,7 +107,7 @@ def test_a_worker_that_may_spill_is_refused(monkeypatch):
     """A remote cluster's workers are configured where they run: a job refuses one that may spill to disk."""
     import distributed
 
-    from fundx.exchange import runners
+    from fundx.exchange import dask_runner as runners
 
     class Memory:
         memory_target_fraction, memory_spill_fraction = 0.6, 0.7

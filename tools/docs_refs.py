@@ -41,7 +41,7 @@ CLI_APP = ("fundx.cli", "app", "fundx")
 SETTINGS_CLASSES: tuple[tuple[str, str, str], ...] = (
     ("fundx.core.settings", "Settings", "The exchange"),
     ("fundx.crypto.keys", "KeySettings", "Keys and certificates"),
-    ("fundx.notify", "NotifySettings", "Notices"),
+    ("fundx.notify.config", "NotifySettings", "Notices"),
     ("fundx.console.app", "ConsoleSettings", "The stewards' console"),
     ("deployments.settings", "ServeSettings", "`make serve`"),
 )
@@ -72,9 +72,9 @@ DIRECT_VARIABLES: tuple[Direct, ...] = (
            "fundx/cli/__init__.py"),
     Direct("FUNDX_SERVE_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres",
            "make serve-pg: the PostgreSQL server and user; its database is the one connected to when creating "
-           "the two below", "deployments/run.py"),
-    Direct("FUNDX_SERVE_PG_PREFECT_DB", "fundx_prefect", "make serve-pg: Prefect's database", "deployments/run.py"),
-    Direct("FUNDX_SERVE_PG_LEDGER_DB", "fundx_ledger", "make serve-pg: the ledger's database", "deployments/run.py"),
+           "the two below", "deployments/serve_setup.py"),
+    Direct("FUNDX_SERVE_PG_PREFECT_DB", "fundx_prefect", "make serve-pg: Prefect's database", "deployments/serve_setup.py"),
+    Direct("FUNDX_SERVE_PG_LEDGER_DB", "fundx_ledger", "make serve-pg: the ledger's database", "deployments/serve_setup.py"),
     Direct("FUNDX_AUDIT_STRICT", "—",
            "1: make audit fails when a pin could not be checked (default: it says so and passes)", ".ci/audit.py"),
     Direct("FUNDX_BENCH_DATA", "bench/data",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import email.utils
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from requests.structures import CaseInsensitiveDict
 
-from connectors.http import STATUS_TABLE, Response, error_for_status, retry_after_seconds
+from connectors.http import Response, error_for_status
 from fundx.core.errors import (
     AuthError,
     DataError,
@@ -15,6 +18,7 @@ from fundx.core.errors import (
     RateLimited,
     TransientError,
 )
+from fundx.core.http_status import STATUS_TABLE, retry_after_seconds
 
 
 def response(status: int, body: bytes = b"{}", **headers: str) -> Response:
@@ -51,7 +55,7 @@ def test_success_is_no_error():
 
 
 def test_table_is_ordered_specific_first():
-    kinds = [kind for _, kind, _ in STATUS_TABLE]
+    kinds = [rule.error for rule in STATUS_TABLE]  # the table gained an action column
     assert kinds.index(RateLimited) < kinds.index(PermanentError)
 
 
@@ -82,6 +86,12 @@ def test_retry_after_seconds(value, seconds):
 
 def test_retry_after_http_date_in_the_past_is_zero():
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+
+
+def test_retry_after_http_date_without_a_zone_is_utc():
+    """``-0000`` (RFC 5322: UTC, local zone unknown) parses to a naive time; HTTP dates are UTC."""
+    later = retry_after_seconds(email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=120)).replace("+0000", "-0000"))
+    assert later is not None and 60 < later <= 120
 
 
 def test_body_cut_short_is_incomplete_and_garbage_is_data_error():

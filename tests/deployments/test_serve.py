@@ -30,7 +30,8 @@ import pytest
 from connectors.registry import registry
 from deployments.automations import FEED_SILENT, LATE_OR_CRASHED, NIGHT_OVER_BUDGET
 from deployments.catalog import specs
-from deployments.run import alive, descendants, ours, read_pid
+from deployments.processes import descendants, ours, read_pid
+from fundx.core.process import alive
 
 pytestmark = [pytest.mark.serve, pytest.mark.prefect]
 

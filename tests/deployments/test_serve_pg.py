@@ -22,7 +22,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from deployments.run import ServeError, alive, descendants, ours, pg_databases, read_pid
+from deployments.processes import descendants, ours, read_pid
+from deployments.serve_setup import ServeError, pg_databases
+from fundx.core.process import alive
 
 REPO = Path(__file__).resolve().parents[2]
 PG_ADMIN_URL = os.environ.get("FUNDX_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -94,7 +96,7 @@ def test_an_unknown_user_is_named_with_its_setting(tmp_path):
 
 
 def test_a_password_in_a_url_goes_to_pgpassword_and_into_no_url(monkeypatch, tmp_path):
-    from deployments.run import setup
+    from deployments.serve_setup import setup
     from fundx.core.settings import reload_settings
 
     secret = "s3cret-Pa55"

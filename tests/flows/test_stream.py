@@ -238,7 +238,7 @@ def test_spool_files_are_bound_to_their_name_and_key(tmp_path):
 def test_a_streamed_feed_is_checked_and_sealed_on_a_local_dask_cluster(sandbox, home, monkeypatch, tmp_path):
     """The distributed path: chunks checked and parts sealed by two Dask worker processes, the same batch."""
     from fundx.core.digest import content_digest
-    from fundx.exchange.runners import DaskRunner
+    from fundx.exchange.dask_runner import DaskRunner
 
     feed, (stage, _, _) = "medical_insurance.bills", FEEDS["medical_insurance.bills"]
     _use(tmp_path / "local", monkeypatch, 1000)
@@ -263,7 +263,7 @@ def test_a_streamed_feed_is_checked_and_sealed_by_a_pool_of_processes(sandbox, h
     or more is not encoded again) or merged with their neighbours when small."""
     from fundx.core.digest import content_digest
     from fundx.exchange import parts
-    from fundx.exchange.runners import ProcessRunner
+    from fundx.exchange.process_pool import ProcessRunner
 
     feed, (stage, _, _) = "medical_insurance.bills", FEEDS["medical_insurance.bills"]
     _use(tmp_path / "local", monkeypatch, 1000)
