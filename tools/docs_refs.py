@@ -42,7 +42,7 @@ SETTINGS_CLASSES: tuple[tuple[str, str, str], ...] = (
     ("fundx.core.settings", "Settings", "The exchange"),
     ("fundx.crypto.keys", "KeySettings", "Keys and certificates"),
     ("fundx.notify", "NotifySettings", "Notices"),
-    ("fundx.console.app", "ConsoleSettings", "The stewards' console"),
+    ("fundx.console.settings", "ConsoleSettings", "The stewards' console"),
     ("deployments.settings", "ServeSettings", "`make serve`"),
 )
 
