@@ -70,9 +70,9 @@ def run_jobs(env: dict[str, str], log_path: str, jobs: list[tuple[str, str | Non
 def night(end: str, feeds: list[str] | None) -> int:
     """One ``nightly-exchange`` flow run (Prefect's ephemeral server); 0 when every feed completed."""
     logging.basicConfig(level=logging.INFO, format=FORMAT, stream=sys.stderr, force=True)
-    from fundx.cli import _prefect_defaults
+    from fundx.cli.common import prefect_defaults
 
-    _prefect_defaults()
+    prefect_defaults()
     from flows.exchange import nightly_exchange
     from fundx.core.errors import NightFailed
 

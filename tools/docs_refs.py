@@ -42,7 +42,7 @@ SETTINGS_CLASSES: tuple[tuple[str, str, str], ...] = (
     ("fundx.core.settings", "Settings", "The exchange"),
     ("fundx.crypto.keys", "KeySettings", "Keys and certificates"),
     ("fundx.notify.config", "NotifySettings", "Notices"),
-    ("fundx.console.app", "ConsoleSettings", "The stewards' console"),
+    ("fundx.console.settings", "ConsoleSettings", "The stewards' console"),
     ("deployments.settings", "ServeSettings", "`make serve`"),
 )
 
@@ -66,10 +66,10 @@ DIRECT_VARIABLES: tuple[Direct, ...] = (
            "fundx/exchange/runners.py"),
     Direct("FUNDX_STEWARD", "the operating-system user",
            "who decides: the name audited for quarantine decisions, closed orders and ledger upgrades",
-           "fundx/cli/__init__.py"),
+           "fundx/cli/common.py"),
     Direct("FUNDX_CONSOLE_PASSWORD", "—",
            "the password `fundx console add-user` takes instead of asking (scripts and tests only)",
-           "fundx/cli/__init__.py"),
+           "fundx/cli/console.py"),
     Direct("FUNDX_SERVE_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres",
            "make serve-pg: the PostgreSQL server and user; its database is the one connected to when creating "
            "the two below", "deployments/serve_setup.py"),

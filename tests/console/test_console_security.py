@@ -362,7 +362,8 @@ def test_sign_in_attempts_from_one_address_are_throttled_with_retry_after(night)
     the address's attempts the form answers 429 with a Retry-After before any password is checked,
     even the right one; another address is not held up, and sign-ins that succeed use up nothing."""
     from fundx.console import accounts
-    from fundx.console.app import ConsoleSettings, create_app
+    from fundx.console.app import create_app
+    from fundx.console.settings import ConsoleSettings
     from fundx.ledger import Ledger
 
     ledger = Ledger.from_settings()

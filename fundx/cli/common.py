@@ -1,0 +1,98 @@
+"""What every ``fundx`` command group shares: the output consoles, the one-line error, the ledger-revision
+check, Prefect's quiet defaults, and the small argument helpers (night, money, who decides)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+
+# Wide enough for feed names when the output is not a terminal (CI logs, pipes).
+console = Console(width=None if sys.stdout.isatty() else 120)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+
+
+def prefect_defaults() -> None:
+    """Quiet, local Prefect unless the user configured otherwise (must run before prefect is imported)."""
+    from fundx.core.settings import get_settings, prepare_home
+
+    home = prepare_home(get_settings().home)  # Prefect makes its home but not a missing FUNDX_HOME above it
+    os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
+    # fundx prints each feed's outcome and what to do itself; Prefect's own tracebacks of a failed
+    # feed would only repeat it (`fundx -v ...` shows them).
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    # Heartbeats cost about a second per flow run and the exchange does not use them.
+    if not os.environ.get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY"):
+        os.environ.pop("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", None)
+
+
+def fail(error: BaseException, code: int = 1) -> None:
+    """Say what went wrong in one line (a fundx error also what to do; any other error by its type only,
+    its message could carry a value) and exit with ``code``."""
+    from fundx.core.errors import FundxError
+
+    if isinstance(error, FundxError):
+        err.print(f"[red]error:[/red] {error}")
+        if error.action not in str(error):  # a message that says what to do already is one line
+            err.print(f"[yellow]what to do:[/yellow] {error.action}")
+    else:
+        err.print(f"[red]error:[/red] {type(error).__name__}")
+    raise typer.Exit(code)
+
+
+def refuse_another_schema() -> None:
+    """Refuse, in one line and before anything starts (Prefect, a stage, the matching), to run on a ledger
+    whose schema revision is not this fundx's: behind it (the line names `fundx ledger upgrade`) or ahead."""
+    import sqlalchemy as sa
+
+    from fundx.core.errors import FundxError
+    from fundx.core.settings import get_settings
+    from fundx.ledger import check_schema
+
+    try:
+        check_schema(get_settings().ledger)
+    except FundxError as exc:  # LedgerSchemaError, or FUNDX_LEDGER_URL unusable
+        if exc.action not in str(exc):
+            fail(exc)
+        from rich.markup import escape
+
+        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)  # one line, however long
+        raise typer.Exit(1) from None
+    except sa.exc.DBAPIError:
+        pass  # the database cannot be reached: the command's own first use of the ledger says so
+
+
+def steward() -> str:
+    """Who decides: FUNDX_STEWARD, else the operating-system user."""
+    import getpass
+
+    return os.environ.get("FUNDX_STEWARD") or getpass.getuser()
+
+
+def night_arg(night: str | None) -> str | None:
+    """A ``--night`` option as YYYY-MM-DD (None when not given); exit 2 naming it when it is not a date."""
+    from datetime import date
+
+    if night is None:
+        return None
+    try:
+        return date.fromisoformat(night).isoformat()
+    except ValueError:
+        err.print(f"[red]error:[/red] --night: {night!r} is not a date (YYYY-MM-DD)")
+        raise typer.Exit(2) from None
+
+
+def bad(message: str) -> NoReturn:
+    """Bad input: say what is wrong with it and exit 2."""
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+def money(x: float | None) -> str:
+    """An amount (CNY) as 1,234.50; empty when there is none."""
+    return "" if x is None else f"{x:,.2f}"
