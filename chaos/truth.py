@@ -142,7 +142,7 @@ def books(ledger: Any, home: Path, feeds: list[str], final_end: datetime) -> Boo
 
     from fundx.exchange import quarantine
     from fundx.exchange.handoff import batch_id_for
-    from fundx.ledger import pulls, watermarks
+    from fundx.ledger.schema import pulls, watermarks
 
     b = Books()
     delivered = ledger.deliveries()

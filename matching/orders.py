@@ -34,7 +34,7 @@ from fundx.core.city import City, deployment_city
 from fundx.core.errors import DecisionError
 from fundx.core.timeutil import UTC
 from fundx.ledger import Ledger
-from fundx.ledger import orders as orders_table
+from fundx.ledger.schema import orders as orders_table
 
 #: the rules in their order: a rule's number (1..8) in order ids is its place here
 RULES: tuple[str, ...] = (

@@ -48,7 +48,8 @@ from fundx.crypto.keys import (
     validate_certificate,
 )
 from fundx.crypto.seal import Manifest, content_digest, open_sealed, seal
-from fundx.ledger import Ledger, audit
+from fundx.ledger import Ledger
+from fundx.ledger.schema import audit
 from fundx.wire.inbox import LocalInbox, seal_parts
 
 DEATH, CUSTODY = "death_matching", "custody_matching"

@@ -62,7 +62,8 @@ from fundx.core.timeutil import SHANGHAI, Window, now
 from fundx.crypto.keys import KeyPaths, KeySettings, KeyStore, init_keys
 from fundx.exchange import quarantine
 from fundx.exchange.batch import CheckedBatch, Steps, WholeBatch
-from fundx.ledger import DeliveryRecord, Ledger, pull_figures
+from fundx.ledger import DeliveryRecord, Ledger
+from fundx.ledger.schema import pull_figures
 from fundx.wire.documents import ready_document, sha256
 from fundx.wire.inbox import Inbox, PartFile, inbox_for, parquet_parts, seal_parts
 

@@ -75,7 +75,8 @@ import sqlalchemy as sa
 from contracts import sla
 from fundx.core.timeutil import SHANGHAI
 from fundx.core.timeutil import now as clock_now
-from fundx.ledger import Ledger, breaches, pulls, quarantines, runs
+from fundx.ledger import Ledger
+from fundx.ledger.schema import breaches, pulls, quarantines, runs
 from fundx.sla import monitor
 
 SCHEMA = "fundx.sla-scorecard/1"

@@ -143,7 +143,7 @@ def test_deliveries_are_acknowledged_and_reruns_backfills_and_empty_pulls_delive
 
 def test_a_batch_whose_parts_vanished_before_ready_is_recorded_lost_and_a_backfill_sends_it_again(sandbox, home):
     from fundx.core.errors import DeliveryLost
-    from fundx.ledger import deliveries
+    from fundx.ledger.schema import deliveries
 
     ledger = Ledger.from_settings()
     first = run_feed(DEATHS, end=END)

@@ -103,7 +103,7 @@ def test_failing_rows_are_sealed_for_the_stewards_and_counted_per_rule(sandbox, 
 
 
 def _audit(ledger: Ledger) -> list[dict]:
-    from fundx.ledger import audit
+    from fundx.ledger.schema import audit
 
     with ledger.engine.connect() as conn:
         return [dict(r) for r in conn.execute(audit.select().order_by(audit.c.seq)).mappings()]
