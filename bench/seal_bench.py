@@ -36,7 +36,7 @@ def run(sizes: tuple[int, ...] = (64 * MIB,), *, batch: int | None = 500 * 10**6
     """Measure every scenario; returns the figures (MB/s, MiB, ratios) and prints them when verbose."""
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="fundx-seal-bench-") as tmp:
-        from fundx.crypto.keys import init_keys
+        from fundx.crypto.pki import init_keys
 
         keys = init_keys(Path(tmp), (STAGE,)).dir
         for size in sizes:

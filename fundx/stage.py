@@ -49,11 +49,13 @@ from fundx.core.errors import (
     UnknownSignerError,
     WrongRecipientError,
 )
+from fundx.core.files import fsync_dir, write_file_atomic
 from fundx.core.settings import get_settings
-from fundx.crypto.keys import Certificate, KeyStore, PrivateKey, common_name, write_file_atomic
+from fundx.crypto.certificates import Certificate, PrivateKey, common_name
+from fundx.crypto.keys import KeyStore
 from fundx.crypto.seal import Manifest, open_sealed, recipients_among, sign
 from fundx.wire.documents import ACK_FORMAT, READY_FORMAT, acks_root
-from fundx.wire.inbox import Inbox, checked_name, fsync_dir, inbox_for
+from fundx.wire.inbox import Inbox, checked_name, inbox_for
 
 log = logging.getLogger("fundx.stage")
 

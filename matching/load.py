@@ -28,8 +28,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fundx.core.errors import ConfigurationError, ManifestError, UnknownSignerError
+from fundx.core.files import write_file_atomic
 from fundx.core.settings import get_settings, read_env_file
-from fundx.crypto.keys import KeyStore, common_name, write_file_atomic
+from fundx.crypto.certificates import common_name
+from fundx.crypto.keys import KeyStore
 from fundx.crypto.seal import Manifest, open_sealed, recipients_among, seal
 from fundx.stage import DONE, RECEIPT, Stage
 from matching import pseudonym

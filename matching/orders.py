@@ -551,7 +551,7 @@ def write_dispatch(folder: Path, orders: Iterable[Order]) -> list[Path]:
     have orders. UTF-8 with a BOM (Excel), 0600, each written atomically; masked identities only
     (no subject tokens). Returns the paths written, districts first.
     """
-    from fundx.crypto.keys import write_file_atomic
+    from fundx.core.files import write_file_atomic
 
     chosen = sorted(orders, key=lambda o: (o.area, o.order_id))
     folder = Path(folder)

@@ -32,12 +32,9 @@ from fundx.core.errors import (
 from fundx.core.timeutil import Window
 from fundx.crypto import cms
 from fundx.crypto import seal as sealing
-from fundx.crypto.keys import (
-    Certificate,
-    KeyPaths,
-    KeySettings,
-    KeyStore,
-    PrivateKey,
+from fundx.crypto.certificates import Certificate, PrivateKey, validate_certificate
+from fundx.crypto.keys import KeyPaths, KeySettings, KeyStore
+from fundx.crypto.pki import (
     add_stage_certificate,
     init_keys,
     issue_certificate,
@@ -45,7 +42,6 @@ from fundx.crypto.keys import (
     make_crl,
     new_private_key,
     retire_stage_certificate,
-    validate_certificate,
 )
 from fundx.crypto.seal import Manifest, content_digest, open_sealed, seal
 from fundx.ledger import Ledger
@@ -444,7 +440,8 @@ def test_the_vault_refuses_a_file_not_sealed_by_a_matching_stage(tmp_path):
     import pyarrow.parquet as pq
 
     from fundx.core.errors import UnknownSignerError
-    from fundx.crypto.keys import KeySettings, KeyStore, init_keys
+    from fundx.crypto.keys import KeySettings, KeyStore
+    from fundx.crypto.pki import init_keys
     from fundx.crypto.seal import Manifest, seal
     from matching.run import read_vault
 

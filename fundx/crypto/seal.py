@@ -55,10 +55,11 @@ from fundx.core.errors import (
     UnsupportedSealError,
     WrongRecipientError,
 )
+from fundx.core.files import atomic_file
 from fundx.core.timeutil import aware
 from fundx.crypto import cms
+from fundx.crypto.certificates import Certificate, PrivateKey, common_name, issued_by, validate_certificate
 from fundx.crypto.cms import CONTEXT, UNIVERSAL, MalformedError, Tlv
-from fundx.crypto.keys import Certificate, PrivateKey, atomic_file, common_name, issued_by, validate_certificate
 
 #: largest part a batch is split into (openssl verifies a part in memory)
 PART_BYTES = 64 * 1024 * 1024

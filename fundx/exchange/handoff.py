@@ -59,7 +59,8 @@ from fundx.core.errors import (
 from fundx.core.settings import Settings, get_settings
 from fundx.core.testpoints import kill_point  # TEST ONLY: the SIGKILL tests' and the chaos night's kill points
 from fundx.core.timeutil import SHANGHAI, Window, now
-from fundx.crypto.keys import KeyPaths, KeySettings, KeyStore, init_keys
+from fundx.crypto.keys import KeyPaths, KeySettings, KeyStore
+from fundx.crypto.pki import init_keys
 from fundx.exchange import quarantine
 from fundx.exchange.batch import CheckedBatch, Steps, WholeBatch
 from fundx.ledger import DeliveryRecord, Ledger

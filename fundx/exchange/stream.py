@@ -64,10 +64,10 @@ from fundx.core.digest import (
     row_hashes_since,
     text_hashes,
 )
+from fundx.core.files import fsync_dir
 from fundx.core.process import alive
 from fundx.core.testpoints import kill_point  # TEST ONLY: the chaos night's kill points (FUNDX_TEST_KILL_AT)
 from fundx.core.timeutil import Window
-from fundx.crypto.keys import fsync_dir
 from fundx.crypto.seal import PART_BYTES
 from fundx.exchange.batch import CheckedBatch, Steps
 from fundx.exchange.runners import LocalRunner, Runner

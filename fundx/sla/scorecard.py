@@ -429,7 +429,7 @@ def write_png(card: Scorecard, path: Path | str) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from fundx.crypto.keys import write_file_atomic
+    from fundx.core.files import write_file_atomic
 
     height = 2.4 if card.empty else 2.0 + 0.7 * len(card.agencies)
     fig = Figure(figsize=(11, height), dpi=100)

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fundx.core.errors import ConfigurationError, DataError, SymlinkError
+from fundx.core.files import fsync_dir, write_file_atomic
 from fundx.core.timeutil import SHANGHAI, Window
-from fundx.crypto.keys import Certificate, PrivateKey, fsync_dir, write_file_atomic
+from fundx.crypto.certificates import Certificate, PrivateKey
 from fundx.crypto.seal import Manifest, iter_parts, seal_to_file
 
 READY = "READY"

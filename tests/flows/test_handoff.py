@@ -26,7 +26,8 @@ from fundx.core.digest import content_digest
 from fundx.core.errors import FeedBusy
 from fundx.core.testpoints import DELIVERY_POINTS as KILL_POINTS
 from fundx.core.timeutil import UTC, Window, aware
-from fundx.crypto.keys import KeySettings, KeyStore, issue_certificate, make_ca, new_private_key
+from fundx.crypto.keys import KeySettings, KeyStore
+from fundx.crypto.pki import issue_certificate, make_ca, new_private_key
 from fundx.crypto.seal import Manifest, open_sealed
 from fundx.exchange.acks import record_acks
 from fundx.exchange.handoff import batch_id_for

@@ -448,7 +448,7 @@ def sandbox(run_dir):
 
 @BACKENDS
 def test_the_exchange_runs_a_feed_on_an_upgraded_v010_ledger(new_database, sandbox, run_dir, monkeypatch, tmp_path):
-    from fundx.crypto.keys import init_keys
+    from fundx.crypto.pki import init_keys
     from fundx.exchange.run import run_feed
 
     url = _v010_ledger(new_database())

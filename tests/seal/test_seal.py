@@ -29,7 +29,7 @@ from fundx.core.errors import (
     WrongRecipientError,
 )
 from fundx.crypto import cms
-from fundx.crypto.keys import (
+from fundx.crypto.pki import (
     add_stage_certificate,
     issue_certificate,
     make_ca,

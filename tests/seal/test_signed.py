@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from fundx.core.errors import CertificateError, TamperedError, UnknownSignerError
-from fundx.crypto.keys import issue_certificate, make_ca, make_crl, new_private_key
+from fundx.crypto.pki import issue_certificate, make_ca, make_crl, new_private_key
 from fundx.crypto.seal import open_signed, sign
 
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl command is not installed")
