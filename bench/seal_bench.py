@@ -147,7 +147,9 @@ def _measure(spec: dict) -> dict:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     from fundx.crypto.keys import KeySettings, KeyStore
-    from fundx.crypto.seal import CHUNK, Manifest, open_sealed, seal, seal_into
+    from fundx.crypto.manifest import Manifest
+    from fundx.crypto.opening import open_sealed
+    from fundx.crypto.seal import CHUNK, seal, seal_into
 
     store = KeyStore(KeySettings(dir=Path(spec["keys"])))
     signer_key, signer_cert = store.exchange_signer()

@@ -31,9 +31,11 @@ from fundx.core.errors import (
 )
 from fundx.core.timeutil import Window
 from fundx.crypto import cms
-from fundx.crypto import seal as sealing
+from fundx.crypto import opening as sealing
 from fundx.crypto.certificates import Certificate, PrivateKey, validate_certificate
 from fundx.crypto.keys import KeyPaths, KeySettings, KeyStore
+from fundx.crypto.manifest import Manifest, content_digest
+from fundx.crypto.opening import open_sealed
 from fundx.crypto.pki import (
     add_stage_certificate,
     init_keys,
@@ -43,7 +45,7 @@ from fundx.crypto.pki import (
     new_private_key,
     retire_stage_certificate,
 )
-from fundx.crypto.seal import Manifest, content_digest, open_sealed, seal
+from fundx.crypto.seal import seal
 from fundx.ledger import Ledger
 from fundx.ledger.schema import audit
 from fundx.wire.inbox import LocalInbox, seal_parts
@@ -441,8 +443,9 @@ def test_the_vault_refuses_a_file_not_sealed_by_a_matching_stage(tmp_path):
 
     from fundx.core.errors import UnknownSignerError
     from fundx.crypto.keys import KeySettings, KeyStore
+    from fundx.crypto.manifest import Manifest
     from fundx.crypto.pki import init_keys
-    from fundx.crypto.seal import Manifest, seal
+    from fundx.crypto.seal import seal
     from matching.run import read_vault
 
     home = tmp_path / "home"

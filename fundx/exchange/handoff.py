@@ -6,7 +6,7 @@ for a large feed in chunks through an encrypted spool, :mod:`fundx.exchange.stre
 A batch is identified by its feed, window and the digest of what was pulled (:func:`batch_id_for`;
 no personal data in the id). It is first checked against its feed's contract (:func:`check_pull`):
 its valid rows (normalised) are what the stage gets — Parquet parts of at most FUNDX_PART_BYTES,
-each sealed with a :class:`~fundx.crypto.seal.Manifest` carrying the digest of those rows (signed by the
+each sealed with a :class:`~fundx.crypto.manifest.Manifest` carrying the digest of those rows (signed by the
 exchange, encrypted to every current certificate of the feed's stage) into
 ``inboxes/<stage>/<batch_id>/`` — and its failing rows go, sealed for the stewards, to
 ``quarantine/stewards/<batch_id>/`` (:mod:`fundx.exchange.quarantine`). The order of the steps is what makes

@@ -40,7 +40,7 @@ from fundx.core.errors import ConfigurationError, DecisionError, SealError, Unkn
 from fundx.core.identity import has_id_like, mask_id, mask_id_like
 from fundx.core.timeutil import UTC, Window
 from fundx.crypto.keys import KeyStore
-from fundx.crypto.seal import open_sealed, recipients_among
+from fundx.crypto.opening import open_sealed, recipients_among
 from fundx.ledger import Ledger
 from fundx.ledger.database import inserted_id
 from fundx.ledger.schema import decisions, quarantines, rule_failures

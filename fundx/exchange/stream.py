@@ -68,7 +68,7 @@ from fundx.core.files import fsync_dir
 from fundx.core.process import alive
 from fundx.core.testpoints import kill_point  # TEST ONLY: the chaos night's kill points (FUNDX_TEST_KILL_AT)
 from fundx.core.timeutil import Window
-from fundx.crypto.seal import PART_BYTES
+from fundx.crypto.parts import PART_BYTES
 from fundx.exchange.batch import CheckedBatch, Steps
 from fundx.exchange.runners import LocalRunner, Runner
 from fundx.wire.inbox import Inbox, LocalInbox, PartFile, part_name
@@ -467,7 +467,7 @@ def _malloc_trim() -> Any:
 
 def _encode_valid(job: CheckJob, valid: Any, number: str) -> tuple[list[tuple[str, int, int]], Any]:
     """A chunk's valid rows as Parquet pieces of at most ``part_bytes`` in the spool, and their schema."""
-    from fundx.crypto.seal import iter_parts
+    from fundx.crypto.parts import iter_parts
     from fundx.wire.inbox import arrow_table
 
     if len(valid) == 0:
@@ -675,7 +675,7 @@ def valid_parts(pulled: SpooledPull, checked: SpooledBatch, part_bytes: int) -> 
     """
     import pyarrow as pa
 
-    from fundx.crypto.seal import iter_parts
+    from fundx.crypto.parts import iter_parts
 
     spool, names = pulled.spool, list[str]()
     schema = next((r.schema for r in checked.results if r.schema is not None), None)
@@ -760,7 +760,7 @@ def _conform(table: Any, schema: Any, feed: str) -> Any:
 def quarantine_parts(pulled: SpooledPull, checked: SpooledBatch, part_bytes: int, *, held: bool) -> SpooledParts:
     """The stewards' rows (failing ones; every row when held) as Parquet parts, numbered across chunks."""
 
-    from fundx.crypto.seal import iter_parts
+    from fundx.crypto.parts import iter_parts
     from fundx.exchange.quarantine import POSITION, ROW, RULES, held_rows
     from fundx.wire.inbox import arrow_table
 
@@ -808,7 +808,7 @@ class SealJob:
 def seal_part(job: SealJob) -> PartFile:
     """Seal one spooled part into its inbox folder (signed by the exchange, encrypted to the stage)."""
     from fundx.crypto.keys import KeySettings, KeyStore
-    from fundx.crypto.seal import Manifest
+    from fundx.crypto.manifest import Manifest
 
     keys = KeyStore(KeySettings(), home=job.home)
     signer_key, signer_cert = keys.exchange_signer()

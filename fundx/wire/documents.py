@@ -16,7 +16,7 @@ from fundx.core.errors import SealError, UnknownSignerError
 from fundx.core.settings import get_settings
 from fundx.core.timeutil import SHANGHAI, Window, aware, now
 from fundx.crypto.certificates import common_name
-from fundx.crypto.seal import open_signed
+from fundx.crypto.opening import open_signed
 from fundx.wire.inbox import PartFile
 
 READY_FORMAT = "fundx.ready/1"

@@ -27,8 +27,9 @@ from fundx.core.errors import FeedBusy
 from fundx.core.testpoints import DELIVERY_POINTS as KILL_POINTS
 from fundx.core.timeutil import UTC, Window, aware
 from fundx.crypto.keys import KeySettings, KeyStore
+from fundx.crypto.manifest import Manifest
+from fundx.crypto.opening import open_sealed
 from fundx.crypto.pki import issue_certificate, make_ca, new_private_key
-from fundx.crypto.seal import Manifest, open_sealed
 from fundx.exchange.acks import record_acks
 from fundx.exchange.handoff import batch_id_for
 from fundx.exchange.run import run_feed

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from fundx.core.errors import BatchHeld, DecisionError, WrongRecipientError
 from fundx.core.timeutil import aware
 from fundx.crypto.keys import KeySettings, KeyStore
-from fundx.crypto.seal import open_sealed
+from fundx.crypto.opening import open_sealed
 from fundx.exchange import quarantine
 from fundx.exchange.run import run_feed
 from fundx.ledger import Ledger

@@ -36,7 +36,7 @@ from fundx.core.digest import content_digest
 from fundx.core.settings import reload_settings
 from fundx.core.timeutil import UTC, Window, aware
 from fundx.crypto.keys import KeySettings, KeyStore
-from fundx.crypto.seal import open_sealed
+from fundx.crypto.opening import open_sealed
 from fundx.ledger import Ledger
 from fundx.ledger.schema import deliveries
 from fundx.stage import Stage
