@@ -393,7 +393,7 @@ def _night_feeds(ledger: Any) -> list[dict[str, Any]]:
     """Each feed of the last run: outcome, rows, seconds from its start to its record, of which pulling."""
     import sqlalchemy as sa
 
-    from fundx.ledger import pulls
+    from fundx.ledger.schema import pulls
 
     run_id = ledger.last_runs(1)[0]["id"]
     with ledger.engine.connect() as conn:

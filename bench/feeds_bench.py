@@ -337,7 +337,7 @@ def print_goals(found: list[dict[str, Any]]) -> None:
 
 
 def _keys(tmp: Path) -> Path:
-    from fundx.crypto.keys import init_keys
+    from fundx.crypto.pki import init_keys
 
     return init_keys(tmp / "pki").dir
 

@@ -36,7 +36,7 @@ def run(sizes: tuple[int, ...] = (64 * MIB,), *, batch: int | None = 500 * 10**6
     """Measure every scenario; returns the figures (MB/s, MiB, ratios) and prints them when verbose."""
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="fundx-seal-bench-") as tmp:
-        from fundx.crypto.keys import init_keys
+        from fundx.crypto.pki import init_keys
 
         keys = init_keys(Path(tmp), (STAGE,)).dir
         for size in sizes:
@@ -147,7 +147,9 @@ def _measure(spec: dict) -> dict:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     from fundx.crypto.keys import KeySettings, KeyStore
-    from fundx.crypto.seal import CHUNK, Manifest, open_sealed, seal, seal_into
+    from fundx.crypto.manifest import Manifest
+    from fundx.crypto.opening import open_sealed
+    from fundx.crypto.seal import CHUNK, seal, seal_into
 
     store = KeyStore(KeySettings(dir=Path(spec["keys"])))
     signer_key, signer_cert = store.exchange_signer()

@@ -160,7 +160,7 @@ class Chaos:
     # -- the night --------------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        from fundx.crypto.keys import init_keys
+        from fundx.crypto.pki import init_keys
         from sandbox.agencies import Sandbox
 
         for folder in (self.home, self.prefect, self.logs, self.tmp):

@@ -74,7 +74,7 @@ def received_rows(home: Path, feeds: list[str]) -> dict[str, list[Any]]:
 
     from connectors import load_feed
     from fundx.crypto.keys import KeySettings, KeyStore
-    from fundx.crypto.seal import open_sealed
+    from fundx.crypto.opening import open_sealed
 
     store = KeyStore(KeySettings(), home=home)
     out: dict[str, list[Any]] = {feed: [] for feed in feeds}
@@ -142,7 +142,7 @@ def books(ledger: Any, home: Path, feeds: list[str], final_end: datetime) -> Boo
 
     from fundx.exchange import quarantine
     from fundx.exchange.handoff import batch_id_for
-    from fundx.ledger import pulls, watermarks
+    from fundx.ledger.schema import pulls, watermarks
 
     b = Books()
     delivered = ledger.deliveries()

@@ -43,7 +43,7 @@ the key (``contracts/police.deaths.odcs.yaml: slaProperties.5.value: ...``).
 Nights
 ======
 A night is a date in Asia/Shanghai: the night D runs in the early hours of D
-(:func:`fundx.ledger.night_of` is the date a run started on). Deadlines are local times on D.
+(:func:`fundx.ledger.runs.night_of` is the date a run started on). Deadlines are local times on D.
 
 The rules
 =========

@@ -116,7 +116,7 @@ def _reap(pid: int) -> None:
 
 def write_private(path: Path, text: str) -> None:
     """A pid or state file, 0600 whatever the umask (written whole: a reader never sees half of it)."""
-    from fundx.crypto.keys import write_file_atomic
+    from fundx.core.files import write_file_atomic
 
     write_file_atomic(path, text.encode(), 0o600)
 

@@ -29,7 +29,8 @@ from fundx.core.errors import FundxError, InternalError, NightFailed, content_fr
 from fundx.core.settings import private_umask
 from fundx.core.timeutil import Window, aware, now
 from fundx.exchange import acks, handoff, run
-from fundx.ledger import Ledger, night_of
+from fundx.ledger import Ledger
+from fundx.ledger.runs import night_of
 
 #: Set by the CLI to show live progress: called with (feed, rows so far). None in unattended runs.
 progress_sink: Callable[[str, int], None] | None = None

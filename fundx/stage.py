@@ -1,7 +1,7 @@
 """The stage side of the handoff: take sealed batches from the inbox, verify them, acknowledge or refuse.
 
 For each batch folder of the stage's inbox that has READY and was not received yet, every part is
-checked before anything is kept: its SHA-256 against READY, then :func:`fundx.crypto.seal.open_sealed`
+checked before anything is kept: its SHA-256 against READY, then :func:`fundx.crypto.opening.open_sealed`
 with the stage's key that the part is encrypted to (a stage mid-rotation holds several), which
 verifies the GCM tag, the signature, the signer's certificate (CA, validity, CRL) and that the
 manifest names this stage; the signer must be the exchange (not any certificate of the CA); the
@@ -49,11 +49,15 @@ from fundx.core.errors import (
     UnknownSignerError,
     WrongRecipientError,
 )
+from fundx.core.files import fsync_dir, write_file_atomic
 from fundx.core.settings import get_settings
-from fundx.crypto.keys import Certificate, KeyStore, PrivateKey, common_name, write_file_atomic
-from fundx.crypto.seal import Manifest, open_sealed, recipients_among, sign
+from fundx.crypto.certificates import Certificate, PrivateKey, common_name
+from fundx.crypto.keys import KeyStore
+from fundx.crypto.manifest import Manifest
+from fundx.crypto.opening import open_sealed, recipients_among
+from fundx.crypto.seal import sign
 from fundx.wire.documents import ACK_FORMAT, READY_FORMAT, acks_root
-from fundx.wire.inbox import Inbox, checked_name, fsync_dir, inbox_for
+from fundx.wire.inbox import Inbox, checked_name, inbox_for
 
 log = logging.getLogger("fundx.stage")
 

@@ -1,6 +1,6 @@
 """Loading the stages' stores: received batches (pseudonymised) and the office's nightly snapshot.
 
-A received batch is opened again part by part (:func:`fundx.crypto.seal.open_sealed` with the stage's key,
+A received batch is opened again part by part (:func:`fundx.crypto.opening.open_sealed` with the stage's key,
 signer checked to be the exchange, manifest checked to name the batch): no byte that was not
 verified is used. Its rows go through DuckDB once: identity numbers become tokens and masked
 numbers, only the columns the rules need are kept, and the result is written to the stage's store
@@ -28,9 +28,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fundx.core.errors import ConfigurationError, ManifestError, UnknownSignerError
+from fundx.core.files import write_file_atomic
 from fundx.core.settings import get_settings, read_env_file
-from fundx.crypto.keys import KeyStore, common_name, write_file_atomic
-from fundx.crypto.seal import Manifest, open_sealed, recipients_among, seal
+from fundx.crypto.certificates import common_name
+from fundx.crypto.keys import KeyStore
+from fundx.crypto.manifest import Manifest
+from fundx.crypto.opening import open_sealed, recipients_among
+from fundx.crypto.seal import seal
 from fundx.stage import DONE, RECEIPT, Stage
 from matching import pseudonym
 from matching.store import Store

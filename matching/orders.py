@@ -34,7 +34,7 @@ from fundx.core.city import City, deployment_city
 from fundx.core.errors import DecisionError
 from fundx.core.timeutil import UTC
 from fundx.ledger import Ledger
-from fundx.ledger import orders as orders_table
+from fundx.ledger.schema import orders as orders_table
 
 #: the rules in their order: a rule's number (1..8) in order ids is its place here
 RULES: tuple[str, ...] = (
@@ -551,7 +551,7 @@ def write_dispatch(folder: Path, orders: Iterable[Order]) -> list[Path]:
     have orders. UTF-8 with a BOM (Excel), 0600, each written atomically; masked identities only
     (no subject tokens). Returns the paths written, districts first.
     """
-    from fundx.crypto.keys import write_file_atomic
+    from fundx.core.files import write_file_atomic
 
     chosen = sorted(orders, key=lambda o: (o.area, o.order_id))
     folder = Path(folder)

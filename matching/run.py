@@ -14,10 +14,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fundx.core.errors import ConfigurationError, UnknownSignerError
+from fundx.core.files import write_file_atomic
 from fundx.core.settings import get_settings
 from fundx.core.timeutil import SHANGHAI
-from fundx.crypto.keys import KeyStore, write_file_atomic
-from fundx.crypto.seal import Manifest, content_digest, open_sealed, recipients_among, seal
+from fundx.crypto.keys import KeyStore
+from fundx.crypto.manifest import Manifest, content_digest
+from fundx.crypto.opening import open_sealed, recipients_among
+from fundx.crypto.seal import seal
 from matching import load, rules
 from matching.store import Store
 

@@ -24,8 +24,9 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from fundx.core.errors import ConfigurationError, TamperedError
+from fundx.core.files import fsync_dir, write_file_atomic
 from fundx.core.settings import get_settings
-from fundx.crypto.keys import KeyStore, fsync_dir, write_file_atomic
+from fundx.crypto.keys import KeyStore
 from fundx.wire.inbox import checked_name
 
 MAGIC = b"FXS1"

@@ -67,7 +67,8 @@ def pg_url():
 @pytest.fixture(params=["sqlite", "postgresql"])
 def ledger(request, tmp_path):
     """An empty ledger on SQLite, then on this run's PostgreSQL database."""
-    from fundx.ledger import Ledger, metadata
+    from fundx.ledger import Ledger
+    from fundx.ledger.schema import metadata
 
     url = f"sqlite:///{tmp_path / 'ledger.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
     led = Ledger(url)

@@ -8,8 +8,9 @@ import threading
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from fundx.ledger import Ledger, audit
+from fundx.ledger import Ledger
 from fundx.ledger.audit import GENESIS
+from fundx.ledger.schema import audit
 
 
 def _write(ledger: Ledger, n: int = 6) -> None:

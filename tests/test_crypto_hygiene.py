@@ -31,13 +31,12 @@ from fundx.core.errors import (
 )
 from fundx.core.timeutil import Window
 from fundx.crypto import cms
-from fundx.crypto import seal as sealing
-from fundx.crypto.keys import (
-    Certificate,
-    KeyPaths,
-    KeySettings,
-    KeyStore,
-    PrivateKey,
+from fundx.crypto import opening as sealing
+from fundx.crypto.certificates import Certificate, PrivateKey, validate_certificate
+from fundx.crypto.keys import KeyPaths, KeySettings, KeyStore
+from fundx.crypto.manifest import Manifest, content_digest
+from fundx.crypto.opening import open_sealed
+from fundx.crypto.pki import (
     add_stage_certificate,
     init_keys,
     issue_certificate,
@@ -45,10 +44,10 @@ from fundx.crypto.keys import (
     make_crl,
     new_private_key,
     retire_stage_certificate,
-    validate_certificate,
 )
-from fundx.crypto.seal import Manifest, content_digest, open_sealed, seal
-from fundx.ledger import Ledger, audit
+from fundx.crypto.seal import seal
+from fundx.ledger import Ledger
+from fundx.ledger.schema import audit
 from fundx.wire.inbox import LocalInbox, seal_parts
 
 DEATH, CUSTODY = "death_matching", "custody_matching"
@@ -443,8 +442,10 @@ def test_the_vault_refuses_a_file_not_sealed_by_a_matching_stage(tmp_path):
     import pyarrow.parquet as pq
 
     from fundx.core.errors import UnknownSignerError
-    from fundx.crypto.keys import KeySettings, KeyStore, init_keys
-    from fundx.crypto.seal import Manifest, seal
+    from fundx.crypto.keys import KeySettings, KeyStore
+    from fundx.crypto.manifest import Manifest
+    from fundx.crypto.pki import init_keys
+    from fundx.crypto.seal import seal
     from matching.run import read_vault
 
     home = tmp_path / "home"

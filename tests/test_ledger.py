@@ -13,7 +13,8 @@ import pytest
 
 from fundx.core.errors import AuthError
 from fundx.core.timeutil import UTC, Window, aware
-from fundx.ledger import Ledger, night_of
+from fundx.ledger import Ledger
+from fundx.ledger.runs import night_of
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ import pytest
 
 from contracts.sla import all_slas
 from fundx.core.timeutil import SHANGHAI, UTC
-from fundx.ledger import Ledger, pulls, quarantines, runs
+from fundx.ledger import Ledger
+from fundx.ledger.schema import pulls, quarantines, runs
 from fundx.notify import Notifier
 from fundx.sla import monitor
 

@@ -20,7 +20,8 @@ from rich.console import Console
 from contracts import contract_names
 from contracts.sla import all_slas, feed_sla
 from fundx.core.timeutil import SHANGHAI, UTC
-from fundx.ledger import Ledger, pull_figures, pulls, quarantines, rule_failures, runs
+from fundx.ledger import Ledger
+from fundx.ledger.schema import pull_figures, pulls, quarantines, rule_failures, runs
 from fundx.notify import Notifier
 from fundx.sla import monitor
 from fundx.sla import scorecard as sc

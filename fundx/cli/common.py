@@ -52,7 +52,7 @@ def refuse_another_schema() -> None:
 
     from fundx.core.errors import FundxError
     from fundx.core.settings import get_settings
-    from fundx.ledger import check_schema
+    from fundx.ledger.revision import check_schema
 
     try:
         check_schema(get_settings().ledger)

@@ -85,8 +85,8 @@ def _prepare_demo_home(home: Path, fresh: bool) -> None:
             (home / name).unlink(missing_ok=True)
         for folder in ("inboxes", "acks", "stages", "locks", "quarantine", "reports", "matching"):  # they go with the ledger
             shutil.rmtree(home / folder, ignore_errors=True)
+    from fundx.core.files import write_file_atomic
     from fundx.core.settings import prepare_home
-    from fundx.crypto.keys import write_file_atomic
 
     prepare_home(home)
     write_file_atomic(marker, b"made by `fundx demo`; `fundx demo` may reset this folder's ledger\n", 0o600)

@@ -19,7 +19,7 @@ def keys_init(
     """Create the development PKI under FUNDX_HOME/keys: CA, CRL, exchange signer, per stage an
     encryption and an acknowledgement-signing certificate (private keys mode 0600). Development only."""
     from fundx.core.settings import get_settings
-    from fundx.crypto.keys import init_keys, recipients
+    from fundx.crypto.pki import init_keys, recipients
     from fundx.ledger import Ledger
 
     settings = get_settings()

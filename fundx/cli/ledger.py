@@ -58,7 +58,8 @@ def ledger_status(as_json: Annotated[bool, typer.Option("--json", help="machine-
     """The ledger's schema revision and this fundx's; exit 1 when fundx cannot run on it (behind: upgrade it;
     ahead: a newer fundx wrote it)."""
     from fundx.core.errors import FundxError
-    from fundx.ledger import SCHEMA_HEAD, migrations
+    from fundx.ledger import migrations
+    from fundx.ledger.schema import SCHEMA_HEAD
 
     try:
         ledger = _open()

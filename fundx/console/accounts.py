@@ -1,6 +1,6 @@
 """The console's local accounts and sessions, kept in the ledger database.
 
-Two tables of the ledger (defined in :mod:`fundx.ledger` with the rest of its schema, so every ledger
+Two tables of the ledger (defined in :mod:`fundx.ledger.schema` with the rest of its schema, so every ledger
 has them whatever was imported when it was made):
 
 - ``console_accounts``: a name, a role (``steward`` decides and unmasks; ``auditor`` reads), the
@@ -30,7 +30,8 @@ import sqlalchemy as sa
 
 from fundx.core.errors import ConfigurationError
 from fundx.core.timeutil import UTC
-from fundx.ledger import Ledger, UTCDateTime, console_accounts, console_sessions
+from fundx.ledger import Ledger
+from fundx.ledger.schema import UTCDateTime, console_accounts, console_sessions
 
 ROLES = ("steward", "auditor")
 #: consecutive failed sign-ins that lock an account, and for how long

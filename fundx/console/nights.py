@@ -21,7 +21,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from fundx.ledger import HANDED_OVER, Ledger, breaches, deliveries, pulls, quarantines, runs
+from fundx.ledger import Ledger
+from fundx.ledger.records import HANDED_OVER
+from fundx.ledger.schema import breaches, deliveries, pulls, quarantines, runs
 
 
 @dataclass

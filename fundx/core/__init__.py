@@ -1,1 +1,1 @@
-"""The core every layer stands on: errors, settings, time, identities, digests, retries, the city."""
+"""The core every layer stands on: errors, settings, time, identities, digests, retries, private files, the city."""

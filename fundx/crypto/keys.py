@@ -1,7 +1,8 @@
-"""Keys and X.509 certificates of the exchange: a development PKI, loading for production, and checks.
+"""Loading the exchange's keys and certificates: from the development folder or from production references.
 
 Who holds what:
-- a CA (development: made by :func:`init_keys`; production: the agencies' own) that every party trusts;
+- a CA (development: made by :func:`fundx.crypto.pki.init_keys`; production: the agencies' own) that
+  every party trusts;
 - the exchange's **signing** certificate, whose key signs every sealed part;
 - one **encryption** certificate per stage (the matching stages and the data stewards); a stage may
   hold several at once while it rotates keys (``stages/<stage>.pem`` and ``stages/<stage>.next.pem``),
@@ -13,18 +14,8 @@ Who holds what:
   key that both decrypts and signs lets one be abused as an oracle for the other;
 - a CRL signed by the CA, listing revoked certificates.
 
-Algorithms. Encryption keys are RSA 3072 (RSA-OAEP key transport is what ``openssl cms`` and every
-other CMS implementation reads). The CA and the signing key are **ECDSA P-256** rather than RSA-PSS:
-- the signature carries no parameters, whereas RSASSA-PSS must encode hash, MGF and salt length,
-  which verifiers get wrong more often than any other part of a CMS signature;
-- keys and signatures are small (64-byte signatures, 91-byte public keys) and signing costs nothing
-  next to hashing 64 MB;
-- ``openssl cms -verify``, BouncyCastle, .NET and Go all verify it; and a later SM2 profile is also an
-  elliptic-curve profile, so the code paths stay the same shape.
-ECDSA needs a good random number per signature; OpenSSL (through cryptography) provides it. A
-production signing certificate may still be RSA: :mod:`fundx.crypto.seal` then signs with RSASSA-PSS.
-
-Layout under ``FUNDX_HOME/keys`` (folders 0700, files 0600 — certificates too — created so, never chmod-ed afterwards)::
+Why these algorithms: :mod:`fundx.crypto.pki`. Layout under ``FUNDX_HOME/keys`` (folders 0700, files
+0600 — certificates too — created so, never chmod-ed afterwards)::
 
     ca.pem ca.key crl.pem exchange.pem exchange.key
     stages/<stage>.pem stages/<stage>.key stages/<stage>.<label>.pem ...   current certificates
@@ -39,240 +30,23 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
-import uuid
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Literal, NoReturn, TypeVar, cast, get_args
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
-from cryptography.x509.oid import NameOID
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fundx.core.errors import CertificateError, ConfigurationError
+from fundx.crypto.certificates import CRL, Certificate, PrivateKey, common_name, validate_certificate
 
 log = logging.getLogger(__name__)
 
-#: the recipients of sealed parts that no feed names: the data stewards (quarantine) and the office's
-#: investigators (the identity vault and the suspects' identities, docs/matching.md)
-OFFICE_RECIPIENTS: tuple[str, ...] = ("stewards", "investigators")
+#: bytes of the office's HMAC match key: `fundx keys init` writes this many, a configured key has at least as many
 MATCH_KEY_BYTES = 32
-
-Usage = Literal["ca", "signing", "encryption"]
-PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
-Certificate = x509.Certificate
-CRL = x509.CertificateRevocationList
-
-#: the subject CN of the exchange's development signing certificate
-EXCHANGE_CN = "fundx exchange"
-ENCRYPTION_KEY_BITS = 3072
-DEFAULT_DAYS = 825
-_ORGANIZATION = "fundx development"
-_CLOCK_SKEW = timedelta(minutes=5)
-_PRIVATE_MODE = 0o600
-_PUBLIC_MODE = 0o600  # public, but under FUNDX_HOME every file is the exchange's only
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-# --- making keys and certificates ----------------------------------------------------------------
-
-
-def new_private_key(usage: Usage) -> PrivateKey:
-    """A fresh private key for a certificate of this usage (see the module docstring for why)."""
-    if usage == "encryption":
-        return rsa.generate_private_key(public_exponent=65537, key_size=ENCRYPTION_KEY_BITS)
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _name(common_name: str, unit: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, _ORGANIZATION),
-            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, unit),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ]
-    )
-
-
-def _key_usage(usage: Usage) -> x509.KeyUsage:
-    flags = dict.fromkeys(
-        (
-            "digital_signature",
-            "content_commitment",
-            "key_encipherment",
-            "data_encipherment",
-            "key_agreement",
-            "key_cert_sign",
-            "crl_sign",
-            "encipher_only",
-            "decipher_only",
-        ),
-        False,
-    )
-    if usage == "ca":
-        flags.update(key_cert_sign=True, crl_sign=True)
-    elif usage == "signing":
-        flags.update(digital_signature=True, content_commitment=True)
-    else:
-        flags.update(key_encipherment=True)
-    return x509.KeyUsage(**flags)
-
-
-def make_ca(common_name: str = "fundx development CA", *, days: int = DEFAULT_DAYS,
-            key: PrivateKey | None = None) -> tuple[PrivateKey, Certificate]:
-    """A self-signed CA (CA:true, keyCertSign and cRLSign) for development and tests."""
-    key = key or new_private_key("ca")
-    now = _utcnow()
-    name = _name(common_name, "certificate authority")
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _CLOCK_SKEW)
-        .not_valid_after(now + timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_key_usage("ca"), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def issue_certificate(
-    ca_key: PrivateKey,
-    ca_cert: Certificate,
-    *,
-    common_name: str,
-    usage: Usage,
-    public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey,
-    days: int = DEFAULT_DAYS,
-    not_before: datetime | None = None,
-    unit: str | None = None,
-) -> Certificate:
-    """An end-entity certificate signed by the CA: ``signing`` (digitalSignature, nonRepudiation) or
-    ``encryption`` (keyEncipherment). For a stage, ``common_name`` is the stage's name; ``unit`` (the
-    OU) defaults to ``exchange`` for signing and ``stage`` for encryption certificates."""
-    if usage == "ca":
-        raise ValueError("use make_ca for a CA certificate")
-    start = not_before or _utcnow() - _CLOCK_SKEW
-    unit = unit or ("exchange" if usage == "signing" else "stage")
-    return (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name, unit))
-        .issuer_name(ca_cert.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_key_usage(usage), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(_issuer_key(ca_cert)), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-
-
-def make_crl(ca_key: PrivateKey, ca_cert: Certificate, revoked: Iterable[tuple[int, datetime]] = (), *,
-             days: int = DEFAULT_DAYS, number: int = 1) -> CRL:
-    """A CRL signed by the CA listing ``revoked`` (serial number, revocation time) pairs."""
-    now = _utcnow()
-    builder = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(ca_cert.subject)
-        .last_update(now - _CLOCK_SKEW)
-        .next_update(now + timedelta(days=days))
-        .add_extension(x509.CRLNumber(number), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(_issuer_key(ca_cert)), critical=False
-        )
-    )
-    for serial, when in revoked:
-        builder = builder.add_revoked_certificate(
-            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when).build()
-        )
-    return builder.sign(ca_key, hashes.SHA256())
-
-
-# --- files ---------------------------------------------------------------------------------------
-
-
-def private_folder(path: Path) -> Path:
-    """``path``, with every missing folder on the way made 0700 whatever the umask (``mkdir(parents=True)``
-    gives the parents it makes the umask's mode); folders that exist are left as they are."""
-    missing: list[Path] = []
-    at = path
-    while not at.is_dir() and at.parent != at:
-        missing.append(at)
-        at = at.parent
-    for folder in reversed(missing):
-        try:
-            folder.mkdir(mode=0o700)
-        except FileExistsError:
-            if not folder.is_dir():
-                raise
-    return path
-
-
-@contextmanager
-def atomic_file(path: Path, mode: int) -> Iterator[BinaryIO]:
-    """A file written under a temporary name created with ``mode``, then fsynced and renamed into place.
-
-    The mode is given to ``os.open`` so that a private key or a sealed part is never readable by
-    others, not even for a moment; a reader sees the old file or the whole new one.
-    """
-    private_folder(path.parent)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def write_file_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` atomically with ``mode`` (see :func:`atomic_file`)."""
-    with atomic_file(path, mode) as handle:
-        handle.write(data)
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename or removal in ``folder`` durable."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _key_pem(key: PrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-def _cert_pem(cert: Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 def _label_suffix(label: str | None) -> str:
@@ -285,7 +59,7 @@ def _label_suffix(label: str | None) -> str:
 
 @dataclass(frozen=True)
 class KeyPaths:
-    """Where :func:`init_keys` keeps each key and certificate under one folder."""
+    """Where :func:`fundx.crypto.pki.init_keys` keeps each key and certificate under one folder."""
 
     dir: Path
 
@@ -339,6 +113,10 @@ class KeyPaths:
     def stage_key(self, stage: str, label: str | None = None) -> Path:
         return self.stages_dir / f"{stage}{_label_suffix(label)}.key"
 
+    def retired_cert(self, stage: str, label: str | None, serial: str) -> Path:
+        """Where a retired certificate of a stage is kept (its key beside it, ``.key``), to open old parts."""
+        return self.retired_dir / f"{stage}{_label_suffix(label)}.{serial}.pem"
+
     def stage_certs(self, stage: str) -> list[Path]:
         """The current (not retired) certificate files of a stage: ``<stage>.pem``, ``<stage>.<label>.pem``."""
         if not self.stages_dir.is_dir():
@@ -356,253 +134,9 @@ class KeyPaths:
         return cls(Path(home) / "keys")
 
 
-def _read_cert(path: Path) -> Certificate:
+def read_certificate(path: Path) -> Certificate:
+    """The certificate in a PEM file of the key folder."""
     return x509.load_pem_x509_certificate(path.read_bytes())
-
-
-def _read_key(path: Path) -> PrivateKey:
-    return serialization.load_pem_private_key(path.read_bytes(), password=None)  # type: ignore[return-value]
-
-
-def _write_pair(cert_path: Path, key_path: Path, key: PrivateKey, cert: Certificate) -> None:
-    write_file_atomic(key_path, _key_pem(key), _PRIVATE_MODE)  # key first: a cert without key is useless
-    write_file_atomic(cert_path, _cert_pem(cert), _PUBLIC_MODE)
-
-
-def recipients() -> tuple[str, ...]:
-    """Every recipient of sealed parts: the stages the feed configs deliver to (a feed naming a new
-    stage gives it keys at the next ``fundx keys init``), then :data:`OFFICE_RECIPIENTS`."""
-    from connectors.registry import registry  # the feed configs sit above the key store's own needs
-
-    return (*registry().stages, *OFFICE_RECIPIENTS)
-
-
-def init_keys(home: Path, stages: Sequence[str] | None = None, *, days: int = DEFAULT_DAYS,
-              force: bool = False) -> KeyPaths:
-    """Create the development PKI under ``home/keys``: CA, CRL, exchange signer, and per stage (default
-    :func:`recipients`) an encryption certificate and an acknowledgement-signing certificate.
-
-    Idempotent: what exists is kept (and checked to chain to the CA); only what is missing is made,
-    and a CRL past its next update is re-issued with the same entries. ``force`` starts over with a
-    new CA, so every certificate issued by the old one — rotation certificates included — is removed.
-    """
-    paths = KeyPaths(Path(home) / "keys")
-    paths.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if force:
-        for folder in (paths.dir, paths.stages_dir, paths.signers_dir):
-            if folder.is_dir():
-                for old in folder.glob("*"):
-                    if old.is_file() and old.suffix in (".pem", ".key"):
-                        old.unlink()
-
-    if paths.ca_cert.exists():
-        ca_cert = _read_cert(paths.ca_cert)
-        ca_key = _read_key(paths.ca_key) if paths.ca_key.exists() else None
-    else:
-        leftovers = [p.name for p in (paths.exchange_cert, *paths.stages_dir.glob("*.pem"),
-                                      *paths.signers_dir.glob("*.pem")) if p.exists()]
-        if leftovers:
-            raise ConfigurationError(
-                f"keys folder {paths.dir} has certificates ({', '.join(sorted(leftovers))}) but no ca.pem",
-                action="run `fundx keys init --force` to start a new development PKI",
-            )
-        ca_key, ca_cert = make_ca(days=days)
-        _write_pair(paths.ca_cert, paths.ca_key, ca_key, ca_cert)
-
-    def need_ca_key() -> PrivateKey:
-        if ca_key is None:
-            raise ConfigurationError(
-                f"{paths.ca_key} is missing, so no certificate can be issued",
-                action="restore ca.key, or run `fundx keys init --force` (new development PKI)",
-            )
-        return ca_key
-
-    def keep_or_issue(cert_path: Path, key_path: Path, common_name: str, usage: Usage, unit: str | None = None) -> None:
-        if cert_path.exists() and key_path.exists():
-            if not issued_by(_read_cert(cert_path), ca_cert):
-                raise ConfigurationError(
-                    f"{cert_path} was not issued by {paths.ca_cert}",
-                    action="run `fundx keys init --force` to start a new development PKI",
-                )
-            return
-        key = new_private_key(usage)
-        cert = issue_certificate(need_ca_key(), ca_cert, common_name=common_name, usage=usage,
-                                 public_key=key.public_key(), days=days, unit=unit)
-        _write_pair(cert_path, key_path, key, cert)
-
-    keep_or_issue(paths.exchange_cert, paths.exchange_key, EXCHANGE_CN, "signing")
-    paths.stages_dir.mkdir(mode=0o700, exist_ok=True)
-    paths.signers_dir.mkdir(mode=0o700, exist_ok=True)
-    for stage in recipients() if stages is None else stages:
-        keep_or_issue(paths.stage_cert(stage), paths.stage_key(stage), stage, "encryption")
-        keep_or_issue(paths.signer_cert(stage), paths.signer_key(stage), stage, "signing", unit="stage")
-    if not paths.match_key.exists():
-        paths.match_key.parent.mkdir(mode=0o700, exist_ok=True)
-        write_file_atomic(paths.match_key, os.urandom(MATCH_KEY_BYTES), 0o600)
-
-    crl = x509.load_pem_x509_crl(paths.crl.read_bytes()) if paths.crl.exists() else None
-    if crl is None or crl.next_update_utc is None or crl.next_update_utc <= _utcnow() + timedelta(days=1):
-        _write_crl(paths, need_ca_key(), ca_cert, crl, days=days)
-    return paths
-
-
-def _write_crl(paths: KeyPaths, ca_key: PrivateKey, ca_cert: Certificate, old: CRL | None,
-               extra: Iterable[tuple[int, datetime]] = (), *, days: int = DEFAULT_DAYS) -> CRL:
-    entries: dict[int, datetime] = {}
-    number = 1
-    if old is not None and old.is_signature_valid(_issuer_key(ca_cert)):
-        entries = {r.serial_number: r.revocation_date_utc for r in old}
-        try:
-            number = old.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number + 1
-        except x509.ExtensionNotFound:
-            number = 1
-    entries.update(extra)
-    crl = make_crl(ca_key, ca_cert, sorted(entries.items()), days=days, number=number)
-    write_file_atomic(paths.crl, crl.public_bytes(serialization.Encoding.PEM), _PUBLIC_MODE)
-    return crl
-
-
-def add_stage_certificate(stage: str, label: str = "next", *, home: Path | None = None,
-                          days: int = DEFAULT_DAYS) -> tuple[Path, Path]:
-    """Make another current certificate for ``stage`` (rotation): ``stages/<stage>.<label>.pem/.key``.
-
-    From then on parts for the stage are encrypted to every current certificate, so the stage can
-    open them with the old key or the new one until :func:`retire_stage_certificate` retires one.
-    """
-    paths = KeyPaths.under(home)
-    cert_path, key_path = paths.stage_cert(stage, label), paths.stage_key(stage, label)
-    if cert_path.exists():
-        raise ConfigurationError(f"{cert_path} exists already", action="choose another label or retire it first")
-    if not paths.ca_key.exists():
-        raise ConfigurationError(f"{paths.ca_key} is missing", action="run `fundx keys init` first")
-    ca_key, ca_cert = _read_key(paths.ca_key), _read_cert(paths.ca_cert)
-    key = new_private_key("encryption")
-    cert = issue_certificate(ca_key, ca_cert, common_name=stage, usage="encryption",
-                             public_key=key.public_key(), days=days)
-    _write_pair(cert_path, key_path, key, cert)
-    return cert_path, key_path
-
-
-def retire_stage_certificate(stage: str, label: str | None = None, *, home: Path | None = None) -> Path:
-    """Stop encrypting to one of a stage's certificates; its files move to ``retired/`` (to open old parts)."""
-    paths = KeyPaths.under(home)
-    cert_path, key_path = paths.stage_cert(stage, label), paths.stage_key(stage, label)
-    if not cert_path.exists():
-        raise ConfigurationError(f"{cert_path} does not exist", action="list the stage's certificates in keys/stages")
-    serial = format(_read_cert(cert_path).serial_number, "x")
-    paths.retired_dir.mkdir(mode=0o700, exist_ok=True)
-    target = paths.retired_dir / f"{stage}{_label_suffix(label)}.{serial}.pem"
-    if key_path.exists():
-        os.replace(key_path, target.with_suffix(".key"))
-    os.replace(cert_path, target)
-    fsync_dir(paths.stages_dir)
-    fsync_dir(paths.retired_dir)
-    return target
-
-
-def revoke_certificate(cert: Certificate, *, home: Path | None = None, at: datetime | None = None) -> Path:
-    """List ``cert`` in the development CRL (re-issued, signed by the CA); returns the CRL's path."""
-    paths = KeyPaths.under(home)
-    ca_key, ca_cert = _read_key(paths.ca_key), _read_cert(paths.ca_cert)
-    old = x509.load_pem_x509_crl(paths.crl.read_bytes()) if paths.crl.exists() else None
-    _write_crl(paths, ca_key, ca_cert, old, [(cert.serial_number, at or _utcnow())])
-    return paths.crl
-
-
-# --- checks --------------------------------------------------------------------------------------
-
-
-def common_name(cert: Certificate) -> str:
-    """The subject CN of a certificate (a stage's certificate is named after the stage)."""
-    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(names[0].value) if names else "(no CN)"
-
-
-def issued_by(cert: Certificate, ca: Certificate) -> bool:
-    """True if ``ca`` issued ``cert``: the issuer name matches and the CA's key verifies its signature."""
-    try:
-        cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
-
-
-_Ext = TypeVar("_Ext", bound=x509.ExtensionType)
-_ISSUER_KEY_CLASSES = get_args(CertificateIssuerPublicKeyTypes)
-
-
-def _issuer_key(cert: Certificate) -> CertificateIssuerPublicKeyTypes:
-    """The public key of an issuing certificate (a key that can sign: not X25519/X448/ML-KEM)."""
-    key = cert.public_key()
-    if not isinstance(key, _ISSUER_KEY_CLASSES):
-        raise CertificateError(f"certificate CN={common_name(cert)!r} has a key that cannot sign ({type(key).__name__})")
-    return cast(CertificateIssuerPublicKeyTypes, key)
-
-
-def _extension(cert: Certificate, kind: type[_Ext]) -> _Ext | None:
-    try:
-        return cert.extensions.get_extension_for_class(kind).value
-    except x509.ExtensionNotFound:
-        return None
-
-
-def validate_certificate(cert: Certificate, ca: Certificate, crl: CRL | None, *, usage: Usage,
-                         at: datetime | None = None) -> None:
-    """Refuse a certificate that may not be used for ``usage`` at ``at`` (default now).
-
-    Checks, in order: issued by ``ca`` (signature), ``ca`` is a valid CA, validity period, key usage
-    and key type, not listed in ``crl`` (which must be signed by ``ca`` and not out of date).
-    Raises CertificateError naming the subject CN and the reason. Only certificates issued directly
-    by the CA are accepted (no intermediate CAs).
-    """
-    at = at or _utcnow()
-    label = f"certificate CN={common_name(cert)!r} (serial {cert.serial_number:x})"
-
-    def refuse(reason: str) -> NoReturn:
-        raise CertificateError(f"{label}: {reason}")
-
-    if not issued_by(cert, ca):
-        refuse(f"not issued by the trusted CA CN={common_name(ca)!r}")
-    constraints = _extension(ca, x509.BasicConstraints)
-    ca_usage = _extension(ca, x509.KeyUsage)
-    if not (constraints and constraints.ca) or (ca_usage is not None and not ca_usage.key_cert_sign):
-        refuse(f"its issuer CN={common_name(ca)!r} is not a CA certificate")
-    if not ca.not_valid_before_utc <= at <= ca.not_valid_after_utc:
-        refuse(f"the trusted CA CN={common_name(ca)!r} is not valid at {at:%Y-%m-%d %H:%M}Z")
-    if at < cert.not_valid_before_utc:
-        refuse(f"not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M}Z")
-    if at > cert.not_valid_after_utc:
-        refuse(f"expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M}Z")
-
-    key_usage = _extension(cert, x509.KeyUsage)
-    public_key = cert.public_key()
-    if usage != "ca":
-        leaf_constraints = _extension(cert, x509.BasicConstraints)
-        if leaf_constraints is not None and leaf_constraints.ca:
-            refuse("is a CA certificate, not one for signing or encryption")
-    if key_usage is None:
-        refuse("has no key usage extension")
-    elif usage == "signing":
-        if not (key_usage.digital_signature or key_usage.content_commitment):
-            refuse("key usage does not allow signing (digitalSignature)")
-        if not isinstance(public_key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
-            refuse("signing key is neither RSA nor ECDSA")
-    elif usage == "encryption":
-        if not key_usage.key_encipherment:
-            refuse("key usage does not allow key transport (keyEncipherment)")
-        if not isinstance(public_key, rsa.RSAPublicKey) or public_key.key_size < 2048:
-            refuse("encryption key is not RSA of at least 2048 bits")
-    elif not key_usage.key_cert_sign:
-        refuse("key usage does not allow signing certificates (keyCertSign)")
-
-    if crl is not None:
-        if crl.issuer != ca.subject or not crl.is_signature_valid(_issuer_key(ca)):
-            refuse("cannot check revocation: the CRL is not signed by the trusted CA")
-        if crl.next_update_utc is not None and crl.next_update_utc < at:
-            refuse(f"cannot check revocation: the CRL is out of date since {crl.next_update_utc:%Y-%m-%d}")
-        entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
-        if entry is not None:
-            refuse(f"revoked on {entry.revocation_date_utc:%Y-%m-%d %H:%M}Z")
 
 
 # --- loading (development folder or production references) ---------------------------------------
@@ -774,7 +308,7 @@ class KeyStore:
         if stage in self.settings.stage_certs:
             certs = load_certificates(self.settings.stage_certs[stage], setting=f"FUNDX_KEYS_STAGE_CERTS[{stage}]")
         else:
-            certs = [_read_cert(p) for p in self.paths.stage_certs(stage)]
+            certs = [read_certificate(p) for p in self.paths.stage_certs(stage)]
         return sorted(certs, key=lambda c: (c.not_valid_before_utc, c.serial_number))
 
     def recipient_certificates(self, stage: str, *, at: datetime | None = None) -> list[Certificate]:
@@ -813,7 +347,7 @@ class KeyStore:
                 refs += sorted(p.with_suffix(".key") for p in self.paths.retired_dir.glob(f"{stage}.*pem"))
         certs = self.stage_certificates(stage)
         if self.paths.retired_dir.is_dir() and stage not in self.settings.stage_certs:
-            certs += [_read_cert(p) for p in sorted(self.paths.retired_dir.glob(f"{stage}.*pem"))]
+            certs += [read_certificate(p) for p in sorted(self.paths.retired_dir.glob(f"{stage}.*pem"))]
         pairs = []
         for ref in refs:
             if isinstance(ref, Path) and not ref.exists():

@@ -19,7 +19,7 @@ import numpy as np
 from fundx.core.digest import (
     row_hashes_since,
 )
-from fundx.crypto.seal import PART_BYTES
+from fundx.crypto.parts import PART_BYTES
 from fundx.exchange.spool import Spool
 from fundx.exchange.stream import Chunk, chunk_frame, hashes_name
 
@@ -135,7 +135,7 @@ def _malloc_trim() -> Any:
 
 def _encode_valid(job: CheckJob, valid: Any, number: str) -> tuple[list[tuple[str, int, int]], Any]:
     """A chunk's valid rows as Parquet pieces of at most ``part_bytes`` in the spool, and their schema."""
-    from fundx.crypto.seal import iter_parts
+    from fundx.crypto.parts import iter_parts
     from fundx.wire.inbox import arrow_table
 
     if len(valid) == 0:

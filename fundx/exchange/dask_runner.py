@@ -350,8 +350,8 @@ def _outside_any_task() -> Iterator[None]:
 
 def _scratch_dir() -> Path:
     """A private folder under FUNDX_HOME/tmp for the local cluster's workers (removed with the cluster)."""
+    from fundx.core.files import private_folder
     from fundx.core.settings import get_settings
-    from fundx.crypto.keys import private_folder
 
     parent = private_folder(get_settings().home / "tmp")
     return Path(tempfile.mkdtemp(prefix="dask-", dir=parent))  # mode 0700

@@ -6,7 +6,7 @@ for a large feed in chunks through an encrypted spool, :mod:`fundx.exchange.stre
 A batch is identified by its feed, window and the digest of what was pulled (:func:`batch_id_for`;
 no personal data in the id). It is first checked against its feed's contract (:func:`check_pull`):
 its valid rows (normalised) are what the stage gets — Parquet parts of at most FUNDX_PART_BYTES,
-each sealed with a :class:`~fundx.crypto.seal.Manifest` carrying the digest of those rows (signed by the
+each sealed with a :class:`~fundx.crypto.manifest.Manifest` carrying the digest of those rows (signed by the
 exchange, encrypted to every current certificate of the feed's stage) into
 ``inboxes/<stage>/<batch_id>/`` — and its failing rows go, sealed for the stewards, to
 ``quarantine/stewards/<batch_id>/`` (:mod:`fundx.exchange.quarantine`). The order of the steps is what makes
@@ -59,10 +59,13 @@ from fundx.core.errors import (
 from fundx.core.settings import Settings, get_settings
 from fundx.core.testpoints import kill_point  # TEST ONLY: the SIGKILL tests' and the chaos night's kill points
 from fundx.core.timeutil import SHANGHAI, Window, now
-from fundx.crypto.keys import KeyPaths, KeySettings, KeyStore, init_keys
+from fundx.crypto.keys import KeyPaths, KeySettings, KeyStore
+from fundx.crypto.pki import init_keys
 from fundx.exchange import quarantine
 from fundx.exchange.batch import CheckedBatch, Steps, WholeBatch
-from fundx.ledger import DeliveryRecord, Ledger, pull_figures
+from fundx.ledger import Ledger
+from fundx.ledger.records import DeliveryRecord
+from fundx.ledger.schema import pull_figures
 from fundx.wire.documents import ready_document, sha256
 from fundx.wire.inbox import Inbox, PartFile, inbox_for, parquet_parts, seal_parts
 

@@ -53,7 +53,7 @@ def valid_parts(pulled: SpooledPull, results: list[CheckResult], part_bytes: int
     """
     import pyarrow as pa
 
-    from fundx.crypto.seal import iter_parts
+    from fundx.crypto.parts import iter_parts
 
     spool, names = pulled.spool, list[str]()
     schema = next((r.schema for r in results if r.schema is not None), None)
@@ -138,7 +138,7 @@ def _conform(table: Any, schema: Any, feed: str) -> Any:
 def quarantine_parts(pulled: SpooledPull, results: list[CheckResult], part_bytes: int, *, held: bool) -> SpooledParts:
     """The stewards' rows (failing ones; every row when held) as Parquet parts, numbered across chunks."""
 
-    from fundx.crypto.seal import iter_parts
+    from fundx.crypto.parts import iter_parts
     from fundx.exchange.quarantine import POSITION, ROW, RULES, held_rows
     from fundx.wire.inbox import arrow_table
 
@@ -186,7 +186,7 @@ class SealJob:
 def seal_part(job: SealJob) -> PartFile:
     """Seal one spooled part into its inbox folder (signed by the exchange, encrypted to the stage)."""
     from fundx.crypto.keys import KeySettings, KeyStore
-    from fundx.crypto.seal import Manifest
+    from fundx.crypto.manifest import Manifest
 
     keys = KeyStore(KeySettings(), home=job.home)
     signer_key, signer_cert = keys.exchange_signer()

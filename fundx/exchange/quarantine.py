@@ -40,8 +40,10 @@ from fundx.core.errors import ConfigurationError, DecisionError, SealError, Unkn
 from fundx.core.identity import has_id_like, mask_id, mask_id_like
 from fundx.core.timeutil import UTC, Window
 from fundx.crypto.keys import KeyStore
-from fundx.crypto.seal import open_sealed, recipients_among
-from fundx.ledger import Ledger, decisions, inserted_id, quarantines, rule_failures
+from fundx.crypto.opening import open_sealed, recipients_among
+from fundx.ledger import Ledger
+from fundx.ledger.database import inserted_id
+from fundx.ledger.schema import decisions, quarantines, rule_failures
 from fundx.wire.inbox import LocalInbox, PartFile, part_name
 
 STEWARDS = "stewards"
@@ -498,7 +500,7 @@ def released_rows(ledger: Ledger, decision: Decision, *, keys: KeyStore | None =
 
 def releases_of_run(ledger: Ledger, run_id: int) -> list[Decision]:
     """The releases a run delivered."""
-    from fundx.ledger import deliveries
+    from fundx.ledger.schema import deliveries
 
     query = (decisions.select().join(deliveries, deliveries.c.batch_id == decisions.c.delivered_batch_id)
              .where(deliveries.c.run_id == run_id).order_by(decisions.c.id))

@@ -20,7 +20,8 @@ from fundx.core.timeutil import SHANGHAI
 from fundx.crypto.keys import KeyStore
 from fundx.exchange import quarantine
 from fundx.exchange.handoff import ready_of
-from fundx.ledger import DeliveryRecord, Ledger
+from fundx.ledger import Ledger
+from fundx.ledger.records import DeliveryRecord
 from fundx.wire.documents import acks_root, sha256, verified_ack
 from fundx.wire.inbox import Inbox, PartFile, inbox_for, part_name
 

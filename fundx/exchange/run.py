@@ -20,7 +20,8 @@ from fundx.core.timeutil import Window, aware, now
 from fundx.exchange.batch import CheckedBatch, Steps
 from fundx.exchange.handoff import Handoff, check_pull, close_pull, deliver, deliver_releases, handed_over, pull_feed
 from fundx.exchange.recovery import recover
-from fundx.ledger import Ledger, night_of
+from fundx.ledger import Ledger
+from fundx.ledger.runs import night_of
 
 log = logging.getLogger("fundx.handoff")
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fundx.core.files import fsync_dir
 from fundx.core.process import alive
-from fundx.crypto.keys import fsync_dir
 
 log = logging.getLogger("fundx.stream")
 

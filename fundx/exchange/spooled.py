@@ -14,7 +14,7 @@ import numpy as np
 from fundx.core.digest import (
     digest_of,
 )
-from fundx.crypto.seal import PART_BYTES
+from fundx.crypto.parts import PART_BYTES
 from fundx.exchange.batch import CheckedBatch, Steps
 from fundx.exchange.chunks import CheckJob, CheckResult, check_chunk
 from fundx.exchange.parts import SpooledParts, quarantine_parts, valid_parts

@@ -24,7 +24,8 @@ import sqlalchemy as sa
 from contracts import sla
 from fundx.core.timeutil import SHANGHAI, UTC
 from fundx.core.timeutil import now as clock_now
-from fundx.ledger import Ledger, breaches, pull_figures, pulls, quarantines, rule_failures, runs
+from fundx.ledger import Ledger
+from fundx.ledger.schema import breaches, pull_figures, pulls, quarantines, rule_failures, runs
 
 log = logging.getLogger("fundx.monitor")
 

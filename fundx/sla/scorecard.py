@@ -75,7 +75,8 @@ import sqlalchemy as sa
 from contracts import sla
 from fundx.core.timeutil import SHANGHAI
 from fundx.core.timeutil import now as clock_now
-from fundx.ledger import Ledger, breaches, pulls, quarantines, runs
+from fundx.ledger import Ledger
+from fundx.ledger.schema import breaches, pulls, quarantines, runs
 from fundx.sla import monitor
 
 SCHEMA = "fundx.sla-scorecard/1"
@@ -428,7 +429,7 @@ def write_png(card: Scorecard, path: Path | str) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from fundx.crypto.keys import write_file_atomic
+    from fundx.core.files import write_file_atomic
 
     height = 2.4 if card.empty else 2.0 + 0.7 * len(card.agencies)
     fig = Figure(figsize=(11, height), dpi=100)

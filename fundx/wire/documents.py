@@ -15,8 +15,8 @@ from typing import Any
 from fundx.core.errors import SealError, UnknownSignerError
 from fundx.core.settings import get_settings
 from fundx.core.timeutil import SHANGHAI, Window, aware, now
-from fundx.crypto.keys import common_name
-from fundx.crypto.seal import open_signed
+from fundx.crypto.certificates import common_name
+from fundx.crypto.opening import open_signed
 from fundx.wire.inbox import PartFile
 
 READY_FORMAT = "fundx.ready/1"

@@ -27,9 +27,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fundx.core.errors import ConfigurationError, DataError, SymlinkError
+from fundx.core.files import fsync_dir, write_file_atomic
 from fundx.core.timeutil import SHANGHAI, Window
-from fundx.crypto.keys import Certificate, PrivateKey, fsync_dir, write_file_atomic
-from fundx.crypto.seal import Manifest, iter_parts, seal_to_file
+from fundx.crypto.certificates import Certificate, PrivateKey
+from fundx.crypto.manifest import Manifest
+from fundx.crypto.parts import iter_parts
+from fundx.crypto.seal import seal_to_file
 
 READY = "READY"
 PART_SUFFIX = ".p7m"
@@ -259,7 +262,7 @@ def arrow_table(frame: Any, feed: str) -> Any:
 
 
 def parquet_parts(frame: Any, feed: str, part_bytes: int) -> list[bytes]:
-    """The frame as Parquet files of at most ``part_bytes`` each (see fundx.crypto.seal.iter_parts)."""
+    """The frame as Parquet files of at most ``part_bytes`` each (see fundx.crypto.parts.iter_parts)."""
     return list(iter_parts(arrow_table(frame, feed), part_bytes))
 
 

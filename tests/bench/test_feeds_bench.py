@@ -165,7 +165,7 @@ def test_row_counts_on_the_command_line():
 
 @pytest.mark.skipif(not feeds_bench.streamed_available(), reason="streamed run_feed not available")
 def test_a_streamed_run_reports_every_step(made, tmp_path):
-    from fundx.crypto.keys import init_keys
+    from fundx.crypto.pki import init_keys
 
     keys = init_keys(tmp_path / "pki").dir
     end = "2026-11-23T00:00:00+08:00"
@@ -179,7 +179,7 @@ def test_a_streamed_run_reports_every_step(made, tmp_path):
 
 def test_the_sandbox_agencies_serve_the_night_frames(tmp_path, monkeypatch):
     from connectors import connector_for
-    from fundx.crypto.keys import init_keys
+    from fundx.crypto.pki import init_keys
 
     sizes = scale_data.night_sizes(300, 100, 500, 200)
     frames = scale_data.build_night(sizes, root=tmp_path / "data")

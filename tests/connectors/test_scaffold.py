@@ -20,7 +20,7 @@ from contracts.rules import contract_rules
 from contracts.sla import compile_sla
 from fundx.core.errors import ConfigurationError
 from fundx.core.settings import reload_settings
-from fundx.crypto.keys import recipients
+from fundx.crypto.pki import recipients
 from onboarding.scaffold import feed_stages, scaffold
 
 HEALTH = "health_commission.hospital_deaths"

@@ -40,7 +40,7 @@ def _planting(feed: str, window, **_options):
 @pytest.fixture(scope="session")
 def console_keys(run_dir) -> Path:
     """A development PKI for the console's tests (made once per run)."""
-    from fundx.crypto.keys import init_keys
+    from fundx.crypto.pki import init_keys
 
     return init_keys(run_dir / "pki-console").dir
 

@@ -19,7 +19,8 @@ NIGHTS = ("2026-11-21", "2026-11-22", "2026-11-23")
 @pytest.fixture
 def ledger(tmp_path):
     from fundx.console import accounts  # noqa: F401  (its tables)
-    from fundx.ledger import Ledger, breaches, deliveries, pulls, quarantines, runs
+    from fundx.ledger import Ledger
+    from fundx.ledger.schema import breaches, deliveries, pulls, quarantines, runs
 
     led = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
     t0 = datetime(2026, 11, 20, 18, tzinfo=UTC)

@@ -255,7 +255,7 @@ def test_five_wrong_passwords_lock_an_account(client, night, app):
 
 
 def test_no_identity_number_reaches_a_steward_without_unmasking_nor_the_logs(client, night, app, caplog):
-    from fundx.ledger import audit
+    from fundx.ledger.schema import audit
 
     assert night.ids, "the sandbox sent identity numbers"
     sign_in(client, STEWARD)
@@ -303,7 +303,7 @@ def _refusals(ledger, name: str) -> list[dict]:
     """The details of the audited refused sign-ins of ``name``, oldest first."""
     import json
 
-    from fundx.ledger import audit
+    from fundx.ledger.schema import audit
 
     with ledger.engine.connect() as conn:
         found = conn.execute(sa.select(audit.c.details).where(
@@ -320,7 +320,7 @@ def test_fifty_concurrent_wrong_passwords_lock_the_account_and_only_five_are_che
     from threading import Barrier
 
     from fundx.console import accounts
-    from fundx.ledger import metadata
+    from fundx.ledger.schema import metadata
 
     metadata.create_all(ledger.engine)  # the console's tables, if the ledger was made before they were imported
     name, right = "raced", "the-right-passphrase-9"

@@ -12,7 +12,7 @@ from fundx.core.settings import reload_settings
 @pytest.fixture(scope="session")
 def keys_dir(run_dir) -> Path:
     """A development PKI made once per run (RSA keys take a second); tests point FUNDX_KEYS_DIR at it."""
-    from fundx.crypto.keys import init_keys
+    from fundx.crypto.pki import init_keys
 
     return init_keys(run_dir / "pki").dir
 

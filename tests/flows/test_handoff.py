@@ -26,8 +26,10 @@ from fundx.core.digest import content_digest
 from fundx.core.errors import FeedBusy
 from fundx.core.testpoints import DELIVERY_POINTS as KILL_POINTS
 from fundx.core.timeutil import UTC, Window, aware
-from fundx.crypto.keys import KeySettings, KeyStore, issue_certificate, make_ca, new_private_key
-from fundx.crypto.seal import Manifest, open_sealed
+from fundx.crypto.keys import KeySettings, KeyStore
+from fundx.crypto.manifest import Manifest
+from fundx.crypto.opening import open_sealed
+from fundx.crypto.pki import issue_certificate, make_ca, new_private_key
 from fundx.exchange.acks import record_acks
 from fundx.exchange.handoff import batch_id_for
 from fundx.exchange.run import run_feed
@@ -143,7 +145,7 @@ def test_deliveries_are_acknowledged_and_reruns_backfills_and_empty_pulls_delive
 
 def test_a_batch_whose_parts_vanished_before_ready_is_recorded_lost_and_a_backfill_sends_it_again(sandbox, home):
     from fundx.core.errors import DeliveryLost
-    from fundx.ledger import deliveries
+    from fundx.ledger.schema import deliveries
 
     ledger = Ledger.from_settings()
     first = run_feed(DEATHS, end=END)

@@ -58,7 +58,7 @@ def test_a_night_then_matching_finds_exactly_the_planted_cases(sandbox, home, ca
 
     # the investigators' file holds the identity of the suspects, and only theirs
     folder = output_dir(NIGHT, home)
-    from fundx.crypto.seal import open_sealed
+    from fundx.crypto.opening import open_sealed
 
     pairs = keys.stage_keys("investigators")
     opened = open_sealed((folder / "investigators.p7m").read_bytes(), recipient_key=pairs[0][0],

@@ -72,7 +72,7 @@ def _watermarks_moved_only_with_deliveries(ledger: Ledger) -> None:
             d = delivered.get(p.id)
             assert d is not None or any(x.digest == p.digest and x.window == p.window for x in delivered.values()), p
     with ledger.engine.connect() as conn:
-        from fundx.ledger import pulls, watermarks
+        from fundx.ledger.schema import pulls, watermarks
 
         for mark in conn.execute(watermarks.select()).mappings():
             pull = conn.execute(pulls.select().where(pulls.c.id == mark["pull_id"])).mappings().one()

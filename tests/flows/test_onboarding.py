@@ -271,7 +271,7 @@ def test_a_night_pulls_checks_seals_and_delivers_the_ninth_feed_and_matching_kee
 
 
 def test_a_feed_naming_a_new_stage_gives_the_stage_keys(tmp_path, monkeypatch):
-    from fundx.crypto.keys import OFFICE_RECIPIENTS, init_keys, recipients
+    from fundx.crypto.pki import OFFICE_RECIPIENTS, init_keys, recipients
 
     feeds, contract_dir = copy_feeds(tmp_path)
     add_feed(feeds, contract_dir, NINTH, CONFIG.replace("stage: death_matching", "stage: pension_review"), CONTRACT)

@@ -23,7 +23,7 @@ from fundx.core.identity import id_check_char, upgrade_id15
 from fundx.core.settings import reload_settings
 from fundx.core.timeutil import SHANGHAI
 from fundx.crypto.keys import KeySettings, KeyStore
-from fundx.crypto.seal import open_sealed
+from fundx.crypto.opening import open_sealed
 from fundx.exchange.run import run_feed
 from fundx.stage import Stage
 

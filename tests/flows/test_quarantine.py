@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from fundx.core.errors import BatchHeld, DecisionError, WrongRecipientError
 from fundx.core.timeutil import aware
 from fundx.crypto.keys import KeySettings, KeyStore
-from fundx.crypto.seal import open_sealed
+from fundx.crypto.opening import open_sealed
 from fundx.exchange import quarantine
 from fundx.exchange.run import run_feed
 from fundx.ledger import Ledger
@@ -103,7 +103,7 @@ def test_failing_rows_are_sealed_for_the_stewards_and_counted_per_rule(sandbox, 
 
 
 def _audit(ledger: Ledger) -> list[dict]:
-    from fundx.ledger import audit
+    from fundx.ledger.schema import audit
 
     with ledger.engine.connect() as conn:
         return [dict(r) for r in conn.execute(audit.select().order_by(audit.c.seq)).mappings()]

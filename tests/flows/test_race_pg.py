@@ -36,8 +36,9 @@ from fundx.core.digest import content_digest
 from fundx.core.settings import reload_settings
 from fundx.core.timeutil import UTC, Window, aware
 from fundx.crypto.keys import KeySettings, KeyStore
-from fundx.crypto.seal import open_sealed
-from fundx.ledger import Ledger, deliveries
+from fundx.crypto.opening import open_sealed
+from fundx.ledger import Ledger
+from fundx.ledger.schema import deliveries
 from fundx.stage import Stage
 
 pytestmark = pytest.mark.postgres
@@ -264,11 +265,11 @@ def test_processes_opening_a_new_ledger_at_once_all_find_its_tables(pg_ledger_ur
     assert all(a["opened"] for a in answers), answers  # none failed creating a table another just created
     ledger = Ledger(pg_ledger_url, create=False)
     try:
-        from fundx.ledger import audit_head
+        from fundx.ledger.schema import audit_head
 
         # the tables a process that imports only fundx.ledger creates, as the racers did (other modules, such
         # as the console's, add tables of their own to the same metadata when a test imports them)
-        own = subprocess.run([sys.executable, "-c", "from fundx.ledger import metadata; print(' '.join(metadata.tables))"],
+        own = subprocess.run([sys.executable, "-c", "from fundx.ledger.schema import metadata; print(' '.join(metadata.tables))"],
                              capture_output=True, text=True, check=True, timeout=120).stdout.split()
         assert own and set(own) <= set(sa.inspect(ledger.engine).get_table_names())
         with ledger.engine.connect() as conn:
@@ -400,7 +401,7 @@ def test_begin_delivery_for_one_batch_at_the_same_moment_has_exactly_one_winner(
         verdict = ledger.verify_audit()
         assert verdict.ok, verdict
         with ledger.engine.connect() as conn:  # one batch.sealing entry per winner, none for a loser
-            from fundx.ledger import audit
+            from fundx.ledger.schema import audit
 
             sealed = conn.execute(sa.select(audit.c.subject).where(audit.c.action == "batch.sealing",
                                                                    audit.c.at >= began)).scalars().all()

@@ -27,7 +27,7 @@ from fundx.core.errors import BatchHeld
 from fundx.core.settings import reload_settings
 from fundx.core.timeutil import Window, aware
 from fundx.crypto.keys import KeySettings, KeyStore
-from fundx.crypto.seal import open_sealed
+from fundx.crypto.opening import open_sealed
 from fundx.exchange import quarantine
 from fundx.exchange.run import run_feed
 from fundx.exchange.runners import LocalRunner

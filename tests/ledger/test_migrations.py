@@ -27,19 +27,9 @@ from alembic.runtime.migration import MigrationContext
 from connectors.base import Repeats
 from fundx.core.settings import reload_settings
 from fundx.core.timeutil import Window, aware
-from fundx.ledger import (
-    SCHEMA_HEAD,
-    SCHEMA_REVISIONS,
-    V010_TABLES,
-    Ledger,
-    LedgerSchemaError,
-    alembic_version,
-    audit,
-    check_schema,
-    metadata,
-    migrations,
-    pulls,
-)
+from fundx.ledger import Ledger, migrations
+from fundx.ledger.revision import LedgerSchemaError, check_schema
+from fundx.ledger.schema import SCHEMA_HEAD, SCHEMA_REVISIONS, V010_TABLES, alembic_version, audit, metadata, pulls
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -205,7 +195,7 @@ def test_the_code_names_the_revisions_that_ship_in_the_package():
 def test_every_table_is_in_the_schema_whatever_was_imported():
     """The console's tables were once added to the metadata only when the console was imported; a process
     that imports the ledger alone must know the whole schema (revision 0001 and the head)."""
-    code = "from fundx.ledger import metadata; print(' '.join(sorted(metadata.tables)))"
+    code = "from fundx.ledger.schema import metadata; print(' '.join(sorted(metadata.tables)))"
     alone = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     tables = set(alone.stdout.split())
     assert tables == set(V010_ROWS) == set(migrations.revision_one().tables)
@@ -458,7 +448,7 @@ def sandbox(run_dir):
 
 @BACKENDS
 def test_the_exchange_runs_a_feed_on_an_upgraded_v010_ledger(new_database, sandbox, run_dir, monkeypatch, tmp_path):
-    from fundx.crypto.keys import init_keys
+    from fundx.crypto.pki import init_keys
     from fundx.exchange.run import run_feed
 
     url = _v010_ledger(new_database())

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from fundx.core.errors import DecisionError
 from fundx.core.identity import id_check_char
 from fundx.core.settings import reload_settings
-from fundx.ledger import audit
+from fundx.ledger.schema import audit
 from matching import orders as mo
 
 NIGHT = date(2026, 3, 1)

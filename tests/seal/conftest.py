@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from seal_helpers import MARKER_ID, Pki, make_pki
 
-from fundx.crypto.seal import Manifest, content_digest
+from fundx.crypto.manifest import Manifest, content_digest
 
 
 @pytest.fixture(scope="session")

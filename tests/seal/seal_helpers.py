@@ -8,7 +8,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from fundx.crypto.keys import KeyPaths, KeySettings, KeyStore, PrivateKey, init_keys
+from fundx.crypto.certificates import PrivateKey
+from fundx.crypto.keys import KeyPaths, KeySettings, KeyStore
+from fundx.crypto.pki import init_keys
 
 #: an identity number that must never show up in an error message
 MARKER_ID = "11010519491231002X"

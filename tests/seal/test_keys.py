@@ -15,25 +15,26 @@ from seal_helpers import make_pki
 
 from connectors.registry import registry
 from fundx.core.errors import CertificateError, ConfigurationError
+from fundx.crypto.certificates import common_name, validate_certificate
 from fundx.crypto.keys import (
-    OFFICE_RECIPIENTS,
     KeyPaths,
     KeySettings,
     KeyStore,
-    add_stage_certificate,
-    common_name,
-    init_keys,
-    issue_certificate,
     load_certificate,
     load_private_key,
+    recipient_certificates,
+)
+from fundx.crypto.pki import (
+    OFFICE_RECIPIENTS,
+    add_stage_certificate,
+    init_keys,
+    issue_certificate,
     make_ca,
     make_crl,
     new_private_key,
-    recipient_certificates,
     recipients,
     retire_stage_certificate,
     revoke_certificate,
-    validate_certificate,
 )
 
 #: every recipient: the stages the feed configs deliver to, the stewards and the investigators

@@ -29,7 +29,9 @@ from fundx.core.errors import (
     WrongRecipientError,
 )
 from fundx.crypto import cms
-from fundx.crypto.keys import (
+from fundx.crypto.opening import _content_key, _parse_envelope, open_sealed, recipients_among
+from fundx.crypto.parts import split_parts
+from fundx.crypto.pki import (
     add_stage_certificate,
     issue_certificate,
     make_ca,
@@ -37,15 +39,7 @@ from fundx.crypto.keys import (
     new_private_key,
     retire_stage_certificate,
 )
-from fundx.crypto.seal import (
-    _content_key,
-    _parse_envelope,
-    open_sealed,
-    recipients_among,
-    seal,
-    seal_to_file,
-    split_parts,
-)
+from fundx.crypto.seal import seal, seal_to_file
 
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl command is not installed")
 
@@ -115,7 +109,7 @@ def test_an_rsa_signer_signs_with_pss(pki, payload, manifest):
 
 
 def _decrypt_with_fundx(pki, sealed: bytes) -> bytes:
-    from fundx.crypto.seal import _decrypt
+    from fundx.crypto.opening import _decrypt
 
     key, cert = pki.stage("death_matching")
     envelope = _parse_envelope(cms.Ber(sealed), "test")

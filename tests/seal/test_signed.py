@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 import pytest
 
 from fundx.core.errors import CertificateError, TamperedError, UnknownSignerError
-from fundx.crypto.keys import issue_certificate, make_ca, make_crl, new_private_key
-from fundx.crypto.seal import open_signed, sign
+from fundx.crypto.opening import open_signed
+from fundx.crypto.pki import issue_certificate, make_ca, make_crl, new_private_key
+from fundx.crypto.seal import sign
 
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl command is not installed")
 BODY = b'{"format":"fundx.ack/1","outcome":"received"}'

@@ -24,7 +24,7 @@ def add_routes(app: FastAPI, console: ConsoleContext) -> None:
                          since: str = "", until: str = "", page_no: int = Query(1, alias="page")) -> Response:
         import sqlalchemy as sa
 
-        from fundx.ledger import audit
+        from fundx.ledger.schema import audit
 
         session = current(request)
         filters = {"action": action.strip(), "subject": subject.strip(), "actor": actor.strip(),

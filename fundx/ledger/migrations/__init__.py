@@ -7,15 +7,15 @@ pointing at this package, so the revisions work from an installed wheel as from 
 - A new ledger is made at the head by :class:`fundx.ledger.Ledger` itself (``metadata.create_all`` and
   the head stamped, under the schema lock); ``tests/ledger/test_migrations.py`` proves that the same,
   table by table, as running every revision.
-- An older ledger is refused by the code (:class:`fundx.ledger.LedgerSchemaError`) until
+- An older ledger is refused by the code (:class:`fundx.ledger.revision.LedgerSchemaError`) until
   :func:`upgrade` (``fundx ledger upgrade``) brings it to the head: in one transaction under the schema
   lock and the audit chain's lock, audited as ``ledger.upgraded``. A ledger written by fundx 0.1.0 has
   no revision: it is recognised by its tables, given the console's two if it lacks them, and stamped
   0001 first.
 
 A new revision: copy the newest file in ``versions/`` (or ``alembic.command.revision(config(),
-message, rev_id="0003")``), write its ``upgrade`` and ``downgrade`` with ``alembic.op``, change
-:data:`fundx.ledger.metadata` to match, and add its id to :data:`fundx.ledger.SCHEMA_REVISIONS`; the
+message, rev_id="0003")``), write its ``upgrade`` and ``downgrade`` with ``alembic.op``, change the tables
+of :mod:`fundx.ledger.schema` to match, and add its id to :data:`fundx.ledger.schema.SCHEMA_REVISIONS`; the
 tests then check that a ledger upgraded to it and one made new are the same.
 """
 
@@ -29,7 +29,9 @@ import sqlalchemy as sa
 
 from fundx.core.errors import InternalError
 from fundx.core.timeutil import now
-from fundx.ledger import SCHEMA_HEAD, Ledger, SchemaState, audit_head, schema_state
+from fundx.ledger import Ledger
+from fundx.ledger.revision import SchemaState, schema_state
+from fundx.ledger.schema import SCHEMA_HEAD, audit_head
 
 if TYPE_CHECKING:
     from alembic.config import Config

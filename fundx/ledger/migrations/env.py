@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from fundx.ledger import metadata
+from fundx.ledger.schema import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None or context.is_offline_mode():

@@ -1,6 +1,6 @@
 """Revision 0001: the ledger's schema as fundx 0.1.0 made it (``metadata.create_all`` of that release).
 
-The tables are written out here, frozen, rather than taken from :data:`fundx.ledger.metadata`, which
+The tables are written out here, frozen, rather than taken from :data:`fundx.ledger.schema.metadata`, which
 moves on with later revisions. Columns are plain ``DateTime`` where the ledger's code reads them through
 ``UTCDateTime`` (the same column type in the database). ``tests/ledger/test_migrations.py`` proves this
 schema the same, by reflection, as what fundx 0.1.0 made on SQLite and PostgreSQL.
