@@ -47,8 +47,10 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from fundx.core.areacodes import is_known_area_code
+from fundx.core.creditcodes import is_valid_uscc
 from fundx.core.errors import ConfigurationError
-from fundx.core.identity import is_known_area_code, is_valid_id, is_valid_uscc, normalize_id, upgrade_id15
+from fundx.core.identity import is_valid_id, normalize_id, upgrade_id15
 
 #: the share of a column's non-empty values a format must fit to be recognised (a sample may hold
 #: a few broken values: those are counted in the column's review note, never shown)

@@ -32,7 +32,7 @@ from contracts.infer import (
 from contracts.rules import contract_rules
 from contracts.sla import compile_sla
 from fundx.cli.contract import contract_app
-from fundx.core.identity import make_ids, make_usccs
+from fundx.core.idcolumns import make_ids, make_usccs
 
 SCHEMA = jsonschema.Draft201909Validator(json.loads(OpenDataContractStandard.json_schema()))
 ROWS = 40
