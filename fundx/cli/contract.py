@@ -63,7 +63,8 @@ def contract_infer(
     credit codes, dates, phones) and personal data, each guess marked reviewNeeded. Shows column names, types
     and counts only, never a value."""
     from contracts import contract_path, display_path
-    from contracts.infer import InferError, infer_contract, read_sample, summary_rows
+    from contracts.infer.document import infer_contract, summary_rows
+    from contracts.infer.samples import InferError, read_sample
 
     try:
         draft = infer_contract(read_sample(sample, headers=_headers(header), max_rows=max_rows), feed)

@@ -20,15 +20,10 @@ from open_data_contract_standard.model import OpenDataContractStandard
 from typer.testing import CliRunner
 
 from contracts import load_contract
-from contracts.infer import (
-    ID_PATTERN,
-    USCC_PATTERN,
-    InferError,
-    infer_contract,
-    read_sample,
-    records_sample,
-    snake_case,
-)
+from contracts.infer.columns import snake_case
+from contracts.infer.document import infer_contract
+from contracts.infer.samples import InferError, read_sample, records_sample
+from contracts.infer.values import ID_PATTERN, USCC_PATTERN
 from contracts.rules import contract_rules
 from contracts.sla import compile_sla
 from fundx.cli.contract import contract_app
