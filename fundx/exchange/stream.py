@@ -399,7 +399,7 @@ def check_chunk(job: CheckJob) -> CheckResult:
     failing rows as a frame (for the stewards), the valid ones already as Parquet pieces of at most
     ``part_bytes`` (for the stage) — encoded here, so that with a pool of workers it runs in parallel."""
     from contracts.docs import counts_only
-    from contracts.sla import event_lags
+    from contracts.sla.latency import event_lags
     from contracts.validate import check_rows
 
     started = time.perf_counter()
@@ -548,7 +548,7 @@ def check_spooled(pulled: SpooledPull, *, runner: Runner, steps: Steps, history:
     from contracts import load_contract
     from contracts.normalise import NormalisationRecord
     from contracts.rules import contract_rules
-    from contracts.sla import lag_percentiles
+    from contracts.sla.latency import lag_percentiles
     from contracts.validate import check_report, verdict
     from fundx.core.timeutil import SHANGHAI, now
 

@@ -17,7 +17,7 @@ from connectors import build_connector, load_feed
 from connectors.registry import registry
 from contracts import load_contract
 from contracts.rules import contract_rules
-from contracts.sla import compile_sla
+from contracts.sla.policy import compile_sla
 from fundx.core.errors import ConfigurationError
 from fundx.core.settings import reload_settings
 from fundx.crypto.keys import recipients

@@ -25,7 +25,7 @@ from contracts.infer.document import infer_contract
 from contracts.infer.samples import InferError, read_sample, records_sample
 from contracts.infer.values import ID_PATTERN, USCC_PATTERN
 from contracts.rules import contract_rules
-from contracts.sla import compile_sla
+from contracts.sla.policy import compile_sla
 from fundx.cli.contract import contract_app
 from fundx.core.idcolumns import make_ids, make_usccs
 
