@@ -54,7 +54,7 @@ CITY_NIGHT = {"civil_affairs.deaths": 50_000, "police.deaths": 50_000, "religiou
 MANIFEST = "dataset.json"
 RESULT = "BENCH-RESULT "
 _SOURCES = ("sandbox/generator.py", "sandbox/drops.py", "sandbox/medical_db.py", "sandbox/schema.py",
-            "fundx/core/identity.py")
+            "fundx/core/identity.py", "fundx/core/idcolumns.py", "fundx/core/areacodes.py", "fundx/core/creditcodes.py")
 #: raise when this module writes different bytes or a different layout (the sandbox's sources are digested)
 LAYOUT = 1
 

@@ -61,7 +61,8 @@ def pandas_failures(frame: pd.DataFrame, today: date = TODAY, feed: str = FEED) 
     from contracts.checks import EXCEL_MANGLED, date_days, is_timestamp, matches, present
     from contracts.normalise import normalise
     from contracts.rules import contract_rules
-    from fundx.core.identity import NO_DAY, id_column, known_areas  # not contracts.compile's: it imports GX
+    from fundx.core.areacodes import known_areas  # not contracts.compile's: it imports GX
+    from fundx.core.idcolumns import NO_DAY, id_column
 
     contract = load_contract(feed)
     frame, _ = normalise(contract, frame)
@@ -116,7 +117,7 @@ def pandas_failures(frame: pd.DataFrame, today: date = TODAY, feed: str = FEED) 
             ok = np.isnan(a) | np.isnan(b) | (a <= b)
         elif rule.kind == "credit_code":
             from contracts.expectations import USCC_SHAPE
-            from fundx.core.identity import uscc_column
+            from fundx.core.idcolumns import uscc_column
 
             ok = ~matches(s, USCC_SHAPE) | uscc_column(s)
         elif rule.kind == "not_future":

@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fundx.core.identity import NO_DAY, IdColumn, _arrow_text, days_from_civil, fixed_width_rows, id_column, real_dates
+from fundx.core.idcolumns import NO_DAY, IdColumn, arrow_text, days_from_civil, fixed_width_rows, id_column, real_dates
 
 #: What a spreadsheet leaves of an 18-digit number: 3.301061956100938e+17, 1.10105E+17.
 EXCEL_MANGLED = r"^[0-9](?:\.[0-9]+)?[eE]\+?[0-9]+$"
@@ -42,7 +42,7 @@ def _arrow(values: pd.Series | pa.Array) -> pa.Array:
         try:
             return pa.array(values, from_pandas=True)
         except (pa.ArrowInvalid, pa.ArrowTypeError):
-            return _arrow_text(values)  # mixed objects: read each as text
+            return arrow_text(values)  # mixed objects: read each as text
     arr = pa.array(values, from_pandas=True)
     return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
 
@@ -83,7 +83,7 @@ def date_days(values: pd.Series | pa.Array) -> np.ndarray:
             days.is_null().to_numpy(zero_copy_only=False), NO_DAY, 0)
     if pa.types.is_null(arr.type):
         return np.full(len(arr), NO_DAY, dtype=np.int64)
-    return iso_text_days(_arrow_text(values))
+    return iso_text_days(arrow_text(values))
 
 
 def present(values: pd.Series | pa.Array) -> np.ndarray:
@@ -97,7 +97,7 @@ def matches(values: pd.Series | pa.Array, pattern: str) -> np.ndarray:
     """Whether each value, read as text, matches the regular expression (search; anchor it); nulls False."""
     arr = _arrow(values)
     if not _is_text(arr):
-        arr = _arrow_text(values)
+        arr = arrow_text(values)
     return pc.match_substring_regex(arr, pattern).fill_null(False).to_numpy(zero_copy_only=False)
 
 
@@ -163,5 +163,5 @@ def column_days(values: pd.Series | pa.Array) -> np.ndarray:
 
 
 def column_ids(values: pd.Series | pa.Array) -> IdColumn:
-    """fundx.core.identity.id_column, computed once per column within shared_work()."""
+    """fundx.core.idcolumns.id_column, computed once per column within shared_work()."""
     return _once("ids", values, id_column)

@@ -5,7 +5,7 @@ suite that names one of these types only loads when this module has been importe
 otherwise drop the expectation silently. So: the compiler imports this module, :func:`register`
 checks every type is known, and :func:`load_suite` refuses a saved suite that lost one.
 
-Each metric works on the whole column at once (contracts.checks / fundx.core.identity); values a rule
+Each metric works on the whole column at once (contracts.checks / fundx.core.idcolumns); values a rule
 does not apply to (missing, or not shaped like an identity number) pass, because another rule
 (``required``, ``format``) reports them: a row names every rule it breaks, and only those.
 The metrics keep nulls themselves (``filter_column_isnull = False``) so GX does not copy the frame
@@ -34,7 +34,8 @@ from great_expectations.expectations.metrics.map_metric_provider.column_conditio
 from contracts.checks import column_days as date_days
 from contracts.checks import column_ids as id_column
 from contracts.checks import is_timestamp, matches, present
-from fundx.core.identity import NO_DAY, known_areas, uscc_column
+from fundx.core.areacodes import known_areas
+from fundx.core.idcolumns import NO_DAY, uscc_column
 
 USCC_SHAPE = r"^[0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXY]{10}$"
 

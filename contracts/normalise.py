@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 from contracts import Contract
 from contracts.rules import ZONE_STEP, contract_rules
-from fundx.core.identity import _arrow_text, upgrade15_rows
+from fundx.core.idcolumns import arrow_text, upgrade15_rows
 
 _FULLWIDTH = "０１２３４５６７８９ＸＸｘ"
 #: The date forms agencies send, each with the regex that reads it (year, month, day groups).
@@ -173,7 +173,7 @@ def normalise(contract: Contract, frame: pd.DataFrame) -> tuple[pd.DataFrame, No
     for spec in contract_rules(contract).normalisation:
         if spec.column not in out.columns or not _is_text_column(out[spec.column]):
             continue
-        arr = _arrow_text(out[spec.column])
+        arr = arrow_text(out[spec.column])
         for step in spec.steps:
             if step == "date":
                 arr = _dates(arr, spec.column, record)

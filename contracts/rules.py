@@ -34,7 +34,7 @@ Two structural rules hold for every contract without being declared: ``row_shape
 has as many fields as its header: a row that has more or fewer is never parsed into the columns) and
 ``key_conflict`` (two different rows under one record key, which no incremental value orders, are a
 conflict for the stewards, never collapsed silently). The transport finds them while it reads
-(:mod:`connectors.base`, :mod:`connectors.filedrop`) and marks the row in its ``_defect`` column
+(:mod:`connectors.base`, :mod:`connectors.dropcsv`) and marks the row in its ``_defect`` column
 (:data:`fundx.core.digest.DEFECT`);
 the check quarantines the row under that rule. They are not compiled to Great Expectations.
 

@@ -133,7 +133,7 @@ def feed_silence(block_id: UUID | None) -> list[Automation]:
     """Per feed, a proactive trigger: no ``fundx.feed.delivered`` event for the feed within its
     period (from its contract's SLA: a day, a week or a month) plus a few hours — fires even when
     nothing runs at all (the server evaluates it)."""
-    from contracts.sla import all_slas
+    from contracts.sla.policy import all_slas
 
     grace = {"day": timedelta(hours=26), "week": timedelta(days=7, hours=2), "month": timedelta(days=32)}
     return [

@@ -429,7 +429,7 @@ schema:
         customProperties: [{{property: pii, value: none}}, {{property: incremental, value: true}}, {{property: normalise, value: [trim]}}]
     quality:
       - {{name: row_count, type: custom, engine: fundx, dimension: completeness, severity: error, description: "The night's rows are within a factor of the trailing history's median.", implementation: {{rule: rowCountVsHistory, nights: 28, minNights: 7, minRatio: 0.25, maxRatio: 4.0}}}}
-# Service levels (contracts/sla.py reads all six): TODO: agree each figure with the agency.
+# Service levels (contracts/sla/policy.py reads all six): TODO: agree each figure with the agency.
 slaProperties:
   - {{property: frequency, value: 1, unit: d, scheduler: cron, schedule: "0 2 * * *", description: "TODO: pulled every night at 02:00 Asia/Shanghai."}}
   - {{property: timeOfAvailability, value: "01:00", element: {object}.updated_at, description: "TODO: when the agency's data of the day is available, Asia/Shanghai."}}

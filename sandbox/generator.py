@@ -35,19 +35,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fundx.core.areacodes import area_table
 from fundx.core.city import City as CityFile
 from fundx.core.city import load_city
-from fundx.core.identity import (
-    ID_CHECK_CHARS,
-    NO_DAY,
-    area_table,
-    civil_from_days,
-    days_from_civil,
-    is_valid_id,
-    make_id_matrix,
-    make_uscc_matrix,
-    upgrade_id15,
-)
+from fundx.core.idcolumns import NO_DAY, civil_from_days, days_from_civil, make_id_matrix, make_uscc_matrix
+from fundx.core.identity import ID_CHECK_CHARS, is_valid_id, upgrade_id15
 from sandbox.schema import feed_schema
 
 DEFAULT_SEED = 20261123

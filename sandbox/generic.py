@@ -25,7 +25,7 @@ import pandas as pd
 
 from contracts import Contract
 from contracts.rules import contract_rules
-from fundx.core.identity import make_uscc_matrix
+from fundx.core.idcolumns import make_uscc_matrix
 
 __all__ = ["NotSimulated", "UnsupportedContract", "contract_rows", "generic_row_count"]
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fundx.core.areacodes import area_table, is_known_area_code
 from fundx.core.city import CITIES_DIR, load_city, shipped_cities
 from fundx.core.errors import ConfigurationError
-from fundx.core.identity import area_table, is_known_area_code
 from fundx.core.settings import reload_settings
 
 

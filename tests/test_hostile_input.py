@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors import build_connector, connector_for, filedrop, load_feed_file
+from connectors import build_connector, connector_for, dropxlsx, filedrop, load_feed_file
 from connectors.config import FeedConfig
 from fundx.core.errors import (
     ConfigurationError,
@@ -528,7 +528,7 @@ def test_xlsx_that_is_well_formed_is_read(drops):
 
 
 def test_xlsx_zip_bomb_is_refused_by_its_unpacked_size(drops, never_parsed):
-    members = workbook_members() | {SHEET: sheet_bomb(filedrop.XLSX_MAX_UNPACKED_BYTES + 64 * 1024 * 1024)}
+    members = workbook_members() | {SHEET: sheet_bomb(dropxlsx.XLSX_MAX_UNPACKED_BYTES + 64 * 1024 * 1024)}
     drop_workbook(drops[1], members)
     assert (drops[1] / "prisoners_20261031.xlsx").stat().st_size < 8 * 1024 * 1024  # a gigabyte in a few MB
     with pytest.raises(DataError, match="would unpack to [0-9]+ bytes, more than") as info:

@@ -7,31 +7,19 @@ from datetime import date
 import numpy as np
 import pytest
 
+from fundx.core.areacodes import AREA_CODES_ADDED, RESIDENCE_PERMIT_AREAS, area_table, is_known_area_code, known_areas
+from fundx.core.creditcodes import is_valid_org_code, is_valid_uscc, org_code_check_char, uscc_check_char
+from fundx.core.idcolumns import civil_from_days, id_column, make_id_matrix, make_ids, make_usccs, upgrade15_rows
 from fundx.core.identity import (
-    AREA_CODES_ADDED,
     NAME_DOTS,
-    RESIDENCE_PERMIT_AREAS,
-    area_table,
     birth_date_of,
-    civil_from_days,
     id_check_char,
-    id_column,
-    is_known_area_code,
     is_male,
     is_valid_id,
-    is_valid_org_code,
-    is_valid_uscc,
-    known_areas,
-    make_id_matrix,
-    make_ids,
-    make_usccs,
     mask_id,
     normalize_id,
     normalize_name,
-    org_code_check_char,
-    upgrade15_rows,
     upgrade_id15,
-    uscc_check_char,
 )
 
 CLASSIC = "11010519491231002X"

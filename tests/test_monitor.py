@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from contracts.sla import all_slas
+from contracts.sla.policy import all_slas
 from fundx.core.timeutil import SHANGHAI, UTC
 from fundx.ledger import Ledger
 from fundx.ledger.schema import pulls, quarantines, runs

@@ -1,6 +1,6 @@
 """Properties of the parsers and normalisers, checked with hypothesis on generated input.
 
-Identity numbers and credit codes (fundx.core.identity), the declared date normalisation
+Identity numbers and credit codes (fundx.core.identity, creditcodes, idcolumns), the declared date normalisation
 (contracts.normalise) and the date check that reads its result (contracts.checks.date_days), the
 RFC 8288 Link-header parser (connectors.paging) and the agency error code (connectors.http). Each
 parser must never raise on arbitrary text, and must give back only what its contract says.
@@ -28,20 +28,10 @@ from connectors.paging import LinkHeaderPaginator, _origin, next_link
 from contracts import load_contract
 from contracts.checks import date_days
 from contracts.normalise import normalise
+from fundx.core.creditcodes import USCC_CHARS, is_valid_uscc, uscc_check_char
 from fundx.core.errors import DataError, PermanentError
-from fundx.core.identity import (
-    NO_DAY,
-    USCC_CHARS,
-    days_from_civil,
-    id_check_char,
-    id_column,
-    is_valid_id,
-    is_valid_uscc,
-    mask_id,
-    normalize_id,
-    uscc_check_char,
-    uscc_column,
-)
+from fundx.core.idcolumns import NO_DAY, days_from_civil, id_column, uscc_column
+from fundx.core.identity import id_check_char, is_valid_id, mask_id, normalize_id
 from fundx.core.timeutil import Window
 
 settings.register_profile(
@@ -68,7 +58,7 @@ def valid_ids(draw) -> str:
     return first17 + id_check_char(first17)
 
 
-# --- fundx.core.identity --------------------------------------------------------------------------------
+# --- fundx.core.identity, creditcodes, idcolumns -----------------------------------------------------------
 
 
 @FUNDX

@@ -18,7 +18,7 @@ import pytest
 from rich.console import Console
 
 from contracts import contract_names
-from contracts.sla import all_slas, feed_sla
+from contracts.sla.policy import all_slas, feed_sla
 from fundx.core.timeutil import SHANGHAI, UTC
 from fundx.ledger import Ledger
 from fundx.ledger.schema import pull_figures, pulls, quarantines, rule_failures, runs

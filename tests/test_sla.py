@@ -18,17 +18,8 @@ import yaml
 from open_data_contract_standard.model import OpenDataContractStandard
 
 from contracts import contract_names, contract_path, load_contract
-from contracts.sla import (
-    DRIVER_SEVERITY,
-    FeedNight,
-    Finding,
-    NightRun,
-    all_slas,
-    compile_sla,
-    evaluate,
-    feed_sla,
-    transitions,
-)
+from contracts.sla.findings import FeedNight, Finding, NightRun, evaluate, transitions
+from contracts.sla.policy import DRIVER_SEVERITY, all_slas, compile_sla, feed_sla
 from fundx.core.errors import ConfigurationError
 from fundx.core.timeutil import SHANGHAI
 

@@ -63,7 +63,8 @@ def contract_infer(
     credit codes, dates, phones) and personal data, each guess marked reviewNeeded. Shows column names, types
     and counts only, never a value."""
     from contracts import contract_path, display_path
-    from contracts.infer import InferError, infer_contract, read_sample, summary_rows
+    from contracts.infer.document import infer_contract, summary_rows
+    from contracts.infer.samples import InferError, read_sample
 
     try:
         draft = infer_contract(read_sample(sample, headers=_headers(header), max_rows=max_rows), feed)
@@ -148,7 +149,8 @@ def contract_release(
     """Copy a feed's contract to contracts/released/ (the copy the CI gate diffs against). Refused (exit 1) for
     breaking changes without a new major version and while items are marked reviewNeeded."""
     from contracts import contract_names, contract_path, display_path
-    from contracts.diff import ContractReadError, ReleaseRefused, release
+    from contracts.diff import ContractReadError
+    from contracts.release import ReleaseRefused, release
 
     if not contract_path(feed).is_file():
         err.print(f"[red]error:[/red] no contract for feed {feed!r} (known: {', '.join(contract_names()) or 'none'})")
@@ -181,7 +183,7 @@ def _version(check) -> str:
 
 
 def _print_breaking(feed: str) -> None:
-    from contracts.diff import check_release
+    from contracts.release import check_release
 
     try:
         check = check_release(feed)

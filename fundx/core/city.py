@@ -6,7 +6,7 @@ A city file (YAML) is chosen by the setting ``FUNDX_CITY``: the name of a file s
 county-level districts in use (GB/T 2260 code and name), the office that pays benefits in each
 and the retired codes whose holders each district now serves (``formerly``). The districts only
 route work (which district's office gets an inspection order); they never decide whether an
-identity number is valid: that is the national table's job (:func:`fundx.core.identity.known_areas`),
+identity number is valid: that is the national table's job (:func:`fundx.core.areacodes.known_areas`),
 since a city's residents hold numbers first issued in every province.
 
 The ``sandbox`` part (population weights, funeral homes, police stations, religious venues,
@@ -159,7 +159,7 @@ def load_city(ref: str = DEFAULT_CITY) -> City:
 
 
 def _city(raw: _CityFile, key: str, where: str) -> City:
-    from fundx.core.identity import is_known_area_code
+    from fundx.core.areacodes import is_known_area_code
 
     def fail(field: str, message: str) -> ConfigurationError:
         return ConfigurationError(f"{where}: {field}: {message}")
@@ -171,7 +171,7 @@ def _city(raw: _CityFile, key: str, where: str) -> City:
             if not code.startswith(raw.code):
                 raise fail(field, f"{code} is not under the city's code {raw.code}")
             if not is_known_area_code(code):
-                raise fail(field, f"{code} is no county-level code of GB/T 2260 (fundx/core/identity.py area_table)")
+                raise fail(field, f"{code} is no county-level code of GB/T 2260 (fundx/core/areacodes.py area_table)")
             if code in seen:
                 raise fail(field, f"{code} is listed twice (also {seen[code]})")
             seen[code] = field

@@ -119,7 +119,7 @@ class WholeBatch(CheckedBatch):
         return parquet_parts(quarantine.quarantine_frame(self.checked, held=held), self.feed, part_bytes)
 
     def event_lag(self) -> tuple[float, float] | None:
-        from contracts.sla import event_lag_days
+        from contracts.sla.latency import event_lag_days
         from fundx.core.timeutil import now
 
         try:

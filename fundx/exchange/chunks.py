@@ -67,7 +67,7 @@ def check_chunk(job: CheckJob) -> CheckResult:
     failing rows as a frame (for the stewards), the valid ones already as Parquet pieces of at most
     ``part_bytes`` (for the stage) — encoded here, so that with a pool of workers it runs in parallel."""
     from contracts.docs import counts_only
-    from contracts.sla import event_lags
+    from contracts.sla.latency import event_lags
     from contracts.validate import check_rows
 
     started = time.perf_counter()

@@ -59,7 +59,7 @@ def check_spooled(pulled: SpooledPull, *, runner: Runner, steps: Steps, history:
     from contracts import load_contract
     from contracts.normalise import NormalisationRecord
     from contracts.rules import contract_rules
-    from contracts.sla import lag_percentiles
+    from contracts.sla.latency import lag_percentiles
     from contracts.validate import check_report, verdict
     from fundx.core.timeutil import SHANGHAI, now
 

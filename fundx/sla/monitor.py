@@ -1,9 +1,9 @@
 """The SLA monitor: the ledger's facts of a night, judged against each feed's service levels.
 
 :func:`check` reads what the ledger knows of a night (every feed's pulls, quarantine and event
-latency; the night's run), judges it with :func:`contracts.sla.evaluate` at the given clock, records
+latency; the night's run), judges it with :func:`contracts.sla.findings.evaluate` at the given clock, records
 breaches that opened and recoveries in the ledger's ``breaches`` table (audited), emits Prefect
-events (``contracts.sla.breach`` / ``contracts.sla.recovered``, resource ``fundx.feed.<feed>``) and sends
+events (``fundx.sla.breach`` / ``fundx.sla.recovered``, resource ``fundx.feed.<feed>``) and sends
 each breach's notice, and later its recovery's, through the notifier (FUNDX_NOTIFY) — once each:
 a notice is marked sent when a channel accepted it, and one no channel accepted is sent again by
 the next check. Only figures, times and rule names leave this module.
@@ -21,7 +21,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from contracts import sla
+from contracts.sla.findings import FeedNight, Finding, NightRun, Outcome, evaluate, transitions
+from contracts.sla.policy import FeedSla, all_slas
 from fundx.core.timeutil import SHANGHAI, UTC
 from fundx.core.timeutil import now as clock_now
 from fundx.ledger import Ledger
@@ -54,7 +55,7 @@ def night_budget() -> timedelta:
 # --- the facts -----------------------------------------------------------------------------------
 
 
-def feed_night(ledger: Ledger, feed: str, night: date, slas: dict[str, sla.FeedSla]) -> sla.FeedNight:
+def feed_night(ledger: Ledger, feed: str, night: date, slas: dict[str, FeedSla]) -> FeedNight:
     """What the ledger knows of ``feed`` on ``night`` (pulls of the night's runs, backfills aside)."""
     text = night.isoformat()
     query = (sa.select(pulls, pull_figures.c.event_lag_p50, pull_figures.c.event_lag_p90)
@@ -75,15 +76,15 @@ def feed_night(ledger: Ledger, feed: str, night: date, slas: dict[str, sla.FeedS
     band = slas[feed].row_count
     history = ledger.row_history(feed, limit=band.nights, before=chosen["id"] if chosen else None) if band else []
     if chosen is None:
-        outcome: sla.Outcome = "failed" if any(p["outcome"] == "failed" for p in found) else "missing"
-        return sla.FeedNight(feed, night, None, outcome, history=history)
+        outcome: Outcome = "failed" if any(p["outcome"] == "failed" for p in found) else "missing"
+        return FeedNight(feed, night, None, outcome, history=history)
     lag = None
     if chosen["event_lag_p90"] is not None:
         lag = {"p50": float(chosen["event_lag_p50"]), "p90": float(chosen["event_lag_p90"])}
     failing = 0
     if kept is not None:
         failing = int(kept["quarantined"]) if not kept["held"] else failing_rows(ledger, kept["batch_id"], kept["pulled"])
-    return sla.FeedNight(feed, night, chosen["ended_at"], chosen["outcome"], rows=int(chosen["rows"] or 0),
+    return FeedNight(feed, night, chosen["ended_at"], chosen["outcome"], rows=int(chosen["rows"] or 0),
                          quarantined=failing, history=history, event_lag_days=lag)
 
 
@@ -96,7 +97,7 @@ def failing_rows(ledger: Ledger, batch_id: str, pulled: int) -> int:
     return min(pulled, max(counts, default=0))
 
 
-def night_run(ledger: Ledger, night: date) -> sla.NightRun | None:
+def night_run(ledger: Ledger, night: date) -> NightRun | None:
     """The night's (latest) run of the whole exchange, if there was one."""
     query = (sa.select(runs).where(runs.c.kind == "night", runs.c.night == night.isoformat())
              .order_by(runs.c.id.desc()).limit(1))
@@ -104,7 +105,7 @@ def night_run(ledger: Ledger, night: date) -> sla.NightRun | None:
         row = conn.execute(query).mappings().first()
     if row is None:
         return None
-    return sla.NightRun(night, row["started_at"], row["ended_at"], row["outcome"])
+    return NightRun(night, row["started_at"], row["ended_at"], row["outcome"])
 
 
 # --- checking ------------------------------------------------------------------------------------
@@ -115,23 +116,23 @@ class Checked:
     """What one check found and did (figures only)."""
 
     night: date
-    findings: list[sla.Finding]
-    opened: list[sla.Finding] = field(default_factory=list)
-    recovered: list[sla.Finding] = field(default_factory=list)
+    findings: list[Finding]
+    opened: list[Finding] = field(default_factory=list)
+    recovered: list[Finding] = field(default_factory=list)
     notices_sent: int = 0
     notices_failed: int = 0
 
     @property
-    def breached(self) -> list[sla.Finding]:
+    def breached(self) -> list[Finding]:
         return [f for f in self.findings if f.breached]
 
 
 def judge(ledger: Ledger, night: date, *, now: datetime | None = None,
-          budget: timedelta | None = None) -> list[sla.Finding]:
+          budget: timedelta | None = None) -> list[Finding]:
     """The findings of ``night`` at ``now``, without recording or sending anything."""
-    slas = sla.all_slas()
+    slas = all_slas()
     facts = [feed_night(ledger, feed, night, slas) for feed in sorted(slas)]
-    return sla.evaluate(slas, facts, night_run(ledger, night), now=now or clock_now(),
+    return evaluate(slas, facts, night_run(ledger, night), now=now or clock_now(),
                         night_budget=budget or night_budget())
 
 
@@ -150,7 +151,7 @@ def check(ledger: Ledger | None = None, *, night: date | str | None = None, now:
     with ledger.audited() as conn:
         open_rows = list(conn.execute(breaches.select().where(breaches.c.status == "open")).mappings())
         open_keys = {(date.fromisoformat(r["night"]), r["feed"] or None, r["rule"]) for r in open_rows}
-        opened, recovered = sla.transitions(open_keys, findings)
+        opened, recovered = transitions(open_keys, findings)
         stamp = datetime.now(UTC)
         for f in opened:
             conn.execute(breaches.insert().values(
@@ -179,7 +180,7 @@ def check(ledger: Ledger | None = None, *, night: date | str | None = None, now:
     return result
 
 
-def _emit(opened: list[sla.Finding], recovered: list[sla.Finding], logger) -> None:
+def _emit(opened: list[Finding], recovered: list[Finding], logger) -> None:
     """Prefect events for automations and the UI (no-op without a Prefect API)."""
     try:
         from prefect.events import emit_event
@@ -196,7 +197,7 @@ def _emit(opened: list[sla.Finding], recovered: list[sla.Finding], logger) -> No
                              "expected": f.expected, "observed": f.observed},
                 )
             except Exception as exc:  # noqa: BLE001 - events are a convenience; the ledger holds the breach
-                logger.warning("could not emit the contracts.sla.%s event (%s)", kind, type(exc).__name__)
+                logger.warning("could not emit the fundx.sla.%s event (%s)", kind, type(exc).__name__)
 
 
 def _notify(ledger: Ledger, notifier: Any, logger) -> tuple[int, int]:

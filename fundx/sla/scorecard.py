@@ -3,14 +3,14 @@
 :func:`scorecard` reads what the ledger recorded of a month's nights (runs, pulls, pull_figures,
 quarantines, breaches — counts, times and rule names; never a row's content) and judges every
 (feed, night) with the SLA monitor's own code: :func:`fundx.sla.monitor.feed_night` gives the night's
-facts and :func:`contracts.sla.evaluate` the findings, so "on time" here is exactly the ``late`` rule of
-:mod:`contracts.sla`. :func:`write_png` draws the chart (matplotlib, Agg canvas, no display) and
+facts and :func:`contracts.sla.findings.evaluate` the findings, so "on time" here is exactly the ``late`` rule of
+:mod:`contracts.sla.findings`. :func:`write_png` draws the chart (matplotlib, Agg canvas, no display) and
 :func:`scorecard_command` is ``fundx sla scorecard``. An agency is the part of a feed's name before
 its first dot (``police.deaths`` -> ``police``).
 
 The nights
 ==========
-The nights of a month are the nights (Asia/Shanghai dates, see :mod:`contracts.sla`) of that month
+The nights of a month are the nights (Asia/Shanghai dates, see :mod:`contracts.sla.findings`) of that month
 from the first night the ledger recorded at all (a run of any kind) to today at ``now``. A night
 of that span without any run counts like a night the exchange did not run: a due delivery is
 missing. A month without a single recorded night (before the ledger started, in the future, or a
@@ -19,7 +19,7 @@ total outage) gives the empty scorecard, whose chart says "no nights recorded".
 The figures (per feed; an agency's figures pool its feeds' nights and rows)
 ===========================================================================
 =====================  ===========================================================================
-``nights_due``         nights on which :meth:`contracts.sla.FeedSla.due` says a delivery is due and it
+``nights_due``         nights on which :meth:`contracts.sla.policy.FeedSla.due` says a delivery is due and it
                        can be judged at ``now``: delivered, or the deadline has passed. A due night
                        before its deadline with nothing delivered yet is ``nights_pending``, in
                        neither count.
@@ -40,7 +40,7 @@ The figures (per feed; an agency's figures pool its feeds' nights and rows)
                        them (a held batch: its rows failing a row rule, not the rows held back
                        with them)
 ``error_rate``         rows_failing / rows_pulled: the SLA's error rate pooled over the month
-``latency_hours``      p50 and p90 (numpy's linear percentiles, as ``contracts.sla.event_lag_days``) over
+``latency_hours``      p50 and p90 (numpy's linear percentiles, as ``contracts.sla.latency.event_lag_days``) over
                        the delivered due nights of delivered_at − the time of availability:
                        ``timeOfAvailability`` on the night's date (for a weekly feed whose time
                        of availability falls after the deadline, the day before: the snapshot
@@ -72,7 +72,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from contracts import sla
+from contracts.sla.findings import RULES, FeedNight, Finding, evaluate
+from contracts.sla.policy import FeedSla, all_slas
 from fundx.core.timeutil import SHANGHAI
 from fundx.core.timeutil import now as clock_now
 from fundx.ledger import Ledger
@@ -110,7 +111,7 @@ def month_nights(month: str) -> tuple[date, date]:
     return first, following - timedelta(days=1)
 
 
-def available_at(feed_sla: sla.FeedSla, night: date) -> datetime:
+def available_at(feed_sla: FeedSla, night: date) -> datetime:
     """When the agency's data for ``night`` is available (Asia/Shanghai); see the module doc."""
     if feed_sla.available_day is not None:  # a monthly feed: "by the 5th" = by the end of the 5th
         return datetime.combine(night.replace(day=feed_sla.available_day) + timedelta(days=1), time.min,
@@ -229,7 +230,7 @@ class Score:
 
 
 def _rule_order(rule: str) -> tuple[int, str]:
-    return (sla.RULES.index(rule) if rule in sla.RULES else len(sla.RULES), rule)
+    return (RULES.index(rule) if rule in RULES else len(RULES), rule)
 
 
 @dataclass
@@ -315,13 +316,13 @@ def agency_of(feed: str) -> str:
 
 
 def scorecard(ledger: Ledger, month: str, *, now: datetime | None = None,
-              slas: dict[str, sla.FeedSla] | None = None) -> Scorecard:
+              slas: dict[str, FeedSla] | None = None) -> Scorecard:
     """The scorecard of ``month`` (``YYYY-MM``) at ``now`` (default: the clock); see the module doc."""
     month = parse_month(month)
     now = now or clock_now()
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    slas = slas or sla.all_slas()
+    slas = slas or all_slas()
     start, end = month_nights(month)
     today = now.astimezone(SHANGHAI).date()
     with ledger.engine.connect() as conn:
@@ -337,7 +338,7 @@ def scorecard(ledger: Ledger, month: str, *, now: datetime | None = None,
     nights = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     for night in nights:
         facts = [monitor.feed_night(ledger, name, night, slas) for name in feeds]
-        found = {(f.feed, f.rule): f for f in sla.evaluate(slas, facts, None, now=now,
+        found = {(f.feed, f.rule): f for f in evaluate(slas, facts, None, now=now,
                                                             night_budget=monitor.DEFAULT_NIGHT_BUDGET)}
         for fact in facts:
             _count_night(feeds[fact.feed], slas[fact.feed], fact, found, now)
@@ -353,8 +354,8 @@ def scorecard(ledger: Ledger, month: str, *, now: datetime | None = None,
                      [agencies[a] for a in sorted(agencies)], night_breaches)
 
 
-def _count_night(score: Score, feed_sla: sla.FeedSla, fact: sla.FeedNight,
-                 found: dict[tuple[str | None, str], sla.Finding], now: datetime) -> None:
+def _count_night(score: Score, feed_sla: FeedSla, fact: FeedNight,
+                 found: dict[tuple[str | None, str], Finding], now: datetime) -> None:
     if fact.delivered_at is not None and fact.event_lag_days and fact.event_lag_days.get("p90") is not None:
         score.event_p90s_d.append(float(fact.event_lag_days["p90"]))
     if not feed_sla.due(fact.night):
@@ -371,7 +372,7 @@ def _count_night(score: Score, feed_sla: sla.FeedSla, fact: sla.FeedNight,
         return
     score.nights_due += 1
     score.nights_delivered += 1
-    late = found[(fact.feed, "late")]  # sla.evaluate judges late on every delivered due night
+    late = found[(fact.feed, "late")]  # evaluate judges late on every delivered due night
     if not late.breached:
         score.nights_on_time += 1
     score.latencies_h.append((fact.delivered_at - available_at(feed_sla, fact.night)).total_seconds() / 3600.0)

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from connectors import connector_for, filedrop
-from connectors.filedrop import cell_text, decode, detect_encoding
+from connectors.decoding import decode, detect_encoding
+from connectors.dropxlsx import cell_text
 from fundx.core.errors import DataError, IncompletePull, NotFoundError, SourceSchemaError
 from fundx.core.settings import reload_settings
 from fundx.core.timeutil import SHANGHAI, Window

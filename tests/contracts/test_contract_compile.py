@@ -6,8 +6,8 @@ import pytest
 
 from contracts import contract_names, load_contract
 from contracts.compile import compile_suite, golden_path, golden_text, load_suite, suite_document
-from contracts.diff import released_path
 from contracts.expectations import CUSTOM_EXPECTATIONS
+from contracts.release import released_path
 from contracts.rules import contract_rules
 from fundx.core.errors import ConfigurationError
 

@@ -13,9 +13,9 @@ from open_data_contract_standard.model import OpenDataContractStandard
 from connectors.registry import registry
 from contracts import contract_names, contract_path, load_contract
 from contracts.rules import contract_rules
+from fundx.core.areacodes import is_known_area_code
 from fundx.core.city import load_city, shipped_cities
 from fundx.core.errors import ConfigurationError
-from fundx.core.identity import is_known_area_code
 
 SCHEMA = jsonschema.Draft201909Validator(json.loads(OpenDataContractStandard.json_schema()))
 

@@ -20,19 +20,14 @@ from open_data_contract_standard.model import OpenDataContractStandard
 from typer.testing import CliRunner
 
 from contracts import load_contract
-from contracts.infer import (
-    ID_PATTERN,
-    USCC_PATTERN,
-    InferError,
-    infer_contract,
-    read_sample,
-    records_sample,
-    snake_case,
-)
+from contracts.infer.columns import snake_case
+from contracts.infer.document import infer_contract
+from contracts.infer.samples import InferError, read_sample, records_sample
+from contracts.infer.values import ID_PATTERN, USCC_PATTERN
 from contracts.rules import contract_rules
-from contracts.sla import compile_sla
+from contracts.sla.policy import compile_sla
 from fundx.cli.contract import contract_app
-from fundx.core.identity import make_ids, make_usccs
+from fundx.core.idcolumns import make_ids, make_usccs
 
 SCHEMA = jsonschema.Draft201909Validator(json.loads(OpenDataContractStandard.json_schema()))
 ROWS = 40

@@ -14,9 +14,9 @@ import yaml
 from typer.testing import CliRunner
 
 import contracts
-import contracts.diff
+import contracts.release
 from contracts import contract_names, contract_path
-from contracts.diff import RELEASED_DIR, ReleaseRefused, check_release, release, released_path
+from contracts.release import RELEASED_DIR, ReleaseRefused, check_release, release, released_path
 from fundx.cli.contract import contract_app
 
 #: the feeds live when the gate was introduced: each has a released copy
@@ -128,7 +128,7 @@ def cli_dirs(dirs, monkeypatch):
     """The CLI's default folders pointed at the temporary ones."""
     current, released = dirs
     monkeypatch.setattr(contracts, "CONTRACTS_DIR", current)
-    monkeypatch.setattr(contracts.diff, "RELEASED_DIR", released)
+    monkeypatch.setattr(contracts.release, "RELEASED_DIR", released)
     return current, released
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from contracts.validate import RULES_COLUMN, check
-from fundx.core.identity import make_ids, make_usccs
+from fundx.core.idcolumns import make_ids, make_usccs
 
 TODAY = date(2026, 11, 1)
 

@@ -13,17 +13,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from fundx.core.areacodes import is_known_area_code
 from fundx.core.city import load_city
-from fundx.core.identity import (
-    birth_date_of,
-    is_known_area_code,
-    is_male,
-    is_valid_id,
-    is_valid_uscc,
-    normalize_id,
-    normalize_name,
-    upgrade_id15,
-)
+from fundx.core.creditcodes import is_valid_uscc
+from fundx.core.identity import birth_date_of, is_male, is_valid_id, normalize_id, normalize_name, upgrade_id15
 from fundx.core.timeutil import SHANGHAI
 from sandbox.generator import (
     DEATH_FEEDS,
@@ -257,7 +250,7 @@ def test_identity_numbers_valid_except_the_planted_messy_ones(city: City) -> Non
 def test_numbers_were_first_issued_all_over_the_country(city: City) -> None:
     """A real city's residents: 30 % hold numbers of other provinces, locals some of their district's
     former codes; every code is one GB/T 2260 has had, in use when the number was issued."""
-    from fundx.core.identity import area_table
+    from fundx.core.areacodes import area_table
 
     numbers = city.roll.drop_duplicates("id_number")["id_number"]
     areas = numbers.str[:6]

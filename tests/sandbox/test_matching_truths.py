@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fundx.core.identity import is_valid_uscc, normalize_id, upgrade_id15
+from fundx.core.creditcodes import is_valid_uscc
+from fundx.core.identity import normalize_id, upgrade_id15
 from sandbox.generator import DEATH_FEEDS, DEFAULT_SEED, MIN_VISITS, OLD_NUMBER_FEEDS, City, generate_city
 
 KEYS = {
