@@ -413,7 +413,7 @@ def _sandbox(spec: dict) -> None:
     import pandas as pd
 
     from sandbox.agencies import Sandbox
-    from sandbox.generator import generate_city
+    from sandbox.city import generate_city
 
     began = time.perf_counter()
     small = generate_city(people=int(spec.get("people", 1000)), seed=int(spec["seed"]))

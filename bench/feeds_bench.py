@@ -438,7 +438,7 @@ def _print_generation(generation: dict[str, Any]) -> None:
 def run_night(sizes: dict[str, int] | None = None, *, quick: bool = False, chunk_rows: int | None = None,
               runner: str | None = None, seed: int | None = None, verbose: bool = True) -> dict[str, Any]:
     """The night's six feeds through the nightly flow against the sandbox agencies; its wall time."""
-    from sandbox.generator import DEFAULT_SEED
+    from sandbox.city import DEFAULT_SEED
 
     sizes = dict(sizes or (QUICK_NIGHT if quick else scale_data.CITY_NIGHT))
     seed = DEFAULT_SEED if seed is None else seed

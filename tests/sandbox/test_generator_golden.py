@@ -20,7 +20,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from sandbox.generator import FEEDS, generate_city, generate_feed, plant_canary
+from sandbox.city import FEEDS, generate_city, generate_feed
+from sandbox.city.canary import plant_canary
 
 PEOPLE, SEED = 1500, 42
 FEED_ROWS, FEED_SEED, CHUNK_ROWS = 1200, 9, 500
