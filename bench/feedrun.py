@@ -281,18 +281,6 @@ def sample_frame(feed: str, source: Path, start: datetime, end: datetime, rows: 
 # --- modes -----------------------------------------------------------------------------------------
 
 
-def streamed_run_feed() -> Any:
-    """``fundx.exchange.run.run_feed`` if it takes ``stream``, else None (the streamed path has not landed)."""
-    import inspect
-
-    from fundx.exchange import handoff
-
-    run_feed = getattr(handoff, "run_feed", None)
-    if run_feed is None or "stream" not in inspect.signature(run_feed).parameters:
-        return None
-    return run_feed
-
-
 def _feed(spec: dict) -> dict[str, Any]:
     from fundx.core.settings import reload_settings
 
@@ -300,9 +288,8 @@ def _feed(spec: dict) -> dict[str, Any]:
     feed = spec["feed"]
     start, end = window_bounds(None, spec.get("end"))
     began = time.perf_counter()
-    run_feed = streamed_run_feed()
-    if run_feed is None:
-        raise SystemExit("streamed run_feed not available")
+    from fundx.exchange.run import run_feed
+
     if spec.get("warm", True):
         from contracts.validate import check
 
@@ -413,7 +400,7 @@ def _sandbox(spec: dict) -> None:
     import pandas as pd
 
     from sandbox.agencies import Sandbox
-    from sandbox.generator import generate_city
+    from sandbox.city import generate_city
 
     began = time.perf_counter()
     small = generate_city(people=int(spec.get("people", 1000)), seed=int(spec["seed"]))

@@ -56,7 +56,6 @@ GOAL_NIGHT_S = 300.0
 TRANSPORT = {DEATHS: "file drop, monthly GB18030 CSV", BILLS: "database view (SQLite)"}
 #: each measured step and the baseline it is compared with (normalise and validate share one)
 BASELINE_OF = {"pull": "pull", "normalise": "checks", "validate": "checks", "seal": "seal"}
-NO_STREAM = "streamed run_feed not available"
 
 
 def parse_rows(text: str) -> int:
@@ -73,13 +72,6 @@ def rows_label(rows: int) -> str:
     if rows >= 1_000 and rows % 1_000 == 0:
         return f"{rows // 1_000}k"
     return str(rows)
-
-
-def streamed_available() -> bool:
-    """Whether ``fundx.exchange.run.run_feed`` takes ``stream`` (the lead's streamed pipeline has landed)."""
-    from bench.feedrun import streamed_run_feed
-
-    return streamed_run_feed() is not None
 
 
 # --- child processes --------------------------------------------------------------------------------
@@ -363,13 +355,7 @@ def run_feeds(sizes: tuple[int, ...] = DEFAULT_SIZES, bills: int | None = DEFAUL
     generation_s = time.perf_counter() - generation_began
     if verbose:
         _print_generation(generation)
-    result: dict[str, Any] = {"quick": quick, "generation": generation, "generation_s": round(generation_s, 2),
-                              "available": streamed_available()}
-    if not result["available"]:
-        result["skipped"] = NO_STREAM
-        if verbose:
-            print(f"feeds: skipped: {NO_STREAM} (fundx.exchange.run.run_feed has no stream parameter yet)")
-        return result
+    result: dict[str, Any] = {"quick": quick, "generation": generation, "generation_s": round(generation_s, 2)}
     records: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="fundx-feeds-bench-") as tmp_name:
@@ -438,7 +424,7 @@ def _print_generation(generation: dict[str, Any]) -> None:
 def run_night(sizes: dict[str, int] | None = None, *, quick: bool = False, chunk_rows: int | None = None,
               runner: str | None = None, seed: int | None = None, verbose: bool = True) -> dict[str, Any]:
     """The night's six feeds through the nightly flow against the sandbox agencies; its wall time."""
-    from sandbox.generator import DEFAULT_SEED
+    from sandbox.city import DEFAULT_SEED
 
     sizes = dict(sizes or (QUICK_NIGHT if quick else scale_data.CITY_NIGHT))
     seed = DEFAULT_SEED if seed is None else seed

@@ -29,7 +29,7 @@ FEEDS = {
 
 
 def _city(rows: int):
-    from sandbox.generator import DEFAULT_AS_OF, DEFAULT_SEED, City, generate_city, generate_feed
+    from sandbox.city import DEFAULT_AS_OF, DEFAULT_SEED, City, generate_city, generate_feed
 
     small = generate_city(people=200)
     feeds = dict(small.feeds)

@@ -1,6 +1,6 @@
 """Scale data for the feed benchmarks, generated in bounded memory and cached under bench/data/.
 
-Three kinds, each made chunk by chunk from :func:`sandbox.generator.generate_feed` (valid identity
+Three kinds, each made chunk by chunk from :func:`sandbox.city.generate_feed` (valid identity
 numbers, the usual messiness and about 1 % planted invalid rows per chunk, as the sandbox makes them)
 and written exactly as the sandbox agencies write them, through their own code:
 
@@ -53,7 +53,8 @@ CITY_NIGHT = {"civil_affairs.deaths": 50_000, "police.deaths": 50_000, "religiou
               "justice.prisoners": 20_000, BILLS: 2_000_000, "market_regulation.businesses": 100_000}
 MANIFEST = "dataset.json"
 RESULT = "BENCH-RESULT "
-_SOURCES = ("sandbox/generator.py", "sandbox/drops.py", "sandbox/medical_db.py", "sandbox/schema.py",
+_SOURCES = (*sorted(f"sandbox/city/{p.name}" for p in (ROOT / "sandbox" / "city").glob("*.py")),
+            "sandbox/drops.py", "sandbox/medical_db.py", "sandbox/schema.py",
             "fundx/core/identity.py", "fundx/core/idcolumns.py", "fundx/core/areacodes.py", "fundx/core/creditcodes.py")
 #: raise when this module writes different bytes or a different layout (the sandbox's sources are digested)
 LAYOUT = 1
@@ -144,9 +145,9 @@ def _finish(folder: Path, found: Dataset) -> Dataset:
 def build_deaths(rows: int, *, seed: int | None = None, chunk_rows: int = 500_000, root: Path | None = None,
                  as_of: date | None = None, now: datetime | None = None) -> Dataset:
     """Write ``rows`` death records as the religious-affairs drop, one generated chunk at a time."""
+    from sandbox.city import DEFAULT_AS_OF, DEFAULT_SEED, generate_feed
     from sandbox.drops import DONE_SUFFIX, GB18030_BOM, ReligiousDrop
     from sandbox.faults import FaultState
-    from sandbox.generator import DEFAULT_AS_OF, DEFAULT_SEED, generate_feed
 
     seed = DEFAULT_SEED if seed is None else seed
     as_of = as_of or DEFAULT_AS_OF
@@ -209,8 +210,8 @@ def build_deaths(rows: int, *, seed: int | None = None, chunk_rows: int = 500_00
 def build_bills(rows: int, *, seed: int | None = None, chunk_rows: int = 250_000, root: Path | None = None,
                 as_of: date | None = None) -> Dataset:
     """Load ``rows`` settled bills into the bureau's SQLite table and view, one generated chunk at a time."""
+    from sandbox.city import DEFAULT_AS_OF, DEFAULT_SEED, generate_feed
     from sandbox.faults import FaultState
-    from sandbox.generator import DEFAULT_AS_OF, DEFAULT_SEED, generate_feed
     from sandbox.medical_db import COLUMNS, TABLE, MedicalDB
 
     seed = DEFAULT_SEED if seed is None else seed
@@ -264,7 +265,7 @@ def build_night(sizes: dict[str, int], *, seed: int | None = None, root: Path | 
     """Parquet frames of the night's feeds the agencies serve from memory (bills: see :func:`ensure_bills`)."""
     import pandas as pd
 
-    from sandbox.generator import DEFAULT_AS_OF, DEFAULT_SEED, generate_feed
+    from sandbox.city import DEFAULT_AS_OF, DEFAULT_SEED, generate_feed
 
     seed = DEFAULT_SEED if seed is None else seed
     as_of = as_of or DEFAULT_AS_OF
@@ -303,7 +304,7 @@ def _night_folder(frames: dict[str, int], seed: int, root: Path | None) -> Path:
 def ensure(kind: str, rows: int = 0, *, seed: int | None = None, chunk_rows: int | None = None,
            sizes: dict[str, int] | None = None, root: Path | None = None, quiet: bool = False) -> Dataset:
     """The dataset, from the cache or made now in a child process (its peak memory recorded)."""
-    from sandbox.generator import DEFAULT_SEED
+    from sandbox.city import DEFAULT_SEED
 
     seed = DEFAULT_SEED if seed is None else seed
     if kind == "night":

@@ -23,7 +23,7 @@ TODAY = date(2026, 11, 1)
 
 def _rows(rows: int, seed: int = 7) -> pd.DataFrame:
     """``rows`` police death rows, about a third broken in one of several ways."""
-    from sandbox.generator import generate_feed
+    from sandbox.city import generate_feed
 
     frame = pd.concat(list(generate_feed(FEED, rows, seed=seed)), ignore_index=True)
     rng = np.random.default_rng(seed)

@@ -114,7 +114,8 @@ class Chaos:
         print(text, file=self.out, flush=True)
 
     def _city(self) -> Any:
-        from sandbox.generator import generate_city, plant_canary
+        from sandbox.city import generate_city
+        from sandbox.city.canary import plant_canary
 
         city = generate_city(self.o.people, seed=self.o.seed)
         rng = self.rng
@@ -401,7 +402,7 @@ class Chaos:
         from chaos import search as searching
         from chaos import truth
         from fundx.ledger import Ledger
-        from sandbox.generator import CANARY_ID
+        from sandbox.city.canary import CANARY_ID
 
         feeds = _feeds()
         ledger = Ledger.from_settings()

@@ -299,7 +299,7 @@ class MatchingConfig(_Strict):
 
 
 class ConformanceConfig(_Strict):
-    """How the connector conformance suite (onboarding/conformance.py) treats this feed."""
+    """How the connector conformance suite (onboarding/conformance/) treats this feed."""
 
     skip: dict[Annotated[str, Field(pattern=_NAME)], Annotated[str, Field(min_length=1)]] = Field(
         default_factory=dict,

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from sandbox.agencies import Sandbox, parse_faults
-    from sandbox.generator import DEFAULT_AS_OF, DEFAULT_SEED
+    from sandbox.city import DEFAULT_AS_OF, DEFAULT_SEED
 
     try:
         faults = parse_faults(args.faults)

@@ -25,9 +25,9 @@ import pandas as pd
 
 from connectors.registry import registry
 from contracts import load_contract
+from sandbox.city import DEFAULT_AS_OF, DEFAULT_SEED, City, generate_city
 from sandbox.drops import FileDrop
 from sandbox.faults import FaultState, agency_transports, parse_faults, validate, validate_all
-from sandbox.generator import DEFAULT_AS_OF, DEFAULT_SEED, City, generate_city
 from sandbox.generic import NotSimulated, contract_rows, generic_row_count
 from sandbox.office_db import OfficeDB
 from sandbox.rest import RestAgency, Router, env_name

@@ -46,7 +46,7 @@ FAULTS: dict[str, Fault] = {
         Fault("renamed_column", frozenset({"rest", "filedrop", "database"})),
         Fault("expired_token", frozenset({"rest"})),
         Fault("empty", frozenset({"rest", "filedrop", "database"})),
-        # broken agencies for the connector conformance suite (onboarding/conformance.py): permanent
+        # broken agencies for the connector conformance suite (onboarding/conformance/): permanent
         Fault("repeat_page", frozenset({"rest"})),
         Fault("echo_secret", frozenset({"rest"})),
     )

@@ -25,7 +25,7 @@ import pandas as pd
 
 from contracts import Contract
 from contracts.rules import contract_rules
-from fundx.core.idcolumns import make_uscc_matrix
+from fundx.core.idcolumns import civil_from_days, make_uscc_matrix
 
 __all__ = ["NotSimulated", "UnsupportedContract", "contract_rows", "generic_row_count"]
 
@@ -56,16 +56,18 @@ def contract_rows(contract: Contract, rows: int, *, seed: int, as_of: date) -> p
 
     UnsupportedContract names the column whose rules the generic rows cannot meet.
     """
-    from sandbox.generator import _days, _make_people, _place, civil_from_days
+    from sandbox.city.place import load_place
+    from sandbox.city.population import make_people
+    from sandbox.city.text import day_number
 
     feed = contract.feed
     # a stream of the feed's own, seeded by its name: adding a feed changes no other feed's rows
     salt = zlib.crc32(feed.encode("utf-8"))
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, 103, salt])))
     extra = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, 104, salt])))
-    as_of_days = _days(as_of)
-    place = _place()
-    people = _make_people(rng, rows, as_of_days, "adult", unique=True, place=place, extra=extra)
+    as_of_days = day_number(as_of)
+    place = load_place()
+    people = make_people(rng, rows, as_of_days, "adult", unique=True, place=place, extra=extra)
     ids = np.array(people.ids().to_pylist(), dtype=object)
     names = np.array(people.name.to_pylist(), dtype=object)
     birth_days = people.birth
@@ -112,7 +114,7 @@ def contract_rows(contract: Contract, rows: int, *, seed: int, as_of: date) -> p
         elif kind == "date":
             days = event + offsets.get(name, 0)
             low = _range_low(rules_of(name, "range"))
-            if low is not None and (days < _days(low)).any():
+            if low is not None and (days < day_number(low)).any():
                 raise UnsupportedContract(f"{feed}: {name}: a minimum after the year before as-of ({low})")
             out[name] = _iso_days(days, civil_from_days)
         elif kind == "timestamp":

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from sandbox.generator import CONTRIBUTION_COLUMNS, ROLL_COLUMNS, SUBSIDY_COLUMNS, City
+from sandbox.city import City
+from sandbox.city.office import CONTRIBUTION_COLUMNS, ROLL_COLUMNS, SUBSIDY_COLUMNS
 
 #: table -> ((column, SQLite type), ...), in order; the columns are the generator's
 TABLES: dict[str, tuple[tuple[str, str], ...]] = {

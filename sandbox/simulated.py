@@ -59,7 +59,7 @@ DatabaseFactory = Callable[[Path, pd.DataFrame, FaultState, "str | None"], Agenc
 class Entry:
     """What the sandbox knows of one feed beyond its config and contract."""
 
-    #: its rows come from the city generator (sandbox/generator.py builds them, with planted truths)
+    #: its rows come from the city generator (sandbox/city/ builds them, with planted truths)
     city: bool = True
     #: a REST agency's page limit and rate limit
     rest: RestQuirks = field(default_factory=RestQuirks)

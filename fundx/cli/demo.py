@@ -34,7 +34,7 @@ def demo(
     refuse_another_schema()  # --no-fresh keeps a ledger that may be older than this fundx
     prefect_defaults()
     from sandbox.agencies import Sandbox, parse_faults
-    from sandbox.generator import DEFAULT_SEED
+    from sandbox.city import DEFAULT_SEED
 
     try:
         fault_map = parse_faults(faults) if faults else {}

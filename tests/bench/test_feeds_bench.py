@@ -42,15 +42,15 @@ def exchange(made, monkeypatch, tmp_path):
 
 
 def _chunks(feed: str) -> pd.DataFrame:
-    from sandbox.generator import generate_feed
+    from sandbox.city import generate_feed
 
     return pd.concat(list(generate_feed(feed, ROWS, chunk_rows=CHUNK)), ignore_index=True)
 
 
 def test_the_deaths_drop_is_the_sandbox_drop_written_chunk_by_chunk(made, tmp_path):
+    from sandbox.city import DEFAULT_AS_OF
     from sandbox.drops import ReligiousDrop
     from sandbox.faults import FaultState
-    from sandbox.generator import DEFAULT_AS_OF
 
     d = made["deaths"]
     assert (d.rows, d.chunks, d.max_chunk_rows) == (ROWS, ROWS // CHUNK, CHUNK)

@@ -20,7 +20,7 @@ def test_the_search_finds_the_canary_and_secrets_in_every_form_but_not_masked_or
 
     from chaos.search import Needle, search
     from fundx.core.identity import mask_id
-    from sandbox.generator import CANARY_ID
+    from sandbox.city.canary import CANARY_ID
 
     secret = "s3cr3t-token-value-0123456789"
     (tmp_path / "a.log").write_text(f"x {CANARY_ID} y", encoding="utf-8")
@@ -60,7 +60,7 @@ def test_a_chaos_night_loses_nothing_duplicates_nothing_and_leaks_nothing(run_di
     assert all(f["canary"] in ("delivered", "quarantined") for f in result["feeds"]), printed
     # the record and the printout carry counts and names, never the canary or a secret
     record = (run_dir / "chaos" / "chaos.json").read_text(encoding="utf-8")
-    from sandbox.generator import CANARY_ID
+    from sandbox.city.canary import CANARY_ID
 
     assert CANARY_ID not in record and CANARY_ID not in printed
     assert json.loads(record)["verdict"] == "PASS"

@@ -15,17 +15,9 @@ from contracts import load_contract
 from contracts.docs import write_site
 from contracts.rules import contract_rules
 from contracts.validate import RULE_SEPARATOR, RULES_COLUMN, Checked, check
-from sandbox.generator import (
-    DEFAULT_AS_OF,
-    FEEDS,
-    NOT_PLANTED,
-    UNREPAIRABLE,
-    City,
-    generate_city,
-    generate_feed,
-    invalid_count,
-    invalid_slots,
-)
+from sandbox.city import DEFAULT_AS_OF, FEEDS, City, generate_city, generate_feed
+from sandbox.city.invalid import UNREPAIRABLE, invalid_count, invalid_slots
+from sandbox.city.specs import NOT_PLANTED
 
 #: a city whose bills hold every kind of invalid row; its small feeds (religious affairs: ~25 rows)
 #: hold a few kinds, so the streamed samples below carry every kind of every feed
@@ -170,7 +162,7 @@ def test_every_kind_survives_each_agency_transport(samples, tmp_path) -> None:
     from fundx.core.settings import reload_settings
     from fundx.core.timeutil import Window
     from sandbox.agencies import Sandbox
-    from sandbox.generator import DEFAULT_SEED
+    from sandbox.city import DEFAULT_SEED
 
     small = generate_city(50, seed=1)
     feeds = {feed: samples[feed][0] for feed in FEEDS}

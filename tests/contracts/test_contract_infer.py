@@ -321,7 +321,7 @@ def test_a_draft_from_a_live_feeds_rows_agrees_with_its_contract(feed: str) -> N
     """The sandbox's rows of a live feed: the draft finds the live contract's types, key and identity numbers."""
     import pandas as pd
 
-    from sandbox.generator import generate_feed
+    from sandbox.city import generate_feed
 
     live = load_contract(feed)
     frame = pd.concat(list(generate_feed(feed, 300, seed=3)), ignore_index=True)[list(live.names)]

@@ -13,7 +13,7 @@ import pytest
 
 from contracts.validate import check
 from matching import evaluate, load, pseudonym, rules
-from sandbox.generator import generate_city
+from sandbox.city import generate_city
 
 KEY = os.urandom(32)
 
@@ -81,7 +81,7 @@ def test_people_of_a_real_city_are_found_whatever_their_numbers_and_names():
     import json
 
     from fundx.core.identity import upgrade_id15
-    from sandbox.generator import OLD_NUMBER_KIND
+    from sandbox.city.messiness import OLD_NUMBER_KIND
 
     city = generate_city(10_000)
     con = duckdb.connect()

@@ -29,9 +29,9 @@ import sqlalchemy as sa
 
 from connectors.registry import registry
 from sandbox.agencies import Sandbox, parse_faults
+from sandbox.city import generate_city
 from sandbox.drops import EXCEL_NUMBER
 from sandbox.faults import RENAMED
-from sandbox.generator import generate_city
 from sandbox.schema import feed_schema
 
 STALL = 1.0

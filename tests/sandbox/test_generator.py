@@ -18,27 +18,12 @@ from fundx.core.city import load_city
 from fundx.core.creditcodes import is_valid_uscc
 from fundx.core.identity import birth_date_of, is_male, is_valid_id, normalize_id, normalize_name, upgrade_id15
 from fundx.core.timeutil import SHANGHAI
-from sandbox.generator import (
-    DEATH_FEEDS,
-    DEFAULT_AS_OF,
-    FEEDS,
-    INVALID_KINDS,
-    INVALID_RATE,
-    MINORITY_FATHER,
-    MINORITY_GIVEN_FEMALE,
-    MINORITY_GIVEN_MALE,
-    NAME_COLUMNS,
-    NAME_DOT_FORMS,
-    NOT_PLANTED,
-    OLD_NUMBER_FEEDS,
-    OLD_NUMBER_KIND,
-    UNREPAIRABLE,
-    City,
-    generate_city,
-    generate_feed,
-    invalid_count,
-    invalid_slots,
-)
+from sandbox.city import DEFAULT_AS_OF, FEEDS, City, generate_city, generate_feed
+from sandbox.city.feeds import DEATH_FEEDS
+from sandbox.city.invalid import INVALID_KINDS, INVALID_RATE, UNREPAIRABLE, invalid_count, invalid_slots
+from sandbox.city.messiness import NAME_COLUMNS, NAME_DOT_FORMS, OLD_NUMBER_KIND
+from sandbox.city.population import MINORITY_FATHER, MINORITY_GIVEN_FEMALE, MINORITY_GIVEN_MALE, OLD_NUMBER_FEEDS
+from sandbox.city.specs import NOT_PLANTED
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
 KEYS = {

@@ -18,7 +18,10 @@ import pytest
 
 from fundx.core.creditcodes import is_valid_uscc
 from fundx.core.identity import normalize_id, upgrade_id15
-from sandbox.generator import DEATH_FEEDS, DEFAULT_SEED, MIN_VISITS, OLD_NUMBER_FEEDS, City, generate_city
+from sandbox.city import DEFAULT_SEED, City, generate_city
+from sandbox.city.feeds import DEATH_FEEDS
+from sandbox.city.payments import MIN_VISITS
+from sandbox.city.population import OLD_NUMBER_FEEDS
 
 KEYS = {
     "civil_affairs.deaths": "record_id",

@@ -1,4 +1,4 @@
-"""The connector conformance suite (onboarding/conformance.py) as pytest tests: every feed, every check.
+"""The connector conformance suite (onboarding/conformance/) as pytest tests: every feed, every check.
 
 The feeds are the registry's (connectors/feeds/*.yaml, or FUNDX_FEEDS_DIR): a feed onboarded with its
 config and contract is in the suite without a test file of its own. Each (feed, check) is its own

@@ -1,4 +1,4 @@
-"""Every feed of the registry passes the connector conformance suite (onboarding/conformance.py)."""
+"""Every feed of the registry passes the connector conformance suite (onboarding/conformance/)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,360 @@
+"""Build a city: the office's data, the eight feeds and the planted truths, step by step in the order the streams draw.
+
+A city draws from five seeded streams, each for what was added to the generator with it, so that
+what existed before a stream was added stays as it was (the golden test, tests/sandbox/
+test_generator_golden.py, holds every frame to its bytes):
+
+- main ``seed``: the people, their deaths, the roll, the first three death feeds, the prisoners, the
+  shared accounts, the bills and businesses, and the first six feeds' messiness and invalid rows;
+- office ``[seed, 99]``: the office's own data (contributions, employer subsidies), the cases of the
+  rules added with them (duplicate receipts, the unemployed contributing, frequent patients,
+  overbilled bills, deregistered businesses subsidised) and the bills' spread;
+- hospital ``[seed, 100]`` and wages ``[seed, 101]``: those feeds' rows, messiness and invalid rows;
+- traits ``[seed, 102]``: the population's newer traits (numbers first issued elsewhere or under
+  former codes, minority and rare-character names, 15-digit numbers, deaths a day apart, the
+  agencies' name forms).
+
+The steps below must keep their order: each stream's draws follow one another.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fundx.core.city import City as CityFile
+from sandbox.city import truths as truth
+from sandbox.city.deaths import DeathReports, Deaths, draw_death_sources, draw_deaths, report_deaths
+from sandbox.city.feeds import DEFAULT_AS_OF, DEFAULT_SEED, FEEDS, HOSPITAL_DEATHS, WAGE_INCOME, Rows
+from sandbox.city.invalid import UNREPAIRABLE, plant_invalid
+from sandbox.city.messiness import OLD_NUMBER_KIND, first_generation, mess_up, write_name_forms
+from sandbox.city.office import (
+    CONTRIBUTION_COLUMNS,
+    CONTRIBUTION_RATE,
+    SUBSIDY_COLUMNS,
+    Contributions,
+    DuplicateReceipts,
+    Roll,
+    Subsidies,
+    draw_contributions,
+    draw_duplicate_receipts,
+    draw_roll,
+    draw_subsidies,
+    no_rows,
+    pick_unemployed_contributing,
+    roll_entries,
+    roll_frame,
+    share_accounts,
+    stop_the_dead,
+    suspend_in_custody,
+)
+from sandbox.city.payments import (
+    Bills,
+    FrequentPatients,
+    Overbilled,
+    add_frequent_patients,
+    declare_wages,
+    draw_bills,
+    overbill,
+)
+from sandbox.city.place import SANDBOX_CITY, Place, load_place
+from sandbox.city.population import NON_LOCAL_SHARE, People, make_people
+from sandbox.city.registers import Prisoners, draw_businesses, draw_prisoners
+from sandbox.city.text import day_number, month_of
+
+
+@dataclass
+class City:
+    """A generated city: the office's data (benefit roll, contributions, employer subsidies), every
+    agency's rows, and the truths planted in them."""
+
+    seed: int
+    people: int
+    as_of: date
+    roll: pd.DataFrame
+    feeds: dict[str, pd.DataFrame]
+    truths: dict
+    contributions: pd.DataFrame = field(default_factory=lambda: no_rows(CONTRIBUTION_COLUMNS))
+    subsidies: pd.DataFrame = field(default_factory=lambda: no_rows(SUBSIDY_COLUMNS))
+
+    def write_truth(self, path: Path) -> None:
+        """Write the truths as JSON (UTF-8, Chinese kept readable)."""
+        Path(path).write_text(json.dumps(self.truths, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class _Streams:
+    """A city's five random streams (see the module's docstring)."""
+
+    main: np.random.Generator
+    office: np.random.Generator
+    hospital: np.random.Generator
+    wages: np.random.Generator
+    traits: np.random.Generator
+
+    @classmethod
+    def of(cls, seed: int) -> _Streams:
+        def stream(key: int) -> np.random.Generator:
+            return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, key])))
+
+        return cls(np.random.Generator(np.random.PCG64(seed)), stream(99), stream(100), stream(101), stream(102))
+
+
+def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = DEFAULT_AS_OF, *,
+                  city: str | CityFile = SANDBOX_CITY, non_local_share: float = NON_LOCAL_SHARE) -> City:
+    """Build the synthetic city for a seed: the office's data, the eight feeds, and the planted truths.
+
+    The office's data: ``roll`` (one row per person and scheme: ROLL_COLUMNS, months as YYYY-MM),
+    ``contributions`` (employers' monthly contributions for employees, the 12 months before as_of's
+    month: CONTRIBUTION_COLUMNS) and ``subsidies`` (employer subsidies: SUBSIDY_COLUMNS).
+
+    ``truths`` (JSON-serialisable; identity numbers are the clean ones). The first eight lists are
+    exactly the instances of the eight matching rules of docs/matching.md in the data the matching
+    stage sees (the invalid rows quarantined, identity numbers normalised): planted, none natural.
+
+    - ``dead_but_paid`` (paid_after_death): died before as_of, roll still active and paid after the
+      death month; each with death_date, paid_through, months_after_death, monthly_amount, amount
+      (months_after_death x monthly_amount) and ``known_to`` {feed: key} (at least one of the first
+      three death feeds has the person, and the hospital when it notified the death; the latest date
+      among the feeds is the true one).
+    - ``prisoners_paid`` (paid_in_custody): 在押 for at least two months, roll still active
+      (prisoner_id, admitted_on, monthly_amount; months = paid_through - admission month, capped at
+      the sentence end's month if it is past; amount = months x monthly_amount).
+    - ``shared_accounts`` (shared_account): one bank account receiving the benefits of 3-6 unrelated
+      people (bank_account, id_numbers, amount: their monthly amounts summed).
+    - ``duplicate_receipts`` (duplicate_receipt): a second active entry on a scheme the first
+      excludes (id_number, schemes sorted, overlap_months of the two [start_month, paid_through],
+      monthly_amounts {scheme: amount}, amount = overlap_months x the smaller monthly amount).
+    - ``unemployed_contributing``: contributions paid in months of an active unemployment entry
+      (id_number, months, monthly_amount, amount = len(months) x monthly_amount).
+    - ``frequent_patients`` (frequent_visits): MIN_VISITS-22 bills admitted in one month (id_number,
+      month, visits: all the person's bills admitted that month).
+    - ``overbilled`` (bill_over_mean): bills at 1.6-3 x their diagnosis's typical cost, more than
+      20 % above their (diagnosis_code, setting) group's mean (bill_id, diagnosis_code, setting
+      inpatient|outpatient, total_amount).
+    - ``subsidised_deregistered`` (deregistered_subsidised): 注销 businesses subsidised in 1-6 months
+      after their deregistration month (uscc, status, end_date, months, amount: those subsidies summed).
+    - ``single_source_deaths``: deaths known to exactly one of the four death feeds (DEATH_FEEDS, the
+      hospital's notifications included: a death known to civil affairs and a hospital has two).
+    - ``date_conflicts``: the same death with death dates 3-40 days apart in two feeds
+      (dates and keys per feed, the hospital's too when it notified the death, always with the
+      true date; the true death_date, days_apart).
+    - ``near_dates``: the same death reported one day apart by two sources (the same fields,
+      days_apart 1): not a conflict, the later date is the true one.
+    - ``messy``: every cell made messy {feed, key, column, kind, value, clean}: the repairable quirks,
+      the first-generation 15-digit numbers of paper-born registers (kind OLD_NUMBER_KIND: a trait of
+      an old person's record, so possibly in a row a truth depends on) and the identity numbers no
+      repair can make valid (kinds UNREPAIRABLE; value None when left empty); ``invalid_ids``: those
+      unrepairable ones.
+    - ``invalid``: every row planted invalid (about INVALID_RATE of each feed, see invalid_count):
+      {feed, key (the row's key as it is in the frame), kind (INVALID_KINDS), column, rules (the
+      sorted ids of every contract rule the row breaks, checked on as_of)}. Rules never planted, and
+      why: NOT_PLANTED.
+    - ``counts``: rows per feed, and roll (rows), deaths, prisoners, businesses, contributions,
+      subsidies, issued_elsewhere (residents whose number was first issued outside the city),
+      former_codes (locals under a code their district no longer uses), first_generation_rows,
+      minority_names; ``deaths_unknown_to_any_source`` (to none of the four death feeds).
+
+    ``city``: the city file (a shipped name, a path or a loaded fundx.core.city.City) the residents live
+    in; ``non_local_share``: the share of them whose numbers were first issued in other provinces.
+
+    Each list holds exactly what is in the frames, and no other row of the roll and feeds is an
+    instance of its category. Messiness (but the first-generation numbers) and invalid rows never
+    touch a row that a truth depends on, and no row is both messy and invalid.
+    """
+    if people < 1:
+        raise ValueError("a city needs at least one person")
+    if not 0 <= non_local_share <= 1:
+        raise ValueError("non_local_share is a share: between 0 and 1")
+    streams = _Streams.of(seed)
+    rng, office = streams.main, streams.office
+    as_of_days = day_number(as_of)
+    this_month = month_of(np.array([as_of_days]))[0]
+    last_paid = this_month - 1
+    place = load_place(city)
+    ppl = make_people(rng, people, as_of_days, "city", unique=True, place=place, extra=streams.traits,
+                      non_local=non_local_share)
+    age = (as_of_days - ppl.birth) / 365.2425
+    ids = ppl.ids()
+    id_text = np.asarray(ids.to_numpy(zero_copy_only=False), dtype=object)
+
+    # The year's events, from the main stream: deaths, the roll, who reports the deaths, prisoners,
+    # shared accounts, bills and businesses.
+    dead, death_day = draw_deaths(rng, age, as_of_days)
+    alive = ~dead
+    roll = draw_roll(rng, ppl, age, last_paid)
+    deaths = draw_death_sources(rng, streams.traits, ppl, dead, death_day, roll.on, as_of_days)
+    reports = report_deaths(rng, streams.hospital, ppl, deaths, as_of_days)
+    still_paid = stop_the_dead(rng, roll, deaths, reports.n_known, last_paid)
+    prisoners = draw_prisoners(rng, ppl, age, alive, roll.on, as_of_days)
+    suspend_in_custody(roll, prisoners, last_paid)
+    taken = np.zeros(people, dtype=bool)  # people a truth already depends on
+    taken[deaths.pos] = True
+    taken[prisoners.pos] = True
+    groups = share_accounts(rng, roll, busy=taken.copy())
+    for g in groups:
+        taken[g] = True
+    bills = draw_bills(rng, office, ppl, age, death_day, as_of_days)
+    business, reps = draw_businesses(rng, ppl, age, alive, as_of_days)
+
+    # The office's own data and the cases of the other rules, from the office's stream (the wages:
+    # from their own).
+    roll.start = np.minimum(roll.start, roll.paid_through)  # an entry stopped before it began: paid its one month
+    first_month = this_month - 12  # contributions and subsidies: the 12 months before as_of's month
+    dups = draw_duplicate_receipts(office, roll, taken, last_paid)
+    taken[dups.pos] = True
+    entries = roll_entries(roll, dups, last_paid)
+    roll_rows = roll_frame(entries, len(roll.pos), ppl, ids, place)
+    unemployed = pick_unemployed_contributing(office, roll, taken)
+    taken[unemployed] = True
+    in_prison = np.zeros(people, dtype=bool)
+    in_prison[prisoners.pos] = True
+    employable = alive & (age >= 18) & (age < 60) & ~in_prison
+    contributions = draw_contributions(office, ppl, ids, employable, roll, entries, unemployed, business.frame,
+                                       first_month)
+    c = contributions.order
+    wages, wage_person = declare_wages(
+        streams.wages, ppl, contributions.person[c], contributions.month[c],
+        contributions.amount[c] / CONTRIBUTION_RATE, contributions.employer[c], pa.array(business.frame["uscc"]),
+        as_of_days)
+    subsidies = draw_subsidies(office, business.frame, first_month, last_paid)
+    frequent = add_frequent_patients(office, ppl, bills, alive & ~taken, this_month, as_of_days)
+    over = overbill(office, bills, frequent.pos)
+
+    drawn = _Drawn(place, ppl, id_text, deaths, reports, roll, still_paid, prisoners, groups, bills, business, reps,
+                   dups, contributions, wages, wage_person, subsidies, frequent, over)
+    truths: dict = {"city": place.name, "seed": seed, "people": people, "as_of": as_of.isoformat()}
+    truths |= _truths(drawn, as_of_days, last_paid)  # read back from the frames before any mistake is planted
+    feeds = _feeds(drawn)
+    messy, invalid = _plant_mistakes(streams, feeds, drawn, as_of_days)
+    truths["messy"] = messy
+    truths["invalid_ids"] = [m for m in messy if m["kind"] in UNREPAIRABLE]
+    truths["invalid"] = invalid
+    truths["counts"] = {f: len(feeds[f][0]) for f in FEEDS} | _counts(drawn, roll_rows, messy)
+    return City(seed=seed, people=people, as_of=as_of, roll=roll_rows,
+                feeds={f: feeds[f][0] for f in FEEDS}, truths=truths,
+                contributions=contributions.frame, subsidies=subsidies.frame)
+
+
+@dataclass
+class _Drawn:
+    """Everything drawn for a city, before the truths are read from it and mistakes planted in it."""
+
+    place: Place
+    ppl: People
+    id_text: np.ndarray  # the identity numbers as Python strings
+    deaths: Deaths
+    reports: DeathReports
+    roll: Roll
+    still_paid: np.ndarray  # deaths still paid (indexes into deaths)
+    prisoners: Prisoners
+    groups: list[np.ndarray]  # the shared accounts' people
+    bills: Bills
+    business: Rows  # pos: each row's business, in reps
+    reps: np.ndarray  # each business's representative
+    dups: DuplicateReceipts
+    contributions: Contributions
+    wages: Rows
+    wage_person: np.ndarray
+    subsidies: Subsidies
+    frequent: FrequentPatients
+    over: Overbilled
+
+
+def _truths(drawn: _Drawn, as_of_days: int, last_paid: int) -> dict:
+    """The planted cases, one list per category (generate_city's docstring), in the truths file's order."""
+    d, id_text, roll = drawn, drawn.id_text, drawn.roll
+    deaths = truth.DeathTruths(d.deaths, d.reports, id_text)
+    return {
+        "dead_but_paid": deaths.dead_but_paid(roll, d.still_paid),
+        "prisoners_paid": truth.prisoners_paid(d.prisoners, roll, id_text, as_of_days),
+        "shared_accounts": truth.shared_accounts(d.groups, roll, id_text),
+        "single_source_deaths": deaths.single_source(),
+        "date_conflicts": deaths.date_conflicts(),
+        "near_dates": deaths.near_dates(),
+        "deaths_unknown_to_any_source": int((d.reports.n_sources == 0).sum()),
+        "duplicate_receipts": truth.duplicate_receipts(d.dups, roll, id_text, last_paid),
+        "unemployed_contributing": truth.unemployed_contributing(d.contributions, roll, id_text),
+        "frequent_patients": truth.frequent_patients(d.frequent, id_text),
+        "overbilled": truth.overbilled(d.bills.frame, d.over),
+        "subsidised_deregistered": truth.subsidised_deregistered(d.business.frame, d.subsidies),
+    }
+
+
+def _feeds(drawn: _Drawn) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
+    """Each feed's frame and, per row, whether a truth depends on it (so no messiness or mistake goes there)."""
+    d, deaths, reports = drawn, drawn.deaths, drawn.reports
+    truth_people = np.zeros(d.ppl.n, dtype=bool)
+    for at in (deaths.pos[d.still_paid], deaths.pos[deaths.conflict], deaths.pos[deaths.near],
+               deaths.pos[reports.n_known == 1], d.prisoners.paid, *d.groups, d.dups.pos, d.contributions.unemployed,
+               d.frequent.pos):  # the frequent patients' every bill: the count per month must stay as planted
+        truth_people[at] = True
+    bill_rows_kept = truth_people[d.bills.person]
+    bill_rows_kept[d.over.rows] = True
+    business_rows_kept = truth_people[d.reps[d.business.pos]]
+    business_rows_kept[d.subsidies.deregistered] = True
+    # The older feeds keep the protection they were drawn with (a death known to one of them and to
+    # a hospital stays protected there); the hospital's rows also spare the deaths only it knows.
+    hospital_people = truth_people.copy()
+    hospital_people[deaths.pos[reports.n_sources == 1]] = True
+
+    def about_deaths(feed: str, people: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+        rows = reports.rows[feed]
+        return rows.frame, people[deaths.pos[rows.pos]]
+
+    return {
+        "civil_affairs.deaths": about_deaths("civil_affairs.deaths", truth_people),
+        "religious_affairs.deaths": about_deaths("religious_affairs.deaths", truth_people),
+        "police.deaths": about_deaths("police.deaths", truth_people),
+        "justice.prisoners": (d.prisoners.rows.frame, truth_people[d.prisoners.rows.pos]),
+        "medical_insurance.bills": (d.bills.frame, bill_rows_kept),
+        "market_regulation.businesses": (d.business.frame, business_rows_kept),
+        HOSPITAL_DEATHS: about_deaths(HOSPITAL_DEATHS, hospital_people),
+        WAGE_INCOME: (d.wages.frame, hospital_people[d.wage_person]),
+    }
+
+
+def _plant_mistakes(streams: _Streams, feeds: dict[str, tuple[pd.DataFrame, np.ndarray]], drawn: _Drawn,
+                    as_of_days: int) -> tuple[list[dict], list[dict]]:
+    """Messiness and invalid rows, in place, feed by feed, never in a protected row: (messy, invalid) records.
+
+    Each feed draws from the stream its rows came from; the agencies' name forms from the traits' stream.
+    """
+    rows = drawn.reports.rows
+    old_rows = {feed: rows[feed].extra.get("id15") for feed in ("civil_affairs.deaths", "religious_affairs.deaths")}
+    streams_of = {HOSPITAL_DEATHS: streams.hospital, WAGE_INCOME: streams.wages}  # the older feeds: the main stream
+    messy: list[dict] = []
+    invalid: list[dict] = []
+    for feed in FEEDS:
+        frame, protected = feeds[feed]
+        free = ~protected
+        stream = streams_of.get(feed, streams.main)
+        write_name_forms(streams.traits, feed, frame)
+        messy.extend(first_generation(feed, frame, old_rows.get(feed), free))
+        messy.extend(mess_up(stream, feed, frame, free))
+        bad, bad_ids = plant_invalid(stream, feed, frame, free, as_of_days)
+        messy.extend(bad_ids)
+        invalid.extend(bad)
+    return messy, invalid
+
+
+def _counts(drawn: _Drawn, roll: pd.DataFrame, messy: list[dict]) -> dict[str, int]:
+    """The city's counts besides the feeds' rows: the office's tables, deaths, prisoners, businesses, and the
+    population's traits."""
+    place, ppl = drawn.place, drawn.ppl
+    areas = ppl.area()
+    in_city = areas // 100 == place.prefix
+    return {
+        "roll": len(roll), "deaths": drawn.deaths.count, "prisoners": len(drawn.prisoners.pos),
+        "businesses": len(drawn.business.frame), "contributions": len(drawn.contributions.frame),
+        "subsidies": len(drawn.subsidies.frame), "issued_elsewhere": int((~in_city).sum()),
+        "former_codes": int((in_city & ~np.isin(areas, place.codes)).sum()),
+        "first_generation_rows": sum(1 for m in messy if m["kind"] == OLD_NUMBER_KIND),
+        "minority_names": int(pc.sum(pc.match_substring(ppl.name, "\u00b7")).as_py() or 0)}
