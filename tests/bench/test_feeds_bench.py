@@ -1,6 +1,6 @@
 """The feed benchmark's harness at tiny sizes: the generated drop and database are exactly what the sandbox
 agencies write and what the real connectors take, made in bounded chunks and cached; the baselines run; the
-record has its fields. The streamed run itself needs the streamed pipeline (skipped until it is there).
+record has its fields; the streamed run itself.
 No timing is asserted: machines are noisy."""
 
 from __future__ import annotations
@@ -163,7 +163,6 @@ def test_row_counts_on_the_command_line():
     assert [feeds_bench.rows_label(n) for n in (50_000, 10**6, 2_500_000)] == ["50k", "1M", "2.5M"]
 
 
-@pytest.mark.skipif(not feeds_bench.streamed_available(), reason="streamed run_feed not available")
 def test_a_streamed_run_reports_every_step(made, tmp_path):
     from fundx.crypto.pki import init_keys
 
