@@ -108,3 +108,21 @@ def receiver():
     yield notifier, got
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def _no_handler_on_a_closed_stream():
+    """After each test: detach logging handlers left writing to a stream that is closed.
+
+    A command run in-process by Click's CliRunner swaps sys.stderr for a buffer it closes afterwards; a
+    handler made meanwhile (Prefect configures its console handler when a flow first runs) keeps that
+    buffer, and every later log line through it prints "--- Logging error ---" into whatever output the
+    next test captures. A real `fundx` command is one process: this is the tests' own leak."""
+    yield
+    import logging
+
+    for logger in [logging.getLogger(), *(logging.getLogger(n) for n in list(logging.root.manager.loggerDict))]:
+        for handler in list(getattr(logger, "handlers", [])):
+            stream = getattr(handler, "stream", None)
+            if stream is not None and getattr(stream, "closed", False):
+                logger.removeHandler(handler)

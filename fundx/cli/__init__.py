@@ -17,8 +17,9 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from fundx.cli import preflight
 from fundx.cli.audit import audit_app
-from fundx.cli.common import fail, refuse_another_schema
+from fundx.cli.common import check, fail, refuse_another_schema
 from fundx.cli.connector import connector_app
 from fundx.cli.console import console_app
 from fundx.cli.contract import contract_app
@@ -85,7 +86,10 @@ def _options(
     if verbose:
         os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if ctx.invoked_subcommand not in _ANY_LEDGER and not ctx.meta.get("fundx.help"):
+    if ctx.meta.get("fundx.help"):
+        return
+    check(preflight.home)  # any command: FUNDX_HOME made (0700) if missing, and writable
+    if ctx.invoked_subcommand not in _ANY_LEDGER:
         refuse_another_schema()
 
 

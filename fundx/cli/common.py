@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
 import typer
 from rich.console import Console
+
+from fundx.cli import preflight
 
 # Wide enough for feed names when the output is not a terminal (CI logs, pipes).
 console = Console(width=None if sys.stdout.isatty() else 120)
@@ -29,19 +32,40 @@ def prefect_defaults() -> None:
     # Heartbeats cost about a second per flow run and the exchange does not use them.
     if not os.environ.get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY"):
         os.environ.pop("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", None)
+    check(preflight.prefect)  # before the server starts: one line now, not two minutes of retries
 
 
-def fail(error: BaseException, code: int = 1) -> None:
-    """Say what went wrong in one line (a fundx error also what to do; any other error by its type only,
-    its message could carry a value) and exit with ``code``."""
+def check(step: Callable[[], object]) -> None:
+    """Run one of the start-up checks (fundx.cli.preflight); what it finds missing ends the command in one
+    line, naming the setting and what to do, with exit code 1."""
+    from fundx.core.errors import FundxError
+
+    try:
+        step()
+    except FundxError as exc:
+        one_line(exc)
+
+
+def one_line(error: BaseException, code: int = 1) -> NoReturn:
+    """A fundx error and what to do about it, on one line (however long), then exit ``code``."""
+    from rich.markup import escape
+
+    from fundx.core.errors import FundxError
+
+    action = error.action if isinstance(error, FundxError) else None
+    text = str(error) if action is None or action in str(error) else f"{error} — {action}"
+    err.print(f"[red]error:[/red] {escape(text)}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def fail(error: BaseException, code: int = 1) -> NoReturn:
+    """Say what went wrong in one line — a fundx error with what to do about it; any other error by its type
+    only (its message could carry a value) — and exit with ``code``."""
     from fundx.core.errors import FundxError
 
     if isinstance(error, FundxError):
-        err.print(f"[red]error:[/red] {error}")
-        if error.action not in str(error):  # a message that says what to do already is one line
-            err.print(f"[yellow]what to do:[/yellow] {error.action}")
-    else:
-        err.print(f"[red]error:[/red] {type(error).__name__}")
+        one_line(error, code)
+    err.print(f"[red]error:[/red] {type(error).__name__}")
     raise typer.Exit(code)
 
 
@@ -54,17 +78,13 @@ def refuse_another_schema() -> None:
     from fundx.core.settings import get_settings
     from fundx.ledger.revision import check_schema
 
+    check(preflight.ledger)  # its server answers (or the command would wait out a connect timeout first)
     try:
         check_schema(get_settings().ledger)
     except FundxError as exc:  # LedgerSchemaError, or FUNDX_LEDGER_URL unusable
-        if exc.action not in str(exc):
-            fail(exc)
-        from rich.markup import escape
-
-        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)  # one line, however long
-        raise typer.Exit(1) from None
+        one_line(exc)
     except sa.exc.DBAPIError:
-        pass  # the database cannot be reached: the command's own first use of the ledger says so
+        pass  # the database went away since the check: the command's own first use of the ledger says so
 
 
 def steward() -> str:

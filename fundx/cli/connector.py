@@ -7,20 +7,18 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from fundx.cli.common import console, err, fail
 
 connector_app = typer.Typer(
     help="Agency connectors: scaffold a new feed (new) and run the conformance suite against its endpoint (check).",
     no_args_is_help=True,
 )
-console = Console(width=None if sys.stdout.isatty() else 120)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 TRANSPORTS = ("rest", "filedrop", "database")
 _STYLE = {"passed": "green", "failed": "red", "skipped": "yellow"}
@@ -106,9 +104,7 @@ def check(
         config = load_feed(feed)
         context = Context.for_feed(feed, settings=settings, faults=_sandbox_faults(settings, config))
     except FundxError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        err.print(f"[yellow]what to do:[/yellow] {exc.action}")
-        raise typer.Exit(2) from None
+        fail(exc, 2)
     if not as_json:
         where = "the running sandbox (faults armed through its control server)" if context.faults else "its configured endpoint"
         with console.status(f"checking {feed} against {where}"):
@@ -162,9 +158,7 @@ def new(
     try:
         written = scaffold(feed, transport, stage=stage, force=force)
     except FundxError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        err.print(f"[yellow]what to do:[/yellow] {exc.action}")
-        raise typer.Exit(1) from None
+        fail(exc, 1)
     except (ValueError, FileExistsError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2 if isinstance(exc, ValueError) else 1) from None

@@ -8,31 +8,18 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from fundx.cli.common import console, err, fail
 
 contract_app = typer.Typer(
     help="Data contracts (ODCS v3): draft one from an agency's sample, diff two versions, release a feed's contract.",
     no_args_is_help=True,
 )
-# Wide enough for feed names when the output is not a terminal (CI logs, pipes).
-console = Console(width=None if sys.stdout.isatty() else 120)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
-
-
-def _fail(error: BaseException, code: int = 2) -> NoReturn:
-    from fundx.core.errors import FundxError
-
-    if isinstance(error, FundxError):
-        err.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
-        err.print(f"[yellow]what to do:[/yellow] {escape(error.action)}", soft_wrap=True)
-    else:
-        err.print(f"[red]error:[/red] {type(error).__name__}")
-    raise typer.Exit(code)
 
 
 def _headers(values: list[str] | None) -> dict[str, str]:
@@ -69,7 +56,7 @@ def contract_infer(
     try:
         draft = infer_contract(read_sample(sample, headers=_headers(header), max_rows=max_rows), feed)
     except InferError as exc:
-        _fail(exc)
+        fail(exc, 2)
     to_stdout = out is not None and str(out) == "-"
     target = None if to_stdout else (out or contract_path(draft.feed))
     if target is not None:
@@ -131,7 +118,7 @@ def contract_diff(
     try:
         diff = diff_files(old, new)
     except ContractReadError as exc:
-        _fail(exc)
+        fail(exc, 2)
     if as_json:
         print(json.dumps(diff.as_dict(), ensure_ascii=False, indent=2))
         raise typer.Exit(diff.exit_code)
@@ -160,9 +147,9 @@ def contract_release(
     except ReleaseRefused as exc:
         if exc.feed:
             _print_breaking(feed)
-        _fail(exc, code=1)
+        fail(exc, 1)
     except ContractReadError as exc:
-        _fail(exc)
+        fail(exc, 2)
     target = display_path(check.released)
     if check.diff is None:
         console.print(f"{feed}: first release, version {_version(check)}: copied to [bold]{escape(target)}[/bold]")

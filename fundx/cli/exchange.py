@@ -10,9 +10,11 @@ from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from fundx.cli.common import console, err, prefect_defaults
+from fundx.cli import preflight
+from fundx.cli.common import check, console, err, one_line, prefect_defaults
 from fundx.cli.stage import print_deliveries
 
 exchange_app = typer.Typer()
@@ -143,6 +145,21 @@ def night(
     feed: Annotated[list[str] | None, typer.Option("--feed", help="run only these feeds (repeatable)")] = None,
 ) -> None:
     """Run one night of every feed against the configured agencies (or a running sandbox)."""
+    from connectors import feed_names
+    from fundx.core.errors import ConfigurationError
+
+    check(preflight.keys)
+    names = feed or feed_names()
+    problems = preflight.feeds(names)
+    if len(problems) == len(names):  # nothing could run: say so now, not after starting Prefect for nothing
+        first = next(iter(problems.values()))
+        one_line(ConfigurationError(
+            f"no feed can run: {len(problems)} of {len(names)} lack what they need, e.g. {first}",
+            action="start the sandbox (fundx sandbox start) or set the agencies' settings (fundx pull FEED names "
+                   "each feed's)"))
+    for name, problem in problems.items():  # the night runs the others, and records these as failed
+        err.print(f"[yellow]warning:[/yellow] {escape(str(problem))} — {escape(problem.action)} (the night goes on "
+                  f"without {name})", soft_wrap=True)
     prefect_defaults()
     run_id = run_night(feed or None)
     print_run(run_id)
@@ -179,6 +196,9 @@ def _run_feed(feed: str, start: str | None, end: str | None) -> None:
     if feed not in feed_names():
         err.print(f"[red]error:[/red] unknown feed {feed!r}; known: {', '.join(feed_names())}")
         raise typer.Exit(2)
+    check(preflight.keys)
+    if problem := preflight.feeds([feed]).get(feed):  # before Prefect starts: in seconds, one line
+        one_line(problem)
     prefect_defaults()
     from flows.exchange import exchange_feed
     from fundx.ledger import Ledger

@@ -10,31 +10,17 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import sys
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
+
+from fundx.cli.common import console, err, fail
 
 ledger_app = typer.Typer(
     help="The ledger's schema: the revision it is at, and upgrading it to this fundx's (after installing a new release).",
     no_args_is_help=True,
 )
-console = Console(width=None if sys.stdout.isatty() else 120)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
-
-
-def _fail(error: BaseException, code: int = 1) -> NoReturn:
-    from fundx.core.errors import FundxError
-
-    if isinstance(error, FundxError):
-        err.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
-        if error.action not in str(error):
-            err.print(f"[yellow]what to do:[/yellow] {escape(error.action)}", soft_wrap=True)
-    else:
-        err.print(f"[red]error:[/red] {type(error).__name__}")
-    raise typer.Exit(code)
 
 
 def _open():
@@ -65,7 +51,7 @@ def ledger_status(as_json: Annotated[bool, typer.Option("--json", help="machine-
         ledger = _open()
         state = migrations.status(ledger)
     except FundxError as exc:
-        _fail(exc)
+        fail(exc)
     problem = state.problem(ledger.url)
     ledger.dispose()
     if as_json:
@@ -96,7 +82,7 @@ def ledger_upgrade() -> None:
         ledger = _open()
         done = migrations.upgrade(ledger, actor=actor)
     except FundxError as exc:
-        _fail(exc)
+        fail(exc)
     where = escape(_where(ledger.url))
     ledger.dispose()
     if done.created:

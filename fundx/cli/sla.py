@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fundx.cli.common import console, fail, night_arg
+from fundx.cli.common import console, fail, night_arg, prefect_defaults
 
 sla_app = typer.Typer(help="Service levels from the contracts: judge a night, record and notify breaches.",
                       no_args_is_help=True)
@@ -31,6 +31,7 @@ def sla_check(night: Annotated[str | None, typer.Option(help="the night (YYYY-MM
     from fundx.core.errors import FundxError
     from fundx.sla import monitor
 
+    prefect_defaults()  # its events go to this exchange's Prefect (home in FUNDX_HOME), checked before it starts
     try:
         done = monitor.check(night=night_arg(night))
     except FundxError as exc:
