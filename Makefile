@@ -89,7 +89,7 @@ serve-status:
 
 # The documentation site (mkdocs.yml): built offline, broken links and anchors fail it. The generated pages
 # (command and settings references, the site's copies of README.md and SECURITY.md) come from the code:
-# docs-refs rewrites them; tests/test_docs.py fails while a committed copy is stale. NO_MKDOCS_2_WARNING
+# docs-refs rewrites them; tests/docs/test_docs.py fails while a committed copy is stale. NO_MKDOCS_2_WARNING
 # quiets mkdocs-material 9.8's end-of-life banner (May 2027; its successor is Zensical).
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet

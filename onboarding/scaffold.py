@@ -346,7 +346,7 @@ def _config_text(feed: str, agency: str, transport: str, stage: str) -> str:
     lines += [f"stage: {stage}", f"transport: {transport}", f"{transport}:"]
     lines += _fields(section_models[transport], transport, 2, env)
     lines += _matching_lines(stage)
-    lines += _comment_block(0, "The conformance suite (tests/connectors/conformance, `fundx connector check`) runs "
+    lines += _comment_block(0, "The conformance suite (tests/onboarding/conformance, `fundx connector check`) runs "
                                f"every check against this feed ({_checks()}). One that cannot apply to this agency "
                                "is skipped with the written reason, never silently:")
     lines += ["# conformance:", '#   skip: {paging: "why it cannot apply here"}']

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import uuid
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 os.environ.setdefault("FUNDX_RETRY_BASE_DELAY", "0.01")
 os.environ.setdefault("FUNDX_RETRY_MAX_DELAY", "1")
 
-PG_ADMIN_URL = os.environ.get("FUNDX_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+from testkit import Pki, make_pki, pg_databases  # noqa: E402  (after the environment above)
 
 
 @pytest.fixture(scope="session")
@@ -30,38 +29,74 @@ def run_dir() -> Path:
     return _RUN_DIR
 
 
-def _pg_available() -> str | None:
-    import sqlalchemy as sa
+@pytest.fixture(scope="session")
+def pg_url():
+    """A fresh PostgreSQL database on the local server for this test run, dropped afterwards (skipped
+    saying why when there is no server; failed in CI, where there must be one)."""
+    with pg_databases() as make:
+        yield make()
 
-    try:
-        engine = sa.create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 3})
-        with engine.connect() as conn:
-            conn.execute(sa.text("select 1"))
-        engine.dispose()
-    except Exception as exc:  # noqa: BLE001 - any failure means: no server to test against
-        return f"{type(exc).__name__}"
-    return None
+
+@pytest.fixture
+def new_pg_database():
+    """A maker of empty PostgreSQL databases of this test's own (``new_pg_database() -> url``), dropped
+    at its end: for tests whose processes make the tables, or that need more than one database."""
+    with pg_databases("fundx_t") as make:
+        yield make
 
 
 @pytest.fixture(scope="session")
-def pg_url():
-    """A fresh PostgreSQL database on the local server for this test run, dropped afterwards."""
-    import sqlalchemy as sa
+def pki(run_dir) -> Pki:
+    """The run's development PKI (CA, exchange signer, every stage's certificates), made once: RSA keys
+    take seconds. Tests that revoke, rotate or re-issue make one of their own with testkit.make_pki."""
+    return make_pki(run_dir / "pki")
 
-    problem = _pg_available()
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is not reachable in CI ({problem})")
-        pytest.skip(f"PostgreSQL on 127.0.0.1:5432 is not reachable ({problem})")
-    name = f"fundx_test_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    yield url
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+
+@pytest.fixture(scope="session")
+def keys_dir(pki) -> Path:
+    """The run's development PKI's folder, for FUNDX_KEYS_DIR."""
+    return pki.dir
+
+
+@pytest.fixture(scope="session")
+def sandbox_factory(run_dir):
+    """The one way tests make sandbox agencies: ``with sandbox_factory("night", people=3000) as sb`` starts
+    them in a folder of their own under this run's (``agencies-night``) and stops them at the end;
+    ``sandbox_factory(...).start()`` for a test that stops them itself. Options are Sandbox's."""
+    from sandbox.agencies import Sandbox
+
+    def make(name: str, **options) -> Sandbox:
+        where, n = run_dir / f"agencies-{name}", 1
+        while where.exists():
+            n += 1
+            where = run_dir / f"agencies-{name}-{n}"
+        return Sandbox(where, **options)
+
+    return make
+
+
+@pytest.fixture
+def home(request, keys_dir, monkeypatch, tmp_path) -> Path:
+    """An exchange home and ledger of the test's own against the module's ``sandbox`` fixture (when it has
+    one); the run's PKI; parts of at most 64 KiB (so that the sandbox's feeds make several); FUNDX_STEWARD."""
+    from fundx.core.settings import reload_settings
+
+    try:
+        sandbox = request.getfixturevalue("sandbox")
+    except pytest.FixtureLookupError:  # a module without agencies
+        sandbox = None
+    for key, value in (sandbox.env.items() if sandbox is not None else ()):
+        monkeypatch.setenv(key, value)
+    home = tmp_path / "home"
+    monkeypatch.setenv("FUNDX_HOME", str(home))
+    monkeypatch.delenv("FUNDX_LEDGER_URL", raising=False)
+    monkeypatch.setenv("FUNDX_KEYS_DIR", str(keys_dir))
+    monkeypatch.setenv("FUNDX_PART_BYTES", str(64 * 1024))
+    monkeypatch.setenv("FUNDX_STEWARD", "steward-wang")
+    monkeypatch.delenv("FUNDX_TEST_KILL_AT", raising=False)
+    reload_settings()
+    yield home
+    reload_settings()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

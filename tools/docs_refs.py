@@ -1,7 +1,7 @@
 """The docs' generated pages: the CLI reference, the settings reference, and the copies of README and SECURITY.
 
     .venv/bin/python tools/docs_refs.py --write     # make docs-refs: rewrite every generated page
-    .venv/bin/python tools/docs_refs.py --check     # exit 1 naming each stale page (tests/test_docs.py does the same)
+    .venv/bin/python tools/docs_refs.py --check     # exit 1 naming each stale page (tests/docs/test_docs.py does the same)
 
 What each page is made from (the only module paths this file knows; update them here when code moves):
 
@@ -57,7 +57,7 @@ class Direct:
     read_in: str  # a file (from the repository's root) that must still mention the name
 
 
-#: the user settings read straight from the environment (tests/test_docs.py checks that every FUNDX_*
+#: the user settings read straight from the environment (tests/docs/test_docs.py checks that every FUNDX_*
 #: name in the code is documented on the page, and that each of these is still read where it says)
 DIRECT_VARIABLES: tuple[Direct, ...] = (
     Direct("FUNDX_TASK_RUNNER", "local",
@@ -91,7 +91,7 @@ NOT_SETTINGS: dict[str, str] = {
 #: the feed configs whose env: references are the agencies' endpoints and credentials
 FEEDS_DIR = ROOT / "connectors" / "feeds"
 
-#: where the code that reads FUNDX_* variables lives (tests/test_docs.py checks each name is documented)
+#: where the code that reads FUNDX_* variables lives (tests/docs/test_docs.py checks each name is documented)
 CODE_DIRS = ("fundx", "connectors", "contracts", "flows", "deployments", "matching", "sandbox", "bench", "chaos", ".ci")
 
 #: generated page -> (source, what to edit); copies carry their source's links rewritten for the site
@@ -103,7 +103,7 @@ COPIES = {"index.md": "README.md", "security.md": "SECURITY.md"}
 
 def _header(source: str) -> str:
     return (f"<!-- Generated from {source} by tools/docs_refs.py: edit that, then run `{REFRESH}`. "
-            "tests/test_docs.py fails while this copy is stale. -->\n")
+            "tests/docs/test_docs.py fails while this copy is stale. -->\n")
 
 
 def _cell(text: str) -> str:

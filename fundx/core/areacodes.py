@@ -22,7 +22,7 @@ AREA_TABLE_SOURCE = "python-stdnum cn/loc (GB/T 2260 county-level codes since 19
 
 #: County-level codes in use that the table lacks (the Ministry of Civil Affairs' code lists): Hangzhou's
 #: districts created in 2021 from 下城区, 江干区 and 余杭区, whose end (or change) the table does record.
-#: A code found missing goes here until python-stdnum has it (tests/test_identity.py checks every
+#: A code found missing goes here until python-stdnum has it (tests/core/test_identity.py checks every
 #: shipped city file's codes against the table).
 AREA_CODES_ADDED: dict[int, tuple[str, str, int]] = {  # code -> (province, name, first year in use)
     330113: ("浙江省", "临平区", 2021),

@@ -1,6 +1,6 @@
 """TEST ONLY: the points where a test may stop a feed's run, to prove a crash there loses nothing.
 
-tests/flows/test_handoff.py and the chaos night (chaos/) run a feed in a child process with
+tests/exchange/test_handoff.py and the chaos night (chaos/) run a feed in a child process with
 FUNDX_TEST_KILL_AT naming a point, read the line :func:`kill_point` prints there and send the child
 SIGKILL. Nothing else reads the variable; unset (always, outside those tests) a point does nothing.
 """

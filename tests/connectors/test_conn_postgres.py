@@ -19,11 +19,11 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture(scope="module")
-def pg_sandbox(tmp_path_factory, pg_url):
+def pg_sandbox(sandbox_factory, pg_url):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FUNDX_RETRY_BASE_DELAY", "0.01")
         mp.setenv("FUNDX_RETRY_MAX_DELAY", "0.05")
-        with Sandbox(tmp_path_factory.mktemp("pg-agencies"), people=5_000, medical_db_url=pg_url) as sb:
+        with sandbox_factory("pg", people=5_000, medical_db_url=pg_url) as sb:
             mp.setenv("FUNDX_MEDICAL_INSURANCE_DB_URL", sb.env["FUNDX_MEDICAL_INSURANCE_DB_URL"])
             reload_settings()
             yield sb

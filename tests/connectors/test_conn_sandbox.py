@@ -37,13 +37,13 @@ PAGE = {"market_regulation.businesses": 250}
 
 
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory):
+def sandbox(sandbox_factory):
     """One sandbox of 20,000 people for the module, its endpoints and credentials in the environment."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FUNDX_RETRY_BASE_DELAY", "0.01")
         mp.setenv("FUNDX_RETRY_MAX_DELAY", "1")
         mp.setenv("FUNDX_HTTP_READ_TIMEOUT", "1")
-        with Sandbox(tmp_path_factory.mktemp("agencies"), people=20_000, stall_seconds=2) as sb:
+        with sandbox_factory("connectors", people=20_000, stall_seconds=2) as sb:
             for name, value in sb.env.items():
                 mp.setenv(name, value)
             reload_settings()

@@ -37,16 +37,8 @@ def _planting(feed: str, window, **_options):
     return dataclasses.replace(pulled, frame=frame, digest=content_digest(frame))
 
 
-@pytest.fixture(scope="session")
-def console_keys(run_dir) -> Path:
-    """A development PKI for the console's tests (made once per run)."""
-    from fundx.crypto.pki import init_keys
-
-    return init_keys(run_dir / "pki-console").dir
-
-
 @pytest.fixture(scope="module")
-def night(run_dir, console_keys, request):
+def night(run_dir, keys_dir, sandbox_factory, request):
     """A home of the module's own: the sandbox's police.deaths pulled once, three rows spoiled, two accounts."""
     from fundx.console import accounts
     from fundx.core.settings import reload_settings
@@ -54,17 +46,16 @@ def night(run_dir, console_keys, request):
     from fundx.exchange import quarantine
     from fundx.exchange.run import run_feed
     from fundx.ledger import Ledger
-    from sandbox.agencies import Sandbox
 
     name = request.module.__name__.rsplit(".", 1)[-1]
     base = run_dir / f"console-{name}"
-    with Sandbox(base / "agencies", people=10_000) as sb, pytest.MonkeyPatch.context() as mp:
+    with sandbox_factory(f"console-{name}", people=10_000) as sb, pytest.MonkeyPatch.context() as mp:
         for key, value in sb.env.items():
             mp.setenv(key, value)
         home = base / "home"
         mp.setenv("FUNDX_HOME", str(home))
         mp.delenv("FUNDX_LEDGER_URL", raising=False)
-        mp.setenv("FUNDX_KEYS_DIR", str(console_keys))
+        mp.setenv("FUNDX_KEYS_DIR", str(keys_dir))
         mp.setenv("FUNDX_STEWARD", "test-admin")
         mp.delenv("FUNDX_CONSOLE_SECRET", raising=False)
         reload_settings()

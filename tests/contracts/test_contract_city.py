@@ -48,7 +48,7 @@ def samples() -> dict[str, tuple[pd.DataFrame, list[dict], Checked]]:
 
 def _row_rules(feed: str) -> set[str]:
     """The contract's row rules the generator's frames can break: the structural ones (row_shape,
-    key_conflict) are found by the transports while they read (tests/connectors, tests/test_hostile_input.py)."""
+    key_conflict) are found by the transports while they read (tests/connectors, tests/connectors/test_hostile_input.py)."""
     return {r.id for r in contract_rules(load_contract(feed)).row_rules if not r.structural}
 
 

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from testkit import PG_ADMIN_URL, need_pg
 
 from deployments.processes import descendants, ours, read_pid
 from deployments.serve_setup import ServeError, pg_databases
 from fundx.core.process import alive
 
 REPO = Path(__file__).resolve().parents[2]
-PG_ADMIN_URL = os.environ.get("FUNDX_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 FEED, STAGE = "justice.prisoners", "custody_matching"  # the sandbox's smallest feed that has rows
 
 
@@ -35,25 +35,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _pg_problem() -> str | None:
-    try:
-        engine = sa.create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 3}, poolclass=sa.pool.NullPool)
-        with engine.connect() as conn:
-            conn.execute(sa.text("select 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure means: no server to serve on
-        return type(exc).__name__
-    return None
-
-
-def _need_pg() -> None:
-    problem = _pg_problem()
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is not reachable in CI ({problem})")
-        pytest.skip(f"PostgreSQL at {PG_ADMIN_URL.split('@')[-1]} is not reachable ({problem}); start it, or set "
-                    f"FUNDX_TEST_PG_URL")
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
@@ -85,7 +66,7 @@ def test_an_unreachable_server_is_named_with_its_setting_and_nothing_starts(tmp_
 
 @pytest.mark.postgres
 def test_an_unknown_user_is_named_with_its_setting(tmp_path):
-    _need_pg()
+    need_pg()
     env = _clean_env(FUNDX_HOME=str(tmp_path / "var"), FUNDX_SERVE_PORT=str(_free_port()),
                      FUNDX_SERVE_PG_URL="postgresql://fundx_no_such_role@127.0.0.1:5432/postgres")
     done = _run(env, "start", "--postgres", timeout=60)
@@ -166,7 +147,7 @@ class Watcher:
 @pytest.mark.prefect
 @pytest.mark.postgres
 def test_serve_pg_runs_two_workers_on_postgresql_and_a_feed_lands_in_the_postgresql_ledger(tmp_path):
-    _need_pg()
+    need_pg()
     from sandbox.agencies import Sandbox
 
     suffix = uuid.uuid4().hex[:10]

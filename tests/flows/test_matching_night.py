@@ -21,10 +21,8 @@ NIGHT = date(2026, 11, 23)
 
 
 @pytest.fixture(scope="module")
-def sandbox(run_dir):
-    from sandbox.agencies import Sandbox
-
-    with Sandbox(run_dir / "agencies-matching", people=5000) as sb:
+def sandbox(sandbox_factory):
+    with sandbox_factory("matching", people=5000) as sb:
         yield sb
 
 

@@ -24,10 +24,8 @@ STAGES = {feed: registry().stage_of(feed) for feed in FEEDS}
 
 
 @pytest.fixture(scope="module")
-def sandbox(run_dir):
-    from sandbox.agencies import Sandbox
-
-    with Sandbox(run_dir / "agencies-night", people=3000, stall_seconds=2.0) as sb:
+def sandbox(sandbox_factory):
+    with sandbox_factory("night", people=3000, stall_seconds=2.0) as sb:
         yield sb
 
 

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from testkit import pg_databases
 
 from connectors.base import Repeats
 from fundx.core.settings import reload_settings
@@ -35,7 +36,6 @@ ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 V010_SQLITE = FIXTURES / "v010-ledger.db"
 V010_PG = FIXTURES / "v010-ledger.pg.sql"
-PG_ADMIN_URL = os.environ.get("FUNDX_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 #: the rows fundx 0.1.0 wrote into the fixtures, per table (make_v010_fixture.py: two nights, decisions, ...)
 V010_ROWS = {"runs": 2, "pulls": 16, "watermarks": 8, "deliveries": 14, "acks": 14, "quarantines": 7,
              "rule_failures": 45, "decisions": 2, "pull_figures": 4, "breaches": 13, "orders": 29, "audit": 102,
@@ -46,43 +46,14 @@ REPEATS = ("repeats_identical", "repeats_superseded", "repeats_conflicting")
 # --- databases -----------------------------------------------------------------------------------
 
 
-def _pg_problem() -> str | None:
-    try:
-        engine = sa.create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 3}, poolclass=sa.pool.NullPool)
-        with engine.connect() as conn:
-            conn.execute(sa.text("select 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure means: no server to test against
-        return type(exc).__name__
-    return None
-
-
 @pytest.fixture
 def new_database(request, tmp_path) -> Iterator[Callable[[], str]]:
     """Makes empty databases of this test's own: SQLite files, or PostgreSQL databases dropped at the end."""
-    backend = request.param
-    made: list[str] = []
-    if backend == "postgresql":
-        problem = _pg_problem()
-        if problem:
-            if os.environ.get("CI"):
-                pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is not reachable in CI ({problem})")
-            pytest.skip(f"PostgreSQL at {PG_ADMIN_URL.split('@')[-1]} is not reachable ({problem})")
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-
-    def make() -> str:
-        name = f"fundx_mig_{uuid.uuid4().hex[:10]}"
-        if backend == "sqlite":
-            return f"sqlite:///{tmp_path / f'{name}.db'}"
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        made.append(name)
-        return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-
-    yield make
-    with admin.connect() as conn:
-        for name in made:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    if request.param == "sqlite":
+        yield lambda: f"sqlite:///{tmp_path / f'fundx_mig_{uuid.uuid4().hex[:10]}.db'}"
+        return
+    with pg_databases("fundx_mig") as make:
+        yield make
 
 
 BACKENDS = pytest.mark.parametrize("new_database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
@@ -439,10 +410,8 @@ def test_a_pull_records_its_repeats(ledger):
 
 
 @pytest.fixture(scope="module")
-def sandbox(run_dir):
-    from sandbox.agencies import Sandbox
-
-    with Sandbox(run_dir / "agencies-ledger", people=1000, stall_seconds=2.0) as sb:
+def sandbox(sandbox_factory):
+    with sandbox_factory("ledger", people=1000, stall_seconds=2.0) as sb:
         yield sb
 
 

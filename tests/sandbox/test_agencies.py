@@ -51,8 +51,8 @@ def city():
 
 
 @pytest.fixture(scope="session")
-def sb(city, tmp_path_factory) -> Iterator[Sandbox]:
-    with Sandbox(tmp_path_factory.mktemp("agencies"), city=city, stall_seconds=STALL) as sandbox:
+def sb(city, sandbox_factory) -> Iterator[Sandbox]:
+    with sandbox_factory("agencies", city=city, stall_seconds=STALL) as sandbox:
         yield sandbox
 
 

@@ -80,7 +80,7 @@ def drop_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def sandbox(drop_folder):
-    """No agencies: the religious-affairs drop folder is all this module needs (tests/flows/conftest.py)."""
+    """No agencies: the religious-affairs drop folder is all this module needs (tests/conftest.py)."""
     return SimpleNamespace(env={"FUNDX_RELIGIOUS_AFFAIRS_DROP": str(drop_folder)})
 
 

@@ -1,4 +1,4 @@
-"""Fixtures for the sealing tests: one development PKI per run, a Parquet payload, manifests."""
+"""Fixtures for the sealing tests: a Parquet payload (the run's PKI is tests/conftest.py's), manifests."""
 
 from __future__ import annotations
 
@@ -8,15 +8,9 @@ from dataclasses import replace
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from seal_helpers import MARKER_ID, Pki, make_pki
+from testkit import MARKER_ID
 
 from fundx.crypto.manifest import Manifest, content_digest
-
-
-@pytest.fixture(scope="session")
-def pki(tmp_path_factory) -> Pki:
-    """Shared by tests that do not change it (revocations are made in memory, not in its CRL)."""
-    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="session")

@@ -26,12 +26,10 @@ PEOPLE = 5_000
 _shared: dict[str, Any] = {}
 
 
-def shared_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def shared_sandbox(sandbox_factory: Any) -> Any:
     """The one sandbox of this test session for the conformance tests (started on first use)."""
     if "sandbox" not in _shared:
-        from sandbox.agencies import Sandbox
-
-        _shared["sandbox"] = Sandbox(tmp_path_factory.mktemp("conformance-agencies"), people=PEOPLE).start()
+        _shared["sandbox"] = sandbox_factory("conformance", people=PEOPLE).start()
     return _shared["sandbox"]
 
 
@@ -43,9 +41,9 @@ def stop_shared_sandbox() -> None:
 
 
 @pytest.fixture(scope="session")
-def conformance_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def conformance_sandbox(sandbox_factory: Any) -> Iterator[Any]:
     """The session's sandbox agencies for the conformance suite (endpoints in ``sandbox.env``, not os.environ)."""
-    yield shared_sandbox(tmp_path_factory)
+    yield shared_sandbox(sandbox_factory)
     stop_shared_sandbox()
 
 

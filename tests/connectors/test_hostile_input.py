@@ -614,7 +614,7 @@ def test_xlsx_broken_workbook_is_a_data_error(drops, mangle):
     ],
 )
 def test_file_drop_config_naming_a_path_outside_the_folder_is_refused(tmp_path, key, value):
-    text = (Path(__file__).parents[1] / "connectors" / "feeds" / f"{CSV_FEED}.yaml").read_text(encoding="utf-8")
+    text = (Path(__file__).parents[2] / "connectors" / "feeds" / f"{CSV_FEED}.yaml").read_text(encoding="utf-8")
     lines = [f'  {key}: "{value}"' if line.strip().startswith(f"{key}:") else line for line in text.splitlines()]
     path = tmp_path / f"{CSV_FEED}.yaml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import stat
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from asn1crypto import algos
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from testkit import Pki
 from typer.testing import CliRunner
 
 from fundx.core.errors import (
@@ -32,8 +33,8 @@ from fundx.core.errors import (
 from fundx.core.timeutil import Window
 from fundx.crypto import cms
 from fundx.crypto import opening as sealing
-from fundx.crypto.certificates import Certificate, PrivateKey, validate_certificate
-from fundx.crypto.keys import KeyPaths, KeySettings, KeyStore
+from fundx.crypto.certificates import validate_certificate
+from fundx.crypto.keys import KeySettings, KeyStore
 from fundx.crypto.manifest import Manifest, content_digest
 from fundx.crypto.opening import open_sealed
 from fundx.crypto.pki import (
@@ -54,33 +55,6 @@ DEATH, CUSTODY = "death_matching", "custody_matching"
 NOW = lambda: datetime.now(UTC)  # noqa: E731
 
 
-@dataclass(frozen=True)
-class Pki:
-    paths: KeyPaths
-    store: KeyStore
-    ca: Certificate
-    ca_key: PrivateKey
-    crl: x509.CertificateRevocationList
-    signer_key: PrivateKey
-    signer_cert: Certificate
-    death: tuple[PrivateKey, Certificate]
-    custody: tuple[PrivateKey, Certificate]
-
-
-def _load_key(path: Path) -> PrivateKey:
-    return serialization.load_pem_private_key(path.read_bytes(), password=None)  # type: ignore[return-value]
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory) -> Pki:
-    """A development PKI of its own (two stages), loaded the way the exchange and the stages load it."""
-    paths = init_keys(tmp_path_factory.mktemp("hygiene-pki"), (DEATH, CUSTODY))
-    store = KeyStore(KeySettings(dir=paths.dir))
-    key, cert = store.exchange_signer()
-    return Pki(paths, store, store.ca(), _load_key(paths.ca_key), store.crl(), key, cert,
-               store.stage_keys(DEATH)[0], store.stage_keys(CUSTODY)[0])
-
-
 @pytest.fixture(scope="module")
 def payload() -> bytes:
     sink = io.BytesIO()
@@ -99,11 +73,11 @@ def _manifest(payload: bytes, **changes) -> Manifest:
 def _seal(pki: Pki, payload: bytes, manifest: Manifest | None = None, *, signer=None, to=None) -> bytes:
     key, cert = signer or (pki.signer_key, pki.signer_cert)
     return seal(payload, manifest or _manifest(payload), signer_key=key, signer_cert=cert,
-                recipients=to or [pki.death[1]])
+                recipients=to or [pki.stage(DEATH)[1]])
 
 
 def _open(pki: Pki, data: bytes, *, stage=None, crl=None, **expect):
-    key, cert = stage or pki.death
+    key, cert = stage or pki.stage(DEATH)
     return open_sealed(data, recipient_key=key, recipient_cert=cert, trusted_ca=pki.ca,
                        crl=pki.crl if crl is None else crl, expect=expect or None)
 
@@ -143,7 +117,7 @@ def _nonce_and_key(pki: Pki, data: bytes) -> tuple[bytes, bytes]:
     algorithm = algos.EncryptionAlgorithm.load(envelope.algorithm)
     assert algorithm["algorithm"].native == "aes256_gcm"
     nonce = cms.GcmParameters.load(algorithm["parameters"].dump())["aes_nonce"].native
-    content_key = sealing._content_key(envelope, pki.death[0], pki.death[1], "test")
+    content_key = sealing._content_key(envelope, pki.stage(DEATH)[0], pki.stage(DEATH)[1], "test")
     assert len(nonce) == 12 and len(content_key) == 32
     return nonce, content_key
 
@@ -156,7 +130,7 @@ def test_no_nonce_or_content_key_is_used_twice_over_many_parts(pki, payload, tmp
     files = seal_parts(inbox, DEATH, [payload] * 50, batch_id="police.deaths-20261122-0002", feed="police.deaths",
                        window=window, digest=content_digest(payload), rows=50, contract_version="1.0.0",
                        created_at="2026-11-22T02:00:05+08:00", signer_key=pki.signer_key,
-                       signer_cert=pki.signer_cert, recipients=[pki.death[1]])
+                       signer_cert=pki.signer_cert, recipients=[pki.stage(DEATH)[1]])
     folder = Path(inbox.where(DEATH, "police.deaths-20261122-0002"))
     assert _mode(folder) == 0o700 and all(_mode(folder / f.name) == 0o600 for f in files)
     parts += [(folder / f.name).read_bytes() for f in files]
@@ -230,7 +204,7 @@ def bad(pki):
 
 def test_the_good_certificates_pass(pki):
     validate_certificate(pki.signer_cert, pki.ca, pki.crl, usage="signing")
-    validate_certificate(pki.death[1], pki.ca, pki.crl, usage="encryption")
+    validate_certificate(pki.stage(DEATH)[1], pki.ca, pki.crl, usage="encryption")
 
 
 @pytest.mark.parametrize(("case", "usage", "crl", "reason"), [
@@ -245,7 +219,7 @@ def test_the_good_certificates_pass(pki):
     ("signing_cert", "signing", "crl_foreign", "CRL is not signed by the trusted CA"),
 ])
 def test_validate_certificate_refuses(pki, bad, case, usage, crl, reason):
-    cert = {"signing_cert": pki.signer_cert, "encryption_cert": pki.death[1], "ca_cert": pki.ca}.get(case)
+    cert = {"signing_cert": pki.signer_cert, "encryption_cert": pki.stage(DEATH)[1], "ca_cert": pki.ca}.get(case)
     cert = cert or bad[case][1]
     with pytest.raises(CertificateError, match=reason):
         validate_certificate(cert, pki.ca, bad[crl] if crl else pki.crl, usage=usage)
@@ -270,7 +244,7 @@ def test_the_validity_period_is_checked_at_the_given_time(pki):
     ("encryption_cert", None, CertificateError, "does not allow signing"),
 ])
 def test_open_sealed_refuses_a_part_from_the_wrong_signer(pki, bad, payload, case, crl, error, reason):
-    signer = {"exchange": (pki.signer_key, pki.signer_cert), "encryption_cert": pki.death}.get(case) or bad[case]
+    signer = {"exchange": (pki.signer_key, pki.signer_cert), "encryption_cert": pki.stage(DEATH)}.get(case) or bad[case]
     data = _seal(pki, payload, signer=signer)
     with pytest.raises(error, match=reason) as refused:
         _open(pki, data, crl=bad[crl] if crl else None)
@@ -420,16 +394,16 @@ def test_bytes_appended_to_a_part_are_refused(pki, part):
 
 def test_a_part_for_another_stage_does_not_open(pki, part):
     with pytest.raises(WrongRecipientError):
-        _open(pki, part, stage=pki.custody)
+        _open(pki, part, stage=pki.stage(CUSTODY))
 
 
 def test_a_part_re_addressed_to_another_stage_is_refused(pki, payload):
     """The signed content of a part for death_matching, encrypted to custody_matching instead (what
     someone who could open one stage's part and re-encrypt it would make): the signed manifest still
     names death_matching, so custody_matching refuses it."""
-    readdressed = _seal(pki, payload, _manifest(payload, recipient=DEATH), to=[pki.custody[1]])
+    readdressed = _seal(pki, payload, _manifest(payload, recipient=DEATH), to=[pki.stage(CUSTODY)[1]])
     with pytest.raises(ManifestError, match="sealed for stage 'death_matching', not 'custody_matching'"):
-        _open(pki, readdressed, stage=pki.custody)
+        _open(pki, readdressed, stage=pki.stage(CUSTODY))
     with pytest.raises(ManifestError, match="batch_id"):  # and a part replayed under another batch or night
         _open(pki, _seal(pki, payload), batch_id="police.deaths-20261123-0001")
 

@@ -36,10 +36,8 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def sandbox(run_dir):
-    from sandbox.agencies import Sandbox
-
-    with Sandbox(run_dir / "agencies-quarantine", people=10_000) as sb:
+def sandbox(sandbox_factory):
+    with sandbox_factory("quarantine", people=10_000) as sb:
         yield sb
 
 

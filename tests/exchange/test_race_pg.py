@@ -22,7 +22,6 @@ import selectors
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -44,7 +43,6 @@ from fundx.stage import Stage
 pytestmark = pytest.mark.postgres
 
 ROOT = Path(__file__).resolve().parents[2]
-PG_ADMIN_URL = os.environ.get("FUNDX_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 END = "2026-11-23T00:00:00+08:00"
 FEED, STAGE = "police.deaths", "death_matching"
 #: every feed of the feed configs -> the stage it delivers to
@@ -54,42 +52,15 @@ FEEDS = {feed: registry().stage_of(feed) for feed in registry().names}
 # --- fixtures ----------------------------------------------------------------------------------
 
 
-def _reachable() -> str | None:
-    try:
-        engine = sa.create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 3}, poolclass=sa.pool.NullPool)
-        with engine.connect() as conn:
-            conn.execute(sa.text("select 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure means: no server to race on
-        return type(exc).__name__
-    return None
-
-
 @pytest.fixture
-def pg_ledger_url():
+def pg_ledger_url(new_pg_database):
     """A new, empty PostgreSQL database for this test only (no tables: the racing processes make them)."""
-    problem = _reachable()
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is not reachable in CI ({problem})")
-        pytest.skip(f"PostgreSQL at {PG_ADMIN_URL.split('@')[-1]} is not reachable ({problem}); "
-                    f"start it, or set FUNDX_TEST_PG_URL")
-    name = f"fundx_race_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    return new_pg_database()
 
 
 @pytest.fixture(scope="module")
-def sandbox(run_dir):
-    from sandbox.agencies import Sandbox
-
-    with Sandbox(run_dir / "agencies-race", people=3000, stall_seconds=2.0) as sb:
+def sandbox(sandbox_factory):
+    with sandbox_factory("race", people=3000, stall_seconds=2.0) as sb:
         yield sb
 
 

@@ -26,7 +26,7 @@ from fundx.core.settings import reload_settings
 from fundx.core.timeutil import aware
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "connectors" / "conformance"))
+sys.path.insert(0, str(ROOT / "tests" / "onboarding" / "conformance"))
 
 from conformance_suite import cases, fresh_context  # noqa: E402
 
@@ -186,13 +186,11 @@ def nine(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def sandbox(nine, run_dir):
+def sandbox(nine, sandbox_factory):
     """The sandbox of the nine feeds (a small city: every feed has rows)."""
-    from sandbox.agencies import Sandbox
-
     with pytest.MonkeyPatch.context() as mp:  # the folders while it starts; it serves what it read then
         point_at(mp, *nine)
-        sb = Sandbox(run_dir / "agencies-onboarding", people=1000, stall_seconds=2.0).start()
+        sb = sandbox_factory("onboarding", people=1000, stall_seconds=2.0).start()
     reload_settings()
     try:
         yield sb

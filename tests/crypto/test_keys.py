@@ -11,7 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from seal_helpers import make_pki
+from testkit import make_pki
 
 from connectors.registry import registry
 from fundx.core.errors import CertificateError, ConfigurationError

@@ -1,5 +1,5 @@
 """The monthly SLA scorecard on the ledger (SQLite and PostgreSQL), from a month of nights built as
-tests/test_monitor.py builds them, judged by the real monitor with a controllable clock: late, missing,
+tests/sla/test_monitor.py builds them, judged by the real monitor with a controllable clock: late, missing,
 failed, held and quarantined nights, a night the exchange did not run and a slow night; the figures
 are asserted exactly, and the JSON and the PNG carry nothing shaped like an identity number."""
 

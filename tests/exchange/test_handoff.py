@@ -46,10 +46,8 @@ needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="the 
 
 
 @pytest.fixture(scope="module")
-def sandbox(run_dir):
-    from sandbox.agencies import Sandbox
-
-    with Sandbox(run_dir / "agencies-handoff", people=3000, stall_seconds=2.0) as sb:
+def sandbox(sandbox_factory):
+    with sandbox_factory("handoff", people=3000, stall_seconds=2.0) as sb:
         yield sb
 
 

@@ -46,10 +46,8 @@ FEEDS = {  # feed: (stage, key, rows per chunk)
 
 
 @pytest.fixture(scope="module")
-def sandbox(run_dir):
-    from sandbox.agencies import Sandbox
-
-    with Sandbox(run_dir / "agencies-stream", people=3000) as sb:
+def sandbox(sandbox_factory):
+    with sandbox_factory("stream", people=3000) as sb:
         yield sb
 
 

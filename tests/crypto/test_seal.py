@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from asn1crypto import cms as asn1cms
 from cryptography.hazmat.primitives.asymmetric import rsa
-from seal_helpers import MARKER_ID, make_pki
+from testkit import MARKER_ID, make_pki
 
 from fundx.core.errors import (
     CertificateError,

@@ -1,4 +1,4 @@
-"""Jobs for tests/test_runners.py. A module of its own on the tests' sys.path, so that the Dask worker
+"""Jobs for tests/exchange/test_runners.py. A module of its own on the tests' sys.path, so that the Dask worker
 processes (spawned with this process's sys.path) import these functions by name, as they will
 fundx.exchange.stream's: top-level functions taking one small picklable job, returning a small picklable result."""
 
