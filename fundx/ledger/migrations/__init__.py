@@ -21,6 +21,7 @@ tests then check that a ledger upgraded to it and one made new are the same.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -91,8 +92,30 @@ def status(ledger: Ledger) -> SchemaState:
         return schema_state(conn)
 
 
+#: a SQLite upgrade that met "database is locked" outside the busy timeout's reach is tried again this often
+_SQLITE_TRIES = 5
+
+
 def upgrade(ledger: Ledger, *, actor: str) -> Upgrade:
     """Bring the ledger to this fundx's head revision; nothing to do at the head already.
+
+    On SQLite, an upgrade that meets "database is locked" where the busy timeout does not wait (SQLite
+    answers at once when waiting could deadlock, e.g. while another upgrader's first connection turns
+    the file to WAL) is tried again, whole: it is one transaction, and the second try finds the ledger
+    current if the other upgrader got there first.
+    """
+    for attempt in range(1, _SQLITE_TRIES + 1):
+        try:
+            return _upgrade(ledger, actor=actor)
+        except sa.exc.OperationalError as exc:
+            if ledger.dialect != "sqlite" or "locked" not in str(exc.orig) or attempt == _SQLITE_TRIES:
+                raise
+            time.sleep(0.2 * attempt)
+    raise InternalError("unreachable")  # the loop returns or raises
+
+
+def _upgrade(ledger: Ledger, *, actor: str) -> Upgrade:
+    """:func:`upgrade`, once.
 
     Open the ledger with ``Ledger(url, create=False)``: an older ledger is refused otherwise. One
     transaction holds the schema lock (Ledger.schema_lock) and then the audit chain's head, taken before
