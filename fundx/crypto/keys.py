@@ -30,9 +30,12 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -44,6 +47,9 @@ from fundx.core.errors import CertificateError, ConfigurationError
 from fundx.crypto.certificates import CRL, Certificate, PrivateKey, common_name, validate_certificate
 
 log = logging.getLogger(__name__)
+
+_Pair = TypeVar("_Pair")
+_PAIR_TRIES = 5
 
 #: bytes of the office's HMAC match key: `fundx keys init` writes this many, a configured key has at least as many
 MATCH_KEY_BYTES = 32
@@ -231,6 +237,9 @@ class KeySettings(BaseSettings):
     match_key: str | None = Field(
         None, description="the office's HMAC key for pseudonymised matching (32 bytes, raw or base64 text)"
     )
+    expiry_warning_days: int = Field(
+        30, ge=0, description="the SLA monitor warns this many days before a certificate or the CRL runs out"
+    )
 
     @property
     def production(self) -> bool:
@@ -260,14 +269,22 @@ class KeyStore:
         return load_certificate(self.settings.exchange_cert or self.paths.exchange_cert,
                                 setting="FUNDX_KEYS_EXCHANGE_CERT")
 
+    def stage_signer_certificate(self, stage: str) -> Certificate:
+        """The certificate a stage signs its acknowledgements with (public; unchecked)."""
+        return load_certificate(self.settings.stage_signer_certs.get(stage) or self.paths.signer_cert(stage),
+                                setting=f"FUNDX_KEYS_STAGE_SIGNER_CERTS[{stage}]")
+
     def stage_signer(self, stage: str) -> tuple[PrivateKey, Certificate]:
         """The stage side: the key and certificate that sign the stage's acknowledgements, checked usable now."""
-        cert = load_certificate(self.settings.stage_signer_certs.get(stage) or self.paths.signer_cert(stage),
-                                setting=f"FUNDX_KEYS_STAGE_SIGNER_CERTS[{stage}]")
-        key = load_private_key(self.settings.stage_signer_keys.get(stage) or self.paths.signer_key(stage),
-                               setting=f"FUNDX_KEYS_STAGE_SIGNER_KEYS[{stage}]")
-        if not _same_public_key(key, cert):
-            raise ConfigurationError(f"stage {stage}: the acknowledgement-signing key does not belong to its certificate")
+        def pair() -> tuple[PrivateKey, Certificate]:
+            cert = self.stage_signer_certificate(stage)
+            key = load_private_key(self.settings.stage_signer_keys.get(stage) or self.paths.signer_key(stage),
+                                   setting=f"FUNDX_KEYS_STAGE_SIGNER_KEYS[{stage}]")
+            if not _same_public_key(key, cert):
+                raise ConfigurationError(f"stage {stage}: the acknowledgement-signing key does not belong to its certificate")
+            return key, cert
+
+        key, cert = _pair_settled(pair)
         if common_name(cert) != stage:
             raise ConfigurationError(
                 f"stage {stage}: the acknowledgement-signing certificate is issued to CN={common_name(cert)!r}",
@@ -294,12 +311,15 @@ class KeyStore:
 
     def exchange_signer(self) -> tuple[PrivateKey, Certificate]:
         """The exchange's signing key and certificate, checked to belong together and to be usable now."""
-        cert = load_certificate(self.settings.exchange_cert or self.paths.exchange_cert,
-                                setting="FUNDX_KEYS_EXCHANGE_CERT")
-        key = load_private_key(self.settings.exchange_key or self.paths.exchange_key,
-                               setting="FUNDX_KEYS_EXCHANGE_KEY", password=self.settings.exchange_key_password)
-        if not _same_public_key(key, cert):
-            raise ConfigurationError("FUNDX_KEYS_EXCHANGE_KEY does not belong to FUNDX_KEYS_EXCHANGE_CERT")
+        def pair() -> tuple[PrivateKey, Certificate]:
+            cert = self.exchange_certificate()
+            key = load_private_key(self.settings.exchange_key or self.paths.exchange_key,
+                                   setting="FUNDX_KEYS_EXCHANGE_KEY", password=self.settings.exchange_key_password)
+            if not _same_public_key(key, cert):
+                raise ConfigurationError("FUNDX_KEYS_EXCHANGE_KEY does not belong to FUNDX_KEYS_EXCHANGE_CERT")
+            return key, cert
+
+        key, cert = _pair_settled(pair)
         validate_certificate(cert, self.ca(), self.crl(), usage="signing")
         return key, cert
 
@@ -309,7 +329,8 @@ class KeyStore:
             certs = load_certificates(self.settings.stage_certs[stage], setting=f"FUNDX_KEYS_STAGE_CERTS[{stage}]")
         else:
             certs = [read_certificate(p) for p in self.paths.stage_certs(stage)]
-        return sorted(certs, key=lambda c: (c.not_valid_before_utc, c.serial_number))
+        unique = {(c.issuer.public_bytes(), c.serial_number): c for c in certs}  # a rotation copies one for a moment
+        return sorted(unique.values(), key=lambda c: (c.not_valid_before_utc, c.serial_number))
 
     def recipient_certificates(self, stage: str, *, at: datetime | None = None) -> list[Certificate]:
         """The certificates to encrypt a stage's parts to: every current one that is valid at ``at``.
@@ -358,6 +379,19 @@ class KeyStore:
                 raise ConfigurationError(f"stage {stage}: a private key has no matching certificate")
             pairs.append((key, match))
         return pairs
+
+
+def _pair_settled(load: Callable[[], _Pair]) -> _Pair:
+    """``load()``, again a few times while ``fundx keys rotate`` replaces the key and its certificate (one
+    file after the other, so for an instant they do not belong together); the last failure is raised."""
+    for attempt in range(_PAIR_TRIES):
+        try:
+            return load()
+        except (ConfigurationError, OSError):
+            if attempt == _PAIR_TRIES - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _same_public_key(key: PrivateKey, cert: Certificate) -> bool:

@@ -314,7 +314,10 @@ def add_stage_certificate(stage: str, label: str = "next", *, home: Path | None 
 
 
 def retire_stage_certificate(stage: str, label: str | None = None, *, home: Path | None = None) -> Path:
-    """Stop encrypting to one of a stage's certificates; its files move to ``retired/`` (to open old parts)."""
+    """Stop encrypting to one of a stage's certificates; its files move to ``retired/`` (to open old parts).
+
+    Copied first, removed after (the certificate, then its key): at every moment the stage finds the
+    key of every part sealed to it, current or retired, so a night that runs meanwhile loses nothing."""
     paths = KeyPaths.under(home)
     cert_path, key_path = paths.stage_cert(stage, label), paths.stage_key(stage, label)
     if not cert_path.exists():
@@ -323,10 +326,11 @@ def retire_stage_certificate(stage: str, label: str | None = None, *, home: Path
     paths.retired_dir.mkdir(mode=0o700, exist_ok=True)
     target = paths.retired_cert(stage, label, serial)
     if key_path.exists():
-        os.replace(key_path, target.with_suffix(".key"))
-    os.replace(cert_path, target)
+        write_file_atomic(target.with_suffix(".key"), key_path.read_bytes(), _PRIVATE_MODE)
+    write_file_atomic(target, cert_path.read_bytes(), _PUBLIC_MODE)
+    cert_path.unlink()
+    key_path.unlink(missing_ok=True)
     fsync_dir(paths.stages_dir)
-    fsync_dir(paths.retired_dir)
     return target
 
 
