@@ -47,6 +47,13 @@ def _home():  # type: ignore[no-untyped-def]
     return get_settings().home
 
 
+def _paths():  # type: ignore[no-untyped-def]
+    """The key folder rotate and revoke work on: FUNDX_KEYS_DIR, else FUNDX_HOME/keys."""
+    from fundx.crypto.keys import KeyStore
+
+    return KeyStore(home=_home()).paths
+
+
 @keys_app.command("list")
 def keys_list(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
@@ -92,7 +99,7 @@ def keys_rotate(
     from fundx.ledger import Ledger
 
     try:
-        done = rotate(which, signer=signer, home=_home(), days=days)
+        done = rotate(which, signer=signer, home=_paths(), days=days)
     except FundxError as exc:
         fail(exc)
     Ledger.from_settings().log_event("keys.rotate", f"{done.role}:{done.which}", {
@@ -121,7 +128,7 @@ def keys_revoke(
     from fundx.ledger import Ledger
 
     try:
-        cert, crl = revoke(which, signer=signer, serial=serial, home=_home())
+        cert, crl = revoke(which, signer=signer, serial=serial, home=_paths())
     except FundxError as exc:
         fail(exc)
     serial_hex = format(cert.serial_number, "x")

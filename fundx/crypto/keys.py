@@ -355,7 +355,11 @@ class KeyStore:
                 continue
             usable.append(cert)
         if not usable:
-            raise CertificateError(f"stage {stage} has no usable encryption certificate: {'; '.join(reasons)}")
+            raise CertificateError(
+                f"stage {stage} has no usable encryption certificate: {'; '.join(reasons)}",
+                action=f"nothing was sealed for it and its rows wait (the watermark stays): give stage {stage} a valid "
+                       f"certificate (development: fundx keys rotate {stage}; production: FUNDX_KEYS_STAGE_CERTS)",
+            )
         return usable
 
     def stage_keys(self, stage: str) -> list[tuple[PrivateKey, Certificate]]:

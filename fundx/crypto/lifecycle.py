@@ -54,6 +54,7 @@ from fundx.crypto.pki import (
     _write_pair,
     add_stage_certificate,
     issue_certificate,
+    key_paths,
     new_private_key,
     retire_stage_certificate,
     revoke_certificate,
@@ -180,9 +181,9 @@ def _need_ca(paths: KeyPaths) -> tuple[object, Certificate]:
     return _read_key(paths.ca_key), read_certificate(paths.ca_cert)
 
 
-def rotate_stage(stage: str, *, home: Path | None = None, days: int = DEFAULT_DAYS) -> Rotated:
+def rotate_stage(stage: str, *, home: Path | KeyPaths | None = None, days: int = DEFAULT_DAYS) -> Rotated:
     """Renew a recipient's encryption certificate; the old key goes to ``retired/`` (see the module doc)."""
-    paths = KeyPaths.under(home)
+    paths = key_paths(home)
     base, nxt = paths.stage_cert(stage), paths.stage_cert(stage, _NEXT)
     if not base.exists() and not nxt.exists():
         raise ConfigurationError(f"stage {stage} has no encryption certificate in {paths.stages_dir}",
@@ -190,8 +191,8 @@ def rotate_stage(stage: str, *, home: Path | None = None, days: int = DEFAULT_DA
     _need_ca(paths)
     old_serial = format(read_certificate(base).serial_number, "x") if base.exists() else None
     if not nxt.exists():  # else a rotation was interrupted after its new certificate: finish that one
-        add_stage_certificate(stage, _NEXT, home=home, days=days)  # sealed to old and new from now on
-    retired = retire_stage_certificate(stage, home=home) if base.exists() else None
+        add_stage_certificate(stage, _NEXT, home=paths, days=days)  # sealed to old and new from now on
+    retired = retire_stage_certificate(stage, home=paths) if base.exists() else None
     _copy(paths.stage_key(stage, _NEXT), paths.stage_key(stage), _PRIVATE_MODE)  # key first, as everywhere
     _copy(nxt, base, _PUBLIC_MODE)  # the same certificate twice for a moment: stage_certificates drops the copy
     nxt.unlink()
@@ -218,10 +219,10 @@ def _rotate_signer(which: str, role: str, cert_path: Path, key_path: Path, commo
                    cert.not_valid_after_utc, retired)
 
 
-def rotate(which: str, *, signer: bool = False, home: Path | None = None, days: int = DEFAULT_DAYS) -> Rotated:
+def rotate(which: str, *, signer: bool = False, home: Path | KeyPaths | None = None, days: int = DEFAULT_DAYS) -> Rotated:
     """Renew one certificate of the development PKI: ``exchange`` (its signing certificate), ``crl``, or a
     recipient's encryption certificate (its acknowledgement-signing one with ``signer``)."""
-    paths = KeyPaths.under(home)
+    paths = key_paths(home)
     if days <= 0:
         raise ConfigurationError("--days must be a positive number of days")
     if which == "ca":
@@ -242,14 +243,14 @@ def rotate(which: str, *, signer: bool = False, home: Path | None = None, days: 
     if signer:
         return _rotate_signer(which, "ack-signing", paths.signer_cert(which), paths.signer_key(which), which,
                               "stage", paths=paths, days=days)
-    return rotate_stage(which, home=home, days=days)
+    return rotate_stage(which, home=paths, days=days)
 
 
-def revoke(which: str, *, signer: bool = False, serial: str | None = None, home: Path | None = None,
+def revoke(which: str, *, signer: bool = False, serial: str | None = None, home: Path | KeyPaths | None = None,
            at: datetime | None = None) -> tuple[Certificate, Path]:
     """List one certificate in the development CRL: ``exchange``'s, or a recipient's current encryption
     certificate (its acknowledgement signer with ``signer``; one of several by ``serial``, hex)."""
-    paths = KeyPaths.under(home)
+    paths = key_paths(home)
     _need_ca(paths)
     if which in ("ca", "crl"):
         raise ConfigurationError(f"{which} cannot be revoked", action="revoke an exchange or stage certificate")
@@ -273,5 +274,5 @@ def revoke(which: str, *, signer: bool = False, serial: str | None = None, home:
         serials = ", ".join(format(c.serial_number, "x") for c in certs)
         raise ConfigurationError(f"{which} has {len(certs)} current certificates ({serials})",
                                  action="name the one to revoke with --serial")
-    return certs[0], revoke_certificate(certs[0], home=home, at=at or _utcnow())
+    return certs[0], revoke_certificate(certs[0], home=paths, at=at or _utcnow())
 
