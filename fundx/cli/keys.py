@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from fundx.cli.common import console, fail
+
+if TYPE_CHECKING:
+    from fundx.crypto.keys import KeyPaths
 
 keys_app = typer.Typer(help="Keys and X.509 certificates (a development PKI under FUNDX_HOME/keys).", no_args_is_help=True)
 
@@ -41,13 +45,13 @@ def keys_init(
 _WHICH = "exchange, crl, or a stage's name (also stewards, investigators)"
 
 
-def _home():  # type: ignore[no-untyped-def]
+def _home() -> Path:
     from fundx.core.settings import get_settings
 
     return get_settings().home
 
 
-def _paths():  # type: ignore[no-untyped-def]
+def _paths() -> KeyPaths:
     """The key folder rotate and revoke work on: FUNDX_KEYS_DIR, else FUNDX_HOME/keys."""
     from fundx.crypto.keys import KeyStore
 

@@ -40,7 +40,7 @@ from cryptography import x509
 
 from fundx.core.errors import CertificateError, ConfigurationError
 from fundx.core.files import fsync_dir, write_file_atomic
-from fundx.crypto.certificates import CRL, Certificate, common_name
+from fundx.crypto.certificates import CRL, Certificate, PrivateKey, common_name
 from fundx.crypto.keys import KeyPaths, KeyStore, read_certificate
 from fundx.crypto.pki import (
     _PRIVATE_MODE,
@@ -172,7 +172,7 @@ def _copy(src: Path, dst: Path, mode: int) -> None:
     write_file_atomic(dst, src.read_bytes(), mode)
 
 
-def _need_ca(paths: KeyPaths) -> tuple[object, Certificate]:
+def _need_ca(paths: KeyPaths) -> tuple[PrivateKey, Certificate]:
     if not paths.ca_key.exists():
         raise ConfigurationError(
             f"{paths.ca_key} is not on this machine, so no certificate can be issued here",
@@ -212,7 +212,7 @@ def _rotate_signer(which: str, role: str, cert_path: Path, key_path: Path, commo
         retired.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         _copy(cert_path, retired, _PUBLIC_MODE)
     key = new_private_key("signing")
-    cert = issue_certificate(ca_key, ca_cert, common_name=common, usage="signing",  # type: ignore[arg-type]
+    cert = issue_certificate(ca_key, ca_cert, common_name=common, usage="signing",
                              public_key=key.public_key(), days=days, unit=unit)
     _write_pair(cert_path, key_path, key, cert)  # a reader in between retries (KeyStore reads the pair again)
     return Rotated(which, role, format(old.serial_number, "x") if old else None, format(cert.serial_number, "x"),
@@ -233,7 +233,7 @@ def rotate(which: str, *, signer: bool = False, home: Path | KeyPaths | None = N
     if which == "crl":
         ca_key, ca_cert = _need_ca(paths)
         old = x509.load_pem_x509_crl(paths.crl.read_bytes()) if paths.crl.exists() else None
-        crl = _write_crl(paths, ca_key, ca_cert, old, days=days)  # type: ignore[arg-type]
+        crl = _write_crl(paths, ca_key, ca_cert, old, days=days)
         assert crl.next_update_utc is not None
         return Rotated("crl", "crl", None, str(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number),
                        crl.next_update_utc)

@@ -31,7 +31,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from contracts.sla.findings import FeedNight, Finding, NightRun, Outcome, evaluate, transitions
-from contracts.sla.policy import FeedSla, all_slas
+from contracts.sla.policy import FeedSla, Severity, all_slas
 from fundx.core.timeutil import SHANGHAI, UTC
 from fundx.core.timeutil import now as clock_now
 from fundx.ledger import Ledger
@@ -174,7 +174,7 @@ def certificate_findings(day: date, *, now: datetime, store: Any = None, warn_da
             observed = f"next update due {ends} (in {left} days)"
         else:
             observed = f"valid until {ends} ({left} days left)"
-        severity = "critical" if left <= CRITICAL_DAYS else "warning"
+        severity: Severity = "critical" if left <= CRITICAL_DAYS else "warning"
         found.append(Finding(day, held.label[:128], CERT_RULE, severity, f"more than {warn} days left", observed,
                              left < warn))
     return found

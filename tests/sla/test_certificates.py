@@ -116,8 +116,8 @@ def test_the_warning_days_come_from_the_setting(tmp_path, monkeypatch):
 
 
 def test_a_rotating_stage_counts_by_its_longest_lasting_certificate_and_a_revoked_one_not_at_all(tmp_path):
-    from fundx.crypto.pki import add_stage_certificate, revoke_certificate
     from fundx.crypto.keys import read_certificate
+    from fundx.crypto.pki import add_stage_certificate, revoke_certificate
 
     paths = init_keys(tmp_path, stages=(STAGE,), days=10)
     add_stage_certificate(STAGE, "next", home=paths, days=400)  # mid-rotation: old (10 days) and new
