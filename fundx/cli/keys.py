@@ -67,16 +67,21 @@ def keys_list(
     import json
     from datetime import UTC, datetime
 
+    from fundx.core.errors import FundxError
     from fundx.crypto.keys import KeySettings, KeyStore
     from fundx.crypto.lifecycle import held_certificates
 
     settings = KeySettings()
     store = KeyStore(settings, home=_home())
+    try:
+        store.ca()
+    except FundxError as exc:
+        fail(exc)
     now = datetime.now(UTC)
     held = held_certificates(store)
     if as_json:
         print(json.dumps([{"role": h.role, "name": h.name, "serial": h.serial, "not_after": h.not_after.isoformat(),
-                           "days_left": h.days_left(now)} for h in held], indent=2))
+                           "days_left": h.days_left(now), "revoked": h.revoked} for h in held], indent=2))
         return
     table = Table(title=f"certificates (warning {settings.expiry_warning_days} days before the end)")
     for col in ("role", "common name", "serial", "until", "days left"):
@@ -84,6 +89,8 @@ def keys_list(
     for h in held:
         left = h.days_left(now)
         shown = f"[red]{left}[/red]" if left < settings.expiry_warning_days else str(left)
+        if h.revoked:
+            shown = "[red]revoked[/red]"
         table.add_row(h.role, h.name, h.serial or "", f"{h.not_after:%Y-%m-%d}", shown)
     console.print(table)
 

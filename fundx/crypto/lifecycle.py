@@ -5,7 +5,8 @@ the CA, the CRL (its next update), the exchange's signing certificate, and per r
 stage, the stewards, the office's investigators) its encryption and acknowledgement-signing
 certificates — with the date it stops being usable; the SLA monitor warns before that date
 (:func:`fundx.sla.monitor.certificate_findings`). A role held by several current certificates (a stage
-mid-rotation) counts by the one that lasts longest: it is covered until then.
+mid-rotation) counts by the one that lasts longest: it is covered until then; a role whose every
+current certificate is revoked is listed as revoked.
 
 :func:`rotate` renews one certificate of the development PKI without stopping the night (``fundx
 keys rotate``):
@@ -78,6 +79,7 @@ class Held:
     name: str  # the subject CN (for the CRL: its issuer's CN)
     not_after: datetime  # for the CRL: its next update
     serial: str | None = None  # hex; None for the CRL
+    revoked: bool = False  # every current certificate of the role is in the CRL (this is the newest)
 
     @property
     def label(self) -> str:
@@ -114,11 +116,11 @@ def _revoked(cert: Certificate, crl: CRL | None) -> bool:
 
 
 def _held(role: str, certs: Sequence[Certificate], crl: CRL | None) -> Held | None:
-    usable = [c for c in certs if not _revoked(c, crl)]
-    if not usable:
+    if not certs:
         return None
-    best = max(usable, key=lambda c: c.not_valid_after_utc)
-    return Held(role, common_name(best), best.not_valid_after_utc, format(best.serial_number, "x"))
+    usable = [c for c in certs if not _revoked(c, crl)]
+    best = max(usable or certs, key=lambda c: c.not_valid_after_utc)
+    return Held(role, common_name(best), best.not_valid_after_utc, format(best.serial_number, "x"), not usable)
 
 
 def held_certificates(store: KeyStore | None = None, stages: Iterable[str] | None = None) -> list[Held]:
@@ -173,6 +175,9 @@ def _copy(src: Path, dst: Path, mode: int) -> None:
 
 
 def _need_ca(paths: KeyPaths) -> tuple[PrivateKey, Certificate]:
+    if not paths.ca_cert.exists():
+        raise ConfigurationError(f"there is no CA in {paths.dir}",
+                                 action="run `fundx keys init` (development), or use the CA's machine")
     if not paths.ca_key.exists():
         raise ConfigurationError(
             f"{paths.ca_key} is not on this machine, so no certificate can be issued here",

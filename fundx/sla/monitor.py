@@ -16,7 +16,8 @@ holds (:func:`fundx.crypto.lifecycle.held_certificates`: the CA, the CRL's next 
 signing certificate, every stage's, the stewards' and the office's encryption and acknowledgement-signing
 certificates) against FUNDX_KEYS_EXPIRY_WARNING_DAYS (default 30): rule ``cert_expiry``, "feed" the
 certificate's role and common name (``certificate encryption CN=death_matching``), breached when fewer
-days are left (critical from 7 days, or once expired). It is a breach like the others: opened, noticed
+days are left (critical from 7 days, once expired, or when every current certificate of the role is
+revoked). It is a breach like the others: opened, noticed
 and audited once, recovered (with a notice) when the certificate is renewed — a role is judged by its
 longest-lasting current certificate. Only roles, names, dates and days leave: never key material.
 """
@@ -168,7 +169,9 @@ def certificate_findings(day: date, *, now: datetime, store: Any = None, warn_da
     for held in held_certificates(store):
         left = held.days_left(now)
         ends = f"{held.not_after:%Y-%m-%d}"
-        if left < 0:
+        if held.revoked:
+            observed, left = "revoked: no valid certificate left", -1
+        elif left < 0:
             observed = f"expired on {ends}"
         elif held.role == "crl":
             observed = f"next update due {ends} (in {left} days)"

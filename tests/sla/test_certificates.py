@@ -115,7 +115,7 @@ def test_the_warning_days_come_from_the_setting(tmp_path, monkeypatch):
         KeySettings()
 
 
-def test_a_rotating_stage_counts_by_its_longest_lasting_certificate_and_a_revoked_one_not_at_all(tmp_path):
+def test_a_rotating_stage_counts_by_its_longest_lasting_certificate_and_one_all_revoked_is_said_so(tmp_path):
     from fundx.crypto.keys import read_certificate
     from fundx.crypto.pki import add_stage_certificate, revoke_certificate
 
@@ -127,3 +127,7 @@ def test_a_rotating_stage_counts_by_its_longest_lasting_certificate_and_a_revoke
     revoke_certificate(read_certificate(paths.stage_cert(STAGE, "next")), home=paths)
     found = {f.feed: f for f in monitor.certificate_findings(now.date(), now=now, store=_store(paths))}
     assert found[WHO].breached and "(9 days left)" in found[WHO].observed
+    revoke_certificate(read_certificate(paths.stage_cert(STAGE)), home=paths)  # none left: said so, critical
+    found = {f.feed: f for f in monitor.certificate_findings(now.date(), now=now, store=_store(paths))}
+    assert found[WHO].breached and found[WHO].observed == "revoked: no valid certificate left"
+    assert found[WHO].severity == "critical"
