@@ -326,6 +326,11 @@ class KeyStore:
     def stage_certificates(self, stage: str) -> list[Certificate]:
         """Every current (not retired) certificate of a stage, unchecked, oldest first."""
         if stage in self.settings.stage_certs:
+            return self._stage_certificates(stage)
+        return self._settled(stage, lambda: self._stage_certificates(stage))
+
+    def _stage_certificates(self, stage: str) -> list[Certificate]:
+        if stage in self.settings.stage_certs:
             certs = load_certificates(self.settings.stage_certs[stage], setting=f"FUNDX_KEYS_STAGE_CERTS[{stage}]")
         else:
             certs = [read_certificate(p) for p in self.paths.stage_certs(stage)]
@@ -362,15 +367,40 @@ class KeyStore:
             )
         return usable
 
+    def _listing(self, stage: str) -> tuple[str, ...]:
+        """The names of a stage's files in ``stages/`` and ``retired/`` (what a rotation changes)."""
+        names: list[str] = []
+        for folder in (self.paths.stages_dir, self.paths.retired_dir):
+            if folder.is_dir():
+                names += sorted(f"{folder.name}/{p.name}" for p in folder.glob(f"{stage}.*"))
+        return tuple(names)
+
+    def _settled(self, stage: str, read: Callable[[], _Pair]) -> _Pair:
+        """``read()`` of a stage's files, again while ``fundx keys rotate`` moves them under it: a read is kept
+        when the folder listing is the same before and after it (every rotation step changes the listing)."""
+        for attempt in range(_PAIR_TRIES):
+            before = self._listing(stage)
+            try:
+                found = read()
+            except FileNotFoundError:
+                found = None
+            if found is not None and self._listing(stage) == before:
+                return found
+            time.sleep(0.02 * (attempt + 1))
+        return read()
+
     def stage_keys(self, stage: str) -> list[tuple[PrivateKey, Certificate]]:
         """The stage side: each private key of ``stage`` with its certificate (current or retired)."""
+        return self._settled(stage, lambda: self._stage_keys(stage))
+
+    def _stage_keys(self, stage: str) -> list[tuple[PrivateKey, Certificate]]:
         if stage in self.settings.stage_keys:
             refs: list[str | Path] = list(self.settings.stage_keys[stage])
         else:
             refs = [p.with_suffix(".key") for p in self.paths.stage_certs(stage)]
             if self.paths.retired_dir.is_dir():
                 refs += sorted(p.with_suffix(".key") for p in self.paths.retired_dir.glob(f"{stage}.*pem"))
-        certs = self.stage_certificates(stage)
+        certs = self._stage_certificates(stage)
         if self.paths.retired_dir.is_dir() and stage not in self.settings.stage_certs:
             certs += [read_certificate(p) for p in sorted(self.paths.retired_dir.glob(f"{stage}.*pem"))]
         pairs = []

@@ -173,3 +173,36 @@ def test_an_interrupted_rotation_is_finished_by_running_it_again(tmp_path):
     assert store.recipient_certificates(STAGE) == [nxt]
     assert {format(c.serial_number, "x") for _, c in store.stage_keys(STAGE)} == {
         format(old.serial_number, "x"), format(nxt.serial_number, "x")}
+
+
+def test_readers_during_rotations_always_find_a_certificate_to_seal_to_and_the_key_to_open_it(tmp_path):
+    """What a night does while `fundx keys rotate` runs beside it: every read in between finds a usable
+    recipient certificate, the stage holds the key of each, and the exchange's signer is a matching pair."""
+    import threading
+
+    paths = make_pki(tmp_path, stages=(STAGE,)).paths
+    store = KeyStore(KeySettings(dir=paths.dir))
+    stop, problems, reads = threading.Event(), [], [0]
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                recipients = store.recipient_certificates(STAGE)
+                held = {c.serial_number for _, c in store.stage_keys(STAGE)}
+                assert recipients and all(c.serial_number in held for c in recipients)
+                store.exchange_signer()
+                reads[0] += 1
+            except Exception as exc:  # noqa: BLE001 - collected for the assertion below
+                problems.append(repr(exc))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for _ in range(3):
+            rotate(STAGE, home=paths)
+            rotate("exchange", home=paths)
+    finally:
+        stop.set()
+        reader.join()
+    assert problems == [] and reads[0] > 0
+    assert len(list(paths.retired_dir.glob(f"{STAGE}.*.key"))) == 3  # every old key kept to open old batches
