@@ -35,7 +35,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
 
 from cryptography import x509
 
@@ -63,11 +62,8 @@ from fundx.crypto.pki import (
 
 log = logging.getLogger(__name__)
 
-Role = Literal["ca", "crl", "exchange-signing", "encryption", "ack-signing"]
-#: the roles, in the order they are listed
+#: the roles of :class:`Held`, in the order :func:`held_certificates` lists them
 ROLES: tuple[str, ...] = ("ca", "crl", "exchange-signing", "encryption", "ack-signing")
-#: what ``fundx keys rotate``/``revoke`` accept besides a recipient's name
-SPECIAL = ("exchange", "crl", "ca")
 _NEXT = "next"
 
 
