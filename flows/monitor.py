@@ -30,8 +30,10 @@ def sla_monitor(night: str | None = None) -> dict:
 
 
 def table_artifact(done: monitor.Checked) -> None:
-    """The night's findings as a table artifact (``sla-<night>``): rule, expected, observed, met or breached."""
+    """The night's findings, then the certificates', as a table artifact (``sla-<night>``): rule, expected,
+    observed, met or breached."""
     rows = [{"feed": f.feed or "(night)", "rule": f.rule, "severity": f.severity, "expected": f.expected,
-             "observed": f.observed, "state": "BREACHED" if f.breached else "met"} for f in done.findings]
+             "observed": f.observed, "state": "BREACHED" if f.breached else "met"}
+            for f in [*done.findings, *done.certificates]]  # the certificates' rows last (rule cert_expiry)
     create_table_artifact(table=rows, key=f"sla-{done.night.isoformat()}",
                           description=f"Service levels of the night of {done.night}: {len(done.breached)} breached")

@@ -50,7 +50,9 @@ from fundx.core.timeutil import SHANGHAI
 Outcome = Literal["pulled", "held", "failed", "missing"]
 
 #: the rules, in the order findings are listed
-RULES: tuple[str, ...] = ("missing", "late", "failed", "short", "long", "error_rate", "event_latency", "night_slow")
+#: (``cert_expiry`` is the monitor's own: a certificate of the exchange close to its end, fundx.sla.monitor)
+RULES: tuple[str, ...] = ("missing", "late", "failed", "short", "long", "error_rate", "event_latency", "night_slow",
+                          "cert_expiry")
 OUTCOMES: tuple[str, ...] = ("pulled", "held", "failed", "missing")
 
 

@@ -37,6 +37,8 @@ def sla_check(night: Annotated[str | None, typer.Option(help="the night (YYYY-MM
     except FundxError as exc:
         fail(exc)
     console.print(_findings_table(f"service levels, night of {done.night}", done.findings))
+    if done.certificates:
+        console.print(_findings_table("certificates (FUNDX_KEYS_EXPIRY_WARNING_DAYS)", done.certificates))
     console.print(f"{len(done.opened)} breaches opened, {len(done.recovered)} recovered; notices sent "
                   f"{done.notices_sent}, failed {done.notices_failed}")
     if done.notices_failed:

@@ -30,9 +30,12 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -44,6 +47,9 @@ from fundx.core.errors import CertificateError, ConfigurationError
 from fundx.crypto.certificates import CRL, Certificate, PrivateKey, common_name, validate_certificate
 
 log = logging.getLogger(__name__)
+
+_Pair = TypeVar("_Pair")
+_PAIR_TRIES = 5
 
 #: bytes of the office's HMAC match key: `fundx keys init` writes this many, a configured key has at least as many
 MATCH_KEY_BYTES = 32
@@ -231,6 +237,9 @@ class KeySettings(BaseSettings):
     match_key: str | None = Field(
         None, description="the office's HMAC key for pseudonymised matching (32 bytes, raw or base64 text)"
     )
+    expiry_warning_days: int = Field(
+        30, ge=0, description="the SLA monitor warns this many days before a certificate or the CRL runs out"
+    )
 
     @property
     def production(self) -> bool:
@@ -260,14 +269,22 @@ class KeyStore:
         return load_certificate(self.settings.exchange_cert or self.paths.exchange_cert,
                                 setting="FUNDX_KEYS_EXCHANGE_CERT")
 
+    def stage_signer_certificate(self, stage: str) -> Certificate:
+        """The certificate a stage signs its acknowledgements with (public; unchecked)."""
+        return load_certificate(self.settings.stage_signer_certs.get(stage) or self.paths.signer_cert(stage),
+                                setting=f"FUNDX_KEYS_STAGE_SIGNER_CERTS[{stage}]")
+
     def stage_signer(self, stage: str) -> tuple[PrivateKey, Certificate]:
         """The stage side: the key and certificate that sign the stage's acknowledgements, checked usable now."""
-        cert = load_certificate(self.settings.stage_signer_certs.get(stage) or self.paths.signer_cert(stage),
-                                setting=f"FUNDX_KEYS_STAGE_SIGNER_CERTS[{stage}]")
-        key = load_private_key(self.settings.stage_signer_keys.get(stage) or self.paths.signer_key(stage),
-                               setting=f"FUNDX_KEYS_STAGE_SIGNER_KEYS[{stage}]")
-        if not _same_public_key(key, cert):
-            raise ConfigurationError(f"stage {stage}: the acknowledgement-signing key does not belong to its certificate")
+        def pair() -> tuple[PrivateKey, Certificate]:
+            cert = self.stage_signer_certificate(stage)
+            key = load_private_key(self.settings.stage_signer_keys.get(stage) or self.paths.signer_key(stage),
+                                   setting=f"FUNDX_KEYS_STAGE_SIGNER_KEYS[{stage}]")
+            if not _same_public_key(key, cert):
+                raise ConfigurationError(f"stage {stage}: the acknowledgement-signing key does not belong to its certificate")
+            return key, cert
+
+        key, cert = _pair_settled(pair)
         if common_name(cert) != stage:
             raise ConfigurationError(
                 f"stage {stage}: the acknowledgement-signing certificate is issued to CN={common_name(cert)!r}",
@@ -294,22 +311,31 @@ class KeyStore:
 
     def exchange_signer(self) -> tuple[PrivateKey, Certificate]:
         """The exchange's signing key and certificate, checked to belong together and to be usable now."""
-        cert = load_certificate(self.settings.exchange_cert or self.paths.exchange_cert,
-                                setting="FUNDX_KEYS_EXCHANGE_CERT")
-        key = load_private_key(self.settings.exchange_key or self.paths.exchange_key,
-                               setting="FUNDX_KEYS_EXCHANGE_KEY", password=self.settings.exchange_key_password)
-        if not _same_public_key(key, cert):
-            raise ConfigurationError("FUNDX_KEYS_EXCHANGE_KEY does not belong to FUNDX_KEYS_EXCHANGE_CERT")
+        def pair() -> tuple[PrivateKey, Certificate]:
+            cert = self.exchange_certificate()
+            key = load_private_key(self.settings.exchange_key or self.paths.exchange_key,
+                                   setting="FUNDX_KEYS_EXCHANGE_KEY", password=self.settings.exchange_key_password)
+            if not _same_public_key(key, cert):
+                raise ConfigurationError("FUNDX_KEYS_EXCHANGE_KEY does not belong to FUNDX_KEYS_EXCHANGE_CERT")
+            return key, cert
+
+        key, cert = _pair_settled(pair)
         validate_certificate(cert, self.ca(), self.crl(), usage="signing")
         return key, cert
 
     def stage_certificates(self, stage: str) -> list[Certificate]:
         """Every current (not retired) certificate of a stage, unchecked, oldest first."""
         if stage in self.settings.stage_certs:
+            return self._stage_certificates(stage)
+        return self._settled(stage, lambda: self._stage_certificates(stage))
+
+    def _stage_certificates(self, stage: str) -> list[Certificate]:
+        if stage in self.settings.stage_certs:
             certs = load_certificates(self.settings.stage_certs[stage], setting=f"FUNDX_KEYS_STAGE_CERTS[{stage}]")
         else:
             certs = [read_certificate(p) for p in self.paths.stage_certs(stage)]
-        return sorted(certs, key=lambda c: (c.not_valid_before_utc, c.serial_number))
+        unique = {(c.issuer.public_bytes(), c.serial_number): c for c in certs}  # a rotation copies one for a moment
+        return sorted(unique.values(), key=lambda c: (c.not_valid_before_utc, c.serial_number))
 
     def recipient_certificates(self, stage: str, *, at: datetime | None = None) -> list[Certificate]:
         """The certificates to encrypt a stage's parts to: every current one that is valid at ``at``.
@@ -334,18 +360,47 @@ class KeyStore:
                 continue
             usable.append(cert)
         if not usable:
-            raise CertificateError(f"stage {stage} has no usable encryption certificate: {'; '.join(reasons)}")
+            raise CertificateError(
+                f"stage {stage} has no usable encryption certificate: {'; '.join(reasons)}",
+                action=f"nothing was sealed for it and its rows wait (the watermark stays): give stage {stage} a valid "
+                       f"certificate (development: fundx keys rotate {stage}; production: FUNDX_KEYS_STAGE_CERTS)",
+            )
         return usable
+
+    def _listing(self, stage: str) -> tuple[str, ...]:
+        """The names of a stage's files in ``stages/`` and ``retired/`` (what a rotation changes)."""
+        names: list[str] = []
+        for folder in (self.paths.stages_dir, self.paths.retired_dir):
+            if folder.is_dir():
+                names += sorted(f"{folder.name}/{p.name}" for p in folder.glob(f"{stage}.*"))
+        return tuple(names)
+
+    def _settled(self, stage: str, read: Callable[[], _Pair]) -> _Pair:
+        """``read()`` of a stage's files, again while ``fundx keys rotate`` moves them under it: a read is kept
+        when the folder listing is the same before and after it (every rotation step changes the listing)."""
+        for attempt in range(_PAIR_TRIES):
+            before = self._listing(stage)
+            try:
+                found = read()
+            except FileNotFoundError:
+                found = None
+            if found is not None and self._listing(stage) == before:
+                return found
+            time.sleep(0.02 * (attempt + 1))
+        return read()
 
     def stage_keys(self, stage: str) -> list[tuple[PrivateKey, Certificate]]:
         """The stage side: each private key of ``stage`` with its certificate (current or retired)."""
+        return self._settled(stage, lambda: self._stage_keys(stage))
+
+    def _stage_keys(self, stage: str) -> list[tuple[PrivateKey, Certificate]]:
         if stage in self.settings.stage_keys:
             refs: list[str | Path] = list(self.settings.stage_keys[stage])
         else:
             refs = [p.with_suffix(".key") for p in self.paths.stage_certs(stage)]
             if self.paths.retired_dir.is_dir():
                 refs += sorted(p.with_suffix(".key") for p in self.paths.retired_dir.glob(f"{stage}.*pem"))
-        certs = self.stage_certificates(stage)
+        certs = self._stage_certificates(stage)
         if self.paths.retired_dir.is_dir() and stage not in self.settings.stage_certs:
             certs += [read_certificate(p) for p in sorted(self.paths.retired_dir.glob(f"{stage}.*pem"))]
         pairs = []
@@ -358,6 +413,19 @@ class KeyStore:
                 raise ConfigurationError(f"stage {stage}: a private key has no matching certificate")
             pairs.append((key, match))
         return pairs
+
+
+def _pair_settled(load: Callable[[], _Pair]) -> _Pair:
+    """``load()``, again a few times while ``fundx keys rotate`` replaces the key and its certificate (one
+    file after the other, so for an instant they do not belong together); the last failure is raised."""
+    for attempt in range(_PAIR_TRIES):
+        try:
+            return load()
+        except (ConfigurationError, OSError):
+            if attempt == _PAIR_TRIES - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _same_public_key(key: PrivateKey, cert: Certificate) -> bool:

@@ -292,14 +292,19 @@ def _write_crl(paths: KeyPaths, ca_key: PrivateKey, ca_cert: Certificate, old: C
     return crl
 
 
-def add_stage_certificate(stage: str, label: str = "next", *, home: Path | None = None,
+def key_paths(home: Path | KeyPaths | None = None) -> KeyPaths:
+    """The key folder: ``home`` if it is one (FUNDX_KEYS_DIR's), else ``home/keys`` (default FUNDX_HOME's)."""
+    return home if isinstance(home, KeyPaths) else KeyPaths.under(home)
+
+
+def add_stage_certificate(stage: str, label: str = "next", *, home: Path | KeyPaths | None = None,
                           days: int = DEFAULT_DAYS) -> tuple[Path, Path]:
     """Make another current certificate for ``stage`` (rotation): ``stages/<stage>.<label>.pem/.key``.
 
     From then on parts for the stage are encrypted to every current certificate, so the stage can
     open them with the old key or the new one until :func:`retire_stage_certificate` retires one.
     """
-    paths = KeyPaths.under(home)
+    paths = key_paths(home)
     cert_path, key_path = paths.stage_cert(stage, label), paths.stage_key(stage, label)
     if cert_path.exists():
         raise ConfigurationError(f"{cert_path} exists already", action="choose another label or retire it first")
@@ -313,9 +318,12 @@ def add_stage_certificate(stage: str, label: str = "next", *, home: Path | None 
     return cert_path, key_path
 
 
-def retire_stage_certificate(stage: str, label: str | None = None, *, home: Path | None = None) -> Path:
-    """Stop encrypting to one of a stage's certificates; its files move to ``retired/`` (to open old parts)."""
-    paths = KeyPaths.under(home)
+def retire_stage_certificate(stage: str, label: str | None = None, *, home: Path | KeyPaths | None = None) -> Path:
+    """Stop encrypting to one of a stage's certificates; its files move to ``retired/`` (to open old parts).
+
+    Copied first, removed after (the certificate, then its key): at every moment the stage finds the
+    key of every part sealed to it, current or retired, so a night that runs meanwhile loses nothing."""
+    paths = key_paths(home)
     cert_path, key_path = paths.stage_cert(stage, label), paths.stage_key(stage, label)
     if not cert_path.exists():
         raise ConfigurationError(f"{cert_path} does not exist", action="list the stage's certificates in keys/stages")
@@ -323,16 +331,17 @@ def retire_stage_certificate(stage: str, label: str | None = None, *, home: Path
     paths.retired_dir.mkdir(mode=0o700, exist_ok=True)
     target = paths.retired_cert(stage, label, serial)
     if key_path.exists():
-        os.replace(key_path, target.with_suffix(".key"))
-    os.replace(cert_path, target)
+        write_file_atomic(target.with_suffix(".key"), key_path.read_bytes(), _PRIVATE_MODE)
+    write_file_atomic(target, cert_path.read_bytes(), _PUBLIC_MODE)
+    cert_path.unlink()
+    key_path.unlink(missing_ok=True)
     fsync_dir(paths.stages_dir)
-    fsync_dir(paths.retired_dir)
     return target
 
 
-def revoke_certificate(cert: Certificate, *, home: Path | None = None, at: datetime | None = None) -> Path:
+def revoke_certificate(cert: Certificate, *, home: Path | KeyPaths | None = None, at: datetime | None = None) -> Path:
     """List ``cert`` in the development CRL (re-issued, signed by the CA); returns the CRL's path."""
-    paths = KeyPaths.under(home)
+    paths = key_paths(home)
     ca_key, ca_cert = _read_key(paths.ca_key), read_certificate(paths.ca_cert)
     old = x509.load_pem_x509_crl(paths.crl.read_bytes()) if paths.crl.exists() else None
     _write_crl(paths, ca_key, ca_cert, old, [(cert.serial_number, at or _utcnow())])

@@ -112,7 +112,10 @@ class Notice:
 
     def text(self) -> str:
         """The plain-text message of e-mails and Apprise notifications."""
-        if self.kind == "breach":
+        if self.rule == "cert_expiry":  # the monitor's certificate warning: feed names the certificate
+            head = (f"The exchange's {self.feed} runs out soon ({self.severity}): {self.observed}."
+                    if self.kind == "breach" else f"The exchange's {self.feed} was renewed: {self.observed}.")
+        elif self.kind == "breach":
             head = f"The feed {self.feed} breached its SLA rule {self.rule} ({self.severity}) on the night of {self.night}."
         else:
             head = f"The feed {self.feed} meets its SLA rule {self.rule} again (it was {self.severity}) for the night of {self.night}."

@@ -10,6 +10,16 @@ the next check. Only figures, times and rule names leave this module.
 
 It runs after every night (the nightly flow calls it), on its own schedule (the ``sla-monitor``
 flow), and from ``fundx sla check``.
+
+Certificates (:func:`certificate_findings`): every check also judges each certificate the exchange
+holds (:func:`fundx.crypto.lifecycle.held_certificates`: the CA, the CRL's next update, the exchange's
+signing certificate, every stage's, the stewards' and the office's encryption and acknowledgement-signing
+certificates) against FUNDX_KEYS_EXPIRY_WARNING_DAYS (default 30): rule ``cert_expiry``, "feed" the
+certificate's role and common name (``certificate encryption CN=death_matching``), breached when fewer
+days are left (critical from 7 days, once expired, or when every current certificate of the role is
+revoked). It is a breach like the others: opened, noticed
+and audited once, recovered (with a notice) when the certificate is renewed — a role is judged by its
+longest-lasting current certificate. Only roles, names, dates and days leave: never key material.
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from contracts.sla.findings import FeedNight, Finding, NightRun, Outcome, evaluate, transitions
-from contracts.sla.policy import FeedSla, all_slas
+from contracts.sla.policy import FeedSla, Severity, all_slas
 from fundx.core.timeutil import SHANGHAI, UTC
 from fundx.core.timeutil import now as clock_now
 from fundx.ledger import Ledger
@@ -121,6 +131,7 @@ class Checked:
     recovered: list[Finding] = field(default_factory=list)
     notices_sent: int = 0
     notices_failed: int = 0
+    certificates: list[Finding] = field(default_factory=list)
 
     @property
     def breached(self) -> list[Finding]:
@@ -136,10 +147,48 @@ def judge(ledger: Ledger, night: date, *, now: datetime | None = None,
                         night_budget=budget or night_budget())
 
 
+#: a certificate this close to its end (or past it) is a critical breach, not a warning
+CRITICAL_DAYS = 7
+CERT_RULE = "cert_expiry"
+_RENEW = "renew it before then: fundx keys rotate (docs/security.md, Certificates over their lives)"
+
+
+def certificate_findings(day: date, *, now: datetime, store: Any = None, warn_days: int | None = None) -> list[Finding]:
+    """One ``cert_expiry`` finding per certificate role the exchange holds (see the module doc), for ``day``."""
+    from fundx.crypto.keys import KeySettings, KeyStore
+    from fundx.crypto.lifecycle import held_certificates
+
+    if store is None:
+        from fundx.core.settings import get_settings
+
+        store = KeyStore(KeySettings(), home=get_settings().home)
+        if not store.settings.production and not store.paths.ca_cert.exists():
+            return []  # no keys yet: the first night makes them
+    warn = store.settings.expiry_warning_days if warn_days is None else warn_days
+    found = []
+    for held in held_certificates(store):
+        left = held.days_left(now)
+        ends = f"{held.not_after:%Y-%m-%d}"
+        if held.revoked:
+            observed, left = "revoked: no valid certificate left", -1
+        elif left < 0:
+            observed = f"expired on {ends}"
+        elif held.role == "crl":
+            observed = f"next update due {ends} (in {left} days)"
+        else:
+            observed = f"valid until {ends} ({left} days left)"
+        severity: Severity = "critical" if left <= CRITICAL_DAYS else "warning"
+        found.append(Finding(day, held.label[:128], CERT_RULE, severity, f"more than {warn} days left", observed,
+                             left < warn))
+    return found
+
+
 def check(ledger: Ledger | None = None, *, night: date | str | None = None, now: datetime | None = None,
           notifier: Any = None, budget: timedelta | None = None, emit: bool = True,
-          logger: logging.Logger | logging.LoggerAdapter | None = None) -> Checked:
-    """Judge ``night`` (default: tonight, Asia/Shanghai) at ``now``; record, emit and notify; see the module doc."""
+          logger: logging.Logger | logging.LoggerAdapter | None = None, certificates: bool = True,
+          keys: Any = None) -> Checked:
+    """Judge ``night`` (default: tonight, Asia/Shanghai) at ``now``, and the certificates (``keys``: a
+    KeyStore, default FUNDX_KEYS_*) unless ``certificates`` is False; record, emit and notify; see the module doc."""
     from fundx.notify import Notifier
 
     logger = logger or log
@@ -148,10 +197,12 @@ def check(ledger: Ledger | None = None, *, night: date | str | None = None, now:
     day = date.fromisoformat(night) if isinstance(night, str) else night or now.astimezone(SHANGHAI).date()
     findings = judge(ledger, day, now=now, budget=budget)
     result = Checked(day, findings)
+    if certificates:
+        result.certificates = certificate_findings(max(day, now.astimezone(SHANGHAI).date()), now=now, store=keys)
     with ledger.audited() as conn:
         open_rows = list(conn.execute(breaches.select().where(breaches.c.status == "open")).mappings())
         open_keys = {(date.fromisoformat(r["night"]), r["feed"] or None, r["rule"]) for r in open_rows}
-        opened, recovered = transitions(open_keys, findings)
+        opened, recovered = transitions(open_keys, [*findings, *result.certificates])
         stamp = datetime.now(UTC)
         for f in opened:
             conn.execute(breaches.insert().values(
@@ -224,7 +275,8 @@ def _notify(ledger: Ledger, notifier: Any, logger) -> tuple[int, int]:
                 kind=kind, feed=row["feed"] or "night", rule=row["rule"], severity=row["severity"],
                 night=row["night"], expected=row["expected"],
                 observed=row["recovered_observed"] if recovered else row["observed"],
-                detail=f"met again on {row['recovered_on']}" if recovered else None,
+                detail=f"met again on {row['recovered_on']}" if recovered else
+                (_RENEW if row["rule"] == CERT_RULE else None),
             )
             results = notifier.send(notice)
             if any(r.ok for r in results):

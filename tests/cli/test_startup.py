@@ -38,6 +38,8 @@ ARGUMENTS = {
     "console add-user": ["wang", "--role", "steward"],
     "console remove-user": ["wang"],
     "stage receive": ["--all"],
+    "keys rotate": ["death_matching"],
+    "keys revoke": ["death_matching"],
 }
 #: commands that start something that keeps running or write into the repository: not for this sweep
 NOT_HERE = {
