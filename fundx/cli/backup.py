@@ -13,6 +13,18 @@ import typer
 
 from fundx.cli.common import console, fail
 
+
+def _failures() -> tuple[type[BaseException], ...]:
+    """What ends a backup command in one line: a fundx error (with what to do), a file or database error (by its
+    type only: its message could name a value)."""
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    from fundx.core.errors import FundxError
+
+    return FundxError, OSError, sqlite3.Error, sa.exc.SQLAlchemyError
+
 backup_app = typer.Typer(
     help="Sealed backups (ledger, certificates, quarantine) to FUNDX_BACKUP_DIR; verify one; restore a home.",
     no_args_is_help=True,
@@ -24,7 +36,6 @@ def backup_create() -> None:
     """Write a consistent backup of the ledger, the keys' public parts and the quarantine, sealed to the
     backup certificate, with a manifest of every file and its SHA-256."""
     from fundx.backup.archive import create
-    from fundx.core.errors import FundxError
     from fundx.ledger import Ledger
 
     try:
@@ -32,10 +43,10 @@ def backup_create() -> None:
         Ledger.from_settings().log_event("backup.created", made.path.name, {
             "files": made.files, "bytes": made.bytes, "ledger": made.ledger_method,
             "audit_entries": made.audit_entries, "audit_head": made.audit_head}, actor="cli")
-    except FundxError as exc:
+    except _failures() as exc:
         fail(exc)
     console.print(f"backup written: {made.path} — {made.files} files, {made.bytes:,} bytes sealed to the backup "
-                  f"certificate; ledger by {made.ledger_method} ({made.audit_entries} audit entries)")
+                  f"certificate; ledger by {made.ledger_method} ({made.audit_entries} audit entries)", soft_wrap=True)
 
 
 @backup_app.command("verify")
@@ -45,14 +56,13 @@ def backup_verify(
     """Prove a backup opens with the backup key and is complete: every file present, every digest matching,
     the ledger copy opening with its audit trail intact (exit 1 naming what is wrong)."""
     from fundx.backup.archive import verify
-    from fundx.core.errors import FundxError
 
     try:
         done = verify(path)
-    except FundxError as exc:
+    except _failures() as exc:
         fail(exc)
     console.print(f"[green]backup {done.backup_id} verified[/green]: {done.files} files, {done.bytes:,} bytes, "
-                  f"every digest matches; ledger copy: {done.audit}")
+                  f"every digest matches; ledger copy: {done.audit}", soft_wrap=True)
 
 
 @backup_app.command("restore")
@@ -66,15 +76,14 @@ def backup_restore(
     """Rebuild a home from a backup (ledger, certificates, quarantine; existing files are kept), then teach the
     restored ledger what the stages acknowledged since the backup, so that the next night sends nothing twice."""
     from fundx.backup.restore import restore
-    from fundx.core.errors import FundxError
 
     try:
         done = restore(path, home, ledger_url=ledger_url, force=force)
-    except FundxError as exc:
+    except _failures() as exc:
         fail(exc)
     r = done.reconciled
     console.print(f"restored backup {done.backup_id} into {home}: {done.written} files written, {done.kept} kept "
-                  f"(the home had them)")
+                  f"(the home had them)", soft_wrap=True)
     console.print(f"reconciled with the stages: {len(r.delivered)} deliveries and {len(r.quarantined)} quarantines "
                   f"made after the backup recorded, {r.acks_recorded} answers recorded"
-                  + (f"; watermarks moved: {', '.join(sorted(r.watermarks))}" if r.watermarks else ""))
+                  + (f"; watermarks moved: {', '.join(sorted(r.watermarks))}" if r.watermarks else ""), soft_wrap=True)

@@ -38,6 +38,7 @@ ARGUMENTS = {
     "console add-user": ["wang", "--role", "steward"],
     "console remove-user": ["wang"],
     "stage receive": ["--all"],
+    "backup restore": ["/nonexistent/fundx-backup", "--home", "/nonexistent/restored"],
 }
 #: commands that start something that keeps running or write into the repository: not for this sweep
 NOT_HERE = {
