@@ -34,7 +34,7 @@ def test_create_verify_restore_and_their_refusals(sandbox_factory, home, tmp_pat
     checked = runner.invoke(app, ["backup", "verify"])  # the newest
     assert checked.exit_code == 0, checked.output
     assert f"backup {path.name} verified" in checked.output and "audit trail intact" in checked.output
-    assert "backup.created" in [e for e in _actions()]
+    assert "backup.created" in _actions()
 
     refused = runner.invoke(app, ["backup", "restore", str(path), "--home", str(home)])
     assert refused.exit_code == 1 and "a ledger exists already" in refused.output and "--force" in refused.output
