@@ -45,6 +45,8 @@ BACKUP = "backup"
 #: a file is sealed in parts of at most this many bytes (a part is opened in memory)
 PART_BYTES = 64 * 1024 * 1024
 LEDGER_FILE = "ledger.db"
+#: a PostgreSQL ledger's pg_dump (custom format) of the same snapshot, when pg_dump is installed
+PG_DUMP_FILE = "ledger.pgdump"
 PREFIX = "fundx-backup-"
 
 
@@ -116,8 +118,8 @@ def create(settings: Settings | None = None, keys: KeyStore | None = None) -> Ma
     work.mkdir(mode=0o700)
     try:
         with tempfile.TemporaryDirectory(dir=root, prefix=".scratch-") as scratch:
-            copy = Path(scratch) / LEDGER_FILE
-            method = copy_out(settings.ledger, copy)
+            copy, native = Path(scratch) / LEDGER_FILE, Path(scratch) / PG_DUMP_FILE
+            method = copy_out(settings.ledger, copy, native=native)
             copied = Ledger(f"sqlite:///{copy}", create=False)
             try:
                 verdict = copied.verify_audit()
@@ -125,7 +127,8 @@ def create(settings: Settings | None = None, keys: KeyStore | None = None) -> Ma
                     revision = schema_state(conn).revision
             finally:
                 copied.dispose()
-            sources = [(LEDGER_FILE, copy), *_public_key_files(keys), *_quarantine_files(settings.home)]
+            sources = [(LEDGER_FILE, copy), *([(PG_DUMP_FILE, native)] if native.is_file() else []),
+                       *_public_key_files(keys), *_quarantine_files(settings.home)]
             (work / "sealed").mkdir(mode=0o700)
             entries = [_seal_file(work, n, name, path, backup_id, created.isoformat(), signer_key, signer_cert,
                                   recipients) for n, (name, path) in enumerate(sources, start=1)]
@@ -297,6 +300,10 @@ def verify(path: Path | None = None, keys: KeyStore | None = None) -> Verified:
                     raise BackupError(f"backup {reader.path.name}: the ledger copy's audit head is not the one "
                                       "the manifest recorded")
                 audit = str(verdict)
+            elif entry["path"] == PG_DUMP_FILE:
+                dump = Path(scratch) / PG_DUMP_FILE
+                reader.extract(entry, dump)
+                _check_pg_dump(dump, reader.path.name)
             else:
                 h = hashlib.sha256()
                 for chunk in reader.chunks(entry):
@@ -307,3 +314,17 @@ def verify(path: Path | None = None, keys: KeyStore | None = None) -> Verified:
     if not audit:
         raise BackupError(f"backup {reader.path.name}: it holds no ledger")
     return Verified(reader.path, reader.backup_id, len(reader.files), total, audit)
+
+
+def _check_pg_dump(dump: Path, name: str) -> None:
+    """``pg_restore --list`` reads the dump's table of contents (no server needed); skipped without pg_restore."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("pg_restore")
+    if exe is None:
+        return
+    done = subprocess.run([exe, "--list", str(dump)], capture_output=True, timeout=600, check=False,
+                          stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        raise BackupError(f"backup {name}: pg_restore cannot read {PG_DUMP_FILE}")

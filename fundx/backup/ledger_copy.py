@@ -3,9 +3,11 @@
 SQLite: the online backup API (:meth:`sqlite3.Connection.backup`), a page-by-page copy that is consistent
 while nights write (WAL). PostgreSQL: every table of the schema read inside ONE transaction, REPEATABLE READ
 and READ ONLY (the snapshot every statement of it sees is the same), written into a new SQLite file at the same
-schema revision. ``pg_dump`` was not used: its output opens only in a PostgreSQL server of a compatible
-version, whereas one SQLite file is what ``fundx backup verify`` opens anywhere (its audit chain walked without
-a server) and what a restore loads into SQLite or PostgreSQL alike.
+schema revision: one SQLite file is what ``fundx backup verify`` opens anywhere (its audit chain walked without
+a server) and what a restore loads into SQLite or PostgreSQL alike. Where ``pg_dump`` is installed, a
+native dump (custom format) is taken too, of the very same snapshot (``pg_export_snapshot`` and
+``pg_dump --snapshot``), for whoever prefers ``pg_restore``; a pg_dump that fails (not installed, older than
+the server) leaves the backup without it and says so.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ def _sqlite_path(url: str) -> Path:
     return Path(database)
 
 
-def copy_out(url: str, target: Path) -> str:
-    """Write a consistent copy of the ledger at ``url`` to ``target`` (a new SQLite file, 0600); the method used."""
+def copy_out(url: str, target: Path, *, native: Path | None = None) -> str:
+    """Write a consistent copy of the ledger at ``url`` to ``target`` (a new SQLite file, 0600); the method used.
+    PostgreSQL: also ``pg_dump`` of the same snapshot to ``native`` when given and pg_dump works."""
     target.unlink(missing_ok=True)
     if backend_of(url) == "sqlite":
         source = _sqlite_path(url)
@@ -54,6 +57,8 @@ def copy_out(url: str, target: Path) -> str:
         try:
             snapshot = engine.connect().execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
             with snapshot as conn, dst_engine.begin() as out:
+                dumped = native is not None and _pg_dump(url, str(conn.execute(sa.text("SELECT pg_export_snapshot()"))
+                                                                   .scalar()), native)
                 metadata.create_all(out)
                 alembic_version.create(out)
                 for table in _tables():
@@ -63,7 +68,31 @@ def copy_out(url: str, target: Path) -> str:
             dst_engine.dispose()
     finally:
         engine.dispose()
-    return "PostgreSQL tables read in one REPEATABLE READ READ ONLY transaction, written to SQLite"
+    how = "PostgreSQL tables read in one REPEATABLE READ READ ONLY transaction, written to SQLite"
+    return how + ("; pg_dump of the same snapshot" if dumped else "; no pg_dump (not installed or it failed)")
+
+
+def _pg_dump(url: str, snapshot: str, target: Path) -> bool:
+    """``pg_dump --format=custom --snapshot=...`` of the ledger's database into ``target``; whether it worked
+    (the password goes by PGPASSWORD, never on the command line)."""
+    import os
+    import shutil
+    import subprocess
+
+    exe = shutil.which("pg_dump")
+    if exe is None:
+        return False
+    u = sa.engine.make_url(url)
+    env = {**os.environ, **({"PGPASSWORD": str(u.password)} if u.password else {})}
+    args = [exe, "--format=custom", f"--snapshot={snapshot}", "--no-owner", "--no-privileges", f"--file={target}",
+            "--host", u.host or "localhost", "--port", str(u.port or 5432), "--dbname", str(u.database)]
+    if u.username:
+        args += ["--username", u.username]
+    done = subprocess.run(args, env=env, capture_output=True, timeout=3600, check=False, stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        target.unlink(missing_ok=True)
+        return False
+    return True
 
 
 def _touch_private(path: Path) -> None:

@@ -101,6 +101,9 @@ def test_restore_drill_the_next_night_sends_nothing_twice_and_loses_nothing(sand
     record_acks()
     made = create()
     assert verify(made.path).files == made.files
+    listed = [e["path"] for e in json.loads((made.path / "MANIFEST.json").read_text())["files"]]
+    # PostgreSQL: a pg_dump of the same snapshot too, where pg_dump is installed (verify reads its contents)
+    assert ("ledger.pgdump" in listed) == (backend is not None and shutil.which("pg_dump") is not None)
 
     # the second night: death_matching takes its batch (and answers), bill_review does not yet
     _night(NIGHTS[1], receive=("death_matching",))
