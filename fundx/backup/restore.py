@@ -12,8 +12,10 @@ acknowledgement; ``ready`` from the inbox's READY; ``delivered`` when only parts
 run's recovery completes or reports lost) and its quarantine, all audited as ``backup.reconciled``. The
 next night then pulls from where the stages' knowledge ends: nothing is sent twice, nothing skipped.
 
-A batch acknowledged by its stage without a ``batch.json`` (a streamed batch, or one made before the
-originals were kept) has its window read from its id, to the second.
+A batch acknowledged by its stage without a ``batch.json`` (one made before the originals were kept, or
+whose run stopped between its commit and its ``batch.json``) has its window read from its id, to the
+second. A release of quarantined rows (``<batch>-r<decision>``) acknowledged since is recorded as a
+delivery (no pull, no watermark); the steward's decision itself is not recoverable (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from fundx.wire.inbox import inbox_for
 
 log = logging.getLogger("fundx.backup")
 
+_RELEASE = re.compile(r"^(?P<source>.+)-r(?P<decision>\d+)$")
 _BATCH_ID = re.compile(r"^(?P<feed>[^-]+)-(?P<start>\d{8}T\d{6})-(?P<end>\d{8}T\d{6})-(?P<digest>[0-9a-f]{12})$")
 
 
@@ -158,11 +161,14 @@ def reconcile(ledger: Ledger, home: Path, *, keys: KeyStore, originals_root: Pat
     for batch_id, answer in answers.items():
         if batch_id in known or batch_id in todo:
             continue
-        parsed = _window_from_id(batch_id)
+        release = _RELEASE.match(batch_id)
+        parsed = _window_from_id(release["source"] if release else batch_id)
         if parsed is None:
-            continue  # a release of quarantined rows: its decision is in the restored ledger or decided again
+            continue
         feed, window = parsed
-        todo[batch_id] = {"batch_id": batch_id, "feed": feed, "stage": answer["stage"], "outcome": "delivered",
+        # a release of quarantined rows (<batch>-r<decision>) has no pull of its own: its delivery only
+        todo[batch_id] = {"batch_id": batch_id, "feed": feed, "stage": answer["stage"],
+                          "outcome": "released" if release else "delivered",
                           "window_start": window.start.isoformat(), "window_end": window.end.isoformat(),
                           "rows": answer.get("rows") or 0, "digest": answer.get("content_digest") or "",
                           "delivered": answer.get("rows") or 0, "quarantined": 0, "rules": {}}
@@ -192,7 +198,8 @@ def _reconcile_one(ledger: Ledger, run_id: int, batch_id: str, fact: dict[str, A
     pulled = PullFigures(feed=feed, window=window, rows=int(fact.get("rows") or 0), bytes=0,
                          digest=str(fact.get("digest") or ""), pages=0, duration_s=0.0, retries=0)
     stage = fact.get("stage") or (answer or {}).get("stage")
-    delivered = fact.get("outcome") == "delivered" and stage
+    released = fact.get("outcome") == "released"
+    delivered = fact.get("outcome") in ("delivered", "released") and stage
     status, ready_sha, parts = "delivered", None, 0
     if delivered:
         ready = inbox.read_ready(stage, batch_id)
@@ -203,8 +210,8 @@ def _reconcile_one(ledger: Ledger, run_id: int, batch_id: str, fact: dict[str, A
         parts = parts or len(inbox.parts(stage, batch_id))
     stamp = now()
     with ledger.audited() as conn:
-        pull_id = ledger.record_pull(run_id, pulled, started_at=stamp, outcome="held" if fact.get("outcome") == "held"
-                                     else "pulled", conn=conn)
+        pull_id = None if released else ledger.record_pull(
+            run_id, pulled, started_at=stamp, outcome="held" if fact.get("outcome") == "held" else "pulled", conn=conn)
         if delivered:
             conn.execute(deliveries.insert().values(
                 batch_id=batch_id, feed=feed, stage=stage, window_start=window.start, window_end=window.end,
@@ -233,7 +240,8 @@ def _reconcile_one(ledger: Ledger, run_id: int, batch_id: str, fact: dict[str, A
             "window": [window.start.astimezone(UTC).isoformat(), window.end.astimezone(UTC).isoformat()],
             "by": "acknowledgement" if answer is not None else "originals", "pull_id": pull_id,
         })
-    done.watermarks[feed] = window.end.isoformat()
+    if not released:
+        done.watermarks[feed] = window.end.isoformat()
 
 
 def _sealed_files(folder: Path) -> tuple[int, int]:
