@@ -75,9 +75,13 @@ def _backup_and_verify() -> None:
     """The closing lines: `fundx backup create`, then `fundx backup verify` of it (docs/operations.md)."""
     from fundx.backup.archive import create, verify
     from fundx.core.errors import FundxError
+    from fundx.ledger import Ledger
 
     try:
         made = create()
+        Ledger.from_settings().log_event("backup.created", made.path.name, {
+            "files": made.files, "bytes": made.bytes, "ledger": made.ledger_method,
+            "audit_entries": made.audit_entries, "audit_head": made.audit_head}, actor="demo")
         done = verify(made.path)
     except FundxError as exc:
         fail(exc)
