@@ -260,7 +260,8 @@ def deliver(ledger: Ledger, batch: CheckedBatch, *, run_id: int, started_at: dat
     recorded = bool(quarantine.batches(ledger, batch_id=batch_id))
     figures = None if backfill or held or ledger.watermark(feed) is None else batch.event_lag()
     step = steps.step if steps is not None else _no_step
-    kept_originals = originals.keep(pulled, batch_id, keys, settings=settings, logger=logger)  # before any commit
+    with step("seal"):  # the originals, sealed to the backup certificate before any commit (timed as sealing)
+        kept_originals = originals.keep(pulled, batch_id, keys, settings=settings, logger=logger)
 
     def record_originals(outcome: str, delivered: int) -> None:
         originals.record(pulled, batch_id, kept_originals, outcome=outcome, stage=None if outcome != "delivered" else stage,
