@@ -183,7 +183,8 @@ def _seal_file(work: Path, number: int, name: str, path: Path, backup_id: str, c
 def latest(settings: Settings | None = None) -> Path:
     """The newest complete backup in the backup location; BackupError when there is none."""
     root = (settings or get_settings()).backups
-    found = sorted(p for p in root.glob(f"{PREFIX}*") if p.is_dir()) if root.is_dir() else []
+    found = sorted((p for p in root.glob(f"{PREFIX}*") if p.is_dir()),  # by the time in the name, then on disk
+                   key=lambda p: (p.name[len(PREFIX):len(PREFIX) + 16], p.stat().st_mtime_ns)) if root.is_dir() else []
     if not found:
         raise BackupError(f"no backup in {root}", action="run `fundx backup create` (FUNDX_BACKUP_DIR says where)")
     return found[-1]

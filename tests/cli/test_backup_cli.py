@@ -65,6 +65,19 @@ def test_create_verify_restore_and_their_refusals(sandbox_factory, home, tmp_pat
     assert extra.exit_code == 1 and "the manifest does not list" in extra.output
     assert len([line for line in extra.output.splitlines() if line.strip()]) == 1  # one line
 
+    # a ledger whose audit trail was edited is backed up all the same (evidence), and verify says what is wrong
+    import sqlalchemy as sa
+
+    from fundx.ledger.schema import audit
+
+    ledger = Ledger.from_settings()
+    with ledger.engine.begin() as conn:
+        conn.execute(sa.update(audit).where(audit.c.seq == 2).values(subject="edited"))
+    ledger.dispose()
+    assert runner.invoke(app, ["backup", "create"]).exit_code == 0
+    edited = runner.invoke(app, ["backup", "verify"])
+    assert edited.exit_code == 1 and "audit trail broken at entry 2" in edited.output
+
 
 def _actions() -> list[str]:
     import sqlalchemy as sa
