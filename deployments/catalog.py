@@ -121,6 +121,10 @@ MORE: list[DeploymentSpec] = [
                    description="The matching stages take their sealed batches, load them (pseudonymised) and run "
                                "the rules against the office's benefit roll: suspect lists and inspection orders.",
                    tags=(TAG, "matching"), cron="30 4 * * *"),
+    DeploymentSpec(flow_name="backup", name="nightly", entrypoint="flows.backup.nightly_backup",
+                   description="A sealed backup of the ledger, the certificates and the quarantine to FUNDX_BACKUP_DIR, "
+                               "verified (fundx backup create, then verify), after the nights.",
+                   tags=(TAG, "backup"), cron="30 5 * * *"),
 ]
 # ------------------------------------------------------------------------------------------------
 

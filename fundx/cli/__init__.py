@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 
 from fundx.cli import preflight
 from fundx.cli.audit import audit_app
+from fundx.cli.backup import backup_app
 from fundx.cli.common import check, fail, refuse_another_schema
 from fundx.cli.connector import connector_app
 from fundx.cli.console import console_app
@@ -69,10 +70,11 @@ app.add_typer(connector_app, name="connector")
 app.add_typer(contract_app, name="contract")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(console_app, name="console")
+app.add_typer(backup_app, name="backup")
 
 #: commands that never open the ledger, and `fundx ledger` itself: they run whatever the ledger's schema
-#: revision (demo checks after it has reset its own ledger)
-_ANY_LEDGER = frozenset({"ledger", "sandbox", "feeds", "connector", "contract", "notify", "demo"})
+#: revision (demo checks after it has reset its own ledger; backup opens its copies and its target itself)
+_ANY_LEDGER = frozenset({"ledger", "sandbox", "feeds", "connector", "contract", "notify", "demo", "backup"})
 
 
 @app.callback()

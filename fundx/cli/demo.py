@@ -65,9 +65,29 @@ def demo(
         print_matching(run_matching(), truths=sb.city.truths)
     except FundxError as exc:
         fail(exc)
+    _backup_and_verify()
     console.print("next: [bold]fundx status[/bold] shows the ledger; [bold]fundx orders list[/bold] the inspection "
                   "orders; [bold]fundx audit verify[/bold] checks the audit trail; [bold]make test[/bold] runs the suite")
     exit_for_run(run_id)
+
+
+def _backup_and_verify() -> None:
+    """The closing lines: `fundx backup create`, then `fundx backup verify` of it (docs/operations.md)."""
+    from fundx.backup.archive import create, verify
+    from fundx.core.errors import FundxError
+    from fundx.ledger import Ledger
+
+    try:
+        made = create()
+        Ledger.from_settings().log_event("backup.created", made.path.name, {
+            "files": made.files, "bytes": made.bytes, "ledger": made.ledger_method,
+            "audit_entries": made.audit_entries, "audit_head": made.audit_head}, actor="demo")
+        done = verify(made.path)
+    except FundxError as exc:
+        fail(exc)
+    console.print(f"backup: [bold]fundx backup create[/bold] sealed the ledger, certificates and quarantine to the backup "
+                  f"certificate ({made.path}); [bold]fundx backup verify[/bold]: {done.files} files opened with the "
+                  f"backup key, every digest matches, ledger copy: {done.audit}", soft_wrap=True)
 
 
 def _prepare_demo_home(home: Path, fresh: bool) -> None:
@@ -83,7 +103,7 @@ def _prepare_demo_home(home: Path, fresh: bool) -> None:
 
         for name in ("ledger.db", "ledger.db-wal", "ledger.db-shm"):
             (home / name).unlink(missing_ok=True)
-        for folder in ("inboxes", "acks", "stages", "locks", "quarantine", "reports", "matching"):  # they go with the ledger
+        for folder in ("inboxes", "acks", "stages", "locks", "quarantine", "reports", "matching", "backups"):  # they go with the ledger
             shutil.rmtree(home / folder, ignore_errors=True)
     from fundx.core.files import write_file_atomic
     from fundx.core.settings import prepare_home

@@ -87,8 +87,13 @@ class Settings(BaseSettings):
         64 * 1024 * 1024, ge=4096, le=64 * 1024 * 1024,
         description="largest Parquet part a batch is split into before sealing (a stage opens one part in memory)",
     )
+    backup_dir: Path | None = Field(
+        None, description="where `fundx backup create` writes its sealed backups and the exchange keeps the sealed "
+                          "originals of every pulled batch (both encrypted to the backup certificate); default "
+                          "FUNDX_HOME/backups — production puts it on another disk or machine",
+    )
 
-    @field_validator("home", "sandbox_home", "feeds_dir", "contracts_dir")
+    @field_validator("home", "sandbox_home", "feeds_dir", "contracts_dir", "backup_dir")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser().resolve()
@@ -113,6 +118,11 @@ class Settings(BaseSettings):
     @property
     def ledger(self) -> str:
         return self.ledger_url or f"sqlite:///{self.home / 'ledger.db'}"
+
+    @property
+    def backups(self) -> Path:
+        """Where backups and the sealed originals go: FUNDX_BACKUP_DIR, else FUNDX_HOME/backups."""
+        return self.backup_dir or self.home / "backups"
 
     @property
     def sandbox_env_file(self) -> Path:

@@ -36,9 +36,11 @@ from fundx.core.files import fsync_dir, write_file_atomic
 from fundx.crypto.certificates import CRL, Certificate, PrivateKey, Usage, issued_by, issuer_key
 from fundx.crypto.keys import MATCH_KEY_BYTES, KeyPaths, read_certificate
 
-#: the recipients of sealed parts that no feed names: the data stewards (quarantine) and the office's
-#: investigators (the identity vault and the suspects' identities, docs/matching.md)
-OFFICE_RECIPIENTS: tuple[str, ...] = ("stewards", "investigators")
+#: the recipients of sealed parts that no feed names: the data stewards (quarantine), the office's
+#: investigators (the identity vault and the suspects' identities, docs/matching.md) and the backup
+#: (`fundx backup create` and the originals of every pulled batch, docs/operations.md: its private key
+#: belongs off the exchange's machine, with whoever restores)
+OFFICE_RECIPIENTS: tuple[str, ...] = ("stewards", "investigators", "backup")
 
 #: the subject CN of the exchange's development signing certificate
 EXCHANGE_CN = "fundx exchange"

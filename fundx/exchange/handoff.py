@@ -61,7 +61,7 @@ from fundx.core.testpoints import kill_point  # TEST ONLY: the SIGKILL tests' an
 from fundx.core.timeutil import SHANGHAI, Window, now
 from fundx.crypto.keys import KeyPaths, KeySettings, KeyStore
 from fundx.crypto.pki import init_keys
-from fundx.exchange import quarantine
+from fundx.exchange import originals, quarantine
 from fundx.exchange.batch import CheckedBatch, Steps, WholeBatch
 from fundx.ledger import Ledger
 from fundx.ledger.records import DeliveryRecord
@@ -260,6 +260,13 @@ def deliver(ledger: Ledger, batch: CheckedBatch, *, run_id: int, started_at: dat
     recorded = bool(quarantine.batches(ledger, batch_id=batch_id))
     figures = None if backfill or held or ledger.watermark(feed) is None else batch.event_lag()
     step = steps.step if steps is not None else _no_step
+    with step("seal"):  # the originals, sealed to the backup certificate before any commit (timed as sealing)
+        kept_originals = originals.keep(pulled, batch_id, keys, settings=settings, logger=logger)
+
+    def record_originals(outcome: str, delivered: int) -> None:
+        originals.record(pulled, batch_id, kept_originals, outcome=outcome, stage=None if outcome != "delivered" else stage,
+                         delivered_rows=delivered, quarantined_rows=kept_rows if keeping else 0, report=batch.report,
+                         held_reason=batch.reject_reason if held else None, settings=settings)
 
     def seal_quarantine() -> list[PartFile]:
         if not keeping or recorded:
@@ -292,6 +299,7 @@ def deliver(ledger: Ledger, batch: CheckedBatch, *, run_id: int, started_at: dat
         with step("handoff"), ledger.audited() as conn:
             # a failed commit's outcome is unknown: the next run's recovery removes the quarantine if unrecorded
             commit(conn, q_files)
+        record_originals("held" if held else "quarantined", 0)
         if held:
             raise BatchHeld(
                 f"batch {batch_id} held back whole for the stewards ({kept_rows} rows): {batch.reject_reason}",
@@ -311,6 +319,7 @@ def deliver(ledger: Ledger, batch: CheckedBatch, *, run_id: int, started_at: dat
         seal_extra=seal_quarantine, commit=commit, payloads=payloads, rows=batch.valid_rows, runner=batch.runner,
         undo_extra=None if recorded else lambda: store.remove(quarantine.STEWARDS, batch_id), steps=steps,
     )
+    record_originals("delivered", result.rows)
     if keeping:
         logger.info("%s: %d of %d rows of batch %s failed their contract: quarantined for the stewards",
                     feed, kept_rows, pulled.rows, batch_id)

@@ -40,6 +40,7 @@ ARGUMENTS = {
     "stage receive": ["--all"],
     "keys rotate": ["death_matching"],
     "keys revoke": ["death_matching"],
+    "backup restore": ["/nonexistent/fundx-backup", "--home", "/nonexistent/restored"],
 }
 #: commands that start something that keeps running or write into the repository: not for this sweep
 NOT_HERE = {
