@@ -84,14 +84,15 @@ def retention_of(contract: Contract) -> Retention:
     where = contract.source or display_path(contract_path(contract.feed))
     by_name: dict[str, tuple[int, Any]] = {}
     for i, item in enumerate(contract.raw.slaProperties or []):
-        if item.property in KINDS.values():
-            if item.property in by_name:
+        name = item.property
+        if name is not None and name in KINDS.values():
+            if name in by_name:
                 raise _fail(where, f"slaProperties.{i}.property",
-                            f"{item.property} is listed twice (first as slaProperties.{by_name[item.property][0]})")
-            by_name[item.property] = (i, item)
+                            f"{name} is listed twice (first as slaProperties.{by_name[name][0]})")
+            by_name[name] = (i, item)
     periods: dict[str, Period | None] = {}
-    for kind, name in KINDS.items():
-        found = by_name.get(name)
+    for kind, wanted in KINDS.items():
+        found = by_name.get(wanted)
         periods[kind] = None if found is None else _period(where, *found)
     return Retention(contract.feed, periods)
 

@@ -89,7 +89,7 @@ def purge_stage(stage_name: str, report: PurgeReport, periods: dict[str, Retenti
     stage = Stage(stage_name, home=home, keys=keys)
     tables = store.tables()
     for batch in stage.received():
-        feed, acknowledged = batches.get(batch, (None, None))
+        feed, acknowledged = batches.get(batch, ("", None))
         retention = periods.get(feed) if feed else None
         period = retention.of("sealed") if retention is not None else None
         if period is None or acknowledged is None or acknowledged >= period.cutoff(report.now):

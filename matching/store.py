@@ -208,7 +208,9 @@ class Store:
         assert whole is not None
         kept = keep(whole) if keep is not None else whole
         if len(names) == 1 and names[0].startswith(COMPACTED) and kept.num_rows == whole.num_rows:
-            return Compacted(table, 1, 1, whole.num_rows, whole.num_rows)  # compact already, nothing to drop
+            if not dry_run:  # compact already, nothing to drop: only what a crash left behind goes
+                _sweep(folder, names[0], set(index["batches"]))
+            return Compacted(table, 1, 1, whole.num_rows, whole.num_rows)
         done = Compacted(table, len(names), 1, whole.num_rows, kept.num_rows)
         if dry_run:
             return done
@@ -216,12 +218,7 @@ class Store:
         self.write(table, _compacted_name(generation), kept)
         batches = sorted(set(index["batches"]) | {n for n in names if not n.startswith(COMPACTED)})
         write_file_atomic(folder / INDEX, json.dumps({"generation": generation, "batches": batches}).encode(), 0o600)
-        current = _compacted_name(generation)
-        for other in folder.glob("*.enc"):
-            name = other.name[:-4]
-            if name != current and (name.startswith(COMPACTED) or name in batches):
-                other.unlink()
-        fsync_dir(folder)
+        _sweep(folder, _compacted_name(generation), set(batches))
         return done
 
 
@@ -234,6 +231,15 @@ class Compacted:
     files_after: int
     rows_before: int
     rows_after: int
+
+
+def _sweep(folder: Path, current: str, merged: set[str]) -> None:
+    """Remove the files a compaction replaced: older compacted files and the batches merged into ``current``."""
+    for other in folder.glob("*.enc"):
+        name = other.name[:-4]
+        if name != current and (name.startswith(COMPACTED) or name in merged):
+            other.unlink()
+    fsync_dir(folder)
 
 
 def _compacted_name(generation: int) -> str:

@@ -20,9 +20,11 @@ def purge(
                                                                "(ISO, Asia/Shanghai if no offset)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """Remove sealed batches, quarantined rows, answers and stage-store rows past their contracts' retention
-    (slaProperties), keep what is unacknowledged, undecided or held by an open order, compact the stores, and
-    audit the counts (docs/operations.md, Retention). The night runs it at its end."""
+    """Remove what is past its contract's retention; compact the stages' stores; audit the counts.
+
+    Sealed batches, quarantined rows, the stages' answers and stage-store rows go once their contract's
+    period (slaProperties) has passed; what is unacknowledged, undecided or held by an open order stays
+    (docs/operations.md, Retention). The night runs it at its end. Exit 1 when a step could not run."""
     from fundx.core.errors import FundxError
     from fundx.core.timeutil import aware
     from matching.retention import purge as run_purge
