@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from fundx.core.errors import SealError
 from fundx.core.timeutil import aware
 from fundx.crypto.keys import KeyStore
 from fundx.ledger import Ledger
@@ -167,6 +168,8 @@ def test_a_purge_past_the_retention_removes_exactly_what_the_contracts_say(sandb
     assert not (home / "quarantine" / "stewards" / decided.batch_id).exists()
     assert (home / "quarantine" / "stewards" / undecided.batch_id).is_dir()  # undecided: kept
     assert report.counts[decided.feed]["quarantine"]["rows"] == decided.quarantined
+    with pytest.raises(SealError, match="purged once decided"):
+        quarantine.read_rows(ledger, decided.batch_id)
     prisoners_answers = [a for a in ledger.ack_records() if a["feed"] == "justice.prisoners"]
     assert prisoners_answers and after["acks"] == len(prisoners_answers)
     assert after["answer files"] == len(prisoners_answers)
@@ -211,3 +214,17 @@ def test_a_purge_past_the_retention_removes_exactly_what_the_contracts_say(sandb
 def _audit_actions(ledger: Ledger) -> list[str]:
     with ledger.engine.connect() as conn:
         return list(conn.execute(sa.select(audit.c.action).order_by(audit.c.seq)).scalars())
+
+
+def test_a_failing_purge_does_not_fail_the_night(sandbox, home, monkeypatch, caplog):
+    import matching.retention
+    from flows.exchange import nightly_exchange
+
+    def broken(**_):
+        raise RuntimeError("the store's disk is gone")
+
+    monkeypatch.setattr(matching.retention, "purge", broken)
+    outcomes = nightly_exchange(end=END, feeds=["justice.prisoners"])
+    assert [o.outcome for o in outcomes] == ["pulled"]
+    ledger = Ledger.from_settings()
+    assert "retention.purged" not in _audit_actions(ledger) and ledger.verify_audit().ok
