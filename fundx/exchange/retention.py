@@ -138,8 +138,10 @@ def _purge_inboxes(ledger: Ledger, report: PurgeReport, period, inbox: Inbox) ->
         if not report.dry_run:
             inbox.remove(d.stage, d.batch_id)
     for d in ledger.deliveries(status=("ready", "delivered", "sealing", "refused")):
-        if inbox.parts(d.stage, d.batch_id) and period(d.feed, "sealed") is not None:
-            report.notes.append(f"{d.feed}: batch {d.batch_id} kept: {d.status}, not acknowledged by {d.stage}")
+        keep = period(d.feed, "sealed")
+        if keep is not None and d.created_at < keep.cutoff(report.now) and inbox.parts(d.stage, d.batch_id):
+            report.notes.append(f"{d.feed}: batch {d.batch_id} kept past its sealedRetention: {d.status}, "
+                                f"not acknowledged by {d.stage}")
 
 
 def _purge_quarantine(ledger: Ledger, report: PurgeReport, period, home: Path) -> None:

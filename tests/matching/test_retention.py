@@ -165,6 +165,7 @@ def test_a_purge_past_the_retention_removes_exactly_what_the_contracts_say(sandb
     assert not report.problems, report.problems
     assert after["inbox parts"] == before["inbox parts"]  # still unacknowledged: still there
     assert all((home / "inboxes" / d.stage / d.batch_id).is_dir() for d in unanswered)
+    assert any(f"batch {unanswered[0].batch_id} kept past its sealedRetention: ready" in n for n in report.notes)
     assert not (home / "quarantine" / "stewards" / decided.batch_id).exists()
     assert (home / "quarantine" / "stewards" / undecided.batch_id).is_dir()  # undecided: kept
     assert report.counts[decided.feed]["quarantine"]["rows"] == decided.quarantined
