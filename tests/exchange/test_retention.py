@@ -44,8 +44,8 @@ def _count(ledger, table, **where) -> int:
 def test_answers_past_their_retention_go_and_the_others_stay(ledger, tmp_path) -> None:
     home = tmp_path / "home"
     _answers(ledger, home)
-    periods = {GOES: Retention(GOES, {k: None for k in KINDS} | {"answers": Period(1, "y")}),
-               KEPT: Retention(KEPT, {k: None for k in KINDS})}
+    periods = {GOES: Retention(GOES, dict.fromkeys(KINDS) | {"answers": Period(1, "y")}),
+               KEPT: Retention(KEPT, dict.fromkeys(KINDS))}
     later = utc_now() + timedelta(days=400)
 
     dry = purging.new_report(now=later, dry_run=True)
