@@ -173,6 +173,7 @@ def nightly_exchange(feeds: list[str] | None = None, end: str | None = None) -> 
     _record_answers(ledger, logger)
     _night_artifact(outcomes)
     _check_service_levels(run_id, ledger, logger)
+    _purge(ledger, logger, end)
     verdict = ledger.verify_audit()  # logged, so that the head is kept outside the ledger too
     logger.info("audit head: entry %d, hash %s%s", verdict.head_seq, verdict.head_hash,
                 "" if verdict.ok else f" — BROKEN at entry {verdict.bad_seq}: {verdict.problem}")
@@ -208,6 +209,35 @@ def _check_service_levels(run_id: int, ledger: Ledger, logger) -> None:
     except Exception as exc:  # noqa: BLE001 - the monitor's failure is logged; the night's deliveries stand
         logger.error("the SLA monitor could not judge the night: %s — %s", content_free(exc).kind,
                      content_free(exc).action)
+
+
+@task(name="purge", cache_policy=NO_CACHE, persist_result=False)
+def purge_task(end: str) -> dict:
+    """Remove what is past its contract's retention and compact the stores (see matching.retention)."""
+    from matching.retention import purge, summary_rows
+
+    report = purge(ledger=_ledger(), now=aware(end))
+    return {"rows": summary_rows(report), "kept": report.notes, "problems": report.problems}
+
+
+def _purge(ledger: Ledger, logger, end: str) -> None:
+    """The nightly purge, as of the night's end; its failure is logged and does not change the night's outcome."""
+    state = purge_task(end, return_state=True)
+    if not state.is_completed():
+        error = _state_error(state)
+        logger.error("the nightly purge did not run: %s — %s", error.kind, error.action)
+        return
+    done = state.result()
+    rows = done["rows"]
+    logger.info("purge: %d removed (%s); %d kept with a reason", sum(r["count"] for r in rows),
+                ", ".join(sorted({r["kind"] for r in rows})) or "nothing past its retention", len(done["kept"]))
+    for problem in done["problems"]:
+        logger.error("purge: %s", problem)
+    try:
+        create_table_artifact(table=rows or [{"feed": "", "kind": "", "what": "nothing past its retention", "count": 0}],
+                              key="retention", description="What the night's purge removed, per feed and kind (counts only)")
+    except Exception:  # noqa: BLE001, S110 - an artifact is a convenience; the audit trail holds the counts
+        pass
 
 
 def _record_answers(ledger: Ledger, logger) -> None:

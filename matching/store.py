@@ -1,7 +1,10 @@
 """A stage's store: what the rules read, kept as Parquet files encrypted with AES-256-GCM.
 
 ``FUNDX_HOME/stages/<stage>/store/<table>/<name>.enc``: one file per loaded batch (the table is the
-union of its files) or one ``snapshot.enc`` for the office's nightly tables. Each file is
+union of its files) or one ``snapshot.enc`` for the office's nightly tables. The nightly purge
+compacts a table's batch files into one ``compacted-<generation>.enc`` (:meth:`Store.compact`);
+``<table>/index.json`` names the batches that file holds (or that were purged from it) — batch ids
+and the generation, nothing of a row — so that a batch is loaded once, however it was compacted. Each file is
 ``FXS1 | nonce (12) | ciphertext+tag``, with the stage, table and file name as associated data, so a
 file moved to another table or stage does not open. The 32-byte store key is made once and kept
 wrapped (RSA-OAEP, SHA-256) to each of the stage's current encryption certificates in
@@ -15,6 +18,8 @@ import base64
 import io
 import json
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -32,6 +37,8 @@ from fundx.wire.inbox import checked_name
 MAGIC = b"FXS1"
 KEY_FORMAT = "fundx-store-key/1"
 SNAPSHOT = "snapshot"
+COMPACTED = "compacted-"
+INDEX = "index.json"
 _OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 
 
@@ -137,15 +144,23 @@ class Store:
         return path
 
     def has(self, table: str, name: str) -> bool:
-        return self._path(table, name).exists()
+        """Whether batch ``name`` was loaded into ``table`` (its own file, or compacted, or purged since)."""
+        return self._path(table, name).exists() or name in self._index(table)["batches"]
 
     def tables(self) -> list[str]:
         """The tables this store has files of."""
         return sorted(p.name for p in self.dir.iterdir() if p.is_dir()) if self.dir.is_dir() else []
 
     def names(self, table: str) -> list[str]:
+        """The files that make up the table now: the current compacted file and the batches loaded since."""
         folder = self.dir / checked_name(table, "store table")
-        return sorted(p.name[:-4] for p in folder.glob("*.enc")) if folder.is_dir() else []
+        if not folder.is_dir():
+            return []
+        index = self._index(table)
+        current = _compacted_name(index["generation"]) if index["generation"] else None
+        merged = set(index["batches"])
+        return sorted(n for n in (p.name[:-4] for p in folder.glob("*.enc"))
+                      if n == current or not (n.startswith(COMPACTED) or n in merged))
 
     def read_file(self, table: str, name: str) -> pa.Table:
         data = self._path(table, name).read_bytes()
@@ -165,3 +180,67 @@ class Store:
         if not parts:
             return None
         return pa.concat_tables(parts, promote_options="default")
+
+    # -- compaction --------------------------------------------------------------------------------
+
+    def _index(self, table: str) -> dict:
+        path = self.dir / checked_name(table, "store table") / INDEX
+        if not path.is_file():
+            return {"generation": 0, "batches": []}
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        return {"generation": int(doc.get("generation", 0)), "batches": list(doc.get("batches", []))}
+
+    def compact(self, table: str, keep: Callable[[pa.Table], pa.Table] | None = None, *,
+                dry_run: bool = False) -> Compacted:
+        """Merge the table's batch files into one file, keeping the rows ``keep`` returns (all, without it).
+
+        Crash-safe: the new ``compacted-<n+1>.enc`` is written whole, then ``index.json`` (written atomically)
+        makes it the table's file and names the batches it replaces, then the replaced files are removed; a
+        crash before the index leaves the old files in force, one after it leaves files :meth:`names` ignores
+        (removed by the next compaction). A snapshot table (the office's) is left alone.
+        """
+        folder = self.dir / checked_name(table, "store table")
+        names = self.names(table)
+        if not names or names == [SNAPSHOT]:
+            return Compacted(table, len(names), len(names), 0, 0)
+        index = self._index(table)
+        whole = self.read(table)
+        assert whole is not None
+        kept = keep(whole) if keep is not None else whole
+        if len(names) == 1 and names[0].startswith(COMPACTED) and kept.num_rows == whole.num_rows:
+            if not dry_run:  # compact already, nothing to drop: only what a crash left behind goes
+                _sweep(folder, names[0], set(index["batches"]))
+            return Compacted(table, 1, 1, whole.num_rows, whole.num_rows)
+        done = Compacted(table, len(names), 1, whole.num_rows, kept.num_rows)
+        if dry_run:
+            return done
+        generation = index["generation"] + 1
+        self.write(table, _compacted_name(generation), kept)
+        batches = sorted(set(index["batches"]) | {n for n in names if not n.startswith(COMPACTED)})
+        write_file_atomic(folder / INDEX, json.dumps({"generation": generation, "batches": batches}).encode(), 0o600)
+        _sweep(folder, _compacted_name(generation), set(batches))
+        return done
+
+
+@dataclass(frozen=True)
+class Compacted:
+    """What :meth:`Store.compact` did to a table: files and rows before and after (counts only)."""
+
+    table: str
+    files_before: int
+    files_after: int
+    rows_before: int
+    rows_after: int
+
+
+def _sweep(folder: Path, current: str, merged: set[str]) -> None:
+    """Remove the files a compaction replaced: older compacted files and the batches merged into ``current``."""
+    for other in folder.glob("*.enc"):
+        name = other.name[:-4]
+        if name != current and (name.startswith(COMPACTED) or name in merged):
+            other.unlink()
+    fsync_dir(folder)
+
+
+def _compacted_name(generation: int) -> str:
+    return f"{COMPACTED}{generation:06d}"

@@ -32,6 +32,7 @@ from fundx.cli.ledger import ledger_app
 from fundx.cli.matching import matching_app
 from fundx.cli.notify import notify_app
 from fundx.cli.orders import orders_app
+from fundx.cli.retention import retention_app
 from fundx.cli.sandbox import sandbox_app
 from fundx.cli.sla import sla_app
 from fundx.cli.stage import stage_app
@@ -56,6 +57,7 @@ app = typer.Typer(
 # (demo; night, pull, backfill, status, feeds), then the groups.
 app.add_typer(demo_app)  # no name: its command joins fundx's own
 app.add_typer(exchange_app)
+app.add_typer(retention_app)  # no name: `fundx purge`
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(keys_app, name="keys")
 app.add_typer(stage_app, name="stage")

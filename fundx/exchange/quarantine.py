@@ -283,6 +283,9 @@ def read_rows(ledger: Ledger, batch_id: str, *, keys: KeyStore | None = None, ho
     store = store_for(home)
     names = [part_name(n, record.parts) for n in range(1, record.parts + 1)]
     missing = [n for n in names if n not in set(store.parts(STEWARDS, batch_id))]
+    if missing and len(missing) == record.parts and not record.open and not record.released_pending:
+        raise SealError(f"quarantined batch {batch_id}: its rows were purged once decided and past the contract's "
+                        f"quarantineRetention", action="the ledger keeps its counts and decisions (fundx failures show)")
     if missing:
         raise SealError(f"quarantined batch {batch_id}: {len(missing)} of its {record.parts} sealed parts are "
                         f"missing from {store.where(STEWARDS, batch_id)}",

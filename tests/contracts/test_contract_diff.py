@@ -143,10 +143,10 @@ def test_each_change_is_classified(tmp_path: Path, what: str, change, kind: str,
 
 def test_no_change_and_the_verdicts(tmp_path: Path) -> None:
     same = diff_files(OLD, OLD)
-    assert same.changes == () and same.allowed and same.verdict == "no changes (1.2.0 → 1.2.0)"
-    broken = diff_files(OLD, _write(tmp_path, lambda d: _props(d).pop(3), version="1.3.0"))
+    assert same.changes == () and same.allowed and same.verdict == "no changes (1.3.0 → 1.3.0)"
+    broken = diff_files(OLD, _write(tmp_path, lambda d: _props(d).pop(3), version="1.4.0"))
     assert not broken.allowed and broken.next_major == "2.0.0"
-    assert "without a major version bump (1.2.0 → 1.3.0): raise version to 2.0.0" in broken.verdict
+    assert "without a major version bump (1.3.0 → 1.4.0): raise version to 2.0.0" in broken.verdict
     bumped = diff_files(OLD, _write(tmp_path, lambda d: _props(d).pop(3), version="2.0.0"))
     assert bumped.breaking and bumped.allowed and bumped.exit_code == 0 and "allowed by the new major version" in bumped.verdict
     compatible = diff_files(OLD, _write(tmp_path, _add_optional))
