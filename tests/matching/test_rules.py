@@ -19,22 +19,18 @@ KEY = os.urandom(32)
 
 
 def _inputs(city) -> rules.Inputs:
-    """The tables the stores would hold after a night: contract-valid rows, pseudonymised."""
+    """The tables the stores would hold after a night: contract-valid rows, pseudonymised (the office's
+    feeds as every other's)."""
     con = duckdb.connect()
     pseudonym.install(con, KEY)
     tables: dict[str, list[pa.Table]] = {}
-    for feed, frame in city.feeds.items():
+    for feed, frame in {**city.feeds, **city.office}.items():
         valid = check(feed, frame).valid
         con.register("src", pa.Table.from_pandas(valid, preserve_index=False))
         table, sql, _vault = load.feed_sql(feed)
         tables.setdefault(table, []).append(
             con.sql(f"SELECT *, 'b' AS batch, TIMESTAMPTZ '2026-11-02 00:00:00+08' AS received_at FROM ({sql})")
             .to_arrow_table())
-        con.unregister("src")
-    office = {"roll": city.roll, "contributions": city.contributions, "subsidies": city.subsidies}
-    for table, frame in office.items():
-        con.register("src", pa.Table.from_pandas(frame, preserve_index=False))
-        tables[table] = [con.sql(load.OFFICE[table][1]).to_arrow_table()]
         con.unregister("src")
     return rules.Inputs({t: pa.concat_tables(parts, promote_options="default") for t, parts in tables.items()})
 
@@ -201,18 +197,3 @@ def test_every_feed_says_what_its_stage_keeps_and_a_missing_column_is_named(tmp_
     monkeypatch.setattr(connectors, "load_feed", lambda feed: broken)
     with pytest.raises(ConfigurationError, match="police.deaths.*death_date"):
         load.feed_sql("police.deaths")
-
-
-def test_an_office_database_without_the_roll_is_named(tmp_path):
-    import sqlite3
-
-    from fundx.core.errors import ConfigurationError
-
-    con = duckdb.connect()
-    pseudonym.install(con, KEY)
-    db = sqlite3.connect(tmp_path / "office.db")
-    db.execute("CREATE TABLE something_else (a)")
-    db.commit()
-    with pytest.raises(ConfigurationError, match="has no readable table benefit_roll") as raised:
-        load.load_office(con=con, keys=None, home=tmp_path, url=f"sqlite:///{tmp_path / 'office.db'}")
-    assert "FUNDX_OFFICE_DB_URL" in raised.value.action
