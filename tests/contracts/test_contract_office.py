@@ -5,6 +5,7 @@ spreadsheet-mangled account, a wrong check character) is quarantined naming the 
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -47,7 +48,7 @@ def test_the_rules_take_their_codes_from_the_one_place() -> None:
     assert params["unemployed_contributing"]["benefit"] == codes.UNEMPLOYMENT
     assert set(params["deregistered_subsidised"]["ended"]) <= set(codes.BUSINESS_STATUSES)
     assert {s for pair in params["duplicate_receipt"]["exclusive"] for s in pair} <= set(codes.SCHEMES)
-    source = open(rules.__file__, encoding="utf-8").read()
+    source = Path(rules.__file__).read_text(encoding="utf-8")
     for literal in (*codes.SCHEMES, *codes.ROLL_STATUSES, *codes.CUSTODY_STATUSES, *codes.BUSINESS_STATUSES):
         assert f"'{literal}'" not in source and f'"{literal}",' not in source and f'"{literal}")' not in source, literal
 
