@@ -30,7 +30,7 @@ def sandbox(sandbox_factory):
 
 @contextlib.contextmanager
 def office_database_out_of_reach(sandbox, monkeypatch):
-    """The office's database cannot be read: its file mode 000, FUNDX_OFFICE_DB_URL pointing nowhere, and
+    """The office's database cannot be read: its file moved away, FUNDX_OFFICE_DB_URL pointing nowhere, and
     any engine made for it refused. What the matching stage needs of the office must have been delivered."""
     import sqlalchemy as sa
 
@@ -45,12 +45,12 @@ def office_database_out_of_reach(sandbox, monkeypatch):
         return made(url, *args, **kwargs)
 
     monkeypatch.setattr(sa, "create_engine", refuse)
-    mode = path.stat().st_mode
-    path.chmod(0)
+    away = path.with_name("office.db.away")  # moved, not only unreadable: file modes do not stop root
+    path.rename(away)
     try:
         yield
     finally:
-        path.chmod(mode)
+        away.rename(path)
         monkeypatch.setattr(sa, "create_engine", made)
 
 
