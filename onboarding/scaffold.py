@@ -104,12 +104,18 @@ def feed_stages() -> tuple[str, ...]:
 
 def stage_tables(stage: str) -> dict[str, list[tuple[str, str]]]:
     """The store tables of ``stage`` that feeds fill (the office's feeds' too), each with its columns and
-    types as the rules read them (matching.rules.EMPTY)."""
+    types as the rules read them (matching.rules.EMPTY); the tables most feeds fill first (a new agency's
+    feed most likely joins one of those: the deaths), then by name."""
+    from connectors.registry import registry
     from matching.rules import EMPTY
     from matching.run import sources
 
+    fillers: dict[str, int] = {}
+    for config in registry().feeds.values():
+        if config.matching is not None:
+            fillers[config.matching.table] = fillers.get(config.matching.table, 0) + 1
     out: dict[str, list[tuple[str, str]]] = {}
-    for table, owner in sources().items():
+    for table, owner in sorted(sources().items(), key=lambda item: (-fillers.get(item[0], 0), item[0])):
         if owner != stage:
             continue
         spec = EMPTY.get(table, "")
