@@ -197,3 +197,30 @@ def test_every_feed_says_what_its_stage_keeps_and_a_missing_column_is_named(tmp_
     monkeypatch.setattr(connectors, "load_feed", lambda feed: broken)
     with pytest.raises(ConfigurationError, match="police.deaths.*death_date"):
         load.feed_sql("police.deaths")
+
+
+def test_the_office_roll_is_kept_pseudonymised_with_months_as_numbers():
+    """What death matching keeps of a roll batch: tokens and masked forms for the number and the account,
+    months as month numbers, the paying district as the area (the number's area where the roll has none)."""
+    frame = pa.table({
+        "entry_id": ["RE0000000001", "RE0000000002"], "id_number": ["11010519491231002X", "330106195001010014"],
+        "name": ["王芳", "李强"], "scheme": ["basic_pension", "survivor"], "status": ["active", "stopped"],
+        "paying_district": ["330106", None], "monthly_amount": [3800.5, 900.0],
+        "bank_account": ["6222021234567890123", "6217001234567890"], "start_month": ["2010-01", "2020-12"],
+        "stop_month": [None, "2026-03"], "paid_through": ["2026-10", "2026-02"],
+        "updated_at": ["2026-10-10 10:00:00", "2026-03-02 09:00:00"]})
+    con = duckdb.connect()
+    pseudonym.install(con, KEY)
+    table, sql, vault = load.feed_sql("social_insurance.benefit_roll")
+    con.register("src", frame)
+    kept = con.sql(sql).to_arrow_table().to_pylist()
+    assert table == "roll" and vault is not None
+    assert [r["area"] for r in kept] == ["330106", "330106"]
+    assert kept[0]["account"] == pseudonym.token(KEY, "6222021234567890123")
+    assert [r["account_masked"] for r in kept] == ["6222***********0123", "6217********7890"]
+    assert [(r["start_month"], r["stop_month"], r["paid_through"]) for r in kept] == [
+        (rules.month_no(date(2010, 1, 1)), None, rules.month_no(date(2026, 10, 1))),
+        (rules.month_no(date(2020, 12, 1)), rules.month_no(date(2026, 3, 1)), rules.month_no(date(2026, 2, 1)))]
+    text = repr(kept)
+    assert "6222021234567890123" not in text and "11010519491231002X" not in text and "王芳" not in text
+    assert set(rules.EMPTY["roll"].replace(",", " ").split()[::2]) - {"received_at"} <= set(kept[0])
