@@ -55,14 +55,16 @@ FAULTS: dict[str, Fault] = {
 #: the order in which transient REST faults fire when several are armed for one agency
 FIRING_ORDER = ("server_errors", "rate_limit", "read_timeout", "reset", "truncated", "page_twice")
 
-#: what ``renamed_column`` renames the identity-number field or header to (a feed without one: its credit code)
+#: what ``renamed_column`` renames the identity-number field or header to
 RENAMED: dict[str, str] = {
     "id_number": "id_no",
     "legal_rep_id_number": "legal_rep_id_no",
     "公民身份号码": "身份证号",
     "身份证号码": "身份证号",
-    "uscc": "credit_code",  # a feed about employers only (the office's employer subsidies)
 }
+#: what ``renamed_column`` renames in a database view: the same, and in a view without identity numbers
+#: (the office's employer subsidies) the credit code
+RENAMED_IN_VIEWS: dict[str, str] = {**RENAMED, "uscc": "credit_code"}
 
 #: the seconds ``slow`` adds to every response or query
 SLOW_SECONDS = 0.2

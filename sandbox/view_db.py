@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from connectors.config import DatabaseConfig
 from contracts import Contract, load_contract
-from sandbox.faults import RENAMED, FaultState
+from sandbox.faults import RENAMED_IN_VIEWS, FaultState
 from sandbox.generic import NotSimulated
 from sandbox.medical_db import _calibrate_spin
 from sandbox.schema import feed_schema
@@ -109,7 +109,7 @@ class ViewDB:
         """Recreate the view for the armed faults (renamed_column, empty, slow)."""
         renamed = self.faults.has("renamed_column")
         select = ", ".join(
-            f"{own} AS {RENAMED.get(name, name) if renamed else name}" for name, (own, _) in self.columns.items()
+            f"{own} AS {RENAMED_IN_VIEWS.get(name, name) if renamed else name}" for name, (own, _) in self.columns.items()
         )
         where = []
         if self.faults.has("empty"):
