@@ -58,7 +58,7 @@ from sandbox.city.office import (
     stop_the_dead,
     suspend_in_custody,
 )
-from sandbox.city.office_feeds import office_feeds
+from sandbox.city.office_feeds import office_feeds, stop_late
 from sandbox.city.payments import (
     Bills,
     FrequentPatients,
@@ -142,6 +142,9 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
       monthly_amounts {scheme: amount}, amount = overlap_months x the smaller monthly amount).
     - ``unemployed_contributing``: contributions paid in months of an active unemployment entry
       (id_number, months, monthly_amount, amount = len(months) x monthly_amount).
+    - ``stopped_but_overpaid`` (paid_after_death, from the payment ledger: office_feeds.stop_late): an
+      entry stopped in the month of death whose payments went on for 1-3 months first; only the
+      office's feeds (City.office) show them, City.roll keeps the entry as stopped in time.
     - ``frequent_patients`` (frequent_visits): MIN_VISITS-22 bills admitted in one month (id_number,
       month, visits: all the person's bills admitted that month).
     - ``overbilled`` (bill_over_mean): bills at 1.6-3 x their diagnosis's typical cost, more than
@@ -247,6 +250,8 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
     truths["invalid"] = invalid
     truths["counts"] = {f: len(feeds[f][0]) for f in FEEDS} | _counts(drawn, roll_rows, messy)
     office_rows = office_feeds(streams.history, roll_rows, contributions.frame, subsidies.frame, as_of)
+    truths["stopped_but_overpaid"] = stop_late(streams.history, office_rows, _stopped_in_time(drawn, messy, invalid),
+                                               as_of)
     return City(seed=seed, people=people, as_of=as_of, roll=roll_rows,
                 feeds={f: feeds[f][0] for f in FEEDS}, truths=truths,
                 contributions=contributions.frame, subsidies=subsidies.frame, office=office_rows)
@@ -352,6 +357,34 @@ def _plant_mistakes(streams: _Streams, feeds: dict[str, tuple[pd.DataFrame, np.n
         messy.extend(bad_ids)
         invalid.extend(bad)
     return messy, invalid
+
+
+def _stopped_in_time(drawn: _Drawn, messy: list[dict], invalid: list[dict]) -> list[dict]:
+    """The dead on the roll whose one entry was stopped in the month of death, whose death is known to a
+    source by one date (no conflict, no near date) and whose every death record is neither messy nor
+    invalid: the people stop_late may plant an overpayment on (the stage sees their death as it is)."""
+    deaths, reports, roll = drawn.deaths, drawn.reports, drawn.roll
+    touched = {(m["feed"], str(m["key"])) for m in [*messy, *invalid]}
+    death_month = deaths.month()
+    entry = roll.index[deaths.pos]
+    second = np.zeros(len(roll.on), dtype=bool)
+    second[drawn.dups.pos] = True
+    odd = np.zeros(deaths.count, dtype=bool)
+    odd[np.asarray(deaths.conflict, dtype=np.int64)] = True
+    odd[np.asarray(deaths.near, dtype=np.int64)] = True
+    odd[np.asarray(drawn.still_paid, dtype=np.int64)] = True
+    out = []
+    keys = {feed: reports.keys(feed) for feed in reports.rows}
+    for j in np.flatnonzero((entry >= 0) & (reports.n_known >= 1) & ~odd & ~second[deaths.pos]):
+        ri = int(entry[j])
+        if roll.status[ri] != 2 or roll.paid_through[ri] != death_month[j]:
+            continue
+        known = {f: str(keys[f][j]) for f in reports.rows if reports.known[f][j]}
+        if any((f, k) in touched for f, k in known.items()):
+            continue
+        out.append({"id_number": str(drawn.id_text[deaths.pos[j]]), "death_date": truth._iso(deaths.true[j]),
+                    "death_month": int(death_month[j]), "known_to": known})
+    return out
 
 
 def _counts(drawn: _Drawn, roll: pd.DataFrame, messy: list[dict]) -> dict[str, int]:

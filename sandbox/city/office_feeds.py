@@ -17,6 +17,9 @@ older frame moves:
   moved onto it from an account of their own, and about :data:`CHANGE_RATE` of the entries changed
   to a new account of their own (an entry's old account is one nobody else has).
 
+Planted (:func:`stop_late`): entries stopped in the month of death only after 1-3 more months were
+paid: the roll says stopped in time, the ledger shows the overpayment (truths ``stopped_but_overpaid``).
+
 Times are Asia/Shanghai office hours before the city's as-of day, ISO with +08:00.
 """
 
@@ -178,3 +181,49 @@ def office_feeds(rng: np.random.Generator, roll: pd.DataFrame, contributions: pd
     }).iloc[s_order].reset_index(drop=True)
     return {ROLL: rolled, PAYMENTS: payments, CONTRIBUTIONS: contributed, SUBSIDIES: subsidised,
             ACCOUNT_CHANGES: changes}
+
+
+def stop_late(rng: np.random.Generator, office: dict[str, pd.DataFrame], candidates: list[dict],
+              as_of: date) -> list[dict]:
+    """Plant entries stopped late: a dead person's entry that the office stopped from the month after the
+    death (the roll says stopped, paid through the death month) only after the ledger had paid 1-3
+    months after it. The roll no longer shows it; the payment ledger does (paid_after_death reads it).
+
+    ``candidates``: dead people whose one entry was stopped in the month of their death and whose death
+    records reach the stage clean ({id_number, death_date, death_month, known_to}); one in ten of them
+    (at least two) are planted. Returns the truths (``stopped_but_overpaid``)."""
+    as_of_days = day_number(as_of)
+    last_paid = int(month_of(np.array([as_of_days]))[0]) - 1
+    roll, payments = office[ROLL], office[PAYMENTS]
+    pool = [c for c in candidates if c["death_month"] <= last_paid - 1]
+    chosen = sorted(rng.choice(len(pool), min(len(pool), max(2, round(len(pool) * 0.1))), replace=False).tolist()) \
+        if pool else []
+    truths, added = [], []
+    for i in chosen:
+        case = pool[i]
+        at = int(np.flatnonzero((roll["id_number"] == case["id_number"]).to_numpy())[0])
+        entry = roll.iloc[at]
+        k = 1 + int(rng.integers(0, min(3, last_paid - case["death_month"])))
+        months = case["death_month"] + 1 + np.arange(k)
+        number = int(entry["entry_id"][2:])
+        paid_at = (_first_day(months) + 9) * DAY + 10 * 3600 + (number * 7919) % 7200
+        added.append(pd.DataFrame({
+            "payment_id": [f"PM{number:08d}{m // 12:04d}{m % 12 + 1:02d}" for m in months],
+            "entry_id": entry["entry_id"], "id_number": entry["id_number"], "scheme": entry["scheme"],
+            "month": np.asarray(month_text(months).to_pylist(), dtype=object), "amount": float(entry["monthly_amount"]),
+            "bank_account": entry["bank_account"],
+            "paid_at": np.asarray(time_text(paid_at).to_pylist(), dtype=object)}))
+        stopped_on = min(int(_first_day(np.array([months[-1] + 1]))[0]) + int(rng.integers(0, 20)), as_of_days - 1)
+        wrote = stopped_on * DAY + int(rng.integers(9 * 3600, 17 * 3600))
+        roll.loc[at, "updated_at"] = time_text(np.array([wrote])).to_pylist()[0]
+        truths.append({"id_number": case["id_number"], "death_date": case["death_date"], "status": entry["status"],
+                       "paid_through": entry["paid_through"], "paid_months": month_text(months).to_pylist(),
+                       "months_after_death": k, "monthly_amount": float(entry["monthly_amount"]),
+                       "amount": round(k * float(entry["monthly_amount"]), 2), "known_to": case["known_to"]})
+    if added:
+        ledger = pd.concat([payments, *added], ignore_index=True)
+        for column in ("payment_id", "entry_id", "id_number", "scheme", "month", "bank_account", "paid_at"):
+            ledger[column] = ledger[column].astype(object)
+        office[PAYMENTS] = ledger.sort_values(["paid_at", "payment_id"], kind="stable").reset_index(drop=True)
+        office[ROLL] = roll.sort_values(["updated_at", "entry_id"], kind="stable").reset_index(drop=True)
+    return truths

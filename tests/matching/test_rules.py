@@ -3,6 +3,7 @@ found by its rule and nothing else is flagged (precision and recall per rule are
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from datetime import date
@@ -65,6 +66,10 @@ def test_amounts_follow_the_truths():
         assert got["months"] == t["months_after_death"]
         assert got["amount_at_risk"] == pytest.approx(t["months_after_death"] * t["monthly_amount"], abs=0.01)
         assert "*" in got["id_masked"] and t["id_number"] not in got["detail"]
+    for t in city.truths["stopped_but_overpaid"]:  # stopped in the roll, paid on in the ledger: what was paid
+        got = by[("paid_after_death", pseudonym.token(KEY, t["id_number"]).hex().upper())]
+        assert (got["months"], got["amount_at_risk"]) == (t["months_after_death"], pytest.approx(t["amount"], abs=0.01))
+        assert json.loads(got["detail"])["paid_through"] == t["paid_months"][-1] and t["status"] == "stopped"
     for t in city.truths["prisoners_paid"]:
         got = by[("paid_in_custody", pseudonym.token(KEY, t["id_number"]).hex().upper())]
         assert (got["months"], got["amount_at_risk"]) == (t["months"], pytest.approx(t["amount"], abs=0.01))
@@ -86,7 +91,8 @@ def test_people_of_a_real_city_are_found_whatever_their_numbers_and_names():
     found = {r["subject"]: r for r in rules.run_rules(con, params, date(2026, 11, 23), ["paid_after_death"]).to_pylist()}
     tok = lambda i: pseudonym.token(KEY, i).hex().upper()  # noqa: E731
     planted = {t["id_number"]: t for t in city.truths["dead_but_paid"]}
-    assert {tok(i) for i in planted} == set(found)
+    late = {t["id_number"] for t in city.truths["stopped_but_overpaid"]}  # found by the ledger (below)
+    assert {tok(i) for i in [*planted, *late]} == set(found)
     elsewhere = [i for i in planted if not i.startswith("3301")]
     old = {m["clean"] for m in city.truths["messy"] if m["kind"] == OLD_NUMBER_KIND} & set(planted)
     assert elsewhere and old
@@ -224,3 +230,37 @@ def test_the_office_roll_is_kept_pseudonymised_with_months_as_numbers():
     text = repr(kept)
     assert "6222021234567890123" not in text and "11010519491231002X" not in text and "王芳" not in text
     assert set(rules.EMPTY["roll"].replace(",", " ").split()[::2]) - {"received_at"} <= set(kept[0])
+
+
+def test_paid_after_death_reads_the_ledger_not_payment_dates():
+    """死亡冒领 / 死亡未停发 (seeds 002, the 2025 national work plan's monthly lists; 000, Shenyang's check of
+    死亡人员冒领养老保险待遇) over the payment ledger. Look-alikes that must not be flagged: the dead whose
+    month of death was paid on the 10th, after they died (a death reported a day or more late, the entry
+    stopped in time: the month of death is payable). Found: exactly the people paid for months after
+    the month of death, active entries and entries stopped too late alike."""
+    city = generate_city(10_000)
+    ledger = city.office["social_insurance.payments"]
+    deaths = {}
+    for t in city.truths["dead_but_paid"] + city.truths["stopped_but_overpaid"]:
+        deaths[t["id_number"]] = t["death_date"]
+    # the look-alikes: dead on the roll, paid on a day after their death for the month they died in, no later month
+    died = {}
+    for feed in ("civil_affairs.deaths", "police.deaths"):
+        frame = city.feeds[feed]
+        valid = check(feed, frame).valid
+        for i, d in zip(valid["id_number"], valid["death_date"]):
+            if isinstance(d, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", d):
+                died[i] = max(died.get(i, d), d)
+    lookalikes = set()
+    for i, month, paid_at in zip(ledger["id_number"], ledger["month"], ledger["paid_at"]):
+        d = died.get(i)
+        if d is not None and i not in deaths and month == d[:7] and paid_at[:10] > d:
+            lookalikes.add(i)
+    assert len(lookalikes) >= 5
+    con = duckdb.connect()
+    params = rules.parse_params(None)
+    rules.prepare(con, _inputs(city), params)
+    found = set(rules.run_rules(con, params, date(2026, 11, 23), ["paid_after_death"]).column("subject").to_pylist())
+    tok = lambda i: pseudonym.token(KEY, i).hex().upper()  # noqa: E731
+    assert not {tok(i) for i in lookalikes} & found
+    assert found == {tok(i) for i in deaths}
