@@ -42,6 +42,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from fundx.core import codes
+
 MIB = 2**20
 ROOT = Path(__file__).resolve().parent.parent
 GOAL_SECONDS = 10.0
@@ -52,10 +54,10 @@ TWO_RULES = ["paid_after_death", "paid_in_custody"]
 
 AREAS = ("330102", "330105", "330106", "330108", "330109", "330110", "330111", "330112", "330113", "330114",
          "330122", "330127", "330182", "330183")
-BENEFITS = ("basic_pension", "resident_pension", "unemployment", "survivor", "disability")
+BENEFITS = codes.SCHEMES
 BENEFIT_SHARE = (0.55, 0.25, 0.08, 0.06, 0.06)
 AMOUNT_RANGE = ((2500.0, 6000.0), (150.0, 400.0), (1500.0, 2000.0), (800.0, 1500.0), (300.0, 1000.0))
-ROLL_STATUS = ("active", "suspended", "stopped")
+ROLL_STATUS = codes.ROLL_STATUSES
 DEATH_FEEDS = (("civil_affairs.deaths", "MZ3301"), ("police.deaths", "HKZX3301"),
                ("religious_affairs.deaths", "ZJ3301"))
 CUSTODY = ("在押", "假释", "暂予监外执行", "刑满释放")
@@ -321,12 +323,16 @@ def make_inputs(roll: int, deaths: int, prisoners: int,
         "received_at": c_received,
     }).take(pa.array(np.argsort(rows_recv, kind="stable")))
 
+    # the roll as the office's feed leaves it in the store: an entry key, one batch received the night before
+    roll_batch, roll_received = _batches(np.zeros(roll, np.int64), np.full(roll, night - 1), ("social_insurance.benefit_roll",))
     roll_t = pa.table({
+        "record_key": _keys("RE", np.arange(1, roll + 1)),
         "person": _tokens(token[person]), "id_masked": _strings(_masked(area[person], last4[person])),
         "area": _pick(AREAS, area[person]), "benefit_type": _pick(BENEFITS, benefit),
         "monthly_amount": pa.array(amount), "account": _tokens(account), "account_masked": _strings(account_masked),
         "status": _pick(ROLL_STATUS, status), "start_month": pa.array(start, pa.int32()),
-        "paid_through": pa.array(paid, pa.int32()),
+        "stop_month": pa.array(np.where(status == 0, 0, paid + 1), pa.int32(), mask=status == 0),
+        "paid_through": pa.array(paid, pa.int32()), "batch": roll_batch, "received_at": roll_received,
     })
     planted = {"paid_after_death": len(planted_dead), "paid_in_custody": len(planted_held)}
     return {"roll": roll_t, "deaths": deaths_t, "custody": custody_t}, planted

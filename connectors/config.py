@@ -268,15 +268,30 @@ class UsccArea(_Strict):
     uscc_area: str = Field(pattern=_NAME)
 
 
+class AccountNumber(_Strict):
+    """A bank account column, kept as its token (the store column) and masked (``<store column>_masked``),
+    never whole."""
+
+    account_number: str = Field(pattern=_NAME)
+
+
+class MonthNumber(_Strict):
+    """A YYYY-MM column, kept as the month's number (year x 12 + month - 1), as the rules count months."""
+
+    month: str = Field(pattern=_NAME)
+
+
+Source = Annotated[str, Field(pattern=_NAME)] | NotNull | UsccArea | AccountNumber | MonthNumber
+
+
 class MatchingConfig(_Strict):
     """What the matching stage keeps of this feed (docs/matching.md): its store table and, per store
     column, the feed column it comes from. ``id_number`` becomes the person's token, masked number
-    and area (never kept whole); ``name`` goes to the identity vault only; columns that are not
-    named are not kept."""
+    and area (never kept whole; a column mapped to ``area`` is the area where it has a value);
+    ``name`` goes to the identity vault only; columns that are not named are not kept."""
 
     table: str = Field(pattern=_NAME)
-    columns: dict[Annotated[str, Field(pattern=_NAME)], Annotated[str, Field(pattern=_NAME)] | NotNull | UsccArea] = (
-        Field(min_length=1))
+    columns: dict[Annotated[str, Field(pattern=_NAME)], Source] = Field(min_length=1)
     confirms: bool = Field(
         False, description="deaths table: a death this feed reports is confirmed on its own (the police's cancellation "
                            "of the household registration); from other feeds it takes two sources")
@@ -289,10 +304,20 @@ class MatchingConfig(_Strict):
 
     def sources(self) -> list[str]:
         """Every feed column this section reads."""
-        out = []
-        for value in self.columns.values():
-            out.append(value if isinstance(value, str) else value.not_null if isinstance(value, NotNull) else value.uscc_area)
-        return out
+        return [source_column(value) for value in self.columns.values()]
+
+
+def source_column(value: Source) -> str:
+    """The feed column a ``matching.columns`` value reads."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, NotNull):
+        return value.not_null
+    if isinstance(value, UsccArea):
+        return value.uscc_area
+    if isinstance(value, AccountNumber):
+        return value.account_number
+    return value.month
 
 
 # --- the conformance suite ------------------------------------------------------------------

@@ -14,9 +14,10 @@ from typing import Any
 
 from matching import pseudonym
 
-#: rule -> (truth list, the field that names the subject, whether it is tokenised)
-TRUTHS: dict[str, tuple[str, str, bool]] = {
-    "paid_after_death": ("dead_but_paid", "id_number", True),
+#: rule -> (truth list or lists, the field that names the subject, whether it is tokenised)
+TRUTHS: dict[str, tuple[str | tuple[str, ...], str, bool]] = {
+    # pensions still paid after death, and entries stopped late whose overpayment only the ledger shows
+    "paid_after_death": (("dead_but_paid", "stopped_but_overpaid"), "id_number", True),
     "paid_in_custody": ("prisoners_paid", "id_number", True),
     "shared_account": ("shared_accounts", "bank_account", True),
     "duplicate_receipt": ("duplicate_receipts", "id_number", True),
@@ -48,8 +49,9 @@ class Score:
 def planted_subjects(truths: dict[str, Any], key: bytes) -> dict[str, set[str]]:
     """rule -> the subjects its orders would name, from the generator's truths."""
     out: dict[str, set[str]] = {}
-    for rule, (name, field, tokenised) in TRUTHS.items():
-        values = {str(t[field]) for t in truths.get(name, [])}
+    for rule, (names, field, tokenised) in TRUTHS.items():
+        lists = (names,) if isinstance(names, str) else names
+        values = {str(t[field]) for name in lists for t in truths.get(name, [])}
         out[rule] = {pseudonym.token(key, v).hex().upper() for v in values} if tokenised else values
     return out
 

@@ -1,4 +1,4 @@
-"""Loading the stages' stores: received batches (pseudonymised) and the office's nightly snapshot.
+"""Loading the stages' stores: received batches, pseudonymised.
 
 A received batch is opened again part by part (:func:`fundx.crypto.opening.open_sealed` with the stage's key,
 signer checked to be the exchange, manifest checked to name the batch): no byte that was not
@@ -7,11 +7,13 @@ numbers, only the columns the rules need are kept, and the result is written to 
 (:class:`matching.store.Store`) as ``<table>/<batch>``. The identity behind each token goes to the
 vault, sealed to the investigators. A batch already in the store is not loaded again.
 
-The office's data (benefit roll, contributions, employer subsidies) is read from its database
-(FUNDX_OFFICE_DB_URL) every night and replaces the stage's snapshot tables. A roll entry's ``area`` is
-its ``paying_district`` (the district whose office pays it, where the inspection order goes), or
-the area code of the person's number where the roll does not say: a number keeps the code of the
-place that first issued it, which is often another province.
+The social-insurance office's own data (the benefit roll, the payment ledger, contributions, employer
+subsidies, the account change log) arrives the same way: the office's system is an agency whose
+feeds (``social_insurance.*``) are pulled, checked, sealed and delivered to their stages like any
+other; nothing here reads the office's database. A roll entry's ``area`` is its ``paying_district``
+(the district whose office pays it, where the inspection order goes: the config maps it to
+``area``), or the area code of the person's number where the roll does not say: a number keeps the
+code of the place that first issued it, which is often another province.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import pyarrow.parquet as pq
 
 from fundx.core.errors import ConfigurationError, ManifestError, UnknownSignerError
 from fundx.core.files import write_file_atomic
-from fundx.core.settings import get_settings, read_env_file
+from fundx.core.settings import get_settings
 from fundx.crypto.certificates import common_name
 from fundx.crypto.keys import KeyStore
 from fundx.crypto.manifest import Manifest
@@ -42,7 +44,6 @@ from matching.store import Store
 log = logging.getLogger("fundx.matching")
 
 INVESTIGATORS = "investigators"
-OFFICE_ENV = "FUNDX_OFFICE_DB_URL"
 
 def _types(table: str) -> dict[str, str]:
     """A known store table's column types (matching.rules.EMPTY); empty for a table no rule reads."""
@@ -57,7 +58,7 @@ def feed_sql(feed: str) -> tuple[str, str, str | None]:
     from the ``matching:`` section of the feed's config. ConfigurationError naming the feed when a
     table a rule reads would miss a column."""
     from connectors import load_feed
-    from connectors.config import NotNull, UsccArea
+    from connectors.config import AccountNumber, MonthNumber, NotNull, UsccArea
 
     config = load_feed(feed)
     if config.matching is None:
@@ -68,12 +69,17 @@ def feed_sql(feed: str) -> tuple[str, str, str | None]:
     q = lambda name: '"' + name + '"'  # noqa: E731  (names are checked identifiers)
     select, made = [], set()
     identity = name = None
+    area = section.columns.get("area")
     for column, source in section.columns.items():
         if column == "id_number":
             identity = q(source)
-            select += [f"token({identity}) AS person", f"id_masked({identity}) AS id_masked",
-                       f"substr({identity}, 1, 6) AS area"]
+            where = f"substr({identity}, 1, 6)"
+            if isinstance(area, str):  # the district the feed names, else the number's area
+                where = f"COALESCE(CAST({q(area)} AS VARCHAR), {where})"
+            select += [f"token({identity}) AS person", f"id_masked({identity}) AS id_masked", f"{where} AS area"]
             made |= {"person", "id_masked", "area"}
+            continue
+        if column == "area" and "id_number" in section.columns:
             continue
         if column == "name":
             name = q(source)
@@ -85,6 +91,14 @@ def feed_sql(feed: str) -> tuple[str, str, str | None]:
             expr = f"({q(source.not_null)} IS NOT NULL)"
         elif isinstance(source, UsccArea):
             expr = f"substr({q(source.uscc_area)}, 3, 6)"
+        elif isinstance(source, AccountNumber):  # kept as its token and masked, never whole
+            account = f"CAST({q(source.account_number)} AS VARCHAR)"
+            select.append(f"account_masked({account}) AS {q(column + '_masked')}")
+            made.add(column + "_masked")
+            expr = f"token({account})"
+        elif isinstance(source, MonthNumber):
+            text = f"CAST({q(source.month)} AS VARCHAR)"
+            expr = f"(TRY_CAST(substr({text}, 1, 4) AS INTEGER) * 12 + TRY_CAST(substr({text}, 6, 2) AS INTEGER) - 1)"
         else:
             kind = types.get(column, "")
             expr = {"DATE": f"TRY_CAST(substr(CAST({q(source)} AS VARCHAR), 1, 10) AS DATE)",
@@ -107,31 +121,6 @@ def feed_sql(feed: str) -> tuple[str, str, str | None]:
         vault = (f"SELECT DISTINCT token({identity}) AS person, {identity} AS id_number, "  # noqa: S608
                  f"{name or 'NULL::VARCHAR'} AS name FROM src WHERE {identity} IS NOT NULL")
     return section.table, f"SELECT {', '.join(select)} FROM src", vault  # noqa: S608 - as above
-
-
-#: office table -> (the stages that keep it, SQL over ``src`` as read from the office's database)
-OFFICE: dict[str, tuple[tuple[str, ...], str]] = {
-    "roll": (("death_matching", "custody_matching", "employer_review"), """
-        SELECT token(id_number) AS person, id_masked(id_number) AS id_masked,
-               COALESCE(paying_district, substr(id_number, 1, 6)) AS area,
-               benefit_type, CAST(monthly_amount AS DOUBLE) AS monthly_amount, token(bank_account) AS account,
-               account_masked(bank_account) AS account_masked, status,
-               CAST(substr(start_month, 1, 4) AS INTEGER) * 12 + CAST(substr(start_month, 6, 2) AS INTEGER) - 1
-                   AS start_month,
-               CAST(substr(paid_through, 1, 4) AS INTEGER) * 12 + CAST(substr(paid_through, 6, 2) AS INTEGER) - 1
-                   AS paid_through
-        FROM src"""),
-    "contributions": (("employer_review",), """
-        SELECT token(id_number) AS person, employer_uscc,
-               CAST(substr(month, 1, 4) AS INTEGER) * 12 + CAST(substr(month, 6, 2) AS INTEGER) - 1 AS month,
-               CAST(amount AS DOUBLE) AS amount FROM src"""),
-    "subsidies": (("employer_review",), """
-        SELECT uscc, subsidy_type,
-               CAST(substr(month, 1, 4) AS INTEGER) * 12 + CAST(substr(month, 6, 2) AS INTEGER) - 1 AS month,
-               CAST(amount AS DOUBLE) AS amount FROM src"""),
-}
-OFFICE_SOURCES: dict[str, str] = {"roll": "benefit_roll", "contributions": "contributions",
-                                  "subsidies": "employer_subsidies"}
 
 
 def stages() -> tuple[str, ...]:
@@ -246,67 +235,3 @@ def load_batches(stage_name: str, *, con: duckdb.DuckDBPyConnection, keys: KeySt
         log.info("stage %s: loaded batch %s (%s): %d rows into %s", stage_name, batch, manifest.feed,
                  kept.num_rows, table)
     return done
-
-
-def office_url() -> str:
-    """The office database's URL: FUNDX_OFFICE_DB_URL, or the sandbox's env file."""
-    settings = get_settings()
-    url = settings.office_db_url or read_env_file(settings.sandbox_env_file).get(OFFICE_ENV)
-    if not url:
-        raise ConfigurationError(
-            f"{OFFICE_ENV} is not set: the matching stage reads the benefit roll, contributions and employer "
-            f"subsidies from the social-insurance office's database",
-            action=f"set {OFFICE_ENV} to its SQLAlchemy URL (the sandbox sets it: `fundx sandbox start`)",
-        )
-    return url
-
-
-def load_office(*, con: duckdb.DuckDBPyConnection, keys: KeyStore, home: Path | None = None,
-                url: str | None = None) -> list[Loaded]:
-    """Snapshot the office's tables into the stages that read them (replacing last night's)."""
-    import sqlalchemy as sa
-
-    home = Path(home or get_settings().home)
-    url = url or office_url()
-    engine = sa.create_engine(url)
-    delivered = set(stages())
-    done = []
-    try:
-        with engine.connect() as conn:
-            for table, (keepers, sql) in OFFICE.items():
-                source = OFFICE_SOURCES[table]
-                try:
-                    result = conn.execute(sa.text(f"SELECT * FROM {source}"))  # noqa: S608 (fixed names)
-                except sa.exc.SQLAlchemyError as exc:
-                    raise ConfigurationError(
-                        f"the office database ({engine.url.render_as_string(hide_password=True)}) has no readable "
-                        f"table {source}: {type(getattr(exc, 'orig', None) or exc).__name__}",
-                        action=f"point {OFFICE_ENV} at the office's database") from None
-                columns = list(result.keys())
-                data = result.fetchall()
-                src = pa.table({c: pa.array([r[i] for r in data]) for i, c in enumerate(columns)})
-                if table == "roll" and "paying_district" not in columns:
-                    # an office database without it: orders go by the area code of registration
-                    src = src.append_column("paying_district", pa.nulls(src.num_rows, pa.string()))
-                con.register("src", src)
-                try:
-                    if table == "roll":
-                        _seal_office_vault(con, keys, home, src.num_rows)
-                    kept = con.sql(sql).to_arrow_table()
-                finally:
-                    con.unregister("src")
-                for stage in (s for s in keepers if s in delivered):  # a stage no feed delivers to has no keys
-                    Store(stage, home=home, keys=keys).replace(table, kept)
-                    done.append(Loaded(stage, table, "snapshot", kept.num_rows))
-    finally:
-        engine.dispose()
-    return done
-
-
-def _seal_office_vault(con: duckdb.DuckDBPyConnection, keys: KeyStore, home: Path, rows: int) -> None:
-    now = datetime.now(UTC).isoformat()
-    manifest = Manifest(batch_id="office-roll", feed="office.benefit_roll", window_start=now, window_end=now,
-                        part=1, parts=1, rows=rows, content_digest="sha256:" + "0" * 64, contract_version="office",
-                        recipient=INVESTIGATORS, created_at=now)
-    _seal_vault(con, keys, "death_matching", manifest,
-                "SELECT DISTINCT token(id_number) AS person, id_number, name FROM src", home)

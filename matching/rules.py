@@ -1,7 +1,8 @@
 """Death consolidation and the eight matching rules, each a small named SQL unit over DuckDB.
 
-Every rule reads the views :func:`prepare` defines (``roll``, ``deaths``, ``custody``, ``bills``,
-``businesses``, ``contributions``, ``subsidies``, all pseudonymised: ``person`` is a token) and
+Every rule reads the views :func:`prepare` defines (``roll``, ``payments``, ``account_changes``, ``deaths``,
+``custody``, ``bills``, ``businesses``, ``contributions``, ``subsidies``: the latest row per key of what
+the stages received, all pseudonymised: ``person`` is a token) and
 returns the same columns: rule, subject (what one order is about: a person's token as hex, a bill,
 an account or an employer), person (the tokens whose identity the investigators get), id_masked,
 area, months, amount_at_risk and detail (JSON, masked evidence only). docs/matching.md defines
@@ -18,6 +19,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from fundx.core import codes
 from fundx.core.errors import ConfigurationError
 
 #: the columns every rule returns, in order
@@ -50,17 +52,36 @@ class Rule:
 
 
 def _paid_after_death(p: dict[str, Any], night: date) -> str:
-    # the evidence (each source's key and date) is gathered for the suspects only, after the join
+    # Months and amounts actually paid after the month of death, from the payment ledger, on every entry
+    # (a stopped entry whose stop came after money went out too); a store without a ledger (none delivered
+    # yet) falls back on the roll's paid-through months. The evidence (each source's key and date) is
+    # gathered for the suspects only, after the join.
     return f"""
-    WITH s AS (
-        SELECT r.person, any_value(r.id_masked) AS id_masked, any_value(r.area) AS area,
-               max(r.paid_through - {_month('d.death_date')}) AS months,
+    WITH led AS (
+        SELECT pa.person, count(DISTINCT pa.month) AS months, round(sum(pa.amount), 2) AS amount_at_risk,
+               any_value(d.death_date) AS death_date, any_value(d.confidence) AS confidence,
+               list(DISTINCT pa.benefit_type ORDER BY pa.benefit_type) AS benefits, max(pa.month) AS paid_through,
+               any_value(pa.id_masked) AS id_masked, any_value(pa.area) AS area
+        FROM payments pa JOIN death_view d ON pa.person = d.person
+        WHERE pa.month > {_month('d.death_date')}
+        GROUP BY pa.person),
+    rolled AS (
+        SELECT r.person, max(r.paid_through - {_month('d.death_date')}) AS months,
                round(sum((r.paid_through - {_month('d.death_date')}) * r.monthly_amount), 2) AS amount_at_risk,
                any_value(d.death_date) AS death_date, any_value(d.confidence) AS confidence,
-               list(r.benefit_type ORDER BY r.benefit_type) AS benefits, max(r.paid_through) AS paid_through
+               list(r.benefit_type ORDER BY r.benefit_type) AS benefits, max(r.paid_through) AS paid_through,
+               any_value(r.id_masked) AS id_masked, any_value(r.area) AS area
         FROM roll r JOIN death_view d ON r.person = d.person
-        WHERE r.paid_through > {_month('d.death_date')}
+        WHERE r.paid_through > {_month('d.death_date')} AND NOT EXISTS (SELECT 1 FROM payments)
         GROUP BY r.person),
+    found AS (SELECT * FROM led UNION ALL SELECT * FROM rolled),
+    s AS (  -- routed where the roll pays the person (the roll's area), else by the number
+        SELECT f.person, COALESCE(any_value(r.id_masked), any_value(f.id_masked)) AS id_masked,
+               COALESCE(any_value(r.area), any_value(f.area)) AS area, any_value(f.months) AS months,
+               any_value(f.amount_at_risk) AS amount_at_risk, any_value(f.death_date) AS death_date,
+               any_value(f.confidence) AS confidence, any_value(f.benefits) AS benefits,
+               any_value(f.paid_through) AS paid_through
+        FROM found f LEFT JOIN roll r ON r.person = f.person GROUP BY f.person),
     mine AS (  -- the suspects' death records, latest version of each
         SELECT * FROM deaths_in WHERE (feed, record_key) IN (SELECT feed, record_key FROM deaths_in
                                                              WHERE person IN (SELECT person FROM s))
@@ -103,7 +124,7 @@ def _shared_account(p: dict[str, Any], night: date) -> str:
     n = int(p["min_people"])
     return f"""
     WITH busy AS (
-        SELECT account FROM roll WHERE status = 'active' AND account IS NOT NULL
+        SELECT account FROM roll WHERE status = '{p["active"]}' AND account IS NOT NULL
         GROUP BY account HAVING count(*) >= {n})
     SELECT 'shared_account' AS rule, hex(r.account) AS subject, list(DISTINCT r.person) AS persons,
            any_value(r.account_masked) AS id_masked, min(r.area) AS area, NULL::INTEGER AS months,
@@ -111,7 +132,7 @@ def _shared_account(p: dict[str, Any], night: date) -> str:
            json_object('people', count(DISTINCT r.person), 'masked', list(DISTINCT r.id_masked ORDER BY r.id_masked),
                        'account', any_value(r.account_masked))::VARCHAR AS detail
     FROM roll r SEMI JOIN busy b ON r.account = b.account
-    WHERE r.status = 'active'
+    WHERE r.status = '{p["active"]}'
     GROUP BY r.account HAVING count(DISTINCT r.person) >= {n}"""
 
 
@@ -120,8 +141,8 @@ def _duplicate_receipt(p: dict[str, Any], night: date) -> str:
     overlap = ("(least(a.paid_through, b.paid_through) - greatest(a.start_month, b.start_month) + 1)")
     return f"""
     WITH twice AS (  -- people with two or more active entries (a cheap count), the self-join for those only
-        SELECT person FROM roll WHERE status = 'active' GROUP BY person HAVING count(*) >= 2),
-    r AS (SELECT * FROM roll SEMI JOIN twice USING (person) WHERE status = 'active')
+        SELECT person FROM roll WHERE status = '{p["active"]}' GROUP BY person HAVING count(*) >= 2),
+    r AS (SELECT * FROM roll SEMI JOIN twice USING (person) WHERE status = '{p["active"]}')
     SELECT 'duplicate_receipt' AS rule, hex(a.person) AS subject, [a.person] AS persons,
            any_value(a.id_masked) AS id_masked, any_value(a.area) AS area, max({overlap}) AS months,
            round(sum({overlap} * least(a.monthly_amount, b.monthly_amount)), 2) AS amount_at_risk,
@@ -137,7 +158,7 @@ def _unemployed_contributing(p: dict[str, Any], night: date) -> str:
         SELECT r.person, r.id_masked, r.area, r.monthly_amount, count(DISTINCT c.month) AS months,
                list(DISTINCT {_month_text('c.month')}) AS paid_months
         FROM roll r JOIN contributions c ON c.person = r.person AND c.month BETWEEN r.start_month AND r.paid_through
-        WHERE r.benefit_type = '{p["benefit"]}' AND r.status = 'active'
+        WHERE r.benefit_type = '{p["benefit"]}' AND r.status = '{p["active"]}'
         GROUP BY r.person, r.id_masked, r.area, r.monthly_amount, r.start_month)
     SELECT 'unemployed_contributing' AS rule, hex(person) AS subject, [person] AS persons,
            any_value(id_masked) AS id_masked, any_value(area) AS area, sum(months)::INTEGER AS months,
@@ -191,17 +212,16 @@ def _deregistered_subsidised(p: dict[str, Any], night: date) -> str:
 
 
 RULES: dict[str, Rule] = {r.name: r for r in (
-    Rule("paid_after_death", "死亡未停发", ("roll", "deaths"), {}, _paid_after_death),
-    Rule("paid_in_custody", "服刑未暂停", ("roll", "custody"), {"status": "在押"}, _paid_in_custody),
-    Rule("shared_account", "多对一", ("roll",), {"min_people": 3}, _shared_account),
-    Rule("duplicate_receipt", "重复领取", ("roll",), {"exclusive": (
-        ("basic_pension", "resident_pension"), ("basic_pension", "unemployment"),
-        ("resident_pension", "unemployment"))}, _duplicate_receipt),
-    Rule("unemployed_contributing", "领取失业金期间缴费", ("roll", "contributions"), {"benefit": "unemployment"},
-         _unemployed_contributing),
+    Rule("paid_after_death", "死亡未停发", ("payments", "roll", "deaths"), {}, _paid_after_death),
+    Rule("paid_in_custody", "服刑未暂停", ("roll", "custody"), {"status": codes.IN_CUSTODY}, _paid_in_custody),
+    Rule("shared_account", "多对一", ("roll",), {"min_people": 3, "active": codes.ACTIVE}, _shared_account),
+    Rule("duplicate_receipt", "重复领取", ("roll",), {"exclusive": codes.EXCLUSIVE_SCHEMES, "active": codes.ACTIVE},
+         _duplicate_receipt),
+    Rule("unemployed_contributing", "领取失业金期间缴费", ("roll", "contributions"),
+         {"benefit": codes.UNEMPLOYMENT, "active": codes.ACTIVE}, _unemployed_contributing),
     Rule("frequent_visits", "频繁就诊", ("bills",), {"min_visits": 15}, _frequent_visits),
     Rule("bill_over_mean", "超均值费用", ("bills",), {"over": 0.20, "min_peers": 30}, _bill_over_mean),
-    Rule("deregistered_subsidised", "注销后领取补贴", ("businesses", "subsidies"), {"ended": ("注销", "吊销")},
+    Rule("deregistered_subsidised", "注销后领取补贴", ("businesses", "subsidies"), {"ended": codes.BUSINESS_ENDED},
          _deregistered_subsidised),
 )}
 DEATH_DEFAULTS = {"conflict_days": 2}
@@ -229,9 +249,11 @@ def parse_params(pairs: dict[str, str] | None) -> dict[str, dict[str, Any]]:
     return params
 
 
-#: store table -> its key column (rows of a later batch replace earlier ones with the same key)
+#: store table -> its key column (rows of a later batch replace earlier ones with the same key: a roll entry
+#: is sent again whenever the office changes it)
 KEYS = {"deaths": ("feed", "record_key"), "custody": ("record_key",), "bills": ("record_key",),
-        "businesses": ("record_key",)}
+        "businesses": ("record_key",), "roll": ("record_key",), "payments": ("record_key",),
+        "contributions": ("record_key",), "subsidies": ("record_key",), "account_changes": ("record_key",)}
 EMPTY: dict[str, str] = {
     "deaths": "feed VARCHAR, record_key VARCHAR, person BLOB, id_masked VARCHAR, area VARCHAR, death_date DATE, "
               "received_at TIMESTAMPTZ, name_token BLOB",
@@ -241,10 +263,20 @@ EMPTY: dict[str, str] = {
              "inpatient BOOLEAN, admitted_on DATE, total_amount DOUBLE, received_at TIMESTAMPTZ",
     "businesses": "record_key VARCHAR, area VARCHAR, status VARCHAR, deregistered_on DATE, changed_on DATE, "
                   "received_at TIMESTAMPTZ",
-    "roll": "person BLOB, id_masked VARCHAR, area VARCHAR, benefit_type VARCHAR, monthly_amount DOUBLE, "
-            "account BLOB, account_masked VARCHAR, status VARCHAR, start_month INTEGER, paid_through INTEGER",
-    "contributions": "person BLOB, employer_uscc VARCHAR, month INTEGER, amount DOUBLE",
-    "subsidies": "uscc VARCHAR, subsidy_type VARCHAR, month INTEGER, amount DOUBLE",
+    # the office's feeds (social_insurance.*): months as month numbers, accounts as tokens and masked
+    "roll": "record_key VARCHAR, person BLOB, id_masked VARCHAR, area VARCHAR, benefit_type VARCHAR, "
+            "monthly_amount DOUBLE, account BLOB, account_masked VARCHAR, status VARCHAR, start_month INTEGER, "
+            "stop_month INTEGER, paid_through INTEGER, received_at TIMESTAMPTZ",
+    "payments": "record_key VARCHAR, entry_key VARCHAR, person BLOB, id_masked VARCHAR, area VARCHAR, "
+                "benefit_type VARCHAR, month INTEGER, amount DOUBLE, account BLOB, account_masked VARCHAR, "
+                "paid_on DATE, received_at TIMESTAMPTZ",
+    "contributions": "record_key VARCHAR, person BLOB, employer_uscc VARCHAR, month INTEGER, amount DOUBLE, "
+                     "received_at TIMESTAMPTZ",
+    "subsidies": "record_key VARCHAR, uscc VARCHAR, subsidy_type VARCHAR, month INTEGER, amount DOUBLE, "
+                 "received_at TIMESTAMPTZ",
+    "account_changes": "record_key VARCHAR, entry_key VARCHAR, person BLOB, id_masked VARCHAR, old_account BLOB, "
+                       "old_account_masked VARCHAR, new_account BLOB, new_account_masked VARCHAR, changed_on DATE, "
+                       "received_at TIMESTAMPTZ",
 }
 
 

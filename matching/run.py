@@ -1,4 +1,4 @@
-"""One matching night: load what the stages received, take the office's snapshot, run the rules,
+"""One matching night: load what the stages received (the office's feeds among them), run the rules,
 record the suspects as inspection orders, write the masked listings and the investigators' file."""
 
 from __future__ import annotations
@@ -31,16 +31,12 @@ log = logging.getLogger("fundx.matching")
 def sources() -> dict[str, str]:
     """Store table -> the stage whose store holds it, for every table a rule reads (matching.rules.EMPTY):
     the feeds' tables as their configs' ``matching:`` and ``stage:`` say (connectors.registry), the
-    office's tables from the first of their stages a feed delivers to."""
+    office's (``social_insurance.*``) as every other's."""
     from connectors.registry import registry
 
-    reg = registry()
-    out = {table: stage for table, stage in reg.tables.items() if table in rules.EMPTY}
-    for table, (stages, _sql) in load.OFFICE.items():
-        kept = [s for s in stages if s in reg.stages]
-        if kept and table in rules.EMPTY:
-            out[table] = kept[0]
-    return out
+    return {table: stage for table, stage in registry().tables.items() if table in rules.EMPTY}
+
+
 INVESTIGATORS_FILE = "investigators.p7m"
 
 
@@ -74,8 +70,8 @@ def inputs(keys: KeyStore, home: Path) -> rules.Inputs:
 
 
 def run_matching(night: date | None = None, params: dict[str, str] | None = None, *,
-                 home: Path | None = None, office_url: str | None = None) -> MatchingResult:
-    """Load, snapshot, match, record suspects and orders, write listings and the investigators' file."""
+                 home: Path | None = None) -> MatchingResult:
+    """Load what was delivered, match, record suspects and orders, write listings and the investigators' file."""
     from fundx.ledger import Ledger
     from matching import orders
 
@@ -88,7 +84,6 @@ def run_matching(night: date | None = None, params: dict[str, str] | None = None
     for stage in load.stages():
         for loaded in load.load_batches(stage, con=con, keys=keys, home=home):
             result.loaded[stage] = result.loaded.get(stage, 0) + loaded.rows
-    load.load_office(con=con, keys=keys, home=home, url=office_url)
     rules.prepare(con, inputs(keys, home), parsed)
     found = rules.run_rules(con, parsed, night)
     frame = found.drop(["persons"]).to_pandas()
@@ -133,9 +128,10 @@ def read_vault(keys: KeyStore, home: Path, wanted: set[bytes]) -> dict[bytes, tu
                 raise UnknownSignerError(f"vault file {path.name} is not signed by a matching stage")
             table = pq.read_table(io.BytesIO(opened.payload))
             for person, id_number, name in zip(*(table.column(c).to_pylist() for c in ("person", "id_number", "name"))):
-                if person in wanted and person not in found:
+                # a feed without names (the payment ledger) gives the number only: a named source wins
+                if person in wanted and (person not in found or (found[person][1] is None and name is not None)):
                     found[person] = (id_number, name)
-            if len(found) == len(wanted):
+            if len(found) == len(wanted) and all(name is not None for _, name in found.values()):
                 return found
     return found
 

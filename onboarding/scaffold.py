@@ -103,15 +103,20 @@ def feed_stages() -> tuple[str, ...]:
 
 
 def stage_tables(stage: str) -> dict[str, list[tuple[str, str]]]:
-    """The store tables of ``stage`` that feeds fill (not the office's snapshot tables), each with its
-    columns and types as the rules read them (matching.rules.EMPTY)."""
-    from matching.load import OFFICE
+    """The store tables of ``stage`` that feeds fill (the office's feeds' too), each with its columns and
+    types as the rules read them (matching.rules.EMPTY); the tables most feeds fill first (a new agency's
+    feed most likely joins one of those: the deaths), then by name."""
+    from connectors.registry import registry
     from matching.rules import EMPTY
     from matching.run import sources
 
+    fillers: dict[str, int] = {}
+    for config in registry().feeds.values():
+        if config.matching is not None:
+            fillers[config.matching.table] = fillers.get(config.matching.table, 0) + 1
     out: dict[str, list[tuple[str, str]]] = {}
-    for table, owner in sources().items():
-        if owner != stage or table in OFFICE:
+    for table, owner in sorted(sources().items(), key=lambda item: (-fillers.get(item[0], 0), item[0])):
+        if owner != stage:
             continue
         spec = EMPTY.get(table, "")
         out[table] = [tuple(col.strip().split(" ", 1)) for col in spec.split(",") if col.strip()]  # type: ignore[misc]
@@ -307,9 +312,14 @@ def _matching_lines(stage: str) -> list[str]:
     derived = {"feed", "received_at", "record_key", "person", "id_masked"} | (
         {"area", "name_token"} if "person" in names else set())
     for column, kind in columns:
-        if column in derived:
+        if column in derived or (column.endswith("_masked") and column[: -len("_masked")] in names):
             continue
-        if kind == "BOOLEAN":
+        if kind == "BLOB":
+            mapped.append((column, f"{{account_number: COLUMN}}: a bank-account column (kept as its token and "
+                                   f"{column}_masked)"))
+        elif kind == "INTEGER":
+            mapped.append((column, "{month: COLUMN}: a YYYY-MM column, as the month's number"))
+        elif kind == "BOOLEAN":
             mapped.append((column, "{not_null: COLUMN}: whether a contract column has a value"))
         elif column == "area":
             mapped.append((column, "{uscc_area: COLUMN}: the registration area of a credit-code column"))

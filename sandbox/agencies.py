@@ -3,7 +3,8 @@
 A ``Sandbox`` generates (or is handed) a synthetic city and serves every feed of the feed configs
 (connectors/feeds/*.yaml, or FUNDX_FEEDS_DIR) as its config says (sandbox/simulated.py): one HTTP
 server per REST base URL, a drop folder per file-drop feed, a database per database feed, the
-social-insurance office's own database, and a control server. It hands the exchange their endpoints
+and a control server. The social-insurance office's own system is one of the database agencies (its
+five ``social_insurance.*`` feeds are views of one database). It hands the exchange their endpoints
 and credentials in ``home/exchange.env`` (mode 0600), under the environment variables the configs
 reference. A feed it cannot serve is listed in ``not_simulated`` with the reason. Everything holding
 personal data stays under ``home``. docs/agencies.md is the wire contract.
@@ -29,7 +30,6 @@ from sandbox.city import DEFAULT_AS_OF, DEFAULT_SEED, City, generate_city
 from sandbox.drops import FileDrop
 from sandbox.faults import FaultState, agency_transports, parse_faults, validate, validate_all
 from sandbox.generic import NotSimulated, contract_rows, generic_row_count
-from sandbox.office_db import OfficeDB
 from sandbox.rest import RestAgency, Router, env_name
 from sandbox.simulated import AgencyDB, SimulatedFeed, simulated_feeds
 from sandbox.view_db import ViewDB
@@ -45,10 +45,6 @@ except ImportError:  # the sandbox also runs without the exchange installed
 __all__ = ["Sandbox", "parse_faults"]
 
 log = logging.getLogger("sandbox")
-
-#: the social-insurance office's own database (benefit roll, contributions, employer subsidies): not an
-#: agency, but handed to the exchange next to them, for the matching stage
-OFFICE_ENV = "FUNDX_OFFICE_DB_URL"
 
 
 class Sandbox:
@@ -82,7 +78,6 @@ class Sandbox:
         self._servers: dict[str, Server] = {}  # the base URL's environment variable -> its server
         self._drops: dict[str, FileDrop] = {}  # feed -> its drop folder
         self._dbs: dict[str, AgencyDB] = {}  # feed -> its database
-        self._office: OfficeDB | None = None
         self._control: Server | None = None
         self._lock = threading.Lock()
         self._started_at: datetime | None = None
@@ -183,9 +178,6 @@ class Sandbox:
             env[variable] = server.url
             for app in apps:
                 self._where(feeds[app.feed], server.url)
-        self._office = OfficeDB(self.home, city)
-        self._office.write()
-        env[OFFICE_ENV] = self._office.url
         self._control = start_server(Control(self), self.host)
         self.control_url = self._control.url
 
@@ -197,6 +189,8 @@ class Sandbox:
 
     def _frame(self, sim: SimulatedFeed, city: City) -> pd.DataFrame:
         """The feed's rows: the city generator's, or (no sandbox entry) drawn from its contract once."""
+        if sim.feed in city.office:  # the office's system: its feeds with history (sandbox/city/office_feeds.py)
+            return city.office[sim.feed]
         if sim.feed not in city.feeds:
             if not sim.generic:
                 raise NotSimulated(f"{sim.feed}: its sandbox entry takes its rows from the city generator, "
@@ -234,7 +228,6 @@ class Sandbox:
             "faults": self.faults,
             "env_file": str(self.home / "exchange.env"),
             "truth": str(self.home / "truth.json"),
-            "office_db": str(self._office.path) if self._office is not None else None,
         }
         _write_atomic(self.home / "sandbox.json", json.dumps(state, ensure_ascii=False, indent=2) + "\n", 0o644)
 

@@ -62,6 +62,9 @@ RENAMED: dict[str, str] = {
     "公民身份号码": "身份证号",
     "身份证号码": "身份证号",
 }
+#: what ``renamed_column`` renames in a database view: the same, and in a view without identity numbers
+#: (the office's employer subsidies) the credit code
+RENAMED_IN_VIEWS: dict[str, str] = {**RENAMED, "uscc": "credit_code"}
 
 #: the seconds ``slow`` adds to every response or query
 SLOW_SECONDS = 0.2

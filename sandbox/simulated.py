@@ -26,9 +26,11 @@ import pandas as pd
 
 from connectors.config import FeedConfig
 from connectors.registry import registry
+from sandbox.city.office_feeds import OFFICE_FEEDS
 from sandbox.drops import FileDrop, JusticeDrop, ReligiousDrop
 from sandbox.faults import FaultState
 from sandbox.medical_db import MedicalDB
+from sandbox.office_db import office_database
 from sandbox.rest import RestQuirks
 from sandbox.tax_db import TaxDB
 
@@ -87,6 +89,8 @@ ENTRIES: dict[str, Entry] = {
     "justice.prisoners": Entry(drop=JusticeDrop),
     "medical_insurance.bills": Entry(database=_medical),
     "tax_bureau.wage_income": Entry(database=_tax),
+    # the social-insurance office's system: five views of one database (sandbox/office_db.py)
+    **{feed: Entry(database=office_database(feed)) for feed in OFFICE_FEEDS},
 }
 
 #: a feed without an entry: rows from its contract, the transport's generic agency

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from connectors.config import DatabaseConfig
 from contracts import Contract, load_contract
-from sandbox.faults import RENAMED, FaultState
+from sandbox.faults import RENAMED_IN_VIEWS, FaultState
 from sandbox.generic import NotSimulated
 from sandbox.medical_db import _calibrate_spin
 from sandbox.schema import feed_schema
@@ -40,7 +40,8 @@ class ViewDB:
     """The agency's database: loads the rows, keeps the view as the armed faults want it."""
 
     def __init__(self, path: Path, feed: str, config: DatabaseConfig, frame: pd.DataFrame, faults: FaultState, *,
-                 table: str | None = None, columns: dict[str, tuple[str, str]] | None = None) -> None:
+                 table: str | None = None, columns: dict[str, tuple[str, str]] | None = None,
+                 shared: bool = False) -> None:
         if config.db_schema:
             raise NotSimulated(f"{feed}: database.schema {config.db_schema!r}: the sandbox's SQLite has no schemas")
         if not _IDENTIFIER.match(config.relation):
@@ -71,6 +72,7 @@ class ViewDB:
         self.path = Path(path)
         self.engine = sa.create_engine(f"sqlite:///{self.path}", poolclass=sa.pool.NullPool)
         self._spin_rows = 0
+        self.shared = shared  # one file holds several feeds' tables (the office's): replace ours, keep theirs
 
     @property
     def url(self) -> str:
@@ -84,14 +86,18 @@ class ViewDB:
 
     def load(self) -> None:
         """Create the table, load the rows, create the view."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            Path(str(self.path) + suffix).unlink(missing_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not self.shared:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(str(self.path) + suffix).unlink(missing_ok=True)
         columns = ", ".join(f"{own} {lite}" for own, lite in self.columns.values())
         values = self.rows.astype(object).where(self.rows.notna(), None)
         ordered = ", ".join(self.columns[c][0] for c in self.order_by)
         with self.engine.begin() as conn:
             conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+            if self.shared:
+                conn.exec_driver_sql(f"DROP VIEW IF EXISTS {self.relation}")
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self.table}")
             conn.exec_driver_sql(f"CREATE TABLE {self.table} ({columns})")
             conn.exec_driver_sql(f"INSERT INTO {self.table} VALUES ({', '.join('?' * len(self.columns))})",
                                  list(values.itertuples(index=False, name=None)))
@@ -103,7 +109,7 @@ class ViewDB:
         """Recreate the view for the armed faults (renamed_column, empty, slow)."""
         renamed = self.faults.has("renamed_column")
         select = ", ".join(
-            f"{own} AS {RENAMED.get(name, name) if renamed else name}" for name, (own, _) in self.columns.items()
+            f"{own} AS {RENAMED_IN_VIEWS.get(name, name) if renamed else name}" for name, (own, _) in self.columns.items()
         )
         where = []
         if self.faults.has("empty"):

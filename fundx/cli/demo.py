@@ -56,8 +56,8 @@ def demo(
     console.print("the stages take their sealed batches from their inboxes and acknowledge them:")
     receive_and_record(None)
     print_deliveries()
-    console.print("the matching stages load what they received (pseudonymised) and match it against the office's "
-                  "benefit roll:")
+    console.print("the matching stages load what they received (pseudonymised), the office's benefit roll and "
+                  "payments among it, and match:")
     from fundx.core.errors import FundxError
     from matching.run import run_matching
 

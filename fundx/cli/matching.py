@@ -76,8 +76,8 @@ def matching_run(
     param: Annotated[list[str] | None, typer.Option(
         "--param", help="override a rule's parameter: rule.name=value (repeatable), e.g. bill_over_mean.over=0.3")] = None,
 ) -> None:
-    """Load what the stages received, take the office's snapshot, run the rules; record suspects and orders,
-    write the masked lists and the investigators' sealed file."""
+    """Load what the stages received (the office's own feeds among them), run the rules; record suspects and
+    orders, write the masked lists and the investigators' sealed file."""
     from datetime import date
 
     from fundx.core.errors import FundxError

@@ -135,6 +135,18 @@ def mask_id(s: object) -> str:
     return "<invalid>"
 
 
+def mask_account(s: object) -> str:
+    """A log-safe form of a bank account (card) number: its first 4 and last 4 characters, the rest starred
+    (6222***********1234), as matching.pseudonym's ``account_masked``; anything of 10 characters or fewer
+    is starred whole."""
+    if s is None:
+        return "<none>"
+    text = str(s).strip()
+    if len(text) > 10:
+        return text[:4] + "*" * (len(text) - 8) + text[-4:]
+    return "*" * len(text) if len(text) <= 64 else "<invalid>"
+
+
 # --- first-generation (15-digit) numbers -------------------------------------------------------
 
 

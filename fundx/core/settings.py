@@ -44,9 +44,6 @@ class Settings(BaseSettings):
     contracts_dir: Path | None = Field(
         None, description="the folder of the data contracts (<feed>.odcs.yaml, and their released/ copies) the "
                           "feed configs name; default contracts/")
-    office_db_url: str | None = Field(
-        None, description="SQLAlchemy URL of the social-insurance office's database (benefit roll, contributions, "
-                          "employer subsidies) that the matching stage reads; the sandbox sets it")
     city: str = Field(
         "hangzhou", description="the deployment's city file: a shipped city (hangzhou, shenyang) or a path to a "
                                 "city YAML file (fundx/core/city.py); its districts route inspection orders")

@@ -37,7 +37,7 @@ import sqlalchemy as sa
 
 from fundx.core.digest import DEFECT, RAW
 from fundx.core.errors import ConfigurationError, DecisionError, SealError, UnknownSignerError
-from fundx.core.identity import has_id_like, mask_id, mask_id_like
+from fundx.core.identity import has_id_like, mask_account, mask_id, mask_id_like
 from fundx.core.timeutil import UTC, Window
 from fundx.crypto.keys import KeyStore
 from fundx.crypto.opening import open_sealed, recipients_among
@@ -580,6 +580,8 @@ def masked_view(frame: Any, feed: str) -> Any:
             shown = values.map(lambda v: "" if _blank(v) else mask_id(str(v)))
         elif column.pii == "name":
             shown = values.map(lambda v: "" if _blank(v) else str(v)[:1] + "*" * max(len(str(v)) - 1, 1))
+        elif column.pii == "bank_account":
+            shown = values.map(lambda v: "" if _blank(v) else mask_account(v))
         elif column.classification == "restricted":
             shown = pd.Series([text(v) if column.name in cols else HIDDEN for v, cols in zip(values, looked_at)],
                               index=frame.index)

@@ -13,7 +13,7 @@ stage's rules must find. ``generate_feed`` streams one feed's rows without a cit
 benchmarks.
 
 Everything is vectorised numpy and deterministic: the same (people, seed, as_of) gives identical
-frames, drawn from five streams so that what each addition to the generator drew left the frames
+frames, drawn from six streams so that what each addition to the generator drew left the frames
 before it as they were (build.py). No real personal data: names, numbers and events are drawn at
 random.
 
@@ -22,6 +22,7 @@ The package, in the order a city is made:
 - ``place``, ``population``: the city's districts and its residents (People);
 - ``feeds`` and the builders of each family of feeds: ``deaths`` (four death sources), ``registers``
   (prisoners, businesses), ``payments`` (bills, wage income); ``office``: the office's own data;
+  ``office_feeds``: the office's system as an agency (its five feeds, with history: OFFICE_FEEDS);
 - ``messiness`` (repairable quirks), ``specs`` and ``invalid`` (the planted invalid rows and the
   contract rules they break), ``truths`` (the planted cases, read back from the frames);
 - ``build`` (generate_city), ``stream`` (generate_feed), ``canary`` (the chaos night's canary);
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 from sandbox.city.build import City, generate_city
 from sandbox.city.feeds import DEFAULT_AS_OF, DEFAULT_SEED, FEEDS
+from sandbox.city.office_feeds import OFFICE_FEEDS
 from sandbox.city.stream import generate_feed
 
-__all__ = ["DEFAULT_AS_OF", "DEFAULT_SEED", "FEEDS", "City", "generate_city", "generate_feed"]
+__all__ = ["DEFAULT_AS_OF", "DEFAULT_SEED", "FEEDS", "OFFICE_FEEDS", "City", "generate_city", "generate_feed"]

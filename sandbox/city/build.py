@@ -1,6 +1,6 @@
 """Build a city: the office's data, the eight feeds and the planted truths, step by step in the order the streams draw.
 
-A city draws from five seeded streams, each for what was added to the generator with it, so that
+A city draws from six seeded streams, each for what was added to the generator with it, so that
 what existed before a stream was added stays as it was (the golden test, tests/sandbox/
 test_generator_golden.py, holds every frame to its bytes):
 
@@ -12,7 +12,10 @@ test_generator_golden.py, holds every frame to its bytes):
 - hospital ``[seed, 100]`` and wages ``[seed, 101]``: those feeds' rows, messiness and invalid rows;
 - traits ``[seed, 102]``: the population's newer traits (numbers first issued elsewhere or under
   former codes, minority and rare-character names, 15-digit numbers, deaths a day apart, the
-  agencies' name forms).
+  agencies' name forms);
+- office history ``[seed, 103]``: the office's system as an agency (sandbox/city/office_feeds.py): its
+  five feeds built from the office's tables, with keys, times, the payment ledger and the account
+  change log (``City.office``), drawn last, after everything above.
 
 The steps below must keep their order: each stream's draws follow one another.
 """
@@ -55,6 +58,7 @@ from sandbox.city.office import (
     stop_the_dead,
     suspend_in_custody,
 )
+from sandbox.city.office_feeds import office_feeds, stop_late
 from sandbox.city.payments import (
     Bills,
     FrequentPatients,
@@ -83,6 +87,8 @@ class City:
     truths: dict
     contributions: pd.DataFrame = field(default_factory=lambda: no_rows(CONTRIBUTION_COLUMNS))
     subsidies: pd.DataFrame = field(default_factory=lambda: no_rows(SUBSIDY_COLUMNS))
+    #: the office's system as an agency: its five feeds (sandbox/city/office_feeds.py: OFFICE_FEEDS)
+    office: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def write_truth(self, path: Path) -> None:
         """Write the truths as JSON (UTF-8, Chinese kept readable)."""
@@ -91,20 +97,22 @@ class City:
 
 @dataclass(frozen=True)
 class _Streams:
-    """A city's five random streams (see the module's docstring)."""
+    """A city's six random streams (see the module's docstring)."""
 
     main: np.random.Generator
     office: np.random.Generator
     hospital: np.random.Generator
     wages: np.random.Generator
     traits: np.random.Generator
+    history: np.random.Generator
 
     @classmethod
     def of(cls, seed: int) -> _Streams:
         def stream(key: int) -> np.random.Generator:
             return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, key])))
 
-        return cls(np.random.Generator(np.random.PCG64(seed)), stream(99), stream(100), stream(101), stream(102))
+        return cls(np.random.Generator(np.random.PCG64(seed)), stream(99), stream(100), stream(101), stream(102),
+                   stream(103))
 
 
 def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = DEFAULT_AS_OF, *,
@@ -134,6 +142,9 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
       monthly_amounts {scheme: amount}, amount = overlap_months x the smaller monthly amount).
     - ``unemployed_contributing``: contributions paid in months of an active unemployment entry
       (id_number, months, monthly_amount, amount = len(months) x monthly_amount).
+    - ``stopped_but_overpaid`` (paid_after_death, from the payment ledger: office_feeds.stop_late): an
+      entry stopped in the month of death whose payments went on for 1-3 months first; only the
+      office's feeds (City.office) show them, City.roll keeps the entry as stopped in time.
     - ``frequent_patients`` (frequent_visits): MIN_VISITS-22 bills admitted in one month (id_number,
       month, visits: all the person's bills admitted that month).
     - ``overbilled`` (bill_over_mean): bills at 1.6-3 x their diagnosis's typical cost, more than
@@ -238,9 +249,12 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
     truths["invalid_ids"] = [m for m in messy if m["kind"] in UNREPAIRABLE]
     truths["invalid"] = invalid
     truths["counts"] = {f: len(feeds[f][0]) for f in FEEDS} | _counts(drawn, roll_rows, messy)
+    office_rows = office_feeds(streams.history, roll_rows, contributions.frame, subsidies.frame, as_of)
+    truths["stopped_but_overpaid"] = stop_late(streams.history, office_rows, _stopped_in_time(drawn, messy, invalid),
+                                               as_of)
     return City(seed=seed, people=people, as_of=as_of, roll=roll_rows,
                 feeds={f: feeds[f][0] for f in FEEDS}, truths=truths,
-                contributions=contributions.frame, subsidies=subsidies.frame)
+                contributions=contributions.frame, subsidies=subsidies.frame, office=office_rows)
 
 
 @dataclass
@@ -343,6 +357,34 @@ def _plant_mistakes(streams: _Streams, feeds: dict[str, tuple[pd.DataFrame, np.n
         messy.extend(bad_ids)
         invalid.extend(bad)
     return messy, invalid
+
+
+def _stopped_in_time(drawn: _Drawn, messy: list[dict], invalid: list[dict]) -> list[dict]:
+    """The dead on the roll whose one entry was stopped in the month of death, whose death is known to a
+    source by one date (no conflict, no near date) and whose every death record is neither messy nor
+    invalid: the people stop_late may plant an overpayment on (the stage sees their death as it is)."""
+    deaths, reports, roll = drawn.deaths, drawn.reports, drawn.roll
+    touched = {(m["feed"], str(m["key"])) for m in [*messy, *invalid]}
+    death_month = deaths.month()
+    entry = roll.index[deaths.pos]
+    second = np.zeros(len(roll.on), dtype=bool)
+    second[drawn.dups.pos] = True
+    odd = np.zeros(deaths.count, dtype=bool)
+    odd[np.asarray(deaths.conflict, dtype=np.int64)] = True
+    odd[np.asarray(deaths.near, dtype=np.int64)] = True
+    odd[np.asarray(drawn.still_paid, dtype=np.int64)] = True
+    out = []
+    keys = {feed: reports.keys(feed) for feed in reports.rows}
+    for j in np.flatnonzero((entry >= 0) & (reports.n_known >= 1) & ~odd & ~second[deaths.pos]):
+        ri = int(entry[j])
+        if roll.status[ri] != 2 or roll.paid_through[ri] != death_month[j]:
+            continue
+        known = {f: str(keys[f][j]) for f in reports.rows if reports.known[f][j]}
+        if any((f, k) in touched for f, k in known.items()):
+            continue
+        out.append({"id_number": str(drawn.id_text[deaths.pos[j]]), "death_date": truth._iso(deaths.true[j]),
+                    "death_month": int(death_month[j]), "known_to": known})
+    return out
 
 
 def _counts(drawn: _Drawn, roll: pd.DataFrame, messy: list[dict]) -> dict[str, int]:

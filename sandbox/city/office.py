@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from fundx.core.codes import ROLL_STATUSES, SCHEMES, SUBSIDY_TYPES
 from fundx.core.idcolumns import NO_DAY
 from sandbox.city.deaths import Deaths
 from sandbox.city.draws import distinct_sample, plant_count, within_spans
@@ -24,12 +25,12 @@ from sandbox.city.population import People
 from sandbox.city.registers import Prisoners
 from sandbox.city.text import arrow_text, ascii_matrix, month_of, month_text, pick, str_column, to_days
 
-BENEFITS: tuple[str, ...] = ("basic_pension", "resident_pension", "unemployment", "survivor", "disability")
+BENEFITS: tuple[str, ...] = SCHEMES
 #: for the first three schemes (BENEFITS index 0-2), the two others each excludes (duplicate_receipt)
 _EXCLUSIVE_PARTNER = np.array([[1, 2], [0, 2], [0, 1]], dtype=np.int64)
 #: the employer's share of a monthly social-insurance contribution (basic pension), of the wage
 CONTRIBUTION_RATE = 0.16
-SUBSIDIES: tuple[str, ...] = ("稳岗返还", "社保补贴", "一次性扩岗补助")
+SUBSIDIES: tuple[str, ...] = SUBSIDY_TYPES
 #: the office's own tables (City.roll, City.contributions, City.subsidies) and their columns
 ROLL_COLUMNS = ("id_number", "name", "benefit_type", "monthly_amount", "bank_account", "status", "paid_through",
                 "start_month", "months_paid", "paying_district")
@@ -240,7 +241,7 @@ def roll_frame(entries: Entries, first_entries: int, ppl: People, ids: pa.Array,
         "benefit_type": str_column(pick(BENEFITS, entries.benefit).take(ro)),
         "monthly_amount": pd.Series(entries.amount[row_order], dtype="float64"),
         "bank_account": str_column(arrow_text(entries.account[row_order])),
-        "status": str_column(pick(("active", "suspended", "stopped"), entries.status).take(ro)),
+        "status": str_column(pick(ROLL_STATUSES, entries.status).take(ro)),
         "paid_through": str_column(month_text(row_paid[row_order])),
         "start_month": str_column(month_text(row_start[row_order])),
         "months_paid": pd.Series(np.maximum(row_paid - row_start + 1, 1)[row_order], dtype="int64"),

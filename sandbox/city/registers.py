@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fundx.core.codes import BUSINESS_STATUSES, CUSTODY_STATUSES
 from fundx.core.idcolumns import make_uscc_matrix
 from sandbox.city.draws import local_seconds, past_days, plant_count
 from sandbox.city.feeds import Rows
@@ -29,13 +30,13 @@ from sandbox.city.text import (
     with_nulls,
 )
 
-CUSTODY = ("在押", "假释", "暂予监外执行", "刑满释放")
+CUSTODY = CUSTODY_STATUSES
 BUSINESS_WORDS = tuple("华鑫恒达顺通泰丰瑞祥宏兴盛和信安嘉德源隆昌东方天宇新明润永康中诚汇博远")
 INDUSTRIES = ("科技", "贸易", "餐饮管理", "建筑工程", "电子商务", "物流", "服装", "机械制造", "文化传媒",
               "网络技术", "食品", "装饰工程")
 SHOPS = ("小吃店", "便利店", "五金店", "理发店", "服装店", "水果店", "面馆", "汽车修理部")
 CROPS = ("茶叶", "蔬菜", "水果", "竹笋", "蜂业", "苗木")
-BUSINESS_STATUS = ("存续", "在业", "注销", "吊销")
+BUSINESS_STATUS = BUSINESS_STATUSES
 
 
 def custody_draw(rng: np.random.Generator, n: int, as_of_days: int,

@@ -21,14 +21,16 @@ from fundx.core.errors import AuthError, DeadlineExceeded, PermanentError, Sourc
 from fundx.core.settings import reload_settings
 from fundx.core.timeutil import Window, aware
 from sandbox.agencies import Sandbox
+from sandbox.faults import RENAMED_IN_VIEWS
 
 FEEDS = feed_names()
 AGENCY = {feed: load_feed(feed).agency for feed in FEEDS}
 REST_FEEDS = [f for f in FEEDS if load_feed(f).transport == "rest"]
 DROP_FEEDS = [f for f in FEEDS if load_feed(f).transport == "filedrop"]
-#: the column each agency's ``renamed_column`` fault renames (docs/agencies.md): its identity numbers
-IDENTITY_COLUMN = {f: next(c.name for c in load_contract(load_feed(f).contract).columns if c.pii == "identity_number")
-                   for f in FEEDS}
+#: the column each agency's ``renamed_column`` fault renames (docs/agencies.md): its identity numbers (a feed
+#: about employers only: its credit codes)
+IDENTITY_COLUMN = {f: min((c.pii != "identity_number", c.name) for c in load_contract(load_feed(f).contract).columns
+                       if c.name in RENAMED_IN_VIEWS)[1] for f in FEEDS}
 #: snapshot feeds: one key appears in every file of its period, so windows cannot partition keys
 SNAPSHOT_FEEDS = {"justice.prisoners"}
 SPLIT = aware("2026-06-01")

@@ -293,3 +293,11 @@ def test_rare_characters_in_gb18030() -> None:
     assert b"\xa1\xa4".decode("gb2312") == "\u30fb" and b"\xa1\xa4".decode("gb18030") == "\u00b7"
     assert normalize_name(b"\xc2\xf2\xc2\xf2\xcc\xe1\xa1\xa4\xb0\xac\xc1\xa6".decode("gb2312")) == "买买提·艾力"
     assert normalize_name("张欣𠮷") == "张欣𠮷"
+
+
+def test_mask_account_keeps_four_and_four():
+    from fundx.core.identity import mask_account
+
+    assert mask_account("6222021234567890123") == "6222***********0123"
+    assert mask_account(" 6222021234567890123 ") == "6222***********0123"
+    assert mask_account("1234567890") == "**********" and mask_account(None) == "<none>"

@@ -219,7 +219,7 @@ def test_start_registers_the_deployments_on_the_pool(served):
     automations = {a["name"]: a for a in served.api_call("/automations/filter", {})}
     assert {LATE_OR_CRASHED, NIGHT_OVER_BUDGET} <= set(automations)
     silent = {name: a for name, a in automations.items() if name.startswith(FEED_SILENT)}
-    assert len(silent) == 8 and all(a["trigger"]["posture"] == "Proactive" for a in silent.values())
+    assert len(silent) == len(FEEDS) and all(a["trigger"]["posture"] == "Proactive" for a in silent.values())
     assert silent[f"{FEED_SILENT}police.deaths"]["trigger"]["expect"] == ["fundx.feed.delivered"]
     late = automations[LATE_OR_CRASHED]["trigger"]
     assert set(late["expect"]) == {"prefect.flow-run.Late", "prefect.flow-run.Crashed"}
@@ -301,7 +301,7 @@ def test_a_night_through_the_worker_and_never_two_at_once(served):
     ledger = Ledger(f"sqlite:///{served.home / 'ledger.db'}")
     try:
         run = next(r for r in ledger.last_runs(10) if r["kind"] == "night")
-        assert run["feeds"] == 8
+        assert run["feeds"] == len(FEEDS)
         pulls = {p.feed: p for p in ledger.pulls_of_run(run["id"])}
         assert set(pulls) == set(FEEDS)
         # every feed reached its agency; a feed fails only when the contract held its batch back

@@ -3,6 +3,7 @@ found by its rule and nothing else is flagged (precision and recall per rule are
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from datetime import date
@@ -19,22 +20,18 @@ KEY = os.urandom(32)
 
 
 def _inputs(city) -> rules.Inputs:
-    """The tables the stores would hold after a night: contract-valid rows, pseudonymised."""
+    """The tables the stores would hold after a night: contract-valid rows, pseudonymised (the office's
+    feeds as every other's)."""
     con = duckdb.connect()
     pseudonym.install(con, KEY)
     tables: dict[str, list[pa.Table]] = {}
-    for feed, frame in city.feeds.items():
+    for feed, frame in {**city.feeds, **city.office}.items():
         valid = check(feed, frame).valid
         con.register("src", pa.Table.from_pandas(valid, preserve_index=False))
         table, sql, _vault = load.feed_sql(feed)
         tables.setdefault(table, []).append(
             con.sql(f"SELECT *, 'b' AS batch, TIMESTAMPTZ '2026-11-02 00:00:00+08' AS received_at FROM ({sql})")
             .to_arrow_table())
-        con.unregister("src")
-    office = {"roll": city.roll, "contributions": city.contributions, "subsidies": city.subsidies}
-    for table, frame in office.items():
-        con.register("src", pa.Table.from_pandas(frame, preserve_index=False))
-        tables[table] = [con.sql(load.OFFICE[table][1]).to_arrow_table()]
         con.unregister("src")
     return rules.Inputs({t: pa.concat_tables(parts, promote_options="default") for t, parts in tables.items()})
 
@@ -69,6 +66,10 @@ def test_amounts_follow_the_truths():
         assert got["months"] == t["months_after_death"]
         assert got["amount_at_risk"] == pytest.approx(t["months_after_death"] * t["monthly_amount"], abs=0.01)
         assert "*" in got["id_masked"] and t["id_number"] not in got["detail"]
+    for t in city.truths["stopped_but_overpaid"]:  # stopped in the roll, paid on in the ledger: what was paid
+        got = by[("paid_after_death", pseudonym.token(KEY, t["id_number"]).hex().upper())]
+        assert (got["months"], got["amount_at_risk"]) == (t["months_after_death"], pytest.approx(t["amount"], abs=0.01))
+        assert json.loads(got["detail"])["paid_through"] == t["paid_months"][-1] and t["status"] == "stopped"
     for t in city.truths["prisoners_paid"]:
         got = by[("paid_in_custody", pseudonym.token(KEY, t["id_number"]).hex().upper())]
         assert (got["months"], got["amount_at_risk"]) == (t["months"], pytest.approx(t["amount"], abs=0.01))
@@ -90,7 +91,8 @@ def test_people_of_a_real_city_are_found_whatever_their_numbers_and_names():
     found = {r["subject"]: r for r in rules.run_rules(con, params, date(2026, 11, 23), ["paid_after_death"]).to_pylist()}
     tok = lambda i: pseudonym.token(KEY, i).hex().upper()  # noqa: E731
     planted = {t["id_number"]: t for t in city.truths["dead_but_paid"]}
-    assert {tok(i) for i in planted} == set(found)
+    late = {t["id_number"] for t in city.truths["stopped_but_overpaid"]}  # found by the ledger (below)
+    assert {tok(i) for i in [*planted, *late]} == set(found)
     elsewhere = [i for i in planted if not i.startswith("3301")]
     old = {m["clean"] for m in city.truths["messy"] if m["kind"] == OLD_NUMBER_KIND} & set(planted)
     assert elsewhere and old
@@ -203,16 +205,62 @@ def test_every_feed_says_what_its_stage_keeps_and_a_missing_column_is_named(tmp_
         load.feed_sql("police.deaths")
 
 
-def test_an_office_database_without_the_roll_is_named(tmp_path):
-    import sqlite3
-
-    from fundx.core.errors import ConfigurationError
-
+def test_the_office_roll_is_kept_pseudonymised_with_months_as_numbers():
+    """What death matching keeps of a roll batch: tokens and masked forms for the number and the account,
+    months as month numbers, the paying district as the area (the number's area where the roll has none)."""
+    frame = pa.table({
+        "entry_id": ["RE0000000001", "RE0000000002"], "id_number": ["11010519491231002X", "330106195001010014"],
+        "name": ["王芳", "李强"], "scheme": ["basic_pension", "survivor"], "status": ["active", "stopped"],
+        "paying_district": ["330106", None], "monthly_amount": [3800.5, 900.0],
+        "bank_account": ["6222021234567890123", "6217001234567890"], "start_month": ["2010-01", "2020-12"],
+        "stop_month": [None, "2026-03"], "paid_through": ["2026-10", "2026-02"],
+        "updated_at": ["2026-10-10 10:00:00", "2026-03-02 09:00:00"]})
     con = duckdb.connect()
     pseudonym.install(con, KEY)
-    db = sqlite3.connect(tmp_path / "office.db")
-    db.execute("CREATE TABLE something_else (a)")
-    db.commit()
-    with pytest.raises(ConfigurationError, match="has no readable table benefit_roll") as raised:
-        load.load_office(con=con, keys=None, home=tmp_path, url=f"sqlite:///{tmp_path / 'office.db'}")
-    assert "FUNDX_OFFICE_DB_URL" in raised.value.action
+    table, sql, vault = load.feed_sql("social_insurance.benefit_roll")
+    con.register("src", frame)
+    kept = con.sql(sql).to_arrow_table().to_pylist()
+    assert table == "roll" and vault is not None
+    assert [r["area"] for r in kept] == ["330106", "330106"]
+    assert kept[0]["account"] == pseudonym.token(KEY, "6222021234567890123")
+    assert [r["account_masked"] for r in kept] == ["6222***********0123", "6217********7890"]
+    assert [(r["start_month"], r["stop_month"], r["paid_through"]) for r in kept] == [
+        (rules.month_no(date(2010, 1, 1)), None, rules.month_no(date(2026, 10, 1))),
+        (rules.month_no(date(2020, 12, 1)), rules.month_no(date(2026, 3, 1)), rules.month_no(date(2026, 2, 1)))]
+    text = repr(kept)
+    assert "6222021234567890123" not in text and "11010519491231002X" not in text and "王芳" not in text
+    assert set(rules.EMPTY["roll"].replace(",", " ").split()[::2]) - {"received_at"} <= set(kept[0])
+
+
+def test_paid_after_death_reads_the_ledger_not_payment_dates():
+    """死亡冒领 / 死亡未停发 (seeds 002, the 2025 national work plan's monthly lists; 000, Shenyang's check of
+    死亡人员冒领养老保险待遇) over the payment ledger. Look-alikes that must not be flagged: the dead whose
+    month of death was paid on the 10th, after they died (a death reported a day or more late, the entry
+    stopped in time: the month of death is payable). Found: exactly the people paid for months after
+    the month of death, active entries and entries stopped too late alike."""
+    city = generate_city(10_000)
+    ledger = city.office["social_insurance.payments"]
+    deaths = {}
+    for t in city.truths["dead_but_paid"] + city.truths["stopped_but_overpaid"]:
+        deaths[t["id_number"]] = t["death_date"]
+    # the look-alikes: dead on the roll, paid on a day after their death for the month they died in, no later month
+    died = {}
+    for feed in ("civil_affairs.deaths", "police.deaths"):
+        frame = city.feeds[feed]
+        valid = check(feed, frame).valid
+        for i, d in zip(valid["id_number"], valid["death_date"]):
+            if isinstance(d, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", d):
+                died[i] = max(died.get(i, d), d)
+    lookalikes = set()
+    for i, month, paid_at in zip(ledger["id_number"], ledger["month"], ledger["paid_at"]):
+        d = died.get(i)
+        if d is not None and i not in deaths and month == d[:7] and paid_at[:10] > d:
+            lookalikes.add(i)
+    assert len(lookalikes) >= 5
+    con = duckdb.connect()
+    params = rules.parse_params(None)
+    rules.prepare(con, _inputs(city), params)
+    found = set(rules.run_rules(con, params, date(2026, 11, 23), ["paid_after_death"]).column("subject").to_pylist())
+    tok = lambda i: pseudonym.token(KEY, i).hex().upper()  # noqa: E731
+    assert not {tok(i) for i in lookalikes} & found
+    assert found == {tok(i) for i in deaths}

@@ -262,7 +262,7 @@ def test_exchange_env_and_state_files(sb, city):
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
     lines = dict(ln.split("=", 1) for ln in env_file.read_text().splitlines() if ln and not ln.startswith("#"))
     assert lines == sb.env
-    assert set(sb.env) == _referenced() | {"FUNDX_OFFICE_DB_URL"}  # every env: reference of every feed config
+    assert set(sb.env) == _referenced()  # every env: reference of every feed config, and nothing else
     assert {"FUNDX_CIVIL_AFFAIRS_TOKEN", "FUNDX_POLICE_CLIENT_SECRET", "FUNDX_JUSTICE_DROP",
             "FUNDX_TAX_BUREAU_DB_URL"} < set(sb.env)
     assert sb.not_simulated == {} and sb.feeds == list(registry().names)
@@ -779,26 +779,30 @@ def test_postgres_view_returns_expected_rows(pg_url, city, tmp_path):
 
 
 def test_office_database(sb, city):
-    """benefit_roll, contributions and employer_subsidies as generated, at FUNDX_OFFICE_DB_URL, mode 0600."""
+    """The office's system is a database agency: its five feeds are views of one database (mode 0600) at
+    FUNDX_SOCIAL_INSURANCE_DB_URL, serving the generated office feeds with their history; there is no
+    other office database to read (FUNDX_OFFICE_DB_URL is gone)."""
+    from sandbox.city import OFFICE_FEEDS
+
     path = sb.home / "social_insurance" / "office.db"
-    assert sb.env["FUNDX_OFFICE_DB_URL"] == f"sqlite:///{path}" and path.is_absolute()
+    assert sb.env["FUNDX_SOCIAL_INSURANCE_DB_URL"] == f"sqlite:///{path}" and path.is_absolute()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert json.loads((sb.home / "sandbox.json").read_text())["office_db"] == str(path)
-    engine = sa.create_engine(sb.env["FUNDX_OFFICE_DB_URL"], poolclass=sa.pool.NullPool)
+    assert "FUNDX_OFFICE_DB_URL" not in sb.env and "office_db" not in json.loads((sb.home / "sandbox.json").read_text())
+    assert set(OFFICE_FEEDS) <= set(sb.feeds) and set(registry().agencies["social_insurance"]) == set(OFFICE_FEEDS)
+    engine = sa.create_engine(sb.env["FUNDX_SOCIAL_INSURANCE_DB_URL"], poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:
-            for table, frame in (("benefit_roll", city.roll), ("contributions", city.contributions),
-                                 ("employer_subsidies", city.subsidies)):
-                got = pd.read_sql_query(f"SELECT * FROM {table} ORDER BY rowid", conn)
-                assert list(got.columns) == list(frame.columns), table
-                assert len(got) == len(frame) > 0, table
-                for column in frame.columns:
-                    if column in ("monthly_amount", "amount"):
-                        assert (got[column].round(2) == frame[column].round(2)).all(), (table, column)
-                    else:
-                        assert got[column].tolist() == frame[column].tolist(), (table, column)
-            types = {r[1]: r[2] for r in conn.exec_driver_sql("PRAGMA table_info(contributions)")}
-            assert types == {"id_number": "TEXT", "employer_uscc": "TEXT", "month": "TEXT", "amount": "REAL"}
+            for feed in OFFICE_FEEDS:
+                config = registry().feed(feed).database
+                frame = city.office[feed]
+                got = pd.read_sql_query(f"SELECT * FROM {config.relation} ORDER BY {', '.join(config.order_by)}", conn)
+                assert list(got.columns) == list(frame.columns), feed
+                assert len(got) == len(frame) > 0, feed
+            # the ledger: every month paid, after a death too for the planted cases
+            ledger = pd.read_sql_query("SELECT id_number, month FROM v_benefit_payments", conn)
+            for case in city.truths["dead_but_paid"]:
+                months = set(ledger.loc[ledger["id_number"] == case["id_number"], "month"])
+                assert case["paid_through"] in months and any(m > case["death_date"][:7] for m in months), case
     finally:
         engine.dispose()
 

@@ -57,6 +57,13 @@ GOLDEN: dict[str, str] = {
     'feed/religious_affairs.deaths/invalid': 'f2c135267be27f4b',
     'feed/tax_bureau.wage_income': '0246019149d95d37',
     'feed/tax_bureau.wage_income/invalid': 'e82f8a85dafc448f',
+    # added with the office's feeds (issue 19): the office history's stream [seed, 103], nothing above moved
+    'office/social_insurance.account_changes': '92724a69d79c7ba9',
+    'office/social_insurance.benefit_roll': '55fcf23ee3a138e3',
+    'office/social_insurance.contributions': '29ab33efb110d5aa',
+    'office/social_insurance.employer_subsidies': 'e70c55fc2e75d833',
+    'office/social_insurance.payments': 'dba65d829707ae02',
+    'office/truths': '5d2917c851cab8e7',
 }
 
 
@@ -85,7 +92,12 @@ def fingerprints() -> dict[str, str]:
     for name, frame in (("roll", city.roll), ("contributions", city.contributions), ("subsidies", city.subsidies),
                         *city.feeds.items()):
         out[f"city/{name}"] = fingerprint(frame)
-    out["city/truths"] = _json(city.truths)
+    for name, frame in city.office.items():  # the office's feeds: its own stream, drawn after everything above
+        out[f"office/{name}"] = fingerprint(frame)
+    # the truths drawn from the office history's stream come after the others: pinned apart, so the older stay as they were
+    office_truths = ("stopped_but_overpaid",)
+    out["city/truths"] = _json({k: v for k, v in city.truths.items() if k not in office_truths})
+    out["office/truths"] = _json({k: city.truths[k] for k in office_truths})
     out["city/canary"] = _json(plant_canary(city))
     for feed in FEEDS:
         invalid: list[dict] = []
