@@ -26,7 +26,10 @@ pytestmark = pytest.mark.prefect
 END = "2026-11-23T00:00:00+08:00"
 LATER = "2026-11-24T00:00:00+08:00"
 NIGHT = aware(END).date()
-FEEDS = ["police.deaths", "civil_affairs.deaths", "justice.prisoners"]
+#: the office's tables in the stores (social_insurance.*: no retention stated, so kept whole)
+OFFICE_TABLES = ("roll", "payments", "account_changes", "contributions", "subsidies")
+FEEDS = ["police.deaths", "civil_affairs.deaths", "justice.prisoners", "social_insurance.benefit_roll",
+         "social_insurance.payments"]
 UNANSWERED = "religious_affairs.deaths"  # delivered the next night, never received by its stage
 
 
@@ -82,7 +85,7 @@ def _expected_store_after(home: Path, ledger: Ledger) -> dict[tuple[str, str], i
     found = {}
     for (stage, table) in _store_rows(home):
         data = Store(stage, home=home, keys=keys).read(table)
-        if table in ("roll", "contributions", "subsidies"):  # the office's snapshots: no retention of a feed
+        if table in OFFICE_TABLES:  # the office's feeds: their contracts state no retention yet, kept whole
             found[(stage, table)] = data.num_rows
             continue
         held = pa.array([False] * data.num_rows)
@@ -147,9 +150,11 @@ def test_a_purge_past_the_retention_removes_exactly_what_the_contracts_say(sandb
     # 100 days on: only the sealed batches (90 days) of acknowledged feeds with a retention go
     report = purge(now=max(acknowledged, decided_at) + timedelta(days=100))
     after = _state(home, ledger)
-    prisoners = [d for d in ledger.deliveries("justice.prisoners") if d.status == "acknowledged"]
-    prisoners_parts = sum(len(_files(home / "stages" / d.stage / "received" / d.batch_id, "*.p7m")) for d in prisoners)
-    assert prisoners_parts > 0  # kept: its contract states no retention
+    # kept: justice.prisoners' contract here states no retention, nor do the office's (social_insurance.*)
+    kept = [d for f in FEEDS if f == "justice.prisoners" or f.startswith("social_insurance.")
+            for d in ledger.deliveries(f) if d.status == "acknowledged"]
+    prisoners_parts = sum(len(_files(home / "stages" / d.stage / "received" / d.batch_id, "*.p7m")) for d in kept)
+    assert prisoners_parts > 0
     assert after["received parts"] == prisoners_parts
     assert report.total("sealed", "received parts") == before["received parts"] - prisoners_parts
     assert after["receipts"] == before["receipts"]  # the stage's proof of each batch stays
@@ -171,7 +176,8 @@ def test_a_purge_past_the_retention_removes_exactly_what_the_contracts_say(sandb
     assert report.counts[decided.feed]["quarantine"]["rows"] == decided.quarantined
     with pytest.raises(SealError, match="purged once decided"):
         quarantine.read_rows(ledger, decided.batch_id)
-    prisoners_answers = [a for a in ledger.ack_records() if a["feed"] == "justice.prisoners"]
+    prisoners_answers = [a for a in ledger.ack_records()  # kept: feeds without an answerRetention
+                         if a["feed"] == "justice.prisoners" or a["feed"].startswith("social_insurance.")]
     assert prisoners_answers and after["acks"] == len(prisoners_answers)
     assert after["answer files"] == len(prisoners_answers)
     with ledger.engine.connect() as conn:
@@ -184,7 +190,7 @@ def test_a_purge_past_the_retention_removes_exactly_what_the_contracts_say(sandb
         else:
             assert n == expected_store[(stage, table)], (stage, table)
     assert sum(after["store"].values()) < sum(before["store"].values())
-    assert any(n for n in expected_store.values())  # some evidence of open orders is kept
+    assert any(n for n in expected_store.values()), (expected_store, after["store"], before["store"])  # some evidence of open orders is kept
     # compacted: one file per table of batches
     for folder in (p for p in (home / "stages").glob("*/store/*") if p.is_dir()):
         assert len(list(folder.glob("*.enc"))) == 1, folder
