@@ -4,6 +4,11 @@ The sandbox writes its truths (``truth.json``, clean identity numbers) next to i
 turns each truth list into the subjects the rule's orders are about (tokens for people and
 accounts, bill ids, credit codes) so a night's suspects can be scored without reading any raw
 identity out of the store.
+
+The truths also hold look-alikes (``truths["lookalikes"]``: a list of ``{"rule", "kind", <the rule's
+subject field>: value, ...}``): cases that resemble a rule's but must *not* be flagged (spouses on one
+account, a death stopped in time, a prisoner released before the paid months). A rule that flags one
+is wrong however well it does on its planted cases; :attr:`Score.lookalikes_flagged` counts them.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ class Score:
     planted: int
     found: int
     true_positive: int
+    lookalikes: int = 0
+    lookalikes_flagged: int = 0
 
     @property
     def precision(self) -> float | None:
@@ -56,10 +63,25 @@ def planted_subjects(truths: dict[str, Any], key: bytes) -> dict[str, set[str]]:
     return out
 
 
+def lookalike_subjects(truths: dict[str, Any], key: bytes) -> dict[str, set[str]]:
+    """rule -> the subjects of the look-alikes planted for it (which its orders must not name)."""
+    out: dict[str, set[str]] = {rule: set() for rule in TRUTHS}
+    for case in truths.get("lookalikes", []):
+        rule = case["rule"]
+        if rule not in TRUTHS:
+            raise KeyError(f"a look-alike names rule {rule!r}, which evaluate.TRUTHS does not know")
+        _, field, tokenised = TRUTHS[rule]
+        value = str(case[field])
+        out[rule].add(pseudonym.token(key, value).hex().upper() if tokenised else value)
+    return out
+
+
 def score(suspects: Iterable[tuple[str, str]], truths: dict[str, Any], key: bytes) -> list[Score]:
-    """Per rule: (rule, subject) pairs found against the planted subjects."""
+    """Per rule: (rule, subject) pairs found against the planted subjects and the planted look-alikes."""
     planted = planted_subjects(truths, key)
+    alike = lookalike_subjects(truths, key)
     found: dict[str, set[str]] = {rule: set() for rule in TRUTHS}
     for rule, subject in suspects:
         found.setdefault(rule, set()).add(subject)
-    return [Score(rule, len(planted[rule]), len(found[rule]), len(found[rule] & planted[rule])) for rule in TRUTHS]
+    return [Score(rule, len(planted[rule]), len(found[rule]), len(found[rule] & planted[rule]), len(alike[rule]),
+                  len(found[rule] & alike[rule])) for rule in TRUTHS]

@@ -103,7 +103,8 @@ def matching_run(
 
 def print_matching(result, truths: dict | None = None) -> None:
     """A matching night: rows loaded, suspects and amounts per rule (against the sandbox's planted
-    truths when given: planted, precision, recall), orders opened, files written."""
+    truths when given: planted, precision, recall, and how many of the planted look-alikes that must not
+    be flagged were), orders opened, files written."""
     from matching import orders as mo
 
     console.print(f"[bold]matching night of {result.night}[/bold]")
@@ -123,7 +124,8 @@ def print_matching(result, truths: dict | None = None) -> None:
         scores = {sc.rule: sc for sc in evaluate.score([(o.rule, o.subject) for o in made], truths,
                                                       KeyStore().match_key())}
     found = Table(title="suspects per rule" + (" (against the sandbox's planted cases)" if scores else ""))
-    columns = ["rule", "规则", "suspects", "at risk"] + (["planted", "precision", "recall"] if scores else [])
+    columns = ["rule", "规则", "suspects", "at risk"] + (["planted", "precision", "recall", "look-alikes flagged"]
+                                                             if scores else [])
     for col in columns:
         found.add_column(col, justify="left" if col in ("rule", "规则") else "right")
     for r in result.rules:
@@ -131,7 +133,7 @@ def print_matching(result, truths: dict | None = None) -> None:
         if scores:
             sc = scores[r.rule]
             row += [f"{sc.planted:,}", "-" if sc.precision is None else f"{sc.precision:.2f}",
-                    "-" if sc.recall is None else f"{sc.recall:.2f}"]
+                    "-" if sc.recall is None else f"{sc.recall:.2f}", f"{sc.lookalikes_flagged} of {sc.lookalikes}"]
         found.add_row(*row)
     found.add_section()
     found.add_row("total", "", f"{sum(r.suspects for r in result.rules):,}",

@@ -85,6 +85,7 @@ def test_a_night_then_matching_finds_exactly_the_planted_cases(sandbox, home, ca
     for s in scores:
         assert s.planted > 0, s.rule
         assert (s.precision, s.recall) == (1.0, 1.0), s
+        assert s.lookalikes_flagged == 0, s
     assert summary["orders_new"] == len(made) and sum(summary["suspects"].values()) == len(made)
     assert all(o.status == "open" and o.due_on > NIGHT for o in made)
 

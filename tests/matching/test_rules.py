@@ -46,12 +46,14 @@ def test_every_planted_case_is_found_and_nothing_else(people, seed, capsys):
     pairs = list(zip(found.column("rule").to_pylist(), found.column("subject").to_pylist()))
     scores = evaluate.score(pairs, city.truths, KEY)
     with capsys.disabled():
-        print(f"\ncity of {people:,} (seed {seed}): rule, planted, found, precision, recall")
+        print(f"\ncity of {people:,} (seed {seed}): rule, planted, found, precision, recall, look-alikes flagged")
         for s in scores:
-            print(f"  {s.rule:<26} {s.planted:>5} {s.found:>5} {s.precision!s:>5} {s.recall!s:>5}")
+            print(f"  {s.rule:<26} {s.planted:>5} {s.found:>5} {s.precision!s:>5} {s.recall!s:>5} "
+                  f"{s.lookalikes_flagged:>3} of {s.lookalikes}")
     for s in scores:
         assert s.planted > 0, f"the sandbox plants no case of {s.rule}"
         assert (s.found, s.true_positive) == (s.planted, s.planted), s
+        assert s.lookalikes_flagged == 0, s
 
 
 def test_amounts_follow_the_truths():
