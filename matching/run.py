@@ -65,8 +65,12 @@ def output_dir(night: date, home: Path | None = None) -> Path:
 
 
 def inputs(keys: KeyStore, home: Path) -> rules.Inputs:
-    """Every table the rules read, from the stages' stores."""
-    return rules.Inputs({t: Store(stage, home=home, keys=keys).read(t) for t, stage in sources().items()})
+    """Every table the rules read, from the stages' stores (with the row counts of their parts)."""
+    tables: dict[str, pa.Table | None] = {}
+    parts: dict[str, list[int]] = {}
+    for t, stage in sources().items():
+        tables[t], parts[t] = Store(stage, home=home, keys=keys).read_parts(t)
+    return rules.Inputs(tables, parts)
 
 
 def run_matching(night: date | None = None, params: dict[str, str] | None = None, *,
