@@ -7,9 +7,10 @@
 
 ``ledger`` measures paid-after-death over the office's payment ledger (10M months against 1M deaths,
 bench/ledger_bench.py) next to a plain DuckDB join of the same tables. ``feeds`` runs whole feeds
-through the streamed pipeline per step next to their baselines (bench/feeds_bench.py), ``night`` a city-scale night of six feeds through the nightly flow; both
-print their goals as PASS/FAIL and go into the JSON record's "feeds" section. ``--quick`` makes
-every benchmark small (a smoke test of the harness, figures not comparable).
+through the streamed pipeline per step next to their baselines (bench/feeds_bench.py), ``night`` a
+city-scale night of six feeds through the nightly flow; both print their goals as PASS/FAIL and go
+into the JSON record's "feeds" section. ``--quick`` makes every benchmark small (a smoke test of the
+harness, figures not comparable).
 """
 
 from __future__ import annotations
