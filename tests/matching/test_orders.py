@@ -332,6 +332,29 @@ def test_cli_close_and_report(home):
     assert table.exit_code == 0 and "50.0 %" in table.output and "total" in table.output
 
 
+def test_cli_report_scores_the_orders_against_a_truth_file(home, tmp_path, keys_dir, monkeypatch):
+    """--truths: per rule, the orders against the planted cases and the planted look-alikes."""
+    monkeypatch.setenv("FUNDX_KEYS_DIR", str(keys_dir))
+    reload_settings()
+    employer = "91330106MA2XXXXX1Y"  # the night's deregistered_subsidised order (credit codes are not tokenised)
+    path = tmp_path / "truth.json"
+
+    def planted(lookalike: str) -> dict:
+        path.write_text(json.dumps({"seed": 1, "subsidised_deregistered": [{"uscc": employer}], "lookalikes": [
+            {"rule": "deregistered_subsidised", "kind": "deregistered, no subsidy after", "uscc": lookalike}]}),
+            encoding="utf-8")
+        result = invoke("matching", "report", "--json", "--truths", str(path))
+        assert result.exit_code == 0, result.output
+        return {p["rule"]: p for p in json.loads(result.output)["planted"]}["deregistered_subsidised"]
+
+    clean = planted("91330106MA2YYYYY2Z")
+    assert (clean["planted"], clean["found"], clean["precision"], clean["recall"]) == (1, 1, 1.0, 1.0)
+    assert (clean["lookalikes"], clean["lookalikes_flagged"]) == (1, 0)
+    assert planted(employer)["lookalikes_flagged"] == 1  # a look-alike the rule flagged is counted
+    table = invoke("matching", "report", "--truths", str(path))
+    assert table.exit_code == 0 and "look-alikes flagged" in table.output
+
+
 @pytest.mark.parametrize("args", [
     ("orders", "close", "O20260301-1-0001", "--outcome", "fraud", "--amount", "1"),
     ("orders", "close", "O20260301-1-0001", "--outcome", "false-positive", "--amount", "5"),
@@ -343,6 +366,8 @@ def test_cli_close_and_report(home):
     ("orders", "list", "--district", "Atlantis"),
     ("orders", "list", "--rule", "paid_twice"),
     ("matching", "report", "--night", "2026-13-01"),
+    ("matching", "report", "--truths", "/nonexistent/truth.json"),
+    ("matching", "report", "--truths", __file__),
     ("matching", "run", "--param", "min_people=4"),
     ("matching", "run", "--param", "shared_account.min_people"),
 ])
