@@ -36,7 +36,8 @@ from fundx.core.timeutil import UTC
 from fundx.ledger import Ledger
 from fundx.ledger.schema import orders as orders_table
 
-#: the rules in their order: a rule's number (1..8) in order ids is its place here
+#: every rule that ever opened orders, in the order they were added: a rule's number in order ids is its place
+#: here, so this only grows at its end (tests/matching/test_orders.py holds it to matching.rules.RULES)
 RULES: tuple[str, ...] = (
     "paid_after_death",
     "paid_in_custody",
@@ -48,16 +49,15 @@ RULES: tuple[str, ...] = (
     "deregistered_subsidised",
 )
 
-TITLES: dict[str, str] = {
-    "paid_after_death": "死亡未停发",
-    "paid_in_custody": "服刑未暂停",
-    "shared_account": "多对一",
-    "duplicate_receipt": "重复领取",
-    "unemployed_contributing": "领取失业金期间缴费",
-    "frequent_visits": "频繁就诊",
-    "bill_over_mean": "超均值费用",
-    "deregistered_subsidised": "注销后领取补贴",
-}
+
+def _titles() -> dict[str, str]:
+    from matching.rules import RULES as DEFINED
+
+    return {name: rule.title for name, rule in DEFINED.items()}
+
+
+#: each rule's Chinese title (死亡未停发, ...), from its definition (matching.rules)
+TITLES: dict[str, str] = _titles()
 
 OUTCOMES: tuple[str, ...] = ("confirmed", "false-positive", "recovered")
 STATUSES: tuple[str, ...] = ("open", "closed")
@@ -68,7 +68,7 @@ MAX_NOTE = 500
 #: a whole identity number (masked ones have ``*``): 17 digits and a digit or X, not inside a longer word
 UNMASKED_ID = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
 _AREA = re.compile(r"^\d{6}$")
-_ORDER_ID = re.compile(r"^O(\d{8})-([1-8])-(\d{4,})$")
+_ORDER_ID = re.compile(r"^O(\d{8})-([1-9]\d?)-(\d{4,})$")
 
 
 def _city() -> City:
@@ -96,7 +96,7 @@ def district_names() -> list[str]:
 
 
 def rule_number(rule: str) -> int:
-    """A rule's number in order ids (1..8, its place in :data:`RULES`)."""
+    """A rule's number in order ids (1, 2, ...: its place in :data:`RULES`)."""
     try:
         return RULES.index(rule) + 1
     except ValueError:

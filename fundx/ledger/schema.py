@@ -233,7 +233,7 @@ breaches = sa.Table(
 orders = sa.Table(
     "orders",
     metadata,
-    # O<YYYYMMDD>-<rule number 1..8>-<n:04d>, see matching.orders
+    # O<YYYYMMDD>-<rule number: its place in matching.orders.RULES>-<n:04d>
     sa.Column("order_id", sa.String(32), primary_key=True),
     sa.Column("night", sa.Date, nullable=False),
     sa.Column("rule", sa.String(64), nullable=False),

@@ -376,3 +376,15 @@ def test_cli_bad_input_exits_2(home, args):
     assert result.exit_code == 2, result.output
     assert "error" in result.output.lower() or "usage" in result.output.lower()
     assert mo.get(home, "O20260301-1-0001").status == "open"
+
+
+def test_every_rule_has_a_number_that_never_changes():
+    """An order id carries its rule's number (its place in orders.RULES): every rule the stage runs has one,
+    and the first eight keep theirs (orders already issued name them)."""
+    from matching import rules
+
+    assert set(rules.RULES) <= set(mo.RULES)
+    assert mo.RULES[:8] == ("paid_after_death", "paid_in_custody", "shared_account", "duplicate_receipt",
+                            "unemployed_contributing", "frequent_visits", "bill_over_mean", "deregistered_subsidised")
+    assert len(set(mo.RULES)) == len(mo.RULES) < 100
+    assert all(mo.TITLES[r] for r in rules.RULES)
