@@ -95,9 +95,11 @@ def test_record_is_idempotent_and_audited_with_counts_only(ledger):
     assert third.opened == 1 and len(third) == 7
     assert {o.subject: o.order_id for o in third}[token(0x1)] == "O20260301-1-0004"
 
-    # another night numbers from 1 again
-    other = mo.record(ledger, NIGHT + timedelta(days=1), frame(suspect("paid_after_death", token(0xA), "330106", 1.0)))
-    assert [o.order_id for o in other] == ["O20260302-1-0001"]
+    # another night: a new subject is numbered from 1 again; one found again keeps its order (a version of it)
+    other = mo.record(ledger, NIGHT + timedelta(days=1), frame(suspect("paid_after_death", token(0xA), "330106", 1.0),
+                                                               suspect("paid_after_death", token(0x2), "330106", 5.0)))
+    assert {o.subject: o.order_id for o in other} == {token(0xA): "O20260301-1-0001", token(0x2): "O20260302-1-0001"}
+    assert (other.opened, other.updated, other.reopened) == (1, 1, 0)
 
     entries = audit_entries(ledger, "orders.opened")
     assert [json.loads(e["details"])["opened"] for e in entries] == [6, 0, 1, 1]
