@@ -104,3 +104,25 @@ def test_material_change():
     assert cases.material_change(before, {**same, "detail": json.dumps({"sources": {"a": {}, "b": {}}})}) == "new source b"
     assert cases.material_change({**before, "months": None}, {**same, "months": None}) is None
     assert cases.material_change(before, {**same, "detail": "not json"}) is None
+
+
+def test_orders_show_lists_the_versions(ledger, monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from fundx.cli import app
+    from fundx.core.settings import reload_settings
+
+    oid = night(ledger, NIGHT, finding(token(1), 2, 6000.0))[0].order_id
+    night(ledger, NIGHT + timedelta(days=1), finding(token(1), 3, 9000.0))
+    monkeypatch.setenv("FUNDX_HOME", str(tmp_path / "var"))
+    monkeypatch.setenv("FUNDX_LEDGER_URL", str(ledger.engine.url.render_as_string(hide_password=False)))
+    reload_settings()
+    try:
+        shown = CliRunner().invoke(app, ["orders", "show", oid, "--json"])
+        assert shown.exit_code == 0, shown.output
+        assert [(v["night"], v["change"]) for v in json.loads(shown.output)["versions"]] == [
+            ("2026-03-01", "issued"), ("2026-03-02", "updated")]
+        table = CliRunner().invoke(app, ["orders", "show", oid])
+        assert table.exit_code == 0 and "version 2026-03-02" in table.output and "months 2 -> 3" in table.output
+    finally:
+        reload_settings()
