@@ -15,7 +15,10 @@ test_generator_golden.py, holds every frame to its bytes):
   agencies' name forms);
 - office history ``[seed, 103]``: the office's system as an agency (sandbox/city/office_feeds.py): its
   five feeds built from the office's tables, with keys, times, the payment ledger and the account
-  change log (``City.office``), drawn last, after everything above.
+  change log (``City.office``), drawn after everything above;
+- accounts ``[seed, 105]``: the office's accounts and entries over history (sandbox/city/accounts.py):
+  shared and taken-over accounts, double receipt and unemployment benefit with contributions that
+  only the office's feeds show, and their look-alikes, planted in ``City.office`` only, drawn last.
 
 The steps below must keep their order: each stream's draws follow one another.
 """
@@ -34,6 +37,7 @@ import pyarrow.compute as pc
 
 from fundx.core.city import City as CityFile
 from sandbox.city import truths as truth
+from sandbox.city.accounts import Pools, plant_accounts
 from sandbox.city.deaths import DeathReports, Deaths, draw_death_sources, draw_deaths, report_deaths
 from sandbox.city.feeds import DEFAULT_AS_OF, DEFAULT_SEED, FEEDS, HOSPITAL_DEATHS, WAGE_INCOME, Rows
 from sandbox.city.invalid import UNREPAIRABLE, plant_invalid
@@ -105,6 +109,7 @@ class _Streams:
     wages: np.random.Generator
     traits: np.random.Generator
     history: np.random.Generator
+    accounts: np.random.Generator
 
     @classmethod
     def of(cls, seed: int) -> _Streams:
@@ -112,7 +117,7 @@ class _Streams:
             return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, key])))
 
         return cls(np.random.Generator(np.random.PCG64(seed)), stream(99), stream(100), stream(101), stream(102),
-                   stream(103))
+                   stream(103), accounts=stream(105))
 
 
 def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = DEFAULT_AS_OF, *,
@@ -250,8 +255,13 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
     truths["invalid"] = invalid
     truths["counts"] = {f: len(feeds[f][0]) for f in FEEDS} | _counts(drawn, roll_rows, messy)
     office_rows = office_feeds(streams.history, roll_rows, contributions.frame, subsidies.frame, as_of)
-    truths["stopped_but_overpaid"] = stop_late(streams.history, office_rows, _stopped_in_time(drawn, messy, invalid),
-                                               as_of)
+    in_time = _stopped_in_time(drawn, messy, invalid)
+    truths["stopped_but_overpaid"] = stop_late(streams.history, office_rows, in_time, as_of)
+    late = {t["id_number"] for t in truths["stopped_but_overpaid"]}
+    pools = _pools(drawn, taken, [d for d in in_time if d["id_number"] not in late], messy, invalid)
+    accounts = plant_accounts(streams.accounts, office_rows, pools, contributions.frame, as_of)
+    truths["lookalikes"] = [*truths.get("lookalikes", []), *accounts.pop("lookalikes")]
+    truths |= accounts
     return City(seed=seed, people=people, as_of=as_of, roll=roll_rows,
                 feeds={f: feeds[f][0] for f in FEEDS}, truths=truths,
                 contributions=contributions.frame, subsidies=subsidies.frame, office=office_rows)
@@ -385,6 +395,32 @@ def _stopped_in_time(drawn: _Drawn, messy: list[dict], invalid: list[dict]) -> l
         out.append({"id_number": str(drawn.id_text[deaths.pos[j]]), "death_date": truth._iso(deaths.true[j]),
                     "death_month": int(death_month[j]), "known_to": known})
     return out
+
+
+def _pools(drawn: _Drawn, taken: np.ndarray, dead: list[dict], messy: list[dict], invalid: list[dict]) -> Pools:
+    """Who the accounts' cases may be planted on (sandbox/city/accounts.py): the living in no truth, never
+    prisoners nor frequent patients; the dead stopped in time; the prisoners in custody whose roll entry
+    was suspended and whose row reaches the stage clean."""
+    ppl, prisoners, roll = drawn.ppl, drawn.prisoners, drawn.roll
+    free = ~taken  # the dead and the prisoners among them
+    free[drawn.deaths.pos] = False
+    free[prisoners.pos] = False
+    free[drawn.frequent.pos] = False
+    touched = {str(m["key"]) for m in [*messy, *invalid] if m["feed"] == "justice.prisoners"}
+    frame = prisoners.rows.frame
+    custody = []
+    for i in np.flatnonzero((prisoners.status == 0) & ~prisoners.planted() & (roll.index[prisoners.pos] >= 0)):
+        key = str(frame["prisoner_id"].iloc[i])
+        if key in touched or int(prisoners.rows.pos[i]) != int(prisoners.pos[i]):
+            continue
+        end = frame["sentence_end"].iloc[i]
+        custody.append({"id_number": str(drawn.id_text[prisoners.pos[i]]),
+                        "admitted_on": str(frame["admitted_on"].iloc[i]),
+                        "sentence_end": None if pd.isna(end) else str(end)})
+    district_codes = drawn.place.codes[ppl.district]
+    return Pools(free=free, male=np.asarray(ppl.male), birth=np.asarray(ppl.birth), id_text=drawn.id_text,
+                 names=np.asarray(ppl.name.to_pylist(), dtype=object),
+                 district=np.asarray([f"{int(c):06d}" for c in district_codes], dtype=object), dead=dead, custody=custody)
 
 
 def _counts(drawn: _Drawn, roll: pd.DataFrame, messy: list[dict]) -> dict[str, int]:
