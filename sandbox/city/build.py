@@ -157,6 +157,19 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
       inpatient|outpatient, total_amount).
     - ``subsidised_deregistered`` (deregistered_subsidised): 注销 businesses subsidised in 1-6 months
       after their deregistration month (uscc, status, end_date, months, amount: those subsidies summed).
+    - from the accounts' stream (sandbox/city/accounts.py), in the office's feeds only (City.office; City.roll
+      and every other frame as they were): ``shared_accounts_history`` (shared_account: two unrelated people
+      on one account by the ledger, kind two_people or stopped_member; bank_account, id_numbers, months and
+      amount: what the ledger paid the one who moved onto it), ``accounts_taken_over`` (shared_account: an
+      entry changed to the account of someone dead or in custody; bank_account, id_number, former_id_number,
+      event death|custody, event_date, changed_at, months, amount), ``duplicate_receipts_ended``
+      (duplicate_receipt over the ledger, stopped since; id_number, kind, schemes, monthly_amounts, months,
+      amount = months x the smaller) and ``unemployed_contributing_history`` (id_number, months,
+      monthly_amount, amount, status); the roll feed's ``spouse_id_number`` names the planted couples.
+    - ``lookalikes``: cases a rule must not flag ({rule, kind, the rule's subject field}): spouses on one
+      account, a widow(er) on the late spouse's account, a new account of one's own (shared_account),
+      unemployment ended the month before a pension (duplicate_receipt), benefit begun the month after
+      the last contribution (unemployed_contributing).
     - ``single_source_deaths``: deaths known to exactly one of the four death feeds (DEATH_FEEDS, the
       hospital's notifications included: a death known to civil affairs and a hospital has two).
     - ``date_conflicts``: the same death with death dates 3-40 days apart in two feeds
