@@ -24,14 +24,17 @@ def _shared_account(p: dict[str, Any], night: date) -> str:
     # who never changed to it by the change log, and the dead or detained it was taken from).
     n, exempt = int(p["min_people"]), "TRUE" if int(p["exempt_spouses"]) else "FALSE"
     return f"""
-    WITH busy AS (
-        SELECT account FROM payments WHERE account IS NOT NULL GROUP BY account HAVING count(DISTINCT person) >= 2),
+    WITH ap AS MATERIALIZED (  -- the ledger once, per account and person (the view is read twice in all)
+        SELECT account, person, any_value(id_masked) AS id_masked, any_value(area) AS area,
+               any_value(account_masked) AS account_masked
+        FROM payments WHERE account IS NOT NULL AND person IS NOT NULL GROUP BY account, person),
+    busy AS (SELECT account FROM ap GROUP BY account HAVING count(*) >= 2),
     rel AS (
         SELECT person, spouse FROM roll WHERE spouse IS NOT NULL AND person IS NOT NULL
         UNION SELECT spouse, person FROM roll WHERE spouse IS NOT NULL AND person IS NOT NULL),
     users AS (  -- who used each account that someone changed to: the roll, the ledger, the change log
         SELECT account, person FROM roll WHERE account IN (SELECT new_account FROM account_changes)
-        UNION SELECT account, person FROM payments WHERE account IN (SELECT new_account FROM account_changes)
+        UNION SELECT account, person FROM ap WHERE account IN (SELECT new_account FROM account_changes)
         UNION SELECT old_account, person FROM account_changes
               WHERE old_account IN (SELECT new_account FROM account_changes)),
     gone AS (
@@ -47,8 +50,8 @@ def _shared_account(p: dict[str, Any], night: date) -> str:
         WHERE c.person IS NOT NULL
           AND NOT ({exempt} AND EXISTS (SELECT 1 FROM rel WHERE rel.person = c.person AND rel.spouse = u.person))),
     who AS (
-        SELECT DISTINCT account, person FROM payments SEMI JOIN busy USING (account)
-        UNION SELECT account, person FROM payments SEMI JOIN took USING (account)
+        SELECT account, person FROM ap SEMI JOIN busy USING (account)
+        UNION SELECT account, person FROM ap SEMI JOIN took USING (account)
         UNION SELECT account, former FROM took),
     unit AS (  -- one unit per person, or per couple when spouses are exempt
         SELECT o.account, o.person,
@@ -73,11 +76,11 @@ def _shared_account(p: dict[str, Any], night: date) -> str:
         FROM risk GROUP BY account),
     named AS (  -- each person's masked number and area: the roll's, else the ledger's
         SELECT person, any_value(id_masked) AS id_masked, any_value(area) AS area FROM (
-            SELECT person, id_masked, area FROM roll UNION ALL SELECT person, id_masked, area FROM payments)
+            SELECT person, id_masked, area FROM roll UNION ALL SELECT person, id_masked, area FROM ap)
         WHERE person IN (SELECT person FROM who) GROUP BY person),
     masked AS (
         SELECT account, any_value(account_masked) AS account_masked FROM (
-            SELECT account, account_masked FROM payments UNION ALL SELECT account, account_masked FROM roll
+            SELECT account, account_masked FROM ap UNION ALL SELECT account, account_masked FROM roll
             UNION ALL SELECT new_account, new_account_masked FROM account_changes)
         WHERE account IN (SELECT account FROM flagged) GROUP BY account),
     taken AS (

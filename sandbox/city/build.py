@@ -1,6 +1,6 @@
 """Build a city: the office's data, the eight feeds and the planted truths, step by step in the order the streams draw.
 
-A city draws from six seeded streams, each for what was added to the generator with it, so that
+A city draws from its seeded streams, each for what was added to the generator with it, so that
 what existed before a stream was added stays as it was (the golden test, tests/sandbox/
 test_generator_golden.py, holds every frame to its bytes):
 
@@ -101,7 +101,7 @@ class City:
 
 @dataclass(frozen=True)
 class _Streams:
-    """A city's six random streams (see the module's docstring)."""
+    """A city's random streams (see the module's docstring)."""
 
     main: np.random.Generator
     office: np.random.Generator
