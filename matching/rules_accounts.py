@@ -4,11 +4,13 @@ employer contributes.
 
 Each rule is a named SQL unit over the views matching.rules.prepare defines; docs/matching.md defines it.
 All three read the payment ledger (``payments``): the months actually paid and what was paid, past
-entries (stopped, suspended) as well as active ones, over the months the office keeps online.
+entries (stopped, suspended) as well as active ones, over the months the office keeps online. A store
+without a ledger (none delivered yet) falls back on the roll's active entries (detail ``from: roll``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -16,7 +18,7 @@ from fundx.core import codes
 from matching.sql import Rule, sql_month_text
 
 
-def _shared_account(p: dict[str, Any], night: date) -> str:
+def _shared_in_ledger(p: dict[str, Any]) -> str:
     # Candidates first (cheap): accounts the ledger paid for two or more people, and accounts changed to
     # one already used by someone else after that someone's death or admission to custody. Then a person
     # and their spouse on file (the roll's ``spouse``, either way round) count as one when exempt_spouses.
@@ -102,7 +104,7 @@ def _shared_account(p: dict[str, Any], night: date) -> str:
     GROUP BY w.account"""
 
 
-def _duplicate_receipt(p: dict[str, Any], night: date) -> str:
+def _duplicate_in_ledger(p: dict[str, Any]) -> str:
     # Per person and month, what each scheme paid (the ledger); every exclusive pair paid in the same month
     # is one overlapping month, the smaller of the two what was paid twice.
     pairs = ", ".join(f"('{a}', '{b}')" for a, b in (sorted(x) for x in p["exclusive"]))
@@ -133,7 +135,7 @@ def _duplicate_receipt(p: dict[str, Any], night: date) -> str:
     FROM o GROUP BY person"""
 
 
-def _unemployed_contributing(p: dict[str, Any], night: date) -> str:
+def _unemployed_in_ledger(p: dict[str, Any]) -> str:
     # Months the ledger paid unemployment benefit in which an employer contributed for the person.
     return f"""
     WITH u AS (
@@ -154,10 +156,75 @@ def _unemployed_contributing(p: dict[str, Any], night: date) -> str:
     FROM hit GROUP BY person"""
 
 
+# A store without a ledger (none delivered yet) falls back on the roll's active entries, as the rules read
+# them before the ledger: the same columns, months and amounts from [start_month, paid_through] x monthly_amount.
+_NO_LEDGER = "NOT EXISTS (SELECT 1 FROM payments)"
+
+
+def _shared_in_roll(p: dict[str, Any]) -> str:
+    n, exempt = int(p["min_people"]), "TRUE" if int(p["exempt_spouses"]) else "FALSE"
+    return f"""
+    WITH act AS (
+        SELECT DISTINCT account, person, spouse FROM roll
+        WHERE status = '{p["active"]}' AND account IS NOT NULL AND person IS NOT NULL),
+    unit AS (
+        SELECT a.account, a.person,
+               CASE WHEN {exempt} THEN least(a.person, COALESCE(min(b.person), a.person)) ELSE a.person END AS unit
+        FROM act a LEFT JOIN act b ON b.account = a.account AND (b.person = a.spouse OR b.spouse = a.person)
+        GROUP BY a.account, a.person),
+    busy AS (SELECT account FROM unit GROUP BY account HAVING count(DISTINCT unit) >= {n})
+    SELECT 'shared_account' AS rule, hex(r.account) AS subject, list(DISTINCT r.person) AS persons,
+           any_value(r.account_masked) AS id_masked, min(r.area) AS area, NULL::INTEGER AS months,
+           round(sum(r.monthly_amount), 2) AS amount_at_risk,
+           json_object('people', count(DISTINCT r.person), 'masked', list(DISTINCT r.id_masked ORDER BY r.id_masked),
+                       'account', any_value(r.account_masked), 'from', 'roll')::VARCHAR AS detail
+    FROM roll r SEMI JOIN busy b ON r.account = b.account
+    WHERE r.status = '{p["active"]}' AND {_NO_LEDGER}
+    GROUP BY r.account"""
+
+
+def _duplicate_in_roll(p: dict[str, Any]) -> str:
+    pairs = ", ".join(f"('{a}', '{b}')" for a, b in (sorted(x) for x in p["exclusive"]))
+    overlap = "(least(a.paid_through, b.paid_through) - greatest(a.start_month, b.start_month) + 1)"
+    return f"""
+    WITH twice AS (
+        SELECT person FROM roll WHERE status = '{p["active"]}' GROUP BY person HAVING count(*) >= 2),
+    r AS (SELECT * FROM roll SEMI JOIN twice USING (person) WHERE status = '{p["active"]}')
+    SELECT 'duplicate_receipt' AS rule, hex(a.person) AS subject, [a.person] AS persons,
+           any_value(a.id_masked) AS id_masked, any_value(a.area) AS area, max({overlap})::INTEGER AS months,
+           round(sum({overlap} * least(a.monthly_amount, b.monthly_amount)), 2) AS amount_at_risk,
+           json_object('schemes', list([a.benefit_type, b.benefit_type]), 'from', 'roll')::VARCHAR AS detail
+    FROM r a JOIN r b ON a.person = b.person AND a.benefit_type < b.benefit_type
+    WHERE (a.benefit_type, b.benefit_type) IN ({pairs}) AND {overlap} > 0 AND {_NO_LEDGER}
+    GROUP BY a.person"""
+
+
+def _unemployed_in_roll(p: dict[str, Any]) -> str:
+    return f"""
+    WITH m AS (
+        SELECT r.person, r.id_masked, r.area, r.monthly_amount, c.month
+        FROM roll r JOIN contributions c ON c.person = r.person AND c.month BETWEEN r.start_month AND r.paid_through
+        WHERE r.benefit_type = '{p["benefit"]}' AND r.status = '{p["active"]}' AND {_NO_LEDGER}
+        GROUP BY ALL)
+    SELECT 'unemployed_contributing' AS rule, hex(person) AS subject, [person] AS persons,
+           any_value(id_masked) AS id_masked, any_value(area) AS area, count(*)::INTEGER AS months,
+           round(sum(monthly_amount), 2) AS amount_at_risk,
+           json_object('months', list({sql_month_text('month')} ORDER BY month), 'from', 'roll')::VARCHAR AS detail
+    FROM m GROUP BY person"""
+
+
+def _either(ledger: Callable[[dict[str, Any]], str], roll: Callable[[dict[str, Any]], str]) -> Callable[..., str]:
+    def sql(p: dict[str, Any], night: date) -> str:
+        return f"SELECT * FROM ({ledger(p)}) UNION ALL SELECT * FROM ({roll(p)})"
+
+    return sql
+
+
 RULES: tuple[Rule, ...] = (
     Rule("shared_account", "多对一", ("payments", "roll", "account_changes", "deaths", "custody"),
-         {"min_people": 2, "exempt_spouses": 1}, _shared_account),
-    Rule("duplicate_receipt", "重复领取", ("payments",), {"exclusive": codes.EXCLUSIVE_SCHEMES}, _duplicate_receipt),
-    Rule("unemployed_contributing", "领取失业金期间缴费", ("payments", "contributions"),
-         {"benefit": codes.UNEMPLOYMENT}, _unemployed_contributing),
+         {"min_people": 2, "exempt_spouses": 1, "active": codes.ACTIVE}, _either(_shared_in_ledger, _shared_in_roll)),
+    Rule("duplicate_receipt", "重复领取", ("payments", "roll"),
+         {"exclusive": codes.EXCLUSIVE_SCHEMES, "active": codes.ACTIVE}, _either(_duplicate_in_ledger, _duplicate_in_roll)),
+    Rule("unemployed_contributing", "领取失业金期间缴费", ("payments", "roll", "contributions"),
+         {"benefit": codes.UNEMPLOYMENT, "active": codes.ACTIVE}, _either(_unemployed_in_ledger, _unemployed_in_roll)),
 )

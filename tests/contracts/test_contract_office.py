@@ -44,6 +44,8 @@ def test_the_contracts_enums_are_the_codes_the_rules_use(feed: str, column: str)
 def test_the_rules_take_their_codes_from_the_one_place() -> None:
     params = rules.parse_params(None)
     assert params["paid_in_custody"]["status"] == codes.IN_CUSTODY
+    assert params["shared_account"]["active"] == params["duplicate_receipt"]["active"] == codes.ACTIVE
+    assert params["unemployed_contributing"]["active"] == codes.ACTIVE
     assert params["unemployed_contributing"]["benefit"] == codes.UNEMPLOYMENT
     assert set(params["deregistered_subsidised"]["ended"]) <= set(codes.BUSINESS_STATUSES)
     assert {s for pair in params["duplicate_receipt"]["exclusive"] for s in pair} <= set(codes.SCHEMES)

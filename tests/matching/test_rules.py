@@ -334,3 +334,31 @@ def test_spouses_are_exempt_only_while_the_parameter_says_so(account_night):
     pairs = {tok(t["bank_account"]) for t in city.truths["shared_accounts_history"]}
     taken = {tok(t["bank_account"]) for t in city.truths["accounts_taken_over"]}
     assert not pairs & set(three) and taken <= set(three)
+
+
+def test_without_a_ledger_the_account_rules_read_the_roll():
+    """A store with no payment ledger delivered yet: the three rules fall back on the roll's active entries
+    (the roll's groups, active double entries, contributions in an active unemployment entry), said so in
+    the detail; the accounts taken over are still found from the change log."""
+    city = generate_city(3_000, seed=7)
+    inputs = _inputs(city)
+    inputs.tables["payments"] = None
+    con = duckdb.connect()
+    rules.prepare(con, inputs, rules.parse_params(None))
+    found = rules.run_rules(con, rules.parse_params(None), date(2026, 11, 23),
+                            ["shared_account", "duplicate_receipt", "unemployed_contributing"]).to_pylist()
+    tok = lambda v: pseudonym.token(KEY, v).hex().upper()  # noqa: E731
+    by = {(r["rule"], r["subject"]): r for r in found}
+    want = {("shared_account", tok(t["bank_account"])) for t in city.truths["shared_accounts"]}
+    want |= {("duplicate_receipt", tok(t["id_number"])) for t in city.truths["duplicate_receipts"]}
+    want |= {("unemployed_contributing", tok(t["id_number"])) for t in city.truths["unemployed_contributing"]}
+    # what the roll still shows of the history's cases (entries active now) is found too, no look-alike
+    planted = {(rule, s) for rule, subjects in evaluate.planted_subjects(city.truths, KEY).items() for s in subjects}
+    alike = {(rule, s) for rule, subjects in evaluate.lookalike_subjects(city.truths, KEY).items() for s in subjects}
+    assert want <= set(by) <= planted and not set(by) & alike
+    # the take-overs need no ledger: the change log and the roll show them
+    assert all(json.loads(r["detail"]).get("from") == "roll" or json.loads(r["detail"]).get("taken_over")
+               for r in found)
+    for t in city.truths["duplicate_receipts"]:
+        got = by[("duplicate_receipt", tok(t["id_number"]))]
+        assert (got["months"], got["amount_at_risk"]) == (t["overlap_months"], pytest.approx(t["amount"], abs=0.01))
