@@ -86,6 +86,11 @@ def test_a_night_then_matching_finds_exactly_the_planted_cases(sandbox, home, ca
         assert s.planted > 0, s.rule
         assert (s.precision, s.recall) == (1.0, 1.0), s
         assert s.lookalikes_flagged == 0, s
+    report = CliRunner().invoke(app, ["matching", "report", "--night", str(NIGHT), "--json", "--truths",
+                                      str(sandbox.home / "truth.json")])
+    assert report.exit_code == 0, report.output
+    planted = {p["rule"]: (p["precision"], p["recall"], p["lookalikes_flagged"]) for p in json.loads(report.output)["planted"]}
+    assert planted == {s.rule: (1.0, 1.0, 0) for s in scores}
     assert summary["orders_new"] == len(made) and sum(summary["suspects"].values()) == len(made)
     assert all(o.status == "open" and o.due_on > NIGHT for o in made)
 
