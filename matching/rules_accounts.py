@@ -214,8 +214,9 @@ def _unemployed_in_roll(p: dict[str, Any]) -> str:
 
 
 def _either(ledger: Callable[[dict[str, Any]], str], roll: Callable[[dict[str, Any]], str]) -> Callable[..., str]:
-    def sql(p: dict[str, Any], night: date) -> str:
-        return f"SELECT * FROM ({ledger(p)}) UNION ALL SELECT * FROM ({roll(p)})"
+    def sql(p: dict[str, Any], night: date) -> str:  # one row per subject: the ledger's, else the roll's
+        return f"""WITH led AS MATERIALIZED ({ledger(p)})
+        SELECT * FROM led UNION ALL SELECT * FROM ({roll(p)}) WHERE subject NOT IN (SELECT subject FROM led)"""
 
     return sql
 
