@@ -12,7 +12,8 @@ Planted (truths, generate_city's docstring):
 
 - ``shared_accounts_history`` (shared_account): two unrelated people paid into one account (the second
   moved onto the first's by the change log), kind ``two_people``; or the second's entry stopped since,
-  so only the ledger's months show it (``stopped_member``);
+  so only the ledger's months show it (``stopped_member``); or a couple on file and an unrelated third
+  person on the couple's account (``couple_and_other``: the exemption spares the couple, not the third);
 - ``accounts_taken_over`` (shared_account): a living person's account changed to the account of someone
   who had died (``death``) or was in custody (``custody``) before the change (the Guangdong report's
   修改银行账户 pattern);
@@ -362,6 +363,21 @@ def plant_accounts(rng: np.random.Generator, office: dict[str, pd.DataFrame], po
         o.add_entry(rng, pools, pos_of[p_id], codes.UNEMPLOYMENT, round(float(rng.uniform(1800, 2100)), 2),
                     _new_account(rng), begin, end)
         lookalikes.append({"rule": "unemployed_contributing", "kind": "benefit_after_job", "id_number": p_id})
+
+    # shared_account: a couple's account with an unrelated third person on it: the exemption spares the
+    # couple, not the third
+    for a in take(settled, 2):
+        b, third = partner_for(a), one(settled)
+        if b is None or third is None:
+            continue
+        spouses(a, b)
+        account = o.row(a)["bank_account"]
+        o.move(rng, b, account, o.first_ledger + 1 + int(rng.integers(0, 10)))
+        o.move(rng, third, account, o.first_ledger + 1 + int(rng.integers(0, 10)))
+        months, amount = ledger_paid(third, account)
+        truths["shared_accounts_history"].append({"bank_account": account, "kind": "couple_and_other",
+                                                  "id_numbers": sorted([a, b, third]), "months": months,
+                                                  "amount": amount})
 
     o.write()
     truths["lookalikes"] = lookalikes

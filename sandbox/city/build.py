@@ -159,8 +159,8 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
       after their deregistration month (uscc, status, end_date, months, amount: those subsidies summed).
     - from the accounts' stream (sandbox/city/accounts.py), in the office's feeds only (City.office; City.roll
       and every other frame as they were): ``shared_accounts_history`` (shared_account: two unrelated people
-      on one account by the ledger, kind two_people or stopped_member; bank_account, id_numbers, months and
-      amount: what the ledger paid the one who moved onto it), ``accounts_taken_over`` (shared_account: an
+      on one account by the ledger, kind two_people, stopped_member or couple_and_other; bank_account,
+      id_numbers, months and amount: what the ledger paid the unrelated one who moved onto it), ``accounts_taken_over`` (shared_account: an
       entry changed to the account of someone dead or in custody; bank_account, id_number, former_id_number,
       event death|custody, event_date, changed_at, months, amount), ``duplicate_receipts_ended``
       (duplicate_receipt over the ledger, stopped since; id_number, kind, schemes, monthly_amounts, months,

@@ -290,7 +290,7 @@ def test_shared_account(city: City) -> None:
     taken = {t["bank_account"]: t for t in city.truths["accounts_taken_over"]}
     old = {t["bank_account"]: t for t in city.truths["shared_accounts"]}
     assert set(found) == {*old, *history, *taken} and len(history) >= 3 and len(taken) >= 3
-    assert {t["kind"] for t in history.values()} == {"two_people", "stopped_member"}
+    assert {t["kind"] for t in history.values()} == {"two_people", "stopped_member", "couple_and_other"}
     for account, t in old.items():  # the roll's groups: every one of them was paid into it in the ledger's months
         assert found[account][0] == sorted(t["id_numbers"])
     for account, t in history.items():
