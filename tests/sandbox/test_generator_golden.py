@@ -58,12 +58,16 @@ GOLDEN: dict[str, str] = {
     'feed/tax_bureau.wage_income': '0246019149d95d37',
     'feed/tax_bureau.wage_income/invalid': 'e82f8a85dafc448f',
     # added with the office's feeds (issue 19): the office history's stream [seed, 103], nothing above moved
-    'office/social_insurance.account_changes': '92724a69d79c7ba9',
-    'office/social_insurance.benefit_roll': '55fcf23ee3a138e3',
+    'office/social_insurance.account_changes': '411664269e78a95b',
+    'office/social_insurance.benefit_roll': 'af3bc711491bb0bd',
     'office/social_insurance.contributions': '29ab33efb110d5aa',
     'office/social_insurance.employer_subsidies': 'e70c55fc2e75d833',
-    'office/social_insurance.payments': 'dba65d829707ae02',
+    'office/social_insurance.payments': '9ddacb400a01e20e',
     'office/truths': '5d2917c851cab8e7',
+    # the accounts' stream [seed, 105] (issue 19, shared_account, duplicate_receipt, unemployed_contributing over
+    # history): planted in the office's feeds only; their roll (spouse_id_number, new entries), payments and
+    # account changes moved, nothing else
+    'accounts/truths': 'e53b96cf6e1570bb',
 }
 
 
@@ -96,8 +100,15 @@ def fingerprints() -> dict[str, str]:
         out[f"office/{name}"] = fingerprint(frame)
     # the truths drawn from the office history's stream come after the others: pinned apart, so the older stay as they were
     office_truths = ("stopped_but_overpaid",)
-    out["city/truths"] = _json({k: v for k, v in city.truths.items() if k not in office_truths})
+    # the accounts' stream [seed, 105] (sandbox/city/accounts.py): its truths and look-alikes, pinned apart too
+    account_truths = ("shared_accounts_history", "accounts_taken_over", "duplicate_receipts_ended",
+                      "unemployed_contributing_history")
+    account_rules = ("shared_account", "duplicate_receipt", "unemployed_contributing")
+    later = (*office_truths, *account_truths, "lookalikes")
+    out["city/truths"] = _json({k: v for k, v in city.truths.items() if k not in later})
     out["office/truths"] = _json({k: city.truths[k] for k in office_truths})
+    out["accounts/truths"] = _json({k: city.truths[k] for k in account_truths}
+                                   | {"lookalikes": [c for c in city.truths["lookalikes"] if c["rule"] in account_rules]})
     out["city/canary"] = _json(plant_canary(city))
     for feed in FEEDS:
         invalid: list[dict] = []
