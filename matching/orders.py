@@ -36,7 +36,7 @@ from fundx.core.timeutil import UTC
 from fundx.ledger import Ledger
 from fundx.ledger.schema import orders as orders_table
 
-#: the rules in their order: a rule's number (1..8) in order ids is its place here
+#: the rules in their order: a rule's number (1, 2, ...) in order ids is its place here (new rules go last)
 RULES: tuple[str, ...] = (
     "paid_after_death",
     "paid_in_custody",
@@ -46,6 +46,10 @@ RULES: tuple[str, ...] = (
     "frequent_visits",
     "bill_over_mean",
     "deregistered_subsidised",
+    "hospital_over_mean",
+    "bill_after_death",
+    "bill_in_custody",
+    "overlapping_stays",
 )
 
 TITLES: dict[str, str] = {
@@ -57,6 +61,10 @@ TITLES: dict[str, str] = {
     "frequent_visits": "频繁就诊",
     "bill_over_mean": "超均值费用",
     "deregistered_subsidised": "注销后领取补贴",
+    "hospital_over_mean": "机构超均值费用",
+    "bill_after_death": "死亡后就医",
+    "bill_in_custody": "在押期间就医",
+    "overlapping_stays": "重叠住院",
 }
 
 OUTCOMES: tuple[str, ...] = ("confirmed", "false-positive", "recovered")
@@ -68,7 +76,7 @@ MAX_NOTE = 500
 #: a whole identity number (masked ones have ``*``): 17 digits and a digit or X, not inside a longer word
 UNMASKED_ID = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
 _AREA = re.compile(r"^\d{6}$")
-_ORDER_ID = re.compile(r"^O(\d{8})-([1-8])-(\d{4,})$")
+_ORDER_ID = re.compile(r"^O(\d{8})-([1-9][0-9]?)-(\d{4,})$")
 
 
 def _city() -> City:
@@ -96,7 +104,7 @@ def district_names() -> list[str]:
 
 
 def rule_number(rule: str) -> int:
-    """A rule's number in order ids (1..8, its place in :data:`RULES`)."""
+    """A rule's number in order ids (1, 2, ...: its place in :data:`RULES`)."""
     try:
         return RULES.index(rule) + 1
     except ValueError:

@@ -1,6 +1,6 @@
 """Build a city: the office's data, the eight feeds and the planted truths, step by step in the order the streams draw.
 
-A city draws from six seeded streams, each for what was added to the generator with it, so that
+A city draws from seven seeded streams, each for what was added to the generator with it, so that
 what existed before a stream was added stays as it was (the golden test, tests/sandbox/
 test_generator_golden.py, holds every frame to its bytes):
 
@@ -15,7 +15,10 @@ test_generator_golden.py, holds every frame to its bytes):
   agencies' name forms);
 - office history ``[seed, 103]``: the office's system as an agency (sandbox/city/office_feeds.py): its
   five feeds built from the office's tables, with keys, times, the payment ledger and the account
-  change log (``City.office``), drawn last, after everything above.
+  change log (``City.office``), drawn after everything above;
+- medical ``[seed, 106]``: bill review's newer cases and look-alikes (sandbox/city/medical.py: bills after
+  death or in custody, overlapping stays, visits across a month boundary, a costly hospital), drawn last:
+  only the bills and the truths change. (104 and 105 are kept for other families' plants.)
 
 The steps below must keep their order: each stream's draws follow one another.
 """
@@ -37,6 +40,7 @@ from sandbox.city import truths as truth
 from sandbox.city.deaths import DeathReports, Deaths, draw_death_sources, draw_deaths, report_deaths
 from sandbox.city.feeds import DEFAULT_AS_OF, DEFAULT_SEED, FEEDS, HOSPITAL_DEATHS, WAGE_INCOME, Rows
 from sandbox.city.invalid import UNREPAIRABLE, plant_invalid
+from sandbox.city.medical import plant_medical
 from sandbox.city.messiness import OLD_NUMBER_KIND, first_generation, mess_up, write_name_forms
 from sandbox.city.office import (
     CONTRIBUTION_COLUMNS,
@@ -73,6 +77,8 @@ from sandbox.city.population import NON_LOCAL_SHARE, People, make_people
 from sandbox.city.registers import Prisoners, draw_businesses, draw_prisoners
 from sandbox.city.text import day_number, month_of
 
+BILLS = "medical_insurance.bills"
+
 
 @dataclass
 class City:
@@ -97,7 +103,7 @@ class City:
 
 @dataclass(frozen=True)
 class _Streams:
-    """A city's six random streams (see the module's docstring)."""
+    """A city's random streams (see the module's docstring)."""
 
     main: np.random.Generator
     office: np.random.Generator
@@ -105,6 +111,7 @@ class _Streams:
     wages: np.random.Generator
     traits: np.random.Generator
     history: np.random.Generator
+    medical: np.random.Generator
 
     @classmethod
     def of(cls, seed: int) -> _Streams:
@@ -112,7 +119,7 @@ class _Streams:
             return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, key])))
 
         return cls(np.random.Generator(np.random.PCG64(seed)), stream(99), stream(100), stream(101), stream(102),
-                   stream(103))
+                   stream(103), stream(106))
 
 
 def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = DEFAULT_AS_OF, *,
@@ -252,6 +259,8 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
     office_rows = office_feeds(streams.history, roll_rows, contributions.frame, subsidies.frame, as_of)
     truths["stopped_but_overpaid"] = stop_late(streams.history, office_rows, _stopped_in_time(drawn, messy, invalid),
                                                as_of)
+    feeds[BILLS] = (_plant_medical(streams.medical, drawn, feeds[BILLS][0], truths, messy, invalid, as_of_days),
+                    feeds[BILLS][1])
     return City(seed=seed, people=people, as_of=as_of, roll=roll_rows,
                 feeds={f: feeds[f][0] for f in FEEDS}, truths=truths,
                 contributions=contributions.frame, subsidies=subsidies.frame, office=office_rows)
@@ -384,6 +393,51 @@ def _stopped_in_time(drawn: _Drawn, messy: list[dict], invalid: list[dict]) -> l
             continue
         out.append({"id_number": str(drawn.id_text[deaths.pos[j]]), "death_date": truth._iso(deaths.true[j]),
                     "death_month": int(death_month[j]), "known_to": known})
+    return out
+
+
+def _plant_medical(rng: np.random.Generator, drawn: _Drawn, frame: pd.DataFrame, truths: dict, messy: list[dict],
+                   invalid: list[dict], as_of_days: int) -> pd.DataFrame:
+    """Bill review's newer cases and look-alikes (sandbox/city/medical.py), into ``truths``; the new bills frame."""
+    d = drawn
+    invalid_keys = {str(i["key"]) for i in invalid if i["feed"] == BILLS}
+    bad_prisoners = {str(i["key"]) for i in invalid if i["feed"] == "justice.prisoners"}
+    prisoner_ids = d.prisoners.rows.frame["prisoner_id"].astype(str).to_numpy(dtype=object)
+    busy = np.zeros(d.ppl.n, dtype=bool)
+    for at in (d.prisoners.paid, *d.groups, d.dups.pos, d.contributions.unemployed, d.frequent.pos):
+        busy[at] = True
+    pos_of = {str(i): p for p, i in enumerate(d.id_text)}
+    clean = [{"pos": pos_of[c["id_number"]], "death_date": c["death_date"]} for c in _clean_deaths(d, messy, invalid)]
+    near = [{**n, "pos": pos_of[n["id_number"]]} for n in truths["near_dates"]]
+    numbers = frame["bill_id"].astype(str).str.extract(r"^YB3301(\d{12})$")[0].dropna().astype(np.int64)
+    out, found, lookalikes = plant_medical(
+        rng, ppl=d.ppl, id_text=d.id_text, frame=frame, person=d.bills.person, key_start=int(numbers.max()) + 1,
+        invalid_keys=invalid_keys, busy=busy, prisoners=d.prisoners, deaths=d.deaths, clean_deaths=clean,
+        near_dates=near, frequent=d.frequent, overbilled={t["bill_id"] for t in truths["overbilled"]},
+        prisoner_received=~np.isin(prisoner_ids, list(bad_prisoners)), as_of_days=as_of_days)
+    extra, most = found.pop("frequent_extra_visits"), found.pop("most_in_30_days")
+    truths["frequent_patients"] = [{**t, "visits": t["visits"] + extra.get(t["id_number"], 0),
+                                    "most_in_30_days": most[t["id_number"]]} for t in truths["frequent_patients"]]
+    truths |= found
+    truths["lookalikes"] = [*truths.get("lookalikes", []), *lookalikes]
+    truths["counts"][BILLS] = len(out)
+    return out
+
+
+def _clean_deaths(drawn: _Drawn, messy: list[dict], invalid: list[dict]) -> list[dict]:
+    """The deaths a source reports by the true date alone (no conflict, no near date) whose every death record
+    is neither messy nor invalid: the stage sees them as they are."""
+    deaths, reports = drawn.deaths, drawn.reports
+    touched = {(m["feed"], str(m["key"])) for m in [*messy, *invalid]}
+    odd = np.zeros(deaths.count, dtype=bool)
+    odd[np.asarray(deaths.conflict, dtype=np.int64)] = True
+    odd[np.asarray(deaths.near, dtype=np.int64)] = True
+    keys = {feed: reports.keys(feed) for feed in reports.rows}
+    out = []
+    for j in np.flatnonzero((reports.n_known >= 1) & ~odd):
+        known = {f: str(keys[f][j]) for f in reports.rows if reports.known[f][j]}
+        if not any((f, k) in touched for f, k in known.items()):
+            out.append({"id_number": str(drawn.id_text[deaths.pos[j]]), "death_date": truth._iso(deaths.true[j])})
     return out
 
 
