@@ -19,13 +19,15 @@ ends the day that one begins (the stays then touch). Then, each case for people 
   15 in any 30) gets one more visit that month;
 - ``costly_hospitals``: one hospital's outpatient hypertension (I10) bills at 1.5-1.7 x the typical cost: its
   own raised, and COSTLY_BILLS more (each also a bill_over_mean case: ``overbilled_at_hospital``); look-alike:
-  another hospital with a case mix of expensive diagnoses (C34.9, I63.9, COSTLY_BILLS each) at 1.08-1.14 x:
+  another hospital with a case mix of expensive stays (I63.9, I25.1 inpatient stays, COSTLY_BILLS each or
+  CASE_MIX_SHARE of its other bills) at 1.08-1.14 x:
   its bills cost far more than the city's average bill, each diagnosis within the threshold.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -43,8 +45,10 @@ WINDOW_DAYS = 30
 COSTLY_BILLS = 30
 COSTLY_LOW, COSTLY_HIGH = 1.5, 1.7
 CASE_MIX_LOW, CASE_MIX_HIGH = 1.08, 1.14
+#: the look-alike's expensive stays per diagnosis: COSTLY_BILLS, or this share of its other bills if more
+CASE_MIX_SHARE = 0.15
 _CODES = [d[0] for d in DIAGNOSES]
-_I10, _C34, _I63 = _CODES.index("I10"), _CODES.index("C34.9"), _CODES.index("I63.9")
+_I10, _I25, _I63 = _CODES.index("I10"), _CODES.index("I25.1"), _CODES.index("I63.9")
 
 
 @dataclass
@@ -99,19 +103,19 @@ def plant_medical(rng: np.random.Generator, *, ppl: People, id_text: np.ndarray,
     in_custody_status = prisoners.status == 0
     custody_of = {int(p): i for i, p in enumerate(prisoners.pos) if in_custody_status[i]}
     drop = np.zeros(len(frame), dtype=bool)
-    kept_in_custody: dict[int, list[int]] = {}
+    kept_in_custody: dict[int, list[str]] = {}  # prisoner -> overbilled bills in custody
     for r in np.flatnonzero(valid):
         i = custody_of.get(int(person[r]))
         if i is not None and prisoners.admitted[i] < adm[r] <= prisoners.end[i]:
             if bill_ids[r] in overbilled:  # a case of bill_over_mean: it stays, and is a case of this rule too
                 if prisoner_received[i]:
-                    kept_in_custody.setdefault(i, []).append(int(r))
+                    kept_in_custody.setdefault(i, []).append(str(bill_ids[r]))
             else:
                 drop[r] = True
     stays = np.flatnonzero(valid & (dis >= 0) & ~drop)
     order = stays[np.lexsort((bill_ids[stays].astype(str), adm[stays], person[stays]))]
     new_dis = dis.copy()
-    for a, b in zip(order[:-1], order[1:]):
+    for a, b in pairwise(order):
         if person[a] == person[b] and new_dis[a] > adm[b]:
             new_dis[a] = adm[b]
     changed = np.flatnonzero(new_dis != dis)
@@ -249,9 +253,12 @@ def plant_medical(rng: np.random.Generator, *, ppl: People, id_text: np.ndarray,
         frame["fund_amount"] = funds
     costly_rows = [new.add(int(p), costly, _I10, last - int(rng.integers(1, 300)),
                            factor=float(rng.uniform(COSTLY_LOW, COSTLY_HIGH))) for p in people(COSTLY_BILLS)]
-    for diag in (_C34, _I63):
-        for p in people(COSTLY_BILLS):
-            new.add(int(p), mix, diag, last - int(rng.integers(1, 300)),
+    at_mix = int((valid & (frame["hospital_code"].to_numpy(dtype=object) == ppl.place.hospitals[mix])).sum())
+    n_mix = max(COSTLY_BILLS, int(np.ceil(CASE_MIX_SHARE * at_mix)))
+    for diag in (_I63, _I25):  # inpatient stays, one per person
+        for p in people(n_mix):
+            admitted = last - int(rng.integers(30, 300))
+            new.add(int(p), mix, diag, admitted, admitted + int(rng.integers(3, 21)),
                     factor=float(rng.uniform(CASE_MIX_LOW, CASE_MIX_HIGH)))
     lookalikes.append({"rule": "hospital_over_mean", "kind": "costly case mix, each diagnosis within the threshold",
                        "hospital_code": ppl.place.hospitals[mix]})
@@ -294,7 +301,7 @@ def plant_medical(rng: np.random.Generator, *, ppl: People, id_text: np.ndarray,
     for i, rows in [*custody, *((i, None) for i in kept_in_custody)]:
         p = int(prisoners.pos[i])
         ids = [str(new_ids[r]) for r in rows] if rows is not None else []
-        ids += [str(bill_ids[r]) for r in kept_in_custody.get(i, [])]
+        ids += kept_in_custody.get(i, [])
         in_custody.append({"id_number": id_text[p], "prisoner_id": str(prisoners.rows.frame["prisoner_id"].iloc[i]),
                            "admitted_on": _iso(int(prisoners.admitted[i])), "bills": sorted(ids),
                            "amount": round(sum(fund_by_id[b] for b in ids), 2)})
