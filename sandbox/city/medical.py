@@ -32,9 +32,11 @@ from itertools import pairwise
 import numpy as np
 import pandas as pd
 
+from sandbox.city.deaths import Deaths
 from sandbox.city.draws import local_seconds, plant_count
-from sandbox.city.payments import _DIAG_COST, _DIAG_P, BILL_SPREAD, DIAGNOSES, MIN_VISITS
+from sandbox.city.payments import _DIAG_COST, _DIAG_P, BILL_SPREAD, DIAGNOSES, MIN_VISITS, FrequentPatients
 from sandbox.city.population import People
+from sandbox.city.registers import Prisoners
 from sandbox.city.text import feed_frame, month_of, pick, serial_keys
 from sandbox.city.truths import _iso, _month
 
@@ -65,9 +67,12 @@ class _New:
     def add(self, person: int, hospital: int, diagnosis: int, admitted: int, discharged: int = -1,
             factor: float = float("nan")) -> int:
         """Add a bill; returns its index among the new ones."""
-        for lst, v in ((self.person, person), (self.hospital, hospital), (self.diagnosis, diagnosis),
-                       (self.admitted, admitted), (self.discharged, discharged), (self.factor, factor)):
-            lst.append(v)
+        self.person.append(person)
+        self.hospital.append(hospital)
+        self.diagnosis.append(diagnosis)
+        self.admitted.append(admitted)
+        self.discharged.append(discharged)
+        self.factor.append(factor)
         return len(self.person) - 1
 
 
@@ -88,7 +93,8 @@ def most_in_window(days: np.ndarray, window: int = WINDOW_DAYS) -> int:
 
 def plant_medical(rng: np.random.Generator, *, ppl: People, id_text: np.ndarray, frame: pd.DataFrame,
                   person: np.ndarray, key_start: int, invalid_keys: set[str], busy: np.ndarray,
-                  prisoners, deaths, clean_deaths: list[dict], near_dates: list[dict], frequent, overbilled: set[str],
+                  prisoners: Prisoners, deaths: Deaths, clean_deaths: list[dict], near_dates: list[dict],
+                  frequent: FrequentPatients, overbilled: set[str],
                   prisoner_received: np.ndarray, as_of_days: int) -> tuple[pd.DataFrame, dict, list[dict]]:
     """Plant the cases (see the module's docstring); returns the new bills frame, the truths, the look-alikes."""
     frame = frame.copy()
@@ -179,9 +185,9 @@ def plant_medical(rng: np.random.Generator, *, ppl: People, id_text: np.ndarray,
         start = boundary - int(rng.integers(10, 21))
         total = 14 if k == small else int(rng.integers(MIN_VISITS, MIN_VISITS + 4))
         before = int(rng.integers(total - 14, 15)) if total > 14 else int(rng.integers(4, 11))
-        days = np.concatenate([rng.integers(start, boundary, before),
-                               rng.integers(boundary, start + WINDOW_DAYS, total - before)])
-        rows = [new.add(int(p), int(rng.integers(0, n_hosp)), any_diag(), int(d)) for d in days]
+        visit_days = np.concatenate([rng.integers(start, boundary, before),
+                                     rng.integers(boundary, start + WINDOW_DAYS, total - before)])
+        rows = [new.add(int(p), int(rng.integers(0, n_hosp)), any_diag(), int(d)) for d in visit_days]
         if k == small:
             lookalikes.append({"rule": "frequent_visits", "kind": "14 visits in 30 days", "id_number": id_text[p]})
         else:
@@ -298,9 +304,10 @@ def plant_medical(rng: np.random.Generator, *, ppl: People, id_text: np.ndarray,
          "amount": money(rows)} for c, rows in after]
     fund_by_id = dict(zip(out["bill_id"].astype(str), out["fund_amount"].astype(float)))
     in_custody = []
-    for i, rows in [*custody, *((i, None) for i in kept_in_custody)]:
+    planted_in_custody: list[tuple[int, list[int]]] = [*custody, *((i, []) for i in kept_in_custody)]
+    for i, rows in planted_in_custody:
         p = int(prisoners.pos[i])
-        ids = [str(new_ids[r]) for r in rows] if rows is not None else []
+        ids = [str(new_ids[r]) for r in rows]
         ids += kept_in_custody.get(i, [])
         in_custody.append({"id_number": id_text[p], "prisoner_id": str(prisoners.rows.frame["prisoner_id"].iloc[i]),
                            "admitted_on": _iso(int(prisoners.admitted[i])), "bills": sorted(ids),
