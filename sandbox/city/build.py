@@ -420,6 +420,7 @@ def _plant_medical(rng: np.random.Generator, drawn: _Drawn, frame: pd.DataFrame,
                                     "most_in_30_days": most[t["id_number"]]} for t in truths["frequent_patients"]]
     truths |= found
     truths["lookalikes"] = [*truths.get("lookalikes", []), *lookalikes]
+    truths["counts"]["bills_before_medical_plants"] = len(frame)  # the rows the invalid ones were planted among
     truths["counts"][BILLS] = len(out)
     return out
 

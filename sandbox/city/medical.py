@@ -142,11 +142,9 @@ def plant_medical(rng: np.random.Generator, *, ppl: People, id_text: np.ndarray,
     taken = 0
 
     def people(k: int) -> np.ndarray:
-        nonlocal taken
-        if taken + k > len(pool):
-            raise ValueError("the city is too small for the medical plants")
+        nonlocal taken  # a city too small for them all gets fewer
         out = pool[taken:taken + k]
-        taken += k
+        taken += len(out)
         return out
 
     new = _New([], [], [], [], [], [])
@@ -244,30 +242,33 @@ def plant_medical(rng: np.random.Generator, *, ppl: People, id_text: np.ndarray,
             overlap.append((int(p), rows))
 
     # a costly hospital (all its I10 visits: the natural ones raised too), and one whose case mix is costly
-    # within the threshold
+    # within the threshold; none in a city without the people for them
     costly, mix = (int(h) for h in rng.choice(n_hosp, 2, replace=False))
-    raised = np.flatnonzero(valid & (frame["hospital_code"].to_numpy(dtype=object) == ppl.place.hospitals[costly])
-                            & (frame["diagnosis_code"].to_numpy(dtype=object) == "I10")
-                            & frame["discharged_on"].isna().to_numpy() & ~np.isin(bill_ids, list(overbilled)))
-    if len(raised):
-        totals = frame["total_amount"].to_numpy(dtype=float, copy=True)
-        funds = frame["fund_amount"].to_numpy(dtype=float, copy=True)
-        new_total = np.round(_DIAG_COST[_I10] * 0.03 * rng.uniform(COSTLY_LOW, COSTLY_HIGH, len(raised)) + 20, 2)
-        funds[raised] = np.minimum(np.round(new_total * funds[raised] / totals[raised], 2), new_total)
-        totals[raised] = new_total
-        frame["total_amount"] = totals
-        frame["fund_amount"] = funds
-    costly_rows = [new.add(int(p), costly, _I10, last - int(rng.integers(1, 300)),
-                           factor=float(rng.uniform(COSTLY_LOW, COSTLY_HIGH))) for p in people(COSTLY_BILLS)]
     at_mix = int((valid & (frame["hospital_code"].to_numpy(dtype=object) == ppl.place.hospitals[mix])).sum())
     n_mix = max(COSTLY_BILLS, int(np.ceil(CASE_MIX_SHARE * at_mix)))
-    for diag in (_I63, _I25):  # inpatient stays, one per person
-        for p in people(n_mix):
-            admitted = last - int(rng.integers(30, 300))
-            new.add(int(p), mix, diag, admitted, admitted + int(rng.integers(3, 21)),
-                    factor=float(rng.uniform(CASE_MIX_LOW, CASE_MIX_HIGH)))
-    lookalikes.append({"rule": "hospital_over_mean", "kind": "costly case mix, each diagnosis within the threshold",
-                       "hospital_code": ppl.place.hospitals[mix]})
+    raised = np.zeros(0, dtype=np.int64)
+    costly_rows: list[int] = []
+    if taken + COSTLY_BILLS + 2 * n_mix <= len(pool):
+        raised = np.flatnonzero(valid & (frame["hospital_code"].to_numpy(dtype=object) == ppl.place.hospitals[costly])
+                                & (frame["diagnosis_code"].to_numpy(dtype=object) == "I10")
+                                & frame["discharged_on"].isna().to_numpy() & ~np.isin(bill_ids, list(overbilled)))
+        if len(raised):
+            totals = frame["total_amount"].to_numpy(dtype=float, copy=True)
+            funds = frame["fund_amount"].to_numpy(dtype=float, copy=True)
+            new_total = np.round(_DIAG_COST[_I10] * 0.03 * rng.uniform(COSTLY_LOW, COSTLY_HIGH, len(raised)) + 20, 2)
+            funds[raised] = np.minimum(np.round(new_total * funds[raised] / totals[raised], 2), new_total)
+            totals[raised] = new_total
+            frame["total_amount"] = totals
+            frame["fund_amount"] = funds
+        costly_rows = [new.add(int(p), costly, _I10, last - int(rng.integers(1, 300)),
+                               factor=float(rng.uniform(COSTLY_LOW, COSTLY_HIGH))) for p in people(COSTLY_BILLS)]
+        for diag in (_I63, _I25):  # inpatient stays, one per person
+            for p in people(n_mix):
+                admitted = last - int(rng.integers(30, 300))
+                new.add(int(p), mix, diag, admitted, admitted + int(rng.integers(3, 21)),
+                        factor=float(rng.uniform(CASE_MIX_LOW, CASE_MIX_HIGH)))
+        lookalikes.append({"rule": "hospital_over_mean", "kind": "costly case mix, each diagnosis within the threshold",
+                           "hospital_code": ppl.place.hospitals[mix]})
 
     # -- the new rows ------------------------------------------------------------------------------------
     added = _frame(rng, ppl, new, key_start, as_of_days)
@@ -298,7 +299,7 @@ def plant_medical(rng: np.random.Generator, *, ppl: People, id_text: np.ndarray,
         *({"bill_id": str(bill_ids[r]), "diagnosis_code": "I10", "setting": "outpatient",
            "total_amount": float(frame["total_amount"].iloc[r])} for r in raised)), key=lambda t: t["bill_id"])
     truths["costly_hospitals"] = [{"hospital_code": ppl.place.hospitals[costly], "diagnosis_code": "I10",
-                                   "setting": "outpatient", "bills": COSTLY_BILLS + len(raised)}]
+                                   "setting": "outpatient", "bills": COSTLY_BILLS + len(raised)}] if costly_rows else []
     truths["billed_after_death"] = [
         {"id_number": id_text[c["pos"]], "death_date": c["death_date"], "bills": [str(new_ids[r]) for r in rows],
          "amount": money(rows)} for c, rows in after]

@@ -42,7 +42,7 @@ GOLDEN: dict[str, str] = {
     'city/roll': 'd461a718f9a44443',
     'city/subsidies': '0b4a2da205ee8b7a',
     'city/tax_bureau.wage_income': 'd91ffb9f343a86b1',
-    'city/truths': 'b95f2f2fcab984ac',
+    'city/truths': '138c0e1934b5e6e2',
     'feed/civil_affairs.deaths': 'b7d5bdcdfb932ec7',
     'feed/civil_affairs.deaths/invalid': '49a77a4c161d2c8e',
     'feed/health_commission.hospital_deaths': 'a4cf9fb0cfe501b3',
