@@ -130,8 +130,8 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
     ``contributions`` (employers' monthly contributions for employees, the 12 months before as_of's
     month: CONTRIBUTION_COLUMNS) and ``subsidies`` (employer subsidies: SUBSIDY_COLUMNS).
 
-    ``truths`` (JSON-serialisable; identity numbers are the clean ones). The first eight lists are
-    exactly the instances of the eight matching rules of docs/matching.md in the data the matching
+    ``truths`` (JSON-serialisable; identity numbers are the clean ones). The case lists are
+    exactly the instances of the matching rules of docs/matching.md in the data the matching
     stage sees (the invalid rows quarantined, identity numbers normalised): planted, none natural.
 
     - ``dead_but_paid`` (paid_after_death): died before as_of, roll still active and paid after the
@@ -157,6 +157,16 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
     - ``overbilled`` (bill_over_mean): bills at 1.6-3 x their diagnosis's typical cost, more than
       20 % above their (diagnosis_code, setting) group's mean (bill_id, diagnosis_code, setting
       inpatient|outpatient, total_amount).
+    - ``frequent_across_months`` (frequent_visits), ``overbilled_at_hospital`` (bill_over_mean),
+      ``costly_hospitals`` (hospital_over_mean: hospital_code, diagnosis_code, setting, bills),
+      ``billed_after_death`` (bill_after_death), ``billed_in_custody`` (bill_in_custody),
+      ``overlapping_stays`` (overlapping_stays): bill review's newer cases, from the medical stream, drawn
+      last (sandbox/city/medical.py; each with id_number or bill_id, the bills, and the fund's amount);
+      ``frequent_patients`` then also carry most_in_30_days. ``natural_stays_shortened`` and
+      ``natural_custody_bills_removed`` count how the natural bills were made to hold none of these.
+    - ``lookalikes``: cases each rule must NOT flag ({rule, kind, the rule's subject field}): 14 visits in
+      30 days, a bill on the day of death, a bill on the day of admission to custody, two stays that touch,
+      a hospital whose costs are high by its case mix only.
     - ``subsidised_deregistered`` (deregistered_subsidised): 注销 businesses subsidised in 1-6 months
       after their deregistration month (uscc, status, end_date, months, amount: those subsidies summed).
     - ``single_source_deaths``: deaths known to exactly one of the four death feeds (DEATH_FEEDS, the
@@ -178,7 +188,8 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
     - ``counts``: rows per feed, and roll (rows), deaths, prisoners, businesses, contributions,
       subsidies, issued_elsewhere (residents whose number was first issued outside the city),
       former_codes (locals under a code their district no longer uses), first_generation_rows,
-      minority_names; ``deaths_unknown_to_any_source`` (to none of the four death feeds).
+      minority_names, bills_before_medical_plants (the bills the invalid rows were planted among);
+      ``deaths_unknown_to_any_source`` (to none of the four death feeds).
 
     ``city``: the city file (a shipped name, a path or a loaded fundx.core.city.City) the residents live
     in; ``non_local_share``: the share of them whose numbers were first issued in other provinces.
