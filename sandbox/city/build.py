@@ -421,8 +421,9 @@ def _plant_medical(rng: np.random.Generator, drawn: _Drawn, frame: pd.DataFrame,
     clean = [{"pos": pos_of[c["id_number"]], "death_date": c["death_date"]} for c in _clean_deaths(d, messy, invalid)]
     near = [{**n, "pos": pos_of[n["id_number"]]} for n in truths["near_dates"]]
     numbers = frame["bill_id"].astype(str).str.extract(r"^YB3301(\d{12})$")[0].dropna().astype(np.int64)
+    key_start = max(d.bills.key_start + len(frame), int(numbers.max()) + 1 if len(numbers) else 0)
     out, found, lookalikes = plant_medical(
-        rng, ppl=d.ppl, id_text=d.id_text, frame=frame, person=d.bills.person, key_start=int(numbers.max()) + 1,
+        rng, ppl=d.ppl, id_text=d.id_text, frame=frame, person=d.bills.person, key_start=key_start,
         invalid_keys=invalid_keys, busy=busy, prisoners=d.prisoners, deaths=d.deaths, clean_deaths=clean,
         near_dates=near, frequent=d.frequent, overbilled={t["bill_id"] for t in truths["overbilled"]},
         prisoner_received=~np.isin(prisoner_ids, list(bad_prisoners)), as_of_days=as_of_days)

@@ -10,8 +10,10 @@ ends the day that one begins (the stays then touch). Then, each case for people 
 
 - ``billed_after_death``: outpatient bills 1-60 days after a death every source reports by the true date;
   look-alike: a bill on the day of death, for deaths two sources report a day apart and for others;
-- ``billed_in_custody``: a bill 1-60 days after a 在押 prisoner's admission; look-alike: a bill on the day of
-  admission (the boundary: the day someone is taken into custody is not custody yet);
+- ``billed_in_custody``: a bill during a 在押 prisoner's custody (after the admission day, within the year the
+  bills cover); look-alikes: a bill on the day of admission (the boundary: the day someone is taken into
+  custody is not custody yet), for the few admitted this year, and a bill on a released prisoner's
+  (刑满释放) day of release;
 - ``overlapping_stays``: a second inpatient stay at another hospital admitted during the first; look-alike:
   two stays at two hospitals that touch (the second admitted on the first's discharge day);
 - ``frequent_across_months``: 15-18 visits in 30 days across a month boundary, at most 14 in either month;
@@ -32,6 +34,7 @@ from itertools import pairwise
 import numpy as np
 import pandas as pd
 
+from fundx.core.codes import CUSTODY_STATUSES
 from sandbox.city.deaths import Deaths
 from sandbox.city.draws import local_seconds, plant_count
 from sandbox.city.payments import _DIAG_COST, _DIAG_P, BILL_SPREAD, DIAGNOSES, MIN_VISITS, FrequentPatients
@@ -41,6 +44,10 @@ from sandbox.city.text import feed_frame, month_of, pick, serial_keys
 from sandbox.city.truths import _iso, _month
 
 BILLS = "medical_insurance.bills"
+#: the days before as_of the planted bills fall in (the bills cover the settlements of the last 365 days)
+RECENT_DAYS = 330
+#: a prisoner's status index (CUSTODY_STATUSES): released (刑满释放)
+RELEASED = CUSTODY_STATUSES.index("刑满释放")
 #: frequent_visits: the window (days) the visits are counted in
 WINDOW_DAYS = 30
 #: hospital_over_mean: the bills planted at the costly hospital and per diagnosis at the look-alike
@@ -208,22 +215,25 @@ def plant_medical(rng: np.random.Generator, *, ppl: People, id_text: np.ndarray,
         kind = "bill on the day of death, reported a day apart" if "days_apart" in c else "bill on the day of death"
         lookalikes.append({"rule": "bill_after_death", "kind": kind, "id_number": id_text[p]})
 
-    # bills in custody; the look-alike: a bill on the day of admission
+    # bills in custody, within the year the bills cover; the look-alikes: a bill on the day of admission (for
+    # the few admitted this year) and on the day of release (刑满释放: released in the last 300 days)
+    recent = last - RECENT_DAYS
     held = [i for i in range(len(prisoners.pos)) if in_custody_status[i] and prisoner_received[i]
-            and i not in kept_in_custody
-            and prisoners.admitted[i] <= last - 2 and prisoners.end[i] > prisoners.admitted[i] + 1]
+            and i not in kept_in_custody and prisoners.admitted[i] <= last - 2]
     held = [held[int(j)] for j in rng.permutation(len(held))]
+    lately = [i for i in held if prisoners.admitted[i] >= recent][:2]
     custody = []
-    for i in held[:small]:
-        a, until = int(prisoners.admitted[i]), int(min(prisoners.end[i], last))
+    for i in [i for i in held if i not in lately][:small]:
+        since, until = max(int(prisoners.admitted[i]) + 1, recent), int(min(prisoners.end[i], last))
         p = int(prisoners.pos[i])
-        rows = [new.add(p, int(rng.integers(0, n_hosp)), any_diag(), a + int(rng.integers(1, min(60, until - a) + 1)))]
-        custody.append((i, rows))
-    for i in held[small:small + 2]:
+        custody.append((i, [new.add(p, int(rng.integers(0, n_hosp)), any_diag(), int(rng.integers(since, until + 1)))]))
+    released = [i for i in range(len(prisoners.pos)) if prisoners.status[i] == RELEASED and prisoner_received[i]
+                and recent <= prisoners.end[i] <= last][:2]
+    for i, kind, day in [*((i, "bill on the day of admission to custody", prisoners.admitted[i]) for i in lately),
+                         *((i, "bill on the day of release", prisoners.end[i]) for i in released)]:
         p = int(prisoners.pos[i])
-        new.add(p, int(rng.integers(0, n_hosp)), any_diag(), int(prisoners.admitted[i]))
-        lookalikes.append({"rule": "bill_in_custody", "kind": "bill on the day of admission to custody",
-                           "id_number": id_text[p]})
+        new.add(p, int(rng.integers(0, n_hosp)), any_diag(), int(day))
+        lookalikes.append({"rule": "bill_in_custody", "kind": kind, "id_number": id_text[p]})
 
     # overlapping inpatient stays in two hospitals; the look-alike: two that touch
     overlap = []
@@ -249,9 +259,9 @@ def plant_medical(rng: np.random.Generator, *, ppl: People, id_text: np.ndarray,
     raised = np.zeros(0, dtype=np.int64)
     costly_rows: list[int] = []
     if taken + COSTLY_BILLS + 2 * n_mix <= len(pool):
-        raised = np.flatnonzero(valid & (frame["hospital_code"].to_numpy(dtype=object) == ppl.place.hospitals[costly])
-                                & (frame["diagnosis_code"].to_numpy(dtype=object) == "I10")
-                                & frame["discharged_on"].isna().to_numpy() & ~np.isin(bill_ids, list(overbilled)))
+        at_costly = (valid & (frame["hospital_code"].to_numpy(dtype=object) == ppl.place.hospitals[costly])
+                     & (frame["diagnosis_code"].to_numpy(dtype=object) == "I10") & frame["discharged_on"].isna().to_numpy())
+        raised = np.flatnonzero(at_costly & ~np.isin(bill_ids, list(overbilled)))
         if len(raised):
             totals = frame["total_amount"].to_numpy(dtype=float, copy=True)
             funds = frame["fund_amount"].to_numpy(dtype=float, copy=True)
@@ -298,8 +308,11 @@ def plant_medical(rng: np.random.Generator, *, ppl: People, id_text: np.ndarray,
            "total_amount": float(total[r])} for r in costly_rows),
         *({"bill_id": str(bill_ids[r]), "diagnosis_code": "I10", "setting": "outpatient",
            "total_amount": float(frame["total_amount"].iloc[r])} for r in raised)), key=lambda t: t["bill_id"])
+    at_costly = ((out["hospital_code"] == ppl.place.hospitals[costly]) & (out["diagnosis_code"] == "I10")
+                 & out["discharged_on"].isna() & ~out["bill_id"].astype(str).isin(invalid_keys))
+    costly_bills = int(at_costly.sum())  # all its received I10 visits: the overbilled and a new visit's too
     truths["costly_hospitals"] = [{"hospital_code": ppl.place.hospitals[costly], "diagnosis_code": "I10",
-                                   "setting": "outpatient", "bills": COSTLY_BILLS + len(raised)}] if costly_rows else []
+                                   "setting": "outpatient", "bills": costly_bills}] if costly_rows else []
     truths["billed_after_death"] = [
         {"id_number": id_text[c["pos"]], "death_date": c["death_date"], "bills": [str(new_ids[r]) for r in rows],
          "amount": money(rows)} for c, rows in after]

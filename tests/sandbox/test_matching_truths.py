@@ -397,10 +397,14 @@ def test_bill_in_custody(city: City) -> None:
     assert truth and bill_in_custody(city) == truth
     j = received(city, "justice.prisoners").set_index("id_number")
     b = bills(city)
-    alike = [a["id_number"] for a in city.truths["lookalikes"] if a["rule"] == "bill_in_custody"]
+    alike = [a for a in city.truths["lookalikes"] if a["rule"] == "bill_in_custody"]
     assert alike
-    for i in alike:  # a bill on the day of admission to custody
-        assert day(j.loc[i, "admitted_on"]) in set(b.loc[b["id_number"] == i, "adm"])
+    for a in alike:  # a bill on the day of admission to custody, or on the day of release
+        i, days = a["id_number"], set(b.loc[b["id_number"] == a["id_number"], "adm"])
+        if a["kind"] == "bill on the day of admission to custody":
+            assert j.loc[i, "custody_status"] == "在押" and day(j.loc[i, "admitted_on"]) in days
+        else:
+            assert j.loc[i, "custody_status"] == "刑满释放" and day(j.loc[i, "sentence_end"]) in days
 
 
 def test_overlapping_stays(city: City) -> None:
