@@ -129,7 +129,8 @@ def _bill_in_custody(p: dict[str, Any], night: date) -> str:
         SELECT b.record_key, b.person, b.id_masked, b.area, b.hospital_code, b.admitted_on, {_FUND} AS fund,
                c.prisoner_id, c.custody_from, c.custody_to
         FROM bills b JOIN c ON b.person = c.person
-        WHERE b.admitted_on > c.custody_from AND b.admitted_on <= c.custody_to)
+        WHERE b.admitted_on > c.custody_from AND b.admitted_on <= c.custody_to
+        QUALIFY row_number() OVER (PARTITION BY b.record_key ORDER BY c.custody_from DESC, c.prisoner_id) = 1)
     SELECT 'bill_in_custody' AS rule, hex(b.person) AS subject, [b.person] AS persons,
            any_value(b.id_masked) AS id_masked, any_value(b.area) AS area,
            count(DISTINCT {sql_month('b.admitted_on')})::INTEGER AS months, round(sum(b.fund), 2) AS amount_at_risk,

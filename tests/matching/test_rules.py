@@ -359,3 +359,52 @@ def test_the_bill_rules_parameters_move_their_lines(bill_review):
     alike = {pseudonym.token(KEY, a["id_number"]).hex().upper() for a in city.truths["lookalikes"]
              if a["rule"] == "frequent_visits"}
     assert alike and alike <= set(found)
+
+
+def test_the_bill_rules_boundaries_on_a_handful_of_bills():
+    """Each line drawn where docs/matching.md draws it, on bills made by hand: a bill on the day of death or of
+    admission to custody is not flagged, the day after is; stays that touch are not, one day of overlap is;
+    14 visits in 30 days are not, 15 across a month boundary are; a prisoner listed twice counts a bill once."""
+    from datetime import timedelta
+
+    def person(n: int) -> bytes:
+        return n.to_bytes(16, "big")
+
+    bills: list[dict] = []
+
+    def bill(who: int, day: date, *, hospital: str = "H33010600001", until: date | None = None, fund: float = 10.0):
+        bills.append({"record_key": f"YB{len(bills):016d}", "person": person(who), "id_masked": "330106********0011",
+                      "area": "330106", "hospital_code": hospital, "diagnosis_code": "I10", "inpatient": until is not None,
+                      "admitted_on": day, "discharged_on": until, "total_amount": 100.0, "fund_amount": fund})
+
+    death, taken = date(2026, 5, 10), date(2026, 3, 1)
+    bill(1, death)                                    # the day of death: not after it
+    bill(2, death + timedelta(days=1), fund=7.5)      # the day after: 冒名就医
+    bill(3, taken)                                    # the day of admission to custody: not custody yet
+    bill(4, taken + timedelta(days=1), fund=8.0)      # the day after, listed twice by the prisons: counted once
+    bill(5, date(2026, 4, 1), hospital="H33010600001", until=date(2026, 4, 10))
+    bill(5, date(2026, 4, 10), hospital="H33010600002", until=date(2026, 4, 20))   # touches: a transfer
+    bill(6, date(2026, 4, 1), hospital="H33010600001", until=date(2026, 4, 10))
+    bill(6, date(2026, 4, 9), hospital="H33010600002", until=date(2026, 4, 20), fund=50.0)  # one night in two beds
+    for k in range(14):                               # 14 visits in 30 days
+        bill(7, date(2026, 6, 20) + timedelta(days=2 * k))
+    for k in range(15):                               # 15 in 29 days, 7 in June and 8 in July
+        bill(8, date(2026, 6, 17) + timedelta(days=2 * k))
+    deaths = [{"feed": "civil_affairs.deaths", "record_key": f"MZ{n}", "person": person(n),
+               "id_masked": "330106********0011", "area": "330106", "death_date": death, "name_token": None}
+              for n in (1, 2)]
+    custody = [{"record_key": f"ZF{n}{k}", "person": person(n), "id_masked": "330106********0011", "area": "330106",
+                "custody_status": "在押", "admitted_on": taken, "sentence_start": taken,
+                "sentence_end": date(2030, 1, 1)} for n in (3, 4) for k in ((0, 1) if n == 4 else (0,))]
+    def table(rows: list[dict]) -> pa.Table:
+        return pa.Table.from_pylist([{**r, "received_at": None} for r in rows])
+
+    con = duckdb.connect()
+    params = rules.parse_params(None)
+    rules.prepare(con, rules.Inputs({"bills": table(bills), "deaths": table(deaths), "custody": table(custody)}), params)
+    found = rules.run_rules(con, params, date(2026, 11, 23), ["bill_after_death", "bill_in_custody",
+                                                               "overlapping_stays", "frequent_visits"]).to_pylist()
+    got = {(r["rule"], r["subject"]): r["amount_at_risk"] for r in found}
+    hexed = lambda n: person(n).hex().upper()  # noqa: E731
+    assert got == {("bill_after_death", hexed(2)): 7.5, ("bill_in_custody", hexed(4)): 8.0,
+                   ("overlapping_stays", hexed(6)): 50.0, ("frequent_visits", hexed(8)): 150.0}
