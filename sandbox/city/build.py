@@ -152,11 +152,12 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
     - ``stopped_but_overpaid`` (paid_after_death, from the payment ledger: office_feeds.stop_late): an
       entry stopped in the month of death whose payments went on for 1-3 months first; only the
       office's feeds (City.office) show them, City.roll keeps the entry as stopped in time.
-    - ``frequent_patients`` (frequent_visits): MIN_VISITS-22 bills admitted in one month (id_number,
-      month, visits: all the person's bills admitted that month).
+    - ``frequent_patients`` (frequent_visits): MIN_VISITS-23 bills admitted in one month (id_number,
+      month, visits: all the person's bills admitted that month; most_in_30_days: the most in any 30 days,
+      MIN_VISITS or more).
     - ``overbilled`` (bill_over_mean): bills at 1.6-3 x their diagnosis's typical cost, more than
-      20 % above their (diagnosis_code, setting) group's mean (bill_id, diagnosis_code, setting
-      inpatient|outpatient, total_amount).
+      20 % above their peers' mean (the same diagnosis_code and setting, the bill left out: bill_id,
+      diagnosis_code, setting inpatient|outpatient, total_amount).
     - ``frequent_across_months`` (frequent_visits), ``overbilled_at_hospital`` (bill_over_mean),
       ``costly_hospitals`` (hospital_over_mean: hospital_code, diagnosis_code, setting, bills),
       ``billed_after_death`` (bill_after_death), ``billed_in_custody`` (bill_in_custody),
