@@ -258,6 +258,7 @@ def plant_medical(rng: np.random.Generator, *, ppl: People, id_text: np.ndarray,
     n_mix = max(COSTLY_BILLS, int(np.ceil(CASE_MIX_SHARE * at_mix)))
     raised = np.zeros(0, dtype=np.int64)
     costly_rows: list[int] = []
+    mix_rows: list[int] = []
     if taken + COSTLY_BILLS + 2 * n_mix <= len(pool):
         at_costly = (valid & (frame["hospital_code"].to_numpy(dtype=object) == ppl.place.hospitals[costly])
                      & (frame["diagnosis_code"].to_numpy(dtype=object) == "I10") & frame["discharged_on"].isna().to_numpy())
@@ -275,14 +276,17 @@ def plant_medical(rng: np.random.Generator, *, ppl: People, id_text: np.ndarray,
         for diag in (_I63, _I25):  # inpatient stays, one per person
             for p in people(n_mix):
                 admitted = last - int(rng.integers(30, 300))
-                new.add(int(p), mix, diag, admitted, admitted + int(rng.integers(3, 21)),
-                        factor=float(rng.uniform(CASE_MIX_LOW, CASE_MIX_HIGH)))
+                mix_rows.append(new.add(int(p), mix, diag, admitted, admitted + int(rng.integers(3, 21)),
+                                        factor=float(rng.uniform(CASE_MIX_LOW, CASE_MIX_HIGH))))
         lookalikes.append({"rule": "hospital_over_mean", "kind": "costly case mix, each diagnosis within the threshold",
                            "hospital_code": ppl.place.hospitals[mix]})
 
     # -- the new rows ------------------------------------------------------------------------------------
     added = _frame(rng, ppl, new, key_start, as_of_days)
     new_ids = added["bill_id"].to_numpy(dtype=object)
+    top = sorted(mix_rows, key=lambda r: -new.factor[r])[:3]  # the case mix's dearest stays: over, within 20 %
+    lookalikes.extend({"rule": "bill_over_mean", "kind": "a stay 8-14 % above its peers' mean",
+                       "bill_id": str(new_ids[r])} for r in top)
     fund = added["fund_amount"].to_numpy(dtype=float)
     total = added["total_amount"].to_numpy(dtype=float)
     out = pd.concat([frame, added], ignore_index=True)

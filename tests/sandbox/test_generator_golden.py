@@ -41,7 +41,7 @@ GOLDEN: dict[str, str] = {
     'city/roll': 'd461a718f9a44443',
     'city/subsidies': '0b4a2da205ee8b7a',
     'city/tax_bureau.wage_income': 'd91ffb9f343a86b1',
-    'city/truths': 'e1743a8f7e8d842a',
+    'city/truths': '8ecf8509c537b98a',
     'feed/civil_affairs.deaths': 'b7d5bdcdfb932ec7',
     'feed/civil_affairs.deaths/invalid': '49a77a4c161d2c8e',
     'feed/health_commission.hospital_deaths': 'a4cf9fb0cfe501b3',

@@ -360,6 +360,8 @@ def test_bill_over_mean(city: City) -> None:
     planted = b["bill_id"].isin(truth)
     assert b.loc[~planted, "ratio"].max() < 1.16
     assert b.loc[planted, "ratio"].min() > 1.3
+    alike = b["bill_id"].isin([a["bill_id"] for a in city.truths["lookalikes"] if a["rule"] == "bill_over_mean"])
+    assert alike.sum() == 3 and b.loc[alike, "ratio"].between(1.05, 1.2).all()  # the case mix's dearest stays
 
 
 def test_hospital_over_mean(city: City) -> None:
