@@ -30,9 +30,15 @@ TRUTHS: dict[str, tuple[str | tuple[str, ...], str, bool]] = {
     # active double entries, and double entries of the ledger's months stopped since
     "duplicate_receipt": (("duplicate_receipts", "duplicate_receipts_ended"), "id_number", True),
     "unemployed_contributing": (("unemployed_contributing", "unemployed_contributing_history"), "id_number", True),
-    "frequent_visits": ("frequent_patients", "id_number", True),
-    "bill_over_mean": ("overbilled", "bill_id", False),
+    # bill review: visits in a calendar month and across a month boundary; bills over the mean, the costly
+    # hospital's too; the hospital itself; bills after death or in custody; stays in two hospitals at once
+    "frequent_visits": (("frequent_patients", "frequent_across_months"), "id_number", True),
+    "bill_over_mean": (("overbilled", "overbilled_at_hospital"), "bill_id", False),
     "deregistered_subsidised": ("subsidised_deregistered", "uscc", False),
+    "hospital_over_mean": ("costly_hospitals", "hospital_code", False),
+    "bill_after_death": ("billed_after_death", "id_number", True),
+    "bill_in_custody": ("billed_in_custody", "id_number", True),
+    "overlapping_stays": ("overlapping_stays", "id_number", True),
 }
 
 

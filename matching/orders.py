@@ -48,6 +48,10 @@ RULES: tuple[str, ...] = (
     "frequent_visits",
     "bill_over_mean",
     "deregistered_subsidised",
+    "hospital_over_mean",
+    "bill_after_death",
+    "bill_in_custody",
+    "overlapping_stays",
 )
 
 

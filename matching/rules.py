@@ -62,8 +62,9 @@ EMPTY: dict[str, str] = {
               "received_at TIMESTAMPTZ, name_token BLOB",
     "custody": "record_key VARCHAR, person BLOB, id_masked VARCHAR, area VARCHAR, custody_status VARCHAR, "
                "admitted_on DATE, sentence_start DATE, sentence_end DATE, received_at TIMESTAMPTZ",
-    "bills": "record_key VARCHAR, person BLOB, id_masked VARCHAR, area VARCHAR, diagnosis_code VARCHAR, "
-             "inpatient BOOLEAN, admitted_on DATE, total_amount DOUBLE, received_at TIMESTAMPTZ",
+    "bills": "record_key VARCHAR, person BLOB, id_masked VARCHAR, area VARCHAR, hospital_code VARCHAR, "
+             "diagnosis_code VARCHAR, inpatient BOOLEAN, admitted_on DATE, discharged_on DATE, total_amount DOUBLE, "
+             "fund_amount DOUBLE, received_at TIMESTAMPTZ",
     "businesses": "record_key VARCHAR, area VARCHAR, status VARCHAR, deregistered_on DATE, changed_on DATE, "
                   "received_at TIMESTAMPTZ",
     # the office's feeds (social_insurance.*): months as month numbers, accounts as tokens and masked

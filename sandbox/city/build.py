@@ -18,7 +18,11 @@ test_generator_golden.py, holds every frame to its bytes):
   change log (``City.office``), drawn after everything above;
 - accounts ``[seed, 105]``: the office's accounts and entries over history (sandbox/city/accounts.py):
   shared and taken-over accounts, double receipt and unemployment benefit with contributions that
-  only the office's feeds show, and their look-alikes, planted in ``City.office`` only, drawn last.
+  only the office's feeds show, and their look-alikes, planted in ``City.office`` only, drawn after the
+  office's history;
+- medical ``[seed, 106]``: bill review's newer cases and look-alikes (sandbox/city/medical.py: bills after
+  death or in custody, overlapping stays, visits across a month boundary, a costly hospital), drawn last:
+  only the bills and the truths change (the custody and employer plants' stream is ``[seed, 104]``).
 
 The steps below must keep their order: each stream's draws follow one another.
 """
@@ -41,6 +45,7 @@ from sandbox.city.accounts import Pools, plant_accounts
 from sandbox.city.deaths import DeathReports, Deaths, draw_death_sources, draw_deaths, report_deaths
 from sandbox.city.feeds import DEFAULT_AS_OF, DEFAULT_SEED, FEEDS, HOSPITAL_DEATHS, WAGE_INCOME, Rows
 from sandbox.city.invalid import UNREPAIRABLE, plant_invalid
+from sandbox.city.medical import plant_medical
 from sandbox.city.messiness import OLD_NUMBER_KIND, first_generation, mess_up, write_name_forms
 from sandbox.city.office import (
     CONTRIBUTION_COLUMNS,
@@ -77,6 +82,8 @@ from sandbox.city.population import NON_LOCAL_SHARE, People, make_people
 from sandbox.city.registers import Prisoners, draw_businesses, draw_prisoners
 from sandbox.city.text import day_number, month_of
 
+BILLS = "medical_insurance.bills"
+
 
 @dataclass
 class City:
@@ -110,6 +117,7 @@ class _Streams:
     traits: np.random.Generator
     history: np.random.Generator
     accounts: np.random.Generator
+    medical: np.random.Generator
 
     @classmethod
     def of(cls, seed: int) -> _Streams:
@@ -117,7 +125,7 @@ class _Streams:
             return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, key])))
 
         return cls(np.random.Generator(np.random.PCG64(seed)), stream(99), stream(100), stream(101), stream(102),
-                   stream(103), accounts=stream(105))
+                   stream(103), accounts=stream(105), medical=stream(106))
 
 
 def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = DEFAULT_AS_OF, *,
@@ -128,8 +136,8 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
     ``contributions`` (employers' monthly contributions for employees, the 12 months before as_of's
     month: CONTRIBUTION_COLUMNS) and ``subsidies`` (employer subsidies: SUBSIDY_COLUMNS).
 
-    ``truths`` (JSON-serialisable; identity numbers are the clean ones). The first eight lists are
-    exactly the instances of the eight matching rules of docs/matching.md in the data the matching
+    ``truths`` (JSON-serialisable; identity numbers are the clean ones). The case lists are
+    exactly the instances of the matching rules of docs/matching.md in the data the matching
     stage sees (the invalid rows quarantined, identity numbers normalised): planted, none natural.
 
     - ``dead_but_paid`` (paid_after_death): died before as_of, roll still active and paid after the
@@ -150,11 +158,22 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
     - ``stopped_but_overpaid`` (paid_after_death, from the payment ledger: office_feeds.stop_late): an
       entry stopped in the month of death whose payments went on for 1-3 months first; only the
       office's feeds (City.office) show them, City.roll keeps the entry as stopped in time.
-    - ``frequent_patients`` (frequent_visits): MIN_VISITS-22 bills admitted in one month (id_number,
-      month, visits: all the person's bills admitted that month).
+    - ``frequent_patients`` (frequent_visits): MIN_VISITS-23 bills admitted in one month (id_number,
+      month, visits: all the person's bills admitted that month; most_in_30_days: the most in any 30 days,
+      MIN_VISITS or more).
     - ``overbilled`` (bill_over_mean): bills at 1.6-3 x their diagnosis's typical cost, more than
-      20 % above their (diagnosis_code, setting) group's mean (bill_id, diagnosis_code, setting
-      inpatient|outpatient, total_amount).
+      20 % above their peers' mean (the same diagnosis_code and setting, the bill left out: bill_id,
+      diagnosis_code, setting inpatient|outpatient, total_amount).
+    - ``frequent_across_months`` (frequent_visits), ``overbilled_at_hospital`` (bill_over_mean),
+      ``costly_hospitals`` (hospital_over_mean: hospital_code, diagnosis_code, setting, bills),
+      ``billed_after_death`` (bill_after_death), ``billed_in_custody`` (bill_in_custody),
+      ``overlapping_stays`` (overlapping_stays): bill review's newer cases, from the medical stream, drawn
+      last (sandbox/city/medical.py; each with id_number or bill_id, the bills, and the fund's amount);
+      ``frequent_patients`` then also carry most_in_30_days. ``natural_stays_shortened`` and
+      ``natural_custody_bills_removed`` count how the natural bills were made to hold none of these.
+    - ``lookalikes``: cases each rule must NOT flag ({rule, kind, the rule's subject field}): 14 visits in
+      30 days, a bill on the day of death, a bill on the day of admission to custody, two stays that touch,
+      a hospital whose costs are high by its case mix only.
     - ``subsidised_deregistered`` (deregistered_subsidised): 注销 businesses subsidised in 1-6 months
       after their deregistration month (uscc, status, end_date, months, amount: those subsidies summed).
     - from the accounts' stream (sandbox/city/accounts.py), in the office's feeds only (City.office; City.roll
@@ -189,7 +208,8 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
     - ``counts``: rows per feed, and roll (rows), deaths, prisoners, businesses, contributions,
       subsidies, issued_elsewhere (residents whose number was first issued outside the city),
       former_codes (locals under a code their district no longer uses), first_generation_rows,
-      minority_names; ``deaths_unknown_to_any_source`` (to none of the four death feeds).
+      minority_names, bills_before_medical_plants (the bills the invalid rows were planted among);
+      ``deaths_unknown_to_any_source`` (to none of the four death feeds).
 
     ``city``: the city file (a shipped name, a path or a loaded fundx.core.city.City) the residents live
     in; ``non_local_share``: the share of them whose numbers were first issued in other provinces.
@@ -275,6 +295,8 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
     accounts = plant_accounts(streams.accounts, office_rows, pools, contributions.frame, as_of)
     truths["lookalikes"] = [*truths.get("lookalikes", []), *accounts.pop("lookalikes")]
     truths |= accounts
+    feeds[BILLS] = (_plant_medical(streams.medical, drawn, feeds[BILLS][0], truths, messy, invalid, as_of_days),
+                    feeds[BILLS][1])
     return City(seed=seed, people=people, as_of=as_of, roll=roll_rows,
                 feeds={f: feeds[f][0] for f in FEEDS}, truths=truths,
                 contributions=contributions.frame, subsidies=subsidies.frame, office=office_rows)
@@ -434,6 +456,53 @@ def _pools(drawn: _Drawn, taken: np.ndarray, dead: list[dict], messy: list[dict]
     return Pools(free=free, male=np.asarray(ppl.male), birth=np.asarray(ppl.birth), id_text=drawn.id_text,
                  names=np.asarray(ppl.name.to_pylist(), dtype=object),
                  district=np.asarray([f"{int(c):06d}" for c in district_codes], dtype=object), dead=dead, custody=custody)
+
+
+def _plant_medical(rng: np.random.Generator, drawn: _Drawn, frame: pd.DataFrame, truths: dict, messy: list[dict],
+                   invalid: list[dict], as_of_days: int) -> pd.DataFrame:
+    """Bill review's newer cases and look-alikes (sandbox/city/medical.py), into ``truths``; the new bills frame."""
+    d = drawn
+    invalid_keys = {str(i["key"]) for i in invalid if i["feed"] == BILLS}
+    bad_prisoners = {str(i["key"]) for i in invalid if i["feed"] == "justice.prisoners"}
+    prisoner_ids = d.prisoners.rows.frame["prisoner_id"].astype(str).to_numpy(dtype=object)
+    busy = np.zeros(d.ppl.n, dtype=bool)
+    for at in (d.prisoners.paid, *d.groups, d.dups.pos, d.contributions.unemployed, d.frequent.pos):
+        busy[at] = True
+    pos_of = {str(i): p for p, i in enumerate(d.id_text)}
+    clean = [{"pos": pos_of[c["id_number"]], "death_date": c["death_date"]} for c in _clean_deaths(d, messy, invalid)]
+    near = [{**n, "pos": pos_of[n["id_number"]]} for n in truths["near_dates"]]
+    numbers = frame["bill_id"].astype(str).str.extract(r"^YB3301(\d{12})$")[0].dropna().astype(np.int64)
+    key_start = max(d.bills.key_start + len(frame), int(numbers.max()) + 1 if len(numbers) else 0)
+    out, found, lookalikes = plant_medical(
+        rng, ppl=d.ppl, id_text=d.id_text, frame=frame, person=d.bills.person, key_start=key_start,
+        invalid_keys=invalid_keys, busy=busy, prisoners=d.prisoners, deaths=d.deaths, clean_deaths=clean,
+        near_dates=near, frequent=d.frequent, overbilled={t["bill_id"] for t in truths["overbilled"]},
+        prisoner_received=~np.isin(prisoner_ids, list(bad_prisoners)), as_of_days=as_of_days)
+    extra, most = found.pop("frequent_extra_visits"), found.pop("most_in_30_days")
+    truths["frequent_patients"] = [{**t, "visits": t["visits"] + extra.get(t["id_number"], 0),
+                                    "most_in_30_days": most[t["id_number"]]} for t in truths["frequent_patients"]]
+    truths |= found
+    truths["lookalikes"] = [*truths.get("lookalikes", []), *lookalikes]
+    truths["counts"]["bills_before_medical_plants"] = len(frame)  # the rows the invalid ones were planted among
+    truths["counts"][BILLS] = len(out)
+    return out
+
+
+def _clean_deaths(drawn: _Drawn, messy: list[dict], invalid: list[dict]) -> list[dict]:
+    """The deaths a source reports by the true date alone (no conflict, no near date) whose every death record
+    is neither messy nor invalid: the stage sees them as they are."""
+    deaths, reports = drawn.deaths, drawn.reports
+    touched = {(m["feed"], str(m["key"])) for m in [*messy, *invalid]}
+    odd = np.zeros(deaths.count, dtype=bool)
+    odd[np.asarray(deaths.conflict, dtype=np.int64)] = True
+    odd[np.asarray(deaths.near, dtype=np.int64)] = True
+    keys = {feed: reports.keys(feed) for feed in reports.rows}
+    out = []
+    for j in np.flatnonzero((reports.n_known >= 1) & ~odd):
+        known = {f: str(keys[f][j]) for f in reports.rows if reports.known[f][j]}
+        if not any((f, k) in touched for f, k in known.items()):
+            out.append({"id_number": str(drawn.id_text[deaths.pos[j]]), "death_date": truth._iso(deaths.true[j])})
+    return out
 
 
 def _counts(drawn: _Drawn, roll: pd.DataFrame, messy: list[dict]) -> dict[str, int]:

@@ -111,7 +111,9 @@ def test_a_night_then_matching_finds_exactly_the_planted_cases(sandbox, home, ca
     truths = sandbox.city.truths
     people = ({t["id_number"] for k in ("dead_but_paid", "stopped_but_overpaid", "prisoners_paid", "duplicate_receipts",
                                         "unemployed_contributing", "frequent_patients", "duplicate_receipts_ended",
-                                        "unemployed_contributing_history", "accounts_taken_over") for t in truths[k]}
+                                        "unemployed_contributing_history", "accounts_taken_over",
+                                        "frequent_across_months", "billed_after_death", "billed_in_custody",
+                                        "overlapping_stays") for t in truths[k]}
               | {i for k in ("shared_accounts", "shared_accounts_history") for g in truths[k] for i in g["id_numbers"]}
               | {t["former_id_number"] for t in truths["accounts_taken_over"]})
     assert people <= named

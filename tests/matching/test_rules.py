@@ -54,6 +54,9 @@ def test_every_planted_case_is_found_and_nothing_else(people, seed, capsys):
         assert s.planted > 0, f"the sandbox plants no case of {s.rule}"
         assert (s.found, s.true_positive) == (s.planted, s.planted), s
         assert s.lookalikes_flagged == 0, s
+        if s.rule in ("frequent_visits", "bill_over_mean", "hospital_over_mean", "bill_after_death", "bill_in_custody",
+                      "overlapping_stays"):
+            assert s.lookalikes > 0, f"the sandbox plants no look-alike of {s.rule}"
 
 
 def test_amounts_follow_the_truths():
@@ -362,3 +365,145 @@ def test_without_a_ledger_the_account_rules_read_the_roll():
     for t in city.truths["duplicate_receipts"]:
         got = by[("duplicate_receipt", tok(t["id_number"]))]
         assert (got["months"], got["amount_at_risk"]) == (t["overlap_months"], pytest.approx(t["amount"], abs=0.01))
+
+
+@pytest.fixture(scope="module")
+def bill_review():
+    """A city of 10,000 and what the bill rules found in it (night 2026-11-23)."""
+    city = generate_city(10_000)
+    con = duckdb.connect()
+    params = rules.parse_params(None)
+    inputs = _inputs(city)
+    rules.prepare(con, inputs, params)
+    medical = ["frequent_visits", "bill_over_mean", "hospital_over_mean", "bill_after_death", "bill_in_custody",
+               "overlapping_stays"]
+    found = rules.run_rules(con, params, date(2026, 11, 23), medical).to_pylist()
+    return city, inputs, {(r["rule"], r["subject"]): r for r in found}
+
+
+def test_bill_rules_report_what_the_fund_paid(bill_review):
+    """冒名就医 after death, bills in custody, 挂床 stays in two hospitals at once: the amount at risk is what the fund
+    paid for the bills (the later stay of each overlapping pair); the evidence is masked and names the bills."""
+    city, _inputs, by = bill_review
+    tok = lambda i: pseudonym.token(KEY, i).hex().upper()  # noqa: E731
+    bills = city.feeds["medical_insurance.bills"].set_index("bill_id")
+    for name, rule in (("billed_after_death", "bill_after_death"), ("billed_in_custody", "bill_in_custody"),
+                       ("overlapping_stays", "overlapping_stays")):
+        assert city.truths[name]
+        for t in city.truths[name]:
+            got = by[(rule, tok(t["id_number"]))]
+            assert got["amount_at_risk"] == pytest.approx(t["amount"], abs=0.01), rule
+            assert "*" in got["id_masked"] and t["id_number"] not in got["detail"] and "YB3301" in got["detail"]
+            detail = json.loads(got["detail"])
+            if rule == "overlapping_stays":
+                (pair,) = detail["stays"]
+                assert [pair["first"]["bill_id"], pair["second"]["bill_id"]] == t["bills"]
+                assert pair["first"]["hospital_code"] != pair["second"]["hospital_code"] and pair["overlap_days"] > 0
+            else:
+                assert sorted(b["bill_id"] for b in detail["bills"]) == t["bills"]
+                assert sum(b["fund_amount"] for b in detail["bills"]) == pytest.approx(
+                    float(bills.loc[t["bills"], "fund_amount"].sum()), abs=0.01)
+            if rule == "bill_after_death":
+                assert detail["death_date"] == t["death_date"] and detail["sources"]
+            if rule == "bill_in_custody":
+                assert detail["custody"]["prisoner_id"] == t["prisoner_id"]
+    for t in city.truths["frequent_across_months"]:  # their only bills: all inside the window
+        got = by[("frequent_visits", tok(t["id_number"]))]
+        mine = city.feeds["medical_insurance.bills"]["id_number"] == t["id_number"]
+        fund = city.feeds["medical_insurance.bills"].loc[mine, "fund_amount"].sum()
+        assert got["amount_at_risk"] == pytest.approx(fund, abs=0.01) and got["months"] == 2
+        assert json.loads(got["detail"])["most_in_window"] == t["most_in_30_days"]
+    for t in city.truths["overbilled"] + city.truths["overbilled_at_hospital"]:
+        got = by[("bill_over_mean", t["bill_id"])]
+        detail = json.loads(got["detail"])
+        excess = (detail["total_amount"] - detail["mean"]) / detail["total_amount"]
+        assert got["amount_at_risk"] == pytest.approx(detail["fund_amount"] * excess, abs=0.01)
+        assert 0 < got["amount_at_risk"] < detail["fund_amount"] and detail["peers"] >= 30
+    (costly,) = city.truths["costly_hospitals"]
+    got = by[("hospital_over_mean", costly["hospital_code"])]
+    assert got["persons"] == [] and got["area"] == costly["hospital_code"][1:7] and got["amount_at_risk"] > 0
+    (diagnosis,) = json.loads(got["detail"])["diagnoses"]
+    assert (diagnosis["diagnosis_code"], diagnosis["setting"], diagnosis["bills"]) == ("I10", "outpatient",
+                                                                                        costly["bills"])
+    assert diagnosis["cost_index"] > 1.2
+    kinds = {a["rule"] for a in city.truths["lookalikes"]}
+    assert kinds >= {"frequent_visits", "hospital_over_mean", "bill_after_death", "bill_in_custody",
+                     "overlapping_stays"}
+
+
+def test_bill_rules_read_bills_stored_before_the_hospital_and_the_fund_were_kept(bill_review):
+    """Batches stored before the bills kept hospital_code, discharged_on and fund_amount: NULL there; the rules
+    that need them find nothing, the others use the bill's total as what the fund paid."""
+    _city, inputs, _by = bill_review
+    old = inputs.tables["bills"].drop(["hospital_code", "discharged_on", "fund_amount"])
+    con = duckdb.connect()
+    params = rules.parse_params(None)
+    rules.prepare(con, rules.Inputs({**inputs.tables, "bills": old}), params)
+    found = rules.run_rules(con, params, date(2026, 11, 23), ["bill_over_mean", "hospital_over_mean",
+                                                               "overlapping_stays", "bill_after_death"]).to_pylist()
+    assert {r["rule"] for r in found} == {"bill_over_mean", "bill_after_death"}
+    for r in found:
+        if r["rule"] == "bill_over_mean":
+            detail = json.loads(r["detail"])
+            assert r["amount_at_risk"] == pytest.approx(detail["total_amount"] - detail["mean"], abs=0.01)
+
+
+def test_the_bill_rules_parameters_move_their_lines(bill_review):
+    """The line is a parameter: with min_visits 14 the look-alike (14 visits in 30 days) becomes a case."""
+    city, inputs, _by = bill_review
+    con = duckdb.connect()
+    params = rules.parse_params({"frequent_visits.min_visits": "14"})
+    rules.prepare(con, inputs, params)
+    found = rules.run_rules(con, params, date(2026, 11, 23), ["frequent_visits"]).column("subject").to_pylist()
+    alike = {pseudonym.token(KEY, a["id_number"]).hex().upper() for a in city.truths["lookalikes"]
+             if a["rule"] == "frequent_visits"}
+    assert alike and alike <= set(found)
+
+
+def test_the_bill_rules_boundaries_on_a_handful_of_bills():
+    """Each line drawn where docs/matching.md draws it, on bills made by hand: a bill on the day of death or of
+    admission to custody is not flagged, the day after is; stays that touch are not, one day of overlap is;
+    14 visits in 30 days are not, 15 across a month boundary are; a prisoner listed twice counts a bill once."""
+    from datetime import timedelta
+
+    def person(n: int) -> bytes:
+        return n.to_bytes(16, "big")
+
+    bills: list[dict] = []
+
+    def bill(who: int, day: date, *, hospital: str = "H33010600001", until: date | None = None, fund: float = 10.0):
+        bills.append({"record_key": f"YB{len(bills):016d}", "person": person(who), "id_masked": "330106********0011",
+                      "area": "330106", "hospital_code": hospital, "diagnosis_code": "I10", "inpatient": until is not None,
+                      "admitted_on": day, "discharged_on": until, "total_amount": 100.0, "fund_amount": fund})
+
+    death, taken = date(2026, 5, 10), date(2026, 3, 1)
+    bill(1, death)                                    # the day of death: not after it
+    bill(2, death + timedelta(days=1), fund=7.5)      # the day after: 冒名就医
+    bill(3, taken)                                    # the day of admission to custody: not custody yet
+    bill(4, taken + timedelta(days=1), fund=8.0)      # the day after, listed twice by the prisons: counted once
+    bill(5, date(2026, 4, 1), hospital="H33010600001", until=date(2026, 4, 10))
+    bill(5, date(2026, 4, 10), hospital="H33010600002", until=date(2026, 4, 20))   # touches: a transfer
+    bill(6, date(2026, 4, 1), hospital="H33010600001", until=date(2026, 4, 10))
+    bill(6, date(2026, 4, 9), hospital="H33010600002", until=date(2026, 4, 20), fund=50.0)  # one night in two beds
+    for k in range(14):                               # 14 visits in 30 days
+        bill(7, date(2026, 6, 20) + timedelta(days=2 * k))
+    for k in range(15):                               # 15 in 29 days, 7 in June and 8 in July
+        bill(8, date(2026, 6, 17) + timedelta(days=2 * k))
+    deaths = [{"feed": "civil_affairs.deaths", "record_key": f"MZ{n}", "person": person(n),
+               "id_masked": "330106********0011", "area": "330106", "death_date": death, "name_token": None}
+              for n in (1, 2)]
+    custody = [{"record_key": f"ZF{n}{k}", "person": person(n), "id_masked": "330106********0011", "area": "330106",
+                "custody_status": "在押", "admitted_on": taken, "sentence_start": taken,
+                "sentence_end": date(2030, 1, 1)} for n in (3, 4) for k in ((0, 1) if n == 4 else (0,))]
+    def table(rows: list[dict]) -> pa.Table:
+        return pa.Table.from_pylist([{**r, "received_at": None} for r in rows])
+
+    con = duckdb.connect()
+    params = rules.parse_params(None)
+    rules.prepare(con, rules.Inputs({"bills": table(bills), "deaths": table(deaths), "custody": table(custody)}), params)
+    found = rules.run_rules(con, params, date(2026, 11, 23), ["bill_after_death", "bill_in_custody",
+                                                               "overlapping_stays", "frequent_visits"]).to_pylist()
+    got = {(r["rule"], r["subject"]): r["amount_at_risk"] for r in found}
+    hexed = lambda n: person(n).hex().upper()  # noqa: E731
+    assert got == {("bill_after_death", hexed(2)): 7.5, ("bill_in_custody", hexed(4)): 8.0,
+                   ("overlapping_stays", hexed(6)): 50.0, ("frequent_visits", hexed(8)): 150.0}

@@ -1,4 +1,4 @@
-"""The generator's truths are exactly the instances of the eight matching rules (docs/matching.md).
+"""The generator's truths are exactly the instances of the matching rules (docs/matching.md).
 
 Each rule is written again here as a plain pandas oracle of its definition, applied to what the
 matching stage would see: the office's tables as generated, and the feeds without the rows the
@@ -38,6 +38,9 @@ EXCLUSIVE = {("basic_pension", "resident_pension"), ("basic_pension", "unemploym
 OVER = 0.20
 MIN_PEERS = 30
 MIN_PEOPLE = 2
+PERIOD = 365  # bill_over_mean, hospital_over_mean: peers admitted within this many days
+MIN_BILLS = 30  # hospital_over_mean: a hospital's bills of one diagnosis and setting compared
+WINDOW = 30  # frequent_visits: days
 
 
 @pytest.fixture(scope="module", params=[(3_000, DEFAULT_SEED), (3_000, 7), (10_000, DEFAULT_SEED), (10_000, 7),
@@ -214,24 +217,49 @@ def unemployed_contributing(city: City) -> dict:
             for i, g in both.groupby("id_number")}
 
 
-def frequent_visits(city: City) -> dict:
+def bills(city: City) -> pd.DataFrame:
+    """The received bills with their days (admission, discharge) and setting."""
     b = received(city, "medical_insurance.bills")
-    b = b.assign(m=b["admitted_on"].map(day).map(month_text_of_date))
-    visits = b.groupby(["id_number", "m"]).size()
-    visits = visits[visits >= MIN_VISITS]
-    return {(i, m): int(v) for (i, m), v in visits.items()}
+    return b.assign(adm=b["admitted_on"].map(day), dis=b["discharged_on"].map(day),
+                    setting=np.where(b["discharged_on"].notna(), "inpatient", "outpatient"))
+
+
+def most_in(days: list[date], window: int = WINDOW) -> int:
+    """The most of these days in any ``window`` consecutive days."""
+    return max(sum(1 for d in days if 0 <= (d - s).days < window) for s in days)
+
+
+def frequent_visits(city: City) -> dict:
+    """MIN_VISITS or more bills admitted in some WINDOW consecutive days: {id_number: the most in a window}."""
+    out = {}
+    for i, g in bills(city).groupby("id_number"):
+        if len(g) >= MIN_VISITS and (most := most_in(list(g["adm"]))) >= MIN_VISITS:
+            out[i] = most
+    return out
 
 
 def month_text_of_date(d: date) -> str:
     return f"{d.year:04d}-{d.month:02d}"
 
 
+def with_peers(b: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Each bill with the sum and count of the bills of its ``by`` group admitted within PERIOD days of it."""
+    b = b.assign(d=b["adm"].map(date.toordinal)).sort_values("d", kind="stable")
+    sums, counts = pd.Series(0.0, index=b.index), pd.Series(0, index=b.index)
+    for _, g in b.groupby(by):
+        d = g["d"].to_numpy()
+        csum = np.concatenate([[0.0], np.cumsum(g["total_amount"].to_numpy())])
+        lo, hi = np.searchsorted(d, d - PERIOD, "left"), np.searchsorted(d, d + PERIOD, "right")
+        sums[g.index] = csum[hi] - csum[lo]
+        counts[g.index] = hi - lo
+    return b.assign(group_sum=sums, group_n=counts)
+
+
 def bill_ratios(city: City) -> pd.DataFrame:
-    """Each received bill in a group of MIN_PEERS or more, with its total over its group's mean."""
-    b = received(city, "medical_insurance.bills")
-    b = b.assign(setting=np.where(b["discharged_on"].notna(), "inpatient", "outpatient"))
-    g = b.groupby(["diagnosis_code", "setting"])["total_amount"]
-    b = b.assign(mean=g.transform("mean"), peers=g.transform("size"))
+    """Each received bill with MIN_PEERS or more peers (the same diagnosis and setting, admitted within PERIOD
+    days, the bill itself left out), with its total over their mean."""
+    b = with_peers(bills(city), ["diagnosis_code", "setting"])
+    b = b.assign(peers=b["group_n"] - 1, mean=(b["group_sum"] - b["total_amount"]) / (b["group_n"] - 1))
     b = b[b["peers"] >= MIN_PEERS]
     return b.assign(ratio=b["total_amount"] / b["mean"])
 
@@ -240,6 +268,58 @@ def bill_over_mean(city: City) -> dict:
     b = bill_ratios(city)
     b = b[b["total_amount"] > (1 + OVER) * b["mean"]]
     return {p.bill_id: (p.diagnosis_code, p.setting, p.total_amount) for p in b.itertuples(index=False)}
+
+
+def hospital_indexes(city: City) -> pd.DataFrame:
+    """Per (hospital, diagnosis, setting): its bills with MIN_PEERS or more peers at the other hospitals (the
+    same diagnosis and setting, admitted within PERIOD days), how many, and the mean of total / their mean."""
+    b = with_peers(bills(city), ["diagnosis_code", "setting"])
+    own = with_peers(b.drop(columns=["group_sum", "group_n"]), ["hospital_code", "diagnosis_code", "setting"])
+    b = b.assign(others_sum=b["group_sum"] - own["group_sum"], others_n=b["group_n"] - own["group_n"])
+    b = b[b["others_n"] >= MIN_PEERS]
+    b = b.assign(index=b["total_amount"] / (b["others_sum"] / b["others_n"]))
+    return b.groupby(["hospital_code", "diagnosis_code", "setting"]).agg(bills=("index", "size"),
+                                                                        index=("index", "mean")).reset_index()
+
+
+def hospital_over_mean(city: City) -> set:
+    h = hospital_indexes(city)
+    return set(h.loc[(h["bills"] >= MIN_BILLS) & (h["index"] > 1 + OVER), "hospital_code"])
+
+
+def death_dates(city: City) -> pd.Series:
+    """The consolidated death date per person: the latest among the received death feeds."""
+    parts = []
+    for feed in DEATH_FEEDS:
+        f = received(city, feed)
+        parts.append(pd.DataFrame({"id_number": f["id_number"], "died": f["death_date"].map(day)}))
+    return pd.concat(parts).dropna().groupby("id_number")["died"].max()
+
+
+def bill_after_death(city: City) -> dict:
+    b, died = bills(city), death_dates(city)
+    b = b[b["id_number"].isin(died.index)]
+    b = b[b["adm"] > b["id_number"].map(died)]
+    return {i: sorted(g["bill_id"]) for i, g in b.groupby("id_number")}
+
+
+def bill_in_custody(city: City) -> dict:
+    j = received(city, "justice.prisoners")
+    j = j[j["custody_status"] == "在押"]
+    j = pd.DataFrame({"id_number": j["id_number"], "from": j["admitted_on"].map(day),
+                      "to": j["sentence_end"].map(day).map(lambda d: min(d, city.as_of))})
+    b = bills(city).merge(j, on="id_number")
+    b = b[(b["adm"] > b["from"]) & (b["adm"] <= b["to"])]
+    return {i: sorted(g["bill_id"]) for i, g in b.groupby("id_number")}
+
+
+def overlapping_stays(city: City) -> dict:
+    s = bills(city)
+    s = s[s["setting"] == "inpatient"]
+    pairs = s.merge(s, on="id_number")
+    pairs = pairs[(pairs["hospital_code_x"] != pairs["hospital_code_y"]) & (pairs["bill_id_x"] < pairs["bill_id_y"])
+                  & (pairs["adm_x"] < pairs["dis_y"]) & (pairs["adm_y"] < pairs["dis_x"])]
+    return {i: sorted(set(g["bill_id_x"]) | set(g["bill_id_y"])) for i, g in pairs.groupby("id_number")}
 
 
 def deregistered_subsidised(city: City) -> dict:
@@ -346,19 +426,88 @@ def test_unemployed_contributing(city: City) -> None:
 
 
 def test_frequent_visits(city: City) -> None:
-    truth = {(t["id_number"], t["month"]): t["visits"] for t in city.truths["frequent_patients"]}
-    assert len(truth) >= 3 and frequent_visits(city) == truth
-    assert all(MIN_VISITS <= v <= 22 for v in truth.values())
+    """15 or more visits in any 30 days: the planted frequent patients (15-23 in one calendar month, the month's
+    visits within 30 days) and the visits across a month boundary, never 15 in one calendar month."""
+    truth = {t["id_number"]: t["most_in_30_days"]
+             for t in city.truths["frequent_patients"] + city.truths["frequent_across_months"]}
+    assert len(truth) >= 3 + 3 and frequent_visits(city) == truth
+    assert all(MIN_VISITS <= t["visits"] <= 23 for t in city.truths["frequent_patients"])
+    b = bills(city)
+    for t in city.truths["frequent_across_months"]:
+        months = b.loc[b["id_number"] == t["id_number"], "adm"].map(month_text_of_date).value_counts()
+        assert len(months) == 2 and months.max() < MIN_VISITS and t["per_month"] == months.to_dict()
+    alike = [a["id_number"] for a in city.truths["lookalikes"] if a["rule"] == "frequent_visits"]
+    assert alike and all(most_in(list(b.loc[b["id_number"] == i, "adm"])) == MIN_VISITS - 1 for i in alike)
 
 
 def test_bill_over_mean(city: City) -> None:
-    truth = {t["bill_id"]: (t["diagnosis_code"], t["setting"], t["total_amount"]) for t in city.truths["overbilled"]}
+    truth = {t["bill_id"]: (t["diagnosis_code"], t["setting"], t["total_amount"])
+             for t in city.truths["overbilled"] + city.truths["overbilled_at_hospital"]}
     assert len(truth) >= 3 and bill_over_mean(city) == truth
     # with a margin: quarantining other rows would not move a bill across the line
     b = bill_ratios(city)
     planted = b["bill_id"].isin(truth)
     assert b.loc[~planted, "ratio"].max() < 1.16
     assert b.loc[planted, "ratio"].min() > 1.3
+    alike = b["bill_id"].isin([a["bill_id"] for a in city.truths["lookalikes"] if a["rule"] == "bill_over_mean"])
+    assert alike.sum() == 3 and b.loc[alike, "ratio"].between(1.05, 1.2).all()  # the case mix's dearest stays
+
+
+def test_hospital_over_mean(city: City) -> None:
+    """The costly hospital is found; the look-alike, whose bills cost far more than the others' on average
+    because of what it treats, is within the threshold for every diagnosis (by a margin)."""
+    truth = {t["hospital_code"] for t in city.truths["costly_hospitals"]}
+    assert len(truth) == 1 and hospital_over_mean(city) == truth
+    h = hospital_indexes(city)
+    compared = h[h["bills"] >= MIN_BILLS]
+    planted = pd.Series([(t["hospital_code"], t["diagnosis_code"], t["setting"]) in
+                         {(c["hospital_code"], c["diagnosis_code"], c["setting"]) for c in city.truths["costly_hospitals"]}
+                         for t in compared.to_dict("records")], index=compared.index, dtype=bool)
+    assert compared.loc[~planted, "index"].max() < 1.16
+    assert planted.sum() == 1 and compared.loc[planted, "index"].min() > 1.3
+    (mix,) = [a["hospital_code"] for a in city.truths["lookalikes"] if a["rule"] == "hospital_over_mean"]
+    b = bills(city)
+    at = b["hospital_code"] == mix
+    assert b.loc[at, "total_amount"].mean() > 1.5 * b.loc[~at, "total_amount"].mean()  # a naive average flags it
+    assert len(compared[compared["hospital_code"] == mix]) >= 2
+
+
+def test_bill_after_death(city: City) -> None:
+    truth = {t["id_number"]: sorted(t["bills"]) for t in city.truths["billed_after_death"]}
+    assert len(truth) >= 3 and bill_after_death(city) == truth
+    b, died = bills(city), death_dates(city)
+    alike = [a["id_number"] for a in city.truths["lookalikes"] if a["rule"] == "bill_after_death"]
+    near = {t["id_number"] for t in city.truths["near_dates"]}
+    assert alike and set(alike) & near and set(alike) - near
+    for i in alike:  # a bill on the day of death (the latest date), none after
+        assert b.loc[b["id_number"] == i, "adm"].max() == died[i]
+
+
+def test_bill_in_custody(city: City) -> None:
+    truth = {t["id_number"]: sorted(t["bills"]) for t in city.truths["billed_in_custody"]}
+    assert truth and bill_in_custody(city) == truth
+    j = received(city, "justice.prisoners").set_index("id_number")
+    b = bills(city)
+    alike = [a for a in city.truths["lookalikes"] if a["rule"] == "bill_in_custody"]
+    assert alike
+    for a in alike:  # a bill on the day of admission to custody, or on the day of release
+        i, days = a["id_number"], set(b.loc[b["id_number"] == a["id_number"], "adm"])
+        if a["kind"] == "bill on the day of admission to custody":
+            assert j.loc[i, "custody_status"] == "在押" and day(j.loc[i, "admitted_on"]) in days
+        else:
+            assert j.loc[i, "custody_status"] == "刑满释放" and day(j.loc[i, "sentence_end"]) in days
+
+
+def test_overlapping_stays(city: City) -> None:
+    truth = {t["id_number"]: sorted(t["bills"]) for t in city.truths["overlapping_stays"]}
+    assert len(truth) >= 3 and overlapping_stays(city) == truth
+    s = bills(city)
+    s = s[s["setting"] == "inpatient"]
+    alike = [a["id_number"] for a in city.truths["lookalikes"] if a["rule"] == "overlapping_stays"]
+    assert alike
+    for i in alike:  # two stays in two hospitals, the second admitted on the day the first ended
+        first, second = s[s["id_number"] == i].sort_values("adm").itertuples(index=False)
+        assert second.adm == first.dis and second.hospital_code != first.hospital_code
 
 
 def test_deregistered_subsidised(city: City) -> None:
