@@ -23,13 +23,18 @@ from matching import pseudonym
 TRUTHS: dict[str, tuple[str | tuple[str, ...], str, bool]] = {
     # pensions still paid after death, and entries stopped late whose overpayment only the ledger shows
     "paid_after_death": (("dead_but_paid", "stopped_but_overpaid"), "id_number", True),
-    "paid_in_custody": ("prisoners_paid", "id_number", True),
+    # in custody now and paid (the roll), and paid during a past custody (released: the ledger)
+    "paid_in_custody": (("prisoners_paid", "released_paid"), "id_number", True),
+    "contributions_in_custody": ("contributed_in_custody", "id_number", True),
+    "retired_in_custody": ("retired_in_custody", "id_number", True),
     "shared_account": ("shared_accounts", "bank_account", True),
     "duplicate_receipt": ("duplicate_receipts", "id_number", True),
     "unemployed_contributing": ("unemployed_contributing", "id_number", True),
     "frequent_visits": ("frequent_patients", "id_number", True),
     "bill_over_mean": ("overbilled", "bill_id", False),
     "deregistered_subsidised": ("subsidised_deregistered", "uscc", False),
+    "deregistered_contributing": ("deregistered_contributing", "uscc", False),
+    "contributions_without_wage": ("no_wage_declared", "id_number", True),
 }
 
 

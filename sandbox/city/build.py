@@ -1,6 +1,6 @@
 """Build a city: the office's data, the eight feeds and the planted truths, step by step in the order the streams draw.
 
-A city draws from six seeded streams, each for what was added to the generator with it, so that
+A city draws from seven seeded streams, each for what was added to the generator with it, so that
 what existed before a stream was added stays as it was (the golden test, tests/sandbox/
 test_generator_golden.py, holds every frame to its bytes):
 
@@ -15,7 +15,11 @@ test_generator_golden.py, holds every frame to its bytes):
   agencies' name forms);
 - office history ``[seed, 103]``: the office's system as an agency (sandbox/city/office_feeds.py): its
   five feeds built from the office's tables, with keys, times, the payment ledger and the account
-  change log (``City.office``), drawn last, after everything above.
+  change log (``City.office``), drawn after everything above;
+- history's cases ``[seed, 104]``: the rules over history (issue 19) of custody and employers
+  (sandbox/city/custody_history.py, employer_history.py): prisoners' rows appended to the justice
+  feed, wage declarations appended to the tax bureau's, contributions to the office's, the ledger's
+  months in custody taken out; drawn last. (105 and 106 are kept for other families' cases.)
 
 The steps below must keep their order: each stream's draws follow one another.
 """
@@ -33,8 +37,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fundx.core.city import City as CityFile
+from fundx.core.codes import BUSINESS_STATUSES
 from sandbox.city import truths as truth
+from sandbox.city.custody_history import Ground, plant_custody
 from sandbox.city.deaths import DeathReports, Deaths, draw_death_sources, draw_deaths, report_deaths
+from sandbox.city.employer_history import plant_employers
 from sandbox.city.feeds import DEFAULT_AS_OF, DEFAULT_SEED, FEEDS, HOSPITAL_DEATHS, WAGE_INCOME, Rows
 from sandbox.city.invalid import UNREPAIRABLE, plant_invalid
 from sandbox.city.messiness import OLD_NUMBER_KIND, first_generation, mess_up, write_name_forms
@@ -58,7 +65,7 @@ from sandbox.city.office import (
     stop_the_dead,
     suspend_in_custody,
 )
-from sandbox.city.office_feeds import office_feeds, stop_late
+from sandbox.city.office_feeds import ACCOUNT_CHANGES, ROLL, office_feeds, stop_late
 from sandbox.city.payments import (
     Bills,
     FrequentPatients,
@@ -72,6 +79,8 @@ from sandbox.city.place import SANDBOX_CITY, Place, load_place
 from sandbox.city.population import NON_LOCAL_SHARE, People, make_people
 from sandbox.city.registers import Prisoners, draw_businesses, draw_prisoners
 from sandbox.city.text import day_number, month_of
+
+PRISONERS, BUSINESSES = "justice.prisoners", "market_regulation.businesses"
 
 
 @dataclass
@@ -97,7 +106,7 @@ class City:
 
 @dataclass(frozen=True)
 class _Streams:
-    """A city's six random streams (see the module's docstring)."""
+    """A city's seven random streams (see the module's docstring)."""
 
     main: np.random.Generator
     office: np.random.Generator
@@ -105,6 +114,7 @@ class _Streams:
     wages: np.random.Generator
     traits: np.random.Generator
     history: np.random.Generator
+    cases: np.random.Generator
 
     @classmethod
     def of(cls, seed: int) -> _Streams:
@@ -112,7 +122,7 @@ class _Streams:
             return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, key])))
 
         return cls(np.random.Generator(np.random.PCG64(seed)), stream(99), stream(100), stream(101), stream(102),
-                   stream(103))
+                   stream(103), stream(104))
 
 
 def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = DEFAULT_AS_OF, *,
@@ -252,8 +262,9 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
     office_rows = office_feeds(streams.history, roll_rows, contributions.frame, subsidies.frame, as_of)
     truths["stopped_but_overpaid"] = stop_late(streams.history, office_rows, _stopped_in_time(drawn, messy, invalid),
                                                as_of)
-    return City(seed=seed, people=people, as_of=as_of, roll=roll_rows,
-                feeds={f: feeds[f][0] for f in FEEDS}, truths=truths,
+    frames = {f: feeds[f][0] for f in FEEDS}
+    _plant_history(streams.cases, drawn, age, alive, as_of, frames, office_rows, truths)
+    return City(seed=seed, people=people, as_of=as_of, roll=roll_rows, feeds=frames, truths=truths,
                 contributions=contributions.frame, subsidies=subsidies.frame, office=office_rows)
 
 
@@ -385,6 +396,42 @@ def _stopped_in_time(drawn: _Drawn, messy: list[dict], invalid: list[dict]) -> l
         out.append({"id_number": str(drawn.id_text[deaths.pos[j]]), "death_date": truth._iso(deaths.true[j]),
                     "death_month": int(death_month[j]), "known_to": known})
     return out
+
+
+def _plant_history(rng: np.random.Generator, drawn: _Drawn, age: np.ndarray, alive: np.ndarray, as_of: date,
+                   frames: dict[str, pd.DataFrame], office: dict[str, pd.DataFrame], truths: dict) -> None:
+    """The cases of the rules over history (custody, employers), in place: on people no truth already
+    depends on, who have no bill and no account change (so no other family's rule sees them)."""
+    d = drawn
+    free = alive.copy()
+    for taken in (d.deaths.pos, d.prisoners.pos, d.dups.pos, d.contributions.unemployed, d.frequent.pos, d.bills.person,
+                  *d.groups):
+        free[np.asarray(taken, dtype=np.int64)] = False
+    pos_of = {str(t): i for i, t in enumerate(d.id_text)}
+    named = set(office[ACCOUNT_CHANGES]["id_number"])
+    for name, cases in truths.items():
+        if name not in ("messy", "invalid", "invalid_ids") and isinstance(cases, list):
+            named |= {c["id_number"] for c in cases if "id_number" in c}
+            named |= {i for c in cases for i in c.get("id_numbers", ())}
+    free[[pos_of[i] for i in named if i in pos_of]] = False
+    as_of_days = day_number(as_of)
+    ground = Ground(rng, d.ppl, d.id_text, age, as_of, as_of_days, int(month_of(np.array([as_of_days]))[0]), free, pos_of)
+
+    def quarantined(feed: str) -> set[str]:
+        return {str(i["key"]) for i in truths["invalid"] if i["feed"] == feed}
+
+    frames[PRISONERS], custody = plant_custody(ground, frames[PRISONERS], office, d.prisoners, quarantined(PRISONERS))
+    business = frames[BUSINESSES]
+    touched = {str(m["key"]) for m in [*truths["messy"], *truths["invalid"]] if m["feed"] == BUSINESSES}
+    running = business.loc[business["status"].isin(BUSINESS_STATUSES[:2]) & ~business["uscc"].isin(touched), "uscc"]
+    frames[WAGE_INCOME], employers = plant_employers(
+        ground, office, business, frames[WAGE_INCOME], d.wage_person, touched, quarantined(WAGE_INCOME),
+        {t["uscc"] for t in truths["subsidised_deregistered"]}, running.to_numpy(dtype=object))
+    office[ROLL] = office[ROLL].sort_values(["updated_at", "entry_id"], kind="stable").reset_index(drop=True)
+    lookalikes = [*custody.pop("lookalikes"), *employers.pop("lookalikes")]
+    truths |= custody | employers
+    truths.setdefault("lookalikes", []).extend(lookalikes)
+    truths["counts"] |= {PRISONERS: len(frames[PRISONERS]), WAGE_INCOME: len(frames[WAGE_INCOME])}
 
 
 def _counts(drawn: _Drawn, roll: pd.DataFrame, messy: list[dict]) -> dict[str, int]:
