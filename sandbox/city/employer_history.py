@@ -63,6 +63,7 @@ def plant_employers(g: Ground, office: dict[str, pd.DataFrame], businesses: pd.D
     end_month = (end.dt.year * 12 + end.dt.month - 1).to_numpy()
     ok = (end_month >= first_month + 1) & (end_month <= g.last_paid - 1)
     ended_uscc, ended_month = frame["uscc"].to_numpy(dtype=object)[ok], end_month[ok]
+    ended_status, ended_day = frame["status"].to_numpy(dtype=object)[ok], end.dt.date.to_numpy(dtype=object)[ok]
     order = rng.permutation(len(ended_uscc))
     k_dereg = plant_count(n, 1 / 4000, 2)
     dereg_truths = []
@@ -75,8 +76,8 @@ def plant_employers(g: Ground, office: dict[str, pd.DataFrame], businesses: pd.D
             months = e + 1 + np.arange(int(rng.integers(1, 3)))
             months = months[months <= g.last_paid]
             contribute(str(person[0]), str(ended_uscc[b]), months)
-            dereg_truths.append({"uscc": str(ended_uscc[b]), "status": str(frame["status"].iloc[b]),
-                                 "end_date": str(end.iloc[b].date()), "id_number": str(person[0]),
+            dereg_truths.append({"uscc": str(ended_uscc[b]), "status": str(ended_status[b]),
+                                 "end_date": ended_day[b].isoformat(), "id_number": str(person[0]),
                                  "months": month_text(months).to_pylist()})
         else:
             contribute(str(person[0]), str(ended_uscc[b]), np.array([e - 1, e]))
