@@ -431,7 +431,11 @@ def _plant_history(rng: np.random.Generator, drawn: _Drawn, age: np.ndarray, ali
     lookalikes = [*custody.pop("lookalikes"), *employers.pop("lookalikes")]
     truths |= custody | employers
     truths.setdefault("lookalikes", []).extend(lookalikes)
-    truths["counts"] |= {PRISONERS: len(frames[PRISONERS]), WAGE_INCOME: len(frames[WAGE_INCOME])}
+    counts = truths["counts"]
+    # the rows appended here are clean: the feeds' invalid rows were counted (invalid_count) before them
+    counts["history_prisoner_rows"] = len(frames[PRISONERS]) - counts[PRISONERS]
+    counts["history_wage_rows"] = len(frames[WAGE_INCOME]) - counts[WAGE_INCOME]
+    counts |= {PRISONERS: len(frames[PRISONERS]), WAGE_INCOME: len(frames[WAGE_INCOME])}
 
 
 def _counts(drawn: _Drawn, roll: pd.DataFrame, messy: list[dict]) -> dict[str, int]:

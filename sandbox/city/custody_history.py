@@ -28,10 +28,12 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from fundx.core.codes import ACTIVE, BASIC_PENSION, CUSTODY_STATUSES, SUSPENDED
 from sandbox.city.draws import plant_count
-from sandbox.city.office_feeds import CONTRIBUTIONS, PAYMENTS, ROLL, _first_day, _months
+from sandbox.city.office_feeds import CONTRIBUTIONS, PAYMENTS, ROLL, _first_day
 from sandbox.city.population import People
 from sandbox.city.registers import Prisoners, justice_rows
 from sandbox.city.text import DAY, month_of, month_text, time_text
@@ -66,6 +68,15 @@ class Ground:
         return np.array(sorted(chosen), dtype=np.int64)
 
 
+def month_numbers(texts: pd.Series) -> np.ndarray:
+    """Month numbers of a column of YYYY-MM texts (Arrow's kernels: a ledger's column in milliseconds)."""
+    text = pa.array(texts, type=pa.string())
+    year = pc.cast(pc.utf8_slice_codeunits(text, 0, 4), pa.int64())
+    month = pc.cast(pc.utf8_slice_codeunits(text, 5, 7), pa.int64())
+    return np.asarray(pc.subtract(pc.add(pc.multiply(year, 12), month), 1).to_numpy(zero_copy_only=False),
+                      dtype=np.int64)
+
+
 def _day_in(rng: np.random.Generator, months: np.ndarray) -> np.ndarray:
     """A day in each month (its 1st-28th)."""
     return _first_day(np.asarray(months, dtype=np.int64)) + rng.integers(0, 28, len(months))
@@ -85,9 +96,9 @@ def plant_custody(g: Ground, justice: pd.DataFrame, office: dict[str, pd.DataFra
     per_person = roll.groupby("id_number")["entry_id"].transform("size")
     one = roll[(per_person == 1) & (roll["status"] == ACTIVE)
                & (roll["paid_through"] == month_text(np.array([g.last_paid])).to_pylist()[0])]
-    contributing = set(contributions["id_number"])
+    contributing = set(contributions["id_number"].unique())
     one = one[~one["id_number"].isin(contributing)]
-    start = _months(one["start_month"])
+    start = month_numbers(one["start_month"])
     ages = g.age[np.array([g.pos_of[i] for i in one["id_number"]], dtype=np.int64)] if len(one) else np.zeros(0)
     ids = one["id_number"].to_numpy(dtype=object)
     old = ids[(start <= g.this_month - 60) & (ages <= 85)]
@@ -143,12 +154,12 @@ def plant_custody(g: Ground, justice: pd.DataFrame, office: dict[str, pd.DataFra
             drop.append((str(i), int(month_of(np.array([a]))[0]), float(month_of(np.array([r]))[0])))
 
     # contributions paid on after the admission (planted), or stopped in the admission month (look-alike)
-    c_months = _months(contributions["month"])
+    c_months = month_numbers(contributions["month"])
     span = pd.DataFrame({"id_number": contributions["id_number"], "m": c_months,
                          "uscc": contributions["employer_uscc"]}).groupby("id_number").agg(
         first=("m", "min"), last=("m", "max"), months=("m", "nunique"), employers=("uscc", "nunique"))
-    span = span[(span["employers"] == 1) & span.index.isin(g.pos_of)]
-    on_roll = set(roll["id_number"])
+    span = span[span["employers"] == 1]
+    on_roll = set(roll["id_number"].unique())
     span = span[~span.index.isin(on_roll)]
     going_on = span[(span["months"] >= 5) & (span["last"] == g.last_paid)]
     stopped = span[(span["months"] >= 2) & (span["last"] <= g.last_paid - 2)]
@@ -165,13 +176,14 @@ def plant_custody(g: Ground, justice: pd.DataFrame, office: dict[str, pd.DataFra
                      a))
 
     # the prisoners list's new rows, the ledger's months dropped (the natural released prisoners' too)
-    new = _justice_rows(g, justice, rows)
+    new = _justice_rows(g, justice, rows) if rows else justice.iloc[:0]
     natural = (prisoners.status == RELEASED_INDEX) & np.isin(g.id_text[prisoners.pos], list(on_roll))
     drop.extend((str(g.id_text[p]), int(month_of(prisoners.admitted[j:j + 1])[0]), float(month_of(prisoners.end[j:j + 1])[0]))
                 for j, p in zip(np.flatnonzero(natural), prisoners.pos[natural]))
-    office[PAYMENTS] = _drop_months(office[PAYMENTS], drop)
+    office[PAYMENTS] = _dropmonth_numbers(office[PAYMENTS], drop)
     ledger = office[PAYMENTS]
-    led_month = pd.Series(_months(ledger["month"]), index=ledger.index)
+    ledger = ledger[ledger["id_number"].isin(set(paid))]  # the planted ones' payments
+    led_month = pd.Series(month_numbers(ledger["month"]), index=ledger.index)
 
     key_of = dict(zip(new["id_number"], new["prisoner_id"]))
     for (i, status, _s, end, a) in rows:
@@ -213,12 +225,15 @@ def _justice_rows(g: Ground, justice: pd.DataFrame, rows: list[tuple[str, int, i
     return justice_rows(g.rng, g.ppl.take(pos), g.as_of_days, key_start, custody=custody).frame  # type: ignore[arg-type]
 
 
-def _drop_months(ledger: pd.DataFrame, drop: list[tuple[str, int, float]]) -> pd.DataFrame:
+def _dropmonth_numbers(ledger: pd.DataFrame, drop: list[tuple[str, int, float]]) -> pd.DataFrame:
     """The ledger without the months inside the periods given (id, after this month, up to that one; NaN: open)."""
     if not drop:
         return ledger
-    periods = pd.DataFrame(drop, columns=["id_number", "since", "until"])
-    m = ledger[["id_number"]].assign(m=_months(ledger["month"]), row=np.arange(len(ledger))).merge(periods, on="id_number")
+    periods = pd.DataFrame(drop, columns=["id_number", "since", "until"]).astype({"id_number": object})
+    rows = np.flatnonzero(ledger["id_number"].isin(set(periods["id_number"])).to_numpy())
+    mine = ledger.iloc[rows]
+    m = pd.DataFrame({"id_number": mine["id_number"].to_numpy(dtype=object), "m": month_numbers(mine["month"]),
+                      "row": rows}).merge(periods, on="id_number")
     gone = m.loc[_inside(m["m"], m["since"], m["until"]), "row"].unique()
     keep = np.ones(len(ledger), dtype=bool)
     keep[gone] = False
@@ -240,10 +255,12 @@ def _retired(g: Ground, justice: pd.DataFrame, new: pd.DataFrame, prisoners: Pri
         until = np.nan if r.custody_status == CUSTODY_STATUSES[IN_CUSTODY_INDEX] and end >= g.as_of_days else \
             float(month_of(np.array([end]))[0])
         periods.append((str(r.id_number), int(month_of(np.array([a]))[0]), until))
-    p = pd.DataFrame(periods, columns=["id_number", "since", "until"])
+    if not periods:
+        return []
+    p = pd.DataFrame(periods, columns=["id_number", "since", "until"]).astype({"id_number": object})
     roll, ledger = office[ROLL], office[PAYMENTS]
     e = roll[roll["scheme"] == BASIC_PENSION][["entry_id", "id_number", "start_month"]].merge(p, on="id_number")
-    e = e[_inside(pd.Series(_months(e["start_month"]), index=e.index), e["since"], e["until"])]
+    e = e[_inside(pd.Series(month_numbers(e["start_month"]), index=e.index), e["since"], e["until"])]
     out = []
     for i, grp in e.groupby("id_number", sort=True):
         paid = ledger[ledger["entry_id"].isin(grp["entry_id"])]

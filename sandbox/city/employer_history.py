@@ -6,7 +6,7 @@ declarations:
 
 - ``deregistered_contributing``: ended businesses (注销 / 吊销, their registry row reaching the stage as
   it is) under whose code contributions are paid for 1-2 months after the month they ended, for a
-  person who has no other contribution; look-alike: contributions up to the month it ended;
+  person who has no other contribution and no entry on the roll (as every person planted here); look-alike: contributions up to the month it ended;
 - ``no_wage_declared`` (contributions_without_wage): a person contributed for by one employer for 3-6
   months, none of them declared to the tax bureau (挂靠); look-alikes: 2 such months only, and a wage
   declared quarterly (under the last month of each quarter, three months' pay) for two quarters of
@@ -22,10 +22,10 @@ import pandas as pd
 import pyarrow as pa
 
 from fundx.core.codes import BUSINESS_ENDED
-from sandbox.city.custody_history import Ground
+from sandbox.city.custody_history import Ground, month_numbers
 from sandbox.city.draws import plant_count
 from sandbox.city.office import CONTRIBUTION_RATE
-from sandbox.city.office_feeds import CONTRIBUTIONS, _first_day, _keys, _months
+from sandbox.city.office_feeds import CONTRIBUTIONS, ROLL, _first_day, _keys
 from sandbox.city.payments import wage_rows
 from sandbox.city.text import DAY, month_text, time_text
 
@@ -43,7 +43,7 @@ def plant_employers(g: Ground, office: dict[str, pd.DataFrame], businesses: pd.D
     rng, n = g.rng, g.ppl.n
     first_month = g.this_month - 12
     contributions = office[CONTRIBUTIONS]
-    busy = set(contributions["id_number"])
+    busy = set(contributions["id_number"].unique()) | set(office[ROLL]["id_number"].unique())  # no contributor, no one on the roll
     age_ok = (g.age >= 20) & (g.age < 58)
     pool = np.array([i for i in g.id_text[np.flatnonzero(g.free & age_ok)] if i not in busy], dtype=object)
     added: list[tuple[str, str, int, float]] = []  # (id, uscc, month, amount)
@@ -88,6 +88,8 @@ def plant_employers(g: Ground, office: dict[str, pd.DataFrame], businesses: pd.D
     def employer() -> str:
         return str(running[int(rng.integers(0, len(running)))])
 
+    if not len(running):  # a city too small to have a running business
+        pool = pool[:0]
     planted_no_wage = {str(i) for i in pool[g.take(pool, plant_count(n, 1 / 2000, 3))]}
     for who in sorted(planted_no_wage):
         length = int(rng.integers(MIN_MONTHS, 7))
@@ -98,7 +100,7 @@ def plant_employers(g: Ground, office: dict[str, pd.DataFrame], businesses: pd.D
         contribute(str(who), employer(), begin + np.arange(2))
         lookalikes.append({"rule": "contributions_without_wage", "kind": "two_months_undeclared", "id_number": str(who)})
     quarters = [q for q in range(first_month // 3, g.last_paid // 3 + 1) if q * 3 >= first_month and q * 3 + 2 < g.last_paid]
-    for who in pool[g.take(pool, 2)]:
+    for who in pool[g.take(pool, 2 if len(quarters) >= 2 else 0)]:
         q0 = quarters[int(rng.integers(0, len(quarters) - 1))]
         uscc = employer()
         wage = contribute(str(who), uscc, q0 * 3 + np.arange(6))
@@ -106,8 +108,7 @@ def plant_employers(g: Ground, office: dict[str, pd.DataFrame], businesses: pd.D
         lookalikes.append({"rule": "contributions_without_wage", "kind": "declared_quarterly", "id_number": str(who)})
 
     office[CONTRIBUTIONS] = _append_contributions(contributions, added)
-    wages, declared_for = _append_wages(g, wages, declared)
-    person_of = list(g.id_text[wage_person]) + declared_for
+    wages, person_of = _append_wages(g, wages, list(g.id_text[wage_person]), declared)
     truths = {"deregistered_contributing": _dereg_amounts(dereg_truths, office[CONTRIBUTIONS]),
               "no_wage_declared": _no_wage(g, office[CONTRIBUTIONS], wages, person_of, invalid_wages, planted_no_wage),
               "lookalikes": lookalikes}
@@ -133,19 +134,22 @@ def _append_contributions(contributions: pd.DataFrame, added: list[tuple[str, st
     return frame.sort_values(["paid_at", "contribution_id"], kind="stable").reset_index(drop=True)
 
 
-def _append_wages(g: Ground, wages: pd.DataFrame,
+def _append_wages(g: Ground, wages: pd.DataFrame, person_of: list[str],
                   declared: list[tuple[str, str, int, float]]) -> tuple[pd.DataFrame, list[str]]:
-    """The wage declarations with the rows given (all filed before as_of), keyed after the highest key, and
-    the person of each new row."""
+    """The wage declarations with the rows given (all filed before as_of), keyed after the highest key and in
+    the bureau's order, and the person of each row (``person_of``: of the rows before)."""
     if not declared:
-        return wages, []
+        return wages, person_of
     numbers = pd.to_numeric(wages["declaration_id"].astype(str).str[6:], errors="coerce")
     key_start = int(numbers.max()) + 1 if numbers.notna().any() else 1
     pos = np.array([g.pos_of[d[0]] for d in declared], dtype=np.int64)
     rows = wage_rows(g.rng, g.ppl.take(pos), g.as_of_days, key_start, months=np.array([d[2] for d in declared]),
                      employers=pa.array([d[1] for d in declared]), base=np.array([d[3] for d in declared]))
     assert len(rows.pos) == len(declared)
-    return pd.concat([wages, rows.frame], ignore_index=True), [declared[int(k)][0] for k in rows.pos]
+    frame = pd.concat([wages, rows.frame], ignore_index=True)
+    person = person_of + [declared[int(k)][0] for k in rows.pos]
+    order = frame.sort_values(["declared_at", "declaration_id"], kind="stable").index.to_numpy()  # as the bureau pages
+    return frame.take(order).reset_index(drop=True), [person[k] for k in order]
 
 
 def _dereg_amounts(truths: list[dict], contributions: pd.DataFrame) -> list[dict]:
@@ -161,14 +165,18 @@ def _no_wage(g: Ground, contributions: pd.DataFrame, wages: pd.DataFrame, person
     """Every (person, employer) with MIN_MONTHS or more months contributed for and no wage declared by the
     employer in the same quarter, among the months whose declarations were due before as_of (all but the
     last): from the declarations the stage sees (the quarantined ones left out)."""
-    w = pd.DataFrame({"id_number": person_of, "employer_uscc": wages["employer_uscc"].to_numpy(dtype=object),
+    w = pd.DataFrame({"id_number": np.asarray(person_of, dtype=object),
+                      "employer_uscc": wages["employer_uscc"].to_numpy(dtype=object),
                       "key": wages["declaration_id"].to_numpy(dtype=object)})
     seen = ~w["key"].isin(invalid_wages)
-    w = w[seen].assign(period=_months(wages.loc[seen.to_numpy(), "income_month"].astype(str)) // PERIOD_MONTHS)
-    c = contributions.assign(m=_months(contributions["month"]))
+    w = w[seen].assign(period=month_numbers(wages.loc[seen.to_numpy(), "income_month"].astype(str)) // PERIOD_MONTHS)
+    c = contributions.assign(m=month_numbers(contributions["month"]))
     c = c[c["m"] < g.last_paid]
     c = c.assign(period=c["m"] // PERIOD_MONTHS).merge(
-        w[["id_number", "employer_uscc", "period"]].drop_duplicates(), how="left", indicator=True,
+        w[["id_number", "employer_uscc", "period"]].drop_duplicates().astype(
+            {"id_number": c["id_number"].dtype, "employer_uscc": c["employer_uscc"].dtype, "period": c["m"].dtype}),
+        how="left",
+        indicator=True,
         on=["id_number", "employer_uscc", "period"])
     gap = c[c["_merge"] == "left_only"]
     out = []

@@ -32,15 +32,15 @@ GOLDEN: dict[str, str] = {
     'city/civil_affairs.deaths': '4195d955bb9a4943',
     'city/contributions': '21a195dd262f20fa',
     'city/health_commission.hospital_deaths': '3b09f558c018aedd',
-    'city/justice.prisoners': '479934bd10c3f5a3',
+    'city/justice.prisoners': '9aa383542d87a9a4',
     'city/market_regulation.businesses': '1425585ac1c5fbc4',
     'city/medical_insurance.bills': 'd4ecbf0aa3d94bea',
     'city/police.deaths': '943de06eefcde41c',
     'city/religious_affairs.deaths': 'eb3638806c55f899',
     'city/roll': 'd461a718f9a44443',
     'city/subsidies': '0b4a2da205ee8b7a',
-    'city/tax_bureau.wage_income': 'd91ffb9f343a86b1',
-    'city/truths': '1d9590f90d1da186',
+    'city/tax_bureau.wage_income': 'c0860debcc1f1b94',
+    'city/truths': 'f234aad8610e3431',
     'feed/civil_affairs.deaths': 'b7d5bdcdfb932ec7',
     'feed/civil_affairs.deaths/invalid': '49a77a4c161d2c8e',
     'feed/health_commission.hospital_deaths': 'a4cf9fb0cfe501b3',
@@ -59,11 +59,15 @@ GOLDEN: dict[str, str] = {
     'feed/tax_bureau.wage_income/invalid': 'e82f8a85dafc448f',
     # added with the office's feeds (issue 19): the office history's stream [seed, 103], nothing above moved
     'office/social_insurance.account_changes': '92724a69d79c7ba9',
-    'office/social_insurance.benefit_roll': '55fcf23ee3a138e3',
-    'office/social_insurance.contributions': '29ab33efb110d5aa',
+    'office/social_insurance.benefit_roll': 'd9bb7b0624185725',
+    'office/social_insurance.contributions': '96a0dcca0d3f36e0',
     'office/social_insurance.employer_subsidies': 'e70c55fc2e75d833',
-    'office/social_insurance.payments': 'dba65d829707ae02',
+    'office/social_insurance.payments': 'bf6611803a14f5c5',
     'office/truths': '5d2917c851cab8e7',
+    # added with the rules over history (issue 19, custody and employers): the stream [seed, 104] appends
+    # prisoners and wage declarations (clean, after the mistakes) and changes the office's roll, ledger and
+    # contributions; justice.prisoners, tax_bureau.wage_income and city/truths (their counts) moved with it
+    'history/truths': 'cdc10998dd7f0f5b',
 }
 
 
@@ -96,8 +100,12 @@ def fingerprints() -> dict[str, str]:
         out[f"office/{name}"] = fingerprint(frame)
     # the truths drawn from the office history's stream come after the others: pinned apart, so the older stay as they were
     office_truths = ("stopped_but_overpaid",)
-    out["city/truths"] = _json({k: v for k, v in city.truths.items() if k not in office_truths})
+    # the cases of the rules over history (custody, employers: the stream [seed, 104]) and the look-alikes, apart too
+    history_truths = ("released_paid", "contributed_in_custody", "retired_in_custody", "deregistered_contributing",
+                      "no_wage_declared", "lookalikes")
+    out["city/truths"] = _json({k: v for k, v in city.truths.items() if k not in (*office_truths, *history_truths)})
     out["office/truths"] = _json({k: city.truths[k] for k in office_truths})
+    out["history/truths"] = _json({k: city.truths[k] for k in history_truths})
     out["city/canary"] = _json(plant_canary(city))
     for feed in FEEDS:
         invalid: list[dict] = []
