@@ -36,7 +36,7 @@ from fundx.core.timeutil import UTC
 from fundx.ledger import Ledger
 from fundx.ledger.schema import orders as orders_table
 
-#: the rules in their order: a rule's number (1..8) in order ids is its place here
+#: the rules in their order: a rule's number in order ids is its place here (new rules go last: numbers stay)
 RULES: tuple[str, ...] = (
     "paid_after_death",
     "paid_in_custody",
@@ -46,6 +46,11 @@ RULES: tuple[str, ...] = (
     "frequent_visits",
     "bill_over_mean",
     "deregistered_subsidised",
+    # the rules over history (issue 19): custody and employers
+    "contributions_in_custody",
+    "retired_in_custody",
+    "deregistered_contributing",
+    "contributions_without_wage",
 )
 
 TITLES: dict[str, str] = {
@@ -57,6 +62,10 @@ TITLES: dict[str, str] = {
     "frequent_visits": "频繁就诊",
     "bill_over_mean": "超均值费用",
     "deregistered_subsidised": "注销后领取补贴",
+    "contributions_in_custody": "服刑期间缴费",
+    "retired_in_custody": "服刑期间办理退休",
+    "deregistered_contributing": "注销后仍缴费",
+    "contributions_without_wage": "无工资申报缴费",
 }
 
 OUTCOMES: tuple[str, ...] = ("confirmed", "false-positive", "recovered")
@@ -96,7 +105,7 @@ def district_names() -> list[str]:
 
 
 def rule_number(rule: str) -> int:
-    """A rule's number in order ids (1..8, its place in :data:`RULES`)."""
+    """A rule's number in order ids (its place in :data:`RULES`, from 1)."""
     try:
         return RULES.index(rule) + 1
     except ValueError:

@@ -358,3 +358,10 @@ def test_wages_declared_in_the_same_quarter_cover_a_month_unless_the_period_is_o
     strict = set(rules.run_rules(con, params, date(2026, 11, 23), ["contributions_without_wage"])
                  .column("subject").to_pylist())
     assert quarterly and quarterly <= strict
+
+
+def test_every_rule_has_an_order_number_and_a_title():
+    from matching import orders
+
+    assert set(orders.RULES) == set(rules.RULES) and set(orders.TITLES) == set(rules.RULES)
+    assert all(orders.TITLES[name] == rule.title for name, rule in rules.RULES.items())
