@@ -162,6 +162,32 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
       inpatient|outpatient, total_amount).
     - ``subsidised_deregistered`` (deregistered_subsidised): 注销 businesses subsidised in 1-6 months
       after their deregistration month (uscc, status, end_date, months, amount: those subsidies summed).
+    - ``released_paid`` (paid_in_custody, from the payment ledger: sandbox/city/custody_history.py):
+      released prisoners (刑满释放, rows appended to the prisoners list) whose entry the ledger paid in
+      the months after their admission month up to their release month (id_number, prisoner_id,
+      custody_status, admitted_on, released_on, paid_months, amount: what was paid in them). Every other
+      released prisoner on the roll is paid nothing inside their custody (the ledger's months taken out).
+    - ``contributed_in_custody`` (contributions_in_custody): people contributing, admitted (在押) while
+      their employer went on paying (id_number, prisoner_id, admitted_on, months after the admission
+      month, amount: those contributions summed).
+    - ``retired_in_custody``: every basic pension whose first month is inside a custody period the stage
+      sees (the planted released ones, ``planted`` true, whose ledger paid nothing inside; and natural
+      ones: prisoners on the roll whose pension began after their admission); id_number, start_month,
+      months and amount: what the ledger paid on the entry.
+    - ``deregistered_contributing``: ended businesses (注销/吊销) under whose code contributions were paid for
+      1-2 months after the month they ended (uscc, status, end_date, months, amount), rows appended to
+      the office's contributions (City.office; City.contributions stays as drawn).
+    - ``no_wage_declared`` (contributions_without_wage): every (person, employer) with 3 or more months
+      contributed for, before as_of's last month, with no wage of the person declared by the employer in
+      the same quarter among the declarations the stage sees (id_number, employer_uscc, months, amount,
+      ``planted``: the planted ones, 3-6 months with no declaration at all; the others are natural: the
+      employers declare about 92 % of the months and the contracts quarantine some declarations).
+    - ``lookalikes``: cases that must not be flagged, {rule, kind, the rule's subject field, ...}:
+      released_before_paid, released_suspended, suspended_on_admission (in custody, suspended in
+      City.office's roll only), contributions_stopped_on_admission, retired_in_admission_month,
+      contributions_until_end (an ended business's contributions up to the month it ended),
+      two_months_undeclared, declared_quarterly (wages declared under each quarter's last month).
+      Parole (假释) and 暂予监外执行 are planted neither way: the seeds do not say whether they may be paid.
     - ``single_source_deaths``: deaths known to exactly one of the four death feeds (DEATH_FEEDS, the
       hospital's notifications included: a death known to civil affairs and a hospital has two).
     - ``date_conflicts``: the same death with death dates 3-40 days apart in two feeds
@@ -181,7 +207,9 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
     - ``counts``: rows per feed, and roll (rows), deaths, prisoners, businesses, contributions,
       subsidies, issued_elsewhere (residents whose number was first issued outside the city),
       former_codes (locals under a code their district no longer uses), first_generation_rows,
-      minority_names; ``deaths_unknown_to_any_source`` (to none of the four death feeds).
+      minority_names, history_prisoner_rows and history_wage_rows (the clean rows appended by the
+      history's plants, after the invalid ones were counted); ``deaths_unknown_to_any_source`` (to none
+      of the four death feeds).
 
     ``city``: the city file (a shipped name, a path or a loaded fundx.core.city.City) the residents live
     in; ``non_local_share``: the share of them whose numbers were first issued in other provinces.

@@ -1,4 +1,4 @@
-"""The generator's truths are exactly the instances of the eight matching rules (docs/matching.md).
+"""The generator's truths are exactly the instances of the matching rules (docs/matching.md).
 
 Each rule is written again here as a plain pandas oracle of its definition, applied to what the
 matching stage would see: the office's tables as generated, and the feeds without the rows the
