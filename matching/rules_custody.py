@@ -82,12 +82,15 @@ def _paid_in_custody(p: dict[str, Any], night: date) -> str:
         WHERE {until} > cp.from_month AND NOT EXISTS (SELECT 1 FROM payments)
         GROUP BY r.person),
     found AS (SELECT * FROM led UNION ALL SELECT * FROM rolled),
-    {_evidence()}
+    {_evidence()},
+    routed AS (  -- where the roll pays the person (the roll's area), else by the number
+        SELECT f.person, any_value(r.area) AS area, any_value(r.id_masked) AS id_masked
+        FROM found f LEFT JOIN roll r ON r.person = f.person GROUP BY f.person)
     SELECT 'paid_in_custody' AS rule, hex(f.person) AS subject, [f.person] AS persons,
-           COALESCE(f.id_masked, ev.id_masked) AS id_masked, COALESCE(f.area, ev.area) AS area,
+           COALESCE(rt.id_masked, f.id_masked, ev.id_masked) AS id_masked, COALESCE(rt.area, f.area, ev.area) AS area,
            f.months, f.amount_at_risk,
            json_object('custody', ev.custody, 'benefits', f.benefits, 'paid_months', f.paid_months)::VARCHAR AS detail
-    FROM found f JOIN ev ON ev.person = f.person"""
+    FROM found f JOIN ev ON ev.person = f.person JOIN routed rt ON rt.person = f.person"""
 
 
 def _contributions_in_custody(p: dict[str, Any], night: date) -> str:

@@ -56,8 +56,9 @@ def _contributions_without_wage(p: dict[str, Any], night: date) -> str:
     # Contributions an employer paid for a person in months for which that employer declared no wage of
     # the person to the tax bureau (虚构劳动关系 / 挂靠参保), counted per person and employer. A wage declared
     # in any month of the same period of ``period_months`` calendar months (3: the quarter) covers the
-    # month (a wage paid late or quarterly is declared under the month it was paid); months whose
-    # declarations are not yet due (the last ``filing_months`` before the night's month) are not counted.
+    # month (a wage paid late or quarterly is declared under the month it was paid). Only months whose
+    # declarations are due are counted: before the last ``filing_months`` before the night's month, and
+    # not after the last month the bureau's feed has declarations for (no wage data: nothing is counted).
     period = max(int(p["period_months"]), 1)
     counted_before = month_no(night) - int(p["filing_months"])
     return f"""
@@ -69,6 +70,7 @@ def _contributions_without_wage(p: dict[str, Any], night: date) -> str:
                any_value(c.area) AS area
         FROM contributions c
         WHERE c.person IS NOT NULL AND c.month IS NOT NULL AND c.month < {counted_before}
+          AND c.month <= (SELECT max(month) FROM wages)
           AND NOT EXISTS (SELECT 1 FROM w WHERE w.person = c.person AND w.employer_uscc = c.employer_uscc
                                              AND w.period = c.month // {period})
         GROUP BY c.person, c.employer_uscc, c.month),

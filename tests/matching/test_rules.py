@@ -375,3 +375,20 @@ def test_every_rule_is_defined_in_the_docs_with_its_seed():
     assert set(rules.RULES) <= set(definitions)
     for name in HISTORY_RULES:  # (the older rules' definitions are being given their seeds in issue 19)
         assert "Seed" in definitions[name], name
+
+
+def test_no_wage_counted_only_for_months_the_bureau_has_declared():
+    """A later night (the sandbox's declarations stop at its as-of day): the months after the last declared
+    one are not counted, so the same people are found; with no wage feed delivered, nobody."""
+    city = generate_city(3_000)
+    params = rules.parse_params(None)
+    inputs = _inputs(city)
+    con = duckdb.connect()
+    rules.prepare(con, inputs, params)
+    on_time = rules.run_rules(con, params, date(2026, 11, 23), ["contributions_without_wage"]).to_pylist()
+    later = rules.run_rules(con, params, date(2027, 1, 20), ["contributions_without_wage"]).to_pylist()
+    assert on_time and on_time == later
+    inputs.tables["wages"] = None
+    con = duckdb.connect()
+    rules.prepare(con, inputs, params)
+    assert not rules.run_rules(con, params, date(2026, 11, 23), ["contributions_without_wage"]).num_rows
