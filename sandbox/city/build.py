@@ -175,7 +175,8 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
       ones: prisoners on the roll whose pension began after their admission); id_number, start_month,
       months and amount: what the ledger paid on the entry.
     - ``deregistered_contributing``: ended businesses (注销/吊销) under whose code contributions were paid for
-      1-2 months after the month they ended (uscc, status, end_date, months, amount), rows appended to
+      1-2 months after the month they ended (uscc, status, end_date, id_numbers: the people contributed
+      for, months, amount), rows appended to
       the office's contributions (City.office; City.contributions stays as drawn).
     - ``no_wage_declared`` (contributions_without_wage): every (person, employer) with 3 or more months
       contributed for, before as_of's last month, with no wage of the person declared by the employer in

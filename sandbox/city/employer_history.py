@@ -112,8 +112,8 @@ def plant_employers(g: Ground, office: dict[str, pd.DataFrame], businesses: pd.D
     truths = {"deregistered_contributing": _dereg_amounts(dereg_truths, office[CONTRIBUTIONS]),
               "no_wage_declared": _no_wage(g, office[CONTRIBUTIONS], wages, person_of, invalid_wages, planted_no_wage),
               "lookalikes": lookalikes}
-    for t in truths["deregistered_contributing"]:
-        t.pop("id_number")
+    for t in truths["deregistered_contributing"]:  # the people contributed for: named, so no later plant takes them
+        t["id_numbers"] = [t.pop("id_number")]
     return wages, truths
 
 
