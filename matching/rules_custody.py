@@ -60,7 +60,8 @@ def _evidence() -> str:
 
 def _paid_in_custody(p: dict[str, Any], night: date) -> str:
     # What the payment ledger paid for months inside a custody period, on every entry; a store without a
-    # ledger (none delivered yet) falls back on the roll: paid_through capped at the period's end.
+    # ledger (none delivered yet) falls back on the roll for the periods in custody now (在押): paid_through
+    # capped at the period's end (the roll cannot show the months a released person was not paid).
     until = "least(r.paid_through, COALESCE(cp.until_month, r.paid_through))"
     return f"""
     WITH {_periods(p, night)},
@@ -79,7 +80,7 @@ def _paid_in_custody(p: dict[str, Any], night: date) -> str:
                list(DISTINCT r.benefit_type ORDER BY r.benefit_type) AS benefits, NULL::VARCHAR[] AS paid_months,
                any_value(r.id_masked) AS id_masked, any_value(r.area) AS area
         FROM roll r JOIN cp ON r.person = cp.person
-        WHERE {until} > cp.from_month AND NOT EXISTS (SELECT 1 FROM payments)
+        WHERE cp.custody_status = '{p["status"]}' AND {until} > cp.from_month AND NOT EXISTS (SELECT 1 FROM payments)
         GROUP BY r.person),
     found AS (SELECT * FROM led UNION ALL SELECT * FROM rolled),
     {_evidence()},
