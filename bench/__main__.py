@@ -1,13 +1,16 @@
 """`make bench`: speed as ratios against baselines measured in the same run, also written as JSON.
 
-    python -m bench [--only pull|validate|seal|matching|feeds|night] [--quick]
+    python -m bench [--only pull|validate|seal|matching|ledger|feeds|night] [--quick]
                     [--rows N] [--roll N] [--deaths N] [--prisoners N]          (pull, validate, matching)
+                    [--ledger N]                                                (ledger)
                     [--sizes 1M,10M] [--bills 5M] [--chunk-rows N] [--runner R] [--seed S]   (feeds, night)
 
-``feeds`` runs whole feeds through the streamed pipeline per step next to their baselines
-(bench/feeds_bench.py), ``night`` a city-scale night of six feeds through the nightly flow; both
-print their goals as PASS/FAIL and go into the JSON record's "feeds" section. ``--quick`` makes
-every benchmark small (a smoke test of the harness, figures not comparable).
+``ledger`` measures paid-after-death over the office's payment ledger (10M months against 1M deaths,
+bench/ledger_bench.py) next to a plain DuckDB join of the same tables. ``feeds`` runs whole feeds
+through the streamed pipeline per step next to their baselines (bench/feeds_bench.py), ``night`` a
+city-scale night of six feeds through the nightly flow; both print their goals as PASS/FAIL and go
+into the JSON record's "feeds" section. ``--quick`` makes every benchmark small (a smoke test of the
+harness, figures not comparable).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-BENCHES = ("pull", "validate", "seal", "matching", "feeds", "night")
+BENCHES = ("pull", "validate", "seal", "matching", "ledger", "feeds", "night")
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -51,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--roll", type=_rows, default=None, help="benefit roll rows for the matching benchmark (10M)")
     parser.add_argument("--deaths", type=_rows, default=None, help="death rows (three feeds) for the matching benchmark (1M)")
     parser.add_argument("--prisoners", type=_rows, default=None, help="custody rows for the matching benchmark (200k)")
+    parser.add_argument("--ledger", type=_rows, default=None, help="payment-ledger months for the ledger benchmark (10M)")
     parser.add_argument("--sizes", type=_sizes, default=None, help="death-feed sizes for the feeds benchmark (1M,10M)")
     parser.add_argument("--bills", type=_rows, default=None, help="bills for the feeds benchmark (5M; 0: none)")
     parser.add_argument("--chunk-rows", type=_rows, default=None,
@@ -99,6 +103,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"matching: {roll:,} roll rows, {deaths:,} death rows, {prisoners:,} custody rows: "
               f"death consolidation + two rules next to a plain DuckDB join of the same tables")
         report["matching"] = matching_bench.run(roll, deaths, prisoners)
+    if args.only in (None, "ledger"):
+        from bench import ledger_bench
+
+        ledger = args.ledger or (300_000 if quick else 10_000_000)
+        deaths = args.deaths or (30_000 if quick else 1_000_000)
+        print(f"ledger: {ledger:,} payment-ledger months against {deaths:,} death rows: paid after death from the "
+              f"ledger next to a plain DuckDB join of the same tables (goal <= {ledger_bench.GOAL_RATIO} x)")
+        report["ledger"] = ledger_bench.run(ledger, deaths)
     if args.only in (None, "feeds", "night"):
         report["feeds"] = _feeds(args, quick)
 

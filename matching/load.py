@@ -39,6 +39,7 @@ from fundx.crypto.opening import open_sealed, recipients_among
 from fundx.crypto.seal import seal
 from fundx.stage import DONE, RECEIPT, Stage
 from matching import pseudonym
+from matching.sql import one_per_key_in_batch
 from matching.store import Store
 
 log = logging.getLogger("fundx.matching")
@@ -230,6 +231,10 @@ def load_batches(stage_name: str, *, con: duckdb.DuckDBPyConnection, keys: KeySt
                            f"FROM ({sql})").to_arrow_table()
         finally:
             con.unregister("src")
+        kept, repeated = one_per_key_in_batch(table, kept)
+        if repeated:
+            log.warning("stage %s: batch %s (%s) repeats %d keys: the last row of each kept", stage_name, batch,
+                        manifest.feed, repeated)
         store.write(table, batch, kept)
         done.append(Loaded(stage_name, table, batch, kept.num_rows))
         log.info("stage %s: loaded batch %s (%s): %d rows into %s", stage_name, batch, manifest.feed,

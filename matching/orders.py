@@ -1,4 +1,5 @@
-"""Inspection orders (订单式检查): one per suspect of a matching night, and what came of each.
+"""Inspection orders (订单式检查): one per suspect — a case that lives across nights (matching.cases) — and what
+came of each.
 
 A matching night's suspects (one row per rule and subject) become orders with :func:`record`: each
 gets an id ``O<YYYYMMDD>-<rule no>-<n>``, its district (``area`` routed by the deployment's city file,
@@ -24,7 +25,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,8 @@ from fundx.core.timeutil import UTC
 from fundx.ledger import Ledger
 from fundx.ledger.schema import orders as orders_table
 
-#: the rules in their order: a rule's number in order ids is its place here (new rules go last: numbers stay)
+#: every rule that ever opened orders, in the order they were added: a rule's number in order ids is its place
+#: here, so this only grows at its end (tests/matching/test_orders.py holds it to matching.rules.RULES)
 RULES: tuple[str, ...] = (
     "paid_after_death",
     "paid_in_custody",
@@ -53,20 +55,15 @@ RULES: tuple[str, ...] = (
     "contributions_without_wage",
 )
 
-TITLES: dict[str, str] = {
-    "paid_after_death": "死亡未停发",
-    "paid_in_custody": "服刑未暂停",
-    "shared_account": "多对一",
-    "duplicate_receipt": "重复领取",
-    "unemployed_contributing": "领取失业金期间缴费",
-    "frequent_visits": "频繁就诊",
-    "bill_over_mean": "超均值费用",
-    "deregistered_subsidised": "注销后领取补贴",
-    "contributions_in_custody": "服刑期间缴费",
-    "retired_in_custody": "服刑期间办理退休",
-    "deregistered_contributing": "注销后仍缴费",
-    "contributions_without_wage": "无工资申报缴费",
-}
+
+def _titles() -> dict[str, str]:
+    from matching.rules import RULES as DEFINED
+
+    return {name: rule.title for name, rule in DEFINED.items()}
+
+
+#: each rule's Chinese title (死亡未停发, ...), from its definition (matching.rules)
+TITLES: dict[str, str] = _titles()
 
 OUTCOMES: tuple[str, ...] = ("confirmed", "false-positive", "recovered")
 STATUSES: tuple[str, ...] = ("open", "closed")
@@ -77,7 +74,7 @@ MAX_NOTE = 500
 #: a whole identity number (masked ones have ``*``): 17 digits and a digit or X, not inside a longer word
 UNMASKED_ID = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
 _AREA = re.compile(r"^\d{6}$")
-_ORDER_ID = re.compile(r"^O(\d{8})-([1-8])-(\d{4,})$")
+_ORDER_ID = re.compile(r"^O(\d{8})-([1-9]\d?)-(\d{4,})$")
 
 
 def _city() -> City:
@@ -105,7 +102,7 @@ def district_names() -> list[str]:
 
 
 def rule_number(rule: str) -> int:
-    """A rule's number in order ids (its place in :data:`RULES`, from 1)."""
+    """A rule's number in order ids (1, 2, ...: its place in :data:`RULES`)."""
     try:
         return RULES.index(rule) + 1
     except ValueError:
@@ -164,11 +161,12 @@ class Order:
 
 
 class Recorded(list):
-    """What :func:`record` returns: the orders of the suspects given (a list), and how many were new."""
+    """What :func:`record` returns: the orders of the suspects given (a list), and how many were new, updated
+    with a later night's evidence, and reopened."""
 
-    def __init__(self, orders: Iterable[Order], opened: int):
+    def __init__(self, orders: Iterable[Order], opened: int, updated: int = 0, reopened: int = 0):
         super().__init__(orders)
-        self.opened = opened
+        self.opened, self.updated, self.reopened = opened, updated, reopened
 
 
 def _order(row: Any) -> Order:
@@ -286,56 +284,27 @@ def _due_days(due_days: int | Mapping[str, int], rule: str) -> int:
 
 def record(ledger: Ledger, night: date, suspects: Any, *, due_days: int | Mapping[str, int] = DEFAULT_DUE_DAYS,
            actor: str = "matching") -> Recorded:
-    """Open one order per new (night, rule, subject) of ``suspects``, in one audited transaction.
+    """Record a night's suspects as cases (matching.cases), in one audited transaction: an order for each new
+    (rule, subject); a version of the open order of one found again; a closed one reopened only when its
+    evidence materially changed.
 
     ``suspects``: a pandas DataFrame with the columns rule, subject, id_masked, area, amount_at_risk,
     months and detail (JSON text). New orders of a rule are numbered after the night's existing
-    ones, in the order of area, then subject. Recording the same night again opens nothing.
+    ones, in the order of area, then subject. Recording the same night again changes nothing.
     ``due_days``: days from the night to the due date, one for all or per rule (others: 30).
 
-    Returns the orders of every suspect given (new or already open or closed), by order id; its
-    ``opened`` is how many were new. A missing column, an unknown rule, a bad value or anything
-    shaped like a whole identity number in ``id_masked`` or ``detail`` is a ValueError naming the
-    column, and nothing is recorded.
+    Returns the orders of every suspect given (new, found again, or closed and left closed), by order id;
+    its ``opened``, ``updated`` and ``reopened`` count what changed. A missing column, an unknown rule, a bad
+    value or anything shaped like a whole identity number in ``id_masked`` or ``detail`` is a ValueError
+    naming the column, and nothing is recorded.
     """
+    from matching import cases
+
     night = _as_date(night)
     rows = _suspect_rows(suspects)
     for rule in {r["rule"] for r in rows}:
         _due_days(due_days, rule)
-    now = datetime.now(UTC)
-    with ledger.audited() as conn:  # existing orders read under the audit lock: numbers are never taken twice
-        existing = {(r.rule, r.subject): r.order_id for r in conn.execute(
-            sa.select(orders_table.c.rule, orders_table.c.subject, orders_table.c.order_id)
-            .where(orders_table.c.night == night))}
-        last: dict[str, int] = {}
-        for (rule, _), oid in existing.items():
-            match = _ORDER_ID.match(oid)
-            if match:
-                last[rule] = max(last.get(rule, 0), int(match.group(3)))
-        new = sorted((r for r in rows if (r["rule"], r["subject"]) not in existing),
-                     key=lambda r: (RULES.index(r["rule"]), r["area"], r["subject"]))
-        inserts = []
-        for r in new:
-            n = last.get(r["rule"], 0) + 1
-            last[r["rule"]] = n
-            inserts.append({
-                **r, "area": route(r["area"]), "order_id": order_id(night, r["rule"], n), "night": night,
-                "district": district_of(r["area"]),
-                "due_on": night + timedelta(days=_due_days(due_days, r["rule"])), "status": "open",
-                "created_at": now,
-            })
-        if inserts:
-            conn.execute(orders_table.insert(), inserts)
-        per_rule = {rule: sum(1 for r in inserts if r["rule"] == rule) for rule in RULES}
-        ledger.audit(conn, "orders.opened", night.isoformat(), {
-            "suspects": len(rows), "opened": len(inserts), "existing": len(rows) - len(inserts),
-            "per_rule": {k: v for k, v in per_rule.items() if v},
-            "amount_at_risk": round(sum(r["amount_at_risk"] for r in inserts), 2),
-        }, actor=actor)
-        wanted = {(r["rule"], r["subject"]) for r in rows}
-        found = [_order(r) for r in conn.execute(
-            orders_table.select().where(orders_table.c.night == night).order_by(orders_table.c.order_id)).mappings()]
-    return Recorded([o for o in found if (o.rule, o.subject) in wanted], opened=len(inserts))
+    return cases.record(ledger, night, rows, due_days=due_days, actor=actor)
 
 
 # --- closing an order ---------------------------------------------------------------------------

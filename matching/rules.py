@@ -88,9 +88,15 @@ EMPTY: dict[str, str] = {
 
 @dataclass
 class Inputs:
-    """The tables a night's matching reads (Arrow, pseudonymised); None when the store has none."""
+    """The tables a night's matching reads (Arrow, pseudonymised); None when the store has none.
+
+    ``parts``: per table, the row counts of its parts in the order they were received, each one row per key
+    (the store's compacted file, which the nightly purge leaves with the latest row per key, then each batch
+    loaded since: Store.read_parts). A table without them is deduplicated whole.
+    """
 
     tables: dict[str, pa.Table | None] = field(default_factory=dict)
+    parts: dict[str, list[int]] = field(default_factory=dict)
 
 
 def confirming_feeds() -> list[str]:
@@ -117,7 +123,7 @@ def prepare(con: duckdb.DuckDBPyConnection, inputs: Inputs, params: dict[str, di
         else:
             con.register(f"{name}_in", table)
         if name in KEYS:
-            con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {name}_in {latest(name)}")
+            _latest_rows(con, name, table, [] if missing else inputs.parts.get(name, []))
         else:
             con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {name}_in")
     conflict = int(params["deaths"]["conflict_days"])
@@ -139,6 +145,27 @@ def prepare(con: duckdb.DuckDBPyConnection, inputs: Inputs, params: dict[str, di
            CASE WHEN date_diff('day', earliest, death_date) > {conflict} THEN 'conflict'
                 WHEN known & {alone} != 0 OR bit_count(known) >= 2 THEN 'confirmed' ELSE 'probable' END AS confidence
     FROM per""")
+
+
+def _latest_rows(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table | None, parts: list[int]) -> None:
+    """The view ``name``: the latest row per key of ``{name}_in``, given its parts (Inputs.parts: row counts,
+    in the order received, each one row per key). The first part's rows are read as they are, but those a
+    later part replaces (an anti-join against the later rows' keys, few); one later part is read whole, several
+    are deduplicated among themselves. The same rows as the window over the whole table, which is what a table
+    without parts gets, without sorting all of it."""
+    if table is None or not parts or sum(parts) != table.num_rows or min(parts) < 0:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {name}_in {latest(name)}")
+        return
+    con.register(f"{name}_settled", table.slice(0, parts[0]))
+    if len(parts) == 1:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {name}_settled")
+        return
+    con.register(f"{name}_new", table.slice(parts[0]))
+    keys = ", ".join(KEYS[name])
+    new = f"SELECT * FROM {name}_new" + (f" {latest(name)}" if len(parts) > 2 else "")
+    con.execute(f"""CREATE OR REPLACE TEMP VIEW {name} AS
+        SELECT * FROM {name}_settled ANTI JOIN (SELECT {keys} FROM {name}_new) USING ({keys})
+        UNION ALL BY NAME {new}""")
 
 
 def deaths(con: duckdb.DuckDBPyConnection) -> pa.Table:

@@ -31,10 +31,10 @@ def _paid_after_death(p: dict[str, Any], night: date) -> str:
                list(r.benefit_type ORDER BY r.benefit_type) AS benefits, max(r.paid_through) AS paid_through,
                any_value(r.id_masked) AS id_masked, any_value(r.area) AS area
         FROM roll r JOIN death_view d ON r.person = d.person
-        WHERE r.paid_through > {sql_month('d.death_date')} AND NOT EXISTS (SELECT 1 FROM payments)
+        WHERE r.paid_through > {sql_month('d.death_date')} AND NOT EXISTS (SELECT 1 FROM payments_in)
         GROUP BY r.person),
     found AS (SELECT * FROM led UNION ALL SELECT * FROM rolled),
-    s AS (  -- routed where the roll pays the person (the roll's area), else by the number
+    s AS MATERIALIZED (  -- routed where the roll pays the person (the roll's area), else by the number
         SELECT f.person, COALESCE(any_value(r.id_masked), any_value(f.id_masked)) AS id_masked,
                COALESCE(any_value(r.area), any_value(f.area)) AS area, any_value(f.months) AS months,
                any_value(f.amount_at_risk) AS amount_at_risk, any_value(f.death_date) AS death_date,

@@ -51,12 +51,15 @@ class RuleResult:
 
 @dataclass
 class MatchingResult:
-    """A matching night: rows loaded per stage, suspects per rule, orders opened, files written."""
+    """A matching night: rows loaded per stage, suspects per rule, orders opened (and open orders found again with
+    new evidence, closed ones reopened: matching.cases), files written."""
 
     night: date
     loaded: dict[str, int] = field(default_factory=dict)  # stage -> rows loaded this run
     rules: list[RuleResult] = field(default_factory=list)
     orders_new: int = 0
+    orders_updated: int = 0
+    orders_reopened: int = 0
     files: list[Path] = field(default_factory=list)
 
 
@@ -65,8 +68,12 @@ def output_dir(night: date, home: Path | None = None) -> Path:
 
 
 def inputs(keys: KeyStore, home: Path) -> rules.Inputs:
-    """Every table the rules read, from the stages' stores."""
-    return rules.Inputs({t: Store(stage, home=home, keys=keys).read(t) for t, stage in sources().items()})
+    """Every table the rules read, from the stages' stores (with the row counts of their parts)."""
+    tables: dict[str, pa.Table | None] = {}
+    parts: dict[str, list[int]] = {}
+    for t, stage in sources().items():
+        tables[t], parts[t] = Store(stage, home=home, keys=keys).read_parts(t)
+    return rules.Inputs(tables, parts)
 
 
 def run_matching(night: date | None = None, params: dict[str, str] | None = None, *,
@@ -89,18 +96,20 @@ def run_matching(night: date | None = None, params: dict[str, str] | None = None
     frame = found.drop(["persons"]).to_pandas()
     ledger = Ledger.from_settings()
     made = orders.record(ledger, night, frame, due_days=30)
-    result.orders_new = made.opened
+    result.orders_new, result.orders_updated, result.orders_reopened = made.opened, made.updated, made.reopened
     for name in rules.RULES:
         rows = frame[frame["rule"] == name]
         result.rules.append(RuleResult(name, len(rows), round(float(rows["amount_at_risk"].sum()), 2)))
     folder = output_dir(night, home)
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    result.files = orders.write_dispatch(folder, made)
+    # the districts get their open cases (a closed one found again without new evidence stays with them closed)
+    result.files = orders.write_dispatch(folder, [o for o in made if o.status == "open"])
     result.files.append(write_investigators(folder, found, made, keys, home))
     ledger.log_event("matching.run", night.isoformat(), {
         "loaded": result.loaded, "suspects": {r.rule: r.suspects for r in result.rules},
         "amount_at_risk": round(sum(r.amount_at_risk for r in result.rules), 2)}, actor="matching")
-    log.info("matching night %s: %d suspects, %d new orders", night, len(frame), result.orders_new)
+    log.info("matching night %s: %d suspects, %d new orders, %d updated, %d reopened", night, len(frame),
+             result.orders_new, result.orders_updated, result.orders_reopened)
     return result
 
 

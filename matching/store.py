@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -33,6 +34,7 @@ from fundx.core.files import fsync_dir, write_file_atomic
 from fundx.core.settings import get_settings
 from fundx.crypto.keys import KeyStore
 from fundx.wire.inbox import checked_name
+from matching.sql import one_per_key
 
 MAGIC = b"FXS1"
 KEY_FORMAT = "fundx-store-key/1"
@@ -181,6 +183,27 @@ class Store:
             return None
         return pa.concat_tables(parts, promote_options="default")
 
+    def read_parts(self, table: str) -> tuple[pa.Table | None, list[int]]:
+        """The whole table, its compacted file first and then the batches loaded since in the order they were
+        received, and the row counts of those parts (matching.rules.Inputs.parts): each part is one row per key
+        (:meth:`compact` keeps the latest row per key; matching.load stores a batch one row per key). (None, [])
+        when nothing was stored yet."""
+        names = self.names(table)
+        if not names:
+            return None, []
+        read = {n: self.read_file(table, n) for n in names}
+
+        def order(name: str) -> tuple[int, str]:
+            if name.startswith(COMPACTED):
+                return (0, "")
+            at = read[name].column("received_at") if "received_at" in read[name].column_names else None
+            first = pc.min(at).as_py() if at is not None and len(at) else None
+            return (1, first.isoformat() if first is not None else "")
+
+        ordered = sorted(names, key=order)
+        parts = [read[n] for n in ordered]
+        return pa.concat_tables(parts, promote_options="default"), [p.num_rows for p in parts]
+
     # -- compaction --------------------------------------------------------------------------------
 
     def _index(self, table: str) -> dict:
@@ -192,7 +215,8 @@ class Store:
 
     def compact(self, table: str, keep: Callable[[pa.Table], pa.Table] | None = None, *,
                 dry_run: bool = False) -> Compacted:
-        """Merge the table's batch files into one file, keeping the rows ``keep`` returns (all, without it).
+        """Merge the table's batch files into one file, keeping the rows ``keep`` returns (all, without it),
+        and of a table the rules read by key (matching.sql.KEYS) only the latest row per key.
 
         Crash-safe: the new ``compacted-<n+1>.enc`` is written whole, then ``index.json`` (written atomically)
         makes it the table's file and names the batches it replaces, then the replaced files are removed; a
@@ -206,7 +230,7 @@ class Store:
         index = self._index(table)
         whole = self.read(table)
         assert whole is not None
-        kept = keep(whole) if keep is not None else whole
+        kept = one_per_key(table, keep(whole) if keep is not None else whole)
         if len(names) == 1 and names[0].startswith(COMPACTED) and kept.num_rows == whole.num_rows:
             if not dry_run:  # compact already, nothing to drop: only what a crash left behind goes
                 _sweep(folder, names[0], set(index["batches"]))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -23,18 +24,27 @@ matching_app = typer.Typer(
 def matching_report(
     night: Annotated[str | None, typer.Option(help="only this matching night (YYYY-MM-DD); default every night")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    truths: Annotated[Path | None, typer.Option(
+        help="a sandbox's truth.json: also score the orders against its planted cases and look-alikes "
+             "(planted, found, precision, recall, look-alikes flagged)")] = None,
 ) -> None:
     """Per rule: suspects (orders), open and closed, precision = (confirmed + recovered) / closed, amounts at
-    risk and recovered; and the total (reads only)."""
+    risk and recovered; and the total (reads only). With --truths, also against the sandbox's planted cases."""
     from fundx.ledger import Ledger
     from matching import orders as mo
 
     day = night_arg(night)
-    reports = mo.report(Ledger.from_settings(), day)
+    ledger = Ledger.from_settings()
+    reports = mo.report(ledger, day)
     whole = mo.total(reports)
+    scores = _scores(ledger, day, truths) if truths is not None else None
     if as_json:
-        print(json.dumps({"night": day, "rules": [r.as_dict() for r in reports], "total": whole.as_dict()},
-                         ensure_ascii=False, indent=2))
+        doc = {"night": day, "rules": [r.as_dict() for r in reports], "total": whole.as_dict()}
+        if scores is not None:
+            doc["planted"] = [{"rule": s.rule, "planted": s.planted, "found": s.found, "true_positive": s.true_positive,
+                               "precision": s.precision, "recall": s.recall, "lookalikes": s.lookalikes,
+                               "lookalikes_flagged": s.lookalikes_flagged} for s in scores]
+        print(json.dumps(doc, ensure_ascii=False, indent=2))
         return
     table = Table(title="matching outcomes" + (f", night of {day}" if day else ", every night"))
     for col in ("rule", "suspects", "closed", "confirmed", "false +", "recovered", "precision", "at risk ¥",
@@ -52,6 +62,39 @@ def matching_report(
     table.add_section()
     table.add_row(*row(whole), style="bold")
     console.print(table)
+    if scores is not None:
+        planted = Table(title="against the sandbox's planted cases" + (f", night of {day}" if day else ", every night"))
+        for col in ("rule", "planted", "found", "precision", "recall", "look-alikes flagged"):
+            planted.add_column(col, justify="left" if col == "rule" else "right", no_wrap=True)
+        for sc in scores:
+            planted.add_row(f"{mo.TITLES.get(sc.rule, '')}\n{sc.rule}", f"{sc.planted:,}", f"{sc.found:,}",
+                            "-" if sc.precision is None else f"{sc.precision:.2f}",
+                            "-" if sc.recall is None else f"{sc.recall:.2f}",
+                            f"{sc.lookalikes_flagged:,} of {sc.lookalikes:,}")
+        console.print(planted)
+
+
+def _scores(ledger, day: str | None, path: Path) -> list:
+    """The orders (of the night, or every night) scored against a sandbox truth file (matching.evaluate)."""
+    from fundx.crypto.keys import KeyStore
+    from matching import evaluate
+    from matching import orders as mo
+
+    try:
+        truths = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        bad(f"--truths {path}: not a readable truth file ({type(exc).__name__})")
+    if not isinstance(truths, dict) or "seed" not in truths:
+        bad(f"--truths {path}: not a sandbox truth file (no seed)")
+    from fundx.core.errors import FundxError
+
+    made = mo.orders(ledger, night=day)
+    try:
+        return evaluate.score([(o.rule, o.subject) for o in made], truths, KeyStore().match_key())
+    except FundxError as exc:  # no matching key here: the subjects cannot be compared
+        fail(exc)
+    except KeyError as exc:
+        bad(f"--truths {path}: {exc.args[0]}")
 
 
 _PARAM = re.compile(r"^([a-z_][a-z0-9_]*)\.([a-z_][a-z0-9_]*)=(.+)$")
@@ -139,7 +182,8 @@ def print_matching(result, truths: dict | None = None) -> None:
     found.add_row("total", "", f"{sum(r.suspects for r in result.rules):,}",
                   money(sum(r.amount_at_risk for r in result.rules)), style="bold")
     console.print(found)
-    console.print(f"orders opened: {result.orders_new:,}")
+    console.print(f"orders opened: {result.orders_new:,}; found again with new evidence: {result.orders_updated:,}; "
+                  f"reopened: {result.orders_reopened:,}")
     folders = sorted({str(p.parent) for p in result.files})
     console.print(f"files written: {len(result.files)} in {', '.join(folders)} (orders-<district>.csv, "
                   f"suspects-<rule>.csv: masked; investigators.p7m: sealed to the investigators)")

@@ -84,14 +84,19 @@ def orders_show(
     order: Annotated[str, typer.Argument(help="the order id, e.g. O20260301-1-0001 (fundx orders list)")],
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """One order: rule, district, masked identity, the masked evidence, due date and outcome."""
+    """One order: rule, district, masked identity, the masked evidence, due date and outcome, and its versions
+    (each night that found the case again with something new, and why it reopened)."""
     from fundx.ledger import Ledger
+    from matching import cases
     from matching import orders as mo
 
-    found = mo.get(Ledger.from_settings(), order)
+    ledger = Ledger.from_settings()
+    found = mo.get(ledger, order)
     if found is None:
         bad(f"there is no order {order!r} (see fundx orders list)")
     data = found.as_dict()
+    history = cases.versions(ledger, found.order_id)
+    data["versions"] = [{k: v for k, v in h.items() if k not in ("order_id", "detail")} for h in history]
     if as_json:
         print(json.dumps(data, ensure_ascii=False, indent=2))
         return
@@ -111,6 +116,10 @@ def orders_show(
         rows += [("outcome", found.outcome or ""), ("amount recovered", money(found.amount_recovered)),
                  ("closed", f"{found.closed_at:%Y-%m-%d %H:%M} UTC by {found.closed_by}" if found.closed_at else ""),
                  ("note", found.note or "")]
+    for h in data["versions"]:
+        months = "" if h["months"] is None else f", {h['months']} months"
+        rows.append((f"version {h['night']}", f"{h['change']}: {money(h['amount_at_risk'])}{months}"
+                                              + (f" — {h['reason']}" if h["reason"] else "")))
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)

@@ -233,7 +233,7 @@ breaches = sa.Table(
 orders = sa.Table(
     "orders",
     metadata,
-    # O<YYYYMMDD>-<rule number 1..8>-<n:04d>, see matching.orders
+    # O<YYYYMMDD>-<rule number: its place in matching.orders.RULES>-<n:04d>
     sa.Column("order_id", sa.String(32), primary_key=True),
     sa.Column("night", sa.Date, nullable=False),
     sa.Column("rule", sa.String(64), nullable=False),
@@ -254,6 +254,21 @@ orders = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.UniqueConstraint("night", "rule", "subject", name="uq_orders_night_rule_subject"),
     sa.Index("ix_orders_status_area", "status", "area"),
+)
+
+#: an order's versions: what each matching night that found its subject again saw (matching.cases): its months,
+#: amount and masked evidence, and why the order changed (re-detected, reopened), the night it was issued first
+order_versions = sa.Table(
+    "order_versions",
+    metadata,
+    sa.Column("order_id", sa.String(32), sa.ForeignKey("orders.order_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("night", sa.Date, primary_key=True),
+    sa.Column("amount_at_risk", sa.Numeric(16, 2, asdecimal=False), nullable=False),
+    sa.Column("months", sa.Integer),
+    sa.Column("detail", sa.Text, nullable=False),  # JSON: masked evidence only
+    sa.Column("change", sa.String(16), nullable=False),  # issued | updated | reopened
+    sa.Column("reason", sa.Text),  # what changed (sources, months, amount): no values that identify anyone
+    sa.Column("recorded_at", UTCDateTime, nullable=False),
 )
 
 audit = sa.Table(
@@ -308,7 +323,7 @@ console_sessions = sa.Table(
 
 #: the schema's revisions, oldest first: fundx/ledger/migrations/versions holds one file for each (a test checks
 #: that they agree). A new revision is added there and here.
-SCHEMA_REVISIONS = ("0001", "0002")
+SCHEMA_REVISIONS = ("0001", "0002", "0003")
 SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
 #: the tables every ledger written by fundx 0.1.0 has (it made the console's two only once the console had
 #: been imported): a database with these and no revision is a 0.1.0 ledger, revision 0001's schema

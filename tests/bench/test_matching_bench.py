@@ -32,3 +32,21 @@ def test_tiny_run_reports_every_figure_and_finds_the_planted_suspects():
     assert result["suspects"] == result["planted"] and result["found_planted"]
     assert all(n > 0 for n in result["suspects"].values())
     assert {"paid_after_death", "paid_in_custody", "shared_account", "duplicate_receipt"} <= set(result["all_rules_suspects"])
+
+
+def test_ledger_bench_runs_end_to_end_and_finds_the_planted_suspects():
+    from bench import ledger_bench
+
+    tables, planted = ledger_bench.make_inputs(60_000, 6_000)
+    payments = tables["payments"]
+    declared = [c.strip().split()[0] for c in rules.EMPTY["payments"].split(",")]
+    assert set(declared) <= set(payments.column_names)
+    parts = ledger_bench.parts(tables)["payments"]
+    assert sum(parts) == payments.num_rows and min(parts) > 0
+    # one row per key in each part, as the store promises
+    keys = payments["record_key"].to_pylist()
+    assert len(set(keys[:parts[0]])) == parts[0] and len(set(keys[parts[0]:])) == parts[1]
+    result = ledger_bench.run(60_000, 6_000, repeats=1, verbose=False)
+    assert result["found_planted"] and result["suspects"] == planted["paid_after_death"] > 0
+    for key in ("plain_seconds", "matching_seconds", "ratio", "goal_met", "ledger_rows", "matching_peak_MiB"):
+        assert key in result, key

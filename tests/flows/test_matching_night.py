@@ -86,6 +86,11 @@ def test_a_night_then_matching_finds_exactly_the_planted_cases(sandbox, home, ca
         assert s.planted > 0, s.rule
         assert (s.precision, s.recall) == (1.0, 1.0), s
         assert s.lookalikes_flagged == 0, s
+    report = CliRunner().invoke(app, ["matching", "report", "--night", str(NIGHT), "--json", "--truths",
+                                      str(sandbox.home / "truth.json")])
+    assert report.exit_code == 0, report.output
+    planted = {p["rule"]: (p["precision"], p["recall"], p["lookalikes_flagged"]) for p in json.loads(report.output)["planted"]}
+    assert planted == {s.rule: (1.0, 1.0, 0) for s in scores}
     assert summary["orders_new"] == len(made) and sum(summary["suspects"].values()) == len(made)
     assert all(o.status == "open" and o.due_on > NIGHT for o in made)
 
@@ -121,6 +126,19 @@ def test_a_night_then_matching_finds_exactly_the_planted_cases(sandbox, home, ca
             data = path.read_bytes()
             found = [m.decode() for m in ids.findall(data) if is_valid_id(m.decode())]
             assert not found, path
+
+    # the next nights find the same suspects: cases, not copies (matching.cases). No second order opens, and a
+    # false positive stays closed
+    from datetime import timedelta
+
+    later = matching_night(night=NIGHT + timedelta(days=1))
+    assert (later["orders_new"], later["orders_reopened"]) == (0, 0)
+    assert len(orders.orders(ledger)) == len(made) == len(orders.orders(ledger, status="open"))
+    wrong = made[0]
+    orders.close(ledger, wrong.order_id, outcome="false-positive", amount=0, actor="inspector.test")
+    after = matching_night(night=NIGHT + timedelta(days=2))
+    assert (after["orders_new"], after["orders_reopened"]) == (0, 0)
+    assert orders.get(ledger, wrong.order_id).status == "closed" and len(orders.orders(ledger)) == len(made)
 
 
 def test_the_store_opens_only_with_its_stage_key(sandbox, home):

@@ -169,7 +169,8 @@ def test_every_table_is_in_the_schema_whatever_was_imported():
     code = "from fundx.ledger.schema import metadata; print(' '.join(sorted(metadata.tables)))"
     alone = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     tables = set(alone.stdout.split())
-    assert tables == set(V010_ROWS) == set(migrations.revision_one().tables)
+    assert set(V010_ROWS) == set(migrations.revision_one().tables)
+    assert tables == set(V010_ROWS) | {"order_versions"}  # revision 0003's
     assert set(V010_TABLES) < tables and {"console_accounts", "console_sessions"} <= tables
 
 
@@ -184,7 +185,7 @@ def test_the_wheel_carries_the_revisions(tmp_path):
     assert built.returncode == 0, built.stderr[-2000:]
     shipped = {p.relative_to(tmp_path).as_posix() for p in (tmp_path / "fundx" / "ledger" / "migrations").rglob("*")}
     assert {"__init__.py", "env.py", "script.py.mako", "versions/rev0001_v010_schema.py",
-            "versions/rev0002_pull_repeats.py"} <= {name.removeprefix("fundx/ledger/migrations/") for name in shipped}
+            "versions/rev0002_pull_repeats.py", "versions/rev0003_order_versions.py"} <= {name.removeprefix("fundx/ledger/migrations/") for name in shipped}
 
 
 # --- revision 0001 is fundx 0.1.0's schema; a new ledger is the revisions' head -----------------------
@@ -198,7 +199,7 @@ def test_revision_one_is_the_schema_fundx_0_1_0_made(new_database):
     assert _schema(by_revision, skip=("alembic_version",)) == _schema(by_v010)
     if by_revision.startswith("sqlite"):  # the very statements 0.1.0's metadata.create_all wrote
         assert _sqlite_ddl(by_revision) == _sqlite_ddl(by_v010)
-    # and back: 0002's downgrade leaves revision 0001's schema again
+    # and back: the later revisions' downgrades leave revision 0001's schema again
     _migrate(by_revision, "head")
     ledger = Ledger(by_revision, create=False)
     try:
@@ -272,7 +273,7 @@ def test_a_v010_ledger_is_refused_then_upgraded_keeping_every_row(new_database):
         assert migrations.status(ledger).status == "v010"
         done = migrations.upgrade(ledger, actor="operator-zhao")
         assert (done.before, done.after, done.applied, done.adopted, done.made_tables) == (None, SCHEMA_HEAD,
-                                                                                          ("0002",), True, ())
+                                                                                          ("0002", "0003"), True, ())
         after = _rows(url)
         assert {t: len(rows) for t, rows in after.items()} == {**V010_ROWS, "audit": V010_ROWS["audit"] + 1}
         for table, rows in before.items():
@@ -283,7 +284,7 @@ def test_a_v010_ledger_is_refused_then_upgraded_keeping_every_row(new_database):
             assert set(conn.execute(sa.select(*(pulls.c[n] for n in REPEATS)))) == {(0, 0, 0)}
             entry = conn.execute(audit.select().order_by(audit.c.seq.desc()).limit(1)).mappings().one()
         assert (entry["action"], entry["actor"], entry["subject"]) == ("ledger.upgraded", "operator-zhao", "ledger")
-        assert '"from":"fundx 0.1.0 (no revision)"' in entry["details"] and '"to":"0002"' in entry["details"]
+        assert '"from":"fundx 0.1.0 (no revision)"' in entry["details"] and '"to":"0003"' in entry["details"]
         verdict = ledger.verify_audit()
         assert verdict.ok, verdict
         again = migrations.upgrade(ledger, actor="operator-zhao")  # idempotent: nothing run, nothing audited
@@ -312,7 +313,7 @@ def test_a_v010_ledger_without_the_consoles_tables_gets_them(new_database):
         done = migrations.upgrade(ledger, actor="t")
     finally:
         ledger.dispose()
-    assert done.made_tables == ("console_accounts", "console_sessions") and done.applied == ("0002",)
+    assert done.made_tables == ("console_accounts", "console_sessions") and done.applied == ("0002", "0003")
     fresh = new_database()
     Ledger(fresh).dispose()
     assert _schema(url) == _schema(fresh)
@@ -354,7 +355,7 @@ def test_a_ledger_ahead_of_the_code_or_not_a_ledger_is_refused(new_database):
     with engine.begin() as conn:
         conn.execute(alembic_version.update().values(version_num="0099"))
     engine.dispose()
-    with pytest.raises(LedgerSchemaError, match=r"revision 0099, newer than this fundx knows \(up to 0002\)"):
+    with pytest.raises(LedgerSchemaError, match=r"revision 0099, newer than this fundx knows \(up to 0003\)"):
         Ledger(ahead)
     ledger = Ledger(ahead, create=False)
     try:
@@ -493,7 +494,7 @@ def test_the_command_refuses_an_old_ledger_in_one_line_and_ledger_upgrade_fixes_
 
     upgraded = _fundx("ledger", "upgrade", env=env)
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "upgraded from fundx 0.1.0's schema" in upgraded.stdout and "to 0002" in upgraded.stdout
+    assert "upgraded from fundx 0.1.0's schema" in upgraded.stdout and "to 0003" in upgraded.stdout
     again = _fundx("ledger", "upgrade", env=env)
     assert again.returncode == 0 and "nothing to do" in again.stdout
     assert _fundx("ledger", "status", env=env).returncode == 0

@@ -95,9 +95,11 @@ def test_record_is_idempotent_and_audited_with_counts_only(ledger):
     assert third.opened == 1 and len(third) == 7
     assert {o.subject: o.order_id for o in third}[token(0x1)] == "O20260301-1-0004"
 
-    # another night numbers from 1 again
-    other = mo.record(ledger, NIGHT + timedelta(days=1), frame(suspect("paid_after_death", token(0xA), "330106", 1.0)))
-    assert [o.order_id for o in other] == ["O20260302-1-0001"]
+    # another night: a new subject is numbered from 1 again; one found again keeps its order (a version of it)
+    other = mo.record(ledger, NIGHT + timedelta(days=1), frame(suspect("paid_after_death", token(0xA), "330106", 1.0),
+                                                               suspect("paid_after_death", token(0x2), "330106", 5.0)))
+    assert {o.subject: o.order_id for o in other} == {token(0xA): "O20260301-1-0001", token(0x2): "O20260302-1-0001"}
+    assert (other.opened, other.updated, other.reopened) == (1, 1, 0)
 
     entries = audit_entries(ledger, "orders.opened")
     assert [json.loads(e["details"])["opened"] for e in entries] == [6, 0, 1, 1]
@@ -332,6 +334,29 @@ def test_cli_close_and_report(home):
     assert table.exit_code == 0 and "50.0 %" in table.output and "total" in table.output
 
 
+def test_cli_report_scores_the_orders_against_a_truth_file(home, tmp_path, keys_dir, monkeypatch):
+    """--truths: per rule, the orders against the planted cases and the planted look-alikes."""
+    monkeypatch.setenv("FUNDX_KEYS_DIR", str(keys_dir))
+    reload_settings()
+    employer = "91330106MA2XXXXX1Y"  # the night's deregistered_subsidised order (credit codes are not tokenised)
+    path = tmp_path / "truth.json"
+
+    def planted(lookalike: str) -> dict:
+        path.write_text(json.dumps({"seed": 1, "subsidised_deregistered": [{"uscc": employer}], "lookalikes": [
+            {"rule": "deregistered_subsidised", "kind": "deregistered, no subsidy after", "uscc": lookalike}]}),
+            encoding="utf-8")
+        result = invoke("matching", "report", "--json", "--truths", str(path))
+        assert result.exit_code == 0, result.output
+        return {p["rule"]: p for p in json.loads(result.output)["planted"]}["deregistered_subsidised"]
+
+    clean = planted("91330106MA2YYYYY2Z")
+    assert (clean["planted"], clean["found"], clean["precision"], clean["recall"]) == (1, 1, 1.0, 1.0)
+    assert (clean["lookalikes"], clean["lookalikes_flagged"]) == (1, 0)
+    assert planted(employer)["lookalikes_flagged"] == 1  # a look-alike the rule flagged is counted
+    table = invoke("matching", "report", "--truths", str(path))
+    assert table.exit_code == 0 and "look-alikes flagged" in table.output
+
+
 @pytest.mark.parametrize("args", [
     ("orders", "close", "O20260301-1-0001", "--outcome", "fraud", "--amount", "1"),
     ("orders", "close", "O20260301-1-0001", "--outcome", "false-positive", "--amount", "5"),
@@ -343,6 +368,8 @@ def test_cli_close_and_report(home):
     ("orders", "list", "--district", "Atlantis"),
     ("orders", "list", "--rule", "paid_twice"),
     ("matching", "report", "--night", "2026-13-01"),
+    ("matching", "report", "--truths", "/nonexistent/truth.json"),
+    ("matching", "report", "--truths", __file__),
     ("matching", "run", "--param", "min_people=4"),
     ("matching", "run", "--param", "shared_account.min_people"),
 ])
@@ -351,3 +378,15 @@ def test_cli_bad_input_exits_2(home, args):
     assert result.exit_code == 2, result.output
     assert "error" in result.output.lower() or "usage" in result.output.lower()
     assert mo.get(home, "O20260301-1-0001").status == "open"
+
+
+def test_every_rule_has_a_number_that_never_changes():
+    """An order id carries its rule's number (its place in orders.RULES): every rule the stage runs has one,
+    and the first eight keep theirs (orders already issued name them)."""
+    from matching import rules
+
+    assert set(rules.RULES) <= set(mo.RULES)
+    assert mo.RULES[:8] == ("paid_after_death", "paid_in_custody", "shared_account", "duplicate_receipt",
+                            "unemployed_contributing", "frequent_visits", "bill_over_mean", "deregistered_subsidised")
+    assert len(set(mo.RULES)) == len(mo.RULES) < 100
+    assert all(mo.TITLES[r] for r in rules.RULES)

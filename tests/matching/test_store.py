@@ -3,6 +3,8 @@ step leaves the table whole (never a row twice, never one lost)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -68,3 +70,68 @@ def test_a_crash_at_any_step_of_a_compaction_leaves_the_table_whole(store, monke
     assert len(list((store.dir / "deaths").glob("*.enc"))) > 1 and _rows(store) == before
     store.compact("deaths", lambda t: t)
     assert _rows(store) == before and len(list((store.dir / "deaths").glob("*.enc"))) == 1
+
+
+# --- one row per key: compaction keeps the latest, matching deduplicates only what came since ---------------
+
+
+def _versions(name: str, keys: list[int], at: str) -> pa.Table:
+    """roll rows (the store's columns the test needs) for entry keys, each saying which batch wrote it."""
+    return pa.table({"record_key": [f"E{k}" for k in keys], "status": [name] * len(keys), "batch": [name] * len(keys),
+                     "received_at": pa.array([datetime.fromisoformat(at + "+00:00")] * len(keys),
+                                            pa.timestamp("us", tz="UTC"))})
+
+
+def test_compaction_keeps_the_latest_row_per_key_and_reads_it_first(store) -> None:
+    store.write("roll", "b1", _versions("b1", [1, 2, 3], "2026-11-01T00:00:00"))
+    store.write("roll", "b2", _versions("b2", [2, 4], "2026-11-02T00:00:00"))
+    assert store.read_parts("roll")[1] == [3, 2]  # nothing compacted yet: two batches in the order received
+    done = store.compact("roll")
+    assert (done.rows_before, done.rows_after) == (5, 4)  # entry 2's first version is gone
+    store.write("roll", "a0", _versions("a0", [3, 5], "2026-11-03T00:00:00"))  # sorts before "compacted-1"
+    table, parts = store.read_parts("roll")
+    assert parts == [4, 2] and table is not None
+    settled = parts[0]
+    head = dict(zip(table["record_key"].to_pylist()[:settled], table["batch"].to_pylist()[:settled]))
+    assert head == {"E1": "b1", "E2": "b2", "E3": "b1", "E4": "b2"}
+    assert table["batch"].to_pylist()[settled:] == ["a0", "a0"]
+    # a table the rules do not read by key is compacted whole
+    store.write("notes", "n1", _batch("n1", 2))
+    store.write("notes", "n2", _batch("n1", 2))
+    assert store.compact("notes").rows_after == 4
+
+
+@pytest.mark.parametrize("batches", [[2_000], [1_000, 1_000], [1_800, 200], [500, 700, 800], [0, 2_000],
+                                     [100, 300, 600, 1_000]])
+def test_the_parts_give_the_same_latest_rows_as_the_whole_window(batches) -> None:
+    """matching.rules.prepare with Inputs.parts reads exactly the rows the window over the whole table gives, for
+    parts that are each one row per key (a compacted head, then batches) whose later ones replace keys of
+    earlier ones."""
+    import duckdb
+    import numpy as np
+
+    from matching import rules
+
+    rng = np.random.default_rng(len(batches))
+    keys = np.concatenate([rng.choice(2_500, n, replace=False) for n in batches])  # one per key in each part
+    at = np.repeat(np.arange(len(batches)), batches)  # each part received after the one before
+    n = len(keys)
+    table = pa.table({"record_key": [f"E{k}" for k in keys], "status": [f"v{i}" for i in range(n)],
+                      "received_at": pa.array(at * 86_400_000_000, pa.int64()).cast(pa.timestamp("us", tz="UTC"))})
+    seen = []
+    for parts in ([], batches):
+        con = duckdb.connect()
+        rules.prepare(con, rules.Inputs({"roll": table}, {"roll": parts}), rules.parse_params(None))
+        seen.append(sorted(con.sql("SELECT record_key, status FROM roll").fetchall()))
+    assert seen[0] == seen[1]
+    assert len(seen[0]) == len(set(keys.tolist()))
+
+
+def test_a_batch_is_stored_one_row_per_key() -> None:
+    from matching.sql import one_per_key_in_batch
+
+    rows = pa.table({"feed": ["a", "a", "b", "a"], "record_key": ["1", "2", "1", "1"], "v": [1, 2, 3, 4]})
+    kept, dropped = one_per_key_in_batch("deaths", rows)
+    assert dropped == 1 and sorted(zip(kept["feed"].to_pylist(), kept["record_key"].to_pylist(),
+                                       kept["v"].to_pylist())) == [("a", "1", 4), ("a", "2", 2), ("b", "1", 3)]
+    assert one_per_key_in_batch("deaths", rows.slice(0, 3)) == (rows.slice(0, 3), 0)
