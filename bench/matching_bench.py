@@ -328,7 +328,7 @@ def make_inputs(roll: int, deaths: int, prisoners: int,
     roll_t = pa.table({
         "record_key": _keys("RE", np.arange(1, roll + 1)),
         "person": _tokens(token[person]), "id_masked": _strings(_masked(area[person], last4[person])),
-        "area": _pick(AREAS, area[person]), "benefit_type": _pick(BENEFITS, benefit),
+        "area": _pick(AREAS, area[person]), "spouse": pa.nulls(roll, pa.binary()), "benefit_type": _pick(BENEFITS, benefit),
         "monthly_amount": pa.array(amount), "account": _tokens(account), "account_masked": _strings(account_masked),
         "status": _pick(ROLL_STATUS, status), "start_month": pa.array(start, pa.int32()),
         "stop_month": pa.array(np.where(status == 0, 0, paid + 1), pa.int32(), mask=status == 0),

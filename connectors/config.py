@@ -281,7 +281,14 @@ class MonthNumber(_Strict):
     month: str = Field(pattern=_NAME)
 
 
-Source = Annotated[str, Field(pattern=_NAME)] | NotNull | UsccArea | AccountNumber | MonthNumber
+class PersonToken(_Strict):
+    """Another person's identity number column (a spouse's, say), kept as that person's token only: never
+    whole, not masked, not in the identity vault (the person's own rows put them there)."""
+
+    person_token: str = Field(pattern=_NAME)
+
+
+Source = Annotated[str, Field(pattern=_NAME)] | NotNull | UsccArea | AccountNumber | MonthNumber | PersonToken
 
 
 class MatchingConfig(_Strict):
@@ -317,6 +324,8 @@ def source_column(value: Source) -> str:
         return value.uscc_area
     if isinstance(value, AccountNumber):
         return value.account_number
+    if isinstance(value, PersonToken):
+        return value.person_token
     return value.month
 
 

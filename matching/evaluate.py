@@ -27,9 +27,12 @@ TRUTHS: dict[str, tuple[str | tuple[str, ...], str, bool]] = {
     "paid_in_custody": (("prisoners_paid", "released_paid"), "id_number", True),
     "contributions_in_custody": ("contributed_in_custody", "id_number", True),
     "retired_in_custody": ("retired_in_custody", "id_number", True),
-    "shared_account": ("shared_accounts", "bank_account", True),
-    "duplicate_receipt": ("duplicate_receipts", "id_number", True),
-    "unemployed_contributing": ("unemployed_contributing", "id_number", True),
+    # accounts of several people (the roll's groups, the ledger's pairs) and accounts taken over after a death
+    # or an admission to custody
+    "shared_account": (("shared_accounts", "shared_accounts_history", "accounts_taken_over"), "bank_account", True),
+    # active double entries, and double entries of the ledger's months stopped since
+    "duplicate_receipt": (("duplicate_receipts", "duplicate_receipts_ended"), "id_number", True),
+    "unemployed_contributing": (("unemployed_contributing", "unemployed_contributing_history"), "id_number", True),
     "frequent_visits": ("frequent_patients", "id_number", True),
     "bill_over_mean": ("overbilled", "bill_id", False),
     "deregistered_subsidised": ("subsidised_deregistered", "uscc", False),

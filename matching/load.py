@@ -59,7 +59,7 @@ def feed_sql(feed: str) -> tuple[str, str, str | None]:
     from the ``matching:`` section of the feed's config. ConfigurationError naming the feed when a
     table a rule reads would miss a column."""
     from connectors import load_feed
-    from connectors.config import AccountNumber, MonthNumber, NotNull, UsccArea
+    from connectors.config import AccountNumber, MonthNumber, NotNull, PersonToken, UsccArea
 
     config = load_feed(feed)
     if config.matching is None:
@@ -97,6 +97,8 @@ def feed_sql(feed: str) -> tuple[str, str, str | None]:
             select.append(f"account_masked({account}) AS {q(column + '_masked')}")
             made.add(column + "_masked")
             expr = f"token({account})"
+        elif isinstance(source, PersonToken):  # another person's number (a spouse's): the token only
+            expr = f"token(NULLIF(trim(CAST({q(source.person_token)} AS VARCHAR)), ''))"
         elif isinstance(source, MonthNumber):
             text = f"CAST({q(source.month)} AS VARCHAR)"
             expr = f"(TRY_CAST(substr({text}, 1, 4) AS INTEGER) * 12 + TRY_CAST(substr({text}, 6, 2) AS INTEGER) - 1)"

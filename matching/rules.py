@@ -67,7 +67,7 @@ EMPTY: dict[str, str] = {
     "businesses": "record_key VARCHAR, area VARCHAR, status VARCHAR, deregistered_on DATE, changed_on DATE, "
                   "received_at TIMESTAMPTZ",
     # the office's feeds (social_insurance.*): months as month numbers, accounts as tokens and masked
-    "roll": "record_key VARCHAR, person BLOB, id_masked VARCHAR, area VARCHAR, benefit_type VARCHAR, "
+    "roll": "record_key VARCHAR, person BLOB, id_masked VARCHAR, area VARCHAR, spouse BLOB, benefit_type VARCHAR, "
             "monthly_amount DOUBLE, account BLOB, account_masked VARCHAR, status VARCHAR, start_month INTEGER, "
             "stop_month INTEGER, paid_through INTEGER, received_at TIMESTAMPTZ",
     "payments": "record_key VARCHAR, entry_key VARCHAR, person BLOB, id_masked VARCHAR, area VARCHAR, "

@@ -13,7 +13,7 @@ stage's rules must find. ``generate_feed`` streams one feed's rows without a cit
 benchmarks.
 
 Everything is vectorised numpy and deterministic: the same (people, seed, as_of) gives identical
-frames, drawn from six streams so that what each addition to the generator drew left the frames
+frames, drawn from several streams so that what each addition to the generator drew left the frames
 before it as they were (build.py). No real personal data: names, numbers and events are drawn at
 random.
 

@@ -1,6 +1,6 @@
 """Build a city: the office's data, the eight feeds and the planted truths, step by step in the order the streams draw.
 
-A city draws from seven seeded streams, each for what was added to the generator with it, so that
+A city draws from its seeded streams, each for what was added to the generator with it, so that
 what existed before a stream was added stays as it was (the golden test, tests/sandbox/
 test_generator_golden.py, holds every frame to its bytes):
 
@@ -16,10 +16,13 @@ test_generator_golden.py, holds every frame to its bytes):
 - office history ``[seed, 103]``: the office's system as an agency (sandbox/city/office_feeds.py): its
   five feeds built from the office's tables, with keys, times, the payment ledger and the account
   change log (``City.office``), drawn after everything above;
+- accounts ``[seed, 105]``: the office's accounts and entries over history (sandbox/city/accounts.py):
+  shared and taken-over accounts, double receipt and unemployment benefit with contributions that
+  only the office's feeds show, and their look-alikes, planted in ``City.office`` only;
 - history's cases ``[seed, 104]``: the rules over history (issue 19) of custody and employers
   (sandbox/city/custody_history.py, employer_history.py): prisoners' rows appended to the justice
   feed, wage declarations appended to the tax bureau's, contributions to the office's, the ledger's
-  months in custody taken out; drawn last. (105 and 106 are kept for other families' cases.)
+  months in custody taken out; drawn last, after the accounts'.
 
 The steps below must keep their order: each stream's draws follow one another.
 """
@@ -39,6 +42,7 @@ import pyarrow.compute as pc
 from fundx.core.city import City as CityFile
 from fundx.core.codes import BUSINESS_STATUSES
 from sandbox.city import truths as truth
+from sandbox.city.accounts import Pools, plant_accounts
 from sandbox.city.custody_history import Ground, plant_custody
 from sandbox.city.deaths import DeathReports, Deaths, draw_death_sources, draw_deaths, report_deaths
 from sandbox.city.employer_history import plant_employers
@@ -106,7 +110,7 @@ class City:
 
 @dataclass(frozen=True)
 class _Streams:
-    """A city's seven random streams (see the module's docstring)."""
+    """A city's random streams (see the module's docstring)."""
 
     main: np.random.Generator
     office: np.random.Generator
@@ -114,6 +118,7 @@ class _Streams:
     wages: np.random.Generator
     traits: np.random.Generator
     history: np.random.Generator
+    accounts: np.random.Generator
     cases: np.random.Generator
 
     @classmethod
@@ -122,7 +127,7 @@ class _Streams:
             return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, key])))
 
         return cls(np.random.Generator(np.random.PCG64(seed)), stream(99), stream(100), stream(101), stream(102),
-                   stream(103), stream(104))
+                   stream(103), accounts=stream(105), cases=stream(104))
 
 
 def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = DEFAULT_AS_OF, *,
@@ -162,6 +167,19 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
       inpatient|outpatient, total_amount).
     - ``subsidised_deregistered`` (deregistered_subsidised): 注销 businesses subsidised in 1-6 months
       after their deregistration month (uscc, status, end_date, months, amount: those subsidies summed).
+    - from the accounts' stream (sandbox/city/accounts.py), in the office's feeds only (City.office; City.roll
+      and every other frame as they were): ``shared_accounts_history`` (shared_account: two unrelated people
+      on one account by the ledger, kind two_people, stopped_member or couple_and_other; bank_account,
+      id_numbers, months and amount: what the ledger paid the unrelated one who moved onto it), ``accounts_taken_over`` (shared_account: an
+      entry changed to the account of someone dead or in custody; bank_account, id_number, former_id_number,
+      event death|custody, event_date, changed_at, months, amount), ``duplicate_receipts_ended``
+      (duplicate_receipt over the ledger, stopped since; id_number, kind, schemes, monthly_amounts, months,
+      amount = months x the smaller) and ``unemployed_contributing_history`` (id_number, months,
+      monthly_amount, amount, status); the roll feed's ``spouse_id_number`` names the planted couples.
+    - ``lookalikes``: cases a rule must not flag ({rule, kind, the rule's subject field}): spouses on one
+      account, a widow(er) on the late spouse's account, a new account of one's own (shared_account),
+      unemployment ended the month before a pension (duplicate_receipt), benefit begun the month after
+      the last contribution (unemployed_contributing).
     - ``released_paid`` (paid_in_custody, from the payment ledger: sandbox/city/custody_history.py):
       released prisoners (刑满释放, rows appended to the prisoners list) whose entry the ledger paid in
       the months after their admission month up to their release month (id_number, prisoner_id,
@@ -289,8 +307,13 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
     truths["invalid"] = invalid
     truths["counts"] = {f: len(feeds[f][0]) for f in FEEDS} | _counts(drawn, roll_rows, messy)
     office_rows = office_feeds(streams.history, roll_rows, contributions.frame, subsidies.frame, as_of)
-    truths["stopped_but_overpaid"] = stop_late(streams.history, office_rows, _stopped_in_time(drawn, messy, invalid),
-                                               as_of)
+    in_time = _stopped_in_time(drawn, messy, invalid)
+    truths["stopped_but_overpaid"] = stop_late(streams.history, office_rows, in_time, as_of)
+    late = {t["id_number"] for t in truths["stopped_but_overpaid"]}
+    pools = _pools(drawn, taken, [d for d in in_time if d["id_number"] not in late], messy, invalid)
+    accounts = plant_accounts(streams.accounts, office_rows, pools, contributions.frame, as_of)
+    truths["lookalikes"] = [*truths.get("lookalikes", []), *accounts.pop("lookalikes")]
+    truths |= accounts
     frames = {f: feeds[f][0] for f in FEEDS}
     _plant_history(streams.cases, drawn, age, alive, as_of, frames, office_rows, truths)
     return City(seed=seed, people=people, as_of=as_of, roll=roll_rows, feeds=frames, truths=truths,
@@ -465,6 +488,32 @@ def _plant_history(rng: np.random.Generator, drawn: _Drawn, age: np.ndarray, ali
     counts["history_prisoner_rows"] = len(frames[PRISONERS]) - counts[PRISONERS]
     counts["history_wage_rows"] = len(frames[WAGE_INCOME]) - counts[WAGE_INCOME]
     counts |= {PRISONERS: len(frames[PRISONERS]), WAGE_INCOME: len(frames[WAGE_INCOME])}
+
+
+def _pools(drawn: _Drawn, taken: np.ndarray, dead: list[dict], messy: list[dict], invalid: list[dict]) -> Pools:
+    """Who the accounts' cases may be planted on (sandbox/city/accounts.py): the living in no truth, never
+    prisoners nor frequent patients; the dead stopped in time; the prisoners in custody whose roll entry
+    was suspended and whose row reaches the stage clean."""
+    ppl, prisoners, roll = drawn.ppl, drawn.prisoners, drawn.roll
+    free = ~taken  # the dead and the prisoners among them
+    free[drawn.deaths.pos] = False
+    free[prisoners.pos] = False
+    free[drawn.frequent.pos] = False
+    touched = {str(m["key"]) for m in [*messy, *invalid] if m["feed"] == "justice.prisoners"}
+    frame = prisoners.rows.frame
+    custody = []
+    for i in np.flatnonzero((prisoners.status == 0) & ~prisoners.planted() & (roll.index[prisoners.pos] >= 0)):
+        key = str(frame["prisoner_id"].iloc[i])
+        if key in touched or int(prisoners.rows.pos[i]) != int(prisoners.pos[i]):
+            continue
+        end = frame["sentence_end"].iloc[i]
+        custody.append({"id_number": str(drawn.id_text[prisoners.pos[i]]),
+                        "admitted_on": str(frame["admitted_on"].iloc[i]),
+                        "sentence_end": None if pd.isna(end) else str(end)})
+    district_codes = drawn.place.codes[ppl.district]
+    return Pools(free=free, male=np.asarray(ppl.male), birth=np.asarray(ppl.birth), id_text=drawn.id_text,
+                 names=np.asarray(ppl.name.to_pylist(), dtype=object),
+                 district=np.asarray([f"{int(c):06d}" for c in district_codes], dtype=object), dead=dead, custody=custody)
 
 
 def _counts(drawn: _Drawn, roll: pd.DataFrame, messy: list[dict]) -> dict[str, int]:

@@ -45,10 +45,13 @@ def test_the_rules_take_their_codes_from_the_one_place() -> None:
     params = rules.parse_params(None)
     assert params["paid_in_custody"]["status"] == codes.IN_CUSTODY
     assert params["shared_account"]["active"] == params["duplicate_receipt"]["active"] == codes.ACTIVE
+    assert params["unemployed_contributing"]["active"] == codes.ACTIVE
     assert params["unemployed_contributing"]["benefit"] == codes.UNEMPLOYMENT
     assert set(params["deregistered_subsidised"]["ended"]) <= set(codes.BUSINESS_STATUSES)
     assert {s for pair in params["duplicate_receipt"]["exclusive"] for s in pair} <= set(codes.SCHEMES)
-    source = Path(rules.__file__).read_text(encoding="utf-8")
+    from matching import rules_accounts
+
+    source = Path(rules.__file__).read_text(encoding="utf-8") + Path(rules_accounts.__file__).read_text(encoding="utf-8")
     for literal in (*codes.SCHEMES, *codes.ROLL_STATUSES, *codes.CUSTODY_STATUSES, *codes.BUSINESS_STATUSES):
         assert f"'{literal}'" not in source and f'"{literal}",' not in source and f'"{literal}")' not in source, literal
 
@@ -71,6 +74,7 @@ MISTAKES = [
     ("social_insurance.contributions", "employer_uscc", "91330106MA2XXXXXX0", "employer_uscc.valid"),
     ("social_insurance.employer_subsidies", "subsidy_type", "其他补贴", "subsidy_type.allowed_values"),
     ("social_insurance.account_changes", "new_account", None, "new_account.required"),
+    ("social_insurance.benefit_roll", "spouse_id_number", "330106195001010015", "spouse_id_number.valid"),
 ]
 
 
@@ -96,3 +100,25 @@ def test_a_quarantined_account_is_shown_masked(office: dict[str, pd.DataFrame]) 
     text = shown.to_string()
     assert account not in text and frame.loc[2, "id_number"] not in text
     assert shown["old_account"].iloc[0] == account[:4] + "*" * 12 + account[-3:] + "7"
+
+
+def test_the_roll_names_the_spouse_on_file_optionally_and_masks_it(office: dict[str, pd.DataFrame]) -> None:
+    """benefit_roll 1.1.0: spouse_id_number, optional (most entries have none), an identity number like any
+    other (checked, normalised, masked when quarantined), kept by the stage as the spouse's token only."""
+    contract = load_contract("social_insurance.benefit_roll")
+    assert contract.raw.version == "1.1.0"
+    (prop,) = [p for p in contract.raw.schema_[0].properties if p.name == "spouse_id_number"]
+    assert not prop.required and prop.classification == "restricted"
+    roll = office["social_insurance.benefit_roll"]
+    on_file = roll[roll["spouse_id_number"].notna()]
+    assert 0 < len(on_file) < len(roll) / 10
+    frame = on_file.head(4).copy()
+    spouse = frame["spouse_id_number"].iloc[1]
+    frame.loc[frame.index[1], "spouse_id_number"] = " " + spouse.lower() + " "  # trimmed and upper-cased: passes
+    frame.loc[frame.index[2], "spouse_id_number"] = spouse[:-1] + ("0" if spouse[-1] != "0" else "1")
+    checked = check("social_insurance.benefit_roll", frame.reset_index(drop=True), today=TODAY)
+    assert len(checked.valid) == 3 and spouse in set(checked.valid["spouse_id_number"])
+    held = checked.quarantined.assign(_row=[2]) if "_row" not in checked.quarantined else checked.quarantined
+    shown = masked_view(held, "social_insurance.benefit_roll")
+    assert "spouse_id_number.valid" in shown[RULES_COLUMN].iloc[0]
+    assert spouse[:-1] not in shown.to_string()

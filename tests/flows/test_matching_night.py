@@ -110,8 +110,10 @@ def test_a_night_then_matching_finds_exactly_the_planted_cases(sandbox, home, ca
     named = {r["id_number"] for r in pq.read_table(io.BytesIO(opened.payload)).to_pylist() if r["id_number"]}
     truths = sandbox.city.truths
     people = ({t["id_number"] for k in ("dead_but_paid", "stopped_but_overpaid", "prisoners_paid", "duplicate_receipts",
-                                        "unemployed_contributing", "frequent_patients") for t in truths[k]}
-              | {i for g in truths["shared_accounts"] for i in g["id_numbers"]})
+                                        "unemployed_contributing", "frequent_patients", "duplicate_receipts_ended",
+                                        "unemployed_contributing_history", "accounts_taken_over") for t in truths[k]}
+              | {i for k in ("shared_accounts", "shared_accounts_history") for g in truths[k] for i in g["id_numbers"]}
+              | {t["former_id_number"] for t in truths["accounts_taken_over"]})
     assert people <= named
     overbilled_people = len({o.subject for o in made if o.rule == "bill_over_mean"})
     assert len(named) <= len(people) + overbilled_people

@@ -185,7 +185,8 @@ def test_the_wheel_carries_the_revisions(tmp_path):
     assert built.returncode == 0, built.stderr[-2000:]
     shipped = {p.relative_to(tmp_path).as_posix() for p in (tmp_path / "fundx" / "ledger" / "migrations").rglob("*")}
     assert {"__init__.py", "env.py", "script.py.mako", "versions/rev0001_v010_schema.py",
-            "versions/rev0002_pull_repeats.py", "versions/rev0003_order_versions.py"} <= {name.removeprefix("fundx/ledger/migrations/") for name in shipped}
+            "versions/rev0002_pull_repeats.py", "versions/rev0003_order_versions.py"} <= {
+        name.removeprefix("fundx/ledger/migrations/") for name in shipped}
 
 
 # --- revision 0001 is fundx 0.1.0's schema; a new ledger is the revisions' head -----------------------

@@ -36,7 +36,7 @@ def _inputs(city) -> rules.Inputs:
     return rules.Inputs({t: pa.concat_tables(parts, promote_options="default") for t, parts in tables.items()})
 
 
-@pytest.mark.parametrize("people,seed", [(10_000, 20261123), (25_000, 7)])
+@pytest.mark.parametrize("people,seed", [(3_000, 7), (10_000, 20261123), (25_000, 7)])
 def test_every_planted_case_is_found_and_nothing_else(people, seed, capsys):
     city = generate_city(people, seed=seed)
     con = duckdb.connect()
@@ -217,7 +217,8 @@ def test_the_office_roll_is_kept_pseudonymised_with_months_as_numbers():
     months as month numbers, the paying district as the area (the number's area where the roll has none)."""
     frame = pa.table({
         "entry_id": ["RE0000000001", "RE0000000002"], "id_number": ["11010519491231002X", "330106195001010014"],
-        "name": ["王芳", "李强"], "scheme": ["basic_pension", "survivor"], "status": ["active", "stopped"],
+        "name": ["王芳", "李强"], "spouse_id_number": ["330106195001010014", None],
+        "scheme": ["basic_pension", "survivor"], "status": ["active", "stopped"],
         "paying_district": ["330106", None], "monthly_amount": [3800.5, 900.0],
         "bank_account": ["6222021234567890123", "6217001234567890"], "start_month": ["2010-01", "2020-12"],
         "stop_month": [None, "2026-03"], "paid_through": ["2026-10", "2026-02"],
@@ -230,6 +231,9 @@ def test_the_office_roll_is_kept_pseudonymised_with_months_as_numbers():
     assert table == "roll" and vault is not None
     assert [r["area"] for r in kept] == ["330106", "330106"]
     assert kept[0]["account"] == pseudonym.token(KEY, "6222021234567890123")
+    # the spouse on file: the spouse's token (the person token of that number), nothing else of it
+    assert kept[0]["spouse"] == pseudonym.token(KEY, "330106195001010014") == kept[1]["person"]
+    assert kept[1]["spouse"] is None
     assert [r["account_masked"] for r in kept] == ["6222***********0123", "6217********7890"]
     assert [(r["start_month"], r["stop_month"], r["paid_through"]) for r in kept] == [
         (rules.month_no(date(2010, 1, 1)), None, rules.month_no(date(2026, 10, 1))),
@@ -393,3 +397,95 @@ def test_no_wage_counted_only_for_months_the_bureau_has_declared():
     con = duckdb.connect()
     rules.prepare(con, inputs, params)
     assert not rules.run_rules(con, params, date(2026, 11, 23), ["contributions_without_wage"]).num_rows
+
+
+@pytest.fixture(scope="module")
+def account_night():
+    city = generate_city(10_000, seed=7)
+    con = duckdb.connect()
+    rules.prepare(con, _inputs(city), rules.parse_params(None))
+    return city, con
+
+
+def _found(con, rule: str, **params) -> dict:
+    p = rules.parse_params(None)
+    p[rule] |= params
+    return {r["subject"]: r for r in rules.run_rules(con, p, date(2026, 11, 23), [rule]).to_pylist()}
+
+
+def test_account_rules_carry_the_ledgers_months_and_amounts(account_night):
+    """shared_account, duplicate_receipt, unemployed_contributing over history: what the ledger paid, in
+    which months, with masked evidence only (numbers and accounts masked)."""
+    city, con = account_night
+    tok = lambda v: pseudonym.token(KEY, v).hex().upper()  # noqa: E731
+    shared = _found(con, "shared_account")
+    for t in [*city.truths["shared_accounts_history"], *city.truths["accounts_taken_over"]]:
+        got = shared[tok(t["bank_account"])]
+        detail = json.loads(got["detail"])
+        assert (got["months"], got["amount_at_risk"]) == (len(t["months"]), pytest.approx(t["amount"], abs=0.01))
+        assert detail["months"] == t["months"] and "*" in got["id_masked"] and "*" in detail["account"]
+        assert t["bank_account"] not in got["detail"] and t["bank_account"] not in got["id_masked"]
+        assert all(i not in got["detail"] for i in t.get("id_numbers", [t.get("id_number")]))
+    for t in city.truths["accounts_taken_over"]:
+        (over,) = json.loads(shared[tok(t["bank_account"])]["detail"])["taken_over"]
+        assert (over["event"], over["since"], over["changed_on"]) == (t["event"], t["event_date"], t["changed_at"][:10])
+        assert "*" in over["former"] and t["former_id_number"] not in over["former"]
+    assert {t["event"] for t in city.truths["accounts_taken_over"]} == {"death", "custody"}
+    dups = _found(con, "duplicate_receipt")
+    for t in city.truths["duplicate_receipts_ended"]:
+        got = dups[tok(t["id_number"])]
+        assert (got["months"], got["amount_at_risk"]) == (len(t["months"]), pytest.approx(t["amount"], abs=0.01))
+        detail = json.loads(got["detail"])
+        assert detail["months"] == t["months"] and detail["schemes"] == [t["schemes"]]
+        assert all("*" in a for a in detail["accounts"])
+    unemployed = _found(con, "unemployed_contributing")
+    for t in [*city.truths["unemployed_contributing"], *city.truths["unemployed_contributing_history"]]:
+        got = unemployed[tok(t["id_number"])]
+        assert (got["months"], got["amount_at_risk"]) == (len(t["months"]), pytest.approx(t["amount"], abs=0.01))
+        assert json.loads(got["detail"])["months"] == t["months"]
+
+
+def test_spouses_are_exempt_only_while_the_parameter_says_so(account_night):
+    """Spouses on file sharing an account (and a widow(er) moved onto the late spouse's) are not 多对一 while
+    shared_account.exempt_spouses is 1 (the default); set to 0 they are found, so the look-alikes can fail."""
+    city, con = account_night
+    tok = lambda v: pseudonym.token(KEY, v).hex().upper()  # noqa: E731
+    couples = {tok(c["bank_account"]) for c in city.truths["lookalikes"]
+               if c["rule"] == "shared_account" and c["kind"] in ("spouses", "spouse_after_death")}
+    assert len(couples) >= 3
+    assert not couples & set(_found(con, "shared_account"))
+    assert couples <= set(_found(con, "shared_account", exempt_spouses=0))
+    assert rules.parse_params({"shared_account.exempt_spouses": "0"})["shared_account"]["exempt_spouses"] == 0
+    # a threshold of three people leaves the two-person accounts to the take-overs only
+    three = _found(con, "shared_account", min_people=3)
+    pairs = {tok(t["bank_account"]) for t in city.truths["shared_accounts_history"]}
+    taken = {tok(t["bank_account"]) for t in city.truths["accounts_taken_over"]}
+    assert not pairs & set(three) and taken <= set(three)
+
+
+def test_without_a_ledger_the_account_rules_read_the_roll():
+    """A store with no payment ledger delivered yet: the three rules fall back on the roll's active entries
+    (the roll's groups, active double entries, contributions in an active unemployment entry), said so in
+    the detail; the accounts taken over are still found from the change log."""
+    city = generate_city(3_000, seed=7)
+    inputs = _inputs(city)
+    inputs.tables["payments"] = None
+    con = duckdb.connect()
+    rules.prepare(con, inputs, rules.parse_params(None))
+    found = rules.run_rules(con, rules.parse_params(None), date(2026, 11, 23),
+                            ["shared_account", "duplicate_receipt", "unemployed_contributing"]).to_pylist()
+    tok = lambda v: pseudonym.token(KEY, v).hex().upper()  # noqa: E731
+    by = {(r["rule"], r["subject"]): r for r in found}
+    want = {("shared_account", tok(t["bank_account"])) for t in city.truths["shared_accounts"]}
+    want |= {("duplicate_receipt", tok(t["id_number"])) for t in city.truths["duplicate_receipts"]}
+    want |= {("unemployed_contributing", tok(t["id_number"])) for t in city.truths["unemployed_contributing"]}
+    # what the roll still shows of the history's cases (entries active now) is found too, no look-alike
+    planted = {(rule, s) for rule, subjects in evaluate.planted_subjects(city.truths, KEY).items() for s in subjects}
+    alike = {(rule, s) for rule, subjects in evaluate.lookalike_subjects(city.truths, KEY).items() for s in subjects}
+    assert want <= set(by) <= planted and not set(by) & alike
+    # the take-overs need no ledger: the change log and the roll show them
+    assert all(json.loads(r["detail"]).get("from") == "roll" or json.loads(r["detail"]).get("taken_over")
+               for r in found)
+    for t in city.truths["duplicate_receipts"]:
+        got = by[("duplicate_receipt", tok(t["id_number"]))]
+        assert (got["months"], got["amount_at_risk"]) == (t["overlap_months"], pytest.approx(t["amount"], abs=0.01))

@@ -32,14 +32,14 @@ GOLDEN: dict[str, str] = {
     'city/civil_affairs.deaths': '4195d955bb9a4943',
     'city/contributions': '21a195dd262f20fa',
     'city/health_commission.hospital_deaths': '3b09f558c018aedd',
-    'city/justice.prisoners': '9aa383542d87a9a4',
+    'city/justice.prisoners': '95a37b062dce637e',
     'city/market_regulation.businesses': '1425585ac1c5fbc4',
     'city/medical_insurance.bills': 'd4ecbf0aa3d94bea',
     'city/police.deaths': '943de06eefcde41c',
     'city/religious_affairs.deaths': 'eb3638806c55f899',
     'city/roll': 'd461a718f9a44443',
     'city/subsidies': '0b4a2da205ee8b7a',
-    'city/tax_bureau.wage_income': 'c0860debcc1f1b94',
+    'city/tax_bureau.wage_income': '9909bc357998e2cc',
     'city/truths': 'f234aad8610e3431',
     'feed/civil_affairs.deaths': 'b7d5bdcdfb932ec7',
     'feed/civil_affairs.deaths/invalid': '49a77a4c161d2c8e',
@@ -58,16 +58,20 @@ GOLDEN: dict[str, str] = {
     'feed/tax_bureau.wage_income': '0246019149d95d37',
     'feed/tax_bureau.wage_income/invalid': 'e82f8a85dafc448f',
     # added with the office's feeds (issue 19): the office history's stream [seed, 103], nothing above moved
-    'office/social_insurance.account_changes': '92724a69d79c7ba9',
-    'office/social_insurance.benefit_roll': 'd9bb7b0624185725',
-    'office/social_insurance.contributions': '96a0dcca0d3f36e0',
+    'office/social_insurance.account_changes': '411664269e78a95b',
+    'office/social_insurance.benefit_roll': 'e8119af2809838b6',
+    'office/social_insurance.contributions': 'a1f9e1658241c7e2',
     'office/social_insurance.employer_subsidies': 'e70c55fc2e75d833',
-    'office/social_insurance.payments': 'bf6611803a14f5c5',
+    'office/social_insurance.payments': 'b4697ac2d440639e',
     'office/truths': '5d2917c851cab8e7',
+    # the accounts' stream [seed, 105] (issue 19, shared_account, duplicate_receipt, unemployed_contributing over
+    # history): planted in the office's feeds only; their roll (spouse_id_number, new entries), payments and
+    # account changes moved, nothing else
+    'accounts/truths': 'e53b96cf6e1570bb',
     # added with the rules over history (issue 19, custody and employers): the stream [seed, 104] appends
     # prisoners and wage declarations (clean, after the mistakes) and changes the office's roll, ledger and
     # contributions; justice.prisoners, tax_bureau.wage_income and city/truths (their counts) moved with it
-    'history/truths': '22e8631e14fa04ba',
+    'history/truths': 'a113c4fd6586bee2',
 }
 
 
@@ -100,12 +104,22 @@ def fingerprints() -> dict[str, str]:
         out[f"office/{name}"] = fingerprint(frame)
     # the truths drawn from the office history's stream come after the others: pinned apart, so the older stay as they were
     office_truths = ("stopped_but_overpaid",)
-    # the cases of the rules over history (custody, employers: the stream [seed, 104]) and the look-alikes, apart too
+    # the accounts' stream [seed, 105] (sandbox/city/accounts.py): its truths and look-alikes, pinned apart too
+    account_truths = ("shared_accounts_history", "accounts_taken_over", "duplicate_receipts_ended",
+                      "unemployed_contributing_history")
+    account_rules = ("shared_account", "duplicate_receipt", "unemployed_contributing")
+    # the cases of the rules over history of custody and employers (the stream [seed, 104]), apart too
     history_truths = ("released_paid", "contributed_in_custody", "retired_in_custody", "deregistered_contributing",
-                      "no_wage_declared", "lookalikes")
-    out["city/truths"] = _json({k: v for k, v in city.truths.items() if k not in (*office_truths, *history_truths)})
+                      "no_wage_declared")
+    history_rules = ("paid_in_custody", "contributions_in_custody", "retired_in_custody", "deregistered_contributing",
+                     "contributions_without_wage")
+    later = (*office_truths, *account_truths, *history_truths, "lookalikes")
+    out["city/truths"] = _json({k: v for k, v in city.truths.items() if k not in later})
     out["office/truths"] = _json({k: city.truths[k] for k in office_truths})
-    out["history/truths"] = _json({k: city.truths[k] for k in history_truths})
+    out["accounts/truths"] = _json({k: city.truths[k] for k in account_truths}
+                                   | {"lookalikes": [c for c in city.truths["lookalikes"] if c["rule"] in account_rules]})
+    out["history/truths"] = _json({k: city.truths[k] for k in history_truths}
+                                  | {"lookalikes": [c for c in city.truths["lookalikes"] if c["rule"] in history_rules]})
     out["city/canary"] = _json(plant_canary(city))
     for feed in FEEDS:
         invalid: list[dict] = []
