@@ -23,7 +23,10 @@ from matching import pseudonym
 TRUTHS: dict[str, tuple[str | tuple[str, ...], str, bool]] = {
     # pensions still paid after death, and entries stopped late whose overpayment only the ledger shows
     "paid_after_death": (("dead_but_paid", "stopped_but_overpaid"), "id_number", True),
-    "paid_in_custody": ("prisoners_paid", "id_number", True),
+    # in custody now and paid (the roll), and paid during a past custody (released: the ledger)
+    "paid_in_custody": (("prisoners_paid", "released_paid"), "id_number", True),
+    "contributions_in_custody": ("contributed_in_custody", "id_number", True),
+    "retired_in_custody": ("retired_in_custody", "id_number", True),
     # accounts of several people (the roll's groups, the ledger's pairs) and accounts taken over after a death
     # or an admission to custody
     "shared_account": (("shared_accounts", "shared_accounts_history", "accounts_taken_over"), "bank_account", True),
@@ -39,6 +42,8 @@ TRUTHS: dict[str, tuple[str | tuple[str, ...], str, bool]] = {
     "bill_after_death": ("billed_after_death", "id_number", True),
     "bill_in_custody": ("billed_in_custody", "id_number", True),
     "overlapping_stays": ("overlapping_stays", "id_number", True),
+    "deregistered_contributing": ("deregistered_contributing", "uscc", False),
+    "contributions_without_wage": ("no_wage_declared", "id_number", True),
 }
 
 

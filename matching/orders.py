@@ -52,6 +52,11 @@ RULES: tuple[str, ...] = (
     "bill_after_death",
     "bill_in_custody",
     "overlapping_stays",
+    # the rules over history (issue 19): custody and employers
+    "contributions_in_custody",
+    "retired_in_custody",
+    "deregistered_contributing",
+    "contributions_without_wage",
 )
 
 

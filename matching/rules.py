@@ -2,7 +2,7 @@
 family to a module: matching.rules_deaths, _custody, _accounts, _medical, _employer; what they share: matching.sql).
 
 Every rule reads the views :func:`prepare` defines (``roll``, ``payments``, ``account_changes``, ``deaths``,
-``custody``, ``bills``, ``businesses``, ``contributions``, ``subsidies``: the latest row per key of what
+``custody``, ``bills``, ``businesses``, ``contributions``, ``subsidies``, ``wages``: the latest row per key of what
 the stages received, all pseudonymised: ``person`` is a token) and
 returns the same columns: rule, subject (what one order is about: a person's token as hex, a bill,
 an account or an employer), person (the tokens whose identity the investigators get), id_masked,
@@ -74,8 +74,11 @@ EMPTY: dict[str, str] = {
     "payments": "record_key VARCHAR, entry_key VARCHAR, person BLOB, id_masked VARCHAR, area VARCHAR, "
                 "benefit_type VARCHAR, month INTEGER, amount DOUBLE, account BLOB, account_masked VARCHAR, "
                 "paid_on DATE, received_at TIMESTAMPTZ",
-    "contributions": "record_key VARCHAR, person BLOB, employer_uscc VARCHAR, month INTEGER, amount DOUBLE, "
-                     "received_at TIMESTAMPTZ",
+    "contributions": "record_key VARCHAR, person BLOB, id_masked VARCHAR, area VARCHAR, employer_uscc VARCHAR, "
+                     "month INTEGER, amount DOUBLE, received_at TIMESTAMPTZ",
+    # the tax bureau's wage declarations (employer review): one row per person, employer and month declared
+    "wages": "record_key VARCHAR, person BLOB, id_masked VARCHAR, area VARCHAR, employer_uscc VARCHAR, month INTEGER, "
+             "wage_amount DOUBLE, received_at TIMESTAMPTZ",
     "subsidies": "record_key VARCHAR, uscc VARCHAR, subsidy_type VARCHAR, month INTEGER, amount DOUBLE, "
                  "received_at TIMESTAMPTZ",
     "account_changes": "record_key VARCHAR, entry_key VARCHAR, person BLOB, id_masked VARCHAR, old_account BLOB, "

@@ -46,7 +46,8 @@ class Rule:
 #: is sent again whenever the office changes it)
 KEYS = {"deaths": ("feed", "record_key"), "custody": ("record_key",), "bills": ("record_key",),
         "businesses": ("record_key",), "roll": ("record_key",), "payments": ("record_key",),
-        "contributions": ("record_key",), "subsidies": ("record_key",), "account_changes": ("record_key",)}
+        "contributions": ("record_key",), "subsidies": ("record_key",), "account_changes": ("record_key",),
+        "wages": ("record_key",)}
 
 def latest(name: str) -> str:
     """The clause that keeps the latest row per key of a store table (a later batch replaces a row)."""

@@ -25,6 +25,8 @@ SUBSIDY_TYPES: tuple[str, ...] = ("稳岗返还", "社保补贴", "一次性扩�
 #: a prisoner's custody status (justice.prisoners: ``custody_status``)
 CUSTODY_STATUSES: tuple[str, ...] = ("在押", "假释", "暂予监外执行", "刑满释放")
 IN_CUSTODY = CUSTODY_STATUSES[0]
+#: released at the end of the sentence (刑满释放): the custody period ended on ``sentence_end``
+RELEASED = CUSTODY_STATUSES[3]
 
 #: a business's registration status (market_regulation.businesses: ``status``); the last two have ended it
 BUSINESS_STATUSES: tuple[str, ...] = ("存续", "在业", "注销", "吊销")

@@ -21,8 +21,12 @@ test_generator_golden.py, holds every frame to its bytes):
   only the office's feeds show, and their look-alikes, planted in ``City.office`` only, drawn after the
   office's history;
 - medical ``[seed, 106]``: bill review's newer cases and look-alikes (sandbox/city/medical.py: bills after
-  death or in custody, overlapping stays, visits across a month boundary, a costly hospital), drawn last:
-  only the bills and the truths change (the custody and employer plants' stream is ``[seed, 104]``).
+  death or in custody, overlapping stays, visits across a month boundary, a costly hospital), drawn after
+  the accounts': only the bills and the truths change;
+- history's cases ``[seed, 104]``: the rules over history (issue 19) of custody and employers
+  (sandbox/city/custody_history.py, employer_history.py): prisoners' rows appended to the justice
+  feed, wage declarations appended to the tax bureau's, contributions to the office's, the ledger's
+  months in custody taken out; drawn last, on people with no bill (the medical plants' included).
 
 The steps below must keep their order: each stream's draws follow one another.
 """
@@ -40,9 +44,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fundx.core.city import City as CityFile
+from fundx.core.codes import BUSINESS_STATUSES
 from sandbox.city import truths as truth
 from sandbox.city.accounts import Pools, plant_accounts
+from sandbox.city.custody_history import Ground, plant_custody
 from sandbox.city.deaths import DeathReports, Deaths, draw_death_sources, draw_deaths, report_deaths
+from sandbox.city.employer_history import plant_employers
 from sandbox.city.feeds import DEFAULT_AS_OF, DEFAULT_SEED, FEEDS, HOSPITAL_DEATHS, WAGE_INCOME, Rows
 from sandbox.city.invalid import UNREPAIRABLE, plant_invalid
 from sandbox.city.medical import plant_medical
@@ -67,7 +74,7 @@ from sandbox.city.office import (
     stop_the_dead,
     suspend_in_custody,
 )
-from sandbox.city.office_feeds import office_feeds, stop_late
+from sandbox.city.office_feeds import ACCOUNT_CHANGES, ROLL, office_feeds, stop_late
 from sandbox.city.payments import (
     Bills,
     FrequentPatients,
@@ -83,6 +90,7 @@ from sandbox.city.registers import Prisoners, draw_businesses, draw_prisoners
 from sandbox.city.text import day_number, month_of
 
 BILLS = "medical_insurance.bills"
+PRISONERS, BUSINESSES = "justice.prisoners", "market_regulation.businesses"
 
 
 @dataclass
@@ -118,6 +126,7 @@ class _Streams:
     history: np.random.Generator
     accounts: np.random.Generator
     medical: np.random.Generator
+    cases: np.random.Generator
 
     @classmethod
     def of(cls, seed: int) -> _Streams:
@@ -125,7 +134,7 @@ class _Streams:
             return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, key])))
 
         return cls(np.random.Generator(np.random.PCG64(seed)), stream(99), stream(100), stream(101), stream(102),
-                   stream(103), accounts=stream(105), medical=stream(106))
+                   stream(103), accounts=stream(105), medical=stream(106), cases=stream(104))
 
 
 def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = DEFAULT_AS_OF, *,
@@ -189,6 +198,33 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
       account, a widow(er) on the late spouse's account, a new account of one's own (shared_account),
       unemployment ended the month before a pension (duplicate_receipt), benefit begun the month after
       the last contribution (unemployed_contributing).
+    - ``released_paid`` (paid_in_custody, from the payment ledger: sandbox/city/custody_history.py):
+      released prisoners (刑满释放, rows appended to the prisoners list) whose entry the ledger paid in
+      the months after their admission month up to their release month (id_number, prisoner_id,
+      custody_status, admitted_on, released_on, paid_months, amount: what was paid in them). Every other
+      released prisoner on the roll is paid nothing inside their custody (the ledger's months taken out).
+    - ``contributed_in_custody`` (contributions_in_custody): people contributing, admitted (在押) while
+      their employer went on paying (id_number, prisoner_id, admitted_on, months after the admission
+      month, amount: those contributions summed).
+    - ``retired_in_custody``: every basic pension whose first month is inside a custody period the stage
+      sees (the planted released ones, ``planted`` true, whose ledger paid nothing inside; and natural
+      ones: prisoners on the roll whose pension began after their admission); id_number, start_month,
+      months and amount: what the ledger paid on the entry.
+    - ``deregistered_contributing``: ended businesses (注销/吊销) under whose code contributions were paid for
+      1-2 months after the month they ended (uscc, status, end_date, id_numbers: the people contributed
+      for, months, amount), rows appended to
+      the office's contributions (City.office; City.contributions stays as drawn).
+    - ``no_wage_declared`` (contributions_without_wage): every (person, employer) with 3 or more months
+      contributed for, before as_of's last month, with no wage of the person declared by the employer in
+      the same quarter among the declarations the stage sees (id_number, employer_uscc, months, amount,
+      ``planted``: the planted ones, 3-6 months with no declaration at all; the others are natural: the
+      employers declare about 92 % of the months and the contracts quarantine some declarations).
+    - ``lookalikes``: cases that must not be flagged, {rule, kind, the rule's subject field, ...}:
+      released_before_paid, released_suspended, suspended_on_admission (in custody, suspended in
+      City.office's roll only), contributions_stopped_on_admission, retired_in_admission_month,
+      contributions_until_end (an ended business's contributions up to the month it ended),
+      two_months_undeclared, declared_quarterly (wages declared under each quarter's last month).
+      Parole (假释) and 暂予监外执行 are planted neither way: the seeds do not say whether they may be paid.
     - ``single_source_deaths``: deaths known to exactly one of the four death feeds (DEATH_FEEDS, the
       hospital's notifications included: a death known to civil affairs and a hospital has two).
     - ``date_conflicts``: the same death with death dates 3-40 days apart in two feeds
@@ -208,8 +244,9 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
     - ``counts``: rows per feed, and roll (rows), deaths, prisoners, businesses, contributions,
       subsidies, issued_elsewhere (residents whose number was first issued outside the city),
       former_codes (locals under a code their district no longer uses), first_generation_rows,
-      minority_names, bills_before_medical_plants (the bills the invalid rows were planted among);
-      ``deaths_unknown_to_any_source`` (to none of the four death feeds).
+      minority_names, bills_before_medical_plants (the bills the invalid rows were planted among),
+      history_prisoner_rows and history_wage_rows (the clean rows appended by the history's plants, after
+      the invalid ones were counted); ``deaths_unknown_to_any_source`` (to none of the four death feeds).
 
     ``city``: the city file (a shipped name, a path or a loaded fundx.core.city.City) the residents live
     in; ``non_local_share``: the share of them whose numbers were first issued in other provinces.
@@ -297,8 +334,9 @@ def generate_city(people: int = 10_000, seed: int = DEFAULT_SEED, as_of: date = 
     truths |= accounts
     feeds[BILLS] = (_plant_medical(streams.medical, drawn, feeds[BILLS][0], truths, messy, invalid, as_of_days),
                     feeds[BILLS][1])
-    return City(seed=seed, people=people, as_of=as_of, roll=roll_rows,
-                feeds={f: feeds[f][0] for f in FEEDS}, truths=truths,
+    frames = {f: feeds[f][0] for f in FEEDS}
+    _plant_history(streams.cases, drawn, age, alive, as_of, frames, office_rows, truths)
+    return City(seed=seed, people=people, as_of=as_of, roll=roll_rows, feeds=frames, truths=truths,
                 contributions=contributions.frame, subsidies=subsidies.frame, office=office_rows)
 
 
@@ -430,6 +468,47 @@ def _stopped_in_time(drawn: _Drawn, messy: list[dict], invalid: list[dict]) -> l
         out.append({"id_number": str(drawn.id_text[deaths.pos[j]]), "death_date": truth._iso(deaths.true[j]),
                     "death_month": int(death_month[j]), "known_to": known})
     return out
+
+
+def _plant_history(rng: np.random.Generator, drawn: _Drawn, age: np.ndarray, alive: np.ndarray, as_of: date,
+                   frames: dict[str, pd.DataFrame], office: dict[str, pd.DataFrame], truths: dict) -> None:
+    """The cases of the rules over history (custody, employers), in place: on people no truth already
+    depends on, who have no bill and no account change (so no other family's rule sees them)."""
+    d = drawn
+    free = alive.copy()
+    for taken in (d.deaths.pos, d.prisoners.pos, d.dups.pos, d.contributions.unemployed, d.frequent.pos, d.bills.person,
+                  *d.groups):
+        free[np.asarray(taken, dtype=np.int64)] = False
+    pos_of = {str(t): i for i, t in enumerate(d.id_text)}
+    named = set(office[ACCOUNT_CHANGES]["id_number"])
+    named |= set(frames[BILLS]["id_number"].dropna().astype(str))  # the bills' people, the medical plants' too
+    for name, cases in truths.items():
+        if name not in ("messy", "invalid", "invalid_ids") and isinstance(cases, list):
+            named |= {c["id_number"] for c in cases if "id_number" in c}
+            named |= {i for c in cases for i in c.get("id_numbers", ())}
+    free[[pos_of[i] for i in named if i in pos_of]] = False
+    as_of_days = day_number(as_of)
+    ground = Ground(rng, d.ppl, d.id_text, age, as_of, as_of_days, int(month_of(np.array([as_of_days]))[0]), free, pos_of)
+
+    def quarantined(feed: str) -> set[str]:
+        return {str(i["key"]) for i in truths["invalid"] if i["feed"] == feed}
+
+    frames[PRISONERS], custody = plant_custody(ground, frames[PRISONERS], office, d.prisoners, quarantined(PRISONERS))
+    business = frames[BUSINESSES]
+    touched = {str(m["key"]) for m in [*truths["messy"], *truths["invalid"]] if m["feed"] == BUSINESSES}
+    running = business.loc[business["status"].isin(BUSINESS_STATUSES[:2]) & ~business["uscc"].isin(touched), "uscc"]
+    frames[WAGE_INCOME], employers = plant_employers(
+        ground, office, business, frames[WAGE_INCOME], d.wage_person, touched, quarantined(WAGE_INCOME),
+        {t["uscc"] for t in truths["subsidised_deregistered"]}, running.to_numpy(dtype=object))
+    office[ROLL] = office[ROLL].sort_values(["updated_at", "entry_id"], kind="stable").reset_index(drop=True)
+    lookalikes = [*custody.pop("lookalikes"), *employers.pop("lookalikes")]
+    truths |= custody | employers
+    truths.setdefault("lookalikes", []).extend(lookalikes)
+    counts = truths["counts"]
+    # the rows appended here are clean: the feeds' invalid rows were counted (invalid_count) before them
+    counts["history_prisoner_rows"] = len(frames[PRISONERS]) - counts[PRISONERS]
+    counts["history_wage_rows"] = len(frames[WAGE_INCOME]) - counts[WAGE_INCOME]
+    counts |= {PRISONERS: len(frames[PRISONERS]), WAGE_INCOME: len(frames[WAGE_INCOME])}
 
 
 def _pools(drawn: _Drawn, taken: np.ndarray, dead: list[dict], messy: list[dict], invalid: list[dict]) -> Pools:

@@ -32,7 +32,7 @@ GOLDEN: dict[str, str] = {
     'city/civil_affairs.deaths': '4195d955bb9a4943',
     'city/contributions': '21a195dd262f20fa',
     'city/health_commission.hospital_deaths': '3b09f558c018aedd',
-    'city/justice.prisoners': '479934bd10c3f5a3',
+    'city/justice.prisoners': '8ae4f6b6b5c64969',
     'city/market_regulation.businesses': '1425585ac1c5fbc4',
     # bills and truths: the medical stream [seed, 106] (issue 19, bill review), drawn last; nothing else moved
     'city/medical_insurance.bills': '22f9f11a73253aec',
@@ -40,8 +40,8 @@ GOLDEN: dict[str, str] = {
     'city/religious_affairs.deaths': 'eb3638806c55f899',
     'city/roll': 'd461a718f9a44443',
     'city/subsidies': '0b4a2da205ee8b7a',
-    'city/tax_bureau.wage_income': 'd91ffb9f343a86b1',
-    'city/truths': '81abe8b60af54cbe',
+    'city/tax_bureau.wage_income': 'cad470c22bfc4f70',
+    'city/truths': '1e6a670bd26adf7c',
     'feed/civil_affairs.deaths': 'b7d5bdcdfb932ec7',
     'feed/civil_affairs.deaths/invalid': '49a77a4c161d2c8e',
     'feed/health_commission.hospital_deaths': 'a4cf9fb0cfe501b3',
@@ -60,15 +60,19 @@ GOLDEN: dict[str, str] = {
     'feed/tax_bureau.wage_income/invalid': 'e82f8a85dafc448f',
     # added with the office's feeds (issue 19): the office history's stream [seed, 103], nothing above moved
     'office/social_insurance.account_changes': '411664269e78a95b',
-    'office/social_insurance.benefit_roll': 'af3bc711491bb0bd',
-    'office/social_insurance.contributions': '29ab33efb110d5aa',
+    'office/social_insurance.benefit_roll': 'e8119af2809838b6',
+    'office/social_insurance.contributions': 'cac04e9a6b727d2a',
     'office/social_insurance.employer_subsidies': 'e70c55fc2e75d833',
-    'office/social_insurance.payments': '9ddacb400a01e20e',
+    'office/social_insurance.payments': 'b4697ac2d440639e',
     'office/truths': '5d2917c851cab8e7',
     # the accounts' stream [seed, 105] (issue 19, shared_account, duplicate_receipt, unemployed_contributing over
     # history): planted in the office's feeds only; their roll (spouse_id_number, new entries), payments and
     # account changes moved, nothing else
     'accounts/truths': 'e53b96cf6e1570bb',
+    # added with the rules over history (issue 19, custody and employers): the stream [seed, 104] appends
+    # prisoners and wage declarations (clean, after the mistakes) and changes the office's roll, ledger and
+    # contributions; justice.prisoners, tax_bureau.wage_income and city/truths (their counts) moved with it
+    'history/truths': 'b4327da22a06d02f',
 }
 
 
@@ -105,11 +109,18 @@ def fingerprints() -> dict[str, str]:
     account_truths = ("shared_accounts_history", "accounts_taken_over", "duplicate_receipts_ended",
                       "unemployed_contributing_history")
     account_rules = ("shared_account", "duplicate_receipt", "unemployed_contributing")
-    later = (*office_truths, *account_truths, "lookalikes")
+    # the cases of the rules over history of custody and employers (the stream [seed, 104]), apart too
+    history_truths = ("released_paid", "contributed_in_custody", "retired_in_custody", "deregistered_contributing",
+                      "no_wage_declared")
+    history_rules = ("paid_in_custody", "contributions_in_custody", "retired_in_custody", "deregistered_contributing",
+                     "contributions_without_wage")
+    later = (*office_truths, *account_truths, *history_truths, "lookalikes")
     out["city/truths"] = _json({k: v for k, v in city.truths.items() if k not in later})
     out["office/truths"] = _json({k: city.truths[k] for k in office_truths})
     out["accounts/truths"] = _json({k: city.truths[k] for k in account_truths}
                                    | {"lookalikes": [c for c in city.truths["lookalikes"] if c["rule"] in account_rules]})
+    out["history/truths"] = _json({k: city.truths[k] for k in history_truths}
+                                  | {"lookalikes": [c for c in city.truths["lookalikes"] if c["rule"] in history_rules]})
     out["city/canary"] = _json(plant_canary(city))
     for feed in FEEDS:
         invalid: list[dict] = []

@@ -125,19 +125,46 @@ def paid_after_death(city: City) -> dict:
                 round(float((g["months"] * g["monthly_amount"]).sum()), 2)) for i, g in r.groupby("id_number")}
 
 
-def paid_in_custody(city: City) -> dict:
+def custody_periods(city: City) -> pd.DataFrame:
+    """The custody periods the stage sees: in custody (在押: open, or up to a past sentence end) and released
+    (刑满释放: up to the sentence end); months after ``since`` up to ``until`` (NaN: open) are inside."""
     j = received(city, "justice.prisoners")
-    j = j[j["custody_status"] == "在押"].copy()
-    j["admitted"] = j["admitted_on"].map(day).map(month_no)
+    j = j[j["custody_status"].isin(["在押", "刑满释放"])].copy()
+    j["since"] = j["admitted_on"].map(day).map(month_no)
     end = j["sentence_end"].map(day)
-    past = end < city.as_of
-    j["until"] = np.where(past, end.map(month_no), np.iinfo(np.int64).max)
+    j["until"] = np.where((j["custody_status"] == "刑满释放") | (end < city.as_of), end.map(month_no), np.nan)
     assert j["id_number"].is_unique
-    r = roll(city).merge(j[["id_number", "prisoner_id", "admitted", "until"]], on="id_number")
-    r["months"] = np.minimum(r["pt"], r["until"]) - r["admitted"]
-    r = r[r["months"] > 0]
-    return {i: (g["prisoner_id"].iloc[0], int(g["months"].max()),
-                round(float((g["months"] * g["monthly_amount"]).sum()), 2)) for i, g in r.groupby("id_number")}
+    return j[["id_number", "prisoner_id", "custody_status", "since", "until"]]
+
+
+def inside(frame: pd.DataFrame, months: pd.Series) -> pd.Series:
+    return (months > frame["since"]) & (frame["until"].isna() | (months <= frame["until"]))
+
+
+def paid_in_custody(city: City) -> dict:
+    """Months the office's payment ledger paid inside a custody period: {id: (months, amount)}."""
+    led = city.office["social_insurance.payments"].merge(custody_periods(city), on="id_number")
+    led = led[inside(led, month_nos(led["month"]))]
+    return {i: (sorted(set(g["month"])), round(float(g["amount"].sum()), 2)) for i, g in led.groupby("id_number")}
+
+
+def contributions_in_custody(city: City) -> dict:
+    c = city.office["social_insurance.contributions"].merge(custody_periods(city), on="id_number")
+    c = c[inside(c, month_nos(c["month"]))]
+    return {i: (sorted(set(g["month"])), round(float(g["amount"].sum()), 2)) for i, g in c.groupby("id_number")}
+
+
+def retired_in_custody(city: City) -> dict:
+    """Basic pensions begun inside a custody period, with all the ledger paid on them."""
+    r = city.office["social_insurance.benefit_roll"]
+    r = r[r["scheme"] == "basic_pension"].merge(custody_periods(city), on="id_number")
+    r = r[inside(r, month_nos(r["start_month"]))]
+    led = city.office["social_insurance.payments"]
+    out = {}
+    for i, g in r.groupby("id_number"):
+        paid = led[led["entry_id"].isin(g["entry_id"])]
+        out[i] = (g["start_month"].min(), int(paid["month"].nunique()), round(float(paid["amount"].sum()), 2))
+    return out
 
 
 def office(city: City, feed: str) -> pd.DataFrame:
@@ -322,15 +349,48 @@ def overlapping_stays(city: City) -> dict:
     return {i: sorted(set(g["bill_id_x"]) | set(g["bill_id_y"])) for i, g in pairs.groupby("id_number")}
 
 
-def deregistered_subsidised(city: City) -> dict:
+def ended_businesses(city: City) -> pd.DataFrame:
     f = received(city, "market_regulation.businesses")
     f = f[f["status"].isin(["注销", "吊销"])].copy()
     changed = f["changed_at"].str[:10].map(date.fromisoformat)
     f["end"] = [day(d) if s == "注销" else c for s, d, c in zip(f["status"], f["deregistered_on"], changed)]
+    return f
+
+
+def deregistered_subsidised(city: City) -> dict:
+    f = ended_businesses(city)
     s = city.subsidies.merge(f[["uscc", "status", "end"]], on="uscc")
     s = s[s["month"].map(month_no) > s["end"].map(month_no)]
     return {u: (g["status"].iloc[0], g["end"].iloc[0].isoformat(), sorted(set(g["month"])),
                 round(float(g["amount"].sum()), 2)) for u, g in s.groupby("uscc")}
+
+
+def deregistered_contributing(city: City) -> dict:
+    f = ended_businesses(city)
+    c = city.office["social_insurance.contributions"].merge(f[["uscc", "status", "end"]], left_on="employer_uscc",
+                                                            right_on="uscc")
+    c = c[c["month"].map(month_no) > c["end"].map(month_no)]
+    return {u: (g["status"].iloc[0], g["end"].iloc[0].isoformat(), sorted(set(g["month"])),
+                round(float(g["amount"].sum()), 2)) for u, g in c.groupby("uscc")}
+
+
+def contributions_without_wage(city: City, min_months: int = 3, period: int = 3) -> dict:
+    """(person, employer) -> (months, amount): months contributed for, due to be declared before as_of's month
+    began (all but the last), with no wage of the person declared by the employer in the same quarter."""
+    w = received(city, "tax_bureau.wage_income")
+    declared = set(zip(w["id_number"], w["employer_uscc"], month_nos(w["income_month"]) // period))
+    c = city.office["social_insurance.contributions"].copy()
+    c["m"] = month_nos(c["month"])
+    c = c[c["m"] < month_no(city.as_of) - 1]
+    gap = c[[(i, u, m // period) not in declared for i, u, m in zip(c["id_number"], c["employer_uscc"], c["m"])]]
+    return {k: (sorted(set(g["month"])), round(float(g["amount"].sum()), 2))
+            for k, g in gap.groupby(["id_number", "employer_uscc"]) if g["m"].nunique() >= min_months}
+
+
+def lookalikes(city: City, rule: str, field: str = "id_number") -> set[str]:
+    found = {str(c[field]) for c in city.truths["lookalikes"] if c["rule"] == rule}
+    assert len(found) >= 2, rule
+    return found
 
 
 # --- the tests ----------------------------------------------------------------------------------
@@ -345,10 +405,51 @@ def test_paid_after_death(city: City) -> None:
 
 
 def test_paid_in_custody(city: City) -> None:
-    truth = {t["id_number"]: (t["prisoner_id"], t["months"], t["amount"]) for t in city.truths["prisoners_paid"]}
-    assert truth and paid_in_custody(city) == truth
-    for t in city.truths["prisoners_paid"]:
+    found = paid_in_custody(city)
+    released = {t["id_number"]: (t["paid_months"], t["amount"]) for t in city.truths["released_paid"]}
+    in_custody = {t["id_number"] for t in city.truths["prisoners_paid"]}
+    assert released and in_custody and set(found) == set(released) | in_custody
+    assert {i: found[i] for i in released} == released
+    for t in city.truths["prisoners_paid"]:  # the roll's months since admission; the ledger keeps its last 12
         assert t["amount"] == round(t["months"] * t["monthly_amount"], 2)
+        months, amount = found[t["id_number"]]
+        assert 1 <= len(months) <= t["months"] and amount == round(len(months) * t["monthly_amount"], 2)
+    assert not lookalikes(city, "paid_in_custody") & set(found)
+    # every released prisoner on the roll: the ledger pays nothing inside the custody, but the planted ones
+    periods = custody_periods(city)
+    assert set(periods.loc[periods["custody_status"] == "刑满释放", "id_number"]) & set(found) == set(released)
+
+
+def test_contributions_in_custody(city: City) -> None:
+    truth = {t["id_number"]: (t["months"], t["amount"]) for t in city.truths["contributed_in_custody"]}
+    assert len(truth) >= 2 and contributions_in_custody(city) == truth
+    assert not lookalikes(city, "contributions_in_custody") & set(truth)
+
+
+def test_retired_in_custody(city: City) -> None:
+    truth = {t["id_number"]: (t["start_month"], t["months"], t["amount"]) for t in city.truths["retired_in_custody"]}
+    assert sum(t["planted"] for t in city.truths["retired_in_custody"]) >= 2 and retired_in_custody(city) == truth
+    assert not lookalikes(city, "retired_in_custody") & set(truth)
+
+
+def test_deregistered_contributing(city: City) -> None:
+    truth = {t["uscc"]: (t["status"], t["end_date"], t["months"], t["amount"])
+             for t in city.truths["deregistered_contributing"]}
+    assert len(truth) >= 2 and deregistered_contributing(city) == truth
+    assert all(1 <= len(t["months"]) <= 2 for t in city.truths["deregistered_contributing"])
+    assert not lookalikes(city, "deregistered_contributing", "uscc") & set(truth)
+
+
+def test_contributions_without_wage(city: City) -> None:
+    truth = {(t["id_number"], t["employer_uscc"]): (t["months"], t["amount"]) for t in city.truths["no_wage_declared"]}
+    assert sum(t["planted"] for t in city.truths["no_wage_declared"]) >= 3
+    assert contributions_without_wage(city) == truth
+    people = {i for i, _ in truth}
+    assert not lookalikes(city, "contributions_without_wage") & people
+    # the look-alikes: two months undeclared, and wages declared quarterly, which month by month would be a case
+    strict = {i for i, _ in contributions_without_wage(city, period=1)}
+    quarterly = {c["id_number"] for c in city.truths["lookalikes"] if c["kind"] == "declared_quarterly"}
+    assert quarterly <= strict and not quarterly & people
 
 
 def _lookalikes(city: City, rule: str) -> dict[str, list[str]]:
