@@ -16,7 +16,7 @@ mark (VmHWM), inputs included. Cases:
   materialised to Arrow (nothing deduplicated, consolidated or aggregated);
 - matching: ``rules.prepare`` (latest row per key, death consolidation) + ``rules.run_rules`` with
   paid_after_death and paid_in_custody, materialised to Arrow;
-- all eight rules over the same roll, deaths and custody (bills, businesses, contributions and
+- all the rules over the same roll, deaths and custody (bills, businesses, contributions and
   subsidies empty), once.
 Plain and matching alternate ``repeats`` times and the best run of each counts. Goal (the matching
 issue): <= 10 s and <= 1.5 x the plain join for 10,000,000 roll rows, 1,000,000 deaths and 200,000
@@ -343,11 +343,11 @@ def make_inputs(roll: int, deaths: int, prisoners: int,
 
 def run(roll: int = 10_000_000, deaths: int = 1_000_000, prisoners: int = 200_000, *, repeats: int = 3,
         verbose: bool = True) -> dict[str, Any]:
-    """Time the plain join, matching (two rules) and all eight rules; returns the figures, prints them if verbose.
+    """Time the plain join, matching (two rules) and all the rules; returns the figures, prints them if verbose.
 
     Every run is a process of its own: the inputs are made by one (so that this process stays small), then
     plain and matching alternate ``repeats`` times (a neighbour's load falls on both alike) and the best run
-    of each counts; all eight rules run once.
+    of each counts; all the rules run once.
     """
     with tempfile.TemporaryDirectory(prefix="fundx-matching-bench-") as tmp:
         made = _child({"mode": "make", "folder": tmp, "roll": roll, "deaths": deaths, "prisoners": prisoners})
@@ -405,7 +405,7 @@ def _print(r: dict[str, Any]) -> None:
           f"to a busy machine: matching {r['matching_cpu_seconds']:.1f} s, plain {r['plain_cpu_seconds']:.1f} s, "
           f"{r['cpu_ratio']:.2f} x)")
     others = ", ".join(f"{k} {v:,}" for k, v in sorted(r["all_rules_suspects"].items()))
-    print(f"  all eight rules (bills, businesses, contributions, subsidies empty), once: "
+    print(f"  every rule (bills, businesses, contributions, subsidies, payments empty), once: "
           f"{r['all_rules_seconds']:.2f} s, peak {r['all_rules_peak_MiB']:,} MiB; suspects: {others or 'none'}")
 
 
