@@ -78,6 +78,15 @@ MAX_NOTE = 500
 #: a whole identity number (masked ones have ``*``): 17 digits and a digit or X, not inside a longer word
 UNMASKED_ID = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
 _AREA = re.compile(r"^\d{6}$")
+
+
+def holds_identity_number(text: str) -> bool:
+    """True if ``text`` holds a whole identity number: 18 characters shaped like one (:data:`UNMASKED_ID`) that are
+    one (check character and birth date valid). An employer's credit code of 18 digits (913301020322476657) is
+    shaped like one but is not: the evidence of the employer rules names employers by their codes."""
+    from fundx.core.identity import is_valid_id
+
+    return any(is_valid_id(m.group(0).upper()) for m in UNMASKED_ID.finditer(text))
 _ORDER_ID = re.compile(r"^O(\d{8})-([1-9]\d?)-(\d{4,})$")
 
 
@@ -233,7 +242,7 @@ def _suspect_rows(suspects: Any) -> list[dict[str, Any]]:
             raise ValueError(f"{where}: column subject repeats a subject of rule {rule} (one row per rule and subject)")
         seen.add((rule, subject))
         id_masked = None if _missing(row["id_masked"]) else str(row["id_masked"]).strip() or None
-        if id_masked is not None and UNMASKED_ID.search(id_masked):
+        if id_masked is not None and holds_identity_number(id_masked):
             raise ValueError(f"{where}: column id_masked holds an unmasked identity number")
         if id_masked is not None and len(id_masked) > 64:
             raise ValueError(f"{where}: column id_masked is longer than 64 characters")
@@ -266,7 +275,7 @@ def _suspect_rows(suspects: Any) -> list[dict[str, Any]]:
             json.loads(detail)
         except ValueError:
             raise ValueError(f"{where}: column detail is not JSON") from None
-        if UNMASKED_ID.search(detail):
+        if holds_identity_number(detail):
             raise ValueError(f"{where}: column detail holds an unmasked identity number")
         rows.append({"rule": rule, "subject": subject, "id_masked": id_masked, "area": area,
                      "amount_at_risk": round(amount, 2), "months": months, "detail": detail})
@@ -522,7 +531,7 @@ def _csv(orders: Sequence[Order], columns: Sequence[str]) -> bytes:
     for o in orders:
         writer.writerow([neutralise_cell(c) for c in _cells(o, columns)])
     text = buffer.getvalue()
-    if UNMASKED_ID.search(text):  # record() refused them already; a last look before anything leaves
+    if holds_identity_number(text):  # record() refused them already; a last look before anything leaves
         raise ValueError("an order's id_masked or detail holds an unmasked identity number; nothing written")
     return text.encode("utf-8-sig")  # the BOM lets Excel read the Chinese columns
 

@@ -144,6 +144,18 @@ def test_masked_ids_and_credit_codes_pass():
     assert not mo.UNMASKED_ID.search("330106********123X")
     assert not mo.UNMASKED_ID.search(json.dumps({"account": "6222********1234", "token": "12345678901234567890abcdef"}))
     assert mo.UNMASKED_ID.search(f"身份证{a_real_id()}。")
+    # an employer's 18-digit credit code is shaped like a number but is not one: evidence may name it
+    assert mo.UNMASKED_ID.search("913301020322476657") and not mo.holds_identity_number('{"employers": ["913301020322476657"]}')
+    assert mo.holds_identity_number(f"身份证{a_real_id()}。") and mo.holds_identity_number(a_real_id()[:17] + "x")
+
+
+def test_record_keeps_an_employers_code_in_the_evidence_and_refuses_an_identity_number(ledger):
+    employer = suspect("unemployed_contributing", token(3), "330106", 10.0,
+                       detail={"employers": ["913301020322476657"], "months": ["2026-02"]})
+    assert mo.record(ledger, NIGHT, frame(employer)).opened == 1
+    leaked = suspect("unemployed_contributing", token(4), "330106", 10.0, detail={"who": a_real_id()})
+    with pytest.raises(ValueError, match="detail holds an unmasked identity number"):
+        mo.record(ledger, NIGHT, frame(leaked))
 
 
 # --- closing ------------------------------------------------------------------------------------------
