@@ -20,7 +20,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 os.environ.setdefault("FUNDX_RETRY_BASE_DELAY", "0.01")
 os.environ.setdefault("FUNDX_RETRY_MAX_DELAY", "1")
 
-from testkit import Pki, make_pki, pg_databases  # noqa: E402  (after the environment above)
+from testkit import Pki, cached_city, make_pki, pg_databases  # noqa: E402  (after the environment above)
 
 
 @pytest.fixture(scope="session")
@@ -59,10 +59,22 @@ def keys_dir(pki) -> Path:
 
 
 @pytest.fixture(scope="session")
-def sandbox_factory(run_dir):
+def city_of(run_dir):
+    """``city_of(people, seed=None, as_of=None)``: the sandbox's city (generate_city), generated once per run for
+    each (people, seed, as_of) and a copy of its own for every caller (testkit.cached_city)."""
+
+    def make(people: int, seed: int | None = None, as_of=None):
+        return cached_city(run_dir / "cities", people, seed, as_of)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def sandbox_factory(run_dir, city_of):
     """The one way tests make sandbox agencies: ``with sandbox_factory("night", people=3000) as sb`` starts
     them in a folder of their own under this run's (``agencies-night``) and stops them at the end;
-    ``sandbox_factory(...).start()`` for a test that stops them itself. Options are Sandbox's."""
+    ``sandbox_factory(...).start()`` for a test that stops them itself. Options are Sandbox's; without
+    ``city=`` the agencies serve a copy of the run's city of that size (``city_of``), generated once."""
     from sandbox.agencies import Sandbox
 
     def make(name: str, **options) -> Sandbox:
@@ -70,6 +82,10 @@ def sandbox_factory(run_dir):
         while where.exists():
             n += 1
             where = run_dir / f"agencies-{name}-{n}"
+        if options.get("city") is None:
+            default = Sandbox.__init__.__kwdefaults__["people"]
+            options["city"] = city_of(options.pop("people", default), options.pop("seed", None),
+                                      options.pop("as_of", None))
         return Sandbox(where, **options)
 
     return make

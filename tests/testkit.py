@@ -21,6 +21,14 @@ PG_ADMIN_URL = os.environ.get("FUNDX_TEST_PG_URL", "postgresql+psycopg://postgre
 #: an identity number that must never show up in an error message
 MARKER_ID = "11010519491231002X"
 
+#: A feed of each transport (REST, file drop, a database view, the office's database) and of each stage: what a
+#: whole-night test names (``nightly_exchange(feeds=list(ONE_OF_EACH))``) when its point is not every feed. A
+#: night's feed is a Prefect flow run of its own, about a second even when it pulls nothing; a night of every feed
+#: pulls 13 (the office's 18,000-row payment ledger among them). tests/flows/test_night.py checks that these still
+#: cover every transport and stage; the tests about every feed (a night's counts, no plain PII) pull them all.
+ONE_OF_EACH = ("civil_affairs.deaths", "police.deaths", "justice.prisoners", "medical_insurance.bills",
+               "tax_bureau.wage_income", "social_insurance.benefit_roll")
+
 _pg_checked: dict[str, str | None] = {}
 
 
@@ -73,6 +81,30 @@ def pg_databases(prefix: str = "fundx_test") -> Iterator[Any]:
             for name in made:
                 conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+# --- the sandbox's cities ----------------------------------------------------------------------------
+
+
+def cached_city(folder: Path, people: int, seed: int | None = None, as_of: Any = None) -> Any:
+    """``sandbox.city.generate_city(people, seed, as_of)``, generated once per run and kept (pickled) in
+    ``folder``: each call gets a copy of its own, since a sandbox adds the generic feeds' frames to the city it
+    serves and a test may change one. The generator is deterministic in (people, seed, as_of) — the golden test
+    holds it to its bytes, tests/sandbox/test_city_cache.py holds a copy to the fresh city's."""
+    import pickle
+
+    from sandbox.city import DEFAULT_AS_OF, DEFAULT_SEED, generate_city
+
+    seed = DEFAULT_SEED if seed is None else seed
+    as_of = DEFAULT_AS_OF if as_of is None else as_of
+    path = folder / f"city-{people}-{seed}-{as_of.isoformat()}.pickle"
+    if not path.is_file():
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        made = generate_city(people, seed=seed, as_of=as_of)
+        part = path.with_suffix(".part")
+        part.write_bytes(pickle.dumps(made, protocol=5))
+        part.replace(path)
+    return pickle.loads(path.read_bytes())
 
 
 # --- the development PKI ----------------------------------------------------------------------------

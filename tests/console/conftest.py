@@ -1,7 +1,8 @@
 """Fixtures for the stewards' console: a sandbox, one night of police.deaths with rows spoiled by an
 HTML/JS payload (so they are quarantined and shown), a steward and an auditor account.
 
-The night is module-scoped (a run costs seconds): each test module gets its own home and ledger.
+The night is module-scoped (a run costs seconds): each test module gets its own home and ledger; the agencies
+it is pulled from are the session's (one city of 10,000 people, started once).
 """
 
 from __future__ import annotations
@@ -37,8 +38,15 @@ def _planting(feed: str, window, **_options):
     return dataclasses.replace(pulled, frame=frame, digest=content_digest(frame))
 
 
+@pytest.fixture(scope="session")
+def console_sandbox(sandbox_factory):
+    """The agencies every console module pulls its night from: started once (no test arms a fault at them)."""
+    with sandbox_factory("console", people=10_000) as sb:
+        yield sb
+
+
 @pytest.fixture(scope="module")
-def night(run_dir, keys_dir, sandbox_factory, request):
+def night(run_dir, keys_dir, console_sandbox, request):
     """A home of the module's own: the sandbox's police.deaths pulled once, three rows spoiled, two accounts."""
     from fundx.console import accounts
     from fundx.core.settings import reload_settings
@@ -49,7 +57,8 @@ def night(run_dir, keys_dir, sandbox_factory, request):
 
     name = request.module.__name__.rsplit(".", 1)[-1]
     base = run_dir / f"console-{name}"
-    with sandbox_factory(f"console-{name}", people=10_000) as sb, pytest.MonkeyPatch.context() as mp:
+    sb = console_sandbox
+    with pytest.MonkeyPatch.context() as mp:
         for key, value in sb.env.items():
             mp.setenv(key, value)
         home = base / "home"

@@ -7,7 +7,8 @@
 - below the feed's lock, two processes call ``Ledger.begin_delivery`` for the same batch at the same
   moment, 20 times (new batches and batches abandoned before): the database lets exactly one win;
 - two nights started by mistake at the same moment (the nightly flow, each process with its own
-  Prefect): still one delivery per batch of every feed, and the stages get every valid row once.
+  Prefect), of a feed of each transport and stage: still one delivery per batch of every feed of the
+  night, and the stages get every valid row once.
 
 Each test has a database of its own on 127.0.0.1:5432 (dropped at the end), which the processes
 open for the first time together; the tests skip, saying why, when PostgreSQL is not reachable.
@@ -29,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
+from testkit import ONE_OF_EACH
 
 from connectors.registry import registry
 from fundx.core.digest import content_digest
@@ -45,8 +47,9 @@ pytestmark = pytest.mark.postgres
 ROOT = Path(__file__).resolve().parents[2]
 END = "2026-11-23T00:00:00+08:00"
 FEED, STAGE = "police.deaths", "death_matching"
-#: every feed of the feed configs -> the stage it delivers to
-FEEDS = {feed: registry().stage_of(feed) for feed in registry().names}
+#: the two nights' feeds -> the stage each delivers to: a feed of each transport and stage (testkit.ONE_OF_EACH;
+#: the race is over each feed's lock and its delivery, the same code for every feed)
+FEEDS = {feed: registry().stage_of(feed) for feed in ONE_OF_EACH}
 
 
 # --- fixtures ----------------------------------------------------------------------------------
@@ -393,7 +396,7 @@ with get_client(sync_client=True) as client:  # the Prefect server answers befor
 print("ready", flush=True)
 sys.stdin.readline()
 try:
-    outcomes = [o.__dict__ for o in nightly_exchange(end=sys.argv[1])]
+    outcomes = [o.__dict__ for o in nightly_exchange(feeds=sys.argv[2].split(","), end=sys.argv[1])]
     answer = {"night": "completed", "feeds": {o["feed"]: [o["outcome"], o["handoff"]] for o in outcomes}}
 except NightFailed as exc:
     answer = {"night": "failed", "error": str(exc)[:2000]}
@@ -420,7 +423,7 @@ def prefect_api() -> str:
 def test_two_nights_started_by_mistake_deliver_each_batch_once(sandbox, shared, prefect_api, tmp_path):
     # as two `fundx night` (or a night by hand while the scheduled one runs) against one Prefect server,
     # one exchange home and one ledger; the children inherit the rest of the environment
-    racers = Racers(NIGHT_RACER, [END], env=[{"PREFECT_API_URL": prefect_api}] * 2, logs=tmp_path)
+    racers = Racers(NIGHT_RACER, [END, ",".join(FEEDS)], env=[{"PREFECT_API_URL": prefect_api}] * 2, logs=tmp_path)
     try:
         racers.ready(timeout=240)
         racers.go()
