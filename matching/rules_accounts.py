@@ -158,7 +158,7 @@ def _unemployed_in_ledger(p: dict[str, Any]) -> str:
 
 # A store without a ledger (none delivered yet) falls back on the roll's active entries, as the rules read
 # them before the ledger: the same columns, months and amounts from [start_month, paid_through] x monthly_amount.
-_NO_LEDGER = "NOT EXISTS (SELECT 1 FROM payments)"
+_NO_LEDGER = "NOT EXISTS (SELECT 1 FROM payments_in)"
 
 
 def _shared_in_roll(p: dict[str, Any]) -> str:

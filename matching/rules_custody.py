@@ -80,7 +80,7 @@ def _paid_in_custody(p: dict[str, Any], night: date) -> str:
                list(DISTINCT r.benefit_type ORDER BY r.benefit_type) AS benefits, NULL::VARCHAR[] AS paid_months,
                any_value(r.id_masked) AS id_masked, any_value(r.area) AS area
         FROM roll r JOIN cp ON r.person = cp.person
-        WHERE cp.custody_status = '{p["status"]}' AND {until} > cp.from_month AND NOT EXISTS (SELECT 1 FROM payments)
+        WHERE cp.custody_status = '{p["status"]}' AND {until} > cp.from_month AND NOT EXISTS (SELECT 1 FROM payments_in)
         GROUP BY r.person),
     found AS (SELECT * FROM led UNION ALL SELECT * FROM rolled),
     {_evidence()},
@@ -132,9 +132,9 @@ def _retired_in_custody(p: dict[str, Any], night: date) -> str:
     SELECT 'retired_in_custody' AS rule, hex(e.person) AS subject, [e.person] AS persons,
            COALESCE(any_value(e.id_masked), any_value(ev.id_masked)) AS id_masked,
            COALESCE(any_value(e.area), any_value(ev.area)) AS area,
-           sum(CASE WHEN NOT EXISTS (SELECT 1 FROM payments) THEN greatest(e.paid_through - e.start_month + 1, 0)
+           sum(CASE WHEN NOT EXISTS (SELECT 1 FROM payments_in) THEN greatest(e.paid_through - e.start_month + 1, 0)
                     ELSE COALESCE(paid.months, 0) END)::INTEGER AS months,
-           round(sum(CASE WHEN NOT EXISTS (SELECT 1 FROM payments)
+           round(sum(CASE WHEN NOT EXISTS (SELECT 1 FROM payments_in)
                           THEN greatest(e.paid_through - e.start_month + 1, 0) * e.monthly_amount
                           ELSE COALESCE(paid.amount, 0) END), 2) AS amount_at_risk,
            json_object('custody', any_value(ev.custody),
