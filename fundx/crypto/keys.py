@@ -377,13 +377,15 @@ class KeyStore:
 
     def _settled(self, stage: str, read: Callable[[], _Pair]) -> _Pair:
         """``read()`` of a stage's files, again while ``fundx keys rotate`` moves them under it: a read is kept
-        when the folder listing is the same before and after it (every rotation step changes the listing)."""
+        when the folder listing is the same before and after it (every rotation step changes the listing). A
+        read that fails is tried again too (a key retired between the listing and its read); the last try's
+        error is the one raised."""
         for attempt in range(_PAIR_TRIES):
             before = self._listing(stage)
             try:
                 found = read()
-            except FileNotFoundError:
-                found = None
+            except (FileNotFoundError, ConfigurationError):  # a file moved away between the listing and its read
+                found = None  # (a rotation's step; "cannot read ...": the key's loader names the file it missed)
             if found is not None and self._listing(stage) == before:
                 return found
             time.sleep(0.02 * (attempt + 1))
