@@ -144,6 +144,15 @@ class Served:
         self._watcher.join()
 
 
+def _log_tails(home: Path, lines: int = 25) -> str:
+    """The last lines of every log under a serve home (the server's, the workers'), for a start that hung."""
+    parts = []
+    for log in sorted(home.rglob("*.log")):
+        text = log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+        parts.append(f"--- {log.relative_to(home)} ({log.stat().st_size} bytes), its end:\n" + "\n".join(text))
+    return "\n".join(parts) or f"no log under {home}"
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     from sandbox.agencies import Sandbox
@@ -156,7 +165,12 @@ def served(tmp_path_factory):
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         sandbox.start()
-        out, err = starting.communicate(timeout=150)
+        try:
+            out, err = starting.communicate(timeout=150)
+        except subprocess.TimeoutExpired as slow:  # say where it stood: what it printed and its logs' ends
+            printed = (slow.stdout or b"").decode(errors="replace") if isinstance(slow.stdout, bytes) else slow.stdout
+            raise AssertionError(f"`deployments.run start` did not finish within 150 s (exited: {starting.poll()}); "
+                                 f"it printed:\n{printed or ''}\n{_log_tails(srv.home)}") from None
         assert starting.returncode == 0, out + err
         srv.start_output = out
         yield srv
