@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -26,6 +27,9 @@ from fundx.ledger.audit import GENESIS
 from fundx.ledger.engine import backend_of, open_engine
 from fundx.ledger.revision import schema_state
 from fundx.ledger.schema import SCHEMA_HEAD, alembic_version, audit_head, metadata
+
+#: a SQLite opening that met "database is locked" outside the busy timeout's reach is tried again this often
+_SQLITE_TRIES = 5
 
 
 def utc_now() -> datetime:
@@ -104,8 +108,21 @@ class LedgerDatabase:
         """A new ledger at the schema's head, stamped with it; an existing one must be at the head already.
 
         At the head, tables missing from it are made again (a test's clean-up may have dropped them) and
-        the audit chain's head row is made if missing, as every open always did.
+        the audit chain's head row is made if missing, as every open always did. On SQLite, an opening that
+        meets "database is locked" where the busy timeout does not wait (SQLite answers at once when waiting
+        could deadlock: several processes opening one new file at the same moment) is tried again, whole:
+        it is one transaction, and the next try finds the ledger made if another opener got there first
+        (the same as fundx.ledger.migrations.upgrade).
         """
+        for attempt in range(1, _SQLITE_TRIES + 1):
+            try:
+                return self._create_once()
+            except sa.exc.OperationalError as exc:
+                if self.dialect != "sqlite" or "locked" not in str(exc.orig) or attempt == _SQLITE_TRIES:
+                    raise
+                time.sleep(0.2 * attempt)
+
+    def _create_once(self) -> None:
         with self.schema_lock() as conn:
             state = schema_state(conn)
             if state.status == "new":
