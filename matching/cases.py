@@ -12,8 +12,9 @@ nights find it. :func:`record` takes a matching night's suspects and, for each:
   again, or a confirmed death whose payments did not stop, is a new finding the office must see;
 - the night the order was issued, found again (a rerun of that night), changes nothing.
 
-The inspection lifecycle of issue 20 (reviews, acceptance, escalation) builds on these cases; what
-counts as a material change is :func:`material_change`. Nothing here sees a raw identity: subjects are
+The inspection lifecycle (matching.lifecycle: reviews, acceptance, escalation) works on these cases: a reopened
+case starts again at ``issued`` (its earlier steps stay in ``case_events``); what counts as a material change is
+:func:`material_change`. Nothing here sees a raw identity: subjects are
 tokens, evidence is masked (orders._suspect_rows checks it), and the audit holds counts and order ids.
 """
 
@@ -76,6 +77,7 @@ def _changed(before: Mapping[str, Any], now: Mapping[str, Any]) -> str | None:
 def record(ledger: Ledger, night: date, rows: list[dict[str, Any]], *, due_days, actor: str):
     """The night's checked suspects (orders._suspect_rows) recorded as cases, in one audited transaction:
     new orders, versions of open ones, reopened closed ones (module docstring). Returns orders.Recorded."""
+    from matching import lifecycle
     from matching import orders as mo
 
     now = datetime.now(UTC)
@@ -98,6 +100,7 @@ def record(ledger: Ledger, night: date, rows: list[dict[str, Any]], *, due_days,
             inserts.append({
                 **r, "area": mo.route(r["area"]), "order_id": oid, "night": night, "district": mo.district_of(r["area"]),
                 "due_on": night + timedelta(days=mo._due_days(due_days, r["rule"])), "status": "open",
+                "stage": "issued", "referral_due": lifecycle.referral_due(r["rule"], r["amount_at_risk"]),
                 "created_at": now})
             versions.append(_version(oid, night, r, "issued", None, now))
         for r in rows:
@@ -118,12 +121,19 @@ def record(ledger: Ledger, night: date, rows: list[dict[str, Any]], *, due_days,
             conn.execute(orders_table.insert(), inserts)
         for oid, r in updated:
             conn.execute(orders_table.update().where(orders_table.c.order_id == oid).values(
-                amount_at_risk=r["amount_at_risk"], months=r["months"], detail=r["detail"]))
+                amount_at_risk=r["amount_at_risk"], months=r["months"], detail=r["detail"],
+                referral_due=sa.or_(orders_table.c.referral_due,
+                                    sa.literal(lifecycle.referral_due(r["rule"], r["amount_at_risk"])))))
         for oid, r, why, before in reopened:
             conn.execute(orders_table.update().where(orders_table.c.order_id == oid).values(
                 amount_at_risk=r["amount_at_risk"], months=r["months"], detail=r["detail"], status="open",
-                outcome=None, amount_recovered=None, closed_at=None, closed_by=None,
+                outcome=None, amount_recovered=None, closed_at=None, closed_by=None, stage="issued", assignee=None,
+                submitted_by=None, first_reviewer=None, second_reviewer=None, accepted_by=None, accepted_at=None,
+                referral_to=None, referral_no=None, escalated_at=None,
+                referral_due=lifecycle.referral_due(r["rule"], r["amount_at_risk"]),
                 due_on=night + timedelta(days=mo._due_days(due_days, r["rule"]))))
+            lifecycle.record_event(conn, oid, actor=actor, action="reopen", from_stage=before["stage"],
+                                   to_stage="issued", reason=why, at=now)
             ledger.audit(conn, "order.reopened", oid, {
                 "night": night.isoformat(), "reason": why, "was": before["outcome"],
                 "closed_by": before["closed_by"]}, actor=actor)

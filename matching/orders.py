@@ -69,7 +69,7 @@ def _titles() -> dict[str, str]:
 #: each rule's Chinese title (死亡未停发, ...), from its definition (matching.rules)
 TITLES: dict[str, str] = _titles()
 
-OUTCOMES: tuple[str, ...] = ("confirmed", "false-positive", "recovered")
+OUTCOMES: tuple[str, ...] = ("confirmed", "false-positive", "recovered", "referred")
 STATUSES: tuple[str, ...] = ("open", "closed")
 COLUMNS: tuple[str, ...] = ("rule", "subject", "id_masked", "area", "amount_at_risk", "months", "detail")
 DEFAULT_DUE_DAYS = 30
@@ -149,6 +149,25 @@ class Order:
     closed_at: datetime | None
     closed_by: str | None
     created_at: datetime
+    # the inspection lifecycle (matching.lifecycle)
+    stage: str = "issued"
+    assignee: str | None = None
+    submitted_by: str | None = None
+    first_reviewer: str | None = None
+    second_reviewer: str | None = None
+    accepted_by: str | None = None
+    accepted_at: datetime | None = None
+    referral_to: str | None = None
+    referral_no: str | None = None
+    referral_due: bool = False
+    escalated_at: datetime | None = None
+
+    @property
+    def recovery(self) -> str | None:
+        """``full`` or ``partial`` for what was recovered against the amount at risk; None when nothing was."""
+        from matching.lifecycle import recovery
+
+        return recovery(self.amount_at_risk, self.amount_recovered)
 
     @property
     def title(self) -> str:
@@ -190,6 +209,10 @@ def _order(row: Any) -> Order:
         due_on=_as_date(row["due_on"]), status=row["status"], outcome=row["outcome"],
         amount_recovered=None if row["amount_recovered"] is None else float(row["amount_recovered"]),
         note=row["note"], closed_at=row["closed_at"], closed_by=row["closed_by"], created_at=row["created_at"],
+        stage=row["stage"], assignee=row["assignee"], submitted_by=row["submitted_by"],
+        first_reviewer=row["first_reviewer"], second_reviewer=row["second_reviewer"], accepted_by=row["accepted_by"],
+        accepted_at=row["accepted_at"], referral_to=row["referral_to"], referral_no=row["referral_no"],
+        referral_due=bool(row["referral_due"]), escalated_at=row["escalated_at"],
     )
 
 
@@ -324,6 +347,8 @@ def record(ledger: Ledger, night: date, suspects: Any, *, due_days: int | Mappin
 
 
 def _check_close(outcome: str, amount: float, note: str | None) -> tuple[float, str | None]:
+    if outcome == "referred":
+        raise ValueError("a referral is recorded through the case's review (matching.lifecycle.submit), with its number")
     if outcome not in OUTCOMES:
         raise ValueError(f"unknown outcome {outcome!r}: one of {', '.join(OUTCOMES)}")
     try:
@@ -347,7 +372,11 @@ def _check_close(outcome: str, amount: float, note: str | None) -> tuple[float, 
 
 def close(ledger: Ledger, order_id: str, *, outcome: str, amount: float, actor: str,
           note: str | None = None) -> Order:
-    """Close an open order with its outcome and amount; once, audited (``order.closed``).
+    """Close an open order with its outcome and amount in one step; once, audited (``order.closed``).
+
+    The one-step close is for programs (tests, cases decided before fundx had reviews); people close cases through
+    the inspection lifecycle (matching.lifecycle: a finding, then two reviews by different accounts), which is all
+    the CLI and the console offer.
 
     ``outcome``: confirmed | false-positive | recovered; ``amount`` 0 or more, 0 for a false
     positive, more than 0 when recovered (a ValueError otherwise). An unknown order, or one closed
@@ -366,7 +395,7 @@ def close(ledger: Ledger, order_id: str, *, outcome: str, amount: float, actor: 
                                 f"({row['outcome']})", action="an order is closed once; see fundx orders show " + order_id)
         done = conn.execute(orders_table.update().where(
             orders_table.c.order_id == order_id, orders_table.c.status == "open").values(
-            status="closed", outcome=outcome, amount_recovered=amount, note=text,
+            status="closed", stage="closed", outcome=outcome, amount_recovered=amount, note=text,
             closed_at=datetime.now(UTC), closed_by=actor))
         if done.rowcount != 1:
             raise DecisionError(f"order {order_id} is not open any more")
@@ -436,6 +465,7 @@ class RuleReport:
     recovered: int
     amount_at_risk: float
     amount_recovered: float
+    referred: int = 0
 
     @property
     def open(self) -> int:
@@ -443,13 +473,13 @@ class RuleReport:
 
     @property
     def precision(self) -> float | None:
-        """(confirmed + recovered) / closed; None while nothing is closed."""
-        return (self.confirmed + self.recovered) / self.closed if self.closed else None
+        """(confirmed + recovered + referred) / closed; None while nothing is closed."""
+        return (self.confirmed + self.recovered + self.referred) / self.closed if self.closed else None
 
     def as_dict(self) -> dict[str, Any]:
         return {"rule": self.rule, "title": self.title, "suspects": self.suspects, "open": self.open,
                 "closed": self.closed, "confirmed": self.confirmed, "false_positive": self.false_positive,
-                "recovered": self.recovered, "precision": self.precision,
+                "recovered": self.recovered, "referred": self.referred, "precision": self.precision,
                 "amount_at_risk": self.amount_at_risk, "amount_recovered": self.amount_recovered}
 
 
@@ -464,21 +494,23 @@ def report(ledger: Ledger, night: date | str | None = None) -> list[RuleReport]:
     if night is not None:
         query = query.where(t.c.night == _as_date(night))
     figures: dict[str, dict[str, Any]] = {r: {"suspects": 0, "closed": 0, "confirmed": 0, "false-positive": 0,
-                                              "recovered": 0, "at_risk": 0.0, "amount_recovered": 0.0} for r in RULES}
+                                              "recovered": 0, "referred": 0, "at_risk": 0.0, "amount_recovered": 0.0}
+                                          for r in RULES}
     with ledger.engine.connect() as conn:
         for row in conn.execute(query):
             f = figures.setdefault(row.rule, {"suspects": 0, "closed": 0, "confirmed": 0, "false-positive": 0,
-                                              "recovered": 0, "at_risk": 0.0, "amount_recovered": 0.0})
+                                              "recovered": 0, "referred": 0, "at_risk": 0.0, "amount_recovered": 0.0})
             f["suspects"] += row.n
             f["at_risk"] += float(row.at_risk or 0)
             if row.status == "closed":
                 f["closed"] += row.n
-                if row.outcome == "recovered":  # a confirmed order's amount is owed, not yet recovered
+                if row.outcome in ("recovered", "referred"):  # a confirmed order's amount is owed, not yet recovered
                     f["amount_recovered"] += float(row.recovered or 0)
                 if row.outcome in OUTCOMES:
                     f[row.outcome] += row.n
     return [RuleReport(rule=r, title=TITLES.get(r, r), suspects=f["suspects"], closed=f["closed"],
                        confirmed=f["confirmed"], false_positive=f["false-positive"], recovered=f["recovered"],
+                       referred=f["referred"],
                        amount_at_risk=round(f["at_risk"], 2), amount_recovered=round(f["amount_recovered"], 2))
             for r, f in figures.items()]
 
@@ -488,7 +520,7 @@ def total(reports: Sequence[RuleReport]) -> RuleReport:
     return RuleReport(
         rule="total", title="合计", suspects=sum(r.suspects for r in reports), closed=sum(r.closed for r in reports),
         confirmed=sum(r.confirmed for r in reports), false_positive=sum(r.false_positive for r in reports),
-        recovered=sum(r.recovered for r in reports),
+        recovered=sum(r.recovered for r in reports), referred=sum(r.referred for r in reports),
         amount_at_risk=round(sum(r.amount_at_risk for r in reports), 2),
         amount_recovered=round(sum(r.amount_recovered for r in reports), 2),
     )

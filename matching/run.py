@@ -80,7 +80,7 @@ def run_matching(night: date | None = None, params: dict[str, str] | None = None
                  home: Path | None = None) -> MatchingResult:
     """Load what was delivered, match, record suspects and orders, write listings and the investigators' file."""
     from fundx.ledger import Ledger
-    from matching import orders
+    from matching import lifecycle, orders
 
     home = Path(home or get_settings().home)
     night = night or datetime.now(SHANGHAI).date()
@@ -95,7 +95,7 @@ def run_matching(night: date | None = None, params: dict[str, str] | None = None
     found = rules.run_rules(con, parsed, night)
     frame = found.drop(["persons"]).to_pandas()
     ledger = Ledger.from_settings()
-    made = orders.record(ledger, night, frame, due_days=30)
+    made = orders.record(ledger, night, frame, due_days=lifecycle.DUE_DAYS)
     result.orders_new, result.orders_updated, result.orders_reopened = made.opened, made.updated, made.reopened
     for name in rules.RULES:
         rows = frame[frame["rule"] == name]

@@ -38,7 +38,7 @@ def console_serve(
     except FundxError as exc:
         fail(exc)
     if not accounts.accounts(Ledger.from_settings()):
-        err.print("[yellow]no console accounts yet:[/yellow] fundx console add-user NAME --role steward|auditor")
+        err.print("[yellow]no console accounts yet:[/yellow] fundx console add-user NAME --role steward|auditor|inspector|supervisor")
     scheme = "https" if tls_cert else "http"
     console.print(f"the stewards' console: {scheme}://{'[' + host + ']' if ':' in host else host}:{port}/ (Ctrl-C stops it)")
     try:
@@ -50,7 +50,8 @@ def console_serve(
 @console_app.command("add-user")
 def console_add_user(
     name: Annotated[str, typer.Argument(help="account name: 2-32 of a-z 0-9 . _ -, starting with a letter")],
-    role: Annotated[str, typer.Option(help="steward (reads, decides, unmasks) or auditor (reads only)")],
+    role: Annotated[str, typer.Option(help="steward (reads, decides quarantines, unmasks), auditor (reads only), "
+                                           "inspector (works and reviews cases) or supervisor (accepts cases)")],
     reset: Annotated[bool, typer.Option("--reset", help="the account exists: set a new password and role")] = False,
 ) -> None:
     """Create a console account; the password comes from a prompt (or FUNDX_CONSOLE_PASSWORD), never echoed."""

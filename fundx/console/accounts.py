@@ -33,7 +33,7 @@ from fundx.core.timeutil import UTC
 from fundx.ledger import Ledger
 from fundx.ledger.schema import UTCDateTime, console_accounts, console_sessions
 
-ROLES = ("steward", "auditor")
+ROLES = ("steward", "auditor", "inspector", "supervisor")
 #: consecutive failed sign-ins that lock an account, and for how long
 MAX_FAILURES = 5
 LOCKOUT = timedelta(minutes=15)
@@ -102,7 +102,7 @@ def check_name(name: str) -> str:
 
 def check_role(role: str) -> str:
     if role not in ROLES:
-        raise ConfigurationError(f"unknown role {role!r}", action="give --role steward or --role auditor")
+        raise ConfigurationError(f"unknown role {role!r}", action="give --role " + ", ".join(ROLES))
     return role
 
 

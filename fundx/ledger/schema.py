@@ -252,6 +252,20 @@ orders = sa.Table(
     sa.Column("closed_at", UTCDateTime),
     sa.Column("closed_by", sa.String(64)),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    # the inspection lifecycle (matching.lifecycle, revision 0004): where the case stands and who did what. While a
+    # finding waits for its reviews, ``outcome`` and ``amount_recovered`` hold what the inspector found; the case
+    # counts as closed (``status``) only after the second review
+    sa.Column("stage", sa.String(16), nullable=False, server_default="issued"),
+    sa.Column("assignee", sa.String(64)),
+    sa.Column("submitted_by", sa.String(64)),
+    sa.Column("first_reviewer", sa.String(64)),
+    sa.Column("second_reviewer", sa.String(64)),
+    sa.Column("accepted_by", sa.String(64)),
+    sa.Column("accepted_at", UTCDateTime),
+    sa.Column("referral_to", sa.String(16)),  # police | discipline
+    sa.Column("referral_no", sa.String(32)),
+    sa.Column("referral_due", sa.Boolean, nullable=False, server_default=sa.false()),  # the amount crossed its threshold
+    sa.Column("escalated_at", UTCDateTime),  # 挂牌督办: open 90 days after it was found
     sa.UniqueConstraint("night", "rule", "subject", name="uq_orders_night_rule_subject"),
     sa.Index("ix_orders_status_area", "status", "area"),
 )
@@ -269,6 +283,23 @@ order_versions = sa.Table(
     sa.Column("change", sa.String(16), nullable=False),  # issued | updated | reopened
     sa.Column("reason", sa.Text),  # what changed (sources, months, amount): no values that identify anyone
     sa.Column("recorded_at", UTCDateTime, nullable=False),
+)
+
+#: each step of a case's lifecycle (matching.lifecycle): who moved it from which stage to which, with what finding;
+#: the reason is free text checked to hold no identity number. The audit trail has the same steps (order ids only)
+case_events = sa.Table(
+    "case_events",
+    metadata,
+    sa.Column("order_id", sa.String(32), sa.ForeignKey("orders.order_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("from_stage", sa.String(16), nullable=False),
+    sa.Column("to_stage", sa.String(16), nullable=False),
+    sa.Column("outcome", sa.String(16)),
+    sa.Column("amount", sa.Numeric(16, 2, asdecimal=False)),
+    sa.Column("reason", sa.Text),
 )
 
 audit = sa.Table(
@@ -300,7 +331,7 @@ console_accounts = sa.Table(
     "console_accounts",
     metadata,
     sa.Column("name", sa.String(32), primary_key=True),
-    sa.Column("role", sa.String(16), nullable=False),  # steward | auditor
+    sa.Column("role", sa.String(16), nullable=False),  # steward | auditor | inspector | supervisor
     sa.Column("password_hash", sa.Text, nullable=False),  # argon2id, PHC string format
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("password_set_at", UTCDateTime, nullable=False),
@@ -323,7 +354,7 @@ console_sessions = sa.Table(
 
 #: the schema's revisions, oldest first: fundx/ledger/migrations/versions holds one file for each (a test checks
 #: that they agree). A new revision is added there and here.
-SCHEMA_REVISIONS = ("0001", "0002", "0003")
+SCHEMA_REVISIONS = ("0001", "0002", "0003", "0004")
 SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
 #: the tables every ledger written by fundx 0.1.0 has (it made the console's two only once the console had
 #: been imported): a database with these and no revision is a 0.1.0 ledger, revision 0001's schema
