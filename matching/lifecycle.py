@@ -294,6 +294,51 @@ def events(ledger: Ledger, order_id: str) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
+def waiting_for(order: Any, actor: Actor) -> bool:
+    """True when the case waits for a step ``actor`` may take: an issued case, their own in progress, a finding to
+    first-review, a second review they may do (not theirs to submit or first-review); a closed one for a
+    supervisor."""
+    if actor.role == "supervisor":
+        return order.stage == "closed"
+    if actor.role != "inspector":
+        return False
+    if order.stage == "in_progress":
+        return order.assignee == actor.name
+    if order.stage == "second_review":
+        return actor.name not in (order.first_reviewer, order.submitted_by)
+    return order.stage in ("issued", "first_review")
+
+
+def queue(ledger: Ledger, actor: Actor, *, stage: str | None = None, district: str | None = None, mine: bool = False,
+          overdue_only: bool = False, today: date | None = None) -> list[Any]:
+    """The cases by stage and district, oldest due first: all of them, or ``mine`` (waiting for ``actor``), or the
+    overdue ones; the view is audited (``case.listed``: the filters and the count). An unknown stage or district is
+    a ValueError."""
+    from fundx.core.timeutil import SHANGHAI
+    from matching import orders as mo
+
+    if stage is not None and stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}: one of {', '.join(STAGES)}")
+    day = today or datetime.now(SHANGHAI).date()
+    found = [o for o in mo.orders(ledger, district=district)
+             if (stage is None or o.stage == stage) and (not mine or waiting_for(o, actor))
+             and (not overdue_only or overdue(o, day))]
+    found.sort(key=lambda o: (o.due_on, o.order_id))
+    ledger.log_event("case.listed", district or "all", {"stage": stage, "mine": mine, "overdue": overdue_only,
+                                                        "shown": len(found)}, actor=actor.name)
+    return found
+
+
+def view(ledger: Ledger, order_id: str, *, actor: Actor) -> Any:
+    """One case (None if there is none), the view audited (``case.viewed``)."""
+    from matching import orders as mo
+
+    case = mo.get(ledger, order_id)
+    if case is not None:
+        ledger.log_event("case.viewed", order_id, {"stage": case.stage}, actor=actor.name)
+    return case
+
+
 def overdue(order: Any, today: date) -> bool:
     """An open case past its due date."""
     return order.status == "open" and order.due_on < today

@@ -20,6 +20,7 @@ from typer.core import TyperGroup
 from fundx.cli import preflight
 from fundx.cli.audit import audit_app
 from fundx.cli.backup import backup_app
+from fundx.cli.cases import cases_app
 from fundx.cli.common import check, fail, refuse_another_schema
 from fundx.cli.connector import connector_app
 from fundx.cli.console import console_app
@@ -67,6 +68,7 @@ app.add_typer(notify_app, name="notify")
 app.add_typer(sla_app, name="sla")
 app.add_typer(matching_app, name="matching")
 app.add_typer(orders_app, name="orders")
+app.add_typer(cases_app, name="cases")
 # onboarding an agency: scaffold and check a connector; infer, diff and release contracts
 app.add_typer(connector_app, name="connector")
 app.add_typer(contract_app, name="contract")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fundx.cli.common import bad, console, fail, money, night_arg, steward
+from fundx.cli.common import bad, console, money, night_arg
 
 orders_app = typer.Typer(
     help="Inspection orders (订单式检查), one per suspect: list them by district, show one, close it with its outcome.",
@@ -70,7 +70,7 @@ def orders_list(
     still = [o for o in found if o.status == "open"]
     console.print(f"{len(found):,} orders in {len({o.area for o in found})} districts; {len(still):,} open, "
                   f"{money(sum(o.amount_at_risk for o in still))} at risk in the open ones")
-    console.print("close one: [bold]fundx orders close ORDER --outcome confirmed|false-positive|recovered --amount X[/bold]")
+    console.print("work one through its review: [bold]fundx cases take ORDER --account NAME[/bold] (fundx cases --help)")
 
 
 def _today():
@@ -110,7 +110,7 @@ def orders_show(
         ("months", "" if found.months is None else str(found.months)),
         ("evidence", json.dumps(data["detail"], ensure_ascii=False, indent=1) if not isinstance(data["detail"], str)
          else data["detail"]),
-        ("due on", found.due_on.isoformat()), ("status", found.status),
+        ("due on", found.due_on.isoformat()), ("status", found.status), ("stage", found.stage),
     ]
     if found.status == "closed":
         rows += [("outcome", found.outcome or ""), ("amount recovered", money(found.amount_recovered)),
@@ -124,29 +124,3 @@ def orders_show(
         table.add_row(name, value)
     console.print(table)
 
-
-@orders_app.command("close")
-def orders_close(
-    order: Annotated[str, typer.Argument(help="the order id (fundx orders list)")],
-    outcome: Annotated[str, typer.Option(help="confirmed | false-positive | recovered")],
-    amount: Annotated[float, typer.Option(help="amount recovered (CNY): 0 for a false positive, more than 0 if recovered")],
-    note: Annotated[str | None, typer.Option(help="a short note kept with the order (no identity numbers)")] = None,
-) -> None:
-    """Close an order with its outcome and amount: once, audited; who closed it is FUNDX_STEWARD (else the OS user)."""
-    from fundx.core.errors import FundxError
-    from fundx.ledger import Ledger
-    from matching import orders as mo
-
-    if outcome not in mo.OUTCOMES:
-        bad(f"--outcome: {outcome!r} is not one of {', '.join(mo.OUTCOMES)}")
-    ledger = Ledger.from_settings()
-    if mo.get(ledger, order) is None:
-        bad(f"there is no order {order!r} (see fundx orders list)")
-    try:
-        closed = mo.close(ledger, order, outcome=outcome, amount=amount, actor=steward(), note=note)
-    except ValueError as exc:
-        bad(str(exc))
-    except FundxError as exc:
-        fail(exc)
-    console.print(f"order {closed.order_id} ({closed.district}, {closed.rule} {closed.title}) closed by "
-                  f"{closed.closed_by}: {closed.outcome}, amount {money(closed.amount_recovered)}")
