@@ -60,6 +60,7 @@ class MatchingResult:
     orders_new: int = 0
     orders_updated: int = 0
     orders_reopened: int = 0
+    escalated: int = 0  # cases put under listed supervision tonight (matching.lifecycle.escalate)
     files: list[Path] = field(default_factory=list)
 
 
@@ -74,6 +75,21 @@ def inputs(keys: KeyStore, home: Path) -> rules.Inputs:
     for t, stage in sources().items():
         tables[t], parts[t] = Store(stage, home=home, keys=keys).read_parts(t)
     return rules.Inputs(tables, parts)
+
+
+def escalate(ledger, night: date):
+    """Tonight's listed supervision (挂牌督办, matching.lifecycle.escalate), told to FUNDX_NOTIFY's channels; a
+    notifier that cannot be set up is logged and the cases are escalated all the same (the ledger is the record)."""
+    from fundx.core.errors import ConfigurationError
+    from fundx.notify.notifier import Notifier
+    from matching import lifecycle
+
+    try:
+        notifier = Notifier.from_settings()
+    except ConfigurationError as exc:
+        log.warning("listed supervision of %s: no notices (%s)", night, exc)
+        notifier = None
+    return lifecycle.escalate(ledger, night, notifier=notifier)
 
 
 def run_matching(night: date | None = None, params: dict[str, str] | None = None, *,
@@ -97,6 +113,7 @@ def run_matching(night: date | None = None, params: dict[str, str] | None = None
     ledger = Ledger.from_settings()
     made = orders.record(ledger, night, frame, due_days=lifecycle.DUE_DAYS)
     result.orders_new, result.orders_updated, result.orders_reopened = made.opened, made.updated, made.reopened
+    result.escalated = len(escalate(ledger, night).order_ids)
     for name in rules.RULES:
         rows = frame[frame["rule"] == name]
         result.rules.append(RuleResult(name, len(rows), round(float(rows["amount_at_risk"].sum()), 2)))
@@ -108,8 +125,8 @@ def run_matching(night: date | None = None, params: dict[str, str] | None = None
     ledger.log_event("matching.run", night.isoformat(), {
         "loaded": result.loaded, "suspects": {r.rule: r.suspects for r in result.rules},
         "amount_at_risk": round(sum(r.amount_at_risk for r in result.rules), 2)}, actor="matching")
-    log.info("matching night %s: %d suspects, %d new orders, %d updated, %d reopened", night, len(frame),
-             result.orders_new, result.orders_updated, result.orders_reopened)
+    log.info("matching night %s: %d suspects, %d new orders, %d updated, %d reopened, %d escalated", night,
+             len(frame), result.orders_new, result.orders_updated, result.orders_reopened, result.escalated)
     return result
 
 

@@ -152,3 +152,17 @@ def make_pki(home: Path, stages: tuple[str, ...] | None = None) -> Pki:
     store = KeyStore(KeySettings(dir=paths.dir))
     key, cert = store.exchange_signer()
     return Pki(paths, store, store.ca(), load_key(paths.ca_key), key, cert)
+
+
+#: the password of the console accounts tests make with :func:`account`
+ACCOUNT_PASSWORD = "correct horse battery staple"
+
+
+def account(ledger: Any, name: str = "steward-wang", role: str = "steward") -> dict[str, Any]:
+    """A console account in ``ledger`` (made once); the CliRunner.invoke arguments that sign a command in as it:
+    ``runner.invoke(app, [..., *signed["args"]], input=signed["input"])``."""
+    from fundx.console import accounts
+
+    if name not in {a.name for a in accounts.accounts(ledger)}:
+        accounts.add_account(ledger, name, role, ACCOUNT_PASSWORD, actor="test-admin")
+    return {"args": ["--account", name], "input": ACCOUNT_PASSWORD + "\n"}

@@ -65,7 +65,8 @@ DIRECT_VARIABLES: tuple[Direct, ...] = (
            "dask, dask:N, dask://host:port (loopback only), dask+tls://host:port (see Large feeds)",
            "fundx/exchange/runners.py"),
     Direct("FUNDX_STEWARD", "the operating-system user",
-           "who decides: the name audited for quarantine decisions, closed orders and ledger upgrades",
+           "who runs the administrative commands no account can (console add-user and remove-user, ledger upgrade): "
+           "the name audited for them. Decisions on data and cases need a console account (--account)",
            "fundx/cli/common.py"),
     Direct("FUNDX_CONSOLE_PASSWORD", "—",
            "the password `fundx console add-user` takes instead of asking (scripts and tests only)",

@@ -9,15 +9,14 @@ back; auditors and stewards read.
 
 from __future__ import annotations
 
-import getpass
 import json
-import sys
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from fundx.cli.common import bad, console, err, fail, money
+from fundx.cli.common import bad, console, fail, money
+from fundx.cli.common import signed_in as common_signed_in
 
 cases_app = typer.Typer(
     help="Inspection cases (订单式检查) through their lifecycle: take, finding, two reviews, acceptance. Each command "
@@ -28,23 +27,10 @@ Account = Annotated[str, typer.Option("--account", "-a", help="the console accou
 
 
 def signed_in(name: str):
-    """The account, its password checked (a prompt, or standard input); exit 1 in one line when refused."""
-    from fundx.console import accounts
-    from fundx.ledger import Ledger
+    """The lifecycle's actor: the account, its password checked (fundx.cli.common.signed_in)."""
     from matching import lifecycle
 
-    if sys.stdin.isatty():
-        password = getpass.getpass(f"password of {name}: ")
-    else:
-        password = sys.stdin.readline().rstrip("\r\n")
-    if not password:
-        err.print(f"[red]error:[/red] --account {name}: no password given (type it when asked, or give it on standard "
-                  "input)")
-        raise typer.Exit(1)
-    account = accounts.authenticate(Ledger.from_settings(), name, password)
-    if account is None:
-        err.print(f"[red]error:[/red] account {name!r}: wrong password, unknown or locked (see fundx console users)")
-        raise typer.Exit(1)
+    account = common_signed_in(name)
     return lifecycle.Actor(account.name, account.role)
 
 

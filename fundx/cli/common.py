@@ -87,11 +87,40 @@ def refuse_another_schema() -> None:
         pass  # the database went away since the check: the command's own first use of the ledger says so
 
 
-def steward() -> str:
-    """Who decides: FUNDX_STEWARD, else the operating-system user."""
+def operator() -> str:
+    """Who runs an administrative command that no account can (making the first console account, upgrading the
+    ledger): FUNDX_STEWARD, else the operating-system user. Decisions on data are never taken under it:
+    they need a console account (:func:`signed_in`)."""
     import getpass
 
     return os.environ.get("FUNDX_STEWARD") or getpass.getuser()
+
+
+def signed_in(name: str, roles: tuple[str, ...] | None = None):
+    """The console account ``name`` (fundx.console.accounts), its password asked (hidden) or read from standard
+    input when that is not a terminal, and checked like a console sign-in (counted, locked after repeated
+    failures, audited). Exit 1 in one line when it is refused, or its role is not one of ``roles``."""
+    import getpass
+
+    from fundx.console import accounts
+    from fundx.ledger import Ledger
+
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password of {name}: ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        err.print(f"[red]error:[/red] --account {name}: no password given (type it when asked, or give it on standard "
+                  "input)")
+        raise typer.Exit(1)
+    account = accounts.authenticate(Ledger.from_settings(), name, password)
+    if account is None:
+        err.print(f"[red]error:[/red] --account {name}: wrong password, unknown or locked (see fundx console users)")
+        raise typer.Exit(1)
+    if roles is not None and account.role not in roles:
+        err.print(f"[red]error:[/red] --account {name} is {account.role}: this needs {' or '.join(roles)}")
+        raise typer.Exit(1)
+    return account
 
 
 def night_arg(night: str | None) -> str | None:

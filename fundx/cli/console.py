@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fundx.cli.common import console, err, fail, steward
+from fundx.cli.common import console, err, fail, operator
 
 console_app = typer.Typer(
     help="The stewards' console: a web page over the nights, the quarantine, decisions and the audit trail.",
@@ -66,7 +66,7 @@ def console_add_user(
             raise typer.Exit(2)
         password = typer.prompt(f"password for {name}", hide_input=True, confirmation_prompt=True)
     try:
-        made = accounts.add_account(Ledger.from_settings(), name, role, password, actor=steward(), reset=reset)
+        made = accounts.add_account(Ledger.from_settings(), name, role, password, actor=operator(), reset=reset)
     except FundxError as exc:
         fail(exc)
     console.print(f"console account {made.name} ({made.role}) {'reset' if reset else 'created'}; "
@@ -95,7 +95,7 @@ def console_remove_user(name: Annotated[str, typer.Argument(help="the account")]
     from fundx.console import accounts
     from fundx.ledger import Ledger
 
-    if not accounts.remove_account(Ledger.from_settings(), name, actor=steward()):
+    if not accounts.remove_account(Ledger.from_settings(), name, actor=operator()):
         err.print(f"[red]error:[/red] there is no console account {name!r}")
         raise typer.Exit(1)
     console.print(f"console account {name} removed; its sessions ended")

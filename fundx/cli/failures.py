@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fundx.cli.common import console, fail, steward
+from fundx.cli.common import console, fail, signed_in
 
 failures_app = typer.Typer(
     help="The stewards' quarantine: rows that failed their contract (sealed for the stewards), and decisions.",
@@ -61,16 +61,19 @@ def failures_list(
 @failures_app.command("show")
 def failures_show(
     batch: Annotated[str, typer.Argument(help="the quarantined batch (fundx failures list)")],
+    account: Annotated[str, typer.Option("--account", "-a", help="the steward's or auditor's console account "
+                                                                 "(its password is asked)")],
     rule: Annotated[str | None, typer.Option(help="only rows that broke this rule")] = None,
     limit: Annotated[int, typer.Option(help="rows to show at most")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """A quarantined batch's rows: the rules each broke, identity numbers masked, and only the values those
-    rules looked at. Opening the quarantine is audited."""
+    rules looked at. Opening the quarantine is audited, under the account."""
     from fundx.core.errors import FundxError
     from fundx.exchange import quarantine
     from fundx.ledger import Ledger
 
+    who = signed_in(account, ("steward", "auditor")).name
     ledger = Ledger.from_settings()
     try:
         record = quarantine.batch(ledger, batch)
@@ -81,7 +84,7 @@ def failures_show(
         frame = frame[frame[quarantine.RULES].fillna("").str.split(";").map(lambda ids: rule in ids)]
     shown = quarantine.masked_view(frame.head(limit), record.feed)
     state = quarantine.row_status(ledger, batch)
-    ledger.log_event("failures.show", batch, {"rows_shown": len(shown), "rule": rule}, actor=steward())
+    ledger.log_event("failures.show", batch, {"rows_shown": len(shown), "rule": rule}, actor=who)
     if as_json:
         print(json.dumps([{"state": state.get(int(r[quarantine.ROW]), "open"), **r}
                           for r in shown.to_dict(orient="records")], ensure_ascii=False, indent=2))
@@ -101,19 +104,20 @@ def failures_show(
     more = len(frame) - len(shown)
     if more > 0:
         console.print(f"{more:,} more rows: --limit, or --rule to narrow")
-    console.print(f"decide: [bold]fundx failures release {batch} --rows 1,3-5 --reason TEXT[/bold] (or --rule RULE, "
+    console.print(f"decide: [bold]fundx failures release {batch} --rows 1,3-5 --reason TEXT --account NAME[/bold] (or --rule RULE, "
                   f"or every open row), or [bold]fundx failures reject ...[/bold]")
 
 
-def _decide(action: str, batch: str, rows: str | None, rule: str | None, reason: str) -> None:
+def _decide(action: str, batch: str, rows: str | None, rule: str | None, reason: str, account: str) -> None:
     from connectors import load_feed
     from fundx.core.errors import FundxError
     from fundx.exchange import quarantine
     from fundx.ledger import Ledger
 
+    who = signed_in(account, ("steward",)).name
     ledger = Ledger.from_settings()
     try:
-        decision = quarantine.decide(ledger, batch, action, reason=reason, actor=steward(),
+        decision = quarantine.decide(ledger, batch, action, reason=reason, actor=who,
                                      rows=quarantine.parse_rows(rows), rule=rule)
     except FundxError as exc:
         fail(exc)
@@ -134,19 +138,25 @@ _ROWS_HELP = "row numbers as `fundx failures show` prints them, e.g. 1,3,7-9 (de
 def failures_release(
     batch: Annotated[str, typer.Argument(help="the quarantined batch")],
     reason: Annotated[str, typer.Option(help="why (required; audited; no identity numbers)")],
+    account: Annotated[str, typer.Option("--account", "-a", help="the steward's console account (its password is "
+                                                                 "asked)")],
     rows: Annotated[str | None, typer.Option(help=_ROWS_HELP)] = None,
     rule: Annotated[str | None, typer.Option(help="every open row that broke this rule")] = None,
 ) -> None:
-    """Release rows to their stage: they go out with the feed's next run, exactly once. Audited."""
-    _decide("release", batch, rows, rule, reason)
+    """Release rows to their stage: they go out with the feed's next run, exactly once. Audited. A steward's
+    console account decides (--account; its password is checked)."""
+    _decide("release", batch, rows, rule, reason, account)
 
 
 @failures_app.command("reject")
 def failures_reject(
     batch: Annotated[str, typer.Argument(help="the quarantined batch")],
     reason: Annotated[str, typer.Option(help="why (required; audited; no identity numbers)")],
+    account: Annotated[str, typer.Option("--account", "-a", help="the steward's console account (its password is "
+                                                                 "asked)")],
     rows: Annotated[str | None, typer.Option(help=_ROWS_HELP)] = None,
     rule: Annotated[str | None, typer.Option(help="every open row that broke this rule")] = None,
 ) -> None:
-    """Reject rows for good: they stay sealed in the quarantine and are never delivered. Audited."""
-    _decide("reject", batch, rows, rule, reason)
+    """Reject rows for good: they stay sealed in the quarantine and are never delivered. Audited. A steward's
+    console account decides (--account; its password is checked)."""
+    _decide("reject", batch, rows, rule, reason, account)

@@ -183,7 +183,7 @@ def print_matching(result, truths: dict | None = None) -> None:
                   money(sum(r.amount_at_risk for r in result.rules)), style="bold")
     console.print(found)
     console.print(f"orders opened: {result.orders_new:,}; found again with new evidence: {result.orders_updated:,}; "
-                  f"reopened: {result.orders_reopened:,}")
+                  f"reopened: {result.orders_reopened:,}; put under listed supervision (挂牌督办): {result.escalated:,}")
     folders = sorted({str(p.parent) for p in result.files})
     console.print(f"files written: {len(result.files)} in {', '.join(folders)} (orders-<district>.csv, "
                   f"suspects-<rule>.csv: masked; investigators.p7m: sealed to the investigators)")

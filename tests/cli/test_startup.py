@@ -26,9 +26,9 @@ from fundx.cli import app
 ARGUMENTS = {
     "pull": ["religious_affairs.deaths"],
     "backfill": ["religious_affairs.deaths", "--from", "2026-01-01", "--to", "2026-02-01"],
-    "failures show": ["nope"],
-    "failures release": ["nope", "--reason", "a reason long enough"],
-    "failures reject": ["nope", "--reason", "a reason long enough"],
+    "failures show": ["nope", "--account", "wang"],
+    "failures release": ["nope", "--reason", "a reason long enough", "--account", "wang"],
+    "failures reject": ["nope", "--reason", "a reason long enough", "--account", "wang"],
     "orders show": ["1"],
     "cases list": ["--account", "wang"],
     "cases show": ["O20260301-1-0001", "--account", "wang"],

@@ -443,7 +443,8 @@ def test_decisions_naming_rows_0_and_below_or_past_the_batch_are_refused_by_cons
     try:
         for text in ("0", "-1", "0,1", "-3-2", "0-3", past, f"1-{past}", "", ",", "330106195001011234"):
             done = runner.invoke(cli, ["failures", "release", batch, f"--rows={text}", "--reason",
-                                       "agency confirmed the rows by phone"])
+                                       "agency confirmed the rows by phone", "--account", STEWARD],
+                                 input=PASSWORDS[STEWARD] + "\n")
             assert done.exit_code == 1 and "error:" in done.output, (text, done.output)
             assert "330106195001011234" not in done.output
     finally:

@@ -21,6 +21,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from testkit import account
 from typer.testing import CliRunner
 
 from fundx.core.identity import id_check_char
@@ -147,13 +148,14 @@ def test_no_steward_view_shows_an_identity_number_in_full(home):
     frame = quarantine.read_rows(ledger, batch_id)
     shown = quarantine.masked_view(frame, FEED)
     assert not WHOLE_ID.search(shown.to_json(force_ascii=False))
-    listed = runner.invoke(app, ["failures", "show", batch_id, "--json"])
+    steward = account(ledger)
+    listed = runner.invoke(app, ["failures", "show", batch_id, "--json", *steward["args"]], input=steward["input"])
     assert listed.exit_code == 0, listed.output
     assert not WHOLE_ID.search(listed.output), "an identity number in full in fundx failures show --json"
     records = json.loads(listed.output)
     notes = [r["_defect"] for r in records if r["_defect"]]
     assert f"deaths_202604.csv row {TRAILING_COMMA}: 8 fields where the header has 7" in notes
-    table = runner.invoke(app, ["failures", "show", batch_id])
+    table = runner.invoke(app, ["failures", "show", batch_id, *steward["args"]], input=steward["input"])
     assert table.exit_code == 0 and not WHOLE_ID.search(table.output)
     # the malformed rows say nothing of the person: no religion, no date of death, no name
     malformed = [r for r in records if r["_rules"] == "row_shape"]

@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from killing import run_until_killed
+from testkit import account
 from typer.testing import CliRunner
 
 from fundx.core.errors import BatchHeld, DecisionError, WrongRecipientError
@@ -113,6 +114,10 @@ def test_stewards_list_show_release_and_reject_and_released_rows_go_out_once(san
     ledger = Ledger.from_settings()
     first = run_feed(FEED, end=END, pull=_spoiling(3))
     batch = first.handoff.batch_id
+    steward = account(ledger)  # the console account a steward decides under (its password checked)
+
+    def invoke(*args: str):
+        return runner.invoke(app, [*args, *steward["args"]], input=steward["input"])
 
     listed = json.loads(runner.invoke(app, ["failures", "list", "--json"]).output)
     (entry,) = listed
@@ -120,28 +125,28 @@ def test_stewards_list_show_release_and_reject_and_released_rows_go_out_once(san
     per_rule = {r["rule"]: (r["failed"], r["rows"]) for r in entry["rules"]}
     assert per_rule["gender.allowed_values"][0] >= 3 and per_rule["gender.allowed_values"][1] == first.rows
 
-    shown = runner.invoke(app, ["failures", "show", batch])
+    shown = invoke("failures", "show", batch)
     assert shown.exit_code == 0, shown.output
     assert "gender.allowed_values" in shown.output and "********" in shown.output
     assert not ID.search(shown.output)  # identity numbers masked
-    as_json = json.loads(runner.invoke(app, ["failures", "show", batch, "--json", "--rule", "gender.allowed_values"]).output)
+    as_json = json.loads(invoke("failures", "show", batch, "--json", "--rule", "gender.allowed_values").output)
     assert len(as_json) >= 3 and all(r["state"] == "open" and "gender.allowed_values" in r["_rules"] for r in as_json)
     assert all(r["death_date"] == quarantine.HIDDEN for r in as_json if "death" not in r["_rules"])
 
     # bad decisions are refused and record nothing
-    refused = runner.invoke(app, ["failures", "release", batch, "--rows", "1", "--reason", "ok"])
+    refused = invoke("failures", "release", batch, "--rows", "1", "--reason", "ok")
     assert refused.exit_code == 1 and "reason of at least" in refused.output
     some_id = str(sandbox.expected(FEED, aware("2020-01-01"), aware(END))["id_number"].iloc[0]).strip()
-    leaky = runner.invoke(app, ["failures", "release", batch, "--rows", "1", "--reason", f"it is {some_id} really"])
+    leaky = invoke("failures", "release", batch, "--rows", "1", "--reason", f"it is {some_id} really")
     assert leaky.exit_code == 1 and "identity number" in leaky.output and some_id not in leaky.output
-    assert runner.invoke(app, ["failures", "release", batch, "--rows", "999", "--reason", "out of range"]).exit_code == 1
+    assert invoke("failures", "release", batch, "--rows", "999", "--reason", "out of range").exit_code == 1
     assert quarantine.decisions_of(ledger, batch_id=batch) == []
 
-    released = runner.invoke(app, ["failures", "release", batch, "--rows", "1-2", "--reason", "agency confirmed by phone"])
+    released = invoke("failures", "release", batch, "--rows", "1-2", "--reason", "agency confirmed by phone")
     assert released.exit_code == 0 and "2 rows (1-2)" in released.output and STAGE in released.output
     with pytest.raises(DecisionError, match=r"row\(s\) 2 of batch .* decided already"):
         quarantine.decide(ledger, batch, "reject", rows=[2, 3], reason="not a real gender code", actor="x")
-    rejected = runner.invoke(app, ["failures", "reject", batch, "--rows", "3", "--reason", "not a real gender code"])
+    rejected = invoke("failures", "reject", batch, "--rows", "3", "--reason", "not a real gender code")
     assert rejected.exit_code == 0, rejected.output
     (release, reject) = quarantine.decisions_of(ledger, batch_id=batch)
     assert (release.action, release.rows, release.status, release.actor) == ("release", (1, 2), "pending", "steward-wang")
