@@ -67,7 +67,9 @@ def demo(
         fail(exc)
     _backup_and_verify()
     console.print("next: [bold]fundx status[/bold] shows the ledger; [bold]fundx orders list[/bold] the inspection "
-                  "orders; [bold]fundx audit verify[/bold] checks the audit trail; [bold]make test[/bold] runs the suite")
+                  "orders, [bold]fundx cases list --account NAME[/bold] works them through their two-person review "
+                  "(accounts: [bold]fundx console add-user NAME --role inspector|supervisor[/bold]); "
+                  "[bold]fundx audit verify[/bold] checks the audit trail; [bold]make test[/bold] runs the suite")
     exit_for_run(run_id)
 
 
