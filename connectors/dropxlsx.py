@@ -1,6 +1,13 @@
 """Reading a dropped xlsx workbook: its sheet in the contract's columns, found by the header row, and
 the checks that refuse a hostile workbook.
 
+The sheet is read by calamine (python-calamine, Rust), many times faster than openpyxl, in a child process of
+its own: calamine aborts the whole process on some hostile cells (``<c r="ZZZZZZ3">`` panics where Python cannot
+catch it), and a night must not end with one agency's file. Before calamine sees a sheet, every cell reference
+is checked (:func:`sheet_extent`: columns A..XFD, rows 1..1,048,576, the grid it will build within
+FUNDX_FILE_MAX_CELLS): calamine builds the sheet as a dense grid of its last row by its last column, so one cell
+at XFD1048576 would ask for 17 billion cells.
+
 Before any of it is parsed, a workbook is refused if it would unpack too far (a zip bomb) or if a
 part declares an XML DTD (entity expansion, external entities); while it is read, its declared size
 is not believed, and its header, cells and values are held to FUNDX_FILE_MAX_COLUMNS,
@@ -11,7 +18,11 @@ FUNDX_FILE_MAX_CELLS and FUNDX_FILE_MAX_CELL_CHARS. A cell is handed on as the t
 from __future__ import annotations
 
 import io
-from datetime import date, datetime, time
+import pickle
+import re
+import subprocess
+import sys
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import pandas as pd
@@ -28,18 +39,126 @@ XLSX_RATIO_FLOOR = 1024 * 1024
 
 
 def cell_text(value: Any) -> str | None:
-    """A spreadsheet cell as the text the agency meant: numbers as their text, dates as ISO dates."""
+    """A spreadsheet cell as the text the agency meant: numbers as their text (a whole number without ``.0``, as
+    the sheet has it: calamine reads every number as a float), dates as ISO dates."""
     if value is None:
         return None
     if isinstance(value, str):
         return value if value != "" else None
+    if isinstance(value, float) and value.is_integer() and abs(value) < _EXACT:
+        return str(int(value))
     if isinstance(value, datetime):
         if value.tzinfo is None and value.time() == time.min:
             return value.date().isoformat()
         return value.isoformat()
     if isinstance(value, (date, time)):
         return value.isoformat()
+    if isinstance(value, timedelta):  # a duration cell ([h]:mm): as Excel shows it
+        seconds = int(value.total_seconds())
+        return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
     return str(value)
+
+
+#: whole numbers below this are exact as floats (2**53): written without ``.0``; larger ones keep the float's text
+#: (1.10105e+17: what Excel made of a long number, which the contract then refuses as an identity number)
+_EXACT = 2 ** 53
+#: Excel's grid: columns A..XFD, rows 1..1,048,576
+MAX_COLUMN, MAX_ROW = 16_384, 1_048_576
+_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(c|row)(?=[\s/>])([^>]*)>")
+_REF_ATTR = re.compile(rb"""(?:^|\s)r\s*=\s*(?:"([^"]*)"|'([^']*)')""")
+_CELL_REF = re.compile(rb"^([A-Z]{1,3})([0-9]{1,7})$")
+#: seconds the child process reading a workbook may take
+READ_TIMEOUT = 300
+
+
+def _shown(ref: bytes) -> str:
+    """A reference as text to name it in an error: at most 16 characters, ASCII letters and digits only (the rest
+    as ?), so nothing the file holds reaches a log but the shape of a cell reference."""
+    return "".join(chr(c) if chr(c).isascii() and chr(c).isalnum() else "?" for c in ref[:16]) or "(empty)"
+
+
+def _column_number(letters: bytes) -> int:
+    n = 0
+    for ch in letters:
+        n = n * 26 + ch - 64
+    return n
+
+
+def sheet_extent(xml: Any) -> tuple[int, int]:
+    """(last row, last column) of the cells of a sheet's XML (a binary stream), as a reader places them: a cell
+    at its reference, else after the row's previous cell; a row at its number, else after the previous row.
+    A ValueError names a reference outside Excel's grid or not shaped like one."""
+    last_row = last_col = 0
+    row = col = 0
+    tail = b""
+    while chunk := xml.read(1024 * 1024):
+        text = tail + chunk
+        end = text.rfind(b"<")
+        if end < 0 or text.find(b">", end) >= 0:
+            end = len(text)
+        body, tail = text[:end], text[end:]
+        for match in _TAG.finditer(body):
+            ref = _REF_ATTR.search(match.group(2))
+            value = None if ref is None else (ref.group(1) if ref.group(1) is not None else ref.group(2))
+            if match.group(1) == b"row":
+                if value is None:
+                    row += 1
+                elif value.isdigit() and 0 < len(value) <= 7:
+                    row = int(value)
+                else:
+                    raise ValueError(f"row number {_shown(value)} is not one")
+                col = 0
+                if row > MAX_ROW:
+                    raise ValueError(f"row {row} is past the last row of a sheet ({MAX_ROW})")
+                last_row = max(last_row, row)
+                continue
+            if value is None:
+                col += 1
+            else:
+                cell = _CELL_REF.match(value)
+                if cell is None:
+                    raise ValueError(f"cell reference {_shown(value)} is not one (letters A..XFD, then a row number)")
+                col = _column_number(cell.group(1))
+                row_of_cell = int(cell.group(2))
+                if col > MAX_COLUMN or not 0 < row_of_cell <= MAX_ROW:
+                    raise ValueError(f"cell {_shown(value)} is outside a sheet's grid (A1:XFD{MAX_ROW})")
+                last_row = max(last_row, row_of_cell)
+            if col > MAX_COLUMN:
+                raise ValueError(f"a row has more than {MAX_COLUMN} cells")
+            last_col = max(last_col, col)
+            last_row = max(last_row, row)
+    return last_row, last_col
+
+
+#: the child process's program: read the sheet with calamine, answer with a pickle ("ok", rows), ("no sheet",
+#: names) or ("error", the exception's type). Run with ``python -I``: nothing of the parent's path or environment
+_CHILD = """
+import io, pickle, sys
+from python_calamine import CalamineWorkbook
+data = sys.stdin.buffer.read()
+try:
+    book = CalamineWorkbook.from_filelike(io.BytesIO(data))
+    if sys.argv[1] not in book.sheet_names:
+        answer = ("no sheet", list(book.sheet_names))
+    else:
+        answer = ("ok", book.get_sheet_by_name(sys.argv[1]).to_python(skip_empty_area=False))
+except Exception as exc:
+    answer = ("error", type(exc).__name__)
+sys.stdout.buffer.write(pickle.dumps(answer, protocol=5))
+"""
+
+
+def read_sheet(data: bytes, sheet: str) -> tuple[str, Any]:
+    """A workbook's sheet read by calamine in a child process: ("ok", rows as lists of cell values), ("no sheet",
+    the sheet names), or ("error", why) — also when the child died (a panic aborts it: "the reader stopped on it").
+    Call it on a workbook :meth:`XlsxReader._check_workbook` passed. TimeoutExpired after :data:`READ_TIMEOUT`."""
+    done = subprocess.run([sys.executable, "-I", "-c", _CHILD, sheet], input=data, capture_output=True,
+                          timeout=READ_TIMEOUT, check=False)
+    if done.returncode != 0:
+        why = f"signal {-done.returncode}" if done.returncode < 0 else f"exit {done.returncode}"
+        return "error", f"the reader stopped on it: {why}"
+    status, payload = pickle.loads(done.stdout)  # noqa: S301 - our own child's answer, over a pipe
+    return status, payload
 
 
 class XlsxReader(DropFileReader):
@@ -54,49 +173,29 @@ class XlsxReader(DropFileReader):
         than FUNDX_FILE_MAX_CELL_CHARS (Excel's own limit); anything the workbook reader cannot take is
         the agency's bad file (DataError), never an internal error.
         """
-        from openpyxl import load_workbook
-
         settings = self.settings
         try:
-            self._check_workbook(data, name)
-            book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+            extent = self._check_workbook(data, name)
         except (DataError, MemoryError):
             raise
-        except Exception as exc:  # noqa: BLE001 - whatever the reader raises on these bytes, the file is at fault
+        except Exception as exc:  # noqa: BLE001 - whatever the checks raise on these bytes, the file is at fault
             raise self._not_a_workbook(name, exc) from None
-        try:
-            if self.config.sheet not in book.sheetnames:
-                raise SourceSchemaError(
-                    f"{name} has no sheet {self.config.sheet!r}", feed=self.name,
-                    action=f"ask {self.feed.agency} about the workbook's layout, or fix filedrop.sheet",
-                )
-            sheet = book[self.config.sheet]
-            sheet.reset_dimensions()  # the declared size is the file's claim, not its content
-            rows = sheet.iter_rows(values_only=True)
-            header = list(next(rows, ()))
-            while header and header[-1] in (None, ""):
-                header.pop()
-            headers = self._header(["" if h is None else str(h) for h in header], name)
-            wanted = [i for i, h in enumerate(headers) if h.strip().lstrip("\ufeff") in self.contract.physical_to_logical]
-            body: list[list[str | None]] = []
-            cells, longest = len(header), 0
-            for row in rows:
-                cells += len(row)
-                if cells > settings.file_max_cells:
-                    raise too_many_cells(name, self.name, cells, settings.file_max_cells)
-                if not any(v is not None and v != "" for v in row):
-                    continue
-                values = [cell_text(row[i]) if i < len(row) else None for i in wanted]
-                longest = max(longest, *(len(v) for v in values if v is not None), 0)
-                body.append(values)
-        except (DataError, SourceSchemaError):
-            raise
-        except MemoryError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the sheet is parsed while its rows are read: the file is at fault
-            raise self._not_a_workbook(name, exc) from None
-        finally:
-            book.close()
+        if extent[0] * extent[1] > settings.file_max_cells:
+            raise too_many_cells(name, self.name, extent[0] * extent[1], settings.file_max_cells)
+        rows = iter(self._rows(data, name))
+        header = list(next(rows, ()))
+        while header and header[-1] in (None, ""):
+            header.pop()
+        headers = self._header(["" if h is None else str(cell_text(h) or "") for h in header], name)
+        wanted = [i for i, h in enumerate(headers) if h.strip().lstrip("\ufeff") in self.contract.physical_to_logical]
+        body: list[list[str | None]] = []
+        longest = 0
+        for row in rows:
+            if not any(v is not None and v != "" for v in row):
+                continue
+            values = [cell_text(row[i]) if i < len(row) else None for i in wanted]
+            longest = max(longest, *(len(v) for v in values if v is not None), 0)
+            body.append(values)
         if longest > settings.file_max_cell_chars:
             raise DataError(f"{name}: a value is {longest:,} characters long, more than FUNDX_FILE_MAX_CELL_CHARS="
                             f"{settings.file_max_cell_chars:,}; the file was not read", feed=self.name,
@@ -106,13 +205,31 @@ class XlsxReader(DropFileReader):
                  else pd.DataFrame({h: [] for h in columns}, dtype=object))
         return self._rename(frame, name)
 
+    def _rows(self, data: bytes, name: str) -> list[list[Any]]:
+        """The sheet's rows as calamine reads them, in a child process (:func:`read_sheet`)."""
+        try:
+            status, payload = read_sheet(data, self.config.sheet or "")
+        except subprocess.TimeoutExpired:
+            raise DataError(f"{name}: reading the workbook took more than {READ_TIMEOUT} s; it was not read",
+                            feed=self.name, action=f"ask {self.feed.agency} what it sent") from None
+        if status == "no sheet":
+            raise SourceSchemaError(
+                f"{name} has no sheet {self.config.sheet!r}", feed=self.name,
+                action=f"ask {self.feed.agency} about the workbook's layout, or fix filedrop.sheet",
+            )
+        if status != "ok":
+            raise DataError(f"{name} is not a readable xlsx workbook ({payload})", feed=self.name,
+                            action=f"ask {self.feed.agency} to save the workbook again from its spreadsheet program")
+        return payload
+
     def _not_a_workbook(self, name: str, exc: BaseException) -> DataError:
         return DataError(f"{name} is not a readable xlsx workbook ({type(exc).__name__})", feed=self.name,
                          action=f"ask {self.feed.agency} to save the workbook again from its spreadsheet program")
 
-    def _check_workbook(self, data: bytes, name: str) -> None:
-        """Refuse, before parsing, a workbook that unpacks too far (a zip bomb) or whose XML declares a
-        DTD (entity expansion, "billion laughs", or external entities): no xlsx needs one."""
+    def _check_workbook(self, data: bytes, name: str) -> tuple[int, int]:
+        """Refuse, before parsing, a workbook that unpacks too far (a zip bomb), whose XML declares a DTD (entity
+        expansion, "billion laughs", or external entities: no xlsx needs one), or that has a cell outside a
+        sheet's grid. Returns the largest extent (rows, columns) of its sheets' cells (:func:`sheet_extent`)."""
         import zipfile
 
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -130,12 +247,31 @@ class XlsxReader(DropFileReader):
                         f"(more than {XLSX_MAX_RATIO}: a zip bomb); it was not opened",
                         feed=self.name, action="ask the agency what it sent; do not open the file by hand",
                     )
+            extent = (0, 0)
             for member in members:  # whatever its name says: a part is read as XML if its content is XML
-                if not member.is_dir() and _declares_dtd(archive, member):
+                if member.is_dir():
+                    continue
+                if _declares_dtd(archive, member):
                     raise DataError(
                         f"{name}: {member.filename} declares a DTD (XML entities); it was not parsed",
                         feed=self.name, action="ask the agency to save the workbook again from its spreadsheet program",
                     )
+                if _is_xml(archive, member):
+                    try:
+                        with archive.open(member) as stream:
+                            rows, cols = sheet_extent(stream)
+                    except ValueError as bad:
+                        raise DataError(f"{name} is not a readable xlsx workbook ({member.filename}: {bad})", feed=self.name,
+                                        action="ask the agency to save the workbook again from its spreadsheet "
+                                               "program") from None
+                    extent = (max(extent[0], rows), max(extent[1], cols))
+            return extent
+
+
+def _is_xml(archive: Any, member: Any) -> bool:
+    with archive.open(member) as stream:
+        start = stream.read(512).lstrip(b"\xef\xbb\xbf \t\r\n")
+    return start.startswith(b"<")
 
 
 def _declares_dtd(archive: Any, member: Any) -> bool:
