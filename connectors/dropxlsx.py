@@ -67,6 +67,9 @@ MAX_COLUMN, MAX_ROW = 16_384, 1_048_576
 _TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(c|row)(?=[\s/>])([^>]*)>")
 _REF_ATTR = re.compile(rb"""(?:^|\s)r\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 _CELL_REF = re.compile(rb"^([A-Z]{1,3})([0-9]{1,7})$")
+#: a sheet whose grid (last row by last column) is larger than this and more than SPARSE_RATIO times its cells is
+#: refused: a few stray cells far out would have the reader build (and hand over) a grid of empty cells
+SPARSE_FLOOR, SPARSE_RATIO = 1_000_000, 16
 #: seconds the child process reading a workbook may take
 READ_TIMEOUT = 300
 
@@ -84,11 +87,11 @@ def _column_number(letters: bytes) -> int:
     return n
 
 
-def sheet_extent(xml: Any) -> tuple[int, int]:
-    """(last row, last column) of the cells of a sheet's XML (a binary stream), as a reader places them: a cell
+def sheet_extent(xml: Any) -> tuple[int, int, int]:
+    """(last row, last column, cells) of the cells of a sheet's XML (a binary stream), as a reader places them: a cell
     at its reference, else after the row's previous cell; a row at its number, else after the previous row.
     A ValueError names a reference outside Excel's grid or not shaped like one."""
-    last_row = last_col = 0
+    last_row = last_col = cells = 0
     row = col = 0
     tail = b""
     while chunk := xml.read(1024 * 1024):
@@ -112,6 +115,7 @@ def sheet_extent(xml: Any) -> tuple[int, int]:
                     raise ValueError(f"row {row} is past the last row of a sheet ({MAX_ROW})")
                 last_row = max(last_row, row)
                 continue
+            cells += 1
             if value is None:
                 col += 1
             else:
@@ -127,7 +131,7 @@ def sheet_extent(xml: Any) -> tuple[int, int]:
                 raise ValueError(f"a row has more than {MAX_COLUMN} cells")
             last_col = max(last_col, col)
             last_row = max(last_row, row)
-    return last_row, last_col
+    return last_row, last_col, cells
 
 
 #: the child process's program: read the sheet with calamine, answer with a pickle ("ok", rows), ("no sheet",
@@ -180,8 +184,14 @@ class XlsxReader(DropFileReader):
             raise
         except Exception as exc:  # noqa: BLE001 - whatever the checks raise on these bytes, the file is at fault
             raise self._not_a_workbook(name, exc) from None
-        if extent[0] * extent[1] > settings.file_max_cells:
-            raise too_many_cells(name, self.name, extent[0] * extent[1], settings.file_max_cells)
+        grid = extent[0] * extent[1]
+        if grid > settings.file_max_cells:
+            raise too_many_cells(name, self.name, grid, settings.file_max_cells)
+        if grid > SPARSE_FLOOR and grid > SPARSE_RATIO * extent[2]:
+            raise DataError(f"{name}: its sheet's {extent[2]:,} cells lie in a grid of {extent[0]:,} rows by "
+                            f"{extent[1]:,} columns, which the reader would fill with empty cells; it was not read",
+                            feed=self.name, action=f"ask {self.feed.agency} to delete the stray cells far from the "
+                                                   "table and send the workbook again")
         rows = iter(self._rows(data, name))
         header = list(next(rows, ()))
         while header and header[-1] in (None, ""):
@@ -226,10 +236,10 @@ class XlsxReader(DropFileReader):
         return DataError(f"{name} is not a readable xlsx workbook ({type(exc).__name__})", feed=self.name,
                          action=f"ask {self.feed.agency} to save the workbook again from its spreadsheet program")
 
-    def _check_workbook(self, data: bytes, name: str) -> tuple[int, int]:
+    def _check_workbook(self, data: bytes, name: str) -> tuple[int, int, int]:
         """Refuse, before parsing, a workbook that unpacks too far (a zip bomb), whose XML declares a DTD (entity
         expansion, "billion laughs", or external entities: no xlsx needs one), or that has a cell outside a
-        sheet's grid. Returns the largest extent (rows, columns) of its sheets' cells (:func:`sheet_extent`)."""
+        sheet's grid. Returns the largest extent (rows, columns, cells) of its sheets (:func:`sheet_extent`)."""
         import zipfile
 
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -247,7 +257,7 @@ class XlsxReader(DropFileReader):
                         f"(more than {XLSX_MAX_RATIO}: a zip bomb); it was not opened",
                         feed=self.name, action="ask the agency what it sent; do not open the file by hand",
                     )
-            extent = (0, 0)
+            extent = (0, 0, 0)
             for member in members:  # whatever its name says: a part is read as XML if its content is XML
                 if member.is_dir():
                     continue
@@ -259,12 +269,13 @@ class XlsxReader(DropFileReader):
                 if _is_xml(archive, member):
                     try:
                         with archive.open(member) as stream:
-                            rows, cols = sheet_extent(stream)
+                            rows, cols, cells = sheet_extent(stream)
                     except ValueError as bad:
                         raise DataError(f"{name} is not a readable xlsx workbook ({member.filename}: {bad})", feed=self.name,
                                         action="ask the agency to save the workbook again from its spreadsheet "
                                                "program") from None
-                    extent = (max(extent[0], rows), max(extent[1], cols))
+                    if rows * cols > max(extent[0] * extent[1], 1):
+                        extent = (rows, cols, cells)
             return extent
 
 

@@ -99,11 +99,11 @@ def _sheet_xml(cells: bytes) -> io.BytesIO:
 
 
 @pytest.mark.parametrize(("cells", "extent"), [
-    (b'<row r="1"><c r="A1"/><c r="C1"/></row><row r="7"><c r="B7"/></row>', (7, 3)),
-    (b"<row><c/><c/><c/></row><row><c/></row>", (2, 3)),  # no references: in their places
-    (b'<x:row r="2"><x:c r="XFD2"/></x:row>', (2, 16384)),  # a namespace prefix
-    (b"<row r='3'><c r='B3' t='s'><v>1</v></c></row>", (3, 2)),  # single quotes
-    (b'<row r="1"><c r="A1"><v>1</v></c></row><c:chart r="ZZZ9"/>', (1, 1)),  # a chart's element is no cell
+    (b'<row r="1"><c r="A1"/><c r="C1"/></row><row r="7"><c r="B7"/></row>', (7, 3, 3)),
+    (b"<row><c/><c/><c/></row><row><c/></row>", (2, 3, 4)),  # no references: in their places
+    (b'<x:row r="2"><x:c r="XFD2"/></x:row>', (2, 16384, 1)),  # a namespace prefix
+    (b"<row r='3'><c r='B3' t='s'><v>1</v></c></row>", (3, 2, 1)),  # single quotes
+    (b'<row r="1"><c r="A1"><v>1</v></c></row><c:chart r="ZZZ9"/>', (1, 1, 1)),  # a chart's element is no cell
 ])
 def test_the_extent_is_where_a_reader_puts_the_cells(cells, extent):
     assert sheet_extent(_sheet_xml(cells)) == extent
@@ -155,5 +155,5 @@ def test_a_cell_far_out_makes_a_grid_too_large_for_the_limit(tmp_path, monkeypat
         for name, body in members.items():
             z.writestr(name, body)
     with zipfile.ZipFile(io.BytesIO(out.getvalue())) as z, z.open(sheet) as stream:
-        rows, cols = sheet_extent(stream)
-    assert rows * cols == 1_048_576 * 16_384
+        rows, cols, cells = sheet_extent(stream)
+    assert (rows * cols, cells) == (1_048_576 * 16_384, 3)
