@@ -81,6 +81,7 @@ def record(ledger: Ledger, night: date, rows: list[dict[str, Any]], *, due_days,
     from matching import orders as mo
 
     now = datetime.now(UTC)
+    limits = lifecycle.case_settings().thresholds()  # read once: a night records thousands of cases
     wanted = {(r["rule"], r["subject"]) for r in rows}
     with ledger.audited() as conn:  # read under the audit lock: numbers are never taken twice
         known = _cases(conn, wanted)
@@ -100,7 +101,7 @@ def record(ledger: Ledger, night: date, rows: list[dict[str, Any]], *, due_days,
             inserts.append({
                 **r, "area": mo.route(r["area"]), "order_id": oid, "night": night, "district": mo.district_of(r["area"]),
                 "due_on": night + timedelta(days=mo._due_days(due_days, r["rule"])), "status": "open",
-                "stage": "issued", "referral_due": lifecycle.referral_due(r["rule"], r["amount_at_risk"]),
+                "stage": "issued", "referral_due": lifecycle.referral_due(r["rule"], r["amount_at_risk"], limits),
                 "created_at": now})
             versions.append(_version(oid, night, r, "issued", None, now))
         for r in rows:
@@ -123,14 +124,14 @@ def record(ledger: Ledger, night: date, rows: list[dict[str, Any]], *, due_days,
             conn.execute(orders_table.update().where(orders_table.c.order_id == oid).values(
                 amount_at_risk=r["amount_at_risk"], months=r["months"], detail=r["detail"],
                 referral_due=sa.or_(orders_table.c.referral_due,
-                                    sa.literal(lifecycle.referral_due(r["rule"], r["amount_at_risk"])))))
+                                    sa.literal(lifecycle.referral_due(r["rule"], r["amount_at_risk"], limits)))))
         for oid, r, why, before in reopened:
             conn.execute(orders_table.update().where(orders_table.c.order_id == oid).values(
                 amount_at_risk=r["amount_at_risk"], months=r["months"], detail=r["detail"], status="open",
                 outcome=None, amount_recovered=None, closed_at=None, closed_by=None, stage="issued", assignee=None,
                 submitted_by=None, first_reviewer=None, second_reviewer=None, accepted_by=None, accepted_at=None,
                 referral_to=None, referral_no=None, escalated_at=None,
-                referral_due=lifecycle.referral_due(r["rule"], r["amount_at_risk"]),
+                referral_due=lifecycle.referral_due(r["rule"], r["amount_at_risk"], limits),
                 due_on=night + timedelta(days=mo._due_days(due_days, r["rule"]))))
             lifecycle.record_event(conn, oid, actor=actor, action="reopen", from_stage=before["stage"],
                                    to_stage="issued", reason=why, at=now)

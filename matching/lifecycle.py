@@ -23,7 +23,8 @@ amount, never a subject), kept in ``case_events`` with its reason (free text ref
 identity number). Roles: inspectors take, submit and review; supervisors accept or send back; a step by
 another role, or out of its stage, is a DecisionError that says what the case is waiting for.
 
-Time limits (parameters, :data:`DUE_DAYS`): each rule's case is due so many days after the night it was found;
+Time limits and thresholds are settings (:class:`CaseSettings`, FUNDX_CASES_*; defaults below). Time limits
+(:data:`DUE_DAYS`): each rule's case is due so many days after the night it was found;
 a case not closed 90 days after it was found, or confirmed and not yet recovered in full by then, is put
 under listed supervision (挂牌督办: Shanwei, seeds/001 line 46, 「自发现之日起超过90日未按照规定采取追回措施的
 ……应当挂牌督办，直至追回基金」) by :func:`escalate`, once, with a notice through the notifier. A case whose
@@ -41,6 +42,8 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fundx.core.errors import DecisionError
 from fundx.core.timeutil import UTC
@@ -76,6 +79,48 @@ MAX_REASON = 500
 MAX_REFERRAL_NO = 32
 
 
+class CaseSettings(BaseSettings):
+    """The lifecycle's time limits and thresholds; each field is the environment variable FUNDX_CASES_<NAME>
+    (the defaults are the documents': module docstring)."""
+
+    model_config = SettingsConfigDict(env_prefix="FUNDX_CASES_", extra="ignore")
+
+    referral_medical: float = Field(REFERRAL_THRESHOLDS["medical"], gt=0,
+                                    description="yuan at risk from which a medical-insurance case is flagged for "
+                                                "referral to the police (national plan 2025: 5,000)")
+    referral_pension: float = Field(REFERRAL_THRESHOLDS["pension"], gt=0,
+                                    description="yuan at risk from which a pension, work-injury or other case is "
+                                                "flagged for referral (national plan 2025: 10,000)")
+    escalate_after_days: int = Field(ESCALATE_AFTER_DAYS, ge=1, le=3650,
+                                     description="days after a case was found that it goes under listed supervision "
+                                                 "(挂牌督办) if not closed, or confirmed and not recovered (Shanwei: 90)")
+    due_days: str = Field("", description="days to a case's due date per rule, as rule=days,rule=days; the rules "
+                                          "not named keep matching.lifecycle.DUE_DAYS (15 death and custody, 60 "
+                                          "employers, 30 the others)")
+
+    def due(self) -> dict[str, int]:
+        """:data:`DUE_DAYS` with the rules this setting names; a ValueError names a bad entry."""
+        from matching.orders import RULES
+
+        out = dict(DUE_DAYS)
+        for entry in (e.strip() for e in self.due_days.split(",") if e.strip()):
+            rule, _, days = entry.partition("=")
+            rule = rule.strip()
+            if rule not in RULES or not days.strip().isdigit():
+                raise ValueError(f"FUNDX_CASES_DUE_DAYS: {entry!r} is not rule=days with a rule of "
+                                 f"{', '.join(RULES)}")
+            out[rule] = int(days)
+        return out
+
+    def thresholds(self) -> dict[str, float]:
+        return {"medical": self.referral_medical, "pension": self.referral_pension}
+
+
+def case_settings() -> CaseSettings:
+    """The FUNDX_CASES_* settings as the environment has them now."""
+    return CaseSettings()
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who takes a step: an account's name and role, as authenticated by the console or the CLI."""
@@ -99,8 +144,9 @@ def fund_of(rule: str) -> str:
 
 
 def referral_due(rule: str, amount_at_risk: float, thresholds: Mapping[str, float] | None = None) -> bool:
-    """True when the amount at risk reaches its fund's referral threshold (:data:`REFERRAL_THRESHOLDS`)."""
-    limits = {**REFERRAL_THRESHOLDS, **(thresholds or {})}
+    """True when the amount at risk reaches its fund's referral threshold: ``thresholds``, else the settings'
+    (FUNDX_CASES_REFERRAL_MEDICAL and _PENSION, by default :data:`REFERRAL_THRESHOLDS`)."""
+    limits = dict(thresholds) if thresholds is not None else case_settings().thresholds()
     return float(amount_at_risk) >= limits[fund_of(rule)]
 
 
@@ -344,10 +390,10 @@ def overdue(order: Any, today: date) -> bool:
     return order.status == "open" and order.due_on < today
 
 
-def escalation_due(order: Any, today: date) -> bool:
-    """A case to put under listed supervision on ``today`` (module docstring): found 90 days ago or more and not
-    closed, or confirmed and not recovered in full."""
-    if today < order.night + timedelta(days=ESCALATE_AFTER_DAYS):
+def escalation_due(order: Any, today: date, after_days: int = ESCALATE_AFTER_DAYS) -> bool:
+    """A case to put under listed supervision on ``today`` (module docstring): found ``after_days`` (90) ago or more
+    and not closed, or confirmed and not recovered in full."""
+    if today < order.night + timedelta(days=after_days):
         return False
     if order.status == "open":
         return True
@@ -371,7 +417,8 @@ def escalate(ledger: Ledger, today: date, *, notifier: Any = None, actor: str = 
     from matching import orders as mo
 
     now = datetime.now(UTC)
-    chosen = [o for o in mo.orders(ledger) if o.escalated_at is None and escalation_due(o, today)]
+    after_days = case_settings().escalate_after_days
+    chosen = [o for o in mo.orders(ledger) if o.escalated_at is None and escalation_due(o, today, after_days)]
     if not chosen:
         return Escalated((), {})
     with ledger.audited() as conn:
@@ -388,7 +435,7 @@ def escalate(ledger: Ledger, today: date, *, notifier: Any = None, actor: str = 
     if notifier:
         for district, ids in sorted(per.items()):
             notice = Notice(kind="breach", feed=f"cases {district}", rule="listed_supervision", severity="critical",
-                            night=today.isoformat(), expected=f"closed and recovered within {ESCALATE_AFTER_DAYS} days",
+                            night=today.isoformat(), expected=f"closed and recovered within {after_days} days",
                             observed=f"{len(ids)} cases", detail="挂牌督办: " + ", ".join(sorted(ids)[:20])
                             + (" ..." if len(ids) > 20 else ""),
                             breach_id=f"{today.isoformat()}:cases:{district}:listed_supervision")

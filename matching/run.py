@@ -101,6 +101,7 @@ def run_matching(night: date | None = None, params: dict[str, str] | None = None
     home = Path(home or get_settings().home)
     night = night or datetime.now(SHANGHAI).date()
     parsed = rules.parse_params(params)
+    due_days = lifecycle.case_settings().due()  # a bad FUNDX_CASES_DUE_DAYS stops the night before it loads anything
     keys = KeyStore(home=home)
     con = load.connect(keys)
     result = MatchingResult(night)
@@ -111,7 +112,7 @@ def run_matching(night: date | None = None, params: dict[str, str] | None = None
     found = rules.run_rules(con, parsed, night)
     frame = found.drop(["persons"]).to_pandas()
     ledger = Ledger.from_settings()
-    made = orders.record(ledger, night, frame, due_days=lifecycle.DUE_DAYS)
+    made = orders.record(ledger, night, frame, due_days=due_days)
     result.orders_new, result.orders_updated, result.orders_reopened = made.opened, made.updated, made.reopened
     result.escalated = len(escalate(ledger, night).order_ids)
     for name in rules.RULES:

@@ -43,6 +43,7 @@ SETTINGS_CLASSES: tuple[tuple[str, str, str], ...] = (
     ("fundx.crypto.keys", "KeySettings", "Keys and certificates"),
     ("fundx.notify.config", "NotifySettings", "Notices"),
     ("fundx.console.settings", "ConsoleSettings", "The stewards' console"),
+    ("matching.lifecycle", "CaseSettings", "Inspection cases"),
     ("deployments.settings", "ServeSettings", "`make serve`"),
 )
 

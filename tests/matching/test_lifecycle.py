@@ -178,3 +178,18 @@ def test_a_reopened_case_starts_again_at_issued_with_its_history(ledger):
     assert (again.stage, again.status, again.outcome, again.first_reviewer) == ("issued", "open", None, None)
     assert [e["action"] for e in lc.events(ledger, oid)][-1] == "reopen"
     assert "months 2 -> 3" in lc.events(ledger, oid)[-1]["reason"]
+
+
+def test_thresholds_limits_and_due_days_are_settings(ledger, monkeypatch):
+    monkeypatch.setenv("FUNDX_CASES_REFERRAL_PENSION", "2000")
+    monkeypatch.setenv("FUNDX_CASES_DUE_DAYS", "paid_after_death=7, bill_over_mean=45")
+    monkeypatch.setenv("FUNDX_CASES_ESCALATE_AFTER_DAYS", "30")
+    settings = lc.case_settings()
+    assert settings.due()["paid_after_death"] == 7 and settings.due()["paid_in_custody"] == 15
+    made = mo.record(ledger, NIGHT, pd.DataFrame([finding(1, 2500.0)], columns=list(mo.COLUMNS)),
+                     due_days=settings.due())
+    assert made[0].referral_due and made[0].due_on == NIGHT + timedelta(days=7)
+    assert lc.escalate(ledger, NIGHT + timedelta(days=30)).order_ids == (made[0].order_id,)
+    monkeypatch.setenv("FUNDX_CASES_DUE_DAYS", "paid_twice=3")
+    with pytest.raises(ValueError, match="FUNDX_CASES_DUE_DAYS: 'paid_twice=3' is not rule=days"):
+        lc.case_settings().due()
