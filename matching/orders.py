@@ -103,10 +103,14 @@ def route(area: str) -> str:
 
 
 def district_of(area: str) -> str:
-    """The district of an area code: the name of the city's district serving it, else ``外地 <code>``
-    (a number first issued outside the city, for a person the city's offices do not pay)."""
-    district = _city().district_of(area)
-    return district.name if district is not None else f"外地 {area}"
+    """The district of an area code: the name of the city's district serving it; the city's own code
+    (330100: an employer registered by the city's bureau, GB 32100-2015) ``<city>本级``; else ``外地 <code>``
+    (a number first issued outside the city, of a person the roll does not pay: matching.sql.routed)."""
+    city = _city()
+    district = city.district_of(area)
+    if district is not None:
+        return district.name
+    return f"{city.name}本级" if str(area) == f"{city.code}00" else f"外地 {area}"
 
 
 def district_names() -> list[str]:

@@ -84,7 +84,7 @@ def _paid_in_custody(p: dict[str, Any], night: date) -> str:
         GROUP BY r.person),
     found AS (SELECT * FROM led UNION ALL SELECT * FROM rolled),
     {_evidence()},
-    routed AS (  -- where the roll pays the person (the roll's area), else by the number
+    routed AS (  -- the roll's masked number; the order's district: matching.sql.routed (the paying roll entry's)
         SELECT f.person, any_value(r.area) AS area, any_value(r.id_masked) AS id_masked
         FROM found f LEFT JOIN roll r ON r.person = f.person GROUP BY f.person)
     SELECT 'paid_in_custody' AS rule, hex(f.person) AS subject, [f.person] AS persons,
