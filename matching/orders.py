@@ -391,13 +391,15 @@ def get(ledger: Ledger, order_id: str) -> Order | None:
 
 def area_of(district: str) -> str | None:
     """The area code a district is named by: a 6-digit code, the name of one of the city's districts or
-    ``外地 <code>``."""
+    ``外地 <code>``, or ``<city>本级`` (the city's own code: :func:`district_of`)."""
     text = district.strip()
     if _AREA.match(text):
         return route(text)
     named = _city().district_named(text)
     if named is not None:
         return named.code
+    if text == f"{_city().name}本级":
+        return f"{_city().code}00"
     outside = re.fullmatch(r"外地\s*(\d{6})", text)
     return outside.group(1) if outside else None
 

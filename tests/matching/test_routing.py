@@ -64,6 +64,7 @@ LEGAL_REP = 13                # not in the roll; number 330106 (the legal repres
 NO_DISTRICT = 14              # in the roll, but its entry names no paying district: routed by the number
 
 ENDED = uscc("330109", "MA2B00001")           # registered in 萧山区, deregistered; its people are of 西湖区
+CITY_LEVEL = uscc("330100", "MA2B00004")      # registered by the city's bureau (杭州市本级), deregistered
 NO_WAGE = uscc("330114", "MA2B00002")         # registered in 钱塘区: pays for WORKER with no wage declared
 NO_WAGE_LESS = uscc("330102", "MA2B00003")    # 上城区: fewer such months for WORKER
 COSTLY = "H33010800001"                       # a hospital of 滨江区, costly for its diagnosis
@@ -147,8 +148,9 @@ def store(*, reverse: bool = False) -> dict[str, list[dict]]:
     ]
     businesses = [{"record_key": ENDED, "area": "330109", "status": "注销", "deregistered_on": date(2026, 3, 31),
                    "changed_on": date(2026, 3, 31), "received_at": LATE}]
-    subsidies = [{"record_key": "BT1", "uscc": ENDED, "subsidy_type": "稳岗返还", "month": m("2026-06"), "amount": 500.0,
-                  "received_at": LATE}]
+    businesses.append({**businesses[0], "record_key": CITY_LEVEL, "area": "330100"})
+    subsidies = [{"record_key": f"BT{k}", "uscc": u, "subsidy_type": "稳岗返还", "month": m("2026-06"), "amount": 500.0,
+                  "received_at": LATE} for k, u in enumerate((ENDED, CITY_LEVEL))]
 
     def contribution(key: str, person: int, employer: str, month: str) -> dict:
         return {"record_key": key, "person": who(person), "id_masked": masked("330106"), "area": "330106",
@@ -287,6 +289,7 @@ def test_the_orders_name_the_paying_district_and_never_abroad_when_the_roll_pays
     assert district("bill_after_death", hexed(NOT_IN_ROLL_HENAN)) == ("410102", "外地 410102")
     assert district("bill_over_mean", "YB-D7") == ("330102", "上城区")
     assert district("contributions_without_wage", hexed(WORKER)) == ("330114", "钱塘区")
+    assert district("deregistered_subsidised", CITY_LEVEL) == ("330100", "杭州市本级")
     for (rule, subject), order in got.items():
         if json.loads(found[(rule, subject)]["detail"])["routed_by"] != "identity number":
             assert not order.district.startswith("外地"), (rule, order.district)
@@ -296,6 +299,7 @@ def test_a_city_level_code_is_the_citys_not_abroad():
     """A credit code registered by the city's own bureau (330100: 杭州市市场监督管理局) or a hospital coded
     under the city's code: the city's, named so, never 外地."""
     assert mo.route("330100") == "330100" and mo.district_of("330100") == "杭州市本级"
+    assert mo.area_of("杭州市本级") == "330100" and mo.area_of("330100") == "330100"
     assert mo.district_of("330103") == "拱墅区" and mo.district_of("410102") == "外地 410102"
 
 
