@@ -63,7 +63,11 @@ HOSPITAL = "hospital"
 #: an employer's order: the registration district of the employer the rule returns as ``uscc`` (the business
 #: registry's area, else characters 3-8 of the credit code), else as PERSON
 EMPLOYER = "employer"
-ROUTINGS = (PERSON, ACCOUNT, BILL, HOSPITAL, EMPLOYER)
+#: a contributor's order (contributions_in_custody): as PERSON when the roll pays the person, else the
+#: registration district of the employer the rule returns as ``uscc`` (where the person is insured), else
+#: the number's area
+INSURED = "insured"
+ROUTINGS = (PERSON, ACCOUNT, BILL, HOSPITAL, EMPLOYER, INSURED)
 
 #: a 国家医保 designated institution's code: H, the 6-digit area code of its district, a 5-digit sequence
 _HOSPITAL_CODE = "'^H[0-9]{11}$'"
@@ -113,16 +117,21 @@ def routed(rule: Rule, sql: str) -> str:
         hospital = _hospital_area("r.hospital_code")
         area = f"COALESCE({hospital}, pay.area, r.area)"
         by = f"CASE WHEN {hospital} IS NOT NULL THEN 'hospital' ELSE {fallback_by} END"
-    elif rule.routing == EMPLOYER:
+    elif rule.routing in (EMPLOYER, INSURED):
         registered = (f"COALESCE(biz.area, CASE WHEN regexp_matches(r.uscc, {_USCC_HEAD}) "
                       f"THEN substr(r.uscc, 3, 6) END)")
         joins += " LEFT JOIN (SELECT record_key, any_value(area) AS area FROM businesses GROUP BY record_key) biz " \
                  "ON biz.record_key = r.uscc"
-        area = f"COALESCE({registered}, pay.area, r.area)"
-        by = f"CASE WHEN {registered} IS NOT NULL THEN 'registration' ELSE {fallback_by} END"
+        if rule.routing == EMPLOYER:
+            area = f"COALESCE({registered}, pay.area, r.area)"
+            by = f"CASE WHEN {registered} IS NOT NULL THEN 'registration' ELSE {fallback_by} END"
+        else:
+            area = f"COALESCE(pay.area, {registered}, r.area)"
+            by = (f"CASE WHEN pay.area IS NOT NULL THEN 'roll' WHEN {registered} IS NOT NULL THEN 'registration' "
+                  "ELSE 'identity number' END")
     else:
         raise ValueError(f"rule {rule.name}: routing {rule.routing!r} is not one of {', '.join(ROUTINGS)}")
-    entry = "pay.entry" if rule.routing in (PERSON, ACCOUNT) else "NULL::VARCHAR"
+    entry = "pay.entry" if rule.routing in (PERSON, ACCOUNT, INSURED) else "NULL::VARCHAR"
     return f"""
     SELECT r.rule, r.subject, r.persons, r.id_masked, {area} AS area, r.months, r.amount_at_risk,
            json_merge_patch(r.detail, json_object('routed_by', {by}, 'routed_to', {area}, 'paying_entry',

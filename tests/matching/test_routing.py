@@ -62,6 +62,7 @@ PRISONER = 11                 # number 330104 江干区 (now 上城区), paid by
 WORKER = 12                   # number 330106, paid by 上城区, contributing for employers of 萧山区 and 钱塘区
 LEGAL_REP = 13                # not in the roll; number 330106 (the legal representative's district)
 NO_DISTRICT = 14              # in the roll, but its entry names no paying district: routed by the number
+PRISONER_WORKING = 15         # in custody, not in the roll, number 410102: insured by an employer of 钱塘区
 
 ENDED = uscc("330109", "MA2B00001")           # registered in 萧山区, deregistered; its people are of 西湖区
 CITY_LEVEL = uscc("330100", "MA2B00004")      # registered by the city's bureau (杭州市本级), deregistered
@@ -135,9 +136,10 @@ def store(*, reverse: bool = False) -> dict[str, list[dict]]:
                                        (MOVED_SAME_ENTRY, "330106"), (MOVED_NEW_ENTRY, "330106"),
                                        (NOT_IN_ROLL_HENAN, "410102"), (NOT_IN_ROLL_RETIRED, "330103"),
                                        (PATIENT, "330106"), (NO_DISTRICT, "330103"))]
-    custody = [{"record_key": "ZF11", "person": who(PRISONER), "id_masked": masked("330104"), "area": "330104",
+    custody = [{"record_key": f"ZF{p}", "person": who(p), "id_masked": masked(a), "area": a,
                 "custody_status": "在押", "admitted_on": date(2026, 3, 2), "sentence_start": date(2026, 3, 2),
-                "sentence_end": date(2029, 3, 1), "received_at": LATE}]
+                "sentence_end": date(2029, 3, 1), "received_at": LATE}
+               for p, a in ((PRISONER, "330104"), (PRISONER_WORKING, "410102"))]
     bills = [
         bill("YB-D5", NOT_IN_ROLL_HENAN, "410102", PEERS[0], 100.0),       # after death: not in the roll
         bill("YB-D6", NOT_IN_ROLL_RETIRED, "330103", PEERS[0], 100.0),
@@ -152,14 +154,17 @@ def store(*, reverse: bool = False) -> dict[str, list[dict]]:
     subsidies = [{"record_key": f"BT{k}", "uscc": u, "subsidy_type": "稳岗返还", "month": m("2026-06"), "amount": 500.0,
                   "received_at": LATE} for k, u in enumerate((ENDED, CITY_LEVEL))]
 
-    def contribution(key: str, person: int, employer: str, month: str) -> dict:
-        return {"record_key": key, "person": who(person), "id_masked": masked("330106"), "area": "330106",
+    def contribution(key: str, person: int, employer: str, month: str, area: str = "330106") -> dict:
+        return {"record_key": key, "person": who(person), "id_masked": masked(area), "area": area,
                 "employer_uscc": employer, "month": m(month), "amount": 300.0, "received_at": LATE}
 
     contributions = [
         contribution("JF-E", LEGAL_REP, ENDED, "2026-06"),
         *(contribution(f"JF-W{k}", WORKER, NO_WAGE, f"2026-0{k}") for k in range(1, 7)),
         *(contribution(f"JF-L{k}", WORKER, NO_WAGE_LESS, f"2026-0{k}") for k in range(1, 4)),
+        contribution("JF-P1", PRISONER, NO_WAGE_LESS, "2026-05", "330104"),       # the roll pays him: 淳安县
+        *(contribution(f"JF-Q{k}", PRISONER_WORKING, e, f"2026-0{k}", "410102")   # most months for 钱塘区's
+          for k, e in ((4, NO_WAGE_LESS), (5, NO_WAGE), (6, NO_WAGE))),
     ]
     wages = [{"record_key": "GS1", "person": who(LEGAL_REP), "id_masked": masked("330106"), "area": "330106",
               "employer_uscc": ENDED, "month": m("2026-09"), "wage_amount": 5000.0, "received_at": LATE}]
@@ -205,7 +210,8 @@ def test_every_rule_says_how_its_orders_are_routed():
     assert {by[r] for r in ("deregistered_subsidised", "deregistered_contributing",
                             "contributions_without_wage")} == {"employer"}
     assert by["shared_account"] == "account"
-    person_level = ("paid_after_death", "paid_in_custody", "contributions_in_custody", "retired_in_custody",
+    assert by["contributions_in_custody"] == "insured"
+    person_level = ("paid_after_death", "paid_in_custody", "retired_in_custody",
                     "duplicate_receipt", "unemployed_contributing", "frequent_visits", "bill_after_death",
                     "bill_in_custody", "overlapping_stays")
     assert {by[r] for r in person_level} == {"person"} and len(by) == 16
@@ -263,6 +269,11 @@ def test_an_employer_goes_to_its_registration_district(found):
     assert routed(found, "deregistered_contributing", ENDED) == ("330109", "registration")
     # the employer with most months without a wage (钱塘区), not the worker's number (西湖区) or roll (上城区)
     assert routed(found, "contributions_without_wage", hexed(WORKER)) == ("330114", "registration")
+
+
+def test_a_contributor_in_custody_goes_where_the_roll_pays_else_where_the_employer_insures(found):
+    assert routed(found, "contributions_in_custody", hexed(PRISONER)) == ("330127", "roll")
+    assert routed(found, "contributions_in_custody", hexed(PRISONER_WORKING)) == ("330114", "registration")
 
 
 def test_an_account_goes_to_the_office_paying_into_it(found):
@@ -333,7 +344,9 @@ def test_on_the_sandbox_people_paid_elsewhere_than_their_number_go_to_the_paying
     moved = {pseudonym.token(key, i).hex().upper() for i in differ["id_number"]}
     checked = 0
     for r in found:
-        if rules.RULES[r["rule"]].routing == "person" and r["subject"] in paying:
+        if json.loads(r["detail"])["routed_by"] != "identity number":  # the roll, a hospital, an employer
+            assert not mo.district_of(r["area"]).startswith("外地"), r["rule"]
+        if rules.RULES[r["rule"]].routing in ("person", "insured") and r["subject"] in paying:
             assert r["area"] == paying[r["subject"]], r["rule"]
             assert json.loads(r["detail"])["routed_by"] == "roll"
             assert not mo.district_of(r["area"]).startswith("外地")
