@@ -108,11 +108,11 @@ def routed(rule: Rule, sql: str) -> str:
     if rule.routing == PERSON:
         area, by = "COALESCE(pay.area, r.area)", fallback_by
     elif rule.routing == ACCOUNT:
-        joins = "LEFT JOIN paying_account pay ON pay.account = unhex(r.subject)"
-        area = ("COALESCE(pay.area, (SELECT min(p.area) FROM paying p WHERE list_contains(r.persons, p.person)), "
-                "r.area)")
-        by = ("CASE WHEN pay.area IS NOT NULL OR EXISTS (SELECT 1 FROM paying p WHERE list_contains(r.persons, "
-              "p.person)) THEN 'roll' ELSE 'identity number' END")
+        joins = ("LEFT JOIN paying_account pay ON pay.account = unhex(r.subject) "
+                 "LEFT JOIN (SELECT x.subject, min(p.area) AS area FROM (SELECT subject, unnest(persons) AS person "
+                 "FROM r) x JOIN paying p ON p.person = x.person GROUP BY x.subject) people ON people.subject = r.subject")
+        area = "COALESCE(pay.area, people.area, r.area)"
+        by = "CASE WHEN COALESCE(pay.area, people.area) IS NOT NULL THEN 'roll' ELSE 'identity number' END"
     elif rule.routing in (BILL, HOSPITAL):
         hospital = _hospital_area("r.hospital_code")
         area = f"COALESCE({hospital}, pay.area, r.area)"
@@ -133,10 +133,11 @@ def routed(rule: Rule, sql: str) -> str:
         raise ValueError(f"rule {rule.name}: routing {rule.routing!r} is not one of {', '.join(ROUTINGS)}")
     entry = "pay.entry" if rule.routing in (PERSON, ACCOUNT, INSURED) else "NULL::VARCHAR"
     return f"""
+    WITH r AS MATERIALIZED ({sql})
     SELECT r.rule, r.subject, r.persons, r.id_masked, {area} AS area, r.months, r.amount_at_risk,
            json_merge_patch(r.detail, json_object('routed_by', {by}, 'routed_to', {area}, 'paying_entry',
                             CASE WHEN ({by}) = 'roll' THEN {entry} END))::VARCHAR AS detail
-    FROM ({sql}) r {joins}"""
+    FROM r {joins}"""
 
 
 #: store table -> its key column (rows of a later batch replace earlier ones with the same key: a roll entry

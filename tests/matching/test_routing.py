@@ -63,6 +63,7 @@ WORKER = 12                   # number 330106, paid by 上城区, contributing f
 LEGAL_REP = 13                # not in the roll; number 330106 (the legal representative's district)
 NO_DISTRICT = 14              # in the roll, but its entry names no paying district: routed by the number
 PRISONER_WORKING = 15         # in custody, not in the roll, number 410102: insured by an employer of 钱塘区
+PAID_ELSEWHERE = 16           # paid into another account than the roll's (建德市); with OTHER (北京's number)
 
 ENDED = uscc("330109", "MA2B00001")           # registered in 萧山区, deregistered; its people are of 西湖区
 CITY_LEVEL = uscc("330100", "MA2B00004")      # registered by the city's bureau (杭州市本级), deregistered
@@ -119,6 +120,7 @@ def store(*, reverse: bool = False) -> dict[str, list[dict]]:
         entry("RE11", PRISONER, "330104", "330127"),
         entry("RE12", WORKER, "330106", "330102"),
         entry("RE14", NO_DISTRICT, "330103", "330103", given=False),  # load.feed_sql: the number's area
+        entry("RE16", PAID_ELSEWHERE, "330106", "330182"),
     ]
     payments = [
         *paid("RE01", BORN_UNDER_RETIRED_CODE, "330103", after),
@@ -131,6 +133,8 @@ def store(*, reverse: bool = False) -> dict[str, list[dict]]:
         *paid("RE99", OTHER, "110105", ["2026-05"], account=b"ACCOUNT-SHARED-01"),  # an entry the roll no longer has
         *paid("RE11", PRISONER, "330104", ["2026-05", "2026-06"]),
         *paid("RE14", NO_DISTRICT, "330103", after),
+        *paid("RE16", PAID_ELSEWHERE, "330106", ["2026-05"], account=b"ACCOUNT-SHARED-02"),  # no roll entry pays it
+        *paid("RE98", OTHER, "110105", ["2026-05"], account=b"ACCOUNT-SHARED-02"),
     ]
     deaths = [death(p, a) for p, a in ((BORN_UNDER_RETIRED_CODE, "330103"), (BORN_IN_HENAN, "410102"),
                                        (MOVED_SAME_ENTRY, "330106"), (MOVED_NEW_ENTRY, "330106"),
@@ -278,6 +282,8 @@ def test_a_contributor_in_custody_goes_where_the_roll_pays_else_where_the_employ
 
 def test_an_account_goes_to_the_office_paying_into_it(found):
     assert routed(found, "shared_account", b"ACCOUNT-SHARED-01".hex().upper()) == ("330113", "roll")
+    # no entry of the roll pays into it: the paying district of the people paid into it (not 北京's number)
+    assert routed(found, "shared_account", b"ACCOUNT-SHARED-02".hex().upper()) == ("330182", "roll")
 
 
 def test_the_choice_of_entry_does_not_depend_on_the_order_rows_are_read_in(found):
