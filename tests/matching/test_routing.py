@@ -104,7 +104,7 @@ def bill(key: str, person: int, number_area: str, hospital: str, total: float, a
             "discharged_on": None, "total_amount": total, "fund_amount": total * 0.7, "received_at": LATE}
 
 
-def store(*, reverse: bool = False) -> dict[str, list[dict]]:
+def store(*, reverse: bool = False, before_the_move: bool = False) -> dict[str, list[dict]]:
     after = ["2026-07", "2026-08"]
     roll = [
         entry("RE01", BORN_UNDER_RETIRED_CODE, "330103", "330106"),
@@ -172,6 +172,8 @@ def store(*, reverse: bool = False) -> dict[str, list[dict]]:
     ]
     wages = [{"record_key": "GS1", "person": who(LEGAL_REP), "id_masked": masked("330106"), "area": "330106",
               "employer_uscc": ENDED, "month": m("2026-09"), "wage_amount": 5000.0, "received_at": LATE}]
+    if before_the_move:  # the first night: the office had not sent MOVED_SAME_ENTRY's entry again yet
+        roll = [e for e in roll if not (e["record_key"] == "RE03" and e["received_at"] == LATE)]
     out = {"roll": roll, "payments": payments, "deaths": deaths, "custody": custody, "bills": bills,
            "businesses": businesses, "subsidies": subsidies, "contributions": contributions, "wages": wages}
     return {k: list(reversed(v)) for k, v in out.items()} if reverse else out
@@ -181,12 +183,12 @@ PARAMS = {"bill_over_mean.min_peers": "3", "hospital_over_mean.min_peers": "3", 
           "contributions_without_wage.filing_months": "0"}
 
 
-def run(reverse: bool = False) -> list[dict]:
+def run(reverse: bool = False, before_the_move: bool = False) -> list[dict]:
     con = duckdb.connect()
     params = rules.parse_params(PARAMS)
     schema = {name: ", ".join(c.strip() for c in cols.split(",")) for name, cols in rules.EMPTY.items()}
     tables = {}
-    for name, rows in store(reverse=reverse).items():
+    for name, rows in store(reverse=reverse, before_the_move=before_the_move).items():
         con.execute(f"CREATE OR REPLACE TEMP TABLE t ({schema[name]})")
         frame = pa.Table.from_pylist(rows)
         con.register("rows_in", frame)
@@ -195,6 +197,11 @@ def run(reverse: bool = False) -> list[dict]:
         con.unregister("rows_in")
     rules.prepare(con, rules.Inputs(tables), params)
     return rules.run_rules(con, params, NIGHT).to_pylist()
+
+
+def frame(found: dict | list) -> pd.DataFrame:
+    rows = found.values() if isinstance(found, dict) else found
+    return pd.DataFrame([{c: r[c] for c in mo.COLUMNS} for r in rows], columns=list(mo.COLUMNS))
 
 
 @pytest.fixture(scope="module")
@@ -293,10 +300,7 @@ def test_the_choice_of_entry_does_not_depend_on_the_order_rows_are_read_in(found
 
 
 def test_the_orders_name_the_paying_district_and_never_abroad_when_the_roll_pays(found, ledger):
-    rows = [{"rule": r["rule"], "subject": r["subject"], "id_masked": r["id_masked"], "area": r["area"],
-             "amount_at_risk": r["amount_at_risk"], "months": r["months"], "detail": r["detail"]}
-            for r in found.values()]
-    got = {(o.rule, o.subject): o for o in mo.record(ledger, NIGHT, pd.DataFrame(rows, columns=list(mo.COLUMNS)))}
+    got = {(o.rule, o.subject): o for o in mo.record(ledger, NIGHT, frame(found))}
     district = lambda rule, subject: (got[(rule, subject)].area, got[(rule, subject)].district)  # noqa: E731
     assert district("paid_after_death", hexed(BORN_UNDER_RETIRED_CODE)) == ("330106", "西湖区")
     assert district("paid_after_death", hexed(BORN_IN_HENAN)) == ("330110", "余杭区")
@@ -361,3 +365,20 @@ def test_on_the_sandbox_people_paid_elsewhere_than_their_number_go_to_the_paying
             assert r["area"] == json.loads(r["detail"])["hospital_code"][1:7]
             assert not mo.district_of(r["area"]).startswith(("外地", "杭州市本级"))  # the sandbox's hospitals: districts
     assert checked > 0, "no planted case of a person paid outside their number's district"
+
+
+def test_a_move_after_the_order_was_issued_shows_in_its_versions(ledger):
+    """The order keeps the district it was issued to (matching.cases does not re-route an open case); the
+    next night's finding names the new district in its evidence, kept as a version of the order."""
+    from datetime import timedelta
+
+    from matching import cases
+
+    subject = hexed(MOVED_SAME_ENTRY)
+    first = {(o.rule, o.subject): o for o in mo.record(ledger, NIGHT, frame(run(before_the_move=True)))}
+    assert first[("paid_after_death", subject)].district == "上城区"
+    second = {(o.rule, o.subject): o for o in mo.record(ledger, NIGHT + timedelta(days=1), frame(run()))}
+    order = second[("paid_after_death", subject)]
+    assert order.order_id == first[("paid_after_death", subject)].order_id
+    routed_to = [json.loads(v["detail"])["routed_to"] for v in cases.versions(ledger, order.order_id)]
+    assert routed_to == ["330102", "330109"]
