@@ -12,8 +12,9 @@ subsidies, the account change log) arrives the same way: the office's system is 
 feeds (``social_insurance.*``) are pulled, checked, sealed and delivered to their stages like any
 other; nothing here reads the office's database. A roll entry's ``area`` is its ``paying_district``
 (the district whose office pays it, where the inspection order goes: the config maps it to
-``area``), or the area code of the person's number where the roll does not say: a number keeps the
-code of the place that first issued it, which is often another province.
+``area``), or the area code of the person's number where the roll does not say (``district_given``
+false: the order is then routed by the number, matching.sql.routed): a number keeps the code of the
+place that first issued it, which is often another province.
 """
 
 from __future__ import annotations
@@ -79,6 +80,10 @@ def feed_sql(feed: str) -> tuple[str, str, str | None]:
                 where = f"COALESCE(CAST({q(area)} AS VARCHAR), {where})"
             select += [f"token({identity}) AS person", f"id_masked({identity}) AS id_masked", f"{where} AS area"]
             made |= {"person", "id_masked", "area"}
+            if "district_given" in types:  # whether that area is the district the feed named (matching.sql.routed)
+                given = f"({q(area)} IS NOT NULL)" if isinstance(area, str) else "FALSE"
+                select.append(f"{given} AS district_given")
+                made.add("district_given")
             continue
         if column == "area" and "id_number" in section.columns:
             continue

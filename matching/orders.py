@@ -103,10 +103,14 @@ def route(area: str) -> str:
 
 
 def district_of(area: str) -> str:
-    """The district of an area code: the name of the city's district serving it, else ``外地 <code>``
-    (a number first issued outside the city, for a person the city's offices do not pay)."""
-    district = _city().district_of(area)
-    return district.name if district is not None else f"外地 {area}"
+    """The district of an area code: the name of the city's district serving it; the city's own code
+    (330100: an employer registered by the city's bureau, GB 32100-2015) ``<city>本级``; else ``外地 <code>``
+    (a number first issued outside the city, of a person the roll does not pay: matching.sql.routed)."""
+    city = _city()
+    district = city.district_of(area)
+    if district is not None:
+        return district.name
+    return f"{city.name}本级" if str(area) == f"{city.code}00" else f"外地 {area}"
 
 
 def district_names() -> list[str]:
@@ -416,13 +420,15 @@ def get(ledger: Ledger, order_id: str) -> Order | None:
 
 def area_of(district: str) -> str | None:
     """The area code a district is named by: a 6-digit code, the name of one of the city's districts or
-    ``外地 <code>``."""
+    ``外地 <code>``, or ``<city>本级`` (the city's own code: :func:`district_of`)."""
     text = district.strip()
     if _AREA.match(text):
         return route(text)
     named = _city().district_named(text)
     if named is not None:
         return named.code
+    if text == f"{_city().name}本级":
+        return f"{_city().code}00"
     outside = re.fullmatch(r"外地\s*(\d{6})", text)
     return outside.group(1) if outside else None
 

@@ -19,9 +19,10 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from fundx.core import codes
 from fundx.core.errors import ConfigurationError
 from matching import rules_accounts, rules_custody, rules_deaths, rules_employer, rules_medical
-from matching.sql import KEYS, Rule, latest, month_no
+from matching.sql import KEYS, Rule, latest, month_no, paying_sql, routed
 
 __all__ = ["COLUMNS", "EMPTY", "KEYS", "RULES", "Inputs", "Rule", "deaths", "month_no", "parse_params", "prepare",
            "run_rules"]
@@ -70,7 +71,7 @@ EMPTY: dict[str, str] = {
     # the office's feeds (social_insurance.*): months as month numbers, accounts as tokens and masked
     "roll": "record_key VARCHAR, person BLOB, id_masked VARCHAR, area VARCHAR, spouse BLOB, benefit_type VARCHAR, "
             "monthly_amount DOUBLE, account BLOB, account_masked VARCHAR, status VARCHAR, start_month INTEGER, "
-            "stop_month INTEGER, paid_through INTEGER, received_at TIMESTAMPTZ",
+            "stop_month INTEGER, paid_through INTEGER, received_at TIMESTAMPTZ, district_given BOOLEAN",
     "payments": "record_key VARCHAR, entry_key VARCHAR, person BLOB, id_masked VARCHAR, area VARCHAR, "
                 "benefit_type VARCHAR, month INTEGER, amount DOUBLE, account BLOB, account_masked VARCHAR, "
                 "paid_on DATE, received_at TIMESTAMPTZ",
@@ -127,6 +128,8 @@ def prepare(con: duckdb.DuckDBPyConnection, inputs: Inputs, params: dict[str, di
             _latest_rows(con, name, table, [] if missing else inputs.parts.get(name, []))
         else:
             con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {name}_in")
+    for sql in paying_sql(codes.ACTIVE):  # whose office pays each person and account (matching.sql.routed)
+        con.execute(sql)
     conflict = int(params["deaths"]["conflict_days"])
     # which sources know of a death, as bits (the confirming ones first): cheaper than count(DISTINCT feed)
     confirming = confirming_feeds()
@@ -183,6 +186,8 @@ def deaths(con: duckdb.DuckDBPyConnection) -> pa.Table:
 
 def run_rules(con: duckdb.DuckDBPyConnection, params: dict[str, dict[str, Any]], night: date,
               rules: list[str] | None = None) -> pa.Table:
-    """Every rule's suspects, one table with :data:`COLUMNS` (after :func:`prepare`)."""
-    selects = [f"SELECT {', '.join(COLUMNS)} FROM ({RULES[r].sql(params[r], night)})" for r in (rules or list(RULES))]
+    """Every rule's suspects, one table with :data:`COLUMNS` (after :func:`prepare`), each routed to the office
+    that pays (matching.sql.routed: the roll's district for a person, the hospital's, the employer's)."""
+    selects = [f"SELECT {', '.join(COLUMNS)} FROM ({routed(RULES[r], RULES[r].sql(params[r], night))})"
+               for r in (rules or list(RULES))]
     return con.sql(" UNION ALL ".join(selects) + " ORDER BY rule, area, subject").to_arrow_table()

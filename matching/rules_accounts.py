@@ -15,7 +15,7 @@ from datetime import date
 from typing import Any
 
 from fundx.core import codes
-from matching.sql import Rule, sql_month_text
+from matching.sql import ACCOUNT, Rule, sql_month_text
 
 
 def _shared_in_ledger(p: dict[str, Any]) -> str:
@@ -223,7 +223,8 @@ def _either(ledger: Callable[[dict[str, Any]], str], roll: Callable[[dict[str, A
 
 RULES: tuple[Rule, ...] = (
     Rule("shared_account", "多对一", ("payments", "roll", "account_changes", "deaths", "custody"),
-         {"min_people": 2, "exempt_spouses": 1, "active": codes.ACTIVE}, _either(_shared_in_ledger, _shared_in_roll)),
+         {"min_people": 2, "exempt_spouses": 1, "active": codes.ACTIVE}, _either(_shared_in_ledger, _shared_in_roll),
+         routing=ACCOUNT),
     Rule("duplicate_receipt", "重复领取", ("payments", "roll"),
          {"exclusive": codes.EXCLUSIVE_SCHEMES, "active": codes.ACTIVE}, _either(_duplicate_in_ledger, _duplicate_in_roll)),
     Rule("unemployed_contributing", "领取失业金期间缴费", ("payments", "roll", "contributions"),

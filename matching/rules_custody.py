@@ -23,7 +23,7 @@ from datetime import date
 from typing import Any
 
 from fundx.core import codes
-from matching.sql import Rule, sql_month, sql_month_text
+from matching.sql import INSURED, Rule, sql_month, sql_month_text
 
 CUSTODY_DEFAULTS: dict[str, Any] = {"status": codes.IN_CUSTODY, "released": codes.RELEASED}
 
@@ -84,7 +84,7 @@ def _paid_in_custody(p: dict[str, Any], night: date) -> str:
         GROUP BY r.person),
     found AS (SELECT * FROM led UNION ALL SELECT * FROM rolled),
     {_evidence()},
-    routed AS (  -- where the roll pays the person (the roll's area), else by the number
+    routed AS (  -- the roll's masked number; the order's district: matching.sql.routed (the paying roll entry's)
         SELECT f.person, any_value(r.area) AS area, any_value(r.id_masked) AS id_masked
         FROM found f LEFT JOIN roll r ON r.person = f.person GROUP BY f.person)
     SELECT 'paid_in_custody' AS rule, hex(f.person) AS subject, [f.person] AS persons,
@@ -98,20 +98,26 @@ def _contributions_in_custody(p: dict[str, Any], night: date) -> str:
     # Contributions (the office's contributions table) paid for months inside a custody period.
     return f"""
     WITH {_periods(p, night)},
+    ci AS (
+        SELECT c.* FROM contributions c
+        WHERE c.person IN (SELECT person FROM cp)
+          AND EXISTS (SELECT 1 FROM cp WHERE cp.person = c.person AND {_inside('c.month')})),
     c AS (
         SELECT c.person, count(DISTINCT c.month)::INTEGER AS months, round(sum(c.amount), 2) AS amount,
                list(DISTINCT c.employer_uscc ORDER BY c.employer_uscc) AS employers,
                list(DISTINCT {sql_month_text('c.month')} ORDER BY {sql_month_text('c.month')}) AS contribution_months
-        FROM contributions c
-        WHERE c.person IN (SELECT person FROM cp)
-          AND EXISTS (SELECT 1 FROM cp WHERE cp.person = c.person AND {_inside('c.month')})
-        GROUP BY c.person),
+        FROM ci c GROUP BY c.person),
+    top AS (  -- routing (matching.sql.INSURED): the employer of the most such months, the smallest code of a tie
+        SELECT person, list(employer_uscc ORDER BY n DESC, employer_uscc)[1] AS employer FROM (
+            SELECT person, employer_uscc, count(DISTINCT month) AS n FROM ci
+            WHERE employer_uscc IS NOT NULL GROUP BY person, employer_uscc)
+        GROUP BY person),
     {_evidence()}
     SELECT 'contributions_in_custody' AS rule, hex(c.person) AS subject, [c.person] AS persons, ev.id_masked,
-           ev.area, c.months, c.amount AS amount_at_risk,
+           ev.area, top.employer AS uscc, c.months, c.amount AS amount_at_risk,
            json_object('custody', ev.custody, 'employers', c.employers,
                        'contribution_months', c.contribution_months)::VARCHAR AS detail
-    FROM c JOIN ev ON ev.person = c.person"""
+    FROM c JOIN ev ON ev.person = c.person LEFT JOIN top ON top.person = c.person"""
 
 
 def _retired_in_custody(p: dict[str, Any], night: date) -> str:
@@ -147,7 +153,7 @@ def _retired_in_custody(p: dict[str, Any], night: date) -> str:
 RULES: tuple[Rule, ...] = (
     Rule("paid_in_custody", "服刑未暂停", ("payments", "roll", "custody"), dict(CUSTODY_DEFAULTS), _paid_in_custody),
     Rule("contributions_in_custody", "服刑期间缴费", ("contributions", "custody"), dict(CUSTODY_DEFAULTS),
-         _contributions_in_custody),
+         _contributions_in_custody, routing=INSURED),
     Rule("retired_in_custody", "服刑期间办理退休", ("roll", "payments", "custody"),
          {**CUSTODY_DEFAULTS, "schemes": (codes.BASIC_PENSION,)}, _retired_in_custody),
 )

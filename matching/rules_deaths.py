@@ -34,7 +34,7 @@ def _paid_after_death(p: dict[str, Any], night: date) -> str:
         WHERE r.paid_through > {sql_month('d.death_date')} AND NOT EXISTS (SELECT 1 FROM payments_in)
         GROUP BY r.person),
     found AS (SELECT * FROM led UNION ALL SELECT * FROM rolled),
-    s AS MATERIALIZED (  -- routed where the roll pays the person (the roll's area), else by the number
+    s AS MATERIALIZED (  -- one row per person; the order's district: matching.sql.routed (the paying roll entry's)
         SELECT f.person, COALESCE(any_value(r.id_masked), any_value(f.id_masked)) AS id_masked,
                COALESCE(any_value(r.area), any_value(f.area)) AS area, any_value(f.months) AS months,
                any_value(f.amount_at_risk) AS amount_at_risk, any_value(f.death_date) AS death_date,

@@ -1,5 +1,9 @@
 """Employers: subsidies and contributions paid after a business ended, contributions with no wage declared.
 
+Routing (matching.sql.routed): every order goes to the employer's registration district (the business
+registry's area: characters 3-8 of the credit code, GB 32100-2015); a person's order without wage
+(contributions_without_wage) to that of the employer with the most such months (the smallest code of a tie).
+
 Each rule is a named SQL unit over the views matching.rules.prepare defines; docs/matching.md defines it."""
 
 from __future__ import annotations
@@ -8,7 +12,7 @@ from datetime import date
 from typing import Any
 
 from fundx.core import codes
-from matching.sql import Rule, month_no, sql_month, sql_month_text
+from matching.sql import EMPLOYER, Rule, month_no, sql_month, sql_month_text
 
 
 def _ended(p: dict[str, Any]) -> str:
@@ -26,7 +30,7 @@ def _deregistered_subsidised(p: dict[str, Any], night: date) -> str:
     return f"""
     WITH {_ended(p)}
     SELECT 'deregistered_subsidised' AS rule, e.uscc AS subject, []::BLOB[] AS persons, NULL AS id_masked,
-           any_value(e.area) AS area, count(DISTINCT s.month)::INTEGER AS months,
+           any_value(e.area) AS area, e.uscc, count(DISTINCT s.month)::INTEGER AS months,
            round(sum(s.amount), 2) AS amount_at_risk,
            json_object('status', any_value(e.status), 'end_date', any_value(e.end_date)::VARCHAR,
                        'months', list(DISTINCT {sql_month_text('s.month')}))::VARCHAR AS detail
@@ -40,7 +44,7 @@ def _deregistered_contributing(p: dict[str, Any], night: date) -> str:
     return f"""
     WITH {_ended(p)}
     SELECT 'deregistered_contributing' AS rule, e.uscc AS subject, list(DISTINCT c.person) AS persons,
-           NULL AS id_masked, any_value(e.area) AS area, count(DISTINCT c.month)::INTEGER AS months,
+           NULL AS id_masked, any_value(e.area) AS area, e.uscc, count(DISTINCT c.month)::INTEGER AS months,
            round(sum(c.amount), 2) AS amount_at_risk,
            json_object('status', any_value(e.status), 'end_date', any_value(e.end_date)::VARCHAR,
                        'people', count(DISTINCT c.person),
@@ -81,6 +85,7 @@ def _contributions_without_wage(p: dict[str, Any], night: date) -> str:
         FROM gap GROUP BY person, employer_uscc HAVING count(*) >= {int(p["min_months"])})
     SELECT 'contributions_without_wage' AS rule, hex(person) AS subject, [person] AS persons,
            any_value(id_masked) AS id_masked, any_value(area) AS area, sum(months)::INTEGER AS months,
+           list(employer_uscc ORDER BY months DESC, employer_uscc)[1] AS uscc,  -- routed to its registration
            round(sum(amount), 2) AS amount_at_risk,
            json_object('employers', list({{'uscc': employer_uscc, 'months': months_text}}
                                          ORDER BY employer_uscc))::VARCHAR AS detail
@@ -89,9 +94,10 @@ def _contributions_without_wage(p: dict[str, Any], night: date) -> str:
 
 RULES: tuple[Rule, ...] = (
     Rule("deregistered_subsidised", "注销后领取补贴", ("businesses", "subsidies"), {"ended": codes.BUSINESS_ENDED},
-         _deregistered_subsidised),
+         _deregistered_subsidised, routing=EMPLOYER),
     Rule("deregistered_contributing", "注销后仍缴费", ("businesses", "contributions"), {"ended": codes.BUSINESS_ENDED},
-         _deregistered_contributing),
+         _deregistered_contributing, routing=EMPLOYER),
     Rule("contributions_without_wage", "无工资申报缴费", ("contributions", "wages"),
-         {"min_months": 3, "period_months": 3, "filing_months": 1}, _contributions_without_wage),
+         {"min_months": 3, "period_months": 3, "filing_months": 1}, _contributions_without_wage,
+         routing=EMPLOYER),
 )

@@ -5,6 +5,8 @@ Each rule is a named SQL unit over the views matching.rules.prepare defines; doc
 Wherever a rule reports an amount it is what the fund paid (``fund_amount``, 统筹/基金支付; the bill's
 total for bills stored before the fund's share was kept). Evidence: bill ids, hospital codes, dates and
 amounts, the death sources' keys, the prisoner's record key; never an identity number or a name.
+Routing (matching.sql.routed): a bill's or a hospital's order goes to the hospital's district (bill_over_mean,
+hospital_over_mean), a person's (the other four) to the district of the person's paying roll entry.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from datetime import date
 from typing import Any
 
 from fundx.core import codes
-from matching.sql import Rule, sql_month
+from matching.sql import BILL, HOSPITAL, Rule, sql_month
 
 #: a day as a number (days since 2000-01-01), for windows of days
 _DAY = "(admitted_on - DATE '2000-01-01')"
@@ -72,7 +74,7 @@ def _peers(p: dict[str, Any], hospital: bool) -> str:
 def _bill_over_mean(p: dict[str, Any], night: date) -> str:
     return f"""
     WITH {_peers(p, hospital=False)}
-    SELECT 'bill_over_mean' AS rule, record_key AS subject, [person] AS persons, id_masked, area,
+    SELECT 'bill_over_mean' AS rule, record_key AS subject, [person] AS persons, id_masked, area, hospital_code,
            NULL::INTEGER AS months, round(fund * (total_amount - mean) / total_amount, 2) AS amount_at_risk,
            json_object('bill_id', record_key, 'hospital_code', hospital_code, 'diagnosis_code', diagnosis_code,
                        'setting', CASE WHEN inpatient THEN 'inpatient' ELSE 'outpatient' END,
@@ -91,7 +93,7 @@ def _hospital_over_mean(p: dict[str, Any], night: date) -> str:
         FROM m WHERE mean > 0 GROUP BY hospital_code, diagnosis_code, inpatient
         HAVING count(*) >= {int(p["min_bills"])} AND avg(total_amount / mean) > 1 + {float(p["over"])})
     SELECT 'hospital_over_mean' AS rule, hospital_code AS subject, []::BLOB[] AS persons, NULL AS id_masked,
-           substr(hospital_code, 2, 6) AS area, NULL::INTEGER AS months, round(sum(excess), 2) AS amount_at_risk,
+           substr(hospital_code, 2, 6) AS area, hospital_code, NULL::INTEGER AS months, round(sum(excess), 2) AS amount_at_risk,
            json_object('hospital_code', hospital_code, 'diagnoses', list({{
                'diagnosis_code': diagnosis_code, 'setting': CASE WHEN inpatient THEN 'inpatient' ELSE 'outpatient' END,
                'bills': bills, 'cost_index': round(cost_index, 3), 'mean': round(mean, 2),
@@ -175,9 +177,9 @@ def _overlapping_stays(p: dict[str, Any], night: date) -> str:
 RULES: tuple[Rule, ...] = (
     Rule("frequent_visits", "频繁就诊", ("bills",), {"min_visits": 15, "window_days": 30}, _frequent_visits),
     Rule("bill_over_mean", "超均值费用", ("bills",), {"over": 0.20, "min_peers": 30, "period_days": 365},
-         _bill_over_mean),
+         _bill_over_mean, routing=BILL),
     Rule("hospital_over_mean", "机构超均值费用", ("bills",),
-         {"over": 0.20, "min_peers": 30, "min_bills": 30, "period_days": 365}, _hospital_over_mean),
+         {"over": 0.20, "min_peers": 30, "min_bills": 30, "period_days": 365}, _hospital_over_mean, routing=HOSPITAL),
     Rule("bill_after_death", "死亡后就医", ("bills", "deaths"), {"after_days": 0}, _bill_after_death),
     Rule("bill_in_custody", "在押期间就医", ("bills", "custody"), {"status": codes.IN_CUSTODY}, _bill_in_custody),
     Rule("overlapping_stays", "重叠住院", ("bills",), {}, _overlapping_stays),

@@ -40,6 +40,104 @@ class Rule:
     defaults: dict[str, Any]
     sql: Callable[[dict[str, Any], date], str]
     doc: str = ""
+    #: whose office gets the rule's orders (:func:`routed`): PERSON, ACCOUNT, BILL, HOSPITAL or EMPLOYER
+    routing: str = "person"
+
+
+# --- routing: the office that pays (issue 20, part 3) -------------------------------------------------
+#
+# "A person's case goes to the district office of their insuring entry (from the office's roll), a bill's to
+# the hospital's district, an employer's to the employer's registration district — not the district in the
+# identity number." The rules select what they find; :func:`routed` sets each order's ``area`` by its rule's
+# routing and says how in the evidence (detail ``routed_by``): docs/matching.md, "Routing to the office that pays".
+
+#: a person's order: the district of the person's paying roll entry (``paying``), else the number's area
+PERSON = "person"
+#: an account's order (shared_account): the paying district of the roll entry paying into the account, else of
+#: one of the people paid into it (the smallest code), else the number's area
+ACCOUNT = "account"
+#: a bill's order: the district in the bill's hospital code (the rule returns ``hospital_code``), else as PERSON
+BILL = "bill"
+#: a hospital's order: the district in its code (the rule returns ``hospital_code``)
+HOSPITAL = "hospital"
+#: an employer's order: the registration district of the employer the rule returns as ``uscc`` (the business
+#: registry's area, else characters 3-8 of the credit code), else as PERSON
+EMPLOYER = "employer"
+#: a contributor's order (contributions_in_custody): as PERSON when the roll pays the person, else the
+#: registration district of the employer the rule returns as ``uscc`` (where the person is insured), else
+#: the number's area
+INSURED = "insured"
+ROUTINGS = (PERSON, ACCOUNT, BILL, HOSPITAL, EMPLOYER, INSURED)
+
+#: a 国家医保 designated institution's code: H, the 6-digit area code of its district, a 5-digit sequence
+_HOSPITAL_CODE = "'^H[0-9]{11}$'"
+#: a credit code's first 8 characters (GB 32100-2015): registration department, category, then the
+#: registering authority's 6-digit GB/T 2260 area code
+_USCC_HEAD = "'^[0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}'"
+
+
+def paying_sql(active: str) -> list[str]:
+    """The tables ``paying`` (one row per person of the roll) and ``paying_account`` (one per account the roll
+    pays into): the entry whose district's office pays, its ``area`` the roll's ``paying_district`` (an entry
+    that names none, ``district_given`` false, is not one: load.feed_sql gave it the number's area). Of several
+    entries: an active one first, then the one paid through the latest month, then the latest started, then
+    the one received last, then the greatest entry id (the choice never depends on the order rows are read in).
+    A person who moved has their entry sent again with the new district (the later row replaces it) or a new,
+    active entry there."""
+    order = (f"(status = '{active}') DESC NULLS LAST, paid_through DESC NULLS LAST, start_month DESC NULLS LAST, "
+             "received_at DESC NULLS LAST, record_key DESC")
+    return [f"""
+    CREATE OR REPLACE TEMP TABLE {table} AS
+    SELECT {key}, area, record_key AS entry FROM roll
+    WHERE {key} IS NOT NULL AND area IS NOT NULL AND district_given IS NOT FALSE
+    QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY {order}) = 1""" for table, key in (
+        ("paying", "person"), ("paying_account", "account"))]
+
+
+def _hospital_area(code: str) -> str:
+    return f"CASE WHEN regexp_matches({code}, {_HOSPITAL_CODE}) THEN substr({code}, 2, 6) END"
+
+
+def routed(rule: Rule, sql: str) -> str:
+    """A rule's SQL with each order's ``area`` routed to the office that pays (its ``routing``) and the way
+    it was routed added to the evidence: detail ``routed_by`` (roll, identity number, hospital, registration),
+    ``routed_to`` (the area: a move to another district shows in the order's versions) and ``paying_entry``
+    (the roll entry that decided it)."""
+    fallback_by = "CASE WHEN pay.area IS NOT NULL THEN 'roll' ELSE 'identity number' END"
+    joins = "LEFT JOIN paying pay ON pay.person = r.persons[1]"
+    if rule.routing == PERSON:
+        area, by = "COALESCE(pay.area, r.area)", fallback_by
+    elif rule.routing == ACCOUNT:
+        joins = ("LEFT JOIN paying_account pay ON pay.account = unhex(r.subject) "
+                 "LEFT JOIN (SELECT x.subject, min(p.area) AS area FROM (SELECT subject, unnest(persons) AS person "
+                 "FROM r) x JOIN paying p ON p.person = x.person GROUP BY x.subject) people ON people.subject = r.subject")
+        area = "COALESCE(pay.area, people.area, r.area)"
+        by = "CASE WHEN COALESCE(pay.area, people.area) IS NOT NULL THEN 'roll' ELSE 'identity number' END"
+    elif rule.routing in (BILL, HOSPITAL):
+        hospital = _hospital_area("r.hospital_code")
+        area = f"COALESCE({hospital}, pay.area, r.area)"
+        by = f"CASE WHEN {hospital} IS NOT NULL THEN 'hospital' ELSE {fallback_by} END"
+    elif rule.routing in (EMPLOYER, INSURED):
+        registered = (f"COALESCE(biz.area, CASE WHEN regexp_matches(r.uscc, {_USCC_HEAD}) "
+                      f"THEN substr(r.uscc, 3, 6) END)")
+        joins += " LEFT JOIN (SELECT record_key, any_value(area) AS area FROM businesses GROUP BY record_key) biz " \
+                 "ON biz.record_key = r.uscc"
+        if rule.routing == EMPLOYER:
+            area = f"COALESCE({registered}, pay.area, r.area)"
+            by = f"CASE WHEN {registered} IS NOT NULL THEN 'registration' ELSE {fallback_by} END"
+        else:
+            area = f"COALESCE(pay.area, {registered}, r.area)"
+            by = (f"CASE WHEN pay.area IS NOT NULL THEN 'roll' WHEN {registered} IS NOT NULL THEN 'registration' "
+                  "ELSE 'identity number' END")
+    else:
+        raise ValueError(f"rule {rule.name}: routing {rule.routing!r} is not one of {', '.join(ROUTINGS)}")
+    entry = "pay.entry" if rule.routing in (PERSON, ACCOUNT, INSURED) else "NULL::VARCHAR"
+    return f"""
+    WITH r AS MATERIALIZED ({sql})
+    SELECT r.rule, r.subject, r.persons, r.id_masked, {area} AS area, r.months, r.amount_at_risk,
+           json_merge_patch(r.detail, json_object('routed_by', {by}, 'routed_to', {area}, 'paying_entry',
+                            CASE WHEN ({by}) = 'roll' THEN {entry} END))::VARCHAR AS detail
+    FROM r {joins}"""
 
 
 #: store table -> its key column (rows of a later batch replace earlier ones with the same key: a roll entry
