@@ -110,8 +110,13 @@ def record(ledger: Ledger, night: date, rows: list[dict[str, Any]], *, due_days,
                 continue  # new tonight, or this night (or a later one) was recorded already: a rerun changes nothing
             if before["status"] == "open":
                 why = _changed(before, r)
+                area = mo.route(r["area"])
+                if before["stage"] == "issued" and area != before["area"]:  # nobody works it yet: it follows the person
+                    why = "; ".join(w for w in (why, f"routed to {mo.district_of(r['area'])}") if w)
+                else:
+                    area = before["area"]  # taken: its inspector keeps it (the evidence says where it would go now)
                 if why is not None:
-                    updated.append((before["order_id"], r))
+                    updated.append((before["order_id"], {**r, "area": area}))
                     versions.append(_version(before["order_id"], night, r, "updated", why, now))
             else:
                 why = material_change(before, r)
@@ -122,13 +127,14 @@ def record(ledger: Ledger, night: date, rows: list[dict[str, Any]], *, due_days,
             conn.execute(orders_table.insert(), inserts)
         for oid, r in updated:
             conn.execute(orders_table.update().where(orders_table.c.order_id == oid).values(
-                amount_at_risk=r["amount_at_risk"], months=r["months"], detail=r["detail"],
+                amount_at_risk=r["amount_at_risk"], months=r["months"], detail=r["detail"], area=r["area"],
+                district=mo.district_of(r["area"]),
                 referral_due=sa.or_(orders_table.c.referral_due,
                                     sa.literal(lifecycle.referral_due(r["rule"], r["amount_at_risk"], limits)))))
         for oid, r, why, before in reopened:
             conn.execute(orders_table.update().where(orders_table.c.order_id == oid).values(
                 amount_at_risk=r["amount_at_risk"], months=r["months"], detail=r["detail"], status="open",
-                outcome=None, amount_recovered=None, closed_at=None, closed_by=None, stage="issued", assignee=None,
+                area=mo.route(r["area"]), district=mo.district_of(r["area"]), outcome=None, amount_recovered=None, closed_at=None, closed_by=None, stage="issued", assignee=None,
                 submitted_by=None, first_reviewer=None, second_reviewer=None, accepted_by=None, accepted_at=None,
                 referral_to=None, referral_no=None, escalated_at=None,
                 referral_due=lifecycle.referral_due(r["rule"], r["amount_at_risk"], limits),

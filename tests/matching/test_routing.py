@@ -367,12 +367,13 @@ def test_on_the_sandbox_people_paid_elsewhere_than_their_number_go_to_the_paying
     assert checked > 0, "no planted case of a person paid outside their number's district"
 
 
-def test_a_move_after_the_order_was_issued_shows_in_its_versions(ledger):
-    """The order keeps the district it was issued to (matching.cases does not re-route an open case); the
-    next night's finding names the new district in its evidence, kept as a version of the order."""
+def test_a_move_after_the_order_was_issued_moves_it_until_someone_takes_it(ledger):
+    """An order nobody has taken follows the person to the new paying office (a version says so); once an inspector
+    has taken it, it stays with them, and the evidence names where it would go now."""
     from datetime import timedelta
 
     from matching import cases
+    from matching import lifecycle as lc
 
     subject = hexed(MOVED_SAME_ENTRY)
     first = {(o.rule, o.subject): o for o in mo.record(ledger, NIGHT, frame(run(before_the_move=True)))}
@@ -380,5 +381,14 @@ def test_a_move_after_the_order_was_issued_shows_in_its_versions(ledger):
     second = {(o.rule, o.subject): o for o in mo.record(ledger, NIGHT + timedelta(days=1), frame(run()))}
     order = second[("paid_after_death", subject)]
     assert order.order_id == first[("paid_after_death", subject)].order_id
-    routed_to = [json.loads(v["detail"])["routed_to"] for v in cases.versions(ledger, order.order_id)]
-    assert routed_to == ["330102", "330109"]
+    assert (order.area, order.district) == ("330109", "萧山区")
+    history = cases.versions(ledger, order.order_id)
+    assert [json.loads(v["detail"])["routed_to"] for v in history] == ["330102", "330109"]
+    assert "routed to 萧山区" in history[-1]["reason"]
+    # taken by an inspector in 萧山区, then the person moves back: the case stays where it is worked
+    lc.take(ledger, order.order_id, actor=lc.Actor("inspector.yu", "inspector"))
+    third = {(o.rule, o.subject): o for o in mo.record(ledger, NIGHT + timedelta(days=2),
+                                                        frame(run(before_the_move=True)))}
+    kept = third[("paid_after_death", subject)]
+    assert (kept.area, kept.stage) == ("330109", "in_progress")
+    assert json.loads(cases.versions(ledger, order.order_id)[-1]["detail"])["routed_to"] == "330102"
