@@ -65,6 +65,7 @@ import sqlalchemy as sa
 from fundx.core.timeutil import SHANGHAI, UTC
 from fundx.ledger import Ledger
 from fundx.ledger.schema import case_events, order_versions
+from fundx.ledger.schema import orders as orders_table
 from matching import orders as mo
 
 #: the plan's targets (seeds/002): suspects followed up, money recovered (90 % in the goals, 95 % by the end)
@@ -109,7 +110,10 @@ def _end_of(day: date) -> datetime:
 
 def _found_in(ledger: Ledger, first: date, last: date) -> list[mo.Order]:
     """The orders whose night is within [first, last], by order id."""
-    return [o for o in mo.orders(ledger) if first <= o.night <= last]
+    query = (orders_table.select().where(orders_table.c.night >= first, orders_table.c.night <= last)
+             .order_by(orders_table.c.order_id))
+    with ledger.engine.connect() as conn:
+        return [mo._order(row) for row in conn.execute(query).mappings()]
 
 
 # --- the state of a case at a moment ------------------------------------------------------------------------

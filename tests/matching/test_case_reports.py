@@ -300,3 +300,22 @@ def test_every_character_on_the_page_is_in_a_font_it_is_drawn_with(ledger, monke
         monkeypatch.setattr(report_charts, "cjk_font", lambda: None)
         png, _ = report_charts.render(report)
         assert png.startswith(b"\x89PNG")
+
+
+def test_a_case_sent_back_or_reopened_after_the_quarter_counts_as_it_stood_at_its_end(ledger):
+    in_q3 = datetime(2026, 9, 1, tzinfo=SHANGHAI)
+    sent, reopened = (o.order_id for o in record(ledger, date(2026, 8, 3), suspect(1, 4000.0), suspect(2, 900.0)))
+    walk(ledger, sent, "recovered", 4000.0)
+    walk(ledger, reopened, "false-positive")
+    at(ledger, sent, in_q3)
+    at(ledger, reopened, in_q3)
+    lc.send_back(ledger, sent, actor=CHEN, reason="the receipt is missing")  # today: after 2026Q3
+    changed = suspect(2, 1800.0)
+    changed["detail"] = json.dumps({"sources": {"police.deaths": {}, "civil_affairs.cremations": {}}})
+    assert record(ledger, date(2026, 10, 9), changed)[0].stage == "issued"  # reopened in 2026Q4: a new source
+    assert (mo.get(ledger, sent).status, mo.get(ledger, reopened).status) == ("open", "open")
+    xihu = by_district(reports.quarterly(ledger, "2026Q3", now=MADE))[XIHU]
+    assert (xihu.issued, xihu.verified, xihu.open, xihu.recovered, xihu.false_positive) == (2, 2, 0, 1, 1)
+    assert (xihu.amount_recovered, xihu.amount_at_risk) == (4000.0, 4900.0)  # the amount known at the end
+    q4 = by_district(reports.quarterly(ledger, "2026Q4", now=MADE))[reports.TOTAL]
+    assert q4.issued == 0  # a reopened case keeps the night it was found
