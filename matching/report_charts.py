@@ -18,6 +18,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, cast
 
+from matching.reports import TARGETS_RECOVERED
+
 #: CJK families looked for, best first
 CJK_FAMILIES = ("WenQuanYi Micro Hei", "WenQuanYi Zen Hei", "Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC",
                 "Source Han Sans CN", "Noto Serif CJK SC", "Droid Sans Fallback", "AR PL UMing CN", "SimHei")
@@ -26,23 +28,34 @@ CJK_FILES = ("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc", "/usr/share/fonts
              "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
              "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf")
 
-ZH: dict[str, Any] = {"title": "{year}年第{q}季度 疑点核查情况 ({quarter})", "span": "发现日期 {first} 至 {last} · 数据截至 {as_of}{running} · "
-      "生成于 {made} (北京时间)", "running": " (本季度进行中)",
-      "verified": "核实率 (已核实 / 下发)", "target": "目标 100% (2025年专项整治方案: 疑点数据覆盖率达100%)",
-      "overdue": "逾期与挂牌督办 (件)", "overdue_bar": "逾期未办结", "escalated": "挂牌督办",
-      "money": "追回金额与查实金额 (元)", "confirmed": "查实金额", "recovered": "追回金额",
-      "recovery_target": "追回率目标 90% / 95%", "total": "合计", "none": "本季度无下发案件",
-      "table": ("区", "下发", "在办", "已核实", "核实率", "逾期", "挂牌督办", "确认", "误报", "追回\n(全额/部分)",
-                "移送\n(公安/纪检)", "涉及金额", "查实金额", "追回金额", "追回率")}
-EN: dict[str, Any] = {"title": "Cases of {quarter}: suspects followed up per district", "span": "found {first} to {last} · figures "
-      "as of {as_of}{running} · made {made} (Beijing time)", "running": " (quarter running)",
-      "verified": "verified share (verified / issued)", "target": "target 100 % (2025 national plan)",
-      "overdue": "overdue and under listed supervision (cases)", "overdue_bar": "overdue", "escalated": "escalated",
-      "money": "recovered vs loss established (yuan)", "confirmed": "established", "recovered": "recovered",
-      "recovery_target": "recovery targets 90 % / 95 %", "total": "total", "none": "no cases issued this quarter",
-      "table": ("district", "issued", "open", "verified", "verified %", "overdue", "escalated", "confirmed",
-                "false +", "recovered\n(full/part)", "referred\n(police/disc.)", "at risk", "established",
-                "recovered ¥", "recovered %")}
+#: the page's words: Chinese, and English when no CJK font is found
+ZH: dict[str, Any] = {
+    "title": "{year}年第{q}季度 疑点核查情况 ({quarter})",
+    "span": "发现日期 {first} 至 {last} · 数据截至 {as_of}{running} · 生成于 {made} (北京时间)",
+    "running": " (本季度进行中)",
+    "verified": "核实率 (已核实 / 下发)",
+    "target": "目标 100% (2025年专项整治方案: 疑点数据覆盖率达100%)",
+    "overdue": "逾期与挂牌督办 (件)", "overdue_bar": "逾期未办结", "escalated": "挂牌督办",
+    "money": "追回金额与查实金额 (元)", "confirmed": "查实金额", "recovered": "追回金额",
+    "recovery_target": "追回率目标 (2025年专项整治方案)", "recovery_mark": "{share}% 目标",
+    "total": "合计", "none": "本季度无下发案件",
+    "table": ("区", "下发", "在办", "已核实", "核实率", "逾期", "挂牌督办", "确认", "误报", "追回\n(全额/部分)",
+              "移送\n(公安/纪检)", "涉及金额", "查实金额", "追回金额", "追回率"),
+}
+EN: dict[str, Any] = {
+    "title": "Cases of {quarter}: suspects followed up per district",
+    "span": "found {first} to {last} · figures as of {as_of}{running} · made {made} (Beijing time)",
+    "running": " (quarter running)",
+    "verified": "verified share (verified / issued)",
+    "target": "target 100 % (2025 national plan)",
+    "overdue": "overdue and under listed supervision (cases)", "overdue_bar": "overdue", "escalated": "escalated",
+    "money": "recovered vs loss established (yuan)", "confirmed": "established", "recovered": "recovered",
+    "recovery_target": "recovery targets (2025 national plan)", "recovery_mark": "{share} % target",
+    "total": "total", "none": "no cases issued this quarter",
+    "table": ("district", "issued", "open", "verified", "verified %", "overdue", "escalated", "confirmed",
+              "false +", "recovered\n(full/part)", "referred\n(police/disc.)", "at risk", "established",
+              "recovered ¥", "recovered %"),
+}
 
 
 @lru_cache(maxsize=1)
@@ -182,6 +195,11 @@ def _amounts(ax: Any, rows: Any, y: Any, words: dict[str, Any], total: Any) -> N
     recovered = [d.amount_recovered for d in rows]
     ax.barh(y, confirmed, height=0.6, color="#cfd8dc", label=words["confirmed"])
     ax.barh(y, recovered, height=0.36, color="#1565c0", label=words["recovered"])
+    for share, colour in zip(TARGETS_RECOVERED, ("#757575", "#c62828")):  # where 90 % and 95 % of the loss would be
+        marked = [(c * share, yy) for c, yy in zip(confirmed, y) if c > 0]
+        if marked:
+            ax.scatter([m[0] for m in marked], [m[1] for m in marked], marker="|", s=260, color=colour, zorder=3,
+                       label=words["recovery_mark"].format(share=round(100 * share)))
     top = max([*confirmed, *recovered, 1.0])
     for yy, d in zip(y, rows):
         if d.amount_confirmed or d.amount_recovered:
@@ -191,7 +209,8 @@ def _amounts(ax: Any, rows: Any, y: Any, words: dict[str, Any], total: Any) -> N
     ax.set_xlim(0, top * 1.6)
     ax.xaxis.set_major_formatter(lambda x, _: f"{x:,.0f}")
     ax.set_title(f"{words['money']} · {words['total']} {_percent(total.recovered_share)}", fontsize=11)
-    ax.legend(loc="lower right", fontsize=8, frameon=False, title=words["recovery_target"], title_fontsize=8)
+    ax.legend(loc="lower right", fontsize=8, frameon=False, title=words["recovery_target"], title_fontsize=8,
+              markerscale=0.6)
     _grid(ax)
 
 

@@ -77,9 +77,9 @@ def cases_report(
         return
     table = Table(title=f"cases of {report.quarter} (found {report.first} – {report.last}), as of {report.as_of}"
                         + (" (running)" if report.running else ""))
-    for col in ("district", "issued", "open", "verified", "share", "overdue", "escalated", "confirmed", "false +",
-                "recovered", "referred", "recovered ¥", "recovered %"):
-        table.add_column(col, justify="left" if col == "district" else "right", no_wrap=True)
+    for col in ("district", "issued", "open", "verified", "share", "overdue", "escal.", "conf.", "false+",
+                "recov.", "ref.", "recovered ¥", "recov. %"):
+        table.add_column(col, justify="left" if col == "district" else "right")
     for d in report.rows:
         if not d.issued and d is not report.total:
             continue
@@ -94,7 +94,7 @@ def cases_report(
 
 
 def _share(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.1f} %"
+    return "–" if x is None else f"{100 * x:.1f}%"
 
 
 @cases_app.command("monthly")
