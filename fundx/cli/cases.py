@@ -226,3 +226,5 @@ def cases_escalate(
     console.print(f"{len(done.order_ids)} cases put under listed supervision"
                   + "".join(f"\n  {d}: {n}" for d, n in sorted(done.per_district.items()))
                   + (f"\n{done.deliveries} notices sent" if done.order_ids else ""))
+
+from fundx.cli import cases_report as _reports  # noqa: E402,F401  (registers the report commands)

@@ -37,6 +37,8 @@ ARGUMENTS = {
     "cases review": ["O20260301-1-0001", "--account", "wang", "--approve"],
     "cases accept": ["O20260301-1-0001", "--account", "wang"],
     "cases send-back": ["O20260301-1-0001", "--account", "wang", "--reason", "the stop month is wrong"],
+    "cases report": ["--quarter", "2026Q4", "--account", "wang"],
+    "cases monthly": ["--month", "2026-11", "--account", "wang"],
     "connector check": ["religious_affairs.deaths"],
     "contract infer": ["/nonexistent/sample.csv"],
     "contract diff": ["/nonexistent/old.yaml", "/nonexistent/new.yaml"],
