@@ -134,7 +134,8 @@ def record(ledger: Ledger, night: date, rows: list[dict[str, Any]], *, due_days,
         for oid, r, why, before in reopened:
             conn.execute(orders_table.update().where(orders_table.c.order_id == oid).values(
                 amount_at_risk=r["amount_at_risk"], months=r["months"], detail=r["detail"], status="open",
-                area=mo.route(r["area"]), district=mo.district_of(r["area"]), outcome=None, amount_recovered=None, closed_at=None, closed_by=None, stage="issued", assignee=None,
+                area=mo.route(r["area"]), district=mo.district_of(r["area"]), outcome=None, amount_recovered=None,
+                closed_at=None, closed_by=None, stage="issued", assignee=None,
                 submitted_by=None, first_reviewer=None, second_reviewer=None, accepted_by=None, accepted_at=None,
                 referral_to=None, referral_no=None, escalated_at=None,
                 referral_due=lifecycle.referral_due(r["rule"], r["amount_at_risk"], limits),
