@@ -128,6 +128,9 @@ class Actor:
     name: str
     role: str
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", (self.name or "").strip()[:64])
+
 
 def due_days(rule: str, given: int | Mapping[str, int] | None = None) -> int:
     """Days from the night to a case's due date: ``given`` (one for all, or per rule), else :data:`DUE_DAYS`."""
@@ -278,8 +281,14 @@ def submit(ledger: Ledger, order_id: str, *, actor: Actor, outcome: str, amount:
     """The inspector's finding, for review: outcome, amount recovered, referral (module docstring)."""
     amount, referral_to, referral_no = _check_finding(outcome, amount, referral_to, referral_no)
     text = _text(note, "the note")
+
+    def theirs(row: Mapping[str, Any], who: str) -> None:
+        if row["assignee"] not in (None, who):
+            raise DecisionError(f"case {order_id} is with {row['assignee']}: its finding is theirs to give",
+                                action="ask them, or a supervisor to send it back to another inspector")
+
     return _step(ledger, order_id, "submit", actor, ("in_progress",), "first_review", outcome=outcome,
-                 amount=amount, reason=text,
+                 amount=amount, reason=text, check=theirs,
                  values={"outcome": outcome, "amount_recovered": amount, "referral_to": referral_to,
                          "referral_no": referral_no, "note": text, "submitted_by": actor.name,
                          "assignee": actor.name})

@@ -193,3 +193,12 @@ def test_thresholds_limits_and_due_days_are_settings(ledger, monkeypatch):
     monkeypatch.setenv("FUNDX_CASES_DUE_DAYS", "paid_twice=3")
     with pytest.raises(ValueError, match="FUNDX_CASES_DUE_DAYS: 'paid_twice=3' is not rule=days"):
         lc.case_settings().due()
+
+
+def test_only_the_inspector_who_took_a_case_gives_its_finding(ledger):
+    oid = record(ledger, finding(1, 3000.0))[0].order_id
+    lc.take(ledger, oid, actor=LI)
+    with pytest.raises(DecisionError, match="is with inspector.li"):
+        lc.submit(ledger, oid, actor=WANG, outcome="false-positive")
+    assert mo.get(ledger, oid).stage == "in_progress"
+    assert lc.Actor("  inspector.li ", "inspector").name == LI.name
