@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import gettext
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,7 @@ def language_of(raw: str | None) -> str:
     return raw if raw in LANGUAGES else DEFAULT
 
 
-@lru_cache(maxsize=None)
+@cache
 def translations(lang: str) -> gettext.NullTranslations:
     """The compiled catalogue of ``lang`` (English: the messages themselves)."""
     if lang == "en":
@@ -96,7 +96,9 @@ class Words:
 
     def __call__(self, message: str | Lazy, **params: Any) -> str:
         if isinstance(message, Lazy):
-            message, params = message.msgid, {**message.params, **params}
+            msgid, params = message.msgid, {**message.params, **params}
+        else:
+            msgid = message
         params = {k: self(v) if isinstance(v, Lazy) else v for k, v in params.items()}
-        text = self._t.gettext(message)
+        text = self._t.gettext(msgid)
         return text % params if params else text

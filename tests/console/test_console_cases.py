@@ -8,8 +8,17 @@ from __future__ import annotations
 import re
 
 import pytest
-from console_helpers import (AUDITOR, INSPECTOR_A, INSPECTOR_B, PASSWORDS, STEWARD, SUBJECTS, SUPERVISOR, client_for,
-                             seed_cases)
+from console_helpers import (
+    AUDITOR,
+    INSPECTOR_A,
+    INSPECTOR_B,
+    PASSWORDS,
+    STEWARD,
+    SUBJECTS,
+    SUPERVISOR,
+    client_for,
+    seed_cases,
+)
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 #: a checksum-valid identity number a client types into a note
@@ -63,7 +72,7 @@ def no_secrets(text: str) -> None:
 
 
 def test_a_case_walks_from_issue_to_acceptance_in_chinese_and_the_first_reviewer_cannot_second_review(console):
-    app, ledger, (case, other, late) = console
+    app, ledger, (case, other, _late) = console
     a, ta = signed_in(app, INSPECTOR_A)
     mine = a.get("/cases")
     assert mine.status_code == 200 and '<html lang="zh-CN">' in mine.text and "我的待办" in mine.text

@@ -8,8 +8,8 @@ from datetime import date, datetime, time, timedelta
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
 
-from fundx.console.i18n import L
 from fundx.console.context import ConsoleContext
+from fundx.console.i18n import L
 from fundx.console.security import FILTER
 from fundx.core.identity import has_id_like
 from fundx.core.timeutil import SHANGHAI

@@ -10,8 +10,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from fundx.console.i18n import L
 from fundx.console.context import ConsoleContext
+from fundx.console.i18n import L
 from fundx.console.pages.failures import render_batch
 from fundx.console.security import RULE, Refused, echo_reason
 from fundx.core.errors import FundxError

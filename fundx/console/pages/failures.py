@@ -10,8 +10,8 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
 
 from fundx.console import accounts
-from fundx.console.i18n import L, Lazy
 from fundx.console.context import ConsoleContext
+from fundx.console.i18n import L, Lazy
 from fundx.console.pages.reports import report_link
 from fundx.console.security import RULE
 from fundx.core.errors import FundxError

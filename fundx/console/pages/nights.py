@@ -7,8 +7,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from fundx.console import accounts, nights
-from fundx.console.i18n import L
 from fundx.console.context import ConsoleContext
+from fundx.console.i18n import L
 from fundx.console.pages.reports import report_link
 from fundx.console.security import Refused
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from fundx.console.i18n import L
 from fundx.console.context import ConsoleContext
+from fundx.console.i18n import L
 from fundx.console.security import Refused
 
 #: the Data Docs pages (Great Expectations' HTML with inline styles and scripts): styles yes, scripts never

@@ -13,8 +13,8 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from fundx.console import accounts
-from fundx.console.i18n import L
 from fundx.console.context import COOKIE, LOGIN_COOKIE, ConsoleContext
+from fundx.console.i18n import L, Lazy
 from fundx.console.security import Refused, local_target
 
 log = logging.getLogger("fundx.console")
@@ -33,7 +33,7 @@ def add_routes(app: FastAPI, console: ConsoleContext) -> None:
             return RedirectResponse(local_target(next), status_code=303)
         return _login_page(request, next=local_target(next))
 
-    def _login_page(request: Request, *, next: str, status: int = 200, message: str | None = None) -> Response:  # noqa: A002
+    def _login_page(request: Request, *, next: str, status: int = 200, message: Lazy | None = None) -> Response:  # noqa: A002
         token = secrets.token_urlsafe(32)
         response = page(request, "login.html", status=status, title=L("Sign in"), csrf=token, next=next, message=message)
         response.set_cookie(LOGIN_COOKIE, signer.sign(token).decode(), max_age=900, path="/login", httponly=True,

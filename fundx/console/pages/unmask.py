@@ -10,8 +10,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from fundx.console.i18n import L
 from fundx.console.context import ConsoleContext
+from fundx.console.i18n import L
 from fundx.console.security import Refused, echo_reason
 from fundx.core.errors import FundxError
 from fundx.exchange import quarantine
