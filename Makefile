@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # no heartbeats); tests/conftest.py does the same for the suite.
 export FUNDX_HOME ?= $(CURDIR)/var
 
-.PHONY: demo test lint audit bench chaos serve serve-stop serve-status venv constraints clean help docs docs-refs
+.PHONY: demo test lint audit bench chaos serve serve-stop serve-status venv constraints clean help docs docs-refs messages
 
 help:
 	@echo "make demo   - start the sandbox agencies and run one whole night (SQLite ledger, ephemeral Prefect)"
@@ -23,6 +23,7 @@ help:
 	@echo "make serve-status - whether make serve's server and workers run"
 	@echo "make docs   - build the documentation site into site/ (mkdocs build --strict, offline)"
 	@echo "make docs-refs - regenerate docs/reference/ (CLI, settings), docs/index.md and docs/security.md"
+	@echo "make messages - extract the console's messages, update and compile the zh_CN catalogue (fundx/console/locale)"
 	@echo "make clean  - remove var/ and agencies/ (state of the demo)"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -99,6 +100,14 @@ docs: $(STAMP)
 
 docs-refs: $(STAMP)
 	$(BIN)/python tools/docs_refs.py --write
+
+# The console's messages (fundx/console/i18n.py): extract them (babel.cfg), update the zh_CN catalogue, compile it.
+# Translate the new or fuzzy entries of fundx/console/locale/zh_CN/LC_MESSAGES/messages.po, then run it again.
+LOCALE := fundx/console/locale
+messages: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k L -k N_ --no-location --sort-output --omit-header -o $(LOCALE)/messages.pot fundx/console
+	$(BIN)/pybabel update -i $(LOCALE)/messages.pot -d $(LOCALE) -l zh_CN --no-wrap --ignore-obsolete
+	$(BIN)/pybabel compile --statistics -d $(LOCALE) -l zh_CN
 
 constraints: $(STAMP)
 	( head -2 constraints.txt; $(BIN)/python -m pip freeze --exclude-editable ) > constraints.new && mv constraints.new constraints.txt

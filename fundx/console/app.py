@@ -16,10 +16,12 @@ no-store). URLs carry batch ids, row numbers, feed names, nights and rule ids on
 request lines (uvicorn's access log is off) and no values: an unexpected error is logged by its
 type and line.
 
+Languages: every page in Chinese (zh_CN) unless the switch in its header chose English (:mod:`fundx.console.i18n`).
+
 Where it is: this module builds the app (:func:`create_app`: the error pages, then each page's routes)
-and serves it (:func:`serve`); the pages are fundx/console/pages/ (sign-in, nights, failures,
-decisions, unmask, audit, reports), what they share is :mod:`fundx.console.context`, and the headers,
-refusals and input rules are :mod:`fundx.console.security`.
+and serves it (:func:`serve`); the pages are fundx/console/pages/ (sign-in, the language switch, nights,
+failures, decisions, unmask, audit, reports, cases), what they share is :mod:`fundx.console.context`, and the
+headers, refusals and input rules are :mod:`fundx.console.security`.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from fastapi.staticfiles import StaticFiles
 
 from fundx.console import accounts
 from fundx.console.context import COOKIE, HERE, ConsoleContext
-from fundx.console.pages import audit, decisions, failures, nights, reports, signin, unmask
+from fundx.console.i18n import L
+from fundx.console.pages import audit, cases, decisions, failures, language, nights, reports, signin, unmask
 from fundx.console.security import Hardened, NotSignedIn, Refused
 from fundx.console.settings import ConsoleSettings
 from fundx.ledger import Ledger
@@ -68,8 +71,8 @@ def create_app(ledger: Ledger | None = None, *, home: Path | None = None, settin
             target = request.url.path if request.url.path.startswith("/") and not request.url.path.startswith("//") else "/"
             response = RedirectResponse("/login" + (f"?next={_quote(target)}" if target != "/" else ""), status_code=303)
         else:
-            response = page(request, "error.html", status=401, title="Sign in first",
-                            message="Your session has ended or you are not signed in.")
+            response = page(request, "error.html", status=401, title=L("Sign in first"),
+                            message=L("Your session has ended or you are not signed in."))
         response.delete_cookie(COOKIE, path="/")
         return response
 
@@ -77,19 +80,19 @@ def create_app(ledger: Ledger | None = None, *, home: Path | None = None, settin
     async def _invalid(request: Request, _exc: RequestValidationError) -> Response:
         # FastAPI's own answer repeats the input; this one does not
         session = accounts.session_of(ledger, unsign(request.cookies.get(COOKIE)), idle=idle)
-        return page(request, "error.html", status=400, session=session, title="Not accepted",
-                    message="A number in this address or form is not valid.")
+        return page(request, "error.html", status=400, session=session, title=L("Not accepted"),
+                    message=L("A number in this address or form is not valid."))
 
     @app.exception_handler(Refused)
     async def _refused(request: Request, exc: Refused) -> Response:
         session = accounts.session_of(ledger, unsign(request.cookies.get(COOKIE)), idle=idle)
-        titles = {403: "Not allowed", 404: "Not found", 400: "Not accepted"}
+        titles = {403: L("Not allowed"), 404: L("Not found"), 400: L("Not accepted"), 409: L("Not now")}
         return page(request, "error.html", status=exc.status, session=session,
-                    title=titles.get(exc.status, "Refused"), message=exc.message)
+                    title=titles.get(exc.status, L("Refused")), message=exc.message)
 
     # --- the pages, in this order: FastAPI matches a request against the routes as they were added --------
 
-    for pages in (signin, nights, failures, decisions, unmask, audit, reports):
+    for pages in (signin, language, nights, failures, decisions, unmask, audit, reports, cases):
         pages.add_routes(app, console)
 
     return Hardened(app, allowed_hosts=allowed_hosts)

@@ -15,8 +15,9 @@ from urllib.parse import urlsplit
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
-from fundx.console import accounts
-from fundx.console.security import BATCH, NIGHT, NotSignedIn, Refused
+from fundx.console import accounts, i18n
+from fundx.console.i18n import L
+from fundx.console.security import BATCH, NIGHT, NotSignedIn, Refused, local_target
 from fundx.console.settings import ConsoleSettings
 from fundx.console.throttle import Throttle
 from fundx.core.errors import FundxError
@@ -55,15 +56,26 @@ def cookie_key(home: Path, settings: ConsoleSettings) -> bytes:
     return path.read_bytes()
 
 
-def templates():
+def templates(lang: str = i18n.DEFAULT):
+    """The pages' Jinja2 environment in ``lang``: autoescaped, strict, with gettext (``_()``) from its catalogue."""
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True, undefined=StrictUndefined,
-                      trim_blocks=True, lstrip_blocks=True)
+                      trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.i18n"])
+    env.policies["ext.i18n.trimmed"] = True
+    env.install_gettext_translations(i18n.translations(lang), newstyle=True)  # type: ignore[attr-defined]
+    env.globals["lang"] = lang
+    env.globals["html_lang"] = i18n.HTML_LANG[lang]
+    env.globals["languages"] = i18n.LANGUAGES
+    env.globals["roles"] = i18n.ROLES
+    env.globals["row_states"] = i18n.ROW_STATES
+    env.globals["sla_states"] = i18n.SLA_STATES
     env.filters["n"] = lambda v: "" if v is None else f"{int(v):,}"
     env.filters["when"] = lambda v: "" if v is None else v.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
     env.filters["pct"] = lambda part, whole: f"{100 * part / whole:.2f} %" if whole else "-"
     env.filters["ranges"] = lambda rows: quarantine.row_ranges(list(rows))
+    env.filters["money"] = lambda v: "" if v is None else f"{float(v):,.2f}"
+    env.filters["day"] = lambda v: "" if v is None else v.isoformat()
     return env
 
 
@@ -77,16 +89,27 @@ class ConsoleContext:
         self.home = home
         self.settings = settings
         self.signer = Signer(cookie_key(home, settings), salt="fundx.console.cookie")
-        self.env = templates()
+        self.envs = {lang: templates(lang) for lang in i18n.LANGUAGES}
         self.lifetime = timedelta(hours=settings.session_hours)
         self.idle = timedelta(minutes=settings.idle_minutes)
         self.throttle = Throttle(settings.login_attempts, settings.login_window_seconds, settings.login_addresses)
 
     def page(self, request: Request, name: str, *, status: int = 200, session: accounts.Session | None = None,
              **context: Any) -> HTMLResponse:
-        """The template ``name`` (autoescaped) with the session and the request's path."""
-        text = self.env.get_template(name).render(session=session, path=request.url.path, **context)
+        """The template ``name`` (autoescaped) in the request's language, with the session, the request's path
+        and where the language switch comes back to; :class:`fundx.console.i18n.Lazy` values (titles,
+        messages) are translated."""
+        words = self.words(request)
+        context = {k: words(v) if isinstance(v, i18n.Lazy) else v for k, v in context.items()}
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "") \
+            if request.method in ("GET", "HEAD") else "/"
+        text = self.envs[words.lang].get_template(name).render(session=session, path=request.url.path,
+                                                               here=local_target(here), **context)
         return HTMLResponse(text, status_code=status)
+
+    def words(self, request: Request) -> i18n.Words:
+        """The request's language (its cookie, else zh_CN), to translate Python-side messages."""
+        return i18n.Words(i18n.language_of(request.cookies.get(i18n.COOKIE)))
 
     def unsign(self, raw: str | None) -> str | None:
         """A signed cookie's value; None when it is missing, forged or not text."""
@@ -110,7 +133,7 @@ class ConsoleContext:
         """A browser names where a POST comes from; it must be this console (defence beside the CSRF token)."""
         origin = request.headers.get("origin")
         if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host", ""):
-            raise Refused(403, "this form was sent from another site")
+            raise Refused(403, L("this form was sent from another site"))
 
     async def posted(self, request: Request, session: accounts.Session) -> Any:
         """The form of a POST whose CSRF token is the session's (403 otherwise)."""
@@ -118,22 +141,23 @@ class ConsoleContext:
         form = await request.form()
         token = form.get("csrf")
         if not isinstance(token, str) or not hmac.compare_digest(token.encode(), session.csrf.encode()):
-            raise Refused(403, "the form's security token is missing or wrong: reload the page and send it again")
+            raise Refused(403, L("the form's security token is missing or wrong: reload the page and send it again"))
         return form
 
     def steward(self, session: accounts.Session) -> None:
-        """403 unless the session's account decides (a steward; an auditor reads only)."""
+        """403 unless the session's account decides on quarantined rows (a steward; the other roles read them)."""
         if not session.may_decide:
-            raise Refused(403, f"{session.account} is an auditor: auditors read, stewards decide and unmask")
+            raise Refused(403, L("%(account)s is %(role)s: only stewards decide on and unmask quarantined rows",
+                                 account=session.account, role=i18n.role_label(session.role)))
 
     def batch_of(self, batch_id: str) -> quarantine.Quarantined:
         """The quarantined batch a URL names; 404, the same for a malformed id as for an unknown one."""
         if not BATCH.match(batch_id):
-            raise Refused(404, "there is no such quarantined batch")
+            raise Refused(404, L("there is no such quarantined batch"))
         try:
             return quarantine.batch(self.ledger, batch_id)
         except FundxError:
-            raise Refused(404, "there is no such quarantined batch") from None
+            raise Refused(404, L("there is no such quarantined batch")) from None
 
     def night_arg(self, value: str | None) -> str | None:
         """A night from a URL or a form as YYYY-MM-DD; None when it is not one."""

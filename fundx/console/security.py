@@ -29,10 +29,11 @@ class NotSignedIn(Exception):
 
 
 class Refused(Exception):
-    """A request refused with a status and a message a person can act on (403: CSRF or role)."""
+    """A request refused with a status and a message a person can act on (403: CSRF or role); the message is
+    text or a :class:`fundx.console.i18n.Lazy`, translated on the error page."""
 
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
+    def __init__(self, status: int, message: Any):
+        super().__init__(str(message))
         self.status = status
         self.message = message
 

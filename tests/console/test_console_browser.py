@@ -1,7 +1,7 @@
 """The console in a real headless Chromium (Debian's chromium and chromedriver, driven by Selenium),
 served by `fundx console` in a process of its own.
 
-A steward signs in, opens last night's failures, releases two rows with a reason, and after the
+A steward switches the sign-in page to English, signs in, opens last night's failures, releases two rows with a reason, and after the
 feed's next run sees them delivered; an auditor sees no way to decide and a forged POST with the
 auditor's session gets 403. Each page is saved as FUNDX_HOME/reports/console-<page>.png. The
 server's log holds no identity number and no payload.
@@ -161,6 +161,9 @@ def test_a_steward_releases_two_rows_that_go_out_with_the_next_run_and_an_audito
     # signing in
     driver.get(f"{base}/failures/{batch}")
     assert "/login?next=/failures/" in driver.current_url
+    assert driver.find_element(By.TAG_NAME, "h1").text == "登录"  # Chinese first
+    _submit(driver, driver.find_element(By.ID, "lang-en"))  # the steward reads English: the switch keeps the way back
+    assert "/login?next=/failures/" in driver.current_url and driver.find_element(By.TAG_NAME, "h1").text == "Sign in"
     shots.append(_shot(driver, home, "login"))
     driver.find_element(By.ID, "name").send_keys(STEWARD)
     driver.find_element(By.ID, "password").send_keys("a wrong password")

@@ -16,7 +16,17 @@ import re
 from urllib.parse import quote
 
 import pytest
-from console_helpers import AUDITOR, PASSWORDS, STEWARD, client_for, leaked
+from console_helpers import (
+    AUDITOR,
+    INSPECTOR_A,
+    PASSWORDS,
+    STEWARD,
+    SUBJECTS,
+    SUPERVISOR,
+    client_for,
+    leaked,
+    seed_cases,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -43,7 +53,10 @@ def app(night):
     from fundx.console.app import create_app
     from fundx.ledger import Ledger
 
-    return create_app(Ledger.from_settings(), home=night.home)
+    ledger = Ledger.from_settings()
+    made = create_app(ledger, home=night.home)
+    made.state.cases = seed_cases(ledger)  # the cases' pages and steps (issue 20, part 6)
+    return made
 
 
 def _client(app, who: str | None):
@@ -61,8 +74,9 @@ def _client(app, who: str | None):
 
 @pytest.fixture(scope="module")
 def clients(app):
-    """Anonymous, auditor and steward clients, signed in once for the module (sign-ins are throttled)."""
-    made = {who: _client(app, who) for who in (None, AUDITOR, STEWARD)}
+    """Anonymous, auditor, steward, inspector and supervisor clients, signed in once for the module (sign-ins are
+    throttled)."""
+    made = {who: _client(app, who) for who in (None, AUDITOR, STEWARD, INSPECTOR_A, SUPERVISOR)}
     yield made
     for client, _ in made.values():
         client.close()
@@ -74,6 +88,7 @@ def _check(answer, night, where: str) -> None:
     assert leaked(body, night.ids) == [], f"{where}: a row's identity number in the response"
     assert leaked(body, TYPED_IDS) == [], f"{where}: a typed identity number echoed unmasked"
     assert "Traceback" not in body, where
+    assert not any(s in body for s in SUBJECTS), f"{where}: a case's subject token in the response"
 
 
 @pytest.fixture
@@ -91,16 +106,53 @@ def _no_trace(logs, night) -> None:
 
 
 @FUZZ
-@given(who=st.sampled_from([None, AUDITOR, STEWARD]), segment=hostile_text, page=hostile_text, rule=hostile_text,
+@given(who=st.sampled_from([None, AUDITOR, STEWARD, INSPECTOR_A, SUPERVISOR]), segment=hostile_text, page=hostile_text,
+       rule=hostile_text,
        route=st.sampled_from(["/nights/{x}", "/failures/{x}", "/failures/{batch}?page={page}&rule={rule}",
                               "/failures/{batch}/rows/{x}/unmask", "/reports/{x}", "/failures?feed={x}",
-                              "/audit?page={page}", "/login?next={x}", "/{x}"]))
-def test_every_page_answers_hostile_paths_and_queries_below_500_without_a_trace(clients, night, logs, who,
+                              "/audit?page={page}", "/login?next={x}", "/{x}",
+                              "/cases?stage={x}", "/cases/district?district={x}&stage={page}", "/cases/overdue?stage={x}",
+                              "/cases/{x}", "/cases/{case}?done={x}", "/cases/{x}/step", "/language/{x}?next={page}",
+                              "/language/en?next={x}"]))
+def test_every_page_answers_hostile_paths_and_queries_below_500_without_a_trace(clients, night, app, logs, who,
                                                                                  segment, page, rule, route):
     client, _ = clients[who]
     path = route.format(x=quote(segment, safe=""), batch=night.batch_id, page=quote(page, safe=""),
-                        rule=quote(rule, safe=""))
+                        rule=quote(rule, safe=""), case=app.state.cases[0])
     _check(client.get(path), night, f"GET {route} as {who}")
+    _no_trace(logs, night)
+
+
+@FUZZ
+@given(who=st.sampled_from([None, AUDITOR, STEWARD, INSPECTOR_A, SUPERVISOR]), forged=st.booleans(),
+       case=st.one_of(st.sampled_from([0, 1, 2]), hostile_text),
+       step=st.one_of(st.sampled_from(["take", "submit", "approve", "return", "accept", "send_back"]), hostile_text),
+       outcome=st.one_of(st.sampled_from(["confirmed", "false-positive", "recovered", "referred"]), hostile_text),
+       amount=st.one_of(st.sampled_from(["0", "12.5", "-1", "nan", "inf", "1e400", "1,000"]), hostile_text),
+       referral_to=st.one_of(st.sampled_from(["police", "discipline", ""]), hostile_text),
+       referral_no=hostile_text, text=hostile_text)
+def test_hostile_case_steps_get_a_4xx_or_a_step_the_lifecycle_allows(clients, night, app, logs, who, forged, case,
+                                                                      step, outcome, amount, referral_to, referral_no,
+                                                                      text):
+    from matching import lifecycle as lc
+    from matching import orders as mo
+
+    client, token = clients[who]
+    order_id = app.state.cases[case] if isinstance(case, int) else case
+    before = mo.get(app.state.ledger, order_id) if isinstance(case, int) else None
+    answer = client.post(f"/cases/{quote(order_id, safe='')}/step",
+                         data={"csrf": "forged" if forged else token, "step": step, "outcome": outcome,
+                               "amount": amount, "referral_to": referral_to, "referral_no": referral_no,
+                               "note": text, "reason": text})
+    _check(answer, night, f"POST case step as {who}")
+    if answer.status_code == 303 and who is not None:
+        assert answer.headers["location"] == f"/cases/{order_id}?done={step}", answer.headers["location"]
+        assert not forged and who in (INSPECTOR_A, SUPERVISOR)
+        after = mo.get(app.state.ledger, order_id)
+        assert before is not None and after is not None and after.stage != before.stage
+        assert lc.events(app.state.ledger, order_id)[-1]["actor"] == who
+    elif before is not None:
+        assert mo.get(app.state.ledger, order_id).stage == before.stage, "a refused step changed the case"
     _no_trace(logs, night)
 
 

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
 
 from fundx.console.context import ConsoleContext
+from fundx.console.i18n import L
 from fundx.console.security import FILTER
 from fundx.core.identity import has_id_like
 from fundx.core.timeutil import SHANGHAI
@@ -32,8 +33,8 @@ def add_routes(app: FastAPI, console: ConsoleContext) -> None:
         notice = None
         for key in ("action", "subject", "actor"):
             if not FILTER.match(filters[key]) or has_id_like(filters[key]):
-                filters[key], notice = "", "A filter was ignored: letters, digits, '.', '_', ':' and '-' only, " \
-                                           "and never an identity number."
+                filters[key], notice = "", L("A filter was ignored: letters, digits, '.', '_', ':' and '-' only, "
+                                             "and never an identity number.")
         query = audit.select()
         if filters["action"]:
             query = query.where(audit.c.action.startswith(filters["action"], autoescape=True))
@@ -55,6 +56,6 @@ def add_routes(app: FastAPI, console: ConsoleContext) -> None:
                 query.order_by(audit.c.seq.desc()).limit(size).offset((page_no - 1) * size)).mappings()]
             actions = sorted({a.split(".")[0] for a in conn.execute(sa.select(audit.c.action).distinct()).scalars()})
         verdict = ledger.verify_audit()
-        return page(request, "audit.html", session=session, title="Audit trail", entries=entries, verdict=verdict,
+        return page(request, "audit.html", session=session, title=L("Audit trail"), entries=entries, verdict=verdict,
                     filters=filters, total=total, page_no=page_no, pages=max((total + size - 1) // size, 1),
                     notice=notice, actions=actions)

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 
 from fundx.console import accounts
 from fundx.console.context import ConsoleContext
+from fundx.console.i18n import L, Lazy
 from fundx.console.pages.reports import report_link
 from fundx.console.security import RULE
 from fundx.core.errors import FundxError
@@ -31,7 +32,7 @@ def add_routes(app: FastAPI, console: ConsoleContext) -> None:
         feed = feed if feed in known else None
         night = night_arg(night)
         found = quarantine.batches(ledger, feed=feed, night=night)[:500]
-        return page(request, "failures.html", session=session, title="Quarantined batches", batches=found,
+        return page(request, "failures.html", session=session, title=L("Quarantined batches"), batches=found,
                     feeds=known, feed=feed, night=night)
 
     @app.get("/failures/{batch_id}")
@@ -61,7 +62,7 @@ def render_batch(console: ConsoleContext, request: Request, session: accounts.Se
     try:
         frame = quarantine.read_rows(ledger, batch_id, home=home)
     except FundxError as exc:
-        unreadable = f"{exc} — what to do: {exc.action}"
+        unreadable = L("%(problem)s — what to do: %(action)s", problem=str(exc), action=exc.action)
     else:
         if rule:
             frame = frame[frame[quarantine.RULES].fillna("").str.split(";").map(lambda ids: rule in ids)]
@@ -80,17 +81,17 @@ def render_batch(console: ConsoleContext, request: Request, session: accounts.Se
                                                      "via": "console"}, actor=session.account)
     just = next((d for d in decided if d.id == decision_id), None) if decision_id else None
     size = settings.rows_per_page
-    return page(request, "batch.html", status=status, session=session, title=f"Batch {batch_id}", q=record,
+    return page(request, "batch.html", status=status, session=session, title=L("Batch %(batch)s", batch=batch_id), q=record,
                 counts=counts, described=described, decisions=decided, rows=rows, columns=columns,
                 unreadable=unreadable, rule=rule, page_no=page_no, pages=max((total + size - 1) // size, 1),
                 total=total, just=just, stage=_stage(record.feed), error=error, form=form or {},
                 docs=report_link(home, record.night, record.feed), hidden=quarantine.HIDDEN)
 
 
-def _stage(feed: str) -> str:
+def _stage(feed: str) -> str | Lazy:
     from connectors import load_feed
 
     try:
         return load_feed(feed).stage
     except FundxError:
-        return "its stage"
+        return L("its stage")

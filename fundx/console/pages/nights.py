@@ -8,6 +8,7 @@ from fastapi.responses import Response
 
 from fundx.console import accounts, nights
 from fundx.console.context import ConsoleContext
+from fundx.console.i18n import L
 from fundx.console.pages.reports import report_link
 from fundx.console.security import Refused
 
@@ -30,7 +31,7 @@ def add_routes(app: FastAPI, console: ConsoleContext) -> None:
         session = current(request)
         chosen = night_arg(night)
         if chosen is None:
-            raise Refused(404, "a night is a date, YYYY-MM-DD")
+            raise Refused(404, L("a night is a date, YYYY-MM-DD"))
         return _night_page(request, session, chosen, feed)
 
     def _night_page(request: Request, session: accounts.Session, night: str | None, feed: str | None) -> Response:
@@ -38,7 +39,7 @@ def add_routes(app: FastAPI, console: ConsoleContext) -> None:
         feed = feed if feed in known else None
         table = nights.night_table(ledger, night, known) if night else []
         docs = {f.feed: report_link(home, night, f.feed) for f in table} if night else {}
-        return page(request, "nights.html", session=session, title=f"Night of {night}" if night else "Nights",
+        return page(request, "nights.html", session=session, title=L("Night of %(night)s", night=night) if night else L("Nights"),
                     night=night, table=table, docs=docs, index=report_link(home, night, "index") if night else None,
                     night_breaches=nights.night_breaches(ledger, night) if night else [],
                     trend=nights.trend(ledger, feed=feed), feeds=known, feed=feed,

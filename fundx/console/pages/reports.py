@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from fundx.console.context import ConsoleContext
+from fundx.console.i18n import L
 from fundx.console.security import Refused
 
 #: the Data Docs pages (Great Expectations' HTML with inline styles and scripts): styles yes, scripts never
@@ -26,7 +27,7 @@ def add_routes(app: FastAPI, console: ConsoleContext) -> None:
         current(request)
         found = report_file(home / "reports", path)
         if found is None:
-            raise Refused(404, "there is no such report")
+            raise Refused(404, L("there is no such report"))
         response = Response(found.read_bytes(), media_type=REPORT_TYPES[found.suffix])
         response.headers["Content-Security-Policy"] = REPORT_CSP
         return response

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from fundx.console import accounts
 from fundx.console.context import COOKIE, LOGIN_COOKIE, ConsoleContext
+from fundx.console.i18n import L, Lazy
 from fundx.console.security import Refused, local_target
 
 log = logging.getLogger("fundx.console")
@@ -32,9 +33,9 @@ def add_routes(app: FastAPI, console: ConsoleContext) -> None:
             return RedirectResponse(local_target(next), status_code=303)
         return _login_page(request, next=local_target(next))
 
-    def _login_page(request: Request, *, next: str, status: int = 200, message: str | None = None) -> Response:  # noqa: A002
+    def _login_page(request: Request, *, next: str, status: int = 200, message: Lazy | None = None) -> Response:  # noqa: A002
         token = secrets.token_urlsafe(32)
-        response = page(request, "login.html", status=status, title="Sign in", csrf=token, next=next, message=message)
+        response = page(request, "login.html", status=status, title=L("Sign in"), csrf=token, next=next, message=message)
         response.set_cookie(LOGIN_COOKIE, signer.sign(token).decode(), max_age=900, path="/login", httponly=True,
                             samesite="strict", secure=request.url.scheme == "https")
         return response
@@ -46,15 +47,15 @@ def add_routes(app: FastAPI, console: ConsoleContext) -> None:
         expected = unsign(request.cookies.get(LOGIN_COOKIE))
         token = form.get("csrf")
         if not expected or not isinstance(token, str) or not hmac.compare_digest(token.encode(), expected.encode()):
-            raise Refused(403, "the sign-in form's security token is missing or wrong: open the sign-in page again")
+            raise Refused(403, L("the sign-in form's security token is missing or wrong: open the sign-in page again"))
         address = request.client.host if request.client else "unknown"  # the ASGI scope's peer
         wait = throttle.take(address)
         if wait is not None:  # before any password is checked
             log.warning("console: sign-in attempts throttled (too many from one address)")
             minutes = max(1, math.ceil(wait / 60))
-            refused = page(request, "error.html", status=429, title="Too many sign-in attempts",
-                           message=f"Too many sign-in attempts from your address. Try again in {minutes} "
-                                   f"minute{'s' if minutes > 1 else ''}.")
+            refused = page(request, "error.html", status=429, title=L("Too many sign-in attempts"),
+                           message=L("Too many sign-in attempts from your address. Try again in %(minutes)s "
+                                     "minute(s).", minutes=minutes))
             refused.headers["Retry-After"] = str(math.ceil(wait))
             return refused
         name, password = str(form.get("name") or ""), str(form.get("password") or "")
@@ -63,9 +64,9 @@ def add_routes(app: FastAPI, console: ConsoleContext) -> None:
         if account is None:
             log.warning("console: a sign-in was refused")
             return _login_page(request, next=target, status=401,
-                               message=f"Name or password not accepted. After {accounts.MAX_FAILURES} failures in a "
-                                       f"row an account is locked for {int(accounts.LOCKOUT.total_seconds() // 60)} "
-                                       "minutes.")
+                               message=L("Name or password not accepted. After %(failures)s failures in a row an "
+                                         "account is locked for %(minutes)s minutes.", failures=accounts.MAX_FAILURES,
+                                         minutes=int(accounts.LOCKOUT.total_seconds() // 60)))
         throttle.give_back(address)  # only failures use up an address's attempts
         token, _session = accounts.open_session(ledger, account, lifetime=lifetime)
         log.info("console: %s signed in (%s)", account.name, account.role)

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from fundx.console.context import ConsoleContext
+from fundx.console.i18n import L
 from fundx.console.security import Refused, echo_reason
 from fundx.core.errors import FundxError
 from fundx.exchange import quarantine
@@ -30,7 +31,7 @@ def add_routes(app: FastAPI, console: ConsoleContext) -> None:
         frame = quarantine.read_rows(ledger, record.batch_id, home=home)
         found = frame[frame[quarantine.ROW].astype(int) == row]
         if found.empty:
-            raise Refused(404, f"batch {record.batch_id} has no row {row}")
+            raise Refused(404, L("batch %(batch)s has no row %(row)s", batch=record.batch_id, row=row))
         columns = [c.name for c in load_contract(record.feed).columns
                    if c.pii == "identity_number" and c.name in frame.columns]
         return found, columns
@@ -42,7 +43,7 @@ def add_routes(app: FastAPI, console: ConsoleContext) -> None:
         record = batch_of(batch_id)
         found, columns = _row(record, row)
         shown = quarantine.masked_view(found, record.feed).iloc[0]
-        return page(request, "unmask.html", session=session, title=f"Unmask row {row}", q=record, row=row,
+        return page(request, "unmask.html", session=session, title=L("Unmask row %(row)s", row=row), q=record, row=row,
                     masked=[(c, shown[c]) for c in columns], rules=[x for x in shown[quarantine.RULES].split(";") if x],
                     error=None, reason="")
 
@@ -58,14 +59,14 @@ def add_routes(app: FastAPI, console: ConsoleContext) -> None:
         try:
             text = quarantine.check_reason(reason)
         except FundxError as exc:
-            return page(request, "unmask.html", status=400, session=session, title=f"Unmask row {row}", q=record,
+            return page(request, "unmask.html", status=400, session=session, title=L("Unmask row %(row)s", row=row), q=record,
                         row=row, masked=[(c, shown[c]) for c in columns], reason=echo_reason(reason),
                         rules=[x for x in shown[quarantine.RULES].split(";") if x], error=f"{exc} — {exc.action}")
         if not columns:
-            raise Refused(400, f"{record.feed} has no identity-number column to unmask")
+            raise Refused(400, L("%(feed)s has no identity-number column to unmask", feed=record.feed))
         ledger.log_event("failures.unmask", batch_id, {"row": row, "reason": text, "columns": columns},
                          actor=session.account)
         log.info("console: %s unmasked row %d of %s (audited)", session.account, row, batch_id)
         values = [(c, "" if found.iloc[0][c] is None else str(found.iloc[0][c])) for c in columns]
-        return page(request, "unmasked.html", session=session, title=f"Row {row}, unmasked", q=record, row=row,
+        return page(request, "unmasked.html", session=session, title=L("Row %(row)s, unmasked", row=row), q=record, row=row,
                     values=values, reason=text)
