@@ -496,7 +496,7 @@ def test_the_command_refuses_an_old_ledger_in_one_line_and_ledger_upgrade_fixes_
 
     upgraded = _fundx("ledger", "upgrade", env=env)
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "upgraded from fundx 0.1.0's schema" in upgraded.stdout and "to 0003" in upgraded.stdout
+    assert "upgraded from fundx 0.1.0's schema" in upgraded.stdout and f"to {SCHEMA_HEAD}" in upgraded.stdout
     again = _fundx("ledger", "upgrade", env=env)
     assert again.returncode == 0 and "nothing to do" in again.stdout
     assert _fundx("ledger", "status", env=env).returncode == 0
