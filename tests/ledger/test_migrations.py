@@ -170,7 +170,7 @@ def test_every_table_is_in_the_schema_whatever_was_imported():
     alone = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     tables = set(alone.stdout.split())
     assert set(V010_ROWS) == set(migrations.revision_one().tables)
-    assert tables == set(V010_ROWS) | {"order_versions"}  # revision 0003's
+    assert tables == set(V010_ROWS) | {"order_versions", "stop_instructions", "stop_answers"}  # revisions 0003, 0004
     assert set(V010_TABLES) < tables and {"console_accounts", "console_sessions"} <= tables
 
 
@@ -185,7 +185,8 @@ def test_the_wheel_carries_the_revisions(tmp_path):
     assert built.returncode == 0, built.stderr[-2000:]
     shipped = {p.relative_to(tmp_path).as_posix() for p in (tmp_path / "fundx" / "ledger" / "migrations").rglob("*")}
     assert {"__init__.py", "env.py", "script.py.mako", "versions/rev0001_v010_schema.py",
-            "versions/rev0002_pull_repeats.py", "versions/rev0003_order_versions.py"} <= {
+            "versions/rev0002_pull_repeats.py", "versions/rev0003_order_versions.py",
+            "versions/rev0004_stop_instructions.py"} <= {
         name.removeprefix("fundx/ledger/migrations/") for name in shipped}
 
 
@@ -274,7 +275,7 @@ def test_a_v010_ledger_is_refused_then_upgraded_keeping_every_row(new_database):
         assert migrations.status(ledger).status == "v010"
         done = migrations.upgrade(ledger, actor="operator-zhao")
         assert (done.before, done.after, done.applied, done.adopted, done.made_tables) == (None, SCHEMA_HEAD,
-                                                                                          ("0002", "0003"), True, ())
+                                                                                          ("0002", "0003", "0004"), True, ())
         after = _rows(url)
         assert {t: len(rows) for t, rows in after.items()} == {**V010_ROWS, "audit": V010_ROWS["audit"] + 1}
         for table, rows in before.items():
@@ -285,7 +286,7 @@ def test_a_v010_ledger_is_refused_then_upgraded_keeping_every_row(new_database):
             assert set(conn.execute(sa.select(*(pulls.c[n] for n in REPEATS)))) == {(0, 0, 0)}
             entry = conn.execute(audit.select().order_by(audit.c.seq.desc()).limit(1)).mappings().one()
         assert (entry["action"], entry["actor"], entry["subject"]) == ("ledger.upgraded", "operator-zhao", "ledger")
-        assert '"from":"fundx 0.1.0 (no revision)"' in entry["details"] and '"to":"0003"' in entry["details"]
+        assert '"from":"fundx 0.1.0 (no revision)"' in entry["details"] and '"to":"0004"' in entry["details"]
         verdict = ledger.verify_audit()
         assert verdict.ok, verdict
         again = migrations.upgrade(ledger, actor="operator-zhao")  # idempotent: nothing run, nothing audited
@@ -314,7 +315,7 @@ def test_a_v010_ledger_without_the_consoles_tables_gets_them(new_database):
         done = migrations.upgrade(ledger, actor="t")
     finally:
         ledger.dispose()
-    assert done.made_tables == ("console_accounts", "console_sessions") and done.applied == ("0002", "0003")
+    assert done.made_tables == ("console_accounts", "console_sessions") and done.applied == ("0002", "0003", "0004")
     fresh = new_database()
     Ledger(fresh).dispose()
     assert _schema(url) == _schema(fresh)
@@ -356,7 +357,7 @@ def test_a_ledger_ahead_of_the_code_or_not_a_ledger_is_refused(new_database):
     with engine.begin() as conn:
         conn.execute(alembic_version.update().values(version_num="0099"))
     engine.dispose()
-    with pytest.raises(LedgerSchemaError, match=r"revision 0099, newer than this fundx knows \(up to 0003\)"):
+    with pytest.raises(LedgerSchemaError, match=r"revision 0099, newer than this fundx knows \(up to 0004\)"):
         Ledger(ahead)
     ledger = Ledger(ahead, create=False)
     try:
@@ -495,7 +496,7 @@ def test_the_command_refuses_an_old_ledger_in_one_line_and_ledger_upgrade_fixes_
 
     upgraded = _fundx("ledger", "upgrade", env=env)
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "upgraded from fundx 0.1.0's schema" in upgraded.stdout and "to 0003" in upgraded.stdout
+    assert "upgraded from fundx 0.1.0's schema" in upgraded.stdout and "to 0004" in upgraded.stdout
     again = _fundx("ledger", "upgrade", env=env)
     assert again.returncode == 0 and "nothing to do" in again.stdout
     assert _fundx("ledger", "status", env=env).returncode == 0
