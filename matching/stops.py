@@ -136,7 +136,7 @@ def decide(rule: str, detail: str | Mapping[str, Any]) -> tuple[str, str] | None
     return None if month is None else (action, month)
 
 
-def issue_for(conn: sa.Connection, ledger: Ledger, order: Mapping[str, Any], actor: str) -> str | None:
+def issue_for(conn: sa.Connection, ledger: Ledger, order: Mapping[Any, Any], actor: str) -> str | None:
     """Record the stop instruction of a confirmed order, inside the caller's audited transaction (``order``: the
     order's ledger row). Returns the new instruction's id, or None when the order's rule stops nothing, its
     evidence gives no month, or an instruction for the same subject, action and month exists already."""
@@ -190,7 +190,7 @@ class Instruction:
         return out
 
 
-def _instruction(row: Mapping[str, Any]) -> Instruction:
+def _instruction(row: Mapping[Any, Any]) -> Instruction:
     amount = row["monthly_amount_stopped"]
     return Instruction(id=row["id"], order_id=row["order_id"], rule=row["rule"], action=row["action"],
                        from_month=row["from_month"], status=row["status"], file=row["file"],
@@ -224,7 +224,7 @@ def summary(ledger: Ledger) -> list[dict[str, Any]]:
     t = stop_instructions
     query = sa.select(t.c.rule, t.c.status, sa.func.count().label("n"),
                       sa.func.sum(t.c.monthly_amount_stopped).label("stopped")).group_by(t.c.rule, t.c.status)
-    figures = {rule: {"rule": rule, "action": action, "instructions": 0, "issued": 0, "delivered": 0,
+    figures: dict[str, dict[str, Any]] = {rule: {"rule": rule, "action": action, "instructions": 0, "issued": 0, "delivered": 0,
                       "acknowledged": 0, "refused": 0, "monthly_amount_stopped": 0.0} for rule, action in ACTIONS.items()}
     with ledger.engine.connect() as conn:
         for row in conn.execute(query):

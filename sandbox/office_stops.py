@@ -173,7 +173,7 @@ def _apply(con: sqlite3.Connection, doc: dict[str, Any], sid: str, announced: st
     con.execute("BEGIN IMMEDIATE")
     try:
         rows = {r["entry_id"]: r for r in con.execute(
-            f"SELECT entry_id, status, stop_month, monthly_amount FROM {roll} WHERE entry_id IN "  # noqa: S608
+            f"SELECT entry_id, status, stop_month, monthly_amount FROM {roll} WHERE entry_id IN "
             f"({', '.join('?' * len(wanted))})", wanted)} if wanted else {}
         unknown = [e for e in wanted if e not in rows]
         if not wanted or unknown:
@@ -186,7 +186,7 @@ def _apply(con: sqlite3.Connection, doc: dict[str, Any], sid: str, announced: st
             if r["status"] == "stopped" or (r["status"] == status and r["stop_month"] and r["stop_month"] <= month):
                 continue  # stopped already (from an earlier month): nothing to change
             stop = month if not r["stop_month"] or r["stop_month"] > month else r["stop_month"]
-            con.execute(f"UPDATE {roll} SET status = ?, stop_month = ?, updated_at = ? WHERE entry_id = ?",  # noqa: S608
+            con.execute(f"UPDATE {roll} SET status = ?, stop_month = ?, updated_at = ? WHERE entry_id = ?",
                         (status, stop, _local(now), entry))
             if r["status"] == "active":
                 stopped += 1
@@ -229,19 +229,19 @@ def pay_month(db: Path, *, now: datetime | None = None, month: str | None = None
         con.execute("BEGIN IMMEDIATE")
         try:
             if month is None:
-                latest = con.execute(f"SELECT max(month) FROM {payments}").fetchone()[0]  # noqa: S608
+                latest = con.execute(f"SELECT max(month) FROM {payments}").fetchone()[0]
                 month = _month_text(_month_no(latest) + 1)
             due = con.execute(
-                f"SELECT entry_id, id_number, scheme, monthly_amount, bank_account FROM {roll} "  # noqa: S608
+                f"SELECT entry_id, id_number, scheme, monthly_amount, bank_account FROM {roll} "
                 "WHERE status = 'active' AND start_month <= ? AND (paid_through IS NULL OR paid_through < ?) "
                 "ORDER BY entry_id", (month, month)).fetchall()
             year, number = month[:4], month[5:7]
             at = _local(now)
-            con.executemany(f"INSERT OR IGNORE INTO {payments} (payment_id, entry_id, id_number, scheme, month, "  # noqa: S608
+            con.executemany(f"INSERT OR IGNORE INTO {payments} (payment_id, entry_id, id_number, scheme, month, "
                             "amount, bank_account, paid_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                             [(f"PM{int(r['entry_id'][2:]):08d}{year}{number}", r["entry_id"], r["id_number"],
                               r["scheme"], month, r["monthly_amount"], r["bank_account"], at) for r in due])
-            con.executemany(f"UPDATE {roll} SET paid_through = ?, updated_at = ? WHERE entry_id = ?",  # noqa: S608
+            con.executemany(f"UPDATE {roll} SET paid_through = ?, updated_at = ? WHERE entry_id = ?",
                             [(month, at, r["entry_id"]) for r in due])
             con.execute("COMMIT")
         except BaseException:
