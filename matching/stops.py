@@ -1,9 +1,10 @@
 """The stop-payment loop: a confirmed death or custody case tells the social-insurance office to stop paying.
 
-The point of the inspections is that payments stop at once: the national plan (seed 001, line 44) says that
-when a pensioner's death or custody is found, 「应当立即停止待遇支付」, and lists the two cases this loop
-answers by name (seed 002, line 14: the monthly 「死亡未停發」「服刑未暫停」 suspect lists; its traditional characters). So when an order of a death or custody rule is
-closed as ``confirmed`` (:func:`issue_for`, called from :func:`matching.orders.close` in the closing transaction),
+The point of the inspections is that payments stop at once: the Shanwei notice (seed 001, line 44) says that an
+office that finds the fund harmed 「应当立即停止待遇支付」, and the national plan names the two cases this loop
+answers (seed 002, line 14: the monthly 「死亡未停發」「服刑未暫停」 suspect lists, in its traditional characters).
+So when an order of a death or custody rule is closed as ``confirmed`` (:func:`issue_for`, called from
+:func:`matching.orders.close` in the closing transaction),
 a **stop instruction** is recorded in the ledger (``stop_instructions``), audited as ``stop.issued``:
 
 - ``paid_after_death`` (死亡未停发): **terminate** the person's benefits from the first month after the month

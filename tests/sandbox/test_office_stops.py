@@ -60,8 +60,8 @@ def test_the_office_refuses_an_unknown_entry_and_applies_a_known_one_once(ledger
     assert got[unknown].outcome == "refused" and got[unknown].reason.startswith("UnknownEntry: 1 of 2 entries")
     assert (got[known].outcome, got[known].entries, got[known].monthly_amount) == ("acknowledged", 1, 3000.0)
     with sqlite3.connect(office) as con:
-        rows = dict((r[0], r[1:]) for r in con.execute("SELECT entry_id, status, stop_month, updated_at "
-                                                        "FROM v_benefit_roll_rows"))
+        rows = {r[0]: r[1:] for r in con.execute("SELECT entry_id, status, stop_month, updated_at "
+                                                  "FROM v_benefit_roll_rows")}
     assert rows == {"RE0000000001": ("stopped", "2026-10", "2026-11-24 10:00:00"),
                     "RE0000000002": ("active", None, "2026-10-10 10:00:00")}
     # the acknowledgement lost: written again, nothing applied again
