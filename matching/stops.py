@@ -375,6 +375,35 @@ def _deliver(ledger: Ledger, keys: KeyStore, home: Path, done: Delivered) -> Non
                  len(done.adopted), len(done.waiting))
 
 
+def resend(ledger: Ledger, sid: str, *, actor: str, home: Path | None = None) -> Instruction:
+    """Send a refused instruction again (after its reason was dealt with: a file spoiled on its way, an entry the
+    office's roll did not have yet): its files leave the outbox and it is ``issued`` again, audited
+    (``stop.resent``); the next :func:`deliver` seals it anew, so the office sees a new file and answers it.
+    Only a refused instruction is sent again: anything else is a DecisionError naming its status."""
+    from fundx.core.errors import DecisionError
+
+    home = Path(home or get_settings().home)
+    t = stop_instructions
+    with ledger.feed_lock(FEED):
+        with ledger.engine.connect() as conn:
+            row = conn.execute(t.select().where(t.c.id == sid)).mappings().one_or_none()
+        if row is None:
+            raise DecisionError(f"there is no stop instruction {sid}", action="see them with fundx stops list")
+        if row["status"] != "refused":
+            raise DecisionError(f"stop instruction {sid} is {row['status']}, not refused",
+                                action="only an instruction the office refused is sent again")
+        folder = outbox_dir(home)
+        (folder / f"{sid}.READY").unlink(missing_ok=True)  # READY first: the office never reads a half-removed one
+        (folder / f"{sid}.p7m").unlink(missing_ok=True)
+        with ledger.audited() as conn:
+            conn.execute(t.update().where(t.c.id == sid, t.c.status == "refused").values(
+                status="issued", file=None, file_sha256=None, delivered_at=None, updated_at=datetime.now(UTC)))
+            ledger.audit(conn, "stop.resent", sid, {"order_id": row["order_id"], "was": "refused",
+                                                    "reason": (row["reason"] or "")[:500]}, actor=actor)
+    with ledger.engine.connect() as conn:
+        return _instruction(conn.execute(t.select().where(t.c.id == sid)).mappings().one())
+
+
 # --- the office's answers -------------------------------------------------------------------------
 
 

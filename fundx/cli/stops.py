@@ -69,3 +69,21 @@ def stops_deliver() -> None:
         console.print("another delivery of stop instructions is running: nothing delivered")
     console.print(f"instructions: {len(sent.written)} written to {stops.outbox_dir()}, {len(sent.adopted)} adopted "
                   f"after an interruption, {len(sent.waiting)} waiting for the person's roll entries")
+
+
+@stops_app.command("resend")
+def stops_resend(
+    instruction: Annotated[str, typer.Argument(help="the refused instruction's id (fundx stops list --status refused)")],
+) -> None:
+    """Send an instruction the office refused again, once its reason is dealt with: the next delivery seals it
+    anew (audited; who asks is FUNDX_STEWARD, else the OS user)."""
+    from fundx.cli.common import steward
+    from fundx.core.errors import FundxError
+    from fundx.ledger import Ledger
+    from matching import stops
+
+    try:
+        again = stops.resend(Ledger.from_settings(), instruction, actor=steward())
+    except FundxError as exc:
+        fail(exc)
+    console.print(f"{again.id} is issued again: `fundx stops deliver` (or the next matching night) sends it")

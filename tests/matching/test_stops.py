@@ -231,3 +231,25 @@ def test_only_the_offices_own_signed_answer_settles_an_instruction(ledger, home,
     assert (figures["instructions"], figures["acknowledged"], figures["monthly_amount_stopped"]) == (1, 1, 3850.5)
     assert [e["subject"] for e in audit_of(ledger, "stop.acknowledged")] == [sent.id, sent.id]
     assert ledger.verify_audit().ok
+
+
+def test_a_refused_instruction_is_sent_again_as_a_new_file_and_only_a_refused_one(ledger, home, issued):
+    from fundx.core.errors import DecisionError
+
+    stops.deliver(ledger, home=home)
+    with pytest.raises(DecisionError, match="is delivered, not refused"):
+        stops.resend(ledger, issued.id, actor="b")
+    (sent,) = stops.instructions(ledger)
+    keys = KeyStore(home=home)
+    stops.answers_dir(home).mkdir(parents=True)
+    (stops.answers_dir(home) / "refused.p7s").write_bytes(_answer(
+        keys, stops.OFFICE, instruction_id=sent.id, file_sha256=sent.file_sha256, outcome="refused",
+        reason="UnknownEntry: 1 of 1 entries the instruction names are not on the office's roll", entries=0))
+    assert stops.record_answers(ledger, home=home).settled == 1
+    again = stops.resend(ledger, issued.id, actor="b")
+    assert again.status == "issued" and not (stops.outbox_dir(home) / f"{issued.id}.READY").exists()
+    assert stops.deliver(ledger, home=home).written == [issued.id]  # sealed anew, never adopted
+    (now,) = stops.instructions(ledger)
+    assert now.status == "delivered" and now.file_sha256 != sent.file_sha256
+    (entry,) = audit_of(ledger, "stop.resent")
+    assert entry["actor"] == "b" and "UnknownEntry" in entry["details"]
