@@ -127,6 +127,19 @@ def test_a_confirmed_death_stops_the_payments_and_nothing_else(sandbox, home, tm
     assert now[dead.order_id].status == "acknowledged" and now[dead.order_id].monthly_amount_stopped > 0
     assert now[tampered.order_id].status == "refused" and "TamperedError" in now[tampered.order_id].reason
     assert [a["outcome"] for a in stops.answers(ledger) if a["file"] == "forged.p7s"] == ["invalid"]
+    # the office's answer verifies with openssl against the CA too; nothing under stops/ names anyone in clear
+    ack = stops.answers_dir(home) / answered[instruction.id].file
+    checked = subprocess.run(["openssl", "cms", "-verify", "-inform", "DER", "-in", str(ack), "-binary",
+                              "-CAfile", str(keys_dir / "ca.pem"), "-purpose", "any"],
+                             check=False, capture_output=True, timeout=60)
+    assert checked.returncode == 0 and json.loads(checked.stdout)["outcome"] == "acknowledged", checked.stderr
+    import re
+
+    from fundx.core.identity import is_valid_id
+
+    for file in stops.stops_dir(home).rglob("*"):
+        if file.is_file():
+            assert not [m for m in re.findall(rb"\d{17}[\dX]", file.read_bytes()) if is_valid_id(m.decode())], file
 
     # the office pays November to every active entry; the next nights bring it to the exchange and the stage
     paid = CliRunner().invoke(app, ["sandbox", "pay-month", "--at", PAID.isoformat()])
