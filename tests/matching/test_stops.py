@@ -253,3 +253,25 @@ def test_a_refused_instruction_is_sent_again_as_a_new_file_and_only_a_refused_on
     assert now.status == "delivered" and now.file_sha256 != sent.file_sha256
     (entry,) = audit_of(ledger, "stop.resent")
     assert entry["actor"] == "b" and "UnknownEntry" in entry["details"]
+
+
+def test_the_lifecycle_issues_the_instruction_when_the_second_review_closes_a_confirmed_case(ledger):
+    """matching.lifecycle's closing (the second review's approval) issues the instruction once; a supervisor sending
+    the case back and its closing again issue nothing new."""
+    from matching import lifecycle as lc
+
+    li, wang, chen = lc.Actor("inspector.li", "inspector"), lc.Actor("inspector.wang", "inspector"), \
+        lc.Actor("supervisor.chen", "supervisor")
+    oid = record(ledger, NIGHT, suspect("paid_after_death", token(1), DEATH))[("paid_after_death", token(1))].order_id
+    lc.take(ledger, oid, actor=li)
+    lc.submit(ledger, oid, actor=li, outcome="confirmed")
+    lc.review(ledger, oid, actor=li, approve=True)
+    assert stops.instructions(ledger) == []  # not closed yet
+    lc.review(ledger, oid, actor=wang, approve=True)
+    (one,) = stops.instructions(ledger)
+    assert (one.order_id, one.action, one.from_month, one.issued_by) == (oid, "terminate", "2026-02", wang.name)
+    lc.send_back(ledger, oid, actor=chen, reason="the death certificate's copy is missing")
+    lc.submit(ledger, oid, actor=li, outcome="confirmed")
+    lc.review(ledger, oid, actor=li, approve=True)
+    lc.review(ledger, oid, actor=wang, approve=True)
+    assert [i.id for i in stops.instructions(ledger)] == [one.id]
