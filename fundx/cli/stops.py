@@ -74,16 +74,19 @@ def stops_deliver() -> None:
 @stops_app.command("resend")
 def stops_resend(
     instruction: Annotated[str, typer.Argument(help="the refused instruction's id (fundx stops list --status refused)")],
+    account: Annotated[str, typer.Option("--account", "-a", help="the console account acting (an inspector or "
+                                                                  "supervisor; its password is asked)")],
 ) -> None:
     """Send an instruction the office refused again, once its reason is dealt with: the next delivery seals it
-    anew (audited; who asks is FUNDX_STEWARD, else the OS user)."""
-    from fundx.cli.common import steward
+    anew (audited under the account)."""
+    from fundx.cli.common import signed_in
     from fundx.core.errors import FundxError
     from fundx.ledger import Ledger
     from matching import stops
 
+    who = signed_in(account, ("inspector", "supervisor"))
     try:
-        again = stops.resend(Ledger.from_settings(), instruction, actor=steward())
+        again = stops.resend(Ledger.from_settings(), instruction, actor=who.name)
     except FundxError as exc:
         fail(exc)
     console.print(f"{again.id} is issued again: `fundx stops deliver` (or the next matching night) sends it")
