@@ -49,4 +49,5 @@ def matching_night(night: date | None = None, params: dict[str, str] | None = No
     return {"night": result.night.isoformat(), "loaded": result.loaded, "orders_new": result.orders_new,
             "orders_updated": result.orders_updated, "orders_reopened": result.orders_reopened,
             "escalated": result.escalated,
+            "stops_delivered": result.stops_delivered, "stops_answered": result.stops_answered,
             "suspects": {r.rule: r.suspects for r in result.rules}}

@@ -269,6 +269,10 @@ def record_event(conn: sa.Connection, order_id: str, *, actor: str, action: str,
 
 def _on_closed(conn: sa.Connection, ledger: Ledger, row: Any, actor: str) -> None:
     """What a case's closing sets off, in its transaction (the stop-payment instruction of a confirmed case)."""
+    if row["outcome"] == "confirmed":
+        from matching.stops import issue_for
+
+        issue_for(conn, ledger, row, actor)
 
 
 def take(ledger: Ledger, order_id: str, *, actor: Actor):

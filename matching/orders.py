@@ -405,6 +405,10 @@ def close(ledger: Ledger, order_id: str, *, outcome: str, amount: float, actor: 
             raise DecisionError(f"order {order_id} is not open any more")
         ledger.audit(conn, "order.closed", order_id, {"outcome": outcome, "amount": amount, "rule": row["rule"],
                                                       "night": _as_date(row["night"]).isoformat()}, actor=actor)
+        if outcome == "confirmed":  # the stop-payment loop: a confirmed death or custody case stops the payments
+            from matching.stops import issue_for
+
+            issue_for(conn, ledger, row, actor)
         return _order(conn.execute(orders_table.select().where(orders_table.c.order_id == order_id)).mappings().one())
 
 

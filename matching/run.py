@@ -21,7 +21,7 @@ from fundx.crypto.keys import KeyStore
 from fundx.crypto.manifest import Manifest, content_digest
 from fundx.crypto.opening import open_sealed, recipients_among
 from fundx.crypto.seal import seal
-from matching import load, rules
+from matching import load, rules, stops
 from matching.store import Store
 
 log = logging.getLogger("fundx.matching")
@@ -62,6 +62,8 @@ class MatchingResult:
     orders_reopened: int = 0
     escalated: int = 0  # cases put under listed supervision tonight (matching.lifecycle.escalate)
     files: list[Path] = field(default_factory=list)
+    stops_delivered: int = 0  # stop instructions written to the office's outbox (matching.stops)
+    stops_answered: int = 0  # the office's answers recorded
 
 
 def output_dir(night: date, home: Path | None = None) -> Path:
@@ -123,6 +125,11 @@ def run_matching(night: date | None = None, params: dict[str, str] | None = None
     # the districts get their open cases (a closed one found again without new evidence stays with them closed)
     result.files = orders.write_dispatch(folder, [o for o in made if o.status == "open"])
     result.files.append(write_investigators(folder, found, made, keys, home))
+    # the stop-payment loop: the office's answers so far, then the instructions of cases confirmed since
+    answered = stops.record_answers(ledger, keys=keys, home=home)
+    sent = stops.deliver(ledger, keys=keys, home=home)
+    result.stops_delivered = len(sent.written) + len(sent.adopted)
+    result.stops_answered = answered.acknowledged + answered.refused + answered.invalid
     ledger.log_event("matching.run", night.isoformat(), {
         "loaded": result.loaded, "suspects": {r.rule: r.suspects for r in result.rules},
         "amount_at_risk": round(sum(r.amount_at_risk for r in result.rules), 2)}, actor="matching")

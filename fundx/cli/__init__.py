@@ -37,6 +37,7 @@ from fundx.cli.retention import retention_app
 from fundx.cli.sandbox import sandbox_app
 from fundx.cli.sla import sla_app
 from fundx.cli.stage import stage_app
+from fundx.cli.stops import stops_app
 
 
 class _Fundx(TyperGroup):
@@ -69,6 +70,7 @@ app.add_typer(sla_app, name="sla")
 app.add_typer(matching_app, name="matching")
 app.add_typer(orders_app, name="orders")
 app.add_typer(cases_app, name="cases")
+app.add_typer(stops_app, name="stops")
 # onboarding an agency: scaffold and check a connector; infer, diff and release contracts
 app.add_typer(connector_app, name="connector")
 app.add_typer(contract_app, name="contract")

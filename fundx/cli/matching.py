@@ -38,8 +38,11 @@ def matching_report(
     reports = mo.report(ledger, day)
     whole = mo.total(reports)
     scores = _scores(ledger, day, truths) if truths is not None else None
+    from matching import stops
+
+    stopped = stops.summary(ledger)  # every night's: an instruction outlives the night its order was issued
     if as_json:
-        doc = {"night": day, "rules": [r.as_dict() for r in reports], "total": whole.as_dict()}
+        doc = {"night": day, "rules": [r.as_dict() for r in reports], "total": whole.as_dict(), "stops": stopped}
         if scores is not None:
             doc["planted"] = [{"rule": s.rule, "planted": s.planted, "found": s.found, "true_positive": s.true_positive,
                                "precision": s.precision, "recall": s.recall, "lookalikes": s.lookalikes,
@@ -62,6 +65,15 @@ def matching_report(
     table.add_section()
     table.add_row(*row(whole), style="bold")
     console.print(table)
+    if any(s["instructions"] for s in stopped):
+        loss = Table(title="stop instructions to the social-insurance office (every night): the loss stopped")
+        for col in ("rule", "action", "issued", "awaiting the office", "acknowledged", "refused", "stopped ¥ a month"):
+            loss.add_column(col, justify="left" if col in ("rule", "action") else "right", no_wrap=True)
+        for s in stopped:
+            loss.add_row(f"{mo.TITLES.get(s['rule'], '')}\n{s['rule']}", s["action"], f"{s['instructions']:,}",
+                         f"{s['issued'] + s['delivered']:,}", f"{s['acknowledged']:,}", f"{s['refused']:,}",
+                         money(s["monthly_amount_stopped"]))
+        console.print(loss)
     if scores is not None:
         planted = Table(title="against the sandbox's planted cases" + (f", night of {day}" if day else ", every night"))
         for col in ("rule", "planted", "found", "precision", "recall", "look-alikes flagged"):

@@ -119,3 +119,66 @@ def sandbox_status() -> None:
         console.print("no sandbox is running")
         raise typer.Exit(1)
     _print_sandbox(state)
+
+
+def _at(at: str | None):
+    """``--at`` as an aware time (Asia/Shanghai when it names no zone); None for now."""
+    from fundx.core.timeutil import aware
+
+    if at is None:
+        return None
+    try:
+        return aware(at)
+    except ValueError:
+        err.print(f"[red]error:[/red] --at: {at!r} is not a time (YYYY-MM-DDTHH:MM[:SS][+08:00])")
+        raise typer.Exit(2) from None
+
+
+def _office_db() -> Path:
+    from fundx.core.settings import get_settings
+    from sandbox.office_db import office_path
+
+    db = office_path(get_settings().sandbox_home)
+    if not db.is_file():
+        err.print(f"[red]error:[/red] the sandbox office's database {db} does not exist; run `fundx sandbox start` first")
+        raise typer.Exit(1)
+    return db
+
+
+@sandbox_app.command("office-stops")
+def sandbox_office_stops(
+    at: Annotated[str | None, typer.Option(help="when the office works (ISO time; default now)")] = None,
+) -> None:
+    """The sandbox office takes the exchange's stop instructions (FUNDX_HOME/stops/outbox): verifies and applies
+    each new one to its roll, and writes its signed answer (docs/stops.md)."""
+    from fundx.core.errors import FundxError
+    from fundx.crypto.keys import KeyStore
+    from matching.stops import answers_dir, outbox_dir
+    from sandbox.office_stops import take_instructions
+
+    try:
+        done = take_instructions(_office_db(), outbox_dir(), answers_dir(), keys=KeyStore(), now=_at(at))
+    except FundxError as exc:
+        from fundx.cli.common import fail
+
+        fail(exc)
+    for a in done:
+        console.print(f"{a.instruction_id}: {a.outcome}" + (f" — {a.reason}" if a.reason else
+                                                           f", {a.entries} entries, {a.monthly_amount:,.2f} a month"))
+    console.print(f"{len(done)} instructions answered in {answers_dir()}")
+
+
+@sandbox_app.command("pay-month")
+def sandbox_pay_month(
+    at: Annotated[str | None, typer.Option(help="when the payment run happens (ISO time; default now)")] = None,
+    month: Annotated[str | None, typer.Option(help="the month paid (YYYY-MM); default the month after the last paid")] = None,
+) -> None:
+    """The sandbox office's monthly payment run: pays the next month to every active roll entry (the next night
+    pulls it)."""
+    from sandbox.office_stops import pay_month
+
+    if month is not None and not (len(month) == 7 and month[4] == "-" and month[:4].isdigit() and month[5:].isdigit()):
+        err.print(f"[red]error:[/red] --month: {month!r} is not YYYY-MM")
+        raise typer.Exit(2)
+    paid = pay_month(_office_db(), now=_at(at), month=month)
+    console.print(f"paid {paid.month}: {paid.payments:,} payments, {paid.amount:,.2f} in all")

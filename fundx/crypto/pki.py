@@ -39,8 +39,10 @@ from fundx.crypto.keys import MATCH_KEY_BYTES, KeyPaths, read_certificate
 #: the recipients of sealed parts that no feed names: the data stewards (quarantine), the office's
 #: investigators (the identity vault and the suspects' identities, docs/matching.md) and the backup
 #: (`fundx backup create` and the originals of every pulled batch, docs/operations.md: its private key
-#: belongs off the exchange's machine, with whoever restores)
-OFFICE_RECIPIENTS: tuple[str, ...] = ("stewards", "investigators", "backup")
+#: belongs off the exchange's machine, with whoever restores) and the social-insurance office that pays the
+#: benefits (the stop instructions of confirmed death and custody cases, matching.stops: it opens them with its
+#: encryption key and signs its answers with its signing certificate, CN = social_insurance)
+OFFICE_RECIPIENTS: tuple[str, ...] = ("stewards", "investigators", "backup", "social_insurance")
 
 #: the subject CN of the exchange's development signing certificate
 EXCHANGE_CN = "fundx exchange"

@@ -302,6 +302,50 @@ case_events = sa.Table(
     sa.Column("reason", sa.Text),
 )
 
+#: the stop-payment loop (matching.stops): one instruction per confirmed death or custody case (per subject, action
+#: and month) to the social-insurance office, sealed for it, and the office's signed answer
+stop_instructions = sa.Table(
+    "stop_instructions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # STOP-<order id>-<YYYYMM>: the file's name, deterministic
+    sa.Column("order_id", sa.String(32), sa.ForeignKey("orders.order_id"), nullable=False),
+    sa.Column("subject", sa.String(64), nullable=False),  # the order's pseudonymous token, never an identity
+    sa.Column("rule", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),  # suspend | terminate
+    sa.Column("from_month", sa.String(7), nullable=False),  # YYYY-MM: the first month not to be paid
+    sa.Column("status", sa.String(16), nullable=False),  # issued -> delivered -> acknowledged | refused
+    sa.Column("file", sa.String(255)),  # the sealed file in the office's outbox
+    sa.Column("file_sha256", sa.String(64)),
+    sa.Column("issued_at", UTCDateTime, nullable=False),
+    sa.Column("issued_by", sa.String(64), nullable=False),
+    sa.Column("delivered_at", UTCDateTime),
+    sa.Column("answered_at", UTCDateTime),  # the office's time, as it signed its answer
+    sa.Column("answer_file", sa.String(255)),
+    sa.Column("answer_sha256", sa.String(64)),
+    sa.Column("reason", sa.Text),  # a refusal's reason (error type and message; no values)
+    sa.Column("entries", sa.Integer),  # roll entries the office stopped
+    sa.Column("monthly_amount_stopped", sa.Numeric(16, 2, asdecimal=False)),  # what they paid a month: the loss stopped
+    sa.Column("signer_serial", sa.String(48)),  # of the office's signing certificate
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("subject", "action", "from_month", name="uq_stop_instructions_subject_action_month"),
+    sa.Index("ix_stop_instructions_status", "status"),
+)
+
+#: every answer file of the office read (its acknowledgements and refusals; ``invalid``: its signature was refused)
+stop_answers = sa.Table(
+    "stop_answers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("file", sa.String(255), nullable=False, unique=True),
+    sa.Column("file_sha256", sa.String(64), nullable=False),
+    sa.Column("instruction_id", sa.String(64)),
+    sa.Column("outcome", sa.String(16), nullable=False),  # acknowledged | refused | invalid
+    sa.Column("reason", sa.Text),
+    sa.Column("signer_serial", sa.String(48)),
+    sa.Column("applied", sa.Boolean, nullable=False),  # whether it settled an instruction awaiting it
+    sa.Column("recorded_at", UTCDateTime, nullable=False),
+)
+
 audit = sa.Table(
     "audit",
     metadata,
@@ -354,7 +398,7 @@ console_sessions = sa.Table(
 
 #: the schema's revisions, oldest first: fundx/ledger/migrations/versions holds one file for each (a test checks
 #: that they agree). A new revision is added there and here.
-SCHEMA_REVISIONS = ("0001", "0002", "0003", "0004")
+SCHEMA_REVISIONS = ("0001", "0002", "0003", "0004", "0005")
 SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
 #: the tables every ledger written by fundx 0.1.0 has (it made the console's two only once the console had
 #: been imported): a database with these and no revision is a 0.1.0 ledger, revision 0001's schema

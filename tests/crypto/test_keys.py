@@ -65,7 +65,7 @@ def test_init_creates_ca_crl_signer_and_one_certificate_per_stage(full):
     expected |= {f"{folder}/{s}.{ext}" for folder in ("stages", "signers") for s in STAGES for ext in ("pem", "key")}
     expected |= {"office/match.key"}  # the office's HMAC key for pseudonymised matching
     assert names == expected
-    assert STAGES == (*registry().stages, "stewards", "investigators", "backup") == (*registry().stages, *OFFICE_RECIPIENTS)
+    assert STAGES == (*registry().stages, "stewards", "investigators", "backup", "social_insurance") == (*registry().stages, *OFFICE_RECIPIENTS)
     assert set(registry().stages) >= {"death_matching", "custody_matching", "bill_review", "employer_review"}
 
 

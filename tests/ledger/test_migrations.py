@@ -170,7 +170,7 @@ def test_every_table_is_in_the_schema_whatever_was_imported():
     alone = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     tables = set(alone.stdout.split())
     assert set(V010_ROWS) == set(migrations.revision_one().tables)
-    assert tables == set(V010_ROWS) | {"order_versions", "case_events"}  # revisions 0003's and 0004's
+    assert tables == set(V010_ROWS) | {"order_versions", "case_events", "stop_instructions", "stop_answers"}  # revisions 0003-0005
     assert set(V010_TABLES) < tables and {"console_accounts", "console_sessions"} <= tables
 
 
@@ -186,7 +186,7 @@ def test_the_wheel_carries_the_revisions(tmp_path):
     shipped = {p.relative_to(tmp_path).as_posix() for p in (tmp_path / "fundx" / "ledger" / "migrations").rglob("*")}
     assert {"__init__.py", "env.py", "script.py.mako", "versions/rev0001_v010_schema.py",
             "versions/rev0002_pull_repeats.py", "versions/rev0003_order_versions.py",
-            "versions/rev0004_case_lifecycle.py"} <= {
+            "versions/rev0004_case_lifecycle.py", "versions/rev0005_stop_instructions.py"} <= {
         name.removeprefix("fundx/ledger/migrations/") for name in shipped}
 
 
