@@ -60,10 +60,22 @@ def test_a_confirmed_death_stops_the_payments_and_nothing_else(sandbox, home, tm
     # the deaths still paid: the office paid them through October, the last month it paid
     paid_on = [o for o in mo.orders(ledger, rule="paid_after_death")
                if json.loads(o.detail).get("paid_through") == "2026-10"]
-    assert len(paid_on) >= 3, len(paid_on)
-    dead, tampered, lookalike = paid_on[:3]
-    for order in (dead, tampered):
-        mo.close(ledger, order.order_id, outcome="confirmed", amount=0, actor="inspector.li")
+    assert len(paid_on) >= 4, len(paid_on)
+    dead, tampered, lookalike, wrong = paid_on[:4]
+    # the death is confirmed through its review by two people (the lifecycle's closing issues the instruction);
+    # another is closed as a false positive the same way; the third in one step
+    from matching import lifecycle as lc
+
+    li, wang = lc.Actor("inspector.li", "inspector"), lc.Actor("inspector.wang", "inspector")
+    for order, outcome, issued in ((dead, "confirmed", 1), (wrong, "false-positive", 0)):
+        before = len(stops.instructions(ledger))
+        lc.take(ledger, order.order_id, actor=li)
+        lc.submit(ledger, order.order_id, actor=li, outcome=outcome)
+        lc.review(ledger, order.order_id, actor=li, approve=True)
+        assert len(stops.instructions(ledger)) == before  # nothing before the second review closes it
+        lc.review(ledger, order.order_id, actor=wang, approve=True)
+        assert len(stops.instructions(ledger)) == before + issued
+    mo.close(ledger, tampered.order_id, outcome="confirmed", amount=0, actor="inspector.li")
     sent = stops.deliver(ledger, home=home)
     assert len(sent.written) == 2 and stops.deliver(ledger, home=home).written == []
     by_order = {i.order_id: i for i in stops.instructions(ledger)}
@@ -157,14 +169,18 @@ def test_a_confirmed_death_stops_the_payments_and_nothing_else(sandbox, home, tm
     assert after[lookalike.order_id].amount_at_risk > lookalike.amount_at_risk
     assert [v["change"] for v in cases.versions(ledger, lookalike.order_id)][-1] == "updated"
     assert [v["night"] for v in cases.versions(ledger, dead.order_id)] == [NIGHT.isoformat()]
-    # the payment the refused instruction did not stop reopens its case: paid again after it was confirmed
+    # the payment the refused instruction did not stop reopens its case: paid again after it was confirmed; and
+    # the false positive, paid another month, reopens saying why (material change: more months)
     assert after[tampered.order_id].status == "open"
+    assert (after[wrong.order_id].status, after[wrong.order_id].stage) == ("open", "issued")
+    assert "months" in cases.versions(ledger, wrong.order_id)[-1]["reason"]
+    assert [e["action"] for e in lc.events(ledger, wrong.order_id)][-1] == "reopen"
 
     # the report: the loss stopped, figures only
     report = CliRunner().invoke(app, ["matching", "report", "--json"])
     assert report.exit_code == 0, report.output
     (deaths,) = [s for s in json.loads(report.output)["stops"] if s["rule"] == "paid_after_death"]
-    assert (deaths["instructions"], deaths["acknowledged"], deaths["refused"]) == (2, 1, 1)
+    assert (deaths["instructions"], deaths["acknowledged"], deaths["refused"]) == (2, 1, 1)  # not the false positive
     assert deaths["monthly_amount_stopped"] == pytest.approx(now[dead.order_id].monthly_amount_stopped)
     listed = CliRunner().invoke(app, ["stops", "list", "--json"])
     assert listed.exit_code == 0 and dead.order_id in listed.output and dead.subject not in listed.output
