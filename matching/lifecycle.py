@@ -160,7 +160,9 @@ def recovery(amount_at_risk: float, amount_recovered: float | None) -> str | Non
     return "full" if amount_recovered + 0.005 >= amount_at_risk else "partial"
 
 
-def _text(reason: str | None, what: str = "the reason") -> str | None:
+def free_text(reason: str | None, what: str = "the reason") -> str | None:
+    """A reason or note as kept: whitespace collapsed, at most :data:`MAX_REASON` characters, never anything shaped
+    like an identity number (a ValueError says which)."""
     from matching.orders import UNMASKED_ID
 
     text = " ".join((reason or "").split()) or None
@@ -172,8 +174,11 @@ def _text(reason: str | None, what: str = "the reason") -> str | None:
     return text
 
 
-def _check_finding(outcome: str, amount: float, referral_to: str | None, referral_no: str | None,
-                   ) -> tuple[float, str | None, str | None]:
+def check_finding(outcome: str, amount: float, referral_to: str | None, referral_no: str | None,
+                  ) -> tuple[float, str | None, str | None]:
+    """A finding checked: the outcome one of :data:`OUTCOMES`, the amount 0 or more (0 for a false positive, more for
+    a recovery), a referral's destination and number with ``referred`` only. Returns the amount rounded and the
+    referral; a ValueError says what is wrong."""
     if outcome not in OUTCOMES:
         raise ValueError(f"unknown outcome {outcome!r}: one of {', '.join(OUTCOMES)}")
     try:
@@ -194,7 +199,7 @@ def _check_finding(outcome: str, amount: float, referral_to: str | None, referra
             raise ValueError(f"a referred case needs the referral number (up to {MAX_REFERRAL_NO} characters)")
         if any(c.isspace() for c in number):
             raise ValueError("the referral number is one word")
-        _text(number, "the referral number")
+        free_text(number, "the referral number")
         return round(amount, 2), referral_to, number
     if referral_to is not None or referral_no is not None:
         raise ValueError("a referral is given only with the outcome referred")
@@ -283,8 +288,8 @@ def take(ledger: Ledger, order_id: str, *, actor: Actor):
 def submit(ledger: Ledger, order_id: str, *, actor: Actor, outcome: str, amount: float = 0,
            referral_to: str | None = None, referral_no: str | None = None, note: str | None = None):
     """The inspector's finding, for review: outcome, amount recovered, referral (module docstring)."""
-    amount, referral_to, referral_no = _check_finding(outcome, amount, referral_to, referral_no)
-    text = _text(note, "the note")
+    amount, referral_to, referral_no = check_finding(outcome, amount, referral_to, referral_no)
+    text = free_text(note, "the note")
 
     def theirs(row: Mapping[str, Any], who: str) -> None:
         if row["assignee"] not in (None, who):
@@ -302,7 +307,7 @@ def review(ledger: Ledger, order_id: str, *, actor: Actor, approve: bool, reason
     """The first review (初审) or the second (复核), whichever the case waits for. Approving the second closes the
     case with its finding; it must be another account than the first reviewer's and the submitter's. Returning a
     finding (``approve=False``, with a reason) sends the case back to its inspector."""
-    text = _text(reason)
+    text = free_text(reason)
     name = (actor.name or "").strip()[:64]
 
     def independent(row: Mapping[str, Any], who: str) -> None:
@@ -328,14 +333,14 @@ def review(ledger: Ledger, order_id: str, *, actor: Actor, approve: bool, reason
 
 def accept(ledger: Ledger, order_id: str, *, actor: Actor, reason: str | None = None):
     """A supervisor accepts a closed case (验收)."""
-    return _step(ledger, order_id, "accept", actor, ("closed",), "accepted", reason=_text(reason),
+    return _step(ledger, order_id, "accept", actor, ("closed",), "accepted", reason=free_text(reason),
                  values={"accepted_by": actor.name, "accepted_at": datetime.now(UTC)})
 
 
 def send_back(ledger: Ledger, order_id: str, *, actor: Actor, reason: str):
     """A supervisor sends a closed case back to work, with the reason: it is open again, its finding kept for the
     inspector to revise and its reviews to be done again."""
-    text = _text(reason)
+    text = free_text(reason)
     if not text:
         raise ValueError("sending a case back needs the reason")
     return _step(ledger, order_id, "send_back", actor, ("closed",), "in_progress", reason=text,

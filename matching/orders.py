@@ -71,7 +71,6 @@ OUTCOMES: tuple[str, ...] = ("confirmed", "false-positive", "recovered", "referr
 STATUSES: tuple[str, ...] = ("open", "closed")
 COLUMNS: tuple[str, ...] = ("rule", "subject", "id_masked", "area", "amount_at_risk", "months", "detail")
 DEFAULT_DUE_DAYS = 30
-MAX_NOTE = 500
 
 #: a whole identity number (masked ones have ``*``): 17 digits and a digit or X, not inside a longer word
 UNMASKED_ID = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
@@ -349,27 +348,12 @@ def record(ledger: Ledger, night: date, suspects: Any, *, due_days: int | Mappin
 
 
 def _check_close(outcome: str, amount: float, note: str | None) -> tuple[float, str | None]:
+    from matching import lifecycle
+
     if outcome == "referred":
         raise ValueError("a referral is recorded through the case's review (matching.lifecycle.submit), with its number")
-    if outcome not in OUTCOMES:
-        raise ValueError(f"unknown outcome {outcome!r}: one of {', '.join(OUTCOMES)}")
-    try:
-        amount = float(amount)
-    except (TypeError, ValueError):
-        raise ValueError("the amount must be a number") from None
-    if not math.isfinite(amount) or amount < 0:
-        raise ValueError("the amount must be a number, 0 or more")
-    if outcome == "false-positive" and amount != 0:
-        raise ValueError("a false positive has nothing recovered: the amount must be 0")
-    if outcome == "recovered" and amount <= 0:
-        raise ValueError("a recovered order needs the amount recovered (more than 0)")
-    text = " ".join((note or "").split()) or None
-    if text is not None:
-        if len(text) > MAX_NOTE:
-            raise ValueError(f"the note is longer than {MAX_NOTE} characters")
-        if UNMASKED_ID.search(text):
-            raise ValueError("the note contains something shaped like an identity number; refer to the order instead")
-    return round(amount, 2), text
+    amount, _, _ = lifecycle.check_finding(outcome, amount, None, None)
+    return amount, lifecycle.free_text(note, "the note")
 
 
 def close(ledger: Ledger, order_id: str, *, outcome: str, amount: float, actor: str,

@@ -76,3 +76,42 @@ def seed_cases(ledger, *, accounts_too: bool = True) -> list[str]:
     late = mo.record(ledger, today - timedelta(days=40), pd.DataFrame(old, columns=list(mo.COLUMNS)),
                      due_days=lc.DUE_DAYS)
     return [o.order_id for o in made] + [o.order_id for o in late]
+
+
+def served_console(home, env: dict[str, str]):
+    """`fundx console` on a free loopback port for the browser tests, its output in ``home``/console.log: a
+    generator for a module fixture (yields the base URL and the log's path, stops the server after)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    import pytest
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log_path = home / "console.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "fundx", "console", "--port", str(port)], stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env={**env, "FUNDX_HOME": str(home)})
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/login", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"fundx console did not start: {log_path.read_text(errors='replace')[-2000:]}")
+        time.sleep(0.2)
+    yield base, log_path
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

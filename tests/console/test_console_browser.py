@@ -12,15 +12,11 @@ Skipped, with the reason, only where chromium cannot be had (`make test` install
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-from console_helpers import AUDITOR, FEED, NEXT_END, PASSWORDS, PAYLOADS, STEWARD, leaked
+from console_helpers import AUDITOR, FEED, NEXT_END, PASSWORDS, PAYLOADS, STEWARD, leaked, served_console
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
@@ -39,40 +35,10 @@ def _missing() -> str | None:
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(_missing() is not None, reason=_missing() or "")]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(night):
     """`fundx console` on a free loopback port, its output in FUNDX_HOME/console.log."""
-    port = _free_port()
-    log_path = night.home / "console.log"
-    env = {**os.environ, "FUNDX_HOME": str(night.home)}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "fundx", "console", "--port", str(port)], stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/login", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"fundx console did not start: {log_path.read_text(errors='replace')[-2000:]}")
-        time.sleep(0.2)
-    yield base, log_path
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    yield from served_console(night.home, dict(os.environ))
 
 
 @pytest.fixture(scope="module")

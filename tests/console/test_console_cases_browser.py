@@ -12,14 +12,10 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
-import time
 
-import httpx
 import pytest
-from console_helpers import INSPECTOR_A, INSPECTOR_B, PASSWORDS, SUBJECTS, SUPERVISOR, seed_cases
-from test_console_browser import CHROMEDRIVER, CHROMIUM, _free_port, _missing, _shot, _submit
+from console_helpers import INSPECTOR_A, INSPECTOR_B, PASSWORDS, SUBJECTS, SUPERVISOR, seed_cases, served_console
+from test_console_browser import CHROMEDRIVER, CHROMIUM, _missing, _shot, _submit
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(_missing() is not None, reason=_missing() or "")]
 
@@ -50,32 +46,7 @@ def cases_home(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(cases_home):
     home, _ = cases_home
-    port = _free_port()
-    log_path = home / "console.log"
-    env = {k: v for k, v in os.environ.items() if k != "FUNDX_LEDGER_URL"}
-    env["FUNDX_HOME"] = str(home)
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "fundx", "console", "--port", str(port)], stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/login", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"fundx console did not start: {log_path.read_text(errors='replace')[-2000:]}")
-        time.sleep(0.2)
-    yield base, log_path
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    yield from served_console(home, {k: v for k, v in os.environ.items() if k != "FUNDX_LEDGER_URL"})
 
 
 @pytest.fixture(scope="module")
