@@ -3,8 +3,8 @@
 The point of the inspections is that payments stop at once: the Shanwei notice (seed 001, line 44) says that an
 office that finds the fund harmed 「应当立即停止待遇支付」, and the national plan names the two cases this loop
 answers (seed 002, line 14: the monthly 「死亡未停發」「服刑未暫停」 suspect lists, in its traditional characters).
-So when an order of a death or custody rule is closed as ``confirmed`` (:func:`issue_for`, called from
-:func:`matching.orders.close` in the closing transaction),
+So when an order of a death or custody rule is closed as ``confirmed`` (:func:`issue_for`, called in the closing
+transaction: the second review of matching.lifecycle, or the one-step :func:`matching.orders.close` of programs),
 a **stop instruction** is recorded in the ledger (``stop_instructions``), audited as ``stop.issued``:
 
 - ``paid_after_death`` (死亡未停发): **terminate** the person's benefits from the first month after the month
