@@ -31,6 +31,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool, ProxyManager
 
+from connectors.pacing import Pacer
 from fundx.core.errors import (
     AuthError,
     ConfigurationError,
@@ -242,6 +243,7 @@ class HttpClient:
         self.session.mount("http://", adapter)
         self.session.headers["Accept"] = "application/json"
         self.session.headers["User-Agent"] = "fundx-exchange"
+        self.pacer = Pacer()
 
     def close(self) -> None:
         self.session.close()
@@ -268,6 +270,7 @@ class HttpClient:
         Past the request's deadline: TransientError (tried again); past the pull's: DeadlineExceeded.
         """
         path = urlsplit(url).path or "/"
+        self.pacer.wait()  # the agency's announced rate (connectors/pacing.py)
         started = time.monotonic()
         budget, by_pull = self.request_deadline, False
         if self.deadline is not None:
@@ -303,6 +306,7 @@ class HttpClient:
             raise IncompletePull(f"{what}: the compressed body could not be decoded", feed=self.feed) from None
         except requests.exceptions.InvalidURL:
             raise ConfigurationError(f"{what}: the feed's URL is not valid", feed=self.feed) from None
+        self.pacer.sent(started, response.headers)
         log.debug("%s: %s %s -> %d, %d bytes, %.3f s", self.feed, what, path, response.status, len(body), time.monotonic() - started)
         return response
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import bisect
+import math
 import re
 import secrets
 import threading
@@ -247,9 +248,23 @@ class RestAgency:
             raise
 
     def route(self, request: Request) -> Reply:
-        """Send a request to the endpoint it names (a rate-limited agency first counts it)."""
-        if self.bucket is not None and not self.bucket.take():
-            return json_reply(429, {"error": "rate_limited"}, {"Retry-After": "1"})
+        """Send a request to the endpoint it names. A rate-limited agency first counts it, and says its policy and
+        what is left of it on every answer (RateLimit-Policy and RateLimit, the IETF's draft header fields)."""
+        if self.bucket is None:
+            return self._route(request)
+        allowed = self.bucket.take()
+        announced = self.bucket.headers()
+        if not allowed:
+            return json_reply(429, {"error": "rate_limited"}, {"Retry-After": "1", **announced})
+        try:
+            reply = self._route(request)
+        except HttpError as exc:
+            exc.headers = {**announced, **exc.headers}
+            raise
+        reply.headers.update({k: v for k, v in announced.items() if k not in reply.headers})
+        return reply
+
+    def _route(self, request: Request) -> Reply:
         if self.token_path is not None and request.path == self.token_path:
             if request.method != "POST":
                 raise HttpError(405, "method_not_allowed", headers={"Allow": "POST"})
@@ -528,6 +543,15 @@ class TokenBucket:
         self._tokens = float(burst)
         self._last = time.monotonic()
         self._lock = threading.Lock()
+
+    def headers(self) -> dict[str, str]:
+        """The policy (``50;w=1``: the burst per the time it takes to refill) and what is left of it now."""
+        with self._lock:
+            tokens = min(self.burst, self._tokens + (time.monotonic() - self._last) * self.rate)
+        window = self.burst / self.rate
+        reset = math.ceil((self.burst - tokens) / self.rate) if tokens < self.burst else 0
+        return {"RateLimit-Policy": f"{self.burst};w={window:g}",
+                "RateLimit": f"limit={self.burst}, remaining={int(tokens)}, reset={reset}"}
 
     def take(self) -> bool:
         """Whether one more request may pass now."""
