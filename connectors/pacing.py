@@ -6,9 +6,9 @@ An agency that limits its API says so in its answers, as the IETF's RateLimit he
 or the older ``RateLimit-Remaining`` / ``RateLimit-Reset`` (also as ``X-RateLimit-*``). Without them, the only
 signal is a 429 with ``Retry-After`` in whole seconds: a client that runs into the limit sends a burst, is
 refused, sleeps the second it is told, and sends the next burst — on a 50-a-second agency about half its time
-asleep. :class:`Pacer` spaces the requests at the announced rate instead (window / quota apart), so the bucket
-never empties and no request is refused; where only ``remaining`` and ``reset`` are given, it waits for the
-reset once nothing remains. It never waits longer than the agency asks, and a 429 still gets its Retry-After
+asleep. :class:`Pacer` sends what remains of the quota at once and then spaces the requests at the announced
+rate (window / quota apart, one as each is refilled), so no request is refused; where only ``remaining`` and
+``reset`` are given, it waits for the reset once nothing remains. It never waits longer than the agency asks, and a 429 still gets its Retry-After
 (fundx.core.retry).
 """
 
@@ -52,8 +52,8 @@ def interval_of(headers: Mapping[str, str]) -> float | None:
     return min(w / q, MAX_PAUSE)
 
 
-def exhausted_for(headers: Mapping[str, str]) -> float | None:
-    """Seconds until the quota resets when the answer says none remains, else None."""
+def quota_left(headers: Mapping[str, str]) -> tuple[float | None, float | None]:
+    """(requests remaining, seconds until the quota resets) as the answer says them; None for what it does not."""
     combined = _header(headers, "RateLimit")
     remaining = reset = None
     if combined:
@@ -69,7 +69,13 @@ def exhausted_for(headers: Mapping[str, str]) -> float | None:
             reset = float(text) if text else None
         except ValueError:
             reset = None
-    if remaining is None or remaining > 0 or reset is None or reset < 0:
+    return remaining, (reset if reset is None or reset >= 0 else None)
+
+
+def exhausted_for(headers: Mapping[str, str]) -> float | None:
+    """Seconds until the quota resets when the answer says none remains, else None."""
+    remaining, reset = quota_left(headers)
+    if remaining is None or remaining > 0 or reset is None:
         return None
     return min(reset, MAX_PAUSE)
 
@@ -96,7 +102,10 @@ class Pacer:
         interval = interval_of(headers)
         if interval is not None:
             self._interval = interval
-        next_at = at + self._interval if self._interval is not None else 0.0
+        remaining, _ = quota_left(headers)
+        # what remains of a burst goes at once; then one request per interval, as the quota refills
+        spaced = self._interval is not None and (remaining is None or remaining < 1)
+        next_at = at + self._interval if spaced and self._interval is not None else 0.0
         reset = exhausted_for(headers)
         if reset is not None and self._interval is None:  # a policy's spacing keeps the quota from running out
             next_at = max(next_at, self._clock() + reset)

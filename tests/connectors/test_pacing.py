@@ -64,6 +64,9 @@ def test_requests_are_spaced_by_the_policy_and_not_longer():
     clock.now += 0.05  # slower than the policy: no wait
     pacer.wait()
     assert clock.slept == [0.015] and pacer.waited == pytest.approx(0.015)
+    pacer.sent(clock(), {"RateLimit-Policy": "50;w=1", "RateLimit": "limit=50, remaining=7, reset=1"})
+    pacer.wait()  # what remains of the burst goes at once
+    assert clock.slept == [0.015]
 
 
 def test_without_a_policy_an_exhausted_quota_waits_for_the_reset():
@@ -92,3 +95,4 @@ def test_paced_requests_keep_to_the_sandbox_agencys_bucket_where_unpaced_ones_ar
         refused += not bucket.take()
         pacer.sent(sent, bucket.headers())
     assert refused == 0 and pacer.waited > 0
+    assert pacer.waited < 40 / 200.0  # the burst went at once: less waiting than one interval a request
