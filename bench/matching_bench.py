@@ -333,6 +333,7 @@ def make_inputs(roll: int, deaths: int, prisoners: int,
         "status": _pick(ROLL_STATUS, status), "start_month": pa.array(start, pa.int32()),
         "stop_month": pa.array(np.where(status == 0, 0, paid + 1), pa.int32(), mask=status == 0),
         "paid_through": pa.array(paid, pa.int32()), "batch": roll_batch, "received_at": roll_received,
+        "district_given": pa.array(np.ones(roll, bool)),  # the office names the paying district of every entry
     })
     planted = {"paid_after_death": len(planted_dead), "paid_in_custody": len(planted_held)}
     return {"roll": roll_t, "deaths": deaths_t, "custody": custody_t}, planted

@@ -140,7 +140,8 @@ def _office_db() -> Path:
 
     db = office_path(get_settings().sandbox_home)
     if not db.is_file():
-        err.print(f"[red]error:[/red] the sandbox office's database {db} does not exist; run `fundx sandbox start` first")
+        err.print(f"[red]error:[/red] the sandbox office's database {db} does not exist; run `fundx sandbox start` first",
+                  soft_wrap=True)
         raise typer.Exit(1)
     return db
 

@@ -30,6 +30,7 @@ ARGUMENTS = {
     "failures release": ["nope", "--reason", "a reason long enough", "--account", "wang"],
     "failures reject": ["nope", "--reason", "a reason long enough", "--account", "wang"],
     "orders show": ["1"],
+    "stops resend": ["STOP-O20260301-1-0001-202603", "--account", "wang"],
     "cases list": ["--account", "wang"],
     "cases show": ["O20260301-1-0001", "--account", "wang"],
     "cases take": ["O20260301-1-0001", "--account", "wang"],
