@@ -59,9 +59,10 @@ def cell_text(value: Any) -> str | None:
     return str(value)
 
 
-#: whole numbers below this are exact as floats (2**53): written without ``.0``; larger ones keep the float's text
-#: (1.10105e+17: what Excel made of a long number, which the contract then refuses as an identity number)
-_EXACT = 2 ** 53
+#: whole numbers below this are written without ``.0`` (as a spreadsheet writes them, and as Python writes a float
+#: in plain digits: from 1e16 on it uses an exponent); larger ones keep the float's text (1.10105e+17: what Excel
+#: made of a long number, which the contract then refuses as an identity number)
+_EXACT = 10 ** 16
 #: Excel's grid: columns A..XFD, rows 1..1,048,576
 MAX_COLUMN, MAX_ROW = 16_384, 1_048_576
 _TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(c|row)(?=[\s/>])([^>]*)>")

@@ -22,7 +22,7 @@ CELL = st.one_of(
     st.none(), TEXT,
     st.integers(-10**15, 10**15),
     st.floats(allow_nan=False, allow_infinity=False, width=64).filter(lambda f: abs(f) < 1e300),
-    st.sampled_from([1.10105e17, 3.3010619501e17, 0.1, -2.5, 100000.0]),
+    st.sampled_from([1.10105e17, 3.3010619501e17, 0.1, -2.5, 100000.0, 2.0 ** 53, 9999999999999998.0, 1e16, -1e16]),
     st.datetimes(min_value=datetime(1900, 3, 1), max_value=datetime(2100, 1, 1)).map(lambda d: d.replace(microsecond=0)),
     st.dates(min_value=date(1900, 3, 1), max_value=date(2100, 1, 1)),
     st.booleans(),
@@ -157,3 +157,9 @@ def test_a_cell_far_out_makes_a_grid_too_large_for_the_limit(tmp_path, monkeypat
     with zipfile.ZipFile(io.BytesIO(out.getvalue())) as z, z.open(sheet) as stream:
         rows, cols, cells = sheet_extent(stream)
     assert (rows * cols, cells) == (1_048_576 * 16_384, 3)
+
+
+def test_whole_numbers_keep_their_text_up_to_where_python_turns_to_an_exponent():
+    data = workbook([["x"], [2.0 ** 53], [9999999999999998.0], [1e16], [-12.0], [12.5]])
+    assert by_calamine(data) == by_openpyxl(data)
+    assert [r[0] for r in by_calamine(data)[1:]] == ["9007199254740992", "9999999999999998", "1e+16", "-12", "12.5"]
