@@ -16,8 +16,9 @@ No subject token is shown anywhere (a case is named by its order id), identity n
 evidence is masked once more before it is shown (:func:`fundx.core.identity.mask_id_like`). The console's log
 gets the account, the step and the order id.
 
-Beside matching.lifecycle (not changed here): the submit step is refused to an inspector other than the one who
-took the case (the lifecycle lets any inspector submit), and the per-district counts are this module's.
+The refusals here say in the reader's language what matching.lifecycle would say (it checks the same: role,
+stage, two-person review, and that only the inspector who took a case submits its finding); the per-district
+counts are this module's.
 """
 
 from __future__ import annotations
