@@ -35,7 +35,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from fundx.core.digest import DEFECT, RAW
+from fundx.core.columns import DEFECT, RAW
 from fundx.core.errors import ConfigurationError, DecisionError, SealError, UnknownSignerError
 from fundx.core.identity import has_id_like, mask_account, mask_id, mask_id_like
 from fundx.core.timeutil import UTC, Window
