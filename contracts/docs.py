@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from contracts.validate import Checked
+from contracts.validate import Checked, gx_raised
 
 #: The only keys of an expectation's result that reach Data Docs.
 SAFE_RESULT_KEYS = ("element_count", "unexpected_count", "unexpected_percent", "unexpected_percent_total",
@@ -39,7 +39,7 @@ def counts_only(validation_result: Any) -> Any:
             kept["observed_value"] = observed  # table-level counts (row count)
         results.append(ExpectationValidationResult(
             success=item.success, expectation_config=item.expectation_config, result=kept,
-            exception_info={"raised_exception": bool((item.exception_info or {}).get("raised_exception")),
+            exception_info={"raised_exception": gx_raised(item),
                             "exception_message": None, "exception_traceback": None},
         ))
     meta = {k: v for k, v in (validation_result.meta or {}).items()

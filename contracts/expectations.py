@@ -5,7 +5,8 @@ suite that names one of these types only loads when this module has been importe
 otherwise drop the expectation silently. So: the compiler imports this module, :func:`register`
 checks every type is known, and :func:`load_suite` refuses a saved suite that lost one.
 
-Each metric works on the whole column at once (contracts.checks / fundx.core.idcolumns); values a rule
+Each metric works on the whole column at once and is the very function the compiled checks use
+(contracts.engine); values a rule
 does not apply to (missing, or not shaped like an identity number) pass, because another rule
 (``required``, ``format``) reports them: a row names every rule it breaks, and only those.
 The metrics keep nulls themselves (``filter_column_isnull = False``) so GX does not copy the frame
@@ -31,20 +32,17 @@ from great_expectations.expectations.metrics.map_metric_provider.column_conditio
     column_condition_partial,
 )
 
-from contracts.checks import column_days as date_days
-from contracts.checks import column_ids as id_column
-from contracts.checks import is_timestamp, matches, present
-from fundx.core.areacodes import known_areas
-from fundx.core.idcolumns import NO_DAY, uscc_column
-
-USCC_SHAPE = r"^[0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXY]{10}$"
-
-
-def _day(text: str | None) -> int | None:
-    """Days since 1970-01-01 of an ISO date given as a parameter (None stays None)."""
-    if text is None:
-        return None
-    return int(np.datetime64(str(text), "D").astype(np.int64))
+from contracts.engine import (
+    birth_matches_id_ok,
+    credit_code_ok,
+    date_ok,
+    dates_between_ok,
+    dates_in_order_ok,
+    identity_number_ok,
+    known_area_ok,
+    not_before_id_birth_ok,
+    timestamp_ok,
+)
 
 
 def _series(mask: np.ndarray, like: pd.Series) -> pd.Series:
@@ -62,8 +60,7 @@ class ColumnValuesIdentityNumber(ColumnMapMetricProvider):
 
     @column_condition_partial(engine=PandasExecutionEngine)
     def _pandas(cls, column: pd.Series, **kwargs: Any) -> pd.Series:
-        ids = id_column(column)
-        return _series(~ids.shaped | ids.valid, column)
+        return _series(identity_number_ok(column), column)
 
 
 class ColumnValuesKnownAreaCode(ColumnMapMetricProvider):
@@ -74,8 +71,7 @@ class ColumnValuesKnownAreaCode(ColumnMapMetricProvider):
 
     @column_condition_partial(engine=PandasExecutionEngine)
     def _pandas(cls, column: pd.Series, **kwargs: Any) -> pd.Series:
-        ids = id_column(column)
-        return _series(~ids.shaped | known_areas(ids.area), column)
+        return _series(known_area_ok(column), column)
 
 
 class ColumnValuesCreditCode(ColumnMapMetricProvider):
@@ -86,7 +82,7 @@ class ColumnValuesCreditCode(ColumnMapMetricProvider):
 
     @column_condition_partial(engine=PandasExecutionEngine)
     def _pandas(cls, column: pd.Series, **kwargs: Any) -> pd.Series:
-        return _series(~matches(column, USCC_SHAPE) | uscc_column(column), column)
+        return _series(credit_code_ok(column), column)
 
 
 class ColumnValuesDate(ColumnMapMetricProvider):
@@ -97,7 +93,7 @@ class ColumnValuesDate(ColumnMapMetricProvider):
 
     @column_condition_partial(engine=PandasExecutionEngine)
     def _pandas(cls, column: pd.Series, **kwargs: Any) -> pd.Series:
-        return _series(~present(column) | (date_days(column) != NO_DAY), column)
+        return _series(date_ok(column), column)
 
 
 class ColumnValuesDateBetween(ColumnMapMetricProvider):
@@ -110,14 +106,7 @@ class ColumnValuesDateBetween(ColumnMapMetricProvider):
     @column_condition_partial(engine=PandasExecutionEngine)
     def _pandas(cls, column: pd.Series, min_date: str | None = None, max_date: str | None = None,
                 **kwargs: Any) -> pd.Series:
-        days = date_days(column)
-        ok = np.ones(len(days), dtype=bool)
-        low, high = _day(min_date), _day(max_date)
-        if low is not None:
-            ok &= days >= low
-        if high is not None:
-            ok &= days <= high
-        return _series((days == NO_DAY) | ok, column)
+        return _series(dates_between_ok(column, min_date, max_date), column)
 
 
 class ColumnValuesTimestamp(ColumnMapMetricProvider):
@@ -128,7 +117,7 @@ class ColumnValuesTimestamp(ColumnMapMetricProvider):
 
     @column_condition_partial(engine=PandasExecutionEngine)
     def _pandas(cls, column: pd.Series, **kwargs: Any) -> pd.Series:
-        return _series(~present(column) | is_timestamp(column), column)
+        return _series(timestamp_ok(column), column)
 
 
 class ColumnPairDatesInOrder(ColumnPairMapMetricProvider):
@@ -140,8 +129,7 @@ class ColumnPairDatesInOrder(ColumnPairMapMetricProvider):
 
     @column_pair_condition_partial(engine=PandasExecutionEngine)
     def _pandas(cls, column_A: pd.Series, column_B: pd.Series, **kwargs: Any) -> pd.Series:
-        a, b = date_days(column_A), date_days(column_B)
-        return _series((a == NO_DAY) | (b == NO_DAY) | (a <= b), column_A)
+        return _series(dates_in_order_ok(column_A, column_B), column_A)
 
 
 class ColumnPairIdBirthDate(ColumnPairMapMetricProvider):
@@ -152,8 +140,7 @@ class ColumnPairIdBirthDate(ColumnPairMapMetricProvider):
 
     @column_pair_condition_partial(engine=PandasExecutionEngine)
     def _pandas(cls, column_A: pd.Series, column_B: pd.Series, **kwargs: Any) -> pd.Series:
-        ids, born = id_column(column_A), date_days(column_B)
-        return _series(~ids.valid | (born == NO_DAY) | (ids.birth == born), column_A)
+        return _series(birth_matches_id_ok(column_A, column_B), column_A)
 
 
 class ColumnPairNotBeforeIdBirth(ColumnPairMapMetricProvider):
@@ -164,8 +151,7 @@ class ColumnPairNotBeforeIdBirth(ColumnPairMapMetricProvider):
 
     @column_pair_condition_partial(engine=PandasExecutionEngine)
     def _pandas(cls, column_A: pd.Series, column_B: pd.Series, **kwargs: Any) -> pd.Series:
-        ids, day = id_column(column_A), date_days(column_B)
-        return _series(~ids.valid | (day == NO_DAY) | (day >= ids.birth), column_A)
+        return _series(not_before_id_birth_ok(column_A, column_B), column_A)
 
 
 # --- expectations -----------------------------------------------------------------------------

@@ -11,18 +11,23 @@ splits one frame's rows (a whole batch, or a chunk), and :func:`verdict` decides
 totals — a schema break, a rule that could not be evaluated, the row count against the feed's
 history, the share of failing rows. :func:`check` is both, for a batch in memory.
 
+The row split is the contract's compiled checks (:mod:`contracts.engine`: vectorised, GX's semantics,
+proven equal to the GX suite by tests/contracts/test_engine_vs_gx.py). Great Expectations, the engine of
+record, validates every batch's results (:mod:`contracts.evidence`: the failing rows and a sample of the
+others must get GX's verdict, or the batch is held back) and its result is what Data Docs show.
+``gx=False`` checks without GX (a quick look at a file: ``fundx contract check``), and never imports it.
+
 One Great Expectations context serves the whole process (ephemeral, progress bars off); import and
-first use cost a few seconds, so validate every feed of a night in one process. The row split uses
-the fast path measured in docs/libraries.md: result format COMPLETE without ``unexpected_index_column_names``,
-no index query, no unexpected values, and the frame's RangeIndex positions from
-``unexpected_index_list``.
+first use cost a few seconds, so validate every feed of a night in one process. GX is asked for the
+fast result format measured in docs/libraries.md: COMPLETE without ``unexpected_index_column_names``,
+no index query, no unexpected values, and the frame's RangeIndex positions from ``unexpected_index_list``.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
@@ -32,16 +37,14 @@ import numpy as np
 import pandas as pd
 
 from contracts import Contract, load_contract
-from contracts.checks import shared_work
-from contracts.compile import compile_suite
+from contracts import evidence as ev
+from contracts.engine import row_codes
+from contracts.evidence import gx_raised
 from contracts.normalise import NormalisationRecord, normalise
 from contracts.rules import KEY_CONFLICT, ROW_SHAPE, ContractRules, Rule, contract_rules
 from contracts.rules import row_count_bounds as contract_rules_bounds
-from fundx.core.digest import DEFECT, RAW, RESERVED_COLUMNS
+from fundx.core.columns import DEFECT, RAW, RESERVED_COLUMNS, RULE_SEPARATOR, RULES_COLUMN
 from fundx.core.timeutil import SHANGHAI
-
-RULES_COLUMN = "_rules"
-RULE_SEPARATOR = ";"
 
 #: What GX is asked to return: row positions of failures, never the failing values.
 RESULT_FORMAT: dict[str, Any] = {
@@ -66,6 +69,7 @@ class Checked:
     normalisation: NormalisationRecord
     report: dict[str, Any] = field(default_factory=dict)
     validation_result: Any = None  # the GX ExpectationSuiteValidationResult (for Data Docs), if any
+    disputed: dict[str, int] = field(default_factory=dict)  # rule -> rows where GX and the split disagree
 
 
 class _Gx:
@@ -103,6 +107,8 @@ class _Gx:
 
     def validate(self, frame: pd.DataFrame, suite: Any, parameters: dict[str, Any]) -> Any:
         """Validate a frame (RangeIndex) against a suite."""
+        from contracts.checks import shared_work
+
         batch = self.batch_definition.get_batch(batch_parameters={"dataframe": frame})
         with shared_work():
             return batch.validate(suite, result_format=RESULT_FORMAT, expectation_parameters=parameters)
@@ -115,7 +121,14 @@ def gx_context() -> Any:
 
 @lru_cache(maxsize=64)
 def _suite(contract: Contract) -> Any:
+    from contracts.compile import compile_suite
+
     return compile_suite(contract)
+
+
+def gx_validate(contract: Contract, frame: pd.DataFrame, parameters: dict[str, Any]) -> Any:
+    """Great Expectations' validation of a frame (RangeIndex) against the contract's compiled suite."""
+    return _Gx.get().validate(frame, _suite(contract), parameters)
 
 
 def row_count_bounds(rule: Rule, history: Sequence[int] | None) -> tuple[int, int | None]:
@@ -137,6 +150,10 @@ class RowCheck:
     result: Any = None  # the GX suite validation result (counts, no values), for Data Docs
     schema_reason: str | None = None  # the frame's columns do not match the contract: nothing was checked
     normalise_seconds: float = 0.0
+    #: per rule, the values GX counts as missing (Data Docs' counts of a batch checked in chunks)
+    missing: dict[str, int | None] = field(default_factory=dict)
+    #: rule -> rows of the evidence where GX's verdict is not the split's (gx=True only)
+    disputed: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -151,15 +168,19 @@ class Verdict:
 
 
 def verdict(contract: Contract, *, rows: int, failed: int, history: Sequence[int] | None,
-            unevaluated: Sequence[str] = (), schema_reason: str | None = None) -> Verdict:
-    """The one verdict on a batch, whole or streamed, from its totals: a schema break; a rule Great
-    Expectations could not evaluate (never trust a batch a rule could not look at); the row count
-    against the feed's trailing history (``history``, oldest first); the share of failing rows above
-    the contract's ``batchPolicy``. Any of them holds the batch back whole (``rejected``)."""
+            unevaluated: Sequence[str] = (), schema_reason: str | None = None,
+            disputed: Mapping[str, int] | None = None) -> Verdict:
+    """The one verdict on a batch, whole or streamed, from its totals: a schema break; a rule that could
+    not be evaluated (never trust a batch a rule could not look at); a rule whose split Great
+    Expectations did not confirm (``disputed``: rule -> rows); the row count against the feed's trailing
+    history (``history``, oldest first); the share of failing rows above the contract's ``batchPolicy``.
+    Any of them holds the batch back whole (``rejected``)."""
     rules = contract_rules(contract)
     if schema_reason is not None:
         return Verdict(True, schema_reason, {}, schema_break=True)
     reasons = [f"rule {rule_id} could not be evaluated" for rule_id in dict.fromkeys(unevaluated)]
+    reasons += [f"rule {rule_id}: Great Expectations and the compiled check disagree on {n} row(s) "
+                "(the batch is held back until they agree)" for rule_id, n in sorted((disputed or {}).items())]
     counts: dict[str, int] = {}
     rows_ok = True
     for rule in rules.batch_rules:
@@ -185,7 +206,7 @@ def settle_result(result: Any, contract: Contract, *, rows: int, rows_ok: bool) 
         if (item.expectation_config.meta or {}).get("rule") in batch_rules:
             if "observed_value" in (item.result or {}):
                 item.result["observed_value"] = rows
-            if not (item.exception_info or {}).get("raised_exception"):
+            if not gx_raised(item):
                 item.success = rows_ok
     good = sum(1 for item in result.results if item.success)
     result.success = good == len(result.results)
@@ -197,29 +218,32 @@ def settle_result(result: Any, contract: Contract, *, rows: int, rows_ok: bool) 
 
 
 def check(feed_or_contract: str | Contract, frame: pd.DataFrame, *, history: Sequence[int] | None = None,
-          today: date | None = None) -> Checked:
+          today: date | None = None, gx: bool = True) -> Checked:
     """Check a batch against its feed's contract; see the module's docstring.
 
     ``history``: row counts of the feed's previous batches, oldest first (for the row-count rule).
     ``today``: the day dates may not be after (default: today in Asia/Shanghai).
+    ``gx``: Great Expectations validates the results (and gives the result Data Docs show); False checks
+    with the compiled checks alone (no GX import: ``validation_result`` is None).
     Raises ConfigurationError when the contract itself is wrong; a schema break is a rejection.
     """
     started = time.perf_counter()
     contract = feed_or_contract if isinstance(feed_or_contract, Contract) else load_contract(feed_or_contract)
     rules = contract_rules(contract)
     bounds = next((row_count_bounds(r, history) for r in rules.batch_rules if r.kind == "row_count"), (0, None))
-    found = check_rows(contract, frame, today=today, row_count=bounds)
+    found = check_rows(contract, frame, today=today, row_count=bounds, gx=gx)
     decided = verdict(contract, rows=found.rows, failed=len(found.quarantined), history=history,
-                      unevaluated=found.unevaluated, schema_reason=found.schema_reason)
+                      unevaluated=found.unevaluated, schema_reason=found.schema_reason, disputed=found.disputed)
     result = settle_result(found.result, contract, rows=found.rows, rows_ok=decided.rows_ok)
     valid = found.valid
     report = check_report(contract, rules, rows=found.rows, valid=len(valid), quarantined=len(found.quarantined),
                           counts=found.counts | decided.counts, record=found.record, rejected=decided.rejected,
                           reason=decided.reason, seconds=time.perf_counter() - started, schema=decided.schema_break)
     report["unevaluated"] = list(found.unevaluated)
+    report["disputed"] = dict(found.disputed)
     report["normalise_seconds"] = round(found.normalise_seconds, 3)
     return Checked(contract.feed, valid, found.quarantined, decided.rejected, decided.reason,
-                   found.counts | decided.counts, found.record, report, result)
+                   found.counts | decided.counts, found.record, report, result, dict(found.disputed))
 
 
 def schema_break(contract: Contract, columns: Sequence[object]) -> str | None:
@@ -238,12 +262,14 @@ def schema_break(contract: Contract, columns: Sequence[object]) -> str | None:
 
 
 def check_rows(contract: Contract, frame: pd.DataFrame, *, today: date | None = None,
-               row_count: tuple[int, int | None] = (0, None)) -> RowCheck:
-    """Normalise a frame's rows and split them, valid from failing, by the contract's row rules (one
-    GX validation over every expectation; the structural rules from the transport's marks). Each failing
-    row carries every rule it broke (``_rules``). ``row_count`` only fills the row-count expectation's
-    parameters for Data Docs: whether the batch's row count holds is :func:`verdict`'s to say."""
-    rules = contract_rules(contract)
+               row_count: tuple[int, int | None] = (0, None), gx: bool = True) -> RowCheck:
+    """Normalise a frame's rows and split them, valid from failing, by the contract's row rules (the
+    compiled checks; the structural rules from the transport's marks). Each failing row carries every
+    rule it broke (``_rules``). With ``gx``, Great Expectations validates the frame's results (all of a
+    small frame; the failing rows and a sample of the rest of a large one) and ``disputed`` says where
+    it disagrees; a batch checked in chunks leaves that to :mod:`contracts.evidence` once per batch.
+    ``row_count`` only fills the row-count expectation's parameters for Data Docs: whether the batch's
+    row count holds is :func:`verdict`'s to say."""
     today = today or datetime.now(SHANGHAI).date()
     if (broken := schema_break(contract, list(frame.columns))) is not None:
         return RowCheck(len(frame), frame.iloc[0:0], frame.iloc[0:0], {}, NormalisationRecord(), [],
@@ -262,33 +288,19 @@ def check_rows(contract: Contract, frame: pd.DataFrame, *, today: date | None = 
     original_index = work.index
     work = work.reset_index(drop=True)
 
-    parameters: dict[str, Any] = {"today": today.isoformat(), "row_count_min": row_count[0],
-                                  "row_count_max": row_count[1]}
-    result = _Gx.get().validate(work, _suite(contract), parameters)
-
-    row_rules = [r.id for r in rules.row_rules]
-    row_ids = set(row_rules)
+    found = row_codes(contract, work, today)
+    row_rules = found.row_ids
     bit = {rule_id: np.int64(1) << np.int64(i) for i, rule_id in enumerate(row_rules)}
-    if len(row_rules) > 62:
-        raise ValueError("more than 62 row rules in one contract")
-    codes = np.zeros(len(work), dtype=np.int64)
-    unevaluated: list[str] = []
-    for item in result.results:
-        rule_id = (item.expectation_config.meta or {}).get("rule")
-        if item.exception_info and item.exception_info.get("raised_exception"):
-            # never trust a batch a rule could not look at (the verdict says so); the text may quote values
-            unevaluated.append(str(rule_id))
-            continue
-        if rule_id in row_ids:
-            failed = np.asarray(item.result.get("unexpected_index_list") or [], dtype=np.int64)
-            if len(failed):
-                codes[failed] |= bit[rule_id]
-    key_unique = np.int64(0)  # a conflict breaks the key's uniqueness by definition: said once, as key_conflict
-    for rule in rules.row_rules:
-        if rule.kind == "unique" and set(rule.columns) <= set(contract.key):
-            key_unique |= bit[rule.id]
-    codes = _structural(codes, marks.get(DEFECT), bit, key_unique)
+    codes = structural_codes(found.codes, marks.get(DEFECT), bit, _key_unique(contract, bit))
     counts = {rule_id: int(np.count_nonzero(codes & bit[rule_id])) for rule_id in row_rules}
+    unevaluated = list(found.unevaluated)
+    result: Any = None
+    disputed: dict[str, int] = {}
+    if gx:
+        evidence = ev.of_frame(contract, work, codes, marks.get(DEFECT))
+        result, disputed, raised = ev.confirm(contract, evidence, today=today, row_count=row_count)
+        unevaluated += [r for r in raised if r not in unevaluated]
+        result = ev.settle_counts(result, rows=len(work), counts=counts, missing=found.missing)
 
     bad = codes != 0
     quarantined = work[bad].copy()
@@ -300,10 +312,20 @@ def check_rows(contract: Contract, frame: pd.DataFrame, *, today: date | None = 
     valid = work[~bad]
     valid.index = original_index[~bad]
     return RowCheck(len(work), valid, quarantined, counts, record, unevaluated, result,
-                    normalise_seconds=normalise_seconds)
+                    normalise_seconds=normalise_seconds, missing=found.missing, disputed=disputed)
 
 
-def _structural(codes: np.ndarray, defects: pd.Series | None, bit: dict[str, np.int64],
+def _key_unique(contract: Contract, bit: dict[str, np.int64]) -> np.int64:
+    """The bits of the ``unique`` rules of the record key: a key conflict breaks them by definition,
+    and says so once, as ``key_conflict``."""
+    key_unique = np.int64(0)
+    for rule in contract_rules(contract).row_rules:
+        if rule.kind == "unique" and set(rule.columns) <= set(contract.key):
+            key_unique |= bit[rule.id]
+    return key_unique
+
+
+def structural_codes(codes: np.ndarray, defects: pd.Series | None, bit: dict[str, np.int64],
                 key_unique: np.int64) -> np.ndarray:
     """The rows' rule bits with the transport's structural defects added: a malformed row broke
     ``row_shape`` and nothing else (its columns were never read, so no other rule can speak of it);

@@ -13,3 +13,6 @@ ARRIVAL = "_arrival"
 #: hash only where they hold a value, so a pull without defects has the digest it always had, chunked or
 #: whole; ARRIVAL never counts
 RESERVED_COLUMNS = (DEFECT, RAW, ARRIVAL)
+#: a quarantined row's column naming every rule it broke (contracts.validate), joined by RULE_SEPARATOR
+RULES_COLUMN = "_rules"
+RULE_SEPARATOR = ";"

@@ -2,7 +2,8 @@
 
 :func:`check_chunk` takes a :class:`CheckJob` (a spool reference and positions, no records) and leaves
 its split in the spool: the failing rows as a frame for the stewards, the valid ones as Parquet pieces
-for the stage; it returns counts, the valid rows' hashes and a counts-only GX result.
+for the stage, and a sample of the valid rows for Great Expectations to confirm once per batch
+(contracts.evidence); it returns counts, the values GX would count missing and the valid rows' hashes.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class CheckJob:
 
 @dataclass
 class CheckResult:
-    """One chunk's check: counts, the valid rows' hashes and event lags, a counts-only GX result."""
+    """One chunk's check: counts, missing values per rule, the valid rows' hashes and event lags."""
 
     name: str
     rows: int
@@ -52,7 +53,10 @@ class CheckResult:
     schema_reason: str | None
     valid_hashes: np.ndarray = field(repr=False)
     lags: np.ndarray | None = field(repr=False)
-    gx: Any = field(repr=False)
+    #: per rule, the values GX counts missing (for the batch's Data Docs counts)
+    missing: dict[str, int | None] = field(default_factory=dict)
+    #: the spool's name of the chunk's sample of valid rows, for GX's confirmation (contracts.evidence)
+    sample: str | None = None
     normalise_seconds: float = 0.0
     seconds: float = 0.0
     #: the valid rows as Parquet, in the spool: (name, rows, bytes) of each piece, in row order
@@ -66,7 +70,7 @@ def check_chunk(job: CheckJob) -> CheckResult:
     """Check one spooled chunk against its feed's contract; its split goes back to the spool: the
     failing rows as a frame (for the stewards), the valid ones already as Parquet pieces of at most
     ``part_bytes`` (for the stage) — encoded here, so that with a pool of workers it runs in parallel."""
-    from contracts.docs import counts_only
+    from contracts.evidence import valid_sample
     from contracts.sla.latency import event_lags
     from contracts.validate import check_rows
 
@@ -76,12 +80,16 @@ def check_chunk(job: CheckJob) -> CheckResult:
     if len(job.chunk.drop):
         hashes = {c: np.delete(h, job.chunk.drop) for c, h in hashes.items()}
     frame.index = np.arange(job.chunk.offset, job.chunk.offset + len(frame))  # positions in the whole pull
-    checked = check_rows(_contract(job.feed), frame, today=job.today)
+    checked = check_rows(_contract(job.feed), frame, today=job.today, gx=False)
     valid_hashes = row_hashes_since(checked.valid, frame, hashes)
     del frame, hashes
     number = job.chunk.name.split("-", 1)[1]
     name = "failed-" + number
     job.spool.put_object(name, checked.quarantined)
+    sample = None
+    if len(checked.valid):
+        sample = "sample-" + number
+        job.spool.put_object(sample, valid_sample(checked.valid, seed=job.chunk.offset))
     encoding = time.perf_counter()
     pieces, schema = _encode_valid(job, checked.valid, number)
     encode_seconds = time.perf_counter() - encoding
@@ -95,7 +103,7 @@ def check_chunk(job: CheckJob) -> CheckResult:
         name=name, rows=checked.rows, valid=len(checked.valid), quarantined=len(checked.quarantined),
         counts=dict(checked.counts), normalisation=checked.record.as_dict(), unevaluated=list(checked.unevaluated),
         schema_reason=checked.schema_reason, valid_hashes=valid_hashes,
-        lags=lags, gx=counts_only(checked.result) if checked.result is not None else None,
+        lags=lags, missing=dict(checked.missing), sample=sample,
         normalise_seconds=checked.normalise_seconds, seconds=time.perf_counter() - started,
         pieces=pieces, schema=schema, encode_seconds=encode_seconds, offset=job.chunk.offset,
     )

@@ -60,7 +60,7 @@ def check_spooled(pulled: SpooledPull, *, runner: Runner, steps: Steps, history:
     from contracts.normalise import NormalisationRecord
     from contracts.rules import contract_rules
     from contracts.sla.latency import lag_percentiles
-    from contracts.validate import check_report, verdict
+    from contracts.validate import check_report, settle_result, verdict
     from fundx.core.timeutil import SHANGHAI, now
 
     contract = load_contract(pulled.feed)
@@ -90,12 +90,21 @@ def check_spooled(pulled: SpooledPull, *, runner: Runner, steps: Steps, history:
             for kind, n in kinds.items():
                 record.add(column, kind, n)
     unevaluated = [u for r in results for u in r.unevaluated]
+    schema_reason = next((r.schema_reason for r in results if r.schema_reason), None)
+    validation_result: Any = None
+    disputed: dict[str, int] = {}
+    if schema_reason is None:
+        with steps.step("validate"):  # Great Expectations confirms the batch's split, once
+            validation_result, disputed, raised = confirm_batch(pulled, results, contract, today=today,
+                                                                 failed=bad, counts=counts, rows=rows)
+            unevaluated += raised
     decided = verdict(contract, rows=rows, failed=bad, history=history, unevaluated=unevaluated,
-                      schema_reason=next((r.schema_reason for r in results if r.schema_reason), None))
+                      schema_reason=schema_reason, disputed=disputed)
     report = check_report(contract, rules, rows=rows, valid=valid, quarantined=bad, counts=counts | decided.counts,
                           record=record, rejected=decided.rejected, reason=decided.reason,
                           seconds=time.perf_counter() - started, schema=decided.schema_break)
     report["unevaluated"] = sorted(set(unevaluated))
+    report["disputed"] = disputed
     report["normalise_seconds"] = round(normalise_seconds, 3)
     report["streamed"] = {"chunks": len(results)}
     lags = [r.lags for r in results if r.lags is not None and len(r.lags)]
@@ -105,47 +114,24 @@ def check_spooled(pulled: SpooledPull, *, runner: Runner, steps: Steps, history:
         r.lags = None
     return SpooledBatch(
         pulled, results, report,
-        merged_result([r.gx for r in results if r.gx is not None], contract, rows=rows, rows_ok=decided.rows_ok),
+        settle_result(validation_result, contract, rows=rows, rows_ok=decided.rows_ok),
         digest_of(pulled.columns, hashes), lag_percentiles(np.concatenate(lags)) if lags else None, runner,
     )
 
 
-_COUNTED = ("element_count", "unexpected_count", "missing_count")
+def confirm_batch(pulled: SpooledPull, results: list[CheckResult], contract: Any, *, today: date, failed: int,
+                  counts: dict[str, int], rows: int) -> tuple[Any, dict[str, int], list[str]]:
+    """Great Expectations' one validation of a streamed batch's results (contracts.evidence): the chunks'
+    failing rows and samples of their valid rows, GX's disagreements with the split, the rules it could
+    not evaluate; its result carries the whole batch's counts (for Data Docs)."""
+    from contracts import evidence
 
-
-def merged_result(results: list[Any], contract: Any, *, rows: int, rows_ok: bool) -> Any:
-    """One counts-only GX suite result from the chunks' (for Data Docs): counts summed, percentages and
-    successes recomputed, the table-level row count as the verdict has it (contracts.validate.settle_result)."""
-    if not results:
-        return None
-    from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
-
-    from contracts.validate import settle_result
-
-    first = results[0]
-    merged = []
-    for i, item in enumerate(first.results):
-        parts = [r.results[i] for r in results if i < len(r.results)]
-        kept = dict(item.result or {})
-        raised = any((p.exception_info or {}).get("raised_exception") for p in parts)
-        if "element_count" in kept:
-            for name in _COUNTED:
-                if name in kept:
-                    kept[name] = sum(int((p.result or {}).get(name) or 0) for p in parts)
-            total, bad, missing = kept["element_count"], kept.get("unexpected_count", 0), kept.get("missing_count", 0)
-            present = total - missing
-            share = 100.0 * bad / present if present else 0.0
-            for name, value in (("unexpected_percent", share), ("unexpected_percent_nonmissing", share),
-                                ("unexpected_percent_total", 100.0 * bad / total if total else 0.0),
-                                ("missing_percent", 100.0 * missing / total if total else 0.0)):
-                if name in kept:
-                    kept[name] = value
-            mostly = float((item.expectation_config.kwargs or {}).get("mostly", 1.0))
-            success = not raised and (present == 0 or (present - bad) / present >= mostly)
-        else:  # table level, the row count: the batch's, settled below
-            success = not raised
-        merged.append(ExpectationValidationResult(success=success, expectation_config=item.expectation_config,
-                                                  result=kept, exception_info=item.exception_info))
-    whole = ExpectationSuiteValidationResult(success=False, results=merged, suite_name=first.suite_name,
-                                             statistics=dict(first.statistics or {}), meta=first.meta)
-    return settle_result(whole, contract, rows=rows, rows_ok=rows_ok)
+    pieces = ((pulled.spool.get_object(r.name) if r.quarantined else None,
+               pulled.spool.get_object(r.sample) if r.sample else None) for r in results)
+    found = evidence.gather(contract, pieces, failed_total=failed)
+    result, disputed, raised = evidence.confirm(contract, found, today=today)
+    missing: dict[str, int | None] = {}
+    for r in results:
+        for rule_id, n in r.missing.items():
+            missing[rule_id] = None if n is None else int(missing.get(rule_id) or 0) + n
+    return evidence.settle_counts(result, rows=rows, counts=counts, missing=missing), disputed, raised
