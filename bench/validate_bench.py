@@ -178,5 +178,5 @@ def run(rows: int = 1_000_000) -> dict[str, Any]:
         "same_rows_and_rules": same,
     }
     print(f"  validate {rows:,} rows, {result['failed_share']:.0%} failing: check() {gx_seconds:.2f} s, "
-          f"pandas {pandas_seconds:.2f} s, ratio {result["ratio"]:.2f}x (goal <= 1.5x); same split: {same}")
+          f"pandas {pandas_seconds:.2f} s, ratio {result['ratio']:.2f}x (goal <= 1.5x); same split: {same}")
     return result
