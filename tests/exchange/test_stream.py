@@ -183,6 +183,24 @@ def test_a_streamed_batch_over_its_policy_is_held_whole_numbered_as_a_whole_pull
     assert not any((home / "spool").iterdir())
 
 
+def test_a_streamed_batch_whose_split_gx_does_not_confirm_is_held_whole(sandbox, home, monkeypatch):
+    """GX validates the streamed batch's results once, over every chunk's failing rows and a sample of the
+    rest: a compiled check gone wrong (here one that finds every value missing) holds the batch back whole."""
+    import numpy as np
+
+    from contracts import engine
+
+    feed = "police.deaths"
+    monkeypatch.setitem(engine.TO_MASK, "required", lambda frame, rule, parameters: np.zeros(len(frame), dtype=bool))
+    _use(home, monkeypatch, FEEDS[feed][2])
+    with pytest.raises(BatchHeld, match="Great Expectations and the compiled check disagree"):
+        run_feed(feed, end=END, stream=True, runner=LocalRunner())
+    (batch,) = quarantine.batches(Ledger.from_settings(), feed=feed)
+    assert batch.held and batch.quarantined == batch.pulled  # nothing lost: every row is with the stewards
+    assert Ledger.from_settings().deliveries(feed) == []
+    assert not any((home / "spool").iterdir())
+
+
 class _Watching(LocalRunner):
     """Runs the jobs here, and first looks at every spool file for an identity number in clear."""
 
