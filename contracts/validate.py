@@ -197,7 +197,7 @@ def settle_result(result: Any, contract: Contract, *, rows: int, rows_ok: bool) 
 
 
 def check(feed_or_contract: str | Contract, frame: pd.DataFrame, *, history: Sequence[int] | None = None,
-          today: date | None = None) -> Checked:
+          today: date | None = None, gx: bool = True) -> Checked:
     """Check a batch against its feed's contract; see the module's docstring.
 
     ``history``: row counts of the feed's previous batches, oldest first (for the row-count rule).
