@@ -6,7 +6,7 @@ bench/validate_bench.py breaks them (wrong check characters, Excel-mangled numbe
 names), plus a few keys given twice, so that every standard check has failures to find. The rows are written
 after the contract's own normalisation (trimmed, half-width, ISO dates): every tool then judges the same values
 (fundx still runs its normalisation on them, finding nothing to repair — that work stays in its time). Every
-column is UTF-8 text, as an agency sends it. Cached as ``<FUNDX_BENCH_DATA or bench/data>/peers-<feed>-<rows>-s<seed>.parquet``.
+column is UTF-8 text, as an agency sends it. Cached as ``<FUNDX_BENCH_DATA or bench/data>/peers-<feed>-<rows>-s<seed>-<version>.parquet``.
 
 Checks: the standard part of the contract — required, unique, pattern, length, enum
 (:data:`STANDARD_KINDS`, fundx's rule ids ``<column>.required|unique|format|length|allowed_values``) — as
@@ -31,9 +31,16 @@ DUPLICATE_SHARE = 0.001
 
 
 def data_path(rows: int, seed: int = SEED) -> Path:
-    from bench.scale_data import data_dir
+    """Where the file of ``rows`` rows is cached; its name digests the sources that decide its bytes (the
+    generator's, bench/scale_data.py's version, this module, the breaking, the contract and its normalisation)."""
+    import hashlib
 
-    return data_dir() / f"peers-{FEED}-{rows}-s{seed}.parquet"
+    from bench.scale_data import ROOT, data_dir, version
+
+    digest = hashlib.sha256(version().encode())
+    for name in ("bench/peers/data.py", "bench/validate_bench.py", f"contracts/{FEED}.odcs.yaml", "contracts/normalise.py"):
+        digest.update(name.encode() + b"\0" + (ROOT / name).read_bytes())
+    return data_dir() / f"peers-{FEED}-{rows}-s{seed}-{digest.hexdigest()[:10]}.parquet"
 
 
 def make_data(rows: int, seed: int = SEED) -> Path:

@@ -60,7 +60,7 @@ def main() -> None:
         seconds.append(time.perf_counter() - began)
     checks = [c.model_dump() for c in run.checks]
     print(json.dumps({"seconds": seconds, "counts": counts(checks), "result": str(run.result),
-                      "version": version("datacontract-cli")}))
+                      "version": version("datacontract-cli"), "engine": f"duckdb {version('duckdb')}"}))
 
 
 if __name__ == "__main__":

@@ -81,8 +81,8 @@ def main() -> None:
                 unmapped[f"{row['column']}:{row['check']}"] = int(row["len"])
             else:
                 counts[rule] = counts.get(rule, 0) + int(row["len"])
-    print(json.dumps({"seconds": seconds, "counts": counts, "unmapped": unmapped, "version": version("pandera")},
-                     ensure_ascii=False))
+    print(json.dumps({"seconds": seconds, "counts": counts, "unmapped": unmapped, "version": version("pandera"),
+                      "engine": f"polars {version('polars')}"}, ensure_ascii=False))
 
 
 if __name__ == "__main__":
