@@ -115,18 +115,19 @@ def _text_frame(contract: Contract, table: Any, path: Path) -> Any:
 
 
 def _xlsx(contract: Contract, path: Path) -> Any:
-    """The workbook's first sheet read as the file-drop connector reads an agency's workbook."""
+    """The workbook's first sheet read as the file-drop connector reads an agency's workbook (the same checks
+    against a hostile workbook first, calamine in a child process)."""
     from connectors.config import FileDropConfig
-    from connectors.dropxlsx import XlsxReader
+    from connectors.dropxlsx import XlsxReader, read_sheet
     from fundx.core.errors import SourceSchemaError
     from fundx.core.settings import get_settings
 
     class _Feed:  # what XlsxReader needs of its connector (connectors.dropfile.DropFeed)
-        def __init__(self) -> None:
-            self.feed: Any = type("FeedName", (), {"agency": "the agency"})()
+        def __init__(self, sheet: str) -> None:
+            self.feed: Any = type("Agency", (), {"agency": "the agency"})()
             self.contract = contract
             self.settings = get_settings()
-            self.config = FileDropConfig(directory=str(path.parent), pattern=path.name, format="xlsx")
+            self.config = FileDropConfig(directory=str(path.parent), pattern=path.name, format="xlsx", sheet=sheet)
 
         @property
         def name(self) -> str:
@@ -135,8 +136,21 @@ def _xlsx(contract: Contract, path: Path) -> Any:
         def check_columns(self, present: Any, *, where: str = "", physical: bool = True) -> None:
             logical_names(contract, [h for h in present if h], path)
 
+    data = path.read_bytes()
+    feed = _Feed("-")
+    reader = XlsxReader(feed)
     try:
-        frame = XlsxReader(_Feed()).read(path.read_bytes(), str(path))
+        try:  # the workbook checks XlsxReader.read makes, before calamine reads the sheet names
+            reader._check_workbook(data, str(path))
+        except (DataError, MemoryError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever the checks raise on these bytes, the file is at fault
+            raise reader._not_a_workbook(str(path), exc) from None
+        status, names = read_sheet(data, "[?]")  # no sheet can be named so (Excel forbids [ ] ?): it lists them
+        if status != "no sheet" or not names:
+            raise DataError(f"{path} is not a readable xlsx workbook", feed=contract.feed, action=_ACTION)
+        feed.config = FileDropConfig(directory=str(path.parent), pattern=path.name, format="xlsx", sheet=names[0])
+        frame = reader.read(data, str(path))
     except SourceSchemaError as exc:
         raise DataError(str(exc), feed=contract.feed, action=_ACTION) from None
     frame = frame.astype("str")

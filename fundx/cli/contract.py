@@ -215,12 +215,12 @@ def _check_file(feed: str, path: Path, day: str | None, docs: Path | None, as_js
     from connectors.localfile import read_local
     from contracts import load_contract
     from contracts.validate import check
-    from fundx.core.errors import ConfigurationError, DataError
+    from fundx.core.errors import FundxError
 
     try:
         contract = load_contract(feed)
         frame = read_local(contract, path)
-    except (ConfigurationError, DataError) as exc:
+    except FundxError as exc:  # the contract cannot be read, nor the file as the feed's
         fail(exc, 2)
     checked = check(contract, frame, today=date.fromisoformat(day) if day else None, gx=bool(docs))
     report = checked.report

@@ -92,6 +92,25 @@ def test_a_csv_with_the_agencys_headers_is_read_as_its_connector_would(tmp_path)
     assert {r["rule"]: r["failed"] for r in report["rules"]} == {r["rule"]: r["failed"] for r in direct["rules"]}
 
 
+def test_an_xlsx_workbook_is_read_as_the_file_drop_connector_reads_one(tmp_path):
+    import openpyxl
+
+    frame = _frame("police.deaths", 60)
+    book = openpyxl.Workbook()
+    book.active.append(list(frame.columns))
+    for row in frame.astype(object).where(frame.notna(), None).itertuples(index=False):
+        book.active.append(list(row))
+    path = tmp_path / "deaths.xlsx"
+    book.save(path)
+    read = read_local(load_contract("police.deaths"), path)
+    assert read.fillna("-").astype(str).equals(frame.mask(frame == "").fillna("-").astype(str))
+    done = runner.invoke(app, ["contract", "check", "police.deaths", str(path), "--today", TODAY, "--json"])
+    assert json.loads(done.stdout)["rows"] == 60
+    broken = tmp_path / "broken.xlsx"
+    broken.write_bytes(b"PK\x03\x04 not a workbook")
+    assert "not a readable xlsx workbook" in _one_line(_fundx("contract", "check", "police.deaths", str(broken)))
+
+
 def test_bad_input_is_one_line_with_exit_2(tmp_path, police):
     path, frame = police
     missing = _one_line(_fundx("contract", "check", "police.deaths", str(tmp_path / "nope.parquet")))
