@@ -60,6 +60,9 @@ def print_table(report: dict[str, Any]) -> None:
     for g in report["goals"]:
         print(f"{g['job']:38} {g['peer']:17} {g['peer_s']:8.2f} {g['fundx_s']:8.2f} {g['ratio']:10.2f}  "
               f"{g['goal']}: {g['status']}")
+    if "pull" in report:
+        whole = report["pull"]["whole_process_seconds"]
+        print(f"REST pull, whole processes (imports included): dlt {whole['dlt']:.2f} s, fundx {whole['fundx']:.2f} s")
     if "check" in report:
         bad = [(line["rule"], peer.removesuffix("_same")) for line in report["check"]["verification"]
                for peer, same in line.items() if peer.endswith("_same") and not same]
