@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # no heartbeats); tests/conftest.py does the same for the suite.
 export FUNDX_HOME ?= $(CURDIR)/var
 
-.PHONY: demo test lint audit bench chaos serve serve-stop serve-status venv constraints clean help docs docs-refs messages
+.PHONY: demo test lint audit bench bench-peers chaos serve serve-stop serve-status venv constraints clean help docs docs-refs messages
 
 help:
 	@echo "make demo   - start the sandbox agencies and run one whole night (SQLite ledger, ephemeral Prefect)"
@@ -16,6 +16,7 @@ help:
 	@echo "make lint   - ruff, mypy and the import-linter layers over the project's code (pyproject.toml), then make audit"
 	@echo "make audit  - known vulnerabilities in constraints.txt's pins (pip-audit; docs/testing.md)"
 	@echo "make bench  - print speed ratios against baselines measured in the same run"
+	@echo "make bench-peers - fundx next to datacontract-cli, pandera-polars and dlt, same data and checks (side venv .venv-peers)"
 	@echo "make chaos  - eight feeds, every fault profile, SIGKILLs of the exchange: 0 lost, 0 duplicated, no canary or secret in plain text"
 	@echo "make serve  - a Prefect server on 127.0.0.1:4200, the fundx work pool, its deployments and a worker (background)"
 	@echo "make serve-stop - stop make serve's worker and server"
@@ -70,6 +71,18 @@ browsers:
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The peers fundx is measured against live in a side venv of their own (pinned: bench/peers/requirements.txt),
+# run as child processes of the harness (bench/peers/): fundx's .venv never holds them. ARGS: e.g. --quick, --rows 200k.
+PEERS := .venv-peers
+$(PEERS)/.installed: bench/peers/requirements.txt
+	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS)/bin/python -m pip install --quiet -r bench/peers/requirements.txt
+	touch $@
+
+bench-peers: $(STAMP) $(PEERS)/.installed
+	$(BIN)/python -m bench.peers $(ARGS)
 
 # The chaos night (docs/testing.md); its options: $(BIN)/python -m chaos --help
 chaos: $(STAMP)

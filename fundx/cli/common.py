@@ -123,8 +123,9 @@ def signed_in(name: str, roles: tuple[str, ...] | None = None):
     return account
 
 
-def night_arg(night: str | None) -> str | None:
-    """A ``--night`` option as YYYY-MM-DD (None when not given); exit 2 naming it when it is not a date."""
+def night_arg(night: str | None, option: str = "--night") -> str | None:
+    """A ``--night`` option (or another date ``option``) as YYYY-MM-DD (None when not given); exit 2 naming it when
+    it is not a date."""
     from datetime import date
 
     if night is None:
@@ -132,13 +133,13 @@ def night_arg(night: str | None) -> str | None:
     try:
         return date.fromisoformat(night).isoformat()
     except ValueError:
-        err.print(f"[red]error:[/red] --night: {night!r} is not a date (YYYY-MM-DD)")
+        err.print(f"[red]error:[/red] {option}: {night!r} is not a date (YYYY-MM-DD)")
         raise typer.Exit(2) from None
 
 
 def bad(message: str) -> NoReturn:
-    """Bad input: say what is wrong with it and exit 2."""
-    err.print(f"[red]error:[/red] {message}")
+    """Bad input: say what is wrong with it, on one line however long, and exit 2."""
+    err.print(f"[red]error:[/red] {message}", soft_wrap=True)
     raise typer.Exit(2)
 
 

@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from fundx.cli.common import console, err, fail
+from fundx.cli.common import bad, console, err, fail, night_arg
 
 contract_app = typer.Typer(
     help="Data contracts (ODCS v3): draft one from an agency's sample, diff two versions, release a feed's contract.",
@@ -178,3 +178,77 @@ def _print_breaking(feed: str) -> None:
         return
     if check.diff is not None and check.diff.breaking and not check.diff.allowed:
         console.print(_diff_table(check.diff, f"{feed}: released {check.diff.old_version} → current {check.diff.new_version}"))
+
+
+@contract_app.command("check")
+def contract_check(
+    feed: Annotated[str, typer.Argument(help="the feed whose contract (contracts/<feed>.odcs.yaml) to check against")],
+    path: Annotated[Path, typer.Argument(help="the file: Parquet, UTF-8 CSV or xlsx (first sheet), its columns the "
+                                              "contract's logical names or the agency's headers")],
+    today: Annotated[str | None, typer.Option(help="the day dates may not be after, YYYY-MM-DD (default: today in "
+                                                   "Asia/Shanghai)")] = None,
+    docs: Annotated[Path | None, typer.Option(help="also have Great Expectations validate the results and write "
+                                                   "its Data Docs (counts, no values) into this folder")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable report")] = False,
+) -> None:
+    """Check a local file against a feed's contract, as a night would check the feed's batch: per rule the rows
+    that failed and their share, the verdict, the rows valid and quarantined — counts only, never a value.
+    Exit 0 when the batch would go on (failing rows quarantined), 1 when it would be held back whole, 2 for bad
+    input (unknown feed, a file that is missing or cannot be read, columns the contract does not have)."""
+    day = night_arg(today, "--today")
+    from contracts import contract_names, contract_path
+
+    if not contract_path(feed).is_file():
+        bad(f"no contract for feed {feed!r} (known: {', '.join(contract_names()) or 'none'})")
+    if not path.is_file():
+        bad(f"{feed}: {escape(str(path))}: no such file")
+    from connectors.localfile import file_kind
+
+    if file_kind(path) is None:
+        bad(f"{feed}: {escape(str(path))}: not a .parquet, .csv or .xlsx file")
+    _check_file(feed, path, day, docs, as_json)
+
+
+def _check_file(feed: str, path: Path, day: str | None, docs: Path | None, as_json: bool) -> None:
+    from datetime import date
+
+    from connectors.localfile import read_local
+    from contracts import load_contract
+    from contracts.validate import check
+    from fundx.core.errors import FundxError
+
+    try:
+        contract = load_contract(feed)
+        frame = read_local(contract, path)
+    except FundxError as exc:  # the contract cannot be read, nor the file as the feed's
+        fail(exc, 2)
+    checked = check(contract, frame, today=date.fromisoformat(day) if day else None, gx=bool(docs))
+    report = checked.report
+    index = None
+    if docs is not None:
+        from contracts.docs import write_feed_report
+
+        index = write_feed_report(docs, checked)
+    if as_json:
+        print(json.dumps({**report, "file": str(path), "docs": str(index) if index else None},
+                         ensure_ascii=False, indent=1, default=str))
+        raise typer.Exit(1 if checked.rejected else 0)
+    table = Table(title=f"{feed} (contract {report['contract_version']}): {escape(str(path))}, {report['rows']:,} rows")
+    for col in ("rule", "kind", "failed", "of rows"):
+        table.add_column(col, justify="right" if col in ("failed", "of rows") else "left")
+    for rule in report["rules"]:
+        percent = "" if rule["percent"] is None else f"{rule['percent']:.2f} %"
+        style = "red" if rule["failed"] else ""
+        table.add_row(escape(rule["rule"]), rule["kind"], f"[{style}]{rule['failed']:,}[/{style}]" if style
+                      else f"{rule['failed']:,}", percent)
+    console.print(table)
+    changed = sum(sum(kinds.values()) for kinds in report["normalisation"].values())
+    console.print(f"rows: {report['rows']:,}; valid {report['valid']:,}, quarantined {report['quarantined']:,}; "
+                  f"values repaired by the contract's normalisation: {changed:,}")
+    if checked.rejected:
+        console.print(f"verdict: [red]held back whole[/red]: {escape(str(checked.reject_reason))}")
+    else:
+        console.print("verdict: [green]accepted[/green]" + (" (failing rows quarantined)" if report["quarantined"] else ""))
+    if index is not None:
+        console.print(f"Data Docs: [bold]{escape(str(index))}[/bold]")
+    raise typer.Exit(1 if checked.rejected else 0)

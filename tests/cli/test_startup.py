@@ -44,6 +44,7 @@ ARGUMENTS = {
     "contract infer": ["/nonexistent/sample.csv"],
     "contract diff": ["/nonexistent/old.yaml", "/nonexistent/new.yaml"],
     "contract release": ["religious_affairs.deaths"],
+    "contract check": ["religious_affairs.deaths", "/nonexistent/deaths.parquet"],
     "console add-user": ["wang", "--role", "steward"],
     "console remove-user": ["wang"],
     "stage receive": ["--all"],
