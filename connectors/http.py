@@ -152,7 +152,8 @@ class _Watch:
         self._sockets: list[Any] = []
         self._active = False
         self._due: float | None = None  # when the request being watched is cut (time.monotonic)
-        self._asleep_until: float | None = None  # when the watchdog wakes by itself; None: it is not running
+        self._asleep_until: float | None = None  # when the watchdog wakes by itself
+        self._thread: threading.Thread | None = None  # the watchdog; None once it has ended
         self._idle_since = 0.0  # when the last request ended
         self._closing = False
         self.fired = False  # the last request's deadline passed and its connection was cut
@@ -185,10 +186,11 @@ class _Watch:
         """Have the watchdog cut at ``due`` (the lock held): started if it is not running, woken if it would
         sleep past it."""
         self._due, self._closing = due, False
-        if self._asleep_until is None:
+        if self._thread is None or not self._thread.is_alive():  # (not alive: a process forked from ours)
             self._asleep_until = due
-            threading.Thread(target=self._run, name="fundx-http-watch", daemon=True).start()
-        elif self._asleep_until > due:
+            self._thread = threading.Thread(target=self._run, name="fundx-http-watch", daemon=True)
+            self._thread.start()
+        elif self._asleep_until is not None and self._asleep_until > due:
             self._changed.notify()
 
     def _run(self) -> None:
@@ -201,7 +203,7 @@ class _Watch:
                         continue
                     wake = self._due
                 elif self._closing or now >= self._idle_since + self.IDLE_SECONDS:
-                    self._asleep_until = None  # gone: the next request starts another
+                    self._thread = self._asleep_until = None  # gone: the next request starts another
                     return
                 else:
                     wake = self._idle_since + self.IDLE_SECONDS
