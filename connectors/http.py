@@ -137,16 +137,25 @@ class _Late(Exception):
 class _Watch:
     """The sockets one request of an :class:`HttpClient` uses, shut down when its deadline passes.
 
-    One request at a time (an HttpClient serves one pull's pages in turn). :meth:`bounded` arms a timer
-    for the request; the connection pools report the socket of each connection the request takes
-    (:meth:`using`), connected before the request is sent.
+    One request at a time (an HttpClient serves one pull's pages in turn). :meth:`bounded` sets the
+    request's deadline for a watchdog thread — one per client, started with its first request and gone
+    after a while without requests, so a page costs no thread of its own; the connection pools report
+    the socket of each connection the request takes (:meth:`using`), connected before the request is sent.
     """
+
+    #: a watchdog with no request to watch for this long ends (the next request starts another)
+    IDLE_SECONDS = 5.0
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._sockets: list[Any] = []
         self._active = False
-        self._timer: threading.Timer | None = None
+        self._due: float | None = None  # when the request being watched is cut (time.monotonic)
+        self._asleep_until: float | None = None  # when the watchdog wakes by itself
+        self._thread: threading.Thread | None = None  # the watchdog; None once it has ended
+        self._idle_since = 0.0  # when the last request ended
+        self._closing = False
         self.fired = False  # the last request's deadline passed and its connection was cut
 
     def using(self, sock: Any) -> None:
@@ -159,35 +168,62 @@ class _Watch:
         """Cut the connection of the request made inside this block once ``seconds`` have passed."""
         with self._lock:
             self._sockets, self._active, self.fired = [], True, False
-            self._arm(seconds)
+            self._arm(time.monotonic() + max(0.0, seconds))
         try:
             yield
         finally:
             with self._lock:
-                self._active, self._sockets = False, []
-                if self._timer is not None:
-                    self._timer.cancel()
-                    self._timer = None
+                self._active, self._sockets, self._due = False, [], None
+                self._idle_since = time.monotonic()
 
-    def _arm(self, seconds: float) -> None:
-        timer = threading.Timer(max(0.0, seconds), self._cut)
-        timer.daemon = True
-        timer.start()
-        self._timer = timer
+    def close(self) -> None:
+        """Let the watchdog go now rather than after its idle time."""
+        with self._lock:
+            self._active, self._sockets, self._due, self._closing = False, [], None, True
+            self._changed.notify()
+
+    def _arm(self, due: float) -> None:
+        """Have the watchdog cut at ``due`` (the lock held): started if it is not running, woken if it would
+        sleep past it."""
+        self._due, self._closing = due, False
+        if self._thread is None or not self._thread.is_alive():  # (not alive: a process forked from ours)
+            self._asleep_until = due
+            self._thread = threading.Thread(target=self._run, name="fundx-http-watch", daemon=True)
+            self._thread.start()
+        elif self._asleep_until is not None and self._asleep_until > due:
+            self._changed.notify()
+
+    def _run(self) -> None:
+        with self._lock:
+            while True:
+                now = time.monotonic()
+                if self._due is not None:
+                    if now >= self._due:
+                        self._cut()
+                        continue
+                    wake = self._due
+                elif self._closing or now >= self._idle_since + self.IDLE_SECONDS:
+                    self._thread = self._asleep_until = None  # gone: the next request starts another
+                    return
+                else:
+                    wake = self._idle_since + self.IDLE_SECONDS
+                self._asleep_until = wake
+                self._changed.wait(wake - now)
 
     def _cut(self) -> None:
-        with self._lock:
-            if not self._active:
-                return  # the request ended just before
-            self.fired = True
-            if not self._sockets:  # still connecting (the connect timeout bounds that): cut it once connected
-                self._arm(_RECHECK_SECONDS)
-                return
-            for sock in self._sockets:
-                try:  # the plain socket's shutdown, also under TLS: it wakes the reader blocked in recv
-                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
-                except (OSError, TypeError):
-                    pass  # closed already, or not a socket of its own (TLS inside a proxy tunnel)
+        """The watched request's deadline passed (the lock held): shut its sockets down."""
+        self._due = None
+        if not self._active:
+            return  # the request ended just before
+        self.fired = True
+        if not self._sockets:  # still connecting (the connect timeout bounds that): cut it once connected
+            self._due = time.monotonic() + _RECHECK_SECONDS
+            return
+        for sock in self._sockets:
+            try:  # the plain socket's shutdown, also under TLS: it wakes the reader blocked in recv
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except (OSError, TypeError):
+                pass  # closed already, or not a socket of its own (TLS inside a proxy tunnel)
 
 
 def _watched_pools(watch: _Watch) -> dict[str, type[HTTPConnectionPool]]:
@@ -226,6 +262,27 @@ class _WatchedAdapter(HTTPAdapter):
         return manager
 
 
+class _Session(requests.Session):
+    """A requests session that reads the environment's proxies and CA bundle once per host, not on every
+    request (requests scans the whole environment twice a request, about half a millisecond a page)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._environment: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
+        parts = urlsplit(url)
+        try:
+            key = (parts.scheme, parts.netloc, tuple(sorted((proxies or {}).items())), proxies is None, stream, verify,
+                   cert, tuple(sorted(self.proxies.items())), self.stream, self.verify, self.cert, self.trust_env)
+            found = self._environment.get(key)
+        except TypeError:  # an unhashable setting: nothing remembered
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if found is None:
+            found = self._environment[key] = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        return {**found, "proxies": dict(found["proxies"])}
+
+
 class HttpClient:
     """A requests session with the exchange's timeouts, deadlines and body cap, turning failures into
     fundx errors. ``deadline``: the pull's (fundx.core.retry.Deadline); no request goes past it."""
@@ -237,7 +294,7 @@ class HttpClient:
         self.deadline = deadline
         self.max_bytes = settings.max_response_bytes
         self._watch = _Watch()
-        self.session = requests.Session()
+        self.session = _Session()
         adapter = _WatchedAdapter(self._watch)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
@@ -247,6 +304,7 @@ class HttpClient:
 
     def close(self) -> None:
         self.session.close()
+        self._watch.close()
 
     def __enter__(self) -> HttpClient:
         return self

@@ -3,6 +3,8 @@
 One connector serves every REST feed; the feed config picks the paginator (connectors/paging.py)
 and the auth (connectors/auth.py). Each page request goes through the shared retrier; a page whose
 rows were all received already (the agency answered an earlier page again) is asked for again.
+Each page's records become Arrow columns as they arrive (the parsed dicts are let go at once), and the
+pages are one frame at the end: no per-record Python beyond what orjson builds.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from functools import partial
-from typing import Any
+from operator import itemgetter
+from typing import Any, TypeAlias
 
 import pandas as pd
 import pyarrow as pa
@@ -27,6 +30,9 @@ from fundx.core.timeutil import Window
 
 log = logging.getLogger("fundx.connectors.rest")
 
+#: one page's records: an Arrow table of the contract's fields as text, or the records as sent (RestConnector._columns)
+Page: TypeAlias = "pa.Table | Sequence[Mapping[str, Any]]"
+
 
 class RestConnector(Connector):
     """Pulls a feed from a REST JSON API, page by page."""
@@ -40,6 +46,9 @@ class RestConnector(Connector):
         self._auth: Auth | None = None  # kept across pulls: an OAuth2 token is reused until it expires
         self._auth_base = ""
         self._key_fields = [contract.column(k).physical_name for k in contract.key]
+        self._key_of = itemgetter(*self._key_fields)
+        #: a page's records as Arrow columns: the contract's fields, text (agencies send text or null)
+        self._schema = pa.schema([(c.physical_name, pa.string()) for c in contract.columns])
 
     def _pull(self, window: Window, tally: Tally) -> pd.DataFrame:
         base_url = str(resolve(self.config.base_url, setting="rest.base_url", feed=self.name)).rstrip("/")
@@ -49,7 +58,7 @@ class RestConnector(Connector):
             self._auth_base = base_url
         paginator = paginator_for(self.config.paging, self.config.window, key=self._key_fields[0], feed=self.name,
                                   url=url)
-        received: list[Mapping[str, Any]] = []
+        pages: list[Page] = []  # each page's records, made Arrow columns as they arrive (the dicts let go)
         seen: set[Any] = set()
         with HttpClient(self.settings, feed=self.name, deadline=tally.deadline) as http:
             params: dict[str, str] | None = paginator.first_request(window)
@@ -63,12 +72,13 @@ class RestConnector(Connector):
                 if records:
                     self.check_columns(_fields(records), where=what)
                 seen.update(keys)
-                received.extend(records)
+                pages.append(self._columns(records))
                 tally.page(len(records), size)
                 log.debug("%s: %s: %d records, %d distinct so far", self.name, what, len(records), len(seen))
                 params = paginator.next_request(body, records, headers)
+                del body, records, keys
         paginator.finish(len(seen))
-        return self._frame(received)
+        return self._frame_of(pages)
 
     def _page(
         self, http: HttpClient, url: str, params: dict[str, str], what: str, seen: set[Any]
@@ -91,13 +101,16 @@ class RestConnector(Connector):
         if not isinstance(body, dict):
             raise DataError(f"{what}: the response is not a JSON object", feed=self.name)
         records = body.get(self.config.records)
-        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        if not isinstance(records, list) or not set(map(type, records)) <= {dict}:  # orjson's objects are dicts
             raise DataError(
                 f"{what}: the response's {self.config.records!r} is not a list of records",
                 feed=self.name,
                 action="check rest.records in the feed config against the agency's API",
             )
-        keys = [self._key(r) for r in records]
+        try:
+            keys: list[Any] = list(map(self._key_of, records))  # as _key, at C speed
+        except KeyError:  # a record without (part of) its key
+            keys = [self._key(r) for r in records]
         try:
             replayed = bool(records) and set(keys) <= seen
         except TypeError:  # a key that is a JSON object or array: unhashable, no value to tell records apart by
@@ -109,10 +122,11 @@ class RestConnector(Connector):
             raise IncompletePull(f"{what}: the agency answered with rows already received (a replayed page)", feed=self.name)
         return body, records, keys, len(response.body), response.headers
 
-    def _nested(self, records: Sequence[Mapping[str, Any]], fields: Sequence[str], *, where: str) -> DataError | None:
+    def _nested(self, records: Sequence[Mapping[str, Any]], fields: Sequence[str], *, where: str,
+                before: int = 0) -> DataError | None:
         """DataError naming the first record and field among ``fields`` that holds a JSON object or array
-        (never its content), or None when they all hold plain values."""
-        for number, record in enumerate(records, 1):
+        (never its content), or None when they all hold plain values. ``before``: records ahead of these."""
+        for number, record in enumerate(records, before + 1):
             for name in fields:
                 value = record.get(name)
                 if isinstance(value, (dict, list)):
@@ -130,33 +144,56 @@ class RestConnector(Connector):
             return record.get(self._key_fields[0])
         return tuple(record.get(k) for k in self._key_fields)
 
-    def _frame(self, records: list[Mapping[str, Any]]) -> pd.DataFrame:
-        """The received records as columns named by the contract; fields the contract lacks are dropped.
+    def _columns(self, records: Sequence[Mapping[str, Any]]) -> Page:
+        """One page's records as an Arrow table of the contract's fields (by their physical names), fields the
+        contract lacks dropped and an optional field a record lacks null — or, when some field holds a number,
+        a boolean, an object or an array, the records as they are (:meth:`_frame_of` keeps those as sent)."""
+        try:  # Arrow converts the dicts in C++ (agencies send text or null)
+            return pa.Table.from_pylist(records, schema=self._schema)
+        except (pa.ArrowTypeError, pa.ArrowInvalid):
+            return records
+
+    def _frame(self, records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+        """The records as columns named by the contract (:meth:`_frame_of` of them as one page)."""
+        return self._frame_of([self._columns(records)])
+
+    def _frame_of(self, pages: Sequence[Page]) -> pd.DataFrame:
+        """The received pages as columns named by the contract; fields the contract lacks are dropped.
 
         Every page was checked for the required fields; an optional field a record lacks is None.
         """
         columns = self.contract.columns
-        try:  # the fast path: Arrow converts the dicts in C++ (agencies send text or null)
-            schema = pa.schema([(c.physical_name, pa.string()) for c in columns])
-            frame = pa.Table.from_pylist(records, schema=schema).to_pandas()
+        if all(isinstance(page, pa.Table) for page in pages):  # the fast path: every page was text or null
+            tables = [page for page in pages if isinstance(page, pa.Table)]
+            table = pa.concat_tables(tables).combine_chunks() if tables else self._schema.empty_table()
+            frame = table.to_pandas()
             frame.columns = list(self.contract.names)
             return frame
-        except (pa.ArrowTypeError, pa.ArrowInvalid):  # a number or boolean in some field: keep it as sent
-            # but never an object or array: the contract's columns hold values, and one nested deeper than
-            # Python's recursion limit would break whatever reads it next (hashing, checks, Parquet)
-            nested = self._nested(records, [c.physical_name for c in columns], where="the pull")
-            if nested is not None:
-                raise nested from None
-            return pd.DataFrame(
-                {c.name: [r.get(c.physical_name) for r in records] for c in columns},
-                columns=list(self.contract.names),
-            )
+        # a number or boolean in some field: keep it as sent, but never an object or array: the contract's
+        # columns hold values, and one nested deeper than Python's recursion limit would break whatever reads
+        # it next (hashing, checks, Parquet)
+        before = 0
+        for page in pages:
+            if not isinstance(page, pa.Table):
+                nested = self._nested(page, [c.physical_name for c in columns], where="the pull", before=before)
+                if nested is not None:
+                    raise nested from None
+            before += len(page)
+        return pd.DataFrame(
+            {c.name: [v for page in pages for v in _values(page, c.physical_name)] for c in columns},
+            columns=list(self.contract.names),
+        )
+
+
+def _values(page: Page, name: str) -> list[Any]:
+    """One field's values in a page, as Python values."""
+    if isinstance(page, pa.Table):
+        return page.column(name).to_pylist()
+    return [r.get(name) for r in page]
 
 
 def _fields(records: Sequence[Mapping[str, Any]]) -> set[str]:
     """Every field name used by any of the records."""
     names: set[str] = set()
-    for record in records:
-        names.update(record.keys())
-    return names
+    return names.union(*records)
 
