@@ -9,8 +9,9 @@ baseline runs in a child process of its own on the same data:
 - pull: the same files decoded from GB18030 and read by pyarrow.csv into pandas / the same SQLite view
   read by pandas.read_sql in chunks;
 - normalise + validate: the contract's rules as plain vectorised pandas on the same rows;
-- seal: the same rows written as Parquet by pyarrow and encrypted with AES-256-GCM in 1 MiB chunks (and,
-  for the record, AES-256-GCM alone over as many bytes as the seal step sealed).
+- seal: the same rows written as Parquet by pyarrow, encrypted with AES-256-GCM in 1 MiB chunks and
+  written to durable files, twice (the exchange seals each row as the backup's original and for its
+  recipient); and, for the record, AES-256-GCM alone over as many bytes as the seal step sealed.
 
 The city-scale night (:func:`run_night`) runs six feeds (three death sources of 50k, 20k prisoners,
 2M bills, 100k businesses) through the nightly flow against the sandbox agencies, and times it.
