@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                              "and the smallest death feed once more on processes:N, one worker per core)")
     parser.add_argument("--seed", type=int, default=None, help="generator seed for the feeds and night data")
     parser.add_argument("--scale", type=float, default=None,
-                        help="province: the share of a 10M-people province to run (1; --quick: 0.001)")
+                        help="province: the share of a 10M-people province to run (1; --quick: 0.001, against 0.0005)")
     parser.add_argument("--reference-scale", type=float, default=None,
                         help="province: the small night it is compared with (scale / 100, at least 0.0005; 0: none)")
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="folder for the JSON results")

@@ -33,6 +33,7 @@ recorded: the night <= 10 minutes, peak <= 2 GB, same in kind.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -447,6 +448,10 @@ def _child_night(spec: dict[str, Any]) -> dict[str, Any]:
     from matching import evaluate, orders
 
     warmup = time.perf_counter() - began
+    marks = MemoryMarks()
+    for name in ("fundx.matching", "fundx.stage"):
+        logging.getLogger(name).addHandler(marks)
+        logging.getLogger(name).setLevel(logging.INFO)
     began = time.perf_counter()
     error = None
     outcomes: dict[str, Any] = {}
@@ -457,7 +462,7 @@ def _child_night(spec: dict[str, Any]) -> dict[str, Any]:
     exchange_s = time.perf_counter() - began
     exchange_peak = vm_hwm()
     reset_hwm()
-    began = time.perf_counter()
+    began = marks.began = time.perf_counter()
     summary = matching_night(night=date.fromisoformat(spec["night"]))
     matching_s = time.perf_counter() - began
     matching_peak = vm_hwm()
@@ -477,7 +482,24 @@ def _child_night(spec: dict[str, Any]) -> dict[str, Any]:
             "scores": [{"rule": s.rule, "planted": s.planted, "found": s.found, "true_positive": s.true_positive,
                         "precision": s.precision, "recall": s.recall, "lookalikes": s.lookalikes,
                         "lookalikes_flagged": s.lookalikes_flagged} for s in scores],
+            "matching_marks": marks.marks,
             "chunk_rows": _chunk_rows(), "runner": os.environ.get("FUNDX_TASK_RUNNER") or "local"}
+
+
+class MemoryMarks(logging.Handler):
+    """The matching's own log lines (counts, feeds and batch ids only) with the process's memory at each:
+    where in the matching night the memory goes (receive, each batch loaded, the rules)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.began = time.perf_counter()
+        self.marks: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from bench.feedrun import vm_hwm, vm_rss
+
+        self.marks.append({"s": round(time.perf_counter() - self.began, 2), "logger": record.name,
+                           "what": record.getMessage()[:160], "rss_MiB": _mib(vm_rss()), "hwm_MiB": _mib(vm_hwm())})
 
 
 def _child_sandbox(spec: dict[str, Any]) -> None:
