@@ -58,6 +58,8 @@ NIGHT = "2026-11-23"
 RESULT = "BENCH-RESULT "
 TRUTH = "truth.json"
 INITIAL_WATERMARK = "2000-01-01T00:00:00+08:00"
+#: a night of fewer people is mostly fixed costs: no estimate for the whole province from it
+MIN_PEOPLE_TO_EXTRAPOLATE = 50_000
 
 
 # --- the data: a city of the province's size, cached ---------------------------------------------------
@@ -335,7 +337,7 @@ def extrapolate(small: dict[str, Any], big: dict[str, Any], to_scale: float = 1.
     (fixed cost + cost per person, fitted through both) and taken to ``to_scale``; an estimate, not a run."""
     def line(a: float, b: float) -> float:
         x0, x1 = small["people"], big["people"]
-        slope = (b - a) / (x1 - x0) if x1 != x0 else 0.0
+        slope = max(0.0, (b - a) / (x1 - x0)) if x1 != x0 else 0.0  # noise never makes a cost shrink
         return round(b + slope * (people_of(to_scale) - x1), 1)
 
     small_feeds = {f["feed"]: f for f in small["feeds"]}
@@ -401,10 +403,13 @@ def run(scale: float = 1.0, reference: float | None = 0.01, *, seed: int | None 
         result["same_in_kind"] = same
         if verbose:
             print_compare(same, scale, reference)
-        if scale < 1:
+        if scale < 1 and big["people"] >= MIN_PEOPLE_TO_EXTRAPOLATE:
             result["estimate"] = extrapolate(small, big)
             if verbose:
                 print_extrapolation(result["estimate"])
+        elif scale < 1 and verbose:
+            print(f"no estimate for the whole province: below {MIN_PEOPLE_TO_EXTRAPOLATE:,} people the fixed costs "
+                  f"(imports, Prefect, a chunk's checks) are most of the time: run --scale 0.01 or more")
     result["goals"] = goals(big, same)
     result["total_s"] = round(time.perf_counter() - began, 1)
     if verbose:
