@@ -3,8 +3,9 @@
 A province of 10 million people (docs/capacity.md: The province-scale night) sends about 15 million
 bills a year, 58 million months of the office's payment ledger, 22 million contributions and 18
 million wage declarations, and a roll of 5 million entries. Read whole, a feed holds all of its rows
-in memory at once — about 0.7 KB a row for the ledger (bench/province_bench.py, 292,000 rows: 196 MiB
-above the process's warm 303 MiB), 39 GB at a province's size; streamed it holds a chunk. That a
+in memory at once — about 0.5 KB a row for the ledger (1,168,104 rows: 868 MiB read whole against 476
+MiB streamed, the warm process 300 MiB; docs/capacity.md), 28 GB at a province's size; streamed it
+holds a chunk. That a
 streamed run delivers exactly the whole run's batch is tests/exchange/test_stream.py's.
 """
 
