@@ -1,15 +1,19 @@
 """`make bench`: speed as ratios against baselines measured in the same run, also written as JSON.
 
-    python -m bench [--only pull|validate|seal|matching|ledger|feeds|night] [--quick]
+    python -m bench [--only pull|validate|seal|matching|ledger|feeds|night|province] [--quick]
                     [--rows N] [--roll N] [--deaths N] [--prisoners N]          (pull, validate, matching)
                     [--ledger N]                                                (ledger)
                     [--sizes 1M,10M] [--bills 5M] [--chunk-rows N] [--runner R] [--seed S]   (feeds, night)
+                    [--scale F] [--reference-scale F]                           (province)
 
 ``ledger`` measures paid-after-death over the office's payment ledger (10M months against 1M deaths,
 bench/ledger_bench.py) next to a plain DuckDB join of the same tables. ``feeds`` runs whole feeds
 through the streamed pipeline per step next to their baselines (bench/feeds_bench.py), ``night`` a
 city-scale night of six feeds through the nightly flow; both print their goals as PASS/FAIL and go
-into the JSON record's "feeds" section. ``--quick`` makes every benchmark small (a smoke test of the
+into the JSON record's "feeds" section. ``province`` runs a province's night (10M people's office
+feeds, their bills, deaths, prisoners, businesses; then the matching stage) and, for comparison, a
+small one of the same generator (bench/province_bench.py; only with ``--only province``: the full size
+takes hours to generate). ``--quick`` makes every benchmark small (a smoke test of the
 harness, figures not comparable).
 """
 
@@ -24,7 +28,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-BENCHES = ("pull", "validate", "seal", "matching", "ledger", "feeds", "night")
+BENCHES = ("pull", "validate", "seal", "matching", "ledger", "feeds", "night", "province")
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -63,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="FUNDX_TASK_RUNNER for the streamed runs and the night (default: local, in the process, "
                              "and the smallest death feed once more on processes:N, one worker per core)")
     parser.add_argument("--seed", type=int, default=None, help="generator seed for the feeds and night data")
+    parser.add_argument("--scale", type=float, default=None,
+                        help="province: the share of a 10M-people province to run (1; --quick: 0.001, against 0.0005)")
+    parser.add_argument("--reference-scale", type=float, default=None,
+                        help="province: the small night it is compared with (scale / 100, at least 0.0005; 0: none)")
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="folder for the JSON results")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -116,6 +124,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "feeds", "night"):
         report["feeds"] = _feeds(args, quick)
 
+    if args.only == "province":  # never in a full `make bench`: hours to generate at full size
+        from bench import province_bench
+
+        scale = args.scale or (0.001 if quick else 1.0)
+        reference = args.reference_scale if args.reference_scale is not None else max(scale / 100, 0.0005)
+        print(f"province: a night of {province_bench.people_of(scale):,} people's feeds through the nightly flow, "
+              f"then the matching stage" + (f"; compared with {province_bench.people_of(reference):,} people's"
+                                           if reference else ""))
+        report["province"] = province_bench.run(scale, reference or None, seed=args.seed, runner=args.runner)
     report["seconds"] = round(time.perf_counter() - began, 1)
     report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     args.out.mkdir(parents=True, exist_ok=True)

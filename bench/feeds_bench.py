@@ -333,8 +333,8 @@ def print_goals(found: list[dict[str, Any]]) -> None:
     print("goals (measured / limit):")
     for g in found:
         verdict = "PASS" if g["pass"] else "FAIL"
-        print(f"  {g['goal']:<66} {g['measured']:>7g} {g['unit']:<3} / {g['limit']:g} {g['unit']:<3} "
-              f"= {g['of_limit']:.2f}  {verdict}")
+        ratio = "" if g.get("of_limit") is None else f"= {g['of_limit']:.2f}"
+        print(f"  {g['goal']:<66} {g['measured']:>7g} {g['unit']:<3} / {g['limit']:g} {g['unit']:<3} {ratio:<6} {verdict}")
 
 
 # --- the runs -------------------------------------------------------------------------------------------
@@ -478,15 +478,17 @@ def run_night(sizes: dict[str, int] | None = None, *, quick: bool = False, chunk
 class Agencies:
     """The sandbox agencies serving the night's frames, in a child process of their own."""
 
-    def __init__(self, spec: dict, env: dict[str, str], log: Path) -> None:
+    def __init__(self, spec: dict, env: dict[str, str], log: Path, argv: list[str] | None = None) -> None:
         self.spec, self.base_env, self.log = spec, env, log
+        #: the child's command line (default: bench.feedrun's sandbox mode)
+        self.argv = argv or [sys.executable, "-m", "bench.feedrun", json.dumps(spec)]
         self.env: dict[str, str] = {}
         self.seconds = 0.0
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> Agencies:
         self._log = self.log.open("w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.feedrun", json.dumps(self.spec)], cwd=ROOT,
+        self.proc = subprocess.Popen(self.argv, cwd=ROOT,
                                      env=self.base_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self._log, text=True)
         assert self.proc.stdout is not None

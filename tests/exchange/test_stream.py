@@ -1,7 +1,8 @@
 """Streamed feeds (fundx.exchange.stream): chunk by chunk, the same batch as a whole pull, nothing at rest in clear.
 
 Against the live sandbox: a streamed run of each transport (a database view read from a server-side
-cursor, a GB18030 CSV drop read block by block, an xlsx drop and a REST API sliced) delivers the same
+cursor — the bills' and the office's payment ledger's —, a GB18030 CSV drop read block by block, an xlsx drop
+and a REST API sliced) delivers the same
 batch id, the same READY digest, the same rows to the stage and the same rows to the stewards as the
 whole-frame run; keys repeated across chunks are de-duplicated exactly as in a whole pull; a batch
 held by its policy goes whole to the stewards, numbered as a whole pull numbers it; the spool is
@@ -42,6 +43,8 @@ FEEDS = {  # feed: (stage, key, rows per chunk)
     "religious_affairs.deaths": ("death_matching", "record_id", 2),
     "justice.prisoners": ("custody_matching", "prisoner_id", 7),
     "police.deaths": ("death_matching", "cancellation_id", 11),
+    # the office's payment ledger, streamed since a province's is tens of millions of rows (docs/capacity.md)
+    "social_insurance.payments": ("death_matching", "payment_id", 5000),
 }
 
 
