@@ -40,6 +40,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -162,9 +163,7 @@ def batches(url: URL, backend: str, sql: str, params: tuple[Any, ...], columns: 
     else:
         from adbc_driver_postgresql import dbapi as pg_dbapi  # type: ignore[import-untyped,unused-ignore]
 
-        libpq = url.set(drivername="postgresql").update_query_dict(
-            {"connect_timeout": str(max(1, int(round(timeout))))})
-        conn = pg_dbapi.connect(libpq.render_as_string(hide_password=False))
+        conn = pg_dbapi.connect(libpq_uri(url, timeout))
     timer: threading.Timer | None = None
     try:
         cursor = conn.cursor()
@@ -211,6 +210,15 @@ def guessed(batch: pa.RecordBatch, columns: Sequence[Column]) -> None:
             raise NotPlain("a column with no value in the driver's first batch")
         if c.number and pa.types.is_integer(values.type) and c.affinity != "INTEGER":
             raise NotPlain("a number column of integers only in the driver's first batch")
+
+
+def libpq_uri(url: URL, timeout: float) -> str:
+    """The SQLAlchemy URL as libpq's connection URI, with connect_timeout. Its query (``options=-c ...``) is
+    percent-encoded: libpq reads ``+`` as a plus, not as the space SQLAlchemy's rendering makes of it."""
+    query = {k: " ".join(v) if isinstance(v, tuple) else v for k, v in url.query.items()}
+    query["connect_timeout"] = str(max(1, int(round(timeout))))
+    base = url.set(drivername="postgresql", query={}).render_as_string(hide_password=False)
+    return base + "?" + urlencode(query, quote_via=quote)
 
 
 def _cancel(cursor: Any) -> Any:
@@ -267,7 +275,9 @@ def frame(table: pa.Table, columns: Sequence[Column], zone: str | None) -> pd.Da
 
 
 def _is_numeric(kind: pa.DataType) -> bool:
-    return isinstance(kind, pa.ExtensionType) and getattr(kind, "type_name", None) == "numeric"
+    """PostgreSQL's numeric as ADBC sends it: an opaque extension type holding the number's text."""
+    return (isinstance(kind, pa.BaseExtensionType) and getattr(kind, "type_name", None) == "numeric"
+            and pa.types.is_string(kind.storage_type))
 
 
 def _all_whole(values: pa.ChunkedArray) -> bool:

@@ -4,6 +4,7 @@ sandbox's bills in SQLite and PostgreSQL, and over SQLite's dynamic typing, wher
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 
@@ -33,8 +34,20 @@ def frames(arrow: bool, size: int) -> list[pd.DataFrame]:
     return list(connector._stream(WINDOW, Tally(retry=Retrier.for_pull(settings, feed=FEED)), size))
 
 
-def assert_same_frames(size: int) -> list[pd.DataFrame]:
-    new, old = frames(True, size), frames(False, size)
+GAVE_WAY = "the Arrow read gave way to the row path"
+
+
+def assert_same_frames(size: int, caplog: pytest.LogCaptureFixture | None = None, *, arrow: bool = True
+                       ) -> list[pd.DataFrame]:
+    """The Arrow path's chunks are the row path's; with ``caplog``: the Arrow path built them (``arrow``) or
+    gave way to the row path."""
+    if caplog is not None:
+        caplog.clear()
+        caplog.set_level(logging.INFO, logger="fundx.connectors.database")
+    new = frames(True, size)
+    if caplog is not None:
+        assert (GAVE_WAY in caplog.text) is not arrow, caplog.text
+    old = frames(False, size)
     assert [len(f) for f in new] == [len(f) for f in old]
     for a, b in zip(new, old, strict=True):
         pd.testing.assert_frame_equal(a, b, check_exact=True)
@@ -69,22 +82,22 @@ def sqlite_bills(tmp_path, monkeypatch, bills):
     reload_settings()
 
 
-def test_sqlite_sandbox_bills_are_the_row_paths_frames(sqlite_bills, monkeypatch):
+def test_sqlite_sandbox_bills_are_the_row_paths_frames(sqlite_bills, monkeypatch, caplog):
     monkeypatch.setattr(arrowdb, "SQLITE_BATCH_ROWS", 700)  # several driver batches per chunk, split across chunks
-    chunks = assert_same_frames(1_000)
+    chunks = assert_same_frames(1_000, caplog)
     assert len(chunks) == 3 and chunks[0]["total_amount"].dtype == "float64"
     assert_same_pull()
 
 
 @pytest.mark.postgres
-def test_postgres_sandbox_bills_are_the_row_paths_frames(tmp_path, monkeypatch, bills, new_pg_database):
+def test_postgres_sandbox_bills_are_the_row_paths_frames(tmp_path, monkeypatch, bills, new_pg_database, caplog):
     if arrowdb.driver("postgresql") is None:
         pytest.skip("adbc-driver-postgresql is not installed")
     db = MedicalDB(tmp_path, bills, FaultState("medical_insurance"), url=new_pg_database())
     db.load()
     try:
-        monkeypatch.setenv("FUNDX_MEDICAL_INSURANCE_DB_URL", db.url)
-        chunks = assert_same_frames(1_000)
+        monkeypatch.setenv("FUNDX_MEDICAL_INSURANCE_DB_URL", db.url)  # search_path in its options
+        chunks = assert_same_frames(1_000, caplog)
         first = chunks[0].iloc[0]
         assert type(first["total_amount"]).__name__ == "Decimal" and first["settled_at"].tzinfo is not None
         assert_same_pull()
@@ -139,29 +152,29 @@ def test_sqlite_numbers_of_any_storage_are_the_row_paths(view, monkeypatch, amou
     assert_same_frames(50)
 
 
-def test_sqlite_text_after_empty_batches_is_the_row_paths(view, monkeypatch):
+def test_sqlite_text_after_empty_batches_is_the_row_paths(view, monkeypatch, caplog):
     """The driver types a column NULL in its first batch as int64 and then fails on text: the row path reads."""
     monkeypatch.setattr(arrowdb, "SQLITE_BATCH_ROWS", 2)
     view([bill(i, 100.5, None if i < 4 else "2026-04-03") for i in range(6)])
-    assert_same_frames(3)
+    assert_same_frames(3, caplog, arrow=False)
     assert_same_frames(50)
 
 
 @pytest.mark.parametrize("total", ["1,200.00", "150.50", b"\x00\x01"], ids=["text", "numeric-text", "blob"])
-def test_sqlite_text_in_a_number_column_goes_the_row_path(view, monkeypatch, total):
+def test_sqlite_text_in_a_number_column_goes_the_row_path(view, monkeypatch, caplog, total):
     """The row path hands such values on as they are (the check names them): the Arrow path would turn
     the numbers beside them into text, so it gives way."""
     monkeypatch.setattr(arrowdb, "SQLITE_BATCH_ROWS", 2)
     view([bill(0, 200.0), bill(1, total), bill(2, 150)])
-    assert_same_frames(50)
+    assert_same_frames(50, caplog, arrow=False)
     if total != "150.50":
         with pytest.raises(DataError, match="column total_amount of v_settled_bills holds 1 value"):
             connector_for(FEED, reload_settings()).extract(WINDOW)
 
 
-def test_sqlite_a_blob_in_a_text_column_goes_the_row_path(view):
+def test_sqlite_a_blob_in_a_text_column_goes_the_row_path(view, caplog):
     view([bill(0, 200.0), (b"\xff\x00", None, 150, "2026-04-02 10:00:00")])
-    assert_same_frames(50)
+    assert_same_frames(50, caplog, arrow=False)
 
 
 def test_without_the_driver_the_row_path_reads(view, monkeypatch):
@@ -180,3 +193,12 @@ def test_sqlite_query_flags_only_columns_without_a_telling_affinity():
     assert "NULL AS \"d\"" in sql and sql.endswith('ORDER BY "a"')
     assert [arrowdb.affinity(t) for t in ("INT", "varchar(10)", "", "double", "NUMERIC(14,2)", "DATE")] == [
         "INTEGER", "TEXT", "BLOB", "REAL", "NUMERIC", "NUMERIC"]
+
+
+def test_libpq_uri_keeps_the_options_spaces_and_adds_the_connect_timeout():
+    from sqlalchemy.engine import make_url
+
+    url = make_url("postgresql+psycopg://u:p%40ss@db:5432/x?options=-csearch_path%3Dm%20-c%20statement_timeout%3D5000")
+    uri = arrowdb.libpq_uri(url, 2.4)
+    assert uri == ("postgresql://u:p%40ss@db:5432/x?options=-csearch_path%3Dm%20-c%20statement_timeout%3D5000"
+                   "&connect_timeout=2")
