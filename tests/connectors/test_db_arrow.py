@@ -202,3 +202,28 @@ def test_libpq_uri_keeps_the_options_spaces_and_adds_the_connect_timeout():
     uri = arrowdb.libpq_uri(url, 2.4)
     assert uri == ("postgresql://u:p%40ss@db:5432/x?options=-csearch_path%3Dm%20-c%20statement_timeout%3D5000"
                    "&connect_timeout=2")
+
+
+def test_an_arrow_read_failing_part_way_is_read_again_by_the_row_path(view, monkeypatch):
+    """Chunks already handed on cannot be taken back: the read fails as transient, and the retry (the whole
+    pull's, or the streamed pull's from scratch) reads rows."""
+    view([bill(i, 100.5) for i in range(6)])
+    real = arrowdb.frame
+    built = []
+
+    def failing_second(*args, **kwargs):
+        built.append(1)
+        if len(built) == 2:
+            raise OSError("the driver failed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(arrowdb, "frame", failing_second)
+    monkeypatch.setenv("FUNDX_RETRY_ATTEMPTS", "2")
+    settings = reload_settings()
+    connector = connector_for(FEED, settings)
+    connector.config = connector.config.model_copy(update={"chunk_size": 2})
+    pull = connector.extract(WINDOW)
+    assert (pull.rows, pull.retries, len(built)) == (6, 1, 2)
+    old = connector_for(FEED, settings)
+    old.arrow = False
+    assert pull.digest == old.extract(WINDOW).digest
