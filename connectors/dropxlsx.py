@@ -255,10 +255,15 @@ class XlsxReader(DropFileReader):
         body: list[list[str | None]] = []
         longest = 0
         for row in rows:
-            if not any(v is not None and v != "" for v in row):
+            width = len(row)
+            if row.count(None) + row.count("") == width:  # no cell holds anything
                 continue
-            values = [cell_text(row[i]) if i < len(row) else None for i in wanted]
-            longest = max(longest, *(len(v) for v in values if v is not None), 0)
+            # a text cell is its own text (cell_text's answer, without the call): most cells are text
+            values = [(v if v.__class__ is str and v != "" else cell_text(v)) if i < width and (v := row[i]) is not None
+                      else None for i in wanted]
+            for v in values:
+                if v is not None and len(v) > longest:
+                    longest = len(v)
             body.append(values)
         if longest > settings.file_max_cell_chars:
             raise DataError(f"{name}: a value is {longest:,} characters long, more than FUNDX_FILE_MAX_CELL_CHARS="
