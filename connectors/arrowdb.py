@@ -18,8 +18,10 @@ batch (a later value of another type fails the read; a batch mixing text and num
 into text). A value other than text (or NULL) in a text, date or time column, or other than a
 number in a number column, means the row path — which hands on such values as they are, and the
 contract's checks name them (a number column holding text is a DataError). The column's declared
-affinity tells most of it: a TEXT column holds text (a BLOB aside: one in a later batch fails the
-read), and a number column's text or BLOB shows as an Arrow type other than a number. A column of
+affinity tells most of it: a TEXT column holds text, and a number column's text or BLOB shows as an
+Arrow type other than a number. A BLOB in a TEXT column shows as binary in its batch, or fails the read
+in a later batch — unless its bytes are valid UTF-8 and a batch before it typed the column as text:
+that one BLOB is then handed on as text where the row path hands on bytes (not caught here). A column of
 another affinity (an expression in the view, a column without a type) has its storage classes
 carried in one more column of the query (``typeof``, :data:`FLAGS`), which costs the read about a
 fifth of its time per such column.
