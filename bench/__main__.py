@@ -1,13 +1,15 @@
 """`make bench`: speed as ratios against baselines measured in the same run, also written as JSON.
 
-    python -m bench [--only pull|validate|seal|matching|ledger|feeds|night|province] [--quick]
+    python -m bench [--only pull|validate|seal|matching|ledger|xlsx|feeds|night|province] [--quick]
                     [--rows N] [--roll N] [--deaths N] [--prisoners N]          (pull, validate, matching)
                     [--ledger N]                                                (ledger)
+                    [--xlsx N]                                                  (xlsx)
                     [--sizes 1M,10M] [--bills 5M] [--chunk-rows N] [--runner R] [--seed S]   (feeds, night)
                     [--scale F] [--reference-scale F]                           (province)
 
 ``ledger`` measures paid-after-death over the office's payment ledger (10M months against 1M deaths,
-bench/ledger_bench.py) next to a plain DuckDB join of the same tables. ``feeds`` runs whole feeds
+bench/ledger_bench.py) next to a plain DuckDB join of the same tables. ``xlsx`` pulls justice's
+prisoner workbooks next to pandas' calamine reader on the same sheets (bench/xlsx_bench.py). ``feeds`` runs whole feeds
 through the streamed pipeline per step next to their baselines (bench/feeds_bench.py), ``night`` a
 city-scale night of six feeds through the nightly flow; both print their goals as PASS/FAIL and go
 into the JSON record's "feeds" section. ``province`` runs a province's night (10M people's office
@@ -28,7 +30,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-BENCHES = ("pull", "validate", "seal", "matching", "ledger", "feeds", "night", "province")
+BENCHES = ("pull", "validate", "seal", "matching", "ledger", "xlsx", "feeds", "night", "province")
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -59,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deaths", type=_rows, default=None, help="death rows (three feeds) for the matching benchmark (1M)")
     parser.add_argument("--prisoners", type=_rows, default=None, help="custody rows for the matching benchmark (200k)")
     parser.add_argument("--ledger", type=_rows, default=None, help="payment-ledger months for the ledger benchmark (10M)")
+    parser.add_argument("--xlsx", type=_rows, default=None, help="prisoners for the xlsx benchmark (100k)")
     parser.add_argument("--sizes", type=_sizes, default=None, help="death-feed sizes for the feeds benchmark (1M,10M)")
     parser.add_argument("--bills", type=_rows, default=None, help="bills for the feeds benchmark (5M; 0: none)")
     parser.add_argument("--chunk-rows", type=_rows, default=None,
@@ -121,6 +124,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ledger: {ledger:,} payment-ledger months against {deaths:,} death rows: paid after death from the "
               f"ledger next to a plain DuckDB join of the same tables (goal <= {ledger_bench.GOAL_RATIO} x)")
         report["ledger"] = ledger_bench.run(ledger, deaths)
+    if args.only in (None, "xlsx"):
+        from bench import xlsx_bench
+
+        prisoners = args.xlsx or (xlsx_bench.QUICK_PRISONERS if quick else xlsx_bench.DEFAULT_PRISONERS)
+        print(f"xlsx: {prisoners:,} prisoners in justice's three xlsx snapshots: the pull next to pandas' calamine "
+              f"reader on the same sheets (goal <= {xlsx_bench.GOAL_RATIO} x), openpyxl for the record")
+        report["xlsx"] = xlsx_bench.run(prisoners)
     if args.only in (None, "feeds", "night"):
         report["feeds"] = _feeds(args, quick)
 

@@ -88,12 +88,24 @@ def _column_number(letters: bytes) -> int:
     return n
 
 
+#: the fast path of :func:`sheet_extent`: every c and row tag of a stretch in the form writers use (``<c r="B7"``,
+#: ``<row r="7"``, the reference first, double quotes, no prefix) and no ``<`` inside a tag
+_ANY_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(?:c|row)(?=[\s/>])[^>]*>")
+_PLAIN_ROW = re.compile(rb'<row r="([1-9][0-9]{0,6})"(?=[\s/>])[^>]*>')
+_PLAIN_CELL = re.compile(rb'<c r="([A-Z]{1,3})[1-9][0-9]{0,6}"(?=[\s/>])[^>]*>')  # its column's letters
+_PLAIN_CELL_ROW = re.compile(rb'<c r="[A-Z]{1,3}([1-9][0-9]{0,6})"(?=[\s/>])[^>]*>')  # the same tags: its row
+_NESTED = re.compile(rb"<[^>]*<")
+
+
 def sheet_extent(xml: Any) -> tuple[int, int, int]:
     """(last row, last column, cells) of the cells of a sheet's XML (a binary stream), as a reader places them: a cell
     at its reference, else after the row's previous cell; a row at its number, else after the previous row.
-    A ValueError names a reference outside Excel's grid or not shaped like one."""
-    last_row = last_col = cells = 0
-    row = col = 0
+    A ValueError names a reference outside Excel's grid or not shaped like one.
+
+    A stretch whose every tag is in the form writers use is measured by a few regular-expression passes
+    (:func:`_plain_extent`); any other stretch, and one the fast pass finds out of the grid (to name the first
+    such reference), cell by cell (:func:`_scan`) — the same figures either way."""
+    state = [0, 0, 0, 0, 0]  # last row, last column, cells, the row and column a reader is at
     tail = b""
     while chunk := xml.read(1024 * 1024):
         text = tail + chunk
@@ -101,38 +113,79 @@ def sheet_extent(xml: Any) -> tuple[int, int, int]:
         if end < 0 or text.find(b">", end) >= 0:
             end = len(text)
         body, tail = text[:end], text[end:]
-        for match in _TAG.finditer(body):
-            ref = _REF_ATTR.search(match.group(2))
-            value = None if ref is None else (ref.group(1) if ref.group(1) is not None else ref.group(2))
-            if match.group(1) == b"row":
-                if value is None:
-                    row += 1
-                elif value.isdigit() and 0 < len(value) <= 7:
-                    row = int(value)
-                else:
-                    raise ValueError(f"row number {_shown(value)} is not one")
-                col = 0
-                if row > MAX_ROW:
-                    raise ValueError(f"row {row} is past the last row of a sheet ({MAX_ROW})")
-                last_row = max(last_row, row)
-                continue
-            cells += 1
+        if not _plain_extent(body, state):
+            _scan(body, state)
+    return state[0], state[1], state[2]
+
+
+def _plain_extent(body: bytes, state: list[int]) -> bool:
+    """Measure ``body`` into ``state`` if every c and row tag in it is plain and within the grid; else False
+    (``state`` untouched). With no ``<`` inside a tag, every tag is one stretch from ``<`` to the next ``>``, so
+    the plain tags are all the tags when they are as many."""
+    if _NESTED.search(body) is not None:
+        return False
+    rows = _PLAIN_ROW.findall(body)
+    cells = _PLAIN_CELL.findall(body)
+    if len(rows) + len(cells) != len(_ANY_TAG.findall(body)):
+        return False
+    last_row, last_col, count, row, col = state
+    if cells:
+        widest = max(_column_number(c) for c in set(cells))
+        deepest = max(int(r) for r in set(_PLAIN_CELL_ROW.findall(body)))
+        if widest > MAX_COLUMN or deepest > MAX_ROW:
+            return False
+        last_col = max(last_col, widest)
+        last_row = max(last_row, deepest, row)  # a cell before this stretch's first row tag is in the current row
+    if rows:
+        highest = max(int(r) for r in set(rows))
+        if highest > MAX_ROW:
+            return False
+        last_row = max(last_row, highest)
+    at_row, at_cell = body.rfind(b'<row r="'), body.rfind(b'<c r="')
+    if rows:
+        row = int(rows[-1])
+        col = 0
+    if cells and at_cell > at_row:  # the stretch ends inside a row: a reader is at its last cell's column
+        col = _column_number(cells[-1])
+    state[:] = [last_row, last_col, count + len(cells), row, col]
+    return True
+
+
+def _scan(body: bytes, state: list[int]) -> None:
+    """Measure ``body`` into ``state`` tag by tag (ValueError at the first reference out of the grid)."""
+    last_row, last_col, cells, row, col = state
+    for match in _TAG.finditer(body):
+        ref = _REF_ATTR.search(match.group(2))
+        value = None if ref is None else (ref.group(1) if ref.group(1) is not None else ref.group(2))
+        if match.group(1) == b"row":
             if value is None:
-                col += 1
+                row += 1
+            elif value.isdigit() and 0 < len(value) <= 7:
+                row = int(value)
             else:
-                cell = _CELL_REF.match(value)
-                if cell is None:
-                    raise ValueError(f"cell reference {_shown(value)} is not one (letters A..XFD, then a row number)")
-                col = _column_number(cell.group(1))
-                row_of_cell = int(cell.group(2))
-                if col > MAX_COLUMN or not 0 < row_of_cell <= MAX_ROW:
-                    raise ValueError(f"cell {_shown(value)} is outside a sheet's grid (A1:XFD{MAX_ROW})")
-                last_row = max(last_row, row_of_cell)
-            if col > MAX_COLUMN:
-                raise ValueError(f"a row has more than {MAX_COLUMN} cells")
-            last_col = max(last_col, col)
+                raise ValueError(f"row number {_shown(value)} is not one")
+            col = 0
+            if row > MAX_ROW:
+                raise ValueError(f"row {row} is past the last row of a sheet ({MAX_ROW})")
             last_row = max(last_row, row)
-    return last_row, last_col, cells
+            continue
+        cells += 1
+        if value is None:
+            col += 1
+        else:
+            cell = _CELL_REF.match(value)
+            if cell is None:
+                raise ValueError(f"cell reference {_shown(value)} is not one (letters A..XFD, then a row number)")
+            col = _column_number(cell.group(1))
+            row_of_cell = int(cell.group(2))
+            if col > MAX_COLUMN or not 0 < row_of_cell <= MAX_ROW:
+                raise ValueError(f"cell {_shown(value)} is outside a sheet's grid (A1:XFD{MAX_ROW})")
+            last_row = max(last_row, row_of_cell)
+        if col > MAX_COLUMN:
+            raise ValueError(f"a row has more than {MAX_COLUMN} cells")
+        last_col = max(last_col, col)
+        last_row = max(last_row, row)
+    state[:] = [last_row, last_col, cells, row, col]
 
 
 #: the child process's program: read the sheet with calamine, answer with a pickle ("ok", rows), ("no sheet",
@@ -202,10 +255,15 @@ class XlsxReader(DropFileReader):
         body: list[list[str | None]] = []
         longest = 0
         for row in rows:
-            if not any(v is not None and v != "" for v in row):
+            width = len(row)
+            if row.count(None) + row.count("") == width:  # no cell holds anything
                 continue
-            values = [cell_text(row[i]) if i < len(row) else None for i in wanted]
-            longest = max(longest, *(len(v) for v in values if v is not None), 0)
+            # a text cell is its own text (cell_text's answer, without the call): most cells are text
+            values = [(v if v.__class__ is str and v != "" else cell_text(v)) if i < width and (v := row[i]) is not None
+                      else None for i in wanted]
+            for v in values:
+                if v is not None and len(v) > longest:
+                    longest = len(v)
             body.append(values)
         if longest > settings.file_max_cell_chars:
             raise DataError(f"{name}: a value is {longest:,} characters long, more than FUNDX_FILE_MAX_CELL_CHARS="
