@@ -135,26 +135,31 @@ def shared_work() -> Iterator[None]:
         _shared.reset(token)
 
 
-def _buffers_key(values: pd.Series | pa.Array) -> tuple | None:
+def _buffers_key(values: pd.Series | pa.Array) -> tuple[tuple, pa.Array] | None:
+    """The identity of a column's Arrow buffers, and the array that holds them (to be kept alive)."""
     if isinstance(values, pd.Series) and values.dtype == object:
         return None  # object columns have no stable buffers to name them by
     try:
         arr = _arrow(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return None
-    return (str(arr.type), arr.offset, len(arr),
-            *((b.address, b.size) if b is not None else None for b in arr.buffers()))
+    key = (str(arr.type), arr.offset, len(arr),
+           *((b.address, b.size) if b is not None else None for b in arr.buffers()))
+    return key, arr
 
 
 def _once(kind: str, values: pd.Series | pa.Array, compute: Callable[[Any], Any]) -> Any:
     memo = _shared.get()
-    key = _buffers_key(values) if memo is not None else None
-    if memo is None or key is None:
+    found = _buffers_key(values) if memo is not None else None
+    if memo is None or found is None:
         return compute(values)
-    key = (kind, *key)
+    key, arr = (kind, *found[0]), found[1]
     if key not in memo:
-        memo[key] = compute(values)
-    return memo[key]
+        # the buffers the key names are kept with the result: while the memo lives they cannot be freed, so
+        # no other column (a temporary copy Great Expectations makes of another column of the same length,
+        # a chunked column combined again) can be given the same addresses and read this column's result
+        memo[key] = (arr, compute(values))
+    return memo[key][1]
 
 
 def column_days(values: pd.Series | pa.Array) -> np.ndarray:
