@@ -128,7 +128,9 @@ class CsvReader(DropFileReader):
                                              invalid_row_handler=malformed),
             convert_options=pacsv.ConvertOptions(column_types={h: pa.string() for h in header},
                                                  include_columns=[h for h in header if h in wanted],
-                                                 strings_can_be_null=False, quoted_strings_can_be_null=False),
+                                                 # an empty value, quoted or not, is a missing one
+                                                 null_values=[""], strings_can_be_null=True,
+                                                 quoted_strings_can_be_null=True),
         )
         return pacsv.open_csv(source, **options) if stream else pacsv.read_csv(source, **options)
 
@@ -153,8 +155,8 @@ class CsvReader(DropFileReader):
                          action=f"ask {self.feed.agency} to export the file again")
 
     def _strings(self, frame: pd.DataFrame, name: str) -> pd.DataFrame:
-        frame = self._rename(frame, name)
-        return frame.mask(frame == "")
+        # empty values are missing already: the parser reads them as nulls (:meth:`_arrow_csv`)
+        return self._rename(frame, name)
 
 
 class _Malformed:
