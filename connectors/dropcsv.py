@@ -126,7 +126,7 @@ class CsvReader(DropFileReader):
             read_options=pacsv.ReadOptions(block_size=1 << 22, use_threads=threads),
             parse_options=pacsv.ParseOptions(delimiter=self.config.delimiter, newlines_in_values=True,
                                              invalid_row_handler=malformed),
-            convert_options=pacsv.ConvertOptions(column_types={h: pa.string() for h in header},
+            convert_options=pacsv.ConvertOptions(column_types={h: pa.large_string() for h in header},  # pandas' own
                                                  include_columns=[h for h in header if h in wanted],
                                                  # an empty value, quoted or not, is a missing one
                                                  null_values=[""], strings_can_be_null=True,
@@ -140,7 +140,10 @@ class CsvReader(DropFileReader):
 
         limit = self.settings.file_max_cell_chars
         for column, values in zip(table.schema.names, table.columns):
-            longest = pc.max(pc.utf8_length(values)).as_py() if len(values) else None
+            most = pc.max(pc.binary_length(values)).as_py() if len(values) else None
+            if most is None or most <= limit:  # a character is a byte or more: no value is too long
+                continue
+            longest = pc.max(pc.utf8_length(values)).as_py()
             if longest is not None and longest > limit:
                 raise DataError(
                     f"{name}: a value of column {column.strip()} is {longest:,} characters long, more than "
