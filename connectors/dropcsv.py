@@ -74,7 +74,7 @@ class CsvReader(DropFileReader):
             if malformed.numbered():
                 break
         self._check_cells(table, name)
-        return _place(self._strings(table.to_pandas(), name), malformed.take(), 0, 0, name)
+        return _place(self._frame(table, name), malformed.take(), 0, 0, name)
 
     def frames(self, source: DecodingReader, name: str, rows: int) -> Iterator[pd.DataFrame]:
         """Frames of logical columns from a decoded CSV stream, malformed rows marked in their places."""
@@ -97,7 +97,7 @@ class CsvReader(DropFileReader):
                     self._numbered_files.add(name)  # only a single-threaded read numbers its rows
                     raise IncompletePull(f"{name}: a malformed row, read again to number it",
                                          feed=self.name, retry_after=0)
-                frame = _place(self._strings(batch.to_pandas(), name), bad, good, seen, name)
+                frame = _place(self._frame(batch, name), bad, good, seen, name)
                 good, seen = good + batch.num_rows, seen + len(bad)
                 pending.append(frame)
                 held += len(frame)
@@ -160,6 +160,14 @@ class CsvReader(DropFileReader):
     def _strings(self, frame: pd.DataFrame, name: str) -> pd.DataFrame:
         # empty values are missing already: the parser reads them as nulls (:meth:`_arrow_csv`)
         return self._rename(frame, name)
+
+    def _frame(self, table: Any, name: str) -> pd.DataFrame:
+        """An Arrow table or batch of the file's columns as :meth:`_strings` makes its pandas frame: the
+        columns picked and renamed in Arrow, then converted once."""
+        headers = [str(h).strip().lstrip("\ufeff") for h in table.schema.names]
+        self.connector.check_columns(headers, where=name)
+        mapping = {p: n for p, n in self.contract.physical_to_logical.items() if p in headers}
+        return table.select([headers.index(p) for p in mapping]).rename_columns(list(mapping.values())).to_pandas()
 
 
 class _Malformed:
