@@ -55,6 +55,10 @@ def feed_names() -> list[str]:
 
 def load_feed(feed: str) -> FeedConfig:
     """The validated config of ``feed``; errors are ConfigurationError naming the file and key path."""
+    return _load_feed(feed)[0]
+
+
+def _load_feed(feed: str) -> tuple[FeedConfig, Contract]:
     path = feed_path(feed)
     if not path.is_file():
         known = ", ".join(feed_names()) or "none"
@@ -64,11 +68,16 @@ def load_feed(feed: str) -> FeedConfig:
         )
         error.feed = feed
         raise error
-    return load_feed_file(path)
+    return _load_feed_file(path)
 
 
 def load_feed_file(path: Path) -> FeedConfig:
     """A feed config read from ``path`` (named ``<feed>.yaml``), checked against its contract."""
+    return _load_feed_file(path)[0]
+
+
+def _load_feed_file(path: Path) -> tuple[FeedConfig, Contract]:
+    """A feed config read from ``path`` and checked against its contract, and that contract."""
     where = display_path(path)
     stem = path.name[: -len(".yaml")] if path.name.endswith(".yaml") else path.stem
 
@@ -99,7 +108,7 @@ def load_feed_file(path: Path) -> FeedConfig:
     problem = _mismatch(config, contract)
     if problem:
         raise fail(problem)
-    return config
+    return config, contract
 
 
 def _mismatch(config: FeedConfig, contract: Contract) -> str | None:
@@ -130,13 +139,16 @@ def _mismatch(config: FeedConfig, contract: Contract) -> str | None:
 
 
 def connector_for(feed: str, settings: Settings | None = None) -> Connector:
-    """The connector that pulls ``feed``, built from its config and contract."""
-    return build_connector(load_feed(feed), settings)
+    """The connector that pulls ``feed``, built from its config and contract (each read once)."""
+    return _build(*_load_feed(feed), settings)
 
 
 def build_connector(config: FeedConfig, settings: Settings | None = None) -> Connector:
     """The transport's connector for an already validated config (tests use it with smaller pages)."""
-    contract = load_contract(config.contract)
+    return _build(config, load_contract(config.contract), settings)
+
+
+def _build(config: FeedConfig, contract: Contract, settings: Settings | None) -> Connector:
     module, _, name = TRANSPORTS[config.transport].partition(":")
     cls: Any = getattr(import_module(module), name)
     return cls(config, contract, settings or get_settings())

@@ -146,7 +146,7 @@ class DecodingReader(io.RawIOBase):
             raise DataError(f"{self._name} holds a NUL character{where}; it is not a text CSV file", feed=self._feed,
                             action="ask the agency to resend the file in GB18030 or UTF-8")
         self._offset += len(block)
-        self._buffer = self._buffer[self._pos:] + data
+        self._buffer = self._buffer[self._pos:] + data if self._pos < len(self._buffer) else data
         self._pos = 0
         self._done = final
         return not final
@@ -155,7 +155,7 @@ class DecodingReader(io.RawIOBase):
         while self._pos >= len(self._buffer) and not self._done:
             self._fill()
         size = min(len(target), len(self._buffer) - self._pos)
-        target[:size] = self._buffer[self._pos:self._pos + size]
+        target[:size] = memoryview(self._buffer)[self._pos:self._pos + size]  # no copy of the slice first
         self._pos += size
         return size
 

@@ -74,7 +74,7 @@ class CsvReader(DropFileReader):
             if malformed.numbered():
                 break
         self._check_cells(table, name)
-        return _place(self._strings(table.to_pandas(), name), malformed.take(), 0, 0, name)
+        return _place(self._frame(table, name), malformed.take(), 0, 0, name)
 
     def frames(self, source: DecodingReader, name: str, rows: int) -> Iterator[pd.DataFrame]:
         """Frames of logical columns from a decoded CSV stream, malformed rows marked in their places."""
@@ -97,7 +97,7 @@ class CsvReader(DropFileReader):
                     self._numbered_files.add(name)  # only a single-threaded read numbers its rows
                     raise IncompletePull(f"{name}: a malformed row, read again to number it",
                                          feed=self.name, retry_after=0)
-                frame = _place(self._strings(batch.to_pandas(), name), bad, good, seen, name)
+                frame = _place(self._frame(batch, name), bad, good, seen, name)
                 good, seen = good + batch.num_rows, seen + len(bad)
                 pending.append(frame)
                 held += len(frame)
@@ -126,9 +126,11 @@ class CsvReader(DropFileReader):
             read_options=pacsv.ReadOptions(block_size=1 << 22, use_threads=threads),
             parse_options=pacsv.ParseOptions(delimiter=self.config.delimiter, newlines_in_values=True,
                                              invalid_row_handler=malformed),
-            convert_options=pacsv.ConvertOptions(column_types={h: pa.string() for h in header},
+            convert_options=pacsv.ConvertOptions(column_types={h: pa.large_string() for h in header},  # pandas' own
                                                  include_columns=[h for h in header if h in wanted],
-                                                 strings_can_be_null=False, quoted_strings_can_be_null=False),
+                                                 # an empty value, quoted or not, is a missing one
+                                                 null_values=[""], strings_can_be_null=True,
+                                                 quoted_strings_can_be_null=True),
         )
         return pacsv.open_csv(source, **options) if stream else pacsv.read_csv(source, **options)
 
@@ -138,7 +140,10 @@ class CsvReader(DropFileReader):
 
         limit = self.settings.file_max_cell_chars
         for column, values in zip(table.schema.names, table.columns):
-            longest = pc.max(pc.utf8_length(values)).as_py() if len(values) else None
+            most = pc.max(pc.binary_length(values)).as_py() if len(values) else None
+            if most is None or most <= limit:  # a character is a byte or more: no value is too long
+                continue
+            longest = pc.max(pc.utf8_length(values)).as_py()
             if longest is not None and longest > limit:
                 raise DataError(
                     f"{name}: a value of column {column.strip()} is {longest:,} characters long, more than "
@@ -153,8 +158,16 @@ class CsvReader(DropFileReader):
                          action=f"ask {self.feed.agency} to export the file again")
 
     def _strings(self, frame: pd.DataFrame, name: str) -> pd.DataFrame:
-        frame = self._rename(frame, name)
-        return frame.mask(frame == "")
+        # empty values are missing already: the parser reads them as nulls (:meth:`_arrow_csv`)
+        return self._rename(frame, name)
+
+    def _frame(self, table: Any, name: str) -> pd.DataFrame:
+        """An Arrow table or batch of the file's columns as :meth:`_strings` makes its pandas frame: the
+        columns picked and renamed in Arrow, then converted once."""
+        headers = [str(h).strip().lstrip("\ufeff") for h in table.schema.names]
+        self.connector.check_columns(headers, where=name)
+        mapping = {p: n for p, n in self.contract.physical_to_logical.items() if p in headers}
+        return table.select([headers.index(p) for p in mapping]).rename_columns(list(mapping.values())).to_pandas()
 
 
 class _Malformed:

@@ -161,6 +161,8 @@ def _normalise(column: pd.Series) -> np.ndarray:
         nanos = column.dt.as_unit("ns").to_numpy().view("int64").copy()
         nanos[missing] = np.iinfo(np.int64).min
         return nanos
+    if isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow":
+        return _utf8_objects(column)
     if isinstance(column.dtype, pd.StringDtype) or column.dtype == object:
         values = column.to_numpy(dtype=object, na_value=None)
         return values
@@ -168,3 +170,21 @@ def _normalise(column: pd.Series) -> np.ndarray:
         return column.to_numpy()
     # numbers as float64 whatever their width: a chunk of integers and one with a gap (float) agree
     return column.to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _utf8_objects(column: pd.Series) -> np.ndarray:
+    """Arrow-backed text as an object array of each value's UTF-8 bytes (None where missing).
+
+    pandas hashes a text value as the UTF-8 bytes it encodes to, and bytes as they are: the hashes are
+    the same as of the strings, without making a Python string of each value and encoding it again.
+    """
+    import pyarrow as pa
+
+    data = column.array.__arrow_array__()  # the Arrow data itself, no copy
+    if pa.types.is_large_string(data.type):
+        data = data.cast(pa.large_binary())
+    elif pa.types.is_string(data.type):
+        data = data.cast(pa.binary())
+    else:  # another layout of text (string_view): as strings
+        return column.to_numpy(dtype=object, na_value=None)
+    return np.asarray(data.to_numpy(zero_copy_only=False), dtype=object)

@@ -232,6 +232,9 @@ def _repeated(values: np.ndarray) -> np.ndarray:
     mask = np.zeros(len(values), dtype=bool)
     if len(values) < 2:
         return mask
+    ordered = np.sort(values)
+    if not (ordered[1:] == ordered[:-1]).any():  # the common case, found by a sort without positions
+        return mask
     order = np.argsort(values, kind="stable")
     ordered = values[order]
     same = ordered[1:] == ordered[:-1]

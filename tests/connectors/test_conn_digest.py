@@ -97,3 +97,18 @@ def test_row_hashes_since_hashes_again_only_what_changed_and_agrees_with_hashing
     assert (row_hashes_since(kept, before, hashes) == row_hashes(kept)).all()
     strangers = kept.set_axis(np.arange(len(kept)) + 10**6)     # rows `before` never had: hashed afresh
     assert (row_hashes_since(strangers, before, hashes) == row_hashes(strangers)).all()
+
+
+def test_text_hashes_are_pandas_own_of_the_strings_whatever_their_storage():
+    """Digests are in the ledger and batch ids: Arrow-backed text (hashed from its UTF-8 bytes) hashes as
+    pandas hashes the strings, and a pinned frame keeps the digest it has always had."""
+    from fundx.core.digest import column_hashes
+
+    texts = ["110105194912310021", "张三", "", None, "None", "x" * 40, "😀é", 'a,b"c'] * 200
+    f = pd.DataFrame({"text": pd.Series(texts, dtype="str"), "few": pd.Series(["男", "女", None, "男"] * 400, dtype="str"),
+                      "n": np.arange(1600)})
+    strings = pd.util.hash_array(np.array(texts, dtype=object), categorize=False)
+    assert (column_hashes(f)[0] == strings).all()
+    assert (column_hashes(f.astype({"text": object}))[0] == strings).all()
+    assert (column_hashes(f.iloc[3:900])[0] == strings[3:900]).all()  # a slice of the Arrow data
+    assert content_digest(f) == "sha256:3f343d13de0f182cc960371154164ea5140ef16a5d182d3bc7f80fb0cc43d931"

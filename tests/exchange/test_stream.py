@@ -20,6 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -252,6 +253,28 @@ def test_spool_files_are_bound_to_their_name_and_key(tmp_path):
     assert (spool.folder / "raw-000000").stat().st_mode & 0o777 == 0o600
     spool.close()
     assert not spool.folder.exists()
+
+
+def test_spooled_objects_come_back_equal_their_buffers_sealed_and_bound_to_their_name(tmp_path):
+    """A chunk's frame and column hashes are spooled with their buffers outside the pickle: they come back
+    equal and writable, nothing of them is in clear in the file, and a file under another name does not open."""
+    from cryptography.exceptions import InvalidTag
+
+    spool = Spool.create(tmp_path, "police.deaths")
+    frame = pd.concat([pd.DataFrame({"id_number": pd.Series(["110105194912310021", None], dtype="str"),
+                                     "n": [1, 2]})] * 3, ignore_index=True)
+    hashes = {"id_number": np.arange(6, dtype=np.uint64), "n": np.arange(6, dtype=np.uint64) * 3}
+    spool.put_object("raw-000000", frame)
+    spool.put_object("hashes-000000", hashes)
+    pd.testing.assert_frame_equal(spool.get_object("raw-000000"), frame)
+    back = spool.get_object("hashes-000000")
+    assert back.keys() == hashes.keys() and all((back[k] == hashes[k]).all() for k in hashes)
+    assert all(v.flags.writeable for v in back.values())
+    assert b"110105194912310021" not in (spool.folder / "raw-000000").read_bytes()
+    (spool.folder / "raw-000001").write_bytes((spool.folder / "raw-000000").read_bytes())
+    with pytest.raises(InvalidTag):
+        spool.get_object("raw-000001")
+    spool.close()
 
 
 def test_a_streamed_feed_is_checked_and_sealed_on_a_local_dask_cluster(sandbox, home, monkeypatch, tmp_path):
