@@ -42,8 +42,8 @@ from fundx.crypto.opening import open_sealed, recipients_among
 from fundx.crypto.seal import seal
 from fundx.stage import DONE, RECEIPT, Stage
 from matching import pseudonym
-from matching.sql import one_per_key_in_batch
-from matching.store import Store
+from matching.sql import KEYS, one_per_key_in_batch
+from matching.store import ROW_GROUP, Store
 
 log = logging.getLogger("fundx.matching")
 
@@ -249,27 +249,83 @@ def load_batches(stage_name: str, *, con: duckdb.DuckDBPyConnection, keys: KeySt
         if vault_rows is not None:  # a batch with rows and identity numbers: its vault, even empty
             _seal_vault(keys, stage_name, manifest, vault_rows, home)
         del vault_rows
-        kept, repeated = one_per_key_in_batch(table, kept)
+        rows, repeated = kept.store(store, batch)
         if repeated:
             log.warning("stage %s: batch %s (%s) repeats %d keys: the last row of each kept", stage_name, batch,
                         manifest.feed, repeated)
-        store.write(table, batch, kept)
-        done.append(Loaded(stage_name, table, batch, kept.num_rows))
-        log.info("stage %s: loaded batch %s (%s): %d rows into %s", stage_name, batch, manifest.feed,
-                 kept.num_rows, table)
+        done.append(Loaded(stage_name, table, batch, rows))
+        log.info("stage %s: loaded batch %s (%s): %d rows into %s", stage_name, batch, manifest.feed, rows, table)
     return done
 
 
+class Kept:
+    """The rows a batch keeps, written to Parquet part by part as they come (compressed, in memory: never the
+    batch's decoded rows), with their keys to find a key the batch repeats."""
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+        self._buf = io.BytesIO()
+        self._writer: pq.ParquetWriter | None = None
+        self._keys: list[pa.Table] = []
+        self._loose: list[pa.Table] | None = None  # parts whose columns' types differ: kept decoded, concatenated
+        self._schema: pa.Schema | None = None
+        self.num_rows = 0
+
+    def add(self, part: pa.Table) -> None:
+        self.num_rows += part.num_rows
+        if self.table in KEYS and part.num_rows:
+            self._keys.append(part.select(list(KEYS[self.table])))
+        if self._loose is not None:
+            self._loose.append(part)
+            return
+        if self._writer is None:
+            self._schema = part.schema
+            self._writer = pq.ParquetWriter(self._buf, part.schema, compression="zstd")
+        if part.schema != self._schema:
+            self._loose = [*self._written(), part]
+            return
+        self._writer.write_table(part, row_group_size=ROW_GROUP)
+
+    def _written(self) -> list[pa.Table]:
+        if self._writer is None:
+            return []
+        self._writer.close()
+        return [pq.read_table(io.BytesIO(self._buf.getvalue()))]
+
+    def rows(self) -> pa.Table:
+        """Every kept row, decoded (the parts' rows in their order)."""
+        if self._loose is not None:
+            return pa.concat_tables(self._loose, promote_options="default")
+        written = self._written()
+        return written[0] if written else pa.table({})
+
+    def store(self, store: Store, batch: str) -> tuple[int, int]:
+        """Write the rows to the store as ``<table>/<batch>``, one row per key (the last where a key repeats:
+        matching.sql.one_per_key_in_batch); the rows written and the rows dropped."""
+        keys = pa.concat_tables(self._keys) if self._keys else None
+        if self._loose is None and self._writer is not None and (keys is None or _unique(keys)):
+            self._writer.close()
+            store.write_plain(self.table, batch, self._buf.getvalue())
+            return self.num_rows, 0
+        rows, repeated = one_per_key_in_batch(self.table, self.rows())
+        store.write(self.table, batch, rows)
+        return rows.num_rows, repeated
+
+
+def _unique(keys: pa.Table) -> bool:
+    return keys.group_by(keys.column_names, use_threads=False).aggregate([]).num_rows == keys.num_rows
+
+
 def pseudonymise(con: duckdb.DuckDBPyConnection, stage: Stage, batch: str,
-                  keys: KeyStore) -> tuple[Manifest, str, pa.Table, pa.Table | None]:
+                 keys: KeyStore) -> tuple[Manifest, str, Kept, pa.Table | None]:
     """A received batch through DuckDB one part at a time (only one part's plain rows in memory): its manifest,
-    its store table, the rows the stage keeps (pseudonymised, the parts' rows in their order) and the vault's
+    its store table, the rows the stage keeps (pseudonymised, the parts' rows in their order, as Parquet) and the vault's
     rows (token, identity number, name; distinct), or None for a feed without identity numbers. ManifestError
     when the parts do not hold the rows the manifest announces (nothing is written then)."""
     at = received_at(stage, batch)
     manifest: Manifest | None = None
     table = sql = vault = ""
-    kept: list[pa.Table] = []
+    kept: Kept | None = None
     vaults: list[pa.Table] = []
     rows_in = 0
     for m, rows in open_parts(stage, batch, keys):
@@ -277,6 +333,7 @@ def pseudonymise(con: duckdb.DuckDBPyConnection, stage: Stage, batch: str,
             manifest = m
             table, sql, vault_sql = feed_sql(m.feed)
             vault = vault_sql or ""
+            kept = Kept(table)
         rows_in += rows.num_rows
         con.register("src", rows)
         try:
@@ -284,16 +341,16 @@ def pseudonymise(con: duckdb.DuckDBPyConnection, stage: Stage, batch: str,
                 vaults.append(con.sql(vault).to_arrow_table())
             # S608: batch is a checked name (letters, digits, '.', '_', '-') its signed manifest confirms;
             # received_at is the time in the stage's own receipt
-            kept.append(con.sql(f"SELECT *, '{batch}' AS batch, TIMESTAMPTZ '{at}' AS received_at "  # noqa: S608
+            assert kept is not None
+            kept.add(con.sql(f"SELECT *, '{batch}' AS batch, TIMESTAMPTZ '{at}' AS received_at "  # noqa: S608
                                 f"FROM ({sql})").to_arrow_table())
         finally:
             con.unregister("src")
         del rows
-    assert manifest is not None
+    assert manifest is not None and kept is not None
     if rows_in != manifest.rows:
         raise ManifestError(f"batch {batch}: the parts hold {rows_in} rows, the manifest announces {manifest.rows}")
-    rows_kept = pa.concat_tables(kept, promote_options="default")
-    del kept
+    rows_kept = kept
     if not vault:
         return manifest, table, rows_kept, None
     if len(vaults) <= 1:

@@ -42,6 +42,8 @@ KEY_FORMAT = "fundx-store-key/1"
 SNAPSHOT = "snapshot"
 COMPACTED = "compacted-"
 INDEX = "index.json"
+#: rows per Parquet row group of a store file: the rules' scans (matching.scan) decode a row group at a time
+ROW_GROUP = 128 * 1024
 _OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 
 
@@ -129,9 +131,13 @@ class Store:
     def write(self, table: str, name: str, data: pa.Table) -> Path:
         """Write one file of a table (atomically; replaces a file of the same name)."""
         buf = io.BytesIO()
-        pq.write_table(data, buf, compression="zstd")
+        pq.write_table(data, buf, compression="zstd", row_group_size=ROW_GROUP)
+        return self.write_plain(table, name, buf.getvalue())
+
+    def write_plain(self, table: str, name: str, parquet: bytes) -> Path:
+        """Write one file of a table from its Parquet bytes (atomically; replaces a file of the same name)."""
         nonce = os.urandom(12)
-        sealed = MAGIC + nonce + AESGCM(self._store_key()).encrypt(nonce, buf.getvalue(), self._aad(table, name))
+        sealed = MAGIC + nonce + AESGCM(self._store_key()).encrypt(nonce, parquet, self._aad(table, name))
         path = self._path(table, name)
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_file_atomic(path, sealed, 0o600)

@@ -15,7 +15,7 @@ from fundx.core.settings import reload_settings
 from fundx.crypto.keys import KeyStore
 from fundx.crypto.manifest import Manifest
 from matching import load, rules
-from matching.sql import one_per_key
+from matching.sql import one_per_key, one_per_key_in_batch
 from matching.store import Store
 
 FEED = "civil_affairs.deaths"
@@ -64,7 +64,7 @@ def test_a_batch_is_loaded_one_part_at_a_time_with_the_rows_of_the_whole(home, m
     assert [n for name, n in spy.given if name == "src"] == [700, 500, 800]  # one part's plain rows at a time
     _, (_, _, kept_whole, vault_whole) = _load(monkeypatch, home, [pa.concat_tables(parts)])
     assert (manifest.batch_id, table) == (BATCH, "deaths")
-    assert kept.equals(kept_whole)  # the same rows, in the same order, as the batch loaded whole
+    assert kept.rows().equals(kept_whole.rows())  # the same rows, in the same order, as the batch loaded whole
     key = lambda t: sorted(zip(*(t.column(c).to_pylist() for c in t.column_names)))  # noqa: E731
     assert vault is not None and vault_whole is not None and key(vault) == key(vault_whole)
     assert vault.num_rows == 997  # one row per person, however many parts they are in
@@ -124,3 +124,28 @@ def test_the_rules_read_the_store_as_scans_with_the_same_latest_rows(home) -> No
     want = one_per_key("deaths", pa.concat_tables(batches)).select(["feed", "record_key", "person"])
     assert got.equals(want.sort_by("record_key"))
     assert sorted(got["record_key"].to_pylist()) == sorted(f"k{i}" for i in range(90))
+
+
+@pytest.mark.parametrize("repeat", [False, True])
+def test_the_kept_rows_are_stored_as_the_whole_batch_would_be(home, repeat) -> None:
+    store = Store("death_matching", home=home, keys=KeyStore(home=home))
+    parts = [pa.table({"feed": ["f"] * 3, "record_key": ["a", "b", "c"], "n": [1, 2, 3]}),
+             pa.table({"feed": ["f"] * 2, "record_key": ["b" if repeat else "d", "e"], "n": [4, 5]}),
+             pa.table({"feed": ["f"], "record_key": ["g"], "n": pa.array([None], pa.int64())})]
+    kept = load.Kept("deaths")
+    for part in parts:
+        kept.add(part)
+    rows, dropped = kept.store(store, "b1")
+    want, repeated = one_per_key_in_batch("deaths", pa.concat_tables(parts))
+    assert store.read_file("deaths", "b1").equals(want) and (rows, dropped) == (want.num_rows, repeated)
+    assert dropped == (1 if repeat else 0)
+
+
+def test_parts_whose_types_differ_are_stored_as_their_concatenation(home) -> None:
+    store = Store("death_matching", home=home, keys=KeyStore(home=home))
+    parts = [pa.table({"record_key": ["a"], "x": pa.array([None], pa.null())}), pa.table({"record_key": ["b"], "x": ["y"]})]
+    kept = load.Kept("custody")
+    for part in parts:
+        kept.add(part)
+    assert kept.store(store, "b1") == (2, 0)
+    assert store.read_file("custody", "b1").equals(pa.concat_tables(parts, promote_options="default"))
