@@ -2,8 +2,9 @@
 
 A received batch is opened again part by part (:func:`fundx.crypto.opening.open_sealed` with the stage's key,
 signer checked to be the exchange, manifest checked to name the batch): no byte that was not
-verified is used. Its rows go through DuckDB once: identity numbers become tokens and masked
-numbers, only the columns the rules need are kept, and the result is written to the stage's store
+verified is used. Its rows go through DuckDB once, a part at a time (one part's plain rows in memory, never
+the whole batch): identity numbers become tokens and masked numbers, only the columns the rules need are
+kept, written to Parquet as each part comes (:class:`Kept`), and the result goes to the stage's store
 (:class:`matching.store.Store`) as ``<table>/<batch>``. The identity behind each token goes to the
 vault, sealed to the investigators. A batch already in the store is not loaded again.
 
@@ -259,8 +260,8 @@ def load_batches(stage_name: str, *, con: duckdb.DuckDBPyConnection, keys: KeySt
 
 
 class Kept:
-    """The rows a batch keeps, written to Parquet part by part as they come (compressed, in memory: never the
-    batch's decoded rows), with their keys to find a key the batch repeats."""
+    """The rows a batch keeps, written to Parquet as they come, a row group (ROW_GROUP rows) at a time (compressed,
+    in memory: never the whole batch's decoded rows), with their keys to find a key the batch repeats."""
 
     def __init__(self, table: str) -> None:
         self.table = table
@@ -269,6 +270,7 @@ class Kept:
         self._keys: list[pa.Table] = []
         self._loose: list[pa.Table] | None = None  # parts whose columns' types differ: kept decoded, concatenated
         self._schema: pa.Schema | None = None
+        self._pending: list[pa.Table] = []  # parts not written yet: less than a row group (ROW_GROUP rows)
         self.num_rows = 0
 
     def add(self, part: pa.Table) -> None:
@@ -284,11 +286,19 @@ class Kept:
         if part.schema != self._schema:
             self._loose = [*self._written(), part]
             return
-        self._writer.write_table(part, row_group_size=ROW_GROUP)
+        self._pending.append(part)
+        if sum(p.num_rows for p in self._pending) >= ROW_GROUP:  # one row group at a time, as store.write makes them
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending and self._writer is not None:
+            self._writer.write_table(pa.concat_tables(self._pending), row_group_size=ROW_GROUP)
+        self._pending = []
 
     def _written(self) -> list[pa.Table]:
         if self._writer is None:
             return []
+        self._flush()
         self._writer.close()
         return [pq.read_table(io.BytesIO(self._buf.getvalue()))]
 
@@ -304,6 +314,7 @@ class Kept:
         matching.sql.one_per_key_in_batch); the rows written and the rows dropped."""
         keys = pa.concat_tables(self._keys) if self._keys else None
         if self._loose is None and self._writer is not None and (keys is None or _unique(keys)):
+            self._flush()
             self._writer.close()
             store.write_plain(self.table, batch, self._buf.getvalue())
             return self.num_rows, 0

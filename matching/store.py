@@ -42,8 +42,9 @@ KEY_FORMAT = "fundx-store-key/1"
 SNAPSHOT = "snapshot"
 COMPACTED = "compacted-"
 INDEX = "index.json"
-#: rows per Parquet row group of a store file: the rules' scans (matching.scan) decode a row group at a time
-ROW_GROUP = 128 * 1024
+#: rows per Parquet row group of a store file (pyarrow's default): the rules' scans (matching.scan) decode a row
+#: group at a time; smaller groups made the rules' peak larger (more of them read ahead at once)
+ROW_GROUP = 1024 * 1024
 _OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 
 

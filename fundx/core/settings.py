@@ -95,8 +95,9 @@ class Settings(BaseSettings):
         description="largest Parquet part a batch is split into before sealing (a stage opens one part in memory)",
     )
     matching_memory: str = Field(
-        "1GB", description="the most memory the matching stage's DuckDB may hold (e.g. 512MB, 1GB, 2GiB): past it "
-                           "DuckDB spills to a temporary folder under FUNDX_HOME (removed after the night)",
+        "512MB", description="the most memory the matching stage's DuckDB may hold (e.g. 512MB, 1GB, 2GiB): past "
+                             "it the rules spill to a folder under FUNDX_HOME (removed after the night); the "
+                             "process holds more than this (the store's files, Python, the exchange before it)",
     )
     backup_dir: Path | None = Field(
         None, description="where `fundx backup create` writes its sealed backups and the exchange keeps the sealed "

@@ -126,8 +126,9 @@ def test_the_rules_read_the_store_as_scans_with_the_same_latest_rows(home) -> No
     assert sorted(got["record_key"].to_pylist()) == sorted(f"k{i}" for i in range(90))
 
 
-@pytest.mark.parametrize("repeat", [False, True])
-def test_the_kept_rows_are_stored_as_the_whole_batch_would_be(home, repeat) -> None:
+@pytest.mark.parametrize(("repeat", "group"), [(False, 1024 * 1024), (True, 1024 * 1024), (False, 2), (True, 2)])
+def test_the_kept_rows_are_stored_as_the_whole_batch_would_be(home, monkeypatch, repeat, group) -> None:
+    monkeypatch.setattr(load, "ROW_GROUP", group)  # 2: parts written a row group at a time as they come
     store = Store("death_matching", home=home, keys=KeyStore(home=home))
     parts = [pa.table({"feed": ["f"] * 3, "record_key": ["a", "b", "c"], "n": [1, 2, 3]}),
              pa.table({"feed": ["f"] * 2, "record_key": ["b" if repeat else "d", "e"], "n": [4, 5]}),
