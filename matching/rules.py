@@ -122,11 +122,11 @@ def prepare(con: duckdb.DuckDBPyConnection, inputs: Inputs, params: dict[str, di
         if table is None:
             con.execute(f"CREATE OR REPLACE TEMP TABLE {name}_in ({columns})")
         elif missing:  # batches stored before a column was added (name_token): NULL there
-            con.register(f"{name}_stored", _scanned(table))
+            _put(con, f"{name}_stored", table)
             added = ", ".join(f"NULL::{kind} AS {col}" for col, kind in missing)
             con.execute(f"CREATE OR REPLACE TEMP VIEW {name}_in AS SELECT *, {added} FROM {name}_stored")
         else:
-            con.register(f"{name}_in", _scanned(table))
+            _put(con, f"{name}_in", table)
         if name in KEYS:
             parts = table.parts if isinstance(table, Scan) else inputs.parts.get(name, [])
             _latest_rows(con, name, table, [] if missing else parts)
@@ -155,15 +155,34 @@ def prepare(con: duckdb.DuckDBPyConnection, inputs: Inputs, params: dict[str, di
     FROM per""")
 
 
-def _scanned(table: pa.Table | Scan) -> pa.Table | ds.Dataset:
-    """What DuckDB is given of an input: an Arrow table as it is, a store table's files as one dataset."""
-    return table.dataset() if isinstance(table, Scan) else table
+def _copy(con: duckdb.DuckDBPyConnection, name: str, data: ds.Dataset) -> None:
+    con.register("scan_in", data)
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM scan_in")
+    finally:
+        con.unregister("scan_in")
+
+
+def _put(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table | Scan) -> None:
+    """An input as ``name``: an Arrow table registered as it is; a store table's files copied once into DuckDB
+    temporary tables (which FUNDX_MATCHING_MEMORY bounds, spilled past it): of a table of several files, its first
+    file as ``{name}_first`` and the rest as ``{name}_rest``, ``name`` their union in order."""
+    if not isinstance(table, Scan):
+        con.register(name, table)
+        return
+    if len(table.parts) > 1:
+        _copy(con, f"{name}_first", table.dataset(0, 1))
+        _copy(con, f"{name}_rest", table.dataset(1))
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {name}_first UNION ALL "
+                    f"SELECT * FROM {name}_rest")
+        return
+    _copy(con, name, table.dataset())
 
 
 def _split(table: pa.Table | Scan, first: int) -> tuple[pa.Table | ds.Dataset, pa.Table | ds.Dataset]:
     """The first part of a table (``first`` rows) and the rest."""
     if isinstance(table, Scan):
-        return table.dataset(0, 1), table.dataset(1)
+        raise TypeError("a Scan is split by _put")
     return table.slice(0, first), table.slice(first)
 
 
@@ -176,12 +195,19 @@ def _latest_rows(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table | Sc
     if table is None or not parts or sum(parts) != table.num_rows or min(parts) < 0:
         con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {name}_in {latest(name)}")
         return
-    settled, new_rows = _split(table, parts[0])
-    con.register(f"{name}_settled", settled)
+    if isinstance(table, Scan):  # copied by _put: {name}_in_first and {name}_in_rest, or {name}_in whole
+        first, rest = (f"{name}_in_first", f"{name}_in_rest") if len(parts) > 1 else (f"{name}_in", "")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {name}_settled AS SELECT * FROM {first}")
+        if rest:
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {name}_new AS SELECT * FROM {rest}")
+    else:
+        settled, new_rows = _split(table, parts[0])
+        con.register(f"{name}_settled", settled)
+        if len(parts) > 1:
+            con.register(f"{name}_new", new_rows)
     if len(parts) == 1:
         con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {name}_settled")
         return
-    con.register(f"{name}_new", new_rows)
     keys = ", ".join(KEYS[name])
     new = f"SELECT * FROM {name}_new" + (f" {latest(name)}" if len(parts) > 2 else "")
     con.execute(f"""CREATE OR REPLACE TEMP VIEW {name} AS
