@@ -1,8 +1,8 @@
-"""A store table as DuckDB scans it: its files' Parquet, decrypted but not decoded, one fragment per file.
+"""A store table as DuckDB reads it: its files' Parquet, decrypted but not decoded, one fragment per file.
 
-The rules read a table through DuckDB (matching.rules.prepare), which decodes only the columns and row groups a
-query asks for, a batch of rows at a time, instead of the whole table held decoded in memory: the decrypted
-Parquet (compressed, a fraction of the rows' size) is all that stays. Nothing decrypted is written to disk.
+matching.rules.prepare copies each into DuckDB temporary tables (its first file and the rest), a row group at
+a time, so that the tables the rules read live under FUNDX_MATCHING_MEMORY (and spill past it) rather than as
+decoded Arrow tables beside DuckDB. Nothing decrypted is written to disk here.
 """
 
 from __future__ import annotations

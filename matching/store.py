@@ -42,8 +42,8 @@ KEY_FORMAT = "fundx-store-key/1"
 SNAPSHOT = "snapshot"
 COMPACTED = "compacted-"
 INDEX = "index.json"
-#: rows per Parquet row group of a store file (pyarrow's default): the rules' scans (matching.scan) decode a row
-#: group at a time; smaller groups made the rules' peak larger (more of them read ahead at once)
+#: rows per Parquet row group of a store file (pyarrow's default): a table is read into DuckDB a row group at a
+#: time (matching.scan); smaller groups made the peak larger when the rules scanned the files in every query
 ROW_GROUP = 1024 * 1024
 _OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 
