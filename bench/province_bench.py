@@ -213,7 +213,9 @@ def night(scale: float, *, seed: int | None = None, runner: str | None = None, v
             # the province's first night takes every feed's whole history (the office's roll has entries last
             # written before the default initial watermark, 2020): every generated row is in the window
             env = {**clean_env(tmp / "night", keys_dir, None, runner), **agencies.env, "FUNDX_STEWARD": "bench",
-                   "FUNDX_INITIAL_WATERMARK": INITIAL_WATERMARK}
+                   "FUNDX_INITIAL_WATERMARK": INITIAL_WATERMARK,
+                   # the matching's DuckDB limit, as the caller set it (else the setting's default)
+                   **{k: os.environ[k] for k in ("FUNDX_MATCHING_MEMORY",) if k in os.environ}}
             child = {"truths": str(folder / TRUTH), "end": END, "night": NIGHT}
             proc = subprocess.Popen([sys.executable, "-m", "bench.province_bench", "--child-night", json.dumps(child)],
                                     cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -2,8 +2,9 @@
 
 A received batch is opened again part by part (:func:`fundx.crypto.opening.open_sealed` with the stage's key,
 signer checked to be the exchange, manifest checked to name the batch): no byte that was not
-verified is used. Its rows go through DuckDB once: identity numbers become tokens and masked
-numbers, only the columns the rules need are kept, and the result is written to the stage's store
+verified is used. Its rows go through DuckDB once, a part at a time (one part's plain rows in memory, never
+the whole batch): identity numbers become tokens and masked numbers, only the columns the rules need are
+kept, written to Parquet as each part comes (:class:`Kept`), and the result goes to the stage's store
 (:class:`matching.store.Store`) as ``<table>/<batch>``. The identity behind each token goes to the
 vault, sealed to the investigators. A batch already in the store is not loaded again.
 
@@ -22,6 +23,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,8 +43,8 @@ from fundx.crypto.opening import open_sealed, recipients_among
 from fundx.crypto.seal import seal
 from fundx.stage import DONE, RECEIPT, Stage
 from matching import pseudonym
-from matching.sql import one_per_key_in_batch
-from matching.store import Store
+from matching.sql import KEYS, one_per_key_in_batch
+from matching.store import ROW_GROUP, Store
 
 log = logging.getLogger("fundx.matching")
 
@@ -149,10 +152,26 @@ class Loaded:
 
 
 def connect(keys: KeyStore) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with the pseudonym macros keyed with the office's key."""
-    con = duckdb.connect()
+    """An in-memory DuckDB with the pseudonym macros keyed with the office's key, holding at most
+    FUNDX_MATCHING_MEMORY (DuckDB's own memory: its joins, aggregates and temporary tables; a bad value stops
+    here, naming the setting). It spills nowhere (a query past the limit fails) until :func:`allow_spill`: the
+    batches it loads hold plain identity numbers."""
+    con = duckdb.connect(config={"memory_limit": get_settings().matching_memory})
+    con.execute("SET temp_directory = ''")
     pseudonym.install(con, keys.match_key())
     return con
+
+
+def allow_spill(con: duckdb.DuckDBPyConnection, folder: Path) -> None:
+    """Let DuckDB spill past FUNDX_MATCHING_MEMORY into ``folder`` (made 0700; the caller removes it after the
+    night): only once every batch is loaded, so that only pseudonymised rows can be written there."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    con.execute("SET temp_directory = ?", [str(folder)])
+
+
+def spill_dir(home: Path) -> Path:
+    """Where one matching night's DuckDB spills (pseudonymised rows only): FUNDX_HOME/matching/spill-<pid>."""
+    return Path(home) / "matching" / f"spill-{os.getpid()}"
 
 
 def _received_parts(stage: Stage, batch: str) -> list[Path]:
@@ -160,13 +179,14 @@ def _received_parts(stage: Stage, batch: str) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.name not in (RECEIPT, DONE) and p.suffix == ".p7m")
 
 
-def open_received(stage: Stage, batch: str, keys: KeyStore) -> tuple[Manifest, pa.Table, str]:
-    """A received batch, verified again: its manifest, its rows, and when it was received."""
+def open_parts(stage: Stage, batch: str, keys: KeyStore) -> Iterator[tuple[Manifest, pa.Table]]:
+    """A received batch's parts, each verified again and opened one at a time: its manifest and its rows. Only
+    one part's rows are in memory while the caller uses them (a part is at most FUNDX_PART_BYTES of Parquet)."""
     pairs = keys.stage_keys(stage.name)
     ca, crl, exchange = keys.ca(), keys.crl(), keys.exchange_certificate()
-    receipt = json.loads((stage.received_dir / batch / RECEIPT).read_text(encoding="utf-8"))
-    tables, manifest = [], None
     parts = _received_parts(stage, batch)
+    if not parts:
+        raise ManifestError(f"batch {batch}: no parts in {stage.received_dir / batch}")
     for number, path in enumerate(parts, start=1):
         data = path.read_bytes()
         mine = recipients_among(data, [c for _, c in pairs])
@@ -176,26 +196,26 @@ def open_received(stage: Stage, batch: str, keys: KeyStore) -> tuple[Manifest, p
         key = next(k for k, c in pairs if c is mine[0])
         opened = open_sealed(data, recipient_key=key, recipient_cert=mine[0], trusted_ca=ca, crl=crl,
                              expect={"recipient": stage.name})
+        del data
         if opened.signer.subject != exchange.subject:
             raise UnknownSignerError(f"batch {batch}: part {number} is signed by CN={common_name(opened.signer)!r}")
         m = opened.manifest
         assert m is not None
         if m.batch_id != batch or m.part != number or m.parts != len(parts):
             raise ManifestError(f"batch {batch}: file {number} holds part {m.part} of {m.parts} of {m.batch_id}")
-        manifest = manifest or m
-        tables.append(pq.read_table(io.BytesIO(opened.payload)))
-    if manifest is None:
-        raise ManifestError(f"batch {batch}: no parts in {stage.received_dir / batch}")
-    table = pa.concat_tables(tables, promote_options="default")
-    if table.num_rows != manifest.rows:
-        raise ManifestError(f"batch {batch}: the parts hold {table.num_rows} rows, the manifest announces {manifest.rows}")
-    return manifest, table, str(receipt.get("at", ""))
+        rows = pq.read_table(io.BytesIO(opened.payload))
+        del opened
+        yield m, rows
 
 
-def _seal_vault(con: duckdb.DuckDBPyConnection, keys: KeyStore, stage: str, manifest: Manifest,
-                sql: str, home: Path) -> None:
+def received_at(stage: Stage, batch: str) -> str:
+    """When the stage received the batch (its receipt)."""
+    receipt = json.loads((stage.received_dir / batch / RECEIPT).read_text(encoding="utf-8"))
+    return str(receipt.get("at", ""))
+
+
+def _seal_vault(keys: KeyStore, stage: str, manifest: Manifest, rows: pa.Table, home: Path) -> None:
     """token -> identity number and name of a batch, sealed to the investigators (the stage cannot open it)."""
-    rows = con.sql(sql).to_arrow_table()
     buf = io.BytesIO()
     pq.write_table(rows, buf, compression="zstd")
     signer_key, signer_cert = keys.stage_signer(stage)
@@ -226,24 +246,128 @@ def load_batches(stage_name: str, *, con: duckdb.DuckDBPyConnection, keys: KeySt
     for batch in stage.received():
         if any(store.has(t, batch) for t in tables):
             continue
-        manifest, rows, received_at = open_received(stage, batch, keys)
-        table, sql, vault = feed_sql(manifest.feed)
-        con.register("src", rows)
-        try:
-            if vault is not None and rows.num_rows:
-                _seal_vault(con, keys, stage_name, manifest, vault, home)
-            # S608: batch is a checked name (letters, digits, '.', '_', '-') its signed manifest confirms;
-            # received_at is the time in the stage's own receipt
-            kept = con.sql(f"SELECT *, '{batch}' AS batch, TIMESTAMPTZ '{received_at}' AS received_at "  # noqa: S608
-                           f"FROM ({sql})").to_arrow_table()
-        finally:
-            con.unregister("src")
-        kept, repeated = one_per_key_in_batch(table, kept)
+        manifest, table, kept, vault_rows = pseudonymise(con, stage, batch, keys)
+        if vault_rows is not None:  # a batch with rows and identity numbers: its vault, even empty
+            _seal_vault(keys, stage_name, manifest, vault_rows, home)
+        del vault_rows
+        rows, repeated = kept.store(store, batch)
         if repeated:
             log.warning("stage %s: batch %s (%s) repeats %d keys: the last row of each kept", stage_name, batch,
                         manifest.feed, repeated)
-        store.write(table, batch, kept)
-        done.append(Loaded(stage_name, table, batch, kept.num_rows))
-        log.info("stage %s: loaded batch %s (%s): %d rows into %s", stage_name, batch, manifest.feed,
-                 kept.num_rows, table)
+        done.append(Loaded(stage_name, table, batch, rows))
+        log.info("stage %s: loaded batch %s (%s): %d rows into %s", stage_name, batch, manifest.feed, rows, table)
     return done
+
+
+class Kept:
+    """The rows a batch keeps, written to Parquet as they come, a row group (ROW_GROUP rows) at a time (compressed,
+    in memory: never the whole batch's decoded rows), with their keys to find a key the batch repeats."""
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+        self._buf = io.BytesIO()
+        self._writer: pq.ParquetWriter | None = None
+        self._keys: list[pa.Table] = []
+        self._loose: list[pa.Table] | None = None  # parts whose columns' types differ: kept decoded, concatenated
+        self._schema: pa.Schema | None = None
+        self._pending: list[pa.Table] = []  # parts not written yet: less than a row group (ROW_GROUP rows)
+        self.num_rows = 0
+
+    def add(self, part: pa.Table) -> None:
+        self.num_rows += part.num_rows
+        if self.table in KEYS and part.num_rows:
+            self._keys.append(part.select(list(KEYS[self.table])))
+        if self._loose is not None:
+            self._loose.append(part)
+            return
+        if self._writer is None:
+            self._schema = part.schema
+            self._writer = pq.ParquetWriter(self._buf, part.schema, compression="zstd")
+        if part.schema != self._schema:
+            self._loose = [*self._written(), part]
+            return
+        self._pending.append(part)
+        if sum(p.num_rows for p in self._pending) >= ROW_GROUP:  # one row group at a time, as store.write makes them
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending and self._writer is not None:
+            self._writer.write_table(pa.concat_tables(self._pending), row_group_size=ROW_GROUP)
+        self._pending = []
+
+    def _written(self) -> list[pa.Table]:
+        if self._writer is None:
+            return []
+        self._flush()
+        self._writer.close()
+        return [pq.read_table(io.BytesIO(self._buf.getvalue()))]
+
+    def rows(self) -> pa.Table:
+        """Every kept row, decoded (the parts' rows in their order)."""
+        if self._loose is not None:
+            return pa.concat_tables(self._loose, promote_options="default")
+        written = self._written()
+        return written[0] if written else pa.table({})
+
+    def store(self, store: Store, batch: str) -> tuple[int, int]:
+        """Write the rows to the store as ``<table>/<batch>``, one row per key (the last where a key repeats:
+        matching.sql.one_per_key_in_batch); the rows written and the rows dropped."""
+        keys = pa.concat_tables(self._keys) if self._keys else None
+        if self._loose is None and self._writer is not None and (keys is None or _unique(keys)):
+            self._flush()
+            self._writer.close()
+            store.write_plain(self.table, batch, self._buf.getvalue())
+            return self.num_rows, 0
+        rows, repeated = one_per_key_in_batch(self.table, self.rows())
+        store.write(self.table, batch, rows)
+        return rows.num_rows, repeated
+
+
+def _unique(keys: pa.Table) -> bool:
+    return keys.group_by(keys.column_names, use_threads=False).aggregate([]).num_rows == keys.num_rows
+
+
+def pseudonymise(con: duckdb.DuckDBPyConnection, stage: Stage, batch: str,
+                 keys: KeyStore) -> tuple[Manifest, str, Kept, pa.Table | None]:
+    """A received batch through DuckDB one part at a time (only one part's plain rows in memory): its manifest,
+    its store table, the rows the stage keeps (pseudonymised, the parts' rows in their order, as Parquet) and the vault's
+    rows (token, identity number, name; distinct), or None for a feed without identity numbers. ManifestError
+    when the parts do not hold the rows the manifest announces (nothing is written then)."""
+    at = received_at(stage, batch)
+    manifest: Manifest | None = None
+    table = sql = vault = ""
+    kept: Kept | None = None
+    vaults: list[pa.Table] = []
+    rows_in = 0
+    for m, rows in open_parts(stage, batch, keys):
+        if manifest is None:
+            manifest = m
+            table, sql, vault_sql = feed_sql(m.feed)
+            vault = vault_sql or ""
+            kept = Kept(table)
+        rows_in += rows.num_rows
+        con.register("src", rows)
+        try:
+            if vault and rows.num_rows:
+                vaults.append(con.sql(vault).to_arrow_table())
+            # S608: batch is a checked name (letters, digits, '.', '_', '-') its signed manifest confirms;
+            # received_at is the time in the stage's own receipt
+            assert kept is not None
+            kept.add(con.sql(f"SELECT *, '{batch}' AS batch, TIMESTAMPTZ '{at}' AS received_at "  # noqa: S608
+                                f"FROM ({sql})").to_arrow_table())
+        finally:
+            con.unregister("src")
+        del rows
+    assert manifest is not None and kept is not None
+    if rows_in != manifest.rows:
+        raise ManifestError(f"batch {batch}: the parts hold {rows_in} rows, the manifest announces {manifest.rows}")
+    rows_kept = kept
+    if not vault:
+        return manifest, table, rows_kept, None
+    if len(vaults) <= 1:
+        return manifest, table, rows_kept, vaults[0] if vaults else None
+    con.register("vault_parts", pa.concat_tables(vaults, promote_options="default"))
+    try:
+        return manifest, table, rows_kept, con.sql("SELECT DISTINCT * FROM vault_parts").to_arrow_table()
+    finally:
+        con.unregister("vault_parts")

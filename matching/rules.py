@@ -18,10 +18,12 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.dataset as ds
 
 from fundx.core import codes
 from fundx.core.errors import ConfigurationError
 from matching import rules_accounts, rules_custody, rules_deaths, rules_employer, rules_medical
+from matching.scan import Scan
 from matching.sql import KEYS, Rule, latest, month_no, paying_sql, routed
 
 __all__ = ["COLUMNS", "EMPTY", "KEYS", "RULES", "Inputs", "Rule", "deaths", "month_no", "parse_params", "prepare",
@@ -90,14 +92,15 @@ EMPTY: dict[str, str] = {
 
 @dataclass
 class Inputs:
-    """The tables a night's matching reads (Arrow, pseudonymised); None when the store has none.
+    """The tables a night's matching reads (Arrow, or a store table's files as DuckDB scans them: matching.scan.Scan,
+    which gives its own parts; pseudonymised); None when the store has none.
 
     ``parts``: per table, the row counts of its parts in the order they were received, each one row per key
     (the store's compacted file, which the nightly purge leaves with the latest row per key, then each batch
     loaded since: Store.read_parts). A table without them is deduplicated whole.
     """
 
-    tables: dict[str, pa.Table | None] = field(default_factory=dict)
+    tables: dict[str, pa.Table | Scan | None] = field(default_factory=dict)
     parts: dict[str, list[int]] = field(default_factory=dict)
 
 
@@ -119,13 +122,14 @@ def prepare(con: duckdb.DuckDBPyConnection, inputs: Inputs, params: dict[str, di
         if table is None:
             con.execute(f"CREATE OR REPLACE TEMP TABLE {name}_in ({columns})")
         elif missing:  # batches stored before a column was added (name_token): NULL there
-            con.register(f"{name}_stored", table)
+            _put(con, f"{name}_stored", table)
             added = ", ".join(f"NULL::{kind} AS {col}" for col, kind in missing)
             con.execute(f"CREATE OR REPLACE TEMP VIEW {name}_in AS SELECT *, {added} FROM {name}_stored")
         else:
-            con.register(f"{name}_in", table)
+            _put(con, f"{name}_in", table)
         if name in KEYS:
-            _latest_rows(con, name, table, [] if missing else inputs.parts.get(name, []))
+            parts = table.parts if isinstance(table, Scan) else inputs.parts.get(name, [])
+            _latest_rows(con, name, table, [] if missing else parts)
         else:
             con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {name}_in")
     for sql in paying_sql(codes.ACTIVE):  # whose office pays each person and account (matching.sql.routed)
@@ -151,7 +155,38 @@ def prepare(con: duckdb.DuckDBPyConnection, inputs: Inputs, params: dict[str, di
     FROM per""")
 
 
-def _latest_rows(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table | None, parts: list[int]) -> None:
+def _copy(con: duckdb.DuckDBPyConnection, name: str, data: ds.Dataset) -> None:
+    con.register("scan_in", data)
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM scan_in")
+    finally:
+        con.unregister("scan_in")
+
+
+def _put(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table | Scan) -> None:
+    """An input as ``name``: an Arrow table registered as it is; a store table's files copied once into DuckDB
+    temporary tables (which FUNDX_MATCHING_MEMORY bounds, spilled past it): of a table of several files, its first
+    file as ``{name}_first`` and the rest as ``{name}_rest``, ``name`` their union in order."""
+    if not isinstance(table, Scan):
+        con.register(name, table)
+        return
+    if len(table.parts) > 1:
+        _copy(con, f"{name}_first", table.dataset(0, 1))
+        _copy(con, f"{name}_rest", table.dataset(1))
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {name}_first UNION ALL "
+                    f"SELECT * FROM {name}_rest")
+        return
+    _copy(con, name, table.dataset())
+
+
+def _split(table: pa.Table | Scan, first: int) -> tuple[pa.Table | ds.Dataset, pa.Table | ds.Dataset]:
+    """The first part of a table (``first`` rows) and the rest."""
+    if isinstance(table, Scan):
+        raise TypeError("a Scan is split by _put")
+    return table.slice(0, first), table.slice(first)
+
+
+def _latest_rows(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table | Scan | None, parts: list[int]) -> None:
     """The view ``name``: the latest row per key of ``{name}_in``, given its parts (Inputs.parts: row counts,
     in the order received, each one row per key). The first part's rows are read as they are, but those a
     later part replaces (an anti-join against the later rows' keys, few); one later part is read whole, several
@@ -160,11 +195,19 @@ def _latest_rows(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table | No
     if table is None or not parts or sum(parts) != table.num_rows or min(parts) < 0:
         con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {name}_in {latest(name)}")
         return
-    con.register(f"{name}_settled", table.slice(0, parts[0]))
+    if isinstance(table, Scan):  # copied by _put: {name}_in_first and {name}_in_rest, or {name}_in whole
+        first, rest = (f"{name}_in_first", f"{name}_in_rest") if len(parts) > 1 else (f"{name}_in", "")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {name}_settled AS SELECT * FROM {first}")
+        if rest:
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {name}_new AS SELECT * FROM {rest}")
+    else:
+        settled, new_rows = _split(table, parts[0])
+        con.register(f"{name}_settled", settled)
+        if len(parts) > 1:
+            con.register(f"{name}_new", new_rows)
     if len(parts) == 1:
         con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {name}_settled")
         return
-    con.register(f"{name}_new", table.slice(parts[0]))
     keys = ", ".join(KEYS[name])
     new = f"SELECT * FROM {name}_new" + (f" {latest(name)}" if len(parts) > 2 else "")
     con.execute(f"""CREATE OR REPLACE TEMP VIEW {name} AS

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ from fundx.crypto.manifest import Manifest, content_digest
 from fundx.crypto.opening import open_sealed, recipients_among
 from fundx.crypto.seal import seal
 from matching import load, rules, stops
+from matching.scan import Scan
 from matching.store import Store
 
 log = logging.getLogger("fundx.matching")
@@ -71,11 +73,13 @@ def output_dir(night: date, home: Path | None = None) -> Path:
 
 
 def inputs(keys: KeyStore, home: Path) -> rules.Inputs:
-    """Every table the rules read, from the stages' stores (with the row counts of their parts)."""
-    tables: dict[str, pa.Table | None] = {}
+    """Every table the rules read, from the stages' stores: each its files' Parquet for DuckDB to scan
+    (matching.scan.Scan: decrypted, decoded only as the rules' queries read it), with the row counts of its parts."""
+    tables: dict[str, pa.Table | Scan | None] = {}
     parts: dict[str, list[int]] = {}
     for t, stage in sources().items():
-        tables[t], parts[t] = Store(stage, home=home, keys=keys).read_parts(t)
+        scan = Store(stage, home=home, keys=keys).scan(t)
+        tables[t], parts[t] = scan, scan.parts if scan is not None else []
     return rules.Inputs(tables, parts)
 
 
@@ -96,9 +100,9 @@ def escalate(ledger, night: date):
 
 def run_matching(night: date | None = None, params: dict[str, str] | None = None, *,
                  home: Path | None = None) -> MatchingResult:
-    """Load what was delivered, match, record suspects and orders, write listings and the investigators' file."""
-    from fundx.ledger import Ledger
-    from matching import lifecycle, orders
+    """Load what was delivered, match, record suspects and orders, write listings and the investigators' file.
+    DuckDB holds at most FUNDX_MATCHING_MEMORY and spills past it into a folder under FUNDX_HOME, removed after."""
+    from matching import lifecycle
 
     home = Path(home or get_settings().home)
     night = night or datetime.now(SHANGHAI).date()
@@ -106,10 +110,23 @@ def run_matching(night: date | None = None, params: dict[str, str] | None = None
     due_days = lifecycle.case_settings().due()  # a bad FUNDX_CASES_DUE_DAYS stops the night before it loads anything
     keys = KeyStore(home=home)
     con = load.connect(keys)
+    try:
+        return _night(con, night, parsed, due_days, keys, home)
+    finally:
+        con.close()
+        shutil.rmtree(load.spill_dir(home), ignore_errors=True)
+
+
+def _night(con, night: date, parsed: dict[str, dict[str, Any]], due_days, keys: KeyStore,
+           home: Path) -> MatchingResult:
+    from fundx.ledger import Ledger
+    from matching import orders
+
     result = MatchingResult(night)
     for stage in load.stages():
         for loaded in load.load_batches(stage, con=con, keys=keys, home=home):
             result.loaded[stage] = result.loaded.get(stage, 0) + loaded.rows
+    load.allow_spill(con, load.spill_dir(home))  # every batch loaded: only pseudonymised rows from here on
     rules.prepare(con, inputs(keys, home), parsed)
     found = rules.run_rules(con, parsed, night)
     frame = found.drop(["persons"]).to_pandas()

@@ -34,6 +34,7 @@ from fundx.core.files import fsync_dir, write_file_atomic
 from fundx.core.settings import get_settings
 from fundx.crypto.keys import KeyStore
 from fundx.wire.inbox import checked_name
+from matching.scan import Scan, fragment
 from matching.sql import one_per_key
 
 MAGIC = b"FXS1"
@@ -41,6 +42,9 @@ KEY_FORMAT = "fundx-store-key/1"
 SNAPSHOT = "snapshot"
 COMPACTED = "compacted-"
 INDEX = "index.json"
+#: rows per Parquet row group of a store file (pyarrow's default): a table is read into DuckDB a row group at a
+#: time (matching.scan); smaller groups made the peak larger when the rules scanned the files in every query
+ROW_GROUP = 1024 * 1024
 _OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 
 
@@ -128,9 +132,13 @@ class Store:
     def write(self, table: str, name: str, data: pa.Table) -> Path:
         """Write one file of a table (atomically; replaces a file of the same name)."""
         buf = io.BytesIO()
-        pq.write_table(data, buf, compression="zstd")
+        pq.write_table(data, buf, compression="zstd", row_group_size=ROW_GROUP)
+        return self.write_plain(table, name, buf.getvalue())
+
+    def write_plain(self, table: str, name: str, parquet: bytes) -> Path:
+        """Write one file of a table from its Parquet bytes (atomically; replaces a file of the same name)."""
         nonce = os.urandom(12)
-        sealed = MAGIC + nonce + AESGCM(self._store_key()).encrypt(nonce, buf.getvalue(), self._aad(table, name))
+        sealed = MAGIC + nonce + AESGCM(self._store_key()).encrypt(nonce, parquet, self._aad(table, name))
         path = self._path(table, name)
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_file_atomic(path, sealed, 0o600)
@@ -165,16 +173,39 @@ class Store:
                       if n == current or not (n.startswith(COMPACTED) or n in merged))
 
     def read_file(self, table: str, name: str) -> pa.Table:
+        return pq.read_table(io.BytesIO(self._plain(table, name)))
+
+    def _plain(self, table: str, name: str) -> bytes:
         data = self._path(table, name).read_bytes()
         if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 12 + 16:
             raise TamperedError(f"store of {self.stage}: {table}/{name} is not a store file")
         nonce = data[len(MAGIC):len(MAGIC) + 12]
         try:
-            plain = AESGCM(self._store_key()).decrypt(nonce, data[len(MAGIC) + 12:], self._aad(table, name))
+            return AESGCM(self._store_key()).decrypt(nonce, data[len(MAGIC) + 12:], self._aad(table, name))
         except Exception:  # noqa: BLE001 - InvalidTag: altered, or moved from another table or stage
             raise TamperedError(f"store of {self.stage}: {table}/{name} fails its authentication tag "
                                 f"(altered, or not this stage's)") from None
-        return pq.read_table(io.BytesIO(plain))
+
+    def scan(self, table: str) -> Scan | None:
+        """The table for the rules to scan (matching.scan.Scan): its files' decrypted Parquet, not decoded, in
+        :meth:`read_parts`' order (the compacted file first, then the batches in the order received). None
+        when nothing was stored yet."""
+        names = self.names(table)
+        if not names:
+            return None
+        files = {n: fragment(self._plain(table, n)) for n in names}
+
+        def order(name: str) -> tuple[int, str]:
+            if name.startswith(COMPACTED):
+                return (0, "")
+            f = files[name]
+            if "received_at" not in f.physical_schema.names:
+                return (1, "")
+            at = f.to_table(columns=["received_at"]).column("received_at")
+            first = pc.min(at).as_py() if len(at) else None
+            return (1, first.isoformat() if first is not None else "")
+
+        return Scan(tuple(files[n] for n in sorted(names, key=order)))
 
     def read(self, table: str) -> pa.Table | None:
         """The whole table (every file, concatenated), or None when nothing was stored yet."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 from datetime import datetime
 from functools import lru_cache
@@ -26,6 +27,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fundx.core.errors import ConfigurationError
 from fundx.core.timeutil import aware
+
+#: an amount of memory as DuckDB's memory_limit takes it: a number and a unit (KB, MB, GB, TB or KiB ... TiB)
+_MEMORY = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([KMGT]i?B)", re.IGNORECASE)
+_UNIT = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+
+
+def number_bytes(number: float, unit: str) -> int:
+    """Bytes in ``number`` ``unit`` (a unit of :data:`_UNIT`, as the matching_memory setting normalises it)."""
+    return int(number * _UNIT[unit])
 
 
 class Settings(BaseSettings):
@@ -84,6 +94,11 @@ class Settings(BaseSettings):
         64 * 1024 * 1024, ge=4096, le=64 * 1024 * 1024,
         description="largest Parquet part a batch is split into before sealing (a stage opens one part in memory)",
     )
+    matching_memory: str = Field(
+        "512MB", description="the most memory the matching stage's DuckDB may hold (e.g. 512MB, 1GB, 2GiB): past "
+                             "it the rules spill to a folder under FUNDX_HOME (removed after the night); the "
+                             "process holds more than this (the store's files, Python, the exchange before it)",
+    )
     backup_dir: Path | None = Field(
         None, description="where `fundx backup create` writes its sealed backups and the exchange keeps the sealed "
                           "originals of every pulled batch (both encrypted to the backup certificate); default "
@@ -106,6 +121,18 @@ class Settings(BaseSettings):
                              "or the path to a city YAML file")
         # a path is made absolute here, so that workers started elsewhere read the same file
         return value.strip() if value.strip() in shipped_cities() else str(path.resolve())
+
+    @field_validator("matching_memory")
+    @classmethod
+    def _memory(cls, value: str) -> str:
+        match = _MEMORY.fullmatch(value.strip())
+        if match is None or float(match.group(1)) <= 0:
+            raise ValueError(f"{value!r} is not an amount of memory such as 512MB, 1GB or 2GiB")
+        number, unit = match.group(1), match.group(2)
+        unit = unit.upper().replace("IB", "iB")
+        if number_bytes(float(number), unit) < 16 * 1024 * 1024:
+            raise ValueError(f"{value!r} is below 16MB, too little for the matching stage's DuckDB")
+        return f"{number}{unit}"
 
     @field_validator("initial_watermark", mode="before")
     @classmethod
