@@ -88,6 +88,7 @@ NOT_SETTINGS: dict[str, str] = {
     "FUNDX_TEST_KILL_AT": "a test hook: the chaos night and the kill tests stop a run at a named point",
     "FUNDX_CONFORMANCE_PROBE_SECRET": "set by the conformance suite itself for its secrets check",
     "FUNDX_CONFORMANCE_PROBE_URL": "set by the conformance suite itself for its secrets check",
+    "FUNDX_PEERS_PYTHON": "make bench-peers: the side environment's Python, when not .venv-peers/bin/python",
 }
 
 #: the feed configs whose env: references are the agencies' endpoints and credentials
