@@ -116,7 +116,7 @@ def of_frame(contract: Contract, work: pd.DataFrame, codes: np.ndarray, defects:
     and a sample of the rest."""
     keep = np.ones(len(work), dtype=bool)
     if defects is not None:
-        keep &= _defect_rule_values(defects) != ROW_SHAPE
+        keep &= defect_rules(defects) != ROW_SHAPE
     if len(work) > WHOLE_BELOW:
         passed = np.flatnonzero(codes == 0)
         chosen = np.zeros(len(work), dtype=bool)
@@ -144,7 +144,7 @@ def confirm(contract: Contract, evidence: Evidence, *, today: date,
             row_count: tuple[int, int | None] = (0, None)) -> tuple[Any, dict[str, int], list[str]]:
     """GX's validation of the evidence: its result (for Data Docs), the rows per rule where GX and the
     split disagree, and the rules GX could not evaluate."""
-    from contracts.validate import gx_validate, structural_codes
+    from contracts.validate import gx_validate, key_unique_bits, structural_codes
 
     rules = contract_rules(contract)
     row_ids = [r.id for r in rules.row_rules]
@@ -162,11 +162,7 @@ def confirm(contract: Contract, evidence: Evidence, *, today: date,
             failed = np.asarray(item.result.get("unexpected_index_list") or [], dtype=np.int64)
             if len(failed):
                 found[failed] |= bit[rule_id]
-    key_unique = np.int64(0)
-    for rule in rules.row_rules:
-        if rule.kind == "unique" and set(rule.columns) <= set(contract.key):
-            key_unique |= bit[rule.id]
-    found = structural_codes(found, evidence.defects, bit, key_unique)
+    found = structural_codes(found, evidence.defects, bit, key_unique_bits(contract, bit))
     disputed: dict[str, int] = {}
     for rule in rules.row_rules:
         if rule.structural or rule.id in raised or (evidence.sampled and rule.kind == "unique"):
@@ -210,7 +206,7 @@ def settle_counts(result: Any, *, rows: int, counts: Mapping[str, int], missing:
     return result
 
 
-def _defect_rule_values(defects: pd.Series) -> np.ndarray:
+def defect_rules(defects: pd.Series) -> np.ndarray:
     """The structural rule each row's mark names (None where a row has none)."""
     if not defects.notna().any():
         return np.full(len(defects), None, dtype=object)
@@ -220,7 +216,7 @@ def _defect_rule_values(defects: pd.Series) -> np.ndarray:
 def _defect_rule(failed: pd.DataFrame) -> np.ndarray:
     if DEFECT not in failed.columns:
         return np.full(len(failed), None, dtype=object)
-    return _defect_rule_values(failed[DEFECT])
+    return defect_rules(failed[DEFECT])
 
 
 def _failed_sample(failed: pd.DataFrame, *, seed: int, share: int) -> pd.DataFrame:

@@ -291,7 +291,7 @@ def check_rows(contract: Contract, frame: pd.DataFrame, *, today: date | None = 
     found = row_codes(contract, work, today)
     row_rules = found.row_ids
     bit = {rule_id: np.int64(1) << np.int64(i) for i, rule_id in enumerate(row_rules)}
-    codes = structural_codes(found.codes, marks.get(DEFECT), bit, _key_unique(contract, bit))
+    codes = structural_codes(found.codes, marks.get(DEFECT), bit, key_unique_bits(contract, bit))
     counts = {rule_id: int(np.count_nonzero(codes & bit[rule_id])) for rule_id in row_rules}
     unevaluated = list(found.unevaluated)
     result: Any = None
@@ -315,7 +315,7 @@ def check_rows(contract: Contract, frame: pd.DataFrame, *, today: date | None = 
                     normalise_seconds=normalise_seconds, missing=found.missing, disputed=disputed)
 
 
-def _key_unique(contract: Contract, bit: dict[str, np.int64]) -> np.int64:
+def key_unique_bits(contract: Contract, bit: dict[str, np.int64]) -> np.int64:
     """The bits of the ``unique`` rules of the record key: a key conflict breaks them by definition,
     and says so once, as ``key_conflict``."""
     key_unique = np.int64(0)
@@ -337,7 +337,7 @@ def structural_codes(codes: np.ndarray, defects: pd.Series | None, bit: dict[str
     marked = defects.notna().to_numpy()
     if not marked.any():
         return codes
-    rule = defects.str.split(":", n=1).str[0].to_numpy(dtype=object, na_value=None)
+    rule = ev.defect_rules(defects)
     shape = marked & (rule == ROW_SHAPE)
     conflict = marked & (rule == KEY_CONFLICT)
     unknown = marked & ~shape & ~conflict
