@@ -13,7 +13,10 @@ def test_the_xlsx_pull_and_its_baselines_read_the_same_drop(capsys):
     assert record["files"] == 3 and record["pulled"] == 300
     assert record["rows_read"] >= record["pulled"]  # three snapshots: a prisoner in several
     assert record["pull_s"] > 0 and record["baseline_s"] > 0 and record["openpyxl_s"] > 0
-    assert abs(record["ratio"] - record["pull_s"] / record["baseline_s"]) <= 0.02 * record["ratio"]  # of unrounded seconds
+    # the ratio is of unrounded seconds; the record keeps them rounded to the millisecond, which at this size
+    # moves their quotient by several per cent: the ratio must lie within what that rounding allows
+    pull, base, half = record["pull_s"], record["baseline_s"], 0.0005
+    assert (pull - half) / (base + half) - 0.005 <= record["ratio"] <= (pull + half) / max(base - half, 1e-9) + 0.005
     [goal] = record["goals"]
     assert goal["limit"] == 1.5 and goal["pass"] == (record["ratio"] <= 1.5)
     assert json.loads(json.dumps(record)) == record
