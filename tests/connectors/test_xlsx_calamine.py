@@ -159,6 +159,26 @@ def test_a_cell_far_out_makes_a_grid_too_large_for_the_limit(tmp_path, monkeypat
     assert (rows * cols, cells) == (1_048_576 * 16_384, 3)
 
 
+def test_a_capped_reader_stops_on_a_grid_too_large_for_its_cap():
+    """calamine may start on a sheet before its references are checked: its child's address space is capped, so a
+    stray cell far out stops the child (its grid cannot be allocated) instead of taking the machine's memory."""
+    data = workbook([["罪犯编号"], ["ZF1"]])
+    members = {}
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        for m in z.infolist():
+            members[m.filename] = z.read(m)
+    sheet = next(k for k in members if k.startswith("xl/worksheets/"))
+    members[sheet] = members[sheet].replace(b"</sheetData>",
+                                            b'<row r="400000"><c r="XFD400000"><v>1</v></c></row></sheetData>')
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        for name, body in members.items():
+            z.writestr(name, body)
+    cap = dropxlsx.CHILD_BASE_BYTES + dropxlsx.CHILD_XML_FACTOR * len(out.getvalue()) * 10
+    status, why = dropxlsx.SheetRead(out.getvalue(), SHEET, mode="columns", cap=cap).result()
+    assert status == "error", why
+
+
 def test_whole_numbers_keep_their_text_up_to_where_python_turns_to_an_exponent():
     data = workbook([["x"], [2.0 ** 53], [9999999999999998.0], [1e16], [-12.0], [12.5]])
     assert by_calamine(data) == by_openpyxl(data)
