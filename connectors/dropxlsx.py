@@ -199,9 +199,10 @@ def _scan(body: bytes, state: list[int]) -> None:
 #: them, with their places: the parent makes those the contract's text (:func:`cell_text`). A row of nothing but
 #: empty cells is listed as empty.
 _CHILD = """
-import io, pickle, resource, sys
+import gc, io, pickle, resource, sys
 from array import array
 from itertools import accumulate
+gc.disable()  # a short life making no cycles: the collector would walk the sheet's rows again and again
 cap = int(sys.argv[3]) if len(sys.argv) > 3 else 0
 if cap:
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))

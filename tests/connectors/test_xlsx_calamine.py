@@ -89,6 +89,41 @@ def test_calamine_hands_on_the_text_openpyxl_did(rows):
             assert a is not None and b is not None and float(a) == float(b) and "." not in b, (a, b)
 
 
+def by_rows(rows: list[list[object]], wanted: list[int]) -> list[list[str | None]]:
+    """What the reader made of calamine's rows cell by cell before it took columns (fundx 0.1's rule): a row of
+    nothing but empty cells left out, every other cell of a wanted column its :func:`cell_text`."""
+    out = []
+    for row in rows[1:]:
+        if row.count(None) + row.count("") == len(row):
+            continue
+        out.append([cell_text(row[i]) if i < len(row) else None for i in wanted])
+    return out
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(st.one_of(CELL, st.just(None), st.just("")), min_size=1, max_size=6), min_size=1, max_size=10),
+       st.data())
+def test_the_columns_the_child_answers_are_the_text_of_its_rows(rows, data):
+    """The reader's path (the child answers columns, their text made in Arrow) hands on, row for row and cell for
+    cell, what the rows calamine reads made cell by cell: the same text, the same missing cells, the same rows."""
+    book = workbook(rows)
+    status, read = read_sheet(book, SHEET)
+    answer, payload = dropxlsx.SheetRead(book, SHEET, mode="columns", cap=dropxlsx.CHILD_BASE_BYTES).result()
+    assert (status, answer) == ("ok", "columns")
+    width = len(read[0]) if read else 0
+    wanted = data.draw(st.lists(st.integers(0, max(width - 1, 0)), unique=True, max_size=width)) if width else []
+    expected = by_rows(read, wanted)
+    assert payload[1] == max(len(read) - 1, 0)
+    if not payload[1]:
+        assert expected == []
+        return
+    columns, longest = dropxlsx.sheet_columns(payload, wanted)
+    got = [list(row) for row in zip(*(c.to_pylist() for c in columns), strict=True)] if wanted else [[]] * len(
+        [r for r in read[1:] if r.count(None) + r.count("") != len(r)])
+    assert got == expected
+    assert longest == max((len(v) for row in expected for v in row if v is not None), default=0)
+
+
 def test_an_excel_mangled_identity_number_keeps_its_float_text():
     data = workbook([["身份证号码"], [1.10105e17], [110105491231002]])
     assert by_calamine(data)[1:] == [["1.10105e+17"], ["110105491231002"]] == by_openpyxl(data)[1:]
