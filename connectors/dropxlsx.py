@@ -3,16 +3,18 @@ the checks that refuse a hostile workbook.
 
 The sheet is read by calamine (python-calamine, Rust), many times faster than openpyxl, in a child process of
 its own: calamine aborts the whole process on some hostile cells (``<c r="ZZZZZZ3">`` panics where Python cannot
-catch it), and a night must not end with one agency's file. Before calamine sees a sheet, every cell reference
-is checked (:func:`sheet_extent`: columns A..XFD, rows 1..1,048,576, the grid it will build within
-FUNDX_FILE_MAX_CELLS): calamine builds the sheet as a dense grid of its last row by its last column, so one cell
-at XFD1048576 would ask for 17 billion cells.
+catch it), and a night must not end with one agency's file. Every cell reference is checked (:func:`sheet_extent`:
+columns A..XFD, rows 1..1,048,576, the grid calamine will build within FUNDX_FILE_MAX_CELLS) while the child reads:
+calamine builds the sheet as a dense grid of its last row by its last column, so one cell at XFD1048576 would ask
+for 17 billion cells — the child's address space is capped (:data:`CHILD_BASE_BYTES`), so such a grid stops the
+child, and the child's answer is used only once every reference passed (a workbook they refuse has its child ended).
 
-Before any of it is parsed, a workbook is refused if it would unpack too far (a zip bomb) or if a
-part declares an XML DTD (entity expansion, external entities); while it is read, its declared size
+Before any of it is parsed, and before the child starts, a workbook is refused if it would unpack too far (a zip
+bomb) or if a part declares an XML DTD (entity expansion, external entities); while it is read, its declared size
 is not believed, and its header, cells and values are held to FUNDX_FILE_MAX_COLUMNS,
 FUNDX_FILE_MAX_CELLS and FUNDX_FILE_MAX_CELL_CHARS. A cell is handed on as the text the agency meant
-(:func:`cell_text`). Anything the workbook reader cannot take is the agency's bad file (DataError).
+(:func:`cell_text`), a column as Arrow-backed text, as a CSV file's (the child answers in columns: UTF-8 with
+offsets; no call per text cell). Anything the workbook reader cannot take is the agency's bad file (DataError).
 """
 
 from __future__ import annotations
