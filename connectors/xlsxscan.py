@@ -40,10 +40,9 @@ def _number(window: np.ndarray, length: np.ndarray, base: int, zero: int) -> np.
 def _reference(a: np.ndarray, starts: np.ndarray, letters: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(plain, column, row) of the references that start at ``starts``: ``[A-Z]{1,3}`` (if ``letters``) then
     ``[1-9][0-9]{0,6}``, a closing quote and a byte that may follow it."""
-    windows = np.lib.stride_tricks.sliding_window_view(a, 13)
-    head = windows[starts]  # the reference's bytes and what follows, a row per reference
     if letters:
-        count = _leading(head[:, :4], 65, 90)
+        head = np.lib.stride_tricks.sliding_window_view(a, 4)[starts]  # a row per reference: its first bytes
+        count = _leading(head, 65, 90)
         column = _number(head[:, :3], count, 26, 64)
         plain = (count >= 1) & (count <= 3)
     else:
@@ -51,7 +50,7 @@ def _reference(a: np.ndarray, starts: np.ndarray, letters: bool) -> tuple[np.nda
         column = count
         plain = np.ones(len(starts), dtype=bool)
     rows = np.arange(len(starts))
-    digits = head[rows[:, None], count[:, None] + np.arange(9)] if letters else head[:, :9]
+    digits = np.lib.stride_tricks.sliding_window_view(a, 9)[starts + count]  # the bytes after the letters
     many = _leading(digits, 48, 57)
     row = _number(digits[:, :7], many, 10, 48)
     plain &= (many >= 1) & (many <= 7) & (digits[:, 0] != 48)
@@ -65,7 +64,7 @@ def numpy_extent(body: bytes, state: list[int], max_row: int, max_column: int) -
     c and row tag in it is plain and within the grid; else False, ``state`` untouched."""
     n = len(body)
     a = np.frombuffer(body + b"\0" * _PAD, dtype=np.uint8)
-    colons = np.flatnonzero(a[:n] == _COLON)
+    colons = np.flatnonzero(a[:n] == _COLON) if b":" in body else np.zeros(0, dtype=np.int64)
     if len(colons) and (((a[colons + 1] == 99) & _AFTER[a[colons + 2]]) | ((a[colons + 1] == 114) & (a[colons + 2] == 111)
                                                                            & (a[colons + 3] == 119))).any():
         return False  # a namespace prefix, or text that looks like one (":c ", ":row"): the regular expressions decide
