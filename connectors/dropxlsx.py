@@ -3,16 +3,18 @@ the checks that refuse a hostile workbook.
 
 The sheet is read by calamine (python-calamine, Rust), many times faster than openpyxl, in a child process of
 its own: calamine aborts the whole process on some hostile cells (``<c r="ZZZZZZ3">`` panics where Python cannot
-catch it), and a night must not end with one agency's file. Before calamine sees a sheet, every cell reference
-is checked (:func:`sheet_extent`: columns A..XFD, rows 1..1,048,576, the grid it will build within
-FUNDX_FILE_MAX_CELLS): calamine builds the sheet as a dense grid of its last row by its last column, so one cell
-at XFD1048576 would ask for 17 billion cells.
+catch it), and a night must not end with one agency's file. Every cell reference is checked (:func:`sheet_extent`:
+columns A..XFD, rows 1..1,048,576, the grid calamine will build within FUNDX_FILE_MAX_CELLS) while the child reads:
+calamine builds the sheet as a dense grid of its last row by its last column, so one cell at XFD1048576 would ask
+for 17 billion cells — the child's address space is capped (:data:`CHILD_BASE_BYTES`), so such a grid stops the
+child, and the child's answer is used only once every reference passed (a workbook they refuse has its child ended).
 
-Before any of it is parsed, a workbook is refused if it would unpack too far (a zip bomb) or if a
-part declares an XML DTD (entity expansion, external entities); while it is read, its declared size
+Before any of it is parsed, and before the child starts, a workbook is refused if it would unpack too far (a zip
+bomb) or if a part declares an XML DTD (entity expansion, external entities); while it is read, its declared size
 is not believed, and its header, cells and values are held to FUNDX_FILE_MAX_COLUMNS,
 FUNDX_FILE_MAX_CELLS and FUNDX_FILE_MAX_CELL_CHARS. A cell is handed on as the text the agency meant
-(:func:`cell_text`). Anything the workbook reader cannot take is the agency's bad file (DataError).
+(:func:`cell_text`), a column as Arrow-backed text, as a CSV file's (the child answers in columns: UTF-8 with
+offsets; no call per text cell). Anything the workbook reader cannot take is the agency's bad file (DataError).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 import pandas as pd
 
 from connectors.dropfile import DropFileReader, too_many_cells
+from connectors.xlsxscan import numpy_extent
 from fundx.core.errors import DataError, SourceSchemaError
 
 #: an xlsx workbook is refused, before any of it is parsed, if its members would unpack to more than
@@ -102,8 +105,9 @@ def sheet_extent(xml: Any) -> tuple[int, int, int]:
     at its reference, else after the row's previous cell; a row at its number, else after the previous row.
     A ValueError names a reference outside Excel's grid or not shaped like one.
 
-    A stretch whose every tag is in the form writers use is measured by a few regular-expression passes
-    (:func:`_plain_extent`); any other stretch, and one the fast pass finds out of the grid (to name the first
+    A stretch whose every tag is in the form writers use is measured by numpy, every tag at once
+    (:func:`connectors.xlsxscan.numpy_extent`), else by a few regular-expression passes (:func:`_plain_extent`:
+    a namespace prefix, or ``:c`` in the text); any other stretch, and one the fast pass finds out of the grid (to name the first
     such reference), cell by cell (:func:`_scan`) — the same figures either way."""
     state = [0, 0, 0, 0, 0]  # last row, last column, cells, the row and column a reader is at
     tail = b""
@@ -113,7 +117,7 @@ def sheet_extent(xml: Any) -> tuple[int, int, int]:
         if end < 0 or text.find(b">", end) >= 0:
             end = len(text)
         body, tail = text[:end], text[end:]
-        if not _plain_extent(body, state):
+        if not (numpy_extent(body, state, MAX_ROW, MAX_COLUMN) or _plain_extent(body, state)):
             _scan(body, state)
     return state[0], state[1], state[2]
 
@@ -188,35 +192,144 @@ def _scan(body: bytes, state: list[int]) -> None:
     state[:] = [last_row, last_col, cells, row, col]
 
 
-#: the child process's program: read the sheet with calamine, answer with a pickle ("ok", rows), ("no sheet",
-#: names) or ("error", the exception's type). Run with ``python -I``: nothing of the parent's path or environment
+#: the child process's program: read the sheet with calamine, answer with a pickle ("ok", rows) — or, asked for
+#: "columns", ("columns", (header, rows, empty rows, columns)) — ("no sheet", names) or ("error", the exception's
+#: type). Run with ``python -I``: nothing of the parent's path or environment. Its address space is capped (argv[3]
+#: bytes, 0: none): calamine may start on a sheet while its references are still being checked (:class:`SheetRead`).
+#: A column is its text cells' UTF-8 in one piece with their offsets (Arrow's layout, made without pyarrow: its
+#: import would cost more than the sheet), and its cells of other kinds (numbers, dates) apart, as calamine gave
+#: them, with their places: the parent makes those the contract's text (:func:`cell_text`). A row of nothing but
+#: empty cells is listed as empty.
 _CHILD = """
-import io, pickle, sys
+import gc, io, pickle, resource, sys
+from array import array
+from itertools import accumulate
+gc.disable()  # a short life making no cycles: the collector would walk the sheet's rows again and again
+cap = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+if cap:
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 from python_calamine import CalamineWorkbook
 data = sys.stdin.buffer.read()
+
+def columns(rows):
+    header, body = (rows[0], rows[1:]) if rows else ([], [])
+    width = len(header)
+    if any(len(row) != width for row in body):
+        raise ValueError("the rows are not of one width")
+    empty = [i for i, row in enumerate(body) if row.count("") + row.count(None) == width]
+    out = []
+    for column in zip(*body):
+        others = []
+        if not set(map(type, column)) <= {str}:
+            others = [(i, v) for i, v in enumerate(column) if v.__class__ is not str]
+            column = [v if v.__class__ is str else "" for v in column]
+        encoded = list(map(str.encode, column))
+        out.append((array("q", accumulate(map(len, encoded), initial=0)).tobytes(), b"".join(encoded), others))
+    return header, len(body), empty, out
+
 try:
     book = CalamineWorkbook.from_filelike(io.BytesIO(data))
     if sys.argv[1] not in book.sheet_names:
         answer = ("no sheet", list(book.sheet_names))
     else:
-        answer = ("ok", book.get_sheet_by_name(sys.argv[1]).to_python(skip_empty_area=False))
+        rows = book.get_sheet_by_name(sys.argv[1]).to_python(skip_empty_area=False)
+        answer = ("columns", columns(rows)) if sys.argv[2:3] == ["columns"] else ("ok", rows)
+        del rows
 except Exception as exc:
     answer = ("error", type(exc).__name__)
 sys.stdout.buffer.write(pickle.dumps(answer, protocol=5))
 """
+
+#: the child's address space, when calamine starts before the references are checked (:meth:`XlsxReader.read`):
+#: this much, and CHILD_XML_FACTOR bytes for each byte the workbook unpacks to (the 100,000-prisoner sheet, 50 MB of
+#: XML, peaks at 150 MB; a sheet as sparse as :data:`SPARSE_RATIO` allows needs some 26 bytes a byte). A workbook
+#: whose cells would have calamine build a larger grid stops the child (allocation fails) instead of the machine
+CHILD_BASE_BYTES = 1024 * 1024 * 1024
+CHILD_XML_FACTOR = 32
+
+
+class SheetRead:
+    """A workbook's sheet being read by calamine in a child process, started at once; :meth:`result` waits for the
+    answer (as :func:`read_sheet` gives it), :meth:`cancel` ends the child. A thread talks to the child (the workbook
+    in, the answer out) while the caller checks the workbook's cell references: the answer is used only once they
+    passed. ``cap``: the child's address space in bytes (0: no cap)."""
+
+    def __init__(self, data: bytes, sheet: str, *, mode: str = "rows", cap: int = 0) -> None:
+        import threading
+
+        self._proc = subprocess.Popen([sys.executable, "-I", "-c", _CHILD, sheet, mode, str(cap)],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._out = b""
+        self._timed_out = False
+        self._thread = threading.Thread(target=self._talk, args=(data,), name="fundx-xlsx-child", daemon=True)
+        self._thread.start()
+
+    def _talk(self, data: bytes) -> None:
+        try:
+            self._out, _ = self._proc.communicate(data, timeout=READ_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self._timed_out = True
+            self._proc.kill()
+            self._proc.communicate()
+
+    def cancel(self) -> None:
+        """End the child (its answer will not be used) and wait for it."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._thread.join()
+
+    def result(self) -> tuple[str, Any]:
+        """The child's answer: (status, payload), ("error", why) when it died. TimeoutExpired after READ_TIMEOUT."""
+        self._thread.join()
+        if self._timed_out:
+            raise subprocess.TimeoutExpired(self._proc.args, READ_TIMEOUT)
+        code = self._proc.returncode
+        if code != 0:
+            why = f"signal {-code}" if code < 0 else f"exit {code}"
+            return "error", f"the reader stopped on it: {why}"
+        status, payload = pickle.loads(self._out)  # noqa: S301 - our own child's answer, over a pipe
+        self._out = b""
+        return status, payload
 
 
 def read_sheet(data: bytes, sheet: str) -> tuple[str, Any]:
     """A workbook's sheet read by calamine in a child process: ("ok", rows as lists of cell values), ("no sheet",
     the sheet names), or ("error", why) — also when the child died (a panic aborts it: "the reader stopped on it").
     Call it on a workbook :meth:`XlsxReader._check_workbook` passed. TimeoutExpired after :data:`READ_TIMEOUT`."""
-    done = subprocess.run([sys.executable, "-I", "-c", _CHILD, sheet], input=data, capture_output=True,
-                          timeout=READ_TIMEOUT, check=False)
-    if done.returncode != 0:
-        why = f"signal {-done.returncode}" if done.returncode < 0 else f"exit {done.returncode}"
-        return "error", f"the reader stopped on it: {why}"
-    status, payload = pickle.loads(done.stdout)  # noqa: S301 - our own child's answer, over a pipe
-    return status, payload
+    return SheetRead(data, sheet).result()
+
+
+def sheet_columns(payload: Any, wanted: list[int]) -> tuple[list[Any], int]:
+    """The ``wanted`` columns of a child's ("columns", payload) answer as Arrow text (large_string), the contract's
+    text of each cell (:func:`cell_text`: an empty cell missing), rows of nothing but empty cells left out; and the
+    longest value's length in characters."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    _, count, empty, columns = payload
+    keep = None
+    if empty:
+        keep = np.ones(count, dtype=bool)
+        keep[np.asarray(empty, dtype=np.int64)] = False
+    out, longest = [], 0
+    for i in wanted:
+        offsets, text, others = columns[i]
+        values = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(text))
+        blank = pc.equal(pc.binary_length(values), 0)
+        if others:  # cells of other kinds: their text in their places
+            places = np.zeros(count, dtype=bool)
+            places[np.fromiter((p for p, _ in others), dtype=np.int64, count=len(others))] = True
+            texts = pa.array([cell_text(v) for _, v in others], type=pa.large_string())
+            values = pc.replace_with_mask(values, pa.array(places), texts)
+            blank = pc.and_(blank, pa.array(~places))
+        values = pc.if_else(blank, pa.scalar(None, pa.large_string()), values)
+        if keep is not None:
+            values = values.filter(pa.array(keep))
+        if len(values):
+            longest = max(longest, pc.max(pc.utf8_length(values)).as_py() or 0)
+        out.append(values)
+    return out, longest
 
 
 class XlsxReader(DropFileReader):
@@ -230,54 +343,65 @@ class XlsxReader(DropFileReader):
         FUNDX_FILE_MAX_COLUMNS, the cells read not more than FUNDX_FILE_MAX_CELLS, a value not longer
         than FUNDX_FILE_MAX_CELL_CHARS (Excel's own limit); anything the workbook reader cannot take is
         the agency's bad file (DataError), never an internal error.
+
+        The workbook is refused before any reader sees it if it would unpack too far or declares a DTD; then
+        calamine starts reading the sheet in its child process (its memory capped, :class:`SheetRead`) while
+        this process checks every cell reference, and the child's answer is used only once the references
+        passed — a workbook they refuse has its child ended and its answer never read.
         """
         settings = self.settings
+        unpacked = self._guarded(lambda: self._check_archive(data, name), name)
+        reading = SheetRead(data, self.config.sheet or "", mode="columns",
+                            cap=CHILD_BASE_BYTES + CHILD_XML_FACTOR * unpacked)
         try:
-            extent = self._check_workbook(data, name)
+            extent = self._guarded(lambda: self._check_cells(data, name), name)
+            self._check_grid(extent, name)
+        except BaseException:
+            reading.cancel()
+            raise
+        payload = self._answer(reading, name)
+        header = list(payload[0])
+        while header and header[-1] in (None, ""):
+            header.pop()
+        headers = self._header(["" if h is None else str(cell_text(h) or "") for h in header], name)
+        wanted = [i for i, h in enumerate(headers) if h.strip().lstrip("\ufeff") in self.contract.physical_to_logical]
+        columns = [headers[i] for i in wanted]
+        if not payload[1]:
+            return self._rename(pd.DataFrame({h: pd.Series([], dtype="str") for h in columns}), name)
+        values, longest = sheet_columns(payload, wanted)
+        if longest > settings.file_max_cell_chars:
+            raise DataError(f"{name}: a value is {longest:,} characters long, more than FUNDX_FILE_MAX_CELL_CHARS="
+                            f"{settings.file_max_cell_chars:,}; the file was not read", feed=self.name,
+                            action=f"ask {self.feed.agency} what it sent, or raise FUNDX_FILE_MAX_CELL_CHARS")
+        import pyarrow as pa
+
+        frame = pa.Table.from_arrays(values, names=columns).to_pandas()  # text columns, as a CSV file's
+        return self._rename(frame, name)
+
+    def _guarded(self, check: Any, name: str) -> Any:
+        """``check()``: whatever it raises on these bytes but a DataError or MemoryError is the file's fault."""
+        try:
+            return check()
         except (DataError, MemoryError):
             raise
         except Exception as exc:  # noqa: BLE001 - whatever the checks raise on these bytes, the file is at fault
             raise self._not_a_workbook(name, exc) from None
+
+    def _check_grid(self, extent: tuple[int, int, int], name: str) -> None:
+        """Refuse a sheet whose grid (last row by last column) exceeds FUNDX_FILE_MAX_CELLS or is mostly empty."""
         grid = extent[0] * extent[1]
-        if grid > settings.file_max_cells:
-            raise too_many_cells(name, self.name, grid, settings.file_max_cells)
+        if grid > self.settings.file_max_cells:
+            raise too_many_cells(name, self.name, grid, self.settings.file_max_cells)
         if grid > SPARSE_FLOOR and grid > SPARSE_RATIO * extent[2]:
             raise DataError(f"{name}: its sheet's {extent[2]:,} cells lie in a grid of {extent[0]:,} rows by "
                             f"{extent[1]:,} columns, which the reader would fill with empty cells; it was not read",
                             feed=self.name, action=f"ask {self.feed.agency} to delete the stray cells far from the "
                                                    "table and send the workbook again")
-        rows = iter(self._rows(data, name))
-        header = list(next(rows, ()))
-        while header and header[-1] in (None, ""):
-            header.pop()
-        headers = self._header(["" if h is None else str(cell_text(h) or "") for h in header], name)
-        wanted = [i for i, h in enumerate(headers) if h.strip().lstrip("\ufeff") in self.contract.physical_to_logical]
-        body: list[list[str | None]] = []
-        longest = 0
-        for row in rows:
-            width = len(row)
-            if row.count(None) + row.count("") == width:  # no cell holds anything
-                continue
-            # a text cell is its own text (cell_text's answer, without the call): most cells are text
-            values = [(v if v.__class__ is str and v != "" else cell_text(v)) if i < width and (v := row[i]) is not None
-                      else None for i in wanted]
-            for v in values:
-                if v is not None and len(v) > longest:
-                    longest = len(v)
-            body.append(values)
-        if longest > settings.file_max_cell_chars:
-            raise DataError(f"{name}: a value is {longest:,} characters long, more than FUNDX_FILE_MAX_CELL_CHARS="
-                            f"{settings.file_max_cell_chars:,}; the file was not read", feed=self.name,
-                            action=f"ask {self.feed.agency} what it sent, or raise FUNDX_FILE_MAX_CELL_CHARS")
-        columns = [headers[i] for i in wanted]
-        frame = (pd.DataFrame(body, columns=columns, dtype=object) if body
-                 else pd.DataFrame({h: [] for h in columns}, dtype=object))
-        return self._rename(frame, name)
 
-    def _rows(self, data: bytes, name: str) -> list[list[Any]]:
-        """The sheet's rows as calamine reads them, in a child process (:func:`read_sheet`)."""
+    def _answer(self, reading: SheetRead, name: str) -> Any:
+        """The child's answer for the sheet (:class:`SheetRead`), or the agency's bad file."""
         try:
-            status, payload = read_sheet(data, self.config.sheet or "")
+            status, payload = reading.result()
         except subprocess.TimeoutExpired:
             raise DataError(f"{name}: reading the workbook took more than {READ_TIMEOUT} s; it was not read",
                             feed=self.name, action=f"ask {self.feed.agency} what it sent") from None
@@ -286,7 +410,7 @@ class XlsxReader(DropFileReader):
                 f"{name} has no sheet {self.config.sheet!r}", feed=self.name,
                 action=f"ask {self.feed.agency} about the workbook's layout, or fix filedrop.sheet",
             )
-        if status != "ok":
+        if status != "columns":
             raise DataError(f"{name} is not a readable xlsx workbook ({payload})", feed=self.name,
                             action=f"ask {self.feed.agency} to save the workbook again from its spreadsheet program")
         return payload
@@ -299,6 +423,13 @@ class XlsxReader(DropFileReader):
         """Refuse, before parsing, a workbook that unpacks too far (a zip bomb), whose XML declares a DTD (entity
         expansion, "billion laughs", or external entities: no xlsx needs one), or that has a cell outside a
         sheet's grid. Returns the largest extent (rows, columns, cells) of its sheets (:func:`sheet_extent`)."""
+        self._check_archive(data, name)
+        return self._check_cells(data, name)
+
+    def _check_archive(self, data: bytes, name: str) -> int:
+        """Refuse a workbook that unpacks too far (a zip bomb) or whose XML declares a DTD (entity expansion,
+        "billion laughs", or external entities: no xlsx needs one): before any reader sees it. The bytes its
+        members would unpack to, as the archive declares them."""
         import zipfile
 
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -316,26 +447,34 @@ class XlsxReader(DropFileReader):
                         f"(more than {XLSX_MAX_RATIO}: a zip bomb); it was not opened",
                         feed=self.name, action="ask the agency what it sent; do not open the file by hand",
                     )
-            extent = (0, 0, 0)
             for member in members:  # whatever its name says: a part is read as XML if its content is XML
-                if member.is_dir():
-                    continue
-                if _declares_dtd(archive, member):
+                if not member.is_dir() and _declares_dtd(archive, member):
                     raise DataError(
                         f"{name}: {member.filename} declares a DTD (XML entities); it was not parsed",
                         feed=self.name, action="ask the agency to save the workbook again from its spreadsheet program",
                     )
-                if _is_xml(archive, member):
-                    try:
-                        with archive.open(member) as stream:
-                            rows, cols, cells = sheet_extent(stream)
-                    except ValueError as bad:
-                        raise DataError(f"{name} is not a readable xlsx workbook ({member.filename}: {bad})", feed=self.name,
-                                        action="ask the agency to save the workbook again from its spreadsheet "
-                                               "program") from None
-                    if rows * cols > max(extent[0] * extent[1], 1):
-                        extent = (rows, cols, cells)
-            return extent
+        return unpacked
+
+    def _check_cells(self, data: bytes, name: str) -> tuple[int, int, int]:
+        """Refuse a workbook with a cell outside a sheet's grid; the largest extent (rows, columns, cells) of its
+        sheets (:func:`sheet_extent`), every XML part measured whatever its name says."""
+        import zipfile
+
+        extent = (0, 0, 0)
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            for member in archive.infolist():
+                if member.is_dir() or not _is_xml(archive, member):
+                    continue
+                try:
+                    with archive.open(member) as stream:
+                        rows, cols, cells = sheet_extent(stream)
+                except ValueError as bad:
+                    raise DataError(f"{name} is not a readable xlsx workbook ({member.filename}: {bad})", feed=self.name,
+                                    action="ask the agency to save the workbook again from its spreadsheet "
+                                           "program") from None
+                if rows * cols > max(extent[0] * extent[1], 1):
+                    extent = (rows, cols, cells)
+        return extent
 
 
 def _is_xml(archive: Any, member: Any) -> bool:

@@ -185,12 +185,24 @@ def test_a_sheet_the_reader_raises_on_is_the_agencys_bad_data(drops, cell):
     (b'<row r="200000"><c r="XFD200000"><v>1</v></c></row>', "more than FUNDX_FILE_MAX_CELLS"),  # 3.3 billion
     (b'<row r="5000"><c r="ZZ5000"><v>1</v></c></row>', "which the reader would fill with empty cells"),  # 3.5 million
 ], ids=["past-the-limit", "sparse"])
-def test_a_stray_cell_far_from_the_table_is_refused_before_the_reader_builds_its_grid(drops, stray, says):
+def test_a_stray_cell_far_from_the_table_is_refused_before_the_reader_builds_its_grid(drops, stray, says, monkeypatch):
     """calamine builds a sheet as a dense grid of its last row by its last column: one stray cell far out would
-    have it fill millions or billions of empty cells. The grid is known from the cells' references first."""
+    have it fill millions or billions of empty cells. The grid is known from the cells' references before any of
+    the reader's answer is used; the reader, started meanwhile in its child, is ended (and capped meanwhile)."""
+    from connectors import dropxlsx
+
+    started = []
+
+    class Watched(dropxlsx.SheetRead):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            started.append(self)
+
+    monkeypatch.setattr(dropxlsx, "SheetRead", Watched)
     members = workbook_members()
     members[SHEET] = members[SHEET].replace(b"</sheetData>", stray + b"</sheetData>")
     drop_workbook(drops[1], members, rows=2)
     with pytest.raises(DataError, match=says) as info:
         pull(XLSX_FEED)
     assert_clear(info.value, XLSX_FEED, kind=DataError)
+    assert started and all(read._proc.returncode is not None and not read._thread.is_alive() for read in started)

@@ -89,6 +89,41 @@ def test_calamine_hands_on_the_text_openpyxl_did(rows):
             assert a is not None and b is not None and float(a) == float(b) and "." not in b, (a, b)
 
 
+def by_rows(rows: list[list[object]], wanted: list[int]) -> list[list[str | None]]:
+    """What the reader made of calamine's rows cell by cell before it took columns (fundx 0.1's rule): a row of
+    nothing but empty cells left out, every other cell of a wanted column its :func:`cell_text`."""
+    out = []
+    for row in rows[1:]:
+        if row.count(None) + row.count("") == len(row):
+            continue
+        out.append([cell_text(row[i]) if i < len(row) else None for i in wanted])
+    return out
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(st.one_of(CELL, st.just(None), st.just("")), min_size=1, max_size=6), min_size=1, max_size=10),
+       st.data())
+def test_the_columns_the_child_answers_are_the_text_of_its_rows(rows, data):
+    """The reader's path (the child answers columns, their text made in Arrow) hands on, row for row and cell for
+    cell, what the rows calamine reads made cell by cell: the same text, the same missing cells, the same rows."""
+    book = workbook(rows)
+    status, read = read_sheet(book, SHEET)
+    answer, payload = dropxlsx.SheetRead(book, SHEET, mode="columns", cap=dropxlsx.CHILD_BASE_BYTES).result()
+    assert (status, answer) == ("ok", "columns")
+    width = len(read[0]) if read else 0
+    wanted = data.draw(st.lists(st.integers(0, max(width - 1, 0)), unique=True, max_size=width)) if width else []
+    expected = by_rows(read, wanted)
+    assert payload[1] == max(len(read) - 1, 0)
+    if not payload[1]:
+        assert expected == []
+        return
+    columns, longest = dropxlsx.sheet_columns(payload, wanted)
+    got = [list(row) for row in zip(*(c.to_pylist() for c in columns), strict=True)] if wanted else [[]] * len(
+        [r for r in read[1:] if r.count(None) + r.count("") != len(r)])
+    assert got == expected
+    assert longest == max((len(v) for row in expected for v in row if v is not None), default=0)
+
+
 def test_an_excel_mangled_identity_number_keeps_its_float_text():
     data = workbook([["身份证号码"], [1.10105e17], [110105491231002]])
     assert by_calamine(data)[1:] == [["1.10105e+17"], ["110105491231002"]] == by_openpyxl(data)[1:]
@@ -157,6 +192,26 @@ def test_a_cell_far_out_makes_a_grid_too_large_for_the_limit(tmp_path, monkeypat
     with zipfile.ZipFile(io.BytesIO(out.getvalue())) as z, z.open(sheet) as stream:
         rows, cols, cells = sheet_extent(stream)
     assert (rows * cols, cells) == (1_048_576 * 16_384, 3)
+
+
+def test_a_capped_reader_stops_on_a_grid_too_large_for_its_cap():
+    """calamine may start on a sheet before its references are checked: its child's address space is capped, so a
+    stray cell far out stops the child (its grid cannot be allocated) instead of taking the machine's memory."""
+    data = workbook([["罪犯编号"], ["ZF1"]])
+    members = {}
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        for m in z.infolist():
+            members[m.filename] = z.read(m)
+    sheet = next(k for k in members if k.startswith("xl/worksheets/"))
+    members[sheet] = members[sheet].replace(b"</sheetData>",
+                                            b'<row r="400000"><c r="XFD400000"><v>1</v></c></row></sheetData>')
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        for name, body in members.items():
+            z.writestr(name, body)
+    cap = dropxlsx.CHILD_BASE_BYTES + dropxlsx.CHILD_XML_FACTOR * len(out.getvalue()) * 10
+    status, why = dropxlsx.SheetRead(out.getvalue(), SHEET, mode="columns", cap=cap).result()
+    assert status == "error", why
 
 
 def test_whole_numbers_keep_their_text_up_to_where_python_turns_to_an_exponent():

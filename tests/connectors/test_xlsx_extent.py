@@ -1,5 +1,5 @@
-"""The cell-reference check's fast pass (connectors/dropxlsx.py: _plain_extent) measures exactly what the
-tag-by-tag scan measures — the same extent, or the same first error — whatever the tags and wherever the
+"""The cell-reference check's fast passes (connectors/xlsxscan.py: numpy_extent, connectors/dropxlsx.py:
+_plain_extent) measure exactly what the tag-by-tag scan measures — the same extent, or the same first error — whatever the tags and wherever the
 reads split the sheet."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connectors import dropxlsx
-from connectors.dropxlsx import sheet_extent
+from connectors.dropxlsx import MAX_COLUMN, MAX_ROW, sheet_extent
+from connectors.xlsxscan import numpy_extent
 
 TAGS = [
     b'<row r="{r}">', b"</row>", b'<c r="{c}{r}"/>', b'<c r="{c}{r}" t="s"><v>1</v></c>', b"<c/>", b"<row>",
@@ -69,3 +70,29 @@ def test_a_plain_stretch_hands_its_row_and_column_to_the_next(body):
     data = b"<worksheet><sheetData>" + body + b"</sheetData></worksheet>"
     for step in (1, 5, 17, len(data)):
         assert measured(Trickle(data, step)) == scanned(data)
+
+
+#: more shapes for the numpy pass: text in a cell, a prefixed element, near-plain tags, a tag cut off by the stretch
+MORE_TAGS = [b'<c r="{c}{r}">x</c>', b"<c:chart r='{c}{r}'/>", b"<cols>", b'<row r="{r}"/>', b'<c r="{c}{r}\t"/>',
+             b'<c r="{c}12345678"/>', b'<row r="{r}" <c/>', b"<c", b'<c r="{c}{r}', b"<v>08:30 a:c b:row</v>"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([*TAGS, *MORE_TAGS]),
+                          st.integers(1, 40), st.sampled_from(["A", "C", "Z", "AB", "XFD", "XFE", "ABCD"])),
+                max_size=40),
+       st.lists(st.integers(0, 4), min_size=5, max_size=5), st.booleans())
+def test_the_numpy_pass_measures_what_the_scan_measures_or_declines(tags, start, plain_only):
+    """Given any state a stretch may start in, the numpy pass either declines (the state untouched) or leaves the
+    state the tag-by-tag scan leaves — the row and column a reader is at included."""
+    chosen = [(t, r, c) for t, r, c in tags if not plain_only or t in TAGS[:4]]
+    body = b"".join(t.replace(b"{r}", str(r).encode()).replace(b"{c}", c.encode()) for t, r, c in chosen)
+    state = list(start)
+    if numpy_extent(body, state, MAX_ROW, MAX_COLUMN):
+        expected = list(start)
+        dropxlsx._scan(body, expected)
+        assert state == expected
+    else:
+        assert state == list(start)
+    if plain_only and all(c in ("A", "C", "Z", "AB", "XFD") for _, _, c in chosen):
+        assert numpy_extent(body, list(start), MAX_ROW, MAX_COLUMN)  # the writers' form is measured by it
