@@ -56,6 +56,8 @@ def iso_text_days(values: pd.Series | pa.Array) -> np.ndarray:
         shape = (mat[:, 4] == 45) & (mat[:, 7] == 45) & ((mat[:, _DATE_DIGITS] - np.uint8(48)) <= 9).all(axis=1)
         ok, days = calendar_days(np.where(shape, ascii_number(mat, 0, 4), -1), ascii_number(mat, 5, 2),
                                  ascii_number(mat, 8, 2))
+        if len(pos) == n:  # every value 10 bytes long: no positions to scatter to
+            return np.where(ok, days, NO_DAY)
         out[pos[ok]] = days[ok]
     return out
 

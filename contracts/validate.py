@@ -295,7 +295,8 @@ def check_rows(contract: Contract, frame: pd.DataFrame, *, today: date | None = 
     row_rules = found.row_ids
     bit = {rule_id: np.int64(1) << np.int64(i) for i, rule_id in enumerate(row_rules)}
     codes = structural_codes(found.codes, marks.get(DEFECT), bit, key_unique_bits(contract, bit))
-    counts = {rule_id: int(np.count_nonzero(codes & bit[rule_id])) for rule_id in row_rules}
+    failing, failing_rows = np.unique(codes[codes != 0], return_counts=True)  # the few distinct sets of rules broken
+    counts = {rule_id: int(failing_rows[(failing & bit[rule_id]) != 0].sum()) for rule_id in row_rules}
     unevaluated = list(found.unevaluated)
     result: Any = None
     disputed: dict[str, int] = {}
@@ -377,14 +378,14 @@ def too_many_failed(rules: ContractRules, failed: int, rows: int) -> str | None:
     return None
 
 
-def _rule_lists(codes: np.ndarray, rule_ids: list[str]) -> np.ndarray:
-    """Each failing row's rule ids joined by ';', from its bit mask (one string per distinct mask)."""
+def _rule_lists(codes: np.ndarray, rule_ids: list[str]) -> pa.Array:
+    """Each failing row's rule ids joined by ';', from its bit mask (one string per distinct mask), as Arrow text."""
     if len(codes) == 0:
-        return np.empty(0, dtype=object)
+        return pa.array([], type=pa.large_string())
     distinct, inverse = np.unique(codes, return_inverse=True)
-    labels = np.array([RULE_SEPARATOR.join(r for i, r in enumerate(rule_ids) if int(code) >> i & 1)
-                       for code in distinct], dtype=object)
-    return labels[inverse]
+    labels = pa.array([RULE_SEPARATOR.join(r for i, r in enumerate(rule_ids) if int(code) >> i & 1)
+                       for code in distinct], type=pa.large_string())
+    return labels.take(pa.array(inverse.astype(np.int64)))
 
 
 def check_report(contract: Contract, rules: ContractRules, *, rows: int, valid: int, quarantined: int,
