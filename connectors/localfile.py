@@ -109,9 +109,10 @@ def _text_frame(contract: Contract, table: Any, path: Path) -> Any:
             except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
                 raise DataError(f"{path}: a column of type {column.type} cannot be read as text",
                                 feed=contract.feed, action=_ACTION) from None
+        if len(column) and (pc.min(pc.binary_length(column)).as_py() or 0) == 0:  # an empty value: missing
+            column = pc.if_else(pc.equal(column, ""), pa.scalar(None, column.type), column)
         columns.append(column)
-    frame = pa.Table.from_arrays(columns, names=names).to_pandas()
-    return frame.mask(frame == "")
+    return pa.Table.from_arrays(columns, names=names).to_pandas()
 
 
 def _xlsx(contract: Contract, path: Path) -> Any:

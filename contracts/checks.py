@@ -7,6 +7,7 @@ column's length. Nothing here loops over rows in Python.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -17,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fundx.core.idcolumns import NO_DAY, IdColumn, arrow_text, days_from_civil, fixed_width_rows, id_column, real_dates
+from fundx.core.idcolumns import NO_DAY, IdColumn, arrow_text, ascii_number, calendar_days, fixed_width_rows, id_column
 
 #: What a spreadsheet leaves of an 18-digit number: 3.301061956100938e+17, 1.10105E+17.
 EXCEL_MANGLED = r"^[0-9](?:\.[0-9]+)?[eE]\+?[0-9]+$"
@@ -25,7 +26,6 @@ EXCEL_MANGLED = r"^[0-9](?:\.[0-9]+)?[eE]\+?[0-9]+$"
 ISO_TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:Z|[+-][0-9]{2}:?[0-9]{2})$"
 
 _DATE_DIGITS = [0, 1, 2, 3, 5, 6, 8, 9]
-_PLACES4 = np.array([1000, 100, 10, 1], dtype=np.int64)
 
 
 def _is_text(arr: pa.Array) -> bool:
@@ -53,14 +53,12 @@ def iso_text_days(values: pd.Series | pa.Array) -> np.ndarray:
     out = np.full(n, NO_DAY, dtype=np.int64)
     pos, mat = fixed_width_rows(values, 10)
     if len(pos):
-        raw = mat - np.uint8(48)  # wraps around below '0': > 9 means not a digit
-        shape = (mat[:, 4] == 45) & (mat[:, 7] == 45) & (raw[:, _DATE_DIGITS] <= 9).all(axis=1)
-        digits = raw.astype(np.int64)
-        year = digits[:, 0:4] @ _PLACES4
-        month = digits[:, 5] * 10 + digits[:, 6]
-        day = digits[:, 8] * 10 + digits[:, 9]
-        ok = shape & real_dates(year, month, day)
-        out[pos[ok]] = days_from_civil(year[ok], month[ok], day[ok])
+        shape = (mat[:, 4] == 45) & (mat[:, 7] == 45) & ((mat[:, _DATE_DIGITS] - np.uint8(48)) <= 9).all(axis=1)
+        ok, days = calendar_days(np.where(shape, ascii_number(mat, 0, 4), -1), ascii_number(mat, 5, 2),
+                                 ascii_number(mat, 8, 2))
+        if len(pos) == n:  # every value 10 bytes long: no positions to scatter to
+            return np.where(ok, days, NO_DAY)
+        out[pos[ok]] = days[ok]
     return out
 
 
@@ -148,18 +146,36 @@ def _buffers_key(values: pd.Series | pa.Array) -> tuple[tuple, pa.Array] | None:
     return key, arr
 
 
+class _Parsed:
+    """One column's parsed form in the memo: the array whose buffers name it, kept alive with the result, and a
+    lock, so that rules checked side by side (:func:`contracts.engine.row_codes`) parse it once between them."""
+
+    def __init__(self, arr: pa.Array) -> None:
+        self.arr = arr
+        self.lock = threading.Lock()
+        self.done = False
+        self.result: Any = None
+
+
+_memo_lock = threading.Lock()
+
+
 def _once(kind: str, values: pd.Series | pa.Array, compute: Callable[[Any], Any]) -> Any:
     memo = _shared.get()
     found = _buffers_key(values) if memo is not None else None
     if memo is None or found is None:
         return compute(values)
-    key, arr = (kind, *found[0]), found[1]
-    if key not in memo:
+    key = (kind, *found[0])
+    with _memo_lock:
         # the buffers the key names are kept with the result: while the memo lives they cannot be freed, so
         # no other column (a temporary copy Great Expectations makes of another column of the same length,
         # a chunked column combined again) can be given the same addresses and read this column's result
-        memo[key] = (arr, compute(values))
-    return memo[key][1]
+        parsed = memo.setdefault(key, _Parsed(found[1]))
+    with parsed.lock:
+        if not parsed.done:
+            parsed.result = compute(values)
+            parsed.done = True
+    return parsed.result
 
 
 def column_days(values: pd.Series | pa.Array) -> np.ndarray:

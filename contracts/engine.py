@@ -29,12 +29,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from contracts import Contract
 from contracts.checks import EXCEL_MANGLED, column_days, column_ids, is_timestamp, matches, present, shared_work
 from contracts.rules import Rule, contract_rules
 from fundx.core.areacodes import known_areas
 from fundx.core.idcolumns import NO_DAY, uscc_column
+from fundx.core.threads import thread_map
 
 #: GB 32100-2015's shape of a unified social credit code (the check character is the rule's to judge).
 USCC_SHAPE = r"^[0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXY]{10}$"
@@ -123,14 +126,40 @@ def _is_text(column: pd.Series) -> bool:
     return pd.api.types.is_string_dtype(column.dtype) and column.dtype != object
 
 
+def _arrow_text(column: pd.Series) -> pa.Array | pa.ChunkedArray | None:
+    """The Arrow array behind a text column held by Arrow (its missing values Arrow's nulls), else None. Over it
+    a row-wise test runs on every row at once and the missing rows are passed after: the same as testing only
+    the values that are there, without pandas copying them out first."""
+    dtype = column.dtype
+    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
+        return pa.array(column.array)
+    return None
+
+
+def _passing_missing(column: pd.Series, ok: pa.Array | pa.ChunkedArray | np.ndarray) -> np.ndarray:
+    """A row-wise test's verdicts with the missing rows passed (GX looks only at the values that are there)."""
+    if not isinstance(ok, np.ndarray):
+        ok = pc.fill_null(ok, True)
+        ok = ok.to_numpy() if isinstance(ok, pa.ChunkedArray) else ok.to_numpy(zero_copy_only=False)
+    return np.asarray(ok, dtype=bool) | ~present(column)
+
+
 def _pattern(frame: pd.DataFrame, rule: Rule) -> np.ndarray:
     regex = rule.params["regex"]
+    column = frame[rule.columns[0]]
+    if _arrow_text(column) is not None:
+        return _passing_missing(column, matches(column, regex))
     # GX: column.astype(str).str.contains(regex); on Arrow text that is Arrow's own regex search
     return _among_present(frame, rule, lambda s: matches(s, regex) if _is_text(s) else s.astype(str).str.contains(regex))
 
 
 def _length(frame: pd.DataFrame, rule: Rule) -> np.ndarray:
     low, high = rule.params["min"], rule.params["max"]
+    column = frame[rule.columns[0]]
+    if (arr := _arrow_text(column)) is not None:  # characters, as str.len counts them
+        n = pc.fill_null(pc.utf8_length(arr), 0)
+        n = n.to_numpy() if isinstance(n, pa.ChunkedArray) else n.to_numpy(zero_copy_only=False)
+        return _passing_missing(column, (n >= low if low is not None else True) & (n <= high if high is not None else True))
 
     def within(s: pd.Series) -> np.ndarray:
         n = (s if _is_text(s) else s.astype(str)).str.len().to_numpy(dtype=np.int64)
@@ -165,12 +194,33 @@ def _not_greater(frame: pd.DataFrame, rule: Rule) -> np.ndarray:
 
 
 def _unique(frame: pd.DataFrame, rule: Rule) -> np.ndarray:
+    column = frame[rule.columns[0]]
+    if (arr := _arrow_text(column)) is not None:
+        # each value's rows counted by its code (missing values have none: they pass)
+        codes = pc.dictionary_encode(arr)
+        codes = codes.combine_chunks() if isinstance(codes, pa.ChunkedArray) else codes
+        index = codes.indices.to_numpy(zero_copy_only=False)
+        there = present(column)
+        index = np.where(there, index, 0).astype(np.int64)
+        seen = np.bincount(index[there], minlength=len(codes.dictionary))
+        return ~there | (seen[index] == 1)
     return _among_present(frame, rule, lambda s: ~s.duplicated(keep=False).to_numpy())
 
 
 def _allowed(frame: pd.DataFrame, rule: Rule) -> np.ndarray:
     values = list(rule.params["values"])
+    column = frame[rule.columns[0]]
+    if (arr := _arrow_text(column)) is not None and all(isinstance(v, str) for v in values):
+        return _passing_missing(column, pc.is_in(arr, value_set=pa.array(values, type=pa.large_string())))
     return _among_present(frame, rule, lambda s: s.isin(values).to_numpy())
+
+
+def _excel_mangled(frame: pd.DataFrame, rule: Rule) -> np.ndarray:
+    column = frame[rule.columns[0]]
+    if _arrow_text(column) is not None:
+        return _passing_missing(column, ~matches(column, EXCEL_MANGLED))
+    return _among_present(
+        frame, rule, lambda s: ~(matches(s, EXCEL_MANGLED) if _is_text(s) else s.astype(str).str.contains(EXCEL_MANGLED)))
 
 
 def _column(check: Callable[[pd.Series], np.ndarray]) -> Callable[[pd.DataFrame, Rule, dict], np.ndarray]:
@@ -199,8 +249,7 @@ TO_MASK: dict[str, Callable[[pd.DataFrame, Rule, dict], np.ndarray]] = {
     "date": _column(date_ok),
     "timestamp": _column(timestamp_ok),
     "not_future": lambda frame, rule, parameters: dates_between_ok(frame[rule.columns[0]], None, parameters["today"]),
-    "excel_mangled": lambda frame, rule, parameters: _among_present(
-        frame, rule, lambda s: ~(matches(s, EXCEL_MANGLED) if _is_text(s) else s.astype(str).str.contains(EXCEL_MANGLED))),
+    "excel_mangled": lambda frame, rule, parameters: _excel_mangled(frame, rule),
     "identity_number": _column(identity_number_ok),
     "area_code": _column(known_area_ok),
     "credit_code": _column(credit_code_ok),
@@ -237,19 +286,27 @@ def row_codes(contract: Contract, frame: pd.DataFrame, today: date) -> RowCodes:
     unevaluated: list[str] = []
     missing: dict[str, int | None] = {}
     parameters = {"today": today.isoformat()}
-    with shared_work():
-        for i, rule in enumerate(rules.row_rules):
-            if rule.structural:
-                continue
-            try:
-                ok = TO_MASK[rule.kind](frame, rule, parameters)
-            except (TypeError, ValueError, ArithmeticError):
-                unevaluated.append(rule.id)  # never trust a batch a rule could not look at (the verdict says so)
-                continue
-            failed = ~np.asarray(ok, dtype=bool)
-            if failed.any():
-                codes[failed] |= np.int64(1) << np.int64(i)
-            missing[rule.id] = _missing(frame, rule)
+
+    def judge(rule: Rule) -> tuple[np.ndarray | None, int | None]:
+        try:
+            ok = TO_MASK[rule.kind](frame, rule, parameters)
+        except (TypeError, ValueError, ArithmeticError):
+            return None, None  # never trust a batch a rule could not look at (the verdict says so)
+        return ~np.asarray(ok, dtype=bool), _missing(frame, rule)
+
+    with shared_work():  # the rules side by side (a column parsed once, whichever rule asks first)
+        judged = thread_map(judge, [r for r in rules.row_rules if not r.structural])
+    found = iter(judged)
+    for i, rule in enumerate(rules.row_rules):
+        if rule.structural:
+            continue
+        failed, missed = next(found)
+        if failed is None:
+            unevaluated.append(rule.id)
+            continue
+        if failed.any():
+            codes[failed] |= np.int64(1) << np.int64(i)
+        missing[rule.id] = missed
     return RowCodes(codes, row_ids, unevaluated, missing)
 
 

@@ -30,8 +30,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from contracts import Contract
-from contracts.rules import ZONE_STEP, contract_rules
-from fundx.core.idcolumns import arrow_text, upgrade15_rows
+from contracts.checks import present
+from contracts.rules import ZONE_STEP, Normalisation, contract_rules
+from fundx.core.idcolumns import arrow_text, fixed_width_rows, upgrade15_rows
+from fundx.core.threads import thread_map
 
 _FULLWIDTH = "０１２３４５６７８９ＸＸｘ"
 #: The date forms agencies send, each with the regex that reads it (year, month, day groups).
@@ -42,6 +44,7 @@ DATE_FORMATS: dict[str, str] = {
     "yyyy-M-d": r"^(?P<y>[0-9]{4})-(?P<m>[0-9]{1,2})-(?P<d>[0-9]{1,2})$",
 }
 _ISO = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+_ISO_DIGITS = [0, 1, 2, 3, 5, 6, 8, 9]
 #: a timestamp without an offset: 2025-11-01 07:56:55 or 2025-11-01T07:56:55.123
 _NAIVE_TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?$"
 
@@ -81,8 +84,38 @@ def _changed(before: pa.Array, after: pa.Array) -> int:
     return int(pc.sum(pc.fill_null(pc.not_equal(before, after), False).cast(pa.int64())).as_py() or 0)
 
 
+def _bytes(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A text array's values as where each starts and ends in its bytes, and the bytes."""
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if pa.types.is_large_string(arr.type) else np.int32)
+    offsets = offsets[arr.offset: arr.offset + len(arr) + 1]
+    data = arr.buffers()[2]
+    return offsets[:-1], offsets[1:], np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(1, np.uint8)
+
+
 def _trim(arr: pa.Array) -> pa.Array:
-    return pc.utf8_trim_whitespace(arr)
+    trimmed = pc.utf8_trim_whitespace(arr)
+    # trimming only takes characters away: a value it changed is shorter (no text compared); none: the input back
+    if pc.all(pc.equal(pc.binary_length(trimmed), pc.binary_length(arr))).as_py() is not False:
+        return arr
+    return trimmed
+
+
+def iso_dates(arr: pa.Array) -> np.ndarray:
+    """Whether each value is written yyyy-MM-dd (``_ISO``, by its bytes); missing values True."""
+    out = ~present(arr)
+    pos, mat = fixed_width_rows(arr, 10)
+    if len(pos):
+        out[pos] = (mat[:, 4] == 45) & (mat[:, 7] == 45) & ((mat[:, _ISO_DIGITS] - np.uint8(48)) <= 9).all(axis=1)
+    return out
+
+
+def maybe_naive(arr: pa.Array) -> np.ndarray:
+    """Whether each value may be a timestamp without an offset (``_NAIVE_TIMESTAMP``): 19 bytes, or 21 to 29 with a
+    '.' after the seconds — a superset, which the regex then judges."""
+    start, end, raw = _bytes(arr)
+    lengths = end - start
+    longer = (lengths >= 21) & (lengths <= 29)
+    return (lengths == 19) | (longer & (raw[np.where(longer, start + 19, 0)] == 46))
 
 
 def _halfwidth(arr: pa.Array) -> pa.Array:
@@ -104,7 +137,7 @@ def _upper_x(arr: pa.Array) -> pa.Array:
 
 
 def _dates(arr: pa.Array, column: str, record: NormalisationRecord) -> pa.Array:
-    iso = pc.fill_null(pc.match_substring_regex(arr, _ISO), True).to_numpy(zero_copy_only=False)
+    iso = iso_dates(arr)
     todo = np.flatnonzero(~iso)
     if len(todo) == 0:
         return arr
@@ -127,8 +160,10 @@ def _dates(arr: pa.Array, column: str, record: NormalisationRecord) -> pa.Array:
 
 
 def _zone(arr: pa.Array, zone: str, column: str, record: NormalisationRecord) -> pa.Array:
-    naive = pc.fill_null(pc.match_substring_regex(arr, _NAIVE_TIMESTAMP), False).to_numpy(zero_copy_only=False)
-    todo = np.flatnonzero(naive)
+    todo = np.flatnonzero(maybe_naive(arr))
+    if len(todo):
+        naive = pc.fill_null(pc.match_substring_regex(arr.take(pa.array(todo)), _NAIVE_TIMESTAMP), False)
+        todo = todo[naive.to_numpy(zero_copy_only=False)]
     if len(todo) == 0:
         return arr
     values = pc.cast(arr.take(pa.array(todo)), pa.large_string())
@@ -166,23 +201,42 @@ def _upgrade15(arr: pa.Array) -> pa.Array:
     return pc.replace_with_mask(arr, pa.array(mask), upgraded.cast(arr.type))
 
 
+def _steps(spec: Normalisation, values: pd.Series) -> tuple[pa.Array, NormalisationRecord]:
+    """One column's declared steps, in order: its values after them, and what each changed."""
+    record = NormalisationRecord()
+    arr = arrow_text(values)
+    for step in spec.steps:
+        if step == "date":
+            arr = _dates(arr, spec.column, record)
+            continue
+        if step.startswith(ZONE_STEP):
+            arr = _zone(arr, step[len(ZONE_STEP):], spec.column, record)
+            continue
+        before = arr
+        arr = {"trim": _trim, "halfwidth": _halfwidth, "upperX": _upper_x, "upgrade15": _upgrade15}[step](arr)
+        if arr is not before:  # a step with nothing to repair gives its input back
+            record.add(spec.column, step, _changed(before, arr))
+    return arr, record
+
+
 def normalise(contract: Contract, frame: pd.DataFrame) -> tuple[pd.DataFrame, NormalisationRecord]:
-    """The frame with the contract's declared normalisation applied (a copy), and what changed."""
+    """The frame with the contract's declared normalisation applied (a copy), and what changed. The columns are
+    independent: they are normalised side by side (Arrow's kernels release the GIL)."""
     record = NormalisationRecord()
     out = frame.copy(deep=False)
-    for spec in contract_rules(contract).normalisation:
-        if spec.column not in out.columns or not _is_text_column(out[spec.column]):
-            continue
-        arr = arrow_text(out[spec.column])
-        for step in spec.steps:
-            if step == "date":
-                arr = _dates(arr, spec.column, record)
-                continue
-            if step.startswith(ZONE_STEP):
-                arr = _zone(arr, step[len(ZONE_STEP):], spec.column, record)
-                continue
-            before = arr
-            arr = {"trim": _trim, "halfwidth": _halfwidth, "upperX": _upper_x, "upgrade15": _upgrade15}[step](arr)
-            record.add(spec.column, step, _changed(before, arr))
+    specs = [spec for spec in contract_rules(contract).normalisation
+             if spec.column in out.columns and _is_text_column(out[spec.column])]
+    columns = [out[spec.column] for spec in specs]
+    if len({spec.column for spec in specs}) == len(specs):
+        done = thread_map(lambda i: _steps(specs[i], columns[i]), range(len(specs)))
+    else:  # a column named twice: its steps in turn, each on the last one's result
+        done = []
+        for spec in specs:
+            done.append(_steps(spec, out[spec.column]))
+            out[spec.column] = pd.Series(done[-1][0], index=out.index, dtype="str")
+    for spec, (arr, changed) in zip(specs, done, strict=True):
+        for column, kinds in changed.changed.items():
+            for kind, count in kinds.items():
+                record.add(column, kind, count)
         out[spec.column] = pd.Series(arr, index=out.index, dtype="str")
     return out, record

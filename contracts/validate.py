@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from contracts import Contract, load_contract
 from contracts import evidence as ev
@@ -44,6 +46,7 @@ from contracts.normalise import NormalisationRecord, normalise
 from contracts.rules import KEY_CONFLICT, ROW_SHAPE, ContractRules, Rule, contract_rules
 from contracts.rules import row_count_bounds as contract_rules_bounds
 from fundx.core.columns import DEFECT, RAW, RESERVED_COLUMNS, RULE_SEPARATOR, RULES_COLUMN
+from fundx.core.threads import thread_map
 from fundx.core.timeutil import SHANGHAI
 
 #: What GX is asked to return: row positions of failures, never the failing values.
@@ -292,7 +295,8 @@ def check_rows(contract: Contract, frame: pd.DataFrame, *, today: date | None = 
     row_rules = found.row_ids
     bit = {rule_id: np.int64(1) << np.int64(i) for i, rule_id in enumerate(row_rules)}
     codes = structural_codes(found.codes, marks.get(DEFECT), bit, key_unique_bits(contract, bit))
-    counts = {rule_id: int(np.count_nonzero(codes & bit[rule_id])) for rule_id in row_rules}
+    failing, failing_rows = np.unique(codes[codes != 0], return_counts=True)  # the few distinct sets of rules broken
+    counts = {rule_id: int(failing_rows[(failing & bit[rule_id]) != 0].sum()) for rule_id in row_rules}
     unevaluated = list(found.unevaluated)
     result: Any = None
     disputed: dict[str, int] = {}
@@ -303,16 +307,32 @@ def check_rows(contract: Contract, frame: pd.DataFrame, *, today: date | None = 
         result = ev.settle_counts(result, rows=len(work), counts=counts, missing=found.missing)
 
     bad = codes != 0
-    quarantined = work[bad].copy()
+    quarantined = rows_where(work, bad)
     quarantined.index = original_index[bad]
     for column in (DEFECT, RAW):  # always there, so that every chunk's quarantine has the same columns
         values = marks[column][bad].to_numpy(dtype=object) if column in marks else None
         quarantined[column] = pd.Series(values, index=quarantined.index, dtype="str")
     quarantined[RULES_COLUMN] = pd.Series(_rule_lists(codes[bad], row_rules), index=quarantined.index, dtype="str")
-    valid = work[~bad]
+    valid = rows_where(work, ~bad)
     valid.index = original_index[~bad]
     return RowCheck(len(work), valid, quarantined, counts, record, unevaluated, result,
                     normalise_seconds=normalise_seconds, missing=found.missing, disputed=disputed)
+
+
+def rows_where(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
+    """The frame's rows where ``keep`` is True, a new frame (a RangeIndex): pandas' own boolean indexing but
+    Arrow text columns filtered by Arrow itself (pandas takes them several times slower), side by side."""
+    mask = pa.array(keep)
+
+    def rows(column: pd.Series) -> pd.Series:
+        if isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow":
+            return pd.Series(pc.filter(pa.array(column.array), mask), dtype=column.dtype)
+        return column[keep].reset_index(drop=True)
+
+    if not len(frame.columns):
+        return frame[keep].reset_index(drop=True)
+    kept = thread_map(rows, [frame[name] for name in frame.columns])
+    return pd.DataFrame(dict(zip(frame.columns, kept, strict=True)), columns=frame.columns)
 
 
 def key_unique_bits(contract: Contract, bit: dict[str, np.int64]) -> np.int64:
@@ -358,14 +378,14 @@ def too_many_failed(rules: ContractRules, failed: int, rows: int) -> str | None:
     return None
 
 
-def _rule_lists(codes: np.ndarray, rule_ids: list[str]) -> np.ndarray:
-    """Each failing row's rule ids joined by ';', from its bit mask (one string per distinct mask)."""
+def _rule_lists(codes: np.ndarray, rule_ids: list[str]) -> pa.Array:
+    """Each failing row's rule ids joined by ';', from its bit mask (one string per distinct mask), as Arrow text."""
     if len(codes) == 0:
-        return np.empty(0, dtype=object)
+        return pa.array([], type=pa.large_string())
     distinct, inverse = np.unique(codes, return_inverse=True)
-    labels = np.array([RULE_SEPARATOR.join(r for i, r in enumerate(rule_ids) if int(code) >> i & 1)
-                       for code in distinct], dtype=object)
-    return labels[inverse]
+    labels = pa.array([RULE_SEPARATOR.join(r for i, r in enumerate(rule_ids) if int(code) >> i & 1)
+                       for code in distinct], type=pa.large_string())
+    return labels.take(pa.array(inverse.astype(np.int64)))
 
 
 def check_report(contract: Contract, rules: ContractRules, *, rows: int, valid: int, quarantined: int,

@@ -10,6 +10,7 @@ slow).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, overload
 
 import numpy as np
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 
 _ID_WEIGHTS_NP = np.array(ID_WEIGHTS, dtype=np.int64)
 _ID_CHECK_ASCII = np.frombuffer(ID_CHECK_CHARS.encode("ascii"), dtype=np.uint8)
+_ID_WEIGHTS_F32 = np.array(ID_WEIGHTS, dtype=np.float32)
+_ID_WEIGHTS_ZEROS = 48 * sum(ID_WEIGHTS)  # the weighted sum of seventeen ASCII '0's
 _USCC_WEIGHTS_NP = np.array(USCC_WEIGHTS, dtype=np.int64)
 _USCC_ASCII = np.frombuffer(USCC_CHARS.encode("ascii"), dtype=np.uint8)
 
@@ -65,6 +68,40 @@ def real_dates(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarr
     return month_ok & (day >= 1) & (day <= last)
 
 
+@lru_cache(maxsize=1)
+def _month_table() -> tuple[np.ndarray, np.ndarray]:
+    """For ``year * 12 + month - 1`` (years 0-9999): days since 1970-01-01 of the month's first day, and its
+    length in days — two look-ups instead of the calendar arithmetic on every row."""
+    years = np.repeat(np.arange(10000, dtype=np.int64), 12)
+    months = np.tile(np.arange(1, 13, dtype=np.int64), 10000)
+    first = days_from_civil(years, months, np.ones_like(years))
+    leap = ((years % 4 == 0) & (years % 100 != 0)) | (years % 400 == 0)
+    length = (_DAYS_IN_MONTH[months] + ((months == 2) & leap)).astype(np.int32)
+    return first, length
+
+
+def calendar_days(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Whether (year, month, day) are days of the calendar, and their days since 1970-01-01 where they are
+    (integer arrays, element-wise; any year outside 0-9999 is not one): ``real_dates`` and ``days_from_civil``
+    at once, by table."""
+    first, length = _month_table()
+    inside = (year >= 0) & (year <= 9999) & (month >= 1) & (month <= 12)
+    at = np.where(inside, year * 12 + month - 1, 0)
+    ok = inside & (day >= 1) & (day <= length[at])
+    return ok, first[at] + day - 1
+
+
+def ascii_number(mat: np.ndarray, start: int, width: int) -> np.ndarray:
+    """The decimal number written in columns ``start:start + width`` of rows of ASCII digits (int32; rows
+    with other bytes there get a meaningless number: test their shape first)."""
+    out = mat[:, start].astype(np.int32) - 48
+    for k in range(start + 1, start + width):
+        out *= 10
+        out += mat[:, k]
+        out -= 48
+    return out
+
+
 # --- text columns as fixed-width bytes -----------------------------------------------------------
 
 
@@ -106,14 +143,13 @@ def fixed_width_rows(values: object, width: int) -> tuple[np.ndarray, np.ndarray
     offsets = np.frombuffer(picked.buffers()[1], dtype=np.int64)[picked.offset: picked.offset + len(picked) + 1]
     data = np.frombuffer(picked.buffers()[2], dtype=np.uint8)
     start = int(offsets[0])
-    if not (np.diff(offsets) == width).all():  # pragma: no cover - lengths were selected above
+    if int(offsets[-1]) - start != width * len(positions):  # pragma: no cover - lengths were selected above
         raise ValueError("rows of unequal width")
     return positions, data[start: start + width * len(positions)].reshape(len(positions), width)
 
 
 # --- checks -----------------------------------------------------------------------------------
 
-_DIGIT_PLACES = np.array([1000, 100, 10, 1], dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -144,20 +180,18 @@ def id_column(values: object) -> IdColumn:
     area = np.full(n, -1, dtype=np.int64)
     pos, mat = fixed_width_rows(values, 18)
     if len(pos):
-        digits = mat[:, :17] - np.uint8(48)  # wraps around below '0', so > 9 means not a digit
         last = mat[:, 17]
-        ok_shape = (digits <= 9).all(axis=1) & (((last >= 48) & (last <= 57)) | (last == 88))
-        d = digits.astype(np.int64)
-        year = d[:, 6:10] @ _DIGIT_PLACES
-        month = d[:, 10] * 10 + d[:, 11]
-        day = d[:, 12] * 10 + d[:, 13]
-        date_ok = real_dates(year, month, day) & (year >= 1850)
-        check_ok = _ID_CHECK_ASCII[(d @ _ID_WEIGHTS_NP) % 11] == last
-        good = ok_shape & date_ok & check_ok & (mat[:, 0] != 48)
+        ok_shape = ((mat[:, :17] - np.uint8(48)) <= 9).all(axis=1) & (((last >= 48) & (last <= 57)) | (last == 88))
+        # the MOD 11-2 sum in float32 (BLAS; exact: at most 255 x 100); the digits' '0's taken off after
+        total = (mat[:, :17].astype(np.float32) @ _ID_WEIGHTS_F32).astype(np.int32) - _ID_WEIGHTS_ZEROS
+        check_ok = _ID_CHECK_ASCII[total % 11] == last
+        year = ascii_number(mat, 6, 4)
+        date_ok, days = calendar_days(np.where(ok_shape, year, -1), ascii_number(mat, 10, 2), ascii_number(mat, 12, 2))
+        good = ok_shape & date_ok & (year >= 1850) & check_ok & (mat[:, 0] != 48)
         shaped[pos] = ok_shape
         valid[pos] = good
-        area[pos[ok_shape]] = (d[ok_shape, :6] @ np.array([100000, 10000, 1000, 100, 10, 1], dtype=np.int64))
-        birth[pos[good]] = days_from_civil(year[good], month[good], day[good])
+        area[pos[ok_shape]] = ascii_number(mat[ok_shape], 0, 6)
+        birth[pos[good]] = days[good]
     return IdColumn(shaped, valid, birth, area)
 
 
