@@ -109,9 +109,10 @@ class FileDropConnector(Connector):
     def chunks(self, window: Window, tally: Tally, rows: int) -> Iterator[pd.DataFrame]:
         """Each arrived file in frames of at most ``rows`` rows, oldest file first (see Connector.chunks).
 
-        A CSV file is checked against its marker (SHA-256, then its row count as it is read) and
-        decoded, parsed and renamed block by block, so memory stays bounded by ``rows`` whatever the
-        file's size. A mismatch raises IncompletePull (the streamed pull starts again).
+        A CSV file is read once: decoded, parsed and renamed block by block, so memory stays bounded by
+        ``rows`` whatever the file's size, and checked against its marker as it is read (SHA-256 and row
+        count). A mismatch raises IncompletePull (the streamed pull starts again), as does a file that
+        reads as broken (DataError) while it does not match its marker: one still being written.
         """
         yield from rechunk(self._file_frames(window, tally, rows), rows)  # a file's tail joins the next file's rows
 
@@ -147,7 +148,10 @@ class FileDropConnector(Connector):
             except DataError:
                 # a file still being written reads as a broken one (a character cut in two, a header
                 # not yet there): it is tried again, as any file that does not match its marker
-                self._scan(path, digest)
+                try:
+                    self._scan(path, digest)
+                except IncompletePull as incomplete:
+                    raise incomplete from None
                 raise
         finally:
             source.close()

@@ -119,8 +119,7 @@ def extract(connector: Any, window: Window, spool: Spool, *, chunk_rows: int,
             # the check hashes its valid rows again from these, only where normalising changed a value
             spool.put_object(hashes_name(name), by_column)
             read.append((name, len(frame)))
-            del raw, frame, by_column  # before the next chunk is taken: two in memory, not three
-            _release_unused()
+            del raw, frame, by_column  # not held while the next chunk is awaited
             kill_point("between_chunks")
             deadline.check(f"chunk {number + 1}")  # a source that yields slowly stops here, not at its end
         return read, keys, hashes
@@ -181,14 +180,11 @@ def extract(connector: Any, window: Window, spool: Spool, *, chunk_rows: int,
 def prefetched(chunks: Iterator[Any]) -> Iterator[Any]:
     """``chunks``, read one ahead in a thread of their own: the connector's reading (sockets, files,
     pyarrow's parser: work that lets go of the GIL) overlaps the hashing and spooling of the chunk
-    before. At most two chunks are in memory — the one being spooled and the one being read: a chunk
-    read is handed over, and the next one is begun only once it is taken. An error of the reader is
-    raised here, in order."""
+    before. At most two chunks are in memory; an error of the reader is raised here, in order."""
     import queue
     import threading
 
     handoff: queue.Queue = queue.Queue(maxsize=1)
-    taken = threading.Semaphore(0)
     stop = threading.Event()
     done = object()
 
@@ -201,9 +197,6 @@ def prefetched(chunks: Iterator[Any]) -> Iterator[Any]:
                         break
                     except queue.Full:
                         continue
-                del chunk  # the consumer's now
-                while not stop.is_set() and not taken.acquire(timeout=0.1):
-                    continue
                 if stop.is_set():
                     break
             item: tuple[Any, BaseException | None] = (done, None)
@@ -225,27 +218,14 @@ def prefetched(chunks: Iterator[Any]) -> Iterator[Any]:
     try:
         while True:
             chunk, error = handoff.get()
-            taken.release()
             if error is not None:
                 raise error
             if chunk is done:
                 return
             yield chunk
-            chunk = None  # not held while the next one is awaited
     finally:
         stop.set()
         reader.join()
-
-
-def _release_unused() -> None:
-    """Hand the memory Arrow's allocator holds unused back to the system once a chunk is spooled:
-    mimalloc keeps freed chunks' pages for a while, and over a 10M-row pull they added up to
-    hundreds of MiB of the step's peak."""
-    import sys
-
-    pa = sys.modules.get("pyarrow")
-    if pa is not None:
-        pa.default_memory_pool().release_unused()
 
 
 def hashes_name(raw: str) -> str:

@@ -385,21 +385,3 @@ def test_prefetched_chunks_arrive_in_order_errors_are_raised_in_order_and_an_ear
             break
     assert closed[-1] == "endless"
 
-
-def test_prefetched_reads_one_chunk_ahead_of_the_one_taken_never_two():
-    """While a chunk is spooled the next is read, and no more: two chunks in memory, not three."""
-    import time
-
-    from fundx.exchange.stream import prefetched
-
-    made = []
-
-    def source():
-        for n in range(6):
-            made.append(n)
-            yield n
-
-    for item in prefetched(source()):
-        time.sleep(0.05)  # the reader, if it could, would run ahead meanwhile
-        assert len(made) <= item + 2, f"chunk {item} taken, {len(made)} read"
-    assert made == list(range(6))
