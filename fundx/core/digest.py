@@ -124,8 +124,6 @@ def _changed(new: pd.Series, old: pd.Series) -> np.ndarray:
 def _column_hashes(column: pd.Series) -> np.ndarray:
     """pandas' 64-bit hash of each value; text with few distinct values (genders, dates, districts) is
     hashed once per distinct value — the same hashes, several times faster."""
-    if len(column) > 1000 and isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow":
-        return _arrow_text_hashes(column)
     if len(column) > 1000 and (isinstance(column.dtype, pd.StringDtype) or column.dtype == object):
         sample = column.iloc[:1000]
         if sample.nunique(dropna=True) < 200 and all(isinstance(v, str) for v in sample.dropna().iloc[:50]):
@@ -182,40 +180,6 @@ def _normalise(column: pd.Series) -> np.ndarray:
         return column.to_numpy()
     # numbers as float64 whatever their width: a chunk of integers and one with a gap (float) agree
     return column.to_numpy(dtype="float64", na_value=np.nan)
-
-
-def _arrow_text_hashes(column: pd.Series) -> np.ndarray:
-    """:func:`_column_hashes` of Arrow-backed text: where its first thousand values repeat (names, dates,
-    genders, districts — not identity numbers or record keys), Arrow's dictionary encoding finds each
-    distinct value and each is hashed once; else every value is hashed. The same hashes either way."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    data = column.array.__arrow_array__()  # the Arrow data itself, no copy
-    sample = data.slice(0, 1000)
-    present = len(sample) - sample.null_count
-    if present and pc.count_distinct(sample).as_py() >= present // 2:
-        return pd.util.hash_array(_utf8_objects(column), categorize=False)
-    if isinstance(data, pa.ChunkedArray):  # one dictionary for all its values
-        data = data.combine_chunks() if data.num_chunks != 1 else data.chunk(0)
-    encoded = pc.dictionary_encode(data)
-    hashed = pd.util.hash_array(_binary_objects(encoded.dictionary), categorize=False)
-    if not len(hashed):  # every value missing
-        return np.full(len(column), _NONE_HASH, dtype=np.uint64)
-    codes = encoded.indices
-    values = hashed.take(np.asarray(pc.fill_null(codes, 0).to_numpy(zero_copy_only=False)))
-    if codes.null_count:
-        values[np.asarray(codes.is_null().to_numpy(zero_copy_only=False), dtype=bool)] = _NONE_HASH
-    return values
-
-
-def _binary_objects(data: object) -> np.ndarray:
-    """An Arrow text array as an object array of each value's UTF-8 bytes (None where missing)."""
-    import pyarrow as pa
-
-    kind = data.type  # type: ignore[attr-defined]
-    binary = pa.large_binary() if pa.types.is_large_string(kind) else pa.binary()
-    return np.asarray(data.cast(binary).to_numpy(zero_copy_only=False), dtype=object)  # type: ignore[attr-defined]
 
 
 def _utf8_objects(column: pd.Series) -> np.ndarray:

@@ -115,7 +115,7 @@ def test_text_hashes_are_pandas_own_of_the_strings_whatever_their_storage():
 
 
 def test_columns_of_repeated_or_missing_text_hash_as_their_values_do():
-    """Text with few distinct values is hashed once per value (Arrow's dictionary, pandas' factorize), a
+    """Text with few distinct values is hashed once per value (pandas' factorize), a
     column of nothing but missing values (an optional column a source does not send) as missing values,
     in one chunk or several: the hashes pandas gives each value."""
     from fundx.core.digest import column_hashes, digest_of, row_hashes
