@@ -23,19 +23,11 @@ from fundx.core.process import alive
 log = logging.getLogger("fundx.stream")
 
 _PIECE = 1 << 20  # bytes encrypted or decrypted at a time: AES-GCM runs fastest on pieces of about a MiB
-_WRITE = 8 << 20  # bytes of ciphertext gathered before each write (see Spool._write)
-_FRAME = (1 << 64) - 1  # the first word of a spooled frame's plaintext (Arrow IPC), where a pickle has its buffer count
 _ALIGN = 64  # where a spooled object's buffer starts in its file's plaintext (Arrow's and NumPy's data aligned)
 
 
 def _aligned(at: int) -> int:
     return -(-at // _ALIGN) * _ALIGN
-
-
-def _write_all(handle: Any, data: memoryview) -> None:
-    """Write all of ``data`` to an unbuffered file (a raw write may take less than it is given)."""
-    while len(data):
-        data = data[handle.write(data):]
 
 
 @dataclass(frozen=True)
@@ -65,33 +57,26 @@ class Spool:
 
     def _write(self, name: str, pieces: list[Any]) -> None:
         """Write ``pieces`` (bytes-like) one after the other as the file ``name``: ``nonce || ciphertext || tag``,
-        as AES-GCM seals their concatenation in one call, encrypted a MiB at a time (never a copy of the whole)
-        and written :data:`_WRITE` bytes at a time: each write lets go of the GIL and must take it back, behind
-        whatever another thread holds it for (a reader decoding its next block), so few large writes."""
+        as AES-GCM seals their concatenation in one call, encrypted a MiB at a time (never a copy of the whole)."""
         from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
         nonce = secrets.token_bytes(12)
         encryptor = Cipher(algorithms.AES(self.key), modes.GCM(nonce)).encryptor()
         encryptor.authenticate_additional_data(name.encode())
-        out = bytearray(_WRITE + _PIECE + 15)  # update_into needs a block's room beyond the piece
+        out = bytearray(_PIECE + 15)  # update_into needs a block's room beyond the piece
         sealed = memoryview(out)
         path = self.folder / name
         path.unlink(missing_ok=True)
         # scratch, never synced: a crash discards the spool, and the next run reads the rows again
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
-        with os.fdopen(fd, "wb", buffering=0) as handle:
-            _write_all(handle, memoryview(nonce))
-            held = 0
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(nonce)
             for piece in pieces:
                 view = memoryview(piece).cast("B")
                 for start in range(0, len(view), _PIECE):
-                    held += encryptor.update_into(view[start:start + _PIECE], sealed[held:])
-                    if held >= _WRITE:
-                        _write_all(handle, sealed[:held])
-                        held = 0
+                    handle.write(sealed[:encryptor.update_into(view[start:start + _PIECE], out)])
             encryptor.finalize()
-            _write_all(handle, sealed[:held])
-            _write_all(handle, memoryview(encryptor.tag))
+            handle.write(encryptor.tag)
 
     def get(self, name: str) -> bytes:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -101,24 +86,7 @@ class Spool:
 
     def put_object(self, name: str, value: Any) -> None:
         """Spool a picklable object: its pickle (protocol 5) and the large buffers it holds (Arrow and
-        NumPy data) as they are, each at an aligned place — no copy of them is made to write them.
-
-        A frame of Arrow-backed text and NumPy numbers (a chunk of a pull, its checked rows) is spooled as
-        an Arrow IPC stream instead (:func:`_arrow_frame`): pandas pickles an Arrow column by first copying
-        its chunks into one array, and a slice of one with its parent's whole buffers."""
-        table = _arrow_frame(value)
-        if table is not None:
-            import pyarrow as pa
-
-            size = pa.MockOutputStream()  # measured first: a growing buffer copies itself as it grows
-            with pa.ipc.new_stream(size, table.schema) as writer:
-                writer.write_table(table)
-            stream = pa.allocate_buffer(size.size())
-            with pa.ipc.new_stream(pa.FixedSizeBufferWriter(stream), table.schema) as writer:
-                writer.write_table(table)
-            head = struct.pack("<2Q", _FRAME, stream.size)
-            self._write(name, [head, bytes(_ALIGN - len(head)), stream])
-            return
+        NumPy data) as they are, each at an aligned place — no copy of them is made to write them."""
         buffers: list[pickle.PickleBuffer] = []
         try:
             meta = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
@@ -138,10 +106,6 @@ class Spool:
         """An object spooled by :meth:`put_object`; its buffers are the decrypted file's own memory."""
         data = self._read(name)
         count, size = struct.unpack_from("<2Q", data, 0)
-        if count == _FRAME:
-            import pyarrow as pa
-
-            return pa.ipc.open_stream(pa.py_buffer(data[_ALIGN:_ALIGN + size])).read_all().to_pandas()
         lengths = struct.unpack_from(f"<{count}Q", data, 16)
         at = 16 + 8 * count
         meta, at = data[at:at + size], at + size
@@ -190,30 +154,6 @@ class Spool:
 
     def close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def _arrow_frame(value: Any) -> Any:
-    """``value`` as an Arrow table that gives it back exactly (``to_pandas``), if it is a frame of text held
-    in Arrow and of NumPy numbers under a plain row index; else None (it is pickled)."""
-    import sys
-
-    import numpy as np
-
-    pd = sys.modules.get("pandas")
-    if pd is None or not isinstance(value, pd.DataFrame) or not isinstance(value.index, pd.RangeIndex):
-        return None
-    if not value.columns.is_unique or not all(isinstance(c, str) for c in value.columns):
-        return None
-    for dtype in value.dtypes:
-        arrow = (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow") or isinstance(dtype, pd.ArrowDtype)
-        if not arrow and not (isinstance(dtype, np.dtype) and dtype.kind in "iufb"):
-            return None
-    import pyarrow as pa
-
-    try:
-        return pa.Table.from_pandas(value, preserve_index=None)
-    except (pa.ArrowException, TypeError, ValueError):
-        return None
 
 
 def remove_stale_spools(home: Path, feed: str) -> int:

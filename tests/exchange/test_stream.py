@@ -277,32 +277,6 @@ def test_spooled_objects_come_back_equal_their_buffers_sealed_and_bound_to_their
     spool.close()
 
 
-def test_a_frame_of_arrow_text_is_spooled_as_arrow_exactly_and_a_slice_without_its_parent(tmp_path):
-    """A chunk's frame (Arrow text, NumPy numbers, a plain index) is spooled as an Arrow IPC stream: it comes
-    back equal, dtype for dtype, and a slice of a larger frame is written without the rest of its parent's
-    buffers (pandas' pickle would copy the chunks into one array, a slice with all of its parent). Any
-    other frame is pickled, and comes back equal too."""
-    import pyarrow as pa
-
-    spool = Spool.create(tmp_path, "police.deaths")
-    big = pa.table({"id_number": pa.array([f"{i:018d}" for i in range(200_000)], pa.large_string())}).to_pandas()
-    parts = pd.concat([big.iloc[:150_000], big.iloc[150_000:]], ignore_index=True)
-    frame = parts.iloc[1000:1500].reset_index(drop=True).assign(
-        name=pd.Series(["张三", None] * 250, dtype="str"), pandas_na=pd.Series(["x", None] * 250, dtype="string[pyarrow]"),
-        arrival=np.int64(3), score=np.linspace(0, 1, 500), flag=np.arange(500) % 2 == 0)
-    spool.put_object("raw-000000", frame)
-    back = spool.get_object("raw-000000")
-    pd.testing.assert_frame_equal(back, frame)
-    assert list(back.dtypes) == list(frame.dtypes)
-    assert (spool.folder / "raw-000000").stat().st_size < 200_000  # 500 rows, not the parent's 200,000
-    back.loc[[0], "arrival"] = 7  # a frame read back can be changed (chunk_frame marks key conflicts)
-    assert back["arrival"].iloc[0] == 7
-    for other in (frame.set_index("id_number"), frame.assign(missing=None), pd.DataFrame({1: [1]})):
-        spool.put_object("raw-000001", other)
-        pd.testing.assert_frame_equal(spool.get_object("raw-000001"), other)
-    spool.close()
-
-
 def test_a_streamed_feed_is_checked_and_sealed_on_a_local_dask_cluster(sandbox, home, monkeypatch, tmp_path):
     """The distributed path: chunks checked and parts sealed by two Dask worker processes, the same batch."""
     from fundx.core.digest import content_digest
