@@ -59,11 +59,14 @@ def decode(data: bytes, *, name: str, encoding: str = "auto", feed: str | None =
     return text[1:] if text.startswith("\ufeff") else text
 
 
-def scan(path: Path, encoding: str) -> tuple[str, str, int]:
+def scan(path: Path, encoding: str, *, whole: bool = True) -> tuple[str | None, str, int]:
     """A file read once, in blocks: its SHA-256 (hex), its encoding and the length of its byte-order mark.
 
     ``encoding`` is the feed's (``auto``: a BOM wins, else UTF-8 if the whole file decodes strictly as
-    UTF-8, else GB18030, as :func:`detect_encoding` decides for bytes in memory).
+    UTF-8, else GB18030, as :func:`detect_encoding` decides for bytes in memory). Not ``whole``: the
+    reading stops as soon as the encoding is known (a BOM, a byte that is not UTF-8, or the feed's own
+    encoding) and the SHA-256 is None unless the whole file was read to know it — the caller hashes
+    the file as it decodes it (:class:`DecodingReader`).
     """
     sha = hashlib.sha256()
     encoding, skip = (encoding, 0) if encoding != "auto" else ("", 0)
@@ -84,6 +87,8 @@ def scan(path: Path, encoding: str) -> tuple[str, str, int]:
                     utf8.decode(block)
                 except UnicodeDecodeError:
                     maybe_utf8 = False
+            if not whole and (encoding or not maybe_utf8):
+                return None, (encoding or "gb18030"), skip
         if not encoding and maybe_utf8:
             try:
                 utf8.decode(b"", final=True)

@@ -29,7 +29,7 @@ from connectors.dropcsv import CsvReader
 from connectors.dropxlsx import XlsxReader
 from contracts import Contract
 from fundx.core.digest import ARRIVAL
-from fundx.core.errors import IncompletePull, NotFoundError
+from fundx.core.errors import DataError, IncompletePull, NotFoundError
 from fundx.core.settings import Settings, resolve
 from fundx.core.timeutil import SHANGHAI, Window
 
@@ -109,9 +109,10 @@ class FileDropConnector(Connector):
     def chunks(self, window: Window, tally: Tally, rows: int) -> Iterator[pd.DataFrame]:
         """Each arrived file in frames of at most ``rows`` rows, oldest file first (see Connector.chunks).
 
-        A CSV file is checked against its marker (SHA-256, then its row count as it is read) and
-        decoded, parsed and renamed block by block, so memory stays bounded by ``rows`` whatever the
-        file's size. A mismatch raises IncompletePull (the streamed pull starts again).
+        A CSV file is read once: decoded, parsed and renamed block by block, so memory stays bounded by
+        ``rows`` whatever the file's size, and checked against its marker as it is read (SHA-256 and row
+        count). A mismatch raises IncompletePull (the streamed pull starts again), as does a file that
+        reads as broken (DataError) while it does not match its marker: one still being written.
         """
         yield from rechunk(self._file_frames(window, tally, rows), rows)  # a file's tail joins the next file's rows
 
@@ -133,28 +134,40 @@ class FileDropConnector(Connector):
         if count is None or digest is None or not count.isdigit():
             raise IncompletePull(f"{path.name}: its done-marker has no rows= and sha256= lines yet",
                                  feed=self.name, retry_after=RECHECK_SECONDS)
-        encoding, skip = self._scan(path, digest)
+        # the file is read once more only where its encoding is not known before its end (UTF-8 without
+        # a BOM): else it is checked against its marker's SHA-256 as it is decoded, below
+        encoding, skip = self._scan(path, digest, whole=False)
         source = DecodingReader(path, encoding, skip, name=path.name, feed=self.name)
         seen = 0
         try:
-            for frame in self._csv.frames(source, path.name, rows):
-                seen += len(frame)
-                tally.page(len(frame), 0)
-                yield frame
+            try:
+                for frame in self._csv.frames(source, path.name, rows):
+                    seen += len(frame)
+                    tally.page(len(frame), 0)
+                    yield frame
+            except DataError:
+                # a file still being written reads as a broken one (a character cut in two, a header
+                # not yet there): it is tried again, as any file that does not match its marker
+                try:
+                    self._scan(path, digest)
+                except IncompletePull as incomplete:
+                    raise incomplete from None
+                raise
         finally:
             source.close()
         tally.bytes += source.raw_bytes
         if source.sha256 != digest.lower():
-            raise IncompletePull(f"{path.name}: its content changed while it was read (still being written?)",
-                                 feed=self.name, retry_after=RECHECK_SECONDS)
+            raise IncompletePull(f"{path.name}: its content does not match its done-marker's sha256 "
+                                 "(still being written?)", feed=self.name, retry_after=RECHECK_SECONDS)
         if seen != int(count):
             raise IncompletePull(f"{path.name}: {seen} data rows, its done-marker says {count}",
                                  feed=self.name, retry_after=RECHECK_SECONDS)
 
-    def _scan(self, path: Path, digest: str) -> tuple[str, int]:
-        """Check a file against its marker's SHA-256 and find its encoding, reading it once in blocks."""
-        sha, encoding, skip = scan(path, self.config.encoding)
-        if sha != digest.lower():
+    def _scan(self, path: Path, digest: str, *, whole: bool = True) -> tuple[str, int]:
+        """Check a file against its marker's SHA-256 and find its encoding, reading it once in blocks
+        (not ``whole``: only as far as its encoding needs, and checked only if that is its end)."""
+        sha, encoding, skip = scan(path, self.config.encoding, whole=whole)
+        if sha is not None and sha != digest.lower():
             raise IncompletePull(
                 f"{path.name}: its content does not match its done-marker's sha256 (still being written?)",
                 feed=self.name, retry_after=RECHECK_SECONDS,

@@ -119,6 +119,7 @@ def extract(connector: Any, window: Window, spool: Spool, *, chunk_rows: int,
             # the check hashes its valid rows again from these, only where normalising changed a value
             spool.put_object(hashes_name(name), by_column)
             read.append((name, len(frame)))
+            del raw, frame, by_column  # not held while the next chunk is awaited
             kill_point("between_chunks")
             deadline.check(f"chunk {number + 1}")  # a source that yields slowly stops here, not at its end
         return read, keys, hashes
@@ -157,11 +158,16 @@ def extract(connector: Any, window: Window, spool: Spool, *, chunk_rows: int,
         offset += n - len(dropped)
         start += n
     all_hashes = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint64)
+    del hashes
     if marks:  # a key conflict's mark counts in its rows' hashes, as the column does in a whole pull's
         noted = np.fromiter(marks, dtype=np.int64, count=len(marks))
         all_hashes[noted] = fold_in(all_hashes[noted], DEFECT, text_hashes(marks.values()))
+    if drop.any():
+        all_hashes = all_hashes[~drop]
+    digest = digest_of(columns, all_hashes, sort_in_place=True)  # the pull's own: sorted where they are
+    del all_hashes
     pulled = SpooledPull(
-        feed=connector.name, window=window, rows=offset, bytes=tally.bytes, digest=digest_of(columns, all_hashes[~drop]),
+        feed=connector.name, window=window, rows=offset, bytes=tally.bytes, digest=digest,
         pages=tally.pages, duration_s=time.monotonic() - started, retries=tally.retries, spool=spool,
         chunks=tuple(chunks), columns=columns, repeats=repeats,
     )

@@ -102,3 +102,25 @@ def test_text_hashes_are_pandas_own_of_the_strings_whatever_their_storage():
     assert (column_hashes(f.astype({"text": object}))[0] == strings).all()
     assert (column_hashes(f.iloc[3:900])[0] == strings[3:900]).all()  # a slice of the Arrow data
     assert content_digest(f) == "sha256:3f343d13de0f182cc960371154164ea5140ef16a5d182d3bc7f80fb0cc43d931"
+
+
+def test_columns_of_repeated_or_missing_text_hash_as_their_values_do():
+    """Text with few distinct values is hashed once per value (pandas' factorize), a
+    column of nothing but missing values (an optional column a source does not send) as missing values,
+    in one chunk or several: the hashes pandas gives each value."""
+    from fundx.core.digest import column_hashes, digest_of, row_hashes
+
+    n = 3000
+    few = ["男", "女", None, "2026-04-12"] * (n // 4)
+    f = pd.DataFrame({"few": pd.Series(few, dtype="str"), "none": pd.Series([None] * n, dtype="str"),
+                      "objects": pd.Series([None] * n, dtype=object), "pandas_na": pd.Series(few, dtype="string[pyarrow]")})
+    chunked = pd.concat([f.iloc[:1234], f.iloc[1234:]], ignore_index=True)  # Arrow columns of two chunks
+    expected = [pd.util.hash_array(np.array(few, dtype=object), categorize=False),
+                pd.util.hash_array(np.array([None] * n, dtype=object), categorize=False)]
+    for got in (column_hashes(f), column_hashes(chunked)):
+        assert (got[0] == expected[0]).all() and (got[3] == expected[0]).all()
+        assert (got[1] == expected[1]).all() and (got[2] == expected[1]).all()
+    hashes = row_hashes(f)
+    kept = hashes.copy()
+    assert digest_of(f.columns, hashes, sort_in_place=True) == content_digest(f)
+    assert (hashes == np.sort(kept)).all()  # sorted where they were, not copied

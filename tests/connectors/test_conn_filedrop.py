@@ -109,6 +109,39 @@ def test_marker_row_count_mismatch_is_incomplete(folder):
         pull()
 
 
+def streamed(rows: int = 1000) -> list:
+    from connectors.base import Tally
+    from fundx.core.retry import Retrier
+
+    connector = connector_for("religious_affairs.deaths", reload_settings())
+    return list(connector.chunks(WINDOW, Tally(retry=Retrier.for_pull(connector.settings, feed=connector.name)), rows))
+
+
+@pytest.mark.parametrize("prefix", [b"", b"\x84\x31\x95\x33"], ids=["gb18030", "gb18030-bom"])
+def test_a_streamed_file_is_checked_against_its_marker_as_it_is_decoded(folder, prefix):
+    """The file is read once: its encoding known from its first block, its SHA-256 checked as it is decoded."""
+    data = prefix + csv_bytes().encode("gb18030")
+    drop(folder, "deaths_202604.csv", data)
+    assert sum(len(f) for f in streamed()) == 2
+    drop(folder, "deaths_202604.csv", data, digest="0" * 64)
+    with pytest.raises(IncompletePull, match="sha256"):
+        streamed()
+
+
+def test_a_streamed_file_still_being_written_is_incomplete_not_bad_data(folder):
+    """A file cut inside a character (still being written) reads as undecodable: it is tried again (its
+    marker's SHA-256 does not match), never refused as the agency's bad data."""
+    whole = csv_bytes().encode("gb18030")
+    cut = whole[:whole.index("灵".encode("gb18030")) + 1]
+    drop(folder, "deaths_202604.csv", whole)
+    (folder / "deaths_202604.csv").write_bytes(cut)  # the marker is the whole file's
+    with pytest.raises(IncompletePull, match="sha256"):
+        streamed()
+    drop(folder, "deaths_202604.csv", cut)  # the agency's own marker: its bad data
+    with pytest.raises(DataError, match="cannot be decoded"):
+        streamed()
+
+
 def test_file_without_marker_is_not_taken(folder):
     (folder / "deaths_202605.csv").write_bytes(csv_bytes().encode("gb18030"))
     assert pull().rows == 0

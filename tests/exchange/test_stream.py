@@ -358,3 +358,4 @@ def test_prefetched_chunks_arrive_in_order_errors_are_raised_in_order_and_an_ear
         if item == 3:
             break
     assert closed[-1] == "endless"
+
