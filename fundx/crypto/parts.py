@@ -58,7 +58,8 @@ def iter_parts(table: Any, max_bytes: int = PART_BYTES) -> Iterator[bytes]:
     """Parquet files of at most ``max_bytes`` each, holding the table's rows in order.
 
     A table whose Arrow buffers take at most half of ``max_bytes`` is one file, encoded once (its
-    Parquet is not larger than its buffers: the same values, less per-value overhead). A larger one
+    Parquet holds the same values with no more per-value overhead; even Snappy's worst case on
+    incompressible bytes, a sixth more, stays under the limit, and :func:`_fit` checks). A larger one
     is cut by rows per part estimated from a sample, then from the last part written, and halved where
     a part comes out too large, so each row is encoded about once. DataError if a single row is
     larger than ``max_bytes``.

@@ -3,7 +3,10 @@
 :func:`check_chunk` takes a :class:`CheckJob` (a spool reference and positions, no records) and leaves
 its split in the spool: the failing rows as a frame for the stewards, the valid ones as Parquet pieces
 for the stage, and a sample of the valid rows for Great Expectations to confirm once per batch
-(contracts.evidence); it returns counts, the values GX would count missing and the valid rows' hashes.
+(contracts.evidence); and the chunk's pulled rows as Parquet for the backup's originals
+(fundx.exchange.originals), encoded while the job holds them (even where no backup certificate is
+configured: the originals' step then keeps nothing). It returns counts, the values GX would count
+missing and the valid rows' hashes.
 """
 
 from __future__ import annotations
