@@ -212,7 +212,7 @@ def _plan(data: memoryview, manifest: Manifest, signer_key: PrivateKey, signer_c
 _MAC_LEN = len(core.OctetString(b"\0" * TAG_BYTES).dump())
 
 
-def _write(plan: _Plan, out: IO[bytes]) -> int:
+def _write(plan: _Plan, out: IO[bytes] | _Hashing) -> int:
     out.write(plan.head)
     buffer = bytearray(CHUNK + 15)  # update_into wants room for one more block
     view = memoryview(buffer)
@@ -258,8 +258,22 @@ def sign(payload: bytes | bytearray | memoryview, *, signer_key: PrivateKey, sig
     return prefix + bytes(data) + suffix
 
 
+class _Hashing:
+    """A binary stream that hashes (SHA-256) every byte written through it."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out, self.hash = out, hashlib.sha256()
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self.hash.update(data)
+        return self.out.write(data)
+
+
 def seal_to_file(path: str | os.PathLike[str], payload: bytes | bytearray | memoryview, manifest: Manifest, *,
-                 signer_key: PrivateKey, signer_cert: Certificate, recipients: Sequence[Certificate]) -> None:
-    """Seal into a file atomically: a temporary name created mode 0600, fsync, rename, fsync the folder."""
+                 signer_key: PrivateKey, signer_cert: Certificate, recipients: Sequence[Certificate]) -> str:
+    """Seal into a file atomically: a temporary name created mode 0600, fsync, rename, fsync the folder.
+    Returns the SHA-256 (hex) of the file, hashed as it is written (the file is not read back)."""
     with atomic_file(Path(path), 0o600) as handle:
-        seal_into(handle, payload, manifest, signer_key=signer_key, signer_cert=signer_cert, recipients=recipients)
+        hashing = _Hashing(handle)
+        _write(_plan(memoryview(payload).cast("B"), manifest, signer_key, signer_cert, recipients), hashing)
+    return hashing.hash.hexdigest()

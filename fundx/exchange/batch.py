@@ -85,6 +85,11 @@ class CheckedBatch(ABC):
         """The stewards' rows as Parquet parts, numbered (``_row``): the failing ones, or every row when
         the batch is ``held`` back (fundx.exchange.quarantine)."""
 
+    def original_payloads(self) -> tuple[int, Iterator[bytes]] | None:
+        """The pulled rows as Parquet parts for the backup's originals (how many, and the parts), if the
+        check encoded them already; None: fundx.exchange.originals encodes them from the pull."""
+        return None
+
     @abstractmethod
     def event_lag(self) -> tuple[float, float] | None:
         """(p50, p90) days from the valid rows' business events to now, for the SLA; None if none."""

@@ -3,7 +3,10 @@
 :func:`check_chunk` takes a :class:`CheckJob` (a spool reference and positions, no records) and leaves
 its split in the spool: the failing rows as a frame for the stewards, the valid ones as Parquet pieces
 for the stage, and a sample of the valid rows for Great Expectations to confirm once per batch
-(contracts.evidence); it returns counts, the values GX would count missing and the valid rows' hashes.
+(contracts.evidence); and the chunk's pulled rows as Parquet for the backup's originals
+(fundx.exchange.originals), encoded while the job holds them (even where no backup certificate is
+configured: the originals' step then keeps nothing). It returns counts, the values GX would count
+missing and the valid rows' hashes.
 """
 
 from __future__ import annotations
@@ -64,6 +67,9 @@ class CheckResult:
     schema: Any = field(default=None, repr=False)
     encode_seconds: float = 0.0
     offset: int = 0
+    #: the spool's name of the chunk's pulled rows as Parquet, for the backup's originals
+    #: (fundx.exchange.originals); None if they would not encode here (the originals' step encodes them)
+    original: str | None = None
 
 
 def check_chunk(job: CheckJob) -> CheckResult:
@@ -75,7 +81,12 @@ def check_chunk(job: CheckJob) -> CheckResult:
     from contracts.validate import check_rows
 
     started = time.perf_counter()
-    frame = chunk_frame(job.spool, job.chunk)
+    frame = job.spool.get_object(job.chunk.name)
+    number = job.chunk.name.split("-", 1)[1]
+    encoding = time.perf_counter()
+    original = _encode_original(job, frame, number)  # before the marks of key conflicts go on the rows
+    encode_seconds = time.perf_counter() - encoding
+    frame = chunk_frame(job.spool, job.chunk, frame)
     hashes = job.spool.get_object(hashes_name(job.chunk.name))
     if len(job.chunk.drop):
         hashes = {c: np.delete(h, job.chunk.drop) for c, h in hashes.items()}
@@ -83,7 +94,6 @@ def check_chunk(job: CheckJob) -> CheckResult:
     checked = check_rows(_contract(job.feed), frame, today=job.today, gx=False)
     valid_hashes = row_hashes_since(checked.valid, frame, hashes)
     del frame, hashes
-    number = job.chunk.name.split("-", 1)[1]
     name = "failed-" + number
     job.spool.put_object(name, checked.quarantined)
     sample = None
@@ -92,7 +102,7 @@ def check_chunk(job: CheckJob) -> CheckResult:
         job.spool.put_object(sample, valid_sample(checked.valid, seed=job.chunk.offset))
     encoding = time.perf_counter()
     pieces, schema = _encode_valid(job, checked.valid, number)
-    encode_seconds = time.perf_counter() - encoding
+    encode_seconds += time.perf_counter() - encoding
     lags = None
     try:
         found = event_lags(job.feed, checked.valid, job.arrived)
@@ -105,7 +115,7 @@ def check_chunk(job: CheckJob) -> CheckResult:
         schema_reason=checked.schema_reason, valid_hashes=valid_hashes,
         lags=lags, missing=dict(checked.missing), sample=sample,
         normalise_seconds=checked.normalise_seconds, seconds=time.perf_counter() - started,
-        pieces=pieces, schema=schema, encode_seconds=encode_seconds, offset=job.chunk.offset,
+        pieces=pieces, schema=schema, encode_seconds=encode_seconds, offset=job.chunk.offset, original=original,
     )
     del checked
     _trim_heap()
@@ -135,6 +145,25 @@ def _malloc_trim() -> Any:
         return None
     trim.argtypes = [ctypes.c_size_t]
     return trim
+
+
+def _encode_original(job: CheckJob, raw: Any, number: str) -> str | None:
+    """The chunk's pulled rows — as the agency served them, less the ones a later version replaces — as
+    one Parquet file in the spool, for the backup's originals (fundx.exchange.originals); its name, or
+    None if pyarrow will not convert them (the originals' step tries again, and says why)."""
+    import pyarrow as pa
+
+    from fundx.crypto.parts import parquet
+
+    rows = raw.drop(index=raw.index[job.chunk.drop]) if len(job.chunk.drop) else raw
+    try:
+        data = parquet(pa.Table.from_pandas(rows, preserve_index=False))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return None
+    del rows
+    name = "original-" + number
+    job.spool.put(name, data)
+    return name
 
 
 def _encode_valid(job: CheckJob, valid: Any, number: str) -> tuple[list[tuple[str, int, int]], Any]:

@@ -261,7 +261,8 @@ def deliver(ledger: Ledger, batch: CheckedBatch, *, run_id: int, started_at: dat
     figures = None if backfill or held or ledger.watermark(feed) is None else batch.event_lag()
     step = steps.step if steps is not None else _no_step
     with step("seal"):  # the originals, sealed to the backup certificate before any commit (timed as sealing)
-        kept_originals = originals.keep(pulled, batch_id, keys, settings=settings, logger=logger)
+        kept_originals = originals.keep(pulled, batch_id, keys, settings=settings, logger=logger,
+                                        encoded=batch.original_payloads())
 
     def record_originals(outcome: str, delivered: int) -> None:
         originals.record(pulled, batch_id, kept_originals, outcome=outcome, stage=None if outcome != "delivered" else stage,

@@ -16,7 +16,9 @@ committed; a restore reads them to put back the windows of batches the stages ac
 batch is pulled again, and its originals are written again under its id.
 
 A streamed pull (``stream: true``) is kept chunk by chunk from its spool (one part per chunk, memory
-bounded by the chunk as for the rest of its path); a whole pull in parts of at most FUNDX_PART_BYTES.
+bounded by the chunk as for the rest of its path): each chunk's job encodes its pulled rows as Parquet
+while it holds them for the check (:func:`fundx.exchange.chunks.check_chunk`), so that they are not read
+back from the spool and decoded a second time; a whole pull in parts of at most FUNDX_PART_BYTES.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from fundx.core.settings import Settings, get_settings
 from fundx.core.timeutil import SHANGHAI, Window, now
 from fundx.crypto.keys import KeyStore
 from fundx.crypto.manifest import Manifest
-from fundx.crypto.parts import iter_parts
+from fundx.crypto.parts import iter_parts, parquet
 from fundx.wire.inbox import LocalInbox, PartFile, part_name
 
 log = logging.getLogger("fundx.handoff")
@@ -57,8 +59,12 @@ def _store(settings: Settings | None = None) -> LocalInbox:
 
 
 def keep(pulled: Any, batch_id: str, keys: KeyStore, *, settings: Settings | None = None,
-         logger: logging.Logger | logging.LoggerAdapter | None = None) -> list[PartFile]:
+         logger: logging.Logger | logging.LoggerAdapter | None = None,
+         encoded: tuple[int, Iterator[bytes]] | None = None) -> list[PartFile]:
     """Seal the pulled rows of one batch to the backup certificate, under its id; the parts written.
+
+    ``encoded``: how many parts and the parts, when the check encoded the pulled rows already
+    (a streamed batch's chunk jobs: :meth:`fundx.exchange.spooled.SpooledBatch.original_payloads`).
 
     Nothing is kept (a warning says why) when no backup certificate is configured:
     a night is not stopped for its backup — ``fundx keys init`` (development) or FUNDX_KEYS_STAGE_CERTS
@@ -74,7 +80,7 @@ def keep(pulled: Any, batch_id: str, keys: KeyStore, *, settings: Settings | Non
     signer_key, signer_cert = keys.exchange_signer()
     store = _store(settings)
     store.remove(FOLDER, batch_id)  # an earlier run's, stopped before its commit
-    count, payloads = _payloads(pulled, settings.part_bytes)
+    count, payloads = encoded if encoded is not None else _payloads(pulled, settings.part_bytes)
     window: Window = pulled.window
     created_at = now().isoformat()
     files = []
@@ -110,7 +116,7 @@ def _payloads(pulled: Any, part_bytes: int) -> tuple[int, Iterator[bytes]]:
             rows = pulled.spool.get_object(chunk.name)
             if len(chunk.drop):
                 rows = rows.drop(index=rows.index[chunk.drop])
-            yield _parquet(pa.Table.from_pandas(rows, preserve_index=False))
+            yield parquet(pa.Table.from_pandas(rows, preserve_index=False))
 
     return len(chunks), streamed()
 
@@ -119,16 +125,6 @@ def _drain(parts: list[bytes]) -> Iterator[bytes]:
     for number in range(len(parts)):
         yield parts[number]
         parts[number] = b""  # sealed: its plaintext goes
-
-
-def _parquet(table: Any) -> bytes:
-    import io
-
-    import pyarrow.parquet as pq
-
-    sink = io.BytesIO()
-    pq.write_table(table, sink)
-    return sink.getvalue()
 
 
 def record(pulled: Any, batch_id: str, files: list[PartFile], *, outcome: str, stage: str | None,

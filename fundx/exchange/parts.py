@@ -136,13 +136,40 @@ def _conform(table: Any, schema: Any, feed: str) -> Any:
 
 
 def quarantine_parts(pulled: SpooledPull, results: list[CheckResult], part_bytes: int, *, held: bool) -> SpooledParts:
-    """The stewards' rows (failing ones; every row when held) as Parquet parts, numbered across chunks."""
+    """The stewards' rows (failing ones; every row when held) as Parquet parts, numbered across chunks.
+
+    The chunks' rows are gathered into parts of at most ``part_bytes`` (their Arrow buffers up to half
+    of it: :func:`fundx.crypto.parts.iter_parts` encodes such a table once), not a part per chunk:
+    a few failing rows per chunk would otherwise be a swarm of small sealed files.
+    """
+    import pyarrow as pa
 
     from fundx.crypto.parts import iter_parts
     from fundx.exchange.quarantine import POSITION, ROW, RULES, held_rows
     from fundx.wire.inbox import arrow_table
 
     spool, names, number = pulled.spool, list[str](), 1
+    pending: list[Any] = []
+    pending_bytes = 0
+
+    def put(table: Any) -> None:
+        for data in iter_parts(table, part_bytes):
+            name = f"quarantine-{len(names) + 1:06d}"
+            spool.put(name, data)
+            names.append(name)
+
+    def flush() -> None:
+        nonlocal pending, pending_bytes
+        if len(pending) > 1:
+            try:  # a column all missing in one chunk's rows is typed null there: promoted to the others' type
+                put(pa.concat_tables(pending, promote_options="default"))
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                for table in pending:  # types that do not unify: a part of its own each, as they come
+                    put(table)
+        elif pending:
+            put(pending[0])
+        pending, pending_bytes = [], 0
+
     for result in results:
         failed = spool.get_object(result.name)
         if held:  # every row to the stewards, in pull order: the valid ones read back from their pieces
@@ -161,10 +188,13 @@ def quarantine_parts(pulled: SpooledPull, results: list[CheckResult], part_bytes
         rows.insert(0, POSITION, positions.astype("int64"))
         rows.insert(0, ROW, range(number, number + len(rows)))
         number += len(rows)
-        for data in iter_parts(arrow_table(rows, pulled.feed), part_bytes):
-            name = f"quarantine-{len(names) + 1:06d}"
-            spool.put(name, data)
-            names.append(name)
+        table = arrow_table(rows, pulled.feed)
+        del rows
+        if pending and pending_bytes + table.nbytes > part_bytes // 2:
+            flush()
+        pending.append(table)
+        pending_bytes += table.nbytes
+    flush()
     return SpooledParts(spool, names)
 
 

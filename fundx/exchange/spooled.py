@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -43,6 +43,23 @@ class SpooledBatch(CheckedBatch):
 
     def valid_payloads(self, part_bytes: int) -> SpooledParts:
         return valid_parts(self.pulled, self.results, part_bytes)
+
+    def original_payloads(self) -> tuple[int, Iterator[bytes]] | None:
+        """The pulled rows as the chunks' jobs encoded them for the backup's originals, one part per chunk,
+        each gone from the spool once read; None if a chunk's would not encode there."""
+        names = [r.original for r in self.results]
+        if len(names) != len(self.pulled.chunks) or any(n is None for n in names):
+            return None
+        spool = self.pulled.spool
+
+        def read() -> Iterator[bytes]:
+            for name in names:
+                assert name is not None
+                data = spool.get(name)
+                spool.remove(name)
+                yield data
+
+        return len(names), read()
 
     def quarantine_payloads(self, part_bytes: int, *, held: bool) -> SpooledParts:
         return quarantine_parts(self.pulled, self.results, part_bytes, held=held)

@@ -249,10 +249,11 @@ def _repeated(values: np.ndarray) -> np.ndarray:
     return mask
 
 
-def chunk_frame(spool: Spool, chunk: Chunk) -> Any:
+def chunk_frame(spool: Spool, chunk: Chunk, frame: Any = None) -> Any:
     """A spooled chunk's rows as the de-duplicated pull has them: the rows a later version replaces
-    dropped, the rows of key conflicts marked (:data:`fundx.core.digest.DEFECT`) for the check to quarantine."""
-    frame = spool.get_object(chunk.name)
+    dropped, the rows of key conflicts marked (:data:`fundx.core.digest.DEFECT`) for the check to quarantine.
+    ``frame``: the chunk as spooled, read already (it is marked in place)."""
+    frame = spool.get_object(chunk.name) if frame is None else frame
     if chunk.marks:
         import pandas as pd
 

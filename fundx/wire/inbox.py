@@ -16,7 +16,6 @@ so a link planted in an inbox cannot make the stage read, copy or remove what it
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import re
 import shutil
@@ -159,8 +158,9 @@ class LocalInbox:
         folder = self._dir(stage, batch_id)
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = self._unlinked(stage, batch_id) / checked_name(name, "part")
-        seal_to_file(path, payload, manifest, signer_key=signer_key, signer_cert=signer_cert, recipients=recipients)
-        return PartFile(name, file_sha256(path), path.stat().st_size)
+        sha256 = seal_to_file(path, payload, manifest, signer_key=signer_key, signer_cert=signer_cert,
+                              recipients=recipients)
+        return PartFile(name, sha256, path.stat().st_size)
 
     def write_ready(self, stage: str, batch_id: str, data: bytes) -> None:
         write_file_atomic(self._unlinked(stage, batch_id) / READY, data, 0o600)
@@ -231,15 +231,6 @@ class LocalInbox:
 
     def where(self, stage: str, batch_id: str | None = None) -> str:
         return str(self._dir(stage, batch_id))
-
-
-def file_sha256(path: Path) -> str:
-    """The SHA-256 (hex) of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def arrow_table(frame: Any, feed: str) -> Any:

@@ -97,6 +97,15 @@ def test_seal_to_file_is_private_and_leaves_no_temporary_file(pki, payload, mani
     assert open_as(pki, target.read_bytes()).payload == payload
 
 
+def test_seal_to_file_returns_the_sha256_of_the_file_it_wrote(pki, payload, manifest, tmp_path):
+    import hashlib
+
+    target = tmp_path / "part-0001.sealed"
+    digest = seal_to_file(target, payload, manifest, signer_key=pki.signer_key, signer_cert=pki.signer_cert,
+                          recipients=pki.store.recipient_certificates("death_matching"))
+    assert digest == hashlib.sha256(target.read_bytes()).hexdigest()
+
+
 def test_an_rsa_signer_signs_with_pss(pki, payload, manifest):
     key = new_private_key("encryption")  # any RSA key
     cert = issue_certificate(pki.ca_key, pki.ca, common_name="fundx exchange (rsa)", usage="signing",
@@ -424,6 +433,43 @@ def test_split_parts_keeps_rows_in_order_within_the_limit():
     back = pa.concat_tables(pq.read_table(io.BytesIO(p)) for p in parts)
     assert back.equals(table)
     assert len(split_parts(table)) == 1
+
+
+def test_parts_have_dictionaries_only_where_values_repeat_and_read_back_equal():
+    """The seal step's Parquet (fundx.crypto.parts.parquet): a column of distinct values is written plain,
+    one that repeats with a dictionary, no statistics; every column reads back as it was, nulls included."""
+    from fundx.crypto.parts import dictionary_columns, parquet
+
+    rows = 20_000
+    table = pa.table({
+        "id_number": [f"{110105194912310000 + i}" for i in range(rows)],
+        "gender": [("男", "女", None)[i % 3] for i in range(rows)],
+        "amount": pa.array([i % 7 for i in range(rows)], pa.int64()),
+        "note": pa.array([None] * rows, pa.null()),
+        "text": pa.array([f"t{i}" for i in range(rows)], pa.large_string()),
+    })
+    assert dictionary_columns(table) == ["gender", "amount", "note"]
+    data = parquet(table)
+    assert pq.read_table(io.BytesIO(data)).equals(table)
+    meta = pq.ParquetFile(io.BytesIO(data)).metadata.row_group(0)
+    encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)}
+    assert not any("DICTIONARY" in e for e in encodings["id_number"]) and "RLE_DICTIONARY" in encodings["gender"]
+    assert all(meta.column(i).statistics is None for i in range(meta.num_columns))
+    assert dictionary_columns(pa.table({"a": ["x"] * 5})) is True  # every column: pyarrow's default
+    empty = pa.table({"a": pa.array([], pa.string())})
+    assert pq.read_table(io.BytesIO(parquet(empty))).equals(empty)
+
+
+def test_a_table_well_under_the_part_limit_is_encoded_once(monkeypatch):
+    from fundx.crypto import parts
+
+    encoded = []
+    real = parts.parquet
+    monkeypatch.setattr(parts, "parquet", lambda table: encoded.append(table.num_rows) or real(table))
+    table = pa.table({"id": [f"{i:018d}" for i in range(50_000)]})
+    assert len(split_parts(table)) == 1 and encoded == [50_000]  # no sample encoded first
+    encoded.clear()
+    assert len(split_parts(table, max_bytes=100_000)) > 1 and encoded[0] == 10_000  # a sample sizes the parts
 
 
 def test_split_parts_refuses_a_row_larger_than_a_part():

@@ -1,0 +1,88 @@
+"""A streamed run's seal step (fundx.exchange.chunks, fundx.exchange.parts, fundx.exchange.originals).
+
+Against the live sandbox: the originals each chunk's job encodes while it holds the chunk are exactly
+the pulled rows the originals' own encoding gives (rows a later version replaces dropped, the transport's
+own columns kept), and when a chunk's would not encode there the originals' step encodes them itself;
+the stewards' rows of many chunks are gathered into few parts, numbered across chunks.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from fundx.core.settings import reload_settings
+from fundx.exchange import chunks, originals, quarantine
+from fundx.exchange.run import run_feed
+from fundx.exchange.runners import LocalRunner
+from fundx.ledger import Ledger
+
+END = "2026-11-23T00:00:00+08:00"
+DROP = "religious_affairs.deaths"  # a GB18030 drop: its chunks carry the file each row came in
+BILLS = "medical_insurance.bills"  # a database view, partly quarantined
+
+
+@pytest.fixture(scope="module")
+def sandbox(sandbox_factory):
+    with sandbox_factory("seal-step", people=3000) as sb:
+        yield sb
+
+
+def _use(monkeypatch, chunk_rows: int) -> None:
+    monkeypatch.setenv("FUNDX_CHUNK_ROWS", str(chunk_rows))
+    reload_settings()
+
+
+def _tables(payloads) -> list[pa.Table]:
+    return [pq.read_table(io.BytesIO(p)) for p in payloads]
+
+
+@pytest.mark.parametrize(("feed", "chunk_rows"), [(DROP, 1), (BILLS, 300)])
+def test_the_originals_encoded_by_the_chunks_jobs_are_the_pulled_rows(feed, chunk_rows, sandbox, home, monkeypatch):
+    _use(monkeypatch, chunk_rows)
+    real = originals.keep
+    compared = []
+
+    def keep(pulled, batch_id, keys, **kwargs):
+        encoded = kwargs.get("encoded")
+        assert encoded is not None  # every chunk's job encoded its rows
+        count, given = encoded[0], list(encoded[1])
+        own_count, own = originals._payloads(pulled, 64 * 1024)  # the originals' own encoding, from the spool
+        mine, theirs = _tables(given), _tables(own)
+        assert count == own_count == len(pulled.chunks) == len(mine)
+        assert all(a.equals(b) for a, b in zip(mine, theirs, strict=True))
+        compared.append((count, sum(t.num_rows for t in mine)))
+        return real(pulled, batch_id, keys, **{**kwargs, "encoded": (count, iter(given))})
+
+    monkeypatch.setattr(originals, "keep", keep)
+    done = run_feed(feed, end=END, stream=True, runner=LocalRunner())
+    ((count, rows),) = compared
+    assert done.handoff.outcome == "delivered" and rows == done.rows and count > 1
+    assert len(list((home / "backups" / "originals" / done.handoff.batch_id).glob("part-*.p7m"))) == count
+
+
+def test_a_chunk_whose_originals_do_not_encode_in_its_job_is_encoded_by_the_originals_step(sandbox, home, monkeypatch):
+    _use(monkeypatch, 300)
+    seen = []
+    monkeypatch.setattr(chunks, "_encode_original", lambda job, raw, number: None)
+    real = originals._payloads
+    monkeypatch.setattr(originals, "_payloads", lambda pulled, part_bytes: seen.append(1) or real(pulled, part_bytes))
+    done = run_feed(BILLS, end=END, stream=True, runner=LocalRunner())
+    assert done.handoff.outcome == "delivered" and seen == [1]
+    folder = home / "backups" / "originals" / done.handoff.batch_id
+    assert (folder / "batch.json").is_file() and list(folder.glob("part-*.p7m"))
+
+
+def test_the_stewards_rows_of_many_chunks_are_gathered_into_few_parts(sandbox, home, monkeypatch):
+    _use(monkeypatch, 300)
+    done = run_feed(BILLS, end=END, stream=True, runner=LocalRunner())
+    assert done.quarantined > 1 and done.rows > 3 * 300
+    ledger = Ledger.from_settings()
+    (batch,) = quarantine.batches(ledger, batch_id=done.handoff.batch_id)
+    parts = list((home / "quarantine" / quarantine.STEWARDS / done.handoff.batch_id).glob("*.p7m"))
+    assert len(parts) == batch.parts == 1  # a part per chunk with failing rows before: as many as those rows here
+    rows = quarantine.read_rows(ledger, done.handoff.batch_id)
+    assert len(rows) == done.quarantined and list(rows[quarantine.ROW]) == list(range(1, done.quarantined + 1))
