@@ -175,21 +175,25 @@ def test_a_missing_sheet_is_named():
     assert status == "no sheet" and names == [SHEET]
 
 
-def test_a_cell_far_out_makes_a_grid_too_large_for_the_limit(tmp_path, monkeypatch):
-    """One cell at XFD1048576 would have calamine build a grid of 17 billion cells: refused by its extent."""
+def _with_a_far_cell(row: int) -> tuple[bytes, str]:
+    """A one-prisoner workbook with one more cell at column XFD of ``row``; and its sheet's member name."""
     data = workbook([["罪犯编号"], ["ZF1"]])
-    members = {}
     with zipfile.ZipFile(io.BytesIO(data)) as z:
-        for m in z.infolist():
-            members[m.filename] = z.read(m)
+        members = {m.filename: z.read(m) for m in z.infolist()}
     sheet = next(k for k in members if k.startswith("xl/worksheets/"))
-    members[sheet] = members[sheet].replace(b"</sheetData>",
-                                            b'<row r="1048576"><c r="XFD1048576"><v>1</v></c></row></sheetData>')
+    members[sheet] = members[sheet].replace(
+        b"</sheetData>", f'<row r="{row}"><c r="XFD{row}"><v>1</v></c></row></sheetData>'.encode())
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as z:
         for name, body in members.items():
             z.writestr(name, body)
-    with zipfile.ZipFile(io.BytesIO(out.getvalue())) as z, z.open(sheet) as stream:
+    return out.getvalue(), sheet
+
+
+def test_a_cell_far_out_makes_a_grid_too_large_for_the_limit(tmp_path, monkeypatch):
+    """One cell at XFD1048576 would have calamine build a grid of 17 billion cells: refused by its extent."""
+    data, sheet = _with_a_far_cell(1_048_576)
+    with zipfile.ZipFile(io.BytesIO(data)) as z, z.open(sheet) as stream:
         rows, cols, cells = sheet_extent(stream)
     assert (rows * cols, cells) == (1_048_576 * 16_384, 3)
 
@@ -197,20 +201,9 @@ def test_a_cell_far_out_makes_a_grid_too_large_for_the_limit(tmp_path, monkeypat
 def test_a_capped_reader_stops_on_a_grid_too_large_for_its_cap():
     """calamine may start on a sheet before its references are checked: its child's address space is capped, so a
     stray cell far out stops the child (its grid cannot be allocated) instead of taking the machine's memory."""
-    data = workbook([["罪犯编号"], ["ZF1"]])
-    members = {}
-    with zipfile.ZipFile(io.BytesIO(data)) as z:
-        for m in z.infolist():
-            members[m.filename] = z.read(m)
-    sheet = next(k for k in members if k.startswith("xl/worksheets/"))
-    members[sheet] = members[sheet].replace(b"</sheetData>",
-                                            b'<row r="400000"><c r="XFD400000"><v>1</v></c></row></sheetData>')
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as z:
-        for name, body in members.items():
-            z.writestr(name, body)
-    cap = dropxlsx.CHILD_BASE_BYTES + dropxlsx.CHILD_XML_FACTOR * len(out.getvalue()) * 10
-    status, why = dropxlsx.SheetRead(out.getvalue(), SHEET, mode="columns", cap=cap).result()
+    data, _ = _with_a_far_cell(400_000)
+    cap = dropxlsx.CHILD_BASE_BYTES + dropxlsx.CHILD_XML_FACTOR * len(data) * 10
+    status, why = dropxlsx.SheetRead(data, SHEET, mode="columns", cap=cap).result()
     assert status == "error", why
 
 
