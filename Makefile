@@ -38,8 +38,9 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/fundx demo
 
+# the suite on a worker per core (at most 4), a test module's tests on one worker (its fixtures made once)
 test: $(STAMP) browsers lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadscope
 
 # ruff and mypy read their settings (rules, the packages mypy checks) from pyproject.toml; caches: .ruff_cache, .mypy_cache.
 lint: $(STAMP)
