@@ -71,7 +71,8 @@ class Ground:
 
     def _positions(self, pool: np.ndarray) -> np.ndarray:
         """The city positions of a pool's identity numbers, kept for the last pool asked (a pool is taken from
-        again and again, one at a time: looking it up each time grows with the square of a city)."""
+        again and again, one at a time: looking it up each time grows with the square of a city). Known by
+        the array itself: a pool is never changed in place (a smaller one is a new array)."""
         if self._pool is not None and self._pool[0] is pool:
             return self._pool[1]
         people = np.array([self.pos_of[i] for i in pool], dtype=np.int64) if len(pool) else np.zeros(0, np.int64)
