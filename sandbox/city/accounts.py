@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from fundx.core import codes
+from sandbox.city.draws import RowIndex
 from sandbox.city.office import _benefit_amounts
 from sandbox.city.office_feeds import ACCOUNT_CHANGES, PAYMENTS, ROLL, _first_day
 from sandbox.city.text import DAY, day_number, month_of, time_text
@@ -85,6 +86,9 @@ class _Office:
             roll.insert(int(roll.columns.get_loc("name")) + 1, SPOUSE, pd.Series([None] * len(roll), dtype=object))
         self.roll = roll
         self.ledger = office[PAYMENTS].copy()
+        # the ledger's rows per entry and per person (its rows are neither added nor moved until write)
+        self.ledger_entries = RowIndex(self.ledger["entry_id"].to_numpy(dtype=object))
+        self.ledger_people = RowIndex(self.ledger["id_number"].to_numpy(dtype=object))
         self.changes = office[ACCOUNT_CHANGES]
         self.next_entry = 1 + max(int(e[2:]) for e in roll["entry_id"])
         self.next_change = 1 + max([int(c[2:]) for c in self.changes["change_id"]], default=0)
@@ -144,8 +148,9 @@ class _Office:
         self.roll.iloc[at, self.roll.columns.get_loc("bank_account")] = account
         if changed_at > entry["updated_at"]:
             self.roll.iloc[at, self.roll.columns.get_loc("updated_at")] = changed_at
-        mine = (self.ledger["entry_id"] == entry["entry_id"]) & (self.ledger["month"] >= _month_text(month))
-        self.ledger.loc[mine, "bank_account"] = account
+        rows = self.ledger_entries.rows(entry["entry_id"])
+        mine = rows[self.ledger["month"].iloc[rows].to_numpy(dtype=object) >= _month_text(month)]
+        self.ledger.iloc[mine, self.ledger.columns.get_loc("bank_account")] = account
         return changed_at
 
     def write(self) -> None:
@@ -207,7 +212,8 @@ def plant_accounts(rng: np.random.Generator, office: dict[str, pd.DataFrame], po
 
     def ledger_paid(id_number: str, account: str) -> tuple[list[str], float]:
         rows = [r for r in o.new_payments if r["id_number"] == id_number and r["bank_account"] == account]
-        mine = o.ledger[(o.ledger["id_number"] == id_number) & (o.ledger["bank_account"] == account)]
+        theirs = o.ledger.iloc[o.ledger_people.rows(id_number)]
+        mine = theirs[(theirs["bank_account"] == account).to_numpy()]
         months = sorted({*mine["month"], *(r["month"] for r in rows)})
         return months, round(float(mine["amount"].sum()) + sum(r["amount"] for r in rows), 2)
 
@@ -274,10 +280,20 @@ def plant_accounts(rng: np.random.Generator, office: dict[str, pd.DataFrame], po
         for x, y in ((a, b), (b, a)):
             roll.iloc[o.row_of[x], roll.columns.get_loc(SPOUSE)] = y
 
+    # the settled people's sex and birth, to pick a spouse among them without a loop over them all per pick
+    settled_at = np.array([pos_of[i] for i in settled], dtype=np.int64)
+    settled_male, settled_birth = pools.male[settled_at], pools.birth[settled_at].astype(np.int64)
+    settled_index = {i: k for k, i in enumerate(settled)}
+
+    def settled_where(mask: np.ndarray) -> list[str]:
+        """The settled people not used yet where ``mask`` holds, in their order."""
+        mask = mask.copy()
+        mask[[settled_index[i] for i in used if i in settled_index]] = False
+        return [settled[k] for k in np.flatnonzero(mask)]
+
     def partner_for(a: str) -> str | None:
         p = pos_of[a]
-        pool = [i for i in settled if i not in used and pools.male[pos_of[i]] != pools.male[p]
-                and abs(int(pools.birth[pos_of[i]]) - int(pools.birth[p])) < 8 * 365]
+        pool = settled_where((settled_male != pools.male[p]) & (np.abs(settled_birth - int(pools.birth[p])) < 8 * 365))
         return take(pool, 1)[0] if pool else None
 
     for a in take(settled, 3):
@@ -292,7 +308,7 @@ def plant_accounts(rng: np.random.Generator, office: dict[str, pd.DataFrame], po
         lo = max(int(month_of(np.array([day_number(date.fromisoformat(d["death_date"]))]))[0]) + 1,
                  o.first_ledger + 1)
         ref = int(np.flatnonzero(pools.id_text == d["id_number"])[0])
-        pool = [i for i in settled if i not in used and pools.male[pos_of[i]] != pools.male[ref]]
+        pool = settled_where(settled_male != pools.male[ref])
         if lo > o.last_paid or not pool:
             continue
         (widow,) = take(pool, 1)

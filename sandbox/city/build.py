@@ -49,6 +49,7 @@ from sandbox.city import truths as truth
 from sandbox.city.accounts import Pools, plant_accounts
 from sandbox.city.custody_history import Ground, plant_custody
 from sandbox.city.deaths import DeathReports, Deaths, draw_death_sources, draw_deaths, report_deaths
+from sandbox.city.draws import member
 from sandbox.city.employer_history import plant_employers
 from sandbox.city.feeds import DEFAULT_AS_OF, DEFAULT_SEED, FEEDS, HOSPITAL_DEATHS, WAGE_INCOME, Rows
 from sandbox.city.invalid import UNREPAIRABLE, plant_invalid
@@ -556,7 +557,7 @@ def _plant_medical(rng: np.random.Generator, drawn: _Drawn, frame: pd.DataFrame,
         rng, ppl=d.ppl, id_text=d.id_text, frame=frame, person=d.bills.person, key_start=key_start,
         invalid_keys=invalid_keys, busy=busy, prisoners=d.prisoners, deaths=d.deaths, clean_deaths=clean,
         near_dates=near, frequent=d.frequent, overbilled={t["bill_id"] for t in truths["overbilled"]},
-        prisoner_received=~np.isin(prisoner_ids, list(bad_prisoners)), as_of_days=as_of_days)
+        prisoner_received=~member(prisoner_ids, bad_prisoners), as_of_days=as_of_days)
     extra, most = found.pop("frequent_extra_visits"), found.pop("most_in_30_days")
     truths["frequent_patients"] = [{**t, "visits": t["visits"] + extra.get(t["id_number"], 0),
                                     "most_in_30_days": most[t["id_number"]]} for t in truths["frequent_patients"]]

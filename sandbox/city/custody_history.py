@@ -23,7 +23,7 @@ of whether they may be paid, and the justice feed has no date on which the perso
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import numpy as np
@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fundx.core.codes import ACTIVE, BASIC_PENSION, CUSTODY_STATUSES, SUSPENDED
-from sandbox.city.draws import plant_count
+from sandbox.city.draws import member, plant_count
 from sandbox.city.office_feeds import CONTRIBUTIONS, PAYMENTS, ROLL, _first_day
 from sandbox.city.population import People
 from sandbox.city.registers import Prisoners, justice_rows
@@ -54,6 +54,8 @@ class Ground:
     this_month: int
     free: np.ndarray  # bool per person: alive, in no truth, no prisoner, no bill, no account change
     pos_of: dict[str, int]
+    #: the last pool taken from and its people's positions (Ground.take)
+    _pool: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def last_paid(self) -> int:
@@ -61,11 +63,21 @@ class Ground:
 
     def take(self, pool: np.ndarray, k: int) -> np.ndarray:
         """Up to k of the pool (positions into it) still free, marked taken; in the pool's order of a draw."""
-        people = np.array([self.pos_of[i] for i in pool], dtype=np.int64) if len(pool) else np.zeros(0, np.int64)
+        people = self._positions(pool)
         order = self.rng.permutation(len(pool))
-        chosen = [int(j) for j in order if self.free[people[j]]][:k]
+        chosen = order[self.free[people[order]]][:k]
         self.free[people[chosen]] = False
-        return np.array(sorted(chosen), dtype=np.int64)
+        return np.sort(chosen).astype(np.int64)
+
+    def _positions(self, pool: np.ndarray) -> np.ndarray:
+        """The city positions of a pool's identity numbers, kept for the last pool asked (a pool is taken from
+        again and again, one at a time: looking it up each time grows with the square of a city). Known by
+        the array itself: a pool is never changed in place (a smaller one is a new array)."""
+        if self._pool is not None and self._pool[0] is pool:
+            return self._pool[1]
+        people = np.array([self.pos_of[i] for i in pool], dtype=np.int64) if len(pool) else np.zeros(0, np.int64)
+        self._pool = (pool, people)
+        return people
 
 
 def month_numbers(texts: pd.Series) -> np.ndarray:
@@ -177,28 +189,32 @@ def plant_custody(g: Ground, justice: pd.DataFrame, office: dict[str, pd.DataFra
 
     # the prisoners list's new rows, the ledger's months dropped (the natural released prisoners' too)
     new = _justice_rows(g, justice, rows) if rows else justice.iloc[:0]
-    natural = (prisoners.status == RELEASED_INDEX) & np.isin(g.id_text[prisoners.pos], list(on_roll))
+    natural = (prisoners.status == RELEASED_INDEX) & member(g.id_text[prisoners.pos], on_roll)
     drop.extend((str(g.id_text[p]), int(month_of(prisoners.admitted[j:j + 1])[0]), float(month_of(prisoners.end[j:j + 1])[0]))
                 for j, p in zip(np.flatnonzero(natural), prisoners.pos[natural]))
     office[PAYMENTS] = _dropmonth_numbers(office[PAYMENTS], drop)
     ledger = office[PAYMENTS]
-    ledger = ledger[ledger["id_number"].isin(set(paid))]  # the planted ones' payments
-    led_month = pd.Series(month_numbers(ledger["month"]), index=ledger.index)
+    # each planted person's rows of the ledger and of the contributions, found in one pass (not one per person)
+    planted_paid, planted_contributed = set(paid), set(contributed)
+    ledger_rows = _rows_of(ledger["id_number"].to_numpy(dtype=object), planted_paid)
+    contribution_rows = _rows_of(contributions["id_number"].to_numpy(dtype=object), planted_contributed)
+    none = np.zeros(0, dtype=np.int64)
 
     key_of = dict(zip(new["id_number"], new["prisoner_id"]))
     for (i, status, _s, end, a) in rows:
         a_month, end_month = int(month_of(np.array([a]))[0]), int(month_of(np.array([end]))[0])
-        mine = ledger["id_number"] == i
-        if i in set(paid):
-            inside = mine & _inside(led_month, pd.Series(a_month, index=ledger.index),
-                                    pd.Series(float(end_month), index=ledger.index))
+        if i in planted_paid:
+            mine = ledger.iloc[ledger_rows.get(i, none)]
+            led_month = month_numbers(mine["month"])
+            inside = mine[(led_month > a_month) & (led_month <= end_month)]
             truths["released_paid"].append({
                 "id_number": i, "prisoner_id": key_of[i], "custody_status": CUSTODY_STATUSES[status],
                 "admitted_on": _iso(a), "released_on": _iso(end),
-                "paid_months": sorted(set(ledger.loc[inside, "month"])),
-                "amount": round(float(ledger.loc[inside, "amount"].sum()), 2)})
-        elif i in set(contributed):
-            c = contributions[(contributions["id_number"] == i) & (c_months > a_month)]
+                "paid_months": sorted(set(inside["month"])),
+                "amount": round(float(inside["amount"].sum()), 2)})
+        elif i in planted_contributed:
+            at = contribution_rows.get(i, none)
+            c = contributions.iloc[at[c_months[at] > a_month]]
             truths["contributed_in_custody"].append({
                 "id_number": i, "prisoner_id": key_of[i], "admitted_on": _iso(a), "months": sorted(set(c["month"])),
                 "amount": round(float(c["amount"].sum()), 2)})
@@ -210,6 +226,14 @@ def plant_custody(g: Ground, justice: pd.DataFrame, office: dict[str, pd.DataFra
                             for rule, kind, who in kinds for i in who]
     truths["retired_in_custody"] = _retired(g, justice, new, prisoners, invalid_keys, office, set(retired))
     return pd.concat([justice, new], ignore_index=True), truths
+
+
+def _rows_of(values: np.ndarray, wanted: set[str]) -> dict[str, np.ndarray]:
+    """The row positions of each wanted value, in the rows' order."""
+    rows: dict[str, list[int]] = {}
+    for r in np.flatnonzero(member(values, wanted)).tolist():
+        rows.setdefault(values[r], []).append(r)
+    return {v: np.array(r, dtype=np.int64) for v, r in rows.items()}
 
 
 def _iso(day: int) -> str:
@@ -262,6 +286,7 @@ def _retired(g: Ground, justice: pd.DataFrame, new: pd.DataFrame, prisoners: Pri
     e = roll[roll["scheme"] == BASIC_PENSION][["entry_id", "id_number", "start_month"]].merge(p, on="id_number")
     e = e[_inside(pd.Series(month_numbers(e["start_month"]), index=e.index), e["since"], e["until"])]
     out = []
+    ledger = ledger[ledger["entry_id"].isin(set(e["entry_id"]))]  # the entries' payments (one pass, not one per person)
     for i, grp in e.groupby("id_number", sort=True):
         paid = ledger[ledger["entry_id"].isin(grp["entry_id"])]
         out.append({"id_number": i, "start_month": sorted(set(grp["start_month"]))[0],

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
+import pandas as pd
 
 from sandbox.city.text import DAY
 
@@ -34,3 +37,28 @@ def within_spans(spans: np.ndarray) -> np.ndarray:
     """0, 1, ..., span - 1 for each span, one after the other."""
     spans = np.asarray(spans, dtype=np.int64)
     return np.arange(int(spans.sum()), dtype=np.int64) - np.repeat(np.cumsum(spans) - spans, spans)
+
+
+def member(values: np.ndarray, keys: Iterable[object]) -> np.ndarray:
+    """Whether each value is one of ``keys``, by a set's lookup: numpy's ``isin`` over object arrays (identity
+    numbers, keys) compares every value with every key, which grows with the square of a city."""
+    wanted = set(keys)
+    return np.fromiter((v in wanted for v in values), dtype=bool, count=len(values))
+
+
+class RowIndex:
+    """The rows holding each value of a column, found without reading the column again (a comparison over a
+    whole frame per case grows with the square of a city): built once, in O(n log n)."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        codes, uniques = pd.factorize(np.asarray(values, dtype=object))
+        self._order = np.argsort(codes, kind="stable")  # each value's rows together, in the rows' order
+        self._bounds = np.searchsorted(codes[self._order], np.arange(len(uniques) + 1))
+        self._code = {value: k for k, value in enumerate(uniques.tolist())}
+
+    def rows(self, value: object) -> np.ndarray:
+        """The positions of the rows holding ``value``, ascending (none if no row does)."""
+        k = self._code.get(value)
+        if k is None:
+            return np.zeros(0, dtype=np.int64)
+        return self._order[self._bounds[k]:self._bounds[k + 1]].astype(np.int64)

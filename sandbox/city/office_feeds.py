@@ -199,9 +199,12 @@ def stop_late(rng: np.random.Generator, office: dict[str, pd.DataFrame], candida
     chosen = sorted(rng.choice(len(pool), min(len(pool), max(2, round(len(pool) * 0.1))), replace=False).tolist()) \
         if pool else []
     truths, added = [], []
+    first_row: dict[str, int] = {}  # each person's first roll row (a comparison over the roll per case: n^2)
+    for k, i in enumerate(roll["id_number"].tolist()):
+        first_row.setdefault(i, k)
     for i in chosen:
         case = pool[i]
-        at = int(np.flatnonzero((roll["id_number"] == case["id_number"]).to_numpy())[0])
+        at = first_row[case["id_number"]]
         entry = roll.iloc[at]
         k = 1 + int(rng.integers(0, min(3, last_paid - case["death_month"])))
         months = case["death_month"] + 1 + np.arange(k)
