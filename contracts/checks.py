@@ -219,8 +219,8 @@ def repeated(values: pd.Series | pa.Array) -> np.ndarray:
     """Whether each value occurs more than once in the column (missing values never: they are not values).
 
     The values of the column's most common byte length (a key's usual width) are told apart by a 64-bit hash
-    of their bytes, sorted: only the rows whose hash occurs twice — every copy of a repeated value, and the
-    rare collisions — are compared by their text (Arrow's dictionary encoding), as are the values of other
+    of their bytes, sorted: only the rows whose hash may occur twice — every copy of a repeated value, and a
+    few others — are compared by their text (Arrow's dictionary encoding), as are the values of other
     lengths (a value of another length cannot equal them). The same answer as counting every value's rows
     (tests/contracts/test_fast_paths.py), without a hash table of every value."""
     arr = _arrow(values)
@@ -235,10 +235,11 @@ def repeated(values: pd.Series | pa.Array) -> np.ndarray:
     pos, mat = column_rows(arr, width)
     hashes = _row_hashes(mat)
     ordered = np.sort(hashes)
-    twice = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
-    if len(twice):
-        at = np.minimum(np.searchsorted(twice, hashes), len(twice) - 1)
-        suspects = pos[twice[at] == hashes]
+    twice = ordered[1:][ordered[1:] == ordered[:-1]]
+    if len(twice):  # the rows whose hash's top 20 bits are a repeated hash's: all of those rows, and a few more
+        marked = np.zeros(1 << 20, dtype=bool)
+        marked[twice >> np.uint64(44)] = True
+        suspects = pos[marked[hashes >> np.uint64(44)]]
     else:
         suspects = pos[:0]
     others = np.flatnonzero((lengths >= 0) & (lengths != width))

@@ -149,24 +149,37 @@ def fixed_width_rows(values: object, width: int) -> tuple[np.ndarray, np.ndarray
     return positions, data[start: start + width * len(positions)].reshape(len(positions), width)
 
 
+#: rows of bytes_within's work at a time (its buffers stay in the CPU's cache)
+_BLOCK_ROWS = 1 << 15
+
+
 def bytes_within(mat: np.ndarray, low: np.ndarray, span: np.ndarray) -> np.ndarray:
     """Whether every byte of each row of ``mat`` (N x width uint8) is within its position's range
-    ``low[k] .. low[k] + span[k]``. The rows are copied into whole 8-byte words and tested as one flat run of
-    bytes (numpy's element-wise work over short rows, and its ``all(axis=1)``, go row by row: several times
-    slower); a row is good where its words of out-of-range marks are all zero."""
+    ``low[k] .. low[k] + span[k]``. The rows are copied, a block at a time, into whole 8-byte words and tested
+    as one flat run of bytes (numpy's element-wise work over short rows, and its ``all(axis=1)``, go row by
+    row: several times slower); a row is good where its words of out-of-range marks are all zero."""
     n, width = mat.shape
     lanes = -(-width // 8)
-    padded = np.zeros((n, lanes * 8), dtype=np.uint8)  # the padding (0) is within 0 .. 0
-    padded[:, :width] = mat
+    block = min(n, _BLOCK_ROWS)
     low8 = np.zeros(lanes * 8, dtype=np.uint8)
-    span8 = np.zeros(lanes * 8, dtype=np.uint8)
+    span8 = np.zeros(lanes * 8, dtype=np.uint8)  # the padding (0) is within 0 .. 0
     low8[:width], span8[:width] = low, span
-    flat = padded.reshape(-1)
-    np.subtract(flat, np.tile(low8, n), out=flat)  # a byte below its range wraps around above it
-    bad = np.greater(flat, np.tile(span8, n)).view(np.uint64).reshape(n, lanes)
-    good = bad[:, 0] == 0
-    for k in range(1, lanes):
-        good &= bad[:, k] == 0
+    lows, spans = np.tile(low8, block), np.tile(span8, block)
+    padded = np.zeros((block, lanes * 8), dtype=np.uint8)
+    bad = np.zeros(block * lanes * 8, dtype=bool)
+    good = np.empty(n, dtype=bool)
+    for first in range(0, n, block):
+        rows = min(block, n - first)
+        size = rows * lanes * 8
+        padded[:rows, :width] = mat[first:first + rows]
+        flat = padded.reshape(-1)[:size]
+        np.subtract(flat, lows[:size], out=flat)  # a byte below its range wraps around above it
+        np.greater(flat, spans[:size], out=bad[:size])
+        words = bad[:size].view(np.uint64).reshape(rows, lanes)
+        here = good[first:first + rows]
+        np.equal(words[:, 0], 0, out=here)
+        for k in range(1, lanes):
+            here &= words[:, k] == 0
     return good
 
 
