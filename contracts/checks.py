@@ -133,13 +133,20 @@ def matches(values: pd.Series | pa.Array, pattern: str) -> np.ndarray:
 
     A pattern of one fixed width of ASCII characters (:func:`fixed_form`: ``^HKZX3301[0-9]{10}$``) is tested on
     the values' bytes instead (the same answer: tests/contracts/test_fast_paths.py); ISO_TIMESTAMP's usual form
-    too, the regex then judging only the other values."""
+    too, the regex then judging only the other values; EXCEL_MANGLED only over the values with an e or E."""
     arr = _arrow(values)
     if not _is_text(arr):
         arr = arrow_text(values)
     form = fixed_form(pattern)
     if form is not None:
         return form_matches(arr, form)
+    if pattern == EXCEL_MANGLED:  # a match holds an e or E: only such values go to the regex
+        maybe = np.flatnonzero(pc.or_(pc.match_substring(arr, "e"), pc.match_substring(arr, "E"))
+                               .fill_null(False).to_numpy(zero_copy_only=False))
+        found = np.zeros(len(arr), dtype=bool)
+        if len(maybe):
+            found[maybe] = _regex(arr.take(pa.array(maybe)), pattern)
+        return found
     if pattern == ISO_TIMESTAMP:
         ok = form_matches(arr, _TIMESTAMP_FORM)  # 2026-10-12T08:00:00+08:00: a match of ISO_TIMESTAMP
         rest = np.flatnonzero(~ok & present(arr))

@@ -79,7 +79,9 @@ def test_patterns_of_one_fixed_width_are_judged_by_their_bytes_as_the_regex_judg
              r"^[^0-9]{3}$", r"^a|b$", r"^[0-9]+$", r"^.{3}$", r"^ab\$", r"^(ab){2}$"}
     assert all(fixed_form(p) is not None for p in fixed)
     assert all(fixed_form(p) is None for p in other)
-    values = KEYS + [v + "1" for v in KEYS if v] + ["AB-1234", "ZZ-000", "az-09", "a--12", "-a-99", "A_ :9-"]
+    values = KEYS + [v + "1" for v in KEYS if v] + ["AB-1234", "ZZ-000", "az-09", "a--12", "-a-99", "A_ :9-",
+                                                     "1.10105E+17", "3.301061956100938e+17", "1e5", "1.5E", "E+17",
+                                                     "1.10105E+17 ", "1,5E+17", "eE"]
     for pattern in fixed | other | _contract_patterns():
         for kind in (pa.string(), pa.large_string()):
             arr = pa.array(values, type=kind)
