@@ -71,8 +71,8 @@ def _parquet(path: Path, feed: str) -> Any:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    try:
-        return pq.read_table(path)
+    try:  # the file's own reader: a column of one row group is one Arrow array (no chunks to combine later)
+        return pq.ParquetFile(path).read()
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{path}: not a readable Parquet file ({type(exc).__name__})", feed=feed,
                         action=_ACTION) from None

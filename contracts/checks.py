@@ -7,10 +7,13 @@ column's length. Nothing here loops over rows in Python.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -18,14 +21,25 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fundx.core.idcolumns import NO_DAY, IdColumn, arrow_text, ascii_number, calendar_days, fixed_width_rows, id_column
+from fundx.core.idcolumns import (
+    NO_DAY,
+    IdColumn,
+    arrow_text,
+    ascii_number,
+    bytes_within,
+    calendar_days,
+    fixed_width_rows,
+    id_column,
+)
 
 #: What a spreadsheet leaves of an 18-digit number: 3.301061956100938e+17, 1.10105E+17.
 EXCEL_MANGLED = r"^[0-9](?:\.[0-9]+)?[eE]\+?[0-9]+$"
 #: ISO 8601 timestamps with an offset (2026-10-12T08:00:00+08:00); the offset is required.
 ISO_TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:Z|[+-][0-9]{2}:?[0-9]{2})$"
 
-_DATE_DIGITS = [0, 1, 2, 3, 5, 6, 8, 9]
+#: yyyy-MM-dd byte by byte: digits, and '-' at 4 and 7 (bytes_within's lows and spans)
+_ISO_LOW = np.frombuffer(b"0000-00-00", dtype=np.uint8)
+_ISO_SPAN = np.frombuffer(bytes([9, 9, 9, 9, 0, 9, 9, 0, 9, 9]), dtype=np.uint8)
 
 
 def _is_text(arr: pa.Array) -> bool:
@@ -47,18 +61,41 @@ def _arrow(values: pd.Series | pa.Array) -> pa.Array:
     return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
 
 
+@dataclass(frozen=True)
+class IsoForm:
+    """A text column's values of 10 bytes (``pos``): written yyyy-MM-dd (``shape``), a real calendar date
+    (``ok``) and its days since 1970-01-01 (``days``, meaningful where ``ok``)."""
+
+    pos: np.ndarray
+    shape: np.ndarray
+    ok: np.ndarray
+    days: np.ndarray
+
+
+def _iso_form(values: pd.Series | pa.Array) -> IsoForm:
+    pos, mat = column_rows(values, 10)
+    if not len(pos):
+        return IsoForm(pos, np.zeros(0, dtype=bool), np.zeros(0, dtype=bool), np.zeros(0, dtype=np.int64))
+    shape = bytes_within(mat, _ISO_LOW, _ISO_SPAN)
+    ok, days = calendar_days(np.where(shape, ascii_number(mat, 0, 4), -1), ascii_number(mat, 5, 2),
+                             ascii_number(mat, 8, 2))
+    return IsoForm(pos, shape, ok, days)
+
+
+def iso_form(values: pd.Series | pa.Array) -> IsoForm:
+    """A text column's ISO dates by their bytes, once per column within shared_work(): the contract's
+    normalisation asks for their shape (contracts.normalise.iso_dates), the date rules for their days."""
+    return _once("iso", values, _iso_form)
+
+
 def iso_text_days(values: pd.Series | pa.Array) -> np.ndarray:
     """Days since 1970-01-01 of ISO dates written as text (2021-04-12); NO_DAY for anything else."""
     n = len(values)
+    form = iso_form(values)
+    if len(form.pos) == n:  # every value 10 bytes long: no positions to scatter to
+        return np.where(form.ok, form.days, NO_DAY)
     out = np.full(n, NO_DAY, dtype=np.int64)
-    pos, mat = fixed_width_rows(values, 10)
-    if len(pos):
-        shape = (mat[:, 4] == 45) & (mat[:, 7] == 45) & ((mat[:, _DATE_DIGITS] - np.uint8(48)) <= 9).all(axis=1)
-        ok, days = calendar_days(np.where(shape, ascii_number(mat, 0, 4), -1), ascii_number(mat, 5, 2),
-                                 ascii_number(mat, 8, 2))
-        if len(pos) == n:  # every value 10 bytes long: no positions to scatter to
-            return np.where(ok, days, NO_DAY)
-        out[pos[ok]] = days[ok]
+    out[form.pos[form.ok]] = form.days[form.ok]
     return out
 
 
@@ -92,11 +129,147 @@ def present(values: pd.Series | pa.Array) -> np.ndarray:
 
 
 def matches(values: pd.Series | pa.Array, pattern: str) -> np.ndarray:
-    """Whether each value, read as text, matches the regular expression (search; anchor it); nulls False."""
+    """Whether each value, read as text, matches the regular expression (search; anchor it); nulls False.
+
+    A pattern of one fixed width of ASCII characters (:func:`fixed_form`: ``^HKZX3301[0-9]{10}$``) is tested on
+    the values' bytes instead (the same answer: tests/contracts/test_fast_paths.py); ISO_TIMESTAMP's usual form
+    too, the regex then judging only the other values; EXCEL_MANGLED only over the values with an e or E."""
     arr = _arrow(values)
     if not _is_text(arr):
         arr = arrow_text(values)
+    form = fixed_form(pattern)
+    if form is not None:
+        return form_matches(arr, form)
+    if pattern == EXCEL_MANGLED:  # a match holds an e or E: only such values go to the regex
+        maybe = np.flatnonzero(pc.or_(pc.match_substring(arr, "e"), pc.match_substring(arr, "E"))
+                               .fill_null(False).to_numpy(zero_copy_only=False))
+        found = np.zeros(len(arr), dtype=bool)
+        if len(maybe):
+            found[maybe] = _regex(arr.take(pa.array(maybe)), pattern)
+        return found
+    if pattern == ISO_TIMESTAMP:
+        ok = form_matches(arr, _TIMESTAMP_FORM)  # 2026-10-12T08:00:00+08:00: a match of ISO_TIMESTAMP
+        rest = np.flatnonzero(~ok & present(arr))
+        if len(rest):
+            ok[rest] = _regex(arr.take(pa.array(rest)) if len(rest) < len(arr) else arr, pattern)
+        return ok
+    return _regex(arr, pattern)
+
+
+_DIGIT = frozenset(range(48, 58))
+#: ISO_TIMESTAMP's usual form, 2026-10-12T08:00:00+08:00 (every value of it matches ISO_TIMESTAMP)
+_TIMESTAMP_FORM: tuple[frozenset[int], ...] = (
+    *[_DIGIT] * 4, frozenset(b"-"), *[_DIGIT] * 2, frozenset(b"-"), *[_DIGIT] * 2, frozenset(b"T"),
+    *[_DIGIT] * 2, frozenset(b":"), *[_DIGIT] * 2, frozenset(b":"), *[_DIGIT] * 2, frozenset(b"+-"),
+    *[_DIGIT] * 2, frozenset(b":"), *[_DIGIT] * 2)
+
+
+def _regex(arr: pa.Array, pattern: str) -> np.ndarray:
     return pc.match_substring_regex(arr, pattern).fill_null(False).to_numpy(zero_copy_only=False)
+
+
+#: a regex of fixed-width ASCII: ^, then literals and [classes] each maybe {n} times, then $
+_FORM_ATOM = re.compile(r"(\[[A-Za-z0-9_ :\-]+\]|[A-Za-z0-9_ :\-])(?:\{([0-9]+)\})?")
+
+
+@lru_cache(maxsize=256)
+def fixed_form(pattern: str) -> tuple[frozenset[int], ...] | None:
+    """The byte each position of a match may hold, for an anchored pattern of one fixed width of ASCII
+    characters (``^[0-9]{17}[0-9X]$``: literals and classes of literals and ranges, each maybe ``{n}``); None
+    for any other pattern (it goes to the regex engine). RE2's ``$`` is the end of the text, so such a pattern
+    matches exactly the values of that many bytes holding an allowed byte at each position."""
+    if not (pattern.startswith("^") and pattern.endswith("$")) or pattern.endswith("\\$"):
+        return None
+    body, at, form = pattern[1:-1], 0, []
+    while at < len(body):
+        found = _FORM_ATOM.match(body, at)
+        if found is None:
+            return None
+        atom, times = found.group(1), int(found.group(2) or 1)
+        allowed: set[int] = set()
+        if atom.startswith("["):
+            inner, k = atom[1:-1], 0
+            while k < len(inner):
+                if k + 2 < len(inner) and inner[k + 1] == "-":
+                    if ord(inner[k]) > ord(inner[k + 2]):
+                        return None
+                    allowed.update(range(ord(inner[k]), ord(inner[k + 2]) + 1))
+                    k += 3
+                else:
+                    allowed.add(ord(inner[k]))
+                    k += 1
+        else:
+            allowed.add(ord(atom))
+        form += [frozenset(allowed)] * times
+        at = found.end()
+    return tuple(form) if 0 < len(form) <= 64 else None
+
+
+def form_matches(values: pd.Series | pa.Array, form: tuple[frozenset[int], ...]) -> np.ndarray:
+    """Whether each value is ``len(form)`` bytes, each one its position allows (:func:`fixed_form`); nulls False."""
+    out = np.zeros(len(values), dtype=bool)
+    pos, mat = column_rows(values, len(form))
+    if not len(pos):
+        return out
+    low = np.array([min(allowed) for allowed in form], dtype=np.uint8)
+    ok = bytes_within(mat, low, np.array([max(allowed) for allowed in form], dtype=np.uint8) - low)
+    for k, allowed in enumerate(form):
+        if max(allowed) - min(allowed) + 1 != len(allowed):  # a class that is not one range ([0-9X]): by table
+            table = np.zeros(256, dtype=bool)
+            table[sorted(allowed)] = True
+            ok &= table[mat[:, k]]
+    out[pos] = ok
+    return out
+
+
+def repeated(values: pd.Series | pa.Array) -> np.ndarray:
+    """Whether each value occurs more than once in the column (missing values never: they are not values).
+
+    The values of the column's most common byte length (a key's usual width) are told apart by a 64-bit hash
+    of their bytes, sorted: only the rows whose hash may occur twice — every copy of a repeated value, and a
+    few others — are compared by their text (Arrow's dictionary encoding), as are the values of other
+    lengths (a value of another length cannot equal them). The same answer as counting every value's rows
+    (tests/contracts/test_fast_paths.py), without a hash table of every value."""
+    arr = _arrow(values)
+    if not _is_text(arr):
+        arr = arrow_text(values)
+    n = len(arr)
+    lengths = pc.binary_length(arr).fill_null(-1).to_numpy()
+    out = np.zeros(n, dtype=bool)
+    if n < 2 or not (lengths >= 0).any():
+        return out
+    width = int(np.argmax(np.bincount(lengths[lengths >= 0])))
+    pos, mat = column_rows(arr, width)
+    hashes = _row_hashes(mat)
+    ordered = np.sort(hashes)
+    twice = ordered[1:][ordered[1:] == ordered[:-1]]
+    if len(twice):  # the rows whose hash's top 20 bits are a repeated hash's: all of those rows, and a few more
+        marked = np.zeros(1 << 20, dtype=bool)
+        marked[twice >> np.uint64(44)] = True
+        suspects = pos[marked[hashes >> np.uint64(44)]]
+    else:
+        suspects = pos[:0]
+    others = np.flatnonzero((lengths >= 0) & (lengths != width))
+    todo = np.concatenate([suspects, others]) if len(others) else suspects
+    if len(todo):
+        codes = pc.dictionary_encode(arr.take(pa.array(todo)))
+        index = codes.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        out[todo] = np.bincount(index, minlength=len(codes.dictionary))[index] > 1
+    return out
+
+
+def _row_hashes(mat: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each row of bytes (multiply-xor over its 8-byte words; equal rows, equal hashes)."""
+    n, width = mat.shape
+    words = np.zeros((n, -(-width // 8) * 8), dtype=np.uint8)
+    words[:, :width] = mat
+    lanes = words.view(np.uint64)
+    out = np.full(n, np.uint64(width), dtype=np.uint64)
+    for k in range(lanes.shape[1]):
+        out ^= lanes[:, k]
+        out *= np.uint64(0x9E3779B97F4A7C15)
+        out ^= out >> np.uint64(29)
+    return out
 
 
 def is_timestamp(values: pd.Series | pa.Array) -> np.ndarray:
@@ -125,7 +298,11 @@ _shared: ContextVar[dict[tuple, Any] | None] = ContextVar("fundx_shared_checks",
 
 @contextmanager
 def shared_work() -> Iterator[None]:
-    """While inside, parsed columns are computed once and reused (scope: one validation)."""
+    """While inside, parsed columns are computed once and reused (scope: one validation; inside another
+    shared_work(), the outer one's: a check's normalisation and its rules share what both parse)."""
+    if _shared.get() is not None:
+        yield
+        return
     token = _shared.set({})
     try:
         yield
@@ -178,6 +355,11 @@ def _once(kind: str, values: pd.Series | pa.Array, compute: Callable[[Any], Any]
     return parsed.result
 
 
+def column_rows(values: pd.Series | pa.Array, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """fixed_width_rows, computed once per column and width within shared_work() (read, never written)."""
+    return _once(f"rows{width}", values, lambda v: fixed_width_rows(v, width))
+
+
 def column_days(values: pd.Series | pa.Array) -> np.ndarray:
     """date_days, computed once per column within shared_work()."""
     return _once("days", values, date_days)
@@ -185,4 +367,4 @@ def column_days(values: pd.Series | pa.Array) -> np.ndarray:
 
 def column_ids(values: pd.Series | pa.Array) -> IdColumn:
     """fundx.core.idcolumns.id_column, computed once per column within shared_work()."""
-    return _once("ids", values, id_column)
+    return _once("ids", values, lambda v: id_column(v, rows=column_rows(v, 18)))

@@ -33,7 +33,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from contracts import Contract
-from contracts.checks import EXCEL_MANGLED, column_days, column_ids, is_timestamp, matches, present, shared_work
+from contracts.checks import (
+    EXCEL_MANGLED,
+    column_days,
+    column_ids,
+    is_timestamp,
+    matches,
+    present,
+    repeated,
+    shared_work,
+)
 from contracts.rules import Rule, contract_rules
 from fundx.core.areacodes import known_areas
 from fundx.core.idcolumns import NO_DAY, uscc_column
@@ -195,15 +204,8 @@ def _not_greater(frame: pd.DataFrame, rule: Rule) -> np.ndarray:
 
 def _unique(frame: pd.DataFrame, rule: Rule) -> np.ndarray:
     column = frame[rule.columns[0]]
-    if (arr := _arrow_text(column)) is not None:
-        # each value's rows counted by its code (missing values have none: they pass)
-        codes = pc.dictionary_encode(arr)
-        codes = codes.combine_chunks() if isinstance(codes, pa.ChunkedArray) else codes
-        index = codes.indices.to_numpy(zero_copy_only=False)
-        there = present(column)
-        index = np.where(there, index, 0).astype(np.int64)
-        seen = np.bincount(index[there], minlength=len(codes.dictionary))
-        return ~there | (seen[index] == 1)
+    if _arrow_text(column) is not None:  # missing values pass; a value there more than once fails
+        return ~repeated(column)
     return _among_present(frame, rule, lambda s: ~s.duplicated(keep=False).to_numpy())
 
 

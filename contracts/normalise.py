@@ -30,9 +30,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from contracts import Contract
-from contracts.checks import present
+from contracts.checks import iso_form, present
 from contracts.rules import ZONE_STEP, Normalisation, contract_rules
-from fundx.core.idcolumns import arrow_text, fixed_width_rows, upgrade15_rows
+from fundx.core.idcolumns import arrow_text, upgrade15_rows
 from fundx.core.threads import thread_map
 
 _FULLWIDTH = "０１２３４５６７８９ＸＸｘ"
@@ -44,7 +44,6 @@ DATE_FORMATS: dict[str, str] = {
     "yyyy-M-d": r"^(?P<y>[0-9]{4})-(?P<m>[0-9]{1,2})-(?P<d>[0-9]{1,2})$",
 }
 _ISO = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
-_ISO_DIGITS = [0, 1, 2, 3, 5, 6, 8, 9]
 #: a timestamp without an offset: 2025-11-01 07:56:55 or 2025-11-01T07:56:55.123
 _NAIVE_TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?$"
 
@@ -101,11 +100,11 @@ def _trim(arr: pa.Array) -> pa.Array:
 
 
 def iso_dates(arr: pa.Array) -> np.ndarray:
-    """Whether each value is written yyyy-MM-dd (``_ISO``, by its bytes); missing values True."""
+    """Whether each value is written yyyy-MM-dd (``_ISO``, by its bytes); missing values True. (Parsed once with
+    the date rules' days within contracts.checks.shared_work(): contracts.checks.iso_form.)"""
     out = ~present(arr)
-    pos, mat = fixed_width_rows(arr, 10)
-    if len(pos):
-        out[pos] = (mat[:, 4] == 45) & (mat[:, 7] == 45) & ((mat[:, _ISO_DIGITS] - np.uint8(48)) <= 9).all(axis=1)
+    form = iso_form(arr)
+    out[form.pos] = form.shape
     return out
 
 

@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 
 from contracts import Contract, load_contract
 from contracts import evidence as ev
+from contracts.checks import shared_work
 from contracts.engine import row_codes
 from contracts.evidence import gx_raised
 from contracts.normalise import NormalisationRecord, normalise
@@ -285,13 +286,14 @@ def check_rows(contract: Contract, frame: pd.DataFrame, *, today: date | None = 
         if name not in work.columns:  # an optional column the agency left out: all missing
             work[name] = pd.Series(np.nan, index=work.index, dtype="str")
     work = work[list(contract.names)]
-    normalising = time.perf_counter()
-    work, record = normalise(contract, work)
-    normalise_seconds = time.perf_counter() - normalising
-    original_index = work.index
-    work = work.reset_index(drop=True)
+    with shared_work():  # the normalisation and the rules parse each column once between them (dates)
+        normalising = time.perf_counter()
+        work, record = normalise(contract, work)
+        normalise_seconds = time.perf_counter() - normalising
+        original_index = work.index
+        work = work.reset_index(drop=True)
 
-    found = row_codes(contract, work, today)
+        found = row_codes(contract, work, today)
     row_rules = found.row_ids
     bit = {rule_id: np.int64(1) << np.int64(i) for i, rule_id in enumerate(row_rules)}
     codes = structural_codes(found.codes, marks.get(DEFECT), bit, key_unique_bits(contract, bit))
@@ -321,16 +323,19 @@ def check_rows(contract: Contract, frame: pd.DataFrame, *, today: date | None = 
 
 def rows_where(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
     """The frame's rows where ``keep`` is True, a new frame (a RangeIndex): pandas' own boolean indexing but
-    Arrow text columns filtered by Arrow itself (pandas takes them several times slower), side by side."""
-    mask = pa.array(keep)
+    Arrow text columns taken by Arrow itself (pandas takes them several times slower), side by side, the
+    rows' positions found once for all of them. Every row kept: the frame's own columns, not copied."""
+    if not len(frame.columns):
+        return frame[keep].reset_index(drop=True)
+    if keep.all():
+        return frame.reset_index(drop=True)  # a new frame of the same columns (copy-on-write: never changed)
+    positions = pa.array(np.flatnonzero(keep))
 
     def rows(column: pd.Series) -> pd.Series:
         if isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow":
-            return pd.Series(pc.filter(pa.array(column.array), mask), dtype=column.dtype)
+            return pd.Series(pc.take(pa.array(column.array), positions), dtype=column.dtype)
         return column[keep].reset_index(drop=True)
 
-    if not len(frame.columns):
-        return frame[keep].reset_index(drop=True)
     kept = thread_map(rows, [frame[name] for name in frame.columns])
     return pd.DataFrame(dict(zip(frame.columns, kept, strict=True)), columns=frame.columns)
 

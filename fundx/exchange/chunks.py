@@ -4,9 +4,9 @@
 its split in the spool: the failing rows as a frame for the stewards, the valid ones as Parquet pieces
 for the stage, and a sample of the valid rows for Great Expectations to confirm once per batch
 (contracts.evidence); and the chunk's pulled rows as Parquet for the backup's originals
-(fundx.exchange.originals), encoded while the job holds them (even where no backup certificate is
-configured: the originals' step then keeps nothing). It returns counts, the values GX would count
-missing and the valid rows' hashes.
+(fundx.exchange.originals), encoded while the job holds them — unless no backup certificate is configured
+(``CheckJob.originals`` False: the originals' step would keep nothing, and encodes the rows itself should a
+certificate come before it). It returns counts, the values GX would count missing and the valid rows' hashes.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ class CheckJob:
     today: date
     arrived: datetime
     part_bytes: int = PART_BYTES
+    #: encode the chunk's pulled rows for the backup's originals (False: no backup certificate to keep them for)
+    originals: bool = True
 
 
 @dataclass
@@ -84,7 +86,8 @@ def check_chunk(job: CheckJob) -> CheckResult:
     frame = job.spool.get_object(job.chunk.name)
     number = job.chunk.name.split("-", 1)[1]
     encoding = time.perf_counter()
-    original = _encode_original(job, frame, number)  # before the marks of key conflicts go on the rows
+    # before the marks of key conflicts go on the rows
+    original = _encode_original(job, frame, number) if job.originals else None
     encode_seconds = time.perf_counter() - encoding
     frame = chunk_frame(job.spool, job.chunk, frame)
     hashes = job.spool.get_object(hashes_name(job.chunk.name))

@@ -162,9 +162,10 @@ def check_pull(ledger: Ledger, pulled: Any, *, runner: Any = None, steps: Any = 
     row counts as history for the row-count rule; the one verdict (contracts.validate.verdict) decides.
 
     A spooled pull's chunks are checked through ``runner`` (default: in this process), each step
-    timed in ``steps``. A schema break (columns missing or not in the contract) is a SourceSchemaError
-    naming the columns: the feed stops and its watermark stays, so the rows are pulled again once the
-    agency or the contract is fixed.
+    timed in ``steps``; they encode the pulled rows for the backup's originals only where a backup
+    certificate is configured (a look at the key settings: no key store is opened here). A schema
+    break (columns missing or not in the contract) is a SourceSchemaError naming the columns: the feed
+    stops and its watermark stays, so the rows are pulled again once the agency or the contract is fixed.
     """
     from contracts import contract_path, display_path, load_contract
     from contracts.rules import contract_rules
@@ -178,8 +179,10 @@ def check_pull(ledger: Ledger, pulled: Any, *, runner: Any = None, steps: Any = 
         from fundx.exchange.runners import LocalRunner
         from fundx.exchange.spooled import check_spooled
 
+        settings = get_settings()
         batch = check_spooled(pulled, runner=runner or LocalRunner(), steps=steps, history=history, today=today,
-                              part_bytes=get_settings().part_bytes)
+                              part_bytes=settings.part_bytes,
+                              originals=originals.backup_certificate_expected(settings))
     else:
         from contracts.validate import check
 

@@ -18,7 +18,8 @@ batch is pulled again, and its originals are written again under its id.
 A streamed pull (``stream: true``) is kept chunk by chunk from its spool (one part per chunk, memory
 bounded by the chunk as for the rest of its path): each chunk's job encodes its pulled rows as Parquet
 while it holds them for the check (:func:`fundx.exchange.chunks.check_chunk`), so that they are not read
-back from the spool and decoded a second time; a whole pull in parts of at most FUNDX_PART_BYTES.
+back from the spool and decoded a second time — unless no backup certificate is configured
+(:func:`backup_certificate_expected`); a whole pull in parts of at most FUNDX_PART_BYTES.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from fundx.core.errors import ConfigurationError
 from fundx.core.files import write_file_atomic
 from fundx.core.settings import Settings, get_settings
 from fundx.core.timeutil import SHANGHAI, Window, now
-from fundx.crypto.keys import KeyStore
+from fundx.crypto.keys import KeyPaths, KeySettings, KeyStore
 from fundx.crypto.manifest import Manifest
 from fundx.crypto.parts import iter_parts, parquet
 from fundx.wire.inbox import LocalInbox, PartFile, part_name
@@ -52,6 +53,21 @@ ORIGINALS_FORMAT = "fundx.original/1"
 def root(settings: Settings | None = None) -> Path:
     """Where the originals are: FUNDX_BACKUP_DIR/originals (default FUNDX_HOME/backups/originals)."""
     return (settings or get_settings()).backups / FOLDER
+
+
+def backup_certificate_expected(settings: Settings | None = None) -> bool:
+    """Whether :func:`keep` will find a backup certificate: one configured (FUNDX_KEYS_STAGE_CERTS ``backup``, or
+    a ``stages/backup*.pem`` in the key folder), or the development PKI the handoff creates on first use (no
+    FUNDX_KEYS_* set, no CA yet: :func:`fundx.exchange.handoff.exchange_keys`) — a look at settings and file
+    names only: no key is read, no PKI created. False lets the check's chunk jobs skip encoding the originals
+    (:func:`fundx.exchange.chunks.check_chunk`); :func:`keep` encodes them itself if a certificate has come since."""
+    keys = KeySettings()
+    if BACKUP in keys.stage_certs:
+        return True
+    paths = KeyPaths(keys.dir) if keys.dir else KeyPaths.under((settings or get_settings()).home)
+    if paths.stage_certs(BACKUP):
+        return True
+    return not keys.production and not paths.ca_cert.exists()
 
 
 def _store(settings: Settings | None = None) -> LocalInbox:

@@ -70,9 +70,11 @@ class SpooledBatch(CheckedBatch):
 
 def check_spooled(pulled: SpooledPull, *, runner: Runner, steps: Steps, history: Sequence[int] | None,
                   today: date | None = None, arrived: datetime | None = None,
-                  part_bytes: int = PART_BYTES) -> SpooledBatch:
+                  part_bytes: int = PART_BYTES, originals: bool = True) -> SpooledBatch:
     """Check every chunk (through ``runner``), then the batch on its totals: the one verdict
-    (contracts.validate.verdict) a batch read whole gets. ``history``: the feed's recent row counts."""
+    (contracts.validate.verdict) a batch read whole gets. ``history``: the feed's recent row counts.
+    ``originals``: the chunks' jobs encode the pulled rows for the backup's originals (False where no backup
+    certificate is configured: :func:`fundx.exchange.originals.backup_certificate_expected`)."""
     from contracts import load_contract
     from contracts.normalise import NormalisationRecord
     from contracts.rules import contract_rules
@@ -84,7 +86,8 @@ def check_spooled(pulled: SpooledPull, *, runner: Runner, steps: Steps, history:
     rules = contract_rules(contract)
     today = today or datetime.now(SHANGHAI).date()
     arrived = arrived or now()
-    jobs = [CheckJob(pulled.spool, pulled.feed, chunk, today, arrived, part_bytes) for chunk in pulled.chunks]
+    jobs = [CheckJob(pulled.spool, pulled.feed, chunk, today, arrived, part_bytes, originals)
+            for chunk in pulled.chunks]
     started = time.perf_counter()
     with steps.step("validate") as figures:
         results = runner.map(check_chunk, jobs)

@@ -86,3 +86,62 @@ def test_the_stewards_rows_of_many_chunks_are_gathered_into_few_parts(sandbox, h
     assert len(parts) == batch.parts == 1  # a part per chunk with failing rows before: as many as those rows here
     rows = quarantine.read_rows(ledger, done.handoff.batch_id)
     assert len(rows) == done.quarantined and list(rows[quarantine.ROW]) == list(range(1, done.quarantined + 1))
+
+
+def _without_backup(keys_dir, tmp_path):
+    """A copy of the run's key folder without the backup stage's certificates."""
+    import shutil
+
+    folder = tmp_path / "keys-no-backup"
+    shutil.copytree(keys_dir, folder)
+    for path in (folder / "stages").glob("backup*"):
+        path.unlink()
+    return folder
+
+
+def test_whether_a_backup_certificate_is_expected_is_read_from_the_settings_without_side_effects(
+        keys_dir, tmp_path, monkeypatch):
+    for name in ("FUNDX_KEYS_DIR", "FUNDX_KEYS_STAGE_CERTS", "FUNDX_KEYS_CA", "FUNDX_KEYS_EXCHANGE_CERT",
+                 "FUNDX_KEYS_EXCHANGE_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "home"
+    monkeypatch.setenv("FUNDX_HOME", str(home))
+    reload_settings()
+    try:
+        # no keys anywhere: the handoff will create a development PKI (with a backup certificate); none made here
+        assert originals.backup_certificate_expected()
+        assert not (home / "keys").exists()
+        monkeypatch.setenv("FUNDX_KEYS_DIR", str(keys_dir))
+        assert originals.backup_certificate_expected()
+        monkeypatch.setenv("FUNDX_KEYS_DIR", str(_without_backup(keys_dir, tmp_path)))
+        assert not originals.backup_certificate_expected()
+        monkeypatch.setenv("FUNDX_KEYS_STAGE_CERTS", '{"backup": "%s"}' % (keys_dir / "stages" / "backup.pem"))
+        assert originals.backup_certificate_expected()
+        # a development PKI under FUNDX_HOME without a backup certificate
+        monkeypatch.delenv("FUNDX_KEYS_STAGE_CERTS")
+        monkeypatch.delenv("FUNDX_KEYS_DIR")
+        _without_backup(keys_dir, home).rename(home / "keys")
+        assert not originals.backup_certificate_expected()
+    finally:
+        reload_settings()
+
+
+@pytest.mark.parametrize("backup", [True, False])
+def test_the_chunks_jobs_encode_the_originals_only_where_a_backup_certificate_is_configured(
+        backup, sandbox, home, keys_dir, tmp_path, monkeypatch):
+    _use(monkeypatch, 300)
+    if not backup:
+        monkeypatch.setenv("FUNDX_KEYS_DIR", str(_without_backup(keys_dir, tmp_path)))
+        reload_settings()
+    jobs, encoded = [], []
+    real_check, real_encode = chunks.check_chunk, chunks._encode_original
+    monkeypatch.setattr(chunks, "_encode_original", lambda job, raw, number: encoded.append(1) or real_encode(job, raw, number))
+    from fundx.exchange import spooled
+
+    monkeypatch.setattr(spooled, "check_chunk", lambda job: jobs.append(job.originals) or real_check(job))
+    done = run_feed(BILLS, end=END, stream=True, runner=LocalRunner())
+    assert done.handoff.outcome == "delivered" and len(jobs) > 1
+    assert jobs == [backup] * len(jobs)
+    assert len(encoded) == (len(jobs) if backup else 0)
+    parts = list((home / "backups" / "originals" / done.handoff.batch_id).glob("part-*.p7m"))
+    assert len(parts) == (len(jobs) if backup else 0)
