@@ -4,9 +4,10 @@ A received batch is opened again part by part (:func:`fundx.crypto.opening.open_
 signer checked to be the exchange, manifest checked to name the batch): no byte that was not
 verified is used. Its rows go through DuckDB once, a part at a time (one part's plain rows in memory, never
 the whole batch): identity numbers become tokens and masked numbers, only the columns the rules need are
-kept, written to Parquet as each part comes (:class:`Kept`), and the result goes to the stage's store
-(:class:`matching.store.Store`) as ``<table>/<batch>``. The identity behind each token goes to the
-vault, sealed to the investigators. A batch already in the store is not loaded again.
+kept, written to the stage's store (:class:`matching.store.Store`) a row group at a time as the parts come
+(:class:`Kept`: one encrypted file each, ``<table>/<batch>/``), the batch committed once every part is in. The
+identity behind each token goes to the vault, sealed to the investigators, a part at a time. A batch already
+in the store is not loaded again.
 
 The social-insurance office's own data (the benefit roll, the payment ledger, contributions, employer
 subsidies, the account change log) arrives the same way: the office's system is an agency whose
@@ -264,9 +265,14 @@ def load_batches(stage_name: str, *, con: duckdb.DuckDBPyConnection, keys: KeySt
     return done
 
 
+#: the rows of one store file of a batch (at least; a file closes with the part that reaches them): what the load
+#: holds decoded at once besides one part. Each is one Parquet row group (store.ROW_GROUP rows at most).
+FILE_ROWS = 128 * 1024
+
+
 class Kept:
-    """The rows a batch keeps, written as they come a row group (ROW_GROUP rows) at a time, each as one Parquet file
-    of the batch (compressed): to the store's :class:`matching.store.BatchWriter` as it is made, so that neither
+    """The rows a batch keeps, written as they come FILE_ROWS rows at a time, each as one Parquet file of the batch
+    (compressed): to the store's :class:`matching.store.BatchWriter` as it is made, so that neither
     the batch's decoded rows nor its whole Parquet are ever in memory (without a writer, the files are kept in
     memory). To find a key the batch repeats, only a 64-bit hash of each row's key is kept (8 bytes a row)."""
 
@@ -276,7 +282,7 @@ class Kept:
         self._files: list[bytes] = []  # without a writer
         self._hashes = np.empty(rows if table in KEYS else 0, np.uint64)  # rows: the batch's announced count
         self._schema: pa.Schema | None = None
-        self._pending: list[pa.Table] = []  # parts not written yet: less than a row group (ROW_GROUP rows)
+        self._pending: list[pa.Table] = []  # parts not written yet: less than FILE_ROWS rows
         self.num_rows = 0
         self.files = 0
 
@@ -292,7 +298,7 @@ class Kept:
             self._flush()  # parts whose columns' types differ: each in files of its own, read as their concatenation
         self._schema = part.schema
         self._pending.append(part)
-        if sum(p.num_rows for p in self._pending) >= ROW_GROUP:  # one row group at a time, as store.write makes them
+        if sum(p.num_rows for p in self._pending) >= min(FILE_ROWS, ROW_GROUP):  # a file once it has FILE_ROWS rows
             self._flush()
 
     def _flush(self) -> None:

@@ -2,8 +2,8 @@
 
 ``FUNDX_HOME/stages/<stage>/store/<table>/<name>.enc``: one file per loaded batch (the table is the
 union of its files) or one ``snapshot.enc`` for the office's nightly tables. A batch loaded part by part
-(matching.load.Kept) is a folder of several files instead, ``<table>/<batch>/000001.enc``, ... (a row group's
-rows each, :class:`BatchWriter`): written into ``<table>/.staging/<batch>/`` and renamed into place whole, the
+(matching.load.Kept) into more than one file is a folder of files instead, ``<table>/<batch>/000001.enc``, ...
+(:class:`BatchWriter`): written into ``<table>/.staging/<batch>/`` and renamed into place whole, the
 rename being the one point at which the batch is in the store; each file's associated data names its batch,
 its number and whether it is the last, so that a file moved, reordered or dropped does not open. Stores
 written before hold one file per batch, and read as they did. The nightly purge
@@ -353,7 +353,8 @@ class BatchWriter:
     only one file's bytes are in memory), then :meth:`commit`: the batch's folder renamed from the table's
     ``.staging/`` into the table — the only moment it is in the store, so a crash before leaves nothing loaded
     (the staging folder is cleared when the batch is written again) and one after leaves it whole. The last file
-    is held until the next comes or the commit, to be sealed as the last."""
+    is held until the next comes or the commit, to be sealed as the last; a batch of one file is stored as one
+    (``<table>/<batch>.enc``, written atomically), as every batch was before."""
 
     def __init__(self, store: Store, table: str, name: str) -> None:
         self.store, self.table, self.name = store, table, name
@@ -388,6 +389,11 @@ class BatchWriter:
         """Put the batch into its table (at least one file added): its folder renamed into place."""
         if self._held is None:
             raise ValueError(f"store batch {self.table}/{self.name}: no file to commit")
+        if self.files == 0:  # a batch of one file: stored as one, <table>/<batch>.enc (written atomically)
+            path = self.store.write_plain(self.table, self.name, self._held)
+            self._held = None
+            self.abort()
+            return path
         self._write(self._held, last=True)
         self._held = None
         fsync_dir(self.staging)

@@ -168,7 +168,7 @@ def _seals(monkeypatch) -> list[int]:
 
 
 def test_a_batch_of_many_parts_is_stored_a_row_group_at_a_time_and_committed_once(home, monkeypatch) -> None:
-    monkeypatch.setattr(load, "ROW_GROUP", 250)
+    monkeypatch.setattr(load, "FILE_ROWS", 250)
     parts = [_rows(100, 100 * i) for i in range(20)]  # 2,000 rows in 20 parts
     given = _seals(monkeypatch)
     store = Store("death_matching", home=home, keys=KeyStore(home=home))
@@ -191,7 +191,7 @@ def test_a_batch_of_many_parts_is_stored_a_row_group_at_a_time_and_committed_onc
 
 
 def test_a_batch_written_but_not_committed_is_not_in_the_store_and_loads_again(home, monkeypatch) -> None:
-    monkeypatch.setattr(load, "ROW_GROUP", 10)
+    monkeypatch.setattr(load, "FILE_ROWS", 10)
     store = Store("death_matching", home=home, keys=KeyStore(home=home))
     parts = [_rows(30, 30 * i) for i in range(3)]
     _load(monkeypatch, home, parts, store=store)  # a crash before Kept.store: files staged, nothing committed
@@ -208,7 +208,7 @@ def test_a_batch_written_but_not_committed_is_not_in_the_store_and_loads_again(h
 
 
 def test_a_batch_missing_a_file_or_with_files_swapped_does_not_open(home, monkeypatch) -> None:
-    monkeypatch.setattr(load, "ROW_GROUP", 10)
+    monkeypatch.setattr(load, "FILE_ROWS", 10)
     store = Store("death_matching", home=home, keys=KeyStore(home=home))
     _, (_, _, kept, _) = _load(monkeypatch, home, [_rows(30, 30 * i) for i in range(3)], store=store)
     kept.store(store, BATCH)
@@ -227,7 +227,7 @@ def test_a_batch_missing_a_file_or_with_files_swapped_does_not_open(home, monkey
 
 
 def test_a_store_of_one_file_per_batch_reads_as_before_beside_batches_of_several(home, monkeypatch) -> None:
-    monkeypatch.setattr(load, "ROW_GROUP", 10)
+    monkeypatch.setattr(load, "FILE_ROWS", 10)
     store = Store("death_matching", home=home, keys=KeyStore(home=home))
     old = pa.table({"feed": ["f"] * 2, "record_key": ["a", "b"], "received_at": pa.array(
         [1_600_000_000_000_000] * 2, pa.timestamp("us", tz="Etc/UTC"))})
