@@ -4,7 +4,7 @@ A received batch is opened again part by part (:func:`fundx.crypto.opening.open_
 signer checked to be the exchange, manifest checked to name the batch): no byte that was not
 verified is used. Its rows go through DuckDB once, a part at a time (one part's plain rows in memory, never
 the whole batch): identity numbers become tokens and masked numbers, only the columns the rules need are
-kept, written to the stage's store (:class:`matching.store.Store`) a row group at a time as the parts come
+kept, written to the stage's store (:class:`matching.store.Store`) FILE_ROWS rows at a time as the parts come
 (:class:`Kept`: one encrypted file each, ``<table>/<batch>/``), the batch committed once every part is in. The
 identity behind each token goes to the vault, sealed to the investigators, a part at a time. A batch already
 in the store is not loaded again.
@@ -243,7 +243,8 @@ def vault_dir(home: Path, stage: str) -> Path:
 def load_batches(stage_name: str, *, con: duckdb.DuckDBPyConnection, keys: KeyStore,
                  home: Path | None = None) -> list[Loaded]:
     """Put every received batch of a stage that is not in its store yet into it: its kept rows written to the store
-    a row group at a time and committed at the end (matching.store.BatchWriter), its vault a part at a time."""
+    a file of FILE_ROWS rows at a time and committed at the end (matching.store.BatchWriter), its vault a part at a
+    time."""
     home = Path(home or get_settings().home)
     stage = Stage(stage_name, home=home, keys=keys)
     store = Store(stage_name, home=home, keys=keys)
