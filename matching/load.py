@@ -4,9 +4,10 @@ A received batch is opened again part by part (:func:`fundx.crypto.opening.open_
 signer checked to be the exchange, manifest checked to name the batch): no byte that was not
 verified is used. Its rows go through DuckDB once, a part at a time (one part's plain rows in memory, never
 the whole batch): identity numbers become tokens and masked numbers, only the columns the rules need are
-kept, written to Parquet as each part comes (:class:`Kept`), and the result goes to the stage's store
-(:class:`matching.store.Store`) as ``<table>/<batch>``. The identity behind each token goes to the
-vault, sealed to the investigators. A batch already in the store is not loaded again.
+kept, written to the stage's store (:class:`matching.store.Store`) FILE_ROWS rows at a time as the parts come
+(:class:`Kept`: one encrypted file each, ``<table>/<batch>/``), the batch committed once every part is in. The
+identity behind each token goes to the vault, sealed to the investigators, a part at a time. A batch already
+in the store is not loaded again.
 
 The social-insurance office's own data (the benefit roll, the payment ledger, contributions, employer
 subsidies, the account change log) arrives the same way: the office's system is an agency whose
@@ -24,12 +25,13 @@ import io
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -44,7 +46,7 @@ from fundx.crypto.seal import seal
 from fundx.stage import DONE, RECEIPT, Stage
 from matching import pseudonym
 from matching.sql import KEYS, one_per_key_in_batch
-from matching.store import ROW_GROUP, Store
+from matching.store import ROW_GROUP, BatchWriter, Store
 
 log = logging.getLogger("fundx.matching")
 
@@ -215,20 +217,23 @@ def received_at(stage: Stage, batch: str) -> str:
 
 
 def _seal_vault(keys: KeyStore, stage: str, manifest: Manifest, rows: pa.Table, home: Path) -> None:
-    """token -> identity number and name of a batch, sealed to the investigators (the stage cannot open it)."""
+    """token -> identity number and name of a batch's part (the rows no earlier part gave), sealed to the
+    investigators (the stage cannot open it): ``vault/<batch>.p7m`` for the first, ``<batch>+<part>.p7m`` after
+    ('+' is in no batch name); matching.run.read_vault reads them all."""
     buf = io.BytesIO()
     pq.write_table(rows, buf, compression="zstd")
     signer_key, signer_cert = keys.stage_signer(stage)
     vault_manifest = Manifest(
         batch_id=manifest.batch_id, feed=manifest.feed, window_start=manifest.window_start,
-        window_end=manifest.window_end, part=1, parts=1, rows=rows.num_rows,
+        window_end=manifest.window_end, part=manifest.part, parts=manifest.parts, rows=rows.num_rows,
         content_digest=manifest.content_digest, contract_version=manifest.contract_version,
         recipient=INVESTIGATORS, created_at=datetime.now(UTC).isoformat())
     sealed = seal(buf.getvalue(), vault_manifest, signer_key=signer_key, signer_cert=signer_cert,
                   recipients=keys.recipient_certificates(INVESTIGATORS))
     folder = vault_dir(home, stage)
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    write_file_atomic(folder / f"{manifest.batch_id}.p7m", sealed, 0o600)
+    name = manifest.batch_id if manifest.part == 1 else f"{manifest.batch_id}+{manifest.part:04d}"
+    write_file_atomic(folder / f"{name}.p7m", sealed, 0o600)
 
 
 def vault_dir(home: Path, stage: str) -> Path:
@@ -237,7 +242,9 @@ def vault_dir(home: Path, stage: str) -> Path:
 
 def load_batches(stage_name: str, *, con: duckdb.DuckDBPyConnection, keys: KeyStore,
                  home: Path | None = None) -> list[Loaded]:
-    """Put every received batch of a stage that is not in its store yet into it."""
+    """Put every received batch of a stage that is not in its store yet into it: its kept rows written to the store
+    a file of FILE_ROWS rows at a time and committed at the end (matching.store.BatchWriter), its vault a part at a
+    time."""
     home = Path(home or get_settings().home)
     stage = Stage(stage_name, home=home, keys=keys)
     store = Store(stage_name, home=home, keys=keys)
@@ -246,10 +253,10 @@ def load_batches(stage_name: str, *, con: duckdb.DuckDBPyConnection, keys: KeySt
     for batch in stage.received():
         if any(store.has(t, batch) for t in tables):
             continue
-        manifest, table, kept, vault_rows = pseudonymise(con, stage, batch, keys)
-        if vault_rows is not None:  # a batch with rows and identity numbers: its vault, even empty
-            _seal_vault(keys, stage_name, manifest, vault_rows, home)
-        del vault_rows
+        def vault(part: Manifest, rows: pa.Table) -> None:
+            _seal_vault(keys, stage_name, part, rows, home)
+
+        manifest, table, kept, _ = pseudonymise(con, stage, batch, keys, store=store, vault=vault)
         rows, repeated = kept.store(store, batch)
         if repeated:
             log.warning("stage %s: batch %s (%s) repeats %d keys: the last row of each kept", stage_name, batch,
@@ -259,115 +266,181 @@ def load_batches(stage_name: str, *, con: duckdb.DuckDBPyConnection, keys: KeySt
     return done
 
 
-class Kept:
-    """The rows a batch keeps, written to Parquet as they come, a row group (ROW_GROUP rows) at a time (compressed,
-    in memory: never the whole batch's decoded rows), with their keys to find a key the batch repeats."""
+#: the rows of one store file of a batch (at least; a file closes with the part that reaches them): what the load
+#: holds decoded at once besides one part. Each is one Parquet row group (store.ROW_GROUP rows at most).
+FILE_ROWS = 128 * 1024
 
-    def __init__(self, table: str) -> None:
+
+class Kept:
+    """The rows a batch keeps, written as they come FILE_ROWS rows at a time, each as one Parquet file of the batch
+    (compressed): to the store's :class:`matching.store.BatchWriter` as it is made, so that neither
+    the batch's decoded rows nor its whole Parquet are ever in memory (without a writer, the files are kept in
+    memory). To find a key the batch repeats, only a 64-bit hash of each row's key is kept (8 bytes a row)."""
+
+    def __init__(self, table: str, writer: BatchWriter | None = None, rows: int = 0) -> None:
         self.table = table
-        self._buf = io.BytesIO()
-        self._writer: pq.ParquetWriter | None = None
-        self._keys: list[pa.Table] = []
-        self._loose: list[pa.Table] | None = None  # parts whose columns' types differ: kept decoded, concatenated
+        self.writer = writer
+        self._files: list[bytes] = []  # without a writer
+        self._hashes = np.empty(rows if table in KEYS else 0, np.uint64)  # rows: the batch's announced count
         self._schema: pa.Schema | None = None
-        self._pending: list[pa.Table] = []  # parts not written yet: less than a row group (ROW_GROUP rows)
+        self._pending: list[pa.Table] = []  # parts not written yet: less than FILE_ROWS rows
         self.num_rows = 0
+        self.files = 0
 
     def add(self, part: pa.Table) -> None:
-        self.num_rows += part.num_rows
         if self.table in KEYS and part.num_rows:
-            self._keys.append(part.select(list(KEYS[self.table])))
-        if self._loose is not None:
-            self._loose.append(part)
-            return
-        if self._writer is None:
-            self._schema = part.schema
-            self._writer = pq.ParquetWriter(self._buf, part.schema, compression="zstd")
-        if part.schema != self._schema:
-            self._loose = [*self._written(), part]
-            return
+            hashes = _key_hashes(self.table, part)
+            if self.num_rows + len(hashes) > len(self._hashes):
+                self._hashes = np.concatenate([self._hashes[:self.num_rows], hashes])
+            else:
+                self._hashes[self.num_rows:self.num_rows + len(hashes)] = hashes
+        self.num_rows += part.num_rows
+        if self._schema is not None and part.schema != self._schema:
+            self._flush()  # parts whose columns' types differ: each in files of its own, read as their concatenation
+        self._schema = part.schema
         self._pending.append(part)
-        if sum(p.num_rows for p in self._pending) >= ROW_GROUP:  # one row group at a time, as store.write makes them
+        if sum(p.num_rows for p in self._pending) >= min(FILE_ROWS, ROW_GROUP):  # a file once it has FILE_ROWS rows
             self._flush()
 
     def _flush(self) -> None:
-        if self._pending and self._writer is not None:
-            self._writer.write_table(pa.concat_tables(self._pending), row_group_size=ROW_GROUP)
+        if not self._pending:
+            return
+        buf = io.BytesIO()
+        pq.write_table(pa.concat_tables(self._pending), buf, compression="zstd", row_group_size=ROW_GROUP)
         self._pending = []
+        self.files += 1
+        if self.writer is not None:
+            self.writer.add(buf.getvalue())
+        else:
+            self._files.append(buf.getvalue())
 
-    def _written(self) -> list[pa.Table]:
-        if self._writer is None:
-            return []
+    def _written(self, columns: list[str] | None = None) -> Iterator[pa.Table]:
+        """The files written so far, decoded one at a time."""
         self._flush()
-        self._writer.close()
-        return [pq.read_table(io.BytesIO(self._buf.getvalue()))]
+        plains = self.writer.written() if self.writer is not None else iter(self._files)
+        for plain in plains:
+            yield pq.read_table(io.BytesIO(plain), columns=columns)
 
     def rows(self) -> pa.Table:
         """Every kept row, decoded (the parts' rows in their order)."""
-        if self._loose is not None:
-            return pa.concat_tables(self._loose, promote_options="default")
-        written = self._written()
-        return written[0] if written else pa.table({})
+        tables = list(self._written())
+        return pa.concat_tables(tables, promote_options="default") if tables else pa.table({})
 
     def store(self, store: Store, batch: str) -> tuple[int, int]:
         """Write the rows to the store as ``<table>/<batch>``, one row per key (the last where a key repeats:
-        matching.sql.one_per_key_in_batch); the rows written and the rows dropped."""
-        keys = pa.concat_tables(self._keys) if self._keys else None
-        if self._loose is None and self._writer is not None and (keys is None or _unique(keys)):
-            self._flush()
-            self._writer.close()
-            store.write_plain(self.table, batch, self._buf.getvalue())
+        matching.sql.one_per_key_in_batch); the rows written and the rows dropped. Without a repeated key (the
+        rule: a contract's unique key quarantines repeats) the files written as they came are committed; with one,
+        the batch is deduplicated whole and written as one file."""
+        self._flush()
+        if self.files == 0:  # a batch without rows: one file of its columns
+            buf = io.BytesIO()
+            pq.write_table(self._schema.empty_table() if self._schema is not None else pa.table({}), buf)
+            self.files = 1
+            (self.writer.add if self.writer is not None else self._files.append)(buf.getvalue())
+        if self._unique():
+            writer = self.writer
+            if writer is None:
+                writer = store.batch_writer(self.table, batch)
+                for plain in self._files:
+                    writer.add(plain)
+            elif (writer.store.dir, writer.table, writer.name) != (store.dir, self.table, batch):
+                raise ValueError(f"kept rows of {writer.table}/{writer.name} stored as {self.table}/{batch}")
+            writer.commit()
             return self.num_rows, 0
         rows, repeated = one_per_key_in_batch(self.table, self.rows())
+        if self.writer is not None:
+            self.writer.abort()
         store.write(self.table, batch, rows)
         return rows.num_rows, repeated
+
+    def _unique(self) -> bool:
+        """Whether no key repeats: the hashes sorted in place; the rows of a hash seen twice compared whole."""
+        if self.table not in KEYS:
+            return True
+        hashes = self._hashes[:self.num_rows]
+        hashes.sort()
+        twice = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
+        if not len(twice):
+            return True
+        cols = list(KEYS[self.table])
+        suspects = [t.filter(pa.array(np.isin(_key_hashes(self.table, t), twice))) for t in self._written(cols)]
+        return _unique(pa.concat_tables(suspects, promote_options="default"))
+
+
+def _key_hashes(table: str, rows: pa.Table) -> np.ndarray:
+    """A 64-bit hash of each row's key (matching.sql.KEYS; DuckDB's hash), in the rows' order."""
+    con = duckdb.connect()
+    try:
+        con.register("keyed", rows.select(list(KEYS[table])))
+        cols = ", ".join(f'"{c}"' for c in KEYS[table])
+        return con.sql(f"SELECT hash({cols}) AS h FROM keyed").fetchnumpy()["h"]  # noqa: S608 - known columns
+    finally:
+        con.close()
 
 
 def _unique(keys: pa.Table) -> bool:
     return keys.group_by(keys.column_names, use_threads=False).aggregate([]).num_rows == keys.num_rows
 
 
-def pseudonymise(con: duckdb.DuckDBPyConnection, stage: Stage, batch: str,
-                 keys: KeyStore) -> tuple[Manifest, str, Kept, pa.Table | None]:
+def pseudonymise(con: duckdb.DuckDBPyConnection, stage: Stage, batch: str, keys: KeyStore, *,
+                 store: Store | None = None,
+                 vault: Callable[[Manifest, pa.Table], None] | None = None) -> tuple[Manifest, str, Kept, pa.Table | None]:
     """A received batch through DuckDB one part at a time (only one part's plain rows in memory): its manifest,
-    its store table, the rows the stage keeps (pseudonymised, the parts' rows in their order, as Parquet) and the vault's
-    rows (token, identity number, name; distinct), or None for a feed without identity numbers. ManifestError
-    when the parts do not hold the rows the manifest announces (nothing is written then)."""
+    its store table, the rows the stage keeps (pseudonymised, the parts' rows in their order, as Parquet files:
+    written to ``store`` as they come when it is given, committed by :meth:`Kept.store`) and the vault's rows
+    (token, identity number, name; distinct), or None for a feed without identity numbers. With ``vault``, each
+    part's vault rows not in an earlier part are given to it as they come (with the part's manifest; the first
+    part with rows always, even with none) and None is returned for them. ManifestError when the parts do not hold the rows
+    the manifest announces (nothing is committed to the store then)."""
     at = received_at(stage, batch)
     manifest: Manifest | None = None
-    table = sql = vault = ""
+    table = sql = vault_sql = ""
     kept: Kept | None = None
     vaults: list[pa.Table] = []
     rows_in = 0
-    for m, rows in open_parts(stage, batch, keys):
-        if manifest is None:
-            manifest = m
-            table, sql, vault_sql = feed_sql(m.feed)
-            vault = vault_sql or ""
-            kept = Kept(table)
-        rows_in += rows.num_rows
-        con.register("src", rows)
-        try:
-            if vault and rows.num_rows:
-                vaults.append(con.sql(vault).to_arrow_table())
-            # S608: batch is a checked name (letters, digits, '.', '_', '-') its signed manifest confirms;
-            # received_at is the time in the stage's own receipt
-            assert kept is not None
-            kept.add(con.sql(f"SELECT *, '{batch}' AS batch, TIMESTAMPTZ '{at}' AS received_at "  # noqa: S608
-                                f"FROM ({sql})").to_arrow_table())
-        finally:
-            con.unregister("src")
-        del rows
-    assert manifest is not None and kept is not None
-    if rows_in != manifest.rows:
-        raise ManifestError(f"batch {batch}: the parts hold {rows_in} rows, the manifest announces {manifest.rows}")
-    rows_kept = kept
-    if not vault:
-        return manifest, table, rows_kept, None
-    if len(vaults) <= 1:
-        return manifest, table, rows_kept, vaults[0] if vaults else None
-    con.register("vault_parts", pa.concat_tables(vaults, promote_options="default"))
+    given = False
     try:
-        return manifest, table, rows_kept, con.sql("SELECT DISTINCT * FROM vault_parts").to_arrow_table()
+        for m, rows in open_parts(stage, batch, keys):
+            if manifest is None:
+                manifest = m
+                table, sql, found = feed_sql(m.feed)
+                vault_sql = found or ""
+                kept = Kept(table, store.batch_writer(table, batch) if store is not None else None, m.rows)
+                if vault_sql:  # the vault rows given so far, a token and a hash of the rest each (DuckDB's memory):
+                    # a row is given once, however many parts hold it
+                    con.execute("CREATE OR REPLACE TEMP TABLE vault_seen (person BLOB, variant UBIGINT)")
+            rows_in += rows.num_rows
+            con.register("src", rows)
+            try:
+                if vault_sql and rows.num_rows:
+                    new = con.sql(f"SELECT * FROM ({vault_sql}) v WHERE NOT EXISTS (SELECT 1 FROM vault_seen s "  # noqa: S608
+                                  "WHERE s.person = v.person AND s.variant = hash(v.id_number, v.name))").to_arrow_table()
+                    con.register("vault_new", new)
+                    con.execute("INSERT INTO vault_seen SELECT person, hash(id_number, name) FROM vault_new")
+                    con.unregister("vault_new")
+                    if vault is None:
+                        vaults.append(new)
+                    elif new.num_rows or not given:  # a batch with rows and identity numbers: its vault, even empty
+                        vault(m, new)
+                        given = True
+                # S608: batch is a checked name (letters, digits, '.', '_', '-') its signed manifest confirms;
+                # received_at is the time in the stage's own receipt
+                assert kept is not None
+                kept.add(con.sql(f"SELECT *, '{batch}' AS batch, TIMESTAMPTZ '{at}' AS received_at "  # noqa: S608
+                                 f"FROM ({sql})").to_arrow_table())
+            finally:
+                con.unregister("src")
+            del rows
+        assert manifest is not None and kept is not None
+        if rows_in != manifest.rows:
+            raise ManifestError(f"batch {batch}: the parts hold {rows_in} rows, the manifest announces {manifest.rows}")
+    except BaseException:
+        if kept is not None and kept.writer is not None:
+            kept.writer.abort()
+        raise
     finally:
-        con.unregister("vault_parts")
+        if vault_sql:
+            con.execute("DROP TABLE IF EXISTS vault_seen")
+    if not vault_sql or vault is not None or not vaults:
+        return manifest, table, kept, None
+    return manifest, table, kept, pa.concat_tables(vaults, promote_options="default")

@@ -1,4 +1,5 @@
-"""A store table as DuckDB reads it: its files' Parquet, decrypted but not decoded, one fragment per file.
+"""A store table as DuckDB reads it: its files' Parquet, decrypted but not decoded, one fragment per file (a batch
+stored as several files is one part of several fragments).
 
 matching.rules.prepare copies each into DuckDB temporary tables (its first file and the rest), a row group at
 a time, so that the tables the rules read live under FUNDX_MATCHING_MEMORY (and spill past it) rather than as
@@ -23,10 +24,15 @@ def fragment(plain: bytes) -> ds.ParquetFileFragment:
 @dataclass(frozen=True)
 class Scan:
     """A store table's files in the order the rules read them (Store.scan): the compacted file first, then the
-    batches loaded since in the order received; each one row per key. Columns a file lacks (stored before a
-    column was added) read as NULL."""
+    batches loaded since in the order received; each one row per key. A part is one file, or the files of a batch
+    stored as several (matching.store.BatchWriter). Columns a file lacks (stored before a column was added) read
+    as NULL."""
 
-    fragments: tuple[ds.ParquetFileFragment, ...]
+    groups: tuple[tuple[ds.ParquetFileFragment, ...], ...]
+
+    @property
+    def fragments(self) -> tuple[ds.ParquetFileFragment, ...]:
+        return tuple(f for group in self.groups for f in group)
 
     @property
     def schema(self) -> pa.Schema:
@@ -38,13 +44,13 @@ class Scan:
 
     @property
     def parts(self) -> list[int]:
-        """Each file's row count (from its Parquet metadata), in order: matching.rules.Inputs.parts."""
-        return [f.count_rows() for f in self.fragments]
+        """Each part's row count (from its files' Parquet metadata), in order: matching.rules.Inputs.parts."""
+        return [sum(f.count_rows() for f in group) for group in self.groups]
 
     @property
     def num_rows(self) -> int:
         return sum(self.parts)
 
     def dataset(self, start: int = 0, stop: int | None = None) -> ds.Dataset:
-        """Files ``start`` to ``stop`` (all, by default) as one dataset, with the whole table's columns."""
-        return ds.FileSystemDataset(list(self.fragments[start:stop]), self.schema, _FORMAT)
+        """Parts ``start`` to ``stop`` (all, by default) as one dataset, with the whole table's columns."""
+        return ds.FileSystemDataset([f for group in self.groups[start:stop] for f in group], self.schema, _FORMAT)

@@ -1,7 +1,12 @@
 """A stage's store: what the rules read, kept as Parquet files encrypted with AES-256-GCM.
 
 ``FUNDX_HOME/stages/<stage>/store/<table>/<name>.enc``: one file per loaded batch (the table is the
-union of its files) or one ``snapshot.enc`` for the office's nightly tables. The nightly purge
+union of its files) or one ``snapshot.enc`` for the office's nightly tables. A batch loaded part by part
+(matching.load.Kept) into more than one file is a folder of files instead, ``<table>/<batch>/000001.enc``, ...
+(:class:`BatchWriter`): written into ``<table>/.staging/<batch>/`` and renamed into place whole, the
+rename being the one point at which the batch is in the store; each file's associated data names its batch,
+its number and whether it is the last, so that a file moved, reordered or dropped does not open. Stores
+written before hold one file per batch, and read as they did. The nightly purge
 compacts a table's batch files into one ``compacted-<generation>.enc`` (:meth:`Store.compact`);
 ``<table>/index.json`` names the batches that file holds (or that were purged from it) — batch ids
 and the generation, nothing of a row — so that a batch is loaded once, however it was compacted. Each file is
@@ -18,7 +23,8 @@ import base64
 import io
 import json
 import os
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +48,8 @@ KEY_FORMAT = "fundx-store-key/1"
 SNAPSHOT = "snapshot"
 COMPACTED = "compacted-"
 INDEX = "index.json"
+#: where a batch's files are written before the batch is renamed into its table (no batch name starts with '.')
+STAGING = ".staging"
 #: rows per Parquet row group of a store file (pyarrow's default): a table is read into DuckDB a row group at a
 #: time (matching.scan); smaller groups made the peak larger when the rules scanned the files in every query
 ROW_GROUP = 1024 * 1024
@@ -137,25 +145,48 @@ class Store:
 
     def write_plain(self, table: str, name: str, parquet: bytes) -> Path:
         """Write one file of a table from its Parquet bytes (atomically; replaces a file of the same name)."""
-        nonce = os.urandom(12)
-        sealed = MAGIC + nonce + AESGCM(self._store_key()).encrypt(nonce, parquet, self._aad(table, name))
         path = self._path(table, name)
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_file_atomic(path, sealed, 0o600)
+        write_file_atomic(path, self._seal(parquet, self._aad(table, name)), 0o600)
         return path
+
+    def _seal(self, plain: bytes, aad: bytes) -> bytes:
+        nonce = os.urandom(12)
+        return MAGIC + nonce + AESGCM(self._store_key()).encrypt(nonce, plain, aad)
+
+    def _open(self, data: bytes, aad: bytes, what: str) -> bytes:
+        if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 12 + 16:
+            raise TamperedError(f"store of {self.stage}: {what} is not a store file")
+        nonce = data[len(MAGIC):len(MAGIC) + 12]
+        try:
+            return AESGCM(self._store_key()).decrypt(nonce, data[len(MAGIC) + 12:], aad)
+        except Exception:  # noqa: BLE001 - InvalidTag: altered, or moved from another table, batch or stage
+            raise TamperedError(f"store of {self.stage}: {what} fails its authentication tag "
+                                f"(altered, or not this stage's)") from None
+
+    def _segment_aad(self, table: str, name: str, number: int, last: bool) -> bytes:
+        return f"{self.stage}/{table}/{name}/{number:06d}/{'last' if last else 'more'}".encode()
+
+    def _batch_dir(self, table: str, name: str) -> Path:
+        return self.dir / checked_name(table, "store table") / checked_name(name, "store file")
+
+    def batch_writer(self, table: str, name: str) -> BatchWriter:
+        """A batch written a file at a time (:class:`BatchWriter`): in the table once committed, never before."""
+        return BatchWriter(self, checked_name(table, "store table"), checked_name(name, "store file"))
 
     def replace(self, table: str, data: pa.Table) -> Path:
         """Make ``data`` the whole table (the office's snapshots): one file, the others removed."""
         path = self.write(table, SNAPSHOT, data)
-        for other in path.parent.glob("*.enc"):
-            if other != path:
-                other.unlink()
+        for other in _entries(path.parent):
+            if other != SNAPSHOT:
+                _remove(path.parent, other)
         fsync_dir(path.parent)
         return path
 
     def has(self, table: str, name: str) -> bool:
         """Whether batch ``name`` was loaded into ``table`` (its own file, or compacted, or purged since)."""
-        return self._path(table, name).exists() or name in self._index(table)["batches"]
+        return (self._path(table, name).exists() or self._batch_dir(table, name).is_dir()
+                or name in self._index(table)["batches"])
 
     def tables(self) -> list[str]:
         """The tables this store has files of."""
@@ -169,22 +200,29 @@ class Store:
         index = self._index(table)
         current = _compacted_name(index["generation"]) if index["generation"] else None
         merged = set(index["batches"])
-        return sorted(n for n in (p.name[:-4] for p in folder.glob("*.enc"))
-                      if n == current or not (n.startswith(COMPACTED) or n in merged))
+        return sorted(n for n in _entries(folder) if n == current or not (n.startswith(COMPACTED) or n in merged))
 
     def read_file(self, table: str, name: str) -> pa.Table:
-        return pq.read_table(io.BytesIO(self._plain(table, name)))
+        """One file of the table, or every file of a batch stored as several (concatenated, in order)."""
+        parts = [pq.read_table(io.BytesIO(p)) for p in self._plains(table, name)]
+        return parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="default")
 
     def _plain(self, table: str, name: str) -> bytes:
-        data = self._path(table, name).read_bytes()
-        if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 12 + 16:
-            raise TamperedError(f"store of {self.stage}: {table}/{name} is not a store file")
-        nonce = data[len(MAGIC):len(MAGIC) + 12]
-        try:
-            return AESGCM(self._store_key()).decrypt(nonce, data[len(MAGIC) + 12:], self._aad(table, name))
-        except Exception:  # noqa: BLE001 - InvalidTag: altered, or moved from another table or stage
-            raise TamperedError(f"store of {self.stage}: {table}/{name} fails its authentication tag "
-                                f"(altered, or not this stage's)") from None
+        return self._open(self._path(table, name).read_bytes(), self._aad(table, name), f"{table}/{name}")
+
+    def _plains(self, table: str, name: str) -> Iterator[bytes]:
+        """The decrypted Parquet of a table's file, or of each file of a batch stored as several, in order, one at
+        a time. TamperedError when a batch's files are not 1..n with n the one sealed as the last."""
+        folder = self._batch_dir(table, name)
+        if not folder.is_dir():
+            yield self._plain(table, name)
+            return
+        files = sorted(folder.glob("*.enc"))
+        if [p.name for p in files] != [f"{n:06d}.enc" for n in range(1, len(files) + 1)] or not files:
+            raise TamperedError(f"store of {self.stage}: {table}/{name} does not hold its files 1 to n")
+        for number, path in enumerate(files, start=1):
+            yield self._open(path.read_bytes(), self._segment_aad(table, name, number, number == len(files)),
+                             f"{table}/{name}/{path.name}")
 
     def scan(self, table: str) -> Scan | None:
         """The table for the rules to scan (matching.scan.Scan): its files' decrypted Parquet, not decoded, in
@@ -193,12 +231,12 @@ class Store:
         names = self.names(table)
         if not names:
             return None
-        files = {n: fragment(self._plain(table, n)) for n in names}
+        files = {n: tuple(fragment(p) for p in self._plains(table, n)) for n in names}
 
         def order(name: str) -> tuple[int, str]:
             if name.startswith(COMPACTED):
                 return (0, "")
-            f = files[name]
+            f = files[name][0]  # a batch's files share its received_at
             if "received_at" not in f.physical_schema.names:
                 return (1, "")
             at = f.to_table(columns=["received_at"]).column("received_at")
@@ -290,11 +328,86 @@ class Compacted:
 
 def _sweep(folder: Path, current: str, merged: set[str]) -> None:
     """Remove the files a compaction replaced: older compacted files and the batches merged into ``current``."""
-    for other in folder.glob("*.enc"):
-        name = other.name[:-4]
+    for name in _entries(folder):
         if name != current and (name.startswith(COMPACTED) or name in merged):
-            other.unlink()
+            _remove(folder, name)
     fsync_dir(folder)
+
+
+def _entries(folder: Path) -> set[str]:
+    """The names of a table's files (``<name>.enc``) and of its batches stored as several (``<name>/``)."""
+    if not folder.is_dir():
+        return set()
+    return ({p.name[:-4] for p in folder.glob("*.enc") if p.is_file()}
+            | {p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")})
+
+
+def _remove(folder: Path, name: str) -> None:
+    (folder / f"{name}.enc").unlink(missing_ok=True)
+    if (folder / name).is_dir():
+        shutil.rmtree(folder / name)
+
+
+class BatchWriter:
+    """One batch written to a table a file at a time (:meth:`add`: one Parquet file each, sealed as it comes, so
+    only one file's bytes are in memory), then :meth:`commit`: the batch's folder renamed from the table's
+    ``.staging/`` into the table — the only moment it is in the store, so a crash before leaves nothing loaded
+    (the staging folder is cleared when the batch is written again) and one after leaves it whole. The last file
+    is held until the next comes or the commit, to be sealed as the last; a batch of one file is stored as one
+    (``<table>/<batch>.enc``, written atomically), as every batch was before."""
+
+    def __init__(self, store: Store, table: str, name: str) -> None:
+        self.store, self.table, self.name = store, table, name
+        self.staging = store.dir / table / STAGING / name
+        if self.staging.exists():
+            shutil.rmtree(self.staging)  # what a crash left of an earlier attempt
+        self.staging.mkdir(mode=0o700, parents=True)
+        self.files = 0
+        self._held: bytes | None = None
+
+    def add(self, parquet: bytes) -> None:
+        """One more file of the batch (Parquet bytes)."""
+        if self._held is not None:
+            self._write(self._held, last=False)
+        self._held = parquet
+
+    def _write(self, parquet: bytes, *, last: bool) -> None:
+        self.files += 1
+        aad = self.store._segment_aad(self.table, self.name, self.files, last)
+        write_file_atomic(self.staging / f"{self.files:06d}.enc", self.store._seal(parquet, aad), 0o600)
+
+    def written(self) -> Iterator[bytes]:
+        """The files added so far, decrypted, one at a time (the one held included)."""
+        for number in range(1, self.files + 1):
+            path = self.staging / f"{number:06d}.enc"
+            aad = self.store._segment_aad(self.table, self.name, number, False)
+            yield self.store._open(path.read_bytes(), aad, f"{self.table}/{STAGING}/{self.name}/{path.name}")
+        if self._held is not None:
+            yield self._held
+
+    def commit(self) -> Path:
+        """Put the batch into its table (at least one file added): its folder renamed into place."""
+        if self._held is None:
+            raise ValueError(f"store batch {self.table}/{self.name}: no file to commit")
+        if self.files == 0:  # a batch of one file: stored as one, <table>/<batch>.enc (written atomically)
+            path = self.store.write_plain(self.table, self.name, self._held)
+            self._held = None
+            self.abort()
+            return path
+        self._write(self._held, last=True)
+        self._held = None
+        fsync_dir(self.staging)
+        final = self.store._batch_dir(self.table, self.name)
+        _remove(final.parent, self.name)  # a batch written again replaces itself
+        os.rename(self.staging, final)
+        fsync_dir(final.parent)
+        fsync_dir(self.staging.parent)
+        return final
+
+    def abort(self) -> None:
+        """Nothing of the batch kept."""
+        self._held = None
+        shutil.rmtree(self.staging, ignore_errors=True)
 
 
 def _compacted_name(generation: int) -> str:

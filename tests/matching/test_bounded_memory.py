@@ -4,13 +4,15 @@ store's files as Parquet scans — with the same rows as before."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from types import SimpleNamespace
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from fundx.core.errors import ConfigurationError
+from fundx.core.errors import ConfigurationError, TamperedError
 from fundx.core.settings import reload_settings
 from fundx.crypto.keys import KeyStore
 from fundx.crypto.manifest import Manifest
@@ -49,13 +51,13 @@ class Spy:
         return getattr(self.con, name)
 
 
-def _load(monkeypatch, home: Path, parts: list[pa.Table]):
+def _load(monkeypatch, home: Path, parts: list[pa.Table], **given):
     total = sum(p.num_rows for p in parts)
     monkeypatch.setattr(load, "open_parts", lambda stage, batch, keys: (
         (_manifest(i, len(parts), total), p) for i, p in enumerate(parts, start=1)))
     monkeypatch.setattr(load, "received_at", lambda stage, batch: "2026-01-02T01:00:00+00:00")
     spy = Spy(load.connect(KeyStore(home=home)))
-    return spy, load.pseudonymise(spy, SimpleNamespace(name="death_matching"), BATCH, KeyStore(home=home))
+    return spy, load.pseudonymise(spy, SimpleNamespace(name="death_matching"), BATCH, KeyStore(home=home), **given)
 
 
 def test_a_batch_is_loaded_one_part_at_a_time_with_the_rows_of_the_whole(home, monkeypatch) -> None:
@@ -150,3 +152,91 @@ def test_parts_whose_types_differ_are_stored_as_their_concatenation(home) -> Non
         kept.add(part)
     assert kept.store(store, "b1") == (2, 0)
     assert store.read_file("custody", "b1").equals(pa.concat_tables(parts, promote_options="default"))
+
+
+def _seals(monkeypatch) -> list[int]:
+    """The rows of every Parquet file the store is given to encrypt (what is whole in memory at once)."""
+    given: list[int] = []
+    seal = Store._seal
+
+    def counted(self, plain, aad):
+        given.append(pq.read_metadata(io.BytesIO(plain)).num_rows)
+        return seal(self, plain, aad)
+
+    monkeypatch.setattr(Store, "_seal", counted)
+    return given
+
+
+def test_a_batch_of_many_parts_is_stored_a_row_group_at_a_time_and_committed_once(home, monkeypatch) -> None:
+    monkeypatch.setattr(load, "FILE_ROWS", 250)
+    parts = [_rows(100, 100 * i) for i in range(20)]  # 2,000 rows in 20 parts
+    given = _seals(monkeypatch)
+    store = Store("death_matching", home=home, keys=KeyStore(home=home))
+    vaults: list[tuple[int, int]] = []
+    _, (_manifest_given, table, kept, vault) = _load(monkeypatch, home, parts, store=store,
+                                              vault=lambda m, rows: vaults.append((m.part, rows.num_rows)))
+    assert vault is None and table == "deaths"
+    assert not store.has("deaths", BATCH) and store.names("deaths") == []  # written, not yet in the store
+    assert kept.store(store, BATCH) == (2000, 0)
+    assert store.has("deaths", BATCH) and store.names("deaths") == [BATCH]
+    assert given == [300] * 6 + [200] and sum(given) == 2000  # never more than a row group and a part at once
+    assert len(list((store.dir / "deaths" / BATCH).glob("*.enc"))) == 7
+    assert not list((store.dir / "deaths" / ".staging").iterdir())
+    _, (_, _, whole, vault_whole) = _load(monkeypatch, home, [pa.concat_tables(parts)])
+    assert store.read_file("deaths", BATCH).equals(whole.rows())  # the rows of the batch loaded whole, in order
+    scan = store.scan("deaths")
+    assert scan is not None and scan.parts == [2000] and len(scan.fragments) == 7  # one part of the rules: the batch
+    # the vault a part at a time: each person once (997 people, all in the first ten parts), the rest not rewritten
+    assert [n for _, n in vaults] == [100] * 9 + [97] and vault_whole is not None and vault_whole.num_rows == 997
+
+
+def test_a_batch_written_but_not_committed_is_not_in_the_store_and_loads_again(home, monkeypatch) -> None:
+    monkeypatch.setattr(load, "FILE_ROWS", 10)
+    store = Store("death_matching", home=home, keys=KeyStore(home=home))
+    parts = [_rows(30, 30 * i) for i in range(3)]
+    _load(monkeypatch, home, parts, store=store)  # a crash before Kept.store: files staged, nothing committed
+    assert list((store.dir / "deaths" / ".staging" / BATCH).glob("*.enc")) and not store.has("deaths", BATCH)
+    _, (_, _, kept, _) = _load(monkeypatch, home, parts, store=store)  # loaded again: the staged files replaced
+    assert kept.store(store, BATCH) == (90, 0) and store.read_file("deaths", BATCH).num_rows == 90
+    bad = [*parts[:2], _rows(30, 60).slice(0, 20)]  # a part short of what the manifest announces: nothing staged
+    monkeypatch.setattr(load, "open_parts", lambda stage, batch, keys: (
+        (_manifest(i, 3, 90), p) for i, p in enumerate(bad, start=1)))
+    with pytest.raises(Exception, match="the parts hold 80 rows"):
+        load.pseudonymise(load.connect(KeyStore(home=home)), SimpleNamespace(name="death_matching"), "b2",
+                          KeyStore(home=home), store=store)
+    assert not (store.dir / "deaths" / ".staging" / "b2").exists() and not store.has("deaths", "b2")
+
+
+def test_a_batch_missing_a_file_or_with_files_swapped_does_not_open(home, monkeypatch) -> None:
+    monkeypatch.setattr(load, "FILE_ROWS", 10)
+    store = Store("death_matching", home=home, keys=KeyStore(home=home))
+    _, (_, _, kept, _) = _load(monkeypatch, home, [_rows(30, 30 * i) for i in range(3)], store=store)
+    kept.store(store, BATCH)
+    folder = store.dir / "deaths" / BATCH
+    files = sorted(folder.glob("*.enc"))
+    first, last = files[0].read_bytes(), files[-1].read_bytes()
+    files[0].write_bytes(files[1].read_bytes())  # another file of the batch in its place
+    with pytest.raises(TamperedError):
+        store.read_file("deaths", BATCH)
+    files[0].write_bytes(first)
+    files[-1].unlink()  # the last one dropped: the one before was not sealed as the last
+    with pytest.raises(TamperedError):
+        store.read_file("deaths", BATCH)
+    files[-1].write_bytes(last)
+    assert store.read_file("deaths", BATCH).num_rows == 90
+
+
+def test_a_store_of_one_file_per_batch_reads_as_before_beside_batches_of_several(home, monkeypatch) -> None:
+    monkeypatch.setattr(load, "FILE_ROWS", 10)
+    store = Store("death_matching", home=home, keys=KeyStore(home=home))
+    old = pa.table({"feed": ["f"] * 2, "record_key": ["a", "b"], "received_at": pa.array(
+        [1_600_000_000_000_000] * 2, pa.timestamp("us", tz="Etc/UTC"))})
+    store.write("deaths", "old", old)  # the layout before: <table>/old.enc
+    _, (_, _, kept, _) = _load(monkeypatch, home, [_rows(30, 30 * i) for i in range(3)], store=store)
+    kept.store(store, BATCH)
+    assert store.names("deaths") == sorted([BATCH, "old"]) and store.has("deaths", "old")
+    scan = store.scan("deaths")
+    assert scan is not None and scan.parts == [2, 90]  # in the order received
+    assert store.read("deaths").num_rows == 92 and store.compact("deaths").rows_after == 92
+    assert store.names("deaths")[0].startswith("compacted-") and not (store.dir / "deaths" / BATCH).exists()
+    assert store.has("deaths", BATCH) and store.has("deaths", "old")
