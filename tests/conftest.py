@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -21,6 +22,18 @@ os.environ.setdefault("FUNDX_RETRY_BASE_DELAY", "0.01")
 os.environ.setdefault("FUNDX_RETRY_MAX_DELAY", "1")
 
 from testkit import Pki, cached_city, make_pki, pg_databases  # noqa: E402  (after the environment above)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_prefect_server_outlives_the_run():
+    """Stops the ephemeral Prefect servers this process started, at the end of its session: Prefect stops
+    them at interpreter exit, which a pytest-xdist worker ended by ``os._exit`` never reaches (one was left
+    running, orphaned, after a run on two workers)."""
+    yield
+    server = sys.modules.get("prefect.server.api.server")
+    if server is not None:
+        for instance in list(server.SubprocessASGIServer._instances.values()):
+            instance.stop()
 
 
 @pytest.fixture(scope="session")
