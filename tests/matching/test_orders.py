@@ -149,6 +149,42 @@ def test_masked_ids_and_credit_codes_pass():
     assert mo.holds_identity_number(f"身份证{a_real_id()}。") and mo.holds_identity_number(a_real_id()[:17] + "x")
 
 
+def _credit_codes_shaped_and_checked_like_identity_numbers(kind: str, area: str, wanted: int) -> list[str]:
+    """Credit codes (GB 32100-2015: ``kind``, the registering district ``area``, a GB 11714 organization code
+    and the MOD 31 check) that are all digits and pass the identity number's own checks, as about one in
+    2,000 of a registry's codes do (five of the 50,000 employers of a city of a million people)."""
+    from fundx.core.creditcodes import org_code_check_char, uscc_check_char
+    from fundx.core.identity import is_valid_id
+
+    found, n = [], 0
+    while len(found) < wanted:
+        body = f"{n:08d}"
+        first17 = kind + area + body + org_code_check_char(body)
+        code = first17 + uscc_check_char(first17)
+        if code.isdigit() and is_valid_id(code):
+            found.append(code)
+        n += 7919
+    return found
+
+
+def test_credit_codes_that_pass_as_identity_numbers_are_evidence_and_real_numbers_are_still_refused(city_of):
+    # at a million people the night stopped here: an employer's code passed the identity number's checks
+    codes = (_credit_codes_shaped_and_checked_like_identity_numbers("91", "330122", 3)
+             + _credit_codes_shaped_and_checked_like_identity_numbers("92", "330182", 3))
+    for code in codes:
+        assert not mo.holds_identity_number(json.dumps({"employers": [{"uscc": code, "months": "2026-01"}]}))
+        assert not mo.holds_identity_number(f"deregistered_subsidised,{code},,330122")
+    # ... and every identity number of a city (all provinces, every birth year) is still caught, alone or in text
+    city = city_of(3000, 7)
+    numbers = {str(n) for frame in (city.roll, *city.feeds.values()) if "id_number" in frame
+               for n in frame["id_number"].dropna()}
+    from fundx.core.identity import is_valid_id
+
+    real = sorted(n for n in numbers if is_valid_id(n))
+    assert len(real) > 2_000
+    assert all(mo.holds_identity_number(json.dumps({"note": n})) for n in real)
+
+
 def test_record_keeps_an_employers_code_in_the_evidence_and_refuses_an_identity_number(ledger):
     employer = suspect("unemployed_contributing", token(3), "330106", 10.0,
                        detail={"employers": ["913301020322476657"], "months": ["2026-02"]})
