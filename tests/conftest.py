@@ -25,15 +25,19 @@ from testkit import Pki, cached_city, make_pki, pg_databases  # noqa: E402  (aft
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _no_prefect_server_outlives_the_run():
-    """Stops the ephemeral Prefect servers this process started, at the end of its session: Prefect stops
-    them at interpreter exit, which a pytest-xdist worker ended by ``os._exit`` never reaches (one was left
-    running, orphaned, after a run on two workers)."""
+def _no_server_or_pool_outlives_the_run():
+    """Stops the ephemeral Prefect servers and the kept process pools this process started, at the end of its
+    session: Prefect and fundx.exchange.process_pool stop them at interpreter exit, which a pytest-xdist worker
+    ended by ``os._exit`` never reaches (a server, and a pool's five workers, were left running, orphaned, after
+    runs on two workers)."""
     yield
     server = sys.modules.get("prefect.server.api.server")
     if server is not None:
         for instance in list(server.SubprocessASGIServer._instances.values()):
             instance.stop()
+    pools = sys.modules.get("fundx.exchange.process_pool")
+    if pools is not None:
+        pools._shutdown_pools()
 
 
 @pytest.fixture(scope="session")
