@@ -34,7 +34,7 @@ from fundx.core.errors import ConfigurationError
 from fundx.core.files import write_file_atomic
 from fundx.core.settings import Settings, get_settings
 from fundx.core.timeutil import SHANGHAI, Window, now
-from fundx.crypto.keys import KeyPaths, KeySettings, KeyStore
+from fundx.crypto.keys import KeyStore
 from fundx.crypto.manifest import Manifest
 from fundx.crypto.parts import iter_parts, parquet
 from fundx.wire.inbox import LocalInbox, PartFile, part_name
@@ -61,13 +61,10 @@ def backup_certificate_expected(settings: Settings | None = None) -> bool:
     FUNDX_KEYS_* set, no CA yet: :func:`fundx.exchange.handoff.exchange_keys`) — a look at settings and file
     names only: no key is read, no PKI created. False lets the check's chunk jobs skip encoding the originals
     (:func:`fundx.exchange.chunks.check_chunk`); :func:`keep` encodes them itself if a certificate has come since."""
-    keys = KeySettings()
-    if BACKUP in keys.stage_certs:
+    keys = KeyStore(home=(settings or get_settings()).home)  # its key folder, as keep() finds it; nothing loaded
+    if BACKUP in keys.settings.stage_certs or keys.paths.stage_certs(BACKUP):
         return True
-    paths = KeyPaths(keys.dir) if keys.dir else KeyPaths.under((settings or get_settings()).home)
-    if paths.stage_certs(BACKUP):
-        return True
-    return not keys.production and not paths.ca_cert.exists()
+    return not keys.settings.production and not keys.paths.ca_cert.exists()
 
 
 def _store(settings: Settings | None = None) -> LocalInbox:
