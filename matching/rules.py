@@ -12,6 +12,7 @@ each rule; the sandbox plants exactly the cases each must find.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -155,28 +156,33 @@ def prepare(con: duckdb.DuckDBPyConnection, inputs: Inputs, params: dict[str, di
     FROM per""")
 
 
-def _copy(con: duckdb.DuckDBPyConnection, name: str, data: ds.Dataset) -> None:
-    con.register("scan_in", data)
-    try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM scan_in")
-    finally:
-        con.unregister("scan_in")
+def _copy(con: duckdb.DuckDBPyConnection, name: str, files: Iterator[ds.Dataset]) -> None:
+    """``name`` made from the datasets (Scan.datasets: one file each, the same columns), one at a time."""
+    statement = f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM scan_in"
+    for data in files:
+        con.register("scan_in", data)
+        try:
+            con.execute(statement)
+        finally:
+            con.unregister("scan_in")
+        statement = f"INSERT INTO {name} SELECT * FROM scan_in"
 
 
 def _put(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table | Scan) -> None:
     """An input as ``name``: an Arrow table registered as it is; a store table's files copied once into DuckDB
-    temporary tables (which FUNDX_MATCHING_MEMORY bounds, spilled past it): of a table of several files, its first
-    file as ``{name}_first`` and the rest as ``{name}_rest``, ``name`` their union in order."""
+    temporary tables (which FUNDX_MATCHING_MEMORY bounds, spilled past it), a file at a time (one file's Parquet
+    decrypted at a time): of a table of several parts, its first part as ``{name}_first`` and the rest as
+    ``{name}_rest``, ``name`` their union in order."""
     if not isinstance(table, Scan):
         con.register(name, table)
         return
     if len(table.parts) > 1:
-        _copy(con, f"{name}_first", table.dataset(0, 1))
-        _copy(con, f"{name}_rest", table.dataset(1))
+        _copy(con, f"{name}_first", table.datasets(0, 1))
+        _copy(con, f"{name}_rest", table.datasets(1))
         con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {name}_first UNION ALL "
                     f"SELECT * FROM {name}_rest")
         return
-    _copy(con, name, table.dataset())
+    _copy(con, name, table.datasets())
 
 
 def _split(table: pa.Table | Scan, first: int) -> tuple[pa.Table | ds.Dataset, pa.Table | ds.Dataset]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fundx.core.errors import ConfigurationError, UnknownSignerError
@@ -74,7 +75,7 @@ def output_dir(night: date, home: Path | None = None) -> Path:
 
 def inputs(keys: KeyStore, home: Path) -> rules.Inputs:
     """Every table the rules read, from the stages' stores: each its files' Parquet for DuckDB to scan
-    (matching.scan.Scan: decrypted, decoded only as the rules' queries read it), with the row counts of its parts."""
+    (matching.scan.Scan: each file decrypted as the rules copy it into DuckDB), with the row counts of its parts."""
     tables: dict[str, pa.Table | Scan | None] = {}
     parts: dict[str, list[int]] = {}
     for t, stage in sources().items():
@@ -128,12 +129,15 @@ def _night(con, night: date, parsed: dict[str, dict[str, Any]], due_days, keys: 
             result.loaded[stage] = result.loaded.get(stage, 0) + loaded.rows
     load.allow_spill(con, load.spill_dir(home))  # every batch loaded: only pseudonymised rows from here on
     rules.prepare(con, inputs(keys, home), parsed)
+    log.info("matching night %s: the stores' tables copied into DuckDB", night)
     found = rules.run_rules(con, parsed, night)
+    log.info("matching night %s: %d rules found %d suspects", night, len(rules.RULES), found.num_rows)
     frame = found.drop(["persons"]).to_pandas()
     ledger = Ledger.from_settings()
     made = orders.record(ledger, night, frame, due_days=due_days)
     result.orders_new, result.orders_updated, result.orders_reopened = made.opened, made.updated, made.reopened
     result.escalated = len(escalate(ledger, night).order_ids)
+    log.info("matching night %s: orders recorded", night)
     for name in rules.RULES:
         rows = frame[frame["rule"] == name]
         result.rules.append(RuleResult(name, len(rows), round(float(rows["amount_at_risk"].sum()), 2)))
@@ -142,6 +146,7 @@ def _night(con, night: date, parsed: dict[str, dict[str, Any]], due_days, keys: 
     # the districts get their open cases (a closed one found again without new evidence stays with them closed)
     result.files = orders.write_dispatch(folder, [o for o in made if o.status == "open"])
     result.files.append(write_investigators(folder, found, made, keys, home))
+    log.info("matching night %s: dispatch and the investigators' file written", night)
     # the stop-payment loop: the office's answers so far, then the instructions of cases confirmed since
     answered = stops.record_answers(ledger, keys=keys, home=home)
     sent = stops.deliver(ledger, keys=keys, home=home)
@@ -166,6 +171,7 @@ def read_vault(keys: KeyStore, home: Path, wanted: set[bytes]) -> dict[bytes, tu
     # the vault is sealed by the matching stages' own signers: any other CA-issued signer is refused
     signers = {keys.stage_signer(stage)[1].subject for stage in load.stages()}
     found: dict[bytes, tuple[str, str]] = {}
+    wanted_tokens = pa.array(sorted(wanted), pa.binary())
     for stage_dir in sorted((home / "stages").glob("*/vault")):
         for path in sorted(stage_dir.glob("*.p7m")):
             data = path.read_bytes()
@@ -177,7 +183,9 @@ def read_vault(keys: KeyStore, home: Path, wanted: set[bytes]) -> dict[bytes, tu
                                  trusted_ca=ca, crl=crl, expect={"recipient": load.INVESTIGATORS})
             if opened.signer.subject not in signers:
                 raise UnknownSignerError(f"vault file {path.name} is not signed by a matching stage")
-            table = pq.read_table(io.BytesIO(opened.payload))
+            table = pq.read_table(io.BytesIO(opened.payload), columns=["person", "id_number", "name"])
+            person_column = table.column("person")  # Python objects made for the wanted rows only
+            table = table.filter(pc.is_in(person_column, value_set=wanted_tokens.cast(person_column.type)))
             for person, id_number, name in zip(*(table.column(c).to_pylist() for c in ("person", "id_number", "name"))):
                 # a feed without names (the payment ledger) gives the number only: a named source wins
                 if person in wanted and (person not in found or (found[person][1] is None and name is not None)):

@@ -40,7 +40,7 @@ from fundx.core.files import fsync_dir, write_file_atomic
 from fundx.core.settings import get_settings
 from fundx.crypto.keys import KeyStore
 from fundx.wire.inbox import checked_name
-from matching.scan import Scan, fragment
+from matching.scan import Scan, StoreFile
 from matching.sql import one_per_key
 
 MAGIC = b"FXS1"
@@ -213,35 +213,48 @@ class Store:
     def _plains(self, table: str, name: str) -> Iterator[bytes]:
         """The decrypted Parquet of a table's file, or of each file of a batch stored as several, in order, one at
         a time. TamperedError when a batch's files are not 1..n with n the one sealed as the last."""
+        for plain in self._openers(table, name):
+            yield plain()
+
+    def _openers(self, table: str, name: str) -> list[Callable[[], bytes]]:
+        """For a table's file, or each file of a batch stored as several, in order: what reads and decrypts it
+        (each time it is called). TamperedError when a batch's files are not 1..n (from their names; the one
+        sealed as the last, and each file's number, are checked as it is decrypted)."""
         folder = self._batch_dir(table, name)
         if not folder.is_dir():
-            yield self._plain(table, name)
-            return
+            return [lambda: self._plain(table, name)]
         files = sorted(folder.glob("*.enc"))
         if [p.name for p in files] != [f"{n:06d}.enc" for n in range(1, len(files) + 1)] or not files:
             raise TamperedError(f"store of {self.stage}: {table}/{name} does not hold its files 1 to n")
-        for number, path in enumerate(files, start=1):
-            yield self._open(path.read_bytes(), self._segment_aad(table, name, number, number == len(files)),
-                             f"{table}/{name}/{path.name}")
+
+        def opener(number: int, path: Path) -> Callable[[], bytes]:
+            aad = self._segment_aad(table, name, number, number == len(files))
+            return lambda: self._open(path.read_bytes(), aad, f"{table}/{name}/{path.name}")
+
+        return [opener(number, path) for number, path in enumerate(files, start=1)]
 
     def scan(self, table: str) -> Scan | None:
-        """The table for the rules to scan (matching.scan.Scan): its files' decrypted Parquet, not decoded, in
-        :meth:`read_parts`' order (the compacted file first, then the batches in the order received). None
-        when nothing was stored yet."""
+        """The table for the rules to scan (matching.scan.Scan): its files, in :meth:`read_parts`' order (the
+        compacted file first, then the batches in the order received), each decrypted here once for its Parquet
+        footer (and a batch's first file for when it was received) and again when the rules copy it, so that one
+        file's Parquet is in memory at a time. None when nothing was stored yet."""
         names = self.names(table)
         if not names:
             return None
-        files = {n: tuple(fragment(p) for p in self._plains(table, n)) for n in names}
+        files: dict[str, tuple[StoreFile, ...]] = {}
+        received: dict[str, str] = {}
+        for name in names:
+            made = []
+            for plain in self._openers(table, name):
+                data = plain()
+                made.append(StoreFile.of(plain, data))
+                if len(made) == 1:  # a batch's files share its received_at
+                    received[name] = _first_received(data)
+                del data
+            files[name] = tuple(made)
 
         def order(name: str) -> tuple[int, str]:
-            if name.startswith(COMPACTED):
-                return (0, "")
-            f = files[name][0]  # a batch's files share its received_at
-            if "received_at" not in f.physical_schema.names:
-                return (1, "")
-            at = f.to_table(columns=["received_at"]).column("received_at")
-            first = pc.min(at).as_py() if len(at) else None
-            return (1, first.isoformat() if first is not None else "")
+            return (0, "") if name.startswith(COMPACTED) else (1, received[name])
 
         return Scan(tuple(files[n] for n in sorted(names, key=order)))
 
@@ -324,6 +337,16 @@ class Compacted:
     files_after: int
     rows_before: int
     rows_after: int
+
+
+def _first_received(parquet: bytes) -> str:
+    """When a file's rows were received (the earliest received_at, ISO), or "" for a file without them."""
+    f = pq.ParquetFile(io.BytesIO(parquet))
+    if "received_at" not in f.schema_arrow.names:
+        return ""
+    at = f.read(columns=["received_at"]).column("received_at")
+    first = pc.min(at).as_py() if len(at) else None
+    return first.isoformat() if first is not None else ""
 
 
 def _sweep(folder: Path, current: str, merged: set[str]) -> None:

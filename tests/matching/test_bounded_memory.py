@@ -185,9 +185,43 @@ def test_a_batch_of_many_parts_is_stored_a_row_group_at_a_time_and_committed_onc
     _, (_, _, whole, vault_whole) = _load(monkeypatch, home, [pa.concat_tables(parts)])
     assert store.read_file("deaths", BATCH).equals(whole.rows())  # the rows of the batch loaded whole, in order
     scan = store.scan("deaths")
-    assert scan is not None and scan.parts == [2000] and len(scan.fragments) == 7  # one part of the rules: the batch
+    assert scan is not None and scan.parts == [2000] and len(scan.files) == 7  # one part of the rules: the batch
     # the vault a part at a time: each person once (997 people, all in the first ten parts), the rest not rewritten
     assert [n for _, n in vaults] == [100] * 9 + [97] and vault_whole is not None and vault_whole.num_rows == 997
+
+
+def test_the_rules_decrypt_the_store_a_file_at_a_time_and_read_the_rows_of_the_whole(home, monkeypatch) -> None:
+    monkeypatch.setattr(load, "FILE_ROWS", 250)
+    store = Store("death_matching", home=home, keys=KeyStore(home=home))
+    _, (_, _, kept, _) = _load(monkeypatch, home, [_rows(100, 100 * i) for i in range(20)], store=store)
+    kept.store(store, BATCH)
+    opened: list[str] = []
+    real_open = Store._open
+
+    def counted(self, data, aad, what):
+        opened.append(what)
+        return real_open(self, data, aad, what)
+
+    monkeypatch.setattr(Store, "_open", counted)
+    scan = store.scan("deaths")
+    assert scan is not None and len(opened) == len(scan.files) == 7 and scan.parts == [2000]  # each footer read once
+    opened.clear()
+    con = load.connect(KeyStore(home=home))
+    registered: list[tuple[int, int]] = []  # (files decrypted so far, fragments of the dataset) at each copy
+    real_register = con.register
+
+    class Counting:
+        def register(self, name, data):
+            registered.append((len(opened), len(list(data.get_fragments()))))
+            return real_register(name, data)
+
+        def __getattr__(self, name):
+            return getattr(con, name)
+
+    rules.prepare(Counting(), rules.Inputs({"deaths": scan}), rules.parse_params(None))
+    assert registered == [(n, 1) for n in range(1, 8)]  # the n-th file decrypted when the n-1 before were copied
+    got = con.sql("SELECT record_key FROM deaths ORDER BY record_key").to_arrow_table()
+    assert got.column("record_key").to_pylist() == sorted(store.read_file("deaths", BATCH).column("record_key").to_pylist())
 
 
 def test_a_batch_written_but_not_committed_is_not_in_the_store_and_loads_again(home, monkeypatch) -> None:
