@@ -134,6 +134,15 @@ class Store:
     def _path(self, table: str, name: str) -> Path:
         return self.dir / checked_name(table, "store table") / f"{checked_name(name, 'store file')}.enc"
 
+    def _folders(self, folder: Path) -> None:
+        """``folder`` under the store made with every folder from the store's down 0700, whatever the umask (a
+        ``parents=True`` mkdir makes the parents by the umask: the store's own folder 0755 under a shell's 022)."""
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        current = self.dir
+        for part in folder.relative_to(self.dir).parts:
+            current = current / part
+            current.mkdir(mode=0o700, exist_ok=True)
+
     def _aad(self, table: str, name: str) -> bytes:
         return f"{self.stage}/{table}/{name}".encode()
 
@@ -146,7 +155,7 @@ class Store:
     def write_plain(self, table: str, name: str, parquet: bytes) -> Path:
         """Write one file of a table from its Parquet bytes (atomically; replaces a file of the same name)."""
         path = self._path(table, name)
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._folders(path.parent)
         write_file_atomic(path, self._seal(parquet, self._aad(table, name)), 0o600)
         return path
 
@@ -384,7 +393,7 @@ class BatchWriter:
         self.staging = store.dir / table / STAGING / name
         if self.staging.exists():
             shutil.rmtree(self.staging)  # what a crash left of an earlier attempt
-        self.staging.mkdir(mode=0o700, parents=True)
+        store._folders(self.staging)
         self.files = 0
         self._held: bytes | None = None
 

@@ -29,8 +29,10 @@ Production may point each item elsewhere (:class:`KeySettings`): a file path, ``
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -50,6 +52,12 @@ log = logging.getLogger(__name__)
 
 _Pair = TypeVar("_Pair")
 _PAIR_TRIES = 5
+#: private keys parsed so far, by the SHA-256 of their PEM bytes and of their password: parsing an RSA key (with
+#: its consistency checks) takes tens of milliseconds, and a night reads its stages' keys for every part it opens
+#: and every store it reads. The file is still read each time (a rotated key is read as the new one); the same
+#: bytes give the same key.
+_PARSED_KEYS: OrderedDict[tuple[bytes, bytes | None], PrivateKey] = OrderedDict()
+_PARSED_KEYS_KEPT = 64
 
 #: bytes of the office's HMAC match key: `fundx keys init` writes this many, a configured key has at least as many
 MATCH_KEY_BYTES = 32
@@ -185,14 +193,23 @@ def load_private_key(ref: str | Path, *, setting: str, password: str | None = No
         from fundx.core.settings import resolve
 
         secret = resolve(password, setting=f"{setting}_password", secret=True).get_secret_value().encode()
+    pem = load_pem(ref, setting=setting)
+    seen = (hashlib.sha256(pem).digest(), hashlib.sha256(secret).digest() if secret is not None else None)
+    key = _PARSED_KEYS.get(seen)
+    if key is not None:
+        _PARSED_KEYS.move_to_end(seen)
+        return key
     try:
-        key = serialization.load_pem_private_key(load_pem(ref, setting=setting), password=secret)
+        key = serialization.load_pem_private_key(pem, password=secret)
     except (ValueError, TypeError):
         raise ConfigurationError(
             f"setting {setting}: the private key cannot be loaded (not PEM, or wrong password)"
         ) from None
     if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
         raise ConfigurationError(f"setting {setting}: the private key is neither RSA nor ECDSA")
+    _PARSED_KEYS[seen] = key
+    if len(_PARSED_KEYS) > _PARSED_KEYS_KEPT:
+        _PARSED_KEYS.popitem(last=False)
     return key
 
 

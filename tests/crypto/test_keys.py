@@ -236,6 +236,21 @@ def test_loading_from_env_and_secret_references(tmp_path, monkeypatch, full):
         load_private_key(full.exchange_cert, setting="FUNDX_KEYS_EXCHANGE_KEY")
 
 
+def test_a_private_key_is_parsed_once_per_content_and_a_replaced_file_gives_the_new_key(tmp_path, full):
+    path = tmp_path / "stage.key"
+    path.write_bytes(full.stage_cert("bill_review").with_suffix(".key").read_bytes())
+    first = load_private_key(path, setting="FUNDX_KEYS_STAGE_KEYS[bill_review]")
+    assert load_private_key(path, setting="FUNDX_KEYS_STAGE_KEYS[bill_review]") is first  # the same bytes: not parsed again
+    path.write_bytes(full.stage_cert("stewards").with_suffix(".key").read_bytes())  # a rotation put another key there
+    second = load_private_key(path, setting="FUNDX_KEYS_STAGE_KEYS[bill_review]")
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    assert second.public_key().public_bytes(serialization.Encoding.DER, public) == load_certificate(
+        full.stage_cert("stewards"), setting="stewards").public_key().public_bytes(serialization.Encoding.DER, public)
+    path.write_bytes(b"not a key")
+    with pytest.raises(ConfigurationError, match="not PEM"):
+        load_private_key(path, setting="FUNDX_KEYS_STAGE_KEYS[bill_review]")
+
+
 def test_key_settings_from_the_environment(tmp_path, monkeypatch, full):
     bundle = tmp_path / "bill_review-certs.pem"
     bundle.write_bytes(full.stage_cert("bill_review").read_bytes() + full.stage_cert("stewards").read_bytes())
