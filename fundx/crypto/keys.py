@@ -195,10 +195,10 @@ def load_private_key(ref: str | Path, *, setting: str, password: str | None = No
         secret = resolve(password, setting=f"{setting}_password", secret=True).get_secret_value().encode()
     pem = load_pem(ref, setting=setting)
     seen = (hashlib.sha256(pem).digest(), hashlib.sha256(secret).digest() if secret is not None else None)
-    key = _PARSED_KEYS.get(seen)
-    if key is not None:
+    kept = _PARSED_KEYS.get(seen)
+    if kept is not None:
         _PARSED_KEYS.move_to_end(seen)
-        return key
+        return kept
     try:
         key = serialization.load_pem_private_key(pem, password=secret)
     except (ValueError, TypeError):
