@@ -25,6 +25,7 @@ import io
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -60,10 +61,31 @@ def _types(table: str) -> dict[str, str]:
     return dict(col.strip().split(" ", 1) for col in spec.split(",") if col.strip())
 
 
+@dataclass(frozen=True)
+class FeedPlan:
+    """What the stage keeps of a feed (:func:`feed_plan`): its store table; ``sql``, SQL over the batch ``src``
+    giving the kept rows (with the ``token`` macro inline: self-contained); ``vault``, SQL for the vault's rows
+    or None; ``tokened``, the same as ``sql`` but reading each token from a column ``__token_<i>`` of ``src``, the
+    token of ``tokens[i]`` (an SQL expression over ``src``), which :func:`with_tokens` adds: a part's tokens
+    computed once per distinct value rather than once per row (a person's months in the ledger, an account)."""
+
+    table: str
+    sql: str
+    vault: str | None
+    tokens: tuple[str, ...]
+    tokened: str
+
+
 def feed_sql(feed: str) -> tuple[str, str, str | None]:
     """(store table, SQL over the batch ``src`` giving what the stage keeps, SQL for the vault or None)
-    from the ``matching:`` section of the feed's config. ConfigurationError naming the feed when a
-    table a rule reads would miss a column."""
+    from the ``matching:`` section of the feed's config (:func:`feed_plan`)."""
+    plan = feed_plan(feed)
+    return plan.table, plan.sql, plan.vault
+
+
+def feed_plan(feed: str) -> FeedPlan:
+    """What the stage keeps of ``feed`` (:class:`FeedPlan`), from the ``matching:`` section of the feed's config.
+    ConfigurationError naming the feed when a table a rule reads would miss a column."""
     from connectors import load_feed
     from connectors.config import AccountNumber, MonthNumber, NotNull, PersonToken, UsccArea
 
@@ -75,6 +97,12 @@ def feed_sql(feed: str) -> tuple[str, str, str | None]:
     types = _types(section.table)
     q = lambda name: '"' + name + '"'  # noqa: E731  (names are checked identifiers)
     select, made = [], set()
+    tokens: list[str] = []  # the expressions tokenised, in order: select holds "\0<i>\0" where the token goes
+
+    def token(expr: str) -> str:
+        tokens.append(expr)
+        return f"\0{len(tokens) - 1}\0"
+
     identity = name = None
     area = section.columns.get("area")
     for column, source in section.columns.items():
@@ -83,7 +111,7 @@ def feed_sql(feed: str) -> tuple[str, str, str | None]:
             where = f"substr({identity}, 1, 6)"
             if isinstance(area, str):  # the district the feed names, else the number's area
                 where = f"COALESCE(CAST({q(area)} AS VARCHAR), {where})"
-            select += [f"token({identity}) AS person", f"id_masked({identity}) AS id_masked", f"{where} AS area"]
+            select += [f"{token(identity)} AS person", f"id_masked({identity}) AS id_masked", f"{where} AS area"]
             made |= {"person", "id_masked", "area"}
             if "district_given" in types:  # whether that area is the district the feed named (matching.sql.routed)
                 given = f"({q(area)} IS NOT NULL)" if isinstance(area, str) else "FALSE"
@@ -95,7 +123,7 @@ def feed_sql(feed: str) -> tuple[str, str, str | None]:
         if column == "name":
             name = q(source)
             if "name_token" in types:  # names compared across sources without being kept: one form, tokenised
-                select.append(f"token(name_key({name})) AS name_token")
+                select.append(f"{token(f'name_key({name})')} AS name_token")
                 made.add("name_token")
             continue
         if isinstance(source, NotNull):
@@ -106,9 +134,9 @@ def feed_sql(feed: str) -> tuple[str, str, str | None]:
             account = f"CAST({q(source.account_number)} AS VARCHAR)"
             select.append(f"account_masked({account}) AS {q(column + '_masked')}")
             made.add(column + "_masked")
-            expr = f"token({account})"
+            expr = token(account)
         elif isinstance(source, PersonToken):  # another person's number (a spouse's): the token only
-            expr = f"token(NULLIF(trim(CAST({q(source.person_token)} AS VARCHAR)), ''))"
+            expr = token(f"NULLIF(trim(CAST({q(source.person_token)} AS VARCHAR)), '')")
         elif isinstance(source, MonthNumber):
             text = f"CAST({q(source.month)} AS VARCHAR)"
             expr = f"(TRY_CAST(substr({text}, 1, 4) AS INTEGER) * 12 + TRY_CAST(substr({text}, 6, 2) AS INTEGER) - 1)"
@@ -129,11 +157,42 @@ def feed_sql(feed: str) -> tuple[str, str, str | None]:
             f"matching.columns does not give", feed=feed,
             action=f"map them in the matching: section of connectors/feeds/{feed}.yaml")
     vault = None
-    if identity is not None:
+    if identity is not None:  # each (number, name) once, then its token
         # S608: identifiers from the feed's checked config, quoted; no values in the text
-        vault = (f"SELECT DISTINCT token({identity}) AS person, {identity} AS id_number, "  # noqa: S608
-                 f"{name or 'NULL::VARCHAR'} AS name FROM src WHERE {identity} IS NOT NULL")
-    return section.table, f"SELECT {', '.join(select)} FROM src", vault  # noqa: S608 - as above
+        vault = ("SELECT token(i) AS person, i AS id_number, n AS name FROM (SELECT DISTINCT "  # noqa: S608
+                 f"{identity} AS i, {name or 'NULL::VARCHAR'} AS n FROM src WHERE {identity} IS NOT NULL)")
+    listed = ", ".join(select)
+    inline = re.sub("\0(\\d+)\0", lambda m: f"token({tokens[int(m.group(1))]})", listed)
+    from_columns = re.sub("\0(\\d+)\0", lambda m: f'"{TOKEN_COLUMN}{m.group(1)}"', listed)
+    return FeedPlan(section.table, f"SELECT {inline} FROM src", vault, tuple(tokens),  # noqa: S608 - as above
+                    f"SELECT {from_columns} FROM src")  # noqa: S608 - as above
+
+
+#: the columns :func:`with_tokens` adds to a part: ``__token_<i>``, the token of FeedPlan.tokens[i]
+TOKEN_COLUMN = "__token_"  # noqa: S105 - a column name, not a secret
+
+
+def with_tokens(con: duckdb.DuckDBPyConnection, rows: pa.Table, plan: FeedPlan) -> pa.Table:
+    """``rows`` with a column ``__token_<i>`` for each of the plan's token expressions: the expression's values
+    dictionary-encoded and each distinct value tokenised once (the ``token`` macro of matching.pseudonym, on
+    ``con``), in the rows' order; NULL where the expression is."""
+    if not plan.tokens:
+        return rows
+    con.register("token_src", rows)
+    try:
+        values = con.sql("SELECT " + ", ".join(f"CAST({e} AS VARCHAR) AS e{i}"  # noqa: S608 - the plan's expressions
+                                               for i, e in enumerate(plan.tokens)) + " FROM token_src").to_arrow_table()
+    finally:
+        con.unregister("token_src")
+    for i in range(len(plan.tokens)):
+        encoded = values.column(i).combine_chunks().dictionary_encode()
+        con.register("token_in", pa.table({"v": encoded.dictionary.cast(pa.string())}))
+        try:
+            made = con.sql("SELECT token(v) AS t FROM token_in").to_arrow_table().column("t").combine_chunks()
+        finally:
+            con.unregister("token_in")
+        rows = rows.append_column(f"{TOKEN_COLUMN}{i}", made.take(encoded.indices))
+    return rows
 
 
 def stages() -> tuple[str, ...]:
@@ -394,7 +453,7 @@ def pseudonymise(con: duckdb.DuckDBPyConnection, stage: Stage, batch: str, keys:
     the manifest announces (nothing is committed to the store then)."""
     at = received_at(stage, batch)
     manifest: Manifest | None = None
-    table = sql = vault_sql = ""
+    table = vault_sql = ""
     kept: Kept | None = None
     vaults: list[pa.Table] = []
     rows_in = 0
@@ -403,8 +462,8 @@ def pseudonymise(con: duckdb.DuckDBPyConnection, stage: Stage, batch: str, keys:
         for m, rows in open_parts(stage, batch, keys):
             if manifest is None:
                 manifest = m
-                table, sql, found = feed_sql(m.feed)
-                vault_sql = found or ""
+                plan = feed_plan(m.feed)
+                table, vault_sql = plan.table, plan.vault or ""
                 kept = Kept(table, store.batch_writer(table, batch) if store is not None else None, m.rows)
                 if vault_sql:  # the vault rows given so far, a token and a hash of the rest each (DuckDB's memory):
                     # a row is given once, however many parts hold it
@@ -426,8 +485,9 @@ def pseudonymise(con: duckdb.DuckDBPyConnection, stage: Stage, batch: str, keys:
                 # S608: batch is a checked name (letters, digits, '.', '_', '-') its signed manifest confirms;
                 # received_at is the time in the stage's own receipt
                 assert kept is not None
+                con.register("src", with_tokens(con, rows, plan))  # each distinct value tokenised once
                 kept.add(con.sql(f"SELECT *, '{batch}' AS batch, TIMESTAMPTZ '{at}' AS received_at "  # noqa: S608
-                                 f"FROM ({sql})").to_arrow_table())
+                                 f"FROM ({plan.tokened})").to_arrow_table())
             finally:
                 con.unregister("src")
             del rows

@@ -63,7 +63,8 @@ def _load(monkeypatch, home: Path, parts: list[pa.Table], **given):
 def test_a_batch_is_loaded_one_part_at_a_time_with_the_rows_of_the_whole(home, monkeypatch) -> None:
     parts = [_rows(700, 0), _rows(500, 700), _rows(800, 1200)]
     spy, (manifest, table, kept, vault) = _load(monkeypatch, home, parts)
-    assert [n for name, n in spy.given if name == "src"] == [700, 500, 800]  # one part's plain rows at a time
+    # one part's plain rows at a time (each given twice: as it came, then with its tokens, load.with_tokens)
+    assert [n for name, n in spy.given if name == "src"] == [700, 700, 500, 500, 800, 800]
     _, (_, _, kept_whole, vault_whole) = _load(monkeypatch, home, [pa.concat_tables(parts)])
     assert (manifest.batch_id, table) == (BATCH, "deaths")
     assert kept.rows().equals(kept_whole.rows())  # the same rows, in the same order, as the batch loaded whole

@@ -634,3 +634,24 @@ def test_the_bill_rules_boundaries_on_a_handful_of_bills():
     hexed = lambda n: person(n).hex().upper()  # noqa: E731
     assert got == {("bill_after_death", hexed(2)): 7.5, ("bill_in_custody", hexed(4)): 8.0,
                    ("overlapping_stays", hexed(6)): 50.0, ("frequent_visits", hexed(8)): 150.0}
+
+
+def test_tokens_made_once_per_distinct_value_are_the_tokens_of_every_row_in_the_rows_order():
+    """load.with_tokens (each distinct value tokenised once) keeps what the inline token() gives, for every feed
+    of a city: the same rows in the same order, NULL where a value is (a spouse not given, a name missing)."""
+    city = generate_city(people=1_500, seed=5)
+    con = duckdb.connect()
+    pseudonym.install(con, KEY)
+    for feed, frame in {**city.feeds, **city.office}.items():
+        src = pa.Table.from_pandas(check(feed, frame).valid, preserve_index=False)
+        src = pa.concat_tables([src, src.slice(0, 7)])  # values repeated within the part
+        plan = load.feed_plan(feed)
+        con.register("src", src)
+        inline = con.sql(plan.sql).to_arrow_table()
+        con.register("src", load.with_tokens(con, src, plan))
+        assert con.sql(plan.tokened).to_arrow_table().equals(inline), feed
+        assert (len(plan.tokens) > 0) == ("token(" in plan.sql), feed
+        con.unregister("src")
+    empty = load.with_tokens(con, pa.table({"id_number": pa.array([], pa.string())}),
+                             load.FeedPlan("t", "", None, ('"id_number"',), ""))
+    assert empty.column_names == ["id_number", "__token_0"] and empty.num_rows == 0
