@@ -494,9 +494,15 @@ def pseudonymise(con: duckdb.DuckDBPyConnection, stage: Stage, batch: str, keys:
         assert manifest is not None and kept is not None
         if rows_in != manifest.rows:
             raise ManifestError(f"batch {batch}: the parts hold {rows_in} rows, the manifest announces {manifest.rows}")
-    except BaseException:
+    except BaseException as exc:
         if kept is not None and kept.writer is not None:
             kept.writer.abort()
+        if isinstance(exc, duckdb.OutOfMemoryException):  # nothing spills while identity numbers are in DuckDB
+            limit = con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
+            raise ConfigurationError(
+                f"batch {batch}: loading it needs more memory than DuckDB may hold (FUNDX_MATCHING_MEMORY: {limit})",
+                feed=manifest.feed if manifest is not None else None,
+                action="raise FUNDX_MATCHING_MEMORY (e.g. 1GB) and run the matching night again") from None
         raise
     finally:
         if vault_sql:

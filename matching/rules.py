@@ -12,6 +12,8 @@ each rule; the sandbox plants exactly the cases each must find.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -33,6 +35,8 @@ __all__ = ["COLUMNS", "EMPTY", "KEYS", "RULES", "Inputs", "Rule", "deaths", "mon
 #: the columns every rule returns, in order
 COLUMNS = ("rule", "subject", "persons", "id_masked", "area", "months", "amount_at_risk", "detail")
 
+
+log = logging.getLogger("fundx.matching")
 
 RULES: dict[str, Rule] = {r.name: r for family in (rules_deaths, rules_custody, rules_accounts, rules_medical,
                                                    rules_employer) for r in family.RULES}
@@ -236,7 +240,29 @@ def deaths(con: duckdb.DuckDBPyConnection) -> pa.Table:
 def run_rules(con: duckdb.DuckDBPyConnection, params: dict[str, dict[str, Any]], night: date,
               rules: list[str] | None = None) -> pa.Table:
     """Every rule's suspects, one table with :data:`COLUMNS` (after :func:`prepare`), each routed to the office
-    that pays (matching.sql.routed: the roll's district for a person, the hospital's, the employer's)."""
-    selects = [f"SELECT {', '.join(COLUMNS)} FROM ({routed(RULES[r], RULES[r].sql(params[r], night))})"
-               for r in (rules or list(RULES))]
-    return con.sql(" UNION ALL ".join(selects) + " ORDER BY rule, area, subject").to_arrow_table()
+    that pays (matching.sql.routed: the roll's district for a person, the hospital's, the employer's).
+
+    One query per rule, so that DuckDB holds one rule's joins and aggregates at a time within its memory limit
+    (the sixteen as one query's branches held all of theirs at once: out of memory at 256MB and 200,000 people,
+    where each alone runs); the suspects, few, are put together and ordered after. A rule that needs more than
+    the limit stops the night with a ConfigurationError naming the rule and FUNDX_MATCHING_MEMORY."""
+    found: list[str] = []
+    try:
+        for i, name in enumerate(rules or list(RULES)):
+            began = time.perf_counter()
+            sql = f"SELECT {', '.join(COLUMNS)} FROM ({routed(RULES[name], RULES[name].sql(params[name], night))})"
+            try:
+                suspects = con.sql(sql).to_arrow_table()
+            except duckdb.OutOfMemoryException:
+                limit = con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
+                raise ConfigurationError(
+                    f"matching rule {name} needs more memory than DuckDB may hold (FUNDX_MATCHING_MEMORY: {limit})",
+                    action="raise FUNDX_MATCHING_MEMORY (e.g. 1GB) and run the matching night again") from None
+            con.register(f"rule_found_{i}", suspects)
+            found.append(f"rule_found_{i}")
+            log.info("matching rule %s: %d suspects in %.1f s", name, suspects.num_rows, time.perf_counter() - began)
+        return con.sql(" UNION ALL ".join(f"SELECT * FROM {f}" for f in found)
+                       + " ORDER BY rule, area, subject").to_arrow_table()
+    finally:
+        for f in found:
+            con.unregister(f)

@@ -275,3 +275,18 @@ def test_a_store_of_one_file_per_batch_reads_as_before_beside_batches_of_several
     assert store.read("deaths").num_rows == 92 and store.compact("deaths").rows_after == 92
     assert store.names("deaths")[0].startswith("compacted-") and not (store.dir / "deaths" / BATCH).exists()
     assert store.has("deaths", BATCH) and store.has("deaths", "old")
+
+
+def test_a_load_past_the_matching_memory_stops_naming_the_batch_and_the_setting(home, monkeypatch) -> None:
+    store = Store("death_matching", home=home, keys=KeyStore(home=home))
+    parts = [_rows(60_000, 60_000 * i) for i in range(2)]
+    monkeypatch.setattr(load, "open_parts", lambda stage, batch, keys: (
+        (_manifest(i, len(parts), 120_000), p) for i, p in enumerate(parts, start=1)))
+    monkeypatch.setattr(load, "received_at", lambda stage, batch: "2026-01-02T01:00:00+00:00")
+    con = load.connect(KeyStore(home=home))
+    con.execute("SET memory_limit = '1MB'")
+    with pytest.raises(ConfigurationError, match=rf"^{FEED}: batch {BATCH}: loading it needs more memory .*"
+                                                 r"FUNDX_MATCHING_MEMORY: ") as caught:
+        load.pseudonymise(con, SimpleNamespace(name="death_matching"), BATCH, KeyStore(home=home), store=store)
+    assert "1101051949" not in str(caught.value)  # no identity number in the message
+    assert not store.has("deaths", BATCH) and not (store.dir / "deaths" / ".staging" / BATCH).exists()

@@ -655,3 +655,25 @@ def test_tokens_made_once_per_distinct_value_are_the_tokens_of_every_row_in_the_
     empty = load.with_tokens(con, pa.table({"id_number": pa.array([], pa.string())}),
                              load.FeedPlan("t", "", None, ('"id_number"',), ""))
     assert empty.column_names == ["id_number", "__token_0"] and empty.num_rows == 0
+
+
+def test_the_rules_run_one_at_a_time_in_order_and_one_past_the_memory_limit_is_named():
+    """run_rules: one query per rule (so DuckDB holds one rule's joins at a time), ordered as one query's union
+    was; a rule that needs more than FUNDX_MATCHING_MEMORY stops with a ConfigurationError naming it."""
+    from fundx.core.errors import ConfigurationError
+
+    city = generate_city(3_000, seed=7)
+    con = duckdb.connect()
+    params = rules.parse_params(None)
+    rules.prepare(con, _inputs(city), params)
+    found = rules.run_rules(con, params, date(2026, 11, 23))
+    keys = list(zip(*(found.column(c).to_pylist() for c in ("rule", "area", "subject"))))
+    assert keys == sorted(keys) and set(found.column("rule").to_pylist()) == set(rules.RULES)
+    some = ["paid_after_death", "bill_over_mean"]
+    alone = rules.run_rules(con, params, date(2026, 11, 23), some)
+    same = [c for c in rules.COLUMNS if c != "detail"]  # detail: a list aggregated without an order may vary
+    assert alone.select(same).equals(found.filter(pa.compute.is_in(found.column("rule"), pa.array(some))).select(same))
+    con.execute("SET memory_limit = '1MB'")
+    with pytest.raises(ConfigurationError, match=r"matching rule \w+ needs more memory .*FUNDX_MATCHING_MEMORY") as caught:
+        rules.run_rules(con, params, date(2026, 11, 23))
+    assert "\n" not in str(caught.value).split("action")[0]
