@@ -128,7 +128,7 @@ def _duplicate_in_ledger(p: dict[str, Any]) -> str:
     SELECT 'duplicate_receipt' AS rule, hex(person) AS subject, [person] AS persons,
            any_value(id_masked) AS id_masked, any_value(area) AS area, count(DISTINCT month)::INTEGER AS months,
            round(sum(amount), 2) AS amount_at_risk,
-           json_object('schemes', list(DISTINCT [first, second]),
+           json_object('schemes', list(DISTINCT [first, second] ORDER BY [first, second]),
                        'months', list(DISTINCT {sql_month_text('month')} ORDER BY {sql_month_text('month')}),
                        'entries', list_sort(list_distinct(flatten(list(entries)))),
                        'accounts', list_sort(list_distinct(flatten(list(accounts)))))::VARCHAR AS detail
@@ -193,7 +193,8 @@ def _duplicate_in_roll(p: dict[str, Any]) -> str:
     SELECT 'duplicate_receipt' AS rule, hex(a.person) AS subject, [a.person] AS persons,
            any_value(a.id_masked) AS id_masked, any_value(a.area) AS area, max({overlap})::INTEGER AS months,
            round(sum({overlap} * least(a.monthly_amount, b.monthly_amount)), 2) AS amount_at_risk,
-           json_object('schemes', list([a.benefit_type, b.benefit_type]), 'from', 'roll')::VARCHAR AS detail
+           json_object('schemes', list([a.benefit_type, b.benefit_type] ORDER BY a.benefit_type, b.benefit_type),
+                       'from', 'roll')::VARCHAR AS detail
     FROM r a JOIN r b ON a.person = b.person AND a.benefit_type < b.benefit_type
     WHERE (a.benefit_type, b.benefit_type) IN ({pairs}) AND {overlap} > 0 AND {_NO_LEDGER}
     GROUP BY a.person"""

@@ -46,7 +46,8 @@ def _paid_after_death(p: dict[str, Any], night: date) -> str:
                                                              WHERE person IN (SELECT person FROM s))
         {latest("deaths")}),
     ev AS (
-        SELECT e.person, map_from_entries(list((e.feed, {{'key': e.record_key, 'death_date': e.death_date::VARCHAR}})))
+        SELECT e.person, map_from_entries(list((e.feed, {{'key': e.record_key, 'death_date': e.death_date::VARCHAR}})
+                                    ORDER BY e.feed, e.record_key))
                    AS evidence, count(DISTINCT e.name_token) AS names
         FROM mine e SEMI JOIN s ON e.person = s.person GROUP BY e.person)
     SELECT 'paid_after_death' AS rule, hex(s.person) AS subject, [s.person] AS persons, s.id_masked, s.area,

@@ -33,7 +33,8 @@ def _deregistered_subsidised(p: dict[str, Any], night: date) -> str:
            any_value(e.area) AS area, e.uscc, count(DISTINCT s.month)::INTEGER AS months,
            round(sum(s.amount), 2) AS amount_at_risk,
            json_object('status', any_value(e.status), 'end_date', any_value(e.end_date)::VARCHAR,
-                       'months', list(DISTINCT {sql_month_text('s.month')}))::VARCHAR AS detail
+                       'months', list(DISTINCT {sql_month_text('s.month')} ORDER BY {sql_month_text('s.month')}))::VARCHAR
+                       AS detail
     FROM e JOIN subsidies s ON s.uscc = e.uscc
     WHERE e.end_date IS NOT NULL AND s.month > {sql_month('e.end_date')}
     GROUP BY e.uscc"""

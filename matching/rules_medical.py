@@ -109,7 +109,8 @@ def _bill_after_death(p: dict[str, Any], night: date) -> str:
         FROM bills b JOIN death_view d ON b.person = d.person
         WHERE b.admitted_on > d.death_date + {int(p["after_days"])}),
     ev AS (
-        SELECT person, map_from_entries(list((feed, {{'key': record_key, 'death_date': death_date::VARCHAR}})))
+        SELECT person, map_from_entries(list((feed, {{'key': record_key, 'death_date': death_date::VARCHAR}})
+                                    ORDER BY feed, record_key))
                    AS sources
         FROM deaths WHERE person IN (SELECT person FROM a) GROUP BY person)
     SELECT 'bill_after_death' AS rule, hex(b.person) AS subject, [b.person] AS persons,
