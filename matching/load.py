@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import re
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -426,15 +427,20 @@ class Kept:
         return _unique(pa.concat_tables(suspects, promote_options="default"))
 
 
+_HASHING = threading.local()  # one DuckDB connection per thread for the key hashes: connecting costs ~10 ms
+
+
 def _key_hashes(table: str, rows: pa.Table) -> np.ndarray:
     """A 64-bit hash of each row's key (matching.sql.KEYS; DuckDB's hash), in the rows' order."""
-    con = duckdb.connect()
+    con = getattr(_HASHING, "con", None)
+    if con is None:
+        con = _HASHING.con = duckdb.connect()
+    con.register("keyed", rows.select(list(KEYS[table])))
     try:
-        con.register("keyed", rows.select(list(KEYS[table])))
         cols = ", ".join(f'"{c}"' for c in KEYS[table])
         return con.sql(f"SELECT hash({cols}) AS h FROM keyed").fetchnumpy()["h"]  # noqa: S608 - known columns
     finally:
-        con.close()
+        con.unregister("keyed")
 
 
 def _unique(keys: pa.Table) -> bool:
