@@ -427,7 +427,7 @@ class Kept:
         return _unique(pa.concat_tables(suspects, promote_options="default"))
 
 
-_HASHING = threading.local()  # one DuckDB connection per thread for the key hashes: connecting costs ~10 ms
+_HASHING = threading.local()  # one DuckDB connection per thread for the key hashes: connecting costs ~19 ms
 
 
 def _key_hashes(table: str, rows: pa.Table) -> np.ndarray:

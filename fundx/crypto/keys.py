@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 _Pair = TypeVar("_Pair")
 _PAIR_TRIES = 5
 #: private keys parsed so far, by the SHA-256 of their PEM bytes and of their password: parsing an RSA key (with
-#: its consistency checks) takes tens of milliseconds, and a night reads its stages' keys for every part it opens
+#: its consistency checks) takes about 100 ms here, and a night reads its stages' keys for every part it opens
 #: and every store it reads. The file is still read each time (a rotated key is read as the new one); the same
 #: bytes give the same key.
 _PARSED_KEYS: OrderedDict[tuple[bytes, bytes | None], PrivateKey] = OrderedDict()
