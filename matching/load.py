@@ -47,7 +47,7 @@ from fundx.crypto.opening import open_sealed, recipients_among
 from fundx.crypto.seal import seal
 from fundx.stage import DONE, RECEIPT, Stage
 from matching import pseudonym
-from matching.sql import KEYS, one_per_key_in_batch
+from matching.sql import KEYS, one_per_key_in_batch, past_memory
 from matching.store import ROW_GROUP, BatchWriter, Store
 
 log = logging.getLogger("fundx.matching")
@@ -504,11 +504,8 @@ def pseudonymise(con: duckdb.DuckDBPyConnection, stage: Stage, batch: str, keys:
         if kept is not None and kept.writer is not None:
             kept.writer.abort()
         if isinstance(exc, duckdb.OutOfMemoryException):  # nothing spills while identity numbers are in DuckDB
-            limit = con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
-            raise ConfigurationError(
-                f"batch {batch}: loading it needs more memory than DuckDB may hold (FUNDX_MATCHING_MEMORY: {limit})",
-                feed=manifest.feed if manifest is not None else None,
-                action="raise FUNDX_MATCHING_MEMORY (e.g. 1GB) and run the matching night again") from None
+            raise past_memory(con, f"batch {batch}: loading it",
+                              feed=manifest.feed if manifest is not None else None) from None
         raise
     finally:
         if vault_sql:

@@ -27,7 +27,7 @@ from fundx.core import codes
 from fundx.core.errors import ConfigurationError
 from matching import rules_accounts, rules_custody, rules_deaths, rules_employer, rules_medical
 from matching.scan import Scan
-from matching.sql import KEYS, Rule, latest, month_no, paying_sql, routed
+from matching.sql import KEYS, Rule, latest, month_no, past_memory, paying_sql, routed
 
 __all__ = ["COLUMNS", "EMPTY", "KEYS", "RULES", "Inputs", "Rule", "deaths", "month_no", "parse_params", "prepare",
            "run_rules"]
@@ -254,10 +254,7 @@ def run_rules(con: duckdb.DuckDBPyConnection, params: dict[str, dict[str, Any]],
             try:
                 suspects = con.sql(sql).to_arrow_table()
             except duckdb.OutOfMemoryException:
-                limit = con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
-                raise ConfigurationError(
-                    f"matching rule {name} needs more memory than DuckDB may hold (FUNDX_MATCHING_MEMORY: {limit})",
-                    action="raise FUNDX_MATCHING_MEMORY (e.g. 1GB) and run the matching night again") from None
+                raise past_memory(con, f"matching rule {name}") from None
             con.register(f"rule_found_{i}", suspects)
             found.append(f"rule_found_{i}")
             log.info("matching rule %s: %d suspects in %.1f s", name, suspects.num_rows, time.perf_counter() - began)

@@ -16,6 +16,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute
 
+from fundx.core.errors import ConfigurationError
+
 
 def month_no(day: date) -> int:
     """Month number (year * 12 + month - 1), as the store keeps months."""
@@ -178,3 +180,11 @@ def one_per_key_in_batch(name: str, rows: pa.Table) -> tuple[pa.Table, int]:
     if len(last) == rows.num_rows:
         return rows, 0
     return rows.take(pa.compute.take(last, pa.compute.sort_indices(last))), rows.num_rows - len(last)
+
+
+def past_memory(con: duckdb.DuckDBPyConnection, what: str, *, feed: str | None = None) -> ConfigurationError:
+    """The error for ``what`` (a rule, a batch's load) having run out of DuckDB's memory: one line naming it and
+    FUNDX_MATCHING_MEMORY with the limit in force."""
+    limit = con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    return ConfigurationError(f"{what} needs more memory than DuckDB may hold (FUNDX_MATCHING_MEMORY: {limit})",
+                              feed=feed, action="raise FUNDX_MATCHING_MEMORY (e.g. 1GB) and run the matching night again")

@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from fundx.core.errors import ConfigurationError, TamperedError
-from fundx.core.files import fsync_dir, write_file_atomic
+from fundx.core.files import fsync_dir, private_folder, write_file_atomic
 from fundx.core.settings import get_settings
 from fundx.crypto.keys import KeyStore
 from fundx.wire.inbox import checked_name
@@ -120,7 +120,7 @@ class Store:
                "wrapped": [{"cert_sha256": _fingerprint(c),
                             "key": base64.b64encode(_rsa_public(c.public_key(), self.stage).encrypt(self._key, _OAEP)).decode()}
                            for c in certs]}
-        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_folder(self.dir)
         write_file_atomic(self.key_file, json.dumps(doc, indent=1).encode(), 0o600)
 
     def _rewrap_if_new_certificates(self, doc: dict) -> None:
@@ -134,15 +134,6 @@ class Store:
     def _path(self, table: str, name: str) -> Path:
         return self.dir / checked_name(table, "store table") / f"{checked_name(name, 'store file')}.enc"
 
-    def _folders(self, folder: Path) -> None:
-        """``folder`` under the store made with every folder from the store's down 0700, whatever the umask (a
-        ``parents=True`` mkdir makes the parents by the umask: the store's own folder 0755 under a shell's 022)."""
-        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        current = self.dir
-        for part in folder.relative_to(self.dir).parts:
-            current = current / part
-            current.mkdir(mode=0o700, exist_ok=True)
-
     def _aad(self, table: str, name: str) -> bytes:
         return f"{self.stage}/{table}/{name}".encode()
 
@@ -155,7 +146,7 @@ class Store:
     def write_plain(self, table: str, name: str, parquet: bytes) -> Path:
         """Write one file of a table from its Parquet bytes (atomically; replaces a file of the same name)."""
         path = self._path(table, name)
-        self._folders(path.parent)
+        private_folder(path.parent)  # 0700 from the store's own folder down, whatever the umask
         write_file_atomic(path, self._seal(parquet, self._aad(table, name)), 0o600)
         return path
 
@@ -285,11 +276,7 @@ class Store:
         read = {n: self.read_file(table, n) for n in names}
 
         def order(name: str) -> tuple[int, str]:
-            if name.startswith(COMPACTED):
-                return (0, "")
-            at = read[name].column("received_at") if "received_at" in read[name].column_names else None
-            first = pc.min(at).as_py() if at is not None and len(at) else None
-            return (1, first.isoformat() if first is not None else "")
+            return (0, "") if name.startswith(COMPACTED) else (1, _received(read[name]))
 
         ordered = sorted(names, key=order)
         parts = [read[n] for n in ordered]
@@ -348,14 +335,19 @@ class Compacted:
     rows_after: int
 
 
-def _first_received(parquet: bytes) -> str:
-    """When a file's rows were received (the earliest received_at, ISO), or "" for a file without them."""
-    f = pq.ParquetFile(io.BytesIO(parquet))
-    if "received_at" not in f.schema_arrow.names:
-        return ""
-    at = f.read(columns=["received_at"]).column("received_at")
-    first = pc.min(at).as_py() if len(at) else None
+def _received(rows: pa.Table) -> str:
+    """When rows were received (the earliest received_at, ISO), or "" for rows without them: the order of a
+    table's batches (Store.read_parts, Store.scan)."""
+    at = rows.column("received_at") if "received_at" in rows.column_names else None
+    first = pc.min(at).as_py() if at is not None and len(at) else None
     return first.isoformat() if first is not None else ""
+
+
+def _first_received(parquet: bytes) -> str:
+    """:func:`_received` of a file's Parquet, reading its received_at column only."""
+    f = pq.ParquetFile(io.BytesIO(parquet))
+    columns = ["received_at"] if "received_at" in f.schema_arrow.names else []
+    return _received(f.read(columns=columns))
 
 
 def _sweep(folder: Path, current: str, merged: set[str]) -> None:
@@ -393,7 +385,7 @@ class BatchWriter:
         self.staging = store.dir / table / STAGING / name
         if self.staging.exists():
             shutil.rmtree(self.staging)  # what a crash left of an earlier attempt
-        store._folders(self.staging)
+        private_folder(self.staging)
         self.files = 0
         self._held: bytes | None = None
 
