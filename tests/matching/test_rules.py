@@ -648,8 +648,12 @@ def test_tokens_made_once_per_distinct_value_are_the_tokens_of_every_row_in_the_
         plan = load.feed_plan(feed)
         con.register("src", src)
         inline = con.sql(plan.sql).to_arrow_table()
+        vault = con.sql(plan.vault).fetchall() if plan.vault else None
         con.register("src", load.with_tokens(con, src, plan))
         assert con.sql(plan.tokened).to_arrow_table().equals(inline), feed
+        # the vault's rows with the tokens with_tokens made: the same rows as computing them again
+        assert (sorted(con.sql(plan.vault_tokened).fetchall()) if plan.vault_tokened else None) == (
+            sorted(vault) if vault is not None else None), feed
         assert (len(plan.tokens) > 0) == ("token(" in plan.sql), feed
         con.unregister("src")
     empty = load.with_tokens(con, pa.table({"id_number": pa.array([], pa.string())}),
