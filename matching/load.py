@@ -236,6 +236,11 @@ def connect(keys: KeyStore) -> duckdb.DuckDBPyConnection:
     batches it loads hold plain identity numbers."""
     con = duckdb.connect(config={"memory_limit": get_settings().matching_memory})
     con.execute("SET temp_directory = ''")
+    # No automatic checkpoint: past 16 MiB of changes DuckDB checkpointed the temporary tables the rules read,
+    # compressing every column of them again (FSST, zstd) while the next table was copied in: 9 of the 17 s
+    # the copy took at a million people, and the rules ran no faster for it (docs/capacity.md). Past
+    # FUNDX_MATCHING_MEMORY the tables spill uncompressed, which takes more disk under FUNDX_HOME.
+    con.execute("SET checkpoint_threshold = '1TB'")
     pseudonym.install(con, keys.match_key())
     return con
 
