@@ -28,6 +28,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -365,6 +366,7 @@ class Kept:
         self._hashes = np.empty(rows if table in KEYS else 0, np.uint64)  # rows: the batch's announced count
         self._schema: pa.Schema | None = None
         self._pending: list[pa.Table] = []  # parts not written yet: less than FILE_ROWS rows
+        self._writing: Future[None] | None = None  # the file being written (_flush)
         self.num_rows = 0
         self.files = 0
 
@@ -384,20 +386,44 @@ class Kept:
             self._flush()
 
     def _flush(self) -> None:
+        """The pending parts made a file: encoded and given to the writer in a thread of its own while the caller
+        makes the next part (with a writer), after the file before it is written — so at most one file is being
+        written at a time, in order, and its error is raised by the next call that waits for it."""
         if not self._pending:
             return
-        buf = io.BytesIO()
-        pq.write_table(pa.concat_tables(self._pending), buf, compression="zstd", row_group_size=ROW_GROUP)
-        self._pending = []
+        parts, self._pending = self._pending, []
         self.files += 1
-        if self.writer is not None:
-            self.writer.add(buf.getvalue())
+        self.wait()
+        if self.writer is None:
+            self._write(parts)
         else:
-            self._files.append(buf.getvalue())
+            self._writing = _writer_thread().submit(self._write, parts)
+
+    def _write(self, parts: list[pa.Table]) -> None:
+        buf = io.BytesIO()
+        pq.write_table(pa.concat_tables(parts), buf, compression="zstd", row_group_size=ROW_GROUP)
+        (self.writer.add if self.writer is not None else self._files.append)(buf.getvalue())
+
+    def wait(self) -> None:
+        """Until the file being written is written; its error, if it failed."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()
+
+    def abort(self) -> None:
+        """Nothing of the batch stored: the file being written waited for (its error dropped), the writer's files
+        removed."""
+        try:
+            self.wait()
+        except Exception:  # noqa: BLE001,S110 - the batch is given up: the error that stopped it is the one raised
+            pass
+        if self.writer is not None:
+            self.writer.abort()
 
     def _written(self, columns: list[str] | None = None) -> Iterator[pa.Table]:
         """The files written so far, decoded one at a time."""
         self._flush()
+        self.wait()
         plains = self.writer.written() if self.writer is not None else iter(self._files)
         for plain in plains:
             yield pq.read_table(io.BytesIO(plain), columns=columns)
@@ -413,6 +439,7 @@ class Kept:
         rule: a contract's unique key quarantines repeats) the files written as they came are committed; with one,
         the batch is deduplicated whole and written as one file."""
         self._flush()
+        self.wait()
         if self.files == 0:  # a batch without rows: one file of its columns
             buf = io.BytesIO()
             pq.write_table(self._schema.empty_table() if self._schema is not None else pa.table({}), buf)
@@ -446,6 +473,19 @@ class Kept:
         cols = list(KEYS[self.table])
         suspects = [t.filter(pa.array(np.isin(_key_hashes(self.table, t), twice))) for t in self._written(cols)]
         return _unique(pa.concat_tables(suspects, promote_options="default"))
+
+
+_WRITER: list[ThreadPoolExecutor] = []
+_WRITER_MADE = threading.Lock()
+
+
+def _writer_thread() -> ThreadPoolExecutor:
+    """The one thread that encodes and writes the kept rows' files (Kept._flush): Parquet's encoding and the
+    store's sealing run there while DuckDB makes the next part's rows."""
+    with _WRITER_MADE:
+        if not _WRITER:
+            _WRITER.append(ThreadPoolExecutor(1, thread_name_prefix="fundx-kept"))
+        return _WRITER[0]
 
 
 _HASHING = threading.local()  # one DuckDB connection per thread for the key hashes: connecting costs ~19 ms
@@ -522,11 +562,12 @@ def pseudonymise(con: duckdb.DuckDBPyConnection, stage: Stage, batch: str, keys:
                 con.unregister("src")
             del rows
         assert manifest is not None and kept is not None
+        kept.wait()  # the last file written (or its error raised) before the batch is called loaded
         if rows_in != manifest.rows:
             raise ManifestError(f"batch {batch}: the parts hold {rows_in} rows, the manifest announces {manifest.rows}")
     except BaseException as exc:
-        if kept is not None and kept.writer is not None:
-            kept.writer.abort()
+        if kept is not None:
+            kept.abort()
         if isinstance(exc, duckdb.OutOfMemoryException):  # nothing spills while identity numbers are in DuckDB
             raise past_memory(con, f"batch {batch}: loading it",
                               feed=manifest.feed if manifest is not None else None) from None

@@ -18,7 +18,7 @@ from fundx.crypto.keys import KeyStore
 from fundx.crypto.manifest import Manifest
 from matching import load, rules
 from matching.sql import one_per_key, one_per_key_in_batch
-from matching.store import Store
+from matching.store import BatchWriter, Store
 
 FEED = "civil_affairs.deaths"
 BATCH = "civil_affairs.deaths-20260101T000000-20260102T000000-0123456789ab"
@@ -271,6 +271,33 @@ def test_a_batch_written_but_not_committed_is_not_in_the_store_and_loads_again(h
         load.pseudonymise(load.connect(KeyStore(home=home)), SimpleNamespace(name="death_matching"), "b2",
                           KeyStore(home=home), store=store)
     assert not (store.dir / "deaths" / ".staging" / "b2").exists() and not store.has("deaths", "b2")
+
+
+def test_a_file_that_fails_to_be_written_stops_the_load_with_its_error_and_nothing_is_stored(home, monkeypatch):
+    """The kept rows' files are encoded and sealed in a thread of their own (Kept._flush) while the next part is
+    made: a file that cannot be written stops the batch's load with that file's error, nothing staged or stored;
+    and the files that are written are the parts' rows in order."""
+    monkeypatch.setattr(load, "FILE_ROWS", 10)
+    store = Store("death_matching", home=home, keys=KeyStore(home=home))
+    real_add, added = BatchWriter.add, []
+
+    def add(self, plain: bytes) -> None:
+        if len(added) == 1:
+            raise OSError("No space left on device")
+        added.append(pq.read_table(io.BytesIO(plain)).num_rows)
+        real_add(self, plain)
+
+    monkeypatch.setattr(BatchWriter, "add", add)
+    with pytest.raises(OSError, match="No space left"):
+        _load(monkeypatch, home, [_rows(30, 30 * i) for i in range(4)], store=store)
+    assert added == [30] and not store.has("deaths", BATCH)
+    assert not (store.dir / "deaths" / ".staging" / BATCH).exists()
+    monkeypatch.setattr(BatchWriter, "add", real_add)
+    parts = [_rows(30, 30 * i) for i in range(4)]
+    _, (_, _, kept, _) = _load(monkeypatch, home, parts, store=store)
+    assert kept.store(store, BATCH) == (120, 0)
+    _, (_, _, whole, _) = _load(monkeypatch, home, [pa.concat_tables(parts)])
+    assert store.read_file("deaths", BATCH).equals(whole.rows())
 
 
 def test_a_batch_missing_a_file_or_with_files_swapped_does_not_open(home, monkeypatch) -> None:
