@@ -24,6 +24,7 @@ import io
 import json
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +83,7 @@ class Store:
         self.keys = keys or KeyStore(home=self.home)
         self.dir = self.home / "stages" / self.stage / "store"
         self._key: bytes | None = None
+        self._key_lock = threading.Lock()  # the key made or unwrapped once: the load seals in a thread of its own
 
     # -- the key -----------------------------------------------------------------------------------
 
@@ -92,6 +94,12 @@ class Store:
     def _store_key(self) -> bytes:
         if self._key is not None:
             return self._key
+        with self._key_lock:
+            if self._key is None:
+                self._key = self._unwrapped_or_new_key()
+            return self._key
+
+    def _unwrapped_or_new_key(self) -> bytes:
         pairs = self.keys.stage_keys(self.stage)
         if not pairs:
             raise ConfigurationError(f"stage {self.stage} has no private key, so its store cannot be opened",

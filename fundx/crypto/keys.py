@@ -31,6 +31,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -58,6 +59,7 @@ _PAIR_TRIES = 5
 #: bytes give the same key.
 _PARSED_KEYS: OrderedDict[tuple[bytes, bytes | None], PrivateKey] = OrderedDict()
 _PARSED_KEYS_KEPT = 64
+_PARSED_KEYS_LOCK = threading.Lock()  # the matching stage's load seals its store files in a thread of its own
 
 #: bytes of the office's HMAC match key: `fundx keys init` writes this many, a configured key has at least as many
 MATCH_KEY_BYTES = 32
@@ -195,10 +197,11 @@ def load_private_key(ref: str | Path, *, setting: str, password: str | None = No
         secret = resolve(password, setting=f"{setting}_password", secret=True).get_secret_value().encode()
     pem = load_pem(ref, setting=setting)
     seen = (hashlib.sha256(pem).digest(), hashlib.sha256(secret).digest() if secret is not None else None)
-    kept = _PARSED_KEYS.get(seen)
-    if kept is not None:
-        _PARSED_KEYS.move_to_end(seen)
-        return kept
+    with _PARSED_KEYS_LOCK:
+        kept = _PARSED_KEYS.get(seen)
+        if kept is not None:
+            _PARSED_KEYS.move_to_end(seen)
+            return kept
     try:
         key = serialization.load_pem_private_key(pem, password=secret)
     except (ValueError, TypeError):
@@ -207,9 +210,10 @@ def load_private_key(ref: str | Path, *, setting: str, password: str | None = No
         ) from None
     if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
         raise ConfigurationError(f"setting {setting}: the private key is neither RSA nor ECDSA")
-    _PARSED_KEYS[seen] = key
-    if len(_PARSED_KEYS) > _PARSED_KEYS_KEPT:
-        _PARSED_KEYS.popitem(last=False)
+    with _PARSED_KEYS_LOCK:
+        _PARSED_KEYS[seen] = key
+        if len(_PARSED_KEYS) > _PARSED_KEYS_KEPT:
+            _PARSED_KEYS.popitem(last=False)
     return key
 
 

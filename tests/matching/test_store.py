@@ -135,3 +135,37 @@ def test_a_batch_is_stored_one_row_per_key() -> None:
     assert dropped == 1 and sorted(zip(kept["feed"].to_pylist(), kept["record_key"].to_pylist(),
                                        kept["v"].to_pylist())) == [("a", "1", 4), ("a", "2", 2), ("b", "1", 3)]
     assert one_per_key_in_batch("deaths", rows.slice(0, 3)) == (rows.slice(0, 3), 0)
+
+
+def test_a_new_stores_key_is_made_once_whichever_thread_seals_first(store, monkeypatch) -> None:
+    """The load seals its store files in a thread of its own (matching.load.Kept): a store with no key yet, sealed
+    from several threads at once, makes one key, and its files open with the key its key file unwraps to."""
+    import threading
+
+    from matching import store as store_module
+
+    made = []
+    real = store_module.os.urandom
+
+    def urandom(n: int) -> bytes:
+        if n == 32:  # a store key: slow, so that the threads overlap
+            made.append(n)
+            threading.Event().wait(0.05)
+        return real(n)
+
+    monkeypatch.setattr(store_module.os, "urandom", urandom)
+    barrier = threading.Barrier(4)
+    sealed: list[bytes] = []
+
+    def seal() -> None:
+        barrier.wait()
+        sealed.append(store._seal(b"rows", b"aad"))
+
+    threads = [threading.Thread(target=seal) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(made) == 1 and len(sealed) == 4
+    again = Store(store.stage, home=store.home, keys=store.keys)  # the key as its key file gives it
+    assert all(again._open(data, b"aad", "file") == b"rows" for data in sealed)
